@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+#include "json.h"
+
+#include <math.h>
+#include <stdio.h>
+
+#include "utf8.h"
+
+JsonScanResult json_prescan(const char *str, size_t n, unsigned max_depth)
+{
+        const uint8_t *s = (const uint8_t *)str;
+        unsigned depth = 0;
+        bool in_string = false;
+
+        for (size_t i = 0; i < n; i++) {
+                uint8_t c = s[i];
+
+                if (c >= 0x80) {
+                        int l = utf8_sequence(s + i, n - i);
+                        if (l <= 0)
+                                return JSON_SCAN_BAD_UTF8;
+                        i += (size_t)l - 1;
+                        continue;
+                }
+                if (c == 0)
+                        return in_string ? JSON_SCAN_NUL : JSON_SCAN_CONTROL;
+                if (in_string) {
+                        if (c == '"')
+                                in_string = false;
+                        else if (c < 0x20)
+                                return JSON_SCAN_CONTROL;
+                        else if (c == '\\') {
+                                if (i + 1 >= n)
+                                        return JSON_SCAN_OK; /* cJSON reports the syntax error */
+                                if (s[i + 1] == 'u' && i + 5 < n && memcmp(s + i + 2, "0000", 4) == 0)
+                                        return JSON_SCAN_NUL;
+                                i++; /* skip the escaped character, so \\ and \" are not seen again */
+                        }
+                        continue;
+                }
+                switch (c) {
+                case '"':
+                        in_string = true;
+                        break;
+                case '[':
+                case '{':
+                        if (++depth > max_depth)
+                                return JSON_SCAN_TOO_DEEP;
+                        break;
+                case ']':
+                case '}':
+                        if (depth > 0)
+                                depth--;
+                        break;
+                }
+        }
+        return JSON_SCAN_OK;
+}
+
+const char *json_scan_result_to_string(JsonScanResult r)
+{
+        switch (r) {
+        case JSON_SCAN_OK:
+                return "ok";
+        case JSON_SCAN_BAD_UTF8:
+                return "message is not valid UTF-8";
+        case JSON_SCAN_CONTROL:
+                return "raw control character in message";
+        case JSON_SCAN_NUL:
+                return "strings may not contain NUL (\\u0000); send binary data with \"encoding\": \"base64\"";
+        case JSON_SCAN_TOO_DEEP:
+                return "message nested too deeply";
+        default:
+                return "invalid";
+        }
+}
+
+cJSON *json_parse(const char *s, size_t n)
+{
+        /* cJSON checks for trailing garbage by looking for the terminating NUL inside the given
+         * length, so hand it n + 1 bytes. */
+        if (s[n] != '\0')
+                return NULL;
+        return cJSON_ParseWithLengthOpts(s, n + 1, NULL, true);
+}
+
+char *json_print(const cJSON *item, size_t *ret_len)
+{
+        char *p = cJSON_PrintUnformatted(item);
+        if (p && ret_len)
+                *ret_len = strlen(p);
+        return p;
+}
+
+bool json_get_uint(const cJSON *item, uint64_t max, uint64_t *ret)
+{
+        double d;
+
+        if (!cJSON_IsNumber(item))
+                return false;
+        d = item->valuedouble;
+        if (!isfinite(d) || d < 0 || d != floor(d) || d > 9007199254740992.0 || d > (double)max)
+                return false;
+        *ret = (uint64_t)d;
+        return true;
+}
+
+int json_dispatch(const cJSON *obj, const JsonField *fields, size_t n_fields, const char **ret_reason)
+{
+        static char reason[160];
+
+        if (!cJSON_IsObject(obj)) {
+                *ret_reason = "params must be an object";
+                return -EINVAL;
+        }
+
+        for (size_t i = 0; i < n_fields; i++) {
+                const JsonField *f = &fields[i];
+                const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, f->name);
+                const char *want = NULL;
+
+                if (!v || cJSON_IsNull(v)) {
+                        if (!f->required)
+                                continue;
+                        (void)snprintf(reason, sizeof(reason), "missing parameter '%s'", f->name);
+                        *ret_reason = reason;
+                        return -EINVAL;
+                }
+
+                switch (f->type) {
+                case JSON_FIELD_STRING:
+                        if (cJSON_IsString(v))
+                                *(const char **)f->ret = v->valuestring;
+                        else
+                                want = "a string";
+                        break;
+                case JSON_FIELD_UINT: {
+                        uint64_t max = f->max ? f->max : UINT64_MAX;
+                        if (!json_get_uint(v, max, (uint64_t *)f->ret)) {
+                                (void)snprintf(reason, sizeof(reason),
+                                               "parameter '%s' must be an integer from 0 to %llu", f->name,
+                                               (unsigned long long)MIN(max, (uint64_t)9007199254740992ULL));
+                                *ret_reason = reason;
+                                return -EINVAL;
+                        }
+                        break;
+                }
+                case JSON_FIELD_BOOL:
+                        if (cJSON_IsBool(v))
+                                *(bool *)f->ret = cJSON_IsTrue(v);
+                        else
+                                want = "a boolean";
+                        break;
+                case JSON_FIELD_OBJECT:
+                        if (cJSON_IsObject(v))
+                                *(const cJSON **)f->ret = v;
+                        else
+                                want = "an object";
+                        break;
+                case JSON_FIELD_ARRAY:
+                        if (cJSON_IsArray(v))
+                                *(const cJSON **)f->ret = v;
+                        else
+                                want = "an array";
+                        break;
+                case JSON_FIELD_ANY:
+                        *(const cJSON **)f->ret = v;
+                        break;
+                default:
+                        want = "valid";
+                }
+                if (want) {
+                        (void)snprintf(reason, sizeof(reason), "parameter '%s' must be %s", f->name, want);
+                        *ret_reason = reason;
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "macro.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(cJSON *, cJSON_Delete);
+#define _cleanup_json_ _cleanup_(cJSON_Deletep)
+
+typedef enum JsonScanResult {
+        JSON_SCAN_OK,
+        JSON_SCAN_BAD_UTF8,      /* not UTF-8: not JSON (RFC 8259 §8.1) */
+        JSON_SCAN_CONTROL,       /* raw control character inside a string: not JSON */
+        JSON_SCAN_NUL,           /* a \u0000 escape: cJSON would silently cut the string there */
+        JSON_SCAN_TOO_DEEP,      /* nesting beyond the limit */
+        _JSON_SCAN_RESULT_MAX,
+} JsonScanResult;
+
+/* One linear pass over raw JSON text that refuses what cJSON would accept wrongly or handle badly:
+ * invalid UTF-8, raw control characters and NUL escapes in strings, and nesting deeper than
+ * max_depth (checked before cJSON recurses). It does not check the grammar; cJSON does that. */
+JsonScanResult json_prescan(const char *s, size_t n, unsigned max_depth);
+const char *json_scan_result_to_string(JsonScanResult r);
+
+/* Parse exactly s[0..n) (s[n] must be NUL), refusing trailing garbage. NULL on a syntax error. */
+cJSON *json_parse(const char *s, size_t n);
+
+/* Compact JSON text (no raw newlines), or NULL on allocation failure. */
+char *json_print(const cJSON *item, size_t *ret_len);
+
+typedef enum JsonFieldType {
+        JSON_FIELD_STRING,    /* const char ** */
+        JSON_FIELD_UINT,      /* uint64_t *, an integral number in 0..max (max 0 means 2^53) */
+        JSON_FIELD_BOOL,      /* bool * */
+        JSON_FIELD_OBJECT,    /* const cJSON ** */
+        JSON_FIELD_ARRAY,     /* const cJSON ** */
+        JSON_FIELD_ANY,       /* const cJSON ** */
+        _JSON_FIELD_TYPE_MAX,
+} JsonFieldType;
+
+typedef struct JsonField {
+        const char *name;
+        JsonFieldType type;
+        bool required;
+        void *ret;
+        uint64_t max;
+} JsonField;
+
+/* Read named members of an object into typed outputs. A member that is absent or null leaves its
+ * output untouched (so callers set defaults first) unless it is required. Unknown members are
+ * ignored. On failure returns -EINVAL and a human-readable reason in *ret_reason (static storage,
+ * valid until the next call). */
+int json_dispatch(const cJSON *obj, const JsonField *fields, size_t n_fields, const char **ret_reason);
+
+/* True if the item is a number with an exact integer value in 0..max. */
+bool json_get_uint(const cJSON *item, uint64_t max, uint64_t *ret);

@@ -1,0 +1,203 @@
+"""JSON-RPC 2.0 and framing as a client sees them on the worker's socket."""
+
+import json
+import os
+import socket
+import time
+
+import pytest
+
+from helios import Client, RpcError
+
+
+def test_worker_info(client, worker):
+    info = client.call("worker:info")
+    assert info["name"] == "helios-worker"
+    assert info["uid"] == os.getuid()
+    assert info["roots"] == [os.path.realpath(worker.home)]
+    assert info["limits"]["maxMessageSize"] == 16 * 1024 * 1024
+
+
+def test_parse_error_keeps_connection(client):
+    client.send_raw(b'{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]\n')
+    resp = client.recv()
+    assert resp == {"jsonrpc": "2.0", "id": None,
+                    "error": {"code": -32700, "message": resp["error"]["message"]}}
+    assert client.call("worker:info")["name"] == "helios-worker"
+
+
+@pytest.mark.parametrize("raw, code", [
+    (b'{"jsonrpc":"2.0","method":1,"params":"bar"}', -32600),
+    (b'{"jsonrpc":"1.0","method":"worker:info","id":1}', -32600),
+    (b'{"method":"worker:info","id":1}', -32600),
+    (b'{"jsonrpc":"2.0","method":"worker:info","id":{}}', -32600),
+    (b'{"jsonrpc":"2.0","method":"worker:info","params":7,"id":1}', -32600),
+    (b'1', -32600),
+    (b'"text"', -32600),
+    (b'[]', -32600),
+])
+def test_invalid_requests(client, raw, code):
+    client.send_raw(raw + b"\n")
+    resp = client.recv()
+    assert resp["error"]["code"] == code
+    assert "id" in resp
+
+
+def test_unknown_method_answers_with_id(client):
+    resp = client.request("no:such_method", {})
+    assert resp["id"] == 1
+    assert resp["error"]["code"] == -32601
+
+
+def test_string_and_null_ids_are_echoed(client):
+    client.send_raw(b'{"jsonrpc":"2.0","id":"abc","method":"worker:info"}\n')
+    assert client.recv()["id"] == "abc"
+    client.send_raw(b'{"jsonrpc":"2.0","id":null,"method":"worker:info"}\n')
+    resp = client.recv()
+    assert resp["id"] is None and "result" in resp
+
+
+def test_notifications_are_never_answered(client):
+    client.send_raw(b'{"jsonrpc":"2.0","method":"worker:info"}\n')
+    client.send_raw(b'{"jsonrpc":"2.0","method":"no:such_method"}\n')
+    client.send_raw(b'[{"jsonrpc":"2.0","method":"worker:info"},{"jsonrpc":"2.0","method":"x:y"}]\n')
+    client.send_raw(b'{"jsonrpc":"2.0","id":99,"method":"worker:info"}\n')
+    assert client.recv()["id"] == 99
+
+
+def test_batch(client):
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "worker:info"},
+        {"jsonrpc": "2.0", "method": "worker:info"},
+        {"jsonrpc": "2.0", "id": 2, "method": "nope"},
+        {"foo": "boo"},
+        1,
+    ]
+    client.send(batch)
+    resp = client.recv()
+    assert isinstance(resp, list) and len(resp) == 4
+    by_id = {r["id"]: r for r in resp if r["id"] is not None}
+    assert "result" in by_id[1]
+    assert by_id[2]["error"]["code"] == -32601
+    assert sorted(r["error"]["code"] for r in resp if r["id"] is None) == [-32600, -32600]
+
+
+def test_positional_params_are_invalid_params(client):
+    client.send_raw(b'{"jsonrpc":"2.0","id":5,"method":"worker:info","params":[1,2]}\n')
+    # worker:info takes no params, so positional ones are ignored like any unused member;
+    # an unknown method still says so first.
+    resp = client.recv()
+    assert resp["id"] == 5
+
+
+def test_nul_in_string_is_refused_not_truncated(client):
+    client.send_raw(b'{"jsonrpc":"2.0","id":7,"method":"worker:info","params":{"x":"a\\u0000b"}}\n')
+    resp = client.recv()
+    assert resp["id"] == 7
+    assert resp["error"]["code"] == -32600
+    assert "NUL" in resp["error"]["message"]
+    # An escaped backslash followed by u0000 is not a NUL.
+    client.send_raw(b'{"jsonrpc":"2.0","id":8,"method":"worker:info","params":{"x":"a\\\\u0000b"}}\n')
+    assert "result" in client.recv()
+
+
+def test_invalid_utf8_is_a_parse_error(client):
+    client.send_raw(b'{"jsonrpc":"2.0","id":1,"method":"worker:info","params":{"x":"\xff\xfe"}}\n')
+    assert client.recv()["error"]["code"] == -32700
+    client.send_raw(b'{"jsonrpc":"2.0","id":2,"method":"worker:info","params":{"x":"\xed\xa0\x80"}}\n')
+    assert client.recv()["error"]["code"] == -32700
+    assert client.call("worker:info")
+
+
+def test_deep_nesting_is_refused(client):
+    client.send_raw(b"[" * 100000 + b"]" * 100000 + b"\n")
+    resp = client.recv()
+    assert resp["error"]["code"] in (-32600, -32700)
+    assert client.call("worker:info")
+
+
+def test_oversized_message_is_refused_and_connection_survives(make_worker):
+    w = make_worker("--max-message-size", "65536")
+    with w.connect() as c:
+        big = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "worker:info",
+                          "params": {"pad": "x" * 200000}}).encode()
+        c.send_raw(big + b"\n")
+        resp = c.recv()
+        assert resp["error"]["code"] == -32004
+        assert resp["error"]["data"]["limit"] == 65536
+        assert c.call("worker:info")["limits"]["maxMessageSize"] == 65536
+
+
+def test_messages_split_across_writes_and_pipelined(client):
+    msgs = b"".join(
+        json.dumps({"jsonrpc": "2.0", "id": i, "method": "worker:info"}).encode() + b"\n"
+        for i in range(200))
+    for i in range(0, len(msgs), 7):
+        client.send_raw(msgs[i:i + 7])
+    ids = [client.recv()["id"] for _ in range(200)]
+    assert ids == list(range(200))
+
+
+def test_crlf_and_blank_lines(client):
+    client.send_raw(b'\n\r\n  \n{"jsonrpc":"2.0","id":3,"method":"worker:info"}\r\n')
+    assert client.recv()["id"] == 3
+
+
+def test_many_clients_and_abrupt_disconnects(worker):
+    clients = [worker.connect() for _ in range(20)]
+    for i, c in enumerate(clients):
+        c.send_raw(b'{"jsonrpc":"2.0","id":1,"method":"worker:info"}')  # no LF: mid-message
+        if i % 2:
+            c.close()
+    with worker.connect() as c:
+        assert c.call("worker:info")
+    for c in clients:
+        c.close()
+
+
+def test_connection_limit(make_worker):
+    w = make_worker("--max-connections", "2")
+    a, b = w.connect(), w.connect()
+    assert a.call("worker:info") and b.call("worker:info")
+    c = w.connect()
+    with pytest.raises((EOFError, ConnectionResetError, BrokenPipeError)):
+        c.call("worker:info", timeout=5)
+    c.close()
+    b.close()
+    time.sleep(0.1)
+    with w.connect() as d:
+        assert d.call("worker:info")
+    a.close()
+
+
+def test_half_closed_client_still_gets_its_answers(worker):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(worker.sock)
+    s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"worker:info"}\n')
+    s.shutdown(socket.SHUT_WR)
+    s.settimeout(5)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    assert json.loads(data)["id"] == 1
+    s.close()
+
+
+def test_idle_exit(make_worker):
+    w = make_worker("--idle-timeout", "1")
+    with w.connect() as c:
+        assert c.call("worker:info")
+    w.proc.wait(timeout=10)
+    assert w.proc.returncode == 0
+
+
+def test_clean_exit_on_sigterm(worker):
+    with worker.connect() as c:
+        assert c.call("worker:info")
+        worker.proc.terminate()
+        worker.proc.wait(timeout=10)
+    assert worker.proc.returncode == 0
+    assert "still open at exit" not in worker.read_log()

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "json.h"
+#include "jsonrpc.h"
+
+/* The worker's in-process event bus. Topics are method names ("fs:read_file").
+ *
+ * Requests: exactly one service serves a topic. A request comes from a client connection or from
+ * another service (bus_call); the server answers it exactly once with bus_call_reply() or
+ * bus_call_error(), now or later. The answer goes back to whoever asked.
+ *
+ * Events: any number of subscribers per topic, in-process; a published event may also be sent to
+ * client connections as a JSON-RPC notification (the audience decides which).
+ *
+ * Clients: each client connection is registered with the bus and known by a ClientId, so services
+ * never hold pointers into the connection layer. */
+
+typedef struct Bus Bus;
+typedef struct BusCall BusCall;
+typedef uint64_t ClientId; /* 0: no client (the request came from inside the worker) */
+
+typedef void (*BusMethodFn)(BusCall *call, const cJSON *params, void *userdata);
+typedef void (*BusEventFn)(const char *topic, const cJSON *params, ClientId origin, void *userdata);
+/* Completion of a bus_call(): exactly one of result and error is non-NULL. Both are borrowed. */
+typedef void (*BusReplyFn)(const cJSON *result, const cJSON *error, void *userdata);
+
+typedef enum BusAudience {
+        BUS_INTERNAL,      /* in-process subscribers only */
+        BUS_ALL_CLIENTS,   /* ... and every client connection */
+        BUS_OTHER_CLIENTS, /* ... and every client connection but the given one */
+        BUS_ONE_CLIENT,    /* ... and only the given client connection */
+        _BUS_AUDIENCE_MAX,
+} BusAudience;
+
+/* What the connection layer provides for each client. */
+typedef struct BusClientOps {
+        /* Queue one complete message (no LF; the connection frames it). */
+        int (*send)(void *userdata, const char *msg, size_t len);
+        /* True while the client's outbound queue is above its high-water mark. */
+        bool (*congested)(void *userdata);
+} BusClientOps;
+
+/* Internal events the bus itself publishes (BUS_INTERNAL), params {"clientId": N}. */
+#define BUS_EVENT_CLIENT_CONNECTED "client:connected"
+#define BUS_EVENT_CLIENT_DISCONNECTED "client:disconnected"
+#define BUS_EVENT_CLIENT_DRAINED "client:drained"
+
+int bus_new(Bus **ret);
+Bus *bus_free(Bus *b);
+
+/* Serve a topic. -EEXIST if another service serves it already. */
+int bus_serve(Bus *b, const char *topic, BusMethodFn fn, void *userdata);
+int bus_subscribe(Bus *b, const char *topic, BusEventFn fn, void *userdata);
+void bus_unsubscribe(Bus *b, const char *topic, BusEventFn fn, void *userdata);
+bool bus_has_server(Bus *b, const char *topic);
+
+/* Request from inside the worker. params is borrowed. reply may run before this returns. Returns
+ * -ENOENT (and does not call reply) if nobody serves the topic. */
+int bus_call(Bus *b, const char *topic, const cJSON *params, BusReplyFn reply, void *userdata);
+
+/* Request from a client connection; used by the RPC layer. done(call result) is called exactly once
+ * with the response object to send (NULL for a notification), then the call is freed. */
+typedef void (*BusDoneFn)(cJSON *response, void *userdata);
+void bus_dispatch(Bus *b, ClientId origin, const char *method, const cJSON *params, const cJSON *id,
+                  BusDoneFn done, void *userdata);
+
+/* The client a call came from (0 if internal). */
+ClientId bus_call_origin(const BusCall *call);
+Bus *bus_call_bus(const BusCall *call);
+
+/* Answer a call; takes ownership of result and data, and frees the call. */
+void bus_call_reply(BusCall *call, cJSON *result);
+void bus_call_error(BusCall *call, int code, const char *message, cJSON *data);
+/* Answer with the application error for -errno r, data {"errno": "ENOENT", "path": path?}. */
+void bus_call_error_errno(BusCall *call, int r, const char *path);
+/* Parse params with json_dispatch(); on failure answer -32602 naming the problem, and return
+ * -EINVAL (the call is then consumed). */
+int bus_call_params(BusCall *call, const cJSON *params, const JsonField *fields, size_t n_fields);
+
+/* Publish an event; takes ownership of params. client matters for BUS_OTHER_CLIENTS/BUS_ONE_CLIENT. */
+void bus_publish(Bus *b, const char *topic, cJSON *params, BusAudience audience, ClientId client);
+
+/* Send an already-serialized message (no LF) to one client: for hot paths such as terminal output.
+ * -ENOENT if the client is gone. */
+int bus_send_raw(Bus *b, ClientId client, const char *msg, size_t len);
+
+int bus_client_add(Bus *b, const BusClientOps *ops, void *userdata, ClientId *ret);
+void bus_client_remove(Bus *b, ClientId id);
+bool bus_client_exists(Bus *b, ClientId id);
+bool bus_client_congested(Bus *b, ClientId id);
+/* The connection layer reports that a congested client drained; the bus publishes client:drained. */
+void bus_client_drained(Bus *b, ClientId id);
+unsigned bus_n_clients(Bus *b);

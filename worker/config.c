@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "macro.h"
+
+static int strv_push(char ***v, size_t *n, const char *s)
+{
+        char *d = strdup(s);
+        char **p = realloc(*v, (*n + 1) * sizeof(char *));
+
+        if (!d || !p) {
+                free(d);
+                if (p)
+                        *v = p;
+                return -ENOMEM;
+        }
+        p[(*n)++] = d;
+        *v = p;
+        return 0;
+}
+
+static void strv_free(char **v, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
+WorkerConfig *worker_config_free(WorkerConfig *c)
+{
+        if (!c)
+                return NULL;
+        free(c->listen_path);
+        strv_free(c->roots, c->n_roots);
+        strv_free(c->watch_exclude, c->n_watch_exclude);
+        free(c->state_dir);
+        free(c->home);
+        free(c->allowed_uids);
+        free(c);
+        return NULL;
+}
+
+static int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
+{
+        char *end;
+        unsigned long long v;
+        uint64_t mult = 1;
+
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno != 0 || end == s || s[0] == '-')
+                return -EINVAL;
+        if (streq(end, "K") || streq(end, "KiB"))
+                mult = 1024;
+        else if (streq(end, "M") || streq(end, "MiB"))
+                mult = 1024 * 1024;
+        else if (streq(end, "G") || streq(end, "GiB"))
+                mult = 1024ULL * 1024 * 1024;
+        else if (*end != '\0')
+                return -EINVAL;
+        if (v > max / mult || v * mult < min || v * mult > max)
+                return -ERANGE;
+        *ret = v * mult;
+        return 0;
+}
+
+/* Make an absolute, canonical directory path: roots are compared by prefix, so they must be real. */
+static int canonical_dir(const char *p, char **ret)
+{
+        char *r = realpath(p, NULL);
+
+        if (!r)
+                return negative_errno();
+        *ret = r;
+        return 0;
+}
+
+static void help(void)
+{
+        printf("Usage: helios-worker [OPTIONS]\n\n"
+               "The per-user Helios worker: JSON-RPC 2.0 over newline-delimited JSON on a Unix socket.\n"
+               "Without --listen it expects its socket from systemd (LISTEN_FDS, fd 3).\n\n"
+               "  -h --help                  Show this help\n"
+               "     --version               Show the version\n"
+               "  -l --listen PATH           Listen on this Unix socket path (mode 0600)\n"
+               "  -r --root DIR              Workspace root (repeatable; default: $HOME)\n"
+               "     --state-dir DIR         State directory (default: $XDG_STATE_HOME/helios)\n"
+               "     --max-message-size N    Largest JSON-RPC message in bytes (default 16M)\n"
+               "     --idle-timeout SEC      Exit after SEC idle seconds, 0 = never (default 600)\n"
+               "     --max-connections N     Concurrent client connections (default 64)\n"
+               "     --max-terminals N       Live terminals (default 32)\n"
+               "     --scrollback N          Terminal scrollback bytes (default 1M)\n"
+               "     --watch-exclude NAME    Directory name not watched (repeatable;\n"
+               "                             default: .git node_modules; 'none' clears)\n"
+               "     --max-watches N         inotify watches (default 32768)\n"
+               "     --high-water N          Queued output bytes per connection before\n"
+               "                             its terminals pause (default 1M)\n"
+               "     --allow-uid UID         Also serve peers with this uid (repeatable)\n"
+               "     --log-level LEVEL       err, warning, notice, info, debug\n");
+}
+
+enum {
+        ARG_VERSION = 0x100,
+        ARG_STATE_DIR,
+        ARG_MAX_MESSAGE,
+        ARG_IDLE_TIMEOUT,
+        ARG_MAX_CONNECTIONS,
+        ARG_MAX_TERMINALS,
+        ARG_SCROLLBACK,
+        ARG_WATCH_EXCLUDE,
+        ARG_MAX_WATCHES,
+        ARG_HIGH_WATER,
+        ARG_ALLOW_UID,
+        ARG_LOG_LEVEL,
+};
+
+int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
+{
+        static const struct option options[] = {
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, ARG_VERSION},
+                {"listen", required_argument, NULL, 'l'},
+                {"root", required_argument, NULL, 'r'},
+                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
+                {"max-message-size", required_argument, NULL, ARG_MAX_MESSAGE},
+                {"idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT},
+                {"max-connections", required_argument, NULL, ARG_MAX_CONNECTIONS},
+                {"max-terminals", required_argument, NULL, ARG_MAX_TERMINALS},
+                {"scrollback", required_argument, NULL, ARG_SCROLLBACK},
+                {"watch-exclude", required_argument, NULL, ARG_WATCH_EXCLUDE},
+                {"max-watches", required_argument, NULL, ARG_MAX_WATCHES},
+                {"high-water", required_argument, NULL, ARG_HIGH_WATER},
+                {"allow-uid", required_argument, NULL, ARG_ALLOW_UID},
+                {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
+                {},
+        };
+        WorkerConfig *c = calloc(1, sizeof(WorkerConfig));
+        bool excludes_set = false;
+        uint64_t v;
+        int opt, r;
+
+        if (!c)
+                return log_oom();
+        *c = (WorkerConfig){
+                .max_message = DEFAULT_MAX_MESSAGE,
+                .idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS,
+                .max_connections = DEFAULT_MAX_CONNECTIONS,
+                .max_terminals = DEFAULT_MAX_TERMINALS,
+                .scrollback = DEFAULT_SCROLLBACK,
+                .max_watches = DEFAULT_MAX_WATCHES,
+                .high_water = DEFAULT_HIGH_WATER,
+        };
+
+#define SIZE_ARG(field, min, max, what)                                                                     \
+        do {                                                                                                \
+                r = parse_size(optarg, (min), (max), &v);                                                   \
+                if (r < 0) {                                                                                \
+                        log_error("Invalid %s '%s': expected %llu..%llu.", what, optarg,                    \
+                                  (unsigned long long)(min), (unsigned long long)(max));                    \
+                        goto fail;                                                                          \
+                }                                                                                           \
+                c->field = (typeof(c->field))v;                                                             \
+        } while (0)
+
+        optind = 0;
+        while ((opt = getopt_long(argc, argv, "hl:r:", options, NULL)) >= 0) {
+                switch (opt) {
+                case 'h':
+                        help();
+                        worker_config_free(c);
+                        return 1;
+                case ARG_VERSION:
+                        printf("helios-worker %s\n", HELIOS_VERSION);
+                        worker_config_free(c);
+                        return 1;
+                case 'l':
+                        free(c->listen_path);
+                        c->listen_path = strdup(optarg);
+                        if (!c->listen_path)
+                                goto oom;
+                        break;
+                case 'r': {
+                        _cleanup_free_ char *p = NULL;
+                        r = canonical_dir(optarg, &p);
+                        if (r < 0) {
+                                log_error_errno(r, "Invalid workspace root '%s': %m", optarg);
+                                goto fail;
+                        }
+                        if (strv_push(&c->roots, &c->n_roots, p) < 0)
+                                goto oom;
+                        break;
+                }
+                case ARG_STATE_DIR:
+                        free(c->state_dir);
+                        c->state_dir = strdup(optarg);
+                        if (!c->state_dir)
+                                goto oom;
+                        break;
+                case ARG_MAX_MESSAGE:
+                        SIZE_ARG(max_message, 4096, 1024ULL * 1024 * 1024, "message size");
+                        break;
+                case ARG_IDLE_TIMEOUT:
+                        SIZE_ARG(idle_timeout_ms, 0, 365ULL * 24 * 3600, "idle timeout");
+                        c->idle_timeout_ms *= 1000;
+                        break;
+                case ARG_MAX_CONNECTIONS:
+                        SIZE_ARG(max_connections, 1, 65536, "connection limit");
+                        break;
+                case ARG_MAX_TERMINALS:
+                        SIZE_ARG(max_terminals, 0, 4096, "terminal limit");
+                        break;
+                case ARG_SCROLLBACK:
+                        SIZE_ARG(scrollback, 4096, 256ULL * 1024 * 1024, "scrollback size");
+                        break;
+                case ARG_WATCH_EXCLUDE:
+                        if (!excludes_set) {
+                                excludes_set = true;
+                                strv_free(c->watch_exclude, c->n_watch_exclude);
+                                c->watch_exclude = NULL;
+                                c->n_watch_exclude = 0;
+                        }
+                        if (streq(optarg, "none"))
+                                break;
+                        if (strchr(optarg, '/') || streq(optarg, ".") || streq(optarg, "..") || !*optarg) {
+                                log_error("Invalid --watch-exclude '%s': expected a directory name.", optarg);
+                                r = -EINVAL;
+                                goto fail;
+                        }
+                        if (strv_push(&c->watch_exclude, &c->n_watch_exclude, optarg) < 0)
+                                goto oom;
+                        break;
+                case ARG_MAX_WATCHES:
+                        SIZE_ARG(max_watches, 1, 1u << 24, "watch limit");
+                        break;
+                case ARG_HIGH_WATER:
+                        SIZE_ARG(high_water, 4096, 1024ULL * 1024 * 1024, "high-water mark");
+                        break;
+                case ARG_ALLOW_UID: {
+                        uid_t *u;
+                        r = parse_size(optarg, 0, UINT32_MAX - 1, &v);
+                        if (r < 0 || strpbrk(optarg, "KMG")) {
+                                log_error("Invalid --allow-uid '%s': expected a numeric uid.", optarg);
+                                r = -EINVAL;
+                                goto fail;
+                        }
+                        u = realloc(c->allowed_uids, (c->n_allowed_uids + 1) * sizeof(uid_t));
+                        if (!u)
+                                goto oom;
+                        u[c->n_allowed_uids++] = (uid_t)v;
+                        c->allowed_uids = u;
+                        break;
+                }
+                case ARG_LOG_LEVEL:
+                        r = log_level_from_string(optarg);
+                        if (r < 0) {
+                                log_error("Invalid log level '%s'.", optarg);
+                                goto fail;
+                        }
+                        log_set_max_level(r);
+                        break;
+                default:
+                        r = -EINVAL;
+                        goto fail;
+                }
+        }
+        if (optind < argc) {
+                log_error("Unexpected argument '%s'. See --help.", argv[optind]);
+                r = -EINVAL;
+                goto fail;
+        }
+
+        if (!excludes_set &&
+            (strv_push(&c->watch_exclude, &c->n_watch_exclude, ".git") < 0 ||
+             strv_push(&c->watch_exclude, &c->n_watch_exclude, "node_modules") < 0))
+                goto oom;
+
+        /* The home directory: $HOME if set (tests and `systemd-run` set it), else the passwd entry. */
+        const char *home = getenv("HOME");
+        if (!home || home[0] != '/') {
+                struct passwd *pw = getpwuid(getuid());
+                home = pw ? pw->pw_dir : NULL;
+        }
+        if (!home) {
+                log_error("Cannot determine the home directory of uid %u.", (unsigned)getuid());
+                r = -ENOENT;
+                goto fail;
+        }
+        c->home = strdup(home);
+        if (!c->home)
+                goto oom;
+
+        if (c->n_roots == 0) {
+                _cleanup_free_ char *p = NULL;
+                r = canonical_dir(c->home, &p);
+                if (r < 0) {
+                        log_error_errno(r, "Home directory '%s' is not usable as a workspace root: %m", home);
+                        goto fail;
+                }
+                if (strv_push(&c->roots, &c->n_roots, p) < 0)
+                        goto oom;
+        }
+
+        if (!c->state_dir) {
+                const char *xdg = getenv("XDG_STATE_HOME");
+                if (xdg && xdg[0] == '/')
+                        r = asprintf(&c->state_dir, "%s/helios", xdg);
+                else
+                        r = asprintf(&c->state_dir, "%s/.local/state/helios", c->home);
+                if (r < 0) {
+                        c->state_dir = NULL;
+                        goto oom;
+                }
+        }
+
+        *ret = c;
+        return 0;
+
+oom:
+        r = log_oom();
+fail:
+        worker_config_free(c);
+        return r;
+#undef SIZE_ARG
+}

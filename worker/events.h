@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Internal events (published BUS_INTERNAL) by which services learn of each other's state without
+ * calling each other. Client-facing notifications are named in DESIGN.md. */
+
+/* workspace → fs (watch the project), terminal (default cwd). {root} */
+#define EVENT_PROJECT_LOADED "project:loaded"
+
+/* terminal → workspace (state:updated), server (idle exit, status). {terminals:[{terminalId, cols, rows,
+ * pid, alive, exitCode?, signal?}]} — the whole list, every time it changes. */
+#define EVENT_TERMINALS_CHANGED "terminal:changed"
+
+/* Client-facing events services also consume. */
+#define EVENT_STATE_UPDATED "state:updated"
+#define EVENT_FILE_CHANGED_ON_DISK "file:changed_on_disk"
+#define EVENT_FILE_EDITED "file:edited"

@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: MIT */
+#include "rpc.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "buf.h"
+#include "log.h"
+
+typedef struct Batch Batch;
+
+/* One dispatched request whose answer has not arrived yet. */
+typedef struct Pending {
+        RpcSession *session; /* NULL once the session is gone */
+        Batch *batch;        /* NULL for a single request */
+        struct Pending *prev, *next;
+} Pending;
+
+struct Batch {
+        RpcSession *session; /* NULL once the session is gone */
+        Buf text;            /* "[resp,resp,…" */
+        unsigned outstanding;
+        unsigned n_responses;
+        bool dispatching;
+};
+
+struct RpcSession {
+        Bus *bus;
+        ClientId client;
+        size_t max_message;
+        RpcSendFn send;
+        void *userdata;
+        Pending *pending;
+};
+
+int rpc_session_new(Bus *bus, ClientId client, size_t max_message, RpcSendFn send, void *userdata,
+                    RpcSession **ret)
+{
+        RpcSession *s = calloc(1, sizeof(RpcSession));
+
+        assert(bus && send && ret);
+        if (!s)
+                return -ENOMEM;
+        *s = (RpcSession){bus, client, max_message, send, userdata, NULL};
+        *ret = s;
+        return 0;
+}
+
+RpcSession *rpc_session_free(RpcSession *s)
+{
+        if (!s)
+                return NULL;
+        for (Pending *p = s->pending; p; p = p->next) {
+                p->session = NULL;
+                if (p->batch)
+                        p->batch->session = NULL;
+        }
+        free(s);
+        return NULL;
+}
+
+/* Serialize a response; one that would exceed the message limit becomes a -32004 error instead, so
+ * the client still learns what happened to its request. */
+static char *print_response(const RpcSession *s, const cJSON *response, size_t limit, size_t *ret_len)
+{
+        _cleanup_json_ cJSON *err = NULL;
+        char *text = json_print(response, ret_len);
+        char msg[128];
+
+        if (text && *ret_len <= limit)
+                return text;
+        if (text) {
+                free(text);
+                (void)snprintf(msg, sizeof(msg), "Response larger than the message size limit (%zu bytes)",
+                               s->max_message);
+                err = jsonrpc_error_new(cJSON_GetObjectItemCaseSensitive(response, "id"), RPC_TOO_LARGE, msg,
+                                        NULL);
+                text = err ? json_print(err, ret_len) : NULL;
+        }
+        if (!text)
+                log_oom();
+        return text;
+}
+
+static void send_response(RpcSession *s, const cJSON *response)
+{
+        size_t len;
+        _cleanup_free_ char *text = print_response(s, response, s->max_message, &len);
+
+        if (text)
+                (void)s->send(s->userdata, text, len);
+}
+
+static void send_error(RpcSession *s, const cJSON *id, int code, const char *message, cJSON *data)
+{
+        _cleanup_json_ cJSON *e = jsonrpc_error_new(id, code, message, data);
+
+        if (e)
+                send_response(s, e);
+        else
+                log_oom();
+}
+
+static void batch_maybe_finish(Batch *b)
+{
+        if (b->outstanding > 0 || b->dispatching)
+                return;
+        /* A batch of notifications only is answered with nothing at all. */
+        if (b->session && b->n_responses > 0 && buf_append(&b->text, "]", 1) >= 0)
+                (void)b->session->send(b->session->userdata, b->text.data, b->text.len);
+        buf_done(&b->text);
+        free(b);
+}
+
+static void batch_add(Batch *b, cJSON *response)
+{
+        size_t len, limit;
+        _cleanup_free_ char *text = NULL;
+
+        if (!b->session)
+                return;
+        /* The whole batch answer is one message: keep it under the limit, answering what no longer
+         * fits with a -32004 error for its id. */
+        limit = b->session->max_message > b->text.len + 2 ? b->session->max_message - b->text.len - 2 : 0;
+        text = print_response(b->session, response, MAX(limit, (size_t)256), &len);
+        if (!text)
+                return;
+        if (buf_append(&b->text, b->n_responses == 0 ? "[" : ",", 1) < 0 || buf_append(&b->text, text, len) < 0) {
+                log_oom();
+                return;
+        }
+        b->n_responses++;
+}
+
+static void on_done(cJSON *response, void *userdata)
+{
+        Pending *p = userdata;
+        RpcSession *s = p->session;
+
+        if (s) {
+                if (p->prev)
+                        p->prev->next = p->next;
+                else
+                        s->pending = p->next;
+                if (p->next)
+                        p->next->prev = p->prev;
+        }
+        if (p->batch) {
+                Batch *b = p->batch;
+                if (response)
+                        batch_add(b, response);
+                b->outstanding--;
+                batch_maybe_finish(b);
+        } else if (s && response)
+                send_response(s, response);
+        cJSON_Delete(response);
+        free(p);
+}
+
+static void handle_one(RpcSession *s, const cJSON *msg, Batch *batch)
+{
+        JsonRpcRequest req;
+        const char *reason;
+        Pending *p;
+
+        if (jsonrpc_parse_request(msg, &req, &reason) < 0) {
+                char text[160];
+                _cleanup_json_ cJSON *e = NULL;
+
+                (void)snprintf(text, sizeof(text), "Invalid Request: %s", reason);
+                e = jsonrpc_error_new(req.id, RPC_INVALID_REQUEST, text, NULL);
+                if (!e)
+                        log_oom();
+                else if (batch)
+                        batch_add(batch, e);
+                else
+                        send_response(s, e);
+                return;
+        }
+
+        p = calloc(1, sizeof(Pending));
+        if (!p) {
+                log_oom();
+                return;
+        }
+        p->session = s;
+        p->batch = batch;
+        p->next = s->pending;
+        if (s->pending)
+                s->pending->prev = p;
+        s->pending = p;
+        if (batch)
+                batch->outstanding++;
+
+        /* Params given by position are refused by each method's own check as "params must be an
+         * object", which is the -32602 the specification asks for. */
+        bus_dispatch(s->bus, s->client, req.method, req.params, req.id, on_done, p);
+}
+
+void rpc_session_handle(RpcSession *s, const char *line, size_t len)
+{
+        JsonScanResult scan;
+        _cleanup_json_ cJSON *msg = NULL;
+
+        /* Blank lines (keep-alives, a stray CRLF) are not messages. */
+        size_t i = 0;
+        while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
+                i++;
+        if (i == len)
+                return;
+
+        scan = json_prescan(line, len, RPC_MAX_DEPTH);
+        if (scan == JSON_SCAN_NUL || scan == JSON_SCAN_TOO_DEEP) {
+                /* Well-formed JSON we will not take: the request is refused, not misread. cJSON would
+                 * cut strings at the NUL, so nothing from the parse is used but a numeric id, which
+                 * lets the client match the refusal to its request. */
+                char text[160];
+                _cleanup_json_ cJSON *m = scan == JSON_SCAN_NUL ? json_parse(line, len) : NULL;
+                const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "id");
+
+                (void)snprintf(text, sizeof(text), "Invalid Request: %s", json_scan_result_to_string(scan));
+                send_error(s, cJSON_IsNumber(id) ? id : NULL, RPC_INVALID_REQUEST, text, NULL);
+                return;
+        }
+        if (scan != JSON_SCAN_OK) {
+                char text[160];
+                (void)snprintf(text, sizeof(text), "Parse error: %s", json_scan_result_to_string(scan));
+                send_error(s, NULL, RPC_PARSE_ERROR, text, NULL);
+                return;
+        }
+
+        msg = json_parse(line, len);
+        if (!msg) {
+                send_error(s, NULL, RPC_PARSE_ERROR, "Parse error: invalid JSON", NULL);
+                return;
+        }
+
+        if (!cJSON_IsArray(msg)) {
+                handle_one(s, msg, NULL);
+                return;
+        }
+
+        if (!msg->child) {
+                send_error(s, NULL, RPC_INVALID_REQUEST, "Invalid Request: empty batch", NULL);
+                return;
+        }
+
+        Batch *b = calloc(1, sizeof(Batch));
+        if (!b) {
+                log_oom();
+                return;
+        }
+        b->session = s;
+        b->dispatching = true;
+        for (const cJSON *m = msg->child; m; m = m->next) {
+                handle_one(s, m, b);
+                /* A handler may have closed the connection, and so freed the session. */
+                if (!b->session)
+                        break;
+        }
+        b->dispatching = false;
+        batch_maybe_finish(b);
+}
+
+void rpc_session_handle_oversize(RpcSession *s)
+{
+        char text[128];
+        cJSON *data = cJSON_CreateObject();
+
+        if (data)
+                (void)cJSON_AddNumberToObject(data, "limit", (double)s->max_message);
+        (void)snprintf(text, sizeof(text), "Message larger than the limit of %zu bytes", s->max_message);
+        send_error(s, NULL, RPC_TOO_LARGE, text, data);
+}

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stddef.h>
+
+#include "bus.h"
+
+/* One client's JSON-RPC 2.0 endpoint: turns incoming messages into bus requests and their answers
+ * into outgoing messages. It knows nothing of sockets; the connection layer feeds it lines. */
+typedef struct RpcSession RpcSession;
+
+/* Send one complete message (no LF). */
+typedef int (*RpcSendFn)(void *userdata, const char *msg, size_t len);
+
+int rpc_session_new(Bus *bus, ClientId client, size_t max_message, RpcSendFn send, void *userdata,
+                    RpcSession **ret);
+/* Answers still pending for this session are dropped when they arrive. */
+RpcSession *rpc_session_free(RpcSession *s);
+
+/* Handle one message (the text of one NDJSON line, NUL-terminated at line[len]). */
+void rpc_session_handle(RpcSession *s, const char *line, size_t len);
+/* A message longer than the limit was skipped: answer with an error. */
+void rpc_session_handle_oversize(RpcSession *s);
+
+/* The deepest nesting accepted in a message. */
+#define RPC_MAX_DEPTH 64

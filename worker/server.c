@@ -1,0 +1,657 @@
+/* SPDX-License-Identifier: MIT */
+#include "server.h"
+
+#include <assert.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+
+#include "bus.h"
+#include "events.h"
+#include "line-reader.h"
+#include "log.h"
+#include "rpc.h"
+#include "service.h"
+
+/* How much is read from a client at a time. */
+#define READ_CHUNK (64u * 1024u)
+
+static const ServiceType *const service_types[] = {
+        &fs_service_type,
+        &workspace_service_type,
+        &terminal_service_type,
+};
+
+typedef struct Conn Conn;
+
+struct Server {
+        uv_loop_t *loop;
+        const WorkerConfig *config;
+        Bus *bus;
+        void *services[ELEMENTSOF(service_types)];
+
+        uv_pipe_t listener;
+        bool has_listener;
+        bool accept_mode; /* systemd passed one connected socket (Accept=yes) instead of a listener */
+
+        Conn *conns;
+        unsigned n_conns;
+
+        uv_timer_t idle_timer;
+        uv_signal_t sig_term, sig_int;
+
+        unsigned live_terminals;
+        unsigned open_files;
+        char status[160];
+        bool stopping;
+};
+
+struct Conn {
+        uv_pipe_t pipe; /* first: the close callback gets the pipe and frees the Conn */
+        Server *server;
+        ClientId id;
+        RpcSession *rpc;
+        LineReader reader;
+        size_t queued;    /* bytes handed to uv_write() and not yet written */
+        bool congested;   /* queued went above the high-water mark and has not drained yet */
+        bool reading;
+        bool eof;         /* the client closed its side: flush what is queued, then close */
+        bool closing;
+        Conn *prev, *next;
+};
+
+typedef struct WriteReq {
+        uv_write_t req;
+        size_t len;
+        char data[];
+} WriteReq;
+
+static void server_update_status(Server *s);
+static void server_check_idle(Server *s);
+static void conn_close(Conn *c);
+static void conn_process(Conn *c);
+
+/* A connection whose client does not read at all is cut off here, whatever is queued for it. */
+static size_t conn_hard_limit(const Server *s)
+{
+        return MAX((size_t)64 * 1024 * 1024, 2 * s->config->max_message + s->config->high_water);
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+        Conn *c = container_of((uv_pipe_t *)h, Conn, pipe);
+        Server *s = c->server;
+
+        line_reader_done(&c->reader);
+        free(c);
+        server_check_idle(s);
+}
+
+static void conn_close(Conn *c)
+{
+        Server *s = c->server;
+
+        if (c->closing)
+                return;
+        c->closing = true;
+
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                s->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        s->n_conns--;
+
+        c->rpc = rpc_session_free(c->rpc);
+        if (c->id != 0)
+                bus_client_remove(s->bus, c->id);
+        uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
+        log_debug("Client %llu disconnected.", (unsigned long long)c->id);
+        server_update_status(s);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+        WriteReq *w = container_of(req, WriteReq, req);
+        Conn *c = req->handle->data;
+
+        c->queued -= w->len;
+        free(w);
+        if (c->closing)
+                return;
+        if (status < 0) {
+                log_debug("Write to client %llu failed: %s", (unsigned long long)c->id, uv_strerror(status));
+                conn_close(c);
+                return;
+        }
+        if (c->eof && c->queued == 0) {
+                conn_close(c);
+                return;
+        }
+        /* Hysteresis: resume only well below the mark, so a steady stream does not flap. */
+        if (c->congested && c->queued <= c->server->config->high_water / 2) {
+                c->congested = false;
+                bus_client_drained(c->server->bus, c->id);
+                conn_process(c);
+        }
+}
+
+static int conn_send(void *userdata, const char *msg, size_t len)
+{
+        Conn *c = userdata;
+        const Server *s = c->server;
+        size_t total = len + 1, written = 0;
+        WriteReq *w;
+        int r;
+
+        if (c->closing || c->eof)
+                return -EPIPE;
+
+        if (c->queued == 0) {
+                uv_buf_t bufs[2] = {uv_buf_init((char *)msg, (unsigned)len), uv_buf_init((char *)"\n", 1)};
+                r = uv_try_write((uv_stream_t *)&c->pipe, bufs, 2);
+                if (r >= 0 && (size_t)r == total)
+                        return 0;
+                if (r < 0 && r != UV_EAGAIN) {
+                        conn_close(c);
+                        return r;
+                }
+                written = r > 0 ? (size_t)r : 0;
+        }
+
+        if (c->queued + (total - written) > conn_hard_limit(s)) {
+                log_warning("Client %llu is not reading its messages (%zu bytes queued), disconnecting it.",
+                            (unsigned long long)c->id, c->queued);
+                conn_close(c);
+                return -ENOBUFS;
+        }
+
+        w = malloc(sizeof(WriteReq) + (total - written));
+        if (!w) {
+                conn_close(c);
+                return log_oom();
+        }
+        w->len = total - written;
+        if (written < len) {
+                memcpy(w->data, msg + written, len - written);
+                w->data[len - written] = '\n';
+        } else
+                w->data[0] = '\n';
+
+        uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
+        r = uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1, on_write);
+        if (r < 0) {
+                free(w);
+                conn_close(c);
+                return r;
+        }
+        c->queued += w->len;
+        if (!c->congested && c->queued > s->config->high_water)
+                c->congested = true;
+        return 0;
+}
+
+static bool conn_congested(void *userdata)
+{
+        const Conn *c = userdata;
+
+        return c->congested;
+}
+
+static const BusClientOps conn_ops = {
+        .send = conn_send,
+        .congested = conn_congested,
+};
+
+static int rpc_send(void *userdata, const char *msg, size_t len)
+{
+        return conn_send(userdata, msg, len);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+        Conn *c = container_of((uv_pipe_t *)h, Conn, pipe);
+        char *base;
+        size_t len;
+
+        if (line_reader_space(&c->reader, READ_CHUNK, &base, &len) < 0) {
+                *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS to on_read */
+                return;
+        }
+        *buf = uv_buf_init(base, (unsigned)MIN(len, (size_t)UINT32_MAX));
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+        Conn *c = container_of((uv_pipe_t *)stream, Conn, pipe);
+
+        if (nread == UV_EOF) {
+                /* The client will send nothing more but may still read: answer what it sent, then
+                 * close once the answers are out. */
+                uv_read_stop(stream);
+                c->reading = false;
+                c->eof = true;
+                if (c->queued == 0)
+                        conn_close(c);
+                return;
+        }
+        if (nread < 0) {
+                if (nread != UV_ECONNRESET)
+                        log_debug("Read from client %llu failed: %s", (unsigned long long)c->id,
+                                  uv_strerror((int)nread));
+                conn_close(c);
+                return;
+        }
+        line_reader_commit(&c->reader, (size_t)nread);
+        conn_process(c);
+}
+
+/* Handle buffered lines until none are left or the client stops reading its answers. Reading from a
+ * client pauses while it is congested: one that sends requests but never reads the answers cannot make
+ * the worker queue unbounded output. */
+static void conn_process(Conn *c)
+{
+        while (!c->closing && !c->congested) {
+                char *line;
+                size_t len;
+                LineReaderEvent ev = line_reader_next(&c->reader, &line, &len);
+
+                if (ev == LINE_READER_NONE)
+                        break;
+                if (ev == LINE_READER_OVERSIZE)
+                        rpc_session_handle_oversize(c->rpc);
+                else
+                        rpc_session_handle(c->rpc, line, len);
+        }
+        if (c->closing || c->eof)
+                return;
+        if (c->congested && c->reading) {
+                uv_read_stop((uv_stream_t *)&c->pipe);
+                c->reading = false;
+        } else if (!c->congested && !c->reading) {
+                if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0) {
+                        conn_close(c);
+                        return;
+                }
+                c->reading = true;
+        }
+}
+
+static bool peer_allowed(const Server *s, int fd)
+{
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                log_warning_errno(errno, "Failed to read peer credentials, refusing client: %m");
+                return false;
+        }
+        if (cred.uid == getuid() || cred.uid == 0)
+                return true;
+        for (size_t i = 0; i < s->config->n_allowed_uids; i++)
+                if (cred.uid == s->config->allowed_uids[i])
+                        return true;
+        log_notice("Refusing client with uid %u (pid %d): not this worker's user.", (unsigned)cred.uid,
+                   (int)cred.pid);
+        return false;
+}
+
+/* Adopt a connected pipe (already initialised in c->pipe). */
+static int conn_start(Server *s, Conn *c)
+{
+        int r;
+
+        c->server = s;
+        c->pipe.data = c;
+        line_reader_init(&c->reader, s->config->max_message);
+
+        c->next = s->conns;
+        if (s->conns)
+                s->conns->prev = c;
+        s->conns = c;
+        s->n_conns++;
+
+        r = bus_client_add(s->bus, &conn_ops, c, &c->id);
+        if (r >= 0)
+                r = rpc_session_new(s->bus, c->id, s->config->max_message, rpc_send, c, &c->rpc);
+        if (r < 0) {
+                conn_close(c);
+                return r;
+        }
+        log_debug("Client %llu connected.", (unsigned long long)c->id);
+        uv_timer_stop(&s->idle_timer);
+        server_update_status(s);
+        conn_process(c);
+        return 0;
+}
+
+static void on_rejected_closed(uv_handle_t *h)
+{
+        free(h);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+        Server *s = listener->data;
+        Conn *c;
+        uv_os_fd_t fd;
+        int r;
+
+        if (status < 0) {
+                log_warning("Accepting a connection failed: %s, ignoring.", uv_strerror(status));
+                return;
+        }
+        c = calloc(1, sizeof(Conn));
+        if (!c) {
+                log_oom();
+                return;
+        }
+        r = uv_pipe_init(s->loop, &c->pipe, false);
+        if (r < 0) {
+                free(c);
+                return;
+        }
+        r = uv_accept(listener, (uv_stream_t *)&c->pipe);
+        if (r < 0 || uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 || !peer_allowed(s, fd) ||
+            s->n_conns >= s->config->max_connections || s->stopping) {
+                if (r >= 0 && s->n_conns >= s->config->max_connections)
+                        log_warning("Connection limit (%u) reached, refusing a client.",
+                                    s->config->max_connections);
+                uv_close((uv_handle_t *)&c->pipe, on_rejected_closed);
+                return;
+        }
+        (void)conn_start(s, c);
+}
+
+static void server_update_status(Server *s)
+{
+        char status[sizeof(s->status)];
+
+        (void)snprintf(status, sizeof(status), "%u connection%s, %u terminal%s, %u open file%s", s->n_conns,
+                       s->n_conns == 1 ? "" : "s", s->live_terminals, s->live_terminals == 1 ? "" : "s",
+                       s->open_files, s->open_files == 1 ? "" : "s");
+        if (streq(status, s->status))
+                return;
+        memcpy(s->status, status, sizeof(status));
+        (void)sd_notifyf(false, "STATUS=%s", status);
+}
+
+static void on_idle_timeout(uv_timer_t *t)
+{
+        Server *s = t->data;
+
+        log_info("No connections and no terminals for %llu s, exiting.",
+                 (unsigned long long)(s->config->idle_timeout_ms / 1000));
+        server_stop(s);
+}
+
+static void server_check_idle(Server *s)
+{
+        if (s->stopping)
+                return;
+        if (s->accept_mode && s->n_conns == 0) {
+                /* With Accept=yes this process served exactly one connection and nobody can reach it
+                 * again: stay only for nothing. */
+                server_stop(s);
+                return;
+        }
+        if (s->n_conns > 0 || s->live_terminals > 0 || s->config->idle_timeout_ms == 0) {
+                uv_timer_stop(&s->idle_timer);
+                return;
+        }
+        if (!uv_is_active((uv_handle_t *)&s->idle_timer))
+                (void)uv_timer_start(&s->idle_timer, on_idle_timeout, s->config->idle_timeout_ms, 0);
+}
+
+static void on_terminals_changed(const char *topic, const cJSON *params, ClientId origin, void *userdata)
+{
+        Server *s = userdata;
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(params, "terminals"), *t;
+        unsigned n = 0;
+
+        cJSON_ArrayForEach(t, list) if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(t, "alive"))) n++;
+        s->live_terminals = n;
+        server_update_status(s);
+        server_check_idle(s);
+}
+
+static void on_state_updated(const char *topic, const cJSON *params, ClientId origin, void *userdata)
+{
+        Server *s = userdata;
+
+        s->open_files = (unsigned)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(params, "openFiles"));
+        server_update_status(s);
+}
+
+/* worker:info — who this worker is and the limits a client must respect. */
+static void on_worker_info(BusCall *call, const cJSON *params, void *userdata)
+{
+        Server *s = userdata;
+        const WorkerConfig *cfg = s->config;
+        cJSON *r = cJSON_CreateObject(), *limits, *roots;
+
+        if (!r || !cJSON_AddStringToObject(r, "name", "helios-worker") ||
+            !cJSON_AddStringToObject(r, "version", HELIOS_VERSION) ||
+            !cJSON_AddNumberToObject(r, "pid", getpid()) || !cJSON_AddNumberToObject(r, "uid", getuid()) ||
+            !cJSON_AddStringToObject(r, "home", cfg->home) ||
+            !cJSON_AddStringToObject(r, "stateDir", cfg->state_dir) ||
+            !(roots = cJSON_AddArrayToObject(r, "roots")) || !(limits = cJSON_AddObjectToObject(r, "limits")))
+                goto oom;
+        for (size_t i = 0; i < cfg->n_roots; i++) {
+                cJSON *str = cJSON_CreateString(cfg->roots[i]);
+                if (!str || !cJSON_AddItemToArray(roots, str)) {
+                        cJSON_Delete(str);
+                        goto oom;
+                }
+        }
+        if (!cJSON_AddNumberToObject(limits, "maxMessageSize", (double)cfg->max_message) ||
+            !cJSON_AddNumberToObject(limits, "maxConnections", cfg->max_connections) ||
+            !cJSON_AddNumberToObject(limits, "maxTerminals", cfg->max_terminals) ||
+            !cJSON_AddNumberToObject(limits, "scrollback", (double)cfg->scrollback) ||
+            !cJSON_AddNumberToObject(limits, "maxWatches", cfg->max_watches))
+                goto oom;
+        bus_call_reply(call, r);
+        return;
+oom:
+        cJSON_Delete(r);
+        bus_call_error(call, RPC_INTERNAL_ERROR, "Out of memory", NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+        Server *s = h->data;
+
+        log_info("Received %s, shutting down.", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        server_stop(s);
+}
+
+int server_new(uv_loop_t *loop, const WorkerConfig *config, Server **ret)
+{
+        Server *s = calloc(1, sizeof(Server));
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        s->loop = loop;
+        s->config = config;
+        r = bus_new(&s->bus);
+        if (r < 0) {
+                free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+/* Make a stale socket file from a dead worker go away; refuse to touch anything else. */
+static int remove_stale_socket(const char *path)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct stat st;
+        _cleanup_close_ int fd = -1;
+
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+        if (!S_ISSOCK(st.st_mode))
+                return -EEXIST;
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return negative_errno();
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+                return -EADDRINUSE;
+        if (errno != ECONNREFUSED)
+                return negative_errno();
+        if (unlink(path) < 0 && errno != ENOENT)
+                return negative_errno();
+        return 0;
+}
+
+static int server_listen(Server *s)
+{
+        const char *path = s->config->listen_path;
+        int n, r;
+
+        if (!path) {
+                n = sd_listen_fds(true);
+                if (n < 0)
+                        return log_error_errno(n, "Failed to read LISTEN_FDS: %m");
+                if (n != 1) {
+                        log_error("Expected exactly one socket from systemd (got %d); use --listen PATH to run "
+                                  "without socket activation.",
+                                  n);
+                        return -EINVAL;
+                }
+                int fd = SD_LISTEN_FDS_START;
+                /* systemd hands the fd over without close-on-exec; terminals must not inherit it. */
+                if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+                        return log_error_errno(errno, "Failed to set FD_CLOEXEC on fd 3: %m");
+                if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) > 0) {
+                        r = uv_pipe_init(s->loop, &s->listener, false);
+                        if (r >= 0)
+                                r = uv_pipe_open(&s->listener, fd);
+                        if (r < 0)
+                                return log_error_errno(r, "Failed to adopt the listening socket: %s",
+                                                       uv_strerror(r));
+                        s->has_listener = true;
+                } else if (sd_is_socket_unix(fd, SOCK_STREAM, 0, NULL, 0) > 0) {
+                        Conn *c = calloc(1, sizeof(Conn));
+                        if (!c)
+                                return log_oom();
+                        r = uv_pipe_init(s->loop, &c->pipe, false);
+                        if (r >= 0)
+                                r = uv_pipe_open(&c->pipe, fd);
+                        if (r < 0) {
+                                free(c);
+                                return log_error_errno(r, "Failed to adopt the connection: %s", uv_strerror(r));
+                        }
+                        s->accept_mode = true;
+                        if (!peer_allowed(s, fd)) {
+                                uv_close((uv_handle_t *)&c->pipe, on_rejected_closed);
+                                return -EPERM;
+                        }
+                        return conn_start(s, c);
+                } else {
+                        log_error("fd 3 is not a Unix stream socket.");
+                        return -ENOTSOCK;
+                }
+        } else {
+                r = remove_stale_socket(path);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot listen on %s: %m", path);
+                r = uv_pipe_init(s->loop, &s->listener, false);
+                if (r < 0)
+                        return r;
+                s->has_listener = true;
+                /* Only this user may connect: create the socket 0600 from the start, no chmod race. */
+                mode_t old = umask(0077);
+                r = uv_pipe_bind(&s->listener, path);
+                umask(old);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to bind %s: %s", path, uv_strerror(r));
+        }
+
+        s->listener.data = s;
+        r = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
+        if (r < 0)
+                return log_error_errno(r, "Failed to listen: %s", uv_strerror(r));
+        return 0;
+}
+
+int server_start(Server *s)
+{
+        ServiceContext ctx = {s->loop, s->bus, s->config};
+        int r;
+
+        (void)uv_timer_init(s->loop, &s->idle_timer);
+        s->idle_timer.data = s;
+        (void)uv_signal_init(s->loop, &s->sig_term);
+        (void)uv_signal_init(s->loop, &s->sig_int);
+        s->sig_term.data = s->sig_int.data = s;
+        r = uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+        if (r >= 0)
+                r = uv_signal_start(&s->sig_int, on_signal, SIGINT);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up signal handling: %s", uv_strerror(r));
+
+        if (bus_serve(s->bus, "worker:info", on_worker_info, s) < 0 ||
+            bus_subscribe(s->bus, EVENT_TERMINALS_CHANGED, on_terminals_changed, s) < 0 ||
+            bus_subscribe(s->bus, EVENT_STATE_UPDATED, on_state_updated, s) < 0)
+                return log_oom();
+
+        for (size_t i = 0; i < ELEMENTSOF(service_types); i++) {
+                r = service_types[i]->start(&ctx, &s->services[i]);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to start the %s service: %m", service_types[i]->name);
+        }
+
+        r = server_listen(s);
+        if (r < 0)
+                return r;
+
+        server_update_status(s);
+        server_check_idle(s);
+        (void)sd_notify(false, "READY=1");
+        log_info("Ready: %s, workspace %s%s.", s->config->listen_path ? s->config->listen_path : "socket from systemd",
+                 s->config->roots[0], s->config->n_roots > 1 ? " (and more)" : "");
+        return 0;
+}
+
+void server_stop(Server *s)
+{
+        if (s->stopping)
+                return;
+        s->stopping = true;
+        (void)sd_notify(false, "STOPPING=1");
+
+        if (s->has_listener)
+                uv_close((uv_handle_t *)&s->listener, NULL);
+        while (s->conns)
+                conn_close(s->conns);
+        for (size_t i = ELEMENTSOF(service_types); i-- > 0;)
+                if (s->services[i] && service_types[i]->stop) {
+                        service_types[i]->stop(s->services[i]);
+                        s->services[i] = NULL;
+                }
+        uv_close((uv_handle_t *)&s->idle_timer, NULL);
+        uv_close((uv_handle_t *)&s->sig_term, NULL);
+        uv_close((uv_handle_t *)&s->sig_int, NULL);
+}
+
+Server *server_free(Server *s)
+{
+        if (!s)
+                return NULL;
+        assert(!s->conns);
+        bus_free(s->bus);
+        free(s);
+        return NULL;
+}

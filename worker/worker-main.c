@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+#include <signal.h>
+#include <stdlib.h>
+#include <uv.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+static void log_open_handle(uv_handle_t *h, void *arg)
+{
+        log_error("Handle of type %s still open at exit.", uv_handle_type_name(uv_handle_get_type(h)));
+}
+
+static int run(int argc, char **argv)
+{
+        WorkerConfig *config = NULL;
+        Server *server = NULL;
+        uv_loop_t loop;
+        int r;
+
+        log_setup("helios-worker");
+        r = worker_config_parse(argc, argv, &config);
+        if (r != 0)
+                return r > 0 ? 0 : r;
+
+        /* A peer that goes away mid-write must be an error return, not a fatal signal. */
+        (void)signal(SIGPIPE, SIG_IGN);
+        /* Files and directories the worker creates are private unless a service says otherwise. */
+        (void)umask(0077);
+
+        r = uv_loop_init(&loop);
+        if (r < 0) {
+                worker_config_free(config);
+                return log_error_errno(r, "Failed to create the event loop: %s", uv_strerror(r));
+        }
+
+        r = server_new(&loop, config, &server);
+        if (r >= 0) {
+                r = server_start(server);
+                if (r < 0)
+                        server_stop(server);
+                (void)uv_run(&loop, UV_RUN_DEFAULT);
+        }
+
+        if (uv_loop_close(&loop) == UV_EBUSY) {
+                uv_walk(&loop, log_open_handle, NULL);
+                r = r < 0 ? r : -EBUSY;
+        }
+        server_free(server);
+        worker_config_free(config);
+        return r;
+}
+
+int main(int argc, char **argv)
+{
+        return run(argc, argv) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
