@@ -26,8 +26,9 @@ static int run(int argc, char **argv)
 
         /* A peer that goes away mid-write must be an error return, not a fatal signal. */
         (void)signal(SIGPIPE, SIG_IGN);
-        /* Files and directories the worker creates are private unless a service says otherwise. */
-        (void)umask(0077);
+        /* The umask is inherited on purpose (from systemd's UMask= or the launcher): files the user
+         * creates through Helios get the same modes as files made in their shell. Private state is
+         * created with explicit modes instead. */
 
         r = uv_loop_init(&loop);
         if (r < 0) {
