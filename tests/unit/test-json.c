@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "json.h"
+#include "jsonrpc.h"
+
+static cJSON *parse(const char *s)
+{
+        return json_parse(s, strlen(s));
+}
+
+static JsonScanResult scan(const char *s)
+{
+        return json_prescan(s, strlen(s), 8);
+}
+
+static void test_prescan(void **state)
+{
+        assert_int_equal(scan("{\"a\":[1,2,{\"b\":\"c\"}]}"), JSON_SCAN_OK);
+        assert_int_equal(scan("\"caf\xc3\xa9\""), JSON_SCAN_OK);
+        assert_int_equal(scan("\"\xff\""), JSON_SCAN_BAD_UTF8);
+        assert_int_equal(scan("\"a\\u0000b\""), JSON_SCAN_NUL);
+        assert_int_equal(scan("\"a\\\\u0000b\""), JSON_SCAN_OK); /* escaped backslash, then text */
+        assert_int_equal(scan("\"a\\\"\\u0000\""), JSON_SCAN_NUL);
+        assert_int_equal(scan("\"a\tb\""), JSON_SCAN_CONTROL);
+        assert_int_equal(scan("[[[[[[[[1]]]]]]]]"), JSON_SCAN_OK);
+        assert_int_equal(scan("[[[[[[[[[1]]]]]]]]]"), JSON_SCAN_TOO_DEEP);
+        assert_int_equal(scan("\"[[[[[[[[[[[[\""), JSON_SCAN_OK); /* brackets in strings do not nest */
+        assert_int_equal(json_prescan("\"a\0\"", 4, 8), JSON_SCAN_NUL);
+        assert_int_equal(json_prescan("1\0", 2, 8), JSON_SCAN_CONTROL);
+}
+
+static void test_parse_strict(void **state)
+{
+        _cleanup_json_ cJSON *ok = parse("{\"a\":1}  ");
+        _cleanup_json_ cJSON *trailing = parse("{\"a\":1} x");
+
+        assert_non_null(ok);
+        assert_null(trailing);
+}
+
+static void test_dispatch(void **state)
+{
+        _cleanup_json_ cJSON *o = parse("{\"s\":\"x\",\"n\":42,\"b\":true,\"neg\":-1,\"f\":1.5,\"nul\":null}");
+        const char *s = NULL, *reason;
+        uint64_t n = 0;
+        bool b = false;
+
+        assert_non_null(o);
+        JsonField ok[] = {
+                {"s", JSON_FIELD_STRING, true, &s},
+                {"n", JSON_FIELD_UINT, true, &n, 100},
+                {"b", JSON_FIELD_BOOL, false, &b},
+                {"nul", JSON_FIELD_STRING, false, &s},
+        };
+        assert_int_equal(json_dispatch(o, ok, 4, &reason), 0);
+        assert_string_equal(s, "x");
+        assert_int_equal(n, 42);
+        assert_true(b);
+
+        JsonField too_big[] = {{"n", JSON_FIELD_UINT, true, &n, 10}};
+        assert_int_equal(json_dispatch(o, too_big, 1, &reason), -EINVAL);
+        assert_non_null(strstr(reason, "'n'"));
+        JsonField negative[] = {{"neg", JSON_FIELD_UINT, true, &n}};
+        assert_int_equal(json_dispatch(o, negative, 1, &reason), -EINVAL);
+        JsonField fraction[] = {{"f", JSON_FIELD_UINT, true, &n}};
+        assert_int_equal(json_dispatch(o, fraction, 1, &reason), -EINVAL);
+        JsonField wrong_type[] = {{"n", JSON_FIELD_STRING, true, &s}};
+        assert_int_equal(json_dispatch(o, wrong_type, 1, &reason), -EINVAL);
+        assert_non_null(strstr(reason, "string"));
+        JsonField missing[] = {{"zz", JSON_FIELD_STRING, true, &s}};
+        assert_int_equal(json_dispatch(o, missing, 1, &reason), -EINVAL);
+        assert_non_null(strstr(reason, "missing"));
+        JsonField null_required[] = {{"nul", JSON_FIELD_STRING, true, &s}};
+        assert_int_equal(json_dispatch(o, null_required, 1, &reason), -EINVAL);
+}
+
+static void test_request(void **state)
+{
+        JsonRpcRequest req;
+        const char *reason;
+        _cleanup_json_ cJSON *good = parse("{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"m\",\"params\":{}}");
+        _cleanup_json_ cJSON *note = parse("{\"jsonrpc\":\"2.0\",\"method\":\"m\"}");
+        _cleanup_json_ cJSON *badver = parse("{\"jsonrpc\":2,\"id\":\"x\",\"method\":\"m\"}");
+
+        assert_int_equal(jsonrpc_parse_request(good, &req, &reason), 0);
+        assert_string_equal(req.method, "m");
+        assert_non_null(req.id);
+        assert_int_equal(jsonrpc_parse_request(note, &req, &reason), 0);
+        assert_null(req.id);
+        assert_int_equal(jsonrpc_parse_request(badver, &req, &reason), -EINVAL);
+        assert_string_equal(req.id->valuestring, "x"); /* kept so the error can carry it */
+}
+
+static void test_errno_mapping(void **state)
+{
+        assert_int_equal(rpc_error_from_errno(-ENOENT), RPC_NOT_FOUND);
+        assert_int_equal(rpc_error_from_errno(-EXDEV), RPC_PERMISSION_DENIED);
+        assert_int_equal(rpc_error_from_errno(-EEXIST), RPC_ALREADY_EXISTS);
+        assert_int_equal(rpc_error_from_errno(-EISDIR), RPC_WRONG_TYPE);
+        assert_int_equal(rpc_error_from_errno(-EFBIG), RPC_TOO_LARGE);
+        assert_int_equal(rpc_error_from_errno(-EIO), RPC_SERVER_ERROR);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_prescan),
+                cmocka_unit_test(test_parse_strict),
+                cmocka_unit_test(test_dispatch),
+                cmocka_unit_test(test_request),
+                cmocka_unit_test(test_errno_mapping),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

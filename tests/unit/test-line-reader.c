@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "line-reader.h"
+
+static void feed(LineReader *r, const char *data)
+{
+        size_t n = strlen(data);
+        char *buf;
+        size_t len;
+
+        assert_int_equal(line_reader_space(r, n, &buf, &len), 0);
+        assert_true(len >= n);
+        memcpy(buf, data, n);
+        line_reader_commit(r, n);
+}
+
+static void expect_line(LineReader *r, const char *want)
+{
+        char *line;
+        size_t len;
+
+        assert_int_equal(line_reader_next(r, &line, &len), LINE_READER_LINE);
+        assert_int_equal(len, strlen(want));
+        assert_string_equal(line, want);
+}
+
+static void test_lines(void **state)
+{
+        LineReader r;
+
+        line_reader_init(&r, 100);
+        feed(&r, "one\ntwo\nthr");
+        expect_line(&r, "one");
+        expect_line(&r, "two");
+        char *line;
+        size_t len;
+        assert_int_equal(line_reader_next(&r, &line, &len), LINE_READER_NONE);
+        feed(&r, "ee\n\n");
+        expect_line(&r, "three");
+        expect_line(&r, "");
+        assert_int_equal(line_reader_next(&r, &line, &len), LINE_READER_NONE);
+        assert_int_equal(line_reader_pending(&r), 0);
+        line_reader_done(&r);
+}
+
+static void test_oversize_is_skipped_once(void **state)
+{
+        LineReader r;
+        char big[64];
+        char *line;
+        size_t len;
+
+        line_reader_init(&r, 10);
+        memset(big, 'x', sizeof(big) - 1);
+        big[sizeof(big) - 1] = '\0';
+
+        /* The oversize line arrives in pieces with no LF yet: reported once, then dropped. */
+        feed(&r, big);
+        assert_int_equal(line_reader_next(&r, &line, &len), LINE_READER_OVERSIZE);
+        assert_int_equal(line_reader_next(&r, &line, &len), LINE_READER_NONE);
+        feed(&r, big);
+        assert_int_equal(line_reader_next(&r, &line, &len), LINE_READER_NONE);
+        feed(&r, "tail\nok\n");
+        expect_line(&r, "ok");
+        assert_int_equal(line_reader_next(&r, &line, &len), LINE_READER_NONE);
+
+        /* An oversize line that arrives whole with its LF is reported too. */
+        feed(&r, "0123456789ABCDEF\nfine\n");
+        assert_int_equal(line_reader_next(&r, &line, &len), LINE_READER_OVERSIZE);
+        expect_line(&r, "fine");
+
+        /* Exactly at the limit is fine. */
+        feed(&r, "0123456789\n");
+        expect_line(&r, "0123456789");
+        line_reader_done(&r);
+}
+
+static void test_memory_is_bounded(void **state)
+{
+        LineReader r;
+        char chunk[4096];
+
+        line_reader_init(&r, 8192);
+        memset(chunk, 'y', sizeof(chunk) - 1);
+        chunk[sizeof(chunk) - 1] = '\0';
+        for (int i = 0; i < 1000; i++) {
+                char *line;
+                size_t len;
+                feed(&r, chunk);
+                while (line_reader_next(&r, &line, &len) != LINE_READER_NONE)
+                        ;
+                assert_true(r.cap <= 4 * 8192 + 4 * sizeof(chunk));
+        }
+        line_reader_done(&r);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_lines),
+                cmocka_unit_test(test_oversize_is_skipped_once),
+                cmocka_unit_test(test_memory_is_bounded),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

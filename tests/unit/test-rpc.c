@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/* The RPC session and the bus together, without sockets: messages in, messages out. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "bus.h"
+#include "rpc.h"
+
+typedef struct Fixture {
+        Bus *bus;
+        RpcSession *rpc;
+        ClientId client;
+        char *out[64];
+        size_t n_out;
+        BusCall *held; /* a call answered later, to test asynchronous answers */
+} Fixture;
+
+static int send_cb(void *userdata, const char *msg, size_t len)
+{
+        Fixture *f = userdata;
+
+        assert_null(memchr(msg, '\n', len));
+        assert_true(f->n_out < 64);
+        f->out[f->n_out++] = strndup(msg, len);
+        return 0;
+}
+
+static bool congested_cb(void *userdata)
+{
+        return false;
+}
+
+static const BusClientOps ops = {send_cb, congested_cb};
+
+static void echo(BusCall *call, const cJSON *params, void *userdata)
+{
+        bus_call_reply(call, params ? cJSON_Duplicate(params, true) : NULL);
+}
+
+static void hold(BusCall *call, const cJSON *params, void *userdata)
+{
+        Fixture *f = userdata;
+        f->held = call;
+}
+
+static void big(BusCall *call, const cJSON *params, void *userdata)
+{
+        char *s = malloc(10000);
+        memset(s, 'z', 9999);
+        s[9999] = '\0';
+        cJSON *r = cJSON_CreateString(s);
+        free(s);
+        bus_call_reply(call, r);
+}
+
+static int setup(void **state)
+{
+        Fixture *f = calloc(1, sizeof(Fixture));
+
+        assert_int_equal(bus_new(&f->bus), 0);
+        assert_int_equal(bus_serve(f->bus, "t:echo", echo, f), 0);
+        assert_int_equal(bus_serve(f->bus, "t:hold", hold, f), 0);
+        assert_int_equal(bus_serve(f->bus, "t:big", big, f), 0);
+        assert_int_equal(bus_serve(f->bus, "t:echo", echo, f), -EEXIST);
+        assert_int_equal(bus_client_add(f->bus, &ops, f, &f->client), 0);
+        assert_int_equal(rpc_session_new(f->bus, f->client, 4096, send_cb, f, &f->rpc), 0);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        Fixture *f = *state;
+
+        rpc_session_free(f->rpc);
+        bus_client_remove(f->bus, f->client);
+        bus_free(f->bus);
+        for (size_t i = 0; i < f->n_out; i++)
+                free(f->out[i]);
+        free(f);
+        return 0;
+}
+
+static void handle(Fixture *f, const char *line)
+{
+        char *copy = strdup(line);
+        rpc_session_handle(f->rpc, copy, strlen(copy));
+        free(copy);
+}
+
+static void test_request_and_notification(void **state)
+{
+        Fixture *f = *state;
+
+        handle(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"t:echo\",\"params\":{\"a\":[1,\"\\n\"]}}");
+        assert_int_equal(f->n_out, 1);
+        assert_string_equal(f->out[0], "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"a\":[1,\"\\n\"]}}");
+        handle(f, "{\"jsonrpc\":\"2.0\",\"method\":\"t:echo\",\"params\":{}}");
+        handle(f, "{\"jsonrpc\":\"2.0\",\"method\":\"t:nothing\"}");
+        assert_int_equal(f->n_out, 1);
+}
+
+static void test_batch_waits_for_async_answers(void **state)
+{
+        Fixture *f = *state;
+
+        handle(f, "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"t:hold\"},"
+                  "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"t:echo\",\"params\":{}},"
+                  "{\"jsonrpc\":\"2.0\",\"method\":\"t:echo\"}]");
+        assert_int_equal(f->n_out, 0); /* one answer is still outstanding */
+        assert_non_null(f->held);
+        bus_call_reply(f->held, cJSON_CreateString("late"));
+        assert_int_equal(f->n_out, 1);
+        cJSON *arr = cJSON_Parse(f->out[0]);
+        assert_true(cJSON_IsArray(arr));
+        assert_int_equal(cJSON_GetArraySize(arr), 2);
+        cJSON_Delete(arr);
+}
+
+static void test_answer_after_session_is_gone(void **state)
+{
+        Fixture *f = *state;
+
+        handle(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"t:hold\"}");
+        assert_non_null(f->held);
+        f->rpc = rpc_session_free(f->rpc);
+        /* The connection went away; its late answer is dropped without touching freed memory. */
+        bus_call_reply(f->held, cJSON_CreateTrue());
+        assert_int_equal(f->n_out, 0);
+}
+
+static void test_too_large_response(void **state)
+{
+        Fixture *f = *state;
+
+        handle(f, "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"t:big\"}");
+        assert_int_equal(f->n_out, 1);
+        cJSON *r = cJSON_Parse(f->out[0]);
+        assert_int_equal(cJSON_GetObjectItem(r, "id")->valueint, 9);
+        assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "error"), "code")->valueint, RPC_TOO_LARGE);
+        cJSON_Delete(r);
+}
+
+static void test_oversize_message(void **state)
+{
+        Fixture *f = *state;
+
+        rpc_session_handle_oversize(f->rpc);
+        assert_int_equal(f->n_out, 1);
+        assert_non_null(strstr(f->out[0], "\"code\":-32004"));
+        assert_non_null(strstr(f->out[0], "\"id\":null"));
+}
+
+static void test_events_reach_clients(void **state)
+{
+        Fixture *f = *state;
+        ClientId other;
+
+        assert_int_equal(bus_client_add(f->bus, &ops, f, &other), 0);
+        bus_publish(f->bus, "x:ev", cJSON_CreateObject(), BUS_OTHER_CLIENTS, f->client);
+        assert_int_equal(f->n_out, 1); /* only the other client */
+        bus_publish(f->bus, "x:ev", cJSON_CreateObject(), BUS_ALL_CLIENTS, 0);
+        assert_int_equal(f->n_out, 3);
+        bus_publish(f->bus, "x:ev", cJSON_CreateObject(), BUS_INTERNAL, 0);
+        assert_int_equal(f->n_out, 3);
+        assert_string_equal(f->out[0], "{\"jsonrpc\":\"2.0\",\"method\":\"x:ev\",\"params\":{}}");
+        bus_client_remove(f->bus, other);
+        assert_false(bus_client_exists(f->bus, other));
+        assert_int_equal(bus_send_raw(f->bus, other, "x", 1), -ENOENT);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_request_and_notification, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_batch_waits_for_async_answers, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_answer_after_session_is_gone, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_too_large_response, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_oversize_message, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_events_reach_clients, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
