@@ -1,0 +1,580 @@
+/* SPDX-License-Identifier: MIT */
+/* Measures helios-worker beside its floors, in one run on one machine:
+ *   - fs:read_file of a 1 KiB file: round trip p50/p99 over sequential requests, and requests/s with
+ *     16 connections, beside a bare libuv line-echo server on the same kind of Unix socket;
+ *   - MB/s reading a 10 MiB file with fs:read_file;
+ *   - terminal output MB/s through the worker beside the raw PTY speed of the same command;
+ *   - PSS of an idle worker.
+ * Only ratios mean much on shared virtual machines; every figure is printed next to its floor. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <pty.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "macro.h"
+
+static const char *worker_path = "build/worker/helios-worker";
+static unsigned n_requests = 10000;
+static unsigned n_connections = 16;
+static double seconds = 3.0;
+static uint64_t terminal_bytes = 100ULL * 1000 * 1000;
+
+static double now(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+_noreturn_ static void die(const char *what)
+{
+        fprintf(stderr, "worker-bench: %s: %s\n", what, strerror(errno));
+        exit(EXIT_FAILURE);
+}
+
+/* ---- the floor: a bare line-echo server on libuv, as plain as it gets ---- */
+
+typedef struct EchoConn {
+        uv_pipe_t pipe;
+        char buf[65536];
+} EchoConn;
+
+static void echo_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+        EchoConn *c = (EchoConn *)h;
+        *buf = uv_buf_init(c->buf, sizeof(c->buf));
+}
+
+static void echo_closed(uv_handle_t *h)
+{
+        free(h);
+}
+
+static void echo_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+        if (n < 0) {
+                uv_close((uv_handle_t *)s, echo_closed);
+                return;
+        }
+        if (n == 0)
+                return;
+        /* Clients send one line and wait for it: writing the bytes back as read is a line echo. */
+        uv_buf_t out = uv_buf_init(buf->base, (unsigned)n);
+        if (uv_try_write(s, &out, 1) != n)
+                uv_close((uv_handle_t *)s, echo_closed);
+}
+
+static void echo_connection(uv_stream_t *server, int status)
+{
+        EchoConn *c = calloc(1, sizeof(EchoConn));
+        if (!c)
+                return;
+        uv_pipe_init(server->loop, &c->pipe, 0);
+        if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0) {
+                uv_close((uv_handle_t *)&c->pipe, echo_closed);
+                return;
+        }
+        uv_read_start((uv_stream_t *)&c->pipe, echo_alloc, echo_read);
+}
+
+_noreturn_ static void echo_server(const char *path)
+{
+        uv_loop_t *loop = uv_default_loop();
+        uv_pipe_t server;
+
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        uv_pipe_init(loop, &server, 0);
+        if (uv_pipe_bind(&server, path) < 0 || uv_listen((uv_stream_t *)&server, 128, echo_connection) < 0)
+                _exit(1);
+        uv_run(loop, UV_RUN_DEFAULT);
+        _exit(0);
+}
+
+/* ---- a blocking JSON-RPC client ---- */
+
+typedef struct Client {
+        int fd;
+        Buf in;
+        size_t start; /* start of unread data in in */
+} Client;
+
+static int connect_unix(const char *path)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd;
+
+        for (int i = 0; i < 500; i++) {
+                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (fd < 0)
+                        die("socket");
+                snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+                if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+                        return fd;
+                close(fd);
+                usleep(10000);
+        }
+        die(path);
+}
+
+static void client_open(Client *c, const char *path)
+{
+        *c = (Client){.fd = connect_unix(path)};
+}
+
+static void client_close(Client *c)
+{
+        close(c->fd);
+        buf_done(&c->in);
+}
+
+static void send_all(int fd, const char *p, size_t n)
+{
+        while (n > 0) {
+                ssize_t w = write(fd, p, n);
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        die("write");
+                }
+                p += w;
+                n -= (size_t)w;
+        }
+}
+
+/* The next line (without LF, NUL-terminated), valid until the next call. */
+static char *client_line(Client *c, size_t *ret_len)
+{
+        for (;;) {
+                char *lf = c->in.len > c->start ? memchr(c->in.data + c->start, '\n', c->in.len - c->start) : NULL;
+                if (lf) {
+                        char *line = c->in.data + c->start;
+                        *lf = '\0';
+                        *ret_len = (size_t)(lf - line);
+                        c->start = (size_t)(lf - c->in.data) + 1;
+                        return line;
+                }
+                if (c->start > 0) {
+                        memmove(c->in.data, c->in.data + c->start, c->in.len - c->start);
+                        c->in.len -= c->start;
+                        c->start = 0;
+                }
+                if (buf_reserve(&c->in, 1 << 20) < 0)
+                        die("memory");
+                ssize_t n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1);
+                if (n == 0) {
+                        errno = ECONNRESET;
+                        die("connection closed");
+                }
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        die("read");
+                }
+                c->in.len += (size_t)n;
+        }
+}
+
+/* Send one line and wait for one line back. */
+static size_t client_roundtrip(Client *c, const char *msg, size_t len)
+{
+        size_t n;
+        send_all(c->fd, msg, len);
+        (void)client_line(c, &n);
+        return n;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+        double x = *(const double *)a, y = *(const double *)b;
+        return x < y ? -1 : x > y;
+}
+
+typedef struct Latency {
+        double p50, p99;
+        size_t reply_len;
+} Latency;
+
+static Latency measure_latency(const char *sock, const char *msg)
+{
+        double *t = calloc(n_requests, sizeof(double));
+        size_t len = strlen(msg);
+        Latency l = {};
+        Client c;
+
+        if (!t)
+                die("memory");
+        client_open(&c, sock);
+        for (unsigned i = 0; i < 200; i++) /* warm up */
+                l.reply_len = client_roundtrip(&c, msg, len);
+        for (unsigned i = 0; i < n_requests; i++) {
+                double a = now();
+                client_roundtrip(&c, msg, len);
+                t[i] = now() - a;
+        }
+        client_close(&c);
+        qsort(t, n_requests, sizeof(double), cmp_double);
+        l.p50 = t[n_requests / 2] * 1e6;
+        l.p99 = t[(size_t)(n_requests * 0.99)] * 1e6;
+        free(t);
+        return l;
+}
+
+typedef struct LoadArgs {
+        const char *sock;
+        const char *msg;
+        double until;
+        uint64_t done;
+} LoadArgs;
+
+static void *load_thread(void *p)
+{
+        LoadArgs *a = p;
+        size_t len = strlen(a->msg);
+        Client c;
+
+        client_open(&c, a->sock);
+        while (now() < a->until) {
+                client_roundtrip(&c, a->msg, len);
+                a->done++;
+        }
+        client_close(&c);
+        return NULL;
+}
+
+static double measure_throughput(const char *sock, const char *msg)
+{
+        pthread_t *th = calloc(n_connections, sizeof(pthread_t));
+        LoadArgs *args = calloc(n_connections, sizeof(LoadArgs));
+        double start = now(), until = start + seconds;
+        uint64_t total = 0;
+
+        if (!th || !args)
+                die("memory");
+        for (unsigned i = 0; i < n_connections; i++) {
+                args[i] = (LoadArgs){sock, msg, until, 0};
+                if (pthread_create(&th[i], NULL, load_thread, &args[i]) != 0)
+                        die("pthread_create");
+        }
+        for (unsigned i = 0; i < n_connections; i++) {
+                pthread_join(th[i], NULL);
+                total += args[i].done;
+        }
+        free(th);
+        free(args);
+        return (double)total / (now() - start);
+}
+
+static void write_file(const char *path, size_t size)
+{
+        _cleanup_free_ char *data = malloc(size);
+        int fd;
+
+        if (!data)
+                die("memory");
+        for (size_t i = 0; i < size; i++)
+                data[i] = (i % 64 == 63) ? '\n' : (char)('a' + i % 26);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0)
+                die(path);
+        send_all(fd, data, size);
+        close(fd);
+}
+
+static double measure_big_read(const char *sock, const char *path, size_t size)
+{
+        char msg[512];
+        double best[5];
+        Client c;
+
+        snprintf(msg, sizeof(msg), "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"fs:read_file\",\"params\":{\"path\":\"%s\"}}\n",
+                 path);
+        client_open(&c, sock);
+        for (int i = 0; i < 5; i++) {
+                double a = now();
+                size_t n = client_roundtrip(&c, msg, strlen(msg));
+                best[i] = now() - a;
+                if (n < size) {
+                        fprintf(stderr, "worker-bench: short fs:read_file answer (%zu bytes)\n", n);
+                        exit(EXIT_FAILURE);
+                }
+        }
+        client_close(&c);
+        qsort(best, 5, sizeof(double), cmp_double);
+        return (double)size / best[2] / 1e6;
+}
+
+/* The command both terminal measurements run: fast output with a fixed byte count. */
+static void terminal_command(char *out, size_t n)
+{
+        snprintf(out, n, "yes 'helios terminal benchmark line of output' | head -c %llu",
+                 (unsigned long long)terminal_bytes);
+}
+
+static double measure_raw_pty(uint64_t *ret_bytes)
+{
+        char cmd[256], buf[65536];
+        struct winsize ws = {.ws_row = 50, .ws_col = 200};
+        uint64_t total = 0;
+        double start;
+        int master;
+        pid_t pid;
+
+        terminal_command(cmd, sizeof(cmd));
+        start = now();
+        pid = forkpty(&master, NULL, NULL, &ws);
+        if (pid < 0)
+                die("forkpty");
+        if (pid == 0) {
+                execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+                _exit(127);
+        }
+        for (;;) {
+                ssize_t n = read(master, buf, sizeof(buf));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break; /* EIO once the child side is closed */
+                total += (uint64_t)n;
+        }
+        double t = now() - start;
+        close(master);
+        waitpid(pid, NULL, 0);
+        *ret_bytes = total;
+        return (double)total / t / 1e6;
+}
+
+/* Bytes a JSON string body decodes to, counting each escape as what it stands for. */
+static uint64_t json_string_bytes(const char *s, const char **ret_end)
+{
+        uint64_t n = 0;
+
+        while (*s && *s != '"') {
+                if (*s == '\\') {
+                        s++;
+                        if (*s == 'u') {
+                                s += 5;
+                                n += 1;
+                                continue;
+                        }
+                }
+                s++;
+                n++;
+        }
+        *ret_end = s;
+        return n;
+}
+
+static double measure_worker_terminal(const char *sock, uint64_t *ret_bytes)
+{
+        char cmd[256], msg[512];
+        uint64_t total = 0;
+        double start;
+        Client c;
+
+        terminal_command(cmd, sizeof(cmd));
+        snprintf(msg, sizeof(msg),
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"terminal:create\",\"params\":{\"cols\":200,\"rows\":50,"
+                 "\"command\":\"%s\"}}\n",
+                 cmd);
+        client_open(&c, sock);
+        start = now();
+        send_all(c.fd, msg, strlen(msg));
+        for (;;) {
+                size_t len;
+                char *line = client_line(&c, &len);
+                const char *d = strstr(line, "\"method\":\"terminal:data_out\"");
+                if (d) {
+                        const char *p = strstr(line, "\"data\":\"");
+                        const char *end;
+                        if (p)
+                                total += json_string_bytes(p + 8, &end);
+                        continue;
+                }
+                if (strstr(line, "\"method\":\"terminal:exit\""))
+                        break;
+                if (strstr(line, "\"error\"")) {
+                        fprintf(stderr, "worker-bench: terminal:create failed: %s\n", line);
+                        exit(EXIT_FAILURE);
+                }
+        }
+        double t = now() - start;
+        client_close(&c);
+        *ret_bytes = total;
+        return (double)total / t / 1e6;
+}
+
+static long pss_kib(pid_t pid)
+{
+        char path[64], line[256];
+        long kib = -1;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+        f = fopen(path, "re");
+        if (!f)
+                return -1;
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "Pss: %ld kB", &kib) == 1)
+                        break;
+        fclose(f);
+        return kib;
+}
+
+static pid_t start_worker(const char *home, const char *sock)
+{
+        pid_t pid = fork();
+
+        if (pid < 0)
+                die("fork");
+        if (pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGTERM);
+                setenv("HOME", home, 1);
+                unsetenv("XDG_STATE_HOME");
+                execl(worker_path, worker_path, "--listen", sock, "--idle-timeout", "0", "--log-level", "warning",
+                      (char *)NULL);
+                _exit(127);
+        }
+        return pid;
+}
+
+static void usage(void)
+{
+        printf("Usage: worker-bench [--worker PATH] [--requests N] [--connections N] [--seconds S]\n"
+               "                    [--terminal-bytes N]\n");
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"worker", required_argument, NULL, 'w'},   {"requests", required_argument, NULL, 'n'},
+                {"connections", required_argument, NULL, 'c'}, {"seconds", required_argument, NULL, 's'},
+                {"terminal-bytes", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        char dir[] = "/tmp/helios-bench-XXXXXX", home[256], echo_sock[300], worker_sock[300], small[300],
+             big[300], req[600];
+        int opt;
+
+        while ((opt = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                switch (opt) {
+                case 'w':
+                        worker_path = optarg;
+                        break;
+                case 'n':
+                        n_requests = (unsigned)MAX(strtoul(optarg, NULL, 10), 100UL);
+                        break;
+                case 'c':
+                        n_connections = (unsigned)MAX(strtoul(optarg, NULL, 10), 1UL);
+                        break;
+                case 's':
+                        seconds = strtod(optarg, NULL);
+                        break;
+                case 't':
+                        terminal_bytes = strtoull(optarg, NULL, 10);
+                        break;
+                case 'h':
+                        usage();
+                        return 0;
+                default:
+                        usage();
+                        return 2;
+                }
+        }
+        signal(SIGPIPE, SIG_IGN);
+
+        if (!mkdtemp(dir))
+                die("mkdtemp");
+        snprintf(home, sizeof(home), "%s/home", dir);
+        snprintf(echo_sock, sizeof(echo_sock), "%s/echo.sock", dir);
+        snprintf(worker_sock, sizeof(worker_sock), "%s/worker.sock", dir);
+        snprintf(small, sizeof(small), "%s/small.txt", home);
+        snprintf(big, sizeof(big), "%s/big.txt", home);
+        if (mkdir(home, 0700) < 0)
+                die("mkdir");
+        write_file(small, 1024);
+        write_file(big, 10 * 1024 * 1024);
+
+        pid_t echo = fork();
+        if (echo < 0)
+                die("fork");
+        if (echo == 0)
+                echo_server(echo_sock);
+        pid_t worker = start_worker(home, worker_sock);
+
+        /* Idle PSS first: a fresh worker that has answered one request. */
+        {
+                Client c;
+                const char *info = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"worker:info\"}\n";
+                client_open(&c, worker_sock);
+                client_roundtrip(&c, info, strlen(info));
+                client_close(&c);
+                usleep(100000);
+        }
+        long pss_idle = pss_kib(worker);
+
+        snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"fs:read_file\",\"params\":{\"path\":\"%s\"}}\n",
+                 small);
+
+        /* Interleave the two so that both see the same machine load. */
+        Latency echo_lat = measure_latency(echo_sock, req);
+        Latency worker_lat = measure_latency(worker_sock, req);
+        if (worker_lat.reply_len < 1024) {
+                fprintf(stderr, "worker-bench: fs:read_file did not return the file\n");
+                return 1;
+        }
+        double echo_rps = measure_throughput(echo_sock, req);
+        double worker_rps = measure_throughput(worker_sock, req);
+        double read_mbs = measure_big_read(worker_sock, big, 10 * 1024 * 1024);
+        uint64_t raw_bytes, worker_bytes;
+        double raw_mbs = measure_raw_pty(&raw_bytes);
+        double term_mbs = measure_worker_terminal(worker_sock, &worker_bytes);
+        long pss_after = pss_kib(worker);
+
+        printf("helios-worker benchmark (%u sequential requests, %u connections for %.1f s)\n", n_requests,
+               n_connections, seconds);
+        printf("%-44s %12s %12s %8s\n", "", "worker", "floor", "ratio");
+        printf("%-44s %10.1f µs %10.1f µs %7.2fx\n", "fs:read_file 1 KiB round trip p50 (echo)", worker_lat.p50,
+               echo_lat.p50, worker_lat.p50 / echo_lat.p50);
+        printf("%-44s %10.1f µs %10.1f µs %7.2fx\n", "fs:read_file 1 KiB round trip p99 (echo)", worker_lat.p99,
+               echo_lat.p99, worker_lat.p99 / echo_lat.p99);
+        printf("%-44s %12.0f %12.0f %7.2fx\n", "requests/s, 16 connections (echo)", worker_rps, echo_rps,
+               worker_rps / echo_rps);
+        printf("%-44s %9.1f MB/s\n", "fs:read_file 10 MiB", read_mbs);
+        printf("%-44s %9.1f MB/s %7.1f MB/s %7.0f%%\n", "terminal output (raw PTY, same command)", term_mbs, raw_mbs,
+               100.0 * term_mbs / raw_mbs);
+        printf("%-44s %9llu B  %10llu B\n", "terminal bytes received", (unsigned long long)worker_bytes,
+               (unsigned long long)raw_bytes);
+        printf("%-44s %8ld KiB\n", "PSS idle worker (after one request)", pss_idle);
+        printf("%-44s %8ld KiB\n", "PSS worker after the benchmark", pss_after);
+
+        kill(worker, SIGTERM);
+        kill(echo, SIGTERM);
+        waitpid(worker, NULL, 0);
+        waitpid(echo, NULL, 0);
+        unlink(small);
+        unlink(big);
+        rmdir(home);
+        unlink(echo_sock);
+        unlink(worker_sock);
+        /* The worker's state directory lives under the temporary home; leave nothing behind. */
+        char cmd[400];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+                fprintf(stderr, "worker-bench: could not remove %s\n", dir);
+        return 0;
+}
