@@ -159,8 +159,9 @@ static int write_all(int fd, const void *data, size_t size)
 int fs_write_atomic(int dir_fd, const char *name, const void *data, size_t size, mode_t mode,
                     struct stat *ret_st)
 {
-        _cleanup_(temp_file_unlink) TempFile tmp = {};
         _cleanup_close_ int dfd = -1, fd = -1;
+        /* Declared after dfd, so it is cleaned up first, while dfd is still open. */
+        _cleanup_(temp_file_unlink) TempFile tmp = {};
         bool new_file = mode == (mode_t)-1;
         struct stat st;
         int r;

@@ -346,7 +346,8 @@ int fs_chase(const FsRoots *roots, const char *abs, FsChaseFlags flags, FsLocati
                                 return location_set(ret, &fd, phys.data, name, false, n_created);
                         if (!S_ISDIR(st.st_mode))
                                 return -ENOTDIR;
-                        if ((phys.len > 1 && buf_append(&phys, "/", 1) < 0) || buf_append(&phys, name, len) < 0)
+                        if ((phys.len > 1 && buf_append(&phys, "/", 1) < 0) ||
+                            buf_append(&phys, name, len) < 0)
                                 return -ENOMEM;
                         safe_close(fd);
                         fd = TAKE_FD(child);

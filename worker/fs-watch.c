@@ -45,6 +45,7 @@ typedef struct Change {
         char *old_path;  /* FS_CHANGE_MOVED */
         uint32_t cookie; /* an IN_MOVED_FROM still waiting for its IN_MOVED_TO (kind DELETED) */
         bool is_dir;
+        bool temporary; /* moved from a temporary name: reported only as what it becomes */
 } Change;
 
 /* path → index of the newest change that names it. Keys point into the changes. */
@@ -296,10 +297,11 @@ static int watch_add(FsWatch *w, int dir_fd, const char *path)
                 if (r == -ENOSPC) {
                         uint64_t limit = read_proc_limit("max_user_watches");
                         char msg[200];
-                        (void)snprintf(msg, sizeof(msg),
-                                       "The kernel refused another inotify watch (fs.inotify.max_user_watches = "
-                                       "%llu); changes below %s and other directories are not reported",
-                                       (unsigned long long)limit, path);
+                        (void)snprintf(
+                            msg, sizeof(msg),
+                            "The kernel refused another inotify watch (fs.inotify.max_user_watches = "
+                            "%llu); changes below %s and other directories are not reported",
+                            (unsigned long long)limit, path);
                         limit_reached(w, path, r, msg, limit);
                 } else
                         log_debug_errno(r, "Cannot watch %s, ignoring: %m", path);
@@ -454,18 +456,20 @@ static void change_add(FsWatch *w, FsChangeKind kind, const char *path, bool is_
 
 static void scan_enqueue(FsWatch *w, const char *path, bool report);
 
-static void move_from(FsWatch *w, const char *path, uint32_t cookie, bool is_dir)
+static void move_from(FsWatch *w, const char *path, uint32_t cookie, bool is_dir, bool temporary)
 {
-        Change *c = change_append(w, FS_CHANGE_DELETED, path, is_dir);
+        /* Held as a deletion until its partner turns up; one of a temporary file is no news alone. */
+        Change *c = change_append(w, temporary ? _FS_CHANGE_KIND_INVALID : FS_CHANGE_DELETED, path, is_dir);
 
         if (!c) {
                 log_oom();
                 return;
         }
         c->cookie = cookie;
+        c->temporary = temporary;
 }
 
-static void move_to(FsWatch *w, const char *path, uint32_t cookie, bool is_dir)
+static void move_to(FsWatch *w, const char *path, uint32_t cookie, bool is_dir, bool temporary)
 {
         size_t stop = w->n_changes > MOVE_LOOKBACK ? w->n_changes - MOVE_LOOKBACK : 0;
 
@@ -475,18 +479,30 @@ static void move_to(FsWatch *w, const char *path, uint32_t cookie, bool is_dir)
 
                 if (c->cookie != cookie)
                         continue;
+                c->cookie = 0;
+                if (temporary)
+                        /* Renamed to a temporary name: gone, as far as anyone can tell. */
+                        return;
+                if (c->temporary) {
+                        /* A temporary file renamed over path: path was written. */
+                        change_add(w, FS_CHANGE_MODIFIED, path, is_dir);
+                        return;
+                }
                 p = strdup(path);
-                if (!p)
-                        break;
+                if (!p) {
+                        log_oom();
+                        return;
+                }
                 c->kind = FS_CHANGE_MOVED;
                 c->old_path = c->path;
                 c->path = p;
-                c->cookie = 0;
                 map_set(w, c->path, (uint32_t)i);
                 if (is_dir)
                         watch_rename_subtree(w, c->old_path, c->path);
                 return;
         }
+        if (temporary)
+                return;
         /* Moved in from outside the tree (or from a directory not watched). */
         change_add(w, FS_CHANGE_CREATED, path, is_dir);
         if (is_dir)
@@ -518,7 +534,8 @@ static void scan_enqueue(FsWatch *w, const char *path, bool report)
         }
         if (w->n_scan == w->cap_scan) {
                 if (w->scan_head > 0) {
-                        memmove(w->scan, w->scan + w->scan_head, (w->n_scan - w->scan_head) * sizeof(ScanItem));
+                        memmove(w->scan, w->scan + w->scan_head,
+                                (w->n_scan - w->scan_head) * sizeof(ScanItem));
                         w->n_scan -= w->scan_head;
                         w->scan_head = 0;
                 }
@@ -607,7 +624,8 @@ static void scan_dir(FsWatch *w, const char *path, bool report)
                                 continue;
                         is_dir = S_ISDIR(st.st_mode);
                 }
-                if (is_dir && excluded(w, de->d_name))
+                if ((is_dir && excluded(w, de->d_name)) ||
+                    (w->ops->is_temporary && w->ops->is_temporary(de->d_name)))
                         continue;
                 child = path_join(path, de->d_name);
                 if (!child || strlen(child) >= PATH_MAX)
@@ -655,7 +673,7 @@ static void root_gone(FsWatch *w)
 static void handle_event(FsWatch *w, const struct inotify_event *ev)
 {
         char path[PATH_MAX + NAME_MAX + 2];
-        bool is_dir = ev->mask & IN_ISDIR;
+        bool is_dir = ev->mask & IN_ISDIR, temporary;
         Watch *x;
         int n;
 
@@ -665,10 +683,11 @@ static void handle_event(FsWatch *w, const struct inotify_event *ev)
 
                 if (!w->root)
                         return;
-                (void)snprintf(msg, sizeof(msg),
-                               "The kernel dropped file change events (fs.inotify.max_queued_events = %llu); "
-                               "some changes were not reported",
-                               (unsigned long long)limit);
+                (void)snprintf(
+                    msg, sizeof(msg),
+                    "The kernel dropped file change events (fs.inotify.max_queued_events = %llu); "
+                    "some changes were not reported",
+                    (unsigned long long)limit);
                 w->ops->error(w->root, -EOVERFLOW, msg, limit, w->userdata);
                 /* Directories created meanwhile may have gone unseen: look again. Watched ones keep
                  * their watch; nothing is reported for what is found. */
@@ -701,10 +720,13 @@ static void handle_event(FsWatch *w, const struct inotify_event *ev)
         if (n < 0 || (size_t)n >= PATH_MAX)
                 return;
 
+        temporary = w->ops->is_temporary && w->ops->is_temporary(ev->name);
         if (ev->mask & IN_MOVED_FROM)
-                move_from(w, path, ev->cookie, is_dir);
+                move_from(w, path, ev->cookie, is_dir, temporary);
         else if (ev->mask & IN_MOVED_TO)
-                move_to(w, path, ev->cookie, is_dir);
+                move_to(w, path, ev->cookie, is_dir, temporary);
+        else if (temporary)
+                return;
         else if (ev->mask & IN_CREATE) {
                 change_add(w, FS_CHANGE_CREATED, path, is_dir);
                 if (is_dir)

@@ -35,6 +35,9 @@ typedef struct FsWatchOps {
         /* Watching is incomplete: a watch limit was hit (-ENOSPC; once per root) or the kernel's event
          * queue overflowed (-EOVERFLOW; the tree is rescanned). limit is the limit concerned. */
         void (*error)(const char *path, int error, const char *message, uint64_t limit, void *userdata);
+        /* Optional: names of temporary files. Nothing is reported about them, and one renamed over a
+         * file is a modification of that file (an atomic write), not a move. */
+        bool (*is_temporary)(const char *name);
 } FsWatchOps;
 
 int fs_watch_new(uv_loop_t *loop, const FsRoots *roots, const WorkerConfig *config, const FsWatchOps *ops,

@@ -313,27 +313,11 @@ static bool own_matches(Fs *fs, const char *path)
 
 /* --- Change notifications ---------------------------------------------------------------------- */
 
-static const char *base_name(const char *path)
-{
-        const char *s = strrchr(path, '/');
-
-        return s ? s + 1 : path;
-}
-
 static void on_change(FsChangeKind kind, const char *path, const char *old_path, void *userdata)
 {
         Fs *fs = userdata;
         bool own;
         cJSON *p;
-
-        /* The temporary files of atomic writes are nobody's business; a rename of one over a file is
-         * that file being written. */
-        if (fs_is_temp_name(base_name(path)))
-                return;
-        if (kind == FS_CHANGE_MOVED && fs_is_temp_name(base_name(old_path))) {
-                kind = FS_CHANGE_MODIFIED;
-                old_path = NULL;
-        }
 
         /* Both halves of a move are checked, so a stale memory of either is dropped. */
         own = kind == FS_CHANGE_MOVED ? own_matches(fs, old_path) : true;
@@ -362,7 +346,8 @@ static void on_watch_error(const char *path, int error, const char *message, uin
         p = cJSON_CreateObject();
         if (!p || !cJSON_AddStringToObject(p, "path", path) ||
             !cJSON_AddStringToObject(p, "errno", name ? name : "EIO") ||
-            !cJSON_AddStringToObject(p, "message", message) || !cJSON_AddNumberToObject(p, "limit", (double)limit)) {
+            !cJSON_AddStringToObject(p, "message", message) ||
+            !cJSON_AddNumberToObject(p, "limit", (double)limit)) {
                 cJSON_Delete(p);
                 log_oom();
                 return;
@@ -373,6 +358,8 @@ static void on_watch_error(const char *path, int error, const char *message, uin
 static const FsWatchOps watch_ops = {
         .change = on_change,
         .error = on_watch_error,
+        /* The temporary files of atomic writes are nobody's business. */
+        .is_temporary = fs_is_temp_name,
 };
 
 static void on_project_loaded(const char *topic, const cJSON *params, ClientId origin, void *userdata)
@@ -442,7 +429,8 @@ static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
         int r;
 
         if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0 ||
-            parse_encoding(call, encoding_arg, &enc) < 0 || path_param(fs, call, "path", path_arg, &path) < 0)
+            parse_encoding(call, encoding_arg, &enc) < 0 ||
+            path_param(fs, call, "path", path_arg, &path) < 0)
                 return -EINVAL;
 
         r = fs_chase(fs->roots, path, 0, &loc);
@@ -517,8 +505,9 @@ static int reply_conflict(BusCall *call, const char *path, const struct stat *st
 
         if (st)
                 fs_tag_format(st, tag);
-        if (data && (!cJSON_AddStringToObject(data, "path", path) ||
-                     !(st ? cJSON_AddStringToObject(data, "tag", tag) : cJSON_AddNullToObject(data, "tag")))) {
+        if (data &&
+            (!cJSON_AddStringToObject(data, "path", path) ||
+             !(st ? cJSON_AddStringToObject(data, "tag", tag) : cJSON_AddNullToObject(data, "tag")))) {
                 cJSON_Delete(data);
                 data = NULL;
         }
@@ -547,7 +536,8 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
         int r;
 
         if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0 ||
-            parse_encoding(call, encoding_arg, &enc) < 0 || path_param(fs, call, "path", path_arg, &path) < 0)
+            parse_encoding(call, encoding_arg, &enc) < 0 ||
+            path_param(fs, call, "path", path_arg, &path) < 0)
                 return -EINVAL;
 
         if (enc == ENCODING_BASE64) {
@@ -590,7 +580,8 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
                         return reply_conflict(call, path, &st);
         }
 
-        r = fs_write_atomic(loc.dir_fd, loc.name, data, size, exists ? st.st_mode & 07777 : (mode_t)-1, &nst);
+        r = fs_write_atomic(loc.dir_fd, loc.name, data, size, exists ? st.st_mode & 07777 : (mode_t)-1,
+                            &nst);
         if (r < 0)
                 return reply_errno(call, r, path);
         own_record(fs, loc.path, OWN_ENTRY, &nst, false);
@@ -788,8 +779,9 @@ static int method_rename(Fs *fs, BusCall *call, const cJSON *params)
         if (r < 0)
                 return reply_errno(call, r, to);
         if (f.is_root || t.is_root)
-                return reply_error(call, RPC_PERMISSION_DENIED, "A workspace root cannot be renamed or replaced",
-                                   EPERM, f.is_root ? from : to);
+                return reply_error(call, RPC_PERMISSION_DENIED,
+                                   "A workspace root cannot be renamed or replaced", EPERM,
+                                   f.is_root ? from : to);
         r = fs_location_stat(&f, &st);
         if (r < 0)
                 return reply_errno(call, r, from);
@@ -810,7 +802,8 @@ static int method_rename(Fs *fs, BusCall *call, const cJSON *params)
                 r = negative_errno();
                 switch (r) {
                 case -EXDEV:
-                        return reply_error(call, RPC_SERVER_ERROR, "Cannot move across file systems", EXDEV, to);
+                        return reply_error(call, RPC_SERVER_ERROR, "Cannot move across file systems", EXDEV,
+                                           to);
                 case -EEXIST:
                 case -ENOTEMPTY:
                 case -EISDIR:
@@ -853,7 +846,8 @@ static int method_delete(Fs *fs, BusCall *call, const cJSON *params)
         /* A symlink is removed itself, never what it points to. */
         r = fs_chase(fs->roots, path, FS_CHASE_NOFOLLOW, &loc);
         if (r >= 0 && loc.is_root)
-                return reply_error(call, RPC_PERMISSION_DENIED, "A workspace root cannot be deleted", EPERM, path);
+                return reply_error(call, RPC_PERMISSION_DENIED, "A workspace root cannot be deleted", EPERM,
+                                   path);
         if (r >= 0)
                 r = fs_location_stat(&loc, &st);
         if (r < 0)
