@@ -258,9 +258,9 @@ static void own_record_current(Fs *fs, const char *path)
 static OwnChange *own_find(Fs *fs, const char *path)
 {
         uint64_t now = uv_now(fs->loop);
-        OwnChange *ancestor = NULL;
 
-        /* Newest first: a later change of the same path supersedes an earlier one. */
+        /* Newest first: a later change supersedes an earlier one, whether it was of the path itself or
+         * of a tree that held it (a file written, then its directory removed). */
         for (size_t k = 0; k < OWN_CHANGE_MAX; k++) {
                 OwnChange *e = &fs->own[(fs->own_next + OWN_CHANGE_MAX - 1 - k) % OWN_CHANGE_MAX];
 
@@ -270,12 +270,10 @@ static OwnChange *own_find(Fs *fs, const char *path)
                         own_forget(e);
                         continue;
                 }
-                if (streq(e->path, path))
+                if (streq(e->path, path) || (e->subtree && fs_path_is_below_or_same(path, e->path)))
                         return e;
-                if (!ancestor && e->subtree && fs_path_is_below_or_same(path, e->path))
-                        ancestor = e;
         }
-        return ancestor;
+        return NULL;
 }
 
 /* True if path is as the worker itself left it, so a change event about it is the worker's own. */

@@ -371,6 +371,16 @@ static void test_own_changes_are_silent(void **state)
         settle(e);
         expect_events(e, 0);
 
+        /* Into a directory that is then removed: the newer memory (the whole tree is gone) wins over
+         * the older one (the file was there), with the loop running in between as between requests. */
+        call(e, "fs:create_directory", "{\"path\":\"d/e\",\"recursive\":true}");
+        settle(e);
+        call(e, "fs:write_file", "{\"path\":\"d/e/f\",\"content\":\"z\"}");
+        call(e, "fs:rename", "{\"from\":\"a/moved.txt\",\"to\":\"d/e/moved.txt\"}");
+        call(e, "fs:delete", "{\"path\":\"d\",\"recursive\":true}");
+        settle(e);
+        expect_events(e, 0);
+
         /* A change from outside after the worker's own is reported again. */
         write_file(at(e, "existing"), "outside", O_APPEND);
         settle(e);
