@@ -156,13 +156,12 @@ static int write_all(int fd, const void *data, size_t size)
         return 0;
 }
 
-int fs_write_atomic(int dir_fd, const char *name, const void *data, size_t size, mode_t mode,
+int fs_write_atomic(int dir_fd, const char *name, const void *data, size_t size, const struct stat *old,
                     struct stat *ret_st)
 {
         _cleanup_close_ int dfd = -1, fd = -1;
         /* Declared after dfd, so it is cleaned up first, while dfd is still open. */
         _cleanup_(temp_file_unlink) TempFile tmp = {};
-        bool new_file = mode == (mode_t)-1;
         struct stat st;
         int r;
 
@@ -175,11 +174,17 @@ int fs_write_atomic(int dir_fd, const char *name, const void *data, size_t size,
 
         /* A new file gets 0666 minus the umask from the kernel, like any file the user creates. An
          * existing file's mode is restored exactly below, so start private. */
-        fd = temp_file_create(&tmp, dfd >= 0 ? dfd : dir_fd, new_file ? 0666 : 0600);
+        fd = temp_file_create(&tmp, dfd >= 0 ? dfd : dir_fd, old ? 0600 : 0666);
         if (fd < 0)
                 return fd;
-        if (!new_file && fchmod(fd, mode & 07777) < 0)
-                return negative_errno();
+        if (old) {
+                /* Owner and group as far as we may set them (a group we belong to; root: anything),
+                 * before the mode, since a change of owner clears set-id bits. */
+                if (fchown(fd, old->st_uid, old->st_gid) < 0 && fchown(fd, (uid_t)-1, old->st_gid) < 0)
+                        log_debug_errno(errno, "Cannot keep the group of %s, ignoring: %m", name);
+                if (fchmod(fd, old->st_mode & 07777) < 0)
+                        return negative_errno();
+        }
         r = write_all(fd, data, size);
         if (r < 0)
                 return r;

@@ -27,10 +27,10 @@ int fs_read_bounded(int fd, size_t limit, char **ret, size_t *ret_size);
 bool fs_is_temp_name(const char *name);
 
 /* Replace (dir_fd, name) atomically with data: a temporary file in the same directory, written and
- * fsync'ed, renamed over name, then the directory fsync'ed. mode: the exact mode to give the file, or
- * (mode_t)-1 for a new file (0666 minus the umask). On failure nothing is left behind. *ret_st is the
- * new file's stat after the rename. */
-int fs_write_atomic(int dir_fd, const char *name, const void *data, size_t size, mode_t mode,
+ * fsync'ed, renamed over name, then the directory fsync'ed. old: the stat of the file replaced, whose
+ * mode (and, as far as permitted, owner and group) the new one gets; NULL for a new file (0666 minus
+ * the umask). On failure nothing is left behind. *ret_st is the new file's stat after the rename. */
+int fs_write_atomic(int dir_fd, const char *name, const void *data, size_t size, const struct stat *old,
                     struct stat *ret_st);
 
 /* Remove (dir_fd, name) and, for a directory, everything below it, descending with fds and never

@@ -371,6 +371,7 @@ static void flush(FsWatch *w)
 {
         Change *c = w->changes;
         size_t n = w->n_changes;
+        unsigned generation = w->generation;
 
         /* Hand the batch out detached: a callback may change the root, which resets the pending state. */
         w->changes = NULL;
@@ -381,7 +382,7 @@ static void flush(FsWatch *w)
         for (size_t i = 0; i < n; i++) {
                 if (c[i].kind == _FS_CHANGE_KIND_INVALID)
                         continue;
-                if (c[i].cookie != 0 && c[i].is_dir && !w->closing)
+                if (c[i].cookie != 0 && c[i].is_dir && !w->closing && w->generation == generation)
                         /* Moved out of the tree: its watches would report under a path that is gone. */
                         watch_remove_subtree(w, c[i].path);
                 if (!w->closing)
@@ -522,6 +523,9 @@ static void scan_enqueue(FsWatch *w, const char *path, bool report)
 {
         char *p;
 
+        /* Only the current tree: a batch handed out meanwhile may have led to a new root. */
+        if (w->closing || !w->root || !fs_path_is_below_or_same(path, w->root))
+                return;
         /* Never more directories queued than could be watched. */
         if (w->n_scan - w->scan_head >= w->config->max_watches) {
                 char msg[160];

@@ -568,6 +568,11 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
         if (exists && !S_ISREG(st.st_mode))
                 return reply_error(call, RPC_WRONG_TYPE, "Not a regular file", EINVAL, path);
 
+        /* Replacing by rename needs only the directory's permission; a file its owner made read-only
+         * is refused, as a write from the shell would be. */
+        if (exists && faccessat(loc.dir_fd, loc.name, W_OK, AT_EACCESS) < 0)
+                return reply_errno(call, negative_errno(), path);
+
         if (expected) {
                 char tag[FS_TAG_MAX];
 
@@ -578,8 +583,7 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
                         return reply_conflict(call, path, &st);
         }
 
-        r = fs_write_atomic(loc.dir_fd, loc.name, data, size, exists ? st.st_mode & 07777 : (mode_t)-1,
-                            &nst);
+        r = fs_write_atomic(loc.dir_fd, loc.name, data, size, exists ? &st : NULL, &nst);
         if (r < 0)
                 return reply_errno(call, r, path);
         own_record(fs, loc.path, OWN_ENTRY, &nst, false);

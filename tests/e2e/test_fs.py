@@ -126,6 +126,16 @@ def test_atomic_write_keeps_mode_and_leaves_no_temp_files(client, worker):
     assert sorted(os.listdir(worker.home)) == ["run.sh"]
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any file: nothing to refuse")
+def test_read_only_file_is_not_replaced(client, worker):
+    path = worker.path("ro.txt")
+    write_bytes(path, b"keep me")
+    os.chmod(path, 0o444)
+    e = fail(client, "fs:write_file", {"path": "ro.txt", "content": "overwritten"})
+    assert e.code == DENIED and e.data["errno"] == "EACCES"
+    assert read_bytes(path) == b"keep me"
+
+
 def test_new_file_mode_follows_umask(client, worker):
     old = os.umask(0o022)  # the worker inherited the test's umask when it started
     os.umask(old)

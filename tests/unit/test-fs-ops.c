@@ -110,7 +110,8 @@ static void test_write_atomic_keeps_mode(void **state)
 
         write_at(d->fd, "script", "old");
         assert_int_equal(fchmodat(d->fd, "script", 0751, 0), 0);
-        assert_int_equal(fs_write_atomic(d->fd, "script", "new content", 11, 0751, &st), 0);
+        assert_int_equal(fstatat(d->fd, "script", &st, 0), 0);
+        assert_int_equal(fs_write_atomic(d->fd, "script", "new content", 11, &st, &st), 0);
 
         assert_int_equal(fstatat(d->fd, "script", &after, 0), 0);
         assert_int_equal(after.st_mode & 07777, 0751);
@@ -131,13 +132,38 @@ static void test_write_atomic_keeps_mode(void **state)
         assert_string_equal(names, "script ");
 }
 
+static void test_write_atomic_keeps_group(void **state)
+{
+        Dir *d = *state;
+        gid_t groups[64];
+        int n = getgroups(ELEMENTSOF(groups), groups);
+        struct stat st;
+        gid_t other = (gid_t)-1;
+
+        /* A group other than the one new files get, that we may give a file. */
+        for (int i = 0; i < n; i++)
+                if (groups[i] != getegid())
+                        other = groups[i];
+        if (other == (gid_t)-1 && geteuid() == 0)
+                other = getegid() + 1;
+        if (other == (gid_t)-1)
+                skip();
+
+        write_at(d->fd, "f", "old");
+        assert_int_equal(fchownat(d->fd, "f", (uid_t)-1, other, 0), 0);
+        assert_int_equal(fstatat(d->fd, "f", &st, 0), 0);
+        assert_int_equal(fs_write_atomic(d->fd, "f", "new", 3, &st, &st), 0);
+        assert_int_equal(fstatat(d->fd, "f", &st, 0), 0);
+        assert_int_equal(st.st_gid, other);
+}
+
 static void test_write_atomic_new_file_uses_umask(void **state)
 {
         Dir *d = *state;
         mode_t old = umask(027);
         struct stat st;
 
-        assert_int_equal(fs_write_atomic(d->fd, "new", "x", 1, (mode_t)-1, &st), 0);
+        assert_int_equal(fs_write_atomic(d->fd, "new", "x", 1, NULL, &st), 0);
         umask(old);
         assert_int_equal(st.st_mode & 07777, 0640);
 }
@@ -150,7 +176,7 @@ static void test_write_atomic_failure_leaves_nothing(void **state)
 
         /* A directory is in the way: the rename fails after the temporary file was written. */
         assert_int_equal(mkdirat(d->fd, "dir", 0755), 0);
-        assert_int_equal(fs_write_atomic(d->fd, "dir", "x", 1, (mode_t)-1, &st), -EISDIR);
+        assert_int_equal(fs_write_atomic(d->fd, "dir", "x", 1, NULL, &st), -EISDIR);
         names_in(d, names, sizeof(names));
         assert_string_equal(names, "dir ");
 }
@@ -294,6 +320,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_tag_changes_with_content, dir_setup, dir_teardown),
                 cmocka_unit_test_setup_teardown(test_write_atomic_keeps_mode, dir_setup, dir_teardown),
+                cmocka_unit_test_setup_teardown(test_write_atomic_keeps_group, dir_setup, dir_teardown),
                 cmocka_unit_test_setup_teardown(test_write_atomic_new_file_uses_umask, dir_setup, dir_teardown),
                 cmocka_unit_test_setup_teardown(test_write_atomic_failure_leaves_nothing, dir_setup, dir_teardown),
                 cmocka_unit_test_setup_teardown(test_temp_names, dir_setup, dir_teardown),
