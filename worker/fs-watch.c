@@ -657,8 +657,10 @@ static void scan_run(FsWatch *w, unsigned max_dirs, uint64_t budget_ns)
                 if (uv_hrtime() - start > budget_ns)
                         break;
         }
-        if (w->scan_head == w->n_scan)
+        if (w->scan_head == w->n_scan && w->n_scan > 0) {
                 scan_clear(w);
+                log_debug("Watching %zu directories below %s.", w->n_watches, strna(w->root));
+        }
 }
 
 /* --- Events ------------------------------------------------------------------------------------ */

@@ -317,20 +317,21 @@ static void test_list_directory(void **state)
 
 int main(void)
 {
+#define T(f) cmocka_unit_test_setup_teardown(f, dir_setup, dir_teardown)
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_tag_changes_with_content, dir_setup, dir_teardown),
-                cmocka_unit_test_setup_teardown(test_write_atomic_keeps_mode, dir_setup, dir_teardown),
-                cmocka_unit_test_setup_teardown(test_write_atomic_keeps_group, dir_setup, dir_teardown),
-                cmocka_unit_test_setup_teardown(test_write_atomic_new_file_uses_umask, dir_setup, dir_teardown),
-                cmocka_unit_test_setup_teardown(test_write_atomic_failure_leaves_nothing, dir_setup, dir_teardown),
-                cmocka_unit_test_setup_teardown(test_temp_names, dir_setup, dir_teardown),
-                cmocka_unit_test_setup_teardown(test_read_bounded, dir_setup, dir_teardown),
-                cmocka_unit_test_setup_teardown(test_remove_tree_does_not_follow_symlinks, dir_setup,
-                                                dir_teardown),
-                cmocka_unit_test_setup_teardown(test_remove_tree_file_and_missing, dir_setup, dir_teardown),
-                cmocka_unit_test_setup_teardown(test_remove_tree_depth_limit, dir_setup, dir_teardown),
-                cmocka_unit_test_setup_teardown(test_list_directory, dir_setup, dir_teardown),
+                T(test_tag_changes_with_content),
+                T(test_write_atomic_keeps_mode),
+                T(test_write_atomic_keeps_group),
+                T(test_write_atomic_new_file_uses_umask),
+                T(test_write_atomic_failure_leaves_nothing),
+                T(test_temp_names),
+                T(test_read_bounded),
+                T(test_remove_tree_does_not_follow_symlinks),
+                T(test_remove_tree_file_and_missing),
+                T(test_remove_tree_depth_limit),
+                T(test_list_directory),
         };
+#undef T
 
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
