@@ -190,6 +190,15 @@ def read_status(pid):
     return out
 
 
+# What the worker inherits from the test environment, besides what each Worker sets.
+PASS_ENV = ("HOME", "XDG_STATE_HOME", "SHELL", "USER", "LOGNAME", "LANG", "LC_ALL",
+            "HELIOS_LOG_LEVEL", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
+
+# Lines a sanitizer writes when it finds something; any of them in a worker's log fails the test.
+SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
+
+
 class Worker:
     """helios-worker started under systemd-socket-activate with a private home and state directory.
 
@@ -214,8 +223,13 @@ class Worker:
         env.update({"HOME": self.home, "XDG_STATE_HOME": self.state, "SHELL": "/bin/bash",
                     "HELIOS_LOG_LEVEL": "debug"})
         env.update(self.env)
+        # systemd-socket-activate hands the worker only PATH and LISTEN_*: name everything else.
+        passed = []
+        for var in sorted(set(PASS_ENV) | set(self.env)):
+            if var in env:
+                passed += ["-E", var]
         self.proc = subprocess.Popen(
-            ["systemd-socket-activate", "-l", self.sock, WORKER, *self.args],
+            ["systemd-socket-activate", "-l", self.sock, *passed, WORKER, *self.args],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(self.log, "ab"), start_new_session=True)
         deadline = time.monotonic() + 10
@@ -247,6 +261,12 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def assert_clean(self):
+        """Fail if a sanitizer reported anything in this worker's log."""
+        log = self.read_log()
+        for pattern in SANITIZER_REPORTS:
+            assert pattern not in log, f"sanitizer report in {self.log}:\n{log[-4000:]}"
 
     def read_log(self):
         try:
