@@ -193,12 +193,22 @@ static size_t json_string_cost(const char *str, size_t n)
 
         for (size_t i = 0; i < n; i++) {
                 uint8_t c = s[i];
+
                 if (_likely_(c >= 0x20 && c != '"' && c != '\\'))
                         continue;
-                cost +=
-                    (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f')
-                        ? 1
-                        : 5;
+                switch (c) {
+                case '"':
+                case '\\':
+                case '\n':
+                case '\r':
+                case '\t':
+                case '\b':
+                case '\f':
+                        cost += 1; /* \n */
+                        break;
+                default:
+                        cost += 5; /* \u001f */
+                }
         }
         return cost;
 }
@@ -240,7 +250,8 @@ static void call_error_forward(BusCall *call, const cJSON *error)
                         return;
                 }
         }
-        if (!cJSON_IsNumber(code) || code->valuedouble != (double)(int)code->valuedouble) {
+        if (!cJSON_IsNumber(code) || !(code->valuedouble >= INT_MIN && code->valuedouble <= INT_MAX) ||
+            code->valuedouble != (double)(int)code->valuedouble) {
                 cJSON_Delete(copy);
                 bus_call_error(call, RPC_INTERNAL_ERROR, "Malformed error from the file service", NULL);
                 return;

@@ -41,7 +41,8 @@ static int setup(void **state)
         assert_non_null(mkdtemp(f->base));
         (void)snprintf(f->dir, sizeof(f->dir), "%s/a/b/helios", f->base);
         assert_int_equal(uv_loop_init(&f->loop), 0);
-        f->limits = (JournalLimits){.max_entries = 16, .max_doc_size = 1024 * 1024, .max_total_size = 4 * 1024 * 1024};
+        f->limits = (JournalLimits){
+            .max_entries = 16, .max_doc_size = 1024 * 1024, .max_total_size = 4 * 1024 * 1024};
         *state = f;
         return 0;
 }
@@ -535,16 +536,16 @@ static void test_background_fsync(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_open_creates_private_dir_and_locks, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_torn_last_record, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_damaged_records, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_compaction, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_failed_append_is_taken_back, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_state_file, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_stray_files_and_duplicates, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_background_fsync, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_open_creates_private_dir_and_locks, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_torn_last_record, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_damaged_records, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_compaction, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_failed_append_is_taken_back, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_state_file, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_stray_files_and_duplicates, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_background_fsync, setup, teardown),
         };
 
         log_set_max_level(LOG_ERR); /* the warnings these tests provoke are expected */

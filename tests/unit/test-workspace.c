@@ -26,7 +26,7 @@
 #define EMOJI "\xF0\x9F\x98\x80"
 #define PARTY "\xF0\x9F\x8E\x89"
 #define ACUTE "\xCC\x81"
-#define ROOT "/proj"
+#define ROOT  "/proj"
 
 /* ---- the fake fs service ---- */
 
@@ -317,9 +317,9 @@ static void fake_fs_stop(void *userdata)
 }
 
 static const ServiceType fake_fs_service_type = {
-        .name = "fake-fs",
-        .start = fake_fs_start,
-        .stop = fake_fs_stop,
+    .name = "fake-fs",
+    .start = fake_fs_start,
+    .stop = fake_fs_stop,
 };
 
 /* Publish an outside change, as the fs service does. */
@@ -678,7 +678,8 @@ static void test_open_edit_notify(void **state)
 
         /* Replace the emoji (UTF-16 units 6 and 7) with another astral character. */
         r = t_ok(t, 0, "file:edit",
-                 "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[{\"from\":6,\"to\":8,\"insert\":\"" PARTY "\"}]}");
+                 "{\"path\":\"" ROOT
+                 "/a.txt\",\"version\":1,\"changes\":[{\"from\":6,\"to\":8,\"insert\":\"" PARTY "\"}]}");
         assert_int_equal(get_num(r, "version"), 2);
         cJSON_Delete(r);
         /* The other client follows the edit; the one that made it is not echoed. */
@@ -699,8 +700,10 @@ static void test_open_edit_notify(void **state)
 
         /* Combining marks are code units like any other: "e" + U+0301, then remove just the accent. */
         r = t_ok(t, 1, "file:edit",
-                 "{\"path\":\"" ROOT "/a.txt\",\"version\":2,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"e" ACUTE
-                 "\"},{\"from\":1,\"to\":2,\"insert\":\"\"},{\"from\":1,\"to\":1,\"insert\":\"" ACUTE ACUTE "\"}]}");
+                 "{\"path\":\"" ROOT
+                 "/a.txt\",\"version\":2,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"e" ACUTE
+                 "\"},{\"from\":1,\"to\":2,\"insert\":\"\"},{\"from\":1,\"to\":1,\"insert\":\"" ACUTE ACUTE
+                 "\"}]}");
         assert_int_equal(get_num(r, "version"), 3);
         cJSON_Delete(r);
 
@@ -719,22 +722,26 @@ static void test_edit_errors(void **state)
         T *t = *state;
         cJSON *r, *e;
         const char *bad[] = {
-                "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"X\"},"
-                "{\"from\":99,\"to\":99,\"insert\":\"Y\"}]}",
-                "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"X\"},"
-                "{\"from\":8,\"to\":8,\"insert\":\"Y\"}]}", /* inside the emoji once X is there */
-                "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[{\"from\":3,\"to\":2,\"insert\":\"\"}]}",
-                "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[{\"from\":\"0\",\"to\":0,\"insert\":\"\"}]}",
-                "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[{\"from\":-1,\"to\":0,\"insert\":\"\"}]}",
-                "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[{\"from\":0.5,\"to\":1,\"insert\":\"\"}]}",
-                "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":5}]}",
-                "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0}]}",
-                "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[1]}",
-                "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":{}}",
-                "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[]}",
-                "{\"path\":\"" ROOT "/a.txt\",\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"\"}]}",
-                "{\"path\":7,\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"\"}]}",
-                "[]",
+            "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"X\"},"
+            "{\"from\":99,\"to\":99,\"insert\":\"Y\"}]}",
+            "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"X\"},"
+            "{\"from\":8,\"to\":8,\"insert\":\"Y\"}]}", /* inside the emoji once X is there */
+            "{\"path\":\"" ROOT
+            "/a.txt\",\"version\":1,\"changes\":[{\"from\":3,\"to\":2,\"insert\":\"\"}]}",
+            "{\"path\":\"" ROOT
+            "/a.txt\",\"version\":1,\"changes\":[{\"from\":\"0\",\"to\":0,\"insert\":\"\"}]}",
+            "{\"path\":\"" ROOT
+            "/a.txt\",\"version\":1,\"changes\":[{\"from\":-1,\"to\":0,\"insert\":\"\"}]}",
+            "{\"path\":\"" ROOT
+            "/a.txt\",\"version\":1,\"changes\":[{\"from\":0.5,\"to\":1,\"insert\":\"\"}]}",
+            "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":5}]}",
+            "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0}]}",
+            "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[1]}",
+            "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":{}}",
+            "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[]}",
+            "{\"path\":\"" ROOT "/a.txt\",\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"\"}]}",
+            "{\"path\":7,\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"\"}]}",
+            "[]",
         };
 
         cJSON_Delete(t_ok(t, 0, "file:open", "{\"path\":\"" ROOT "/a.txt\"}"));
@@ -749,11 +756,14 @@ static void test_edit_errors(void **state)
 
         /* A stale version is refused, never merged. */
         cJSON_Delete(t_ok(t, 0, "file:edit",
-                          "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"1\"}]}"));
-        assert_int_equal(t_err(t, 1, "file:edit",
-                               "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"2\"}]}",
-                               &e),
-                         RPC_CONFLICT);
+                          "{\"path\":\"" ROOT
+                          "/a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"1\"}]}"));
+        assert_int_equal(
+            t_err(t, 1, "file:edit",
+                  "{\"path\":\"" ROOT
+                  "/a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"2\"}]}",
+                  &e),
+            RPC_CONFLICT);
         assert_string_equal(get_str(get(e, "data"), "reason"), "stale version");
         assert_int_equal(get_num(get(e, "data"), "version"), 2);
         cJSON_Delete(e);
@@ -763,23 +773,28 @@ static void test_edit_errors(void **state)
 
         /* Not open; binary. */
         assert_int_equal(t_err(t, 0, "file:edit",
-                               "{\"path\":\"" ROOT "/b.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"\"}]}",
+                               "{\"path\":\"" ROOT
+                               "/b.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"\"}]}",
                                NULL),
                          RPC_NOT_FOUND);
         r = t_ok(t, 0, "file:open", "{\"path\":\"" ROOT "/image.png\"}");
         assert_string_equal(get_str(r, "encoding"), "base64");
         assert_string_equal(get_str(r, "content"), "iVBORw0KGgo=");
         cJSON_Delete(r);
-        assert_int_equal(t_err(t, 0, "file:edit",
-                               "{\"path\":\"" ROOT "/image.png\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"x\"}]}",
-                               NULL),
-                         RPC_WRONG_TYPE);
+        assert_int_equal(
+            t_err(t, 0, "file:edit",
+                  "{\"path\":\"" ROOT
+                  "/image.png\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"x\"}]}",
+                  NULL),
+            RPC_WRONG_TYPE);
         /* Other methods check their params too. */
         assert_int_equal(t_err(t, 0, "file:open", "{\"path\":\"\"}", NULL), RPC_INVALID_PARAMS);
         assert_int_equal(t_err(t, 0, "file:open", "{}", NULL), RPC_INVALID_PARAMS);
-        assert_int_equal(t_err(t, 0, "file:save", "{\"path\":\"" ROOT "/a.txt\",\"force\":1}", NULL), RPC_INVALID_PARAMS);
-        assert_int_equal(t_err(t, 0, "file:close", "{\"path\":\"" ROOT "/a.txt\",\"discard\":\"yes\"}", NULL),
+        assert_int_equal(t_err(t, 0, "file:save", "{\"path\":\"" ROOT "/a.txt\",\"force\":1}", NULL),
                          RPC_INVALID_PARAMS);
+        assert_int_equal(
+            t_err(t, 0, "file:close", "{\"path\":\"" ROOT "/a.txt\",\"discard\":\"yes\"}", NULL),
+            RPC_INVALID_PARAMS);
         assert_int_equal(t_err(t, 0, "project:load", "{\"root\":null}", NULL), RPC_INVALID_PARAMS);
         assert_int_equal(t_err(t, 0, "workspace:state", "[1]", NULL), RPC_INVALID_PARAMS);
         /* Errors of the fs service come back unchanged. */
@@ -798,7 +813,8 @@ static void test_save_and_conflict(void **state)
 
         cJSON_Delete(t_ok(t, 0, "file:open", "{\"path\":\"" ROOT "/b.txt\"}"));
         cJSON_Delete(t_ok(t, 0, "file:edit",
-                          "{\"path\":\"" ROOT "/b.txt\",\"version\":1,\"changes\":[{\"from\":3,\"to\":3,\"insert\":\"s\"}]}"));
+                          "{\"path\":\"" ROOT
+                          "/b.txt\",\"version\":1,\"changes\":[{\"from\":3,\"to\":3,\"insert\":\"s\"}]}"));
         assert_int_equal(count_files(t->state_dir, ".snap"), 1);
         r = t_ok(t, 0, "file:save", "{\"path\":\"" ROOT "/b.txt\"}");
         assert_int_equal(get_num(r, "version"), 2);
@@ -813,7 +829,8 @@ static void test_save_and_conflict(void **state)
 
         /* Edited here, changed outside: the user's text stays, flagged. */
         cJSON_Delete(t_ok(t, 0, "file:edit",
-                          "{\"path\":\"" ROOT "/b.txt\",\"version\":2,\"changes\":[{\"from\":0,\"to\":1,\"insert\":\"B\"}]}"));
+                          "{\"path\":\"" ROOT
+                          "/b.txt\",\"version\":2,\"changes\":[{\"from\":0,\"to\":1,\"insert\":\"B\"}]}"));
         fake_set(t->fs, ROOT "/b.txt", "wasps", false);
         fake_changed(t->fs, ROOT "/b.txt", "modified", NULL);
         t_run_pending(t);
@@ -848,9 +865,12 @@ static void test_close(void **state)
         cJSON *r, *e;
 
         cJSON_Delete(t_ok(t, 0, "file:open", "{\"path\":\"" ROOT "/b.txt\"}"));
-        cJSON_Delete(t_ok(t, 0, "file:edit",
-                          "{\"path\":\"" ROOT "/b.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":3,\"insert\":\"gone\"}]}"));
-        assert_int_equal(t_err(t, 1, "file:close", "{\"path\":\"" ROOT "/b.txt\"}", &e), RPC_UNSAVED_CHANGES);
+        cJSON_Delete(
+            t_ok(t, 0, "file:edit",
+                 "{\"path\":\"" ROOT
+                 "/b.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":3,\"insert\":\"gone\"}]}"));
+        assert_int_equal(t_err(t, 1, "file:close", "{\"path\":\"" ROOT "/b.txt\"}", &e),
+                         RPC_UNSAVED_CHANGES);
         assert_string_equal(get_str(get(e, "data"), "path"), ROOT "/b.txt");
         cJSON_Delete(e);
         assert_non_null(state_file(t_last_state(t, 0), ROOT "/b.txt"));
@@ -879,9 +899,10 @@ static void test_revert(void **state)
         cJSON *r;
 
         cJSON_Delete(t_ok(t, 0, "file:open", "{\"path\":\"" ROOT "/a.txt\"}"));
-        cJSON_Delete(t_ok(t, 0, "file:edit",
-                          "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"" EMOJI
-                          EMOJI "\"}]}"));
+        cJSON_Delete(t_ok(
+            t, 0, "file:edit",
+            "{\"path\":\"" ROOT
+            "/a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"" EMOJI EMOJI "\"}]}"));
         t_clear_notes(t);
         r = t_ok(t, 1, "file:revert", "{\"path\":\"" ROOT "/a.txt\"}");
         assert_string_equal(get_str(r, "content"), "hello " EMOJI " world");
@@ -921,7 +942,8 @@ static void test_outside_changes(void **state)
         for (int k = 0; k < 2; k++) {
                 assert_int_equal(t_notes(t, k, EVENT_FILE_EDITED, notes, 8), 1);
                 assert_int_equal(get_num(notes[0], "version"), 2);
-                assert_string_equal(get_str(cJSON_GetArrayItem(get(notes[0], "changes"), 0), "insert"), "new text");
+                assert_string_equal(get_str(cJSON_GetArrayItem(get(notes[0], "changes"), 0), "insert"),
+                                    "new text");
                 f = state_file(t_last_state(t, k), ROOT "/a.txt");
                 assert_int_equal(get_num(f, "version"), 2);
                 assert_false(get_bool(f, "dirty"));
@@ -929,7 +951,8 @@ static void test_outside_changes(void **state)
         }
         /* Its tag followed too: a plain save is no conflict. */
         cJSON_Delete(t_ok(t, 0, "file:edit",
-                          "{\"path\":\"" ROOT "/a.txt\",\"version\":2,\"changes\":[{\"from\":0,\"to\":3,\"insert\":\"old\"}]}"));
+                          "{\"path\":\"" ROOT
+                          "/a.txt\",\"version\":2,\"changes\":[{\"from\":0,\"to\":3,\"insert\":\"old\"}]}"));
         cJSON_Delete(t_ok(t, 0, "file:save", "{\"path\":\"" ROOT "/a.txt\"}"));
         assert_string_equal(fake_find(t->fs, ROOT "/a.txt")->content, "old text");
 
@@ -980,7 +1003,8 @@ static void test_outside_changes(void **state)
 
         /* A dirty buffer whose file is deleted keeps its text. */
         cJSON_Delete(t_ok(t, 0, "file:edit",
-                          "{\"path\":\"" ROOT "/a.txt\",\"version\":6,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\">\"}]}"));
+                          "{\"path\":\"" ROOT
+                          "/a.txt\",\"version\":6,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\">\"}]}"));
         fake_delete(t->fs, ROOT "/a.txt");
         fake_changed(t->fs, ROOT "/a.txt", "deleted", NULL);
         t_run_pending(t);
@@ -1025,8 +1049,9 @@ static void test_project_and_paths(void **state)
         r = t_ok(t, 1, "file:open", "{\"path\":\"./a.txt\"}");
         cJSON_Delete(r);
         assert_int_equal(t->fs->n_reads, reads);
-        cJSON_Delete(t_ok(t, 1, "file:edit",
-                          "{\"path\":\"a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"!\"}]}"));
+        cJSON_Delete(
+            t_ok(t, 1, "file:edit",
+                 "{\"path\":\"a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"!\"}]}"));
         r = t_ok(t, 0, "workspace:state", "{}");
         assert_int_equal(cJSON_GetArraySize(get(r, "openFiles")), 1);
         assert_string_equal(get_str(r, "root"), ROOT);
@@ -1041,7 +1066,8 @@ static void test_terminals(void **state)
         cJSON *ev, *r;
 
         t_clear_notes(t);
-        ev = cJSON_Parse("{\"terminals\":[{\"terminalId\":1,\"cols\":80,\"rows\":24,\"pid\":42,\"alive\":true}]}");
+        ev = cJSON_Parse(
+            "{\"terminals\":[{\"terminalId\":1,\"cols\":80,\"rows\":24,\"pid\":42,\"alive\":true}]}");
         bus_publish(t->bus, EVENT_TERMINALS_CHANGED, cJSON_Duplicate(ev, true), BUS_INTERNAL, 0);
         assert_int_equal(t_notes(t, 0, EVENT_STATE_UPDATED, notes, 8), 1);
         assert_int_equal(get_num(cJSON_GetArrayItem(get(notes[0], "terminals"), 0), "terminalId"), 1);
@@ -1077,11 +1103,13 @@ static void test_concurrency(void **state)
         /* Two saves back to back: the second waits for the first, and neither conflicts. Edits made
          * while a save runs keep the buffer dirty, on top of what was written. */
         cJSON_Delete(t_ok(t, 0, "file:edit",
-                          "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"1\"}]}"));
+                          "{\"path\":\"" ROOT
+                          "/a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"1\"}]}"));
         t_send(t, 0, "file:save", "{\"path\":\"" ROOT "/a.txt\"}", &a[0]);
         t_send(t, 1, "file:save", "{\"path\":\"" ROOT "/a.txt\"}", &a[1]);
         r = t_ok(t, 0, "file:edit",
-                 "{\"path\":\"" ROOT "/a.txt\",\"version\":2,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"2\"}]}");
+                 "{\"path\":\"" ROOT
+                 "/a.txt\",\"version\":2,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"2\"}]}");
         cJSON_Delete(r);
         t_wait(t, &a[0]);
         t_wait(t, &a[1]);
@@ -1098,7 +1126,8 @@ static void test_concurrency(void **state)
         /* Edited while the save ran: still dirty, based on the written text, so saving again works. */
         t_send(t, 0, "file:save", "{\"path\":\"" ROOT "/a.txt\"}", &a[0]);
         cJSON_Delete(t_ok(t, 1, "file:edit",
-                          "{\"path\":\"" ROOT "/a.txt\",\"version\":3,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"3\"}]}"));
+                          "{\"path\":\"" ROOT
+                          "/a.txt\",\"version\":3,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"3\"}]}"));
         t_wait(t, &a[0]);
         assert_int_equal(get_num(get(a[0].response, "result"), "version"), 3);
         cJSON_Delete(a[0].response);
@@ -1117,7 +1146,8 @@ static void test_stop_with_requests_running(void **state)
 
         cJSON_Delete(t_ok(t, 0, "file:open", "{\"path\":\"" ROOT "/a.txt\"}"));
         cJSON_Delete(t_ok(t, 0, "file:edit",
-                          "{\"path\":\"" ROOT "/a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"1\"}]}"));
+                          "{\"path\":\"" ROOT
+                          "/a.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"1\"}]}"));
         t_send(t, 0, "file:open", "{\"path\":\"" ROOT "/b.txt\"}", &a[0]);
         t_send(t, 0, "file:save", "{\"path\":\"" ROOT "/a.txt\"}", &a[1]);
         t_send(t, 1, "file:save", "{\"path\":\"" ROOT "/a.txt\"}", &a[2]);
@@ -1182,10 +1212,11 @@ static void test_limits(void **state)
 
         cJSON_Delete(t_ok(t, 0, "file:open", "{\"path\":\"/m00\"}"));
         /* An edit that would grow a buffer past its limit is refused, whole. */
-        (void)snprintf(params, sizeof(params),
-                       "{\"path\":\"/m00\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"%0800d\"},"
-                       "{\"from\":0,\"to\":0,\"insert\":\"%0800d\"}]}",
-                       0, 0);
+        (void)snprintf(
+            params, sizeof(params),
+            "{\"path\":\"/m00\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"%0800d\"},"
+            "{\"from\":0,\"to\":0,\"insert\":\"%0800d\"}]}",
+            0, 0);
         assert_int_equal(t_err(t, 0, "file:edit", params, NULL), RPC_TOO_LARGE);
         r = t_ok(t, 0, "file:open", "{\"path\":\"/m00\"}");
         assert_int_equal(strlen(get_str(r, "content")), 2500);
@@ -1232,10 +1263,12 @@ static void test_journal_failure_refuses_edit(void **state)
 
         cJSON_Delete(t_ok(t, 0, "file:open", "{\"path\":\"" ROOT "/b.txt\"}"));
         cJSON_Delete(t_ok(t, 0, "file:edit",
-                          "{\"path\":\"" ROOT "/b.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"1\"}]}"));
+                          "{\"path\":\"" ROOT
+                          "/b.txt\",\"version\":1,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"1\"}]}"));
         /* No room for the next record (a full disk, as far as this process can tell). */
         (void)snprintf(params, sizeof(params),
-                       "{\"path\":\"" ROOT "/b.txt\",\"version\":2,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"%04000d\"}]}",
+                       "{\"path\":\"" ROOT
+                       "/b.txt\",\"version\":2,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\"%04000d\"}]}",
                        7);
         assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
         small = old;
@@ -1256,12 +1289,12 @@ static void test_journal_failure_refuses_edit(void **state)
 
 /* ---- restarts ---- */
 
-#define CHILD_CHECK(x)                                                                                      \
-        do {                                                                                                \
-                if (!(x)) {                                                                                 \
-                        fprintf(stderr, "child check failed at line %d: %s\n", __LINE__, #x);               \
-                        _exit(2);                                                                           \
-                }                                                                                           \
+#define CHILD_CHECK(x)                                                                        \
+        do {                                                                                  \
+                if (!(x)) {                                                                   \
+                        fprintf(stderr, "child check failed at line %d: %s\n", __LINE__, #x); \
+                        _exit(2);                                                             \
+                }                                                                             \
         } while (0)
 
 static void child_edit(T *t, const char *path, int version, int from, int to, const char *insert)
@@ -1269,9 +1302,10 @@ static void child_edit(T *t, const char *path, int version, int from, int to, co
         char params[512];
         cJSON *resp;
 
-        (void)snprintf(params, sizeof(params),
-                       "{\"path\":\"%s\",\"version\":%d,\"changes\":[{\"from\":%d,\"to\":%d,\"insert\":\"%s\"}]}", path,
-                       version, from, to, insert);
+        (void)snprintf(
+            params, sizeof(params),
+            "{\"path\":\"%s\",\"version\":%d,\"changes\":[{\"from\":%d,\"to\":%d,\"insert\":\"%s\"}]}", path,
+            version, from, to, insert);
         resp = t_call(t, 0, "file:edit", params);
         CHILD_CHECK(cJSON_GetObjectItem(resp, "result"));
         cJSON_Delete(resp);
@@ -1327,7 +1361,8 @@ static void test_crash_restore(void **state)
         assert_int_equal(cJSON_GetArraySize(get(r, "openFiles")), 2);
         /* In the order they were opened, when the fs service answers at once. */
         if (!async)
-                assert_string_equal(get_str(cJSON_GetArrayItem(get(r, "openFiles"), 0), "path"), ROOT "/b.txt");
+                assert_string_equal(get_str(cJSON_GetArrayItem(get(r, "openFiles"), 0), "path"),
+                                    ROOT "/b.txt");
         f = state_file(r, ROOT "/a.txt");
         assert_true(get_bool(f, "dirty"));
         assert_false(get_bool(f, "diskChanged"));
@@ -1344,7 +1379,8 @@ static void test_crash_restore(void **state)
         cJSON_Delete(r);
         /* The edits go on from there, and the restored tag lets a plain save through. */
         cJSON_Delete(t_ok(t, 0, "file:edit",
-                          "{\"path\":\"" ROOT "/a.txt\",\"version\":4,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\">\"}]}"));
+                          "{\"path\":\"" ROOT
+                          "/a.txt\",\"version\":4,\"changes\":[{\"from\":0,\"to\":0,\"insert\":\">\"}]}"));
         cJSON_Delete(t_ok(t, 0, "file:save", "{\"path\":\"" ROOT "/a.txt\"}"));
         assert_string_equal(fake_find(t->fs, ROOT "/a.txt")->content, ">HELLO " PARTY " world!");
         t_free(t, true);
@@ -1427,30 +1463,30 @@ static const bool no = false, yes = true;
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_open_edit_notify, setup_sync, teardown),
-                cmocka_unit_test_setup_teardown(test_open_edit_notify, setup_async, teardown),
-                cmocka_unit_test_setup_teardown(test_edit_errors, setup_sync, teardown),
-                cmocka_unit_test_setup_teardown(test_edit_errors, setup_async, teardown),
-                cmocka_unit_test_setup_teardown(test_save_and_conflict, setup_sync, teardown),
-                cmocka_unit_test_setup_teardown(test_save_and_conflict, setup_async, teardown),
-                cmocka_unit_test_setup_teardown(test_close, setup_sync, teardown),
-                cmocka_unit_test_setup_teardown(test_revert, setup_sync, teardown),
-                cmocka_unit_test_setup_teardown(test_revert, setup_async, teardown),
-                cmocka_unit_test_setup_teardown(test_outside_changes, setup_sync, teardown),
-                cmocka_unit_test_setup_teardown(test_outside_changes, setup_async, teardown),
-                cmocka_unit_test_setup_teardown(test_project_and_paths, setup_sync, teardown),
-                cmocka_unit_test_setup_teardown(test_project_and_paths, setup_async, teardown),
-                cmocka_unit_test_setup_teardown(test_terminals, setup_sync, teardown),
-                cmocka_unit_test_setup_teardown(test_concurrency, setup_async, teardown),
-                cmocka_unit_test_setup_teardown(test_stop_with_requests_running, setup_async, teardown),
-                cmocka_unit_test_setup_teardown(test_journal_failure_refuses_edit, setup_sync, teardown),
-                cmocka_unit_test(test_no_fs_service),
-                cmocka_unit_test(test_limits),
-                cmocka_unit_test_prestate(test_crash_restore, (void *)&no),
-                cmocka_unit_test_prestate(test_crash_restore, (void *)&yes),
-                cmocka_unit_test(test_crash_restore_torn),
-                cmocka_unit_test(test_restore_with_disk_changes),
-                cmocka_unit_test(test_restore_missing_file),
+            cmocka_unit_test_setup_teardown(test_open_edit_notify, setup_sync, teardown),
+            cmocka_unit_test_setup_teardown(test_open_edit_notify, setup_async, teardown),
+            cmocka_unit_test_setup_teardown(test_edit_errors, setup_sync, teardown),
+            cmocka_unit_test_setup_teardown(test_edit_errors, setup_async, teardown),
+            cmocka_unit_test_setup_teardown(test_save_and_conflict, setup_sync, teardown),
+            cmocka_unit_test_setup_teardown(test_save_and_conflict, setup_async, teardown),
+            cmocka_unit_test_setup_teardown(test_close, setup_sync, teardown),
+            cmocka_unit_test_setup_teardown(test_revert, setup_sync, teardown),
+            cmocka_unit_test_setup_teardown(test_revert, setup_async, teardown),
+            cmocka_unit_test_setup_teardown(test_outside_changes, setup_sync, teardown),
+            cmocka_unit_test_setup_teardown(test_outside_changes, setup_async, teardown),
+            cmocka_unit_test_setup_teardown(test_project_and_paths, setup_sync, teardown),
+            cmocka_unit_test_setup_teardown(test_project_and_paths, setup_async, teardown),
+            cmocka_unit_test_setup_teardown(test_terminals, setup_sync, teardown),
+            cmocka_unit_test_setup_teardown(test_concurrency, setup_async, teardown),
+            cmocka_unit_test_setup_teardown(test_stop_with_requests_running, setup_async, teardown),
+            cmocka_unit_test_setup_teardown(test_journal_failure_refuses_edit, setup_sync, teardown),
+            cmocka_unit_test(test_no_fs_service),
+            cmocka_unit_test(test_limits),
+            cmocka_unit_test_prestate(test_crash_restore, (void *)&no),
+            cmocka_unit_test_prestate(test_crash_restore, (void *)&yes),
+            cmocka_unit_test(test_crash_restore_torn),
+            cmocka_unit_test(test_restore_with_disk_changes),
+            cmocka_unit_test(test_restore_missing_file),
         };
 
         log_set_max_level(LOG_ERR); /* the warnings these tests provoke are expected */
