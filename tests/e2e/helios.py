@@ -163,6 +163,23 @@ class Client:
         return out
 
 
+def is_listening(path):
+    """True once a Unix socket bound to path accepts connections. systemd-socket-activate binds
+    (the file appears) before it listens; a client in between is refused. /proc/net/unix tells
+    without connecting, which would start the worker."""
+    try:
+        with open("/proc/net/unix") as f:
+            next(f)
+            for line in f:
+                fields = line.split(None, 7)
+                # Num RefCount Protocol Flags Type St Inode Path; __SO_ACCEPTCON in Flags: listening.
+                if len(fields) == 8 and fields[7].rstrip("\n") == path and int(fields[3], 16) & 0x10000:
+                    return True
+    except OSError:
+        return os.path.exists(path)  # cannot tell: the file is the best sign there is
+    return False
+
+
 def read_status(pid):
     """Fields of /proc/PID/status as a dict of strings."""
     out = {}
@@ -202,7 +219,7 @@ class Worker:
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(self.log, "ab"), start_new_session=True)
         deadline = time.monotonic() + 10
-        while not os.path.exists(self.sock):
+        while not is_listening(self.sock):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"systemd-socket-activate exited: {self.read_log()}")
             if time.monotonic() > deadline:
