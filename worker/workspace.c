@@ -71,10 +71,19 @@ struct Workspace {
         size_t total_bytes;
         cJSON *terminals; /* the last list EVENT_TERMINALS_CHANGED brought */
 
+        /* What the journal held at start. It is restored on the first turn of the loop, once every
+         * service has started and subscribed: the terminal service starts after this one and wants
+         * to hear of the project root too. */
+        uv_timer_t restore_timer;
+        JournalState saved;
+        JournalDoc *saved_docs;
+        size_t n_saved_docs;
+
         unsigned n_ops;     /* bus calls to the fs service not answered yet */
-        unsigned restoring; /* operations of the restore at start still running */
+        unsigned restoring; /* the restore and its operations still running */
         bool state_unsaved; /* the state file is written once the restore is complete */
         bool stopping;
+        bool timer_closed;
 };
 
 typedef enum OpKind {
@@ -111,7 +120,7 @@ typedef struct FileContent {
         const char *tag;
 } FileContent;
 
-static void ws_free(Workspace *ws);
+static void ws_maybe_free(Workspace *ws);
 static void start_save(Op *op);
 static void start_reload(Buffer *b);
 
@@ -581,8 +590,7 @@ static void op_free(Op *op)
         free(op);
         ws->n_ops--;
         if (ws->stopping) {
-                if (ws->n_ops == 0)
-                        ws_free(ws);
+                ws_maybe_free(ws);
                 return;
         }
         if (restore && --ws->restoring == 0) {
@@ -1429,55 +1437,51 @@ static void ws_restore_doc(Workspace *ws, JournalDoc *jd)
         ws_fs_call(ws, "fs:read_file", read_params(b->path), op);
 }
 
-static int ws_restore(Workspace *ws)
+static void on_restore_timer(uv_timer_t *t)
 {
-        _cleanup_(journal_state_done) JournalState st = {};
-        JournalDoc *docs = NULL;
-        size_t n_docs = 0;
+        Workspace *ws = t->data;
+        JournalState *st = &ws->saved;
+        JournalDoc *docs = ws->saved_docs;
+        size_t n_docs = ws->n_saved_docs;
         Op *op;
-        int r;
 
-        r = journal_load(ws->journal, &st, &docs, &n_docs);
-        if (r < 0)
-                return r;
-
-        /* Held for the whole restore, so that answers arriving at once do not write a partial state. */
-        ws->restoring++;
         /* The saved order first, then journalled buffers the state file did not list (it is written
          * after the journal, so a crash in between can leave it behind). */
-        for (size_t i = 0; i < st.n_paths; i++) {
+        for (size_t i = 0; i < st->n_paths; i++) {
                 bool journalled = false;
 
-                if (ws_find(ws, st.paths[i]))
+                if (ws_find(ws, st->paths[i]))
                         continue;
                 for (size_t k = 0; k < n_docs; k++)
-                        if (docs[k].doc && streq(docs[k].path, st.paths[i])) {
+                        if (docs[k].doc && streq(docs[k].path, st->paths[i])) {
                                 ws_restore_doc(ws, &docs[k]);
                                 journalled = true;
                                 break;
                         }
                 if (!journalled)
-                        ws_restore_open(ws, st.paths[i]);
+                        ws_restore_open(ws, st->paths[i]);
         }
         for (size_t k = 0; k < n_docs; k++)
                 if (docs[k].doc)
                         ws_restore_doc(ws, &docs[k]);
-        journal_docs_free(docs, n_docs);
+        journal_docs_free(TAKE_PTR(ws->saved_docs), n_docs);
+        ws->n_saved_docs = 0;
 
-        if (st.root) {
+        if (st->root) {
                 op = op_new(ws, OP_RESTORE_ROOT, NULL, NULL);
-                if (!op || !(op->path = strdup(st.root))) {
+                if (op && (op->path = strdup(st->root)))
+                        ws_fs_call(ws, "fs:stat", read_params(st->root), op);
+                else {
+                        log_oom();
                         if (op)
                                 op_free(op);
-                        ws->restoring--;
-                        return -ENOMEM;
                 }
-                ws_fs_call(ws, "fs:stat", read_params(st.root), op);
         }
+        journal_state_done(st);
 
+        /* The hold taken in start(): answers that arrived at once could not write a partial state. */
         if (--ws->restoring == 0 && ws->state_unsaved)
                 ws_persist_state(ws);
-        return 0;
 }
 
 /* ---- dispatch of fs answers ---- */
@@ -1523,12 +1527,14 @@ static void on_fs_reply(const cJSON *result, const cJSON *error, void *userdata)
 
 /* ---- service ---- */
 
-static void ws_free(Workspace *ws)
+/* A stopping workspace goes once its operations have been answered and its timer has closed. */
+static void ws_maybe_free(Workspace *ws)
 {
-        if (!ws)
+        if (!ws->stopping || ws->n_ops > 0 || !ws->timer_closed)
                 return;
-        assert(ws->n_ops == 0);
         assert(ws->n_buffers == 0);
+        journal_docs_free(ws->saved_docs, ws->n_saved_docs);
+        journal_state_done(&ws->saved);
         free(ws->buffers);
         free(ws->root);
         cJSON_Delete(ws->terminals);
@@ -1544,6 +1550,14 @@ static const struct {
     {"file:save", on_file_save},       {"file:revert", on_file_revert},
     {"file:close", on_file_close},
 };
+
+static void on_timer_closed(uv_handle_t *h)
+{
+        Workspace *ws = h->data;
+
+        ws->timer_closed = true;
+        ws_maybe_free(ws);
+}
 
 static int workspace_start(const ServiceContext *ctx, void **ret)
 {
@@ -1576,6 +1590,11 @@ static int workspace_start(const ServiceContext *ctx, void **ret)
                 return log_error_errno(r, "Failed to open the state directory %s: %m", cfg->state_dir);
         }
 
+        (void)uv_timer_init(ctx->loop, &ws->restore_timer);
+        ws->restore_timer.data = ws;
+        /* From here on a failure is cleaned up by stop(), which the caller runs. */
+        *ret = ws;
+
         for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
                 r = bus_serve(ctx->bus, methods[i].topic, methods[i].fn, ws);
                 if (r < 0)
@@ -1586,13 +1605,13 @@ static int workspace_start(const ServiceContext *ctx, void **ret)
         if (r >= 0)
                 r = bus_subscribe(ctx->bus, EVENT_TERMINALS_CHANGED, on_terminals_changed, ws);
         if (r >= 0)
-                r = ws_restore(ws);
-        if (r < 0) {
-                /* The caller stops the worker; the returned pointer lets stop() clean up. */
-                *ret = ws;
-                return log_error_errno(r, "Failed to start the workspace: %m");
+                r = journal_load(ws->journal, &ws->saved, &ws->saved_docs, &ws->n_saved_docs);
+        if (r >= 0) {
+                ws->restoring = 1;
+                r = uv_timer_start(&ws->restore_timer, on_restore_timer, 0, 0);
         }
-        *ret = ws;
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the workspace: %m");
         return 0;
 }
 
@@ -1627,8 +1646,9 @@ static void workspace_stop(void *userdata)
         journal_close(TAKE_PTR(ws->journal));
         while (ws->n_buffers > 0)
                 buffer_close(ws->buffers[ws->n_buffers - 1]);
-        if (--ws->n_ops == 0)
-                ws_free(ws);
+        uv_close((uv_handle_t *)&ws->restore_timer, on_timer_closed);
+        ws->n_ops--;
+        ws_maybe_free(ws);
 }
 
 const ServiceType workspace_service_type = {

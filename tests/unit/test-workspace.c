@@ -1344,16 +1344,30 @@ static void crash_child(const char *base, bool async)
         assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+static void on_late_project_loaded(const char *topic, const cJSON *params, ClientId origin, void *userdata)
+{
+        char *root = userdata;
+
+        (void)snprintf(root, 256, "%s", get_str(params, "root"));
+}
+
 static void test_crash_restore(void **state)
 {
         bool async = *(bool *)*state;
         T *t = t_new(NULL, async, true, 16u * 1024u * 1024u);
+        ServiceContext ctx = {&t->loop, t->bus, &t->config};
+        char late_root[256] = "";
         const cJSON *f;
         cJSON *r;
 
         t_populate(t);
         crash_child(t->base, async);
-        t_start_ws(t);
+        /* A service that starts after the workspace (the terminal service) hears of the restored root
+         * too. */
+        assert_int_equal(workspace_service_type.start(&ctx, &t->ws), 0);
+        assert_int_equal(bus_subscribe(t->bus, EVENT_PROJECT_LOADED, on_late_project_loaded, late_root), 0);
+        t_run_pending(t);
+        assert_string_equal(late_root, ROOT);
 
         r = t_ok(t, 0, "workspace:state", "{}");
         assert_string_equal(get_str(r, "root"), ROOT);
