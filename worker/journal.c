@@ -1065,7 +1065,8 @@ static int replay_record(Journal *j, Reader *body, uint64_t snap_version, uint64
                         return -EBADMSG;
                 /* Every record passed the same checks when it was written; one that fails them now is
                  * damage, and stops the replay like a bad CRC. */
-                if (doc_edit(doc, changes, n, j->limits.max_doc_size, SIZE_MAX, &c, NULL) < 0)
+                /* No size limit here: a text over the limits (lowered since) is kept on disk whole. */
+                if (doc_edit(doc, changes, n, SIZE_MAX / 4, SIZE_MAX, &c, NULL) < 0)
                         return -EBADMSG;
                 doc_commit(doc);
                 *cost += c;
@@ -1160,25 +1161,27 @@ static int load_entry(Journal *j, const char *id, size_t total, JournalDoc *ret)
                         valid = log_len - rd.n;
                 }
         }
-        if (valid < log_len || truncated) {
+        /* Over the limits (maybe lowered since): not restored, and nothing on disk is touched. A log
+         * longer than any this worker writes counts as that too. */
+        if (truncated || doc_size(doc) > j->limits.max_doc_size ||
+            doc_size(doc) > j->limits.max_total_size - total)
+                return -EFBIG;
+
+        if (valid < log_len)
                 /* A torn last write (the worker was killed in the middle of it) ends up here. */
                 log_warning("Journal log %s/%s.log of %s is torn or damaged after %" PRIu64
                             " bytes: keeping the edits before that, dropping the rest.",
                             j->dir, id, path, valid);
-                if (valid < MAGIC_LEN) {
-                        /* Not even the header is good: start the log afresh. */
-                        if (ftruncate(log_fd, 0) < 0)
-                                return negative_errno();
-                        r = write_all(log_fd, LOG_MAGIC, MAGIC_LEN);
-                        if (r < 0)
-                                return r;
-                        valid = MAGIC_LEN;
-                } else if (ftruncate(log_fd, (off_t)valid) < 0)
+        if (valid < MAGIC_LEN) {
+                /* Not even the header (the log is damaged, or was lost): start it afresh. */
+                if (ftruncate(log_fd, 0) < 0)
                         return negative_errno();
-        }
-
-        if (doc_size(doc) > j->limits.max_doc_size || doc_size(doc) > j->limits.max_total_size - total)
-                return -EFBIG;
+                r = write_all(log_fd, LOG_MAGIC, MAGIC_LEN);
+                if (r < 0)
+                        return r;
+                valid = MAGIC_LEN;
+        } else if (valid < log_len && ftruncate(log_fd, (off_t)valid) < 0)
+                return negative_errno();
 
         r = entry_new(j, path, cur_tag, &e);
         if (r < 0)

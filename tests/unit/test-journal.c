@@ -302,6 +302,37 @@ static void test_damaged_records(void **state)
         journal_state_done(&st);
 }
 
+static void test_lost_log(void **state)
+{
+        Fixture *f = *state;
+        JournalState st = {};
+        JournalDoc *docs;
+        JournalEntry *e;
+        Document *d = doc("base");
+        char name[64], p[256];
+
+        open_journal(f);
+        assert_int_equal(journal_add(f->j, "/lost", "t", 3, d, &e), 0);
+        edit(e, d, 3, 4, 4, "+");
+        doc_free(d);
+        close_journal(f);
+        find_file(f, ".log", name, sizeof(name));
+        path_in(f, name, p, sizeof(p));
+        assert_int_equal(unlink(p), 0);
+
+        /* The snapshot alone, and a new log that records what follows. */
+        docs = reload(f, &st, 1);
+        assert_int_equal(docs[0].version, 3);
+        assert_string_equal(doc_text(docs[0].doc), "base");
+        edit(docs[0].entry, docs[0].doc, 3, 0, 0, "re");
+        journal_docs_free(docs, 1);
+        docs = reload(f, &st, 1);
+        assert_int_equal(docs[0].version, 4);
+        assert_string_equal(doc_text(docs[0].doc), "rebase");
+        journal_docs_free(docs, 1);
+        journal_state_done(&st);
+}
+
 static void test_compaction(void **state)
 {
         Fixture *f = *state;
@@ -489,11 +520,17 @@ static void test_limits(void **state)
                 Document *d = doc(i == 0 ? "a long one, over the limit" : "short");
                 (void)snprintf(path, sizeof(path), "/f%d", i);
                 assert_int_equal(journal_add(f->j, path, "t", 1, d, &e), 0);
+                if (i == 0)
+                        edit(e, d, 1, 26, 26, "!!!!");
                 doc_free(d);
         }
 
         /* Over the size limit: kept on disk, not restored. */
         f->limits.max_doc_size = 10;
+        docs = reload(f, &st, 2);
+        journal_docs_free(docs, 2);
+        /* Over it only once the log is replayed: the log is not cut short either. */
+        f->limits.max_doc_size = 28;
         docs = reload(f, &st, 2);
         journal_docs_free(docs, 2);
         /* Over the count limit. */
@@ -509,6 +546,11 @@ static void test_limits(void **state)
         /* Nothing was lost on the way. */
         f->limits.max_total_size = 1024;
         docs = reload(f, &st, 3);
+        for (int i = 0; i < 3; i++)
+                if (strcmp(docs[i].path, "/f0") == 0) {
+                        assert_string_equal(doc_text(docs[i].doc), "a long one, over the limit!!!!");
+                        assert_int_equal(docs[i].version, 2);
+                }
         journal_docs_free(docs, 3);
         journal_state_done(&st);
 }
@@ -540,6 +582,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
             cmocka_unit_test_setup_teardown(test_torn_last_record, setup, teardown),
             cmocka_unit_test_setup_teardown(test_damaged_records, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_lost_log, setup, teardown),
             cmocka_unit_test_setup_teardown(test_compaction, setup, teardown),
             cmocka_unit_test_setup_teardown(test_failed_append_is_taken_back, setup, teardown),
             cmocka_unit_test_setup_teardown(test_state_file, setup, teardown),
