@@ -77,6 +77,7 @@ struct FsWatch {
         void *done_userdata;
 
         char *root;
+        char *state_dir; /* physical path of the worker's own state directory: never reported */
         int root_wd;
         bool limit_reported;
         unsigned generation; /* bumped by every fs_watch_set_root() */
@@ -108,12 +109,14 @@ const char *fs_change_kind_to_string(FsChangeKind k)
         return k >= 0 && k < _FS_CHANGE_KIND_MAX ? names[k] : NULL;
 }
 
-static bool excluded(const FsWatch *w, const char *name)
+/* A directory not watched: one with an excluded name, or the worker's own state directory, whose
+ * journal changes with every keystroke and is nobody's business but the workspace's. */
+static bool excluded(const FsWatch *w, const char *path, const char *name)
 {
         for (size_t i = 0; i < w->config->n_watch_exclude; i++)
                 if (streq(w->config->watch_exclude[i], name))
                         return true;
-        return false;
+        return w->state_dir && streq(path, w->state_dir);
 }
 
 static char *path_join(const char *dir, const char *name)
@@ -628,11 +631,12 @@ static void scan_dir(FsWatch *w, const char *path, bool report)
                                 continue;
                         is_dir = S_ISDIR(st.st_mode);
                 }
-                if ((is_dir && excluded(w, de->d_name)) ||
-                    (w->ops->is_temporary && w->ops->is_temporary(de->d_name)))
+                if (w->ops->is_temporary && w->ops->is_temporary(de->d_name))
                         continue;
                 child = path_join(path, de->d_name);
                 if (!child || strlen(child) >= PATH_MAX)
+                        continue;
+                if (is_dir && excluded(w, child, de->d_name))
                         continue;
                 if (report) {
                         change_add(w, FS_CHANGE_CREATED, child, is_dir);
@@ -718,12 +722,12 @@ static void handle_event(FsWatch *w, const struct inotify_event *ev)
         }
         if (ev->len == 0 || !ev->name[0])
                 return;
-        if (is_dir && excluded(w, ev->name))
-                return;
         if (!utf8_is_valid(ev->name, strlen(ev->name)))
                 return;
         n = snprintf(path, sizeof(path), "%s%s%s", x->path, streq(x->path, "/") ? "" : "/", ev->name);
         if (n < 0 || (size_t)n >= PATH_MAX)
+                return;
+        if (is_dir && excluded(w, path, ev->name))
                 return;
 
         temporary = w->ops->is_temporary && w->ops->is_temporary(ev->name);
@@ -841,6 +845,10 @@ int fs_watch_set_root(FsWatch *w, const char *root)
         scan_clear(w);
         free(w->root);
         w->root = p;
+        /* The workspace creates its state directory before any project is loaded; resolve it now so
+         * it is compared by the same physical paths the watches use. */
+        free(w->state_dir);
+        w->state_dir = realpath(w->config->state_dir, NULL);
         w->limit_reported = false;
         w->generation++;
 
@@ -874,6 +882,7 @@ static void on_handle_closed(uv_handle_t *h)
                 free(w->scan[i].path);
         free(w->scan);
         free(w->root);
+        free(w->state_dir);
         if (w->done)
                 w->done(w->done_userdata);
         free(w);

@@ -134,10 +134,18 @@ class Client:
         and every earlier notification of the same method."""
         deadline = time.monotonic() + timeout
         while True:
+            # Notifications of other methods stay queued for later waits.
+            kept = collections.deque()
+            found = None
             while self.notifications:
                 n = self.notifications.popleft()
-                if n["method"] == method and (pred is None or pred(n.get("params"))):
-                    return n.get("params")
+                if found is not None or n["method"] != method:
+                    kept.append(n)
+                elif pred is None or pred(n.get("params")):
+                    found = n
+            self.notifications = kept
+            if found is not None:
+                return found.get("params")
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"no {method} notification")

@@ -42,9 +42,10 @@ def test_ready_and_status(make_worker, notify_socket):
     w = make_worker(env={"NOTIFY_SOCKET": path})
     with w.connect() as c:
         c.call("worker:info")
-        got = read_notifications(s, lambda g: "READY=1" in g)
-        status = [g for g in got if g.startswith("STATUS=")]
-        assert status and status[-1] == "STATUS=1 connection, 0 terminals, 0 open files"
+        got = read_notifications(s, lambda g: "STATUS=1 connection, 0 terminals, 0 open files" in g)
+        # READY=1 comes once the socket is served, before this connection was accepted.
+        assert "READY=1" in got
+        assert got.index("READY=1") < got.index("STATUS=1 connection, 0 terminals, 0 open files")
 
         with open(w.path("a.txt"), "w") as f:
             f.write("hello\n")
@@ -156,3 +157,22 @@ def test_many_users_worth_of_requests_stay_in_order(worker):
             r = c.wait_response(f"{i}-{round_}")
             assert r["result"]["content"] == "data"
         c.close()
+
+
+def test_journal_is_not_reported_as_a_change(make_worker, tmp_path):
+    """With the default layout the state directory lies inside the project ($HOME): the journal
+    written on every keystroke must not reach clients as file:changed_on_disk."""
+    home = os.path.join(str(tmp_path), "w", "home")
+    w = make_worker(name="w", env={"XDG_STATE_HOME": os.path.join(home, ".local", "state")})
+    with open(w.path("a.txt"), "w") as f:
+        f.write("x\n")
+    with w.connect() as c:
+        c.call("project:load", {"root": w.home})
+        v = c.call("file:open", {"path": "a.txt"})["version"]
+        for i in range(20):
+            v = c.call("file:edit", {"path": "a.txt", "version": v,
+                                     "changes": [{"from": 0, "to": 0, "insert": "y"}]})["version"]
+        seen = [n["params"]["path"] for n in c.collect_notifications(1.0)
+                if n["method"] == "file:changed_on_disk"]
+        assert seen == []
+        assert c.call("worker:info")["stateDir"].startswith(w.home)
