@@ -19,6 +19,8 @@
 #include "log.h"
 #include "pty.h"
 #include "service.h"
+#include "terminal-scrollback.h"
+#include "terminal-title.h"
 #include "utf8.h"
 
 #define READ_MAX         (64u * 1024u)   /* bytes per read() of a master */
@@ -39,29 +41,10 @@
 
 typedef struct TerminalService TerminalService;
 
-/* Scrollback: the newest output, up to max bytes. Memory grows with use (most terminals never
- * print a megabyte); start stays 0 until the buffer has reached max, then it wraps. */
-typedef struct Ring {
-        char *data;
-        size_t alloc, max, start, len;
-} Ring;
-
 typedef struct Attachment {
         ClientId client; /* 0: detached while output was being delivered; swept afterwards */
         bool paused;
 } Attachment;
-
-/* Just enough of ECMA-48 to follow OSC 0 and OSC 2 (set window title) in the output. */
-typedef enum OscState {
-        OSC_GROUND,
-        OSC_ESC,
-        OSC_NUMBER,
-        OSC_TITLE,
-        OSC_SKIP,
-        OSC_TITLE_ESC,
-        OSC_SKIP_ESC,
-        _OSC_STATE_MAX,
-} OscState;
 
 typedef struct Terminal {
         TerminalService *svc;
@@ -83,7 +66,8 @@ typedef struct Terminal {
         bool destroyed; /* unlinked; handles closing */
         uint64_t exit_serial;
 
-        Ring scrollback;
+        Scrollback scrollback;
+        TitleTracker title;
         char carry[CARRY_MAX]; /* incomplete UTF-8 sequence at the end of the last read */
         size_t n_carry;
 
@@ -93,12 +77,6 @@ typedef struct Terminal {
         Attachment *att;
         size_t n_att;
         unsigned delivering;
-
-        OscState osc;
-        unsigned osc_number;
-        size_t osc_len;
-        char osc_buf[TITLE_MAX];
-        char *title;
 
         struct Terminal *prev, *next;
 } Terminal;
@@ -157,77 +135,14 @@ static void strv_freep(char ***v)
         strv_free(*v);
 }
 
-/* ---- scrollback ring ---- */
-
-static int ring_append(Ring *r, const char *p, size_t n)
-{
-        if (n >= r->max) {
-                p += n - r->max;
-                n = r->max;
-        }
-        if (r->alloc < r->max && r->len + n > r->alloc) {
-                size_t a = MIN(MAX(MAX(r->alloc * 2, r->len + n), (size_t)4096), r->max);
-                char *d = realloc(r->data, a);
-                if (!d)
-                        return -ENOMEM;
-                r->data = d;
-                r->alloc = a;
-        }
-        if (r->alloc < r->max) {
-                memcpy(r->data + r->len, p, n);
-                r->len += n;
-                return 0;
-        }
-        size_t end = (r->start + r->len) % r->max, first = MIN(n, r->max - end);
-        memcpy(r->data + end, p, first);
-        memcpy(r->data, p + first, n - first);
-        if (r->len + n > r->max) {
-                r->start = (r->start + r->len + n - r->max) % r->max;
-                r->len = r->max;
-        } else
-                r->len += n;
-        return 0;
-}
-
-static int ring_copy(const Ring *r, Buf *out)
-{
-        size_t first = MIN(r->len, r->alloc - r->start);
-        int k;
-
-        k = buf_reserve(out, r->len);
-        if (k < 0)
-                return k;
-        if (first > 0)
-                (void)buf_append(out, r->data + r->start, first);
-        if (r->len > first)
-                (void)buf_append(out, r->data, r->len - first);
-        return 0;
-}
-
-static size_t json_escaped_size(unsigned char c)
-{
-        if (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f')
-                return 2;
-        return c < 0x20 ? ESCAPE_FACTOR : 1;
-}
-
 /* The scrollback as a JSON string, already escaped (the output may hold NUL, which cJSON strings
- * cannot), cut at the front to fit budget bytes and to begin on a character boundary. */
+ * cannot), cut at the front to fit in budget bytes. */
 static cJSON *scrollback_json(const Terminal *t, size_t budget)
 {
-        _cleanup_(buf_done) Buf lin = {};
         _cleanup_(buf_done) Buf out = {};
-        size_t start, size = 2;
 
-        if (ring_copy(&t->scrollback, &lin) < 0)
-                return NULL;
-        start = lin.len;
-        while (start > 0 && size + json_escaped_size((unsigned char)lin.data[start - 1]) <= budget)
-                size += json_escaped_size((unsigned char)lin.data[--start]);
-        while (start < lin.len && ((unsigned char)lin.data[start] & 0xC0) == 0x80)
-                start++;
-        if (buf_reserve(&out, size) < 0 || buf_append(&out, "\"", 1) < 0 ||
-            json_escape_append(&out, lin.data ? lin.data + start : "", lin.len - start) < 0 ||
+        if (buf_append(&out, "\"", 1) < 0 ||
+            scrollback_escape_append(&t->scrollback, budget > 2 ? budget - 2 : 0, &out) < 0 ||
             buf_append(&out, "\"", 1) < 0)
                 return NULL;
         return cJSON_CreateRaw(out.data);
@@ -311,10 +226,9 @@ static void terminal_free(Terminal *t)
 {
         TerminalService *s = t->svc;
 
-        free(t->scrollback.data);
+        scrollback_done(&t->scrollback);
         buf_done(&t->input);
         free(t->att);
-        free(t->title);
         free(t);
         service_unref(s);
 }
@@ -401,7 +315,7 @@ static cJSON *terminal_to_json(const Terminal *t)
                                              pty_signal_name(WTERMSIG(t->status), name, sizeof(name))))
                         goto fail;
         }
-        if (t->title && !cJSON_AddStringToObject(o, "title", t->title))
+        if (t->title.has_title && !cJSON_AddStringToObject(o, "title", t->title.title))
                 goto fail;
         return o;
 fail:
@@ -474,92 +388,6 @@ static void publish_exit(Terminal *t)
 
 /* ---- output ---- */
 
-static void title_commit(Terminal *t)
-{
-        size_t len = t->osc_len;
-        char *title;
-
-        /* The buffer may have been cut inside a character. */
-        while (len > 0 && !utf8_is_valid(t->osc_buf, len))
-                len--;
-        if (t->title && strlen(t->title) == len && memcmp(t->title, t->osc_buf, len) == 0)
-                return;
-        title = strndup(t->osc_buf, len);
-        if (!title) {
-                log_oom();
-                return;
-        }
-        free(t->title);
-        t->title = title;
-        if (!uv_is_active((uv_handle_t *)&t->svc->publish_timer))
-                (void)uv_timer_start(&t->svc->publish_timer, on_publish_timer, TITLE_PUBLISH_MS, 0);
-}
-
-/* Follow OSC 0/2 ("ESC ] 0 ; title BEL" or "... ESC \") across reads, in already sanitized text. */
-static void title_feed(Terminal *t, const char *p, size_t n)
-{
-        for (size_t i = 0; i < n; i++) {
-                unsigned char c = (unsigned char)p[i];
-
-                switch (t->osc) {
-                case OSC_GROUND: {
-                        const char *esc = memchr(p + i, 0x1b, n - i);
-                        if (!esc)
-                                return;
-                        i = (size_t)(esc - p);
-                        t->osc = OSC_ESC;
-                        break;
-                }
-                case OSC_ESC:
-                        if (c == ']') {
-                                t->osc = OSC_NUMBER;
-                                t->osc_number = 0;
-                        } else if (c != 0x1b)
-                                t->osc = OSC_GROUND;
-                        break;
-                case OSC_NUMBER:
-                        if (c >= '0' && c <= '9')
-                                t->osc_number = MIN(t->osc_number * 10 + (c - '0'), 1000u);
-                        else if (c == ';' && (t->osc_number == 0 || t->osc_number == 2)) {
-                                t->osc = OSC_TITLE;
-                                t->osc_len = 0;
-                        } else if (c == 0x07)
-                                t->osc = OSC_GROUND;
-                        else
-                                t->osc = c == 0x1b ? OSC_SKIP_ESC : OSC_SKIP;
-                        break;
-                case OSC_TITLE:
-                case OSC_SKIP:
-                        if (c == 0x07) {
-                                if (t->osc == OSC_TITLE)
-                                        title_commit(t);
-                                t->osc = OSC_GROUND;
-                        } else if (c == 0x1b)
-                                t->osc = t->osc == OSC_TITLE ? OSC_TITLE_ESC : OSC_SKIP_ESC;
-                        else if (c == 0x18 || c == 0x1a)
-                                t->osc = OSC_GROUND; /* CAN, SUB: the sequence is cancelled */
-                        else if (t->osc == OSC_TITLE && c >= 0x20 && c != 0x7f && t->osc_len < TITLE_MAX)
-                                t->osc_buf[t->osc_len++] = (char)c;
-                        break;
-                case OSC_TITLE_ESC:
-                case OSC_SKIP_ESC:
-                        if (c == '\\' && t->osc == OSC_TITLE_ESC)
-                                title_commit(t);
-                        /* Anything but ST after ESC starts a new escape sequence. */
-                        if (c == '\\')
-                                t->osc = OSC_GROUND;
-                        else if (c == ']') {
-                                t->osc = OSC_NUMBER;
-                                t->osc_number = 0;
-                        } else
-                                t->osc = c == 0x1b ? OSC_ESC : OSC_GROUND;
-                        break;
-                default:
-                        assert(false);
-                }
-        }
-}
-
 static void terminal_deliver(Terminal *t, const char *text, size_t len)
 {
         TerminalService *s = t->svc;
@@ -600,9 +428,12 @@ static void terminal_output(Terminal *t, const char *p, size_t n, bool final)
         if (s->text.len == 0)
                 return;
 
-        if (ring_append(&t->scrollback, s->text.data, s->text.len) < 0)
+        if (scrollback_append(&t->scrollback, s->text.data, s->text.len) < 0)
                 log_oom();
-        title_feed(t, s->text.data, s->text.len);
+        /* Title changes are published at most every TITLE_PUBLISH_MS: a program can set it in a loop. */
+        if (title_feed(&t->title, s->text.data, s->text.len) &&
+            !uv_is_active((uv_handle_t *)&s->publish_timer))
+                (void)uv_timer_start(&s->publish_timer, on_publish_timer, TITLE_PUBLISH_MS, 0);
         if (t->n_att > 0)
                 terminal_deliver(t, s->text.data, s->text.len);
 }
@@ -1124,7 +955,7 @@ static void create_spawn(TerminalService *s, CreateRequest *req, const char *cwd
         t->cols = req->cols;
         t->rows = req->rows;
         t->status = -1;
-        t->scrollback.max = s->config->scrollback;
+        scrollback_init(&t->scrollback, s->config->scrollback);
         s->n_refs++;
 
         t->prev = s->tail;

@@ -100,7 +100,8 @@ static void test_environment(void **state)
                             "K=${KEEP_ME-unset}\"",
                             &run),
                          0);
-        assert_non_null(strstr(run.out, "T=xterm-256color C=truecolor L=unset,unset N=unset J=unset H=unset K=yes"));
+        assert_non_null(
+            strstr(run.out, "T=xterm-256color C=truecolor L=unset,unset N=unset J=unset H=unset K=yes"));
         assert_true(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0);
 }
 
@@ -231,7 +232,8 @@ static void test_cwd(void **state)
 
 static void test_signals_reset(void **state)
 {
-        char *argv[] = {(char *)"grep", (char *)"-E", (char *)"^Sig(Blk|Ign)", (char *)"/proc/self/status", NULL};
+        char *argv[] = {(char *)"grep", (char *)"-E", (char *)"^Sig(Blk|Ign)", (char *)"/proc/self/status",
+                        NULL};
         PtyOptions o = {.file = "grep", .argv = argv, .cols = 80, .rows = 24};
         sigset_t block;
         Run run;
@@ -262,7 +264,8 @@ static void test_fds_closed(void **state)
         /* Without close-on-exec, as an fd inherited from systemd would be. */
         assert_int_equal(pipe(fds), 0);
         assert_int_equal(dup2(fds[0], 57), 57);
-        assert_int_equal(sh("if [ -e /proc/$$/fd/57 ]; then echo FD-LEAKED; else echo FD-CLOSED; fi", &run), 0);
+        assert_int_equal(sh("if [ -e /proc/$$/fd/57 ]; then echo FD-LEAKED; else echo FD-CLOSED; fi", &run),
+                         0);
         assert_non_null(strstr(run.out, "FD-CLOSED"));
         close(57);
         close(fds[0]);
@@ -302,17 +305,12 @@ static void test_user_shell(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_environment),
-                cmocka_unit_test(test_session_and_controlling_tty),
-                cmocka_unit_test(test_window_size),
-                cmocka_unit_test(test_exec_errors),
-                cmocka_unit_test(test_path_search),
-                cmocka_unit_test(test_cwd),
-                cmocka_unit_test(test_signals_reset),
-                cmocka_unit_test(test_fds_closed),
-                cmocka_unit_test(test_exit_status),
-                cmocka_unit_test(test_signal_name),
-                cmocka_unit_test(test_user_shell),
+            cmocka_unit_test(test_environment),   cmocka_unit_test(test_session_and_controlling_tty),
+            cmocka_unit_test(test_window_size),   cmocka_unit_test(test_exec_errors),
+            cmocka_unit_test(test_path_search),   cmocka_unit_test(test_cwd),
+            cmocka_unit_test(test_signals_reset), cmocka_unit_test(test_fds_closed),
+            cmocka_unit_test(test_exit_status),   cmocka_unit_test(test_signal_name),
+            cmocka_unit_test(test_user_shell),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
