@@ -23,15 +23,22 @@
 #include "terminal-title.h"
 #include "utf8.h"
 
-#define READ_MAX         (64u * 1024u)   /* bytes per read() of a master */
-#define READS_PER_EVENT  4u              /* so one busy terminal cannot starve the rest of the loop */
-#define INPUT_MAX        (1024u * 1024u) /* input per terminal the kernel has not taken yet */
-#define CLOSE_GRACE_MS   2000u           /* from SIGHUP to SIGKILL when a terminal is closed */
-#define MAX_EXITED       8u    /* exited terminals kept listed, so a page can show how they ended */
-#define SIZE_LIMIT       1000u /* cols and rows */
-#define TITLE_MAX        256u  /* bytes of a window title kept */
-#define CARRY_MAX        4u    /* an incomplete UTF-8 sequence is at most 3 bytes */
-#define TITLE_PUBLISH_MS 500u  /* title changes are published at most this often */
+/* Bytes per read() of a master, and reads per readiness event: one busy terminal must not starve the
+ * rest of the loop. */
+#define READ_MAX        (64u * 1024u)
+#define READS_PER_EVENT 4u
+/* An incomplete UTF-8 sequence carried from one read to the next is at most 3 bytes. */
+#define CARRY_MAX 4u
+/* Input per terminal that the kernel has not taken yet. */
+#define INPUT_MAX (1024u * 1024u)
+/* From SIGHUP to SIGKILL when a terminal is closed. */
+#define CLOSE_GRACE_MS 2000u
+/* Exited terminals kept listed, so that a page can still show how they ended. */
+#define MAX_EXITED 8u
+/* Largest cols and rows. */
+#define SIZE_LIMIT 1000u
+/* A program can set its title in a loop: changes are published at most this often. */
+#define TITLE_PUBLISH_MS 500u
 /* What a terminal:data_out message or an attach answer holds besides the escaped text. */
 #define MESSAGE_OVERHEAD 512u
 /* The most one byte of sanitized output grows by in JSON: a control character becomes \u00XX. */
@@ -430,7 +437,6 @@ static void terminal_output(Terminal *t, const char *p, size_t n, bool final)
 
         if (scrollback_append(&t->scrollback, s->text.data, s->text.len) < 0)
                 log_oom();
-        /* Title changes are published at most every TITLE_PUBLISH_MS: a program can set it in a loop. */
         if (title_feed(&t->title, s->text.data, s->text.len) &&
             !uv_is_active((uv_handle_t *)&s->publish_timer))
                 (void)uv_timer_start(&s->publish_timer, on_publish_timer, TITLE_PUBLISH_MS, 0);
@@ -911,8 +917,9 @@ static void create_spawn(TerminalService *s, CreateRequest *req, const char *cwd
                 return;
         }
         (void)snprintf(t->id, sizeof(t->id), "%" PRIu64, ++s->next_number);
+        /* The creator may have gone while fs:stat was answering. */
         if (!cJSON_AddStringToObject(result, "terminalId", t->id) ||
-            (req->origin != 0 && attachment_add(t, req->origin) < 0)) {
+            (bus_client_exists(s->bus, req->origin) && attachment_add(t, req->origin) < 0)) {
                 free(t->att);
                 free(t);
                 cJSON_Delete(result);
