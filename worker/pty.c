@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -174,9 +175,10 @@ _noreturn_ static void child_exec(const SpawnPlan *p)
         int fd, err = ENOENT;
         bool eacces = false;
 
-        /* The worker ignores SIGPIPE and its threads block signals; a program must start with the
-         * dispositions and mask a login would give it. Dispositions the kernel refuses to change
-         * (SIGKILL, SIGSTOP, glibc's internal ones) fail harmlessly. */
+        /* All signals arrive blocked (see pty_spawn()). The worker's handlers belong to the worker
+         * (libuv's would write into the worker's own signal pipe) and it ignores SIGPIPE: a program
+         * must start with the default dispositions and the empty mask a login would give it. Those
+         * the kernel refuses to change (SIGKILL, SIGSTOP, glibc's internal ones) fail harmlessly. */
         for (int sig = 1; sig < _NSIG; sig++)
                 (void)sigaction(sig, &sa, NULL);
         (void)sigprocmask(SIG_SETMASK, &p->empty_mask, NULL);
@@ -266,6 +268,7 @@ int pty_spawn(const PtyOptions *o, int *ret_master, pid_t *ret_pid, PtyStep *fai
         _cleanup_free_ char *pwd = NULL;
         _cleanup_close_ int master = -1, err_read = -1, err_write = -1;
         SpawnPlan plan = {};
+        sigset_t all, saved;
         struct rlimit rl;
         ChildError e;
         ssize_t n;
@@ -304,12 +307,20 @@ int pty_spawn(const PtyOptions *o, int *ret_master, pid_t *ret_pid, PtyStep *fai
         plan.cwd = o->cwd;
         plan.cwd_optional = o->cwd_optional;
         sigemptyset(&plan.empty_mask);
+        sigfillset(&all);
 
+        /* With every signal blocked across fork() the worker's handlers cannot run in the child
+         * before it has reset them. */
+        r = -pthread_sigmask(SIG_SETMASK, &all, &saved);
+        if (r < 0)
+                return r;
         pid = fork();
-        if (pid < 0)
-                return negative_errno();
         if (pid == 0)
                 child_exec(&plan);
+        r = pid < 0 ? negative_errno() : 0;
+        (void)pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        if (r < 0)
+                return r;
 
         err_write = safe_close(err_write);
         /* The pipe closes on a successful exec and carries the errno otherwise; waiting for that is
