@@ -21,7 +21,8 @@ extern char **environ;
 
 /* Variables that describe the worker's own service rather than the user's session: a shell that
  * inherited LISTEN_FDS or NOTIFY_SOCKET could make a program believe it was socket-activated or
- * let it send notifications on the worker's behalf. The rest are set afresh below. */
+ * let it send notifications on the worker's behalf. TERM, COLORTERM and PWD are set afresh below;
+ * OLDPWD would be the worker's. */
 static const char *const env_drop[] = {
     "LISTEN_PID",     "LISTEN_FDS",       "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC",
     "JOURNAL_STREAM", "SYSTEMD_EXEC_PID", "TERM",           "COLORTERM",     "PWD",          "OLDPWD",
