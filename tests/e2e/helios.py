@@ -202,13 +202,23 @@ class Worker:
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(self.log, "ab"), start_new_session=True)
         deadline = time.monotonic() + 10
-        while not os.path.exists(self.sock):
+        # The socket file appears with bind(), before listen(): a connection in between is refused.
+        while not self.listening():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"systemd-socket-activate exited: {self.read_log()}")
             if time.monotonic() > deadline:
                 raise TimeoutError("worker socket did not appear")
             time.sleep(0.01)
         return self
+
+    def listening(self):
+        """True once the socket listens (the __SO_ACCEPTCON flag in /proc/net/unix)."""
+        with open("/proc/net/unix") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 8 and fields[7] == self.sock and int(fields[3], 16) & 0x10000:
+                    return True
+        return False
 
     def connect(self, timeout=10.0):
         return Client(self.sock, timeout)
