@@ -9,7 +9,6 @@ import time
 import pytest
 
 import helios
-from helios import RpcError
 
 # A sanitizer build reports what it finds on the worker's stderr, which the harness logs.
 SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
@@ -22,24 +21,9 @@ def assert_clean_log(w):
     assert "still open at exit" not in log, log[-5000:]
 
 
-def wait_listening(path, timeout=10.0):
-    """The harness returns once the socket file exists, which systemd-socket-activate creates with
-    bind() just before listen(): a connection in between is refused. Wait for the listening flag."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open("/proc/net/unix") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) >= 8 and fields[7] == path and int(fields[3], 16) & 0x10000:
-                    return
-        time.sleep(0.01)
-    raise TimeoutError(f"{path} is not listening")
-
-
 @pytest.fixture
 def worker(tmp_path):
     w = helios.Worker(str(tmp_path)).start()
-    wait_listening(w.sock)
     yield w
     w.stop()
     assert_clean_log(w)
@@ -54,7 +38,6 @@ def make_worker(tmp_path):
         os.makedirs(base, exist_ok=True)
         w = helios.Worker(base, args=args, env=env).start()
         made.append(w)
-        wait_listening(w.sock)
         return w
 
     yield make
