@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include "strv.h"
 #include "pty.h"
 
 #include <assert.h>
@@ -49,19 +50,6 @@ typedef struct ChildError {
         int error;
 } ChildError;
 
-static void strv_free(char **v)
-{
-        if (!v)
-                return;
-        for (char **p = v; *p; p++)
-                free(*p);
-        free(v);
-}
-
-static void strv_freep(char ***v)
-{
-        strv_free(*v);
-}
 
 static bool env_dropped(const char *entry)
 {

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "strv.h"
 #include "buf.h"
 #include "events.h"
 #include "log.h"
@@ -128,19 +129,6 @@ static void terminal_update_poll(Terminal *t);
 static void terminal_maybe_finish(Terminal *t);
 static void publish_changed(TerminalService *s);
 
-static void strv_free(char **v)
-{
-        if (!v)
-                return;
-        for (char **p = v; *p; p++)
-                free(*p);
-        free(v);
-}
-
-static void strv_freep(char ***v)
-{
-        strv_free(*v);
-}
 
 /* The scrollback as a JSON string, already escaped (the output may hold NUL, which cJSON strings
  * cannot), cut at the front to fit in budget bytes. */

@@ -244,6 +244,16 @@ static void call_error_path(BusCall *call, int code, const char *message, const 
         bus_call_error(call, code, message, json_object_path(path));
 }
 
+/* The open buffer for path, or NULL once the call has been answered with -32001. */
+static Buffer *ws_find_or_fail(Workspace *ws, BusCall *call, const char *path)
+{
+        Buffer *b = ws_find(ws, path);
+
+        if (!b)
+                call_error_path(call, RPC_NOT_FOUND, "The file is not open", path);
+        return b;
+}
+
 /* Pass an error from the fs service on unchanged: same code, message and data. */
 static void call_error_forward(BusCall *call, const cJSON *error)
 {
@@ -897,11 +907,9 @@ static void on_file_edit(BusCall *call, const cJSON *params, void *userdata)
                 n++;
         }
 
-        b = ws_find(ws, path);
-        if (!b) {
-                call_error_path(call, RPC_NOT_FOUND, "The file is not open", path);
+        b = ws_find_or_fail(ws, call, path);
+        if (!b)
                 return;
-        }
         if (b->binary) {
                 call_error_path(call, RPC_WRONG_TYPE, "A binary (base64) buffer cannot be edited", b->path);
                 return;
@@ -1004,11 +1012,9 @@ static void on_file_save(BusCall *call, const cJSON *params, void *userdata)
 
         if (ws_refuse_stopping(ws, call) || bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
                 return;
-        b = ws_find(ws, path);
-        if (!b) {
-                call_error_path(call, RPC_NOT_FOUND, "The file is not open", path);
+        b = ws_find_or_fail(ws, call, path);
+        if (!b)
                 return;
-        }
         if (b->saving && b->n_queued_saves >= MAX_QUEUED_SAVES) {
                 call_error_path(call, RPC_SERVER_ERROR, "Too many saves of this file pending", b->path);
                 return;
@@ -1132,11 +1138,9 @@ static void on_file_revert(BusCall *call, const cJSON *params, void *userdata)
 
         if (ws_refuse_stopping(ws, call) || bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
                 return;
-        b = ws_find(ws, path);
-        if (!b) {
-                call_error_path(call, RPC_NOT_FOUND, "The file is not open", path);
+        b = ws_find_or_fail(ws, call, path);
+        if (!b)
                 return;
-        }
         op = op_new(ws, OP_REVERT, call, b);
         if (!op) {
                 call_oom(call);
@@ -1190,11 +1194,9 @@ static void on_file_close(BusCall *call, const cJSON *params, void *userdata)
 
         if (ws_refuse_stopping(ws, call) || bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
                 return;
-        b = ws_find(ws, path);
-        if (!b) {
-                call_error_path(call, RPC_NOT_FOUND, "The file is not open", path);
+        b = ws_find_or_fail(ws, call, path);
+        if (!b)
                 return;
-        }
         if (b->dirty && !discard) {
                 cJSON *data = json_object_path(b->path);
                 if (data && !cJSON_AddNumberToObject(data, "version", (double)b->version))

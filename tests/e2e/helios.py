@@ -271,10 +271,12 @@ class Worker:
                 self.proc.wait()
 
     def assert_clean(self):
-        """Fail if a sanitizer reported anything in this worker's log."""
+        """Fail if a sanitizer, or the worker itself, reported a leak or an error in its log."""
         log = self.read_log()
         for pattern in SANITIZER_REPORTS:
             assert pattern not in log, f"sanitizer report in {self.log}:\n{log[-4000:]}"
+        # The worker names every libuv handle still open when its loop ends: a leak of its own.
+        assert "still open at exit" not in log, log[-4000:]
 
     def read_log(self):
         try:

@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-import helios
 from helios import RpcError
 
 

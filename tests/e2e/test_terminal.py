@@ -10,49 +10,6 @@ import pytest
 
 import helios
 
-# A sanitizer build reports what it finds on the worker's stderr, which the harness logs.
-SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
-
-
-def assert_clean_log(w):
-    log = w.read_log()
-    for mark in SANITIZER_REPORTS:
-        assert mark not in log, log[-5000:]
-    assert "still open at exit" not in log, log[-5000:]
-
-
-@pytest.fixture
-def worker(tmp_path):
-    w = helios.Worker(str(tmp_path)).start()
-    yield w
-    w.stop()
-    assert_clean_log(w)
-
-
-@pytest.fixture
-def make_worker(tmp_path):
-    made = []
-
-    def make(*args, name="w", env=None):
-        base = os.path.join(str(tmp_path), name)
-        os.makedirs(base, exist_ok=True)
-        w = helios.Worker(base, args=args, env=env).start()
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.stop()
-        assert_clean_log(w)
-
-
-@pytest.fixture
-def client(worker):
-    c = worker.connect()
-    yield c
-    c.close()
-
-
 def create(c, command=None, cols=80, rows=24, **extra):
     params = {"cols": cols, "rows": rows, **extra}
     if command is not None:
@@ -292,8 +249,10 @@ def test_output_before_exit_is_complete(client):
     while True:
         msg = client.recv()
         if msg.get("method") == "terminal:exit":
+            assert msg["params"]["terminalId"] == tid
             break
         if msg.get("method") == "terminal:data_out":
+            assert msg["params"]["terminalId"] == tid
             out += msg["params"]["data"]
     assert out.split("\r\n")[:-1] == [str(i) for i in range(1, 20001)]
 
