@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -45,6 +46,7 @@ WorkerConfig *worker_config_free(WorkerConfig *c)
         free(c->state_dir);
         free(c->home);
         free(c->allowed_uids);
+        free(c->allowed_gids);
         free(c);
         return NULL;
 }
@@ -105,6 +107,8 @@ static void help(void)
                "     --high-water N          Queued output bytes per connection before\n"
                "                             its terminals pause (default 1M)\n"
                "     --allow-uid UID         Also serve peers with this uid (repeatable)\n"
+               "     --allow-group GROUP     Also serve peers of this group, a name or a gid\n"
+               "                             (repeatable; the gateway's, under systemd)\n"
                "     --log-level LEVEL       err, warning, notice, info, debug\n");
 }
 
@@ -120,6 +124,7 @@ enum {
         ARG_MAX_WATCHES,
         ARG_HIGH_WATER,
         ARG_ALLOW_UID,
+        ARG_ALLOW_GROUP,
         ARG_LOG_LEVEL,
 };
 
@@ -140,6 +145,7 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                 {"max-watches", required_argument, NULL, ARG_MAX_WATCHES},
                 {"high-water", required_argument, NULL, ARG_HIGH_WATER},
                 {"allow-uid", required_argument, NULL, ARG_ALLOW_UID},
+                {"allow-group", required_argument, NULL, ARG_ALLOW_GROUP},
                 {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
                 {},
         };
@@ -257,6 +263,24 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                                 goto oom;
                         u[c->n_allowed_uids++] = (uid_t)v;
                         c->allowed_uids = u;
+                        break;
+                }
+                case ARG_ALLOW_GROUP: {
+                        struct group *g = getgrnam(optarg);
+                        gid_t *gids;
+
+                        if (g)
+                                v = g->gr_gid;
+                        else if (parse_size(optarg, 0, UINT32_MAX - 1, &v) < 0 || strpbrk(optarg, "KMG")) {
+                                log_error("Invalid --allow-group '%s': no such group.", optarg);
+                                r = -EINVAL;
+                                goto fail;
+                        }
+                        gids = realloc(c->allowed_gids, (c->n_allowed_gids + 1) * sizeof(gid_t));
+                        if (!gids)
+                                goto oom;
+                        gids[c->n_allowed_gids++] = (gid_t)v;
+                        c->allowed_gids = gids;
                         break;
                 }
                 case ARG_LOG_LEVEL:

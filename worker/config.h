@@ -24,6 +24,8 @@ typedef struct WorkerConfig {
         size_t high_water;       /* outbound bytes queued on a connection before it counts as congested */
         uid_t *allowed_uids;     /* peers besides the worker's own uid and root */
         size_t n_allowed_uids;
+        gid_t *allowed_gids;     /* ... and peers whose group is one of these (the gateway's) */
+        size_t n_allowed_gids;
 } WorkerConfig;
 
 #define DEFAULT_MAX_MESSAGE (16u * 1024u * 1024u)

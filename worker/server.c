@@ -297,6 +297,10 @@ static bool peer_allowed(const Server *s, int fd)
         for (size_t i = 0; i < s->config->n_allowed_uids; i++)
                 if (cred.uid == s->config->allowed_uids[i])
                         return true;
+        /* SO_PEERCRED carries the peer's effective gid when it connected: its primary group. */
+        for (size_t i = 0; i < s->config->n_allowed_gids; i++)
+                if (cred.gid == s->config->allowed_gids[i])
+                        return true;
         log_notice("Refusing client with uid %u (pid %d): not this worker's user.", (unsigned)cred.uid,
                    (int)cred.pid);
         return false;
