@@ -21,6 +21,8 @@ struct Auth {
          * timing does not tell which names exist. */
         char *dummy_hash;
         unsigned pending;
+        uint64_t window_start_ms; /* the second being counted */
+        unsigned window_checks;
 };
 
 struct AuthRequest {
@@ -189,7 +191,13 @@ int auth_verify(Auth *a, const char *user, const char *secret, AuthCallback cb, 
         const char *hash;
         int k;
 
-        if (a->pending >= AUTH_MAX_PENDING)
+        uint64_t now = uv_now(a->loop);
+
+        if (now - a->window_start_ms >= 1000) {
+                a->window_start_ms = now;
+                a->window_checks = 0;
+        }
+        if (a->pending >= AUTH_MAX_PENDING || a->window_checks >= AUTH_MAX_PER_SECOND)
                 return -EBUSY;
         if (strlen(secret) > AUTH_SECRET_MAX)
                 return -EINVAL;
@@ -248,6 +256,7 @@ int auth_verify(Auth *a, const char *user, const char *secret, AuthCallback cb, 
                 return k;
         }
         a->pending++;
+        a->window_checks++;
         *ret_request = r;
         return 0;
 oom:

@@ -20,10 +20,13 @@ typedef struct AuthRequest AuthRequest;
 /* r: 0 accepted (user is the account to log in), -EACCES refused, other -errno: could not check. */
 typedef void (*AuthCallback)(int r, const char *user, void *userdata);
 
-/* Concurrent checks; more are refused with -EBUSY. */
-#define AUTH_MAX_PENDING 8u
-#define AUTH_SECRET_MAX  1024u
-#define AUTH_TOKEN_BYTES 32u
+/* Concurrent checks, and checks started per second; more are refused with -EBUSY. A check of an unknown
+ * name costs what a known one does, so without the second bound a crowd of addresses trying a crowd of
+ * names (each within its own throttling allowance) would keep the pool hashing. */
+#define AUTH_MAX_PENDING    8u
+#define AUTH_MAX_PER_SECOND 20u
+#define AUTH_SECRET_MAX     1024u
+#define AUTH_TOKEN_BYTES    32u
 
 int auth_new(uv_loop_t *loop, AuthMethod method, Launcher *launcher, Auth **ret);
 /* Free only once the loop has run dry: pending checks hold on to it until they finish. */

@@ -16,6 +16,11 @@
 #include "gateway.h"
 #include "log.h"
 #include "macro.h"
+#include "utf8.h"
+
+/* libwebsockets writes close frames for lws_write() with this protocol value (its LWS_WRITE_CLOSE), which
+ * its public header leaves out: it expects lws_close_reason() and a -1 return instead. */
+#define WRITE_CLOSE_FRAME ((enum lws_write_protocol)4)
 
 #define WORKER_LOST_NOTIFICATION "{\"jsonrpc\":\"2.0\",\"method\":\"gateway:worker_lost\",\"params\":{}}"
 
@@ -64,6 +69,7 @@ struct Bridge {
         WorkerWrite *waiting_first, *waiting_last; /* written before the connection was up */
         size_t to_worker_queued;
         size_t rx_message_len; /* bytes of the browser's current message so far */
+        Utf8Stream rx_utf8;
         bool rx_paused;
 
         /* towards the browser */
@@ -74,6 +80,7 @@ struct Bridge {
         size_t to_browser_queued;
         int close_code; /* close once the queue is out; 0: none pending */
         const char *close_reason;
+        bool close_sent;
 };
 
 static void worker_lost(Bridge *b, const char *why);
@@ -100,6 +107,11 @@ static void request_close(Bridge *b, int code, const char *reason)
                 return;
         b->close_code = code;
         b->close_reason = reason;
+        /* Nothing more is read from a page being closed. */
+        if (!b->rx_paused) {
+                b->rx_paused = true;
+                lws_rx_flow_control(b->wsi, 0);
+        }
         lws_callback_on_writable(b->wsi);
 }
 
@@ -199,6 +211,23 @@ int bridge_writeable(Bridge *b)
         Gateway *g = b->gateway;
         OutMsg *m = b->out_first;
 
+        if (b->close_sent)
+                return -1; /* the close frame is out: hang up */
+        if (!m && b->close_code) {
+                /* The close frame is written here rather than left to lws_close_reason(): on a foreign libuv
+                 * loop libwebsockets 4.1 drops the connection before sending the one it prepares. */
+                unsigned char buf[LWS_PRE + 2 + 123];
+                size_t n = MIN(strlen(b->close_reason), (size_t)123);
+
+                buf[LWS_PRE] = (unsigned char)(b->close_code >> 8);
+                buf[LWS_PRE + 1] = (unsigned char)(b->close_code & 0xff);
+                memcpy(buf + LWS_PRE + 2, b->close_reason, n);
+                if (lws_write(wsi, buf + LWS_PRE, 2 + n, WRITE_CLOSE_FRAME) < 0)
+                        return -1;
+                b->close_sent = true;
+                lws_callback_on_writable(wsi);
+                return 0;
+        }
         if (m) {
                 int n;
                 b->out_first = m->next;
@@ -221,15 +250,8 @@ int bridge_writeable(Bridge *b)
                 if (uv_read_start((uv_stream_t *)&b->pipe, on_worker_alloc, on_worker_read) == 0)
                         b->reading = true;
         }
-        if (b->out_first) {
+        if (b->out_first || b->close_code)
                 lws_callback_on_writable(wsi);
-                return 0;
-        }
-        if (b->close_code) {
-                lws_close_reason(wsi, (enum lws_close_status)b->close_code, (unsigned char *)b->close_reason,
-                                 strlen(b->close_reason));
-                return -1;
-        }
         return 0;
 }
 
@@ -622,8 +644,10 @@ int bridge_receive(Bridge *b, void *in, size_t len)
                                  (unsigned char *)"text frames only", 16);
                 return -1;
         }
-        if (lws_is_first_fragment(wsi))
+        if (lws_is_first_fragment(wsi)) {
                 b->rx_message_len = 0;
+                b->rx_utf8 = (Utf8Stream){};
+        }
         /* Refuse as soon as the frame header says the message will not fit, before any of it goes on. */
         if (b->rx_message_len + len + remaining > b->max_message) {
                 lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"message too big",
@@ -632,6 +656,13 @@ int bridge_receive(Bridge *b, void *in, size_t len)
         }
         b->rx_message_len += len;
         final = lws_is_final_fragment(wsi);
+        /* Checked here rather than by libwebsockets, whose own check closes without a close frame. */
+        if (!utf8_stream_feed(&b->rx_utf8, in, len, final)) {
+                request_close(b, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "invalid UTF-8");
+                pipe_close(b, PIPE_CLOSING);
+                free_waiting(b);
+                return 0;
+        }
         if (b->session)
                 session_touch(b->session, uv_now(g->loop));
 

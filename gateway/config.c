@@ -220,9 +220,9 @@ static int on_file_setting(const char *path, unsigned line, const char *key, con
                            void *userdata)
 {
         GatewayConfig *c = userdata;
-        char where[64];
+        char where[256];
 
-        (void)snprintf(where, sizeof(where), "%.40s:%u", path, line);
+        (void)snprintf(where, sizeof(where), "%s:%u", path, line);
         for (size_t i = 0; i < ELEMENTSOF(settings); i++)
                 if (streq(key, settings[i].name))
                         return setting_apply(c, &settings[i], value, true, where);

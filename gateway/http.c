@@ -271,6 +271,37 @@ static int write_simple(struct lws *wsi, bool https, unsigned status, const char
         return 0;
 }
 
+/* Refuse a WebSocket upgrade. At that point libwebsockets has not read the HTTP version yet and would
+ * answer "HTTP/1.0", which WebSocket clients reject as a malformed answer; over HTTP/1 the status line
+ * is written here. */
+static int refuse_upgrade(struct lws *wsi, bool https, unsigned status, const char *reason, const char *text)
+{
+        unsigned char buf[LWS_PRE + 2048], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
+        char num[24];
+        size_t n = strlen(text);
+        int k;
+
+        if (lws_get_network_wsi(wsi) != wsi)
+                return write_simple(wsi, https, status, text);
+        k = snprintf((char *)p, (size_t)(end - p), "HTTP/1.1 %u %s\x0d\x0a", status, reason);
+        if (k < 0 || k >= end - p)
+                return -1;
+        p += k;
+        (void)snprintf(num, sizeof(num), "%zu", n);
+        if (add_header(wsi, "content-type:", "text/plain; charset=utf-8", &p, end) ||
+            add_header(wsi, "content-length:", num, &p, end) ||
+            add_header(wsi, "connection:", "close", &p, end) ||
+            add_header(wsi, "cache-control:", "no-store", &p, end) ||
+            add_security_headers(wsi, https, &p, end))
+                return -1;
+        if ((size_t)(end - p) < n + 2)
+                return -1;
+        memcpy(p, "\x0d\x0a", 2);
+        memcpy(p + 2, text, n);
+        p += 2 + n;
+        return lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_FINAL) == (int)(p - start) ? 0 : -1;
+}
+
 static void respond(HttpRequest *r, int status, const char *content_type)
 {
         r->responding = true;
@@ -772,10 +803,11 @@ static void serve_sessions(HttpRequest *r)
 static void serve_revoke(HttpRequest *r)
 {
         Gateway *g = r->gateway;
-        char id[SESSION_HANDLE_LEN + 2];
+        char arg[64];
+        const char *id = lws_get_urlarg_by_name(r->wsi, "id=", arg, sizeof(arg));
         Session *s;
 
-        s = lws_get_urlarg_by_name(r->wsi, "id=", id, sizeof(id)) && strlen(id) == SESSION_HANDLE_LEN
+        s = id && strlen(id) == SESSION_HANDLE_LEN
                 ? session_find_by_handle(g->sessions, session_user(r->session), id)
                 : NULL;
         if (!s) {
@@ -1001,10 +1033,10 @@ int http_confirm_upgrade(Gateway *g, struct lws *wsi)
 
         request_info_init(g, wsi, &ri);
         if (request_method(wsi, &uri, &uri_len) < 0 || uri_len != 3 || strncmp(uri, "/ws", 3) != 0)
-                return write_simple(wsi, ri.https, 404, "Not Found\n") < 0 ? -1 : 1;
+                return refuse_upgrade(wsi, ri.https, 404, "Not Found", "Not Found\n") < 0 ? -1 : 1;
         s = request_session(g, wsi, &ri);
         if (!s)
-                return write_simple(wsi, ri.https, 401, "Not logged in\n") < 0 ? -1 : 1;
+                return refuse_upgrade(wsi, ri.https, 401, "Unauthorized", "Not logged in\n") < 0 ? -1 : 1;
         /* The cookie would ride along on a request from any site; only our own pages may use it for a
          * WebSocket (browsers do not apply CORS to the upgrade). */
         if (!header_copy(wsi, WSI_TOKEN_ORIGIN, origin, sizeof(origin)) || !origin_allowed(g, &ri, origin)) {
@@ -1012,7 +1044,7 @@ int http_confirm_upgrade(Gateway *g, struct lws *wsi)
                 netaddr_format(&ri.client, a);
                 log_notice("Refused a WebSocket for %s from %s: Origin %s.", session_user(s), a,
                            lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 ? "not allowed" : "missing");
-                return write_simple(wsi, ri.https, 403, "Origin not allowed\n") < 0 ? -1 : 1;
+                return refuse_upgrade(wsi, ri.https, 403, "Forbidden", "Origin not allowed\n") < 0 ? -1 : 1;
         }
         return 0;
 }

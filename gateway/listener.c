@@ -177,7 +177,12 @@ static void conn_finish_headers(Conn *c, ConnState next, const char *refusal)
 
 static bool headers_complete(const char *buf, size_t len)
 {
-        return memmem(buf, len, "\r\n\r\n", 4) || memmem(buf, len, "\n\n", 2);
+        /* An empty line ends the headers: "\r\n\r\n", or "\n\n" from sloppy clients. */
+        for (size_t i = 0; i < len; i++)
+                if (buf[i] == '\n' && ((i + 1 < len && buf[i + 1] == '\n') ||
+                                       (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n')))
+                        return true;
+        return false;
 }
 
 static void on_conn_readable(uv_poll_t *h, int status, int events)
@@ -185,6 +190,7 @@ static void on_conn_readable(uv_poll_t *h, int status, int events)
         Conn *c = container_of(h, Conn, poll);
         Listener *l = c->listener;
         size_t cap = l->limits.max_header_size + READ_SLACK;
+        char *buf;
         ssize_t n;
 
         if (c->state != CONN_HEADERS)
@@ -200,7 +206,8 @@ static void on_conn_readable(uv_poll_t *h, int status, int events)
                         return;
                 }
         }
-        n = recv(c->fd, c->buf + c->len, cap - c->len, MSG_DONTWAIT);
+        buf = c->buf;
+        n = recv(c->fd, buf + c->len, cap - c->len, MSG_DONTWAIT);
         if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR)
                         return;
@@ -218,7 +225,7 @@ static void on_conn_readable(uv_poll_t *h, int status, int events)
          * little before the new bytes in case the terminator straddles two reads. */
         size_t from = before > 3 ? before - 3 : 0;
         size_t upto = MIN(c->len, l->limits.max_header_size);
-        if (upto > from && headers_complete(c->buf + from, upto - from)) {
+        if (upto > from && headers_complete(buf + from, upto - from)) {
                 conn_finish_headers(c, CONN_HANDING_OVER, NULL);
                 return;
         }

@@ -181,8 +181,9 @@ static int lws_setup(Gateway *g)
         struct lws_context_creation_info info = {};
 
         /* Nothing about the outcome reaches the client; lws logs go to debug unless asked for. */
-        lws_set_log_level(log_get_max_level() >= LOG_DEBUG ? LLL_ERR | LLL_WARN | LLL_NOTICE
-                                                           : LLL_ERR | LLL_WARN,
+        lws_set_log_level(getenv("DBG_LWS")                  ? 0xfff
+                          : log_get_max_level() >= LOG_DEBUG ? LLL_ERR | LLL_WARN | LLL_NOTICE
+                                                             : LLL_ERR | LLL_WARN,
                           on_lws_log);
 
         info.options =
@@ -638,6 +639,9 @@ int gateway_start(Gateway *g)
                  * requests or Referer headers; the page reads it and logs in. */
                 printf("Helios for %s: %s#token=%s\n", launcher_single_user(g->launcher), g->url,
                        auth_token(g->auth));
+                fflush(stdout);
+        } else if (g->url[0]) {
+                printf("Helios: %s\n", g->url);
                 fflush(stdout);
         }
         update_status(g);
