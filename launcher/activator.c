@@ -2,6 +2,7 @@
 #include "activator.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -18,6 +19,12 @@
 
 #include "log.h"
 #include "macro.h"
+
+static void fclosep(FILE **f)
+{
+        if (*f)
+                (void)fclose(*f);
+}
 
 /* A worker that exits this soon after its start counts as failing to start. */
 #define QUICK_EXIT_MS 1000u
@@ -80,6 +87,8 @@ struct Activator {
 
 static void activator_arm(Activator *a);
 static int activator_probe(Activator *a);
+static void write_pid_file(const Activator *a, pid_t pid);
+static void remove_pid_file(const Activator *a);
 
 static void strv_free(char **v)
 {
@@ -287,6 +296,7 @@ static int activator_spawn(Activator *a)
         a->pid = pid;
         a->started_ms = uv_now(a->loop);
         a->starts++;
+        write_pid_file(a, pid);
         a->state = ACTIVATOR_RUNNING;
         /* From now on the worker owns the socket's queue; watching it would wake us for its clients. */
         (void)uv_poll_stop(&a->listen_poll);
@@ -299,12 +309,19 @@ static int activator_spawn(Activator *a)
  * of waiting for a worker that will not come. */
 static void drain_backlog(Activator *a)
 {
+        int flags = fcntl(a->listen_fd, F_GETFL);
+
+        /* The socket stays in blocking mode for the worker (as systemd hands it over); no worker runs
+         * now, so it may turn non-blocking for a moment. */
+        if (flags < 0 || fcntl(a->listen_fd, F_SETFL, flags | O_NONBLOCK) < 0)
+                return;
         for (unsigned i = 0; i < 256; i++) {
-                int fd = accept4(a->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                int fd = accept4(a->listen_fd, NULL, NULL, SOCK_CLOEXEC);
                 if (fd < 0)
                         break;
                 safe_close(fd);
         }
+        (void)fcntl(a->listen_fd, F_SETFL, flags);
 }
 
 static void on_listen_ready(uv_poll_t *h, int status, int events)
@@ -366,6 +383,7 @@ static void on_sigchld(uv_signal_t *h, int signum)
                 log_warning("Worker (pid %d) was killed by signal %s after %llu ms.", (int)p,
                             strna(sigabbrev_np(WTERMSIG(status))), (unsigned long long)ran);
         a->pid = 0;
+        remove_pid_file(a);
 
         bool failed = ran < QUICK_EXIT_MS && !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         a->quick_exits = failed ? a->quick_exits + 1 : 0;
@@ -427,6 +445,7 @@ static void on_foreign_exit(uv_poll_t *h, int status, int events)
         log_info("Worker (pid %d) from an earlier run has exited.", (int)a->pid);
         a->pid = 0;
         pid_watch_free(a);
+        remove_pid_file(a);
         (void)activator_probe(a);
         notify_change(a);
 }
@@ -463,6 +482,119 @@ static int watch_foreign(Activator *a, pid_t pid)
         return 0;
 }
 
+/* Does pid hold the listening socket bound to path? The socket's inode comes from /proc/net/unix and
+ * is looked for among the process's descriptors. */
+static bool process_holds_listener(pid_t pid, const char *path)
+{
+        char dir[64], link[96], target[64];
+        unsigned long inodes[8];
+        size_t n_inodes = 0;
+        _cleanup_(fclosep) FILE *f = fopen("/proc/net/unix", "re");
+        _cleanup_free_ char *line = NULL;
+        size_t cap = 0;
+        bool found = false;
+        DIR *d;
+        struct dirent *de;
+
+        if (!f)
+                return false;
+        while (getline(&line, &cap, f) > 0 && n_inodes < ELEMENTSOF(inodes)) {
+                unsigned long inode;
+                unsigned flags, state;
+                int pos = 0;
+                size_t len;
+
+                /* Num RefCount Protocol Flags Type St Inode Path */
+                if (sscanf(line, "%*s %*s %*s %x %*s %x %lu %n", &flags, &state, &inode, &pos) != 3 ||
+                    pos == 0)
+                        continue;
+                len = strcspn(line + pos, "\n");
+                if ((flags & 0x10000) && len == strlen(path) && strncmp(line + pos, path, len) == 0)
+                        inodes[n_inodes++] = inode;
+        }
+        if (n_inodes == 0)
+                return false;
+        (void)snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+        d = opendir(dir);
+        if (!d)
+                return false;
+        while (!found && (de = readdir(d))) {
+                ssize_t k;
+                if (de->d_name[0] == '.')
+                        continue;
+                (void)snprintf(link, sizeof(link), "%s/%.16s", dir, de->d_name);
+                k = readlink(link, target, sizeof(target) - 1);
+                if (k <= 0)
+                        continue;
+                target[k] = '\0';
+                for (size_t i = 0; i < n_inodes; i++) {
+                        char want[40];
+                        (void)snprintf(want, sizeof(want), "socket:[%lu]", inodes[i]);
+                        if (streq(target, want))
+                                found = true;
+                }
+        }
+        closedir(d);
+        return found;
+}
+
+/* The pid of the worker this activator (or an earlier one) started, kept beside the socket, so that a
+ * later activator knows whom to watch. */
+static char *pid_file_path(const Activator *a)
+{
+        char *p;
+
+        if (asprintf(&p, "%s.pid", a->socket_path) < 0)
+                return NULL;
+        return p;
+}
+
+static void write_pid_file(const Activator *a, pid_t pid)
+{
+        _cleanup_free_ char *path = pid_file_path(a), *tmp = NULL;
+        _cleanup_close_ int fd = -1;
+        char buf[24];
+        int n;
+
+        if (!path || asprintf(&tmp, "%s.tmp", path) < 0) {
+                tmp = NULL;
+                return;
+        }
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return;
+        n = snprintf(buf, sizeof(buf), "%d\n", (int)pid);
+        if (write(fd, buf, (size_t)n) != n || rename(tmp, path) < 0)
+                (void)unlink(tmp);
+}
+
+static void remove_pid_file(const Activator *a)
+{
+        _cleanup_free_ char *path = pid_file_path(a);
+
+        if (path)
+                (void)unlink(path);
+}
+
+static pid_t read_pid_file(const Activator *a)
+{
+        _cleanup_free_ char *path = pid_file_path(a);
+        _cleanup_close_ int fd = -1;
+        char buf[24];
+        ssize_t n;
+
+        if (!path)
+                return 0;
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return 0;
+        n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return 0;
+        buf[n] = '\0';
+        return (pid_t)strtol(buf, NULL, 10);
+}
+
 static int make_listener(Activator *a)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -471,7 +603,9 @@ static int make_listener(Activator *a)
         int r;
 
         strcpy(sa.sun_path, a->socket_path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        /* Blocking, like the sockets systemd passes: a worker that accepts without polling first must
+         * work too. This process only polls it (and accepts in drain_backlog()). */
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return negative_errno();
         if (unlink(a->socket_path) < 0 && errno != ENOENT)
@@ -488,6 +622,14 @@ static int make_listener(Activator *a)
         r = uv_poll_init(a->loop, &a->listen_poll, fd);
         if (r < 0)
                 return r;
+        /* uv_poll_init() made it non-blocking; polling does not need that, and the worker must not
+         * get it so. */
+        int flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+                r = negative_errno();
+                uv_close((uv_handle_t *)&a->listen_poll, NULL);
+                return r;
+        }
         a->listen_poll.data = a;
         a->listen_poll_init = true;
         a->listen_fd = TAKE_FD(fd);
@@ -521,24 +663,31 @@ static int activator_probe(Activator *a)
                         return negative_errno();
                 return make_listener(a);
         }
-        /* The kernel records the credentials of whoever last called listen(): a worker re-listens on the
-         * socket it inherits, so this is its pid. */
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
                 return negative_errno();
         if (cred.uid != geteuid()) {
                 log_error("%s is served by uid %u, not by this user.", a->socket_path, (unsigned)cred.uid);
                 return -EPERM;
         }
-        r = watch_foreign(a, cred.pid);
-        if (r == -ESRCH) {
-                /* It went away between our connect and now. */
-                safe_close(fd);
-                return activator_probe(a);
+        /* Which process serves it: the worker the pid file names, or (the kernel records whoever last
+         * called listen(), and a worker on libuv re-listens on the socket it inherits) the peer — each
+         * believed only if it really holds the listening socket. */
+        pid_t candidates[] = {read_pid_file(a), cred.pid};
+        for (size_t i = 0; i < ELEMENTSOF(candidates); i++) {
+                if (candidates[i] <= 0 || !process_holds_listener(candidates[i], a->socket_path))
+                        continue;
+                r = watch_foreign(a, candidates[i]);
+                if (r == -ESRCH)
+                        continue; /* gone just now */
+                if (r < 0)
+                        return r;
+                log_info("Worker (pid %d) from an earlier run is serving %s; leaving it be.",
+                         (int)candidates[i], a->socket_path);
+                return 0;
         }
-        if (r < 0)
-                return r;
-        log_info("Worker (pid %d) from an earlier run is serving %s; leaving it be.", (int)cred.pid,
-                 a->socket_path);
+        /* Served, but by nobody we can watch: look again whenever a client cannot connect. */
+        log_warning("%s is served by a process that cannot be identified; leaving it be.", a->socket_path);
+        a->state = ACTIVATOR_FOREIGN;
         return 0;
 }
 

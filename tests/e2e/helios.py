@@ -181,6 +181,17 @@ class Client:
         return out
 
 
+def unix_socket_listening(path):
+    """Is something listening on the Unix socket at path (per /proc/net/unix)?"""
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 8 and fields[7] == path and int(fields[3], 16) & 0x10000:
+                return True
+    return False
+
+
 def read_status(pid):
     """Fields of /proc/PID/status as a dict of strings."""
     out = {}
@@ -220,7 +231,8 @@ class Worker:
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(self.log, "ab"), start_new_session=True)
         deadline = time.monotonic() + 10
-        while not os.path.exists(self.sock):
+        # The socket file appears at bind(), a moment before listen(): wait for the listening socket.
+        while not unix_socket_listening(self.sock):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"systemd-socket-activate exited: {self.read_log()}")
             if time.monotonic() > deadline:
@@ -354,6 +366,14 @@ class Gateway:
         self.worker = worker or WORKER
         self.config = config  # text of a configuration file, or None for none at all
         self.tls = tls        # (cert, key) or None
+        self.ssl_context = None
+        if tls:
+            import ssl
+            try:
+                self.ssl_context = ssl.create_default_context(cafile=tls[0])
+                self.ssl_context.check_hostname = False
+            except ssl.SSLError:
+                pass  # a test of a bad certificate
         self.proc = None
         self.exit_judged = False
         self.url = None
@@ -388,8 +408,13 @@ class Gateway:
         self.proc = subprocess.Popen(self.command(), env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=open(self.log, "ab"),
                                      start_new_session=True)
-        if not expect_url:
-            return self
+        if expect_url:
+            self.read_url(timeout)
+        return self
+
+    def read_url(self, timeout=10.0):
+        """Read the line the gateway prints once it listens: "Helios for USER: URL#token=..." or
+        "Helios: URL"."""
         deadline = time.monotonic() + timeout
         line = b""
         while b"\n" not in line:
@@ -406,7 +431,7 @@ class Gateway:
         self.base_url = self.url.split("#", 1)[0]
         self.token = self.url.split("#token=", 1)[1] if "#token=" in self.url else None
         self.port = int(self.base_url.rsplit(":", 1)[1].strip("/"))
-        return self
+        return self.url
 
     @property
     def origin(self):
@@ -462,7 +487,7 @@ class Gateway:
         h = dict(headers or {})
         if cookie:
             h["Cookie"] = cookie
-        return http_request(self.host, self.port, method, path, h, body, timeout, context)
+        return http_request(self.host, self.port, method, path, h, body, timeout, context or self.ssl_context)
 
     def login(self, token=None, user=None, password=None, headers=None, context=None):
         """POST /login; returns the response (cookie_from() gives the session cookie)."""

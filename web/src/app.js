@@ -35,16 +35,19 @@ async function api(path, options = {}) {
   return { status: response.status, body, headers: response.headers };
 }
 
-function form(fields) {
-  return {
-    method: "POST",
-    headers: { "Content-Type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams(fields).toString(),
-  };
+// UTF-8 text as base64, for an Authorization header.
+function base64(text) {
+  let binary = "";
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
+  return btoa(binary);
 }
 
+// Credentials go in the Authorization header of a bodiless POST, never in a URL or a form body.
 async function login(fields) {
-  const { status, body, headers } = await api("/login", form(fields));
+  const authorization = fields.token !== undefined
+    ? `Bearer ${fields.token}`
+    : `Basic ${base64(`${fields.user}:${fields.password}`)}`;
+  const { status, body, headers } = await api("/login", { method: "POST", headers: { Authorization: authorization } });
   if (status === 200) {
     $("login-error").textContent = "";
     await start();
@@ -147,7 +150,7 @@ async function showSessions() {
     const button = document.createElement("button");
     button.textContent = "Revoke";
     button.addEventListener("click", async () => {
-      await api("/api/sessions/revoke", form({ id: s.id }));
+      await api(`/api/sessions/revoke?id=${encodeURIComponent(s.id)}`, { method: "POST" });
       if (s.current) show("login");
       showSessions();
     });
