@@ -3,15 +3,17 @@
  * a worker is started on the first connection with the systemd protocol, reaped and replaced when it
  * exits, held back when it keeps failing, and left alone (then taken over from) when it outlives its
  * activator. The loop must end with every handle closed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
 #include <cmocka.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <setjmp.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-#include <arpa/inet.h>
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
 #include <string.h>
 
 #include "netaddr.h"

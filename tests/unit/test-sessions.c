@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-#include <cmocka.h>
-#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
 #include <string.h>
 
 #include "sessions.h"
