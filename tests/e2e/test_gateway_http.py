@@ -273,3 +273,31 @@ def test_unix_socket_listener(make_gateway, tmp_path):
     assert status_of(data) == 200
     assert g.stop() == 0
     assert not os.path.exists(path)
+
+
+def test_behind_a_trusted_tls_proxy(make_gateway):
+    """A reverse proxy on loopback terminates TLS for https://ide.example.org: its X-Forwarded-Proto and
+    X-Forwarded-Host make the cookie Secure and the page's origin https://ide.example.org. The same
+    headers from anyone else change nothing."""
+    g = make_gateway("--trusted-proxies=127.0.0.1")
+    proxy = {"X-Forwarded-For": "198.51.100.20", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "ide.example.org"}
+    resp = g.login(headers=proxy)
+    assert resp.status == 200
+    cookie = resp.header("set-cookie")
+    assert cookie.startswith("__Host-helios_session=") and "Secure" in cookie
+    assert resp.header("strict-transport-security")
+    jar = helios.cookie_from(resp)
+    ws = g.ws(jar, origin="https://ide.example.org", headers=proxy)
+    assert ws.status == 101
+    ws.close_socket()
+    assert g.ws(jar, origin=g.origin, headers=proxy).status == 403
+    assert "198.51.100.20" in g.read_log()
+
+    plain = make_gateway(name="direct")
+    resp = plain.login(headers=proxy)
+    assert resp.status == 200
+    assert resp.header("set-cookie").startswith("helios_session=")
+    assert "Secure" not in resp.header("set-cookie")
+    jar = helios.cookie_from(resp)
+    assert plain.ws(jar, origin="https://ide.example.org", headers=proxy).status == 403
+    assert plain.ws(jar).status == 101
