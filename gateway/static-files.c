@@ -137,6 +137,37 @@ static bool path_is_acceptable(const char *rel)
         }
 }
 
+/* Without openat2() (kernels before 5.6, or a seccomp filter or valgrind that does not know it): one
+ * component at a time, following no symlink at all. rel has no "." or ".." components. */
+static int open_beneath_by_components(int dir_fd, const char *rel)
+{
+        _cleanup_close_ int cur = fcntl(dir_fd, F_DUPFD_CLOEXEC, 3);
+        char seg[STATIC_PATH_MAX + 1];
+
+        if (cur < 0)
+                return negative_errno();
+        for (const char *p = rel;;) {
+                size_t n = strcspn(p, "/");
+                bool last = p[n] == '\0';
+                int next;
+
+                if (n == 0 || n > STATIC_PATH_MAX)
+                        return -EINVAL;
+                memcpy(seg, p, n);
+                seg[n] = '\0';
+                next = openat(cur, seg,
+                              O_CLOEXEC | O_NOFOLLOW |
+                                  (last ? O_RDONLY | O_NOCTTY | O_NONBLOCK : O_PATH | O_DIRECTORY));
+                if (next < 0)
+                        return negative_errno();
+                safe_close(cur);
+                cur = next;
+                if (last)
+                        return TAKE_FD(cur);
+                p += n + 1;
+        }
+}
+
 static int open_beneath(int dir_fd, const char *rel)
 {
         struct open_how how = {
@@ -145,6 +176,8 @@ static int open_beneath(int dir_fd, const char *rel)
         };
         long fd = syscall(SYS_openat2, dir_fd, rel, &how, sizeof(how));
 
+        if (fd < 0 && (errno == ENOSYS || errno == EPERM))
+                return open_beneath_by_components(dir_fd, rel);
         if (fd < 0)
                 return negative_errno();
         return (int)fd;
@@ -156,7 +189,7 @@ static int open_regular(int dir_fd, const char *rel, struct stat *ret_st)
         int fd = open_beneath(dir_fd, rel);
 
         if (fd < 0)
-                return fd == -EXDEV || fd == -ELOOP || fd == -ENOTDIR ? -ENOENT : fd;
+                return fd == -EXDEV || fd == -ELOOP || fd == -ENOTDIR || fd == -EISDIR ? -ENOENT : fd;
         if (fstat(fd, ret_st) < 0 || !S_ISREG(ret_st->st_mode)) {
                 safe_close(fd);
                 return -ENOENT;

@@ -13,6 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <seccomp.h>
+#include <sys/wait.h>
+
 #include "static-files.h"
 
 static char dir[64];
@@ -130,6 +133,41 @@ static void test_no_way_out(void **state)
         web_root_free(w);
 }
 
+/* The same answers when the kernel (or a seccomp filter) has no openat2(): the fallback walks the path
+ * a component at a time and follows no symlink. Checked in a child, which the filter then confines. */
+static void test_without_openat2(void **state)
+{
+        pid_t pid = fork();
+        int status;
+
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+                WebRoot *w;
+                StaticFile f;
+                char path[256];
+                int bad = 0;
+
+                if (!ctx || seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(openat2), 0) < 0 ||
+                    seccomp_load(ctx) < 0)
+                        _exit(2);
+                snprintf(path, sizeof(path), "%s/web", dir);
+                if (web_root_open(path, &w) < 0)
+                        _exit(3);
+                bad |= web_root_lookup(w, "/", false, &f) != 0 || f.size != 9;
+                bad |= web_root_lookup(w, "/assets/app-Ab3_x-9Z.js", false, &f) != 0;
+                bad |= web_root_lookup(w, "/escape.txt", false, &f) != -ENOENT;
+                bad |= web_root_lookup(w, "/assets/passwd", false, &f) != -ENOENT;
+                bad |= web_root_lookup(w, "/inside.html", false, &f) != -ENOENT; /* no symlinks at all here */
+                bad |= web_root_lookup(w, "/assets", false, &f) != -ENOENT;
+                bad |= web_root_lookup(w, "/../secret.txt", false, &f) != -EINVAL;
+                _exit(bad);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static void test_accept_encoding(void **state)
 {
         assert_true(accept_encoding_has_gzip("gzip"));
@@ -149,6 +187,7 @@ int main(void)
             cmocka_unit_test(test_lookup),
             cmocka_unit_test(test_no_way_out),
             cmocka_unit_test(test_accept_encoding),
+            cmocka_unit_test(test_without_openat2),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
