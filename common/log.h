@@ -27,6 +27,17 @@ int log_internal(int level, int error, const char *file, int line, const char *f
                                             : -abs(_e);                                                     \
         })
 
+/* Like log_full_errno() with structured journal fields: fields is a NULL-terminated array of "KEY=value"
+ * strings (KEY in upper case, as journald requires). On stderr only the message is written. */
+#define log_struct_errno(level, error, fields, ...)                                                         \
+        ({                                                                                                  \
+                int _l = (level), _e = (error);                                                             \
+                (log_get_max_level() >= _l) ? log_internal(_l, _e, __FILE__, __LINE__, __func__, (fields),  \
+                                                           __VA_ARGS__)                                     \
+                                            : -abs(_e);                                                     \
+        })
+#define log_struct(level, fields, ...) log_struct_errno(level, 0, fields, __VA_ARGS__)
+
 #define log_debug_errno(error, ...) log_full_errno(LOG_DEBUG, error, __VA_ARGS__)
 #define log_info_errno(error, ...) log_full_errno(LOG_INFO, error, __VA_ARGS__)
 #define log_notice_errno(error, ...) log_full_errno(LOG_NOTICE, error, __VA_ARGS__)

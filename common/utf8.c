@@ -67,6 +67,42 @@ bool utf8_is_valid(const char *str, size_t n)
         return true;
 }
 
+bool utf8_stream_feed(Utf8Stream *st, const char *str, size_t n, bool final)
+{
+        const uint8_t *s = (const uint8_t *)str;
+        size_t i = 0;
+
+        /* Finish the sequence the last piece ended in, a byte at a time. */
+        while (st->carry_len > 0 && i < n) {
+                int l;
+                st->carry[st->carry_len++] = s[i++];
+                l = utf8_sequence(st->carry, st->carry_len);
+                if (l == 0)
+                        return false;
+                if (l > 0)
+                        st->carry_len = 0;
+        }
+        if (i < n) {
+                /* Everything up to a sequence cut off by the end of the piece must be valid. */
+                size_t tail = n;
+                for (size_t k = 1; k <= 3 && k <= n - i; k++) {
+                        uint8_t c = s[n - k];
+                        if (c >= 0xC0) {
+                                if (utf8_sequence(s + n - k, k) < 0)
+                                        tail = n - k;
+                                break;
+                        }
+                        if (c < 0x80)
+                                break;
+                }
+                if (!utf8_is_valid(str + i, tail - i))
+                        return false;
+                memcpy(st->carry, s + tail, n - tail);
+                st->carry_len = (uint8_t)(n - tail);
+        }
+        return !(final && st->carry_len > 0);
+}
+
 int utf8_sanitize_append(Buf *out, const char *str, size_t n, bool final, size_t *ret_consumed)
 {
         const uint8_t *s = (const uint8_t *)str;

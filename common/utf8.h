@@ -10,6 +10,17 @@
 /* Strict UTF-8 (RFC 3629): no overlongs, no surrogates, nothing above U+10FFFF. */
 bool utf8_is_valid(const char *s, size_t n);
 
+/* Validation of text that arrives in pieces (WebSocket fragments): an incomplete sequence at the end of
+ * one piece is carried into the next. Zero-initialise before the first piece. */
+typedef struct Utf8Stream {
+        uint8_t carry[4];
+        uint8_t carry_len;
+} Utf8Stream;
+
+/* Is s[0..n) valid as the next piece? final: the text ends here (nothing may be left incomplete).
+ * After a false return the state is undefined until reset. */
+bool utf8_stream_feed(Utf8Stream *st, const char *s, size_t n, bool final);
+
 /* Length of the sequence starting at s[0] if it is a complete, valid one within n bytes; 0 if it is
  * invalid; -1 if it is a valid but truncated prefix (more bytes could complete it). */
 int utf8_sequence(const uint8_t *s, size_t n);

@@ -1,4 +1,6 @@
 import os
+import signal
+import time
 
 import pytest
 
@@ -40,3 +42,49 @@ def client(worker):
     c = worker.connect()
     yield c
     c.close()
+
+
+def _reap_workers(g):
+    """Workers outlive the gateway on purpose; tests end them (and reap them: we are their subreaper)."""
+    pids = g.worker_pids()
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(helios.alive(p) for p in pids):
+        helios.reap(pids)
+        time.sleep(0.02)
+    for pid in pids:
+        if helios.alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    helios.reap(pids)
+
+
+@pytest.fixture
+def make_gateway(tmp_path):
+    """Factory for gateways (helios.Gateway arguments); each is stopped, its workers too, after the
+    test. The gateway must have exited cleanly (status 0) unless the test stopped it otherwise."""
+    made = []
+
+    def make(*args, name="gw", start=True, **kw):
+        g = helios.Gateway(tmp_path / name, args=args, **kw)
+        made.append(g)
+        return g.start() if start else g
+
+    yield make
+    for g in made:
+        status = g.stop()
+        _reap_workers(g)
+        log = g.read_log()
+        if not g.exit_judged:
+            assert status in (0, None), f"gateway exited with {status}:\n{log[-3000:]}"
+        assert "still open at exit" not in log, log[-3000:]
+        assert "Sanitizer" not in log and "runtime error:" not in log, log[-5000:]
+
+
+@pytest.fixture
+def gateway(make_gateway):
+    """A gateway in embedded token mode with the real worker."""
+    return make_gateway()

@@ -29,6 +29,35 @@ static void test_invalid(void **state)
         assert_false(utf8_is_valid("abcdefgh\x80", 9));        /* lone continuation after the fast path */
 }
 
+/* Every way of cutting valid text into pieces validates; invalid text fails wherever it is cut. */
+static void test_stream(void **state)
+{
+        static const char text[] = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80z";
+        static const char *const bad[] = {"\xc3\xc3", "\xe2\x82", "\xed\xa0\x80", "\xf0\x9f\x98", "\x80", "ok\xff"};
+        size_t n = strlen(text);
+
+        for (size_t cut1 = 0; cut1 <= n; cut1++)
+                for (size_t cut2 = cut1; cut2 <= n; cut2++) {
+                        Utf8Stream st = {};
+                        assert_true(utf8_stream_feed(&st, text, cut1, false));
+                        assert_true(utf8_stream_feed(&st, text + cut1, cut2 - cut1, false));
+                        assert_true(utf8_stream_feed(&st, text + cut2, n - cut2, true));
+                }
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                size_t m = strlen(bad[i]);
+                for (size_t cut = 0; cut <= m; cut++) {
+                        Utf8Stream st = {};
+                        bool ok = utf8_stream_feed(&st, bad[i], cut, false) &&
+                                  utf8_stream_feed(&st, bad[i] + cut, m - cut, true);
+                        assert_false(ok);
+                }
+        }
+        /* Incomplete at a piece's end is fine; at the end of the text it is not. */
+        Utf8Stream st = {};
+        assert_true(utf8_stream_feed(&st, "\xe2\x82", 2, false));
+        assert_false(utf8_stream_feed(&st, "", 0, true));
+}
+
 static void sanitize(const char *in, size_t n, bool final, const char *want, size_t want_consumed)
 {
         Buf b = {};
@@ -110,6 +139,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_valid),
                 cmocka_unit_test(test_invalid),
+                cmocka_unit_test(test_stream),
                 cmocka_unit_test(test_sanitize),
                 cmocka_unit_test(test_sanitize_split_stream),
                 cmocka_unit_test(test_utf16),

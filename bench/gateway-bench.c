@@ -1,0 +1,696 @@
+/* SPDX-License-Identifier: MIT */
+/* Measures helios-gateway beside its floor, in one run on one machine:
+ *   - a JSON-RPC round trip through gateway and worker (fs:read_file of a 1 KiB file, or worker:info
+ *     when the worker has no fs service yet): p50/p99 over sequential requests on one WebSocket, and
+ *     requests/s with 64 WebSockets; the same against a bare libwebsockets echo server (lws-echo);
+ *   - terminal output MB/s end to end, when the worker has a terminal service;
+ *   - the gateway's memory (PSS) per idle WebSocket, fresh and after one round trip.
+ * The client speaks plain WebSocket without compression, the same way to both servers. Only ratios
+ * mean much on shared virtual machines; every figure is printed next to its floor. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "macro.h"
+
+static const char *gateway_path = "build/gateway/helios-gateway";
+static const char *worker_path = "build/worker/helios-worker";
+static const char *web_root = "build/web/dist";
+static const char *echo_path = "build/bench/lws-echo";
+static const char *line_echo_worker_path = "build/bench/line-echo-worker";
+static unsigned n_requests = 5000;
+static unsigned n_connections = 64;
+static unsigned n_idle = 1000;
+static double seconds = 3.0;
+
+static double now(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+_noreturn_ static void die(const char *what)
+{
+        fprintf(stderr, "gateway-bench: %s: %s\n", what, errno ? strerror(errno) : "failed");
+        exit(EXIT_FAILURE);
+}
+
+/* ---- processes ---- */
+
+typedef struct Child {
+        pid_t pid;
+        int out; /* its stdout */
+} Child;
+
+static Child spawn(char *const argv[], char *const env_home)
+{
+        int p[2];
+        Child c;
+
+        if (pipe2(p, O_CLOEXEC) < 0)
+                die("pipe");
+        c.pid = fork();
+        if (c.pid < 0)
+                die("fork");
+        if (c.pid == 0) {
+                dup2(p[1], STDOUT_FILENO);
+                if (env_home)
+                        setenv("HOME", env_home, 1);
+                setenv("HELIOS_LOG_LEVEL", "warning", 1);
+                execv(argv[0], argv);
+                _exit(127);
+        }
+        close(p[1]);
+        c.out = p[0];
+        return c;
+}
+
+static void read_line(int fd, char *buf, size_t size)
+{
+        size_t n = 0;
+        while (n + 1 < size) {
+                ssize_t k = read(fd, buf + n, 1);
+                if (k <= 0)
+                        die("no line from the child");
+                if (buf[n] == '\n')
+                        break;
+                n++;
+        }
+        buf[n] = '\0';
+}
+
+static void stop(Child *c)
+{
+        int status;
+        kill(c->pid, SIGTERM);
+        waitpid(c->pid, &status, 0);
+        close(c->out);
+}
+
+/* ---- a small WebSocket client ---- */
+
+typedef struct Ws {
+        int fd;
+        char *buf;
+        size_t len, cap;
+} Ws;
+
+static int tcp_connect(int port)
+{
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                die("connect");
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        return fd;
+}
+
+static void write_all(int fd, const void *p, size_t n)
+{
+        const char *c = p;
+        while (n > 0) {
+                ssize_t k = write(fd, c, n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        die("write");
+                }
+                c += k;
+                n -= (size_t)k;
+        }
+}
+
+static void fill(Ws *w, size_t want)
+{
+        while (w->len < want) {
+                ssize_t k;
+                if (w->cap < want + 65536) {
+                        w->cap = (want + 65536) * 2;
+                        w->buf = realloc(w->buf, w->cap);
+                        if (!w->buf)
+                                die("realloc");
+                }
+                k = read(w->fd, w->buf + w->len, w->cap - w->len);
+                if (k <= 0)
+                        die("read (connection closed)");
+                w->len += (size_t)k;
+        }
+}
+
+static void consume(Ws *w, size_t n)
+{
+        memmove(w->buf, w->buf + n, w->len - n);
+        w->len -= n;
+}
+
+/* Connect and upgrade; returns -1 if the server refused (status in *ret_status). */
+static int ws_open(Ws *w, int port, const char *cookie, int *ret_status)
+{
+        char req[1024];
+        char *end;
+        int n;
+
+        *w = (Ws){.fd = tcp_connect(port)};
+        n = snprintf(
+            req, sizeof(req),
+            "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            "Origin: http://127.0.0.1:%d\r\n%s%s%s\r\n",
+            port, port, cookie ? "Cookie: " : "", cookie ? cookie : "", cookie ? "\r\n" : "");
+        write_all(w->fd, req, (size_t)n);
+        for (;;) {
+                fill(w, w->len + 1);
+                w->buf[w->len] = '\0';
+                end = strstr(w->buf, "\r\n\r\n");
+                if (end)
+                        break;
+        }
+        *ret_status = atoi(w->buf + 9);
+        consume(w, (size_t)(end + 4 - w->buf));
+        return *ret_status == 101 ? 0 : -1;
+}
+
+static void ws_send(Ws *w, const char *text, size_t n)
+{
+        unsigned char head[14];
+        size_t h = 0;
+        static const unsigned char mask[4] = {0x12, 0x34, 0x56, 0x78};
+        char *frame = malloc(n + 14);
+
+        head[h++] = 0x81;
+        if (n < 126)
+                head[h++] = (unsigned char)(0x80 | n);
+        else if (n < 65536) {
+                head[h++] = 0x80 | 126;
+                head[h++] = (unsigned char)(n >> 8);
+                head[h++] = (unsigned char)n;
+        } else {
+                head[h++] = 0x80 | 127;
+                for (int i = 7; i >= 0; i--)
+                        head[h++] = (unsigned char)(n >> (8 * i));
+        }
+        memcpy(head + h, mask, 4);
+        h += 4;
+        memcpy(frame, head, h);
+        for (size_t i = 0; i < n; i++)
+                frame[h + i] = (char)(text[i] ^ mask[i % 4]);
+        write_all(w->fd, frame, h + n);
+        free(frame);
+}
+
+/* The next text message (its length; the text is in w->buf until the next call). */
+static size_t ws_recv(Ws *w, char **ret)
+{
+        for (;;) {
+                size_t n, h = 2;
+                fill(w, 2);
+                unsigned op = (unsigned char)w->buf[0] & 0x0f;
+                n = (unsigned char)w->buf[1] & 0x7f;
+                if (n == 126) {
+                        fill(w, 4);
+                        n = (size_t)(unsigned char)w->buf[2] << 8 | (unsigned char)w->buf[3];
+                        h = 4;
+                } else if (n == 127) {
+                        fill(w, 10);
+                        n = 0;
+                        for (int i = 0; i < 8; i++)
+                                n = n << 8 | (unsigned char)w->buf[2 + i];
+                        h = 10;
+                }
+                fill(w, h + n);
+                if (op == 0x9 || op == 0xA) { /* pings are answered by nobody here: runs are short */
+                        consume(w, h + n);
+                        continue;
+                }
+                if (op == 0x8)
+                        die("server closed the WebSocket");
+                memmove(w->buf, w->buf + h, w->len - h);
+                w->len -= h;
+                /* The text stays at the front of the buffer until the caller drops it. */
+                *ret = w->buf;
+                return n;
+        }
+}
+
+static void ws_drop(Ws *w, size_t n)
+{
+        consume(w, n);
+}
+
+static void ws_close(Ws *w)
+{
+        close(w->fd);
+        free(w->buf);
+}
+
+/* ---- measurements ---- */
+
+static char request_text[1024];
+
+static void round_trip(Ws *w)
+{
+        char *msg;
+        size_t n;
+
+        ws_send(w, request_text, strlen(request_text));
+        n = ws_recv(w, &msg);
+        ws_drop(w, n);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+        double x = *(const double *)a, y = *(const double *)b;
+        return x < y ? -1 : x > y;
+}
+
+typedef struct Latency {
+        double p50, p99, mean;
+} Latency;
+
+static Latency latency(int port, const char *cookie)
+{
+        double *t = calloc(n_requests, sizeof(double)), sum = 0;
+        Latency l;
+        Ws w;
+        int status;
+
+        if (ws_open(&w, port, cookie, &status) < 0)
+                die("WebSocket refused");
+        for (unsigned i = 0; i < 200; i++)
+                round_trip(&w);
+        for (unsigned i = 0; i < n_requests; i++) {
+                double t0 = now();
+                round_trip(&w);
+                t[i] = (now() - t0) * 1e3;
+                sum += t[i];
+        }
+        qsort(t, n_requests, sizeof(double), cmp_double);
+        l = (Latency){t[n_requests / 2], t[n_requests * 99 / 100], sum / n_requests};
+        ws_close(&w);
+        free(t);
+        return l;
+}
+
+static int cmp_latency(const void *a, const void *b)
+{
+        return cmp_double(&((const Latency *)a)->p50, &((const Latency *)b)->p50);
+}
+
+/* Rounds interleaved across the targets, so that a noisy neighbour hits them alike; the round with the
+ * median p50 is reported for each. */
+#define ROUNDS 5
+static void latencies(const char *const names[], const int ports[], const char *const cookies[], size_t n,
+                      Latency ret[])
+{
+        Latency all[8][ROUNDS];
+
+        for (unsigned r = 0; r < ROUNDS; r++)
+                for (size_t i = 0; i < n; i++)
+                        all[i][r] = latency(ports[i], cookies[i]);
+        for (size_t i = 0; i < n; i++) {
+                qsort(all[i], ROUNDS, sizeof(Latency), cmp_latency);
+                ret[i] = all[i][ROUNDS / 2];
+                printf("  %-22s p50 %7.3f ms   p99 %7.3f ms   mean %7.3f ms\n", names[i], ret[i].p50,
+                       ret[i].p99, ret[i].mean);
+        }
+}
+
+typedef struct Load {
+        int port;
+        const char *cookie;
+        atomic_ulong *count;
+        atomic_bool *go, *done;
+} Load;
+
+static void *load_thread(void *arg)
+{
+        Load *l = arg;
+        Ws w;
+        int status;
+        unsigned long n = 0;
+
+        if (ws_open(&w, l->port, l->cookie, &status) < 0)
+                die("WebSocket refused");
+        while (!atomic_load(l->go))
+                usleep(1000);
+        while (!atomic_load(l->done)) {
+                round_trip(&w);
+                n++;
+        }
+        atomic_fetch_add(l->count, n);
+        ws_close(&w);
+        return NULL;
+}
+
+static double throughput(const char *name, int port, const char *cookie)
+{
+        pthread_t *th = calloc(n_connections, sizeof(pthread_t));
+        Load l;
+        atomic_ulong count = 0;
+        atomic_bool go = false, done = false;
+        double t0, rate;
+
+        l = (Load){port, cookie, &count, &go, &done};
+        for (unsigned i = 0; i < n_connections; i++)
+                pthread_create(&th[i], NULL, load_thread, &l);
+        usleep(300000);
+        atomic_store(&go, true);
+        t0 = now();
+        usleep((useconds_t)(seconds * 1e6));
+        atomic_store(&done, true);
+        for (unsigned i = 0; i < n_connections; i++)
+                pthread_join(th[i], NULL);
+        rate = (double)atomic_load(&count) / (now() - t0);
+        printf("  %-22s %9.0f requests/s with %u connections\n", name, rate, n_connections);
+        free(th);
+        return rate;
+}
+
+static long pss_kib(pid_t pid)
+{
+        char path[64], line[256];
+        long v = -1;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+        f = fopen(path, "re");
+        if (!f)
+                return -1;
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "Pss: %ld kB", &v) == 1)
+                        break;
+        fclose(f);
+        return v;
+}
+
+static void memory(pid_t gateway, int port, const char *cookie)
+{
+        Ws *w = calloc(n_idle, sizeof(Ws));
+        long base, fresh, used;
+        int status;
+
+        usleep(200000);
+        base = pss_kib(gateway);
+        for (unsigned i = 0; i < n_idle; i++)
+                if (ws_open(&w[i], port, cookie, &status) < 0)
+                        die("WebSocket refused");
+        usleep(500000);
+        fresh = pss_kib(gateway);
+        for (unsigned i = 0; i < n_idle; i++)
+                round_trip(&w[i]);
+        usleep(500000);
+        used = pss_kib(gateway);
+        printf("  %u idle WebSockets: %.1f KiB each just opened, %.1f KiB each after one round trip "
+               "(gateway PSS %ld -> %ld -> %ld KiB)\n",
+               n_idle, (double)(fresh - base) / n_idle, (double)(used - base) / n_idle, base, fresh, used);
+        for (unsigned i = 0; i < n_idle; i++)
+                ws_close(&w[i]);
+        free(w);
+}
+
+static void terminal(int port, const char *cookie)
+{
+        static const char create[] = "{\"jsonrpc\":\"2.0\",\"id\":\"t\",\"method\":\"terminal:create\","
+                                     "\"params\":{\"cols\":200,\"rows\":50,"
+                                     "\"command\":[\"/bin/sh\",\"-c\",\"head -c 50000000 /dev/zero | od -An "
+                                     "-v | head -c 50000000; exit 0\"]}}";
+        Ws w;
+        int status;
+        char *msg;
+        size_t n, bytes = 0;
+        double t0;
+
+        if (ws_open(&w, port, cookie, &status) < 0)
+                die("WebSocket refused");
+        ws_send(&w, create, strlen(create));
+        n = ws_recv(&w, &msg);
+        if (memmem(msg, n, "-32601", 6)) {
+                printf("  terminal output: not measured: the worker has no terminal service yet\n");
+                ws_close(&w);
+                return;
+        }
+        if (memmem(msg, n, "\"error\"", 7)) {
+                printf("  terminal output: not measured: terminal:create said %.*s\n",
+                       (int)MIN(n, (size_t)200), msg);
+                ws_close(&w);
+                return;
+        }
+        ws_drop(&w, n);
+        t0 = now();
+        for (;;) {
+                n = ws_recv(&w, &msg);
+                if (memmem(msg, n, "terminal:data_out", 17))
+                        bytes += n;
+                bool exited = memmem(msg, n, "terminal:exit", 13) != NULL;
+                ws_drop(&w, n);
+                if (exited || now() - t0 > 60)
+                        break;
+        }
+        printf("  terminal output: %.1f MB/s of terminal:data_out messages (%.1f MB)\n",
+               (double)bytes / 1e6 / (now() - t0), (double)bytes / 1e6);
+        ws_close(&w);
+}
+
+typedef struct Gateway {
+        Child child;
+        int port;
+        char cookie[128];
+        char run[256];
+} Gateway;
+
+/* A gateway in embedded mode for worker, its runtime directory dir/run_name, its worker allowed as many
+ * connections as the runs open; logged in. */
+static Gateway start_gateway(const char *worker, const char *dir, const char *run_name, char *home)
+{
+        char line[512], worker_args[64], req[512], resp[2048], *c;
+        Gateway g = {0};
+        int fd, n;
+        ssize_t k;
+
+        snprintf(g.run, sizeof(g.run), "%s/%s", dir, run_name);
+        snprintf(worker_args, sizeof(worker_args), "--worker-args=--max-connections=%u",
+                 n_idle + n_connections + 64);
+        char *argv[] = {(char *)gateway_path,
+                        "--config",
+                        "/dev/null",
+                        "--listen",
+                        "127.0.0.1:0",
+                        "--web-root",
+                        (char *)web_root,
+                        "--worker",
+                        (char *)worker,
+                        "--runtime-dir",
+                        g.run,
+                        worker_args,
+                        "--max-unauthenticated",
+                        "4096",
+                        "--max-connections",
+                        "8192",
+                        NULL};
+        g.child = spawn(argv, home);
+        read_line(g.child.out, line, sizeof(line));
+        char *url = strstr(line, "http://127.0.0.1:"), *token = strstr(line, "#token=");
+        if (!url || !token)
+                die("no URL from the gateway");
+        g.port = atoi(url + 17);
+        token += 7;
+
+        fd = tcp_connect(g.port);
+        n = snprintf(req, sizeof(req),
+                     "POST /login HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n"
+                     "Connection: close\r\n\r\n",
+                     token);
+        write_all(fd, req, (size_t)n);
+        k = read(fd, resp, sizeof(resp) - 1);
+        resp[k > 0 ? k : 0] = '\0';
+        close(fd);
+        c = strstr(resp, "set-cookie: ");
+        if (!c)
+                die("login failed");
+        c += 12;
+        snprintf(g.cookie, sizeof(g.cookie), "%.*s", (int)strcspn(c, ";\r"), c);
+        return g;
+}
+
+/* The worker outlives the gateway by design: end it by the pid its activator recorded. */
+static void stop_gateway(Gateway *g)
+{
+        char path[300];
+        int worker = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/worker.sock.pid", g->run);
+        f = fopen(path, "re");
+        if (f) {
+                if (fscanf(f, "%d", &worker) != 1)
+                        worker = 0;
+                fclose(f);
+        }
+        stop(&g->child);
+        if (worker > 0)
+                kill(worker, SIGTERM);
+}
+
+static void help(void)
+{
+        printf(
+            "Usage: gateway-bench [--gateway PATH] [--worker PATH] [--web-root DIR] [--echo PATH]\n"
+            "                     [--line-echo-worker PATH] [--requests N] [--connections N] [--seconds S]\n"
+            "                     [--idle N]\n");
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option options[] = {
+            {"help", no_argument, NULL, 'h'},
+            {"gateway", required_argument, NULL, 'g'},
+            {"worker", required_argument, NULL, 'w'},
+            {"web-root", required_argument, NULL, 'r'},
+            {"echo", required_argument, NULL, 'e'},
+            {"requests", required_argument, NULL, 'n'},
+            {"connections", required_argument, NULL, 'c'},
+            {"seconds", required_argument, NULL, 's'},
+            {"idle", required_argument, NULL, 'i'},
+            {"line-echo-worker", required_argument, NULL, 'l'},
+            {},
+        };
+        char dir[] = "/tmp/helios-gateway-bench-XXXXXX", home[128], file[160], line[512], cookie[128];
+        struct rlimit rl;
+        int opt, gw_port, echo_port;
+
+        while ((opt = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                switch (opt) {
+                case 'g':
+                        gateway_path = optarg;
+                        break;
+                case 'w':
+                        worker_path = optarg;
+                        break;
+                case 'r':
+                        web_root = optarg;
+                        break;
+                case 'e':
+                        echo_path = optarg;
+                        break;
+                case 'n':
+                        n_requests = (unsigned)atoi(optarg);
+                        break;
+                case 'c':
+                        n_connections = (unsigned)atoi(optarg);
+                        break;
+                case 's':
+                        seconds = atof(optarg);
+                        break;
+                case 'i':
+                        n_idle = (unsigned)atoi(optarg);
+                        break;
+                case 'l':
+                        line_echo_worker_path = optarg;
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                default:
+                        return 1;
+                }
+        }
+        signal(SIGPIPE, SIG_IGN);
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+                rl.rlim_cur = rl.rlim_max;
+                setrlimit(RLIMIT_NOFILE, &rl);
+        }
+        if (!mkdtemp(dir))
+                die("mkdtemp");
+        snprintf(home, sizeof(home), "%s/home", dir);
+        snprintf(file, sizeof(file), "%s/file-1k.txt", home);
+        mkdir(home, 0700);
+        FILE *f = fopen(file, "we");
+        for (int i = 0; i < 1024; i++)
+                fputc('a' + i % 26, f);
+        fclose(f);
+
+        Gateway gw = start_gateway(worker_path, dir, "run", home),
+                gw_echo = start_gateway(line_echo_worker_path, dir, "run-echo", home);
+        gw_port = gw.port;
+
+        char *echo_argv[] = {(char *)echo_path, NULL};
+        Child echo = spawn(echo_argv, NULL);
+        read_line(echo.out, line, sizeof(line));
+        echo_port = atoi(line);
+        memcpy(cookie, gw.cookie, sizeof(cookie));
+
+        /* fs:read_file if the worker has it. */
+        snprintf(request_text, sizeof(request_text),
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"fs:read_file\",\"params\":{\"path\":\"%s\"}}",
+                 file);
+        {
+                Ws w;
+                int status;
+                char *msg;
+                size_t n;
+                if (ws_open(&w, gw_port, cookie, &status) < 0)
+                        die("WebSocket refused");
+                ws_send(&w, request_text, strlen(request_text));
+                n = ws_recv(&w, &msg);
+                bool no_fs = memmem(msg, n, "-32601", 6) != NULL;
+                ws_close(&w);
+                if (no_fs)
+                        snprintf(request_text, sizeof(request_text),
+                                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"worker:info\"}");
+        }
+        printf(
+            "gateway-bench: %s through helios-gateway + helios-worker, beside a bare libwebsockets echo\n",
+            strstr(request_text, "fs:read_file") ? "fs:read_file of 1 KiB"
+                                                 : "worker:info (no fs service yet)");
+
+        static const char *const names[] = {"gateway + worker", "gateway + line echo",
+                                            "bare lws echo (floor)"};
+        int ports[] = {gw_port, gw_echo.port, echo_port};
+        const char *cookies[] = {cookie, gw_echo.cookie, NULL};
+        Latency lat[3];
+        printf("Round trip, one connection, %u requests, median of %d interleaved rounds:\n", n_requests,
+               ROUNDS);
+        latencies(names, ports, cookies, 3, lat);
+        printf("  p50 ratio to the floor: gateway + worker %.2f, gateway + line echo %.2f\n",
+               lat[0].p50 / lat[2].p50, lat[1].p50 / lat[2].p50);
+
+        printf("Throughput, %.0f s each:\n", seconds);
+        double r_gw = throughput("gateway + worker", gw_port, cookie);
+        double r_line = throughput("gateway + line echo", gw_echo.port, gw_echo.cookie);
+        double r_echo = throughput("bare lws echo (floor)", echo_port, NULL);
+        printf("  ratio to the floor: gateway + worker %.2f, gateway + line echo %.2f\n", r_gw / r_echo,
+               r_line / r_echo);
+
+        printf("Terminal:\n");
+        terminal(gw_port, cookie);
+        printf("Memory:\n");
+        memory(gw.child.pid, gw_port, cookie);
+
+        stop(&echo);
+        stop_gateway(&gw);
+        stop_gateway(&gw_echo);
+        {
+                char cmd[256];
+                snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+                (void)!system(cmd);
+        }
+        return 0;
+}

@@ -1,0 +1,727 @@
+/* SPDX-License-Identifier: MIT */
+/* One page's WebSocket spliced to one connection to its user's worker: a text message becomes one
+ * NDJSON line (any LF in it turned into a space, which is all a raw LF can be in valid JSON), and every
+ * line from the worker becomes one text message. Nothing is parsed on the way.
+ *
+ * Each direction has a bounded queue. When the queue towards the worker passes the high-water mark the
+ * WebSocket stops being read (lws_rx_flow_control); when the queue towards the browser does, the
+ * worker stops being read (uv_read_stop). Either resumes below half the mark. So a page that sends
+ * without reading, or a worker that floods a page that does not read, is held back rather than
+ * buffered without end. */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "gateway.h"
+#include "log.h"
+#include "macro.h"
+#include "utf8.h"
+
+/* libwebsockets writes close frames for lws_write() with this protocol value (its LWS_WRITE_CLOSE), which
+ * its public header leaves out: it expects lws_close_reason() and a -1 return instead. */
+#define WRITE_CLOSE_FRAME ((enum lws_write_protocol)4)
+
+#define WORKER_LOST_NOTIFICATION "{\"jsonrpc\":\"2.0\",\"method\":\"gateway:worker_lost\",\"params\":{}}"
+
+typedef struct OutMsg OutMsg;
+struct OutMsg {
+        OutMsg *next;
+        size_t len;
+        char *buf; /* LWS_PRE bytes of room, then len bytes of message */
+};
+
+typedef struct WorkerWrite {
+        uv_write_t req;
+        Bridge *bridge;
+        struct WorkerWrite *next; /* while waiting for the connection */
+        size_t len;
+        char data[];
+} WorkerWrite;
+
+typedef enum PipeState {
+        PIPE_LOCATING, /* asking the launcher where the worker is */
+        PIPE_CONNECTING,
+        PIPE_OPEN,
+        PIPE_CLOSING,  /* uv_close() called */
+        PIPE_RETRYING, /* closing to connect once more */
+        PIPE_CLOSED,
+} PipeState;
+
+struct Bridge {
+        Gateway *gateway;
+        struct lws *wsi; /* NULL once the WebSocket is gone */
+        Bridge *prev, *next;
+        Bridge *kick_next; /* in Gateway.kicks while kick_pending */
+        bool kick_pending;
+        Session *session; /* NULL once the session has ended */
+        SessionLink link;
+        char user[SESSION_USER_MAX + 1];
+        size_t max_message, high_water;
+
+        /* towards the worker */
+        uv_pipe_t pipe;
+        uv_connect_t connect_req;
+        PipeState pipe_state;
+        LauncherRequest *locate;
+        char *socket_path;
+        bool retried;
+        WorkerWrite *waiting_first, *waiting_last; /* written before the connection was up */
+        size_t to_worker_queued;
+        size_t rx_message_len; /* bytes of the browser's current message so far */
+        Utf8Stream rx_utf8;
+        bool rx_paused;
+
+        /* towards the browser */
+        bool reading;
+        bool partial_active;
+        Buf partial; /* a line from the worker not yet complete: LWS_PRE bytes, then the line */
+        OutMsg *out_first, *out_last;
+        size_t to_browser_queued;
+        int close_code; /* close once the queue is out; 0: none pending */
+        const char *close_reason;
+        bool close_sent;
+};
+
+static void worker_lost(Bridge *b, const char *why);
+static void bridge_maybe_free(Bridge *b);
+static void on_worker_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* ---- the browser side ---- */
+
+static void out_free_all(Bridge *b)
+{
+        for (OutMsg *m = b->out_first, *next; m; m = next) {
+                next = m->next;
+                free(m->buf);
+                free(m);
+        }
+        b->out_first = b->out_last = NULL;
+        b->to_browser_queued = 0;
+}
+
+static void request_close(Bridge *b, int code, const char *reason)
+{
+        if (!b->wsi || b->close_code)
+                return;
+        b->close_code = code;
+        b->close_reason = reason;
+        /* Nothing more is read from a page being closed. */
+        if (!b->rx_paused) {
+                b->rx_paused = true;
+                lws_rx_flow_control(b->wsi, 0);
+        }
+        lws_callback_on_writable(b->wsi);
+}
+
+static int enqueue_out(Bridge *b, char *buf, size_t len)
+{
+        OutMsg *m = malloc(sizeof(OutMsg));
+
+        if (!m) {
+                free(buf);
+                return -ENOMEM;
+        }
+        *m = (OutMsg){.len = len, .buf = buf};
+        if (b->out_last)
+                b->out_last->next = m;
+        else
+                b->out_first = m;
+        b->out_last = m;
+        b->to_browser_queued += len;
+        return 0;
+}
+
+static int enqueue_copy(Bridge *b, const char *p, size_t len)
+{
+        char *buf = malloc(LWS_PRE + len);
+
+        if (!buf)
+                return -ENOMEM;
+        memcpy(buf + LWS_PRE, p, len);
+        return enqueue_out(b, buf, len);
+}
+
+/* libwebsockets 4.1 on a foreign libuv loop inflates a compressed message one buffer at a time and
+ * delivers the next piece only when the socket sees another event; the same goes for data it holds
+ * after reading was paused. A WebSocket with such data pending is serviced again from an idle handle
+ * ("kicked"), as if its socket were readable. */
+static void on_kick_idle(uv_idle_t *h)
+{
+        Gateway *g = h->data;
+        Bridge *list = g->kicks;
+
+        g->kicks = NULL;
+        while (list) {
+                Bridge *b = list;
+                list = b->kick_next;
+                b->kick_next = NULL;
+                b->kick_pending = false;
+                if (!b->wsi || b->rx_paused)
+                        continue;
+                /* May close the WebSocket and free b; b is not touched after this. */
+                struct lws_pollfd pfd = {
+                    .fd = lws_get_socket_fd(b->wsi), .events = LWS_POLLIN, .revents = LWS_POLLIN};
+                if (pfd.fd >= 0)
+                        (void)lws_service_fd(g->lws, &pfd);
+        }
+        if (!g->kicks)
+                (void)uv_idle_stop(h);
+}
+
+static void kick(Bridge *b)
+{
+        Gateway *g = b->gateway;
+
+        if (b->kick_pending || !b->wsi)
+                return;
+        b->kick_pending = true;
+        b->kick_next = g->kicks;
+        g->kicks = b;
+        if (!uv_is_active((uv_handle_t *)&g->kick_idle))
+                (void)uv_idle_start(&g->kick_idle, on_kick_idle);
+}
+
+static void kick_cancel(Bridge *b)
+{
+        Gateway *g = b->gateway;
+
+        if (!b->kick_pending)
+                return;
+        for (Bridge **p = &g->kicks; *p; p = &(*p)->kick_next)
+                if (*p == b) {
+                        *p = b->kick_next;
+                        break;
+                }
+        b->kick_next = NULL;
+        b->kick_pending = false;
+}
+
+static void rx_resume(Bridge *b)
+{
+        b->rx_paused = false;
+        lws_rx_flow_control(b->wsi, 1);
+        kick(b);
+}
+
+int bridge_writeable(Bridge *b)
+{
+        struct lws *wsi = b->wsi;
+        Gateway *g = b->gateway;
+        OutMsg *m = b->out_first;
+
+        if (b->close_sent)
+                return -1; /* the close frame is out: hang up */
+        if (!m && b->close_code) {
+                /* The close frame is written here rather than left to lws_close_reason(): on a foreign libuv
+                 * loop libwebsockets 4.1 drops the connection before sending the one it prepares. */
+                unsigned char buf[LWS_PRE + 2 + 123];
+                size_t n = MIN(strlen(b->close_reason), (size_t)123);
+
+                buf[LWS_PRE] = (unsigned char)(b->close_code >> 8);
+                buf[LWS_PRE + 1] = (unsigned char)(b->close_code & 0xff);
+                memcpy(buf + LWS_PRE + 2, b->close_reason, n);
+                if (lws_write(wsi, buf + LWS_PRE, 2 + n, WRITE_CLOSE_FRAME) < 0)
+                        return -1;
+                b->close_sent = true;
+                lws_callback_on_writable(wsi);
+                return 0;
+        }
+        if (m) {
+                int n;
+                b->out_first = m->next;
+                if (!b->out_first)
+                        b->out_last = NULL;
+                b->to_browser_queued -= m->len;
+                /* One message, one write: libwebsockets keeps what the socket does not take at once and
+                 * calls back only when that has gone. */
+                n = lws_write(wsi, (unsigned char *)m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
+                g->metrics.bytes_to_browser += m->len;
+                g->metrics.messages_to_browser++;
+                free(m->buf);
+                free(m);
+                if (n < 0)
+                        return -1;
+        }
+
+        if (!b->reading && b->pipe_state == PIPE_OPEN && !b->close_code &&
+            b->to_browser_queued <= b->high_water / 2) {
+                if (uv_read_start((uv_stream_t *)&b->pipe, on_worker_alloc, on_worker_read) == 0)
+                        b->reading = true;
+        }
+        if (b->out_first || b->close_code)
+                lws_callback_on_writable(wsi);
+        return 0;
+}
+
+/* ---- the worker side ---- */
+
+static void on_worker_write(uv_write_t *req, int status)
+{
+        WorkerWrite *w = container_of(req, WorkerWrite, req);
+        Bridge *b = w->bridge;
+
+        b->to_worker_queued -= w->len;
+        free(w);
+        if (status < 0) {
+                /* The read side notices the end of the worker and says so; closing cancels writes too. */
+                if (status != UV_ECANCELED)
+                        log_debug("Write to the worker failed: %s", uv_strerror(status));
+                return;
+        }
+        if (b->rx_paused && b->wsi && b->to_worker_queued <= b->high_water / 2)
+                rx_resume(b);
+}
+
+static int submit_write(Bridge *b, WorkerWrite *w)
+{
+        uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
+
+        return uv_write(&w->req, (uv_stream_t *)&b->pipe, &buf, 1, on_worker_write);
+}
+
+/* Send len bytes (and an LF to end the line) to the worker, queueing what the socket does not take. */
+static int worker_send(Bridge *b, const char *data, size_t len, bool lf)
+{
+        size_t total = len + lf, written = 0;
+        WorkerWrite *w;
+        int r;
+
+        if (total == 0)
+                return 0;
+        if (b->pipe_state == PIPE_OPEN && b->to_worker_queued == 0) {
+                uv_buf_t bufs[2] = {uv_buf_init((char *)data, (unsigned)len), uv_buf_init((char *)"\n", 1)};
+                r = uv_try_write((uv_stream_t *)&b->pipe, len > 0 ? bufs : bufs + 1, (len > 0) + lf);
+                if (r >= 0 && (size_t)r == total)
+                        return 0;
+                if (r < 0 && r != UV_EAGAIN) {
+                        worker_lost(b, uv_strerror(r));
+                        return r;
+                }
+                written = r > 0 ? (size_t)r : 0;
+        }
+
+        w = malloc(sizeof(WorkerWrite) + (total - written));
+        if (!w)
+                return -ENOMEM;
+        *w = (WorkerWrite){.bridge = b, .len = total - written};
+        if (written < len) {
+                memcpy(w->data, data + written, len - written);
+                if (lf)
+                        w->data[len - written] = '\n';
+        } else
+                w->data[0] = '\n';
+
+        if (b->pipe_state == PIPE_OPEN) {
+                r = submit_write(b, w);
+                if (r < 0) {
+                        free(w);
+                        worker_lost(b, uv_strerror(r));
+                        return r;
+                }
+        } else {
+                if (b->waiting_last)
+                        b->waiting_last->next = w;
+                else
+                        b->waiting_first = w;
+                b->waiting_last = w;
+        }
+        b->to_worker_queued += w->len;
+        if (!b->rx_paused && b->to_worker_queued > b->high_water) {
+                b->rx_paused = true;
+                lws_rx_flow_control(b->wsi, 0);
+        }
+        return 0;
+}
+
+static void free_waiting(Bridge *b)
+{
+        for (WorkerWrite *w = b->waiting_first, *next; w; w = next) {
+                next = w->next;
+                b->to_worker_queued -= w->len;
+                free(w);
+        }
+        b->waiting_first = b->waiting_last = NULL;
+}
+
+static void finish_partial(Bridge *b)
+{
+        size_t n;
+        char *buf = buf_steal(&b->partial, &n);
+
+        b->partial_active = false;
+        if (enqueue_out(b, buf, n - LWS_PRE) < 0)
+                request_close(b, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+}
+
+static int partial_append(Bridge *b, const char *p, size_t len)
+{
+        static const char pre[LWS_PRE] = {};
+
+        if (!b->partial_active) {
+                if (buf_append(&b->partial, pre, LWS_PRE) < 0)
+                        return -ENOMEM;
+                b->partial_active = true;
+        }
+        if (b->partial.len - LWS_PRE + len > b->max_message)
+                return -EMSGSIZE;
+        return buf_append(&b->partial, p, len);
+}
+
+static void pipe_close(Bridge *b, PipeState next);
+
+static void worker_too_large(Bridge *b)
+{
+        log_warning("Worker sent %s a message over %zu bytes; closing the page's connection.", b->user,
+                    b->max_message);
+        pipe_close(b, PIPE_CLOSING);
+        free_waiting(b);
+        request_close(b, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "worker message too large");
+}
+
+static void on_worker_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+        Bridge *b = container_of((uv_pipe_t *)h, Bridge, pipe);
+
+        *buf = uv_buf_init(b->gateway->read_buffer, GATEWAY_READ_BUFFER);
+}
+
+static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+        Bridge *b = container_of((uv_pipe_t *)s, Bridge, pipe);
+        const char *p = buf->base, *end = buf->base + (nread > 0 ? nread : 0), *lf;
+        bool queued = false;
+
+        if (nread < 0) {
+                worker_lost(b, nread == UV_EOF ? NULL : uv_strerror((int)nread));
+                return;
+        }
+        while ((lf = memchr(p, '\n', (size_t)(end - p)))) {
+                size_t n = (size_t)(lf - p);
+                if (b->partial_active) {
+                        if (partial_append(b, p, n) < 0) {
+                                worker_too_large(b);
+                                return;
+                        }
+                        finish_partial(b);
+                        queued = true;
+                } else if (n > 0) {
+                        if (n > b->max_message) {
+                                worker_too_large(b);
+                                return;
+                        }
+                        if (enqueue_copy(b, p, n) < 0) {
+                                request_close(b, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+                                return;
+                        }
+                        queued = true;
+                }
+                p = lf + 1;
+        }
+        if (p < end && partial_append(b, p, (size_t)(end - p)) < 0) {
+                worker_too_large(b);
+                return;
+        }
+        if (queued && b->wsi)
+                lws_callback_on_writable(b->wsi);
+        if (b->to_browser_queued > b->high_water) {
+                uv_read_stop(s);
+                b->reading = false;
+        }
+}
+
+static void on_pipe_closed(uv_handle_t *h);
+
+static void pipe_close(Bridge *b, PipeState next)
+{
+        if (b->pipe_state == PIPE_CLOSING || b->pipe_state == PIPE_RETRYING || b->pipe_state == PIPE_CLOSED)
+                return;
+        if (b->locate) {
+                launcher_request_cancel(b->locate);
+                b->locate = NULL;
+        }
+        b->pipe_state = next;
+        b->reading = false;
+        uv_close((uv_handle_t *)&b->pipe, on_pipe_closed);
+}
+
+/* The worker connection ended under an open page (the worker exited or was killed, or it could not be
+ * reached): tell the page, then close it with 1011. The next page to connect brings a worker back. */
+static void worker_lost(Bridge *b, const char *why)
+{
+        Gateway *g = b->gateway;
+        bool was_open = b->pipe_state == PIPE_OPEN;
+
+        pipe_close(b, PIPE_CLOSING);
+        free_waiting(b);
+        if (!b->wsi || b->close_code)
+                return;
+        g->metrics.workers_lost++;
+        if (was_open)
+                log_info("Lost the worker connection of %s%s%s.", b->user, why ? ": " : "", why ? why : "");
+        if (enqueue_copy(b, WORKER_LOST_NOTIFICATION, strlen(WORKER_LOST_NOTIFICATION)) < 0)
+                out_free_all(b);
+        request_close(b, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "worker lost");
+}
+
+static void connect_to(Bridge *b);
+
+static void on_pipe_closed(uv_handle_t *h)
+{
+        Bridge *b = container_of((uv_pipe_t *)h, Bridge, pipe);
+
+        if (b->pipe_state == PIPE_RETRYING && b->wsi && !b->close_code) {
+                if (uv_pipe_init(b->gateway->loop, &b->pipe, false) == 0) {
+                        connect_to(b);
+                        return;
+                }
+        }
+        b->pipe_state = PIPE_CLOSED;
+        bridge_maybe_free(b);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+        Bridge *b = container_of(req, Bridge, connect_req);
+        int r;
+
+        if (b->pipe_state != PIPE_CONNECTING)
+                return; /* closed meanwhile */
+        if (status < 0) {
+                if ((status == UV_ECONNREFUSED || status == UV_ENOENT) && !b->retried) {
+                        /* The worker the launcher knew of may have just gone; it can find out and put a
+                         * listener back. One more try, on a fresh handle. */
+                        b->retried = true;
+                        launcher_worker_unreachable(b->gateway->launcher, b->user);
+                        pipe_close(b, PIPE_RETRYING);
+                        return;
+                }
+                log_warning("Cannot connect to the worker of %s at %s: %s", b->user, b->socket_path,
+                            uv_strerror(status));
+                worker_lost(b, uv_strerror(status));
+                return;
+        }
+
+        b->pipe_state = PIPE_OPEN;
+        for (WorkerWrite *w = b->waiting_first, *next; w; w = next) {
+                next = w->next;
+                b->waiting_first = next;
+                r = submit_write(b, w);
+                if (r < 0) {
+                        b->to_worker_queued -= w->len;
+                        free(w);
+                        worker_lost(b, uv_strerror(r));
+                        return;
+                }
+        }
+        b->waiting_last = NULL;
+        r = uv_read_start((uv_stream_t *)&b->pipe, on_worker_alloc, on_worker_read);
+        if (r < 0) {
+                worker_lost(b, uv_strerror(r));
+                return;
+        }
+        b->reading = true;
+        if (b->rx_paused && b->wsi && b->to_worker_queued <= b->high_water / 2)
+                rx_resume(b);
+}
+
+static void connect_to(Bridge *b)
+{
+        b->pipe.data = b;
+        b->pipe_state = PIPE_CONNECTING;
+        uv_pipe_connect(&b->connect_req, &b->pipe, b->socket_path, on_connect);
+}
+
+static void on_located(int r, const char *socket_path, void *userdata)
+{
+        Bridge *b = userdata;
+
+        b->locate = NULL;
+        if (r >= 0) {
+                free(b->socket_path);
+                b->socket_path = strdup(socket_path);
+                if (!b->socket_path)
+                        r = -ENOMEM;
+        }
+        if (r < 0) {
+                log_warning_errno(r, "No worker for %s: %m", b->user);
+                worker_lost(b, NULL);
+                return;
+        }
+        connect_to(b);
+}
+
+/* ---- the session ---- */
+
+static void on_session_ended(SessionLink *link, SessionEnd why)
+{
+        Bridge *b = container_of(link, Bridge, link);
+
+        b->session = NULL;
+        /* Nothing more goes to a page whose session is over, queued or not. */
+        out_free_all(b);
+        pipe_close(b, PIPE_CLOSING);
+        free_waiting(b);
+        request_close(b, LWS_CLOSE_STATUS_POLICY_VIOLATION, session_end_to_string(why));
+}
+
+/* ---- life cycle ---- */
+
+int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret)
+{
+        Bridge *b;
+        char *path = NULL;
+        int r;
+
+        b = calloc(1, sizeof(Bridge));
+        if (!b)
+                return -ENOMEM;
+        r = uv_pipe_init(g->loop, &b->pipe, false);
+        if (r < 0) {
+                free(b);
+                return r;
+        }
+        b->gateway = g;
+        b->wsi = wsi;
+        b->session = session;
+        b->link.ended = on_session_ended;
+        session_link(session, &b->link);
+        strcpy(b->user, session_user(session));
+        b->max_message = g->config->max_message;
+        b->high_water = g->config->high_water;
+        b->pipe.data = b;
+        b->pipe_state = PIPE_LOCATING;
+
+        b->next = g->bridges;
+        if (g->bridges)
+                g->bridges->prev = b;
+        g->bridges = b;
+        g->n_bridges++;
+        g->metrics.websockets_opened++;
+        g->metrics.websockets_open++;
+        *ret = b;
+
+        /* Compression tuned for many mostly idle connections: inflate and deflate a large message in
+         * pieces as large as a WebSocket read; send with a small window and memory level, and drop the
+         * sending side's state after each message (a server may always do that; the peer's inflater
+         * copes), so an idle connection keeps no compressor. (libwebsockets 4.1 reads the sending window
+         * of an adopted connection from the client_* settings.) Absent when the page did not negotiate
+         * compression. */
+        (void)lws_set_extension_option(wsi, "permessage-deflate", "rx_buf_size", "14");
+        (void)lws_set_extension_option(wsi, "permessage-deflate", "tx_buf_size", "14");
+        (void)lws_set_extension_option(wsi, "permessage-deflate", "mem_level", "4");
+        (void)lws_set_extension_option(wsi, "permessage-deflate", "client_max_window_bits", "11");
+        (void)lws_set_extension_option(wsi, "permessage-deflate", "client_no_context_takeover", "1");
+
+        /* Until the worker is connected, hold the page back. */
+        b->rx_paused = true;
+        lws_rx_flow_control(wsi, 0);
+
+        r = launcher_find_worker(g->launcher, b->user, on_located, b, &path, &b->locate);
+        if (r == 0) {
+                b->socket_path = path;
+                connect_to(b);
+        } else if (r < 0) {
+                log_warning_errno(r, "No worker for %s: %m", b->user);
+                worker_lost(b, NULL);
+        }
+        return 0;
+}
+
+int bridge_receive(Bridge *b, void *in, size_t len)
+{
+        struct lws *wsi = b->wsi;
+        Gateway *g = b->gateway;
+        size_t remaining = lws_remaining_packet_payload(wsi);
+        bool final;
+        int r;
+
+        if (b->close_code)
+                return 0; /* closing: the rest is dropped */
+        if (lws_frame_is_binary(wsi)) {
+                lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+                                 (unsigned char *)"text frames only", 16);
+                return -1;
+        }
+        if (lws_is_first_fragment(wsi)) {
+                b->rx_message_len = 0;
+                b->rx_utf8 = (Utf8Stream){};
+        }
+        /* Refuse as soon as the frame header says the message will not fit, before any of it goes on. */
+        if (b->rx_message_len + len + remaining > b->max_message) {
+                lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"message too big",
+                                 15);
+                return -1;
+        }
+        b->rx_message_len += len;
+        final = lws_is_final_fragment(wsi);
+        /* Checked here rather than by libwebsockets, whose own check closes without a close frame. */
+        if (!utf8_stream_feed(&b->rx_utf8, in, len, final)) {
+                request_close(b, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "invalid UTF-8");
+                pipe_close(b, PIPE_CLOSING);
+                free_waiting(b);
+                return 0;
+        }
+        if (b->session)
+                session_touch(b->session, uv_now(g->loop));
+
+        for (char *p = in, *end = p + len; (p = memchr(p, '\n', (size_t)(end - p))); p++)
+                *p = ' ';
+        g->metrics.bytes_to_worker += len;
+        if (final)
+                g->metrics.messages_to_worker++;
+        if (b->pipe_state >= PIPE_CLOSING)
+                return 0; /* the worker is gone; the page is being told */
+        r = worker_send(b, in, len, final);
+        if (r == -ENOMEM) {
+                lws_close_reason(wsi, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+                                 (unsigned char *)"out of memory", 13);
+                return -1;
+        }
+        /* The frame is all read but the message goes on: more of it may be waiting, inflated or not,
+         * with no socket event to bring it. */
+        if (!final && remaining == 0 && !b->rx_paused)
+                kick(b);
+        return 0;
+}
+
+void bridge_shutdown_all(Gateway *g)
+{
+        for (Bridge *b = g->bridges; b; b = b->next)
+                request_close(b, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+}
+
+static void bridge_maybe_free(Bridge *b)
+{
+        if (b->wsi || b->pipe_state != PIPE_CLOSED)
+                return;
+        out_free_all(b);
+        free_waiting(b);
+        buf_done(&b->partial);
+        free(b->socket_path);
+        free(b);
+}
+
+void bridge_ws_closed(Bridge *b)
+{
+        Gateway *g = b->gateway;
+
+        if (b->session)
+                session_unlink(b->session, &b->link);
+        b->session = NULL;
+        if (b->prev)
+                b->prev->next = b->next;
+        else
+                g->bridges = b->next;
+        if (b->next)
+                b->next->prev = b->prev;
+        g->n_bridges--;
+        g->metrics.websockets_open--;
+        kick_cancel(b);
+        b->wsi = NULL;
+        out_free_all(b);
+        /* Only this page's connection to the worker ends; the worker and its terminals go on. */
+        pipe_close(b, PIPE_CLOSING);
+        bridge_maybe_free(b);
+}

@@ -1,0 +1,497 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf-file.h"
+#include "log.h"
+#include "macro.h"
+#include "parse-util.h"
+
+static const char *const auth_method_table[_AUTH_METHOD_MAX] = {
+    [AUTH_METHOD_TOKEN] = "token",
+    [AUTH_METHOD_FILE] = "file",
+    [AUTH_METHOD_PAM] = "pam",
+};
+
+const char *auth_method_to_string(AuthMethod m)
+{
+        return m >= 0 && m < _AUTH_METHOD_MAX ? auth_method_table[m] : NULL;
+}
+
+static AuthMethod auth_method_from_string(const char *s)
+{
+        for (int i = 0; i < _AUTH_METHOD_MAX; i++)
+                if (streq(s, auth_method_table[i]))
+                        return (AuthMethod)i;
+        return _AUTH_METHOD_INVALID;
+}
+
+typedef enum SettingType {
+        SETTING_STRING,   /* char * */
+        SETTING_LIST,     /* char ** + size_t count; repeatable; a file value holds space-separated items */
+        SETTING_SIZE,     /* uint64_t, bytes with K/M/G suffixes */
+        SETTING_UINT,     /* uint64_t */
+        SETTING_DURATION, /* uint64_t, milliseconds; text in s, ms, min, h, d */
+        SETTING_AUTH,     /* AuthMethod */
+        SETTING_LOG_LEVEL,
+        _SETTING_TYPE_MAX,
+} SettingType;
+
+typedef struct Setting {
+        const char *name; /* file key; the long option is the same with '-' for '_' */
+        SettingType type;
+        size_t offset;
+        size_t count_offset; /* lists only */
+        uint64_t min, max;
+        const char *arg, *help;
+} Setting;
+
+#define S(name, type, field, min, max, arg, help)                                  \
+        {                                                                          \
+                name, type, offsetof(GatewayConfig, field), 0, min, max, arg, help \
+        }
+#define L(name, field, arg, help)                                                                          \
+        {                                                                                                  \
+                name, SETTING_LIST, offsetof(GatewayConfig, field), offsetof(GatewayConfig, n_##field), 0, \
+                    0, arg, help                                                                           \
+        }
+
+#define MiB    (1024ULL * 1024)
+#define DAY_MS (24ULL * 3600 * 1000)
+
+static const Setting settings[] = {
+    L("listen", listen, "ADDR", "HOST:PORT, [IPV6]:PORT or unix:PATH (default 127.0.0.1:8080)"),
+    S("web_root", SETTING_STRING, web_root, 0, 0, "DIR", "The web app to serve"),
+    S("cert", SETTING_STRING, cert, 0, 0, "FILE", "TLS certificate chain (PEM); with --key"),
+    S("key", SETTING_STRING, key, 0, 0, "FILE", "TLS private key (PEM)"),
+    S("auth", SETTING_AUTH, auth, 0, 0, "METHOD", "token, file or pam (default token)"),
+    S("users_file", SETTING_STRING, users_file, 0, 0, "FILE", "Users and crypt(3) hashes for auth=file"),
+    S("token_file", SETTING_STRING, token_file, 0, 0, "FILE", "Read the login token from FILE"),
+    S("metrics_token_file", SETTING_STRING, metrics_token_file, 0, 0, "FILE",
+      "Bearer token for /metrics from non-loopback clients"),
+    L("trusted_proxies", trusted_proxies, "ADDR", "Proxy address or CIDR whose X-Forwarded-* is used"),
+    L("allowed_origins", allowed_origins, "ORIGIN", "Another origin allowed to open /ws"),
+    S("runtime_dir", SETTING_STRING, runtime_dir, 0, 0, "DIR", "Private directory for the worker socket"),
+    S("worker", SETTING_STRING, worker, 0, 0, "FILE", "The helios-worker executable"),
+    L("worker_args", worker_args, "ARG", "Extra argument for the worker"),
+    S("max_message_size", SETTING_SIZE, max_message, 4096, 1024 * MiB, "BYTES",
+      "Largest WebSocket message (default 16M)"),
+    S("queue_high_water", SETTING_SIZE, high_water, 4096, 1024 * MiB, "BYTES",
+      "Bytes queued to one side before the other is paused (default 1M)"),
+    S("max_connections", SETTING_UINT, max_connections, 1, 1000000, "N",
+      "Open network connections (default 1024)"),
+    S("max_unauthenticated", SETTING_UINT, max_unauthenticated, 1, 1000000, "N",
+      "Connections without a session (default 256)"),
+    S("header_timeout", SETTING_DURATION, header_timeout_ms, 100, 3600 * 1000, "TIME",
+      "Time to send a request's headers (default 10s)"),
+    S("max_header_size", SETTING_SIZE, max_header_size, 1024, 60 * 1024, "BYTES",
+      "Largest request header block (default 8K)"),
+    S("session_idle_timeout", SETTING_DURATION, session_idle_ms, 1000, 365 * DAY_MS, "TIME",
+      "A session unused this long ends (default 12h)"),
+    S("session_lifetime", SETTING_DURATION, session_lifetime_ms, 1000, 365 * DAY_MS, "TIME",
+      "A session ends this long after login (default 7d)"),
+    S("max_sessions", SETTING_UINT, max_sessions, 1, 1000000, "N", "Sessions in all (default 1024)"),
+    S("max_sessions_per_user", SETTING_UINT, max_sessions_per_user, 1, 100000, "N",
+      "Sessions per user; the oldest ends first (default 32)"),
+    S("login_burst", SETTING_UINT, login_burst, 1, 1000, "N",
+      "Failed logins per account or address before delays (default 5)"),
+    S("login_max_delay", SETTING_DURATION, login_max_delay_ms, 1000, DAY_MS, "TIME",
+      "Longest delay imposed after failed logins (default 60s)"),
+    S("log_level", SETTING_LOG_LEVEL, log_level, 0, 0, "LEVEL", "err, warning, notice, info or debug"),
+};
+
+static void strv_free(char **v, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
+static int strv_push(char ***v, size_t *n, const char *s, size_t len)
+{
+        char *d = strndup(s, len);
+        char **p;
+
+        if (!d)
+                return -ENOMEM;
+        p = realloc(*v, (*n + 1) * sizeof(char *));
+        if (!p) {
+                free(d);
+                return -ENOMEM;
+        }
+        p[(*n)++] = d;
+        *v = p;
+        return 0;
+}
+
+GatewayConfig *gateway_config_free(GatewayConfig *c)
+{
+        if (!c)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
+                void *field = (char *)c + settings[i].offset;
+                if (settings[i].type == SETTING_STRING)
+                        free(*(char **)field);
+                else if (settings[i].type == SETTING_LIST)
+                        strv_free(*(char ***)field, *(size_t *)((char *)c + settings[i].count_offset));
+        }
+        free(c->config_path);
+        free(c);
+        return NULL;
+}
+
+/* Apply one value. from_file: list values are split on whitespace and add to the list; on the command
+ * line each occurrence is one item. */
+static int setting_apply(GatewayConfig *c, const Setting *s, const char *value, bool from_file,
+                         const char *where)
+{
+        void *field = (char *)c + s->offset;
+        uint64_t v;
+        int r;
+
+        switch (s->type) {
+        case SETTING_STRING: {
+                char *d = strdup(value);
+                if (!d)
+                        return log_oom();
+                free(*(char **)field);
+                *(char **)field = d;
+                return 0;
+        }
+        case SETTING_LIST: {
+                size_t *count = (size_t *)((char *)c + s->count_offset);
+                if (!from_file)
+                        return strv_push((char ***)field, count, value, strlen(value)) < 0 ? log_oom() : 0;
+                for (const char *p = value; *p;) {
+                        size_t n;
+                        p += strspn(p, " \t");
+                        n = strcspn(p, " \t");
+                        if (n > 0 && strv_push((char ***)field, count, p, n) < 0)
+                                return log_oom();
+                        p += n;
+                }
+                return 0;
+        }
+        case SETTING_SIZE:
+        case SETTING_UINT:
+        case SETTING_DURATION:
+                if (s->type == SETTING_SIZE)
+                        r = parse_size(value, s->min, s->max, &v);
+                else if (s->type == SETTING_UINT)
+                        r = parse_uint(value, s->min, s->max, &v);
+                else
+                        r = parse_duration_ms(value, s->min, s->max, &v);
+                if (r < 0) {
+                        log_error("%s: invalid %s '%s'%s", where, s->name, value,
+                                  r == -ERANGE ? ": out of range." : ".");
+                        return -EINVAL;
+                }
+                *(uint64_t *)field = v;
+                return 0;
+        case SETTING_AUTH: {
+                AuthMethod m = auth_method_from_string(value);
+                if (m < 0) {
+                        log_error("%s: invalid auth '%s': expected token, file or pam.", where, value);
+                        return -EINVAL;
+                }
+                *(AuthMethod *)field = m;
+                return 0;
+        }
+        case SETTING_LOG_LEVEL:
+                r = log_level_from_string(value);
+                if (r < 0) {
+                        log_error("%s: invalid log level '%s'.", where, value);
+                        return -EINVAL;
+                }
+                *(int *)field = r;
+                return 0;
+        default:
+                return -EINVAL;
+        }
+}
+
+static int on_file_setting(const char *path, unsigned line, const char *key, const char *value,
+                           void *userdata)
+{
+        GatewayConfig *c = userdata;
+        char where[256];
+
+        (void)snprintf(where, sizeof(where), "%s:%u", path, line);
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++)
+                if (streq(key, settings[i].name))
+                        return setting_apply(c, &settings[i], value, true, where);
+        log_error("%s: unknown setting '%s'.", where, key);
+        return -EINVAL;
+}
+
+static void help(void)
+{
+        printf(
+            "Usage: helios-gateway [OPTIONS]\n"
+            "       helios-gateway passwd [--users-file FILE] [--delete] USER\n\n"
+            "The network-facing part of Helios: serves the web app, logs users in and connects each page's\n"
+            "WebSocket to the user's worker. Without a privileged launcher it runs embedded: one user,\n"
+            "the worker started on demand as this user.\n\n"
+            "  -h --help                        Show this help\n"
+            "     --version                     Show the version\n"
+            "  -c --config FILE                 Read settings from FILE (default %s)\n",
+            GATEWAY_DEFAULT_CONFIG);
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
+                char opt[64];
+                (void)snprintf(opt, sizeof(opt), "%s %s", settings[i].name, settings[i].arg);
+                for (char *p = opt; *p && *p != ' '; p++)
+                        if (*p == '_')
+                                *p = '-';
+                printf("     --%-27s %s\n", opt, settings[i].help);
+        }
+        printf(
+            "\nEvery option is also a setting in the configuration file: `name = value`, with '_' for '-'.\n"
+            "List settings (listen, trusted_proxies, allowed_origins, worker_args) take several values\n"
+            "separated by spaces in the file, or repeat on the command line. The command line wins.\n");
+}
+
+enum {
+        ARG_VERSION = 0x100,
+        ARG_SETTING_BASE = 0x200,
+};
+
+static int build_options(struct option *opts, char names[][32])
+{
+        size_t k = 0;
+
+        opts[k++] = (struct option){"help", no_argument, NULL, 'h'};
+        opts[k++] = (struct option){"version", no_argument, NULL, ARG_VERSION};
+        opts[k++] = (struct option){"config", required_argument, NULL, 'c'};
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
+                (void)snprintf(names[i], 32, "%s", settings[i].name);
+                for (char *p = names[i]; *p; p++)
+                        if (*p == '_')
+                                *p = '-';
+                opts[k++] = (struct option){names[i], required_argument, NULL, ARG_SETTING_BASE + (int)i};
+        }
+        opts[k] = (struct option){};
+        return 0;
+}
+
+static void set_defaults(GatewayConfig *c)
+{
+        *c = (GatewayConfig){
+            .auth = AUTH_METHOD_TOKEN,
+            .max_message = 16 * MiB,
+            .high_water = 1 * MiB,
+            .max_connections = 1024,
+            .max_unauthenticated = 256,
+            .header_timeout_ms = 10 * 1000,
+            .max_header_size = 8 * 1024,
+            .session_idle_ms = 12 * 3600 * 1000ULL,
+            .session_lifetime_ms = 7 * DAY_MS,
+            .max_sessions = 1024,
+            .max_sessions_per_user = 32,
+            .login_burst = 5,
+            .login_max_delay_ms = 60 * 1000,
+            .log_level = -1,
+        };
+}
+
+static int set_default_string(char **field, const char *value)
+{
+        if (*field)
+                return 0;
+        *field = strdup(value);
+        return *field ? 0 : -ENOMEM;
+}
+
+/* Defaults that depend on the environment, and checks that span settings. */
+static int finalize(GatewayConfig *c)
+{
+        int r;
+
+        if (c->n_listen == 0 && strv_push(&c->listen, &c->n_listen, "127.0.0.1:8080", 14) < 0)
+                return log_oom();
+        if (set_default_string(&c->web_root, HELIOS_WEB_ROOT) < 0 ||
+            set_default_string(&c->worker, HELIOS_WORKER_PATH) < 0)
+                return log_oom();
+        if (c->auth == AUTH_METHOD_FILE &&
+            set_default_string(&c->users_file, GATEWAY_DEFAULT_USERS_FILE) < 0)
+                return log_oom();
+        if (!c->runtime_dir) {
+                const char *xdg = getenv("XDG_RUNTIME_DIR");
+                if (xdg && xdg[0] == '/')
+                        r = asprintf(&c->runtime_dir, "%s/helios", xdg);
+                else
+                        r = asprintf(&c->runtime_dir, "/tmp/helios-%u", (unsigned)getuid());
+                if (r < 0) {
+                        c->runtime_dir = NULL;
+                        return log_oom();
+                }
+        }
+        if (!!c->cert != !!c->key) {
+                log_error("TLS needs both cert and key.");
+                return -EINVAL;
+        }
+        if (c->high_water > c->max_message) {
+                /* The mark is what pauses the other side; above one message it would never be reached by
+                 * a single oversized burst before the size check refuses it. */
+                log_error("queue_high_water (%llu) must not exceed max_message_size (%llu).",
+                          (unsigned long long)c->high_water, (unsigned long long)c->max_message);
+                return -EINVAL;
+        }
+        if (c->max_unauthenticated > c->max_connections)
+                c->max_unauthenticated = c->max_connections;
+        return 0;
+}
+
+int gateway_config_load(int argc, char **argv, GatewayConfig **ret)
+{
+        struct option opts[ELEMENTSOF(settings) + 4];
+        char names[ELEMENTSOF(settings)][32];
+        const char *config_path = NULL;
+        bool explicit_config = false;
+        GatewayConfig *c;
+        bool list_seen[ELEMENTSOF(settings)] = {};
+        int opt, r;
+
+        build_options(opts, names);
+
+        /* First pass: only --help, --version and --config, so the file can be read before the command
+         * line is applied over it. Every option is checked here already. */
+        optind = 0;
+        opterr = 1;
+        while ((opt = getopt_long(argc, argv, "hc:", opts, NULL)) >= 0) {
+                switch (opt) {
+                case 'h':
+                        help();
+                        return 1;
+                case ARG_VERSION:
+                        printf("helios-gateway %s\n", HELIOS_VERSION);
+                        return 1;
+                case 'c':
+                        config_path = optarg;
+                        explicit_config = true;
+                        break;
+                case '?':
+                        return -EINVAL;
+                default:
+                        break;
+                }
+        }
+        if (optind < argc) {
+                log_error("Unexpected argument '%s'. See --help.", argv[optind]);
+                return -EINVAL;
+        }
+
+        c = calloc(1, sizeof(GatewayConfig));
+        if (!c)
+                return log_oom();
+        set_defaults(c);
+
+        if (!config_path)
+                config_path = GATEWAY_DEFAULT_CONFIG;
+        r = conf_file_parse(config_path, on_file_setting, c);
+        if (r == -ENOENT && !explicit_config)
+                r = 0;
+        else if (r < 0) {
+                if (r != -EINVAL)
+                        log_error_errno(r, "Failed to read %s: %m", config_path);
+                goto fail;
+        } else {
+                c->config_path = strdup(config_path);
+                if (!c->config_path)
+                        goto oom;
+        }
+
+        optind = 0;
+        while ((opt = getopt_long(argc, argv, "hc:", opts, NULL)) >= 0) {
+                if (opt < ARG_SETTING_BASE)
+                        continue;
+                size_t i = (size_t)(opt - ARG_SETTING_BASE);
+                const Setting *s = &settings[i];
+                char where[48];
+
+                if (s->type == SETTING_LIST && !list_seen[i]) {
+                        /* The command line replaces a list from the file rather than adding to it. */
+                        size_t *count = (size_t *)((char *)c + s->count_offset);
+                        char ***field = (char ***)((char *)c + s->offset);
+                        strv_free(*field, *count);
+                        *field = NULL;
+                        *count = 0;
+                        list_seen[i] = true;
+                }
+                (void)snprintf(where, sizeof(where), "--%s", names[i]);
+                r = setting_apply(c, s, optarg, false, where);
+                if (r < 0)
+                        goto fail;
+        }
+
+        r = finalize(c);
+        if (r < 0)
+                goto fail;
+        *ret = c;
+        return 0;
+oom:
+        r = log_oom();
+fail:
+        gateway_config_free(c);
+        return r;
+}
+
+static bool strv_equal(char **a, size_t na, char **b, size_t nb)
+{
+        if (na != nb)
+                return false;
+        for (size_t i = 0; i < na; i++)
+                if (!streq(a[i], b[i]))
+                        return false;
+        return true;
+}
+
+const char *gateway_config_fixed_difference(const GatewayConfig *a, const GatewayConfig *b)
+{
+        if (!strv_equal(a->listen, a->n_listen, b->listen, b->n_listen))
+                return "listen";
+        if (!streq_ptr(a->cert, b->cert))
+                return "cert";
+        if (!streq_ptr(a->key, b->key))
+                return "key";
+        if (a->auth != b->auth)
+                return "auth";
+        if (!streq_ptr(a->token_file, b->token_file))
+                return "token_file";
+        if (!streq_ptr(a->runtime_dir, b->runtime_dir))
+                return "runtime_dir";
+        if (!streq_ptr(a->worker, b->worker))
+                return "worker";
+        if (!strv_equal(a->worker_args, a->n_worker_args, b->worker_args, b->n_worker_args))
+                return "worker_args";
+        if (a->max_header_size != b->max_header_size)
+                return "max_header_size";
+        return NULL;
+}
+
+#define SWAP(a, b)                  \
+        do {                        \
+                typeof(a) _t = (a); \
+                (a) = (b);          \
+                (b) = _t;           \
+        } while (0)
+
+void gateway_config_keep_fixed(GatewayConfig *c, GatewayConfig *running)
+{
+        SWAP(c->listen, running->listen);
+        SWAP(c->n_listen, running->n_listen);
+        SWAP(c->cert, running->cert);
+        SWAP(c->key, running->key);
+        SWAP(c->auth, running->auth);
+        SWAP(c->token_file, running->token_file);
+        SWAP(c->runtime_dir, running->runtime_dir);
+        SWAP(c->worker, running->worker);
+        SWAP(c->worker_args, running->worker_args);
+        SWAP(c->n_worker_args, running->n_worker_args);
+        SWAP(c->max_header_size, running->max_header_size);
+}

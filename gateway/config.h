@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum AuthMethod {
+        AUTH_METHOD_TOKEN, /* one user, a random token printed at start */
+        AUTH_METHOD_FILE,  /* a users file of crypt(3) hashes */
+        AUTH_METHOD_PAM,   /* through the privileged launcher */
+        _AUTH_METHOD_MAX,
+        _AUTH_METHOD_INVALID = -1,
+} AuthMethod;
+
+const char *auth_method_to_string(AuthMethod m);
+
+/* The gateway's settings: built-in defaults, then the configuration file, then the command line.
+ * Read-only once made; a reload builds a new one. */
+typedef struct GatewayConfig {
+        char *config_path; /* the file that was read, NULL if none */
+
+        char **listen; /* "HOST:PORT", "[V6ADDR]:PORT", or "unix:PATH"; ignored with LISTEN_FDS */
+        size_t n_listen;
+        char *web_root;
+        char *cert, *key; /* TLS when both are set */
+
+        AuthMethod auth;
+        char *users_file;
+        char *token_file;         /* the token is read from here instead of being made up */
+        char *metrics_token_file; /* bearer token for /metrics from non-loopback clients */
+        char **trusted_proxies;   /* addresses or CIDR prefixes whose X-Forwarded-* are believed */
+        size_t n_trusted_proxies;
+        char **allowed_origins; /* origins besides the page's own that may open /ws */
+        size_t n_allowed_origins;
+
+        char *runtime_dir; /* private directory holding the worker socket (embedded mode) */
+        char *worker;      /* the helios-worker executable */
+        char **worker_args;
+        size_t n_worker_args;
+
+        uint64_t max_message; /* bytes per WebSocket message, each way */
+        uint64_t high_water;  /* bytes queued towards one side before the other stops being read */
+        uint64_t max_connections;
+        uint64_t max_unauthenticated;
+        uint64_t header_timeout_ms;
+        uint64_t max_header_size;
+        uint64_t session_idle_ms;
+        uint64_t session_lifetime_ms;
+        uint64_t max_sessions;
+        uint64_t max_sessions_per_user;
+        uint64_t login_burst;        /* failed logins per account or address before throttling */
+        uint64_t login_max_delay_ms; /* longest wait imposed after failures */
+        int log_level;               /* -1: unchanged */
+} GatewayConfig;
+
+#define GATEWAY_DEFAULT_CONFIG     "/etc/helios/helios.conf"
+#define GATEWAY_DEFAULT_USERS_FILE "/etc/helios/users"
+
+/* Parse argv (and the configuration file it names, or the default one if it exists) into a new config.
+ * Returns 0 on success, 1 if --help or --version was handled (exit 0), or -errno after logging the
+ * problem. */
+int gateway_config_load(int argc, char **argv, GatewayConfig **ret);
+GatewayConfig *gateway_config_free(GatewayConfig *c);
+
+/* The settings a reload cannot change (they are bound at start), compared: the first one that differs,
+ * or NULL. */
+const char *gateway_config_fixed_difference(const GatewayConfig *a, const GatewayConfig *b);
+/* Give c the fixed settings of running (swapping them, so each is still freed with its config): a
+ * reloaded config whose fixed settings changed takes effect for the rest only. */
+void gateway_config_keep_fixed(GatewayConfig *c, GatewayConfig *running);

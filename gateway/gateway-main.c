@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+#include <signal.h>
+#include <stdlib.h>
+#include <uv.h>
+
+#include "config.h"
+#include "log.h"
+#include "passwd.h"
+#include "server.h"
+
+static void log_open_handle(uv_handle_t *h, void *arg)
+{
+        log_error("Handle of type %s still open at exit.", uv_handle_type_name(uv_handle_get_type(h)));
+}
+
+static int run(int argc, char **argv)
+{
+        GatewayConfig *config = NULL;
+        Gateway *gateway = NULL;
+        uv_loop_t loop;
+        int r;
+
+        log_setup("helios-gateway");
+        if (argc >= 2 && streq(argv[1], "passwd"))
+                return passwd_run(argc - 1, argv + 1);
+
+        r = gateway_config_load(argc, argv, &config);
+        if (r != 0)
+                return r > 0 ? 0 : r;
+
+        /* A client that goes away mid-write must be an error return, not a fatal signal. */
+        (void)signal(SIGPIPE, SIG_IGN);
+
+        r = uv_loop_init(&loop);
+        if (r < 0) {
+                gateway_config_free(config);
+                return log_error_errno(r, "Failed to create the event loop: %s", uv_strerror(r));
+        }
+        r = gateway_new(&loop, config, argc, argv, &gateway);
+        if (r >= 0) {
+                r = gateway_start(gateway);
+                if (r < 0)
+                        gateway_stop(gateway);
+                (void)uv_run(&loop, UV_RUN_DEFAULT);
+                gateway_finish(gateway);
+                /* libwebsockets' last handles close only now. */
+                (void)uv_run(&loop, UV_RUN_DEFAULT);
+        }
+        if (uv_loop_close(&loop) == UV_EBUSY) {
+                uv_walk(&loop, log_open_handle, NULL);
+                r = r < 0 ? r : -EBUSY;
+        }
+        gateway_free(gateway);
+        return r;
+}
+
+int main(int argc, char **argv)
+{
+        return run(argc, argv) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The gateway process's state, shared by its modules the way systemd's Manager is: server.c owns the
+ * lifecycle, http.c answers requests, bridge.c splices WebSockets to workers. Nothing outside gateway/
+ * includes this. */
+
+#include <libwebsockets.h>
+#include <stdbool.h>
+#include <sys/resource.h>
+#include <uv.h>
+
+#include "auth.h"
+#include "config.h"
+#include "launcher.h"
+#include "listener.h"
+#include "metrics.h"
+#include "netaddr.h"
+#include "sessions.h"
+#include "static-files.h"
+#include "throttle.h"
+
+typedef struct Bridge Bridge;
+
+/* Size of the buffer every worker read lands in before it is split into messages. Reads are
+ * synchronous within the loop, so one buffer serves every connection and idle ones hold none. */
+#define GATEWAY_READ_BUFFER (64u * 1024u)
+
+typedef struct Gateway {
+        uv_loop_t *loop;
+        GatewayConfig *config;
+        int argc;
+        char **argv; /* kept to reload the configuration with the same command line */
+
+        struct lws_context *lws;
+        struct lws_vhost *vhost;
+        Listener *listener;
+        Launcher *launcher;
+        Auth *auth;
+        SessionStore *sessions;
+        Throttle *throttle;
+        WebRoot *web;
+        NetPrefix *trusted_proxies;
+        size_t n_trusted_proxies;
+        char *metrics_token;
+        Metrics metrics;
+
+        Conn *adopting; /* the connection being handed to libwebsockets right now */
+        struct lws *adopting_wsi;
+        bool adopt_attached;
+
+        Bridge *bridges; /* every open WebSocket */
+        Bridge *kicks;   /* WebSockets with data libwebsockets holds but will not serve by itself */
+        uv_idle_t kick_idle;
+        unsigned n_bridges;
+        char *read_buffer;
+
+        uv_signal_t sig_term, sig_int, sig_hup;
+        uv_timer_t tick;           /* session expiry, status line, watchdog */
+        uv_timer_t shutdown_timer; /* the grace period for closing WebSockets */
+        uint64_t watchdog_usec;
+        uint64_t last_watchdog_ms;
+        uint64_t shutdown_started_ms;
+        char status[128];
+
+        bool tls;
+        bool stopping;
+        bool lws_destroyed;
+        char url[256];
+        struct rlimit original_nofile;
+} Gateway;
+
+/* Wall-clock milliseconds for a loop timestamp (uv_now), for showing to people. */
+uint64_t gateway_wall_ms(const Gateway *g, uint64_t loop_ms);
+
+/* http.c: everything that is not the WebSocket once open. */
+typedef struct HttpRequest HttpRequest;
+
+/* Per-connection data libwebsockets keeps for us (protocols[0].per_session_data_size). */
+typedef struct ConnData {
+        HttpRequest *request;                        /* the HTTP transaction in progress */
+        Bridge *bridge;                              /* once the connection is a WebSocket */
+        char session_handle[SESSION_HANDLE_LEN + 1]; /* checked at the upgrade, used once established */
+} ConnData;
+
+int http_callback(Gateway *g, struct lws *wsi, enum lws_callback_reasons reason, ConnData *cd, void *in,
+                  size_t len);
+/* Checks for a WebSocket upgrade: session and Origin. Returns 0 to let it proceed, 1 after answering
+ * with an error status. The connection data does not exist yet at that point. */
+int http_confirm_upgrade(Gateway *g, struct lws *wsi);
+/* Once it does (LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION): note the session for the WebSocket. */
+int http_upgrade_session(Gateway *g, struct lws *wsi, ConnData *cd);
+void http_request_free(HttpRequest *r);
+
+/* The connection a wsi belongs to (an HTTP/2 stream's is its parent's). */
+Conn *gateway_conn_of(struct lws *wsi);
+
+/* bridge.c */
+int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret);
+/* Called by libwebsockets' callbacks; each returns -1 to close the WebSocket. */
+int bridge_receive(Bridge *b, void *in, size_t len);
+int bridge_writeable(Bridge *b);
+/* The WebSocket is gone: let go of the worker connection. */
+void bridge_ws_closed(Bridge *b);
+/* Close every WebSocket with 1001 (going away) once its queued messages are out. */
+void bridge_shutdown_all(Gateway *g);

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "config.h"
+
+/* What the gateway asks of the launcher, the part of Helios that may act for users: check a password
+ * (PAM needs privilege), and find a user's worker socket, making sure something listens on it.
+ *
+ * Two launchers answer these: the embedded one here (one user, this process's own; the worker is
+ * socket-activated by launcher/activator.c in this process), and the privileged helios-launcher
+ * reached over a local socket, for many users. The gateway's code is the same for both. */
+
+typedef struct Launcher Launcher;
+typedef struct LauncherRequest LauncherRequest;
+
+/* r: 0 accepted, -EACCES wrong credentials, -EPERM refused by policy, other -errno: could not check. */
+typedef void (*LauncherAuthCallback)(int r, void *userdata);
+/* r < 0: no worker for this user; else socket_path is valid during the call. */
+typedef void (*LauncherWorkerCallback)(int r, const char *socket_path, void *userdata);
+
+typedef struct LauncherStats {
+        unsigned long long worker_starts;
+        unsigned workers_running;
+} LauncherStats;
+
+/* worker_nofile: the file limit workers start with (this process may have raised its own); NULL to
+ * inherit. */
+int launcher_new_embedded(uv_loop_t *loop, const GatewayConfig *config, const struct rlimit *worker_nofile,
+                          Launcher **ret);
+int launcher_start(Launcher *l);
+/* Close handles; workers keep running. */
+void launcher_stop(Launcher *l);
+Launcher *launcher_free(Launcher *l);
+
+/* The one user of an embedded launcher (the account running Helios); NULL for a multi-user one. */
+const char *launcher_single_user(const Launcher *l);
+bool launcher_can_authenticate(const Launcher *l);
+
+/* Check user's password. Answers through cb from the loop; *ret_request may be cancelled until then. */
+int launcher_authenticate(Launcher *l, const char *user, const char *password, LauncherAuthCallback cb,
+                          void *userdata, LauncherRequest **ret_request);
+
+/* Find user's worker socket. Returns 0 with *ret_path (the caller frees it) when the answer is at hand,
+ * 1 when it comes later through cb (*ret_request may be cancelled until then), or -errno. */
+int launcher_find_worker(Launcher *l, const char *user, LauncherWorkerCallback cb, void *userdata,
+                         char **ret_path, LauncherRequest **ret_request);
+
+/* A client could not connect to the socket it was given: the launcher may know better now. */
+void launcher_worker_unreachable(Launcher *l, const char *user);
+
+void launcher_request_cancel(LauncherRequest *r);
+void launcher_get_stats(const Launcher *l, LauncherStats *ret);
+/* A line for the service status, e.g. "worker pid 1234". */
+void launcher_describe(const Launcher *l, char *buf, size_t size);

@@ -1,0 +1,657 @@
+/* SPDX-License-Identifier: MIT */
+#include "listener.h"
+
+#include <assert.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "macro.h"
+#include "parse-util.h"
+
+/* Connections accepted per wakeup, so one busy socket cannot starve the loop. */
+#define ACCEPT_BATCH 64
+/* Read room beyond the header limit: the start of a body may come along with the headers. */
+#define READ_SLACK 4096u
+
+typedef struct ListenSocket {
+        uv_poll_t poll;
+        Listener *listener;
+        int fd;
+        bool tcp;
+        bool poll_init;
+        bool unix_path_owned; /* we created the socket file and remove it at the end */
+        char *path;
+        struct ListenSocket *next;
+} ListenSocket;
+
+typedef enum ConnState {
+        CONN_HEADERS, /* reading the first request's headers here */
+        CONN_HANDING_OVER,
+        CONN_ADOPTED,
+        CONN_CLOSING,
+} ConnState;
+
+struct Conn {
+        Listener *listener;
+        ConnState state;
+        int fd;
+        NetAddr peer;
+        bool authenticated;
+        uint64_t deadline_ms;
+        Conn *prev, *next; /* the header-phase list, oldest first: deadlines are in the same order */
+        uv_poll_t poll;
+        char *buf;
+        size_t len;
+        const char *refusal; /* what to answer before closing, NULL for nothing */
+};
+
+struct Listener {
+        uv_loop_t *loop;
+        ListenerLimits limits;
+        bool tls;
+        Metrics *metrics;
+        ListenerAdoptFn adopt;
+        void *userdata;
+        ListenSocket *sockets;
+        Conn *pending_first, *pending_last;
+        uv_timer_t timer;
+        bool timer_init;
+        bool stopping;
+};
+
+static const char response_408[] = "HTTP/1.1 408 Request Timeout\r\n"
+                                   "Content-Type: text/plain; charset=utf-8\r\n"
+                                   "Content-Length: 16\r\n"
+                                   "Connection: close\r\n\r\n"
+                                   "Request Timeout\n";
+static const char response_431[] = "HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                                   "Content-Type: text/plain; charset=utf-8\r\n"
+                                   "Content-Length: 32\r\n"
+                                   "Connection: close\r\n\r\n"
+                                   "Request Header Fields Too Large\n";
+static const char response_503[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                                   "Content-Type: text/plain; charset=utf-8\r\n"
+                                   "Content-Length: 20\r\n"
+                                   "Retry-After: 5\r\n"
+                                   "Connection: close\r\n\r\n"
+                                   "Service Unavailable\n";
+
+int listener_new(uv_loop_t *loop, const ListenerLimits *limits, bool tls, Metrics *metrics,
+                 ListenerAdoptFn adopt, void *userdata, Listener **ret)
+{
+        Listener *l = calloc(1, sizeof(Listener));
+
+        if (!l)
+                return -ENOMEM;
+        l->loop = loop;
+        l->limits = *limits;
+        l->tls = tls;
+        l->metrics = metrics;
+        l->adopt = adopt;
+        l->userdata = userdata;
+        *ret = l;
+        return 0;
+}
+
+void listener_set_limits(Listener *l, const ListenerLimits *limits)
+{
+        l->limits = *limits;
+}
+
+/* ---- connections ---- */
+
+static void pending_unlink(Listener *l, Conn *c)
+{
+        if (c->prev)
+                c->prev->next = c->next;
+        else if (l->pending_first == c)
+                l->pending_first = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        else if (l->pending_last == c)
+                l->pending_last = c->prev;
+        c->prev = c->next = NULL;
+}
+
+static void conn_free(Conn *c)
+{
+        Metrics *m = c->listener->metrics;
+
+        m->connections_open--;
+        if (!c->authenticated)
+                m->connections_unauthenticated--;
+        free(c->buf);
+        free(c);
+}
+
+static void on_conn_poll_closed(uv_handle_t *h)
+{
+        Conn *c = container_of((uv_poll_t *)h, Conn, poll);
+        Listener *l = c->listener;
+        int fd = TAKE_FD(c->fd);
+        int r;
+
+        if (c->state == CONN_HANDING_OVER && !l->stopping) {
+                /* The poll handle is gone, so the library may watch the fd now. */
+                c->state = CONN_ADOPTED;
+                r = l->adopt(c, fd, c->buf, c->len, l->userdata);
+                free(c->buf);
+                c->buf = NULL;
+                c->len = 0;
+                if (r < 0)
+                        conn_free(c);
+                return;
+        }
+        if (c->refusal) {
+                /* Best effort: the socket is fresh, so a short answer fits its send buffer. */
+                ssize_t n = send(fd, c->refusal, strlen(c->refusal), MSG_NOSIGNAL | MSG_DONTWAIT);
+                (void)n;
+                /* Say nothing more, but let the answer go out before the connection ends. */
+                (void)shutdown(fd, SHUT_WR);
+        }
+        safe_close(fd);
+        conn_free(c);
+}
+
+/* Leave the header phase: hand over, or answer and close. */
+static void conn_finish_headers(Conn *c, ConnState next, const char *refusal)
+{
+        Listener *l = c->listener;
+
+        assert(c->state == CONN_HEADERS);
+        pending_unlink(l, c);
+        c->state = next;
+        c->refusal = refusal;
+        uv_close((uv_handle_t *)&c->poll, on_conn_poll_closed);
+}
+
+static bool headers_complete(const char *buf, size_t len)
+{
+        /* An empty line ends the headers: "\r\n\r\n", or "\n\n" from sloppy clients. */
+        for (size_t i = 0; i < len; i++)
+                if (buf[i] == '\n' && ((i + 1 < len && buf[i + 1] == '\n') ||
+                                       (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n')))
+                        return true;
+        return false;
+}
+
+static void on_conn_readable(uv_poll_t *h, int status, int events)
+{
+        Conn *c = container_of(h, Conn, poll);
+        Listener *l = c->listener;
+        size_t cap = l->limits.max_header_size + READ_SLACK;
+        char *buf;
+        ssize_t n;
+
+        if (c->state != CONN_HEADERS)
+                return;
+        if (status < 0) {
+                conn_finish_headers(c, CONN_CLOSING, NULL);
+                return;
+        }
+        if (!c->buf) {
+                c->buf = malloc(cap);
+                if (!c->buf) {
+                        conn_finish_headers(c, CONN_CLOSING, response_503);
+                        return;
+                }
+        }
+        buf = c->buf;
+        n = recv(c->fd, buf + c->len, cap - c->len, MSG_DONTWAIT);
+        if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                        return;
+                conn_finish_headers(c, CONN_CLOSING, NULL);
+                return;
+        }
+        if (n == 0) {
+                conn_finish_headers(c, CONN_CLOSING, NULL);
+                return;
+        }
+        size_t before = c->len;
+        c->len += (size_t)n;
+
+        /* Look only within the header limit: a terminator beyond it is too late. Restart the search a
+         * little before the new bytes in case the terminator straddles two reads. */
+        size_t from = before > 3 ? before - 3 : 0;
+        size_t upto = MIN(c->len, l->limits.max_header_size);
+        if (upto > from && headers_complete(buf + from, upto - from)) {
+                conn_finish_headers(c, CONN_HANDING_OVER, NULL);
+                return;
+        }
+        if (c->len >= l->limits.max_header_size) {
+                l->metrics->oversized_headers++;
+                log_debug("Request headers over %zu bytes, refusing.", l->limits.max_header_size);
+                conn_finish_headers(c, CONN_CLOSING, response_431);
+        }
+}
+
+static void on_timer(uv_timer_t *t);
+
+static void timer_rearm(Listener *l)
+{
+        uint64_t now = uv_now(l->loop);
+
+        if (!l->pending_first) {
+                (void)uv_timer_stop(&l->timer);
+                return;
+        }
+        (void)uv_timer_start(&l->timer, on_timer,
+                             l->pending_first->deadline_ms > now ? l->pending_first->deadline_ms - now : 0,
+                             0);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+        Listener *l = t->data;
+        uint64_t now = uv_now(l->loop);
+
+        while (l->pending_first && l->pending_first->deadline_ms <= now) {
+                l->metrics->header_timeouts++;
+                conn_finish_headers(l->pending_first, CONN_CLOSING, response_408);
+        }
+        timer_rearm(l);
+}
+
+static void refuse_fd(Listener *l, int fd)
+{
+        if (!l->tls) {
+                ssize_t n = send(fd, response_503, sizeof(response_503) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+                (void)n;
+        }
+        safe_close(fd);
+        l->metrics->connections_refused++;
+}
+
+static void conn_accepted(Listener *l, int fd, const struct sockaddr *sa, socklen_t salen, bool tcp)
+{
+        Metrics *m = l->metrics;
+        Conn *c;
+        int r;
+
+        m->connections_accepted++;
+        if (m->connections_open >= l->limits.max_connections) {
+                log_debug("Connection cap (%llu) reached, refusing a client.",
+                          (unsigned long long)l->limits.max_connections);
+                refuse_fd(l, fd);
+                return;
+        }
+        if (m->connections_unauthenticated >= l->limits.max_unauthenticated) {
+                /* Whoever has been sending headers longest gives way: a client that sends its request at
+                 * once always gets through, a slow-drip crowd only pushes itself out. */
+                if (!l->pending_first) {
+                        refuse_fd(l, fd);
+                        return;
+                }
+                m->header_timeouts++;
+                conn_finish_headers(l->pending_first, CONN_CLOSING, response_408);
+        }
+
+        if (tcp) {
+                /* Replies are written whole; never hold them back for the peer's delayed ACK. */
+                int one = 1;
+                (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        }
+
+        c = calloc(1, sizeof(Conn));
+        if (!c) {
+                refuse_fd(l, fd);
+                return;
+        }
+        c->listener = l;
+        c->fd = fd;
+        if (netaddr_from_sockaddr(sa, salen, &c->peer) < 0)
+                c->peer.family = AF_UNIX;
+        m->connections_open++;
+        m->connections_unauthenticated++;
+
+        if (l->tls) {
+                /* The handshake comes first; the library times it out. */
+                c->state = CONN_ADOPTED;
+                r = l->adopt(c, TAKE_FD(c->fd), NULL, 0, l->userdata);
+                if (r < 0)
+                        conn_free(c);
+                return;
+        }
+
+        r = uv_poll_init(l->loop, &c->poll, fd);
+        if (r < 0) {
+                safe_close(c->fd);
+                conn_free(c);
+                return;
+        }
+        r = uv_poll_start(&c->poll, UV_READABLE, on_conn_readable);
+        c->state = CONN_HEADERS;
+        c->deadline_ms = uv_now(l->loop) + l->limits.header_timeout_ms;
+        c->prev = l->pending_last;
+        if (l->pending_last)
+                l->pending_last->next = c;
+        else
+                l->pending_first = c;
+        l->pending_last = c;
+        if (r < 0) {
+                conn_finish_headers(c, CONN_CLOSING, NULL);
+                return;
+        }
+        if (c == l->pending_first)
+                timer_rearm(l);
+}
+
+static void on_listen_readable(uv_poll_t *h, int status, int events)
+{
+        ListenSocket *s = container_of(h, ListenSocket, poll);
+        Listener *l = s->listener;
+
+        if (status < 0) {
+                log_warning("Listening socket error: %s, ignoring.", uv_strerror(status));
+                return;
+        }
+        for (int i = 0; i < ACCEPT_BATCH && !l->stopping; i++) {
+                struct sockaddr_storage ss;
+                socklen_t len = sizeof(ss);
+                int fd = accept4(s->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+                if (fd < 0) {
+                        if (errno == EMFILE || errno == ENFILE)
+                                log_warning_errno(errno, "Cannot accept connections: %m");
+                        else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                                log_warning_errno(errno, "accept() failed: %m, ignoring");
+                        return;
+                }
+                conn_accepted(l, fd, (struct sockaddr *)&ss, len, s->tcp);
+        }
+}
+
+const NetAddr *conn_peer(const Conn *c)
+{
+        return &c->peer;
+}
+
+bool conn_is_authenticated(const Conn *c)
+{
+        return c->authenticated;
+}
+
+void conn_set_authenticated(Conn *c)
+{
+        if (c->authenticated)
+                return;
+        c->authenticated = true;
+        c->listener->metrics->connections_unauthenticated--;
+}
+
+void conn_closed(Conn *c)
+{
+        assert(c->state == CONN_ADOPTED);
+        conn_free(c);
+}
+
+/* ---- listening sockets ---- */
+
+static int listen_socket_add(Listener *l, int fd, bool tcp, const char *owned_path)
+{
+        ListenSocket *s = calloc(1, sizeof(ListenSocket));
+
+        if (!s)
+                return -ENOMEM;
+        if (owned_path) {
+                s->path = strdup(owned_path);
+                if (!s->path) {
+                        free(s);
+                        return -ENOMEM;
+                }
+                s->unix_path_owned = true;
+        }
+        s->listener = l;
+        s->fd = fd;
+        s->tcp = tcp;
+        s->next = l->sockets;
+        l->sockets = s;
+        return 0;
+}
+
+static int parse_host_port(const char *spec, NetAddr *ret_addr, uint16_t *ret_port)
+{
+        const char *colon = strrchr(spec, ':');
+        uint64_t port;
+        int r;
+
+        if (!colon)
+                return -EINVAL;
+        r = parse_uint(colon + 1, 0, 65535, &port);
+        if (r < 0)
+                return r;
+        if ((size_t)(colon - spec) == 9 && strncmp(spec, "localhost", 9) == 0)
+                r = netaddr_parse("127.0.0.1", 9, ret_addr);
+        else
+                r = netaddr_parse(spec, (size_t)(colon - spec), ret_addr);
+        if (r < 0)
+                return r;
+        *ret_port = (uint16_t)port;
+        return 0;
+}
+
+/* A socket file left by an earlier run is replaced; anything else at the path is not touched. */
+static int remove_stale_socket(const char *path)
+{
+        struct stat st;
+
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+        if (!S_ISSOCK(st.st_mode))
+                return -EEXIST;
+        if (unlink(path) < 0 && errno != ENOENT)
+                return negative_errno();
+        return 0;
+}
+
+int listener_add_address(Listener *l, const char *spec)
+{
+        _cleanup_close_ int fd = -1;
+        int r, one = 1;
+
+        if (strncmp(spec, "unix:", 5) == 0) {
+                struct sockaddr_un sa = {.sun_family = AF_UNIX};
+                const char *path = spec + 5;
+                mode_t old;
+
+                if (path[0] != '/' || strlen(path) >= sizeof(sa.sun_path))
+                        return -EINVAL;
+                strcpy(sa.sun_path, path);
+                r = remove_stale_socket(path);
+                if (r < 0)
+                        return r;
+                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+                if (fd < 0)
+                        return negative_errno();
+                /* Owner and group (a reverse proxy's) may connect; nobody else. */
+                old = umask(0117);
+                r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+                umask(old);
+                if (r < 0)
+                        return negative_errno();
+                if (listen(fd, SOMAXCONN) < 0)
+                        return negative_errno();
+                r = listen_socket_add(l, fd, false, path);
+                if (r < 0)
+                        return r;
+                TAKE_FD(fd);
+                return 0;
+        }
+
+        NetAddr addr;
+        uint16_t port;
+        struct sockaddr_storage ss = {};
+        socklen_t len;
+
+        r = parse_host_port(spec, &addr, &port);
+        if (r < 0)
+                return r;
+        if (addr.family == AF_INET) {
+                struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+                sin->sin_family = AF_INET;
+                sin->sin_port = htons(port);
+                memcpy(&sin->sin_addr, addr.bytes, 4);
+                len = sizeof(*sin);
+        } else {
+                struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+                sin6->sin6_family = AF_INET6;
+                sin6->sin6_port = htons(port);
+                memcpy(&sin6->sin6_addr, addr.bytes, 16);
+                len = sizeof(*sin6);
+        }
+        fd = socket(addr.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return negative_errno();
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (addr.family == AF_INET6)
+                (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+                return negative_errno();
+        if (listen(fd, SOMAXCONN) < 0)
+                return negative_errno();
+        r = listen_socket_add(l, fd, true, NULL);
+        if (r < 0)
+                return r;
+        TAKE_FD(fd);
+        return 0;
+}
+
+int listener_add_systemd_sockets(Listener *l)
+{
+        int n, r;
+
+        n = sd_listen_fds(true);
+        if (n <= 0)
+                return n;
+        for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {
+                if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+                        log_error("Socket %d from systemd is not a listening stream socket.", fd);
+                        return -ENOTSOCK;
+                }
+                /* Inherited without these; accept() and children must not see them otherwise. */
+                if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ||
+                    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
+                        return negative_errno();
+                r = listen_socket_add(l, fd, sd_is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, 1, 0) > 0, NULL);
+                if (r < 0)
+                        return r;
+        }
+        return n;
+}
+
+int listener_start(Listener *l)
+{
+        int r;
+
+        r = uv_timer_init(l->loop, &l->timer);
+        if (r < 0)
+                return r;
+        l->timer.data = l;
+        l->timer_init = true;
+        for (ListenSocket *s = l->sockets; s; s = s->next) {
+                r = uv_poll_init(l->loop, &s->poll, s->fd);
+                if (r < 0)
+                        return r;
+                s->poll_init = true;
+                s->poll.data = s;
+                r = uv_poll_start(&s->poll, UV_READABLE, on_listen_readable);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static void on_listen_socket_closed(uv_handle_t *h)
+{
+        ListenSocket *s = container_of((uv_poll_t *)h, ListenSocket, poll);
+
+        safe_close(s->fd);
+        free(s->path);
+        free(s);
+}
+
+void listener_stop(Listener *l)
+{
+        if (l->stopping)
+                return;
+        l->stopping = true;
+        while (l->pending_first)
+                conn_finish_headers(l->pending_first, CONN_CLOSING, NULL);
+        if (l->timer_init)
+                uv_close((uv_handle_t *)&l->timer, NULL);
+        for (ListenSocket *s = l->sockets, *next; s; s = next) {
+                next = s->next;
+                if (s->unix_path_owned)
+                        (void)unlink(s->path);
+                if (s->poll_init)
+                        uv_close((uv_handle_t *)&s->poll, on_listen_socket_closed);
+                else
+                        on_listen_socket_closed((uv_handle_t *)&s->poll);
+        }
+        l->sockets = NULL;
+}
+
+Listener *listener_free(Listener *l)
+{
+        if (!l)
+                return NULL;
+        assert(!l->pending_first);
+        for (ListenSocket *s = l->sockets, *next; s; s = next) {
+                next = s->next;
+                safe_close(s->fd);
+                free(s->path);
+                free(s);
+        }
+        free(l);
+        return NULL;
+}
+
+bool listener_first_tcp_address(const Listener *l, char *buf, size_t size)
+{
+        const ListenSocket *first = NULL;
+
+        /* The list is newest first; the first configured address is the last TCP one in it. */
+        for (const ListenSocket *s = l->sockets; s; s = s->next)
+                if (s->tcp)
+                        first = s;
+        if (!first)
+                return false;
+
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        char host[NETADDR_STRLEN];
+        NetAddr a;
+        int port;
+
+        if (getsockname(first->fd, (struct sockaddr *)&ss, &len) < 0 ||
+            netaddr_from_sockaddr((struct sockaddr *)&ss, len, &a) < 0)
+                return false;
+        port = ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                                       : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        if (a.family == AF_INET6 || ss.ss_family == AF_INET6) {
+                /* The unspecified address is no place to point a browser at. */
+                static const uint8_t any[16] = {};
+                if (a.family == AF_INET6 && memcmp(a.bytes, any, 16) == 0)
+                        strcpy(host, "::1");
+                else
+                        netaddr_format(&a, host);
+                (void)snprintf(buf, size, a.family == AF_INET6 ? "[%s]:%d" : "%s:%d", host, port);
+        } else {
+                netaddr_format(&a, host);
+                if (streq(host, "0.0.0.0"))
+                        strcpy(host, "127.0.0.1");
+                (void)snprintf(buf, size, "%s:%d", host, port);
+        }
+        return true;
+}

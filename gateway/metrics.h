@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdint.h>
+
+#include "buf.h"
+
+/* The gateway's counters, rendered as OpenMetrics text for /metrics. Plain fields: every module
+ * updates its own, the loop is single-threaded. */
+typedef struct Metrics {
+        uint64_t connections_accepted;
+        uint64_t connections_refused; /* over a connection cap */
+        uint64_t connections_open;
+        uint64_t connections_unauthenticated;
+        uint64_t header_timeouts;
+        uint64_t oversized_headers;
+        uint64_t http_requests;
+        uint64_t websockets_opened;
+        uint64_t websockets_open;
+        uint64_t logins_ok;
+        uint64_t logins_failed;
+        uint64_t logins_throttled;
+        uint64_t sessions; /* gauge, set when rendering */
+        uint64_t bytes_to_worker;
+        uint64_t bytes_to_browser;
+        uint64_t messages_to_worker;
+        uint64_t messages_to_browser;
+        uint64_t workers_lost;
+        uint64_t worker_starts;   /* set when rendering */
+        uint64_t workers_running; /* set when rendering */
+} Metrics;
+
+#define METRICS_CONTENT_TYPE "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+int metrics_render(const Metrics *m, Buf *out);

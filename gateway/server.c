@@ -1,0 +1,671 @@
+/* SPDX-License-Identifier: MIT */
+/* The gateway's life cycle: libwebsockets on this process's libuv loop, the listener feeding it, the
+ * embedded launcher, signals, reloading, and the service manager's notifications. */
+#include "server.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "gateway.h"
+#include "log.h"
+#include "macro.h"
+
+/* WebSocket payload read per callback. Allocated per open WebSocket, so it is kept small: a large
+ * message just arrives in more pieces. */
+#define WS_RX_BUFFER (16u * 1024u)
+/* How long open WebSockets get to close cleanly at shutdown. */
+#define SHUTDOWN_GRACE_MS 2000u
+#define SHUTDOWN_POLL_MS  20u
+/* Periodic work: session expiry, the status line, the watchdog. */
+#define TICK_MS 1000u
+/* Longest token or metrics token file read. */
+#define SECRET_FILE_MAX 4096u
+
+static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
+
+static const struct lws_protocols protocols[] = {
+    /* WebSocket upgrades without a subprotocol land on the first protocol, and so does HTTP. */
+    {"helios", lws_callback, sizeof(ConnData), WS_RX_BUFFER, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static const struct lws_extension extensions[] = {
+    {"permessage-deflate", lws_extension_callback_pm_deflate,
+     "permessage-deflate; client_no_context_takeover; client_max_window_bits"},
+    {NULL, NULL, NULL},
+};
+
+/* A page that stops answering pings for this long is gone (its network went away without a FIN). */
+static const lws_retry_bo_t ws_idle_policy = {
+    .secs_since_valid_ping = 30,
+    .secs_since_valid_hangup = 75,
+};
+
+/* ---- libwebsockets glue ---- */
+
+static void on_lws_log(int level, const char *line)
+{
+        size_t n = strlen(line);
+
+        /* Its errors are mostly about what clients sent: worth a look while debugging, not an alert. */
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == ' '))
+                n--;
+        log_full_errno(level & (LLL_ERR | LLL_WARN) ? LOG_INFO : LOG_DEBUG, 0, "libwebsockets: %.*s", (int)n,
+                       line);
+}
+
+static int adopt(Conn *conn, int fd, const char *buf, size_t len, void *userdata)
+{
+        Gateway *g = userdata;
+        struct lws *wsi;
+        bool served;
+
+        if (g->stopping || !g->vhost) {
+                safe_close(fd);
+                return -ESHUTDOWN;
+        }
+        /* The bytes already read are served inside the adoption call, before it returns, and the
+         * library sets the wsi's opaque pointer to NULL after creating it: lws_callback() attaches the
+         * connection to the new wsi on its first callback instead (see adopt_fixup()). From then on the
+         * wsi owns it and hands it back in LWS_CALLBACK_WSI_DESTROY, which may come after this returns,
+         * even when it returns NULL. The connection is found through the network wsi whenever it or an
+         * HTTP/2 stream on it is served. */
+        g->adopting = conn;
+        g->adopting_wsi = NULL;
+        g->adopt_attached = false;
+        wsi = lws_adopt_socket_vhost_readbuf(g->vhost, fd, buf, len);
+        served = g->adopt_attached;
+        g->adopting = NULL;
+        g->adopting_wsi = NULL;
+        if (!wsi)
+                /* Closed during the call: attached means the wsi releases the connection. */
+                return served ? 0 : -ENOMEM;
+        if (!lws_get_opaque_user_data(wsi))
+                lws_set_opaque_user_data(wsi, conn);
+        return 0;
+}
+
+/* During adopt(): give the new wsi its connection as soon as the library lets it keep it. */
+static void adopt_fixup(Gateway *g, struct lws *wsi, enum lws_callback_reasons reason)
+{
+        if (reason == LWS_CALLBACK_WSI_CREATE) {
+                if (!g->adopting_wsi)
+                        g->adopting_wsi = wsi;
+                return;
+        }
+        if (wsi == g->adopting_wsi && !lws_get_opaque_user_data(wsi)) {
+                lws_set_opaque_user_data(wsi, g->adopting);
+                g->adopt_attached = true;
+        }
+}
+
+static int on_established(Gateway *g, struct lws *wsi, ConnData *cd)
+{
+        Session *s = session_find_by_handle(g->sessions, NULL, cd->session_handle);
+        int r;
+
+        if (!s || g->stopping) {
+                lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)"session ended",
+                                 13);
+                return -1;
+        }
+        r = bridge_new(g, wsi, s, &cd->bridge);
+        if (r < 0) {
+                log_error_errno(r, "Cannot open a page's connection: %m");
+                return -1;
+        }
+        return 0;
+}
+
+static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+        struct lws_context *ctx = lws_get_context(wsi);
+        Gateway *g = ctx ? lws_context_user(ctx) : NULL;
+        ConnData *cd = user;
+
+        if (!g)
+                return lws_callback_http_dummy(wsi, reason, user, in, len);
+        if (g->adopting)
+                adopt_fixup(g, wsi, reason);
+
+        switch (reason) {
+        case LWS_CALLBACK_WSI_DESTROY: {
+                Conn *c = lws_get_opaque_user_data(wsi);
+                if (c) {
+                        lws_set_opaque_user_data(wsi, NULL);
+                        conn_closed(c);
+                }
+                return 0;
+        }
+        case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+                if (!in || strcmp(in, "websocket") != 0)
+                        return -1;
+                return http_confirm_upgrade(g, wsi);
+        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+                return cd ? http_upgrade_session(g, wsi, cd) : -1;
+        case LWS_CALLBACK_ESTABLISHED:
+                return cd ? on_established(g, wsi, cd) : -1;
+        case LWS_CALLBACK_RECEIVE:
+                return cd && cd->bridge ? bridge_receive(cd->bridge, in, len) : -1;
+        case LWS_CALLBACK_SERVER_WRITEABLE:
+                return cd && cd->bridge ? bridge_writeable(cd->bridge) : 0;
+        case LWS_CALLBACK_CLOSED:
+                if (cd && cd->bridge) {
+                        bridge_ws_closed(cd->bridge);
+                        cd->bridge = NULL;
+                }
+                return 0;
+        case LWS_CALLBACK_HTTP:
+        case LWS_CALLBACK_HTTP_BODY:
+        case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        case LWS_CALLBACK_HTTP_WRITEABLE:
+        case LWS_CALLBACK_CLOSED_HTTP:
+        case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+                return http_callback(g, wsi, reason, cd, in, len);
+        default:
+                return lws_callback_http_dummy(wsi, reason, user, in, len);
+        }
+}
+
+static int lws_setup(Gateway *g)
+{
+        const GatewayConfig *c = g->config;
+        void *foreign_loops[] = {g->loop};
+        struct lws_context_creation_info info = {};
+
+        /* Nothing about the outcome reaches the client; lws logs go to debug unless asked for. */
+        lws_set_log_level(getenv("DBG_LWS")                  ? 0xfff
+                          : log_get_max_level() >= LOG_DEBUG ? LLL_ERR | LLL_WARN | LLL_NOTICE
+                                                             : LLL_ERR | LLL_WARN,
+                          on_lws_log);
+
+        info.options =
+            LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+        if (g->tls)
+                info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.foreign_loops = foreign_loops;
+        info.user = g;
+        info.server_string = "helios";
+        /* The listener has checked the first request's headers against max_header_size already; this is
+         * the library's own limit, for TLS and for later requests on a kept-alive connection. */
+        info.max_http_header_data = (unsigned short)MIN(c->max_header_size + 1024, (uint64_t)UINT16_MAX);
+        info.max_http_header_pool = 64;
+        info.timeout_secs = 15;
+        info.timeout_secs_ah_idle = (unsigned)MAX(c->header_timeout_ms / 1000, (uint64_t)1);
+        g->lws = lws_create_context(&info);
+        if (!g->lws)
+                return -ENOMEM;
+
+        info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+        info.vhost_name = "helios";
+        info.protocols = protocols;
+        info.extensions = extensions;
+        info.retry_and_idle_policy = &ws_idle_policy;
+        if (g->tls) {
+                info.ssl_cert_filepath = c->cert;
+                info.ssl_private_key_filepath = c->key;
+                info.alpn = "h2,http/1.1";
+                /* Modern clients only: TLS 1.2 and up, forward-secret AEAD suites. */
+                info.ssl_cipher_list = "ECDHE+AESGCM:ECDHE+CHACHA20";
+                info.ssl_options_set = SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_RENEGOTIATION;
+        }
+        g->vhost = lws_create_vhost(g->lws, &info);
+        if (!g->vhost)
+                return g->tls ? -EINVAL : -ENOMEM;
+        return 0;
+}
+
+/* ---- settings that need work ---- */
+
+static int read_secret_file(const char *path, char **ret)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        char buf[SECRET_FILE_MAX + 1];
+        ssize_t n;
+
+        if (fd < 0)
+                return negative_errno();
+        n = read(fd, buf, sizeof(buf));
+        if (n < 0)
+                return negative_errno();
+        if ((size_t)n > SECRET_FILE_MAX)
+                return -EFBIG;
+        while (n > 0 && isspace((unsigned char)buf[n - 1]))
+                n--;
+        buf[n] = '\0';
+        if (strlen(buf) < 16 || strpbrk(buf, " \t\r\n")) {
+                explicit_bzero(buf, sizeof(buf));
+                return -EINVAL;
+        }
+        *ret = strdup(buf);
+        explicit_bzero(buf, sizeof(buf));
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int parse_trusted_proxies(const GatewayConfig *c, NetPrefix **ret, size_t *ret_n)
+{
+        NetPrefix *p = calloc(MAX(c->n_trusted_proxies, (size_t)1), sizeof(NetPrefix));
+
+        if (!p)
+                return log_oom();
+        for (size_t i = 0; i < c->n_trusted_proxies; i++)
+                if (netprefix_parse(c->trusted_proxies[i], &p[i]) < 0) {
+                        free(p);
+                        log_error("Invalid trusted proxy '%s': expected an address, ADDRESS/BITS or 'unix'.",
+                                  c->trusted_proxies[i]);
+                        return -EINVAL;
+                }
+        *ret = p;
+        *ret_n = c->n_trusted_proxies;
+        return 0;
+}
+
+static void limits_from_config(const GatewayConfig *c, ListenerLimits *l, SessionLimits *s,
+                               ThrottlePolicy *t)
+{
+        *l = (ListenerLimits){
+            .max_connections = c->max_connections,
+            .max_unauthenticated = c->max_unauthenticated,
+            .header_timeout_ms = c->header_timeout_ms,
+            .max_header_size = c->max_header_size,
+        };
+        *s = (SessionLimits){
+            .idle_ms = c->session_idle_ms,
+            .lifetime_ms = c->session_lifetime_ms,
+            .max_sessions = c->max_sessions,
+            .max_per_user = c->max_sessions_per_user,
+        };
+        *t = (ThrottlePolicy){
+            .burst = (unsigned)c->login_burst,
+            .max_delay_ms = c->login_max_delay_ms,
+            .forget_ms = MAX(c->login_max_delay_ms * 4, (uint64_t)15 * 60 * 1000),
+            .max_entries = 16384,
+        };
+}
+
+/* ---- status, watchdog, expiry ---- */
+
+static void update_status(Gateway *g)
+{
+        char status[sizeof(g->status)], worker[64];
+
+        launcher_describe(g->launcher, worker, sizeof(worker));
+        (void)snprintf(status, sizeof(status), "%llu connection%s, %u page%s, %zu session%s, %s",
+                       (unsigned long long)g->metrics.connections_open,
+                       g->metrics.connections_open == 1 ? "" : "s", g->n_bridges,
+                       g->n_bridges == 1 ? "" : "s", session_store_count(g->sessions),
+                       session_store_count(g->sessions) == 1 ? "" : "s", worker);
+        if (streq(status, g->status))
+                return;
+        memcpy(g->status, status, sizeof(status));
+        (void)sd_notifyf(false, "STATUS=%s", status);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+        Gateway *g = t->data;
+        uint64_t now = uv_now(g->loop);
+
+        session_store_expire(g->sessions, now);
+        update_status(g);
+        if (g->watchdog_usec > 0 && (now - g->last_watchdog_ms) * 1000 >= g->watchdog_usec / 2) {
+                (void)sd_notify(false, "WATCHDOG=1");
+                g->last_watchdog_ms = now;
+        }
+}
+
+/* ---- reload ---- */
+
+static void gateway_reload(Gateway *g)
+{
+        GatewayConfig *c = NULL;
+        NetPrefix *proxies = NULL;
+        size_t n_proxies = 0;
+        char *metrics_token = NULL;
+        WebRoot *web = NULL;
+        ListenerLimits ll;
+        SessionLimits sl;
+        ThrottlePolicy tp;
+        const char *fixed;
+        int r;
+
+        (void)sd_notify(false, "RELOADING=1");
+        log_info("Reloading the configuration.");
+
+        r = gateway_config_load(g->argc, g->argv, &c);
+        if (r != 0)
+                goto fail;
+        fixed = gateway_config_fixed_difference(g->config, c);
+        if (fixed) {
+                log_warning("Setting '%s' changed; it takes effect on restart, the rest now.", fixed);
+                gateway_config_keep_fixed(c, g->config);
+        }
+        r = parse_trusted_proxies(c, &proxies, &n_proxies);
+        if (r < 0)
+                goto fail;
+        if (c->metrics_token_file) {
+                r = read_secret_file(c->metrics_token_file, &metrics_token);
+                if (r < 0) {
+                        log_error_errno(r, "Cannot read the metrics token from %s: %m",
+                                        c->metrics_token_file);
+                        goto fail;
+                }
+        }
+        r = web_root_open(c->web_root, &web);
+        if (r < 0) {
+                log_error_errno(r, "Cannot open the web root %s: %m", c->web_root);
+                goto fail;
+        }
+        if (auth_method(g->auth) == AUTH_METHOD_FILE) {
+                r = auth_load_users(g->auth, c->users_file);
+                if (r < 0) {
+                        log_error_errno(r, "Cannot read the users file %s: %m", c->users_file);
+                        goto fail;
+                }
+        }
+
+        /* Everything read: switch over. */
+        free(g->trusted_proxies);
+        g->trusted_proxies = proxies;
+        g->n_trusted_proxies = n_proxies;
+        if (g->metrics_token)
+                explicit_bzero(g->metrics_token, strlen(g->metrics_token));
+        free(g->metrics_token);
+        g->metrics_token = metrics_token;
+        web_root_free(g->web);
+        g->web = web;
+        limits_from_config(c, &ll, &sl, &tp);
+        listener_set_limits(g->listener, &ll);
+        session_store_set_limits(g->sessions, &sl);
+        throttle_set_policy(g->throttle, &tp);
+        if (c->log_level >= 0)
+                log_set_max_level(c->log_level);
+        gateway_config_free(g->config);
+        g->config = c;
+        log_info("Configuration reloaded.");
+        (void)sd_notify(false, "READY=1");
+        return;
+fail:
+        log_error("Reload failed; keeping the running configuration.");
+        gateway_config_free(c);
+        free(proxies);
+        if (metrics_token)
+                explicit_bzero(metrics_token, strlen(metrics_token));
+        free(metrics_token);
+        web_root_free(web);
+        (void)sd_notify(false, "READY=1");
+}
+
+/* ---- signals and shutdown ---- */
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+        Gateway *g = h->data;
+
+        if (signum == SIGHUP) {
+                gateway_reload(g);
+                return;
+        }
+        log_info("Received %s, shutting down.", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        gateway_stop(g);
+}
+
+static void close_handle(uv_handle_t *h)
+{
+        if (h->loop && !uv_is_closing(h))
+                uv_close(h, NULL);
+}
+
+/* Every WebSocket has closed, or the grace period is over: let the rest go. */
+static void shutdown_finish(Gateway *g)
+{
+        (void)uv_timer_stop(&g->shutdown_timer);
+        close_handle((uv_handle_t *)&g->shutdown_timer);
+        close_handle((uv_handle_t *)&g->tick);
+        close_handle((uv_handle_t *)&g->kick_idle);
+        close_handle((uv_handle_t *)&g->sig_term);
+        close_handle((uv_handle_t *)&g->sig_int);
+        close_handle((uv_handle_t *)&g->sig_hup);
+        launcher_stop(g->launcher);
+        if (g->lws) {
+                /* With a foreign loop this starts closing libwebsockets' handles; gateway_finish() completes
+                 * it once the loop has run them down. */
+                lws_context_destroy(g->lws);
+                g->lws_destroyed = true;
+        }
+}
+
+static void on_shutdown_timer(uv_timer_t *t)
+{
+        Gateway *g = t->data;
+
+        if (g->n_bridges == 0 || uv_now(g->loop) >= g->shutdown_started_ms + SHUTDOWN_GRACE_MS) {
+                if (g->n_bridges > 0)
+                        log_info("%u page%s did not close in time.", g->n_bridges,
+                                 g->n_bridges == 1 ? "" : "s");
+                shutdown_finish(g);
+        }
+}
+
+void gateway_stop(Gateway *g)
+{
+        if (g->stopping)
+                return;
+        g->stopping = true;
+        (void)sd_notify(false, "STOPPING=1");
+
+        if (g->listener)
+                listener_stop(g->listener);
+        bridge_shutdown_all(g);
+        if (g->n_bridges == 0 || !uv_is_active((uv_handle_t *)&g->tick)) {
+                shutdown_finish(g);
+                return;
+        }
+        g->shutdown_started_ms = uv_now(g->loop);
+        g->shutdown_timer.data = g;
+        (void)uv_timer_start(&g->shutdown_timer, on_shutdown_timer, SHUTDOWN_POLL_MS, SHUTDOWN_POLL_MS);
+}
+
+void gateway_finish(Gateway *g)
+{
+        if (g->lws) {
+                lws_context_destroy(g->lws);
+                g->lws = NULL;
+        }
+}
+
+/* ---- setup ---- */
+
+int gateway_new(uv_loop_t *loop, GatewayConfig *config, int argc, char **argv, Gateway **ret)
+{
+        Gateway *g;
+
+        g = calloc(1, sizeof(Gateway));
+        if (!g) {
+                gateway_config_free(config);
+                return log_oom();
+        }
+        g->loop = loop;
+        g->config = config;
+        g->argc = argc;
+        g->argv = argv;
+        g->tls = config->cert && config->key;
+        *ret = g;
+        return 0;
+}
+
+static int raise_nofile(Gateway *g)
+{
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &g->original_nofile) < 0)
+                return negative_errno();
+        /* Every connection is a socket, every page two; the soft limit is often 1024. Workers get the
+         * original back (launcher), as systemd's services would. */
+        rl = g->original_nofile;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_debug_errno(errno, "Cannot raise the file limit: %m");
+        return 0;
+}
+
+int gateway_start(Gateway *g)
+{
+        GatewayConfig *c = g->config;
+        ListenerLimits ll;
+        SessionLimits sl;
+        ThrottlePolicy tp;
+        int r, n_systemd;
+        uint64_t wd;
+
+        if (c->log_level >= 0)
+                log_set_max_level(c->log_level);
+        (void)raise_nofile(g);
+        limits_from_config(c, &ll, &sl, &tp);
+
+        /* The handles first, so that gateway_stop() can close them whatever fails below. */
+        (void)uv_timer_init(g->loop, &g->tick);
+        (void)uv_timer_init(g->loop, &g->shutdown_timer);
+        (void)uv_idle_init(g->loop, &g->kick_idle);
+        g->kick_idle.data = g;
+        g->tick.data = g;
+        (void)uv_signal_init(g->loop, &g->sig_term);
+        (void)uv_signal_init(g->loop, &g->sig_int);
+        (void)uv_signal_init(g->loop, &g->sig_hup);
+        g->sig_term.data = g->sig_int.data = g->sig_hup.data = g;
+        if (uv_signal_start(&g->sig_term, on_signal, SIGTERM) < 0 ||
+            uv_signal_start(&g->sig_int, on_signal, SIGINT) < 0 ||
+            uv_signal_start(&g->sig_hup, on_signal, SIGHUP) < 0)
+                return log_error_errno(-EIO, "Failed to set up signal handling.");
+
+        g->read_buffer = malloc(GATEWAY_READ_BUFFER);
+        if (!g->read_buffer)
+                return log_oom();
+        r = parse_trusted_proxies(c, &g->trusted_proxies, &g->n_trusted_proxies);
+        if (r < 0)
+                return r;
+        if (c->metrics_token_file) {
+                r = read_secret_file(c->metrics_token_file, &g->metrics_token);
+                if (r < 0)
+                        return log_error_errno(
+                            r, "Cannot read the metrics token from %s (at least 16 characters): %m",
+                            c->metrics_token_file);
+        }
+        r = web_root_open(c->web_root, &g->web);
+        if (r < 0)
+                return log_error_errno(r, "Cannot open the web root %s: %m", c->web_root);
+        r = session_store_new(&sl, &g->sessions);
+        if (r >= 0)
+                r = throttle_new(&tp, &g->throttle);
+        if (r < 0)
+                return log_oom();
+
+        r = launcher_new_embedded(g->loop, c, &g->original_nofile, &g->launcher);
+        if (r < 0)
+                return r;
+        r = auth_new(g->loop, c->auth, g->launcher, &g->auth);
+        if (r == -EOPNOTSUPP)
+                return log_error_errno(r,
+                                       "auth = pam needs the privileged helios-launcher; this gateway runs "
+                                       "embedded (use token or file).");
+        if (r < 0)
+                return log_oom();
+        if (c->auth == AUTH_METHOD_TOKEN) {
+                _cleanup_free_ char *token = NULL;
+                if (c->token_file) {
+                        r = read_secret_file(c->token_file, &token);
+                        if (r < 0)
+                                return log_error_errno(
+                                    r, "Cannot read a token of at least 16 characters from %s: %m",
+                                    c->token_file);
+                }
+                r = auth_set_token(g->auth, token);
+                if (token)
+                        explicit_bzero(token, strlen(token));
+                if (r < 0)
+                        return log_error_errno(r, "Cannot make a login token: %m");
+        } else if (c->auth == AUTH_METHOD_FILE) {
+                r = auth_load_users(g->auth, c->users_file);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot read the users file %s: %m", c->users_file);
+        }
+
+        r = lws_setup(g);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up libwebsockets%s.",
+                                       g->tls ? " (check the certificate and key)" : "");
+
+        r = listener_new(g->loop, &ll, g->tls, &g->metrics, adopt, g, &g->listener);
+        if (r < 0)
+                return log_oom();
+        n_systemd = listener_add_systemd_sockets(g->listener);
+        if (n_systemd < 0)
+                return log_error_errno(n_systemd, "Cannot use the sockets passed by systemd: %m");
+        if (n_systemd == 0)
+                for (size_t i = 0; i < c->n_listen; i++) {
+                        r = listener_add_address(g->listener, c->listen[i]);
+                        if (r < 0)
+                                return log_error_errno(r, "Cannot listen on %s: %m", c->listen[i]);
+                }
+        r = listener_start(g->listener);
+        if (r < 0)
+                return log_error_errno(r, "Cannot watch the listening sockets: %s", uv_strerror(r));
+
+        r = launcher_start(g->launcher);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the worker socket: %m");
+
+        if (sd_watchdog_enabled(false, &wd) > 0)
+                g->watchdog_usec = wd;
+        (void)uv_timer_start(&g->tick, on_tick, 0, g->watchdog_usec > 0 ? MIN(TICK_MS, wd / 4000) : TICK_MS);
+
+        char addr[128];
+        if (listener_first_tcp_address(g->listener, addr, sizeof(addr))) {
+                (void)snprintf(g->url, sizeof(g->url), "%s://%s/", g->tls ? "https" : "http", addr);
+                log_info("Serving %s on %s%s.", launcher_single_user(g->launcher), g->url,
+                         n_systemd > 0 ? " (sockets from systemd)" : "");
+        } else
+                log_info("Serving %s on %s.", launcher_single_user(g->launcher),
+                         n_systemd > 0 ? "sockets from systemd" : "a Unix socket");
+        if (c->auth == AUTH_METHOD_TOKEN && g->url[0]) {
+                /* The token goes to whoever started us, never into the log. The fragment is not sent in
+                 * requests or Referer headers; the page reads it and logs in. */
+                printf("Helios for %s: %s#token=%s\n", launcher_single_user(g->launcher), g->url,
+                       auth_token(g->auth));
+                fflush(stdout);
+        } else if (g->url[0]) {
+                printf("Helios: %s\n", g->url);
+                fflush(stdout);
+        }
+        update_status(g);
+        (void)sd_notify(false, "READY=1");
+        return 0;
+}
+
+Gateway *gateway_free(Gateway *g)
+{
+        if (!g)
+                return NULL;
+        assert(!g->bridges);
+        listener_free(g->listener);
+        launcher_free(g->launcher);
+        auth_free(g->auth);
+        session_store_free(g->sessions);
+        throttle_free(g->throttle);
+        web_root_free(g->web);
+        free(g->trusted_proxies);
+        if (g->metrics_token)
+                explicit_bzero(g->metrics_token, strlen(g->metrics_token));
+        free(g->metrics_token);
+        free(g->read_buffer);
+        gateway_config_free(g->config);
+        free(g);
+        return NULL;
+}

@@ -1,0 +1,303 @@
+"""Plain HTTP: the web app's files and their headers, the way out of the web root that must not exist,
+and requests built to hurt (oversized, slow, bodies nobody asked for, too many connections)."""
+
+import gzip
+import os
+import socket
+import time
+
+import pytest
+
+import helios
+from helios import status_of
+
+
+def assets(gateway):
+    names = os.listdir(os.path.join(helios.WEB_ROOT, "assets"))
+    js = next(n for n in names if n.endswith(".js"))
+    css = next(n for n in names if n.endswith(".css"))
+    return js, css
+
+
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+}
+
+
+def assert_security_headers(resp):
+    csp = resp.header("content-security-policy")
+    assert csp and "frame-ancestors 'none'" in csp and "default-src 'self'" in csp, resp.headers
+    assert "unsafe-inline" not in csp
+    for k, v in SECURITY_HEADERS.items():
+        assert resp.header(k) == v, (k, resp.headers)
+
+
+# ---- the web app ----
+
+def test_index_is_never_cached_and_carries_security_headers(gateway):
+    resp = gateway.request("GET", "/")
+    assert resp.status == 200
+    assert resp.header("content-type") == "text/html; charset=utf-8"
+    assert resp.header("cache-control") == "no-cache"
+    assert resp.header("etag")
+    assert_security_headers(resp)
+    assert gateway.request("GET", "/index.html").body == resp.body
+
+
+def test_hashed_assets_are_immutable_with_right_types(gateway):
+    js, css = assets(gateway)
+    r = gateway.request("GET", f"/assets/{js}")
+    assert r.status == 200
+    assert r.header("content-type") == "text/javascript; charset=utf-8"
+    assert r.header("cache-control") == "public, max-age=31536000, immutable"
+    assert_security_headers(r)
+    r = gateway.request("GET", f"/assets/{css}")
+    assert r.header("content-type") == "text/css; charset=utf-8"
+    page = gateway.request("GET", "/").body.decode()
+    assert f"assets/{js}" in page and f"assets/{css}" in page
+
+
+def test_precompressed_gzip_when_accepted(gateway):
+    js, _ = assets(gateway)
+    plain = gateway.request("GET", f"/assets/{js}")
+    assert plain.header("content-encoding") is None
+    assert plain.header("vary") == "Accept-Encoding"
+    zipped = gateway.request("GET", f"/assets/{js}", {"Accept-Encoding": "br, gzip;q=0.8"})
+    assert zipped.header("content-encoding") == "gzip"
+    assert zipped.header("vary") == "Accept-Encoding"
+    assert gzip.decompress(zipped.body) == plain.body
+    assert zipped.header("etag") != plain.header("etag")
+    refused = gateway.request("GET", f"/assets/{js}", {"Accept-Encoding": "gzip;q=0, identity"})
+    assert refused.header("content-encoding") is None
+
+
+def test_etag_revalidation_and_head(gateway):
+    first = gateway.request("GET", "/")
+    again = gateway.request("GET", "/", {"If-None-Match": first.header("etag")})
+    assert again.status == 304 and again.body == b""
+    assert again.header("etag") == first.header("etag")
+    head = gateway.request("HEAD", "/")
+    assert head.status == 200 and head.body == b""
+    assert head.header("content-length") == str(len(first.body))
+
+
+def test_missing_file_is_404_with_headers(gateway):
+    resp = gateway.request("GET", "/no/such/file.js")
+    assert resp.status == 404
+    assert_security_headers(resp)
+
+
+@pytest.mark.parametrize("path", [
+    "/../etc/passwd", "/..%2fetc%2fpasswd", "/%2e%2e/%2e%2e/etc/passwd", "/assets/..%2f..%2f..%2fetc%2fpasswd",
+    "/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/assets/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "/.%2e/.%2e/etc/passwd",
+    "//etc/passwd", "/assets/..\\..\\etc\\passwd", "/%252e%252e/etc/passwd", "/secret.txt",
+])
+def test_no_way_out_of_the_web_root(make_gateway, tmp_path, path):
+    # A web root with a secret next to it and a symlink pointing at it.
+    root = tmp_path / "web"
+    (root / "assets").mkdir(parents=True)
+    (root / "index.html").write_text("<p>hi</p>")
+    (tmp_path / "secret.txt").write_text("TOP SECRET")
+    os.symlink(tmp_path / "secret.txt", root / "secret.txt")
+    os.symlink("/etc/passwd", root / "assets" / "passwd")
+    g = make_gateway(f"--web-root={root}")
+    raw = g.raw(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    assert b"TOP SECRET" not in raw and b"root:" not in raw
+    assert status_of(raw) in (400, 404, None), raw[:200]
+    for p in ("/assets/passwd", "/secret.txt"):
+        assert g.request("GET", p).status == 404
+    assert g.request("GET", "/").body == b"<p>hi</p>"
+
+
+def test_hidden_files_refused(gateway):
+    assert gateway.request("GET", "/.git/config").status == 400
+    assert gateway.request("GET", "/assets/.env").status == 400
+
+
+def test_methods(gateway):
+    assert gateway.request("DELETE", "/").status == 405
+    r = gateway.request("PUT", "/index.html", body=b"")
+    assert r.status in (405, 413)
+    r = gateway.request("GET", "/login")
+    assert r.status == 405 and r.header("allow") == "POST"
+
+
+# ---- requests built to hurt ----
+
+def test_oversized_headers_431(gateway):
+    big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10000 + b"\r\n\r\n"
+    assert status_of(gateway.raw(big)) == 431
+    many = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: %s\r\n" % (i, b"b" * 100) for i in range(100)) + b"\r\n"
+    assert status_of(gateway.raw(many)) == 431
+    cookie = b"GET / HTTP/1.1\r\nHost: x\r\nCookie: " + b"c=" + b"d" * 9000 + b"\r\n\r\n"
+    assert status_of(gateway.raw(cookie)) == 431
+    assert gateway.metrics()["helios_gateway_oversized_headers_total"] == 3
+    assert gateway.request("GET", "/healthz").status == 200
+
+
+def test_slow_drip_headers_408(make_gateway):
+    g = make_gateway("--header-timeout=1500ms")
+    s = socket.create_connection((g.host, g.port))
+    s.settimeout(10)
+    started = time.monotonic()
+    answer = b""
+    try:
+        for ch in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+            s.send(bytes([ch]))
+            time.sleep(0.1)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    try:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    elapsed = time.monotonic() - started
+    assert status_of(answer) == 408
+    assert 1.4 < elapsed < 6
+    # Meanwhile everyone else was served.
+    assert g.request("GET", "/healthz").status == 200
+    assert g.metrics()["helios_gateway_header_timeouts_total"] == 1
+
+
+def test_request_bodies_refused(gateway):
+    assert status_of(gateway.raw(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")) == 413
+    assert status_of(gateway.raw(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")) == 413
+    assert status_of(gateway.raw(b"POST /logout HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")) == 413
+    assert status_of(gateway.raw(b"POST /logout HTTP/1.1\r\nHost: x\r\n\r\n")) == 411
+    assert gateway.request("GET", "/healthz").status == 200
+
+
+def test_garbage_requests_do_not_disturb(gateway):
+    page = gateway.rpc()
+    for junk in [b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64) + b"\r\n\r\n",
+                 b"GARBAGE\r\n\r\n", b"GET\r\n\r\n", os.urandom(512) + b"\r\n\r\n",
+                 b"GET /index.html%00.js HTTP/1.1\r\nHost: x\r\n\r\n", b"\r\n\r\n"]:
+        raw = gateway.raw(junk, timeout=3)
+        # Refused (or the connection dropped): never a file.
+        assert status_of(raw) in (None, 400, 403, 404, 505), raw[:100]
+    # An HTTP version from the future is answered as HTTP/1.0 or refused.
+    assert status_of(gateway.raw(b"GET /healthz HTTP/9.9\r\n\r\n", timeout=3)) in (None, 200, 403, 505)
+    assert gateway.request("GET", "/healthz").status == 200
+    assert page.call("worker:info")
+
+
+def test_unauthenticated_connection_cap(make_gateway):
+    """Idle connections that never send a request fill the cap; a new client still gets through
+    (the oldest idler gives way) and pages with a session keep working."""
+    g = make_gateway("--max-unauthenticated=20", "--header-timeout=60s")
+    cookie = g.session()
+    page = g.rpc(cookie)
+    idlers = [socket.create_connection((g.host, g.port)) for _ in range(40)]
+    time.sleep(0.5)
+    m = g.metrics()
+    assert m["helios_gateway_unauthenticated_connections"] <= 20
+    assert m["helios_gateway_header_timeouts_total"] >= 20
+    assert g.request("GET", "/healthz").status == 200
+    assert page.call("worker:info")["name"] == "helios-worker"
+    # The evicted idlers were told why.
+    told = 0
+    for s in idlers[:20]:
+        s.settimeout(2)
+        try:
+            if status_of(s.recv(4096)) == 408:
+                told += 1
+        except OSError:
+            pass
+        s.close()
+    assert told >= 19
+    for s in idlers[20:]:
+        s.close()
+    page.close()
+
+
+def test_total_connection_cap(make_gateway):
+    g = make_gateway("--max-connections=10", "--max-unauthenticated=10")
+    socks = [socket.create_connection((g.host, g.port)) for _ in range(10)]
+    time.sleep(0.3)
+    extra = g.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    # At the cap the oldest header-phase connection makes room, or a 503 says to come back.
+    assert status_of(extra) in (200, 503)
+    for s in socks:
+        s.close()
+    time.sleep(0.3)
+    assert g.request("GET", "/healthz").status == 200
+
+
+# ---- health and metrics ----
+
+def test_healthz_says_nothing_else(gateway):
+    r = gateway.request("GET", "/healthz")
+    assert r.status == 200 and r.body == b"ok\n"
+    assert r.header("cache-control") == "no-store"
+
+
+def test_metrics_only_for_loopback_or_with_the_token(make_gateway, tmp_path):
+    token_file = tmp_path / "metrics-token"
+    token_file.write_text("m3tr1cs-s3cr3t-t0k3n\n")
+    g = make_gateway(f"--metrics-token-file={token_file}", "--trusted-proxies=127.0.0.1")
+    assert g.request("GET", "/metrics").status == 200
+    # Through a trusted proxy the client is the forwarded address: not loopback.
+    remote = {"X-Forwarded-For": "203.0.113.9"}
+    assert g.request("GET", "/metrics", remote).status == 403
+    assert g.request("GET", "/metrics", {**remote, "Authorization": "Bearer wrong-token-wrong"}).status == 403
+    ok = g.request("GET", "/metrics", {**remote, "Authorization": "Bearer m3tr1cs-s3cr3t-t0k3n"})
+    assert ok.status == 200 and b"helios_gateway_connections_total" in ok.body
+    # A forwarded address from an untrusted peer is ignored: still loopback here.
+    g2 = make_gateway(name="gw2")
+    assert g2.request("GET", "/metrics", remote).status == 200
+
+
+def test_unix_socket_listener(make_gateway, tmp_path):
+    path = str(tmp_path / "gateway.sock")
+    g = make_gateway(f"--listen=unix:{path}", start=False)
+    g.start(expect_url=False)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert oct(os.stat(path).st_mode & 0o777) == "0o660"
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    assert status_of(data) == 200
+    assert g.stop() == 0
+    assert not os.path.exists(path)
+
+
+def test_behind_a_trusted_tls_proxy(make_gateway):
+    """A reverse proxy on loopback terminates TLS for https://ide.example.org: its X-Forwarded-Proto and
+    X-Forwarded-Host make the cookie Secure and the page's origin https://ide.example.org. The same
+    headers from anyone else change nothing."""
+    g = make_gateway("--trusted-proxies=127.0.0.1")
+    proxy = {"X-Forwarded-For": "198.51.100.20", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "ide.example.org"}
+    resp = g.login(headers=proxy)
+    assert resp.status == 200
+    cookie = resp.header("set-cookie")
+    assert cookie.startswith("__Host-helios_session=") and "Secure" in cookie
+    assert resp.header("strict-transport-security")
+    jar = helios.cookie_from(resp)
+    ws = g.ws(jar, origin="https://ide.example.org", headers=proxy)
+    assert ws.status == 101
+    ws.close_socket()
+    assert g.ws(jar, origin=g.origin, headers=proxy).status == 403
+    assert "198.51.100.20" in g.read_log()
+
+    plain = make_gateway(name="direct")
+    resp = plain.login(headers=proxy)
+    assert resp.status == 200
+    assert resp.header("set-cookie").startswith("helios_session=")
+    assert "Secure" not in resp.header("set-cookie")
+    jar = helios.cookie_from(resp)
+    assert plain.ws(jar, origin="https://ide.example.org", headers=proxy).status == 403
+    assert plain.ws(jar).status == 101

@@ -1,0 +1,55 @@
+"""Many pages at once: 500 WebSockets to one gateway and one worker, each sending its own request ids;
+every answer must come back, once, to the page that asked."""
+
+import asyncio
+import json
+import random
+
+import websockets
+
+
+def test_500_concurrent_websockets_no_lost_or_misrouted_message(make_gateway):
+    # The worker serves 64 connections by default; here it must take 500.
+    g = make_gateway("--worker-args=--max-connections=600")
+    cookie = g.session()
+    url = g.base_url.replace("http", "ws") + "ws"
+    n_pages, per_page = 500, 20
+
+    async def page(i, start):
+        async with websockets.connect(url, origin=g.origin, extra_headers={"Cookie": cookie},
+                                      open_timeout=60, ping_interval=None, max_queue=None) as ws:
+            await start.wait()
+            ids = [f"p{i}-r{k}" for k in range(per_page)]
+            for rid in ids:
+                await ws.send(json.dumps({"jsonrpc": "2.0", "id": rid, "method": "worker:info"}))
+                if random.random() < 0.3:
+                    await asyncio.sleep(0)
+            got = []
+            while len(got) < per_page:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                assert msg.get("result", {}).get("name") == "helios-worker", msg
+                got.append(msg["id"])
+            # Every id once, in order, and only this page's.
+            assert got == ids, (i, got[:3])
+            return len(got)
+
+    async def run():
+        start = asyncio.Event()
+        tasks = []
+        for i in range(n_pages):
+            tasks.append(asyncio.create_task(page(i, start)))
+            if i % 50 == 49:
+                await asyncio.sleep(0.05)
+        # Everyone connected before anyone sends.
+        while g.metrics()["helios_gateway_open_websockets"] < n_pages:
+            await asyncio.sleep(0.1)
+        start.set()
+        return await asyncio.gather(*tasks)
+
+    counts = asyncio.run(run())
+    assert sum(counts) == n_pages * per_page
+    m = g.metrics()
+    assert m["helios_gateway_websockets_total"] == n_pages
+    assert m["helios_gateway_messages_total{direction=\"to_browser\"}"] == n_pages * per_page
+    assert m["helios_gateway_workers_lost_total"] == 0
+    assert m["helios_gateway_worker_starts_total"] == 1

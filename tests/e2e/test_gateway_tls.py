@@ -1,0 +1,99 @@
+"""TLS with a self-signed certificate made by the openssl command line: HTTPS and HTTP/2 by ALPN, a
+Secure __Host- cookie, and the whole JSON-RPC path over wss://."""
+
+import asyncio
+import json
+import socket
+import ssl
+
+import pytest
+import websockets
+
+import helios
+from helios import cookie_from
+
+
+@pytest.fixture
+def tls_gateway(make_gateway, tmp_path):
+    cert, key = helios.make_self_signed(str(tmp_path))
+    g = make_gateway(tls=(cert, key))
+    return g
+
+
+def test_url_is_https_and_cookie_is_secure(tls_gateway):
+    g = tls_gateway
+    assert g.url.startswith("https://127.0.0.1:")
+    resp = g.login(context=g.ssl_context)
+    assert resp.status == 200
+    cookie = resp.header("set-cookie")
+    attrs = [a.strip() for a in cookie.split(";")]
+    assert attrs[0].startswith("__Host-helios_session=")
+    assert "Secure" in attrs and "HttpOnly" in attrs and "SameSite=Strict" in attrs and "Path=/" in attrs
+    page = g.request("GET", "/", context=g.ssl_context)
+    assert page.status == 200
+    assert page.header("strict-transport-security") == "max-age=31536000"
+    # The plain cookie name means nothing under TLS.
+    plain = "helios_session=" + cookie_from(resp).split("=", 1)[1]
+    assert g.request("GET", "/api/session", cookie=plain, context=g.ssl_context).status == 401
+    assert g.request("GET", "/api/session", cookie=cookie_from(resp), context=g.ssl_context).status == 200
+
+
+def test_http2_is_offered_by_alpn(tls_gateway):
+    g = tls_gateway
+    ctx = ssl.create_default_context(cafile=g.tls[0])
+    ctx.check_hostname = False
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection((g.host, g.port)) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            assert s.selected_alpn_protocol() == "h2"
+            assert s.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def test_old_tls_refused(tls_gateway):
+    g = tls_gateway
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+    except ValueError:
+        pytest.skip("this Python cannot offer TLS 1.1")
+    with socket.create_connection((g.host, g.port)) as raw:
+        with pytest.raises(ssl.SSLError):
+            ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+def test_plain_http_on_the_tls_port_is_refused(tls_gateway):
+    raw = tls_gateway.raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
+    assert not raw.startswith(b"HTTP/1.1 200")
+
+
+def test_jsonrpc_over_wss(tls_gateway):
+    g = tls_gateway
+    cookie = cookie_from(g.login(context=g.ssl_context))
+
+    async def run():
+        async with websockets.connect(f"wss://127.0.0.1:{g.port}/ws", ssl=g.ssl_context,
+                                      origin=f"https://127.0.0.1:{g.port}", extra_headers={"Cookie": cookie}) as ws:
+            await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "worker:info"}))
+            return json.loads(await asyncio.wait_for(ws.recv(), 10))
+    resp = asyncio.run(run())
+    assert resp["result"]["name"] == "helios-worker"
+
+    async def foreign():
+        async with websockets.connect(f"wss://127.0.0.1:{g.port}/ws", ssl=g.ssl_context,
+                                      origin=f"http://127.0.0.1:{g.port}", extra_headers={"Cookie": cookie}):
+            pass
+    with pytest.raises(websockets.exceptions.InvalidStatusCode) as refused:
+        asyncio.run(foreign())  # the same host over plain http is another origin
+    assert refused.value.status_code == 403
+
+
+def test_bad_certificate_refused_at_start(make_gateway, tmp_path):
+    bogus = tmp_path / "bogus.pem"
+    bogus.write_text("not a certificate\n")
+    g = make_gateway(tls=(str(bogus), str(bogus)), start=False)
+    g.start(expect_url=False)
+    assert g.wait() == 1
+    assert "certificate and key" in g.read_log()

@@ -1,0 +1,236 @@
+"""/ws as a hostile page sees it: who may open it, what gets a page disconnected with which close code,
+large messages both ways with and without compression, and backpressure in both directions. Most
+tests use a stand-in worker that echoes lines (echo-worker.py), so they do not depend on the worker's
+services; none of them may disturb another page."""
+
+import asyncio
+import time
+
+import pytest
+import websockets
+
+import helios
+
+
+@pytest.fixture
+def echo(make_gateway):
+    """A gateway whose worker echoes every line back; small message limit and high-water mark."""
+    return make_gateway("--max-message-size=1M", "--queue-high-water=256K", worker=helios.ECHO_WORKER)
+
+
+def echo_roundtrip(ws, text="hello"):
+    ws.send_text(text)
+    assert ws.recv(timeout=10) == text
+
+
+# ---- who may open /ws ----
+
+def test_without_a_session_refused_before_the_upgrade(gateway):
+    ws = gateway.ws(cookie=None)
+    assert ws.status == 401
+    assert gateway.worker_pids() == []  # nothing reached the worker
+
+
+def test_forged_cookie_refused(gateway):
+    for cookie in ["helios_session=" + "A" * 43, "helios_session=" + "x" * 42, "helios_session=",
+                   "helios_session=" + "A" * 44, "helios_session=" + "%00" * 20, "other=1",
+                   "helios_session=" + "é" * 20]:
+        assert gateway.ws(cookie=cookie).status == 401, cookie
+
+
+@pytest.mark.parametrize("origin", [None, "http://evil.example", "null", "http://127.0.0.1",
+                                    "https://127.0.0.1:{port}", "http://127.0.0.1:{port}.evil.example"])
+def test_missing_or_foreign_origin_refused_before_the_upgrade(gateway, origin):
+    cookie = gateway.session()
+    ws = gateway.ws(cookie, origin=origin.format(port=gateway.port) if origin else False)
+    assert ws.status == 403, ws.response
+    assert gateway.worker_pids() == []
+
+
+def test_configured_origin_allowed(make_gateway):
+    g = make_gateway("--allowed-origins=https://ide.example.org")
+    cookie = g.session()
+    ws = g.ws(cookie, origin="https://ide.example.org")
+    assert ws.status == 101
+    ws.close_socket()
+    assert g.ws(cookie, origin="https://other.example.org").status == 403
+
+
+def test_other_paths_do_not_upgrade(gateway):
+    cookie = gateway.session()
+    assert gateway.ws(cookie, path="/wsx").status == 404
+    assert gateway.ws(cookie, path="/").status == 404
+
+
+def test_ws_without_upgrade_is_426(gateway):
+    resp = gateway.request("GET", "/ws", cookie=gateway.session())
+    assert resp.status == 426
+    assert resp.header("upgrade") == "websocket"
+
+
+# ---- bad frames ----
+
+def test_oversized_message_closes_1009_and_nothing_reaches_the_worker(echo):
+    cookie = echo.session()
+    bystander = echo.ws(cookie)
+    ws = echo.ws(cookie)
+    echo_roundtrip(ws)
+    # Refused from the frame header, before any of it is forwarded.
+    ws.send_frame(0x1, b"x" * (1024 * 1024 + 1))
+    assert ws.expect_close() == 1009
+    # Built up from fragments: refused when the total passes the limit.
+    ws2 = echo.ws(cookie)
+    for _ in range(4):
+        ws2.send_frame(0x1 if _ == 0 else 0x0, b"y" * 300000, fin=False)
+    assert ws2.expect_close() == 1009
+    echo_roundtrip(bystander, "still here")
+
+
+def test_message_at_the_limit_passes(echo):
+    ws = echo.ws(echo.session())
+    text = "z" * (1024 * 1024)
+    ws.send_text(text)
+    assert ws.recv(timeout=20) == text
+
+
+def test_invalid_utf8_closes_1007(echo):
+    cookie = echo.session()
+    bystander = echo.ws(cookie)
+    for bad in [b"\xff", b"abc\xc0\xafdef", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"ok \xe2\x82"]:
+        ws = echo.ws(cookie)
+        ws.send_frame(0x1, bad)
+        assert ws.expect_close() == 1007, bad
+    # A character split across fragments is fine; one left incomplete at the end is not.
+    ws = echo.ws(cookie)
+    ws.send_frame(0x1, "é€".encode()[:1], fin=False)
+    ws.send_frame(0x0, "é€".encode()[1:4], fin=False)
+    ws.send_frame(0x0, "é€".encode()[4:], fin=True)
+    assert ws.recv(timeout=10) == "é€"
+    ws.send_frame(0x1, "€".encode()[:2], fin=False)
+    ws.send_frame(0x0, b"", fin=True)
+    assert ws.expect_close() == 1007
+    echo_roundtrip(bystander)
+
+
+def test_binary_frame_closes_1003(echo):
+    cookie = echo.session()
+    ws = echo.ws(cookie)
+    ws.send_frame(0x2, b"\x00\x01binary")
+    assert ws.expect_close() == 1003
+    echo_roundtrip(echo.ws(cookie))
+
+
+# (An unmasked frame from the page is not among them: libwebsockets 4.1 accepts it. Masking protects
+# proxies from pages; a client that does not mask only exposes itself.)
+@pytest.mark.parametrize("frame", [
+    dict(opcode=0x1, payload=b"reserved bits", rsv=0b100),
+    dict(opcode=0x3, payload=b"reserved opcode"),
+    dict(opcode=0x9, payload=b"p" * 126),              # control frame too long
+    dict(opcode=0x9, payload=b"ping", fin=False),        # fragmented control frame
+    dict(opcode=0x0, payload=b"continuation of nothing"),
+])
+def test_invalid_frames_end_the_connection(echo, frame):
+    cookie = echo.session()
+    bystander = echo.ws(cookie)
+    ws = echo.ws(cookie)
+    echo_roundtrip(ws)
+    ws.send_frame(**frame)
+    # The peer is failed (RFC 6455 §7.1.7): a 1002 close frame, or the connection just ends.
+    assert ws.expect_close() in (1002, None)
+    echo_roundtrip(bystander)
+    assert echo.request("GET", "/healthz").status == 200
+
+
+def test_page_closing_normally_gets_its_close_answered(echo):
+    ws = echo.ws(echo.session())
+    echo_roundtrip(ws)
+    ws.send_close(1000)
+    assert ws.expect_close() == 1000
+
+
+# ---- sizes and compression, both ways ----
+
+@pytest.mark.parametrize("compression", [None, "deflate"])
+@pytest.mark.parametrize("size", [1, 1000, 70000, 900000])
+def test_large_messages_both_ways(echo, compression, size):
+    cookie = echo.session()
+
+    async def run():
+        async with websockets.connect(echo.base_url.replace("http", "ws") + "ws", origin=echo.origin,
+                                      extra_headers={"Cookie": cookie}, compression=compression,
+                                      max_size=4 << 20) as ws:
+            text = "".join(chr(0x41 + i % 26) for i in range(size))
+            await ws.send(text)
+            assert await asyncio.wait_for(ws.recv(), 20) == text
+            await ws.send(f"big {size}")
+            assert await asyncio.wait_for(ws.recv(), 20) == "b" * size
+    asyncio.run(run())
+
+
+def test_worker_line_over_the_limit_closes_1009(echo):
+    ws = echo.ws(echo.session())
+    ws.send_text("big 1100000")
+    assert ws.expect_close(timeout=20) == 1009
+
+
+# ---- backpressure ----
+
+def test_page_that_stops_reading_pauses_the_worker(echo):
+    """The worker floods a page that does not read: the gateway stops reading the worker once a
+    quarter MiB is queued, so the flood stalls in the socket buffers instead of gateway memory."""
+    cookie = echo.session()
+    ws = echo.ws(cookie)
+    echo_roundtrip(ws)
+    rss_before = helios.rss_kib(echo.pid)
+    ws.send_text("flood 4000 10000")  # 40 MB
+    time.sleep(2)
+    # The gateway stayed small while 40 MB waited, and other pages are served meanwhile.
+    rss_after = helios.rss_growth_kib(echo.pid, rss_before)
+    assert rss_after < 16 * 1024, (rss_before, rss_after)
+    echo_roundtrip(echo.ws(cookie), "not stuck behind the flood")
+    # Now read everything: all of it arrives, in order, intact.
+    got = 0
+    deadline = time.monotonic() + 60
+    while got < 4000 and time.monotonic() < deadline:
+        assert ws.recv(timeout=20) == "f" * 10000
+        got += 1
+    assert got == 4000
+    echo_roundtrip(ws, "after the flood")
+
+
+def test_page_that_sends_without_reading_is_held_back(echo):
+    """A page sends faster than the worker takes it: reading from the page stops at the high-water
+    mark (TCP pushes back on the page), and nothing is lost."""
+    cookie = echo.session()
+    ws = echo.ws(cookie)
+    echo_roundtrip(ws)
+    rss_before = helios.rss_kib(echo.pid)
+    # Replies are not read meanwhile, so both directions fill up.
+    line = "q" * 50000
+    sent = 0
+    ws.sock.settimeout(0.5)
+    try:
+        for _ in range(2000):  # up to 100 MB
+            ws.send_text(line)
+            sent += 1
+    except (TimeoutError, OSError):
+        pass
+    assert sent < 2000, "the gateway kept reading without bound"
+    rss_after = helios.rss_growth_kib(echo.pid, rss_before)
+    assert rss_after < 24 * 1024, (rss_before, rss_after)
+    ws.sock.settimeout(30)
+    for _ in range(sent):
+        assert ws.recv(timeout=30) == line
+
+
+# ---- sessions end, pages go ----
+
+def test_logout_closes_the_sessions_pages_1008(echo):
+    cookie = echo.session()
+    other = echo.session()
+    ws, survivor = echo.ws(cookie), echo.ws(other)
+    echo_roundtrip(ws)
+    assert echo.request("POST", "/logout", cookie=cookie, body=b"").status == 200
+    assert ws.expect_close() == 1008
+    echo_roundtrip(survivor)
+    assert echo.ws(cookie).status == 401
