@@ -52,16 +52,14 @@ int64_t fs_mtime_ms(const struct stat *st)
         return (int64_t)st->st_mtim.tv_sec * 1000 + st->st_mtim.tv_nsec / 1000000;
 }
 
-int fs_read_bounded(int fd, size_t limit, char **ret, size_t *ret_size)
+int fs_read_bounded_size(int fd, uint64_t size, size_t limit, char **ret, size_t *ret_size)
 {
         _cleanup_(buf_done) Buf b = {};
-        struct stat st;
 
         /* Size the buffer from fstat, but trust only what read() returns: the file may change while
-         * it is read, and some files report no size at all. */
-        if (fstat(fd, &st) < 0)
-                return negative_errno();
-        if (st.st_size > 0 && buf_reserve(&b, MIN((size_t)st.st_size, limit) + 1) < 0)
+         * it is read, and some files report no size at all. One byte of room beyond the size lets the
+         * first read() show whether the file ends there. */
+        if (size > 0 && buf_reserve(&b, (size_t)MIN(size, (uint64_t)limit) + 1) < 0)
                 return -ENOMEM;
 
         for (;;) {
@@ -83,6 +81,12 @@ int fs_read_bounded(int fd, size_t limit, char **ret, size_t *ret_size)
                 b.len += (size_t)n;
                 if (b.len > limit)
                         return -EFBIG;
+                /* A regular file gives less than asked for only at its end. If that is exactly the size
+                 * fstat() saw, the file is read: had it grown since, the byte beyond would be there.
+                 * Files whose size says nothing (those in /proc and /sys) read on until read() says
+                 * so. */
+                if (b.len == size && (size_t)n < want)
+                        break;
         }
         if (buf_reserve(&b, 0) < 0)
                 return -ENOMEM;
@@ -90,6 +94,15 @@ int fs_read_bounded(int fd, size_t limit, char **ret, size_t *ret_size)
         *ret_size = b.len;
         *ret = buf_steal(&b, NULL);
         return 0;
+}
+
+int fs_read_bounded(int fd, size_t limit, char **ret, size_t *ret_size)
+{
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        return fs_read_bounded_size(fd, (uint64_t)MAX(st.st_size, (off_t)0), limit, ret, ret_size);
 }
 
 bool fs_is_temp_name(const char *name)

@@ -432,14 +432,15 @@ static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
                 return -EINVAL;
 
         r = fs_chase(fs->roots, path, 0, &loc);
-        if (r >= 0)
-                r = fs_location_stat(&loc, &st);
+        if (r >= 0 && loc.type == 0)
+                r = -ENOENT;
         if (r < 0)
                 return reply_errno(call, r, path);
-        /* Look before opening: opening a device or a FIFO can have effects of its own. */
-        if (S_ISDIR(st.st_mode))
+        /* Look before opening: opening a device or a FIFO can have effects of its own. The walk has
+         * just looked at the object (lstat); what counts is the fstat() of what was opened. */
+        if (S_ISDIR(loc.type))
                 return reply_errno(call, -EISDIR, path);
-        if (!S_ISREG(st.st_mode))
+        if (!S_ISREG(loc.type))
                 return reply_error(call, RPC_WRONG_TYPE, "Not a regular file", EINVAL, path);
         fd = fs_location_open(&loc, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
         if (fd < 0)
@@ -456,7 +457,8 @@ static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
             (enc == ENCODING_BASE64 && base64_encoded_size((size_t)st.st_size) > limit))
                 return reply_too_large(call, path, (uint64_t)st.st_size, limit);
 
-        r = fs_read_bounded(fd, enc == ENCODING_BASE64 ? limit / 4 * 3 : limit, &data, &size);
+        r = fs_read_bounded_size(fd, (uint64_t)st.st_size, enc == ENCODING_BASE64 ? limit / 4 * 3 : limit,
+                                 &data, &size);
         if (r == -EFBIG)
                 return reply_too_large(call, path, MAX((uint64_t)st.st_size, (uint64_t)limit + 1), limit);
         if (r < 0)

@@ -223,6 +223,63 @@ static void test_read_bounded(void **state)
         }
 }
 
+/* Read f (which holds "0123456789") as if fstat() had said it held size bytes. */
+static int read_sized(const Dir *d, uint64_t size, size_t limit, char **ret, size_t *ret_size)
+{
+        int fd = openat(d->fd, "f", O_RDONLY | O_CLOEXEC), r;
+
+        assert_true(fd >= 0);
+        r = fs_read_bounded_size(fd, size, limit, ret, ret_size);
+        close(fd);
+        return r;
+}
+
+static void test_read_bounded_size(void **state)
+{
+        Dir *d = *state;
+        _cleanup_free_ char *data = NULL;
+        size_t size;
+        int fd;
+
+        write_at(d->fd, "f", "0123456789");
+        assert_int_equal(read_sized(d, 10, 10, &data, &size), 0);
+        assert_int_equal(size, 10);
+        assert_string_equal(data, "0123456789");
+        free(TAKE_PTR(data));
+
+        /* Grown since it was looked at: all of it, not just what fstat() saw. */
+        for (uint64_t seen = 1; seen < 10; seen++) {
+                assert_int_equal(read_sized(d, seen, 100, &data, &size), 0);
+                assert_int_equal(size, 10);
+                assert_string_equal(data, "0123456789");
+                free(TAKE_PTR(data));
+        }
+        /* ... unless that no longer fits. */
+        assert_int_equal(read_sized(d, 4, 9, &data, &size), -EFBIG);
+        assert_null(data);
+
+        /* Shrunk since: what is there. */
+        assert_int_equal(read_sized(d, 4096, 1 << 20, &data, &size), 0);
+        assert_int_equal(size, 10);
+        assert_string_equal(data, "0123456789");
+        free(TAKE_PTR(data));
+
+        write_at(d->fd, "f", "");
+        assert_int_equal(read_sized(d, 0, 100, &data, &size), 0);
+        assert_int_equal(size, 0);
+        assert_string_equal(data, "");
+        free(TAKE_PTR(data));
+
+        /* A file whose size says nothing is read to its end. */
+        fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+                assert_int_equal(fs_read_bounded_size(fd, 0, 1 << 20, &data, &size), 0);
+                assert_true(size > 0);
+                assert_non_null(strstr(data, "VmRSS:")); /* well beyond the first line */
+                close(fd);
+        }
+}
+
 static void test_remove_tree_does_not_follow_symlinks(void **state)
 {
         Dir *d = *state;
@@ -326,6 +383,7 @@ int main(void)
                 T(test_write_atomic_failure_leaves_nothing),
                 T(test_temp_names),
                 T(test_read_bounded),
+                T(test_read_bounded_size),
                 T(test_remove_tree_does_not_follow_symlinks),
                 T(test_remove_tree_file_and_missing),
                 T(test_remove_tree_depth_limit),
