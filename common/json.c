@@ -92,6 +92,24 @@ char *json_print(const cJSON *item, size_t *ret_len)
         return p;
 }
 
+cJSON *json_create_integer(int64_t v)
+{
+        char buf[sizeof("-999999999999999")], *p = buf + sizeof(buf);
+        uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+
+        /* Below 10^15 every integer has at most 15 digits, so "%1.15g" writes exactly those. */
+        if (u >= UINT64_C(1000000000000000))
+                return cJSON_CreateNumber((double)v);
+        *--p = '\0';
+        do {
+                *--p = (char)('0' + u % 10);
+                u /= 10;
+        } while (u > 0);
+        if (v < 0)
+                *--p = '-';
+        return cJSON_CreateRaw(p);
+}
+
 bool json_get_uint(const cJSON *item, uint64_t max, uint64_t *ret)
 {
         double d;

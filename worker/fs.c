@@ -409,6 +409,17 @@ static size_t content_budget(const Fs *fs, const char *path)
         return fs->config->max_message > reserve ? fs->config->max_message - reserve : 0;
 }
 
+static bool add_integer(cJSON *o, const char *name, int64_t v)
+{
+        cJSON *i = json_create_integer(v);
+
+        if (!i || !cJSON_AddItemToObject(o, name, i)) {
+                cJSON_Delete(i);
+                return false;
+        }
+        return true;
+}
+
 static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
 {
         const char *path_arg = NULL, *encoding_arg = NULL;
@@ -420,6 +431,7 @@ static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
         _cleanup_free_ char *path = NULL, *data = NULL, *encoded = NULL;
         _cleanup_close_ int fd = -1;
         _cleanup_json_ cJSON *result = NULL;
+        char tag[FS_TAG_MAX];
         Encoding enc;
         struct stat st;
         size_t size, limit;
@@ -491,8 +503,13 @@ static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
                 cJSON_Delete(content);
                 return reply_oom(call);
         }
+        /* What add_stat() adds, with the integers written as such instead of formatted by cJSON as
+         * doubles: every file a client opens comes through here. In-process callers get size and mtime
+         * as raw JSON text (json_create_integer()). */
+        fs_tag_format(&st, tag);
         if (!cJSON_AddStringToObject(result, "encoding", enc == ENCODING_UTF8 ? "utf-8" : "base64") ||
-            !cJSON_AddNumberToObject(result, "size", (double)size) || !add_stat(result, &st, false))
+            !add_integer(result, "size", (int64_t)size) || !add_integer(result, "mtime", fs_mtime_ms(&st)) ||
+            !cJSON_AddStringToObject(result, "tag", tag))
                 return reply_oom(call);
         bus_call_reply(call, TAKE_PTR(result));
         return 0;
