@@ -29,11 +29,37 @@ static uint64_t timespec_ns(const struct timespec *ts)
         return (uint64_t)ts->tv_sec * UINT64_C(1000000000) + (uint64_t)ts->tv_nsec;
 }
 
+/* v in lowercase hex without leading zeros, as "%" PRIx64 writes it. Returns the end. */
+static char *hex_format(char *p, uint64_t v)
+{
+        char digits[16];
+        size_t n = 0;
+
+        do {
+                digits[n++] = "0123456789abcdef"[v & 15];
+                v >>= 4;
+        } while (v > 0);
+        while (n > 0)
+                *p++ = digits[--n];
+        return p;
+}
+
 void fs_tag_format(const struct stat *st, char ret[static FS_TAG_MAX])
 {
-        (void)snprintf(ret, FS_TAG_MAX, "%" PRIx64 ".%" PRIx64 ".%" PRIx64 ".%" PRIx64 ".%" PRIx64,
-                       (uint64_t)st->st_dev, (uint64_t)st->st_ino, (uint64_t)st->st_size,
-                       timespec_ns(&st->st_mtim), timespec_ns(&st->st_ctim));
+        const uint64_t parts[] = {
+                (uint64_t)st->st_dev,      (uint64_t)st->st_ino,      (uint64_t)st->st_size,
+                timespec_ns(&st->st_mtim), timespec_ns(&st->st_ctim),
+        };
+        char *p = ret;
+
+        /* What snprintf("%" PRIx64 ".%" PRIx64 ...) would write, at a fraction of its cost: every read
+         * and write of a file formats one. */
+        for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
+                if (i > 0)
+                        *p++ = '.';
+                p = hex_format(p, parts[i]);
+        }
+        *p = '\0';
 }
 
 const char *fs_type_name(mode_t mode)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <dirent.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -99,6 +100,44 @@ static void test_tag_changes_with_content(void **state)
         assert_int_equal(fchmodat(d->fd, "f", 0600, 0), 0);
         tag_at(d->fd, "f", t4);
         assert_string_not_equal(t3, t4);
+}
+
+static struct timespec timespec_of(uint64_t a, uint64_t b)
+{
+        return (struct timespec){.tv_sec = (time_t)(a >> 36), .tv_nsec = (long)(b % 1000000000)};
+}
+
+static void test_tag_format_is_printf_hex(void **state)
+{
+        uint64_t x = 0x853c49e6748fea9b;
+        Dir *d = *state;
+
+        for (int i = 0; i < 20000; i++) {
+                struct stat st = {};
+                char tag[FS_TAG_MAX], want[FS_TAG_MAX + 16];
+                uint64_t v[7];
+
+                for (size_t k = 0; k < ELEMENTSOF(v); k++) {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        /* Every length of hex, zero and the largest values included. */
+                        v[k] = i == 0 ? 0 : i == 1 ? UINT64_MAX : x >> (x % 64);
+                }
+                st.st_dev = (dev_t)v[0];
+                st.st_ino = (ino_t)v[1];
+                st.st_size = (off_t)(v[2] >> 1);
+                st.st_mtim = timespec_of(v[3], v[4]);
+                st.st_ctim = timespec_of(v[5], v[6]);
+                (void)snprintf(want, sizeof(want),
+                               "%" PRIx64 ".%" PRIx64 ".%" PRIx64 ".%" PRIx64 ".%" PRIx64,
+                               (uint64_t)st.st_dev, (uint64_t)st.st_ino, (uint64_t)st.st_size,
+                               (v[3] >> 36) * 1000000000 + v[4] % 1000000000,
+                               (v[5] >> 36) * 1000000000 + v[6] % 1000000000);
+                fs_tag_format(&st, tag);
+                assert_string_equal(tag, want);
+        }
+        (void)d;
 }
 
 static void test_write_atomic_keeps_mode(void **state)
@@ -377,6 +416,7 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, dir_setup, dir_teardown)
         const struct CMUnitTest tests[] = {
                 T(test_tag_changes_with_content),
+                T(test_tag_format_is_printf_hex),
                 T(test_write_atomic_keeps_mode),
                 T(test_write_atomic_keeps_group),
                 T(test_write_atomic_new_file_uses_umask),
