@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "json.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 
@@ -108,6 +109,20 @@ cJSON *json_create_integer(int64_t v)
         if (v < 0)
                 *--p = '-';
         return cJSON_CreateRaw(p);
+}
+
+cJSON *json_create_raw_reference(const char *raw)
+{
+        cJSON *item;
+
+        assert(raw);
+        item = cJSON_CreateNull();
+        if (item) {
+                /* What cJSON_CreateStringReference() does, for a raw item. */
+                item->type = cJSON_Raw | cJSON_IsReference;
+                item->valuestring = (char *)raw;
+        }
+        return item;
 }
 
 bool json_get_uint(const cJSON *item, uint64_t max, uint64_t *ret)

@@ -37,6 +37,10 @@ char *json_print(const cJSON *item, size_t *ret_len);
  * cJSON may write an exponent, it is cJSON's own number. */
 cJSON *json_create_integer(int64_t v);
 
+/* A cJSON_Raw item that borrows raw (complete JSON text) the way cJSON_CreateStringReference() borrows
+ * a string: printed verbatim, never freed by cJSON_Delete(). raw must outlive the item. */
+cJSON *json_create_raw_reference(const char *raw);
+
 typedef enum JsonFieldType {
         JSON_FIELD_STRING,    /* const char ** */
         JSON_FIELD_UINT,      /* uint64_t *, an integral number in 0..max (max 0 means 2^53) */

@@ -478,26 +478,42 @@ static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
 
         if (enc == ENCODING_AUTO)
                 enc = fs_text_is_json_safe(data, size) ? ENCODING_UTF8 : ENCODING_BASE64;
-        if (enc == ENCODING_UTF8) {
+        else if (enc == ENCODING_UTF8) {
                 if (!utf8_is_valid(data, size))
                         return reply_invalid(call, "the file is not valid UTF-8; read it as base64", path);
                 if (memchr(data, 0, size))
                         return reply_invalid(call, "the file contains NUL bytes, which a JSON string cannot "
                                                    "carry here; read it as base64",
                                              path);
+        }
+        if (enc == ENCODING_BASE64 && base64_encoded_size(size) > limit)
+                return reply_too_large(call, path, size, limit);
+        if (bus_call_is_remote(call)) {
+                /* An answer for a client is printed at once: the content goes in as finished JSON text,
+                 * escaped in one pass exactly as cJSON would escape it (and held to the limit on the
+                 * way), instead of being measured here and then scanned twice more by cJSON. */
+                r = enc == ENCODING_UTF8 ? fs_json_quote(data, size, limit, &encoded, NULL)
+                                         : base64_encode_quoted(data, size, &encoded, NULL);
+                if (r == -EFBIG)
+                        return reply_too_large(call, path, size, limit);
+                if (r < 0)
+                        return reply_oom(call);
+                free(TAKE_PTR(data));
+                content = json_create_raw_reference(encoded);
+        } else if (enc == ENCODING_UTF8) {
+                /* Callers inside the worker read the content as a string. */
                 if (fs_json_string_size(data, size) > limit)
                         return reply_too_large(call, path, size, limit);
                 content = cJSON_CreateStringReference(data);
         } else {
-                if (base64_encoded_size(size) > limit)
-                        return reply_too_large(call, path, size, limit);
                 r = base64_encode(data, size, &encoded, NULL);
                 if (r < 0)
                         return reply_oom(call);
                 content = cJSON_CreateStringReference(encoded);
         }
 
-        /* The content is referenced, not copied: it is printed before this function returns. */
+        /* The content is referenced, not copied: it is printed, or read by the caller, before this
+         * function returns. */
         result = result_with_path("path", path);
         if (!result || !content || !cJSON_AddItemToObject(result, "content", content)) {
                 cJSON_Delete(content);

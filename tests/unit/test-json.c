@@ -152,6 +152,22 @@ static void test_create_integer(void **state)
         }
 }
 
+static void test_raw_reference(void **state)
+{
+        /* On the stack: cJSON_Delete() must leave it alone (ASan would see it otherwise). */
+        char raw[] = "\"a\\nb\"";
+        _cleanup_json_ cJSON *o = cJSON_CreateObject(), *r = json_create_raw_reference(raw);
+        _cleanup_free_ char *text = NULL;
+
+        assert_non_null(o);
+        assert_non_null(r);
+        assert_true(cJSON_IsRaw(r));
+        assert_true(cJSON_AddItemToObject(o, "content", TAKE_PTR(r)));
+        assert_non_null(cJSON_AddStringToObject(o, "after", "x"));
+        text = cJSON_PrintUnformatted(o);
+        assert_string_equal(text, "{\"content\":\"a\\nb\",\"after\":\"x\"}");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -161,6 +177,7 @@ int main(void)
                 cmocka_unit_test(test_request),
                 cmocka_unit_test(test_errno_mapping),
                 cmocka_unit_test(test_create_integer),
+                cmocka_unit_test(test_raw_reference),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
