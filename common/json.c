@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "json.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 
@@ -90,6 +91,38 @@ char *json_print(const cJSON *item, size_t *ret_len)
         if (p && ret_len)
                 *ret_len = strlen(p);
         return p;
+}
+
+cJSON *json_create_integer(int64_t v)
+{
+        char buf[sizeof("-999999999999999")], *p = buf + sizeof(buf);
+        uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+
+        /* Below 10^15 every integer has at most 15 digits, so "%1.15g" writes exactly those. */
+        if (u >= UINT64_C(1000000000000000))
+                return cJSON_CreateNumber((double)v);
+        *--p = '\0';
+        do {
+                *--p = (char)('0' + u % 10);
+                u /= 10;
+        } while (u > 0);
+        if (v < 0)
+                *--p = '-';
+        return cJSON_CreateRaw(p);
+}
+
+cJSON *json_create_raw_reference(const char *raw)
+{
+        cJSON *item;
+
+        assert(raw);
+        item = cJSON_CreateNull();
+        if (item) {
+                /* What cJSON_CreateStringReference() does, for a raw item. */
+                item->type = cJSON_Raw | cJSON_IsReference;
+                item->valuestring = (char *)raw;
+        }
+        return item;
 }
 
 bool json_get_uint(const cJSON *item, uint64_t max, uint64_t *ret)

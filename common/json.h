@@ -31,6 +31,16 @@ cJSON *json_parse(const char *s, size_t n);
 /* Compact JSON text (no raw newlines), or NULL on allocation failure. */
 char *json_print(const cJSON *item, size_t *ret_len);
 
+/* An item for the integer v that prints exactly as cJSON_CreateNumber(v) would, but without cJSON's
+ * printf("%1.15g") and sscanf() round trip: a cJSON_Raw of its decimal digits. For replies about to be
+ * printed; whoever reads the item in-process sees a raw item, not a number. Beyond +-10^15, where
+ * cJSON may write an exponent, it is cJSON's own number. */
+cJSON *json_create_integer(int64_t v);
+
+/* A cJSON_Raw item that borrows raw (complete JSON text) the way cJSON_CreateStringReference() borrows
+ * a string: printed verbatim, never freed by cJSON_Delete(). raw must outlive the item. */
+cJSON *json_create_raw_reference(const char *raw);
+
 typedef enum JsonFieldType {
         JSON_FIELD_STRING,    /* const char ** */
         JSON_FIELD_UINT,      /* uint64_t *, an integral number in 0..max (max 0 means 2^53) */

@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* An idle connection keeps at most this much; a big message's buffer is given back after it. */
+#include "macro.h"
+
+/* An idle connection keeps at most this much (or what one read needs, if that is more); a big message's
+ * buffer is given back after it. */
 #define LINE_READER_KEEP (64u * 1024u)
 
 void line_reader_init(LineReader *r, size_t max_line)
@@ -19,6 +22,16 @@ void line_reader_done(LineReader *r)
         *r = (LineReader){.max_line = r->max_line};
 }
 
+/* The capacity a buffer of cap bytes grows to for need bytes (a new one starts at 4 KiB). */
+static size_t grow_cap(size_t cap, size_t need)
+{
+        if (cap == 0)
+                cap = 4096;
+        while (cap < need)
+                cap *= 2;
+        return cap;
+}
+
 int line_reader_space(LineReader *r, size_t want, char **ret_buf, size_t *ret_len)
 {
         if (r->pos > 0) {
@@ -27,18 +40,17 @@ int line_reader_space(LineReader *r, size_t want, char **ret_buf, size_t *ret_le
                 r->scan = r->scan > r->pos ? r->scan - r->pos : 0;
                 r->pos = 0;
         }
-        if (r->len == 0 && r->cap > LINE_READER_KEEP) {
+        /* A buffer grown for a big message goes once it is empty. One no bigger than this read would
+         * allocate anyway stays: freeing it would only mean allocating it again right away. */
+        if (r->len == 0 && r->cap > MAX(LINE_READER_KEEP, grow_cap(0, want + 1))) {
                 free(r->buf);
                 r->buf = NULL;
                 r->cap = 0;
         }
         if (r->cap - r->len < want + 1) {
-                size_t cap = r->cap ? r->cap : 4096;
-                char *p;
+                size_t cap = grow_cap(r->cap, r->len + want + 1);
+                char *p = realloc(r->buf, cap);
 
-                while (cap - r->len < want + 1)
-                        cap *= 2;
-                p = realloc(r->buf, cap);
                 if (!p)
                         return -ENOMEM;
                 r->buf = p;

@@ -178,6 +178,11 @@ ClientId bus_call_origin(const BusCall *call)
         return call->origin;
 }
 
+bool bus_call_is_remote(const BusCall *call)
+{
+        return !call->reply;
+}
+
 Bus *bus_call_bus(const BusCall *call)
 {
         return call->bus;

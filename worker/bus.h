@@ -71,6 +71,8 @@ void bus_dispatch(Bus *b, ClientId origin, const char *method, const cJSON *para
 
 /* The client a call came from (0 if internal). */
 ClientId bus_call_origin(const BusCall *call);
+/* True if the answer goes to a client as JSON text; false if C code in the worker reads it. */
+bool bus_call_is_remote(const BusCall *call);
 Bus *bus_call_bus(const BusCall *call);
 
 /* Answer a call; takes ownership of result and data, and frees the call. */

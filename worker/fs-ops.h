@@ -21,6 +21,9 @@ int64_t fs_mtime_ms(const struct stat *st);
 /* Read all of fd (a regular file). -EFBIG as soon as it holds more than limit bytes. The data is
  * NUL-terminated (not counted). */
 int fs_read_bounded(int fd, size_t limit, char **ret, size_t *ret_size);
+/* The same for a caller that has just fstat()ed fd: size is the st_size it saw. A file still that size
+ * is read with a single read(). */
+int fs_read_bounded_size(int fd, uint64_t size, size_t limit, char **ret, size_t *ret_size);
 
 /* The name of the temporary file an atomic write uses: hidden, fixed length, never a user's name in
  * practice. Watchers use this to ignore our own temporary files. */

@@ -203,7 +203,8 @@ void fs_location_done(FsLocation *l)
 {
         if (!l)
                 return;
-        l->dir_fd = safe_close(l->dir_fd);
+        if (!l->dir_fd_borrowed)
+                safe_close(l->dir_fd);
         free(l->name);
         free(l->path);
         *l = FS_LOCATION_NULL;
@@ -218,21 +219,52 @@ static char *path_join(const char *a, const char *b)
         return p;
 }
 
-static int location_set(FsLocation *ret, int *dir_fd, const char *parent, const char *name, bool is_root,
-                        unsigned n_created)
+/* dir_fd is either a root's fd (*owned_fd is -1) or *owned_fd, which the location then takes. */
+static int location_set(FsLocation *ret, int dir_fd, int *owned_fd, const char *parent, const char *name,
+                        mode_t type, bool is_root, unsigned n_created)
 {
         _cleanup_free_ char *n = strdup(name), *p = is_root ? strdup(parent) : path_join(parent, name);
 
+        assert(*owned_fd < 0 || *owned_fd == dir_fd);
         if (!n || !p)
                 return -ENOMEM;
         *ret = (FsLocation){
-                .dir_fd = TAKE_FD(*dir_fd),
+                .dir_fd = dir_fd,
                 .name = TAKE_PTR(n),
                 .path = TAKE_PTR(p),
+                .type = type,
                 .is_root = is_root,
+                .dir_fd_borrowed = *owned_fd < 0,
                 .n_created = n_created,
         };
+        *owned_fd = -1;
         return 0;
+}
+
+/* For FS_CHASE_MKDIR: a directory someone else made in the meantime will do as well. */
+static int chase_mkdir(int dir_fd, const char *name, unsigned *n_created)
+{
+        if (mkdirat(dir_fd, name, 0777) >= 0) {
+                (*n_created)++;
+                return 0;
+        }
+        return errno == EEXIST ? 0 : negative_errno();
+}
+
+/* lstat() of name beneath dir_fd (one component: nothing is followed); with make_dir, a missing name
+ * is made a directory first. */
+static int chase_stat(int dir_fd, const char *name, bool make_dir, unsigned *n_created, struct stat *ret)
+{
+        int r;
+
+        if (fstatat(dir_fd, name, ret, AT_SYMLINK_NOFOLLOW) >= 0)
+                return 0;
+        if (errno != ENOENT || !make_dir)
+                return negative_errno();
+        r = chase_mkdir(dir_fd, name, n_created);
+        if (r < 0)
+                return r;
+        return fstatat(dir_fd, name, ret, AT_SYMLINK_NOFOLLOW) < 0 ? negative_errno() : 0;
 }
 
 /* The path a symlink at phys/<link> with target `target` leads to, followed by the components not yet
@@ -265,6 +297,7 @@ int fs_chase(const FsRoots *roots, const char *abs, FsChaseFlags flags, FsLocati
 {
         _cleanup_free_ char *cur = NULL;
         unsigned links = 0, n_created = 0;
+        bool make_dirs = flags & FS_CHASE_MKDIR;
         int r;
 
         assert(roots && abs && ret);
@@ -274,29 +307,30 @@ int fs_chase(const FsRoots *roots, const char *abs, FsChaseFlags flags, FsLocati
 
         for (;;) {
                 _cleanup_(buf_done) Buf phys = {};
-                _cleanup_close_ int fd = -1;
+                /* The walk starts at the root's own fd; the directories below it are opened, and owned,
+                 * one at a time. */
+                _cleanup_close_ int owned_fd = -1;
                 _cleanup_free_ char *next = NULL;
                 const char *rel, *p;
                 size_t root;
+                int fd;
 
                 r = fs_roots_find(roots, cur, &root, &rel);
                 if (r < 0)
                         return r;
-                fd = fcntl(roots->fds[root], F_DUPFD_CLOEXEC, 3);
-                if (fd < 0)
-                        return negative_errno();
+                fd = roots->fds[root];
                 if (buf_append_str(&phys, roots->paths[root]) < 0)
                         return -ENOMEM;
                 if (!*rel)
-                        return location_set(ret, &fd, phys.data, ".", true, n_created);
+                        return location_set(ret, fd, &owned_fd, phys.data, ".", S_IFDIR, true, n_created);
 
                 for (p = rel; *p;) {
-                        char name[NAME_MAX + 1];
+                        char name[NAME_MAX + 1], target[PATH_MAX];
                         size_t len = strcspn(p, "/");
                         const char *rest = p + len + (p[len] == '/');
                         bool last = !*rest;
-                        _cleanup_close_ int child = -1;
                         struct stat st;
+                        ssize_t n;
 
                         /* cur is normalized, so every component is a real name; refuse anything else
                          * rather than trust the caller. */
@@ -306,52 +340,69 @@ int fs_chase(const FsRoots *roots, const char *abs, FsChaseFlags flags, FsLocati
                         memcpy(name, p, len);
                         name[len] = '\0';
 
-                        child = fs_open_component(fd, name, O_PATH, 0);
-                        if (child == -ENOENT && (flags & FS_CHASE_MKDIR)) {
-                                r = mkdirat(fd, name, 0777);
-                                if (r < 0 && errno != EEXIST)
-                                        return negative_errno();
-                                if (r >= 0)
-                                        n_created++;
-                                child = fs_open_component(fd, name, O_PATH, 0);
+                        if (!last) {
+                                /* A directory on the way is opened as one: anything else, a symlink
+                                 * included, fails with ENOTDIR and is looked at below. */
+                                int child = fs_open_component(fd, name, O_PATH | O_DIRECTORY, 0);
+
+                                if (child == -ENOENT && make_dirs) {
+                                        r = chase_mkdir(fd, name, &n_created);
+                                        if (r < 0)
+                                                return r;
+                                        child = fs_open_component(fd, name, O_PATH | O_DIRECTORY, 0);
+                                }
+                                if (child >= 0) {
+                                        safe_close(owned_fd);
+                                        fd = owned_fd = child;
+                                        if ((phys.len > 1 && buf_append(&phys, "/", 1) < 0) ||
+                                            buf_append(&phys, name, len) < 0)
+                                                return -ENOMEM;
+                                        p = rest;
+                                        continue;
+                                }
+                                if (child != -ENOTDIR)
+                                        return child;
                         }
-                        if (child == -ENOENT && last)
-                                return location_set(ret, &fd, phys.data, name, false, n_created);
-                        if (child < 0)
-                                return child;
-                        if (fstat(child, &st) < 0)
-                                return negative_errno();
 
-                        if (S_ISLNK(st.st_mode)) {
-                                char target[PATH_MAX];
-                                ssize_t n;
+                        /* The object itself, or what is in the way where a directory should be. An
+                         * lstat() of the name is enough: one component other than "." and ".." is an
+                         * entry of fd's directory and nothing else, and a symlink there is only
+                         * read, never followed, here. */
+                        r = chase_stat(fd, name, make_dirs, &n_created, &st);
+                        if (r == -ENOENT && last)
+                                return location_set(ret, fd, &owned_fd, phys.data, name, 0, false,
+                                                    n_created);
+                        if (r < 0)
+                                return r;
 
-                                if (last && (flags & FS_CHASE_NOFOLLOW))
-                                        return location_set(ret, &fd, phys.data, name, false, n_created);
+                        if (!S_ISLNK(st.st_mode) || (last && (flags & FS_CHASE_NOFOLLOW))) {
+                                if (last)
+                                        return location_set(ret, fd, &owned_fd, phys.data, name,
+                                                            st.st_mode & S_IFMT, false, n_created);
+                                if (!S_ISDIR(st.st_mode))
+                                        return -ENOTDIR;
+                                /* A directory after all: it replaced whatever was there when it was
+                                 * opened. Look again (counted, so that a tree changing forever under
+                                 * the walk cannot keep it here). */
                                 if (++links > CHASE_MAX_LINKS)
                                         return -ELOOP;
-                                n = readlinkat(child, "", target, sizeof(target));
-                                if (n < 0)
-                                        return negative_errno();
-                                if ((size_t)n >= sizeof(target))
-                                        return -ENAMETOOLONG;
-                                target[n] = '\0';
-                                r = link_destination(phys.data, target, rest, &next);
-                                if (r < 0)
-                                        return r;
-                                break; /* walk again from whichever root holds the destination */
+                                continue;
                         }
 
-                        if (last)
-                                return location_set(ret, &fd, phys.data, name, false, n_created);
-                        if (!S_ISDIR(st.st_mode))
-                                return -ENOTDIR;
-                        if ((phys.len > 1 && buf_append(&phys, "/", 1) < 0) ||
-                            buf_append(&phys, name, len) < 0)
-                                return -ENOMEM;
-                        safe_close(fd);
-                        fd = TAKE_FD(child);
-                        p = rest;
+                        if (++links > CHASE_MAX_LINKS)
+                                return -ELOOP;
+                        n = readlinkat(fd, name, target, sizeof(target));
+                        if (n < 0 && (errno == EINVAL || errno == ENOENT))
+                                continue; /* no longer a symlink: look again */
+                        if (n < 0)
+                                return negative_errno();
+                        if ((size_t)n >= sizeof(target))
+                                return -ENAMETOOLONG;
+                        target[n] = '\0';
+                        r = link_destination(phys.data, target, rest, &next);
+                        if (r < 0)
+                                return r;
+                        break; /* walk again from whichever root holds the destination */
                 }
                 assert(next);
                 free(cur);

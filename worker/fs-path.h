@@ -51,7 +51,10 @@ typedef struct FsLocation {
         int dir_fd;         /* O_PATH fd of the parent directory; of the root itself for a root */
         char *name;         /* the final component; "." for a root */
         char *path;         /* physical absolute path of the object: no symlinks in it */
+        mode_t type;        /* the object's S_IFMT bits when the walk looked at it (a symlink is not
+                             * followed); 0 if nothing was there. Only a hint: it may change any time. */
         bool is_root;       /* the object is a workspace root: it may not be removed or renamed */
+        bool dir_fd_borrowed; /* dir_fd is the root's own fd, not closed with the location */
         unsigned n_created; /* FS_CHASE_MKDIR: how many trailing components of path were created */
 } FsLocation;
 
@@ -59,7 +62,7 @@ typedef struct FsLocation {
 
 /* Resolve a normalized absolute path beneath the roots. -EXDEV if it (or a symlink on the way) leads
  * outside every root, -ENOENT/-ENOTDIR if a parent is missing or not a directory, -ELOOP after too
- * many symlinks. */
+ * many symlinks. The location is valid only as long as the roots are (it may borrow a root's fd). */
 int fs_chase(const FsRoots *r, const char *abs, FsChaseFlags flags, FsLocation *ret);
 void fs_location_done(FsLocation *l);
 

@@ -409,6 +409,17 @@ static size_t content_budget(const Fs *fs, const char *path)
         return fs->config->max_message > reserve ? fs->config->max_message - reserve : 0;
 }
 
+static bool add_integer(cJSON *o, const char *name, int64_t v)
+{
+        cJSON *i = json_create_integer(v);
+
+        if (!i || !cJSON_AddItemToObject(o, name, i)) {
+                cJSON_Delete(i);
+                return false;
+        }
+        return true;
+}
+
 static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
 {
         const char *path_arg = NULL, *encoding_arg = NULL;
@@ -420,6 +431,7 @@ static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
         _cleanup_free_ char *path = NULL, *data = NULL, *encoded = NULL;
         _cleanup_close_ int fd = -1;
         _cleanup_json_ cJSON *result = NULL;
+        char tag[FS_TAG_MAX];
         Encoding enc;
         struct stat st;
         size_t size, limit;
@@ -432,14 +444,15 @@ static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
                 return -EINVAL;
 
         r = fs_chase(fs->roots, path, 0, &loc);
-        if (r >= 0)
-                r = fs_location_stat(&loc, &st);
+        if (r >= 0 && loc.type == 0)
+                r = -ENOENT;
         if (r < 0)
                 return reply_errno(call, r, path);
-        /* Look before opening: opening a device or a FIFO can have effects of its own. */
-        if (S_ISDIR(st.st_mode))
+        /* Look before opening: opening a device or a FIFO can have effects of its own. The walk has
+         * just looked at the object (lstat); what counts is the fstat() of what was opened. */
+        if (S_ISDIR(loc.type))
                 return reply_errno(call, -EISDIR, path);
-        if (!S_ISREG(st.st_mode))
+        if (!S_ISREG(loc.type))
                 return reply_error(call, RPC_WRONG_TYPE, "Not a regular file", EINVAL, path);
         fd = fs_location_open(&loc, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
         if (fd < 0)
@@ -456,7 +469,8 @@ static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
             (enc == ENCODING_BASE64 && base64_encoded_size((size_t)st.st_size) > limit))
                 return reply_too_large(call, path, (uint64_t)st.st_size, limit);
 
-        r = fs_read_bounded(fd, enc == ENCODING_BASE64 ? limit / 4 * 3 : limit, &data, &size);
+        r = fs_read_bounded_size(fd, (uint64_t)st.st_size, enc == ENCODING_BASE64 ? limit / 4 * 3 : limit,
+                                 &data, &size);
         if (r == -EFBIG)
                 return reply_too_large(call, path, MAX((uint64_t)st.st_size, (uint64_t)limit + 1), limit);
         if (r < 0)
@@ -464,33 +478,54 @@ static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
 
         if (enc == ENCODING_AUTO)
                 enc = fs_text_is_json_safe(data, size) ? ENCODING_UTF8 : ENCODING_BASE64;
-        if (enc == ENCODING_UTF8) {
+        else if (enc == ENCODING_UTF8) {
                 if (!utf8_is_valid(data, size))
                         return reply_invalid(call, "the file is not valid UTF-8; read it as base64", path);
                 if (memchr(data, 0, size))
                         return reply_invalid(call, "the file contains NUL bytes, which a JSON string cannot "
                                                    "carry here; read it as base64",
                                              path);
+        }
+        if (enc == ENCODING_BASE64 && base64_encoded_size(size) > limit)
+                return reply_too_large(call, path, size, limit);
+        if (bus_call_is_remote(call)) {
+                /* An answer for a client is printed at once: the content goes in as finished JSON text,
+                 * escaped in one pass exactly as cJSON would escape it (and held to the limit on the
+                 * way), instead of being measured here and then scanned twice more by cJSON. */
+                r = enc == ENCODING_UTF8 ? fs_json_quote(data, size, limit, &encoded, NULL)
+                                         : base64_encode_quoted(data, size, &encoded, NULL);
+                if (r == -EFBIG)
+                        return reply_too_large(call, path, size, limit);
+                if (r < 0)
+                        return reply_oom(call);
+                free(TAKE_PTR(data));
+                content = json_create_raw_reference(encoded);
+        } else if (enc == ENCODING_UTF8) {
+                /* Callers inside the worker read the content as a string. */
                 if (fs_json_string_size(data, size) > limit)
                         return reply_too_large(call, path, size, limit);
                 content = cJSON_CreateStringReference(data);
         } else {
-                if (base64_encoded_size(size) > limit)
-                        return reply_too_large(call, path, size, limit);
                 r = base64_encode(data, size, &encoded, NULL);
                 if (r < 0)
                         return reply_oom(call);
                 content = cJSON_CreateStringReference(encoded);
         }
 
-        /* The content is referenced, not copied: it is printed before this function returns. */
+        /* The content is referenced, not copied: it is printed, or read by the caller, before this
+         * function returns. */
         result = result_with_path("path", path);
         if (!result || !content || !cJSON_AddItemToObject(result, "content", content)) {
                 cJSON_Delete(content);
                 return reply_oom(call);
         }
+        /* What add_stat() adds, with the integers written as such instead of formatted by cJSON as
+         * doubles: every file a client opens comes through here. In-process callers get size and mtime
+         * as raw JSON text (json_create_integer()). */
+        fs_tag_format(&st, tag);
         if (!cJSON_AddStringToObject(result, "encoding", enc == ENCODING_UTF8 ? "utf-8" : "base64") ||
-            !cJSON_AddNumberToObject(result, "size", (double)size) || !add_stat(result, &st, false))
+            !add_integer(result, "size", (int64_t)size) || !add_integer(result, "mtime", fs_mtime_ms(&st)) ||
+            !cJSON_AddStringToObject(result, "tag", tag))
                 return reply_oom(call);
         bus_call_reply(call, TAKE_PTR(result));
         return 0;

@@ -217,6 +217,33 @@ def test_read_fifo_is_refused_without_blocking(client, worker):
     assert e.code == WRONG_TYPE
 
 
+def test_read_never_opens_a_fifo(client, worker):
+    """Opening a FIFO is an act of its own: a writer waiting for a reader goes ahead. fs:read_file
+    refuses one by looking at it, so a waiting writer keeps waiting."""
+    fifo = worker.path("pipe")
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["/usr/bin/python3", "-c", "import os, sys; os.open(sys.argv[1], os.O_WRONLY)",
+                               fifo])
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with open(f"/proc/{writer.pid}/wchan") as f:
+                if f.read() == "wait_for_partner":
+                    break
+            if time.monotonic() > deadline:
+                pytest.skip("cannot see the writer wait for a reader")
+            time.sleep(0.01)
+        for _ in range(3):
+            assert fail(client, "fs:read_file", {"path": "pipe"}).code == WRONG_TYPE
+        time.sleep(0.2)
+        assert writer.poll() is None, "the worker opened the FIFO"
+    finally:
+        # Be the reader it waits for.
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        writer.wait(timeout=10)
+        os.close(fd)
+
+
 def test_too_large_for_one_message(make_worker):
     w = make_worker("--max-message-size", "64K")
     write_bytes(w.path("big.txt"), b"a" * 100_000)

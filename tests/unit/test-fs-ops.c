@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <dirent.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -99,6 +100,44 @@ static void test_tag_changes_with_content(void **state)
         assert_int_equal(fchmodat(d->fd, "f", 0600, 0), 0);
         tag_at(d->fd, "f", t4);
         assert_string_not_equal(t3, t4);
+}
+
+static struct timespec timespec_of(uint64_t a, uint64_t b)
+{
+        return (struct timespec){.tv_sec = (time_t)(a >> 36), .tv_nsec = (long)(b % 1000000000)};
+}
+
+static void test_tag_format_is_printf_hex(void **state)
+{
+        uint64_t x = 0x853c49e6748fea9b;
+        Dir *d = *state;
+
+        for (int i = 0; i < 20000; i++) {
+                struct stat st = {};
+                char tag[FS_TAG_MAX], want[FS_TAG_MAX + 16];
+                uint64_t v[7];
+
+                for (size_t k = 0; k < ELEMENTSOF(v); k++) {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        /* Every length of hex, zero and the largest values included. */
+                        v[k] = i == 0 ? 0 : i == 1 ? UINT64_MAX : x >> (x % 64);
+                }
+                st.st_dev = (dev_t)v[0];
+                st.st_ino = (ino_t)v[1];
+                st.st_size = (off_t)(v[2] >> 1);
+                st.st_mtim = timespec_of(v[3], v[4]);
+                st.st_ctim = timespec_of(v[5], v[6]);
+                (void)snprintf(want, sizeof(want),
+                               "%" PRIx64 ".%" PRIx64 ".%" PRIx64 ".%" PRIx64 ".%" PRIx64,
+                               (uint64_t)st.st_dev, (uint64_t)st.st_ino, (uint64_t)st.st_size,
+                               (v[3] >> 36) * 1000000000 + v[4] % 1000000000,
+                               (v[5] >> 36) * 1000000000 + v[6] % 1000000000);
+                fs_tag_format(&st, tag);
+                assert_string_equal(tag, want);
+        }
+        (void)d;
 }
 
 static void test_write_atomic_keeps_mode(void **state)
@@ -223,6 +262,63 @@ static void test_read_bounded(void **state)
         }
 }
 
+/* Read f (which holds "0123456789") as if fstat() had said it held size bytes. */
+static int read_sized(const Dir *d, uint64_t size, size_t limit, char **ret, size_t *ret_size)
+{
+        int fd = openat(d->fd, "f", O_RDONLY | O_CLOEXEC), r;
+
+        assert_true(fd >= 0);
+        r = fs_read_bounded_size(fd, size, limit, ret, ret_size);
+        close(fd);
+        return r;
+}
+
+static void test_read_bounded_size(void **state)
+{
+        Dir *d = *state;
+        _cleanup_free_ char *data = NULL;
+        size_t size;
+        int fd;
+
+        write_at(d->fd, "f", "0123456789");
+        assert_int_equal(read_sized(d, 10, 10, &data, &size), 0);
+        assert_int_equal(size, 10);
+        assert_string_equal(data, "0123456789");
+        free(TAKE_PTR(data));
+
+        /* Grown since it was looked at: all of it, not just what fstat() saw. */
+        for (uint64_t seen = 1; seen < 10; seen++) {
+                assert_int_equal(read_sized(d, seen, 100, &data, &size), 0);
+                assert_int_equal(size, 10);
+                assert_string_equal(data, "0123456789");
+                free(TAKE_PTR(data));
+        }
+        /* ... unless that no longer fits. */
+        assert_int_equal(read_sized(d, 4, 9, &data, &size), -EFBIG);
+        assert_null(data);
+
+        /* Shrunk since: what is there. */
+        assert_int_equal(read_sized(d, 4096, 1 << 20, &data, &size), 0);
+        assert_int_equal(size, 10);
+        assert_string_equal(data, "0123456789");
+        free(TAKE_PTR(data));
+
+        write_at(d->fd, "f", "");
+        assert_int_equal(read_sized(d, 0, 100, &data, &size), 0);
+        assert_int_equal(size, 0);
+        assert_string_equal(data, "");
+        free(TAKE_PTR(data));
+
+        /* A file whose size says nothing is read to its end. */
+        fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+                assert_int_equal(fs_read_bounded_size(fd, 0, 1 << 20, &data, &size), 0);
+                assert_true(size > 0);
+                assert_non_null(strstr(data, "VmRSS:")); /* well beyond the first line */
+                close(fd);
+        }
+}
+
 static void test_remove_tree_does_not_follow_symlinks(void **state)
 {
         Dir *d = *state;
@@ -320,12 +416,14 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, dir_setup, dir_teardown)
         const struct CMUnitTest tests[] = {
                 T(test_tag_changes_with_content),
+                T(test_tag_format_is_printf_hex),
                 T(test_write_atomic_keeps_mode),
                 T(test_write_atomic_keeps_group),
                 T(test_write_atomic_new_file_uses_umask),
                 T(test_write_atomic_failure_leaves_nothing),
                 T(test_temp_names),
                 T(test_read_bounded),
+                T(test_read_bounded_size),
                 T(test_remove_tree_does_not_follow_symlinks),
                 T(test_remove_tree_file_and_missing),
                 T(test_remove_tree_depth_limit),

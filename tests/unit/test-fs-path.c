@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -337,6 +340,167 @@ static void test_location_open_refuses_swapped_symlink(void **state)
         assert_int_equal(fd, -ELOOP);
 }
 
+/* The type the walk saw at rel (below base), 0 for nothing there. */
+static void check_type(const Tree *t, const char *rel, FsChaseFlags flags, mode_t type)
+{
+        _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
+        char p[PATH_MAX];
+
+        at(p, t, rel);
+        assert_int_equal(fs_chase(t->roots, p, flags, &loc), 0);
+        if (loc.type != type)
+                fail_msg("chase %s: type %o, expected %o", rel, (unsigned)loc.type, (unsigned)type);
+}
+
+static void test_chase_type(void **state)
+{
+        Tree *t = *state;
+        char p[PATH_MAX];
+
+        at(p, t, "r/sub/fifo");
+        assert_int_equal(mkfifo(p, 0600), 0);
+        check_type(t, "r/a", 0, S_IFREG);
+        check_type(t, "r/sub", 0, S_IFDIR);
+        check_type(t, "r/sub/f", 0, S_IFREG);
+        check_type(t, "r/sub/fifo", 0, S_IFIFO);
+        check_type(t, "r/sub/up", 0, S_IFREG); /* what the link leads to */
+        check_type(t, "r/sub/up", FS_CHASE_NOFOLLOW, S_IFLNK);
+        check_type(t, "r/abs-out", FS_CHASE_NOFOLLOW, S_IFLNK);
+        check_type(t, "r/sub/new-file", 0, 0);
+        check_type(t, "r", 0, S_IFDIR);
+        check_type(t, "r/nested", 0, S_IFDIR); /* a root inside another */
+}
+
+static void test_chase_type_of_a_device(void **state)
+{
+        _cleanup_(fs_roots_freep) FsRoots *roots = NULL;
+        _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
+        char *dev[] = {(char *)"/dev"};
+        struct stat st;
+
+        /* What fs:read_file looks at before it would open anything. */
+        if (lstat("/dev/null", &st) < 0 || !S_ISCHR(st.st_mode))
+                skip();
+        assert_int_equal(fs_roots_new(dev, 1, &roots), 0);
+        assert_int_equal(fs_chase(roots, "/dev/null", 0, &loc), 0);
+        assert_int_equal(loc.type, S_IFCHR);
+}
+
+static unsigned count_fds(void)
+{
+        DIR *d = opendir("/proc/self/fd");
+        unsigned n = 0;
+
+        assert_non_null(d);
+        while (readdir(d))
+                n++;
+        closedir(d);
+        return n;
+}
+
+static void test_chase_keeps_root_fds_and_leaks_none(void **state)
+{
+        Tree *t = *state;
+        static const char *const rels[] = {
+                "r", "r/a", "r/sub", "r/sub/f", "r/sub/up", "r/to-r2", "r/nested/esc", "r/sub/new-file",
+        };
+        unsigned before = count_fds();
+
+        /* Locations directly beneath a root share its fd; deeper ones have their own. Done with, neither
+         * may close a root's fd or keep one open. */
+        for (unsigned i = 0; i < 16; i++) {
+                for (size_t k = 0; k < ELEMENTSOF(rels); k++) {
+                        _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
+                        char p[PATH_MAX];
+
+                        at(p, t, rels[k]);
+                        assert_int_equal(fs_chase(t->roots, p, 0, &loc), 0);
+                }
+                check_chase(t, "r/rel-out/secret", 0, NULL, -EXDEV);
+                check_chase(t, "r/a/x", 0, NULL, -ENOTDIR);
+                check_chase(t, "r/loop1", 0, NULL, -ELOOP);
+        }
+        assert_int_equal(count_fds(), before);
+        for (size_t k = 0; k < ELEMENTSOF(rels); k++)
+                check_chase(t, rels[k], FS_CHASE_NOFOLLOW, rels[k], 0);
+}
+
+typedef struct Flipper {
+        char a[PATH_MAX], b[PATH_MAX];
+        atomic_bool stop;
+        int error; /* cmocka's checks belong to the main thread */
+} Flipper;
+
+static void *flip(void *userdata)
+{
+        Flipper *f = userdata;
+
+        while (!atomic_load(&f->stop))
+                if (renameat2(AT_FDCWD, f->a, AT_FDCWD, f->b, RENAME_EXCHANGE) < 0) {
+                        f->error = errno;
+                        break;
+                }
+        return NULL;
+}
+
+static void test_chase_race_never_leaves_the_roots(void **state)
+{
+        Tree *t = *state;
+        Flipper f = {};
+        char p[PATH_MAX], file[PATH_MAX], dir[PATH_MAX], failure[PATH_MAX + 64] = "";
+        unsigned n_inside = 0, n_refused = 0;
+        pthread_t thread;
+
+        /* r/flip is a directory one moment and a symlink out of the workspace the next, swapped
+         * atomically and as fast as a thread can. A walk through it ends inside the roots or refuses,
+         * whatever it saw at each step. */
+        at(f.a, t, "r/flip");
+        at(f.b, t, "r/flop");
+        assert_int_equal(mkdir(f.a, 0755), 0);
+        at(p, t, "r/flip/secret");
+        make_file(p, "inside");
+        assert_int_equal(symlink("../outside", f.b), 0);
+        at(file, t, "r/flip/secret");
+        at(dir, t, "r/flip");
+
+        if (renameat2(AT_FDCWD, f.a, AT_FDCWD, f.b, RENAME_EXCHANGE) < 0 && errno == EINVAL)
+                skip(); /* a file system without RENAME_EXCHANGE */
+        assert_int_equal(pthread_create(&thread, NULL, flip, &f), 0);
+        /* Failures are noted and reported once the thread is stopped. */
+        for (unsigned i = 0; i < 20000 && !*failure; i++) {
+                _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL, d = FS_LOCATION_NULL;
+                int r = fs_chase(t->roots, file, 0, &loc);
+
+                if (r >= 0) {
+                        char buf[16] = {};
+                        _cleanup_close_ int fd = fs_location_open(&loc, O_RDONLY, 0);
+
+                        if (!streq(loc.path, file) || fd < 0 || read(fd, buf, sizeof(buf) - 1) < 0 ||
+                            !streq(buf, "inside"))
+                                (void)snprintf(failure, sizeof(failure), "%s (fd %d) holds \"%s\"", loc.path,
+                                               fd, buf);
+                        n_inside++;
+                } else if (r == -EXDEV || r == -ELOOP)
+                        n_refused++;
+                else
+                        (void)snprintf(failure, sizeof(failure), "chase through a flipping link: %s",
+                                       strerror(-r));
+
+                r = fs_chase(t->roots, dir, 0, &d);
+                if (r >= 0 && (!streq(d.path, dir) || d.type != S_IFDIR))
+                        (void)snprintf(failure, sizeof(failure), "%s has type %o", d.path, (unsigned)d.type);
+                else if (r < 0 && r != -EXDEV && r != -ELOOP)
+                        (void)snprintf(failure, sizeof(failure), "chase of a flipping link: %s",
+                                       strerror(-r));
+        }
+        atomic_store(&f.stop, true);
+        assert_int_equal(pthread_join(thread, NULL), 0);
+        assert_int_equal(f.error, 0);
+        if (*failure)
+                fail_msg("%s", failure);
+        print_message("%u walks ended inside, %u were refused\n", n_inside, n_refused);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -349,6 +513,12 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_chase_symlinks_outside, tree_setup, tree_teardown),
                 cmocka_unit_test_setup_teardown(test_chase_mkdir, tree_setup, tree_teardown),
                 cmocka_unit_test_setup_teardown(test_location_open_refuses_swapped_symlink, tree_setup,
+                                                tree_teardown),
+                cmocka_unit_test_setup_teardown(test_chase_type, tree_setup, tree_teardown),
+                cmocka_unit_test(test_chase_type_of_a_device),
+                cmocka_unit_test_setup_teardown(test_chase_keeps_root_fds_and_leaks_none, tree_setup,
+                                                tree_teardown),
+                cmocka_unit_test_setup_teardown(test_chase_race_never_leaves_the_roots, tree_setup,
                                                 tree_teardown),
         };
 

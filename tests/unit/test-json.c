@@ -106,6 +106,68 @@ static void test_errno_mapping(void **state)
         assert_int_equal(rpc_error_from_errno(-EIO), RPC_SERVER_ERROR);
 }
 
+/* What cJSON itself writes for v as a number. */
+static char *print_number(double v)
+{
+        _cleanup_json_ cJSON *n = cJSON_CreateNumber(v);
+
+        assert_non_null(n);
+        return cJSON_PrintUnformatted(n);
+}
+
+static void check_integer(int64_t v)
+{
+        _cleanup_json_ cJSON *i = json_create_integer(v);
+        _cleanup_free_ char *want = print_number((double)v), *got = NULL;
+
+        assert_non_null(i);
+        got = cJSON_PrintUnformatted(i);
+        assert_non_null(got);
+        if (!streq(got, want))
+                fail_msg("%lld: \"%s\", cJSON writes \"%s\"", (long long)v, got, want);
+}
+
+static void test_create_integer(void **state)
+{
+        static const int64_t values[] = {
+                0, 1, -1, 9, 10, 1024, 2147483647, 2147483648, -2147483648, -2147483649,
+                1795496438848, -62135596800000, 99999999999999, 999999999999999, -999999999999999,
+                1000000000000000, -1000000000000000, 1234567890123456, 9007199254740993, INT64_MAX, INT64_MIN,
+        };
+        uint64_t x = 0x9e3779b97f4a7c15;
+
+        for (size_t i = 0; i < ELEMENTSOF(values); i++)
+                check_integer(values[i]);
+        /* Every magnitude, both signs, odd digits. */
+        for (int64_t p = 1; p <= INT64_MAX / 10; p *= 10)
+                for (int64_t k = 1; k < 10; k++) {
+                        check_integer(p * k + (p > 1 ? 7 : 0));
+                        check_integer(-(p * k) - 1);
+                }
+        for (int i = 0; i < 100000; i++) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                check_integer((int64_t)(x >> (x % 64)) * (x & 1 ? 1 : -1));
+        }
+}
+
+static void test_raw_reference(void **state)
+{
+        /* On the stack: cJSON_Delete() must leave it alone (ASan would see it otherwise). */
+        char raw[] = "\"a\\nb\"";
+        _cleanup_json_ cJSON *o = cJSON_CreateObject(), *r = json_create_raw_reference(raw);
+        _cleanup_free_ char *text = NULL;
+
+        assert_non_null(o);
+        assert_non_null(r);
+        assert_true(cJSON_IsRaw(r));
+        assert_true(cJSON_AddItemToObject(o, "content", TAKE_PTR(r)));
+        assert_non_null(cJSON_AddStringToObject(o, "after", "x"));
+        text = cJSON_PrintUnformatted(o);
+        assert_string_equal(text, "{\"content\":\"a\\nb\",\"after\":\"x\"}");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -114,6 +176,8 @@ int main(void)
                 cmocka_unit_test(test_dispatch),
                 cmocka_unit_test(test_request),
                 cmocka_unit_test(test_errno_mapping),
+                cmocka_unit_test(test_create_integer),
+                cmocka_unit_test(test_raw_reference),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "line-reader.h"
@@ -99,12 +100,46 @@ static void test_memory_is_bounded(void **state)
         line_reader_done(&r);
 }
 
+static void test_big_buffer_is_given_back(void **state)
+{
+        LineReader r;
+        char *buf, *line, *big;
+        size_t len, want = 65536, n = 1 << 20;
+
+        line_reader_init(&r, 2 * n);
+        /* Reads of the same size reuse one buffer. */
+        for (int i = 0; i < 3; i++) {
+                assert_int_equal(line_reader_space(&r, want, &buf, &len), 0);
+                memcpy(buf, "ping\n", 5);
+                line_reader_commit(&r, 5);
+                expect_line(&r, "ping");
+                assert_int_equal(line_reader_next(&r, &line, &len), LINE_READER_NONE);
+        }
+        assert_int_equal(r.cap, 2 * want);
+
+        /* One big message grows it; the next read after it starts small again. */
+        big = malloc(n + 1);
+        assert_non_null(big);
+        memset(big, 'b', n - 1);
+        big[n - 1] = '\n';
+        big[n] = '\0';
+        feed(&r, big);
+        assert_true(r.cap > n);
+        assert_int_equal(line_reader_next(&r, &line, &len), LINE_READER_LINE);
+        assert_int_equal(len, n - 1);
+        assert_int_equal(line_reader_space(&r, want, &buf, &len), 0);
+        assert_int_equal(r.cap, 2 * want);
+        free(big);
+        line_reader_done(&r);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_lines),
                 cmocka_unit_test(test_oversize_is_skipped_once),
                 cmocka_unit_test(test_memory_is_bounded),
+                cmocka_unit_test(test_big_buffer_is_given_back),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

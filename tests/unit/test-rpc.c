@@ -56,6 +56,12 @@ static void big(BusCall *call, const cJSON *params, void *userdata)
         bus_call_reply(call, r);
 }
 
+/* Says where its answer goes. */
+static void where(BusCall *call, const cJSON *params, void *userdata)
+{
+        bus_call_reply(call, cJSON_CreateString(bus_call_is_remote(call) ? "client" : "worker"));
+}
+
 static int setup(void **state)
 {
         Fixture *f = calloc(1, sizeof(Fixture));
@@ -64,6 +70,7 @@ static int setup(void **state)
         assert_int_equal(bus_serve(f->bus, "t:echo", echo, f), 0);
         assert_int_equal(bus_serve(f->bus, "t:hold", hold, f), 0);
         assert_int_equal(bus_serve(f->bus, "t:big", big, f), 0);
+        assert_int_equal(bus_serve(f->bus, "t:where", where, f), 0);
         assert_int_equal(bus_serve(f->bus, "t:echo", echo, f), -EEXIST);
         assert_int_equal(bus_client_add(f->bus, &ops, f, &f->client), 0);
         assert_int_equal(rpc_session_new(f->bus, f->client, 4096, send_cb, f, &f->rpc), 0);
@@ -154,6 +161,25 @@ static void test_oversize_message(void **state)
         assert_non_null(strstr(f->out[0], "\"id\":null"));
 }
 
+static void on_where(const cJSON *result, const cJSON *error, void *userdata)
+{
+        assert_true(cJSON_IsString(result));
+        *(char **)userdata = strdup(result->valuestring);
+}
+
+static void test_call_knows_where_its_answer_goes(void **state)
+{
+        Fixture *f = *state;
+        char *got = NULL;
+
+        handle(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"t:where\"}");
+        assert_int_equal(f->n_out, 1);
+        assert_string_equal(f->out[0], "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"client\"}");
+        assert_int_equal(bus_call(f->bus, "t:where", NULL, on_where, &got), 0);
+        assert_string_equal(got, "worker");
+        free(got);
+}
+
 static void test_events_reach_clients(void **state)
 {
         Fixture *f = *state;
@@ -181,6 +207,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_too_large_response, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_oversize_message, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_events_reach_clients, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_call_knows_where_its_answer_goes, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
