@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <uv.h>
@@ -23,6 +24,13 @@ static int run(int argc, char **argv)
         r = worker_config_parse(argc, argv, &config);
         if (r != 0)
                 return r > 0 ? 0 : r;
+
+        /* A fixed threshold keeps every large buffer (a big message, a file's content) in its own
+         * mapping that goes back to the kernel when freed; glibc's default raises the threshold after
+         * the first such free, after which a worker that once read a 10 MiB file would hold on to that
+         * memory for the rest of its life. */
+        (void)mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+        (void)mallopt(M_TRIM_THRESHOLD, 256 * 1024);
 
         /* A peer that goes away mid-write must be an error return, not a fatal signal. */
         (void)signal(SIGPIPE, SIG_IGN);

@@ -13,6 +13,7 @@ def worker(tmp_path):
     w = helios.Worker(str(tmp_path)).start()
     yield w
     w.stop()
+    w.assert_clean()
 
 
 @pytest.fixture
@@ -30,6 +31,8 @@ def make_worker(tmp_path):
     yield make
     for w in made:
         w.stop()
+    for w in made:
+        w.assert_clean()
 
 
 @pytest.fixture

@@ -134,10 +134,18 @@ class Client:
         and every earlier notification of the same method."""
         deadline = time.monotonic() + timeout
         while True:
+            # Notifications of other methods stay queued for later waits.
+            kept = collections.deque()
+            found = None
             while self.notifications:
                 n = self.notifications.popleft()
-                if n["method"] == method and (pred is None or pred(n.get("params"))):
-                    return n.get("params")
+                if found is not None or n["method"] != method:
+                    kept.append(n)
+                elif pred is None or pred(n.get("params")):
+                    found = n
+            self.notifications = kept
+            if found is not None:
+                return found.get("params")
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"no {method} notification")
@@ -163,6 +171,23 @@ class Client:
         return out
 
 
+def is_listening(path):
+    """True once a Unix socket bound to path accepts connections. systemd-socket-activate binds
+    (the file appears) before it listens; a client in between is refused. /proc/net/unix tells
+    without connecting, which would start the worker."""
+    try:
+        with open("/proc/net/unix") as f:
+            next(f)
+            for line in f:
+                fields = line.split(None, 7)
+                # Num RefCount Protocol Flags Type St Inode Path; __SO_ACCEPTCON in Flags: listening.
+                if len(fields) == 8 and fields[7].rstrip("\n") == path and int(fields[3], 16) & 0x10000:
+                    return True
+    except OSError:
+        return os.path.exists(path)  # cannot tell: the file is the best sign there is
+    return False
+
+
 def read_status(pid):
     """Fields of /proc/PID/status as a dict of strings."""
     out = {}
@@ -171,6 +196,15 @@ def read_status(pid):
             k, _, v = line.partition(":")
             out[k] = v.strip()
     return out
+
+
+# What the worker inherits from the test environment, besides what each Worker sets.
+PASS_ENV = ("HOME", "XDG_STATE_HOME", "SHELL", "USER", "LOGNAME", "LANG", "LC_ALL",
+            "HELIOS_LOG_LEVEL", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
+
+# Lines a sanitizer writes when it finds something; any of them in a worker's log fails the test.
+SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
 
 
 class Worker:
@@ -197,12 +231,17 @@ class Worker:
         env.update({"HOME": self.home, "XDG_STATE_HOME": self.state, "SHELL": "/bin/bash",
                     "HELIOS_LOG_LEVEL": "debug"})
         env.update(self.env)
+        # systemd-socket-activate hands the worker only PATH and LISTEN_*: name everything else.
+        passed = []
+        for var in sorted(set(PASS_ENV) | set(self.env)):
+            if var in env:
+                passed += ["-E", var]
         self.proc = subprocess.Popen(
-            ["systemd-socket-activate", "-l", self.sock, WORKER, *self.args],
+            ["systemd-socket-activate", "-l", self.sock, *passed, WORKER, *self.args],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(self.log, "ab"), start_new_session=True)
         deadline = time.monotonic() + 10
-        while not os.path.exists(self.sock):
+        while not is_listening(self.sock):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"systemd-socket-activate exited: {self.read_log()}")
             if time.monotonic() > deadline:
@@ -230,6 +269,14 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def assert_clean(self):
+        """Fail if a sanitizer, or the worker itself, reported a leak or an error in its log."""
+        log = self.read_log()
+        for pattern in SANITIZER_REPORTS:
+            assert pattern not in log, f"sanitizer report in {self.log}:\n{log[-4000:]}"
+        # The worker names every libuv handle still open when its loop ends: a leak of its own.
+        assert "still open at exit" not in log, log[-4000:]
 
     def read_log(self):
         try:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from helios import Client, RpcError
+
 
 
 def test_worker_info(client, worker):

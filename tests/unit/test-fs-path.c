@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: MIT */
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "fs-path.h"
+#include "macro.h"
+
+typedef struct Tree {
+        char base[PATH_MAX];
+        char r[PATH_MAX], nested[PATH_MAX], r2[PATH_MAX];
+        FsRoots *roots;
+} Tree;
+
+static void make_file(const char *path, const char *content)
+{
+        FILE *f = fopen(path, "we");
+
+        assert_non_null(f);
+        assert_true(fputs(content, f) >= 0);
+        assert_int_equal(fclose(f), 0);
+}
+
+static void at(char *buf, const Tree *t, const char *rel)
+{
+        assert_true((size_t)snprintf(buf, PATH_MAX, "%s/%s", t->base, rel) < PATH_MAX);
+}
+
+static int tree_setup(void **state)
+{
+        Tree *t = calloc(1, sizeof(Tree));
+        char p[PATH_MAX], q[PATH_MAX];
+        char *roots[3];
+
+        assert_non_null(t);
+        strcpy(t->base, "/tmp/helios-test-fs-path-XXXXXX");
+        assert_non_null(mkdtemp(t->base));
+        at(t->r, t, "r");
+        at(t->nested, t, "r/nested");
+        at(t->r2, t, "r2");
+
+        assert_int_equal(mkdir(t->r, 0755), 0);
+        assert_int_equal(mkdir(t->nested, 0755), 0);
+        assert_int_equal(mkdir(t->r2, 0755), 0);
+        at(p, t, "r/sub");
+        assert_int_equal(mkdir(p, 0755), 0);
+        at(p, t, "outside");
+        assert_int_equal(mkdir(p, 0755), 0);
+
+        at(p, t, "r/a");
+        make_file(p, "A");
+        at(p, t, "r/sub/f");
+        make_file(p, "F");
+        at(p, t, "r2/g");
+        make_file(p, "G");
+        at(p, t, "outside/secret");
+        make_file(p, "SECRET");
+
+        static const struct {
+                const char *link, *target;
+        } links[] = {
+                {"r/sub/up", "../a"},
+                {"r/abs-out", "/etc"},
+                {"r/rel-out", "../outside"},
+                {"r/rel-out-file", "../outside/secret"},
+                {"r/deep-out", "sub/../../outside"},
+                {"r/loop1", "loop2"},
+                {"r/loop2", "loop1"},
+                {"r/to-r2", "../r2/g"},
+                {"r/dangling-in", "missing-dir/x"},
+                {"r/nested/esc", "../a"},
+                {"r/empty-parent", "sub/f/x"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(links); i++) {
+                at(p, t, links[i].link);
+                assert_int_equal(symlink(links[i].target, p), 0);
+        }
+        /* Absolute links into the tree: only the path user space sees them by. */
+        at(p, t, "r/abs-in");
+        at(q, t, "r/a");
+        assert_int_equal(symlink(q, p), 0);
+        at(p, t, "r/abs-out-file");
+        at(q, t, "outside/secret");
+        assert_int_equal(symlink(q, p), 0);
+
+        roots[0] = t->r;
+        roots[1] = t->nested;
+        roots[2] = t->r2;
+        assert_int_equal(fs_roots_new(roots, 3, &t->roots), 0);
+        *state = t;
+        return 0;
+}
+
+static int tree_teardown(void **state)
+{
+        Tree *t = *state;
+        char cmd[PATH_MAX + 16];
+
+        fs_roots_free(t->roots);
+        (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->base);
+        assert_int_equal(system(cmd), 0);
+        free(t);
+        return 0;
+}
+
+static void test_normalize(void **state)
+{
+        static const struct {
+                const char *base, *path, *expect;
+                int error;
+        } cases[] = {
+                {"/a/b", "c", "/a/b/c", 0},
+                {"/a/b", "./c//d/", "/a/b/c/d", 0},
+                {"/a/b", "../c", "/a/c", 0},
+                {"/a/b", "../../../", NULL, -EXDEV},
+                {"/a/b", "/x/./y/../z", "/x/z", 0},
+                {"/a/b", "/x/../../y", NULL, -EXDEV},
+                {"/a/b", "/..", NULL, -EXDEV},
+                {"/a", "/", "/", 0},
+                {"/a", "//", "/", 0},
+                {"/a", ".", "/a", 0},
+                {"/a", "..", "/", 0},
+                {"/a", "", NULL, -EINVAL},
+                {NULL, "relative", NULL, -EINVAL},
+                {NULL, "/abs//x/", "/abs/x", 0},
+                {"/a", "b\nc", "/a/b\nc", 0},
+                {"/a", "...", "/a/...", 0},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *out = NULL;
+                int r = fs_path_normalize(cases[i].base, cases[i].path, &out);
+
+                assert_int_equal(r, cases[i].error);
+                if (r == 0)
+                        assert_string_equal(out, cases[i].expect);
+                else
+                        assert_null(out);
+        }
+}
+
+static void test_normalize_limits(void **state)
+{
+        char name[NAME_MAX + 3], *longpath;
+        _cleanup_free_ char *out = NULL;
+
+        memset(name, 'n', sizeof(name));
+        name[0] = '/';
+        name[NAME_MAX + 1] = '\0'; /* "/" + NAME_MAX characters */
+        assert_int_equal(fs_path_normalize(NULL, name, &out), 0);
+        free(out);
+        out = NULL;
+        name[NAME_MAX + 1] = 'n';
+        name[NAME_MAX + 2] = '\0'; /* one more */
+        assert_int_equal(fs_path_normalize(NULL, name, &out), -ENAMETOOLONG);
+
+        longpath = malloc(PATH_MAX + 2);
+        assert_non_null(longpath);
+        for (size_t i = 0; i < PATH_MAX; i += 2)
+                memcpy(longpath + i, "/x", 2);
+        longpath[PATH_MAX] = '\0';
+        assert_int_equal(fs_path_normalize(NULL, longpath, &out), -ENAMETOOLONG);
+        /* A relative path that only grows too long once joined to the base. */
+        longpath[PATH_MAX - 10] = '\0';
+        assert_int_equal(fs_path_normalize("/base/directory/name", longpath + 1, &out), -ENAMETOOLONG);
+        free(longpath);
+}
+
+static void test_roots_find(void **state)
+{
+        Tree *t = *state;
+        char p[PATH_MAX];
+        const char *rel;
+        size_t i;
+
+        at(p, t, "r/sub/f");
+        assert_int_equal(fs_roots_find(t->roots, p, &i, &rel), 0);
+        assert_int_equal(i, 0);
+        assert_string_equal(rel, "sub/f");
+
+        /* The longest root wins. */
+        at(p, t, "r/nested/x");
+        assert_int_equal(fs_roots_find(t->roots, p, &i, &rel), 0);
+        assert_int_equal(i, 1);
+        assert_string_equal(rel, "x");
+
+        assert_int_equal(fs_roots_find(t->roots, t->r2, &i, &rel), 0);
+        assert_int_equal(i, 2);
+        assert_string_equal(rel, "");
+
+        /* A string prefix is not a path prefix. */
+        at(p, t, "r22/g");
+        assert_int_equal(fs_roots_find(t->roots, p, &i, &rel), -EXDEV);
+        assert_int_equal(fs_roots_find(t->roots, t->base, &i, &rel), -EXDEV);
+        assert_int_equal(fs_roots_find(t->roots, "/", &i, &rel), -EXDEV);
+}
+
+static void test_is_below_or_same(void **state)
+{
+        assert_true(fs_path_is_below_or_same("/a/b", "/a"));
+        assert_true(fs_path_is_below_or_same("/a", "/a"));
+        assert_true(fs_path_is_below_or_same("/a", "/"));
+        assert_false(fs_path_is_below_or_same("/ab", "/a"));
+        assert_false(fs_path_is_below_or_same("/a", "/a/b"));
+}
+
+/* Chase rel (below base) and compare the result's physical path with expect (below base), or the error. */
+static void check_chase(const Tree *t, const char *rel, FsChaseFlags flags, const char *expect, int error)
+{
+        _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
+        char p[PATH_MAX], e[PATH_MAX];
+        int r;
+
+        at(p, t, rel);
+        r = fs_chase(t->roots, p, flags, &loc);
+        if (r != error)
+                fail_msg("chase %s: got %d (%s), expected %d", rel, r, strerror(-r), error);
+        if (r < 0) {
+                assert_int_equal(loc.dir_fd, -1);
+                return;
+        }
+        at(e, t, expect);
+        assert_string_equal(loc.path, e);
+        assert_true(loc.dir_fd >= 0);
+}
+
+static void test_chase_plain(void **state)
+{
+        Tree *t = *state;
+        _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
+        struct stat st;
+
+        check_chase(t, "r/sub/f", 0, "r/sub/f", 0);
+        check_chase(t, "r/sub/new-file", 0, "r/sub/new-file", 0); /* the object need not exist */
+        check_chase(t, "r/missing/x", 0, NULL, -ENOENT);          /* its parent must */
+        check_chase(t, "r/a/x", 0, NULL, -ENOTDIR);
+        check_chase(t, "r2/g", 0, "r2/g", 0);
+        check_chase(t, "outside/secret", 0, NULL, -EXDEV);
+        check_chase(t, "r22", 0, NULL, -EXDEV);
+
+        /* A root itself: its own fd, named ".". */
+        assert_int_equal(fs_chase(t->roots, t->r, 0, &loc), 0);
+        assert_true(loc.is_root);
+        assert_string_equal(loc.name, ".");
+        assert_string_equal(loc.path, t->r);
+        assert_int_equal(fs_location_stat(&loc, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+}
+
+static void test_chase_symlinks_inside(void **state)
+{
+        Tree *t = *state;
+
+        check_chase(t, "r/sub/up", 0, "r/a", 0);
+        check_chase(t, "r/abs-in", 0, "r/a", 0); /* absolute, but inside */
+        check_chase(t, "r/to-r2", 0, "r2/g", 0); /* into another root */
+        check_chase(t, "r/nested/esc", 0, "r/a", 0); /* out of one root, into the enclosing one */
+        check_chase(t, "r/dangling-in", 0, NULL, -ENOENT);
+        check_chase(t, "r/empty-parent", 0, NULL, -ENOTDIR);
+        check_chase(t, "r/loop1", 0, NULL, -ELOOP);
+        /* Not following the final link gives the link itself. */
+        check_chase(t, "r/sub/up", FS_CHASE_NOFOLLOW, "r/sub/up", 0);
+        check_chase(t, "r/loop1", FS_CHASE_NOFOLLOW, "r/loop1", 0);
+}
+
+static void test_chase_symlinks_outside(void **state)
+{
+        Tree *t = *state;
+
+        check_chase(t, "r/abs-out", 0, NULL, -EXDEV);
+        check_chase(t, "r/abs-out/hostname", 0, NULL, -EXDEV);
+        check_chase(t, "r/abs-out-file", 0, NULL, -EXDEV);
+        check_chase(t, "r/rel-out", 0, NULL, -EXDEV);
+        check_chase(t, "r/rel-out/secret", 0, NULL, -EXDEV);
+        check_chase(t, "r/rel-out-file", 0, NULL, -EXDEV);
+        check_chase(t, "r/deep-out/secret", 0, NULL, -EXDEV);
+        /* Even as a parent of something to be created, and even when told not to follow the last. */
+        check_chase(t, "r/rel-out/new", FS_CHASE_NOFOLLOW, NULL, -EXDEV);
+        check_chase(t, "r/rel-out/new", FS_CHASE_MKDIR, NULL, -EXDEV);
+        /* The link itself is inside, and may be looked at, renamed or deleted. */
+        check_chase(t, "r/abs-out", FS_CHASE_NOFOLLOW, "r/abs-out", 0);
+}
+
+static void test_chase_mkdir(void **state)
+{
+        Tree *t = *state;
+        _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL, again = FS_LOCATION_NULL;
+        char p[PATH_MAX], e[PATH_MAX];
+        struct stat st;
+
+        at(p, t, "r/sub/m1/m2/m3");
+        assert_int_equal(fs_chase(t->roots, p, FS_CHASE_MKDIR, &loc), 0);
+        assert_int_equal(loc.n_created, 3);
+        assert_string_equal(loc.path, p);
+        assert_int_equal(stat(p, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+
+        assert_int_equal(fs_chase(t->roots, p, FS_CHASE_MKDIR, &again), 0);
+        assert_int_equal(again.n_created, 0);
+
+        /* Through a dangling link inside the workspace: its destination is made. */
+        fs_location_done(&loc);
+        at(p, t, "r/dangling-in");
+        assert_int_equal(fs_chase(t->roots, p, FS_CHASE_MKDIR, &loc), 0);
+        at(e, t, "r/missing-dir/x");
+        assert_string_equal(loc.path, e);
+        assert_int_equal(loc.n_created, 2);
+}
+
+static void test_location_open_refuses_swapped_symlink(void **state)
+{
+        Tree *t = *state;
+        _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
+        char p[PATH_MAX], out[PATH_MAX];
+        int fd;
+
+        at(p, t, "r/swap");
+        make_file(p, "mine");
+        assert_int_equal(fs_chase(t->roots, p, 0, &loc), 0);
+
+        /* Between the chase and the open, someone puts a link to the outside in its place. */
+        assert_int_equal(unlink(p), 0);
+        at(out, t, "outside/secret");
+        assert_int_equal(symlink(out, p), 0);
+        fd = fs_location_open(&loc, O_RDONLY, 0);
+        assert_int_equal(fd, -ELOOP);
+        fd = fs_location_open(&loc, O_WRONLY | O_TRUNC, 0);
+        assert_int_equal(fd, -ELOOP);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_normalize),
+                cmocka_unit_test(test_normalize_limits),
+                cmocka_unit_test(test_is_below_or_same),
+                cmocka_unit_test_setup_teardown(test_roots_find, tree_setup, tree_teardown),
+                cmocka_unit_test_setup_teardown(test_chase_plain, tree_setup, tree_teardown),
+                cmocka_unit_test_setup_teardown(test_chase_symlinks_inside, tree_setup, tree_teardown),
+                cmocka_unit_test_setup_teardown(test_chase_symlinks_outside, tree_setup, tree_teardown),
+                cmocka_unit_test_setup_teardown(test_chase_mkdir, tree_setup, tree_teardown),
+                cmocka_unit_test_setup_teardown(test_location_open_refuses_swapped_symlink, tree_setup,
+                                                tree_teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
