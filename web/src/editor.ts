@@ -117,6 +117,8 @@ export class EditorArea {
   private readonly closing = new Set<string>();
   private rpc: Rpc | null = null;
   private merge: { view: MergeView; overlay: HTMLElement; path: string } | null = null;
+  private readonly viewHost: HTMLElement;
+  private readonly host: HTMLElement;
 
   constructor(
     private readonly tabBar: HTMLElement,
@@ -126,8 +128,12 @@ export class EditorArea {
     events: EditorEvents,
   ) {
     this.events = events;
-    this.view = new EditorView({ parent: host, state: EditorState.create({ doc: "" }) });
-    this.view.dom.hidden = true;
+    // CodeMirror's own style keeps its element displayed and positioned: show and hide a wrapper.
+    this.viewHost = h("div", { class: "editor-view" });
+    this.viewHost.hidden = true;
+    host.append(this.viewHost);
+    this.host = host;
+    this.view = new EditorView({ parent: this.viewHost, state: EditorState.create({ doc: "" }) });
   }
 
   createState(tab: Tab, content: string): EditorState {
@@ -280,7 +286,7 @@ export class EditorArea {
       this.events.onActiveChange(path);
     }
     const binary = tab.encoding === "base64";
-    this.view.dom.hidden = binary;
+    this.viewHost.hidden = binary;
     this.placeholder.hidden = !binary;
     this.placeholder.textContent = binary
       ? `${basename(path)} is a binary file (${tab.binarySize} bytes) and is not shown.`
@@ -312,7 +318,7 @@ export class EditorArea {
       if (next) this.activate(next);
       else {
         this.view.setState(EditorState.create({ doc: "" }));
-        this.view.dom.hidden = true;
+        this.viewHost.hidden = true;
         this.placeholder.hidden = false;
         this.placeholder.textContent = "Open a file from the explorer.";
         sessionStorage.removeItem("helios.activeFile");
@@ -474,7 +480,7 @@ export class EditorArea {
     overlay.addEventListener("keydown", (e) => {
       if (e.key === "Escape") void done()();
     });
-    this.view.dom.parentElement!.append(overlay);
+    this.host.append(overlay);
     this.merge = { view, overlay, path };
     (actions.querySelector("button.primary") as HTMLElement).focus();
   }

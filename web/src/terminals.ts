@@ -36,7 +36,7 @@ class TerminalView {
     readonly id: string,
     private readonly panel: TerminalPanel,
   ) {
-    this.element = h("div", { class: "terminal", "data-terminal-id": id });
+    this.element = h("div", { class: "terminal-view", "data-terminal-id": id });
     this.element.hidden = true;
     this.term = new Terminal({
       cursorBlink: true,
