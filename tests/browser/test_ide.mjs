@@ -197,6 +197,10 @@ test("a file changed on disk under unsaved edits offers reload, keep mine and co
     await banner.waitFor({ state: "hidden" });
     await until(async () => !(await page.locator(`.tab[data-path="${path}"]`).evaluate((el) => el.classList.contains("dirty"))),
       { what: "clean after reload" });
+
+    // A file made from outside shows up in the explorer by itself.
+    writeHome(g, "made-outside.txt", "x");
+    await page.locator(`.tree-row[data-path="${g.home}/made-outside.txt"]`).waitFor();
   });
 });
 
@@ -237,6 +241,13 @@ test("a terminal runs a command; a reload finds the same terminal, scrollback an
     // The terminal still works after the reload.
     await runInTerminal(page, "echo $((6*7+1))");
     await until(async () => /^43\s*$/m.test(await terminalScreen(page)), { what: "43 after the reload" });
+
+    // The shell ending is shown, and the tab stays until closed.
+    await runInTerminal(page, "exit 3");
+    await until(async () => /exited with code 3/.test(await terminalScreen(page)), { what: "the exit to be shown" });
+    await page.locator(`.tab.exited[data-terminal-id="${terminalId}"]`).waitFor();
+    await page.locator(`.tab[data-terminal-id="${terminalId}"] .tab-close`).click();
+    await page.locator(`.terminal-view[data-terminal-id="${terminalId}"]`).waitFor({ state: "detached" });
   });
 });
 
@@ -276,6 +287,11 @@ test("two pages of one user mirror each other's edits, also typed at the same ti
     await until(() => readHome(g, "shared.txt") === expected, { what: "the saved file to match both pages" });
     await until(async () => !(await b.locator(`.tab[data-path="${path}"]`).evaluate((el) => el.classList.contains("dirty"))),
       { what: "B to see the save" });
+
+    // Closing the buffer on one page closes its tab on the other.
+    await a.locator(`.tab[data-path="${path}"] .tab-close`).click();
+    await b.locator(`.tab[data-path="${path}"]`).waitFor({ state: "detached" });
+    await a.locator(`.tab[data-path="${path}"]`).waitFor({ state: "detached" });
   });
 });
 
@@ -288,7 +304,8 @@ test("a killed worker: the page says so, reconnects and keeps the unsaved edit",
     const path = await openFromTree(page, g, "journal.txt");
     await typeAtEnd(page, " plus edit");
     await page.locator(`.tab.dirty[data-path="${path}"]`).waitFor();
-    await sleep(300); // let the edit be confirmed (and journalled) before the crash
+    // The worker has confirmed (and so journalled) the edit before it is killed.
+    await page.locator(`.tab[data-path="${path}"][data-synced="true"]`).waitFor();
 
     const pids = g.workerPids();
     assert.equal(pids.length >= 1, true, "a worker runs");

@@ -262,7 +262,9 @@ export class EditorArea {
         }
         tab.load(opened);
         const remembered = sessionStorage.getItem("helios.activeFile");
-        if (activate || !this.activeTab || remembered === opened.path) this.activate(opened.path);
+        // Only the user's own action takes the focus; a tab mirrored from another page does not.
+        if (activate) this.activate(opened.path);
+        else if (!this.activeTab || remembered === opened.path) this.activate(opened.path, false);
       } catch (error) {
         this.events.notify(`Cannot open ${path}: ${messageOf(error)}`, "error");
       } finally {
@@ -273,7 +275,7 @@ export class EditorArea {
     return job;
   }
 
-  activate(path: string): void {
+  activate(path: string, focus = true): void {
     const tab = this.tabs.get(path);
     if (!tab || !tab.loaded) return;
     if (this.activeTab !== tab) {
@@ -294,7 +296,7 @@ export class EditorArea {
     this.updateBanner();
     this.reportCursor();
     tab.element.scrollIntoView({ block: "nearest", inline: "nearest" });
-    if (!binary) this.view.focus();
+    if (!binary && focus) this.view.focus();
   }
 
   renderTab(tab: Tab): void {
@@ -302,6 +304,8 @@ export class EditorArea {
     tab.element.setAttribute("aria-selected", String(tab === this.activeTab));
     tab.element.classList.toggle("dirty", tab.dirty);
     tab.element.classList.toggle("disk-changed", tab.diskChanged);
+    // Whether the worker has confirmed everything typed here (tests and tools can wait on it).
+    tab.element.dataset.synced = String(!tab.sync.unconfirmed);
     const close = tab.element.querySelector(".tab-close") as HTMLElement;
     close.title = tab.dirty ? "Unsaved changes; close" : "Close";
   }
@@ -315,7 +319,7 @@ export class EditorArea {
     if (this.activeTab === tab) {
       this.activeTab = null;
       const next = [...this.tabs.keys()].pop();
-      if (next) this.activate(next);
+      if (next) this.activate(next, false);
       else {
         this.view.setState(EditorState.create({ doc: "" }));
         this.viewHost.hidden = true;

@@ -182,8 +182,8 @@ export class TerminalPanel {
       }),
     );
     const remembered = sessionStorage.getItem("helios.activeTerminal");
-    if (remembered && this.views.has(remembered)) this.activate(remembered);
-    else if (!this.active && this.views.size) this.activate([...this.views.keys()][0]);
+    if (remembered && this.views.has(remembered)) this.activate(remembered, false);
+    else if (!this.active && this.views.size) this.activate([...this.views.keys()][0], false);
     this.scheduleFit();
   }
 
@@ -256,7 +256,7 @@ export class TerminalPanel {
     }
   }
 
-  activate(id: string): void {
+  activate(id: string, focus = true): void {
     const v = this.views.get(id);
     if (!v) return;
     this.active = v;
@@ -267,7 +267,7 @@ export class TerminalPanel {
     }
     sessionStorage.setItem("helios.activeTerminal", id);
     this.scheduleFit();
-    if (this.visible) v.term.focus();
+    if (this.visible && focus) v.term.focus();
   }
 
   setTitle(id: string, title: string): void {
@@ -289,7 +289,7 @@ export class TerminalPanel {
     this.host.append(v.element);
     this.tabBar.append(v.tab);
     this.renderTab(v);
-    if (!this.active) this.activate(id);
+    if (!this.active) this.activate(id, false);
     return v;
   }
 
@@ -301,7 +301,7 @@ export class TerminalPanel {
     if (this.active === v) {
       this.active = null;
       const next = [...this.views.keys()].pop();
-      if (next) this.activate(next);
+      if (next) this.activate(next, false);
     }
     for (const other of this.views.values()) this.renderTab(other);
   }
