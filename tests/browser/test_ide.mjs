@@ -149,6 +149,20 @@ test("open from the tree, type, see the dirty marker, Ctrl+S writes the file", a
       { what: "the file on disk to hold the typed text" });
     await until(async () => !(await tab.evaluate((el) => el.classList.contains("dirty"))), { what: "the dirty marker to go" });
     assert.match(await page.locator("#message").innerText(), /Saved hello\.txt/);
+
+    // Closing a tab with unsaved changes asks; "Don't Save" drops them and leaves the file alone.
+    await typeAtEnd(page, " (never saved)");
+    await tab.and(page.locator(".dirty")).waitFor();
+    await tab.locator(".tab-close").click();
+    const dialog = page.locator('.dialog[role="alertdialog"]');
+    await dialog.waitFor();
+    assert.match(await dialog.innerText(), /Save changes to hello\.txt\?/);
+    await dialog.locator('[data-value="discard"]').click();
+    await tab.waitFor({ state: "detached" });
+    assert.equal(readHome(g, "src/hello.txt"), "first line\nsecond line, with ünïcødé and 😀 emoji");
+    await page.locator(`.tree-row[data-path="${path}"]`).click();
+    await page.locator(`.tab.active[data-path="${path}"]`).waitFor();
+    assert.equal(await editorText(page), "first line\nsecond line, with ünïcødé and 😀 emoji");
   });
 });
 
