@@ -92,6 +92,10 @@ export class Gateway {
       });
       this.proc.stderr.on("data", check);
       this.proc.on("exit", (code) => reject(new Error(`helios-gateway exited (${code}): ${this.log}`)));
+    }).catch(async (error) => {
+      // Nothing of a gateway that did not come up is left running.
+      await this.stop({ keepLog: true });
+      throw error;
     });
     this.url = line.slice(line.indexOf("http"));
     this.origin = new URL(this.url).origin;
