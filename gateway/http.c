@@ -20,6 +20,8 @@
 #include "utf8.h"
 
 /* Bytes of a static file written per writeable callback. */
+/* The largest HTTP/2 frame every peer accepts (RFC 9113 §4.2). */
+#define H2_MAX_FRAME 16384
 #define FILE_CHUNK (32u * 1024u)
 /* Longest Host, Origin or X-Forwarded-* value considered. */
 #define SHORT_HEADER_MAX 512
@@ -428,6 +430,11 @@ static int on_writeable(HttpRequest *r, ConnData *cd)
         /* HTTP/2 flow control: never more than the peer's window. */
         if (allowance >= 0 && (lws_fileofs_t)chunk > allowance)
                 chunk = (size_t)allowance;
+        /* libwebsockets 4.1 sends each write as one DATA frame, and a peer takes frames of at most
+         * 16 KiB unless it raised SETTINGS_MAX_FRAME_SIZE: a bigger one ends the whole connection
+         * (GOAWAY FRAME_SIZE_ERROR). A stream's wsi is not its network connection's. */
+        if (lws_get_network_wsi(wsi) != wsi)
+                chunk = MIN(chunk, (size_t)H2_MAX_FRAME);
         if (chunk == 0) {
                 lws_callback_on_writable(wsi);
                 return 0;

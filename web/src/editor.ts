@@ -1,0 +1,524 @@
+// The editor area: one tab per buffer the worker has open, CodeMirror for the text, the dirty
+// marker, saving, and the choice offered when a file changes on disk under unsaved edits.
+
+import { Annotation, ChangeSet, EditorState, Transaction, type Extension } from "@codemirror/state";
+import {
+  EditorView, crosshairCursor, drawSelection, dropCursor, highlightActiveLine, highlightActiveLineGutter,
+  highlightSpecialChars, keymap, lineNumbers, rectangularSelection,
+} from "@codemirror/view";
+import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
+import {
+  bracketMatching, defaultHighlightStyle, foldGutter, foldKeymap, indentOnInput, syntaxHighlighting,
+} from "@codemirror/language";
+import { highlightSelectionMatches, searchKeymap } from "@codemirror/search";
+import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } from "@codemirror/autocomplete";
+import { MergeView } from "@codemirror/merge";
+
+import { DocSync, LINE_SEPARATOR, textOf } from "./sync";
+import { ErrorCode, type OpenFileState, type OpenedFile } from "./protocol";
+import { RpcClosedError, RpcError } from "./rpc";
+import type { Rpc } from "./connection";
+import { ask, basename, h } from "./dom";
+import { languageFor } from "./languages";
+import { darkTheme } from "./theme";
+
+const remoteEdit = Annotation.define<boolean>();
+
+/** Every special character CodeMirror marks, except CR: a CRLF file shows as text, not as dots. */
+const SPECIAL_CHARS =
+  /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u00ad\u061c\u200b\u200e\u200f\u2028\u2029\u202d\u202e\u2066\u2067\u2069\ufeff\ufff9-\ufffc]/g;
+
+export interface EditorEvents {
+  /** The active file or the cursor moved (status line). */
+  onCursor: (info: { path: string | null; line: number; col: number; language: string; encoding: string }) => void;
+  onActiveChange: (path: string | null) => void;
+  notify: (message: string, kind?: "info" | "error") => void;
+}
+
+class Tab {
+  state: EditorState | null = null; // when not shown; the view holds it while active
+  serverDirty = false;
+  diskChanged = false;
+  encoding: "utf-8" | "base64" = "utf-8";
+  binarySize = 0;
+  loaded = false;
+  readonly sync: DocSync;
+  readonly element: HTMLElement;
+
+  constructor(
+    readonly path: string,
+    private readonly area: EditorArea,
+  ) {
+    this.sync = new DocSync(path, 0, {
+      text: () => this.text(),
+      applyRemote: (changes) => this.applyRemote(changes),
+      problem: (message) => area.events.notify(`${basename(path)}: ${message}`, "error"),
+      changed: () => area.renderTab(this),
+    });
+    const label = h("span", { class: "tab-label", text: basename(path) });
+    const close = h("button", { class: "tab-close", title: "Close", "aria-label": `Close ${basename(path)}` });
+    this.element = h("div", { class: "tab", role: "tab", title: path, "data-path": path }, label, close);
+    this.element.addEventListener("mousedown", (e) => {
+      if (e.button === 1) {
+        e.preventDefault();
+        void area.close(path);
+      }
+    });
+    this.element.addEventListener("click", (e) => {
+      if ((e.target as HTMLElement).closest(".tab-close")) void area.close(path);
+      else area.activate(path);
+    });
+  }
+
+  get dirty(): boolean {
+    return this.serverDirty || this.sync.unconfirmed;
+  }
+
+  text(): string {
+    const state = this.area.activeTab === this ? this.area.view.state : this.state;
+    return state ? state.doc.sliceString(0, state.doc.length, LINE_SEPARATOR) : "";
+  }
+
+  applyRemote(changes: ChangeSet): void {
+    const spec = { changes, annotations: [remoteEdit.of(true), Transaction.addToHistory.of(false)] };
+    if (this.area.activeTab === this) this.area.view.dispatch(spec);
+    else if (this.state) this.state = this.state.update(spec).state;
+  }
+
+  /** Take the worker's buffer as it is (first open, or a reconnect). */
+  load(opened: OpenedFile): void {
+    this.encoding = opened.encoding;
+    this.serverDirty = opened.dirty;
+    this.diskChanged = !!opened.diskChanged;
+    if (opened.encoding === "base64") {
+      this.binarySize = Math.floor((opened.content.length * 3) / 4);
+      this.sync.version = opened.version;
+      this.state = this.area.createState(this, "");
+    } else if (!this.loaded) {
+      this.sync.version = opened.version;
+      const state = this.area.createState(this, opened.content);
+      if (this.area.activeTab === this) this.area.view.setState(state);
+      else this.state = state;
+    } else {
+      // Keep the editor (cursor, history) and bring the text in line, user's typing included.
+      this.sync.adopt(opened.version, opened.content);
+    }
+    this.loaded = true;
+    this.area.renderTab(this);
+  }
+}
+
+export class EditorArea {
+  readonly view: EditorView;
+  readonly events: EditorEvents;
+  activeTab: Tab | null = null;
+  private readonly tabs = new Map<string, Tab>();
+  private readonly opening = new Map<string, Promise<void>>();
+  private readonly closing = new Set<string>();
+  private rpc: Rpc | null = null;
+  private merge: { view: MergeView; overlay: HTMLElement; path: string } | null = null;
+  private readonly viewHost: HTMLElement;
+  private readonly host: HTMLElement;
+
+  constructor(
+    private readonly tabBar: HTMLElement,
+    private readonly banner: HTMLElement,
+    host: HTMLElement,
+    private readonly placeholder: HTMLElement,
+    events: EditorEvents,
+  ) {
+    this.events = events;
+    // CodeMirror's own style keeps its element displayed and positioned: show and hide a wrapper.
+    this.viewHost = h("div", { class: "editor-view" });
+    this.viewHost.hidden = true;
+    host.append(this.viewHost);
+    this.host = host;
+    this.view = new EditorView({ parent: this.viewHost, state: EditorState.create({ doc: "" }) });
+  }
+
+  createState(tab: Tab, content: string): EditorState {
+    const language = languageFor(tab.path);
+    const extensions: Extension[] = [
+      EditorState.lineSeparator.of(LINE_SEPARATOR),
+      lineNumbers(), highlightActiveLineGutter(), highlightSpecialChars({ specialChars: SPECIAL_CHARS }),
+      history(), foldGutter(), drawSelection(), dropCursor(), EditorState.allowMultipleSelections.of(true),
+      indentOnInput(), darkTheme, syntaxHighlighting(defaultHighlightStyle, { fallback: true }), bracketMatching(),
+      closeBrackets(), autocompletion(), rectangularSelection(), crosshairCursor(), highlightActiveLine(),
+      highlightSelectionMatches(),
+      keymap.of([
+        { key: "Mod-s", run: () => (void this.save(tab.path), true), preventDefault: true },
+        ...closeBracketsKeymap, ...defaultKeymap, ...searchKeymap, ...historyKeymap, ...foldKeymap,
+        ...completionKeymap, indentWithTab,
+      ]),
+      EditorView.updateListener.of((update) => {
+        for (const tr of update.transactions)
+          if (tr.docChanged && !tr.annotation(remoteEdit)) tab.sync.local(tr.changes);
+        if (update.selectionSet || update.docChanged) this.reportCursor();
+      }),
+      EditorView.contentAttributes.of({ "aria-label": `Editor: ${basename(tab.path)}` }),
+    ];
+    if (tab.encoding === "base64") extensions.push(EditorState.readOnly.of(true), EditorView.editable.of(false));
+    if (language) extensions.push(language.extension());
+    return EditorState.create({ doc: textOf(content), extensions });
+  }
+
+  get paths(): string[] {
+    return [...this.tabs.keys()];
+  }
+
+  get activePath(): string | null {
+    return this.activeTab?.path ?? null;
+  }
+
+  hasUnconfirmed(path: string): boolean {
+    return this.tabs.get(path)?.sync.unconfirmed ?? false;
+  }
+
+  isDirty(path: string): boolean {
+    return this.tabs.get(path)?.dirty ?? false;
+  }
+
+  /** A new connection: every tab reloads from the worker, keeping the user's unconfirmed typing. */
+  async attach(rpc: Rpc, openFiles: OpenFileState[]): Promise<void> {
+    this.rpc = rpc;
+    for (const tab of this.tabs.values()) tab.sync.setRpc(rpc);
+    const wanted = new Set(openFiles.map((f) => f.path));
+    for (const path of [...this.tabs.keys()])
+      if (!wanted.has(path) && !this.tabs.get(path)!.sync.unconfirmed) this.drop(path);
+    await Promise.all(
+      openFiles.map(async (f) => {
+        const tab = this.tabs.get(f.path);
+        if (tab) {
+          try {
+            await tab.sync.resync();
+          } catch (error) {
+            if (error instanceof RpcClosedError) throw error;
+            this.events.notify(`Cannot reopen ${basename(f.path)}: ${messageOf(error)}`, "error");
+          }
+          tab.serverDirty = f.dirty;
+          tab.diskChanged = f.diskChanged;
+          this.renderTab(tab);
+        } else {
+          await this.load(f.path, false);
+        }
+      }),
+    );
+    // Tabs with unconfirmed typing whose buffer the worker no longer has (it was restarted without
+    // its journal, or another page closed it): open them again so the typing is not lost.
+    for (const tab of this.tabs.values())
+      if (!wanted.has(tab.path)) await tab.sync.resync().catch(() => undefined);
+    this.updateBanner();
+  }
+
+  detach(): void {
+    this.rpc = null;
+    for (const tab of this.tabs.values()) tab.sync.setRpc(null);
+  }
+
+  /** state:updated: mirror the worker's list of open buffers. */
+  mirror(openFiles: OpenFileState[]): void {
+    const wanted = new Set<string>();
+    for (const f of openFiles) {
+      wanted.add(f.path);
+      const tab = this.tabs.get(f.path);
+      if (!tab) {
+        if (!this.opening.has(f.path) && !this.closing.has(f.path)) void this.load(f.path, false);
+        continue;
+      }
+      tab.serverDirty = f.dirty;
+      tab.diskChanged = f.diskChanged;
+      this.renderTab(tab);
+    }
+    for (const path of [...this.tabs.keys()]) if (!wanted.has(path) && !this.opening.has(path)) this.drop(path);
+    this.updateBanner();
+  }
+
+  /** file:edited */
+  remoteEdit(path: string, version: number, changes: { from: number; to: number; insert: string }[]): void {
+    const tab = this.tabs.get(path);
+    if (tab?.loaded) tab.sync.remote(version, changes);
+  }
+
+  /** Open a file (from the tree) and show it. */
+  async open(path: string): Promise<void> {
+    if (!this.tabs.has(path)) await this.load(path, true);
+    if (this.tabs.has(path)) this.activate(path);
+  }
+
+  private load(path: string, activate: boolean): Promise<void> {
+    const running = this.opening.get(path);
+    if (running) return running;
+    const rpc = this.rpc;
+    if (!rpc) return Promise.resolve();
+    const job = (async () => {
+      try {
+        const opened = await rpc.call("file:open", { path });
+        let tab = this.tabs.get(opened.path);
+        if (!tab) {
+          tab = new Tab(opened.path, this);
+          tab.sync.setRpc(rpc);
+          this.tabs.set(opened.path, tab);
+          this.tabBar.append(tab.element);
+        }
+        tab.load(opened);
+        const remembered = sessionStorage.getItem("helios.activeFile");
+        // Only the user's own action takes the focus; a tab mirrored from another page does not.
+        if (activate) this.activate(opened.path);
+        else if (!this.activeTab || remembered === opened.path) this.activate(opened.path, false);
+      } catch (error) {
+        this.events.notify(`Cannot open ${path}: ${messageOf(error)}`, "error");
+      } finally {
+        this.opening.delete(path);
+      }
+    })();
+    this.opening.set(path, job);
+    return job;
+  }
+
+  activate(path: string, focus = true): void {
+    const tab = this.tabs.get(path);
+    if (!tab || !tab.loaded) return;
+    if (this.activeTab !== tab) {
+      if (this.activeTab) this.activeTab.state = this.view.state;
+      this.activeTab = tab;
+      this.view.setState(tab.state ?? this.createState(tab, ""));
+      tab.state = null;
+      sessionStorage.setItem("helios.activeFile", path);
+      for (const t of this.tabs.values()) this.renderTab(t);
+      this.events.onActiveChange(path);
+    }
+    const binary = tab.encoding === "base64";
+    this.viewHost.hidden = binary;
+    this.placeholder.hidden = !binary;
+    this.placeholder.textContent = binary
+      ? `${basename(path)} is a binary file (${tab.binarySize} bytes) and is not shown.`
+      : "";
+    this.updateBanner();
+    this.reportCursor();
+    tab.element.scrollIntoView({ block: "nearest", inline: "nearest" });
+    if (!binary && focus) this.view.focus();
+  }
+
+  renderTab(tab: Tab): void {
+    tab.element.classList.toggle("active", tab === this.activeTab);
+    tab.element.setAttribute("aria-selected", String(tab === this.activeTab));
+    tab.element.classList.toggle("dirty", tab.dirty);
+    tab.element.classList.toggle("disk-changed", tab.diskChanged);
+    // Whether the worker has confirmed everything typed here (tests and tools can wait on it).
+    tab.element.dataset.synced = String(!tab.sync.unconfirmed);
+    const close = tab.element.querySelector(".tab-close") as HTMLElement;
+    close.title = tab.dirty ? "Unsaved changes; close" : "Close";
+  }
+
+  private drop(path: string): void {
+    const tab = this.tabs.get(path);
+    if (!tab) return;
+    this.tabs.delete(path);
+    tab.element.remove();
+    if (this.merge?.path === path) this.closeCompare();
+    if (this.activeTab === tab) {
+      this.activeTab = null;
+      const next = [...this.tabs.keys()].pop();
+      if (next) this.activate(next, false);
+      else {
+        this.view.setState(EditorState.create({ doc: "" }));
+        this.viewHost.hidden = true;
+        this.placeholder.hidden = false;
+        this.placeholder.textContent = "Open a file from the explorer.";
+        sessionStorage.removeItem("helios.activeFile");
+        this.events.onActiveChange(null);
+        this.reportCursor();
+      }
+    }
+    this.updateBanner();
+  }
+
+  async save(path: string | null = this.activePath, force = false): Promise<boolean> {
+    const tab = path ? this.tabs.get(path) : undefined;
+    const rpc = this.rpc;
+    if (!tab || !path) return false;
+    if (!rpc) {
+      this.events.notify("Not connected: the file will be saved once the connection is back.", "error");
+      return false;
+    }
+    try {
+      await tab.sync.flush();
+      await rpc.call("file:save", { path, force });
+      this.events.notify(`Saved ${basename(path)}`);
+      return true;
+    } catch (error) {
+      if (error instanceof RpcError && error.code === ErrorCode.Conflict) {
+        tab.diskChanged = true;
+        this.renderTab(tab);
+        this.updateBanner();
+        this.events.notify(`${basename(path)} changed on disk: choose which version to keep.`, "error");
+      } else {
+        this.events.notify(`Cannot save ${basename(path)}: ${messageOf(error)}`, "error");
+      }
+      return false;
+    }
+  }
+
+  /** Discard the buffer's edits and take the file from disk. */
+  async revert(path: string): Promise<void> {
+    const tab = this.tabs.get(path);
+    const rpc = this.rpc;
+    if (!tab || !rpc) return;
+    try {
+      await tab.sync.flush().catch(() => undefined);
+      tab.sync.discardUnsent();
+      const opened = await rpc.call("file:revert", { path });
+      if (opened.version >= tab.sync.version) tab.sync.adopt(opened.version, opened.content);
+      tab.serverDirty = false;
+      tab.diskChanged = false;
+      this.renderTab(tab);
+      this.updateBanner();
+    } catch (error) {
+      this.events.notify(`Cannot reload ${basename(path)}: ${messageOf(error)}`, "error");
+    }
+  }
+
+  async close(path: string): Promise<void> {
+    const tab = this.tabs.get(path);
+    const rpc = this.rpc;
+    if (!tab) return;
+    if (!rpc) {
+      this.events.notify("Not connected.", "error");
+      return;
+    }
+    let discard = false;
+    if (tab.dirty) {
+      const choice = await ask(`Save changes to ${basename(path)}?`, "Your changes will be lost if you don't save them.", [
+        { label: "Save", value: "save", primary: true },
+        { label: "Don't Save", value: "discard" },
+        { label: "Cancel", value: "cancel" },
+      ]);
+      if (choice === null || choice === "cancel") return;
+      if (choice === "save" && !(await this.save(path))) return;
+      discard = choice === "discard";
+      if (discard) tab.sync.discardUnsent();
+    }
+    this.closing.add(path);
+    try {
+      await tab.sync.flush().catch(() => undefined);
+      await rpc.call("file:close", { path, discard });
+      this.drop(path);
+    } catch (error) {
+      this.events.notify(`Cannot close ${basename(path)}: ${messageOf(error)}`, "error");
+    } finally {
+      this.closing.delete(path);
+    }
+  }
+
+  /** The bar above the editor when the active file changed on disk under unsaved edits. */
+  private updateBanner(): void {
+    const tab = this.activeTab;
+    const show = !!tab && tab.diskChanged;
+    this.banner.hidden = !show;
+    if (!show || !tab) {
+      this.banner.replaceChildren();
+      return;
+    }
+    if (this.banner.dataset.path === tab.path && this.banner.childElementCount) return;
+    this.banner.dataset.path = tab.path;
+    const path = tab.path;
+    const button = (label: string, action: string, run: () => void, primary = false) => {
+      const b = h("button", { class: primary ? "primary" : "", text: label, "data-action": action });
+      b.addEventListener("click", run);
+      return b;
+    };
+    this.banner.replaceChildren(
+      h("span", { class: "banner-text", text: `${basename(path)} changed on disk, and you have unsaved changes.` }),
+      button("Reload from Disk", "reload", () => void this.revert(path)),
+      button("Keep Mine", "keep", () => void this.save(path, true), true),
+      button("Compare", "compare", () => void this.compare(path)),
+    );
+  }
+
+  /** Side by side: the file on disk (left) and the buffer (right, editable). */
+  async compare(path: string): Promise<void> {
+    const tab = this.tabs.get(path);
+    const rpc = this.rpc;
+    if (!tab || !rpc) return;
+    let disk: string;
+    try {
+      const r = await rpc.call("fs:read_file", { path, encoding: "utf-8" });
+      disk = r.content;
+    } catch (error) {
+      disk = error instanceof RpcError && error.code === ErrorCode.NotFound ? "" : `(cannot read: ${messageOf(error)})`;
+    }
+    this.closeCompare();
+    this.activate(path);
+    const host = h("div", { class: "merge-host" });
+    const actions = h("div", { class: "merge-actions" });
+    const overlay = h(
+      "div",
+      { class: "merge-overlay", role: "dialog", "aria-label": `Compare ${basename(path)}` },
+      h("div", { class: "merge-header" },
+        h("span", { text: `On disk: ${path}` }), h("span", { text: "Your version (unsaved)" })),
+      host,
+      actions,
+    );
+    const readOnly = [EditorState.readOnly.of(true), EditorView.editable.of(false), EditorState.lineSeparator.of(LINE_SEPARATOR)];
+    const view = new MergeView({
+      parent: host,
+      a: { doc: textOf(disk), extensions: [...readOnly, lineNumbers(), darkTheme] },
+      b: { doc: textOf(tab.text()), extensions: [...readOnly, lineNumbers(), darkTheme] },
+      highlightChanges: true,
+      gutter: true,
+    });
+    const done = (run?: () => Promise<unknown>) => async () => {
+      this.closeCompare();
+      if (run) await run();
+    };
+    const button = (label: string, action: string, run: () => void, primary = false) => {
+      const b = h("button", { class: primary ? "primary" : "", text: label, "data-action": action });
+      b.addEventListener("click", run);
+      return b;
+    };
+    actions.append(
+      button("Reload from Disk", "reload", done(() => this.revert(path))),
+      button("Keep Mine", "keep", done(() => this.save(path, true)), true),
+      button("Close", "close", done()),
+    );
+    overlay.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") void done()();
+    });
+    this.host.append(overlay);
+    this.merge = { view, overlay, path };
+    (actions.querySelector("button.primary") as HTMLElement).focus();
+  }
+
+  private closeCompare(): void {
+    if (!this.merge) return;
+    this.merge.view.destroy();
+    this.merge.overlay.remove();
+    this.merge = null;
+  }
+
+  private reportCursor(): void {
+    const tab = this.activeTab;
+    if (!tab) {
+      this.events.onCursor({ path: null, line: 0, col: 0, language: "", encoding: "" });
+      return;
+    }
+    const state = this.view.state;
+    const head = state.selection.main.head;
+    const line = state.doc.lineAt(head);
+    this.events.onCursor({
+      path: tab.path,
+      line: line.number,
+      col: head - line.from + 1,
+      language: languageFor(tab.path)?.name ?? "Plain Text",
+      encoding: tab.encoding === "base64" ? "Binary" : "UTF-8",
+    });
+  }
+}
+
+export function messageOf(error: unknown): string {
+  if (error instanceof RpcError) {
+    const data = error.data as { errno?: string } | undefined;
+    return data?.errno ? `${error.message} (${data.errno})` : error.message;
+  }
+  return error instanceof Error ? error.message : String(error);
+}

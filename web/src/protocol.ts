@@ -1,0 +1,116 @@
+// The worker's protocol as the page uses it (docs/protocol.md is the reference).
+
+export const ErrorCode = {
+  NotFound: -32001,
+  Denied: -32002,
+  Conflict: -32003,
+  TooLarge: -32004,
+  Exists: -32005,
+  WrongType: -32006,
+  NoTerminal: -32010,
+  Unsaved: -32020,
+} as const;
+
+export type Encoding = "utf-8" | "base64";
+
+export interface OpenFileState {
+  path: string;
+  version: number;
+  dirty: boolean;
+  diskChanged: boolean;
+}
+
+export interface TerminalInfo {
+  terminalId: string;
+  cols: number;
+  rows: number;
+  pid: number;
+  alive: boolean;
+  exitCode?: number | null;
+  signal?: number | string | null;
+  title?: string;
+}
+
+export interface WorkspaceState {
+  root: string | null;
+  openFiles: OpenFileState[];
+  terminals: TerminalInfo[];
+}
+
+export interface Change {
+  from: number;
+  to: number;
+  insert: string;
+}
+
+export interface OpenedFile {
+  path: string;
+  content: string;
+  encoding: Encoding;
+  version: number;
+  tag: string;
+  dirty: boolean;
+  diskChanged?: boolean;
+}
+
+export interface DirEntry {
+  name: string;
+  type: "file" | "dir" | "symlink" | "other";
+  size: number;
+  mtime: number;
+}
+
+export interface WorkerInfo {
+  name: string;
+  version: string;
+  pid: number;
+  uid: number;
+  home: string;
+  stateDir: string;
+  roots: string[];
+}
+
+type Empty = Record<string, never>;
+
+export interface Methods {
+  [method: string]: { params: unknown; result: unknown };
+  "worker:info": { params: Empty; result: WorkerInfo };
+  "workspace:state": { params: Empty; result: WorkspaceState };
+  "project:load": { params: { root: string }; result: WorkspaceState };
+  "file:open": { params: { path: string }; result: OpenedFile };
+  "file:edit": { params: { path: string; version: number; changes: Change[] }; result: { version: number } };
+  "file:save": { params: { path: string; force?: boolean }; result: { version: number; tag: string } };
+  "file:revert": { params: { path: string }; result: OpenedFile };
+  "file:close": { params: { path: string; discard?: boolean }; result: Empty };
+  "fs:read_file": {
+    params: { path: string; encoding?: Encoding };
+    result: { path: string; content: string; encoding: Encoding; size: number; mtime: number; tag: string };
+  };
+  "fs:list_directory": {
+    params: { path: string };
+    result: { path: string; entries: DirEntry[]; truncated?: boolean; skipped?: number };
+  };
+  "terminal:create": {
+    params: { cols: number; rows: number; cwd?: string; command?: string | string[] };
+    result: { terminalId: string };
+  };
+  "terminal:data_in": { params: { terminalId: string; data: string }; result: Empty };
+  "terminal:resize": { params: { terminalId: string; cols: number; rows: number }; result: Empty };
+  "terminal:close": { params: { terminalId: string }; result: Empty };
+  "terminal:list": { params: Empty; result: { terminals: TerminalInfo[] } };
+  "terminal:attach": { params: { terminalId: string }; result: TerminalInfo & { scrollback: string } };
+  "terminal:detach": { params: { terminalId: string }; result: Empty };
+  "terminal:pause": { params: { terminalId: string }; result: Empty };
+  "terminal:resume": { params: { terminalId: string }; result: Empty };
+}
+
+export interface Notifications {
+  [method: string]: unknown;
+  "state:updated": WorkspaceState;
+  "file:edited": { path: string; version: number; changes: Change[] };
+  "file:changed_on_disk": { path: string; kind: "created" | "modified" | "deleted" | "moved"; oldPath?: string };
+  "fs:watch_error": { path: string; errno: string; message: string; limit?: number };
+  "terminal:data_out": { terminalId: string; data: string };
+  "terminal:exit": { terminalId: string; exitCode: number | null; signal: number | string | null };
+  "gateway:worker_lost": Record<string, unknown>;
+}

@@ -1,0 +1,336 @@
+// The terminal panel: one xterm.js view per terminal the worker runs. Terminals belong to the
+// worker; the panel attaches to each (scrollback first, then live output) on every connection.
+//
+// Output is written with xterm.js's write callback counting what is not yet on screen; past a high
+// watermark the panel asks the worker to pause that terminal and resumes it once xterm.js has caught
+// up, so a command flooding output never freezes the page.
+
+import { Terminal } from "@xterm/xterm";
+import { FitAddon } from "@xterm/addon-fit";
+import type { Rpc } from "./connection";
+import type { TerminalInfo } from "./protocol";
+import { RpcClosedError } from "./rpc";
+import { adoptInlineStyles } from "./csp-styles";
+import { h } from "./dom";
+import { messageOf } from "./editor";
+
+/** Characters written to xterm.js but not yet processed: pause above HIGH, resume below LOW. */
+export const HIGH_WATER = 256 * 1024;
+export const LOW_WATER = 32 * 1024;
+
+class TerminalView {
+  readonly term: Terminal;
+  readonly fit = new FitAddon();
+  readonly element: HTMLElement;
+  readonly tab: HTMLElement;
+  unwritten = 0;
+  paused = false;
+  alive = true;
+  attached = false;
+  fittedOnce = false;
+  /** Bumped by every attach: write callbacks for a screen since rebuilt are ignored. */
+  private generation = 0;
+  private dropStyles: () => void;
+
+  constructor(
+    readonly id: string,
+    private readonly panel: TerminalPanel,
+  ) {
+    this.element = h("div", { class: "terminal-view", "data-terminal-id": id });
+    this.element.hidden = true;
+    this.term = new Terminal({
+      cursorBlink: true,
+      fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Liberation Mono", monospace',
+      fontSize: 13,
+      scrollback: 10_000,
+      allowProposedApi: false,
+      theme: { background: "#1e1e1e", foreground: "#d4d4d4", cursor: "#aeafad", selectionBackground: "#264f78" },
+    });
+    this.term.loadAddon(this.fit);
+    this.dropStyles = adoptInlineStyles(this.element);
+    this.term.open(this.element);
+    this.term.onData((data) => this.input(data));
+    this.term.onBinary((data) => this.input(data));
+    this.term.onTitleChange((title) => this.panel.setTitle(id, title));
+    const label = h("span", { class: "tab-label", text: "terminal" });
+    const close = h("button", { class: "tab-close", title: "Kill terminal", "aria-label": "Kill terminal" });
+    this.tab = h("div", { class: "tab", role: "tab", "data-terminal-id": id }, label, close);
+    this.tab.addEventListener("click", (e) => {
+      if ((e.target as HTMLElement).closest(".tab-close")) void panel.kill(id);
+      else panel.activate(id);
+    });
+  }
+
+  private input(data: string): void {
+    const rpc = this.panel.rpc;
+    if (!rpc || !this.alive) return;
+    rpc.call("terminal:data_in", { terminalId: this.id, data }).catch((error: unknown) => {
+      if (!(error instanceof RpcClosedError)) this.panel.notify(`Terminal input lost: ${messageOf(error)}`);
+    });
+  }
+
+  /** (Re)attach: the screen is rebuilt from the scrollback, then live output follows. */
+  async attach(rpc: Rpc): Promise<TerminalInfo> {
+    const generation = ++this.generation;
+    this.attached = false;
+    const r = await rpc.call("terminal:attach", { terminalId: this.id });
+    if (generation !== this.generation) return r;
+    this.term.reset();
+    this.fittedOnce = false;
+    // Replay at the size the output was made for; the panel then fits it to the screen.
+    if (r.cols !== this.term.cols || r.rows !== this.term.rows) this.term.resize(r.cols, r.rows);
+    this.unwritten = 0;
+    this.paused = false;
+    this.attached = true;
+    this.write(r.scrollback);
+    this.alive = r.alive;
+    if (!r.alive) this.exited(r.exitCode ?? null, r.signal ?? null);
+    return r;
+  }
+
+  /** A terminal this page created: attached already, nothing to replay. */
+  created(): void {
+    this.attached = true;
+  }
+
+  write(data: string): void {
+    if (!this.attached || !data) return;
+    const length = data.length;
+    const generation = this.generation;
+    this.unwritten += length;
+    this.term.write(data, () => {
+      if (generation !== this.generation) return;
+      this.unwritten -= length;
+      if (this.paused && this.unwritten <= LOW_WATER) this.setPaused(false);
+    });
+    if (!this.paused && this.unwritten > HIGH_WATER) this.setPaused(true);
+  }
+
+  private setPaused(paused: boolean): void {
+    const rpc = this.panel.rpc;
+    this.paused = paused;
+    if (!rpc) return;
+    rpc.call(paused ? "terminal:pause" : "terminal:resume", { terminalId: this.id }).catch(() => undefined);
+  }
+
+  exited(exitCode: number | null, signal: number | string | null): void {
+    if (this.tab.classList.contains("exited")) return;
+    this.alive = false;
+    this.tab.classList.add("exited");
+    const how = signal !== null && signal !== undefined ? `killed by signal ${signal}` : `exited with code ${exitCode ?? "?"}`;
+    this.term.write(`\r\n\x1b[2m[process ${how}; close the tab to remove it]\x1b[0m\r\n`);
+    this.panel.renderTab(this);
+  }
+
+  dispose(): void {
+    this.generation++;
+    this.term.dispose();
+    this.dropStyles();
+    this.element.remove();
+    this.tab.remove();
+  }
+}
+
+export class TerminalPanel {
+  rpc: Rpc | null = null;
+  private readonly views = new Map<string, TerminalView>();
+  private active: TerminalView | null = null;
+  private creating = 0;
+  private earlyOutput = new Map<string, string[]>();
+  private titles = new Map<string, string>();
+  private resizeTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    private readonly panel: HTMLElement,
+    private readonly tabBar: HTMLElement,
+    private readonly host: HTMLElement,
+    readonly notify: (message: string) => void,
+  ) {
+    new ResizeObserver(() => this.scheduleFit()).observe(host);
+  }
+
+  get visible(): boolean {
+    return !this.panel.hidden;
+  }
+
+  setVisible(visible: boolean): void {
+    this.panel.hidden = !visible;
+    sessionStorage.setItem("helios.panel", visible ? "1" : "0");
+    if (visible) {
+      this.scheduleFit();
+      if (!this.views.size && this.rpc) void this.create();
+      else this.active?.term.focus();
+    }
+  }
+
+  toggle(): void {
+    this.setVisible(!this.visible);
+  }
+
+  /** A new connection: re-attach every terminal the worker has, with its scrollback. */
+  async attach(rpc: Rpc, terminals: TerminalInfo[]): Promise<void> {
+    this.rpc = rpc;
+    this.mirror(terminals, false);
+    await Promise.all(
+      [...this.views.values()].map(async (v) => {
+        try {
+          await v.attach(rpc);
+        } catch (error) {
+          if (error instanceof RpcClosedError) throw error;
+          this.remove(v.id);
+        }
+      }),
+    );
+    const remembered = sessionStorage.getItem("helios.activeTerminal");
+    if (remembered && this.views.has(remembered)) this.activate(remembered, false);
+    else if (!this.active && this.views.size) this.activate([...this.views.keys()][0], false);
+    this.scheduleFit();
+  }
+
+  detach(): void {
+    this.rpc = null;
+    for (const v of this.views.values()) v.attached = false;
+  }
+
+  /** state:updated: terminals made or closed elsewhere appear and disappear here too. */
+  mirror(terminals: TerminalInfo[], attachNew = true): void {
+    if (this.creating > 0 && attachNew) return; // settled when the creation answers
+    const ids = new Set(terminals.map((t) => t.terminalId));
+    for (const t of terminals) {
+      if (t.title) this.titles.set(t.terminalId, t.title);
+      let v = this.views.get(t.terminalId);
+      if (!v) {
+        v = this.add(t.terminalId);
+        if (attachNew && this.rpc) void v.attach(this.rpc).catch(() => undefined);
+      }
+      if (!t.alive) v.exited(t.exitCode ?? null, t.signal ?? null);
+      this.renderTab(v);
+    }
+    for (const id of [...this.views.keys()]) if (!ids.has(id)) this.remove(id);
+  }
+
+  dataOut(terminalId: string, data: string): void {
+    const v = this.views.get(terminalId);
+    if (v) v.write(data);
+    else if (this.creating > 0) {
+      const early = this.earlyOutput.get(terminalId) ?? [];
+      early.push(data);
+      this.earlyOutput.set(terminalId, early);
+    }
+  }
+
+  exit(terminalId: string, exitCode: number | null, signal: number | string | null): void {
+    this.views.get(terminalId)?.exited(exitCode, signal);
+  }
+
+  async create(): Promise<void> {
+    const rpc = this.rpc;
+    if (!rpc) return;
+    if (this.panel.hidden) this.setVisible(true);
+    const dims = this.proposeDimensions();
+    this.creating++;
+    try {
+      const { terminalId } = await rpc.call("terminal:create", dims);
+      const v = this.views.get(terminalId) ?? this.add(terminalId);
+      v.created();
+      for (const chunk of this.earlyOutput.get(terminalId) ?? []) v.write(chunk);
+      this.earlyOutput.delete(terminalId);
+      this.activate(terminalId);
+    } catch (error) {
+      this.notify(`Cannot start a terminal: ${messageOf(error)}`);
+    } finally {
+      this.creating--;
+      if (!this.creating) this.earlyOutput.clear();
+    }
+  }
+
+  async kill(id: string): Promise<void> {
+    const v = this.views.get(id);
+    const rpc = this.rpc;
+    if (!v || !rpc) return;
+    try {
+      await rpc.call("terminal:close", { terminalId: id });
+      this.remove(id);
+    } catch (error) {
+      this.notify(`Cannot close the terminal: ${messageOf(error)}`);
+    }
+  }
+
+  activate(id: string, focus = true): void {
+    const v = this.views.get(id);
+    if (!v) return;
+    this.active = v;
+    for (const other of this.views.values()) {
+      other.element.hidden = other !== v;
+      other.tab.classList.toggle("active", other === v);
+      other.tab.setAttribute("aria-selected", String(other === v));
+    }
+    sessionStorage.setItem("helios.activeTerminal", id);
+    this.scheduleFit();
+    if (this.visible && focus) v.term.focus();
+  }
+
+  setTitle(id: string, title: string): void {
+    this.titles.set(id, title);
+    const v = this.views.get(id);
+    if (v) this.renderTab(v);
+  }
+
+  renderTab(v: TerminalView): void {
+    const n = [...this.views.keys()].indexOf(v.id) + 1;
+    const title = this.titles.get(v.id);
+    const label = v.tab.querySelector(".tab-label") as HTMLElement;
+    label.textContent = `${n}: ${title || "terminal"}${v.alive ? "" : " (exited)"}`;
+  }
+
+  private add(id: string): TerminalView {
+    const v = new TerminalView(id, this);
+    this.views.set(id, v);
+    this.host.append(v.element);
+    this.tabBar.append(v.tab);
+    this.renderTab(v);
+    if (!this.active) this.activate(id, false);
+    return v;
+  }
+
+  private remove(id: string): void {
+    const v = this.views.get(id);
+    if (!v) return;
+    this.views.delete(id);
+    v.dispose();
+    if (this.active === v) {
+      this.active = null;
+      const next = [...this.views.keys()].pop();
+      if (next) this.activate(next, false);
+    }
+    for (const other of this.views.values()) this.renderTab(other);
+  }
+
+  private proposeDimensions(): { cols: number; rows: number } {
+    const d = this.active?.fit.proposeDimensions();
+    if (d && d.cols > 1 && d.rows > 1) return { cols: d.cols, rows: d.rows };
+    // No terminal on screen yet: estimate from the panel with a 13px monospace cell.
+    const rect = this.host.getBoundingClientRect();
+    return {
+      cols: Math.max(20, Math.min(1000, Math.floor((rect.width - 16) / 7.8) || 80)),
+      rows: Math.max(5, Math.min(1000, Math.floor((rect.height - 8) / 17) || 24)),
+    };
+  }
+
+  private scheduleFit(): void {
+    clearTimeout(this.resizeTimer);
+    this.resizeTimer = setTimeout(() => this.fitActive(), 50);
+  }
+
+  private fitActive(): void {
+    const v = this.active;
+    if (!v || this.panel.hidden || v.element.hidden) return;
+    const d = v.fit.proposeDimensions();
+    if (!d || !(d.cols > 1 && d.rows > 1)) return;
+    if (d.cols === v.term.cols && d.rows === v.term.rows && v.fittedOnce) return;
+    v.fittedOnce = true;
+    v.fit.fit();
+    if (this.rpc && v.alive)
+      this.rpc.call("terminal:resize", { terminalId: v.id, cols: v.term.cols, rows: v.term.rows }).catch(() => undefined);
+  }
+}
