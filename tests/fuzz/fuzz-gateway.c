@@ -26,9 +26,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         if (size < 1)
                 return 0;
-        s = strndup((const char *)data + 1, size - 1);
+        /* The input is not a C string: copy it into one. */
+        s = malloc(size);
         if (!s)
                 return 0;
+        memcpy(s, data + 1, size - 1);
+        s[size - 1] = '\0';
 
         switch (data[0] % 6) {
         case 0: {
