@@ -150,12 +150,14 @@ static int enqueue_copy(Bridge *b, const char *p, size_t len)
 static void on_kick_idle(uv_idle_t *h)
 {
         Gateway *g = h->data;
-        Bridge *list = g->kicks;
+        Bridge *b;
 
+        /* The ones kicked so far are served now, those kicked meanwhile on the next turn of the loop.
+         * A WebSocket closed meanwhile takes itself off either list (kick_cancel()). */
+        g->kicks_running = g->kicks;
         g->kicks = NULL;
-        while (list) {
-                Bridge *b = list;
-                list = b->kick_next;
+        while ((b = g->kicks_running)) {
+                g->kicks_running = b->kick_next;
                 b->kick_next = NULL;
                 b->kick_pending = false;
                 if (!b->wsi || b->rx_paused)
@@ -189,11 +191,13 @@ static void kick_cancel(Bridge *b)
 
         if (!b->kick_pending)
                 return;
-        for (Bridge **p = &g->kicks; *p; p = &(*p)->kick_next)
-                if (*p == b) {
-                        *p = b->kick_next;
-                        break;
-                }
+        for (Bridge **list = &g->kicks; list; list = list == &g->kicks ? &g->kicks_running : NULL)
+                for (Bridge **p = list; *p; p = &(*p)->kick_next)
+                        if (*p == b) {
+                                *p = b->kick_next;
+                                goto done;
+                        }
+done:
         b->kick_next = NULL;
         b->kick_pending = false;
 }
@@ -270,7 +274,7 @@ static void on_worker_write(uv_write_t *req, int status)
                         log_debug("Write to the worker failed: %s", uv_strerror(status));
                 return;
         }
-        if (b->rx_paused && b->wsi && b->to_worker_queued <= b->high_water / 2)
+        if (b->rx_paused && b->wsi && !b->close_code && b->to_worker_queued <= b->high_water / 2)
                 rx_resume(b);
 }
 
@@ -522,7 +526,7 @@ static void on_connect(uv_connect_t *req, int status)
                 return;
         }
         b->reading = true;
-        if (b->rx_paused && b->wsi && b->to_worker_queued <= b->high_water / 2)
+        if (b->rx_paused && b->wsi && !b->close_code && b->to_worker_queued <= b->high_water / 2)
                 rx_resume(b);
 }
 

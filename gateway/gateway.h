@@ -51,6 +51,7 @@ typedef struct Gateway {
 
         Bridge *bridges; /* every open WebSocket */
         Bridge *kicks;   /* WebSockets with data libwebsockets holds but will not serve by itself */
+        Bridge *kicks_running; /* those being served right now */
         uv_idle_t kick_idle;
         unsigned n_bridges;
         char *read_buffer;
