@@ -186,7 +186,14 @@ export async function closeBrowser() {
 /** Run `body` with fresh browser contexts; if it throws, save a screenshot of every page it opened
  * (and the gateway's log) into the artifacts directory before failing. */
 export async function withBrowser(name, gateway, body) {
-  const b = await browser();
+  let b;
+  try {
+    b = await browser();
+  } catch (error) {
+    // No browser, no test: but the gateway the test started must not outlive it.
+    if (gateway) await gateway.stop({ keepLog: true });
+    throw error;
+  }
   const contexts = [];
   const consoleLog = [];
   const newPage = async (context) => {
