@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* NULL-terminated arrays of owned strings (argv, envp). */
 static inline void strv_free(char **v)
@@ -16,4 +18,30 @@ static inline void strv_free(char **v)
 static inline void strv_freep(char ***v)
 {
         strv_free(*v);
+}
+
+/* Counted arrays of owned strings (settings that repeat). */
+static inline void strv_free_n(char **v, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
+/* Append a copy of s[0..len) to the n-element array *v. */
+static inline int strv_push(char ***v, size_t *n, const char *s, size_t len)
+{
+        char *d = strndup(s, len);
+        char **p;
+
+        if (!d)
+                return -ENOMEM;
+        p = realloc(*v, (*n + 1) * sizeof(char *));
+        if (!p) {
+                free(d);
+                return -ENOMEM;
+        }
+        p[(*n)++] = d;
+        *v = p;
+        return 0;
 }

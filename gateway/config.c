@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include "strv.h"
 #include "config.h"
 
 #include <errno.h>
@@ -106,30 +107,6 @@ static const Setting settings[] = {
     S("log_level", SETTING_LOG_LEVEL, log_level, 0, 0, "LEVEL", "err, warning, notice, info or debug"),
 };
 
-static void strv_free(char **v, size_t n)
-{
-        for (size_t i = 0; i < n; i++)
-                free(v[i]);
-        free(v);
-}
-
-static int strv_push(char ***v, size_t *n, const char *s, size_t len)
-{
-        char *d = strndup(s, len);
-        char **p;
-
-        if (!d)
-                return -ENOMEM;
-        p = realloc(*v, (*n + 1) * sizeof(char *));
-        if (!p) {
-                free(d);
-                return -ENOMEM;
-        }
-        p[(*n)++] = d;
-        *v = p;
-        return 0;
-}
-
 GatewayConfig *gateway_config_free(GatewayConfig *c)
 {
         if (!c)
@@ -139,7 +116,7 @@ GatewayConfig *gateway_config_free(GatewayConfig *c)
                 if (settings[i].type == SETTING_STRING)
                         free(*(char **)field);
                 else if (settings[i].type == SETTING_LIST)
-                        strv_free(*(char ***)field, *(size_t *)((char *)c + settings[i].count_offset));
+                        strv_free_n(*(char ***)field, *(size_t *)((char *)c + settings[i].count_offset));
         }
         free(c->config_path);
         free(c);
@@ -418,7 +395,7 @@ int gateway_config_load(int argc, char **argv, GatewayConfig **ret)
                         /* The command line replaces a list from the file rather than adding to it. */
                         size_t *count = (size_t *)((char *)c + s->count_offset);
                         char ***field = (char ***)((char *)c + s->offset);
-                        strv_free(*field, *count);
+                        strv_free_n(*field, *count);
                         *field = NULL;
                         *count = 0;
                         list_seen[i] = true;

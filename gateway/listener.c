@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include "socket-util.h"
 #include "listener.h"
 
 #include <assert.h>
@@ -441,20 +442,6 @@ static int parse_host_port(const char *spec, NetAddr *ret_addr, uint16_t *ret_po
         return 0;
 }
 
-/* A socket file left by an earlier run is replaced; anything else at the path is not touched. */
-static int remove_stale_socket(const char *path)
-{
-        struct stat st;
-
-        if (lstat(path, &st) < 0)
-                return errno == ENOENT ? 0 : negative_errno();
-        if (!S_ISSOCK(st.st_mode))
-                return -EEXIST;
-        if (unlink(path) < 0 && errno != ENOENT)
-                return negative_errno();
-        return 0;
-}
-
 int listener_add_address(Listener *l, const char *spec)
 {
         _cleanup_close_ int fd = -1;
@@ -468,7 +455,7 @@ int listener_add_address(Listener *l, const char *spec)
                 if (path[0] != '/' || strlen(path) >= sizeof(sa.sun_path))
                         return -EINVAL;
                 strcpy(sa.sun_path, path);
-                r = remove_stale_socket(path);
+                r = unix_socket_remove_stale(path);
                 if (r < 0)
                         return r;
                 fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

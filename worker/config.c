@@ -11,68 +11,23 @@
 #include <string.h>
 
 #include "log.h"
+#include "parse-util.h"
+#include "strv.h"
 #include "macro.h"
-
-static int strv_push(char ***v, size_t *n, const char *s)
-{
-        char *d = strdup(s);
-        char **p = realloc(*v, (*n + 1) * sizeof(char *));
-
-        if (!d || !p) {
-                free(d);
-                if (p)
-                        *v = p;
-                return -ENOMEM;
-        }
-        p[(*n)++] = d;
-        *v = p;
-        return 0;
-}
-
-static void strv_free(char **v, size_t n)
-{
-        for (size_t i = 0; i < n; i++)
-                free(v[i]);
-        free(v);
-}
 
 WorkerConfig *worker_config_free(WorkerConfig *c)
 {
         if (!c)
                 return NULL;
         free(c->listen_path);
-        strv_free(c->roots, c->n_roots);
-        strv_free(c->watch_exclude, c->n_watch_exclude);
+        strv_free_n(c->roots, c->n_roots);
+        strv_free_n(c->watch_exclude, c->n_watch_exclude);
         free(c->state_dir);
         free(c->home);
         free(c->allowed_uids);
         free(c->allowed_gids);
         free(c);
         return NULL;
-}
-
-static int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
-{
-        char *end;
-        unsigned long long v;
-        uint64_t mult = 1;
-
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno != 0 || end == s || s[0] == '-')
-                return -EINVAL;
-        if (streq(end, "K") || streq(end, "KiB"))
-                mult = 1024;
-        else if (streq(end, "M") || streq(end, "MiB"))
-                mult = 1024 * 1024;
-        else if (streq(end, "G") || streq(end, "GiB"))
-                mult = 1024ULL * 1024 * 1024;
-        else if (*end != '\0')
-                return -EINVAL;
-        if (v > max / mult || v * mult < min || v * mult > max)
-                return -ERANGE;
-        *ret = v * mult;
-        return 0;
 }
 
 /* Make an absolute, canonical directory path: roots are compared by prefix, so they must be real. */
@@ -97,7 +52,8 @@ static void help(void)
                "  -r --root DIR              Workspace root (repeatable; default: $HOME)\n"
                "     --state-dir DIR         State directory (default: $XDG_STATE_HOME/helios)\n"
                "     --max-message-size N    Largest JSON-RPC message in bytes (default 16M)\n"
-               "     --idle-timeout SEC      Exit after SEC idle seconds, 0 = never (default 600)\n"
+               "     --idle-timeout TIME     Exit after TIME idle (seconds, or 90s, 10min, 2h), 0 = never\n"
+               "                             (default 10min)\n"
                "     --max-connections N     Concurrent client connections (default 64)\n"
                "     --max-terminals N       Live terminals (default 32)\n"
                "     --scrollback N          Terminal scrollback bytes (default 1M)\n"
@@ -166,9 +122,9 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                 .high_water = DEFAULT_HIGH_WATER,
         };
 
-#define SIZE_ARG(field, min, max, what)                                                                     \
+#define NUM_ARG(parse, field, min, max, what)                                                       \
         do {                                                                                                \
-                r = parse_size(optarg, (min), (max), &v);                                                   \
+                r = parse(optarg, (min), (max), &v);                                                        \
                 if (r < 0) {                                                                                \
                         log_error("Invalid %s '%s': expected %llu..%llu.", what, optarg,                    \
                                   (unsigned long long)(min), (unsigned long long)(max));                    \
@@ -201,7 +157,7 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                                 log_error_errno(r, "Invalid workspace root '%s': %m", optarg);
                                 goto fail;
                         }
-                        if (strv_push(&c->roots, &c->n_roots, p) < 0)
+                        if (strv_push(&c->roots, &c->n_roots, p, strlen(p)) < 0)
                                 goto oom;
                         break;
                 }
@@ -212,25 +168,24 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                                 goto oom;
                         break;
                 case ARG_MAX_MESSAGE:
-                        SIZE_ARG(max_message, 4096, 1024ULL * 1024 * 1024, "message size");
+                        NUM_ARG(parse_size, max_message, 4096, 1024ULL * 1024 * 1024, "message size");
                         break;
                 case ARG_IDLE_TIMEOUT:
-                        SIZE_ARG(idle_timeout_ms, 0, 365ULL * 24 * 3600, "idle timeout");
-                        c->idle_timeout_ms *= 1000;
+                        NUM_ARG(parse_duration_ms, idle_timeout_ms, 0, 365ULL * 24 * 3600 * 1000, "idle timeout");
                         break;
                 case ARG_MAX_CONNECTIONS:
-                        SIZE_ARG(max_connections, 1, 65536, "connection limit");
+                        NUM_ARG(parse_uint, max_connections, 1, 65536, "connection limit");
                         break;
                 case ARG_MAX_TERMINALS:
-                        SIZE_ARG(max_terminals, 0, 4096, "terminal limit");
+                        NUM_ARG(parse_uint, max_terminals, 0, 4096, "terminal limit");
                         break;
                 case ARG_SCROLLBACK:
-                        SIZE_ARG(scrollback, 4096, 256ULL * 1024 * 1024, "scrollback size");
+                        NUM_ARG(parse_size, scrollback, 4096, 256ULL * 1024 * 1024, "scrollback size");
                         break;
                 case ARG_WATCH_EXCLUDE:
                         if (!excludes_set) {
                                 excludes_set = true;
-                                strv_free(c->watch_exclude, c->n_watch_exclude);
+                                strv_free_n(c->watch_exclude, c->n_watch_exclude);
                                 c->watch_exclude = NULL;
                                 c->n_watch_exclude = 0;
                         }
@@ -241,19 +196,19 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                                 r = -EINVAL;
                                 goto fail;
                         }
-                        if (strv_push(&c->watch_exclude, &c->n_watch_exclude, optarg) < 0)
+                        if (strv_push(&c->watch_exclude, &c->n_watch_exclude, optarg, strlen(optarg)) < 0)
                                 goto oom;
                         break;
                 case ARG_MAX_WATCHES:
-                        SIZE_ARG(max_watches, 1, 1u << 24, "watch limit");
+                        NUM_ARG(parse_uint, max_watches, 1, 1u << 24, "watch limit");
                         break;
                 case ARG_HIGH_WATER:
-                        SIZE_ARG(high_water, 4096, 1024ULL * 1024 * 1024, "high-water mark");
+                        NUM_ARG(parse_size, high_water, 4096, 1024ULL * 1024 * 1024, "high-water mark");
                         break;
                 case ARG_ALLOW_UID: {
                         uid_t *u;
-                        r = parse_size(optarg, 0, UINT32_MAX - 1, &v);
-                        if (r < 0 || strpbrk(optarg, "KMG")) {
+                        r = parse_uint(optarg, 0, UINT32_MAX - 1, &v);
+                        if (r < 0) {
                                 log_error("Invalid --allow-uid '%s': expected a numeric uid.", optarg);
                                 r = -EINVAL;
                                 goto fail;
@@ -271,7 +226,7 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
 
                         if (g)
                                 v = g->gr_gid;
-                        else if (parse_size(optarg, 0, UINT32_MAX - 1, &v) < 0 || strpbrk(optarg, "KMG")) {
+                        else if (parse_uint(optarg, 0, UINT32_MAX - 1, &v) < 0) {
                                 log_error("Invalid --allow-group '%s': no such group.", optarg);
                                 r = -EINVAL;
                                 goto fail;
@@ -303,8 +258,8 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
         }
 
         if (!excludes_set &&
-            (strv_push(&c->watch_exclude, &c->n_watch_exclude, ".git") < 0 ||
-             strv_push(&c->watch_exclude, &c->n_watch_exclude, "node_modules") < 0))
+            (strv_push(&c->watch_exclude, &c->n_watch_exclude, ".git", strlen(".git")) < 0 ||
+             strv_push(&c->watch_exclude, &c->n_watch_exclude, "node_modules", strlen("node_modules")) < 0))
                 goto oom;
 
         /* The home directory: $HOME if set (tests and `systemd-run` set it), else the passwd entry. */
@@ -329,7 +284,7 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                         log_error_errno(r, "Home directory '%s' is not usable as a workspace root: %m", home);
                         goto fail;
                 }
-                if (strv_push(&c->roots, &c->n_roots, p) < 0)
+                if (strv_push(&c->roots, &c->n_roots, p, strlen(p)) < 0)
                         goto oom;
         }
 
@@ -353,5 +308,5 @@ oom:
 fail:
         worker_config_free(c);
         return r;
-#undef SIZE_ARG
+#undef NUM_ARG
 }

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "rpc.h"
 #include "service.h"
+#include "socket-util.h"
 
 /* How much is read from a client at a time. */
 #define READ_CHUNK (64u * 1024u)
@@ -493,32 +494,6 @@ int server_new(uv_loop_t *loop, const WorkerConfig *config, Server **ret)
         return 0;
 }
 
-/* Make a stale socket file from a dead worker go away; refuse to touch anything else. */
-static int remove_stale_socket(const char *path)
-{
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        struct stat st;
-        _cleanup_close_ int fd = -1;
-
-        if (lstat(path, &st) < 0)
-                return errno == ENOENT ? 0 : negative_errno();
-        if (!S_ISSOCK(st.st_mode))
-                return -EEXIST;
-        if (strlen(path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return negative_errno();
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-                return -EADDRINUSE;
-        if (errno != ECONNREFUSED)
-                return negative_errno();
-        if (unlink(path) < 0 && errno != ENOENT)
-                return negative_errno();
-        return 0;
-}
-
 static int server_listen(Server *s)
 {
         const char *path = s->config->listen_path;
@@ -568,7 +543,7 @@ static int server_listen(Server *s)
                         return -ENOTSOCK;
                 }
         } else {
-                r = remove_stale_socket(path);
+                r = unix_socket_remove_stale(path);
                 if (r < 0)
                         return log_error_errno(r, "Cannot listen on %s: %m", path);
                 r = uv_pipe_init(s->loop, &s->listener, false);
