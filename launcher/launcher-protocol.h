@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The gateway ↔ helios-launcher protocol: the whole of what the network-facing process may ask of the
+ * privileged one.
+ *
+ * Transport: a SOCK_SEQPACKET Unix socket (/run/helios/launcher.sock). The launcher serves only the
+ * gateway's uid (SO_PEERCRED). Every message is one packet of at most LAUNCHER_MESSAGE_MAX bytes made
+ * of NUL-terminated fields; nothing follows the last NUL.
+ *
+ * Requests (the first field is an id chosen by the gateway, decimal, 1..10 digits, echoed in the reply
+ * so requests may be answered out of order):
+ *   ID \0 "auth"   \0 USER \0 PASSWORD \0    check a password with PAM (service "helios")
+ *   ID \0 "worker" \0 USER \0                make sure USER's worker socket listens; answer its path
+ *
+ * Replies:
+ *   ID \0 "ok" \0 [PATH \0]                  PATH for "worker" only
+ *   ID \0 "error" \0 REASON \0               REASON is one of the LAUNCHER_ERROR_* strings
+ *
+ * Anything else — an unknown operation, a missing or extra field, a field that is too long, a packet
+ * over the limit, a truncated packet — ends the connection without a reply. */
+
+#define LAUNCHER_MESSAGE_MAX  4096
+#define LAUNCHER_USER_MAX     32  /* bytes of a user name, as useradd's default limit */
+#define LAUNCHER_PASSWORD_MAX 1024
+#define LAUNCHER_ID_MAX       10  /* digits */
+
+#define LAUNCHER_OP_AUTH   "auth"
+#define LAUNCHER_OP_WORKER "worker"
+
+#define LAUNCHER_REPLY_OK    "ok"
+#define LAUNCHER_REPLY_ERROR "error"
+
+/* Reasons, and the errno the gateway maps each to. */
+#define LAUNCHER_ERROR_DENIED  "denied"  /* wrong user name or password             -EACCES */
+#define LAUNCHER_ERROR_REFUSED "refused" /* root, a system account, an invalid name  -EPERM */
+#define LAUNCHER_ERROR_BUSY    "busy"    /* too many requests in flight; try later    -EAGAIN */
+#define LAUNCHER_ERROR_TIMEOUT "timeout" /* PAM or the service manager did not answer -ETIMEDOUT */
+#define LAUNCHER_ERROR_FAILED  "failed"  /* anything else; the launcher logged why    -EIO */

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+/* Entering the sandbox of policy/ for one user, in embedded mode (under systemd the worker unit's
+ * directives carry the same rules). Two halves:
+ *
+ *   sandbox_plan_new() runs in the launcher before fork: it resolves the account (uid, gid,
+ *   supplementary groups, home), compiles the seccomp filter to BPF and lays out every mount, so
+ *   that nothing after fork needs to allocate or look anything up.
+ *
+ *   sandbox_enter() runs in the child between fork and exec and uses only async-signal-safe calls:
+ *   new mount namespace and the file system of policy/filesystem, then setgroups → setresgid →
+ *   setresuid → verify → no_new_privs → rlimits → seccomp, each step checked. Returns -errno on the
+ *   first failure (the caller _exit()s); on success the process is the user, sandboxed, with cwd at
+ *   the home directory, ready to exec. */
+
+typedef struct SandboxPlan SandboxPlan;
+
+typedef struct SandboxParams {
+        const char *user;
+        /* Directories hidden inside the sandbox besides the policy's own (the launcher's runtime
+         * directory when it is not /run/helios). May be NULL. */
+        const char *const *hide;
+        size_t n_hide;
+} SandboxParams;
+
+int sandbox_plan_new(const SandboxParams *p, SandboxPlan **ret);
+SandboxPlan *sandbox_plan_free(SandboxPlan *plan);
+
+uid_t sandbox_plan_uid(const SandboxPlan *plan);
+gid_t sandbox_plan_gid(const SandboxPlan *plan);
+const char *sandbox_plan_home(const SandboxPlan *plan);
+
+int sandbox_enter(const SandboxPlan *plan);
