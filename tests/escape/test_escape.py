@@ -11,15 +11,21 @@ checks can fail at all.
 
 import os
 import pwd
+import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+import helios  # noqa: E402 (the e2e tests' JSON-RPC client)
+
 BUILD_DIR = os.environ.get("HELIOS_BUILD_DIR") or os.path.join(HERE, "..", "..", "build")
 SANDBOX_EXEC = os.environ.get("HELIOS_SANDBOX_EXEC") or os.path.join(BUILD_DIR, "tests", "sandbox-exec")
 BATTERY = os.path.join(HERE, "battery.py")
@@ -129,6 +135,10 @@ def setup():
         s.battery = os.path.join(s.user.pw_dir, "battery.py")
         shutil.copy(BATTERY, s.battery)
         os.chmod(s.battery, 0o644)
+        # Likewise the worker (a build tree under /root would be hidden).
+        s.worker = os.path.join(s.user.pw_dir, "helios-worker")
+        shutil.copy(helios.WORKER, s.worker)
+        os.chmod(s.worker, 0o755)
 
         s.args = ["--other-home", s.peer.pw_dir, "--other-home", "/root",
                   "--hidden", s.run_dir, "--hidden", "/run/helios", "--setuid", s.setuid]
@@ -226,3 +236,76 @@ def test_refused_accounts():
         p = subprocess.run([SANDBOX_EXEC, "--user", user, "--", "/bin/true"], capture_output=True, text=True)
         assert p.returncode == 125, p.stderr
         assert "cannot plan the sandbox" in p.stderr
+
+
+def battery_in_terminal(sock_path, command, timeout=300):
+    """Run command in a terminal of the worker listening on sock_path; return its output."""
+    deadline = time.monotonic() + 20
+    while not helios.is_listening(sock_path):
+        assert time.monotonic() < deadline, "the worker did not come up"
+        time.sleep(0.05)
+    out = ""
+    with helios.Client(sock_path) as c:
+        tid = c.call("terminal:create", {"cols": 200, "rows": 50, "command": command})["terminalId"]
+        deadline = time.monotonic() + timeout
+        while not re.search(r"SUMMARY [^\n]*\n", out.replace("\r", "")):
+            left = deadline - time.monotonic()
+            assert left > 0, f"no SUMMARY from the battery: {out[-2000:]!r}"
+            out += c.wait_notification("terminal:data_out", lambda p: p["terminalId"] == tid,
+                                       timeout=left)["data"]
+    return out.replace("\r", "")
+
+
+def stop_group(proc):
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_battery_in_a_worker_terminal(setup):
+    """Embedded mode end to end: the worker started in the sandbox the way the launcher starts it,
+    and the battery typed into one of its terminals."""
+    sock_path = os.path.join(setup.user.pw_dir, "worker.sock")
+    proc = subprocess.Popen([SANDBOX_EXEC, "--user", USER, "--hide", setup.run_dir, "--",
+                             setup.worker, "--listen", sock_path, "--idle-timeout", "1s"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True, cwd="/")
+    try:
+        out = battery_in_terminal(sock_path, [PYTHON, setup.battery, *setup.args])
+    finally:
+        stop_group(proc)
+    checks, summary = parse(out[out.index("PASS ") if "PASS " in out else 0:])
+    failed = {n: c for n, c in checks.items() if c[0] != "PASS"}
+    assert not failed, out
+    assert all(n in checks for n in REQUIRED), out
+    assert summary == f"SUMMARY pass={len(checks)} fail=0 skip=0"
+    assert proc.returncode == 0, proc.stderr.read()
+
+
+def test_worker_seccomp_option(setup):
+    """Under systemd the unit's directives build the mount namespace and the worker loads the filter
+    itself (--seccomp): without any mount sandbox here, the system-call checks of the battery must
+    still pass in its terminals, and the file-system ones show what the directives are for."""
+    base = tempfile.mkdtemp(prefix="helios-t-seccomp-", dir=setup.user.pw_dir)
+    os.chown(base, setup.user.pw_uid, setup.user.pw_gid)
+    sock_path = os.path.join(base, "worker.sock")
+    env = {"HOME": setup.user.pw_dir, "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    proc = subprocess.Popen(["setpriv", f"--reuid={setup.user.pw_uid}", f"--regid={setup.user.pw_gid}",
+                             "--init-groups", setup.worker, "--seccomp", "--listen", sock_path,
+                             "--idle-timeout", "1s"],
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True, cwd="/")
+    try:
+        out = battery_in_terminal(sock_path, [PYTHON, setup.battery, *setup.args])
+    finally:
+        stop_group(proc)
+    checks, _ = parse(out[out.index("PASS ") if "PASS " in out else 0:])
+    for name in ("escape.unshare_user", "escape.clone_newuser", "escape.clone_newuser_newns",
+                 "escape.clone3_newuser", "escape.tiocsti", "escape.tiocsti_high_bits", "escape.keyctl",
+                 "escape.userfaultfd", "escape.setuid", "escape.perf_event_open", "escape.mount"):
+        assert checks[name][0] == "PASS", f"{name}: {checks[name]}\n{out}"
+    assert all(checks[n][0] == "PASS" for n in checks if n.startswith("work.")), out
+    assert checks[f"escape.hidden:{setup.run_dir}"][0] == "FAIL", out
+    assert proc.returncode == 0, proc.stderr.read()
