@@ -462,7 +462,10 @@ static int enter_file_system(const SandboxPlan *plan)
         for (size_t i = 0; i < ELEMENTSOF(device_fds); i++)
                 device_fds[i] = -1;
 
-        /* Our mounts stay ours; the host's later mounts still show up, read-only like the rest. */
+        /* Slave, as systemd does for a unit: nothing mounted here leaks out, and the host can still
+         * unmount a file system the sandbox would otherwise pin. A mount the host makes later shows up
+         * inside as the host made it; under the covering tmpfs mounts of the homes and hidden
+         * directories it stays out of sight. */
         if (unshare(CLONE_NEWNS) < 0)
                 return negative_errno();
         if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)

@@ -118,3 +118,8 @@ int policy_seccomp_load_bpf(const struct sock_fprog *prog);
 
 /* Write the sandbox directives of helios-worker@.service derived from the tables above. */
 int policy_write_unit_directives(FILE *f);
+
+/* Copy a unit file, replacing the line POLICY_UNIT_PLACEHOLDER with the directives. -ENOENT when the
+ * template has no such line. */
+#define POLICY_UNIT_PLACEHOLDER "@SANDBOX_DIRECTIVES@"
+int policy_render_unit_template(FILE *in, FILE *out);

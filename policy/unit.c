@@ -160,3 +160,29 @@ int policy_write_unit_directives(FILE *f)
         write_unit_only(f);
         return ferror(f) ? -EIO : 0;
 }
+
+/* Lines of a unit file are short; a longer one is not a template this tool was written for. */
+int policy_render_unit_template(FILE *in, FILE *out)
+{
+        char line[4096];
+        bool done = false;
+
+        while (fgets(line, sizeof(line), in)) {
+                size_t n = strlen(line);
+
+                if (n == sizeof(line) - 1 && line[n - 1] != '\n')
+                        return -E2BIG;
+                if (strncmp(line, POLICY_UNIT_PLACEHOLDER, strlen(POLICY_UNIT_PLACEHOLDER)) == 0 &&
+                    strspn(line + strlen(POLICY_UNIT_PLACEHOLDER), " \t\n") ==
+                        n - strlen(POLICY_UNIT_PLACEHOLDER)) {
+                        int r = policy_write_unit_directives(out);
+                        if (r < 0)
+                                return r;
+                        done = true;
+                } else
+                        fputs(line, out);
+        }
+        if (ferror(in))
+                return -EIO;
+        return done ? 0 : -ENOENT;
+}

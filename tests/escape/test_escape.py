@@ -67,10 +67,10 @@ def delete_user(name):
     retry(["userdel", "--remove", name])
 
 
-def create_user(name):
+def create_user(name, home=None, create_home=True):
     delete_user(name)  # a leftover of an interrupted run
-    p = retry(["useradd", "--create-home", "--home-dir", f"/home/{name}", "--user-group",
-               "--shell", "/bin/bash", name])
+    p = retry(["useradd", "--create-home" if create_home else "--no-create-home",
+               "--home-dir", home or f"/home/{name}", "--user-group", "--shell", "/bin/bash", name])
     assert p.returncode == 0, p.stderr
     return pwd.getpwnam(name)
 
@@ -228,6 +228,39 @@ def test_sandbox_state(setup):
     assert status == str(sorted(["NoNewPrivs:\t1", "Seccomp:\t2", "CapPrm:\t0000000000000000",
                                  "CapEff:\t0000000000000000", "CapBnd:\t0000000000000000",
                                  "CapAmb:\t0000000000000000"]))
+
+
+def test_home_elsewhere(setup):
+    """A home outside /home comes back read-write over its own path; its neighbours stay read-only
+    and /home still shows nobody."""
+    base = tempfile.mkdtemp(prefix="helios-t-homes-", dir="/srv")
+    name = "helios-t-sbx-srv"
+    try:
+        os.chmod(base, 0o755)
+        user = create_user(name, home=os.path.join(base, name))
+        script = f'touch "$HOME/written" && echo home-ok; ls -A /home; touch {base}/x 2>/dev/null || echo ro-ok'
+        p = subprocess.run([SANDBOX_EXEC, "--user", name, "--", "/bin/sh", "-c", script],
+                           capture_output=True, text=True, timeout=60, cwd="/")
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.split() == ["home-ok", "ro-ok"], p.stdout
+        assert os.path.exists(os.path.join(user.pw_dir, "written"))
+    finally:
+        delete_user(name)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_home_the_sandbox_would_hide_is_refused():
+    """A home under /tmp (private in the sandbox) cannot be given back; no half-applied sandbox."""
+    base = tempfile.mkdtemp(prefix="helios-t-homes-", dir="/tmp")
+    name = "helios-t-sbx-tmp"
+    try:
+        create_user(name, home=base, create_home=False)
+        p = subprocess.run([SANDBOX_EXEC, "--user", name, "--", "/bin/true"], capture_output=True, text=True)
+        assert p.returncode == 125, p.stderr
+        assert "Invalid argument" in p.stderr
+    finally:
+        delete_user(name)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_refused_accounts():

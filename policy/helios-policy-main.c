@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Build-time tool: writes the worker unit's sandbox directives from policy/. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,40 +8,13 @@
 #include "macro.h"
 #include "policy.h"
 
-#define PLACEHOLDER "@SANDBOX_DIRECTIVES@"
-
 static void help(void)
 {
         printf("Usage: helios-policy COMMAND\n\n"
                "The Helios sandbox policy, as systemd directives.\n\n"
                "  --unit-directives   Print the sandbox directives of helios-worker@.service\n"
                "  --unit-template     Copy a unit from standard input to standard output, with the line\n"
-               "                      " PLACEHOLDER " replaced by the directives\n");
-}
-
-/* Lines of a unit file are short; a longer one is not a template this tool was written for. */
-static int render_template(FILE *in, FILE *out)
-{
-        char line[4096];
-        bool done = false;
-
-        while (fgets(line, sizeof(line), in)) {
-                size_t n = strlen(line);
-
-                if (n == sizeof(line) - 1 && line[n - 1] != '\n')
-                        return -E2BIG;
-                if (strncmp(line, PLACEHOLDER, strlen(PLACEHOLDER)) == 0 &&
-                    strspn(line + strlen(PLACEHOLDER), " \t\n") == n - strlen(PLACEHOLDER)) {
-                        int r = policy_write_unit_directives(out);
-                        if (r < 0)
-                                return r;
-                        done = true;
-                } else
-                        fputs(line, out);
-        }
-        if (ferror(in))
-                return -EIO;
-        return done ? 0 : -ENOENT;
+               "                      " POLICY_UNIT_PLACEHOLDER " replaced by the directives\n");
 }
 
 int main(int argc, char **argv)
@@ -60,9 +32,10 @@ int main(int argc, char **argv)
         if (streq(argv[1], "--unit-directives"))
                 r = policy_write_unit_directives(stdout);
         else if (streq(argv[1], "--unit-template")) {
-                r = render_template(stdin, stdout);
+                r = policy_render_unit_template(stdin, stdout);
                 if (r == -ENOENT)
-                        fprintf(stderr, "helios-policy: no line " PLACEHOLDER " in the template\n");
+                        fprintf(stderr,
+                                "helios-policy: no line " POLICY_UNIT_PLACEHOLDER " in the template\n");
         } else {
                 fprintf(stderr, "helios-policy: unknown command '%s'\n", argv[1]);
                 return EXIT_FAILURE;
