@@ -29,8 +29,10 @@
 #include "macro.h"
 #include "policy.h"
 
-/* Room for the descriptors of policy_devices[] in the child, which cannot allocate. */
-#define MAX_DEVICES 16
+/* Room for the descriptors of policy_devices[] and of the writable roots in the child, which cannot
+ * allocate. */
+#define MAX_DEVICES  16
+#define MAX_WRITABLE 16
 
 /* One rule of policy_filesystem[] as it applies on this machine, with its path made absolute and
  * checked at plan time. */
@@ -51,6 +53,8 @@ struct SandboxPlan {
         size_t n_rules;
         char **hide; /* extra directories hidden like POLICY_RUNTIME_DIR, canonical */
         size_t n_hide;
+        char **writable; /* workspace roots outside the home, canonical */
+        size_t n_writable;
 
         /* The HOMES rule whose tmpfs covers the home (NULL: the home is elsewhere and is mounted back
          * over its own path), and the directories to create inside that tmpfs, outermost first, the
@@ -82,6 +86,7 @@ SandboxPlan *sandbox_plan_free(SandboxPlan *plan)
         free(plan->home);
         free(plan->rules);
         strv_freep(&plan->hide, &plan->n_hide);
+        strv_freep(&plan->writable, &plan->n_writable);
         strv_freep(&plan->home_dirs, &plan->n_home_dirs);
         if (plan->device_paths)
                 strv_freep(&plan->device_paths, &(size_t){policy_n_devices});
@@ -279,6 +284,41 @@ static int add_hidden(SandboxPlan *plan, const char *dir)
         return push(&plan->hide, &plan->n_hide, TAKE_PTR(p));
 }
 
+/* A workspace root outside the home: it comes back read-write over its own path, like a home outside
+ * /home. Only the user's own directories, and none below what the policy covers: a root inside
+ * another user's home would bring that home back into view. */
+static int add_writable(SandboxPlan *plan, const char *dir)
+{
+        _cleanup_free_ char *p = NULL;
+        struct stat st;
+
+        if (!dir || dir[0] != '/')
+                return -EINVAL;
+        p = realpath(dir, NULL);
+        if (!p)
+                return negative_errno();
+        if (stat(p, &st) < 0)
+                return negative_errno();
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        if (st.st_uid != plan->uid)
+                return -EPERM;
+        if (path_within(p, plan->home))
+                return 0; /* writable already */
+        if (streq(p, "/") || path_within(plan->home, p))
+                return -EINVAL;
+        for (size_t i = 0; i < plan->n_rules; i++)
+                if (plan->rules[i].kind != POLICY_FS_READ_ONLY &&
+                    (path_within(p, plan->rules[i].path) || path_within(plan->rules[i].path, p)))
+                        return -EINVAL;
+        for (size_t i = 0; i < plan->n_hide; i++)
+                if (path_within(p, plan->hide[i]) || path_within(plan->hide[i], p))
+                        return -EINVAL;
+        if (plan->n_writable >= MAX_WRITABLE)
+                return -E2BIG;
+        return push(&plan->writable, &plan->n_writable, TAKE_PTR(p));
+}
+
 int sandbox_plan_new(const SandboxParams *p, SandboxPlan **ret)
 {
         _cleanup_(sandbox_plan_freep) SandboxPlan *plan = NULL;
@@ -305,6 +345,12 @@ int sandbox_plan_new(const SandboxParams *p, SandboxPlan **ret)
                 return r;
         for (size_t i = 0; i < p->n_hide; i++) {
                 r = add_hidden(plan, p->hide[i]);
+                if (r < 0)
+                        return r;
+        }
+        /* After the hidden directories: a writable root may not lie in one. */
+        for (size_t i = 0; i < p->n_writable; i++) {
+                r = add_writable(plan, p->writable[i]);
                 if (r < 0)
                         return r;
         }
@@ -456,11 +502,13 @@ static int make_dev(const SandboxPlan *plan, int *device_fds)
 
 static int enter_file_system(const SandboxPlan *plan)
 {
-        int home_fd = -1, device_fds[MAX_DEVICES];
+        int home_fd = -1, device_fds[MAX_DEVICES], writable_fds[MAX_WRITABLE];
         int r;
 
         for (size_t i = 0; i < ELEMENTSOF(device_fds); i++)
                 device_fds[i] = -1;
+        for (size_t i = 0; i < ELEMENTSOF(writable_fds); i++)
+                writable_fds[i] = -1;
 
         /* Slave, as systemd does for a unit: nothing mounted here leaks out, and the host can still
          * unmount a file system the sandbox would otherwise pin. A mount the host makes later shows up
@@ -471,9 +519,11 @@ static int enter_file_system(const SandboxPlan *plan)
         if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
                 return negative_errno();
 
-        /* Take what will be covered before covering it: the home, and the device nodes. Detached
-         * trees are untouched by the read-only pass below. */
+        /* Take what will be covered before covering it: the home, the writable roots and the device
+         * nodes. Detached trees are untouched by the read-only pass below. */
         r = clone_tree(plan->home, AT_RECURSIVE, &home_fd);
+        for (size_t i = 0; r >= 0 && i < plan->n_writable; i++)
+                r = clone_tree(plan->writable[i], AT_RECURSIVE, &writable_fds[i]);
         for (size_t i = 0; r >= 0 && i < policy_n_devices; i++)
                 r = clone_tree(plan->device_paths[i], 0, &device_fds[i]);
 
@@ -511,11 +561,16 @@ static int enter_file_system(const SandboxPlan *plan)
         }
         for (size_t i = 0; r >= 0 && i < plan->n_hide; i++)
                 r = hide(plan->hide[i]);
-        /* A home outside every covered directory comes back over its own, now read-only, path. */
+        /* A home outside every covered directory comes back over its own, now read-only, path; so
+         * do the writable roots. */
         if (r >= 0 && home_fd >= 0)
                 r = attach_tree(&home_fd, plan->home);
+        for (size_t i = 0; r >= 0 && i < plan->n_writable; i++)
+                r = attach_tree(&writable_fds[i], plan->writable[i]);
 
         safe_close(home_fd);
+        for (size_t i = 0; i < ELEMENTSOF(writable_fds); i++)
+                safe_close(writable_fds[i]);
         for (size_t i = 0; i < ELEMENTSOF(device_fds); i++)
                 safe_close(device_fds[i]);
         return r;

@@ -2,7 +2,7 @@
 /* Test driver: run a program inside the embedded-mode sandbox of one account, the way helios-launcher
  * starts a worker (plan before fork, sandbox_enter() in the child, exec), and exit with its status.
  *
- *   sandbox-exec --user NAME [--hide DIR]... -- PROGRAM [ARGUMENT]...
+ *   sandbox-exec --user NAME [--hide DIR]... [--writable DIR]... -- PROGRAM [ARGUMENT]...
  *
  * Run as root. The program gets a small fixed environment (HOME, USER, LOGNAME, PATH, LANG) and the
  * caller's standard descriptors. */
@@ -23,16 +23,17 @@ int main(int argc, char **argv)
         static const struct option options[] = {
             {"user", required_argument, NULL, 'u'},
             {"hide", required_argument, NULL, 'H'},
+            {"writable", required_argument, NULL, 'w'},
             {},
         };
         const char *user = NULL;
-        const char **hide = NULL;
-        size_t n_hide = 0;
+        const char **hide = NULL, **writable = NULL;
+        size_t n_hide = 0, n_writable = 0;
         SandboxPlan *plan = NULL;
         int opt, r, status;
         pid_t pid;
 
-        while ((opt = getopt_long(argc, argv, "+u:H:", options, NULL)) >= 0) {
+        while ((opt = getopt_long(argc, argv, "+u:H:w:", options, NULL)) >= 0) {
                 switch (opt) {
                 case 'u':
                         user = optarg;
@@ -45,18 +46,32 @@ int main(int argc, char **argv)
                         hide[n_hide++] = optarg;
                         break;
                 }
+                case 'w': {
+                        const char **w = realloc(writable, (n_writable + 1) * sizeof(char *));
+                        if (!w)
+                                return 125;
+                        writable = w;
+                        writable[n_writable++] = optarg;
+                        break;
+                }
                 default:
                         return 125;
                 }
         }
         if (!user || optind >= argc) {
-                fprintf(stderr,
-                        "Usage: sandbox-exec --user NAME [--hide DIR]... -- PROGRAM [ARGUMENT]...\n");
+                fprintf(stderr, "Usage: sandbox-exec --user NAME [--hide DIR]... [--writable DIR]... -- "
+                                "PROGRAM [ARGUMENT]...\n");
                 return 125;
         }
 
-        r = sandbox_plan_new(&(SandboxParams){.user = user, .hide = hide, .n_hide = n_hide}, &plan);
+        r = sandbox_plan_new(&(SandboxParams){.user = user,
+                                              .hide = hide,
+                                              .n_hide = n_hide,
+                                              .writable = writable,
+                                              .n_writable = n_writable},
+                             &plan);
         free(hide);
+        free(writable);
         if (r < 0) {
                 fprintf(stderr, "sandbox-exec: cannot plan the sandbox of %s: %s\n", user, strerror(-r));
                 return 125;

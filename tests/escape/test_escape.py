@@ -249,6 +249,33 @@ def test_home_elsewhere(setup):
         shutil.rmtree(base, ignore_errors=True)
 
 
+def test_writable_workspace_root(setup):
+    """A workspace root outside the home, owned by the user, is writable inside; a root in the other
+    user's home or one the user does not own is refused."""
+    base = tempfile.mkdtemp(prefix="helios-t-ws-", dir="/srv")
+    try:
+        os.chmod(base, 0o755)
+        root = os.path.join(base, "project")
+        os.mkdir(root)
+        os.chown(root, setup.user.pw_uid, setup.user.pw_gid)
+        script = f'touch {root}/made && echo root-ok; touch {base}/x 2>/dev/null || echo ro-ok'
+        p = subprocess.run([SANDBOX_EXEC, "--user", USER, "--writable", root, "--", "/bin/sh", "-c", script],
+                           capture_output=True, text=True, timeout=60, cwd="/")
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.split() == ["root-ok", "ro-ok"], p.stdout
+        assert os.path.exists(os.path.join(root, "made"))
+
+        theirs = os.path.join(setup.peer.pw_dir, "shared")
+        os.mkdir(theirs)
+        os.chown(theirs, setup.user.pw_uid, setup.user.pw_gid)
+        for bad in (theirs, base):
+            p = subprocess.run([SANDBOX_EXEC, "--user", USER, "--writable", bad, "--", "/bin/true"],
+                               capture_output=True, text=True)
+            assert p.returncode == 125, (bad, p.stderr)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def test_home_the_sandbox_would_hide_is_refused():
     """A home under /tmp (private in the sandbox) cannot be given back; no half-applied sandbox."""
     base = tempfile.mkdtemp(prefix="helios-t-homes-", dir="/tmp")
