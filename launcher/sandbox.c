@@ -260,6 +260,12 @@ static int lay_out_file_system(SandboxPlan *plan)
         return 0;
 }
 
+/* Rules that leave nothing of what was below them in sight. */
+static bool covers_everything_below(PolicyFsKind kind)
+{
+        return kind == POLICY_FS_HOMES || kind == POLICY_FS_HIDDEN || kind == POLICY_FS_PRIVATE_TMP;
+}
+
 static int add_hidden(SandboxPlan *plan, const char *dir)
 {
         _cleanup_free_ char *p = NULL;
@@ -281,6 +287,16 @@ static int add_hidden(SandboxPlan *plan, const char *dir)
         /* Hiding / or the home (or a directory holding it) would leave no sandbox worth entering. */
         if (streq(p, "/") || path_within(plan->home, p))
                 return -EINVAL;
+        /* Below another home, /tmp or a hidden directory it is out of sight already, and there would
+         * be nothing to mount on inside. */
+        if (!path_within(p, plan->home))
+                for (size_t i = 0; i < plan->n_rules; i++)
+                        if (covers_everything_below(plan->rules[i].kind) &&
+                            path_within(p, plan->rules[i].path))
+                                return 0;
+        for (size_t i = 0; i < plan->n_hide; i++)
+                if (path_within(p, plan->hide[i]))
+                        return 0;
         return push(&plan->hide, &plan->n_hide, TAKE_PTR(p));
 }
 

@@ -290,6 +290,25 @@ def test_home_the_sandbox_would_hide_is_refused():
         shutil.rmtree(base, ignore_errors=True)
 
 
+def test_hidden_directories_nested_or_already_covered(setup):
+    """Hidden directories inside one another, or where the policy already covers everything (another
+    home, /tmp), are fine: the sandbox starts, and they show nothing."""
+    inner = os.path.join(setup.run_dir, "workers")
+    below_peer = os.path.join(setup.peer.pw_dir, "sub")
+    os.makedirs(below_peer, exist_ok=True)
+    below_tmp = tempfile.mkdtemp(prefix="helios-t-hide-", dir="/tmp")
+    try:
+        script = f"ls -A {setup.run_dir} {inner} {below_peer} {below_tmp} 2>&1; echo done"
+        p = subprocess.run([SANDBOX_EXEC, "--user", USER, "--hide", setup.run_dir, "--hide", inner,
+                            "--hide", below_peer, "--hide", below_tmp, "--", "/bin/sh", "-c", script],
+                           capture_output=True, text=True, timeout=60, cwd="/")
+        assert p.returncode == 0, p.stderr
+        assert "launcher.sock" not in p.stdout and f"{PEER}.sock" not in p.stdout, p.stdout
+        assert p.stdout.rstrip().endswith("done"), p.stdout
+    finally:
+        os.rmdir(below_tmp)
+
+
 def test_refused_accounts():
     """Root and unknown accounts get no sandbox (and no program runs)."""
     for user in ("root", "helios-t-no-such-user"):
