@@ -39,7 +39,7 @@ results = {"PASS": 0, "FAIL": 0, "SKIP": 0}
 
 def report(status, name, detail=""):
     results[status] += 1
-    line = f"{status} {name}"
+    line = f"{status} {name.replace(' ', '_')}"
     if detail:
         line += " " + " ".join(str(detail).split())
     print(line, flush=True)
@@ -441,6 +441,25 @@ def devices():
     return f"/dev has {' '.join(seen)}" if seen else None
 
 
+def other_terminals():
+    """Only this sandbox's own pseudo-terminals exist: nobody else's can be opened or watched."""
+    theirs = []
+    try:
+        names = os.listdir("/dev/pts")
+    except OSError:
+        return None
+    for name in names:
+        if name == "ptmx":
+            continue
+        try:
+            st = os.stat(os.path.join("/dev/pts", name))
+        except OSError:
+            continue
+        if st.st_uid != os.getuid():
+            theirs.append(f"{name}(uid {st.st_uid})")
+    return f"/dev/pts shows others' terminals: {' '.join(theirs)}" if theirs else None
+
+
 # ---- A working day: every step must succeed ----
 
 def run(args, cwd, **kw):
@@ -613,6 +632,7 @@ def main():
     check("escape.chroot", chroot)
     check("escape.open_by_handle_at", open_by_handle)
     check("escape.devices", devices)
+    check("escape.other_terminals", other_terminals)
 
     work = opts.workdir or tempfile.mkdtemp(prefix=".helios-battery-", dir=os.path.expanduser("~"))
     try:

@@ -43,6 +43,7 @@ REQUIRED = [
     "escape.tiocsti_high_bits", "escape.tioclinux", "escape.tioclinux_high_bits", "escape.load_module",
     "escape.bpf", "escape.perf_event_open", "escape.setuid", "escape.reboot", "escape.settimeofday",
     "escape.keyctl", "escape.userfaultfd", "escape.chroot", "escape.open_by_handle_at", "escape.devices",
+    "escape.other_terminals",
     "work.write_home", "work.write_tmp", "work.cc_make", "work.git", "work.python", "work.debug",
     "work.pty", "work.threads_fork",
 ]
@@ -120,6 +121,8 @@ def setup():
         procs.append(subprocess.Popen(["setpriv", f"--reuid={s.peer.pw_uid}", f"--regid={s.peer.pw_gid}",
                                        "--init-groups", "sleep", "600"]))
         s.pids = [p.pid for p in procs]
+        # A terminal of root's on the host, which the sandbox's own devpts must not show.
+        s.pty = os.openpty()
 
         # A set-user-ID root program in the sandboxed user's own home, the one place that is not
         # mounted nosuid: only no_new_privs keeps it from running as root.
@@ -148,6 +151,8 @@ def setup():
             s.args += ["--pid", str(pid)]
         yield s
     finally:
+        for fd in getattr(s, "pty", ()):
+            os.close(fd)
         for p in procs:
             p.kill()
             p.wait()
@@ -203,7 +208,8 @@ def test_battery_without_the_sandbox_finds_the_holes(setup):
                         "--init-groups", PYTHON, setup.battery, *setup.args],
                        capture_output=True, text=True, timeout=600, env=env, cwd="/")
     checks, _ = parse(p.stdout)
-    expected = [f"escape.other_home:{setup.peer.pw_dir}", f"escape.hidden:{setup.run_dir}", "escape.setuid"]
+    expected = [f"escape.other_home:{setup.peer.pw_dir}", f"escape.hidden:{setup.run_dir}", "escape.setuid",
+                "escape.other_terminals"]
     expected += [f"escape.connect:{s}" for s in setup.sockets]
     expected += [f"escape.see_process:{pid}" for pid in setup.pids]
     for name in expected:
