@@ -12,7 +12,7 @@
  *   that nothing after fork needs to allocate or look anything up.
  *
  *   sandbox_enter() runs in the child between fork and exec and uses only async-signal-safe calls:
- *   new mount namespace and the file system of policy/filesystem, then setgroups → setresgid →
+ *   new mount namespace and the file system of policy/filesystem.c, then setgroups → setresgid →
  *   setresuid → verify → no_new_privs → rlimits → seccomp, each step checked. Returns -errno on the
  *   first failure (the caller _exit()s); on success the process is the user, sandboxed, with cwd at
  *   the home directory, ready to exec. */
@@ -25,6 +25,11 @@ typedef struct SandboxParams {
          * directory when it is not /run/helios). May be NULL. */
         const char *const *hide;
         size_t n_hide;
+        /* Workspace roots outside the home that stay writable (the worker's --root). Each must be a
+         * directory the user owns, outside everything the policy covers (other homes, /tmp, /dev,
+         * /proc, hidden directories); one inside the home is already writable. May be NULL. */
+        const char *const *writable;
+        size_t n_writable;
 } SandboxParams;
 
 int sandbox_plan_new(const SandboxParams *p, SandboxPlan **ret);

@@ -65,6 +65,9 @@ static void help(void)
                "     --allow-uid UID         Also serve peers with this uid (repeatable)\n"
                "     --allow-group GROUP     Also serve peers of this group, a name or a gid\n"
                "                             (repeatable; the gateway's, under systemd)\n"
+               "     --seccomp               Load the sandbox policy's seccomp filter before serving\n"
+               "                             (the systemd unit passes it; in embedded mode the\n"
+               "                             launcher has loaded it already)\n"
                "     --log-level LEVEL       err, warning, notice, info, debug\n");
 }
 
@@ -82,6 +85,7 @@ enum {
         ARG_ALLOW_UID,
         ARG_ALLOW_GROUP,
         ARG_LOG_LEVEL,
+        ARG_SECCOMP,
 };
 
 int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
@@ -103,6 +107,7 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                 {"allow-uid", required_argument, NULL, ARG_ALLOW_UID},
                 {"allow-group", required_argument, NULL, ARG_ALLOW_GROUP},
                 {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
+                {"seccomp", no_argument, NULL, ARG_SECCOMP},
                 {},
         };
         WorkerConfig *c = calloc(1, sizeof(WorkerConfig));
@@ -245,6 +250,9 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                                 goto fail;
                         }
                         log_set_max_level(r);
+                        break;
+                case ARG_SECCOMP:
+                        c->seccomp = true;
                         break;
                 default:
                         r = -EINVAL;

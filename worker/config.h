@@ -26,6 +26,7 @@ typedef struct WorkerConfig {
         size_t n_allowed_uids;
         gid_t *allowed_gids;     /* ... and peers whose group is one of these (the gateway's) */
         size_t n_allowed_gids;
+        bool seccomp;            /* load policy/'s seccomp filter before serving anything */
 } WorkerConfig;
 
 #define DEFAULT_MAX_MESSAGE (16u * 1024u * 1024u)

@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "policy.h"
 #include "server.h"
 
 static void log_open_handle(uv_handle_t *h, void *arg)
@@ -24,6 +25,18 @@ static int run(int argc, char **argv)
         r = worker_config_parse(argc, argv, &config);
         if (r != 0)
                 return r > 0 ? 0 : r;
+
+        /* Under systemd the unit's directives carry most of the sandbox, but not the rules on system
+         * call arguments (TIOCSTI, TIOCLINUX), so the worker loads the whole filter itself, before it
+         * accepts a connection or starts a shell. A worker that cannot is not started at all. */
+        if (config->seccomp) {
+                r = policy_seccomp_apply();
+                if (r < 0) {
+                        worker_config_free(config);
+                        return log_error_errno(r, "Failed to load the seccomp filter: %m");
+                }
+                log_debug("Loaded the seccomp filter of the sandbox policy.");
+        }
 
         /* A fixed threshold keeps every large buffer (a big message, a file's content) in its own
          * mapping that goes back to the kernel when freed; glibc's default raises the threshold after

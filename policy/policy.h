@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <linux/filter.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/resource.h>
+
+/* The sandbox policy of a Helios worker and of every process in its terminals, as data. It is the one
+ * source for both ways a worker runs:
+ *
+ *   embedded mode: the launcher applies it between fork and exec (launcher/sandbox.c), mount by mount
+ *   and limit by limit, and loads the seccomp filter built from policy_syscalls[];
+ *
+ *   under systemd: `helios-policy --unit-template` writes the sandbox directives of
+ *   helios-worker@.service from the same tables at build time, and the worker, started with
+ *   --seccomp, loads the same filter itself for the rules no directive can express.
+ *
+ * One file per concern: filesystem.c (what is visible and writable), syscalls.c (the deny list),
+ * limits.c (resource limits and privileges). Each entry says why it is there. */
+
+/* ---- System calls (syscalls.c) ---- */
+
+typedef enum PolicyMatch {
+        /* Every call is refused. */
+        POLICY_MATCH_ALWAYS,
+        /* Refused when argument `arg` has any of the bits of `value` set (namespace flags of clone). */
+        POLICY_MATCH_ANY_BIT,
+        /* Refused when the low 32 bits of argument `arg` equal `value`. The kernel truncates an ioctl
+         * request to 32 bits, so a comparison on all 64 would let cmd | 0xffffffff00000000 through. */
+        POLICY_MATCH_LOW32,
+        _POLICY_MATCH_MAX,
+} PolicyMatch;
+
+typedef struct PolicySyscall {
+        const char *name;
+        int error; /* the errno the caller sees */
+        PolicyMatch match;
+        unsigned arg;
+        uint64_t value;
+        const char *concern; /* groups the entries; printed in the unit as a comment */
+} PolicySyscall;
+
+extern const PolicySyscall policy_syscalls[];
+extern const size_t policy_n_syscalls;
+
+/* ---- File system (filesystem.c) ---- */
+
+typedef enum PolicyFsKind {
+        /* The whole tree below is read-only and set-user-ID bits do nothing. */
+        POLICY_FS_READ_ONLY,
+        /* An empty tmpfs: every home under it disappears; the user's own comes back read-write. */
+        POLICY_FS_HOMES,
+        /* An empty, read-only tmpfs: Helios' own runtime state stays out of reach. */
+        POLICY_FS_HIDDEN,
+        /* A fresh tmpfs (mode 1777) shared by nobody outside the sandbox. */
+        POLICY_FS_PRIVATE_TMP,
+        /* A tmpfs holding only policy_devices[], a private devpts and /dev/shm. */
+        POLICY_FS_DEV,
+        /* A fresh procfs in which other users' processes do not exist. */
+        POLICY_FS_PROC,
+        _POLICY_FS_KIND_MAX,
+} PolicyFsKind;
+
+typedef struct PolicyFsRule {
+        const char *path;
+        PolicyFsKind kind;
+        /* Optional: a rule whose path does not exist is skipped (/var/tmp on a minimal system). */
+        bool optional;
+} PolicyFsRule;
+
+extern const PolicyFsRule policy_filesystem[];
+extern const size_t policy_n_filesystem;
+
+/* Device nodes bind-mounted from the host into the minimal /dev. */
+extern const char *const policy_devices[];
+extern const size_t policy_n_devices;
+
+/* Mount options (for mount(2)'s data argument) of the file systems the sandbox creates. */
+#define POLICY_TMPFS_TMP_OPTIONS   "mode=1777"
+#define POLICY_TMPFS_EMPTY_OPTIONS "mode=0755,size=4k,nr_inodes=64"
+#define POLICY_TMPFS_DEV_OPTIONS   "mode=0755,size=64k,nr_inodes=64"
+#define POLICY_TMPFS_SHM_OPTIONS   "mode=1777"
+#define POLICY_DEVPTS_OPTIONS      "newinstance,ptmxmode=0666,mode=0620"
+#define POLICY_PROC_OPTIONS        "hidepid=invisible"
+
+/* The runtime directory of the launcher and of workers' sockets under systemd: always hidden. */
+#define POLICY_RUNTIME_DIR "/run/helios"
+
+/* ---- Limits and privileges (limits.c) ---- */
+
+typedef struct PolicyLimit {
+        int resource;     /* RLIMIT_* */
+        const char *unit; /* the directive name under systemd, LimitNOFILE */
+        rlim_t value;     /* soft and hard; lowered to the inherited hard limit if above it */
+} PolicyLimit;
+
+extern const PolicyLimit policy_limits[];
+extern const size_t policy_n_limits;
+
+/* ---- The seccomp filter (seccomp.c), shared by the launcher and the worker ---- */
+
+/* Build the filter of policy_syscalls[] for the native architecture and compile it to a BPF program,
+ * for a caller that cannot use libseccomp when it loads it (between fork and exec). The program is
+ * allocated with malloc(); free ret->filter. */
+int policy_seccomp_export(struct sock_fprog *ret);
+
+/* Build and load the filter into the calling process (and, through TSYNC, all its threads). Sets
+ * no_new_privs too, which loading a filter unprivileged needs. */
+int policy_seccomp_apply(void);
+
+/* Load a program made by policy_seccomp_export(). Async-signal-safe. No_new_privs must be set. */
+int policy_seccomp_load_bpf(const struct sock_fprog *prog);
+
+/* ---- Unit directives (unit.c) ---- */
+
+/* Write the sandbox directives of helios-worker@.service derived from the tables above. */
+int policy_write_unit_directives(FILE *f);
+
+/* Copy a unit file, replacing the line POLICY_UNIT_PLACEHOLDER with the directives. -ENOENT when the
+ * template has no such line. */
+#define POLICY_UNIT_PLACEHOLDER "@SANDBOX_DIRECTIVES@"
+int policy_render_unit_template(FILE *in, FILE *out);

@@ -1,0 +1,396 @@
+"""The embedded-mode sandbox against the escape battery, with real accounts.
+
+Two accounts are made for the test: one to sandbox, one whose home and worker must stay out of its
+reach. A root-owned runtime directory stands in for /run/helios, with listening sockets for the
+launcher and the other account's worker, all left open to everyone on purpose: only the sandbox stands
+between them and the battery. tests/escape/sandbox-exec enters the sandbox exactly as the launcher
+does and runs tests/escape/battery.py inside; every escape must be refused and every step of the
+working day must succeed. The same battery run as the same user without the sandbox shows that the
+checks can fail at all.
+"""
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+import helios  # noqa: E402 (the e2e tests' JSON-RPC client)
+
+BUILD_DIR = os.environ.get("HELIOS_BUILD_DIR") or os.path.join(HERE, "..", "..", "build")
+SANDBOX_EXEC = os.environ.get("HELIOS_SANDBOX_EXEC") or os.path.join(BUILD_DIR, "tests", "sandbox-exec")
+BATTERY = os.path.join(HERE, "battery.py")
+PYTHON = "/usr/bin/python3"
+
+USER, PEER = "helios-t-sbx", "helios-t-sbx-peer"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create accounts and namespaces")
+
+# Every check the battery must run and pass inside the sandbox (the per-path ones are added below).
+REQUIRED = [
+    "escape.read_shadow", "escape.root_home", "escape.write_usr", "escape.write_etc", "escape.mount",
+    "escape.unshare_user", "escape.unshare_mount", "escape.clone_newuser", "escape.clone_newuser_newns",
+    "escape.clone_newnet", "escape.clone3_newuser", "escape.setns", "escape.tiocsti",
+    "escape.tiocsti_high_bits", "escape.tioclinux", "escape.tioclinux_high_bits", "escape.load_module",
+    "escape.bpf", "escape.perf_event_open", "escape.setuid", "escape.reboot", "escape.settimeofday",
+    "escape.keyctl", "escape.userfaultfd", "escape.chroot", "escape.open_by_handle_at", "escape.devices",
+    "escape.other_terminals",
+    "work.write_home", "work.write_tmp", "work.cc_make", "work.git", "work.python", "work.debug",
+    "work.pty", "work.threads_fork",
+]
+
+
+def retry(args):
+    """useradd and userdel fail while another test holds the account files' lock."""
+    for _ in range(50):
+        p = subprocess.run(args, capture_output=True, text=True)
+        if p.returncode == 0 or "lock" not in p.stderr:
+            return p
+        time.sleep(0.1)
+    return p
+
+
+def delete_user(name):
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return
+    subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+    retry(["userdel", "--remove", name])
+
+
+def create_user(name, home=None, create_home=True):
+    delete_user(name)  # a leftover of an interrupted run
+    p = retry(["useradd", "--create-home" if create_home else "--no-create-home",
+               "--home-dir", home or f"/home/{name}", "--user-group", "--shell", "/bin/bash", name])
+    assert p.returncode == 0, p.stderr
+    return pwd.getpwnam(name)
+
+
+SETUID_HELPER = r"""
+#include <stdio.h>
+#include <unistd.h>
+int main(void) { printf("%u\n", (unsigned)geteuid()); return 0; }
+"""
+
+
+class Setup:
+    pass
+
+
+@pytest.fixture(scope="module")
+def setup():
+    s = Setup()
+    procs = []
+    listeners = []
+    s.run_dir = None
+    try:
+        s.user = create_user(USER)
+        s.peer = create_user(PEER)
+
+        # The other account's home is readable by all on the host: only the sandbox hides it.
+        os.chmod(s.peer.pw_dir, 0o755)
+        with open(os.path.join(s.peer.pw_dir, "secret.txt"), "w") as f:
+            f.write("the other user's work\n")
+        os.chmod(os.path.join(s.peer.pw_dir, "secret.txt"), 0o644)
+
+        # A stand-in for /run/helios, open to everyone.
+        s.run_dir = tempfile.mkdtemp(prefix="helios-t-run-", dir="/run")
+        os.chmod(s.run_dir, 0o755)
+        os.mkdir(os.path.join(s.run_dir, "workers"), 0o755)
+        s.sockets = [os.path.join(s.run_dir, "launcher.sock"),
+                     os.path.join(s.run_dir, "workers", f"{PEER}.sock")]
+        for path in s.sockets:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(path)
+            sock.listen(16)
+            os.chmod(path, 0o666)
+            listeners.append(sock)
+
+        # Processes outside the sandbox: root's and the other account's.
+        procs.append(subprocess.Popen(["sleep", "600"]))
+        procs.append(subprocess.Popen(["setpriv", f"--reuid={s.peer.pw_uid}", f"--regid={s.peer.pw_gid}",
+                                       "--init-groups", "sleep", "600"]))
+        s.pids = [p.pid for p in procs]
+        # A terminal of root's on the host, which the sandbox's own devpts must not show.
+        s.pty = os.openpty()
+
+        # A set-user-ID root program in the sandboxed user's own home, the one place that is not
+        # mounted nosuid: only no_new_privs keeps it from running as root.
+        src = os.path.join(s.run_dir, "euid.c")
+        with open(src, "w") as f:
+            f.write(SETUID_HELPER)
+        s.setuid = os.path.join(s.user.pw_dir, "euid")
+        subprocess.run(["cc", "-o", s.setuid, src], check=True)
+        os.chown(s.setuid, 0, 0)
+        os.chmod(s.setuid, 0o4755)
+
+        # The battery, where the sandboxed user can read it whatever the source tree's location.
+        s.battery = os.path.join(s.user.pw_dir, "battery.py")
+        shutil.copy(BATTERY, s.battery)
+        os.chmod(s.battery, 0o644)
+        # Likewise the worker (a build tree under /root would be hidden).
+        s.worker = os.path.join(s.user.pw_dir, "helios-worker")
+        shutil.copy(helios.WORKER, s.worker)
+        os.chmod(s.worker, 0o755)
+
+        s.args = ["--other-home", s.peer.pw_dir, "--other-home", "/root",
+                  "--hidden", s.run_dir, "--hidden", "/run/helios", "--setuid", s.setuid]
+        for path in s.sockets:
+            s.args += ["--socket", path]
+        for pid in s.pids:
+            s.args += ["--pid", str(pid)]
+        yield s
+    finally:
+        for fd in getattr(s, "pty", ()):
+            os.close(fd)
+        for p in procs:
+            p.kill()
+            p.wait()
+        for sock in listeners:
+            sock.close()
+        if s.run_dir:
+            shutil.rmtree(s.run_dir, ignore_errors=True)
+        delete_user(USER)
+        delete_user(PEER)
+
+
+def parse(out):
+    """{name: (status, detail)} from the battery's lines; the SUMMARY line separately."""
+    checks, summary = {}, None
+    for line in out.splitlines():
+        if line.startswith("SUMMARY "):
+            summary = line
+            continue
+        status, _, rest = line.partition(" ")
+        name, _, detail = rest.partition(" ")
+        assert status in ("PASS", "FAIL", "SKIP"), f"unparseable line: {line!r}"
+        assert name not in checks, f"check {name} reported twice"
+        checks[name] = (status, detail)
+    return checks, summary
+
+
+def run_sandboxed(setup, *extra):
+    return subprocess.run([SANDBOX_EXEC, "--user", USER, "--hide", setup.run_dir, "--",
+                           PYTHON, setup.battery, *setup.args, *extra],
+                          capture_output=True, text=True, timeout=600, cwd="/")
+
+
+def test_battery_inside_the_sandbox(setup):
+    p = run_sandboxed(setup)
+    checks, summary = parse(p.stdout)
+    required = REQUIRED + [f"escape.other_home:{setup.peer.pw_dir}", f"escape.hidden:{setup.run_dir}"]
+    required += [f"escape.connect:{s}" for s in setup.sockets]
+    required += [f"escape.ptrace:{pid}" for pid in setup.pids]
+    required += [f"escape.see_process:{pid}" for pid in setup.pids]
+
+    not_passed = {n: c for n, c in checks.items() if c[0] != "PASS"}
+    missing = [n for n in required if n not in checks]
+    assert not not_passed and not missing, f"{not_passed} missing={missing}\n{p.stdout}\n{p.stderr}"
+    assert summary == f"SUMMARY pass={len(checks)} fail=0 skip=0", p.stdout
+    assert p.returncode == 0, p.stderr
+
+
+def test_battery_without_the_sandbox_finds_the_holes(setup):
+    """The same user, the same battery, no sandbox: what only the sandbox hides must show, or the
+    checks above could not fail."""
+    env = {"HOME": setup.user.pw_dir, "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    p = subprocess.run(["setpriv", f"--reuid={setup.user.pw_uid}", f"--regid={setup.user.pw_gid}",
+                        "--init-groups", PYTHON, setup.battery, *setup.args],
+                       capture_output=True, text=True, timeout=600, env=env, cwd="/")
+    checks, _ = parse(p.stdout)
+    expected = [f"escape.other_home:{setup.peer.pw_dir}", f"escape.hidden:{setup.run_dir}", "escape.setuid",
+                "escape.other_terminals"]
+    expected += [f"escape.connect:{s}" for s in setup.sockets]
+    expected += [f"escape.see_process:{pid}" for pid in setup.pids]
+    for name in expected:
+        assert checks[name][0] == "FAIL", f"{name}: {checks[name]}\n{p.stdout}"
+    assert p.returncode == 1
+
+
+def test_sandbox_state(setup):
+    """What the battery cannot see from inside: the process's identity and its limits."""
+    script = ("import os, resource; s = open('/proc/self/status').read(); "
+              "print(os.getresuid(), os.getresgid(), os.getgroups(), os.getcwd()); "
+              "print(resource.getrlimit(resource.RLIMIT_NOFILE), resource.getrlimit(resource.RLIMIT_NPROC)); "
+              "print(sorted(l for l in s.splitlines() if l.split(':')[0] in "
+              "('NoNewPrivs', 'Seccomp', 'CapEff', 'CapPrm', 'CapBnd', 'CapAmb')))")
+    p = subprocess.run([SANDBOX_EXEC, "--user", USER, "--", PYTHON, "-c", script],
+                       capture_output=True, text=True, timeout=60, cwd="/")
+    assert p.returncode == 0, p.stderr
+    ids, limits, status = p.stdout.splitlines()
+    u, g = setup.user.pw_uid, setup.user.pw_gid
+    assert ids == f"({u}, {u}, {u}) ({g}, {g}, {g}) [{g}] {setup.user.pw_dir}"
+    assert limits == "(8192, 8192) (4096, 4096)"
+    assert status == str(sorted(["NoNewPrivs:\t1", "Seccomp:\t2", "CapPrm:\t0000000000000000",
+                                 "CapEff:\t0000000000000000", "CapBnd:\t0000000000000000",
+                                 "CapAmb:\t0000000000000000"]))
+
+
+def test_home_elsewhere(setup):
+    """A home outside /home comes back read-write over its own path; its neighbours stay read-only
+    and /home still shows nobody."""
+    base = tempfile.mkdtemp(prefix="helios-t-homes-", dir="/srv")
+    name = "helios-t-sbx-srv"
+    try:
+        os.chmod(base, 0o755)
+        user = create_user(name, home=os.path.join(base, name))
+        script = f'touch "$HOME/written" && echo home-ok; ls -A /home; touch {base}/x 2>/dev/null || echo ro-ok'
+        p = subprocess.run([SANDBOX_EXEC, "--user", name, "--", "/bin/sh", "-c", script],
+                           capture_output=True, text=True, timeout=60, cwd="/")
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.split() == ["home-ok", "ro-ok"], p.stdout
+        assert os.path.exists(os.path.join(user.pw_dir, "written"))
+    finally:
+        delete_user(name)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_writable_workspace_root(setup):
+    """A workspace root outside the home, owned by the user, is writable inside; a root in the other
+    user's home or one the user does not own is refused."""
+    base = tempfile.mkdtemp(prefix="helios-t-ws-", dir="/srv")
+    try:
+        os.chmod(base, 0o755)
+        root = os.path.join(base, "project")
+        os.mkdir(root)
+        os.chown(root, setup.user.pw_uid, setup.user.pw_gid)
+        script = f'touch {root}/made && echo root-ok; touch {base}/x 2>/dev/null || echo ro-ok'
+        p = subprocess.run([SANDBOX_EXEC, "--user", USER, "--writable", root, "--", "/bin/sh", "-c", script],
+                           capture_output=True, text=True, timeout=60, cwd="/")
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.split() == ["root-ok", "ro-ok"], p.stdout
+        assert os.path.exists(os.path.join(root, "made"))
+
+        theirs = os.path.join(setup.peer.pw_dir, "shared")
+        os.mkdir(theirs)
+        os.chown(theirs, setup.user.pw_uid, setup.user.pw_gid)
+        for bad in (theirs, base):
+            p = subprocess.run([SANDBOX_EXEC, "--user", USER, "--writable", bad, "--", "/bin/true"],
+                               capture_output=True, text=True)
+            assert p.returncode == 125, (bad, p.stderr)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_home_the_sandbox_would_hide_is_refused():
+    """A home under /tmp (private in the sandbox) cannot be given back; no half-applied sandbox."""
+    base = tempfile.mkdtemp(prefix="helios-t-homes-", dir="/tmp")
+    name = "helios-t-sbx-tmp"
+    try:
+        create_user(name, home=base, create_home=False)
+        p = subprocess.run([SANDBOX_EXEC, "--user", name, "--", "/bin/true"], capture_output=True, text=True)
+        assert p.returncode == 125, p.stderr
+        assert "Invalid argument" in p.stderr
+    finally:
+        delete_user(name)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_hidden_directories_nested_or_already_covered(setup):
+    """Hidden directories inside one another, or where the policy already covers everything (another
+    home, /tmp), are fine: the sandbox starts, and they show nothing."""
+    inner = os.path.join(setup.run_dir, "workers")
+    below_peer = os.path.join(setup.peer.pw_dir, "sub")
+    os.makedirs(below_peer, exist_ok=True)
+    below_tmp = tempfile.mkdtemp(prefix="helios-t-hide-", dir="/tmp")
+    try:
+        script = f"ls -A {setup.run_dir} {inner} {below_peer} {below_tmp} 2>&1; echo done"
+        p = subprocess.run([SANDBOX_EXEC, "--user", USER, "--hide", setup.run_dir, "--hide", inner,
+                            "--hide", below_peer, "--hide", below_tmp, "--", "/bin/sh", "-c", script],
+                           capture_output=True, text=True, timeout=60, cwd="/")
+        assert p.returncode == 0, p.stderr
+        assert "launcher.sock" not in p.stdout and f"{PEER}.sock" not in p.stdout, p.stdout
+        assert p.stdout.rstrip().endswith("done"), p.stdout
+    finally:
+        os.rmdir(below_tmp)
+
+
+def test_refused_accounts():
+    """Root and unknown accounts get no sandbox (and no program runs)."""
+    for user in ("root", "helios-t-no-such-user"):
+        p = subprocess.run([SANDBOX_EXEC, "--user", user, "--", "/bin/true"], capture_output=True, text=True)
+        assert p.returncode == 125, p.stderr
+        assert "cannot plan the sandbox" in p.stderr
+
+
+def battery_in_terminal(sock_path, command, timeout=300):
+    """Run command in a terminal of the worker listening on sock_path; return its output."""
+    deadline = time.monotonic() + 20
+    while not helios.is_listening(sock_path):
+        assert time.monotonic() < deadline, "the worker did not come up"
+        time.sleep(0.05)
+    out = ""
+    with helios.Client(sock_path) as c:
+        tid = c.call("terminal:create", {"cols": 200, "rows": 50, "command": command})["terminalId"]
+        deadline = time.monotonic() + timeout
+        while not re.search(r"SUMMARY [^\n]*\n", out.replace("\r", "")):
+            left = deadline - time.monotonic()
+            assert left > 0, f"no SUMMARY from the battery: {out[-2000:]!r}"
+            out += c.wait_notification("terminal:data_out", lambda p: p["terminalId"] == tid,
+                                       timeout=left)["data"]
+    return out.replace("\r", "")
+
+
+def stop_group(proc):
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_battery_in_a_worker_terminal(setup):
+    """Embedded mode end to end: the worker started in the sandbox the way the launcher starts it,
+    and the battery typed into one of its terminals."""
+    sock_path = os.path.join(setup.user.pw_dir, "worker.sock")
+    proc = subprocess.Popen([SANDBOX_EXEC, "--user", USER, "--hide", setup.run_dir, "--",
+                             setup.worker, "--listen", sock_path, "--idle-timeout", "1s"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True, cwd="/")
+    try:
+        out = battery_in_terminal(sock_path, [PYTHON, setup.battery, *setup.args])
+    finally:
+        stop_group(proc)
+    checks, summary = parse(out[out.index("PASS ") if "PASS " in out else 0:])
+    failed = {n: c for n, c in checks.items() if c[0] != "PASS"}
+    assert not failed, out
+    assert all(n in checks for n in REQUIRED), out
+    assert summary == f"SUMMARY pass={len(checks)} fail=0 skip=0"
+    assert proc.returncode == 0, proc.stderr.read()
+
+
+def test_worker_seccomp_option(setup):
+    """Under systemd the unit's directives build the mount namespace and the worker loads the filter
+    itself (--seccomp): without any mount sandbox here, the system-call checks of the battery must
+    still pass in its terminals, and the file-system ones show what the directives are for."""
+    base = tempfile.mkdtemp(prefix="helios-t-seccomp-", dir=setup.user.pw_dir)
+    os.chown(base, setup.user.pw_uid, setup.user.pw_gid)
+    sock_path = os.path.join(base, "worker.sock")
+    env = {"HOME": setup.user.pw_dir, "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    proc = subprocess.Popen(["setpriv", f"--reuid={setup.user.pw_uid}", f"--regid={setup.user.pw_gid}",
+                             "--init-groups", setup.worker, "--seccomp", "--listen", sock_path,
+                             "--idle-timeout", "1s"],
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True, cwd="/")
+    try:
+        out = battery_in_terminal(sock_path, [PYTHON, setup.battery, *setup.args])
+    finally:
+        stop_group(proc)
+    checks, _ = parse(out[out.index("PASS ") if "PASS " in out else 0:])
+    for name in ("escape.unshare_user", "escape.clone_newuser", "escape.clone_newuser_newns",
+                 "escape.clone3_newuser", "escape.tiocsti", "escape.tiocsti_high_bits", "escape.keyctl",
+                 "escape.userfaultfd", "escape.setuid", "escape.perf_event_open", "escape.mount"):
+        assert checks[name][0] == "PASS", f"{name}: {checks[name]}\n{out}"
+    assert all(checks[n][0] == "PASS" for n in checks if n.startswith("work.")), out
+    assert checks[f"escape.hidden:{setup.run_dir}"][0] == "FAIL", out
+    assert proc.returncode == 0, proc.stderr.read()
