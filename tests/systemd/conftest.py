@@ -25,6 +25,9 @@ def machine():
         m.exec("systemd-sysusers", "helios.conf")
         m.exec("systemd-tmpfiles", "--create", "helios.conf")
         m.systemctl("daemon-reload")
+        # The container boots into basic.target; logins are allowed (pam_nologin) once this has run,
+        # as multi-user.target does on a real machine.
+        m.systemctl("start", "systemd-user-sessions.service")
         yield m
     finally:
         # The container's whole journal, for whoever reads a failure.

@@ -129,8 +129,12 @@ class Machine:
 
         helpers = self.path(HELPER_DIR)
         os.makedirs(helpers, exist_ok=True)
-        for f in ("worker_client.py",):
+        for f in ("worker_client.py", "gateway_client.py"):
             shutil.copy(os.path.join(HERE, f), helpers)
+        # Built helpers (test programs, not part of Helios), when the build has them.
+        for var in ("HELIOS_PAM_CHECK",):
+            if os.path.exists(os.environ.get(var, "")):
+                shutil.copy(os.environ[var], helpers)
 
         # Its own identity: the journal refuses to share the host's machine id, and the hostname says
         # where a shell is.
@@ -266,6 +270,10 @@ class Machine:
         if check and r.returncode != 0:
             raise AssertionError(f"{' '.join(argv)} exited with {r.returncode}:\n{r.stdout}{r.stderr}")
         return r
+
+    def write(self, path, text, mode="0644"):
+        """Write a file inside the running container (/run and /tmp are its own, not the overlay's)."""
+        self.exec("install", "-m", mode, "/dev/stdin", path, input=text)
 
     def sh(self, script, **kw):
         return self.exec("/bin/sh", "-c", script, **kw)
