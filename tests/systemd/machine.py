@@ -129,7 +129,7 @@ class Machine:
 
         helpers = self.path(HELPER_DIR)
         os.makedirs(helpers, exist_ok=True)
-        for f in ("worker_client.py", "gateway_client.py"):
+        for f in ("worker_client.py", "gateway_client.py", "editor.py"):
             shutil.copy(os.path.join(HERE, f), helpers)
         # Built helpers (test programs, not part of Helios), when the build has them.
         for var in ("HELIOS_PAM_CHECK",):
@@ -258,15 +258,15 @@ class Machine:
         """A path inside the container, as the host reaches it before and after boot."""
         return os.path.join(self.root, p.lstrip("/"))
 
-    def exec(self, *argv, user=None, input=None, check=True, timeout=60):
+    def exec(self, *argv, user=None, input=None, check=True, timeout=60, env=None):
         """Run argv inside the container (all its namespaces, its root). user: run as that account,
         with its groups, through setpriv (no PAM, no login session: like a service, not a login)."""
         cmd = ["nsenter", "--target", str(self.leader), "--all", "--"]
         if user is not None:
             cmd += ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"]
         cmd += list(argv)
-        r = subprocess.run(cmd, input=input, capture_output=True, text=True, env=CLEAN_ENV,
-                           timeout=timeout)
+        r = subprocess.run(cmd, input=input, capture_output=True, text=True,
+                           env=dict(CLEAN_ENV, **(env or {})), timeout=timeout)
         if check and r.returncode != 0:
             raise AssertionError(f"{' '.join(argv)} exited with {r.returncode}:\n{r.stdout}{r.stderr}")
         return r
@@ -300,12 +300,25 @@ class Machine:
             raise AssertionError(f"worker_client printed no JSON:\n{r.stdout}{r.stderr}")
 
     def add_user(self, name, password=None, groups=()):
-        self.exec("useradd", "--create-home", "--shell", "/bin/bash", name)
+        """A normal account inside the container, with a uid no account of the host has: the host sees
+        the container's processes with their real uids, and anything on the host that signals every
+        process of one of its own accounts must not hit these."""
+        self.exec("useradd", "--create-home", "--shell", "/bin/bash", "--uid", str(self._free_uid()), name)
         if password is not None:
             self.exec("chpasswd", input=f"{name}:{password}\n")
         for g in groups:
             self.exec("usermod", "--append", "--groups", g, name)
         return int(self.exec("id", "-u", name).stdout)
+
+    def _free_uid(self):
+        used = set()
+        for path in ("/etc/passwd", self.path("/etc/passwd")):
+            with open(path) as f:
+                used |= {int(line.split(":")[2]) for line in f if line.count(":") >= 6}
+        uid = 41000 + os.getpid() % 1000 * 8
+        while uid in used:
+            uid += 1
+        return uid
 
 
 def random_password():

@@ -121,6 +121,9 @@ def test_launcher_socket_is_for_the_gateway_only(machine, users):
 
 @pytest.fixture
 def launcher(machine, users):
+    for u in users:
+        machine.systemctl("reset-failed", f"helios-worker@{u}.socket", f"helios-worker@{u}.service",
+                          check=False)
     machine.systemctl("start", "helios-launcher.socket")
     yield
     machine.systemctl("stop", "helios-launcher.socket", "helios-launcher.service", check=False)
