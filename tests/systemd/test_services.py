@@ -53,17 +53,16 @@ def gateway_client(machine, *args):
 
 # ---- PAM inside the launcher's sandbox ----
 
-def pam_check(machine, user, password):
-    """pam-check run as a oneshot service with every [Service] setting of helios-launcher.service
-    (but what it runs): what PAM can do inside the launcher's sandbox. Returns (status, message)."""
+def run_as_launcher(machine, command, stdin=None):
+    """Run command as a oneshot service with every [Service] setting of helios-launcher.service but
+    what it runs: what the launcher's sandbox lets it do. Returns (exit status, its journal)."""
     service = [line for line in unit_section(installed_unit(machine, "helios-launcher.service"), "Service")
                if not line.startswith(("Type=", "ExecStart=", "Restart="))]
-    name = f"helios-pam-check-{secrets.token_hex(4)}.service"
-    machine.write(f"/run/systemd/system/{name}",
-                  "[Service]\nType=oneshot\n" + "\n".join(service) + "\n"
-                  f"ExecStart={HELPER_DIR}/pam-check helios {user}\n"
-                  "StandardInput=data\n"
-                  f"StandardInputText={password}\n")
+    name = f"helios-as-launcher-{secrets.token_hex(4)}.service"
+    text = "[Service]\nType=oneshot\n" + "\n".join(service) + f"\nExecStart={command}\n"
+    if stdin is not None:
+        text += f"StandardInput=data\nStandardInputText={stdin}\n"
+    machine.write(f"/run/systemd/system/{name}", text)
     try:
         machine.systemctl("daemon-reload")
         machine.systemctl("start", name, check=False)
@@ -74,6 +73,33 @@ def pam_check(machine, user, password):
         machine.systemctl("reset-failed", name, check=False)
         machine.exec("rm", f"/run/systemd/system/{name}")
         machine.systemctl("daemon-reload")
+
+
+def pam_check(machine, user, password):
+    """PAM for a login, as helios-launcher does it, inside its sandbox."""
+    return run_as_launcher(machine, f"{HELPER_DIR}/pam-check helios {user}", stdin=password)
+
+
+def test_launcher_sandbox_may_start_workers_over_dbus(machine, users):
+    """StartUnit on the system bus from inside the launcher's sandbox: root without CAP_SYS_ADMIN, no
+    writable file system, only local sockets. The service manager accepts a root caller."""
+    unit = "helios-worker@mary-jane.socket"
+    machine.systemctl("reset-failed", unit, check=False)
+    assert machine.show(unit, "ActiveState")["ActiveState"] == "inactive"
+    try:
+        status, log = run_as_launcher(
+            machine, "/usr/bin/busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 "
+            f"org.freedesktop.systemd1.Manager StartUnit ss {unit} replace")
+        assert status == 0 and "/org/freedesktop/systemd1/job/" in log, log
+        # StartUnit returns with the job queued, not done.
+        deadline = time.monotonic() + 10
+        while machine.show(unit, "ActiveState")["ActiveState"] != "active":
+            assert time.monotonic() < deadline, f"{unit} did not start"
+            time.sleep(0.05)
+        info = machine.client("/run/helios/workers/mary-jane.sock", "call", "worker:info")
+        assert info["response"]["result"]["home"] == "/home/mary-jane"
+    finally:
+        machine.systemctl("stop", unit, "helios-worker@mary-jane.service")
 
 
 @pytest.mark.skipif(not os.path.exists(os.environ.get("HELIOS_PAM_CHECK", "")),
