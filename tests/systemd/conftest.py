@@ -1,4 +1,5 @@
 import os
+import time
 
 import pytest
 
@@ -33,7 +34,9 @@ def machine():
         # The container's whole journal, for whoever reads a failure.
         with open(os.path.join(m.log_dir, "journal.txt"), "w") as f:
             f.write(m.exec("journalctl", "--no-pager", "-o", "short-monotonic", check=False).stdout)
+        t = time.monotonic()
         m.stop()
+        m.timings["stop"] = time.monotonic() - t
         machine_mod.FIGURES.update({f"container {k}": f"{v:.3f} s" for k, v in m.timings.items()})
 
 
