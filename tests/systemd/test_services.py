@@ -59,7 +59,8 @@ def run_as_launcher(machine, command, stdin=None):
     service = [line for line in unit_section(installed_unit(machine, "helios-launcher.service"), "Service")
                if not line.startswith(("Type=", "ExecStart=", "Restart="))]
     name = f"helios-as-launcher-{secrets.token_hex(4)}.service"
-    text = "[Service]\nType=oneshot\n" + "\n".join(service) + f"\nExecStart={command}\n"
+    text = ("[Service]\nType=oneshot\n" + "\n".join(service + machine.service_environment) +
+            f"\nExecStart={command}\n")
     if stdin is not None:
         text += f"StandardInput=data\nStandardInputText={stdin}\n"
     machine.write(f"/run/systemd/system/{name}", text)
