@@ -12,10 +12,11 @@ Returns {"output": what the terminal showed (CR LF line ends), "exitCode": int o
 """
 
 
-def run_in_terminal(machine, user, script, interpreter=("/bin/sh",), timeout=120):
+def run_in_terminal(machine, user, script, interpreter=("/bin/sh",), args=(), timeout=120):
+    """Run script (its text) as `INTERPRETER... SCRIPT ARGS...` in a new terminal of user's worker."""
     machine.systemctl("start", f"helios-worker@{user}.socket")
-    out = machine.client(f"/run/helios/workers/{user}.sock", "run", *interpreter, input=script,
-                         timeout=timeout)
+    out = machine.client(f"/run/helios/workers/{user}.sock", "run", *interpreter, "--", *args,
+                         input=script, timeout=timeout)
     if "output" not in out:
         raise AssertionError(f"the script could not run in {user}'s worker: {out}")
     return out

@@ -3,8 +3,10 @@ JSON-RPC 2.0 on a Unix stream socket) or to helios-launcher (one packet per mess
 JSON object on standard output.
 
   worker_client.py SOCKET call METHOD [PARAMS]    {"response": ..., "seconds": connect to answer}
-  worker_client.py SOCKET run [INTERPRETER...]    the script on standard input, run in a terminal of
-                                                  the worker: {"output", "exitCode", "signal"}
+  worker_client.py SOCKET run [INTERPRETER...] [-- ARG...]
+                                                  the script on standard input, run in a terminal of
+                                                  the worker as INTERPRETER SCRIPT ARG...:
+                                                  {"output", "exitCode", "signal"}
   worker_client.py SOCKET launcher FIELD...       {"reply": [FIELD...]} or {"closed": true}
 
 A connection that is refused prints {"errno": "EACCES", ...} and exits 1.
@@ -69,7 +71,7 @@ class Worker:
         return self.read_message()
 
 
-def run_script(w, interpreter):
+def run_script(w, interpreter, args):
     """Write the script into the user's home through the worker's own file service, run it in one of
     the worker's terminals (a PTY, its own session, everything the sandbox imposes on what a user
     types), and collect what the terminal shows until it exits."""
@@ -78,7 +80,7 @@ def run_script(w, interpreter):
     w.result("fs:write_file", {"path": path, "content": sys.stdin.read()})
     try:
         tid = w.result("terminal:create", {"cols": 200, "rows": 50,
-                                           "command": list(interpreter) + [path]})["terminalId"]
+                                           "command": list(interpreter) + [path] + list(args)})["terminalId"]
         out = []
         while True:
             n = w.notification()
@@ -120,7 +122,9 @@ def main():
                 response = w.call(args[0], params)
                 out = {"response": response, "seconds": time.monotonic() - start}
             elif mode == "run":
-                out = run_script(w, args or ["/bin/sh"])
+                interpreter, script_args = (args[:args.index("--")], args[args.index("--") + 1:]) \
+                    if "--" in args else (args, [])
+                out = run_script(w, interpreter or ["/bin/sh"], script_args)
             else:
                 sys.exit(f"unknown mode {mode}")
     except OSError as e:
