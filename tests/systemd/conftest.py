@@ -16,6 +16,7 @@ def machine():
     reason = machine_mod.cannot_run_reason()
     if reason:
         pytest.skip(f"no container: {reason}")
+    machine_mod.clean_stale(BUILD_DIR)
     m = machine_mod.Machine(BUILD_DIR, os.path.join(BUILD_DIR, "meson-logs", "systemd"))
     try:
         m.start()

@@ -80,6 +80,46 @@ def _cgroup_parents():
     return [p for p in ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified") if p in mounts]
 
 
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def clean_stale(build_dir):
+    """What a run that was killed before its cleanup left: its container's cgroups, mounts and
+    directory, all named helios-test-PID after a PID that is gone. Nothing else is touched."""
+    def stale(name):
+        return name.startswith("helios-test-") and name[12:].isdigit() and not _pid_alive(int(name[12:]))
+
+    for parent in _cgroup_parents():
+        for name in os.listdir(parent):
+            if stale(name) and os.path.isdir(os.path.join(parent, name)):
+                m = Machine.__new__(Machine)
+                m.cgroups = [os.path.join(parent, name)]
+                m._remove_cgroups()
+    # nspawn removes its directory for files passed into the container when it exits, unless killed.
+    propagate = "/run/systemd/nspawn/propagate"
+    if os.path.isdir(propagate):
+        for name in os.listdir(propagate):
+            if stale(name) and not os.path.ismount(os.path.join(propagate, name)):
+                shutil.rmtree(os.path.join(propagate, name), ignore_errors=True)
+    top = os.path.join(os.path.abspath(build_dir), "systemd-test")
+    if os.path.isdir(top):
+        for name in os.listdir(top):
+            if stale(name):
+                base = os.path.join(top, name)
+                for mnt in (os.path.join(base, "root"), base):
+                    if os.path.ismount(mnt):
+                        _umount(mnt)
+                if not os.path.ismount(base):
+                    shutil.rmtree(base, ignore_errors=True)
+
+
 class Machine:
     """One booted container. exec() runs a command inside, as root unless told otherwise."""
 

@@ -13,7 +13,13 @@ if reason:
     print(f"SKIP: cannot boot a container here: {reason}")
     sys.exit(77)
 
+import signal  # noqa: E402
+
 import pytest  # noqa: E402
+
+# meson's timeout sends SIGTERM: turn it into an interruption, so that the container is still
+# stopped and its mounts and cgroups removed.
+signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 class Outcomes:
