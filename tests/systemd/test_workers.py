@@ -258,3 +258,23 @@ def test_cold_start_figures(machine, users, workspace):
         f"{samples[2] * 1000:.1f} ms (min {samples[0] * 1000:.1f}, max {samples[-1] * 1000:.1f})"
     # Generous: a cold start is a page load's worth of waiting, never seconds.
     assert samples[2] < 2.0, samples
+
+
+def test_escaped_instance_names_are_not_user_names(machine, users):
+    """The launcher must start helios-worker@mary-jane.socket, the name as it is. The name
+    systemd-escape makes of it (mary\\x2djane) is another instance whose %i is no account: its worker
+    cannot start. (With %I in the units it would be the other way round, and mary/jane for the plain
+    name.)"""
+    escaped = machine.exec("systemd-escape", "mary-jane").stdout.strip()
+    assert escaped == "mary\\x2djane"
+    unit = f"helios-worker@{escaped}"
+    machine.systemctl("start", f"{unit}.socket")
+    try:
+        out = machine.client(f"/run/helios/workers/{escaped}.sock", "call", "worker:info", check=False)
+        assert "response" not in out, out
+        # The journal, not the unit's state: a failed instance may be garbage-collected at any time.
+        wait_for(lambda: "status=217/USER" in machine.exec(
+            "journalctl", "-u", f"{unit}.service", "-o", "cat", "--no-pager").stdout)
+    finally:
+        machine.systemctl("stop", f"{unit}.socket", f"{unit}.service", check=False)
+        machine.systemctl("reset-failed", f"{unit}.socket", f"{unit}.service", check=False)
