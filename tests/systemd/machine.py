@@ -196,8 +196,6 @@ class Machine:
             f.write(uuid.uuid4().hex + "\n")
         with open(self.path("/etc/hostname"), "w") as f:
             f.write(self.name + "\n")
-        # The host's own services (databases, timers of the host's packages) have no business here.
-        # Booting into basic.target starts journald, D-Bus and sockets, which is all Helios needs.
 
     def _build_option(self, name):
         try:
@@ -228,6 +226,8 @@ class Machine:
                 for d in cgroups:
                     with open(os.path.join(d, "cgroup.procs"), "w") as f:
                         f.write("0")
+        # The host's own services (databases, whatever its packages enable) have no business here:
+        # basic.target brings journald, D-Bus and the sockets, which is all Helios needs.
         args += ["systemd.unit=basic.target"]
 
         t = time.monotonic()
