@@ -78,7 +78,10 @@ static void write_limits(FILE *f)
 {
         fputs("# policy/limits.c: no privileges, and the resource limits both modes share.\n"
               "NoNewPrivileges=yes\n"
-              "RestrictSUIDSGID=yes\n"
+              /* Not RestrictSUIDSGID=: systemd 252 cannot look inside openat2()'s struct for the mode, so
+               * that directive makes every openat2() fail with ENOSYS, and the worker confines paths with
+               * openat2(RESOLVE_BENEATH). A set-user-ID file a user makes in their home grants only their
+               * own uid, which NoNewPrivileges= already denies to every process in the sandbox. */
               "CapabilityBoundingSet=\n"
               "AmbientCapabilities=\n",
               f);

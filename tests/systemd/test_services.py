@@ -1,0 +1,258 @@
+"""helios-launcher and helios-gateway under a real systemd: their sockets, their sandboxes, and PAM
+inside the launcher's sandbox.
+
+Tests that need helios-launcher skip while this build has none; tests of the gateway behind the
+launcher skip while the gateway has no --launcher option. Everything else runs now."""
+
+import json
+import os
+import re
+import secrets
+import time
+
+import pytest
+
+from machine import FIGURES, HELPER_DIR
+
+BUILD_DIR = os.environ.get("HELIOS_BUILD_DIR") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
+LAUNCHER_BUILT = os.path.exists(os.path.join(BUILD_DIR, "launcher", "helios-launcher"))
+needs_launcher = pytest.mark.skipif(not LAUNCHER_BUILT,
+                                    reason="helios-launcher is not built in this tree yet")
+LAUNCHER_SOCK = "/run/helios/launcher.sock"
+BASE = "http://127.0.0.1:8080"
+
+
+def gateway_has_launcher_option(machine):
+    return "--launcher" in machine.exec("/usr/local/bin/helios-gateway", "--help").stdout
+
+
+def unit_section(text, section):
+    """The lines of one [section] of a unit file."""
+    out, inside = [], False
+    for line in text.splitlines():
+        if line.startswith("["):
+            inside = line.strip() == f"[{section}]"
+        elif inside and line.strip() and not line.startswith("#"):
+            out.append(line)
+    return out
+
+
+def installed_unit(machine, name):
+    for d in ("/usr/lib/systemd/system", "/lib/systemd/system"):
+        if os.path.exists(machine.path(f"{d}/{name}")):
+            with open(machine.path(f"{d}/{name}")) as f:
+                return f.read()
+    raise AssertionError(f"{name} is not installed")
+
+
+def gateway_client(machine, *args):
+    r = machine.exec("/usr/bin/python3", f"{HELPER_DIR}/gateway_client.py", BASE, *args)
+    return json.loads(r.stdout)
+
+
+# ---- PAM inside the launcher's sandbox ----
+
+def run_as_launcher(machine, command, stdin=None):
+    """Run command as a oneshot service with every [Service] setting of helios-launcher.service but
+    what it runs: what the launcher's sandbox lets it do. Returns (exit status, its journal)."""
+    service = [line for line in unit_section(installed_unit(machine, "helios-launcher.service"), "Service")
+               if not line.startswith(("Type=", "ExecStart=", "Restart="))]
+    name = f"helios-as-launcher-{secrets.token_hex(4)}.service"
+    text = ("[Service]\nType=oneshot\n" + "\n".join(service + machine.service_environment) +
+            f"\nExecStart={command}\n")
+    if stdin is not None:
+        text += f"StandardInput=data\nStandardInputText={stdin}\n"
+    machine.write(f"/run/systemd/system/{name}", text)
+    try:
+        machine.systemctl("daemon-reload")
+        machine.systemctl("start", name, check=False)
+        status = int(machine.show(name, "ExecMainStatus")["ExecMainStatus"])
+        log = machine.exec("journalctl", "-u", name, "-o", "cat", "--no-pager").stdout
+        return status, log
+    finally:
+        machine.systemctl("reset-failed", name, check=False)
+        machine.exec("rm", f"/run/systemd/system/{name}")
+        machine.systemctl("daemon-reload")
+
+
+def pam_check(machine, user, password):
+    """PAM for a login, as helios-launcher does it, inside its sandbox."""
+    return run_as_launcher(machine, f"{HELPER_DIR}/pam-check helios {user}", stdin=password)
+
+
+def test_launcher_sandbox_may_start_workers_over_dbus(machine, users):
+    """StartUnit on the system bus from inside the launcher's sandbox: root without CAP_SYS_ADMIN, no
+    writable file system, only local sockets. The service manager accepts a root caller."""
+    unit = "helios-worker@mary-jane.socket"
+    machine.systemctl("reset-failed", unit, check=False)
+    assert machine.show(unit, "ActiveState")["ActiveState"] == "inactive"
+    try:
+        status, log = run_as_launcher(
+            machine, "/usr/bin/busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 "
+            f"org.freedesktop.systemd1.Manager StartUnit ss {unit} replace")
+        assert status == 0 and "/org/freedesktop/systemd1/job/" in log, log
+        # StartUnit returns with the job queued, not done.
+        deadline = time.monotonic() + 10
+        while machine.show(unit, "ActiveState")["ActiveState"] != "active":
+            assert time.monotonic() < deadline, f"{unit} did not start"
+            time.sleep(0.05)
+        info = machine.client("/run/helios/workers/mary-jane.sock", "call", "worker:info")
+        assert info["response"]["result"]["home"] == "/home/mary-jane"
+    finally:
+        machine.systemctl("stop", unit, "helios-worker@mary-jane.service")
+
+
+@pytest.mark.skipif(not os.path.exists(os.environ.get("HELIOS_PAM_CHECK", "")),
+                    reason="pam-check is not built (libpam0g-dev missing)")
+def test_pam_works_inside_the_launcher_sandbox(machine, users):
+    assert os.path.exists(machine.path("/etc/pam.d/helios"))
+    status, log = pam_check(machine, "alice", users["alice"])
+    assert status == 0 and "accepted" in log, log
+    status, log = pam_check(machine, "mary-jane", users["mary-jane"])
+    assert status == 0, log
+    status, log = pam_check(machine, "alice", users["bob"])
+    assert status == 1 and "Authentication failure" in log, log
+    status, log = pam_check(machine, "nobody-here", "x")
+    assert status == 1, log
+    # /run/nologin (an admin's maintenance window, or a boot not finished) refuses logins.
+    machine.write("/run/nologin", "Maintenance until noon.\n")
+    try:
+        status, log = pam_check(machine, "alice", users["alice"])
+        assert status == 1 and "Maintenance until noon." in log, log
+    finally:
+        machine.exec("rm", "/run/nologin")
+    # The account phase runs too: a locked account is refused even with its password.
+    machine.exec("usermod", "--expiredate", "1", "bob")
+    try:
+        status, log = pam_check(machine, "bob", users["bob"])
+        assert status == 1, log
+    finally:
+        machine.exec("usermod", "--expiredate", "", "bob")
+
+
+# ---- helios-launcher ----
+
+def test_launcher_socket_is_for_the_gateway_only(machine, users):
+    machine.systemctl("start", "helios-launcher.socket")
+    try:
+        st = machine.exec("stat", "-c", "%a %U %G %F", LAUNCHER_SOCK).stdout.strip()
+        assert st == "660 root helios-gateway socket"
+        # Refused by the file's mode before anything is started.
+        out = machine.client(LAUNCHER_SOCK, "launcher", "1", "worker", "bob", user="bob", check=False)
+        assert out.get("errno") == "EACCES", out
+        assert machine.show("helios-launcher.service", "ActiveState")["ActiveState"] == "inactive"
+    finally:
+        machine.systemctl("stop", "helios-launcher.socket", "helios-launcher.service")
+
+
+@pytest.fixture
+def launcher(machine, users):
+    for u in users:
+        machine.systemctl("reset-failed", f"helios-worker@{u}.socket", f"helios-worker@{u}.service",
+                          check=False)
+    machine.systemctl("start", "helios-launcher.socket")
+    yield
+    machine.systemctl("stop", "helios-launcher.socket", "helios-launcher.service", check=False)
+    for u in users:
+        machine.systemctl("stop", f"helios-worker@{u}.socket", f"helios-worker@{u}.service", check=False)
+
+
+@needs_launcher
+@pytest.mark.parametrize("user", ["alice", "mary-jane"])
+def test_launcher_starts_workers_under_systemd(machine, users, launcher, user):
+    assert machine.show(f"helios-worker@{user}.socket", "ActiveState")["ActiveState"] == "inactive"
+    t = time.monotonic()
+    out = machine.client(LAUNCHER_SOCK, "launcher", "7", "worker", user)
+    assert out.get("reply") == ["7", "ok", f"/run/helios/workers/{user}.sock"], out
+    info = machine.client(f"/run/helios/workers/{user}.sock", "call", "worker:info")
+    total = time.monotonic() - t
+    assert info["response"]["result"]["uid"] == int(machine.exec("id", "-u", user).stdout)
+    FIGURES[f"cold start of {user} through helios-launcher (request to first worker answer)"] = \
+        f"{total * 1000:.1f} ms"
+    assert machine.show(f"helios-worker@{user}.socket", "ActiveState")["ActiveState"] == "active"
+
+    # The launcher runs as root with only what the unit leaves it.
+    pid = int(machine.show("helios-launcher.service", "MainPID")["MainPID"])
+    status = machine.exec("cat", f"/proc/{pid}/status").stdout
+    assert re.search(r"^NoNewPrivs:\s+1$", status, re.M)
+    assert re.search(r"^CapBnd:\s+0*20000000$", status, re.M), status  # CAP_AUDIT_WRITE only
+
+
+@needs_launcher
+def test_launcher_checks_passwords_and_refuses_root(machine, users, launcher):
+    out = machine.client(LAUNCHER_SOCK, "launcher", "1", "auth", "alice", users["alice"])
+    assert out.get("reply") == ["1", "ok"], out
+    out = machine.client(LAUNCHER_SOCK, "launcher", "2", "auth", "alice", "wrong")
+    assert out.get("reply") == ["2", "error", "denied"], out
+    out = machine.client(LAUNCHER_SOCK, "launcher", "3", "worker", "root")
+    assert out.get("reply") == ["3", "error", "refused"], out
+    # Root itself is not the gateway: the launcher serves the gateway's uid only.
+    out = machine.client(LAUNCHER_SOCK, "launcher", "4", "worker", "alice", user="root", check=False)
+    assert "reply" not in out, out
+    log = machine.exec("journalctl", "-u", "helios-launcher.service", "-o", "cat", "--no-pager").stdout
+    assert "alice" in log
+
+
+# ---- helios-gateway ----
+
+@pytest.fixture
+def gateway(machine):
+    yield
+    machine.systemctl("stop", "helios-gateway.socket", "helios-gateway.service", check=False)
+    machine.exec("rm", "-rf", "/etc/systemd/system/helios-gateway.service.d", "/etc/helios")
+    machine.systemctl("daemon-reload")
+    machine.systemctl("reset-failed", check=False)
+
+
+def test_gateway_unit_serves_the_page_under_its_sandbox(machine, gateway):
+    """The gateway's sandbox with the login method that needs no launcher (a token): the socket
+    activates it, it reports ready, reads a root-owned file of its group, serves the installed web
+    app and answers a login. The full unit (PAM through the launcher) is the next test."""
+    token = secrets.token_urlsafe(24)
+    machine.exec("install", "-d", "-m", "0750", "-g", "helios-gateway", "/etc/helios")
+    machine.exec("install", "-m", "0640", "-g", "helios-gateway", "/dev/stdin", "/etc/helios/token",
+                 input=token)
+    machine.exec("mkdir", "-p", "/etc/systemd/system/helios-gateway.service.d")
+    with open(machine.path("/etc/systemd/system/helios-gateway.service.d/50-token.conf"), "w") as f:
+        f.write("[Service]\nExecStart=\n"
+                "ExecStart=/usr/local/bin/helios-gateway --auth=token --token-file=/etc/helios/token\n")
+    machine.systemctl("daemon-reload")
+    machine.systemctl("start", "helios-gateway.socket")
+    assert machine.show("helios-gateway.service", "ActiveState")["ActiveState"] == "inactive"
+
+    t = time.monotonic()
+    r = gateway_client(machine, "get", "/healthz")
+    FIGURES["gateway cold start under systemd (first /healthz)"] = f"{(time.monotonic() - t) * 1000:.1f} ms"
+    assert r["status"] == 200 and r["body"].strip() == "ok", r
+    r = gateway_client(machine, "get", "/")
+    assert r["status"] == 200 and "<!doctype html" in r["body"].lower(), r
+    headers = {k.lower(): v for k, v in r["headers"].items()}
+    assert "default-src 'self'" in headers.get("content-security-policy", ""), headers
+    assert gateway_client(machine, "login", "--token", token)["status"] == 200
+    assert gateway_client(machine, "login", "--token", "wrong" + token)["status"] == 401
+
+    props = machine.show("helios-gateway.service", "ActiveState", "SubState", "MainPID", "StatusText")
+    assert props["ActiveState"] == "active" and props["StatusText"], props
+    status = machine.exec("cat", f"/proc/{props['MainPID']}/status").stdout
+    assert re.search(r"^CapEff:\s+0+$", status, re.M) and re.search(r"^NoNewPrivs:\s+1$", status, re.M)
+    # Reload rereads the configuration without a restart.
+    machine.systemctl("reload", "helios-gateway.service")
+    assert machine.show("helios-gateway.service", "MainPID")["MainPID"] == props["MainPID"]
+    assert gateway_client(machine, "get", "/healthz")["status"] == 200
+
+
+@needs_launcher
+def test_gateway_logs_in_with_pam_and_reaches_the_worker(machine, users, launcher, gateway):
+    if not gateway_has_launcher_option(machine):
+        pytest.skip("helios-gateway has no --launcher option yet")
+    machine.systemctl("start", "helios-gateway.socket")
+    r = gateway_client(machine, "login", "mary-jane", "wrong")
+    assert r["status"] == 401, r
+    r = gateway_client(machine, "login", "mary-jane", users["mary-jane"])
+    assert r["status"] == 200 and r["cookie"], r
+    t = time.monotonic()
+    out = gateway_client(machine, "rpc", r["cookie"], "worker:info")
+    FIGURES["first request after login, browser side (gateway, launcher, worker cold)"] = \
+        f"{(time.monotonic() - t) * 1000:.1f} ms"
+    assert out["response"]["result"]["uid"] == int(machine.exec("id", "-u", "mary-jane").stdout)
