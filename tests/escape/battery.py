@@ -460,6 +460,26 @@ def other_terminals():
     return f"/dev/pts shows others' terminals: {' '.join(theirs)}" if theirs else None
 
 
+def open_other_terminal():
+    """No one else's pseudo-terminal can be opened, whether or not it can be seen."""
+    try:
+        names = os.listdir("/dev/pts")
+    except OSError:
+        return None
+    opened = []
+    for name in names:
+        path = os.path.join("/dev/pts", name)
+        try:
+            if name == "ptmx" or os.stat(path).st_uid == os.getuid():
+                continue
+            fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        os.close(fd)
+        opened.append(name)
+    return f"opened others' terminals: {' '.join(opened)}" if opened else None
+
+
 # ---- A working day: every step must succeed ----
 
 def run(args, cwd, **kw):
@@ -633,6 +653,7 @@ def main():
     check("escape.open_by_handle_at", open_by_handle)
     check("escape.devices", devices)
     check("escape.other_terminals", other_terminals)
+    check("escape.open_other_terminal", open_other_terminal)
 
     work = opts.workdir or tempfile.mkdtemp(prefix=".helios-battery-", dir=os.path.expanduser("~"))
     try:

@@ -43,7 +43,7 @@ REQUIRED = [
     "escape.tiocsti_high_bits", "escape.tioclinux", "escape.tioclinux_high_bits", "escape.load_module",
     "escape.bpf", "escape.perf_event_open", "escape.setuid", "escape.reboot", "escape.settimeofday",
     "escape.keyctl", "escape.userfaultfd", "escape.chroot", "escape.open_by_handle_at", "escape.devices",
-    "escape.other_terminals",
+    "escape.other_terminals", "escape.open_other_terminal",
     "work.write_home", "work.write_tmp", "work.cc_make", "work.git", "work.python", "work.debug",
     "work.pty", "work.threads_fork",
 ]
