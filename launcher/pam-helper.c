@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include "pam-helper.h"
 
+#include <sched.h>
 #include <security/pam_appl.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -140,7 +142,32 @@ int pam_helper_main(const char *service)
                 return PAM_HELPER_EXIT_FAILED;
         }
         c = (Credentials){.user = buf, .password = end + 1};
-        r = check(service, &c);
+
+        /* PAM runs as the first process of a PID namespace of its own: when the launcher kills this
+         * helper for taking too long, the kernel ends everything a module started in there too, even
+         * what escaped into a session of its own (pam_exec does that). Where namespaces are not
+         * available the check runs here, and only the process group can be killed. */
+        if (unshare(CLONE_NEWPID) < 0) {
+                log_debug_errno(errno, "PAM helper: no PID namespace, checking in this process: %m");
+                r = check(service, &c);
+                explicit_bzero(buf, sizeof(buf));
+                return r;
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+                explicit_bzero(buf, sizeof(buf));
+                log_error_errno(errno, "PAM helper: cannot fork: %m");
+                return PAM_HELPER_EXIT_FAILED;
+        }
+        if (pid == 0) {
+                r = check(service, &c);
+                explicit_bzero(buf, sizeof(buf));
+                _exit(r);
+        }
         explicit_bzero(buf, sizeof(buf));
-        return r;
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return PAM_HELPER_EXIT_FAILED;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : PAM_HELPER_EXIT_FAILED;
 }
