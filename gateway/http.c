@@ -588,7 +588,9 @@ static void on_auth_done(int result, const char *user, void *userdata)
         int k;
 
         r->auth = NULL;
-        if (result == -EACCES || (result >= 0 && !user)) {
+        /* -EPERM: the launcher refuses the account (root, a system account): to the client, the same
+         * as a wrong password. */
+        if (result == -EACCES || result == -EPERM || (result >= 0 && !user)) {
                 throttle_keys(r, r->login_user, addr_key, user_key);
                 throttle_failure(g->throttle, addr_key, now);
                 throttle_failure(g->throttle, user_key, now);

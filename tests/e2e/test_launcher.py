@@ -518,3 +518,80 @@ def test_max_users(make_launcher, accounts):
     _, path = c.request("worker", ALICE)
     ask_worker(path, accounts[GW])  # a worker runs: Alice's socket cannot give way
     assert c.request("worker", BOB) == ["error", "busy"]
+
+
+# ---- through the gateway ----
+
+class LauncherGateway(helios.Gateway):
+    """helios-gateway as the gateway's account, logging in with PAM through helios-launcher."""
+
+    def __init__(self, base, account, launcher_sock, args=()):
+        super().__init__(base, args=("--auth", "pam", "--launcher", launcher_sock, *args))
+        self.account = account
+
+    def command(self):
+        return ["setpriv", f"--reuid={self.account.pw_uid}", f"--regid={self.account.pw_gid}",
+                "--init-groups", *super().command()]
+
+
+@pytest.fixture
+def pam_gateway(make_launcher, accounts, base):
+    lc = make_launcher()
+    d = os.path.join(base, "gw")
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    g = LauncherGateway(d, accounts[GW], lc.sock).start()
+    yield g, lc
+    status = g.stop()
+    log = g.read_log()
+    assert status == 0, log[-3000:]
+    for pattern in helios.SANITIZER_REPORTS:
+        assert pattern not in log, log[-5000:]
+    assert "still open at exit" not in log, log[-3000:]
+
+
+def test_gateway_logs_in_with_pam_and_reaches_the_users_worker(pam_gateway, accounts):
+    g, lc = pam_gateway
+    assert helios.read_status(g.pid)["Uid"].split()[0] == str(accounts[GW].pw_uid)
+    resp = g.login(user=ALICE, password=PASSWORDS[ALICE])
+    assert resp.status == 200, resp
+    cookie = helios.cookie_from(resp)
+    assert g.request("GET", "/api/session", cookie=cookie).json()["user"] == ALICE
+    rpc = g.rpc(cookie)
+    info = rpc.call("worker:info")
+    assert info["uid"] == accounts[ALICE].pw_uid
+    assert info["home"] == accounts[ALICE].pw_dir
+    rpc.close()
+    # Root and system accounts look like wrong passwords from outside.
+    assert g.login(user="root", password="x").status == 401
+    assert g.login(user=SYSTEM, password="x").status == 401
+
+
+def test_gateway_wrong_passwords_are_throttled(pam_gateway, accounts):
+    g, lc = pam_gateway
+    statuses = [g.login(user=BOB, password="wrong").status for _ in range(7)]
+    assert statuses[:5] == [401] * 5, statuses
+    assert statuses[-1] == 429, statuses
+    assert "PAM denied " + BOB in lc.read_log()
+
+
+def test_gateway_users_never_see_each_other(pam_gateway, accounts):
+    g, lc = pam_gateway
+    alice1 = g.rpc(helios.cookie_from(g.login(user=ALICE, password=PASSWORDS[ALICE])))
+    alice2 = g.rpc(helios.cookie_from(g.login(user=ALICE, password=PASSWORDS[ALICE])))
+    bob = g.rpc(helios.cookie_from(g.login(user=BOB, password=PASSWORDS[BOB])))
+    assert bob.call("worker:info")["uid"] == accounts[BOB].pw_uid
+    assert alice1.call("worker:info")["pid"] == alice2.call("worker:info")["pid"]
+    assert alice1.call("worker:info")["pid"] != bob.call("worker:info")["pid"]
+
+    term = alice1.call("terminal:create", {"cols": 80, "rows": 24})["terminalId"]
+    # Alice's other page hears of it; Bob's does not.
+    alice2.wait_notification("state:updated", lambda p: any(
+        t.get("terminalId") == term for t in p.get("terminals", [])))
+    assert bob.call("workspace:state").get("terminals", []) == []
+    time.sleep(0.5)
+    bob.call("worker:info")  # drains whatever arrived meanwhile
+    assert not bob.notifications, list(bob.notifications)
+    alice1.call("terminal:close", {"terminalId": term})
+    for c in (alice1, alice2, bob):
+        c.close()
