@@ -26,19 +26,31 @@ PAM_OK = f"helios-test-{TAG}"
 PAM_HANG = f"helios-test-hang-{TAG}"
 
 
+def shadow_tool(cmd, check=True, **kw):
+    """useradd and friends, retried while another test suite holds the lock on /etc/passwd."""
+    for _ in range(50):
+        out = subprocess.run(cmd, capture_output=True, text=True, **kw)
+        if out.returncode == 0 or "lock" not in out.stderr:
+            break
+        time.sleep(0.1)
+    if check:
+        assert out.returncode == 0, (cmd, out.stderr)
+    return out
+
+
 def useradd(name, home=None, system=False):
     cmd = ["useradd", "--user-group", "--shell", "/bin/sh"]
     if system:
         cmd += ["--system", "--no-create-home"]
     else:
         cmd += ["--create-home", "--home-dir", home]
-    subprocess.run(cmd + [name], check=True, capture_output=True)
+    shadow_tool(cmd + [name])
     return pwd.getpwnam(name)
 
 
 def userdel(name):
-    subprocess.run(["userdel", name], capture_output=True)
-    subprocess.run(["groupdel", name], capture_output=True)
+    shadow_tool(["userdel", name], check=False)
+    shadow_tool(["groupdel", name], check=False)
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +68,7 @@ def accounts():
             BOB: useradd(BOB, home=os.path.join(base, BOB)),
             SYSTEM: useradd(SYSTEM, system=True),
         }
-        subprocess.run(["chpasswd"], input="".join(f"{u}:{p}\n" for u, p in PASSWORDS.items()),
-                       text=True, check=True)
+        shadow_tool(["chpasswd"], input="".join(f"{u}:{p}\n" for u, p in PASSWORDS.items()))
         yield made
     finally:
         for n in names:
@@ -100,7 +111,8 @@ class Launcher:
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(self.log, "ab"), start_new_session=True)
         deadline = time.monotonic() + 10
-        while not os.path.exists(self.sock):
+        # Listening comes after the socket has its group and mode.
+        while not helios.is_listening(self.sock):
             assert self.proc.poll() is None, self.read_log()
             assert time.monotonic() < deadline, self.read_log()
             time.sleep(0.01)
