@@ -161,8 +161,9 @@ static int handle_reply(RemoteLauncher *rl, char *buf, size_t n)
                         break;
 
         if (streq(f[1], LAUNCHER_REPLY_OK)) {
-                if (r && (r->is_auth ? k != 2 : k != 3 || f[2][0] != '/' ||
-                                                    strlen(f[2]) >= sizeof(((struct sockaddr_un *)NULL)->sun_path)))
+                if (r && (r->is_auth ? k != 2
+                                     : k != 3 || f[2][0] != '/' ||
+                                           strlen(f[2]) >= sizeof(((struct sockaddr_un *)NULL)->sun_path)))
                         return -EBADMSG;
                 if (!r)
                         return 0; /* cancelled */

@@ -15,23 +15,24 @@
 
 static void help(void)
 {
-        printf("Usage: helios-launcher [OPTIONS]\n\n"
-               "The privileged part of Helios: checks passwords with PAM and makes sure each user's worker\n"
-               "socket exists, for the gateway alone.\n\n"
-               "  -h --help                 Show this help\n"
-               "     --version              Show the version\n"
-               "     --listen PATH          Listen here when systemd passes no socket\n"
-               "     --gateway-user NAME    The gateway's account, the only client (default helios-gateway)\n"
-               "     --pam-service NAME     PAM service (default helios)\n"
-               "     --pam-timeout TIME     Longest PAM check (default 10s)\n"
-               "     --max-pam-helpers N    PAM checks at once (default 16)\n"
-               "     --mode MODE            systemd, embedded or auto (default auto)\n"
-               "     --runtime-dir DIR      Worker sockets go to DIR/workers (default /run/helios)\n"
-               "     --worker PATH          The helios-worker executable (embedded mode)\n"
-               "     --max-users N          Users with a worker socket (default 1024)\n"
-               "     --start-timeout TIME   Longest unit start (default 30s)\n"
-               "     --max-requests N       Requests in flight (default 256; 64 per connection)\n"
-               "     --log-level LEVEL      err, warning, notice, info or debug\n");
+        printf(
+            "Usage: helios-launcher [OPTIONS]\n\n"
+            "The privileged part of Helios: checks passwords with PAM and makes sure each user's worker\n"
+            "socket exists, for the gateway alone.\n\n"
+            "  -h --help                 Show this help\n"
+            "     --version              Show the version\n"
+            "     --listen PATH          Listen here when systemd passes no socket\n"
+            "     --gateway-user NAME    The gateway's account, the only client (default helios-gateway)\n"
+            "     --pam-service NAME     PAM service (default helios)\n"
+            "     --pam-timeout TIME     Longest PAM check (default 10s)\n"
+            "     --max-pam-helpers N    PAM checks at once (default 16)\n"
+            "     --mode MODE            systemd, embedded or auto (default auto)\n"
+            "     --runtime-dir DIR      Worker sockets go to DIR/workers (default /run/helios)\n"
+            "     --worker PATH          The helios-worker executable (embedded mode)\n"
+            "     --max-users N          Users with a worker socket (default 1024)\n"
+            "     --start-timeout TIME   Longest unit start (default 30s)\n"
+            "     --max-requests N       Requests in flight (default 256; 64 per connection)\n"
+            "     --log-level LEVEL      err, warning, notice, info or debug\n");
 }
 
 enum {

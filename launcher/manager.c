@@ -447,8 +447,8 @@ static void handle_auth(Conn *c, const char *id, const char *user, const char *p
                 return;
         }
         /* An unknown name goes to PAM all the same: answering it sooner would tell which names exist. */
-        if (c->in_flight >= m->options.max_requests_per_connection || m->n_requests >= m->options.max_requests ||
-            m->n_helpers >= m->options.max_pam_helpers) {
+        if (c->in_flight >= m->options.max_requests_per_connection ||
+            m->n_requests >= m->options.max_requests || m->n_helpers >= m->options.max_pam_helpers) {
                 log_event(LOG_WARNING, user, "login-busy", "Too many logins in progress; turning away %s.",
                           user);
                 conn_error(c, id, LAUNCHER_ERROR_BUSY);
@@ -738,7 +738,8 @@ static void handle_worker_systemd(Conn *c, const char *id, const char *user)
         Request *r;
         int k;
 
-        if (c->in_flight >= m->options.max_requests_per_connection || m->n_requests >= m->options.max_requests) {
+        if (c->in_flight >= m->options.max_requests_per_connection ||
+            m->n_requests >= m->options.max_requests) {
                 conn_error(c, id, LAUNCHER_ERROR_BUSY);
                 return;
         }
@@ -963,9 +964,10 @@ static void on_listen_event(uv_poll_t *p, int status, int events)
                 if (cred.uid != m->gateway_uid) {
                         char f_event[] = "HELIOS_EVENT=peer-refused";
                         const char *fields[] = {f_event, NULL};
-                        log_struct(LOG_WARNING, fields,
-                                   "Refusing a client with uid %u (pid %d): only the gateway (uid %u) is served.",
-                                   (unsigned)cred.uid, (int)cred.pid, (unsigned)m->gateway_uid);
+                        log_struct(
+                            LOG_WARNING, fields,
+                            "Refusing a client with uid %u (pid %d): only the gateway (uid %u) is served.",
+                            (unsigned)cred.uid, (int)cred.pid, (unsigned)m->gateway_uid);
                         safe_close(fd);
                         continue;
                 }
@@ -1049,8 +1051,9 @@ static int listen_from_systemd(Manager *m)
         if (n == 0)
                 return -ENOENT;
         if (n != 1 || sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_SEQPACKET, 1, NULL, 0) <= 0) {
-                log_error("Expected one listening SOCK_SEQPACKET Unix socket from systemd, got %d descriptors.",
-                          n);
+                log_error(
+                    "Expected one listening SOCK_SEQPACKET Unix socket from systemd, got %d descriptors.",
+                    n);
                 return -EINVAL;
         }
         flags = fcntl(SD_LISTEN_FDS_START, F_GETFL);
@@ -1065,8 +1068,9 @@ static int listen_from_systemd(Manager *m)
  * settings of logging and of the sanitizers the tests run under. */
 static int build_worker_env(Manager *m)
 {
-        static const char *const passed[] = {"LANG",         "LC_ALL",       "TZ",           "HELIOS_LOG_LEVEL",
-                                             "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "JOURNAL_STREAM"};
+        static const char *const passed[] = {
+            "LANG",         "LC_ALL",        "TZ",           "HELIOS_LOG_LEVEL",
+            "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "JOURNAL_STREAM"};
         int r;
 
         r = push_env(&m->worker_env, &m->n_worker_env, "PATH", "/usr/local/bin:/usr/bin:/bin");
@@ -1111,7 +1115,8 @@ int manager_new(uv_loop_t *loop, const LauncherOptions *o, Manager **ret)
         m->gateway_uid = pw.pw_uid;
         m->gateway_gid = pw.pw_gid;
 
-        m->systemd_mode = o->mode == LAUNCHER_MODE_SYSTEMD || (o->mode == LAUNCHER_MODE_AUTO && sd_booted() > 0);
+        m->systemd_mode =
+            o->mode == LAUNCHER_MODE_SYSTEMD || (o->mode == LAUNCHER_MODE_AUTO && sd_booted() > 0);
         if (asprintf(&m->workers_dir, "%s/workers", o->runtime_dir) < 0) {
                 m->workers_dir = NULL;
                 manager_free(m);
@@ -1143,7 +1148,8 @@ int manager_start(Manager *m)
                                                m->options.runtime_dir);
                 r = activator_prepare_shared_directory(m->workers_dir, 0750, m->gateway_gid);
                 if (r < 0)
-                        return log_error_errno(r, "Cannot use %s for the worker sockets: %m", m->workers_dir);
+                        return log_error_errno(r, "Cannot use %s for the worker sockets: %m",
+                                               m->workers_dir);
         }
 
         r = listen_from_systemd(m);

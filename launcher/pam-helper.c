@@ -4,8 +4,8 @@
 #include <sched.h>
 #include <security/pam_appl.h>
 #include <stdlib.h>
-#include <sys/wait.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "launcher-protocol.h"

@@ -20,8 +20,8 @@ struct UnitJob {
         UnitStarter *starter;
         UnitJob *prev, *next;
         char *unit;
-        char *job_path;       /* from StartUnit's reply */
-        char *early_path;     /* a JobRemoved for this unit seen before the reply */
+        char *job_path;   /* from StartUnit's reply */
+        char *early_path; /* a JobRemoved for this unit seen before the reply */
         char *early_result;
         sd_bus_slot *call;
         uv_timer_t timer;

@@ -23,11 +23,12 @@ static bool valid(const char *s)
 
 static void test_valid_names(void **state)
 {
-        static const char *const good[] = {"alice", "a", "_", "_svc", "bob-smith", "x1", "a_b-c9",
-                                           "abcdefghijklmnopqrstuvwxyz012345"};
-        static const char *const bad[] = {"",     "a/b",  "..",  "../x", "a@b",  "a\\b",   "a b",  "a\tb",
-                                          "a\nb", "a\x01", "\x7f", "Alice", "-a",   "1a",    "a.b",  "\xc3\xa9",
-                                          "a:b",  "a$",   "a*",  "~a",   "abcdefghijklmnopqrstuvwxyz0123456"};
+        static const char *const good[] = {"alice",     "a",  "_",      "_svc",
+                                           "bob-smith", "x1", "a_b-c9", "abcdefghijklmnopqrstuvwxyz012345"};
+        static const char *const bad[] = {
+            "",     "a/b",      "..",    "../x", "a@b",   "a\\b", "a b",
+            "a\tb", "a\nb",     "a\x01", "\x7f", "Alice", "-a",   "1a",
+            "a.b",  "\xc3\xa9", "a:b",   "a$",   "a*",    "~a",   "abcdefghijklmnopqrstuvwxyz0123456"};
 
         for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
                 assert_true(valid(good[i]));
@@ -91,9 +92,14 @@ static char *systemd_escape(const char *s)
 
 static void test_escape_matches_systemd(void **state)
 {
-        static const char *const samples[] = {"alice", "bob-smith", "_x", "a-b-c", "x1-2", "a b", "a\\b",
-                                              ".hidden", "a.b", "a:b", "a/b", "\xc3\xa9t\xc3\xa9", "a@b",
-                                              "a-------------------------------", "%", "~"};
+        static const char *const samples[] = {"alice", "bob-smith",
+                                              "_x",    "a-b-c",
+                                              "x1-2",  "a b",
+                                              "a\\b",  ".hidden",
+                                              "a.b",   "a:b",
+                                              "a/b",   "\xc3\xa9t\xc3\xa9",
+                                              "a@b",   "a-------------------------------",
+                                              "%",     "~"};
         char out[UNIT_ESCAPED_USER_MAX];
         const char *want;
 
