@@ -243,6 +243,7 @@ int auth_verify(Auth *a, const char *user, const char *secret, AuthCallback cb, 
                         return k;
                 }
                 a->pending++;
+                a->window_checks++;
                 *ret_request = r;
                 return 0;
         default:

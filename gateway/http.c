@@ -601,6 +601,8 @@ static void on_auth_done(int result, const char *user, void *userdata)
         }
         if (result < 0) {
                 log_error_errno(result, "Checking credentials failed: %m");
+                if (result == -EAGAIN)
+                        r->retry_after = 1; /* the launcher is busy */
                 respond_json_error(r, 503, "credentials cannot be checked now");
                 return;
         }

@@ -518,11 +518,27 @@ fail:
 
 /* ---- worker: embedded mode ---- */
 
+static void write_str(const char *s)
+{
+        ssize_t n = write(STDERR_FILENO, s, strlen(s));
+        (void)n;
+}
+
+/* Between fork and exec: only async-signal-safe calls, so the failure is told without stdio. */
 static int user_child_setup(void *userdata)
 {
         UserEntry *u = userdata;
+        int r = sandbox_enter(u->plan);
 
-        return sandbox_enter(u->plan);
+        if (r < 0) {
+                const char *name = strerrorname_np(-r);
+                write_str("helios-launcher: cannot enter the sandbox of ");
+                write_str(u->name);
+                write_str(": ");
+                write_str(name ? name : "error");
+                write_str("\n");
+        }
+        return r;
 }
 
 static void on_activator_change(void *userdata)

@@ -607,3 +607,27 @@ def test_gateway_users_never_see_each_other(pam_gateway, accounts):
     alice1.call("terminal:close", {"terminalId": term})
     for c in (alice1, alice2, bob):
         c.close()
+
+
+def test_idle_user_gives_way_at_max_users(make_launcher, accounts):
+    lc = make_launcher("--max-users", "1")
+    c = gw_conn(lc, accounts)
+    _, alice_path = c.request("worker", ALICE)
+    # No worker behind Alice's socket yet: it gives way to Bob's, and comes back when asked for.
+    status, bob_path = c.request("worker", BOB)
+    assert status == "ok"
+    assert not os.path.exists(alice_path)
+    assert ask_worker(bob_path, accounts[GW])["uid"] == accounts[BOB].pw_uid
+    assert c.request("worker", ALICE) == ["error", "busy"]
+
+
+def test_systemd_mode_without_a_bus_fails_cleanly(make_launcher, accounts):
+    if os.path.exists("/run/dbus/system_bus_socket"):
+        pytest.skip("a system bus is running here: this test is for machines without one")
+    lc = make_launcher("--mode=systemd", "--start-timeout", "2s")
+    c = gw_conn(lc, accounts)
+    assert c.request("worker", ALICE) == ["error", "failed"]
+    # Policy is checked before anything is asked of the service manager.
+    assert c.request("worker", "root") == ["error", "refused"]
+    assert c.request("auth", ALICE, PASSWORDS[ALICE]) == ["ok"]
+    assert "system bus" in lc.read_log()
