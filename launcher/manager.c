@@ -171,29 +171,41 @@ static uid_t read_uid_min(void)
         return uid_min;
 }
 
-/* The account behind a valid name: 0 and its uid; -ESRCH if there is none; -EPERM for root, system
- * accounts and nobody, which never log in here nor get a worker. */
-static int account_check(Manager *m, const char *user, uid_t *ret_uid)
+/* getpwnam_r() with a buffer of its own, which the caller frees: -ESRCH when there is no such account. */
+static int lookup_account(const char *name, struct passwd *ret_pw, char **ret_buf)
 {
         _cleanup_free_ char *buf = NULL;
-        struct passwd pw, *found = NULL;
+        struct passwd *found = NULL;
         long size = sysconf(_SC_GETPW_R_SIZE_MAX);
         int r;
 
-        if (size <= 0)
-                size = 16384;
+        size = size > 0 ? size : 16384;
         buf = malloc((size_t)size);
         if (!buf)
                 return -ENOMEM;
-        r = getpwnam_r(user, &pw, buf, (size_t)size, &found);
+        r = getpwnam_r(name, ret_pw, buf, (size_t)size, &found);
         if (r != 0)
                 return -r;
         if (!found)
                 return -ESRCH;
+        *ret_buf = TAKE_PTR(buf);
+        return 0;
+}
+
+/* The account behind a valid name: 0 if it may log in and have a worker; -ESRCH if there is none;
+ * -EPERM for root, system accounts, nobody and the gateway's own. */
+static int account_check(Manager *m, const char *user)
+{
+        _cleanup_free_ char *buf = NULL;
+        struct passwd pw;
+        int r;
+
+        r = lookup_account(user, &pw, &buf);
+        if (r < 0)
+                return r;
         if (pw.pw_uid == 0 || pw.pw_uid < m->uid_min || pw.pw_uid == NOBODY_UID || pw.pw_gid == 0 ||
             pw.pw_uid == m->gateway_uid)
                 return -EPERM;
-        *ret_uid = pw.pw_uid;
         return 0;
 }
 
@@ -430,11 +442,10 @@ static void handle_auth(Conn *c, const char *id, const char *user, const char *p
         uv_process_options_t po = {};
         char input[LAUNCHER_USER_MAX + 1 + LAUNCHER_PASSWORD_MAX + 1];
         size_t ulen = strlen(user);
-        uid_t uid;
         Request *r;
         int k;
 
-        k = account_check(m, user, &uid);
+        k = account_check(m, user);
         if (k == -EPERM) {
                 log_event(LOG_WARNING, user, "login-refused",
                           "Refusing a login as %s: root, a system account or nobody.", user);
@@ -579,8 +590,7 @@ static int push_env(char ***v, size_t *n, const char *key, const char *value)
 static int user_entry_new(Manager *m, const char *user, UserEntry **ret)
 {
         _cleanup_free_ char *buf = NULL;
-        struct passwd pw, *found = NULL;
-        long size = sysconf(_SC_GETPW_R_SIZE_MAX);
+        struct passwd pw;
         char allow[48];
         char **env = NULL;
         size_t n_env = 0;
@@ -609,12 +619,7 @@ static int user_entry_new(Manager *m, const char *user, UserEntry **ret)
         }
 
         /* The worker's environment: its account's, and the few settings of ours it should share. */
-        if (size <= 0)
-                size = 16384;
-        buf = malloc((size_t)size);
-        r = buf ? -getpwnam_r(user, &pw, buf, (size_t)size, &found) : -ENOMEM;
-        if (r >= 0 && !found)
-                r = -ESRCH;
+        r = lookup_account(user, &pw, &buf);
         if (r < 0)
                 goto fail;
         for (size_t i = 0; i < m->n_worker_env && r >= 0; i++) {
@@ -777,10 +782,9 @@ static void handle_worker_systemd(Conn *c, const char *id, const char *user)
 static void handle_worker(Conn *c, const char *id, const char *user)
 {
         Manager *m = c->manager;
-        uid_t uid;
         int k;
 
-        k = account_check(m, user, &uid);
+        k = account_check(m, user);
         if (k == -EPERM || k == -ESRCH) {
                 log_event(LOG_WARNING, user, "worker-refused", "Refusing a worker for %s: %s.", user,
                           k == -ESRCH ? "no such account" : "root, a system account or nobody");
@@ -1101,8 +1105,7 @@ static int build_worker_env(Manager *m)
 int manager_new(uv_loop_t *loop, const LauncherOptions *o, Manager **ret)
 {
         _cleanup_free_ char *buf = NULL;
-        struct passwd pw, *found = NULL;
-        long size = sysconf(_SC_GETPW_R_SIZE_MAX);
+        struct passwd pw;
         Manager *m;
         int r;
 
@@ -1114,14 +1117,10 @@ int manager_new(uv_loop_t *loop, const LauncherOptions *o, Manager **ret)
         m->listen_fd = -1;
         m->uid_min = read_uid_min();
 
-        if (size <= 0)
-                size = 16384;
-        buf = malloc((size_t)size);
-        r = buf ? getpwnam_r(o->gateway_user, &pw, buf, (size_t)size, &found) : ENOMEM;
-        if (r != 0 || !found) {
-                log_error("The gateway's account %s does not exist.", o->gateway_user);
+        r = lookup_account(o->gateway_user, &pw, &buf);
+        if (r < 0) {
                 free(m);
-                return -ESRCH;
+                return log_error_errno(r, "Cannot find the gateway's account %s: %m", o->gateway_user);
         }
         if (pw.pw_uid == 0 || pw.pw_gid == 0) {
                 log_error("The gateway must not run as root or in root's group.");
