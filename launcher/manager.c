@@ -495,13 +495,15 @@ static void handle_auth(Conn *c, const char *id, const char *user, const char *p
             .stdio_count = 3,
             .stdio = stdio,
         };
+        /* The handle joins the loop even when the start fails, and is closed either way. */
+        r->process.data = r;
+        r->open_handles++;
         k = uv_spawn(m->loop, &r->process, &po);
         if (k < 0) {
                 log_error("Cannot start a PAM helper: %s", uv_strerror(k));
+                r->exited = true;
                 goto fail;
         }
-        r->process.data = r;
-        r->open_handles++;
         m->n_helpers++;
 
         /* A fresh pipe holds far more than one packet: the write is complete or the helper is gone. */

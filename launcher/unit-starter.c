@@ -121,7 +121,7 @@ static int on_start_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_e
                 job_finish(j, -EIO);
                 return 0;
         }
-        log_debug("Job %s queued for %s.", path, j->unit);
+        log_info("Job %s queued for %s.", path, j->unit);
         if (j->early_path && streq(j->early_path, path)) {
                 job_finish(j, job_result(j, j->early_result));
                 return 0;
@@ -239,6 +239,18 @@ static void bus_update(UnitStarter *u)
                 (void)uv_timer_stop(&u->timer);
 }
 
+static int on_subscribed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        const sd_bus_error *e = sd_bus_message_get_error(m);
+
+        /* Without it no JobRemoved arrives and every start runs into its time limit: say so once. */
+        if (e)
+                log_error("Subscribing to the service manager failed: %s: %s", e->name, strna(e->message));
+        else
+                log_info("Subscribed to the service manager's job signals.");
+        return 0;
+}
+
 static int bus_connect(UnitStarter *u)
 {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
@@ -253,7 +265,8 @@ static int bus_connect(UnitStarter *u)
                                       NULL, u);
         if (r < 0)
                 return log_error_errno(r, "Cannot watch for JobRemoved: %m");
-        r = sd_bus_call_method_async(bus, NULL, SD_DEST, SD_PATH, SD_IFACE, "Subscribe", NULL, NULL, "");
+        r = sd_bus_call_method_async(bus, NULL, SD_DEST, SD_PATH, SD_IFACE, "Subscribe", on_subscribed, u,
+                                     "");
         if (r < 0)
                 return log_error_errno(r, "Cannot subscribe to the service manager: %m");
         w = calloc(1, sizeof(BusWatch));
