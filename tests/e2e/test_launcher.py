@@ -19,9 +19,10 @@ import helios
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: accounts, PAM files, setuid")
 
 LAUNCHER = os.environ.get("HELIOS_LAUNCHER") or os.path.join(helios.BUILD_DIR, "launcher", "helios-launcher")
-GW, ALICE, BOB, SYSTEM = "helios-t-gw", "helios-t-alice", "helios-t-bob", "helios-t-sys"
-PASSWORDS = {ALICE: "correct horse 1", BOB: "battery staple 2"}
+# Names of this run's own: suites running at once (or the same suite in two builds) never share one.
 TAG = str(os.getpid())
+GW, ALICE, BOB, SYSTEM = (f"helios-t-{n}{int(TAG) % 100000}" for n in ("gw", "alice", "bob", "sys"))
+PASSWORDS = {ALICE: "correct horse 1", BOB: "battery staple 2"}
 PAM_OK = f"helios-test-{TAG}"
 PAM_HANG = f"helios-test-hang-{TAG}"
 
