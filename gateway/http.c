@@ -717,6 +717,10 @@ static void serve_login(HttpRequest *r)
         if (k == -EBUSY) {
                 r->retry_after = 1;
                 respond_json_error(r, 503, "busy; try again");
+        } else if (k == -ECONNREFUSED) {
+                /* helios-launcher is not running (restarting, say). */
+                r->retry_after = 5;
+                respond_json_error(r, 503, "credentials cannot be checked now");
         } else if (k < 0) {
                 log_error_errno(k, "Cannot check credentials: %m");
                 respond_json_error(r, 500, "cannot check credentials");

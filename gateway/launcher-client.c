@@ -274,7 +274,8 @@ static int remote_connect(RemoteLauncher *rl)
         if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
                 r = negative_errno();
                 log_warning_errno(r, "Cannot connect to helios-launcher at %s: %m", rl->path);
-                return r == -EAGAIN ? -EBUSY : r;
+                /* Not there, or not listening: to callers, one case. A full backlog: busy. */
+                return r == -EAGAIN ? -EBUSY : -ECONNREFUSED;
         }
         w = calloc(1, sizeof(RemoteWatch));
         if (!w)

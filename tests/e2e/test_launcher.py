@@ -632,3 +632,49 @@ def test_systemd_mode_without_a_bus_fails_cleanly(make_launcher, accounts):
     assert c.request("worker", "root") == ["error", "refused"]
     assert c.request("auth", ALICE, PASSWORDS[ALICE]) == ["ok"]
     assert "system bus" in lc.read_log()
+
+
+def test_gateway_survives_a_launcher_restart(pam_gateway, accounts):
+    g, lc = pam_gateway
+    cookie = helios.cookie_from(g.login(user=ALICE, password=PASSWORDS[ALICE]))
+    rpc = g.rpc(cookie)
+    pid = rpc.call("worker:info")["pid"]
+    assert lc.stop() == 0
+    # Without a launcher: logins cannot be checked (503), the open page keeps its worker.
+    assert g.login(user=BOB, password=PASSWORDS[BOB]).status == 503
+    assert rpc.call("worker:info")["pid"] == pid
+    lc.start()
+    # The gateway connects again by itself; the worker that ran on is found again.
+    assert g.login(user=BOB, password=PASSWORDS[BOB]).status == 200
+    rpc2 = g.rpc(cookie)
+    assert rpc2.call("worker:info")["pid"] == pid
+    rpc.close()
+    rpc2.close()
+
+
+def test_gateway_stops_cleanly_with_a_login_in_progress(make_launcher, accounts, base):
+    lc = make_launcher("--pam-timeout", "30s", pam_service=PAM_HANG)
+    d = os.path.join(base, "gw-hang")
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    g = LauncherGateway(d, accounts[GW], lc.sock).start()
+    import http.client
+    import threading
+
+    def login():
+        # The gateway goes away under it: no answer is the expected one.
+        with contextlib.suppress(http.client.HTTPException, OSError):
+            g.login(user=ALICE, password=PASSWORDS[ALICE])
+
+    t = threading.Thread(target=login, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 5
+    while not lc.helpers() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert lc.helpers()
+    assert g.stop() == 0
+    log = g.read_log()
+    for pattern in helios.SANITIZER_REPORTS:
+        assert pattern not in log, log[-5000:]
+    assert "still open at exit" not in log, log[-3000:]
+    t.join(5)
