@@ -53,6 +53,7 @@ struct RemoteLauncher {
         unsigned long long next_id;
         uv_timer_t tick;
         bool tick_open;
+        bool stopped;
 };
 
 static void remote_disconnect(RemoteLauncher *rl, const char *why);
@@ -315,6 +316,8 @@ static int remote_request(RemoteLauncher *rl, bool is_auth, const char *user, co
 
         if (strlen(user) > LAUNCHER_USER_MAX || (password && strlen(password) > LAUNCHER_PASSWORD_MAX))
                 return -EINVAL;
+        if (rl->stopped)
+                return -ECANCELED;
         if (rl->n_pending >= REMOTE_PENDING_MAX)
                 return -EBUSY;
         e = remote_connect(rl);
@@ -381,6 +384,8 @@ static void remote_stop(Launcher *l)
         if (rl->tick_open)
                 uv_close((uv_handle_t *)&rl->tick, NULL);
         rl->tick_open = false;
+        /* Callbacks of the failed requests must not open a new connection. */
+        rl->stopped = true;
         watch_close(rl);
         fail_all(rl, -ECANCELED);
 }
