@@ -425,12 +425,6 @@ static void on_helper_timeout(uv_timer_t *t)
         (void)kill(-r->process.pid, SIGKILL);
 }
 
-/* The helper gets the environment it needs and nothing of ours: no secrets, no LISTEN_*. */
-static char **helper_env(Manager *m)
-{
-        return m->worker_env;
-}
-
 static void handle_auth(Conn *c, const char *id, const char *user, const char *password, size_t password_len)
 {
         Manager *m = c->manager;
@@ -489,7 +483,7 @@ static void handle_auth(Conn *c, const char *id, const char *user, const char *p
             .exit_cb = on_helper_exit,
             .file = self,
             .args = args,
-            .env = helper_env(m),
+            .env = m->worker_env, /* no secrets of ours, no LISTEN_* */
             .flags = UV_PROCESS_DETACHED,
             .stdio_count = 3,
             .stdio = stdio,
