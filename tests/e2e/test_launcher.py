@@ -678,3 +678,20 @@ def test_gateway_stops_cleanly_with_a_login_in_progress(make_launcher, accounts,
         assert pattern not in log, log[-5000:]
     assert "still open at exit" not in log, log[-3000:]
     t.join(5)
+
+
+def test_a_gateway_that_does_not_read_is_not_read(launcher, accounts):
+    c = gw_conn(launcher, accounts)
+    c.sock.setblocking(False)
+    sent = 0
+    # Ask until the launcher stops taking requests: it does once its answers pile up unread.
+    with contextlib.suppress(BlockingIOError):
+        while sent < 20000:
+            c.send(str(sent + 1), "worker", ALICE)
+            sent += 1
+    assert sent < 20000
+    rss = helios.rss_kib(launcher.proc.pid)
+    c.sock.setblocking(True)
+    for i in range(sent):
+        assert c.recv() == [str(i + 1), "ok", os.path.join(launcher.runtime, "workers", ALICE + ".sock")]
+    assert helios.rss_kib(launcher.proc.pid) < rss + 4096
