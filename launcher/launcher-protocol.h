@@ -21,7 +21,8 @@
  * over the limit, a truncated packet — ends the connection without a reply.
  *
  * USER must match ^[a-z_][a-z0-9_-]{0,31}$; another name is answered "refused", and so are root,
- * system accounts (uid below UID_MIN), nobody and the gateway's own account. An unknown account is
+ * system accounts (uid below UID_MIN), nobody, the gateway's own account and members of the gateway's
+ * group (which may open every worker socket). An unknown account is
  * "denied" by auth (as a wrong password is: the answer does not tell which names exist) and "refused" by
  * worker. Under systemd the PATH of worker is /run/helios/workers/USER.sock, the socket of the unit
  * helios-worker@USER.socket (USER escaped as systemd escapes it). */

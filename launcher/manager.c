@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -192,10 +193,13 @@ static int lookup_account(const char *name, struct passwd *ret_pw, char **ret_bu
 }
 
 /* The account behind a valid name: 0 if it may log in and have a worker; -ESRCH if there is none;
- * -EPERM for root, system accounts, nobody and the gateway's own. */
+ * -EPERM for root, system accounts, nobody, the gateway's own, and members of the gateway's group (every
+ * worker socket is open to that group: a member could reach everyone's workspace). */
 static int account_check(Manager *m, const char *user)
 {
         _cleanup_free_ char *buf = NULL;
+        gid_t groups[256];
+        int n = (int)ELEMENTSOF(groups);
         struct passwd pw;
         int r;
 
@@ -205,6 +209,11 @@ static int account_check(Manager *m, const char *user)
         if (pw.pw_uid == 0 || pw.pw_uid < m->uid_min || pw.pw_uid == NOBODY_UID || pw.pw_gid == 0 ||
             pw.pw_uid == m->gateway_uid)
                 return -EPERM;
+        if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
+                return -E2BIG;
+        for (int i = 0; i < n; i++)
+                if (groups[i] == m->gateway_gid || groups[i] == 0)
+                        return -EPERM;
         return 0;
 }
 
@@ -440,8 +449,10 @@ static void handle_auth(Conn *c, const char *id, const char *user, const char *p
 
         k = account_check(m, user);
         if (k == -EPERM) {
-                log_event(LOG_WARNING, user, "login-refused",
-                          "Refusing a login as %s: root, a system account or nobody.", user);
+                log_event(
+                    LOG_WARNING, user, "login-refused",
+                    "Refusing a login as %s: root, a system account, nobody or in the gateway's group.",
+                    user);
                 conn_error(c, id, LAUNCHER_ERROR_REFUSED);
                 return;
         }
@@ -782,7 +793,8 @@ static void handle_worker(Conn *c, const char *id, const char *user)
         k = account_check(m, user);
         if (k == -EPERM || k == -ESRCH) {
                 log_event(LOG_WARNING, user, "worker-refused", "Refusing a worker for %s: %s.", user,
-                          k == -ESRCH ? "no such account" : "root, a system account or nobody");
+                          k == -ESRCH ? "no such account"
+                                      : "root, a system account, nobody or in the gateway's group");
                 conn_error(c, id, LAUNCHER_ERROR_REFUSED);
                 return;
         }

@@ -364,6 +364,20 @@ def test_root_and_system_accounts_are_refused(launcher, accounts):
     assert c.request("worker", "helios-t-nosuchuser") == ["error", "refused"]
 
 
+def test_members_of_the_gateways_group_are_refused(launcher, accounts, base):
+    # Every worker socket is open to that group: a member would reach everyone's workspace.
+    name = f"helios-t-mem{int(TAG) % 100000}"
+    userdel(name)
+    useradd(name, home=os.path.join(base, name))
+    try:
+        shadow_tool(["usermod", "-a", "-G", GW, name])
+        c = gw_conn(launcher, accounts)
+        assert c.request("worker", name) == ["error", "refused"]
+        assert c.request("auth", name, "x") == ["error", "refused"]
+    finally:
+        userdel(name)
+
+
 # ---- auth ----
 
 def test_right_password(launcher, accounts):
