@@ -102,10 +102,11 @@ class Launcher:
         self.args = list(args)
         self.proc = None
 
-    def start(self, pam_service=PAM_OK):
+    def start(self, pam_service=PAM_OK, env_extra=None):
         env = dict(os.environ, HELIOS_LOG_LEVEL="debug")
         for k in ("LISTEN_FDS", "LISTEN_PID", "NOTIFY_SOCKET"):
             env.pop(k, None)
+        env.update(env_extra or {})
         self.proc = subprocess.Popen(
             [LAUNCHER, "--mode=embedded", "--runtime-dir", self.runtime, "--listen", self.sock,
              "--gateway-user", GW, "--pam-service", pam_service, "--worker", helios.WORKER, *self.args],
@@ -709,3 +710,31 @@ def test_a_gateway_that_does_not_read_is_not_read(launcher, accounts):
     for i in range(sent):
         assert c.recv() == [str(i + 1), "ok", os.path.join(launcher.runtime, "workers", ALICE + ".sock")]
     assert helios.rss_kib(launcher.proc.pid) < rss + 4096
+
+
+def test_tells_the_service_manager(accounts, pam_services, base):
+    notify = os.path.join(base, "notify")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(notify)
+    srv.settimeout(5)
+    lc = Launcher(os.path.join(base, "n"))
+    os.makedirs(lc.base)
+    os.chmod(lc.base, 0o755)
+    lc.start(env_extra={"NOTIFY_SOCKET": notify})
+    try:
+        def until(pred):
+            while True:
+                msg = srv.recv(4096).decode()
+                if pred(msg):
+                    return msg
+        until(lambda m: "READY=1" in m)
+        c = gw_conn(lc, accounts)
+        assert c.request("auth", ALICE, PASSWORDS[ALICE]) == ["ok"]
+        _, path = c.request("worker", ALICE)
+        until(lambda m: m == "STATUS=1 users, 0 workers running, 1 logins checked")
+        ask_worker(path, accounts[GW])
+        until(lambda m: m == "STATUS=1 users, 1 workers running, 1 logins checked")
+    finally:
+        assert lc.stop() == 0
+        srv.close()
+        kill_workers([accounts[ALICE].pw_uid])
