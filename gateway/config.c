@@ -216,7 +216,7 @@ static void help(void)
             "       helios-gateway passwd [--users-file FILE] [--delete] USER\n\n"
             "The network-facing part of Helios: serves the web app, logs users in and connects each page's\n"
             "WebSocket to the user's worker. With --launcher it serves every user through the privileged\n"
-            "helios-launcher; without, it runs embedded: one user, the worker started on demand as this user.\n\n"
+            "helios-launcher; without, it runs embedded: one user, whose worker starts on demand.\n\n"
             "  -h --help                        Show this help\n"
             "     --version                     Show the version\n"
             "  -c --config FILE                 Read settings from FILE (default %s)\n",

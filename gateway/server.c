@@ -570,7 +570,8 @@ int gateway_start(Gateway *g)
         if (c->launcher) {
                 r = launcher_new_remote(g->loop, c->launcher, &g->launcher);
                 if (r < 0)
-                        return log_error_errno(r, "Cannot use %s as helios-launcher's socket: %m", c->launcher);
+                        return log_error_errno(r, "Cannot use %s as helios-launcher's socket: %m",
+                                               c->launcher);
         } else {
                 r = launcher_new_embedded(g->loop, c, &g->original_nofile, &g->launcher);
                 if (r < 0)

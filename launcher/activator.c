@@ -654,8 +654,8 @@ static int make_listener(Activator *a)
         umask(old);
         if (r < 0)
                 return negative_errno();
-        if (a->shared &&
-            (chown(a->socket_path, geteuid(), a->socket_gid) < 0 || chmod(a->socket_path, a->socket_mode) < 0)) {
+        if (a->shared && (chown(a->socket_path, geteuid(), a->socket_gid) < 0 ||
+                          chmod(a->socket_path, a->socket_mode) < 0)) {
                 r = negative_errno();
                 (void)unlink(a->socket_path);
                 return r;
