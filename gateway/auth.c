@@ -44,6 +44,9 @@ int auth_new(uv_loop_t *loop, AuthMethod method, Launcher *launcher, Auth **ret)
         assert(method >= 0 && method < _AUTH_METHOD_MAX);
         if (method == AUTH_METHOD_PAM && !launcher_can_authenticate(launcher))
                 return -EOPNOTSUPP;
+        /* A token logs in the one user of an embedded launcher; a multi-user one has none. */
+        if (method == AUTH_METHOD_TOKEN && !launcher_single_user(launcher))
+                return -EOPNOTSUPP;
         a = calloc(1, sizeof(Auth));
         if (!a)
                 return -ENOMEM;
@@ -243,6 +246,7 @@ int auth_verify(Auth *a, const char *user, const char *secret, AuthCallback cb, 
                         return k;
                 }
                 a->pending++;
+                a->window_checks++;
                 *ret_request = r;
                 return 0;
         default:

@@ -78,6 +78,8 @@ static const Setting settings[] = {
       "Bearer token for /metrics from non-loopback clients"),
     L("trusted_proxies", trusted_proxies, "ADDR", "Proxy address or CIDR whose X-Forwarded-* is used"),
     L("allowed_origins", allowed_origins, "ORIGIN", "Another origin allowed to open /ws"),
+    S("launcher", SETTING_STRING, launcher, 0, 0, "PATH",
+      "helios-launcher's socket: serve every user, not only this one"),
     S("runtime_dir", SETTING_STRING, runtime_dir, 0, 0, "DIR", "Private directory for the worker socket"),
     S("worker", SETTING_STRING, worker, 0, 0, "FILE", "The helios-worker executable"),
     L("worker_args", worker_args, "ARG", "Extra argument for the worker"),
@@ -213,8 +215,8 @@ static void help(void)
             "Usage: helios-gateway [OPTIONS]\n"
             "       helios-gateway passwd [--users-file FILE] [--delete] USER\n\n"
             "The network-facing part of Helios: serves the web app, logs users in and connects each page's\n"
-            "WebSocket to the user's worker. Without a privileged launcher it runs embedded: one user,\n"
-            "the worker started on demand as this user.\n\n"
+            "WebSocket to the user's worker. With --launcher it serves every user through the privileged\n"
+            "helios-launcher; without, it runs embedded: one user, whose worker starts on demand.\n\n"
             "  -h --help                        Show this help\n"
             "     --version                     Show the version\n"
             "  -c --config FILE                 Read settings from FILE (default %s)\n",
@@ -317,6 +319,15 @@ static int finalize(GatewayConfig *c)
                  * a single oversized burst before the size check refuses it. */
                 log_error("queue_high_water (%llu) must not exceed max_message_size (%llu).",
                           (unsigned long long)c->high_water, (unsigned long long)c->max_message);
+                return -EINVAL;
+        }
+        if (c->launcher && c->launcher[0] != '/') {
+                log_error("launcher must be an absolute path to helios-launcher's socket.");
+                return -EINVAL;
+        }
+        if (c->launcher && c->auth == AUTH_METHOD_TOKEN) {
+                /* A token logs in the one account running the gateway; with a launcher there are many. */
+                log_error("auth = token serves one user; with a launcher use auth = pam or file.");
                 return -EINVAL;
         }
         if (c->max_unauthenticated > c->max_connections)
@@ -440,6 +451,8 @@ const char *gateway_config_fixed_difference(const GatewayConfig *a, const Gatewa
                 return "auth";
         if (!streq_ptr(a->token_file, b->token_file))
                 return "token_file";
+        if (!streq_ptr(a->launcher, b->launcher))
+                return "launcher";
         if (!streq_ptr(a->runtime_dir, b->runtime_dir))
                 return "runtime_dir";
         if (!streq_ptr(a->worker, b->worker))
@@ -466,6 +479,7 @@ void gateway_config_keep_fixed(GatewayConfig *c, GatewayConfig *running)
         SWAP(c->key, running->key);
         SWAP(c->auth, running->auth);
         SWAP(c->token_file, running->token_file);
+        SWAP(c->launcher, running->launcher);
         SWAP(c->runtime_dir, running->runtime_dir);
         SWAP(c->worker, running->worker);
         SWAP(c->worker_args, running->worker_args);

@@ -34,6 +34,7 @@ typedef struct GatewayConfig {
         char **allowed_origins; /* origins besides the page's own that may open /ws */
         size_t n_allowed_origins;
 
+        char *launcher;    /* helios-launcher's socket: many users, PAM; NULL: embedded, one user */
         char *runtime_dir; /* private directory holding the worker socket (embedded mode) */
         char *worker;      /* the helios-worker executable */
         char **worker_args;

@@ -588,7 +588,9 @@ static void on_auth_done(int result, const char *user, void *userdata)
         int k;
 
         r->auth = NULL;
-        if (result == -EACCES || (result >= 0 && !user)) {
+        /* -EPERM: the launcher refuses the account (root, a system account): to the client, the same
+         * as a wrong password. */
+        if (result == -EACCES || result == -EPERM || (result >= 0 && !user)) {
                 throttle_keys(r, r->login_user, addr_key, user_key);
                 throttle_failure(g->throttle, addr_key, now);
                 throttle_failure(g->throttle, user_key, now);
@@ -599,6 +601,8 @@ static void on_auth_done(int result, const char *user, void *userdata)
         }
         if (result < 0) {
                 log_error_errno(result, "Checking credentials failed: %m");
+                if (result == -EAGAIN)
+                        r->retry_after = 1; /* the launcher is busy */
                 respond_json_error(r, 503, "credentials cannot be checked now");
                 return;
         }
@@ -713,6 +717,10 @@ static void serve_login(HttpRequest *r)
         if (k == -EBUSY) {
                 r->retry_after = 1;
                 respond_json_error(r, 503, "busy; try again");
+        } else if (k == -ECONNREFUSED) {
+                /* helios-launcher is not running (restarting, say). */
+                r->retry_after = 5;
+                respond_json_error(r, 503, "credentials cannot be checked now");
         } else if (k < 0) {
                 log_error_errno(k, "Cannot check credentials: %m");
                 respond_json_error(r, 500, "cannot check credentials");

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "launcher.h"
+#include "launcher-internal.h"
 
 #include <assert.h>
 #include <pwd.h>
@@ -12,37 +13,6 @@
 #include "log.h"
 #include "macro.h"
 #include "users-file.h"
-
-/* The operations a launcher implementation provides. Only the embedded one lives here; the
- * privileged launcher's client implements the same table. */
-typedef struct LauncherOps {
-        int (*start)(Launcher *l);
-        void (*stop)(Launcher *l);
-        void (*free)(Launcher *l);
-        int (*authenticate)(Launcher *l, const char *user, const char *password, LauncherAuthCallback cb,
-                            void *userdata, LauncherRequest **ret_request);
-        int (*find_worker)(Launcher *l, const char *user, LauncherWorkerCallback cb, void *userdata,
-                           char **ret_path, LauncherRequest **ret_request);
-        void (*worker_unreachable)(Launcher *l, const char *user);
-        void (*cancel)(LauncherRequest *r);
-        void (*get_stats)(const Launcher *l, LauncherStats *ret);
-        void (*describe)(const Launcher *l, char *buf, size_t size);
-} LauncherOps;
-
-/* Every pending request starts with this. */
-struct LauncherRequest {
-        Launcher *launcher;
-};
-
-struct Launcher {
-        const LauncherOps *ops;
-        uv_loop_t *loop;
-        char *single_user;
-
-        /* embedded */
-        Activator *activator;
-        char *socket_path;
-};
 
 /* ---- embedded: this process's own user, the worker activated in-process ---- */
 
@@ -224,7 +194,7 @@ const char *launcher_single_user(const Launcher *l)
 
 bool launcher_can_authenticate(const Launcher *l)
 {
-        return l->ops != &embedded_ops;
+        return l->remote != NULL;
 }
 
 int launcher_authenticate(Launcher *l, const char *user, const char *password, LauncherAuthCallback cb,

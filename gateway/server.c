@@ -567,9 +567,16 @@ int gateway_start(Gateway *g)
         if (r < 0)
                 return log_oom();
 
-        r = launcher_new_embedded(g->loop, c, &g->original_nofile, &g->launcher);
-        if (r < 0)
-                return r;
+        if (c->launcher) {
+                r = launcher_new_remote(g->loop, c->launcher, &g->launcher);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot use %s as helios-launcher's socket: %m",
+                                               c->launcher);
+        } else {
+                r = launcher_new_embedded(g->loop, c, &g->original_nofile, &g->launcher);
+                if (r < 0)
+                        return r;
+        }
         r = auth_new(g->loop, c->auth, g->launcher, &g->auth);
         if (r == -EOPNOTSUPP)
                 return log_error_errno(r,
@@ -629,10 +636,10 @@ int gateway_start(Gateway *g)
         char addr[128];
         if (listener_first_tcp_address(g->listener, addr, sizeof(addr))) {
                 (void)snprintf(g->url, sizeof(g->url), "%s://%s/", g->tls ? "https" : "http", addr);
-                log_info("Serving %s on %s%s.", launcher_single_user(g->launcher), g->url,
+                log_info("Serving %s on %s%s.", launcher_single_user(g->launcher) ?: "every user", g->url,
                          n_systemd > 0 ? " (sockets from systemd)" : "");
         } else
-                log_info("Serving %s on %s.", launcher_single_user(g->launcher),
+                log_info("Serving %s on %s.", launcher_single_user(g->launcher) ?: "every user",
                          n_systemd > 0 ? "sockets from systemd" : "a Unix socket");
         if (c->auth == AUTH_METHOD_TOKEN && g->url[0]) {
                 /* The token goes to whoever started us, never into the log. The fragment is not sent in

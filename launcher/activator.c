@@ -68,6 +68,10 @@ struct Activator {
         void *userdata;
         bool have_nofile;
         struct rlimit nofile;
+        bool shared;
+        uid_t worker_uid;
+        gid_t socket_gid;
+        mode_t socket_mode;
 
         int listen_fd;
         uv_poll_t listen_poll;
@@ -81,6 +85,8 @@ struct Activator {
         unsigned quick_exits;
         unsigned long long starts;
         PidWatch *watch;
+        unsigned closing_handles; /* closed by activator_stop(), their callbacks still to come */
+        bool free_when_closed;
 };
 
 #define LISTEN_PID_PREFIX "LISTEN_PID="
@@ -116,6 +122,31 @@ int activator_prepare_directory(const char *path)
         return 0;
 }
 
+int activator_prepare_shared_directory(const char *path, mode_t mode, gid_t gid)
+{
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+
+        assert((mode & 0022) == 0);
+
+        if (mkdir(path, 0700) < 0 && errno != EEXIST)
+                return negative_errno();
+        /* Opened without following a symlink, then changed through the descriptor: what is checked is
+         * what is changed. */
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ELOOP ? -ENOTDIR : negative_errno();
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (st.st_uid != geteuid())
+                return -EPERM;
+        if (st.st_gid != gid && fchown(fd, (uid_t)-1, gid) < 0)
+                return negative_errno();
+        if ((st.st_mode & 07777) != mode && fchmod(fd, mode) < 0)
+                return negative_errno();
+        return 0;
+}
+
 static bool env_dropped(const char *e)
 {
         /* What systemd sets per service must describe the worker, not this process. */
@@ -130,18 +161,20 @@ static bool env_dropped(const char *e)
 
 /* Everything the child needs is built before fork: between fork and exec only async-signal-safe calls
  * are allowed, and another thread (libuv's pool) may hold the malloc lock at the moment of the fork. */
-static int build_envp(Activator *a)
+static int build_envp(Activator *a, char *const *source)
 {
         extern char **environ;
         size_t n = 0, k = 0;
         char **v;
 
-        for (char **e = environ; e && *e; e++)
+        if (!source)
+                source = environ;
+        for (char *const *e = source; e && *e; e++)
                 n++;
         v = calloc(n + 4, sizeof(char *));
         if (!v)
                 return -ENOMEM;
-        for (char **e = environ; e && *e; e++) {
+        for (char *const *e = source; e && *e; e++) {
                 if (env_dropped(*e))
                         continue;
                 v[k] = strdup(*e);
@@ -201,7 +234,11 @@ int activator_new(uv_loop_t *loop, const ActivatorParams *p, Activator **ret)
                 if (!a->argv[i])
                         goto oom;
         }
-        r = build_envp(a);
+        a->shared = p->shared;
+        a->worker_uid = p->shared ? p->worker_uid : geteuid();
+        a->socket_gid = p->socket_gid;
+        a->socket_mode = p->shared ? p->socket_mode : 0600;
+        r = build_envp(a, p->worker_envp);
         if (r < 0)
                 goto oom;
         *ret = a;
@@ -610,12 +647,19 @@ static int make_listener(Activator *a)
                 return negative_errno();
         if (unlink(a->socket_path) < 0 && errno != ENOENT)
                 return negative_errno();
-        /* Only this user may connect: the socket is created 0600, never widened afterwards. */
+        /* Only this user may connect: the socket is created 0600; a shared one is handed to its group
+         * only after that, so nobody else ever sees it open. */
         old = umask(0177);
         r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
         umask(old);
         if (r < 0)
                 return negative_errno();
+        if (a->shared && (chown(a->socket_path, geteuid(), a->socket_gid) < 0 ||
+                          chmod(a->socket_path, a->socket_mode) < 0)) {
+                r = negative_errno();
+                (void)unlink(a->socket_path);
+                return r;
+        }
         if (listen(fd, SOMAXCONN) < 0)
                 return negative_errno();
 
@@ -665,8 +709,9 @@ static int activator_probe(Activator *a)
         }
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
                 return negative_errno();
-        if (cred.uid != geteuid()) {
-                log_error("%s is served by uid %u, not by this user.", a->socket_path, (unsigned)cred.uid);
+        if (cred.uid != a->worker_uid) {
+                log_error("%s is served by uid %u, not by uid %u.", a->socket_path, (unsigned)cred.uid,
+                          (unsigned)a->worker_uid);
                 return -EPERM;
         }
         /* Which process serves it: the worker the pid file names, or (the kernel records whoever last
@@ -738,6 +783,31 @@ void activator_recheck(Activator *a)
                 notify_change(a);
 }
 
+static void activator_free_now(Activator *a)
+{
+        safe_close(a->listen_fd);
+        free(a->socket_path);
+        free(a->worker_path);
+        strv_free(a->argv);
+        strv_free(a->envp);
+        free(a);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+        Activator *a = h->data;
+
+        if (--a->closing_handles == 0 && a->free_when_closed)
+                activator_free_now(a);
+}
+
+static void close_handle(Activator *a, uv_handle_t *h)
+{
+        h->data = a;
+        a->closing_handles++;
+        uv_close(h, on_handle_closed);
+}
+
 void activator_stop(Activator *a)
 {
         if (!a || !a->handles_init || a->state == ACTIVATOR_STOPPED)
@@ -745,9 +815,9 @@ void activator_stop(Activator *a)
 
         pid_watch_free(a);
         if (a->listen_poll_init)
-                uv_close((uv_handle_t *)&a->listen_poll, NULL);
-        uv_close((uv_handle_t *)&a->timer, NULL);
-        uv_close((uv_handle_t *)&a->sigchld, NULL);
+                close_handle(a, (uv_handle_t *)&a->listen_poll);
+        close_handle(a, (uv_handle_t *)&a->timer);
+        close_handle(a, (uv_handle_t *)&a->sigchld);
 
         if (a->listen_fd >= 0) {
                 /* With no worker behind it the socket is just a file now; with one, it is the worker's. */
@@ -765,12 +835,11 @@ Activator *activator_free(Activator *a)
         if (!a)
                 return NULL;
         assert(!a->handles_init || a->state == ACTIVATOR_STOPPED);
-        safe_close(a->listen_fd);
-        free(a->socket_path);
-        free(a->worker_path);
-        strv_free(a->argv);
-        strv_free(a->envp);
-        free(a);
+        /* Stopped while the loop runs: the memory goes once the loop is done with the handles. */
+        if (a->closing_handles > 0)
+                a->free_when_closed = true;
+        else
+                activator_free_now(a);
         return NULL;
 }
 

@@ -32,17 +32,33 @@ typedef struct ActivatorParams {
         void *userdata;
         /* The file limit the worker gets, when this process raised its own; NULL: inherit. */
         const struct rlimit *worker_nofile;
+        /* The worker's whole environment (LISTEN_* are added); NULL: this process's, minus what
+         * systemd sets per service. */
+        char *const *worker_envp;
+        /* The worker runs as another user (the privileged launcher's case): the socket belongs to this
+         * process's user and to socket_gid, with socket_mode, and a worker found serving it from an
+         * earlier run must be running as worker_uid. Otherwise the socket is this user's alone (0600),
+         * and so is the worker. */
+        bool shared;
+        uid_t worker_uid;
+        gid_t socket_gid;
+        mode_t socket_mode;
 } ActivatorParams;
 
 /* Create path as a directory only this user can enter (0700), or check that an existing one is a real
  * directory owned by this user and closed to everyone else. -EPERM if it is not. */
 int activator_prepare_directory(const char *path);
+/* Create path (mode, owned by this user and gid), or give an existing directory of this user exactly that
+ * mode and group. -EPERM if it belongs to someone else; mode must not let anyone but its owner write. */
+int activator_prepare_shared_directory(const char *path, mode_t mode, gid_t gid);
 
 int activator_new(uv_loop_t *loop, const ActivatorParams *params, Activator **ret);
 /* Bind and listen on the socket path (or find a worker already serving it) and start watching. */
 int activator_start(Activator *a);
 /* Close every handle. A running worker keeps running and keeps serving the socket. */
 void activator_stop(Activator *a);
+/* After activator_stop(); if the loop has yet to finish closing the handles, the memory is released
+ * once it has. */
 Activator *activator_free(Activator *a);
 
 /* A client found nobody listening: look again now rather than when the watched worker's exit is

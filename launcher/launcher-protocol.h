@@ -18,7 +18,14 @@
  *   ID \0 "error" \0 REASON \0               REASON is one of the LAUNCHER_ERROR_* strings
  *
  * Anything else — an unknown operation, a missing or extra field, a field that is too long, a packet
- * over the limit, a truncated packet — ends the connection without a reply. */
+ * over the limit, a truncated packet — ends the connection without a reply.
+ *
+ * USER must match ^[a-z_][a-z0-9_-]{0,31}$; another name is answered "refused", and so are root,
+ * system accounts (uid below UID_MIN), nobody, the gateway's own account and members of the gateway's
+ * group (which may open every worker socket). An unknown account is
+ * "denied" by auth (as a wrong password is: the answer does not tell which names exist) and "refused" by
+ * worker. Under systemd the PATH of worker is /run/helios/workers/USER.sock, the socket of the unit
+ * helios-worker@USER.socket (USER escaped as systemd escapes it). */
 
 #define LAUNCHER_MESSAGE_MAX  4096
 #define LAUNCHER_USER_MAX     32  /* bytes of a user name, as useradd's default limit */

@@ -174,6 +174,30 @@ static void test_directory(void **state)
         assert_int_equal(activator_prepare_directory(link), -ENOTDIR);
 }
 
+/* The launcher's kind: a directory of this user and a group, with exactly the mode asked for. */
+static void test_shared_directory(void **state)
+{
+        char path[128], link[128];
+        struct stat st;
+
+        snprintf(path, sizeof(path), "%s/shared", dir);
+        assert_int_equal(activator_prepare_shared_directory(path, 0750, getegid()), 0);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0750);
+        assert_int_equal(st.st_gid, getegid());
+        /* An existing one is brought to the mode, whatever it had. */
+        assert_int_equal(chmod(path, 0777), 0);
+        assert_int_equal(activator_prepare_shared_directory(path, 0755, getegid()), 0);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0755);
+        snprintf(link, sizeof(link), "%s/shared-link", dir);
+        assert_int_equal(symlink(path, link), 0);
+        assert_int_equal(activator_prepare_shared_directory(link, 0750, getegid()), -ENOTDIR);
+        snprintf(link, sizeof(link), "%s/shared-file", dir);
+        close(open(link, O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+        assert_int_equal(activator_prepare_shared_directory(link, 0750, getegid()), -ENOTDIR);
+}
+
 static void test_activation_and_rearm(void **state)
 {
         uv_loop_t loop;
@@ -269,6 +293,7 @@ int main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_directory),
+            cmocka_unit_test(test_shared_directory),
             cmocka_unit_test(test_activation_and_rearm),
             cmocka_unit_test(test_failing_worker_backs_off),
             cmocka_unit_test(test_worker_outlives_its_activator),

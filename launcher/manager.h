@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdint.h>
+#include <uv.h>
+
+/* helios-launcher's state: the socket the gateway talks to, its connections and requests in flight,
+ * the PAM helpers, and the users' workers (an activator per user in embedded mode, units under
+ * systemd). */
+
+typedef enum LauncherMode {
+        LAUNCHER_MODE_AUTO,
+        LAUNCHER_MODE_SYSTEMD,
+        LAUNCHER_MODE_EMBEDDED,
+        _LAUNCHER_MODE_MAX,
+        _LAUNCHER_MODE_INVALID = -1,
+} LauncherMode;
+
+typedef struct LauncherOptions {
+        const char *listen_path;  /* NULL: the socket comes from systemd */
+        const char *gateway_user; /* the only peer served; its group may reach the workers */
+        const char *pam_service;
+        uint64_t pam_timeout_ms;
+        unsigned max_pam_helpers;
+        LauncherMode mode;
+        const char *runtime_dir; /* workers/USER.sock lives beneath */
+        const char *worker;      /* the helios-worker executable (embedded mode) */
+        unsigned max_users;      /* users with a worker socket (embedded mode) */
+        uint64_t start_timeout_ms;
+        unsigned max_requests_per_connection;
+        unsigned max_requests;
+        unsigned max_connections;
+} LauncherOptions;
+
+typedef struct Manager Manager;
+
+int manager_new(uv_loop_t *loop, const LauncherOptions *o, Manager **ret);
+int manager_start(Manager *m);
+/* Stop serving; workers keep running. The loop then runs until every handle is closed. */
+void manager_stop(Manager *m);
+Manager *manager_free(Manager *m);

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdint.h>
+#include <uv.h>
+
+/* Starting units of the system's service manager over D-Bus (sd-bus), from a libuv loop: the bus
+ * connection is watched with uv_poll and its timeouts with a uv_timer, since the launcher's loop is
+ * libuv's, not sd-event's. A start is done when the manager reports the job removed with result
+ * "done"; a job that ends otherwise, or takes longer than the timeout, fails. */
+
+typedef struct UnitStarter UnitStarter;
+typedef struct UnitJob UnitJob;
+
+/* r: 0 the unit started; -ETIMEDOUT; -EIO the job failed (logged); other -errno. */
+typedef void (*UnitJobCallback)(int r, void *userdata);
+
+int unit_starter_new(uv_loop_t *loop, uint64_t timeout_ms, UnitStarter **ret);
+/* Fail every pending job (callbacks are not called) and close the handles. */
+void unit_starter_stop(UnitStarter *u);
+/* After unit_starter_stop() and once the loop has run the close callbacks. */
+UnitStarter *unit_starter_free(UnitStarter *u);
+
+int unit_starter_start(UnitStarter *u, const char *unit, UnitJobCallback cb, void *userdata, UnitJob **ret);
+/* The callback will not be called; the job itself runs on in the service manager. */
+void unit_job_cancel(UnitJob *j);

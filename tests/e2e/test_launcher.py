@@ -1,0 +1,740 @@
+"""helios-launcher, the privileged part, driven over its SOCK_SEQPACKET socket as the gateway would:
+real accounts (useradd), real passwords (chpasswd), real PAM services in /etc/pam.d, real workers
+started as their users in embedded mode."""
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+import helios
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: accounts, PAM files, setuid")
+
+LAUNCHER = os.environ.get("HELIOS_LAUNCHER") or os.path.join(helios.BUILD_DIR, "launcher", "helios-launcher")
+# Names of this run's own: suites running at once (or the same suite in two builds) never share one.
+TAG = str(os.getpid())
+GW, ALICE, BOB, SYSTEM = (f"helios-t-{n}{int(TAG) % 100000}" for n in ("gw", "alice", "bob", "sys"))
+PASSWORDS = {ALICE: "correct horse 1", BOB: "battery staple 2"}
+PAM_OK = f"helios-test-{TAG}"
+PAM_HANG = f"helios-test-hang-{TAG}"
+
+
+def shadow_tool(cmd, check=True, **kw):
+    """useradd and friends, retried while another test suite holds the lock on /etc/passwd."""
+    for _ in range(50):
+        out = subprocess.run(cmd, capture_output=True, text=True, **kw)
+        if out.returncode == 0 or "lock" not in out.stderr:
+            break
+        time.sleep(0.1)
+    if check:
+        assert out.returncode == 0, (cmd, out.stderr)
+    return out
+
+
+def useradd(name, home=None, system=False):
+    cmd = ["useradd", "--user-group", "--shell", "/bin/sh"]
+    if system:
+        cmd += ["--system", "--no-create-home"]
+    else:
+        cmd += ["--create-home", "--home-dir", home]
+    shadow_tool(cmd + [name])
+    return pwd.getpwnam(name)
+
+
+def userdel(name):
+    shadow_tool(["userdel", name], check=False)
+    shadow_tool(["groupdel", name], check=False)
+
+
+@pytest.fixture(scope="module")
+def accounts():
+    """The gateway's account (a system one), two people with passwords, and a system account."""
+    base = tempfile.mkdtemp(prefix="helios-launcher-homes-", dir="/tmp")
+    os.chmod(base, 0o755)
+    names = [GW, ALICE, BOB, SYSTEM]
+    for n in names:
+        userdel(n)  # left over from an interrupted run
+    try:
+        made = {
+            GW: useradd(GW, system=True),
+            ALICE: useradd(ALICE, home=os.path.join(base, ALICE)),
+            BOB: useradd(BOB, home=os.path.join(base, BOB)),
+            SYSTEM: useradd(SYSTEM, system=True),
+        }
+        shadow_tool(["chpasswd"], input="".join(f"{u}:{p}\n" for u, p in PASSWORDS.items()))
+        yield made
+    finally:
+        for n in names:
+            userdel(n)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pam_services():
+    files = {
+        PAM_OK: "auth required pam_unix.so nodelay\naccount required pam_unix.so\n",
+        # A PAM stack that never answers: the launcher must give up on it, not wait.
+        PAM_HANG: "auth required pam_exec.so /bin/sleep 60\naccount required pam_unix.so\n",
+    }
+    for name, text in files.items():
+        with open(f"/etc/pam.d/{name}", "w") as f:
+            f.write(text)
+    yield PAM_OK, PAM_HANG
+    for name in files:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"/etc/pam.d/{name}")
+
+
+class Launcher:
+    def __init__(self, base, args=()):
+        self.base = base
+        self.runtime = os.path.join(base, "run")
+        self.sock = os.path.join(base, "launcher.sock")
+        self.log = os.path.join(base, "launcher.log")
+        self.args = list(args)
+        self.proc = None
+
+    def start(self, pam_service=PAM_OK, env_extra=None):
+        env = dict(os.environ, HELIOS_LOG_LEVEL="debug")
+        for k in ("LISTEN_FDS", "LISTEN_PID", "NOTIFY_SOCKET"):
+            env.pop(k, None)
+        env.update(env_extra or {})
+        self.proc = subprocess.Popen(
+            [LAUNCHER, "--mode=embedded", "--runtime-dir", self.runtime, "--listen", self.sock,
+             "--gateway-user", GW, "--pam-service", pam_service, "--worker", helios.WORKER, *self.args],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(self.log, "ab"), start_new_session=True)
+        deadline = time.monotonic() + 10
+        # Listening comes after the socket has its group and mode.
+        while not helios.is_listening(self.sock):
+            assert self.proc.poll() is None, self.read_log()
+            assert time.monotonic() < deadline, self.read_log()
+            time.sleep(0.01)
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        return self.proc.returncode
+
+    def read_log(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def helpers(self):
+        """Pids of PAM helpers running now: the launcher's children re-executed with --pam-helper (each
+        runs PAM in a child of its own, not counted)."""
+        out = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/cmdline", "rb") as f:
+                        if b"--pam-helper" not in f.read():
+                            continue
+                    if int(helios.read_status(entry)["PPid"]) == self.proc.pid and helios.alive(int(entry)):
+                        out.append(int(entry))
+                except OSError:
+                    pass
+        return out
+
+
+@contextlib.contextmanager
+def as_user(pw):
+    """Run the block with pw's effective ids: sockets connected inside carry them (SO_PEERCRED)."""
+    os.setegid(pw.pw_gid)
+    os.seteuid(pw.pw_uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+class Conn:
+    """The gateway's side of the protocol, packet by packet."""
+
+    def __init__(self, path, pw):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.settimeout(10)
+        with as_user(pw):
+            self.sock.connect(path)
+        self.next_id = 1
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, *fields):
+        self.sock.send(b"".join((f.encode() if isinstance(f, str) else f) + b"\0" for f in fields))
+
+    def send_raw(self, data):
+        self.sock.send(data)
+
+    def recv(self, timeout=10):
+        self.sock.settimeout(timeout)
+        data = self.sock.recv(8192)
+        if not data:
+            raise EOFError
+        assert data.endswith(b"\0"), data
+        return [f.decode() for f in data[:-1].split(b"\0")]
+
+    def request(self, op, *args, timeout=10):
+        rid = str(self.next_id)
+        self.next_id += 1
+        self.send(rid, op, *args)
+        reply = self.recv(timeout)
+        assert reply[0] == rid, reply
+        return reply[1:]
+
+    def closed(self, timeout=5):
+        """True when the launcher ended the connection."""
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(8192) == b""
+        except ConnectionResetError:
+            return True
+
+
+@pytest.fixture
+def base():
+    d = tempfile.mkdtemp(prefix="helios-launcher-", dir="/tmp")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def worker_pids(uid):
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")[0]
+            if os.path.basename(cmd) == b"helios-worker" and os.stat(f"/proc/{entry}").st_uid == uid \
+                    and helios.alive(int(entry)):
+                out.append(int(entry))
+        except OSError:
+            pass
+    return out
+
+
+def kill_workers(uids):
+    for uid in uids:
+        for pid in worker_pids(uid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while any(worker_pids(u) for u in uids) and time.monotonic() < deadline:
+        for uid in uids:
+            helios.reap(worker_pids(uid))
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def make_launcher(base, accounts, pam_services):
+    made = []
+
+    def make(*args, name="l", pam_service=PAM_OK):
+        d = os.path.join(base, name)
+        os.makedirs(d, exist_ok=True)
+        os.chmod(d, 0o755)
+        lc = Launcher(d, args).start(pam_service)
+        made.append(lc)
+        return lc
+
+    yield make
+    for lc in made:
+        status = lc.stop()
+        log = lc.read_log()
+        assert status == 0, log[-3000:]
+        for pattern in helios.SANITIZER_REPORTS:
+            assert pattern not in log, log[-5000:]
+        assert "still open at exit" not in log, log[-3000:]
+    kill_workers([accounts[ALICE].pw_uid, accounts[BOB].pw_uid])
+
+
+@pytest.fixture
+def launcher(make_launcher):
+    return make_launcher()
+
+
+def gw_conn(launcher, accounts):
+    return Conn(launcher.sock, accounts[GW])
+
+
+# ---- who may talk to it ----
+
+def test_socket_is_the_gateways_group_only(launcher, accounts):
+    st = os.stat(launcher.sock)
+    assert st.st_mode & 0o777 == 0o660
+    assert st.st_gid == accounts[GW].pw_gid
+
+
+def test_other_uids_are_closed(launcher, accounts):
+    # Root itself is not the gateway; nor is a user who would get past the file mode.
+    for pw in (pwd.getpwuid(0), accounts[ALICE]):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.settimeout(5)
+        if pw.pw_uid == 0:
+            s.connect(launcher.sock)
+        else:
+            os.chmod(launcher.sock, 0o666)
+            try:
+                with as_user(pw):
+                    s.connect(launcher.sock)
+            finally:
+                os.chmod(launcher.sock, 0o660)
+        with contextlib.suppress(OSError):
+            s.send(b"1\0worker\0" + ALICE.encode() + b"\0")
+        try:
+            assert s.recv(8192) == b""
+        except ConnectionResetError:
+            pass
+        s.close()
+    assert launcher.read_log().count("only the gateway") == 2
+    # The gateway is still served.
+    c = gw_conn(launcher, accounts)
+    assert c.request("worker", ALICE)[0] == "ok"
+
+
+# ---- what it accepts ----
+
+MALFORMED = [
+    b"1\0frobnicate\0" + ALICE.encode() + b"\0",  # unknown operation
+    b"1\0worker\0",  # a field missing
+    b"1\0auth\0" + ALICE.encode() + b"\0",  # no password
+    b"1\0worker\0" + ALICE.encode() + b"\0extra\0",  # a field too many
+    b"1\0worker\0" + ALICE.encode(),  # no final NUL
+    b"x\0worker\0" + ALICE.encode() + b"\0",  # not a decimal id
+    b"12345678901\0worker\0" + ALICE.encode() + b"\0",  # id too long
+    b"\0worker\0" + ALICE.encode() + b"\0",  # empty id
+    b"1\0worker\0" + b"a" * 300 + b"\0",  # a name over 32 bytes
+    b"1\0auth\0" + ALICE.encode() + b"\0" + b"p" * 1025 + b"\0",  # a password over the limit
+    b"1\0worker\0" + b"a" * 4990 + b"\0",  # over the packet limit (5000 bytes)
+    b"",  # an empty packet
+]
+
+
+@pytest.mark.parametrize("packet", MALFORMED, ids=range(len(MALFORMED)))
+def test_malformed_packets_close_the_connection(launcher, accounts, packet):
+    c = gw_conn(launcher, accounts)
+    c.send_raw(packet)
+    assert c.closed()
+    # Others are still served.
+    assert gw_conn(launcher, accounts).request("worker", ALICE)[0] == "ok"
+
+
+BAD_NAMES = ["a/b", "..", "../etc", "a@b", "a\\b", "a b", "a\tb", "a\x01b", "a\x7fb", "Alice", "-a", "1a",
+             "\u00e9", "a.b", "a" * 33]
+
+
+def test_invalid_names_are_refused(launcher, accounts):
+    c = gw_conn(launcher, accounts)
+    for name in BAD_NAMES:
+        if len(name.encode()) > 32:
+            continue  # too long for the field: closes (above)
+        assert c.request("worker", name) == ["error", "refused"], name
+        assert c.request("auth", name, "x") == ["error", "refused"], name
+    log = launcher.read_log()
+    # Logged escaped: no raw control character reaches the log.
+    assert "\x01" not in log and "\x7f" not in log and "a\\x01b" in log
+
+
+def test_root_and_system_accounts_are_refused(launcher, accounts):
+    c = gw_conn(launcher, accounts)
+    for name in ("root", "nobody", "daemon", SYSTEM, GW):
+        assert c.request("auth", name, "whatever") == ["error", "refused"], name
+        assert c.request("worker", name) == ["error", "refused"], name
+    assert c.request("worker", "helios-t-nosuchuser") == ["error", "refused"]
+
+
+def test_members_of_the_gateways_group_are_refused(launcher, accounts, base):
+    # Every worker socket is open to that group: a member would reach everyone's workspace.
+    name = f"helios-t-mem{int(TAG) % 100000}"
+    userdel(name)
+    useradd(name, home=os.path.join(base, name))
+    try:
+        shadow_tool(["usermod", "-a", "-G", GW, name])
+        c = gw_conn(launcher, accounts)
+        assert c.request("worker", name) == ["error", "refused"]
+        assert c.request("auth", name, "x") == ["error", "refused"]
+    finally:
+        userdel(name)
+
+
+# ---- auth ----
+
+def test_right_password(launcher, accounts):
+    c = gw_conn(launcher, accounts)
+    assert c.request("auth", ALICE, PASSWORDS[ALICE]) == ["ok"]
+    assert c.request("auth", BOB, PASSWORDS[BOB]) == ["ok"]
+    log = launcher.read_log()
+    assert PASSWORDS[ALICE] not in log
+
+
+def test_wrong_password_denied(launcher, accounts):
+    c = gw_conn(launcher, accounts)
+    assert c.request("auth", ALICE, PASSWORDS[BOB]) == ["error", "denied"]
+    assert c.request("auth", ALICE, "") == ["error", "denied"]
+    assert c.request("auth", "helios-t-nosuchuser", "x") == ["error", "denied"]
+    log = launcher.read_log()
+    assert "PAM denied " + ALICE in log
+    assert PASSWORDS[BOB] not in log
+
+
+def test_pam_hang_times_out_and_others_are_served(make_launcher, accounts):
+    lc = make_launcher("--pam-timeout", "1s", pam_service=PAM_HANG)
+    c = gw_conn(lc, accounts)
+    t0 = time.monotonic()
+    c.send("1", "auth", ALICE, PASSWORDS[ALICE])
+    # Meanwhile the launcher answers other requests.
+    other = gw_conn(lc, accounts)
+    assert other.request("worker", ALICE)[0] == "ok"
+    assert time.monotonic() - t0 < 0.9
+    assert c.recv(timeout=5) == ["1", "error", "timeout"]
+    took = time.monotonic() - t0
+    assert 0.9 < took < 3, took
+    # The helper and the sleep PAM started are gone.
+    deadline = time.monotonic() + 3
+    while (lc.helpers() or sleeping_children(lc.proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not lc.helpers()
+    assert not sleeping_children(lc.proc.pid)
+
+
+def sleeping_children(ppid):
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if f.read().startswith(b"/bin/sleep\x0060"):
+                        out.append(int(entry))
+            except OSError:
+                pass
+    return [p for p in out if helios.alive(p)]
+
+
+def test_login_flood_stays_bounded(make_launcher, accounts):
+    lc = make_launcher("--max-pam-helpers", "4")
+    c = gw_conn(lc, accounts)
+    rss0 = helios.rss_kib(lc.proc.pid)
+    answers = {}
+    sent = 0
+    max_helpers = 0
+    names = [f"helios-t-flood{i}" for i in range(1000)]
+    # Keep 32 requests in flight, as a gateway under attack would.
+    in_flight = 0
+    while sent < len(names) or in_flight:
+        while sent < len(names) and in_flight < 32:
+            c.send(str(sent + 1), "auth", names[sent], "guess")
+            sent += 1
+            in_flight += 1
+        reply = c.recv(timeout=10)
+        in_flight -= 1
+        outcome = reply[2] if reply[1] == "error" else reply[1]
+        answers[outcome] = answers.get(outcome, 0) + 1
+        if sent % 50 == 0:
+            max_helpers = max(max_helpers, len(lc.helpers()))
+    assert sum(answers.values()) == 1000, answers
+    assert set(answers) <= {"denied", "busy"}, answers
+    assert answers.get("denied", 0) > 0
+    assert max_helpers <= 4
+    # Still answering, and correctly, afterwards.
+    assert c.request("auth", ALICE, PASSWORDS[ALICE]) == ["ok"]
+    growth = helios.rss_growth_kib(lc.proc.pid, rss0)
+    assert growth < 4096, growth
+
+
+# ---- workers ----
+
+def ask_worker(sock, pw):
+    """worker:info over the worker's socket, connected with pw's ids."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    with as_user(pw):
+        s.connect(sock)
+    c = helios.Client.__new__(helios.Client)
+    c.path, c.timeout, c.sock, c.buf = sock, 10, s, b""
+    c.notifications, c.responses, c.next_id = __import__("collections").deque(), {}, 1
+    try:
+        return c.call("worker:info")
+    finally:
+        c.close()
+
+
+def test_worker_socket_and_identity(launcher, accounts):
+    c = gw_conn(launcher, accounts)
+    status, path = c.request("worker", ALICE)
+    assert status == "ok"
+    assert path == os.path.join(launcher.runtime, "workers", ALICE + ".sock")
+    st = os.stat(path)
+    assert st.st_mode & 0o777 == 0o660 and st.st_uid == 0 and st.st_gid == accounts[GW].pw_gid
+    d = os.stat(os.path.dirname(path))
+    assert d.st_mode & 0o777 == 0o750 and d.st_gid == accounts[GW].pw_gid
+    # Asked again: the same socket.
+    assert c.request("worker", ALICE) == ["ok", path]
+
+    info = ask_worker(path, accounts[GW])
+    assert info["uid"] == accounts[ALICE].pw_uid
+    assert info["home"] == accounts[ALICE].pw_dir
+    st = helios.read_status(info["pid"])
+    assert st["Uid"].split()[:3] == [str(accounts[ALICE].pw_uid)] * 3
+    assert st["NoNewPrivs"] == "1"
+    assert st["CapEff"] == "0000000000000000"
+    assert [int(g) for g in st["Groups"].split()] == [accounts[ALICE].pw_gid]
+
+    # Bob can neither open Alice's socket, nor list the directory.
+    with pytest.raises(PermissionError):
+        ask_worker(path, accounts[BOB])
+    # Bob's own worker is his.
+    status, bob_path = c.request("worker", BOB)
+    assert ask_worker(bob_path, accounts[GW])["uid"] == accounts[BOB].pw_uid
+
+
+def test_killed_worker_comes_back(launcher, accounts):
+    c = gw_conn(launcher, accounts)
+    _, path = c.request("worker", ALICE)
+    first = ask_worker(path, accounts[GW])["pid"]
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            second = ask_worker(path, accounts[GW])["pid"]
+            break
+        except (ConnectionRefusedError, ConnectionResetError, EOFError, FileNotFoundError):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert second != first and helios.alive(second)
+
+
+def test_restart_keeps_workers(make_launcher, accounts):
+    lc = make_launcher()
+    c = gw_conn(lc, accounts)
+    _, path = c.request("worker", ALICE)
+    pid = ask_worker(path, accounts[GW])["pid"]
+    c.close()
+    assert lc.stop() == 0
+    assert helios.alive(pid)
+    lc.start()
+    c = gw_conn(lc, accounts)
+    assert c.request("worker", ALICE) == ["ok", path]
+    assert ask_worker(path, accounts[GW])["pid"] == pid
+    assert "from an earlier run" in lc.read_log()
+
+
+def test_max_users(make_launcher, accounts):
+    lc = make_launcher("--max-users", "1")
+    c = gw_conn(lc, accounts)
+    _, path = c.request("worker", ALICE)
+    ask_worker(path, accounts[GW])  # a worker runs: Alice's socket cannot give way
+    assert c.request("worker", BOB) == ["error", "busy"]
+
+
+# ---- through the gateway ----
+
+class LauncherGateway(helios.Gateway):
+    """helios-gateway as the gateway's account, logging in with PAM through helios-launcher."""
+
+    def __init__(self, base, account, launcher_sock, args=()):
+        super().__init__(base, args=("--auth", "pam", "--launcher", launcher_sock, *args))
+        self.account = account
+
+    def command(self):
+        return ["setpriv", f"--reuid={self.account.pw_uid}", f"--regid={self.account.pw_gid}",
+                "--init-groups", *super().command()]
+
+
+@pytest.fixture
+def pam_gateway(make_launcher, accounts, base):
+    lc = make_launcher()
+    d = os.path.join(base, "gw")
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    g = LauncherGateway(d, accounts[GW], lc.sock).start()
+    yield g, lc
+    status = g.stop()
+    log = g.read_log()
+    assert status == 0, log[-3000:]
+    for pattern in helios.SANITIZER_REPORTS:
+        assert pattern not in log, log[-5000:]
+    assert "still open at exit" not in log, log[-3000:]
+
+
+def test_gateway_logs_in_with_pam_and_reaches_the_users_worker(pam_gateway, accounts):
+    g, lc = pam_gateway
+    assert helios.read_status(g.pid)["Uid"].split()[0] == str(accounts[GW].pw_uid)
+    resp = g.login(user=ALICE, password=PASSWORDS[ALICE])
+    assert resp.status == 200, resp
+    cookie = helios.cookie_from(resp)
+    assert g.request("GET", "/api/session", cookie=cookie).json()["user"] == ALICE
+    rpc = g.rpc(cookie)
+    info = rpc.call("worker:info")
+    assert info["uid"] == accounts[ALICE].pw_uid
+    assert info["home"] == accounts[ALICE].pw_dir
+    rpc.close()
+    # Root and system accounts look like wrong passwords from outside.
+    assert g.login(user="root", password="x").status == 401
+    assert g.login(user=SYSTEM, password="x").status == 401
+
+
+def test_gateway_wrong_passwords_are_throttled(pam_gateway, accounts):
+    g, lc = pam_gateway
+    statuses = [g.login(user=BOB, password="wrong").status for _ in range(7)]
+    assert statuses[:5] == [401] * 5, statuses
+    assert statuses[-1] == 429, statuses
+    assert "PAM denied " + BOB in lc.read_log()
+
+
+def test_gateway_users_never_see_each_other(pam_gateway, accounts):
+    g, lc = pam_gateway
+    alice1 = g.rpc(helios.cookie_from(g.login(user=ALICE, password=PASSWORDS[ALICE])))
+    alice2 = g.rpc(helios.cookie_from(g.login(user=ALICE, password=PASSWORDS[ALICE])))
+    bob = g.rpc(helios.cookie_from(g.login(user=BOB, password=PASSWORDS[BOB])))
+    assert bob.call("worker:info")["uid"] == accounts[BOB].pw_uid
+    assert alice1.call("worker:info")["pid"] == alice2.call("worker:info")["pid"]
+    assert alice1.call("worker:info")["pid"] != bob.call("worker:info")["pid"]
+
+    term = alice1.call("terminal:create", {"cols": 80, "rows": 24})["terminalId"]
+    # Alice's other page hears of it; Bob's does not.
+    alice2.wait_notification("state:updated", lambda p: any(
+        t.get("terminalId") == term for t in p.get("terminals", [])))
+    assert bob.call("workspace:state").get("terminals", []) == []
+    time.sleep(0.5)
+    bob.call("worker:info")  # drains whatever arrived meanwhile
+    assert not bob.notifications, list(bob.notifications)
+    alice1.call("terminal:close", {"terminalId": term})
+    for c in (alice1, alice2, bob):
+        c.close()
+
+
+def test_idle_user_gives_way_at_max_users(make_launcher, accounts):
+    lc = make_launcher("--max-users", "1")
+    c = gw_conn(lc, accounts)
+    _, alice_path = c.request("worker", ALICE)
+    # No worker behind Alice's socket yet: it gives way to Bob's, and comes back when asked for.
+    status, bob_path = c.request("worker", BOB)
+    assert status == "ok"
+    assert not os.path.exists(alice_path)
+    assert ask_worker(bob_path, accounts[GW])["uid"] == accounts[BOB].pw_uid
+    assert c.request("worker", ALICE) == ["error", "busy"]
+
+
+def test_systemd_mode_without_a_bus_fails_cleanly(make_launcher, accounts):
+    if os.path.exists("/run/dbus/system_bus_socket"):
+        pytest.skip("a system bus is running here: this test is for machines without one")
+    lc = make_launcher("--mode=systemd", "--start-timeout", "2s")
+    c = gw_conn(lc, accounts)
+    assert c.request("worker", ALICE) == ["error", "failed"]
+    # Policy is checked before anything is asked of the service manager.
+    assert c.request("worker", "root") == ["error", "refused"]
+    assert c.request("auth", ALICE, PASSWORDS[ALICE]) == ["ok"]
+    assert "system bus" in lc.read_log()
+
+
+def test_gateway_survives_a_launcher_restart(pam_gateway, accounts):
+    g, lc = pam_gateway
+    cookie = helios.cookie_from(g.login(user=ALICE, password=PASSWORDS[ALICE]))
+    rpc = g.rpc(cookie)
+    pid = rpc.call("worker:info")["pid"]
+    assert lc.stop() == 0
+    # Without a launcher: logins cannot be checked (503), the open page keeps its worker.
+    assert g.login(user=BOB, password=PASSWORDS[BOB]).status == 503
+    assert rpc.call("worker:info")["pid"] == pid
+    lc.start()
+    # The gateway connects again by itself; the worker that ran on is found again.
+    assert g.login(user=BOB, password=PASSWORDS[BOB]).status == 200
+    rpc2 = g.rpc(cookie)
+    assert rpc2.call("worker:info")["pid"] == pid
+    rpc.close()
+    rpc2.close()
+
+
+def test_gateway_stops_cleanly_with_a_login_in_progress(make_launcher, accounts, base):
+    lc = make_launcher("--pam-timeout", "30s", pam_service=PAM_HANG)
+    d = os.path.join(base, "gw-hang")
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    g = LauncherGateway(d, accounts[GW], lc.sock).start()
+    import http.client
+    import threading
+
+    def login():
+        # The gateway goes away under it: no answer is the expected one.
+        with contextlib.suppress(http.client.HTTPException, OSError):
+            g.login(user=ALICE, password=PASSWORDS[ALICE])
+
+    t = threading.Thread(target=login, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 5
+    while not lc.helpers() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert lc.helpers()
+    assert g.stop() == 0
+    log = g.read_log()
+    for pattern in helios.SANITIZER_REPORTS:
+        assert pattern not in log, log[-5000:]
+    assert "still open at exit" not in log, log[-3000:]
+    t.join(5)
+
+
+def test_a_gateway_that_does_not_read_is_not_read(launcher, accounts):
+    c = gw_conn(launcher, accounts)
+    c.sock.setblocking(False)
+    sent = 0
+    # Ask until the launcher stops taking requests: it does once its answers pile up unread.
+    with contextlib.suppress(BlockingIOError):
+        while sent < 20000:
+            c.send(str(sent + 1), "worker", ALICE)
+            sent += 1
+    assert sent < 20000
+    rss = helios.rss_kib(launcher.proc.pid)
+    c.sock.setblocking(True)
+    for i in range(sent):
+        assert c.recv() == [str(i + 1), "ok", os.path.join(launcher.runtime, "workers", ALICE + ".sock")]
+    assert helios.rss_growth_kib(launcher.proc.pid, rss) < 4096
+
+
+def test_tells_the_service_manager(accounts, pam_services, base):
+    notify = os.path.join(base, "notify")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(notify)
+    srv.settimeout(5)
+    lc = Launcher(os.path.join(base, "n"))
+    os.makedirs(lc.base)
+    os.chmod(lc.base, 0o755)
+    lc.start(env_extra={"NOTIFY_SOCKET": notify})
+    try:
+        def until(pred):
+            while True:
+                msg = srv.recv(4096).decode()
+                if pred(msg):
+                    return msg
+        until(lambda m: "READY=1" in m)
+        c = gw_conn(lc, accounts)
+        assert c.request("auth", ALICE, PASSWORDS[ALICE]) == ["ok"]
+        _, path = c.request("worker", ALICE)
+        until(lambda m: m == "STATUS=1 users, 0 workers running, 1 logins checked")
+        ask_worker(path, accounts[GW])
+        until(lambda m: m == "STATUS=1 users, 1 workers running, 1 logins checked")
+    finally:
+        assert lc.stop() == 0
+        srv.close()
+        kill_workers([accounts[ALICE].pw_uid])

@@ -1,0 +1,113 @@
+"""helios-launcher in systemd mode against a stand-in service manager (fake-systemd.py) on a private
+D-Bus: the unit it starts for each user (escaped as systemd escapes), the socket path it answers with,
+and what it answers when the job fails, never ends, or ends before its StartUnit reply arrives."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import helios
+from test_launcher import ALICE, BOB, PASSWORDS, Launcher, accounts, base, gw_conn, pam_services  # noqa: F401
+
+FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake-systemd.py")
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: accounts, PAM files"),
+    pytest.mark.skipif(shutil.which("dbus-daemon") is None, reason="needs dbus-daemon"),
+]
+
+
+@pytest.fixture
+def bus(tmp_path):
+    """A private bus with the stand-in manager on it; yields (address, directory)."""
+    address = f"unix:path={tmp_path}/bus"
+    daemon = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--nopidfile", f"--address={address}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(f"{tmp_path}/bus"):
+        assert daemon.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    fake = subprocess.Popen([sys.executable, FAKE, address, str(tmp_path)], stderr=open(tmp_path / "fake.log", "w"))
+    while not os.path.exists(tmp_path / "ready"):
+        assert fake.poll() is None, (tmp_path / "fake.log").read_text()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    yield address, tmp_path
+    for p in (fake, daemon):
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=10)
+
+
+@pytest.fixture
+def launcher(bus, accounts, pam_services, base):  # noqa: F811
+    """The launcher's directory is one the gateway's account can traverse."""
+    address, _ = bus
+    lc = Launcher(base, ["--mode=systemd", "--start-timeout", "1s"])
+    os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = address
+    try:
+        lc.start()
+    finally:
+        del os.environ["DBUS_SYSTEM_BUS_ADDRESS"]
+    yield lc
+    assert lc.stop() == 0, lc.read_log()[-3000:]
+    log = lc.read_log()
+    for pattern in helios.SANITIZER_REPORTS:
+        assert pattern not in log, log[-5000:]
+    assert "still open at exit" not in log, log[-3000:]
+
+
+def started(directory):
+    try:
+        return (directory / "started").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def test_worker_starts_the_escaped_socket_unit(launcher, accounts, bus):
+    _, d = bus
+    c = gw_conn(launcher, accounts)
+    status, path = c.request("worker", ALICE)
+    assert status == "ok"
+    assert path == os.path.join(launcher.runtime, "workers", ALICE + ".sock")
+    # "-" in a user name is "\x2d" in the unit name; the manager was subscribed before the first start.
+    unit = "helios-worker@" + ALICE.replace("-", "\\x2d") + ".socket"
+    assert started(d) == [unit + " replace done 1"]
+    # Policy before D-Bus: nothing is started for root or an invalid name.
+    assert c.request("worker", "root") == ["error", "refused"]
+    assert c.request("worker", "../x") == ["error", "refused"]
+    assert len(started(d)) == 1
+    # Logins do not involve the service manager.
+    assert c.request("auth", ALICE, PASSWORDS[ALICE]) == ["ok"]
+    assert "Started " + unit in launcher.read_log()
+
+
+def test_failed_hanging_and_early_jobs(launcher, accounts, bus):
+    _, d = bus
+    (d / "behaviour").write_text("failed hang early")
+    c = gw_conn(launcher, accounts)
+    assert c.request("worker", BOB) == ["error", "failed"]
+    t0 = time.monotonic()
+    assert c.request("worker", BOB) == ["error", "timeout"]
+    assert 0.9 < time.monotonic() - t0 < 3
+    # JobRemoved before the StartUnit reply still counts.
+    assert c.request("worker", BOB)[0] == "ok"
+    assert c.request("worker", ALICE)[0] == "ok"
+    log = launcher.read_log()
+    assert "ended with result 'failed'" in log
+    assert "took more than 1000 ms" in log
+
+
+def test_out_of_order_answers(launcher, accounts, bus):
+    _, d = bus
+    (d / "behaviour").write_text("hang done")
+    c = gw_conn(launcher, accounts)
+    c.send("1", "worker", ALICE)
+    c.send("2", "worker", BOB)
+    # Bob's start is done long before Alice's runs out of time.
+    assert c.recv() == ["2", "ok", os.path.join(launcher.runtime, "workers", BOB + ".sock")]
+    assert c.recv() == ["1", "error", "timeout"]
