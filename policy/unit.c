@@ -48,8 +48,8 @@ static void write_filesystem(FILE *f)
                                       "# Homes that are not /home/USER need a drop-in with their own "
                                       "BindPaths=\n"
                                       "# and ReadWritePaths=.\n"
-                                      "BindPaths=/home/%i\n"
-                                      "ReadWritePaths=/home/%i\n",
+                                      "BindPaths=/home/%I\n"
+                                      "ReadWritePaths=/home/%I\n",
                                       f);
                                 homes = true;
                         }

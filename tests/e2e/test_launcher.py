@@ -57,7 +57,7 @@ def userdel(name):
 @pytest.fixture(scope="module")
 def accounts():
     """The gateway's account (a system one), two people with passwords, and a system account."""
-    base = tempfile.mkdtemp(prefix="helios-launcher-homes-", dir="/tmp")
+    base = tempfile.mkdtemp(prefix="helios-launcher-homes-", dir="/home")
     os.chmod(base, 0o755)
     names = [GW, ALICE, BOB, SYSTEM]
     for n in names:

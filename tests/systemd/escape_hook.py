@@ -11,10 +11,12 @@ Returns {"output": what the terminal showed (CR LF line ends), "exitCode": int o
 "signal": int or None}.
 """
 
+from machine import instance
+
 
 def run_in_terminal(machine, user, script, interpreter=("/bin/sh",), args=(), timeout=120):
     """Run script (its text) as `INTERPRETER... SCRIPT ARGS...` in a new terminal of user's worker."""
-    machine.systemctl("start", f"helios-worker@{user}.socket")
+    machine.systemctl("start", f"helios-worker@{instance(user)}.socket")
     out = machine.client(f"/run/helios/workers/{user}.sock", "run", *interpreter, "--", *args,
                          input=script, timeout=timeout)
     if "output" not in out:

@@ -21,6 +21,12 @@ import sys
 import time
 import uuid
 
+
+def instance(user):
+    """The unit instance of a user's workspace: the name escaped as systemd-escape does it. Valid user
+    names hold only [a-z0-9_-], of which only '-' is escaped."""
+    return user.replace("-", "\\x2d")
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Where the in-container helpers are installed inside the container.
 HELPER_DIR = "/usr/local/lib/helios-test"

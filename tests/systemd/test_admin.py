@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from machine import FIGURES, HELPER_DIR
+from machine import FIGURES, HELPER_DIR, instance
 
 
 def systemctl_edit(machine, unit, text):
@@ -83,7 +83,7 @@ def test_limits_for_everyone_and_in_total(machine, alice):
     systemctl_edit(machine, "helios-worker@.service", "[Service]\nMemoryMax=4G\n")
     try:
         for user in ("alice", "mary-jane"):
-            assert machine.show(f"helios-worker@{user}.service", "MemoryMax")["MemoryMax"] == str(4 << 30)
+            assert machine.show(f"helios-worker@{instance(user)}.service", "MemoryMax")["MemoryMax"] == str(4 << 30)
     finally:
         machine.systemctl("revert", "helios-worker@.service")
     assert machine.show("helios-worker@alice.service", "MemoryMax")["MemoryMax"] == str(2 << 30)

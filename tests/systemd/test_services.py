@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from machine import FIGURES, HELPER_DIR
+from machine import FIGURES, HELPER_DIR, instance
 
 BUILD_DIR = os.environ.get("HELIOS_BUILD_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
@@ -84,13 +84,14 @@ def pam_check(machine, user, password):
 def test_launcher_sandbox_may_start_workers_over_dbus(machine, users):
     """StartUnit on the system bus from inside the launcher's sandbox: root without CAP_SYS_ADMIN, no
     writable file system, only local sockets. The service manager accepts a root caller."""
-    unit = "helios-worker@mary-jane.socket"
+    unit = f"helios-worker@{instance('mary-jane')}.socket"
     machine.systemctl("reset-failed", unit, check=False)
     assert machine.show(unit, "ActiveState")["ActiveState"] == "inactive"
     try:
         status, log = run_as_launcher(
             machine, "/usr/bin/busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 "
-            f"org.freedesktop.systemd1.Manager StartUnit ss {unit} replace")
+            # ExecStart= decodes C escapes: the unit's backslash is written doubled.
+            "org.freedesktop.systemd1.Manager StartUnit ss " + unit.replace("\\", "\\\\") + " replace")
         assert status == 0 and "/org/freedesktop/systemd1/job/" in log, log
         # StartUnit returns with the job queued, not done.
         deadline = time.monotonic() + 10
@@ -100,7 +101,7 @@ def test_launcher_sandbox_may_start_workers_over_dbus(machine, users):
         info = machine.client("/run/helios/workers/mary-jane.sock", "call", "worker:info")
         assert info["response"]["result"]["home"] == "/home/mary-jane"
     finally:
-        machine.systemctl("stop", unit, "helios-worker@mary-jane.service")
+        machine.systemctl("stop", unit, f"helios-worker@{instance('mary-jane')}.service")
 
 
 @pytest.mark.skipif(not os.path.exists(os.environ.get("HELIOS_PAM_CHECK", "")),
@@ -149,19 +150,19 @@ def test_launcher_socket_is_for_the_gateway_only(machine, users):
 @pytest.fixture
 def launcher(machine, users):
     for u in users:
-        machine.systemctl("reset-failed", f"helios-worker@{u}.socket", f"helios-worker@{u}.service",
+        machine.systemctl("reset-failed", f"helios-worker@{instance(u)}.socket", f"helios-worker@{instance(u)}.service",
                           check=False)
     machine.systemctl("start", "helios-launcher.socket")
     yield
     machine.systemctl("stop", "helios-launcher.socket", "helios-launcher.service", check=False)
     for u in users:
-        machine.systemctl("stop", f"helios-worker@{u}.socket", f"helios-worker@{u}.service", check=False)
+        machine.systemctl("stop", f"helios-worker@{instance(u)}.socket", f"helios-worker@{instance(u)}.service", check=False)
 
 
 @needs_launcher
 @pytest.mark.parametrize("user", ["alice", "mary-jane"])
 def test_launcher_starts_workers_under_systemd(machine, users, launcher, user):
-    assert machine.show(f"helios-worker@{user}.socket", "ActiveState")["ActiveState"] == "inactive"
+    assert machine.show(f"helios-worker@{instance(user)}.socket", "ActiveState")["ActiveState"] == "inactive"
     t = time.monotonic()
     out = machine.client(LAUNCHER_SOCK, "launcher", "7", "worker", user)
     assert out.get("reply") == ["7", "ok", f"/run/helios/workers/{user}.sock"], out
@@ -170,7 +171,7 @@ def test_launcher_starts_workers_under_systemd(machine, users, launcher, user):
     assert info["response"]["result"]["uid"] == int(machine.exec("id", "-u", user).stdout)
     FIGURES[f"cold start of {user} through helios-launcher (request to first worker answer)"] = \
         f"{total * 1000:.1f} ms"
-    assert machine.show(f"helios-worker@{user}.socket", "ActiveState")["ActiveState"] == "active"
+    assert machine.show(f"helios-worker@{instance(user)}.socket", "ActiveState")["ActiveState"] == "active"
 
     # The launcher runs as root with only what the unit leaves it.
     pid = int(machine.show("helios-launcher.service", "MainPID")["MainPID"])

@@ -39,12 +39,13 @@ for name in "${!binaries[@]}"; do
         sed -i "s|^ExecStart=[^ ]*/$name\b|ExecStart=$path|" "$dir"/*.service
 done
 
-# verify needs concrete instances to expand %i. 'mary-jane' is there because systemd escapes '-' in
-# instance names built from paths (\x2d): the units must use the name as it is (%i), never %I.
+# verify needs concrete instances to expand %i and %I. 'mary-jane' is there because its instance is
+# escaped (mary\x2djane): %i is that, %I the user name.
 for t in "$dir"/*@.*; do
-        for instance in alice mary-jane; do
+        for user in alice mary-jane; do
+                instance=$(systemd-escape "$user")
                 i=${t/@./@$instance.}
-                sed "s/%i/$instance/g" "$t" >"$i"
+                sed -e "s/%i/${instance//\\/\\\\}/g" -e "s/%I/$user/g" "$t" >"$i"
         done
         rm "$t"
 done
