@@ -16,6 +16,7 @@
 #include "listener.h"
 #include "metrics.h"
 #include "netaddr.h"
+#include "rx-guard.h"
 #include "sessions.h"
 #include "static-files.h"
 #include "throttle.h"
@@ -49,8 +50,8 @@ typedef struct Gateway {
         struct lws *adopting_wsi;
         bool adopt_attached;
 
-        Bridge *bridges; /* every open WebSocket */
-        Bridge *kicks;   /* WebSockets with data libwebsockets holds but will not serve by itself */
+        Bridge *bridges;       /* every open WebSocket */
+        Bridge *kicks;         /* WebSockets with data libwebsockets holds but will not serve by itself */
         Bridge *kicks_running; /* those being served right now */
         uv_idle_t kick_idle;
         unsigned n_bridges;
@@ -95,6 +96,8 @@ void http_request_free(HttpRequest *r);
 
 /* The connection a wsi belongs to (an HTTP/2 stream's is its parent's). */
 Conn *gateway_conn_of(struct lws *wsi);
+/* The guard of an HTTP/1 connection's wsi; NULL for an HTTP/2 stream. */
+RxGuard *gateway_h1_guard(struct lws *wsi);
 
 /* bridge.c */
 int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret);

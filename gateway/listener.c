@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-#include "socket-util.h"
 #include "listener.h"
+#include "socket-util.h"
 
 #include <assert.h>
 #include <fcntl.h>
@@ -18,6 +18,7 @@
 #include "log.h"
 #include "macro.h"
 #include "parse-util.h"
+#include "rx-guard.h"
 
 /* Connections accepted per wakeup, so one busy socket cannot starve the loop. */
 #define ACCEPT_BATCH 64
@@ -54,6 +55,7 @@ struct Conn {
         char *buf;
         size_t len;
         const char *refusal; /* what to answer before closing, NULL for nothing */
+        RxGuard *guard;      /* from the handover on */
 };
 
 struct Listener {
@@ -131,8 +133,21 @@ static void conn_free(Conn *c)
         m->connections_open--;
         if (!c->authenticated)
                 m->connections_unauthenticated--;
+        rx_guard_free(c->guard);
         free(c->buf);
         free(c);
+}
+
+static int conn_guard_new(Conn *c, int fd)
+{
+        Listener *l = c->listener;
+        int r;
+
+        r = rx_guard_new(fd, l->tls, l->limits.max_header_size, &c->guard);
+        if (r < 0)
+                return r;
+        rx_guard_set_oversized_counter(c->guard, &l->metrics->oversized_headers);
+        return 0;
 }
 
 static void on_conn_poll_closed(uv_handle_t *h)
@@ -145,6 +160,13 @@ static void on_conn_poll_closed(uv_handle_t *h)
         if (c->state == CONN_HANDING_OVER && !l->stopping) {
                 /* The poll handle is gone, so the library may watch the fd now. */
                 c->state = CONN_ADOPTED;
+                r = conn_guard_new(c, fd);
+                if (r < 0) {
+                        safe_close(fd);
+                        conn_free(c);
+                        return;
+                }
+                rx_guard_http_feed(c->guard, c->buf, c->len);
                 r = l->adopt(c, fd, c->buf, c->len, l->userdata);
                 free(c->buf);
                 c->buf = NULL;
@@ -319,6 +341,12 @@ static void conn_accepted(Listener *l, int fd, const struct sockaddr *sa, sockle
         if (l->tls) {
                 /* The handshake comes first; the library times it out. */
                 c->state = CONN_ADOPTED;
+                r = conn_guard_new(c, c->fd);
+                if (r < 0) {
+                        safe_close(c->fd);
+                        conn_free(c);
+                        return;
+                }
                 r = l->adopt(c, TAKE_FD(c->fd), NULL, 0, l->userdata);
                 if (r < 0)
                         conn_free(c);
@@ -371,6 +399,11 @@ static void on_listen_readable(uv_poll_t *h, int status, int events)
                 }
                 conn_accepted(l, fd, (struct sockaddr *)&ss, len, s->tcp);
         }
+}
+
+RxGuard *conn_guard(const Conn *c)
+{
+        return c->guard;
 }
 
 const NetAddr *conn_peer(const Conn *c)

@@ -144,10 +144,14 @@ static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
                 }
                 return 0;
         }
-        case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+                RxGuard *guard = gateway_h1_guard(wsi);
+                if (guard)
+                        rx_guard_http_request(guard);
                 if (!in || strcmp(in, "websocket") != 0)
                         return -1;
                 return http_confirm_upgrade(g, wsi);
+        }
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
                 return cd ? http_upgrade_session(g, wsi, cd) : -1;
         case LWS_CALLBACK_ESTABLISHED:

@@ -137,6 +137,51 @@ def test_oversized_headers_431(gateway):
     assert gateway.request("GET", "/healthz").status == 200
 
 
+def read_response(s):
+    """One whole response (headers and a Content-Length body) from a kept-alive connection: (status,
+    rest of the stream read so far)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(rest) < length:
+        rest += s.recv(65536)
+    return status_of(head), rest[length:]
+
+
+def read_to_end(s):
+    out = b""
+    try:
+        while chunk := s.recv(65536):
+            out += chunk
+    except ConnectionResetError:
+        pass
+    return out
+
+
+@pytest.mark.parametrize("second", [
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10000 + b"\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: %s\r\n" % (i, b"b" * 100) for i in range(100)),
+], ids=["one long header", "headers without end"])
+def test_oversized_headers_on_a_kept_alive_connection_431(gateway, second):
+    """Requests after the first are read by libwebsockets; they are held to the same limit."""
+    with socket.create_connection((gateway.host, gateway.port), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(s)[0] == 200
+        # A second request of ordinary size is served on the same connection...
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 7000 + b"\r\n\r\n")
+        assert read_response(s)[0] == 200
+        # ...an oversized third is answered 431, and the connection ends.
+        s.sendall(second)
+        assert status_of(read_to_end(s)) == 431
+    assert gateway.metrics()["helios_gateway_oversized_headers_total"] == 1
+    assert gateway.request("GET", "/healthz").status == 200
+
+
 def test_slow_drip_headers_408(make_gateway):
     g = make_gateway("--header-timeout=1500ms")
     s = socket.create_connection((g.host, g.port))

@@ -97,3 +97,20 @@ def test_bad_certificate_refused_at_start(make_gateway, tmp_path):
     g.start(expect_url=False)
     assert g.wait() == 1
     assert "certificate and key" in g.read_log()
+
+
+@pytest.mark.parametrize("frame", [dict(opcode=0x1, payload=b"hello", mask=False),
+                                   dict(opcode=0x9, payload=b"p" * 126),
+                                   dict(opcode=0x3, payload=b"reserved")])
+def test_invalid_frames_close_1002_over_tls(make_gateway, tmp_path, frame):
+    cert, key = helios.make_self_signed(str(tmp_path))
+    g = make_gateway(tls=(cert, key), worker=helios.ECHO_WORKER)
+    cookie = g.session(context=g.ssl_context)
+    bystander, ws = g.ws(cookie), g.ws(cookie)
+    assert ws.status == 101
+    ws.send_frame(0x1, b"x" * 200, chunk=3)
+    assert ws.recv(timeout=10) == "x" * 200
+    ws.send_frame(**frame)
+    assert ws.expect_close(timeout=5) == 1002
+    bystander.send_text("still here")
+    assert bystander.recv(timeout=10) == "still here"
