@@ -8,6 +8,7 @@
  * The client speaks plain WebSocket without compression, the same way to both servers. Only ratios
  * mean much on shared virtual machines; every figure is printed next to its floor. */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -32,6 +33,7 @@
 #include "macro.h"
 
 static const char *gateway_path = "build/gateway/helios-gateway";
+static const char *baseline_path; /* another helios-gateway to compare with, e.g. the last release */
 static const char *worker_path = "build/worker/helios-worker";
 static const char *web_root = "build/web/dist";
 static const char *echo_path = "build/bench/lws-echo";
@@ -62,7 +64,7 @@ typedef struct Child {
         int out; /* its stdout */
 } Child;
 
-static Child spawn(char *const argv[], char *const env_home)
+static Child spawn(char *const argv[], char *const env_home, const char *env_state)
 {
         int p[2];
         Child c;
@@ -76,6 +78,8 @@ static Child spawn(char *const argv[], char *const env_home)
                 dup2(p[1], STDOUT_FILENO);
                 if (env_home)
                         setenv("HOME", env_home, 1);
+                if (env_state)
+                        setenv("XDG_STATE_HOME", env_state, 1);
                 setenv("HELIOS_LOG_LEVEL", "warning", 1);
                 execv(argv[0], argv);
                 _exit(127);
@@ -420,6 +424,8 @@ static void latencies(const char *const names[], const int ports[], const char *
 {
         Latency all[8][ROUNDS];
 
+        assert(n <= 8);
+
         for (unsigned r = 0; r < ROUNDS; r++)
                 for (size_t i = 0; i < n; i++)
                         all[i][r] = latency(ports[i], cookies[i]);
@@ -645,7 +651,8 @@ typedef struct Gateway {
 
 /* A gateway in embedded mode for worker, its runtime directory dir/run_name, its worker allowed as many
  * connections as the runs open; logged in. */
-static Gateway start_gateway(const char *worker, const char *dir, const char *run_name, char *home)
+static Gateway start_gateway_binary(const char *binary, const char *worker, const char *dir,
+                                    const char *run_name, char *home)
 {
         char line[512], worker_args[64], req[512], resp[2048], *c;
         Gateway g = {0};
@@ -655,7 +662,7 @@ static Gateway start_gateway(const char *worker, const char *dir, const char *ru
         snprintf(g.run, sizeof(g.run), "%s/%s", dir, run_name);
         snprintf(worker_args, sizeof(worker_args), "--worker-args=--max-connections=%u",
                  n_idle + n_connections + 64);
-        char *argv[] = {(char *)gateway_path,
+        char *argv[] = {(char *)binary,
                         "--config",
                         "/dev/null",
                         "--listen",
@@ -672,7 +679,10 @@ static Gateway start_gateway(const char *worker, const char *dir, const char *ru
                         "--max-connections",
                         "8192",
                         NULL};
-        g.child = spawn(argv, home);
+        /* Each worker keeps its own state: two of them refuse to share it. */
+        char state[300];
+        snprintf(state, sizeof(state), "%s/state-%s", dir, run_name);
+        g.child = spawn(argv, home, state);
         read_line(g.child.out, line, sizeof(line));
         char *url = strstr(line, "http://127.0.0.1:"), *token = strstr(line, "#token=");
         if (!url || !token)
@@ -695,6 +705,11 @@ static Gateway start_gateway(const char *worker, const char *dir, const char *ru
         c += 12;
         snprintf(g.cookie, sizeof(g.cookie), "%.*s", (int)strcspn(c, ";\r"), c);
         return g;
+}
+
+static Gateway start_gateway(const char *worker, const char *dir, const char *run_name, char *home)
+{
+        return start_gateway_binary(gateway_path, worker, dir, run_name, home);
 }
 
 /* The worker outlives the gateway by design: end it by the pid its activator recorded. */
@@ -721,7 +736,7 @@ static void help(void)
         printf(
             "Usage: gateway-bench [--gateway PATH] [--worker PATH] [--web-root DIR] [--echo PATH]\n"
             "                     [--line-echo-worker PATH] [--requests N] [--connections N] [--seconds S]\n"
-            "                     [--idle N] [--terminal-only]\n");
+            "                     [--idle N] [--terminal-only] [--baseline-gateway PATH]\n");
 }
 
 int main(int argc, char **argv)
@@ -738,6 +753,7 @@ int main(int argc, char **argv)
             {"idle", required_argument, NULL, 'i'},
             {"line-echo-worker", required_argument, NULL, 'l'},
             {"terminal-only", no_argument, NULL, 't'},
+            {"baseline-gateway", required_argument, NULL, 'b'},
             {},
         };
         char dir[] = "/tmp/helios-gateway-bench-XXXXXX", home[128], file[160], line[512], cookie[128];
@@ -776,6 +792,9 @@ int main(int argc, char **argv)
                 case 't':
                         terminal_only = true;
                         break;
+                case 'b':
+                        baseline_path = optarg;
+                        break;
                 case 'h':
                         help();
                         return 0;
@@ -801,9 +820,15 @@ int main(int argc, char **argv)
         Gateway gw = start_gateway(worker_path, dir, "run", home),
                 gw_echo = start_gateway(line_echo_worker_path, dir, "run-echo", home);
         gw_port = gw.port;
+        Gateway base = {0}, base_echo = {0};
+        if (baseline_path) {
+                base = start_gateway_binary(baseline_path, worker_path, dir, "run-base", home);
+                base_echo =
+                    start_gateway_binary(baseline_path, line_echo_worker_path, dir, "run-base-echo", home);
+        }
 
         char *echo_argv[] = {(char *)echo_path, NULL};
-        Child echo = spawn(echo_argv, NULL);
+        Child echo = spawn(echo_argv, NULL, NULL);
         read_line(echo.out, line, sizeof(line));
         echo_port = atoi(line);
         memcpy(cookie, gw.cookie, sizeof(cookie));
@@ -832,23 +857,33 @@ int main(int argc, char **argv)
             strstr(request_text, "fs:read_file") ? "fs:read_file of 1 KiB"
                                                  : "worker:info (no fs service yet)");
 
+        if (baseline_path)
+                printf("Baseline: %s\n", baseline_path);
         if (terminal_only) {
                 printf("Terminal (gateway pid %d):\n", (int)gw.child.pid);
                 fflush(stdout);
                 terminals(gw_port, cookie, gw.run);
+                if (baseline_path) {
+                        printf("Terminal, baseline gateway:\n");
+                        terminals(base.port, base.cookie, base.run);
+                }
                 goto done;
         }
 
-        static const char *const names[] = {"gateway + worker", "gateway + line echo",
-                                            "bare lws echo (floor)"};
-        int ports[] = {gw_port, gw_echo.port, echo_port};
-        const char *cookies[] = {cookie, gw_echo.cookie, NULL};
-        Latency lat[3];
+        const char *names[] = {"gateway + worker", "gateway + line echo", "bare lws echo (floor)",
+                               "baseline + worker", "baseline + line echo"};
+        int ports[] = {gw_port, gw_echo.port, echo_port, base.port, base_echo.port};
+        const char *cookies[] = {cookie, gw_echo.cookie, NULL, base.cookie, base_echo.cookie};
+        size_t n_targets = baseline_path ? 5 : 3;
+        Latency lat[5];
         printf("Round trip, one connection, %u requests, median of %d interleaved rounds:\n", n_requests,
                ROUNDS);
-        latencies(names, ports, cookies, 3, lat);
+        latencies(names, ports, cookies, n_targets, lat);
         printf("  p50 ratio to the floor: gateway + worker %.2f, gateway + line echo %.2f\n",
                lat[0].p50 / lat[2].p50, lat[1].p50 / lat[2].p50);
+        if (baseline_path)
+                printf("  p50 ratio to the floor, baseline: + worker %.2f, + line echo %.2f\n",
+                       lat[3].p50 / lat[2].p50, lat[4].p50 / lat[2].p50);
 
         printf("Throughput, %.0f s each:\n", seconds);
         double r_gw = throughput("gateway + worker", gw_port, cookie);
@@ -856,9 +891,19 @@ int main(int argc, char **argv)
         double r_echo = throughput("bare lws echo (floor)", echo_port, NULL);
         printf("  ratio to the floor: gateway + worker %.2f, gateway + line echo %.2f\n", r_gw / r_echo,
                r_line / r_echo);
+        if (baseline_path) {
+                double b_gw = throughput("baseline + worker", base.port, base.cookie);
+                double b_line = throughput("baseline + line echo", base_echo.port, base_echo.cookie);
+                printf("  ratio to the floor, baseline: + worker %.2f, + line echo %.2f\n", b_gw / r_echo,
+                       b_line / r_echo);
+        }
 
         printf("Terminal:\n");
         terminals(gw_port, cookie, gw.run);
+        if (baseline_path) {
+                printf("Terminal, baseline gateway:\n");
+                terminals(base.port, base.cookie, base.run);
+        }
         printf("Memory:\n");
         memory(gw.child.pid, gw_port, cookie);
 
@@ -866,6 +911,10 @@ done:
         stop(&echo);
         stop_gateway(&gw);
         stop_gateway(&gw_echo);
+        if (baseline_path) {
+                stop_gateway(&base);
+                stop_gateway(&base_echo);
+        }
         {
                 char cmd[256];
                 snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

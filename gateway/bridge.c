@@ -22,6 +22,10 @@
  * its public header leaves out: it expects lws_close_reason() and a -1 return instead. */
 #define WRITE_CLOSE_FRAME ((enum lws_write_protocol)4)
 
+/* A message from the worker up to this size may be written to a page using permessage-deflate at once,
+ * from the read buffer: it compresses in one go, so libwebsockets keeps no pointer into the buffer. */
+#define DIRECT_DEFLATE_MAX 4096u
+
 #define WORKER_LOST_NOTIFICATION "{\"jsonrpc\":\"2.0\",\"method\":\"gateway:worker_lost\",\"params\":{}}"
 
 typedef struct OutMsg OutMsg;
@@ -73,6 +77,8 @@ struct Bridge {
         bool rx_paused;
 
         /* towards the browser */
+        bool deflate;          /* permessage-deflate negotiated */
+        bool writable_pending; /* lws_callback_on_writable() called, callback not yet here */
         bool reading;
         bool partial_active;
         Buf partial; /* a line from the worker not yet complete: LWS_PRE bytes, then the line */
@@ -104,6 +110,12 @@ static void out_free_all(Bridge *b)
         b->to_browser_queued = 0;
 }
 
+static void want_writable(Bridge *b)
+{
+        b->writable_pending = true;
+        lws_callback_on_writable(b->wsi);
+}
+
 static void request_close(Bridge *b, int code, const char *reason)
 {
         if (!b->wsi || b->close_code)
@@ -115,7 +127,7 @@ static void request_close(Bridge *b, int code, const char *reason)
                 b->rx_paused = true;
                 lws_rx_flow_control(b->wsi, 0);
         }
-        lws_callback_on_writable(b->wsi);
+        want_writable(b);
 }
 
 static int enqueue_out(Bridge *b, char *buf, size_t len)
@@ -235,7 +247,9 @@ int bridge_writeable(Bridge *b)
         struct lws *wsi = b->wsi;
         Gateway *g = b->gateway;
         OutMsg *m = b->out_first;
+        bool draining = false;
 
+        b->writable_pending = false;
         if (b->close_sent)
                 return -1; /* the close frame is out: hang up */
         if (!m && b->close_code) {
@@ -250,7 +264,7 @@ int bridge_writeable(Bridge *b)
                 if (lws_write(wsi, buf + LWS_PRE, 2 + n, WRITE_CLOSE_FRAME) < 0)
                         return -1;
                 b->close_sent = true;
-                lws_callback_on_writable(wsi);
+                want_writable(b);
                 return 0;
         }
         if (m) {
@@ -262,6 +276,9 @@ int bridge_writeable(Bridge *b)
                 /* One message, one write: libwebsockets keeps what the socket does not take at once and
                  * calls back only when that has gone. */
                 n = lws_write(wsi, (unsigned char *)m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
+                /* A large message may still be compressing when this returns; the next callback says it
+                 * is done, and until then nothing may be written past the queue. */
+                draining = b->deflate && m->len > DIRECT_DEFLATE_MAX;
                 g->metrics.bytes_to_browser += m->len;
                 g->metrics.messages_to_browser++;
                 free(m->buf);
@@ -275,9 +292,30 @@ int bridge_writeable(Bridge *b)
                 if (uv_read_start((uv_stream_t *)&b->pipe, on_worker_alloc, on_worker_read) == 0)
                         b->reading = true;
         }
-        if (b->out_first || b->close_code)
-                lws_callback_on_writable(wsi);
+        if (b->out_first || b->close_code || draining)
+                want_writable(b);
         return 0;
+}
+
+/* Whether a message of len bytes can go to the page right now, past the queue: nothing is queued or being
+ * sent, and libwebsockets will not hold on to the buffer. This saves a round of the loop (and the
+ * epoll changes for POLLOUT) on every answer. */
+static bool can_write_now(Bridge *b, size_t len)
+{
+        return b->wsi && !b->close_code && !b->out_first && !b->writable_pending &&
+               (!b->deflate || len <= DIRECT_DEFLATE_MAX) && !lws_partial_buffered(b->wsi);
+}
+
+/* p has LWS_PRE bytes of room before it, which libwebsockets writes the frame header into. */
+static void write_now(Bridge *b, char *p, size_t len)
+{
+        Gateway *g = b->gateway;
+
+        g->metrics.bytes_to_browser += len;
+        g->metrics.messages_to_browser++;
+        if (lws_write(b->wsi, (unsigned char *)p, len, LWS_WRITE_TEXT) < 0)
+                /* The connection is broken; outside a callback it is closed this way. */
+                lws_set_timeout(b->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
 /* ---- the worker side ---- */
@@ -407,7 +445,7 @@ static void on_worker_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
         Bridge *b = container_of((uv_pipe_t *)h, Bridge, pipe);
 
-        *buf = uv_buf_init(b->gateway->read_buffer, GATEWAY_READ_BUFFER);
+        *buf = uv_buf_init(b->gateway->read_buffer + LWS_PRE, GATEWAY_READ_BUFFER);
 }
 
 static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -434,6 +472,13 @@ static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                                 worker_too_large(b);
                                 return;
                         }
+                        if (can_write_now(b, n)) {
+                                /* The bytes before p are of lines already dealt with, or the buffer's
+                                 * headroom. */
+                                write_now(b, (char *)p, n);
+                                p = lf + 1;
+                                continue;
+                        }
                         if (enqueue_copy(b, p, n) < 0) {
                                 request_close(b, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
                                 return;
@@ -447,7 +492,7 @@ static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                 return;
         }
         if (queued && b->wsi)
-                lws_callback_on_writable(b->wsi);
+                want_writable(b);
         if (b->to_browser_queued > b->high_water) {
                 uv_read_stop(s);
                 b->reading = false;
@@ -643,6 +688,7 @@ int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret)
          * of an adopted connection from the client_* settings.) Absent when the page did not negotiate
          * compression. */
         bool deflate = lws_set_extension_option(wsi, "permessage-deflate", "rx_buf_size", "14") == 0;
+        b->deflate = deflate;
         (void)lws_set_extension_option(wsi, "permessage-deflate", "tx_buf_size", "14");
         (void)lws_set_extension_option(wsi, "permessage-deflate", "mem_level", "4");
         (void)lws_set_extension_option(wsi, "permessage-deflate", "client_max_window_bits", "11");

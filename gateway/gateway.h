@@ -24,7 +24,8 @@
 typedef struct Bridge Bridge;
 
 /* Size of the buffer every worker read lands in before it is split into messages. Reads are
- * synchronous within the loop, so one buffer serves every connection and idle ones hold none. */
+ * synchronous within the loop, so one buffer serves every connection and idle ones hold none. It has
+ * LWS_PRE bytes of room before it, so a message can be written to the page straight from it. */
 #define GATEWAY_READ_BUFFER (64u * 1024u)
 
 typedef struct Gateway {
@@ -55,7 +56,7 @@ typedef struct Gateway {
         Bridge *kicks_running; /* those being served right now */
         uv_idle_t kick_idle;
         unsigned n_bridges;
-        char *read_buffer;
+        char *read_buffer; /* LWS_PRE + GATEWAY_READ_BUFFER bytes */
 
         uv_signal_t sig_term, sig_int, sig_hup;
         uv_timer_t tick;           /* session expiry, status line, watchdog */

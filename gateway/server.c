@@ -549,7 +549,7 @@ int gateway_start(Gateway *g)
             uv_signal_start(&g->sig_hup, on_signal, SIGHUP) < 0)
                 return log_error_errno(-EIO, "Failed to set up signal handling.");
 
-        g->read_buffer = malloc(GATEWAY_READ_BUFFER);
+        g->read_buffer = malloc(LWS_PRE + GATEWAY_READ_BUFFER);
         if (!g->read_buffer)
                 return log_oom();
         r = parse_trusted_proxies(c, &g->trusted_proxies, &g->n_trusted_proxies);
