@@ -92,6 +92,14 @@ static int adopt(Conn *conn, int fd, const char *buf, size_t len, void *userdata
         return 0;
 }
 
+/* Every client behind a trusted proxy comes from its address: no per-address cap for it. */
+static bool peer_is_proxy(const NetAddr *peer, void *userdata)
+{
+        Gateway *g = userdata;
+
+        return netprefix_list_contains(g->trusted_proxies, g->n_trusted_proxies, peer);
+}
+
 /* During adopt(): give the new wsi its connection as soon as the library lets it keep it. */
 static void adopt_fixup(Gateway *g, struct lws *wsi, enum lws_callback_reasons reason)
 {
@@ -277,6 +285,7 @@ static void limits_from_config(const GatewayConfig *c, ListenerLimits *l, Sessio
         *l = (ListenerLimits){
             .max_connections = c->max_connections,
             .max_unauthenticated = c->max_unauthenticated,
+            .max_unauthenticated_per_address = c->max_unauthenticated_per_address,
             .header_timeout_ms = c->header_timeout_ms,
             .max_header_size = c->max_header_size,
         };
@@ -609,6 +618,7 @@ int gateway_start(Gateway *g)
         r = listener_new(g->loop, &ll, g->tls, &g->metrics, adopt, g, &g->listener);
         if (r < 0)
                 return log_oom();
+        listener_set_exempt(g->listener, peer_is_proxy);
         n_systemd = listener_add_systemd_sockets(g->listener);
         if (n_systemd < 0)
                 return log_error_errno(n_systemd, "Cannot use the sockets passed by systemd: %m");

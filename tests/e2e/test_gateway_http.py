@@ -261,6 +261,62 @@ def test_unauthenticated_connection_cap(make_gateway):
     page.close()
 
 
+def connect_from(g, source, n):
+    """n idle connections to the gateway from the loopback address source."""
+    return [socket.create_connection((g.host, g.port), source_address=(source, 0)) for _ in range(n)]
+
+
+def still_open(s):
+    """Nothing was said and the connection is up (a closed one reads as b"" or a reset)."""
+    s.settimeout(0.2)
+    try:
+        return s.recv(4096) == b"never"
+    except TimeoutError:
+        return True
+    except OSError:
+        return False
+
+
+def get_from(g, source, path="/healthz"):
+    import http.client
+    conn = http.client.HTTPConnection(g.host, g.port, timeout=10, source_address=(source, 0))
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_one_address_gets_only_its_share_of_unauthenticated_slots(make_gateway):
+    g = make_gateway("--max-unauthenticated=20", "--max-unauthenticated-per-address=5", "--header-timeout=60s")
+    crowd = connect_from(g, "127.0.0.1", 40)
+    others = connect_from(g, "127.0.0.2", 5) + connect_from(g, "127.0.0.3", 5) + connect_from(g, "127.0.0.4", 5)
+    time.sleep(0.5)
+    # The crowd pushed out only its own: its oldest were told 408, its newest five are still waiting...
+    told = sum(status_of(s.recv(4096)) == 408 for s in crowd[:35])
+    assert told == 35
+    assert all(still_open(s) for s in crowd[35:])
+    # ...and every other address kept its connections, though 55 arrived for 20 slots.
+    assert all(still_open(s) for s in others)
+    status, body = get_from(g, "127.0.0.5", "/metrics")
+    assert status == 200
+    assert b"helios_gateway_unauthenticated_connections 20" in body
+    assert get_from(g, "127.0.0.6")[0] == 200
+    for s in crowd + others:
+        s.close()
+
+
+def test_trusted_proxy_is_not_capped_per_address(make_gateway):
+    g = make_gateway("--max-unauthenticated=20", "--max-unauthenticated-per-address=5", "--header-timeout=60s",
+                     "--trusted-proxies=127.0.0.1")
+    proxied = connect_from(g, "127.0.0.1", 12)
+    time.sleep(0.3)
+    assert all(still_open(s) for s in proxied)
+    for s in proxied:
+        s.close()
+
+
 def test_total_connection_cap(make_gateway):
     g = make_gateway("--max-connections=10", "--max-unauthenticated=10")
     socks = [socket.create_connection((g.host, g.port)) for _ in range(10)]

@@ -5,6 +5,7 @@ import asyncio
 import json
 import socket
 import ssl
+import time
 
 import pytest
 import websockets
@@ -114,3 +115,30 @@ def test_invalid_frames_close_1002_over_tls(make_gateway, tmp_path, frame):
     assert ws.expect_close(timeout=5) == 1002
     bystander.send_text("still here")
     assert bystander.recv(timeout=10) == "still here"
+
+
+def test_at_the_unauthenticated_cap_the_oldest_tls_connection_gives_way(make_gateway, tmp_path):
+    """Under TLS the library reads the headers, after a handshake it gives 15 s: a crowd of connections
+    that never start one would hold every slot. At the cap the oldest goes instead of the newcomer."""
+    cert, key = helios.make_self_signed(str(tmp_path))
+    g = make_gateway("--max-unauthenticated=5", tls=(cert, key))
+    crowd = [socket.create_connection((g.host, g.port), source_address=("127.0.0.2", 0)) for _ in range(5)]
+    time.sleep(0.3)
+    assert g.request("GET", "/healthz", context=g.ssl_context).status == 200
+    # The request made room by closing the oldest. Two more of the crowd push out at least one more
+    # (two, if the request's own connection was not let go yet), always the oldest.
+    crowd += [socket.create_connection((g.host, g.port), source_address=("127.0.0.3", 0)) for _ in range(2)]
+    time.sleep(0.3)
+    for s in crowd[:2]:
+        s.settimeout(5)
+        try:
+            assert s.recv(100) == b""
+        except ConnectionResetError:
+            pass
+    for s in crowd[3:]:
+        s.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            s.recv(100)
+    assert g.request("GET", "/healthz", context=g.ssl_context).status == 200
+    for s in crowd:
+        s.close()
