@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base64.h"
 #include "buf.h"
 #include "crypto-util.h"
 #include "gateway.h"
@@ -670,7 +671,9 @@ static int parse_authorization(char *value, char *buf, size_t size, const char *
                 char *colon;
                 while (*b == ' ')
                         b++;
-                if (base64_decode(b, strlen(b), (uint8_t *)buf, size - 1, &n) < 0 || memchr(buf, '\0', n))
+                if (base64_decode_into(b, strlen(b), BASE64_STANDARD, BASE64_PAD_OPTIONAL, (uint8_t *)buf,
+                                       size - 1, &n) < 0 ||
+                    memchr(buf, '\0', n))
                         return -EINVAL;
                 buf[n] = '\0';
                 colon = strchr(buf, ':');
