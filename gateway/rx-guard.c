@@ -19,8 +19,11 @@
 
 /* The longest WebSocket frame header a client sends: 2 bytes, 8 of length, 4 of mask. */
 #define WS_HEADER_MAX 14
-/* Reads smaller than this are passed on unchecked; libwebsockets reads whole buffers of kilobytes. */
+/* Reads at least this large are checked in the caller's buffer. libwebsockets reads whole buffers of
+ * kilobytes, but under TLS it asks for just what SSL_pending() reports, which can be a few bytes. */
 #define READ_MIN (2 * WS_HEADER_MAX)
+/* A zero-length pong from a client: a frame the library takes without effect. */
+#define PONG_LEN 6
 /* What is read and dropped after an oversized request, so the 431 is not lost to a reset. */
 #define DRAIN_MAX (64u * 1024u)
 
@@ -52,6 +55,10 @@ struct RxGuard {
         uint64_t payload_left;
         unsigned char held[WS_HEADER_MAX];
         size_t n_held;
+        /* Checked bytes a small read had no room for, served before anything else (and counted by
+         * SSL_pending(), so that the library comes back for them). */
+        unsigned char ready[WS_HEADER_MAX + PONG_LEN];
+        size_t n_ready;
         RxGuardFailFn fail;
         void *userdata;
 };
@@ -313,16 +320,7 @@ static size_t ws_scan(RxGuard *g, const unsigned char *buf, size_t total)
         return p;
 }
 
-/* When nothing can be delivered, a TLS read cannot just say "nothing": SSL_get_error() would read that
- * as the connection failing. It delivers an empty pong instead, which the library takes without effect
- * (it is always between two frames then). */
-static size_t put_pong(unsigned char *buf)
-{
-        static const unsigned char pong[6] = {0x8a, 0x80, 0, 0, 0, 0};
-
-        memcpy(buf, pong, sizeof(pong));
-        return sizeof(pong);
-}
+static const unsigned char pong[PONG_LEN] = {0x8a, 0x80, 0, 0, 0, 0};
 
 size_t rx_guard_ws_filter(RxGuard *g, char *buf, size_t len, size_t cap, bool *ret_failed)
 {
@@ -367,13 +365,54 @@ static ssize_t raw_read(RxGuard *g, SSL *ssl, void *buf, size_t len, int flags)
         return recvfrom(g->fd, buf, len, flags, NULL, NULL);
 }
 
-/* Nothing to deliver from a read that did read something. */
-static ssize_t nothing_yet(RxGuard *g, unsigned char *buf)
+static ssize_t serve_ready(RxGuard *g, unsigned char *buf, size_t len)
 {
-        if (g->tls)
-                return (ssize_t)put_pong(buf);
-        errno = EAGAIN;
-        return -1;
+        size_t k = MIN(len, g->n_ready);
+
+        memcpy(buf, g->ready, k);
+        memmove(g->ready, g->ready + k, g->n_ready - k);
+        g->n_ready -= k;
+        return (ssize_t)k;
+}
+
+/* Nothing to deliver from a read that did read something. A TLS read cannot just say "nothing":
+ * SSL_get_error() would take that for the connection failing. It delivers an empty pong instead, which
+ * the library takes without effect (it is always between two frames then). */
+static ssize_t nothing_yet(RxGuard *g, unsigned char *buf, size_t len)
+{
+        if (!g->tls) {
+                errno = EAGAIN;
+                return -1;
+        }
+        memcpy(g->ready + g->n_ready, pong, PONG_LEN);
+        g->n_ready += PONG_LEN;
+        return serve_ready(g, buf, len);
+}
+
+/* A read too small to hold what is held back and what comes: checked in a buffer of our own, and what
+ * does not fit waits in ready. */
+static ssize_t small_read(RxGuard *g, SSL *ssl, unsigned char *buf, size_t len, int flags)
+{
+        unsigned char tmp[WS_HEADER_MAX + READ_MIN];
+        size_t held = g->n_held, d;
+        ssize_t n;
+
+        assert(len < READ_MIN && g->n_ready == 0);
+        memcpy(tmp, g->held, held);
+        n = raw_read(g, ssl, tmp + held, len, flags);
+        if (n <= 0)
+                return n;
+        g->n_held = 0;
+        d = ws_scan(g, tmp, held + (size_t)n);
+        if (d == 0)
+                return nothing_yet(g, buf, len);
+        /* At most what was held is left over. */
+        memcpy(buf, tmp, MIN(d, len));
+        if (d > len) {
+                memcpy(g->ready, tmp + len, d - len);
+                g->n_ready = d - len;
+        }
+        return (ssize_t)MIN(d, len);
 }
 
 static ssize_t guarded_read(RxGuard *g, SSL *ssl, void *buf, size_t len, int flags)
@@ -393,11 +432,15 @@ static ssize_t guarded_read(RxGuard *g, SSL *ssl, void *buf, size_t len, int fla
                 return n;
         }
 
+        if (g->n_ready > 0)
+                return serve_ready(g, b, len);
         if (g->failed) {
                 /* Nothing more goes to the library; the connection is being closed. */
                 n = raw_read(g, ssl, buf, len, flags);
-                return n <= 0 ? n : nothing_yet(g, b);
+                return n <= 0 ? n : nothing_yet(g, b, len);
         }
+        if (len < READ_MIN)
+                return small_read(g, ssl, b, len, flags);
         held = g->n_held;
         memcpy(b, g->held, held);
         n = raw_read(g, ssl, b + held, len - held, flags);
@@ -405,12 +448,12 @@ static ssize_t guarded_read(RxGuard *g, SSL *ssl, void *buf, size_t len, int fla
                 return n; /* what is held stays held */
         g->n_held = 0;
         n = (ssize_t)ws_scan(g, b, held + (size_t)n);
-        return n > 0 ? n : nothing_yet(g, b);
+        return n > 0 ? n : nothing_yet(g, b, len);
 }
 
 static bool guarding(RxGuard *g, size_t len, int flags)
 {
-        return g && g->mode != GUARD_OFF && !(flags & MSG_PEEK) && len >= READ_MIN;
+        return g && g->mode != GUARD_OFF && !(flags & MSG_PEEK) && len > 0;
 }
 
 ssize_t recv(int fd, void *buf, size_t len, int flags)
@@ -421,6 +464,27 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
         if (!guarding(g, len, flags) || g->tls)
                 return recvfrom(fd, buf, len, flags, NULL, NULL);
         return guarded_read(g, NULL, buf, len, flags);
+}
+
+typedef int (*SslPendingFn)(const SSL *ssl);
+
+int SSL_pending(const SSL *ssl)
+{
+        static SslPendingFn fn;
+        RxGuard *g;
+        int n;
+
+        if (!fn) {
+                void *p = dlsym(RTLD_NEXT, "SSL_pending");
+                memcpy(&fn, &p, sizeof(fn));
+                if (!fn)
+                        return 0;
+        }
+        n = fn(ssl);
+        g = n_guards > 0 ? guard_of(SSL_get_fd(ssl)) : NULL;
+        if (g && g->tls && g->mode == GUARD_WEBSOCKET)
+                n += (int)g->n_ready;
+        return n;
 }
 
 int SSL_read(SSL *ssl, void *buf, int num)

@@ -10,8 +10,9 @@
  * libwebsockets 4.1 accepts WebSocket frames that RFC 6455 says must fail the connection (unmasked
  * frames from a client; a control frame with an extended length is dropped without a close frame), and
  * has no hook to look at a connection's bytes before it parses them. It reads a client with recv() (or
- * SSL_read() under TLS), so the gateway defines both: for a connection with a guard they pass the bytes
- * read through the checks here first, for anything else they are the library's own.
+ * SSL_read() under TLS, asking SSL_pending() how much more there is), so the gateway defines these: for a
+ * connection with a guard they pass the bytes read through the checks here first, for anything else
+ * they are the library's own.
  *
  * HTTP/1 (plain): request headers after the first, which libwebsockets reads itself, are held to the
  * same size limit as the listener holds the first one to; over it the client is answered 431 and the

@@ -142,3 +142,21 @@ def test_at_the_unauthenticated_cap_the_oldest_tls_connection_gives_way(make_gat
     assert g.request("GET", "/healthz", context=g.ssl_context).status == 200
     for s in crowd:
         s.close()
+
+
+def test_bad_frame_in_the_tail_of_a_tls_record_closes_1002(make_gateway, tmp_path):
+    """libwebsockets reads a TLS record in buffers of 4 KiB and then just the few bytes SSL_pending()
+    reports: a frame header in those is checked all the same."""
+    cert, key = helios.make_self_signed(str(tmp_path))
+    g = make_gateway(tls=(cert, key), worker=helios.ECHO_WORKER)
+    ws = g.ws(g.session(context=g.ssl_context))
+    assert ws.status == 101
+    first = helios.frame_bytes(0x1, b"a" * 4088)
+    assert len(first) == 4096
+    ws.send_raw(first + helios.frame_bytes(0x1, b"hi", mask=False))  # one record
+    got = []
+    with pytest.raises(helios.WsClosed) as closed:
+        while True:
+            got.append(ws.recv(timeout=5))
+    assert closed.value.code == 1002
+    assert "hi" not in got

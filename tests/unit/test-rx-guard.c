@@ -278,6 +278,45 @@ static void test_recv_on_a_guarded_socket(void **state)
         close(sv[1]);
 }
 
+/* Reads of a few bytes (under TLS the library asks for what SSL_pending() says) are checked the same. */
+static void test_small_reads(void **state)
+{
+        unsigned char data[256], got[256];
+        char big[100];
+        Failure f = {};
+        RxGuard *g;
+        size_t len, total = 0;
+        int sv[2];
+
+        memset(big, 'x', sizeof(big));
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+        assert_int_equal(rx_guard_new(sv[0], false, 8192, &g), 0);
+        assert_int_equal(rx_guard_websocket(g, false, on_fail, &f), 0);
+        len = frame(data, 0x81, big, sizeof(big), true);
+        size_t good = len;
+        len += frame(data + len, 0x81, "no", 2, false);
+        assert_int_equal(write(sv[1], data, len), (ssize_t)len);
+        /* "Nothing yet" while a header is incomplete; the socket stays readable meanwhile. */
+        for (int i = 0; i < 200; i++) {
+                char buf[5];
+                ssize_t n = recv(sv[0], buf, sizeof(buf), 0);
+                if (n < 0) {
+                        assert_int_equal(errno, EAGAIN);
+                        continue;
+                }
+                assert_true(total + (size_t)n <= good);
+                memcpy(got + total, buf, (size_t)n);
+                total += (size_t)n;
+        }
+        assert_int_equal(total, good);
+        assert_memory_equal(got, data, good);
+        assert_int_equal(f.calls, 1);
+        assert_string_equal(f.reason, "unmasked frame");
+        rx_guard_free(g);
+        close(sv[0]);
+        close(sv[1]);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -287,6 +326,7 @@ int main(void)
             cmocka_unit_test(test_new_message_inside_a_fragmented_one),
             cmocka_unit_test(test_bytes_after_the_upgrade_request_fail),
             cmocka_unit_test(test_recv_on_a_guarded_socket),
+            cmocka_unit_test(test_small_reads),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
