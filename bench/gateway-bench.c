@@ -8,6 +8,7 @@
  * The client speaks plain WebSocket without compression, the same way to both servers. Only ratios
  * mean much on shared virtual machines; every figure is printed next to its floor. */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -22,13 +23,17 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "macro.h"
 
 static const char *gateway_path = "build/gateway/helios-gateway";
+static const char *baseline_path; /* another helios-gateway to compare with, e.g. the last release */
 static const char *worker_path = "build/worker/helios-worker";
 static const char *web_root = "build/web/dist";
 static const char *echo_path = "build/bench/lws-echo";
@@ -37,6 +42,7 @@ static unsigned n_requests = 5000;
 static unsigned n_connections = 64;
 static unsigned n_idle = 1000;
 static double seconds = 3.0;
+static bool terminal_only;
 
 static double now(void)
 {
@@ -58,7 +64,7 @@ typedef struct Child {
         int out; /* its stdout */
 } Child;
 
-static Child spawn(char *const argv[], char *const env_home)
+static Child spawn(char *const argv[], char *const env_home, const char *env_state)
 {
         int p[2];
         Child c;
@@ -72,6 +78,8 @@ static Child spawn(char *const argv[], char *const env_home)
                 dup2(p[1], STDOUT_FILENO);
                 if (env_home)
                         setenv("HOME", env_home, 1);
+                if (env_state)
+                        setenv("XDG_STATE_HOME", env_state, 1);
                 setenv("HELIOS_LOG_LEVEL", "warning", 1);
                 execv(argv[0], argv);
                 _exit(127);
@@ -109,6 +117,10 @@ typedef struct Ws {
         int fd;
         char *buf;
         size_t len, cap;
+        bool deflate; /* permessage-deflate negotiated */
+        z_stream inflater;
+        char *msg; /* a whole (inflated) message, for ws_recv_message() */
+        size_t msg_len, msg_cap;
 } Ws;
 
 static int tcp_connect(int port)
@@ -161,8 +173,9 @@ static void consume(Ws *w, size_t n)
         w->len -= n;
 }
 
-/* Connect and upgrade; returns -1 if the server refused (status in *ret_status). */
-static int ws_open(Ws *w, int port, const char *cookie, int *ret_status)
+/* Connect and upgrade, offering permessage-deflate the way browsers do when deflate is set; returns -1
+ * if the server refused (status in *ret_status). */
+static int ws_open_ext(Ws *w, int port, const char *cookie, bool deflate, int *ret_status)
 {
         char req[1024];
         char *end;
@@ -173,8 +186,9 @@ static int ws_open(Ws *w, int port, const char *cookie, int *ret_status)
             req, sizeof(req),
             "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-            "Origin: http://127.0.0.1:%d\r\n%s%s%s\r\n",
-            port, port, cookie ? "Cookie: " : "", cookie ? cookie : "", cookie ? "\r\n" : "");
+            "Origin: http://127.0.0.1:%d\r\n%s%s%s%s\r\n",
+            port, port, cookie ? "Cookie: " : "", cookie ? cookie : "", cookie ? "\r\n" : "",
+            deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" : "");
         write_all(w->fd, req, (size_t)n);
         for (;;) {
                 fill(w, w->len + 1);
@@ -184,8 +198,93 @@ static int ws_open(Ws *w, int port, const char *cookie, int *ret_status)
                         break;
         }
         *ret_status = atoi(w->buf + 9);
+        *end = '\0';
+        w->deflate = deflate && strcasestr(w->buf, "permessage-deflate");
+        if (w->deflate && inflateInit2(&w->inflater, -15) != Z_OK)
+                die("inflateInit2");
         consume(w, (size_t)(end + 4 - w->buf));
         return *ret_status == 101 ? 0 : -1;
+}
+
+static int ws_open(Ws *w, int port, const char *cookie, int *ret_status)
+{
+        return ws_open_ext(w, port, cookie, false, ret_status);
+}
+
+static void msg_append(Ws *w, const char *p, size_t n)
+{
+        if (w->msg_len + n > w->msg_cap) {
+                w->msg_cap = (w->msg_len + n) * 2;
+                w->msg = realloc(w->msg, w->msg_cap);
+                if (!w->msg)
+                        die("realloc");
+        }
+        memcpy(w->msg + w->msg_len, p, n);
+        w->msg_len += n;
+}
+
+/* The next whole text message, fragments joined and inflated as a browser would (in w->msg). */
+static size_t ws_recv_message(Ws *w)
+{
+        bool compressed = false, first = true;
+        char *raw = NULL;
+        size_t raw_len = 0;
+
+        w->msg_len = 0;
+        for (;;) {
+                size_t n, h = 2;
+                fill(w, 2);
+                unsigned b0 = (unsigned char)w->buf[0], op = b0 & 0x0f;
+                n = (unsigned char)w->buf[1] & 0x7f;
+                if (n == 126) {
+                        fill(w, 4);
+                        n = (size_t)(unsigned char)w->buf[2] << 8 | (unsigned char)w->buf[3];
+                        h = 4;
+                } else if (n == 127) {
+                        fill(w, 10);
+                        n = 0;
+                        for (int i = 0; i < 8; i++)
+                                n = n << 8 | (unsigned char)w->buf[2 + i];
+                        h = 10;
+                }
+                fill(w, h + n);
+                if (op == 0x9 || op == 0xA) {
+                        consume(w, h + n);
+                        continue;
+                }
+                if (op == 0x8)
+                        die("server closed the WebSocket");
+                if (first)
+                        compressed = b0 & 0x40;
+                first = false;
+                raw = realloc(raw, raw_len + n + 4);
+                if (!raw)
+                        die("realloc");
+                memcpy(raw + raw_len, w->buf + h, n);
+                raw_len += n;
+                consume(w, h + n);
+                if (b0 & 0x80)
+                        break;
+        }
+        if (!compressed) {
+                msg_append(w, raw, raw_len);
+                free(raw);
+                return w->msg_len;
+        }
+        memcpy(raw + raw_len, "\x00\x00\xff\xff", 4);
+        w->inflater.next_in = (unsigned char *)raw;
+        w->inflater.avail_in = (unsigned)(raw_len + 4);
+        do {
+                char out[65536];
+                w->inflater.next_out = (unsigned char *)out;
+                w->inflater.avail_out = sizeof(out);
+                int r = inflate(&w->inflater, Z_SYNC_FLUSH);
+                if (r != Z_OK && r != Z_BUF_ERROR)
+                        die("inflate");
+                msg_append(w, out, sizeof(out) - w->inflater.avail_out);
+        } while (w->inflater.avail_in > 0 || w->inflater.avail_out == 0);
+        free(raw);
+        return w->msg_len;
 }
 
 static void ws_send(Ws *w, const char *text, size_t n)
@@ -259,6 +358,9 @@ static void ws_close(Ws *w)
 {
         close(w->fd);
         free(w->buf);
+        free(w->msg);
+        if (w->deflate)
+                inflateEnd(&w->inflater);
 }
 
 /* ---- measurements ---- */
@@ -321,6 +423,8 @@ static void latencies(const char *const names[], const int ports[], const char *
                       Latency ret[])
 {
         Latency all[8][ROUNDS];
+
+        assert(n <= 8);
 
         for (unsigned r = 0; r < ROUNDS; r++)
                 for (size_t i = 0; i < n; i++)
@@ -426,47 +530,116 @@ static void memory(pid_t gateway, int port, const char *cookie)
         free(w);
 }
 
-static void terminal(int port, const char *cookie)
+/* The same command as worker-bench's, so the figures compare: cheap to produce, a fixed byte count. */
+#define TERMINAL_CREATE                                                                               \
+        "{\"jsonrpc\":\"2.0\",\"id\":\"t\",\"method\":\"terminal:create\",\"params\":{\"cols\":200,"  \
+        "\"rows\":50,"                                                                                \
+        "\"command\":[\"/bin/sh\",\"-c\",\"yes 'helios terminal benchmark line of output' | head -c " \
+        "50000000; "                                                                                  \
+        "exit 0\"]}}"
+
+/* Terminal output straight from the worker's socket, no gateway: MB/s of data_out lines. */
+static double terminal_direct(const char *socket_path)
 {
-        static const char create[] = "{\"jsonrpc\":\"2.0\",\"id\":\"t\",\"method\":\"terminal:create\","
-                                     "\"params\":{\"cols\":200,\"rows\":50,"
-                                     "\"command\":[\"/bin/sh\",\"-c\",\"head -c 50000000 /dev/zero | od -An "
-                                     "-v | head -c 50000000; exit 0\"]}}";
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        Ws w = {.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+        size_t bytes = 0;
+        double t0;
+
+        if (strlen(socket_path) >= sizeof(sa.sun_path))
+                die("worker socket path too long");
+        memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
+        if (w.fd < 0 || connect(w.fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                die("connect to the worker");
+        write_all(w.fd, TERMINAL_CREATE "\n", strlen(TERMINAL_CREATE) + 1);
+        t0 = now();
+        for (;;) {
+                char *lf;
+                fill(&w, 1);
+                while ((lf = memchr(w.buf, '\n', w.len)) == NULL)
+                        fill(&w, w.len + 1);
+                size_t n = (size_t)(lf - w.buf);
+                if (memmem(w.buf, n, "terminal:data_out", 17))
+                        bytes += n;
+                bool exited = memmem(w.buf, n, "terminal:exit", 13) != NULL;
+                bool error = memmem(w.buf, MIN(n, (size_t)200), "\"error\"", 7) != NULL;
+                consume(&w, n + 1);
+                if (error) {
+                        printf("  terminal output: not measured: terminal:create failed\n");
+                        ws_close(&w);
+                        return 0;
+                }
+                if (exited || now() - t0 > 60)
+                        break;
+        }
+        ws_close(&w);
+        return (double)bytes / 1e6 / (now() - t0);
+}
+
+static double terminal(int port, const char *cookie, bool deflate)
+{
+        static const char create[] = TERMINAL_CREATE;
         Ws w;
         int status;
         char *msg;
         size_t n, bytes = 0;
         double t0;
 
-        if (ws_open(&w, port, cookie, &status) < 0)
+        if (ws_open_ext(&w, port, cookie, deflate, &status) < 0)
                 die("WebSocket refused");
+        if (deflate && !w.deflate)
+                die("permessage-deflate not negotiated");
         ws_send(&w, create, strlen(create));
-        n = ws_recv(&w, &msg);
+        n = ws_recv_message(&w);
+        msg = w.msg;
         if (memmem(msg, n, "-32601", 6)) {
                 printf("  terminal output: not measured: the worker has no terminal service yet\n");
                 ws_close(&w);
-                return;
+                return 0;
         }
         if (memmem(msg, n, "\"error\"", 7)) {
                 printf("  terminal output: not measured: terminal:create said %.*s\n",
                        (int)MIN(n, (size_t)200), msg);
                 ws_close(&w);
-                return;
+                return 0;
         }
-        ws_drop(&w, n);
         t0 = now();
         for (;;) {
-                n = ws_recv(&w, &msg);
+                n = ws_recv_message(&w);
+                msg = w.msg;
                 if (memmem(msg, n, "terminal:data_out", 17))
                         bytes += n;
                 bool exited = memmem(msg, n, "terminal:exit", 13) != NULL;
-                ws_drop(&w, n);
                 if (exited || now() - t0 > 60)
                         break;
         }
-        printf("  terminal output: %.1f MB/s of terminal:data_out messages (%.1f MB)\n",
-               (double)bytes / 1e6 / (now() - t0), (double)bytes / 1e6);
         ws_close(&w);
+        return (double)bytes / 1e6 / (now() - t0);
+}
+
+/* Through the gateway with and without compression, and straight from the worker, interleaved; the
+ * median of three each. */
+static void terminals(int port, const char *cookie, const char *run_dir)
+{
+        double plain[3], deflated[3], direct[3];
+        char sock[300];
+
+        snprintf(sock, sizeof(sock), "%s/worker.sock", run_dir);
+        for (int i = 0; i < 3; i++) {
+                plain[i] = terminal(port, cookie, false);
+                if (plain[i] == 0)
+                        return;
+                deflated[i] = terminal(port, cookie, true);
+                direct[i] = terminal_direct(sock);
+        }
+        qsort(plain, 3, sizeof(double), cmp_double);
+        qsort(deflated, 3, sizeof(double), cmp_double);
+        qsort(direct, 3, sizeof(double), cmp_double);
+        printf("  terminal output, 50 MB of data_out (median of 3):\n"
+               "    %7.1f MB/s from the worker's socket\n"
+               "    %7.1f MB/s through the gateway (ratio %.2f)\n"
+               "    %7.1f MB/s through the gateway with permessage-deflate, as browsers ask (ratio %.2f)\n",
+               direct[1], plain[1], plain[1] / direct[1], deflated[1], deflated[1] / direct[1]);
 }
 
 typedef struct Gateway {
@@ -478,7 +651,8 @@ typedef struct Gateway {
 
 /* A gateway in embedded mode for worker, its runtime directory dir/run_name, its worker allowed as many
  * connections as the runs open; logged in. */
-static Gateway start_gateway(const char *worker, const char *dir, const char *run_name, char *home)
+static Gateway start_gateway_binary(const char *binary, const char *worker, const char *dir,
+                                    const char *run_name, char *home)
 {
         char line[512], worker_args[64], req[512], resp[2048], *c;
         Gateway g = {0};
@@ -488,7 +662,7 @@ static Gateway start_gateway(const char *worker, const char *dir, const char *ru
         snprintf(g.run, sizeof(g.run), "%s/%s", dir, run_name);
         snprintf(worker_args, sizeof(worker_args), "--worker-args=--max-connections=%u",
                  n_idle + n_connections + 64);
-        char *argv[] = {(char *)gateway_path,
+        char *argv[] = {(char *)binary,
                         "--config",
                         "/dev/null",
                         "--listen",
@@ -505,7 +679,10 @@ static Gateway start_gateway(const char *worker, const char *dir, const char *ru
                         "--max-connections",
                         "8192",
                         NULL};
-        g.child = spawn(argv, home);
+        /* Each worker keeps its own state: two of them refuse to share it. */
+        char state[300];
+        snprintf(state, sizeof(state), "%s/state-%s", dir, run_name);
+        g.child = spawn(argv, home, state);
         read_line(g.child.out, line, sizeof(line));
         char *url = strstr(line, "http://127.0.0.1:"), *token = strstr(line, "#token=");
         if (!url || !token)
@@ -528,6 +705,11 @@ static Gateway start_gateway(const char *worker, const char *dir, const char *ru
         c += 12;
         snprintf(g.cookie, sizeof(g.cookie), "%.*s", (int)strcspn(c, ";\r"), c);
         return g;
+}
+
+static Gateway start_gateway(const char *worker, const char *dir, const char *run_name, char *home)
+{
+        return start_gateway_binary(gateway_path, worker, dir, run_name, home);
 }
 
 /* The worker outlives the gateway by design: end it by the pid its activator recorded. */
@@ -554,7 +736,7 @@ static void help(void)
         printf(
             "Usage: gateway-bench [--gateway PATH] [--worker PATH] [--web-root DIR] [--echo PATH]\n"
             "                     [--line-echo-worker PATH] [--requests N] [--connections N] [--seconds S]\n"
-            "                     [--idle N]\n");
+            "                     [--idle N] [--terminal-only] [--baseline-gateway PATH]\n");
 }
 
 int main(int argc, char **argv)
@@ -570,6 +752,8 @@ int main(int argc, char **argv)
             {"seconds", required_argument, NULL, 's'},
             {"idle", required_argument, NULL, 'i'},
             {"line-echo-worker", required_argument, NULL, 'l'},
+            {"terminal-only", no_argument, NULL, 't'},
+            {"baseline-gateway", required_argument, NULL, 'b'},
             {},
         };
         char dir[] = "/tmp/helios-gateway-bench-XXXXXX", home[128], file[160], line[512], cookie[128];
@@ -605,6 +789,12 @@ int main(int argc, char **argv)
                 case 'l':
                         line_echo_worker_path = optarg;
                         break;
+                case 't':
+                        terminal_only = true;
+                        break;
+                case 'b':
+                        baseline_path = optarg;
+                        break;
                 case 'h':
                         help();
                         return 0;
@@ -630,9 +820,15 @@ int main(int argc, char **argv)
         Gateway gw = start_gateway(worker_path, dir, "run", home),
                 gw_echo = start_gateway(line_echo_worker_path, dir, "run-echo", home);
         gw_port = gw.port;
+        Gateway base = {0}, base_echo = {0};
+        if (baseline_path) {
+                base = start_gateway_binary(baseline_path, worker_path, dir, "run-base", home);
+                base_echo =
+                    start_gateway_binary(baseline_path, line_echo_worker_path, dir, "run-base-echo", home);
+        }
 
         char *echo_argv[] = {(char *)echo_path, NULL};
-        Child echo = spawn(echo_argv, NULL);
+        Child echo = spawn(echo_argv, NULL, NULL);
         read_line(echo.out, line, sizeof(line));
         echo_port = atoi(line);
         memcpy(cookie, gw.cookie, sizeof(cookie));
@@ -661,16 +857,33 @@ int main(int argc, char **argv)
             strstr(request_text, "fs:read_file") ? "fs:read_file of 1 KiB"
                                                  : "worker:info (no fs service yet)");
 
-        static const char *const names[] = {"gateway + worker", "gateway + line echo",
-                                            "bare lws echo (floor)"};
-        int ports[] = {gw_port, gw_echo.port, echo_port};
-        const char *cookies[] = {cookie, gw_echo.cookie, NULL};
-        Latency lat[3];
+        if (baseline_path)
+                printf("Baseline: %s\n", baseline_path);
+        if (terminal_only) {
+                printf("Terminal (gateway pid %d):\n", (int)gw.child.pid);
+                fflush(stdout);
+                terminals(gw_port, cookie, gw.run);
+                if (baseline_path) {
+                        printf("Terminal, baseline gateway:\n");
+                        terminals(base.port, base.cookie, base.run);
+                }
+                goto done;
+        }
+
+        const char *names[] = {"gateway + worker", "gateway + line echo", "bare lws echo (floor)",
+                               "baseline + worker", "baseline + line echo"};
+        int ports[] = {gw_port, gw_echo.port, echo_port, base.port, base_echo.port};
+        const char *cookies[] = {cookie, gw_echo.cookie, NULL, base.cookie, base_echo.cookie};
+        size_t n_targets = baseline_path ? 5 : 3;
+        Latency lat[5];
         printf("Round trip, one connection, %u requests, median of %d interleaved rounds:\n", n_requests,
                ROUNDS);
-        latencies(names, ports, cookies, 3, lat);
+        latencies(names, ports, cookies, n_targets, lat);
         printf("  p50 ratio to the floor: gateway + worker %.2f, gateway + line echo %.2f\n",
                lat[0].p50 / lat[2].p50, lat[1].p50 / lat[2].p50);
+        if (baseline_path)
+                printf("  p50 ratio to the floor, baseline: + worker %.2f, + line echo %.2f\n",
+                       lat[3].p50 / lat[2].p50, lat[4].p50 / lat[2].p50);
 
         printf("Throughput, %.0f s each:\n", seconds);
         double r_gw = throughput("gateway + worker", gw_port, cookie);
@@ -678,15 +891,30 @@ int main(int argc, char **argv)
         double r_echo = throughput("bare lws echo (floor)", echo_port, NULL);
         printf("  ratio to the floor: gateway + worker %.2f, gateway + line echo %.2f\n", r_gw / r_echo,
                r_line / r_echo);
+        if (baseline_path) {
+                double b_gw = throughput("baseline + worker", base.port, base.cookie);
+                double b_line = throughput("baseline + line echo", base_echo.port, base_echo.cookie);
+                printf("  ratio to the floor, baseline: + worker %.2f, + line echo %.2f\n", b_gw / r_echo,
+                       b_line / r_echo);
+        }
 
         printf("Terminal:\n");
-        terminal(gw_port, cookie);
+        terminals(gw_port, cookie, gw.run);
+        if (baseline_path) {
+                printf("Terminal, baseline gateway:\n");
+                terminals(base.port, base.cookie, base.run);
+        }
         printf("Memory:\n");
         memory(gw.child.pid, gw_port, cookie);
 
+done:
         stop(&echo);
         stop_gateway(&gw);
         stop_gateway(&gw_echo);
+        if (baseline_path) {
+                stop_gateway(&base);
+                stop_gateway(&base_echo);
+        }
         {
                 char cmd[256];
                 snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

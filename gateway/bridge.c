@@ -22,6 +22,10 @@
  * its public header leaves out: it expects lws_close_reason() and a -1 return instead. */
 #define WRITE_CLOSE_FRAME ((enum lws_write_protocol)4)
 
+/* A message from the worker up to this size may be written to a page using permessage-deflate at once,
+ * from the read buffer: it compresses in one go, so libwebsockets keeps no pointer into the buffer. */
+#define DIRECT_DEFLATE_MAX 4096u
+
 #define WORKER_LOST_NOTIFICATION "{\"jsonrpc\":\"2.0\",\"method\":\"gateway:worker_lost\",\"params\":{}}"
 
 typedef struct OutMsg OutMsg;
@@ -73,6 +77,8 @@ struct Bridge {
         bool rx_paused;
 
         /* towards the browser */
+        bool deflate;          /* permessage-deflate negotiated */
+        bool writable_pending; /* lws_callback_on_writable() called, callback not yet here */
         bool reading;
         bool partial_active;
         Buf partial; /* a line from the worker not yet complete: LWS_PRE bytes, then the line */
@@ -81,6 +87,9 @@ struct Bridge {
         int close_code; /* close once the queue is out; 0: none pending */
         const char *close_reason;
         bool close_sent;
+
+        RxGuard *guard;          /* checks the page's frames; NULL once the WebSocket is gone */
+        const char *frame_error; /* the page broke the protocol; closed from the kick */
 };
 
 static void worker_lost(Bridge *b, const char *why);
@@ -101,6 +110,12 @@ static void out_free_all(Bridge *b)
         b->to_browser_queued = 0;
 }
 
+static void want_writable(Bridge *b)
+{
+        b->writable_pending = true;
+        lws_callback_on_writable(b->wsi);
+}
+
 static void request_close(Bridge *b, int code, const char *reason)
 {
         if (!b->wsi || b->close_code)
@@ -112,7 +127,7 @@ static void request_close(Bridge *b, int code, const char *reason)
                 b->rx_paused = true;
                 lws_rx_flow_control(b->wsi, 0);
         }
-        lws_callback_on_writable(b->wsi);
+        want_writable(b);
 }
 
 static int enqueue_out(Bridge *b, char *buf, size_t len)
@@ -143,6 +158,20 @@ static int enqueue_copy(Bridge *b, const char *p, size_t len)
         return enqueue_out(b, buf, len);
 }
 
+static void pipe_close(Bridge *b, PipeState next);
+static void free_waiting(Bridge *b);
+
+/* The page sent what RFC 6455 says fails the connection: nothing more of it is read or forwarded, nothing
+ * more is sent to it but the close frame. */
+static void fail_protocol(Bridge *b)
+{
+        log_debug("Page of %s broke the WebSocket protocol: %s.", b->user, b->frame_error);
+        out_free_all(b);
+        request_close(b, LWS_CLOSE_STATUS_PROTOCOL_ERR, b->frame_error);
+        pipe_close(b, PIPE_CLOSING);
+        free_waiting(b);
+}
+
 /* libwebsockets 4.1 on a foreign libuv loop inflates a compressed message one buffer at a time and
  * delivers the next piece only when the socket sees another event; the same goes for data it holds
  * after reading was paused. A WebSocket with such data pending is serviced again from an idle handle
@@ -160,6 +189,10 @@ static void on_kick_idle(uv_idle_t *h)
                 g->kicks_running = b->kick_next;
                 b->kick_next = NULL;
                 b->kick_pending = false;
+                if (b->wsi && b->frame_error) {
+                        fail_protocol(b);
+                        continue;
+                }
                 if (!b->wsi || b->rx_paused)
                         continue;
                 /* May close the WebSocket and free b; b is not touched after this. */
@@ -214,7 +247,9 @@ int bridge_writeable(Bridge *b)
         struct lws *wsi = b->wsi;
         Gateway *g = b->gateway;
         OutMsg *m = b->out_first;
+        bool draining = false;
 
+        b->writable_pending = false;
         if (b->close_sent)
                 return -1; /* the close frame is out: hang up */
         if (!m && b->close_code) {
@@ -229,7 +264,7 @@ int bridge_writeable(Bridge *b)
                 if (lws_write(wsi, buf + LWS_PRE, 2 + n, WRITE_CLOSE_FRAME) < 0)
                         return -1;
                 b->close_sent = true;
-                lws_callback_on_writable(wsi);
+                want_writable(b);
                 return 0;
         }
         if (m) {
@@ -241,6 +276,9 @@ int bridge_writeable(Bridge *b)
                 /* One message, one write: libwebsockets keeps what the socket does not take at once and
                  * calls back only when that has gone. */
                 n = lws_write(wsi, (unsigned char *)m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
+                /* A large message may still be compressing when this returns; the next callback says it
+                 * is done, and until then nothing may be written past the queue. */
+                draining = b->deflate && m->len > DIRECT_DEFLATE_MAX;
                 g->metrics.bytes_to_browser += m->len;
                 g->metrics.messages_to_browser++;
                 free(m->buf);
@@ -254,9 +292,30 @@ int bridge_writeable(Bridge *b)
                 if (uv_read_start((uv_stream_t *)&b->pipe, on_worker_alloc, on_worker_read) == 0)
                         b->reading = true;
         }
-        if (b->out_first || b->close_code)
-                lws_callback_on_writable(wsi);
+        if (b->out_first || b->close_code || draining)
+                want_writable(b);
         return 0;
+}
+
+/* Whether a message of len bytes can go to the page right now, past the queue: nothing is queued or being
+ * sent, and libwebsockets will not hold on to the buffer. This saves a round of the loop (and the
+ * epoll changes for POLLOUT) on every answer. */
+static bool can_write_now(Bridge *b, size_t len)
+{
+        return b->wsi && !b->close_code && !b->out_first && !b->writable_pending &&
+               (!b->deflate || len <= DIRECT_DEFLATE_MAX) && !lws_partial_buffered(b->wsi);
+}
+
+/* p has LWS_PRE bytes of room before it, which libwebsockets writes the frame header into. */
+static void write_now(Bridge *b, char *p, size_t len)
+{
+        Gateway *g = b->gateway;
+
+        g->metrics.bytes_to_browser += len;
+        g->metrics.messages_to_browser++;
+        if (lws_write(b->wsi, (unsigned char *)p, len, LWS_WRITE_TEXT) < 0)
+                /* The connection is broken; outside a callback it is closed this way. */
+                lws_set_timeout(b->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
 /* ---- the worker side ---- */
@@ -373,8 +432,6 @@ static int partial_append(Bridge *b, const char *p, size_t len)
         return buf_append(&b->partial, p, len);
 }
 
-static void pipe_close(Bridge *b, PipeState next);
-
 static void worker_too_large(Bridge *b)
 {
         log_warning("Worker sent %s a message over %zu bytes; closing the page's connection.", b->user,
@@ -388,7 +445,7 @@ static void on_worker_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
         Bridge *b = container_of((uv_pipe_t *)h, Bridge, pipe);
 
-        *buf = uv_buf_init(b->gateway->read_buffer, GATEWAY_READ_BUFFER);
+        *buf = uv_buf_init(b->gateway->read_buffer + LWS_PRE, GATEWAY_READ_BUFFER);
 }
 
 static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -415,6 +472,13 @@ static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                                 worker_too_large(b);
                                 return;
                         }
+                        if (can_write_now(b, n)) {
+                                /* The bytes before p are of lines already dealt with, or the buffer's
+                                 * headroom. */
+                                write_now(b, (char *)p, n);
+                                p = lf + 1;
+                                continue;
+                        }
                         if (enqueue_copy(b, p, n) < 0) {
                                 request_close(b, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
                                 return;
@@ -428,7 +492,7 @@ static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                 return;
         }
         if (queued && b->wsi)
-                lws_callback_on_writable(b->wsi);
+                want_writable(b);
         if (b->to_browser_queued > b->high_water) {
                 uv_read_stop(s);
                 b->reading = false;
@@ -572,6 +636,17 @@ static void on_session_ended(SessionLink *link, SessionEnd why)
 
 /* ---- life cycle ---- */
 
+/* From the guard, while libwebsockets reads: the close has to wait for the loop's next turn. */
+static void on_frame_error(void *userdata, int close_code, const char *reason)
+{
+        Bridge *b = userdata;
+
+        if (!b->wsi || b->frame_error)
+                return;
+        b->frame_error = reason;
+        kick(b);
+}
+
 int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret)
 {
         Bridge *b;
@@ -612,7 +687,8 @@ int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret)
          * copes), so an idle connection keeps no compressor. (libwebsockets 4.1 reads the sending window
          * of an adopted connection from the client_* settings.) Absent when the page did not negotiate
          * compression. */
-        (void)lws_set_extension_option(wsi, "permessage-deflate", "rx_buf_size", "14");
+        bool deflate = lws_set_extension_option(wsi, "permessage-deflate", "rx_buf_size", "14") == 0;
+        b->deflate = deflate;
         (void)lws_set_extension_option(wsi, "permessage-deflate", "tx_buf_size", "14");
         (void)lws_set_extension_option(wsi, "permessage-deflate", "mem_level", "4");
         (void)lws_set_extension_option(wsi, "permessage-deflate", "client_max_window_bits", "11");
@@ -621,6 +697,15 @@ int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret)
         /* Until the worker is connected, hold the page back. */
         b->rx_paused = true;
         lws_rx_flow_control(wsi, 0);
+
+        Conn *conn = gateway_conn_of(wsi);
+        b->guard = conn && lws_get_network_wsi(wsi) == wsi ? conn_guard(conn) : NULL;
+        if (b->guard && rx_guard_websocket(b->guard, deflate, on_frame_error, b) < 0) {
+                /* Whatever came with the upgrade request has been read as frames, unchecked. */
+                b->frame_error = "data before the handshake";
+                fail_protocol(b);
+                return 0;
+        }
 
         r = launcher_find_worker(g->launcher, b->user, on_located, b, &path, &b->locate);
         if (r == 0) {
@@ -723,6 +808,9 @@ void bridge_ws_closed(Bridge *b)
         g->n_bridges--;
         g->metrics.websockets_open--;
         kick_cancel(b);
+        if (b->guard)
+                rx_guard_websocket_detach(b->guard);
+        b->guard = NULL;
         b->wsi = NULL;
         out_free_all(b);
         /* Only this page's connection to the worker ends; the worker and its terminals go on. */

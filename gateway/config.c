@@ -91,6 +91,8 @@ static const Setting settings[] = {
       "Open network connections (default 1024)"),
     S("max_unauthenticated", SETTING_UINT, max_unauthenticated, 1, 1000000, "N",
       "Connections without a session (default 256)"),
+    S("max_unauthenticated_per_address", SETTING_UINT, max_unauthenticated_per_address, 1, 1000000, "N",
+      "Connections without a session from one client address (default 64)"),
     S("header_timeout", SETTING_DURATION, header_timeout_ms, 100, 3600 * 1000, "TIME",
       "Time to send a request's headers (default 10s)"),
     S("max_header_size", SETTING_SIZE, max_header_size, 1024, 60 * 1024, "BYTES",
@@ -266,6 +268,7 @@ static void set_defaults(GatewayConfig *c)
             .high_water = 1 * MiB,
             .max_connections = 1024,
             .max_unauthenticated = 256,
+            .max_unauthenticated_per_address = 64,
             .header_timeout_ms = 10 * 1000,
             .max_header_size = 8 * 1024,
             .session_idle_ms = 12 * 3600 * 1000ULL,
@@ -332,6 +335,8 @@ static int finalize(GatewayConfig *c)
         }
         if (c->max_unauthenticated > c->max_connections)
                 c->max_unauthenticated = c->max_connections;
+        if (c->max_unauthenticated_per_address > c->max_unauthenticated)
+                c->max_unauthenticated_per_address = c->max_unauthenticated;
         return 0;
 }
 

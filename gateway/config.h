@@ -44,6 +44,7 @@ typedef struct GatewayConfig {
         uint64_t high_water;  /* bytes queued towards one side before the other stops being read */
         uint64_t max_connections;
         uint64_t max_unauthenticated;
+        uint64_t max_unauthenticated_per_address;
         uint64_t header_timeout_ms;
         uint64_t max_header_size;
         uint64_t session_idle_ms;

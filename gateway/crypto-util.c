@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "crypto-util.h"
 
+#include "base64.h"
+
 #include <errno.h>
 #include <string.h>
 #include <sys/random.h>
@@ -24,109 +26,19 @@ int random_bytes(void *p, size_t n)
         return 0;
 }
 
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 void base64url_encode(const uint8_t *in, size_t n, char *out)
 {
-        size_t i = 0;
-
-        for (; i + 3 <= n; i += 3) {
-                uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-                *out++ = b64url[v >> 18];
-                *out++ = b64url[(v >> 12) & 63];
-                *out++ = b64url[(v >> 6) & 63];
-                *out++ = b64url[v & 63];
-        }
-        if (n - i == 1) {
-                uint32_t v = (uint32_t)in[i] << 16;
-                *out++ = b64url[v >> 18];
-                *out++ = b64url[(v >> 12) & 63];
-        } else if (n - i == 2) {
-                uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-                *out++ = b64url[v >> 18];
-                *out++ = b64url[(v >> 12) & 63];
-                *out++ = b64url[(v >> 6) & 63];
-        }
-        *out = '\0';
-}
-
-static int b64url_value(char c)
-{
-        if (c >= 'A' && c <= 'Z')
-                return c - 'A';
-        if (c >= 'a' && c <= 'z')
-                return c - 'a' + 26;
-        if (c >= '0' && c <= '9')
-                return c - '0' + 52;
-        if (c == '-')
-                return 62;
-        if (c == '_')
-                return 63;
-        return -1;
+        base64_encode_into(in, n, BASE64_URL, false, out);
+        out[BASE64URL_LEN(n)] = '\0';
 }
 
 int base64url_decode(const char *s, size_t len, uint8_t *out, size_t out_len)
 {
-        uint32_t acc = 0;
-        unsigned bits = 0;
-        size_t k = 0;
+        size_t k;
 
-        if (len != BASE64URL_LEN(out_len))
+        if (len != BASE64URL_LEN(out_len) ||
+            base64_decode_into(s, len, BASE64_URL, BASE64_PAD_NONE, out, out_len, &k) < 0 || k != out_len)
                 return -EINVAL;
-        for (size_t i = 0; i < len; i++) {
-                int v = b64url_value(s[i]);
-                if (v < 0)
-                        return -EINVAL;
-                acc = acc << 6 | (uint32_t)v;
-                bits += 6;
-                if (bits >= 8) {
-                        bits -= 8;
-                        out[k++] = (uint8_t)(acc >> bits);
-                }
-        }
-        /* Leftover bits must be zero, or two texts would decode to the same bytes. */
-        if (k != out_len || (acc & ((1u << bits) - 1)) != 0)
-                return -EINVAL;
-        return 0;
-}
-
-static int b64_value(char c)
-{
-        if (c == '+')
-                return 62;
-        if (c == '/')
-                return 63;
-        if (c == '-' || c == '_')
-                return -1;
-        return b64url_value(c);
-}
-
-int base64_decode(const char *s, size_t len, uint8_t *out, size_t out_size, size_t *ret_len)
-{
-        uint32_t acc = 0;
-        unsigned bits = 0;
-        size_t k = 0;
-
-        while (len > 0 && s[len - 1] == '=')
-                len--;
-        if (len % 4 == 1)
-                return -EINVAL;
-        for (size_t i = 0; i < len; i++) {
-                int v = b64_value(s[i]);
-                if (v < 0)
-                        return -EINVAL;
-                acc = acc << 6 | (uint32_t)v;
-                bits += 6;
-                if (bits >= 8) {
-                        bits -= 8;
-                        if (k >= out_size)
-                                return -EINVAL;
-                        out[k++] = (uint8_t)(acc >> bits);
-                }
-        }
-        if ((acc & ((1u << bits) - 1)) != 0)
-                return -EINVAL;
-        *ret_len = k;
         return 0;
 }
 

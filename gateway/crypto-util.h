@@ -17,10 +17,6 @@ void base64url_encode(const uint8_t *in, size_t n, char *out);
 /* Decode exactly out_len bytes from s[0..len); -EINVAL unless s is exactly that much valid base64url. */
 int base64url_decode(const char *s, size_t len, uint8_t *out, size_t out_len);
 
-/* Standard base64 (RFC 4648 §4) with optional padding, into at most out_size bytes; the decoded length in
- * *ret_len. -EINVAL for anything else. */
-int base64_decode(const char *s, size_t len, uint8_t *out, size_t out_size, size_t *ret_len);
-
 /* Compare a secret given by a client with the expected one in time that depends only on the expected
  * secret's length, never on where they differ. */
 bool secret_equal(const void *given, size_t given_len, const void *expected, size_t expected_len);

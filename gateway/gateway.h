@@ -16,6 +16,7 @@
 #include "listener.h"
 #include "metrics.h"
 #include "netaddr.h"
+#include "rx-guard.h"
 #include "sessions.h"
 #include "static-files.h"
 #include "throttle.h"
@@ -23,7 +24,8 @@
 typedef struct Bridge Bridge;
 
 /* Size of the buffer every worker read lands in before it is split into messages. Reads are
- * synchronous within the loop, so one buffer serves every connection and idle ones hold none. */
+ * synchronous within the loop, so one buffer serves every connection and idle ones hold none. It has
+ * LWS_PRE bytes of room before it, so a message can be written to the page straight from it. */
 #define GATEWAY_READ_BUFFER (64u * 1024u)
 
 typedef struct Gateway {
@@ -49,12 +51,12 @@ typedef struct Gateway {
         struct lws *adopting_wsi;
         bool adopt_attached;
 
-        Bridge *bridges; /* every open WebSocket */
-        Bridge *kicks;   /* WebSockets with data libwebsockets holds but will not serve by itself */
+        Bridge *bridges;       /* every open WebSocket */
+        Bridge *kicks;         /* WebSockets with data libwebsockets holds but will not serve by itself */
         Bridge *kicks_running; /* those being served right now */
         uv_idle_t kick_idle;
         unsigned n_bridges;
-        char *read_buffer;
+        char *read_buffer; /* LWS_PRE + GATEWAY_READ_BUFFER bytes */
 
         uv_signal_t sig_term, sig_int, sig_hup;
         uv_timer_t tick;           /* session expiry, status line, watchdog */
@@ -95,6 +97,8 @@ void http_request_free(HttpRequest *r);
 
 /* The connection a wsi belongs to (an HTTP/2 stream's is its parent's). */
 Conn *gateway_conn_of(struct lws *wsi);
+/* The guard of an HTTP/1 connection's wsi; NULL for an HTTP/2 stream. */
+RxGuard *gateway_h1_guard(struct lws *wsi);
 
 /* bridge.c */
 int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret);

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base64.h"
 #include "buf.h"
 #include "crypto-util.h"
 #include "gateway.h"
@@ -22,7 +23,7 @@
 /* Bytes of a static file written per writeable callback. */
 /* The largest HTTP/2 frame every peer accepts (RFC 9113 §4.2). */
 #define H2_MAX_FRAME 16384
-#define FILE_CHUNK (32u * 1024u)
+#define FILE_CHUNK   (32u * 1024u)
 /* Longest Host, Origin or X-Forwarded-* value considered. */
 #define SHORT_HEADER_MAX 512
 
@@ -99,6 +100,17 @@ Conn *gateway_conn_of(struct lws *wsi)
         struct lws *net = lws_get_network_wsi(wsi);
 
         return lws_get_opaque_user_data(net ? net : wsi);
+}
+
+RxGuard *gateway_h1_guard(struct lws *wsi)
+{
+        Conn *conn;
+
+        /* An HTTP/2 stream's requests are framed by the library; the guard has nothing to say there. */
+        if (lws_get_network_wsi(wsi) != wsi)
+                return NULL;
+        conn = lws_get_opaque_user_data(wsi);
+        return conn ? conn_guard(conn) : NULL;
 }
 
 void http_request_free(HttpRequest *r)
@@ -399,6 +411,13 @@ static int finish(HttpRequest *r, ConnData *cd)
 
         cd->request = NULL;
         http_request_free(r);
+        /* With part of the response still queued in the library, a refusal written now would land in
+         * it; the guard keeps thinking the connection busy (and closes without an answer). */
+        if (!lws_partial_buffered(wsi)) {
+                RxGuard *guard = gateway_h1_guard(wsi);
+                if (guard)
+                        rx_guard_http_done(guard);
+        }
         return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -656,7 +675,9 @@ static int parse_authorization(char *value, char *buf, size_t size, const char *
                 char *colon;
                 while (*b == ' ')
                         b++;
-                if (base64_decode(b, strlen(b), (uint8_t *)buf, size - 1, &n) < 0 || memchr(buf, '\0', n))
+                if (base64_decode_into(b, strlen(b), BASE64_STANDARD, BASE64_PAD_OPTIONAL, (uint8_t *)buf,
+                                       size - 1, &n) < 0 ||
+                    memchr(buf, '\0', n))
                         return -EINVAL;
                 buf[n] = '\0';
                 colon = strchr(buf, ':');
@@ -1006,6 +1027,9 @@ int http_callback(Gateway *g, struct lws *wsi, enum lws_callback_reasons reason,
                 http_request_free(cd->request);
                 cd->request = NULL;
                 g->metrics.http_requests++;
+                RxGuard *guard = gateway_h1_guard(wsi);
+                if (guard)
+                        rx_guard_http_request(guard);
                 method = request_method(wsi, &uri, &uri_len);
                 if (refuse_body(wsi, method == LWSHUMETH_POST) < 0)
                         return -1;

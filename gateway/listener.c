@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-#include "socket-util.h"
 #include "listener.h"
+#include "socket-util.h"
 
 #include <assert.h>
 #include <fcntl.h>
@@ -15,14 +15,18 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "crypto-util.h"
 #include "log.h"
 #include "macro.h"
 #include "parse-util.h"
+#include "rx-guard.h"
 
 /* Connections accepted per wakeup, so one busy socket cannot starve the loop. */
 #define ACCEPT_BATCH 64
 /* Read room beyond the header limit: the start of a body may come along with the headers. */
 #define READ_SLACK 4096u
+/* Buckets of the table of client addresses with unauthenticated connections (a power of two). */
+#define ADDR_BUCKETS 1024u
 
 typedef struct ListenSocket {
         uv_poll_t poll;
@@ -42,18 +46,31 @@ typedef enum ConnState {
         CONN_CLOSING,
 } ConnState;
 
+/* One client address (an IPv6 one by its /64, which one machine usually holds whole) and how many of
+ * the unauthenticated connections are from it. */
+typedef struct AddrSlot {
+        uint8_t key[17];
+        uint64_t count;
+        struct AddrSlot *next;
+} AddrSlot;
+
 struct Conn {
         Listener *listener;
         ConnState state;
         int fd;
+        int lib_fd; /* the descriptor the library holds, once adopted */
         NetAddr peer;
         bool authenticated;
+        bool counted;                      /* counts against the caps on unauthenticated connections */
+        AddrSlot *slot;                    /* its address's entry while counted; NULL for exempt peers */
+        Conn *adopted_prev, *adopted_next; /* adopted and counted, oldest first */
         uint64_t deadline_ms;
         Conn *prev, *next; /* the header-phase list, oldest first: deadlines are in the same order */
         uv_poll_t poll;
         char *buf;
         size_t len;
         const char *refusal; /* what to answer before closing, NULL for nothing */
+        RxGuard *guard;      /* from the handover on */
 };
 
 struct Listener {
@@ -65,6 +82,10 @@ struct Listener {
         void *userdata;
         ListenSocket *sockets;
         Conn *pending_first, *pending_last;
+        Conn *adopted_first, *adopted_last;
+        ListenerExemptFn exempt;
+        AddrSlot *slots[ADDR_BUCKETS];
+        uint8_t hash_key[16];
         uv_timer_t timer;
         bool timer_init;
         bool stopping;
@@ -100,8 +121,17 @@ int listener_new(uv_loop_t *loop, const ListenerLimits *limits, bool tls, Metric
         l->metrics = metrics;
         l->adopt = adopt;
         l->userdata = userdata;
+        if (random_bytes(l->hash_key, sizeof(l->hash_key)) < 0) {
+                free(l);
+                return -EIO;
+        }
         *ret = l;
         return 0;
+}
+
+void listener_set_exempt(Listener *l, ListenerExemptFn exempt)
+{
+        l->exempt = exempt;
 }
 
 void listener_set_limits(Listener *l, const ListenerLimits *limits)
@@ -124,15 +154,159 @@ static void pending_unlink(Listener *l, Conn *c)
         c->prev = c->next = NULL;
 }
 
+/* ---- the caps on unauthenticated connections ---- */
+
+static AddrSlot **slot_bucket(Listener *l, const uint8_t key[17])
+{
+        /* Keyed with a secret, so that nobody can pick addresses that all land in one bucket. */
+        return &l->slots[siphash24(key, 17, l->hash_key) & (ADDR_BUCKETS - 1)];
+}
+
+static void addr_key(const NetAddr *a, uint8_t key[17])
+{
+        memset(key, 0, 17);
+        key[0] = (uint8_t)a->family;
+        memcpy(key + 1, a->bytes, a->family == AF_INET ? 4 : 8);
+}
+
+/* The address's slot, created if need be; NULL for a peer the per-address cap does not apply to. */
+static AddrSlot *slot_of(Listener *l, const NetAddr *peer, bool create)
+{
+        uint8_t key[17];
+        AddrSlot **b, *s;
+
+        /* A local peer is a reverse proxy, and so is a trusted one: all clients come from it. */
+        if (peer->family == AF_UNIX || (l->exempt && l->exempt(peer, l->userdata)))
+                return NULL;
+        addr_key(peer, key);
+        b = slot_bucket(l, key);
+        for (s = *b; s; s = s->next)
+                if (memcmp(s->key, key, sizeof(key)) == 0)
+                        return s;
+        if (!create)
+                return NULL;
+        s = calloc(1, sizeof(AddrSlot));
+        if (!s)
+                return NULL; /* uncounted, rather than refused for want of memory */
+        memcpy(s->key, key, sizeof(key));
+        s->next = *b;
+        *b = s;
+        return s;
+}
+
+static void slot_release(Listener *l, AddrSlot *s)
+{
+        AddrSlot **p;
+
+        if (!s || --s->count > 0)
+                return;
+        for (p = slot_bucket(l, s->key); *p != s; p = &(*p)->next)
+                ;
+        *p = s->next;
+        free(s);
+}
+
+static void count(Conn *c)
+{
+        Listener *l = c->listener;
+
+        c->counted = true;
+        l->metrics->connections_unauthenticated++;
+        c->slot = slot_of(l, &c->peer, true);
+        if (c->slot)
+                c->slot->count++;
+}
+
+static void adopted_unlink(Listener *l, Conn *c)
+{
+        if (c->adopted_prev)
+                c->adopted_prev->adopted_next = c->adopted_next;
+        else if (l->adopted_first == c)
+                l->adopted_first = c->adopted_next;
+        if (c->adopted_next)
+                c->adopted_next->adopted_prev = c->adopted_prev;
+        else if (l->adopted_last == c)
+                l->adopted_last = c->adopted_prev;
+        c->adopted_prev = c->adopted_next = NULL;
+}
+
+/* It no longer counts against the caps: it has shown a session, gone, or been told to go. */
+static void uncount(Conn *c)
+{
+        Listener *l = c->listener;
+
+        if (!c->counted)
+                return;
+        c->counted = false;
+        l->metrics->connections_unauthenticated--;
+        slot_release(l, c->slot);
+        c->slot = NULL;
+        adopted_unlink(l, c);
+}
+
+/* Handed over and still without a session: the oldest of these may be told to go. */
+static void adopted_link(Conn *c)
+{
+        Listener *l = c->listener;
+
+        if (!c->counted)
+                return;
+        c->adopted_prev = l->adopted_last;
+        if (l->adopted_last)
+                l->adopted_last->adopted_next = c;
+        else
+                l->adopted_first = c;
+        l->adopted_last = c;
+}
+
+static void conn_finish_headers(Conn *c, ConnState next, const char *refusal);
+
+/* Make room under a cap: the oldest unauthenticated connection (of slot's address, or of anyone for
+ * NULL) goes. One still sending its headers goes first, with a 408; then one the library holds, which
+ * has not shown a session since: under TLS every connection is of that kind from the start. A client that
+ * sends its request at once always gets through; a crowd that holds connections open only pushes
+ * itself out. Returns false if there was none. */
+static bool evict_oldest(Listener *l, const AddrSlot *slot)
+{
+        for (Conn *c = l->pending_first; c; c = c->next)
+                if (!slot || c->slot == slot) {
+                        l->metrics->header_timeouts++;
+                        uncount(c);
+                        conn_finish_headers(c, CONN_CLOSING, response_408);
+                        return true;
+                }
+        for (Conn *c = l->adopted_first; c; c = c->adopted_next)
+                if (!slot || c->slot == slot) {
+                        l->metrics->connections_evicted++;
+                        uncount(c);
+                        /* The library sees the connection end and closes it; it is freed then. */
+                        (void)shutdown(c->lib_fd, SHUT_RDWR);
+                        return true;
+                }
+        return false;
+}
+
 static void conn_free(Conn *c)
 {
         Metrics *m = c->listener->metrics;
 
         m->connections_open--;
-        if (!c->authenticated)
-                m->connections_unauthenticated--;
+        uncount(c);
+        rx_guard_free(c->guard);
         free(c->buf);
         free(c);
+}
+
+static int conn_guard_new(Conn *c, int fd)
+{
+        Listener *l = c->listener;
+        int r;
+
+        r = rx_guard_new(fd, l->tls, l->limits.max_header_size, &c->guard);
+        if (r < 0)
+                return r;
+        rx_guard_set_oversized_counter(c->guard, &l->metrics->oversized_headers);
+        return 0;
 }
 
 static void on_conn_poll_closed(uv_handle_t *h)
@@ -145,6 +319,15 @@ static void on_conn_poll_closed(uv_handle_t *h)
         if (c->state == CONN_HANDING_OVER && !l->stopping) {
                 /* The poll handle is gone, so the library may watch the fd now. */
                 c->state = CONN_ADOPTED;
+                c->lib_fd = fd;
+                adopted_link(c);
+                r = conn_guard_new(c, fd);
+                if (r < 0) {
+                        safe_close(fd);
+                        conn_free(c);
+                        return;
+                }
+                rx_guard_http_feed(c->guard, c->buf, c->len);
                 r = l->adopt(c, fd, c->buf, c->len, l->userdata);
                 free(c->buf);
                 c->buf = NULL;
@@ -280,6 +463,9 @@ static void conn_accepted(Listener *l, int fd, const struct sockaddr *sa, sockle
         Conn *c;
         int r;
 
+        NetAddr peer;
+        AddrSlot *slot;
+
         m->connections_accepted++;
         if (m->connections_open >= l->limits.max_connections) {
                 log_debug("Connection cap (%llu) reached, refusing a client.",
@@ -287,15 +473,18 @@ static void conn_accepted(Listener *l, int fd, const struct sockaddr *sa, sockle
                 refuse_fd(l, fd);
                 return;
         }
-        if (m->connections_unauthenticated >= l->limits.max_unauthenticated) {
-                /* Whoever has been sending headers longest gives way: a client that sends its request at
-                 * once always gets through, a slow-drip crowd only pushes itself out. */
-                if (!l->pending_first) {
-                        refuse_fd(l, fd);
-                        return;
-                }
-                m->header_timeouts++;
-                conn_finish_headers(l->pending_first, CONN_CLOSING, response_408);
+        if (netaddr_from_sockaddr(sa, salen, &peer) < 0)
+                peer.family = AF_UNIX;
+        /* One address gets a share of the unauthenticated slots, not all of them; at its share, its own
+         * oldest connection makes room. */
+        slot = slot_of(l, &peer, false);
+        if (slot && slot->count >= l->limits.max_unauthenticated_per_address && !evict_oldest(l, slot)) {
+                refuse_fd(l, fd);
+                return;
+        }
+        if (m->connections_unauthenticated >= l->limits.max_unauthenticated && !evict_oldest(l, NULL)) {
+                refuse_fd(l, fd);
+                return;
         }
 
         if (tcp) {
@@ -311,14 +500,22 @@ static void conn_accepted(Listener *l, int fd, const struct sockaddr *sa, sockle
         }
         c->listener = l;
         c->fd = fd;
-        if (netaddr_from_sockaddr(sa, salen, &c->peer) < 0)
-                c->peer.family = AF_UNIX;
+        c->lib_fd = -1;
+        c->peer = peer;
         m->connections_open++;
-        m->connections_unauthenticated++;
+        count(c);
 
         if (l->tls) {
                 /* The handshake comes first; the library times it out. */
                 c->state = CONN_ADOPTED;
+                r = conn_guard_new(c, c->fd);
+                if (r < 0) {
+                        safe_close(c->fd);
+                        conn_free(c);
+                        return;
+                }
+                c->lib_fd = c->fd;
+                adopted_link(c);
                 r = l->adopt(c, TAKE_FD(c->fd), NULL, 0, l->userdata);
                 if (r < 0)
                         conn_free(c);
@@ -373,6 +570,11 @@ static void on_listen_readable(uv_poll_t *h, int status, int events)
         }
 }
 
+RxGuard *conn_guard(const Conn *c)
+{
+        return c->guard;
+}
+
 const NetAddr *conn_peer(const Conn *c)
 {
         return &c->peer;
@@ -385,10 +587,8 @@ bool conn_is_authenticated(const Conn *c)
 
 void conn_set_authenticated(Conn *c)
 {
-        if (c->authenticated)
-                return;
         c->authenticated = true;
-        c->listener->metrics->connections_unauthenticated--;
+        uncount(c);
 }
 
 void conn_closed(Conn *c)
@@ -594,6 +794,11 @@ Listener *listener_free(Listener *l)
         if (!l)
                 return NULL;
         assert(!l->pending_first);
+        for (size_t i = 0; i < ADDR_BUCKETS; i++)
+                for (AddrSlot *a = l->slots[i], *next; a; a = next) {
+                        next = a->next;
+                        free(a);
+                }
         for (ListenSocket *s = l->sockets, *next; s; s = next) {
                 next = s->next;
                 safe_close(s->fd);

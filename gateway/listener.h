@@ -18,15 +18,17 @@
  * they are then handed over together with the socket. TLS connections are handed over at once (their
  * bytes cannot be read before the handshake) and rely on the library's own limits.
  *
- * Connections are capped in all, and so are those that have not shown a valid session; at that cap the
- * oldest one still sending its headers makes room for a new one. */
+ * Connections are capped in all, and so are those that have not shown a valid session, in all and per
+ * client address; at a cap the oldest such connection (of that address) makes room for a new one. */
 
 typedef struct Listener Listener;
 typedef struct Conn Conn;
+typedef struct RxGuard RxGuard;
 
 typedef struct ListenerLimits {
         uint64_t max_connections;
         uint64_t max_unauthenticated;
+        uint64_t max_unauthenticated_per_address;
         uint64_t header_timeout_ms;
         size_t max_header_size;
 } ListenerLimits;
@@ -34,6 +36,10 @@ typedef struct ListenerLimits {
 /* Hand fd (and the first bytes already read from it) to the HTTP library. Returns 0, or -errno after
  * the fd has been closed. */
 typedef int (*ListenerAdoptFn)(Conn *conn, int fd, const char *buf, size_t len, void *userdata);
+
+/* Whether peer is exempt from the per-address cap (a trusted reverse proxy, through which every client
+ * comes); Unix-socket peers always are. */
+typedef bool (*ListenerExemptFn)(const NetAddr *peer, void *userdata);
 
 int listener_new(uv_loop_t *loop, const ListenerLimits *limits, bool tls, Metrics *metrics,
                  ListenerAdoptFn adopt, void *userdata, Listener **ret);
@@ -46,6 +52,7 @@ int listener_start(Listener *l);
 void listener_stop(Listener *l);
 Listener *listener_free(Listener *l);
 void listener_set_limits(Listener *l, const ListenerLimits *limits);
+void listener_set_exempt(Listener *l, ListenerExemptFn exempt);
 
 /* The first TCP address actually bound, as "HOST:PORT" (IPv6 in brackets), for the printed URL; false
  * if there is none. */
@@ -53,6 +60,8 @@ bool listener_first_tcp_address(const Listener *l, char *buf, size_t size);
 
 /* A connection after the handover. */
 const NetAddr *conn_peer(const Conn *c);
+/* What checks the bytes the library reads from it (rx-guard.h). */
+RxGuard *conn_guard(const Conn *c);
 bool conn_is_authenticated(const Conn *c);
 /* It has shown a valid session: it no longer counts against the cap on unauthenticated connections. */
 void conn_set_authenticated(Conn *c);

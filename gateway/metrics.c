@@ -35,6 +35,8 @@ static const MetricDef defs[] = {
       "Open connections that have not shown a valid session.", NULL, connections_unauthenticated),
     M("helios_gateway_header_timeouts", METRIC_COUNTER, "Clients too slow to send their request headers.",
       NULL, header_timeouts),
+    M("helios_gateway_connections_evicted", METRIC_COUNTER,
+      "Connections without a session closed to make room for new ones.", NULL, connections_evicted),
     M("helios_gateway_oversized_headers", METRIC_COUNTER, "Requests refused for oversized headers.", NULL,
       oversized_headers),
     M("helios_gateway_http_requests", METRIC_COUNTER, "HTTP requests handled.", NULL, http_requests),

@@ -13,6 +13,7 @@ typedef struct Metrics {
         uint64_t connections_open;
         uint64_t connections_unauthenticated;
         uint64_t header_timeouts;
+        uint64_t connections_evicted; /* unauthenticated, after the handover, to make room */
         uint64_t oversized_headers;
         uint64_t http_requests;
         uint64_t websockets_opened;

@@ -92,6 +92,14 @@ static int adopt(Conn *conn, int fd, const char *buf, size_t len, void *userdata
         return 0;
 }
 
+/* Every client behind a trusted proxy comes from its address: no per-address cap for it. */
+static bool peer_is_proxy(const NetAddr *peer, void *userdata)
+{
+        Gateway *g = userdata;
+
+        return netprefix_list_contains(g->trusted_proxies, g->n_trusted_proxies, peer);
+}
+
 /* During adopt(): give the new wsi its connection as soon as the library lets it keep it. */
 static void adopt_fixup(Gateway *g, struct lws *wsi, enum lws_callback_reasons reason)
 {
@@ -144,10 +152,14 @@ static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
                 }
                 return 0;
         }
-        case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+                RxGuard *guard = gateway_h1_guard(wsi);
+                if (guard)
+                        rx_guard_http_request(guard);
                 if (!in || strcmp(in, "websocket") != 0)
                         return -1;
                 return http_confirm_upgrade(g, wsi);
+        }
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
                 return cd ? http_upgrade_session(g, wsi, cd) : -1;
         case LWS_CALLBACK_ESTABLISHED:
@@ -273,6 +285,7 @@ static void limits_from_config(const GatewayConfig *c, ListenerLimits *l, Sessio
         *l = (ListenerLimits){
             .max_connections = c->max_connections,
             .max_unauthenticated = c->max_unauthenticated,
+            .max_unauthenticated_per_address = c->max_unauthenticated_per_address,
             .header_timeout_ms = c->header_timeout_ms,
             .max_header_size = c->max_header_size,
         };
@@ -545,7 +558,7 @@ int gateway_start(Gateway *g)
             uv_signal_start(&g->sig_hup, on_signal, SIGHUP) < 0)
                 return log_error_errno(-EIO, "Failed to set up signal handling.");
 
-        g->read_buffer = malloc(GATEWAY_READ_BUFFER);
+        g->read_buffer = malloc(LWS_PRE + GATEWAY_READ_BUFFER);
         if (!g->read_buffer)
                 return log_oom();
         r = parse_trusted_proxies(c, &g->trusted_proxies, &g->n_trusted_proxies);
@@ -612,6 +625,7 @@ int gateway_start(Gateway *g)
         r = listener_new(g->loop, &ll, g->tls, &g->metrics, adopt, g, &g->listener);
         if (r < 0)
                 return log_oom();
+        listener_set_exempt(g->listener, peer_is_proxy);
         n_systemd = listener_add_systemd_sockets(g->listener);
         if (n_systemd < 0)
                 return log_error_errno(n_systemd, "Cannot use the sockets passed by systemd: %m");

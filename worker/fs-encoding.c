@@ -6,36 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "buf.h"
 #include "macro.h"
 #include "utf8.h"
 
-static const char base64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 size_t base64_encoded_size(size_t n)
 {
-        return (n / 3 + (n % 3 != 0)) * 4;
-}
-
-/* Writes base64_encoded_size(n) characters to out. */
-static void base64_encode_into(const uint8_t *p, size_t n, char *out)
-{
-        size_t i = 0, o = 0;
-
-        for (; i + 3 <= n; i += 3) {
-                uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-                out[o++] = base64_alphabet[v >> 18];
-                out[o++] = base64_alphabet[(v >> 12) & 63];
-                out[o++] = base64_alphabet[(v >> 6) & 63];
-                out[o++] = base64_alphabet[v & 63];
-        }
-        if (i < n) {
-                uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
-                out[o++] = base64_alphabet[v >> 18];
-                out[o++] = base64_alphabet[(v >> 12) & 63];
-                out[o++] = i + 1 < n ? base64_alphabet[(v >> 6) & 63] : '=';
-                out[o++] = '=';
-        }
+        return base64_encoded_len(n, true);
 }
 
 /* base64 of data, with quote (if not NUL) on either side. */
@@ -50,7 +28,7 @@ static int base64_encode_with(const void *data, size_t n, char quote, char **ret
         out = malloc(len + 1);
         if (!out)
                 return -ENOMEM;
-        base64_encode_into(data, n, out + q);
+        base64_encode_into(data, n, BASE64_STANDARD, true, out + q);
         if (quote)
                 out[0] = out[len - 1] = quote;
         out[len] = '\0';
@@ -70,61 +48,23 @@ int base64_encode_quoted(const void *data, size_t n, char **ret, size_t *ret_len
         return base64_encode_with(data, n, '"', ret, ret_len);
 }
 
-static int base64_value(char c)
-{
-        if (c >= 'A' && c <= 'Z')
-                return c - 'A';
-        if (c >= 'a' && c <= 'z')
-                return c - 'a' + 26;
-        if (c >= '0' && c <= '9')
-                return c - '0' + 52;
-        if (c == '+')
-                return 62;
-        if (c == '/')
-                return 63;
-        return -1;
-}
-
 int base64_decode(const char *s, size_t n, uint8_t **ret, size_t *ret_len)
 {
-        size_t pad = 0, o = 0;
+        size_t len;
         uint8_t *out;
+        int r;
 
-        if (n % 4 != 0)
-                return -EINVAL;
-        if (n > 0 && s[n - 1] == '=')
-                pad = n > 1 && s[n - 2] == '=' ? 2 : 1;
-        out = malloc(n / 4 * 3 + 1);
+        out = malloc(base64_decoded_max(n) + 1);
         if (!out)
                 return -ENOMEM;
-
-        for (size_t i = 0; i < n; i += 4) {
-                bool final = i + 4 == n;
-                size_t digits = final ? 4 - pad : 4;
-                uint32_t v = 0;
-
-                for (size_t j = 0; j < 4; j++) {
-                        int d = j < digits ? base64_value(s[i + j]) : 0;
-                        if (d < 0) {
-                                free(out);
-                                return -EINVAL;
-                        }
-                        v = v << 6 | (uint32_t)d;
-                }
-                /* Bits the padding leaves unused must be zero, or two texts would decode alike. */
-                if ((digits == 2 && (v & 0xFFFF)) || (digits == 3 && (v & 0xFF))) {
-                        free(out);
-                        return -EINVAL;
-                }
-                out[o++] = (uint8_t)(v >> 16);
-                if (digits > 2)
-                        out[o++] = (uint8_t)(v >> 8);
-                if (digits > 3)
-                        out[o++] = (uint8_t)v;
+        r = base64_decode_into(s, n, BASE64_STANDARD, BASE64_PAD_REQUIRED, out, base64_decoded_max(n), &len);
+        if (r < 0) {
+                free(out);
+                return r;
         }
-        out[o] = 0;
+        out[len] = 0;
         *ret = out;
-        *ret_len = o;
+        *ret_len = len;
         return 0;
 }
 
@@ -136,9 +76,8 @@ bool fs_text_is_json_safe(const char *s, size_t n)
 /* The bytes cJSON's printer adds to each byte of a string: two-character escapes for \b \t \n \f \r " and
  * \\, \u00XX for the other controls, everything else (DEL and non-ASCII included) verbatim. */
 static const uint8_t json_escape_extra[256] = {
-        5, 5, 5, 5, 5, 5, 5, 5, 1, 1, 1, 5, 1, 1, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
-        ['"'] = 1,
-        ['\\'] = 1,
+    5, 5, 5, 5, 5, 5, 5, 5, 1, 1, 1, 5, 1, 1, 5, 5,         5,
+    5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, ['"'] = 1, ['\\'] = 1,
 };
 
 size_t fs_json_string_size(const char *s, size_t n)

@@ -560,8 +560,9 @@ class Gateway:
 
     # -- WebSocket --
 
-    def ws(self, cookie=None, origin=True, path="/ws", headers=None, timeout=10.0):
-        """A raw WebSocket client after the handshake (check .status)."""
+    def ws(self, cookie=None, origin=True, path="/ws", headers=None, timeout=10.0, early=b""):
+        """A raw WebSocket client after the handshake (check .status); over TLS when the gateway has it.
+        early: bytes sent right behind the request, before the answer (which no client may do)."""
         h = dict(headers or {})
         if cookie:
             h["Cookie"] = cookie
@@ -569,7 +570,7 @@ class Gateway:
             h["Origin"] = self.origin
         elif origin:
             h["Origin"] = origin
-        return WsClient(self.host, self.port, path, h, timeout)
+        return WsClient(self.host, self.port, path, h, timeout, context=self.ssl_context, early=early)
 
     def rpc(self, cookie=None, **kw):
         """A JSON-RPC client over a fresh, logged-in WebSocket."""
@@ -610,16 +611,18 @@ class WsClient:
     """A small WebSocket client that can also send what a good client never would: unmasked frames,
     reserved bits, invalid UTF-8, bad opcodes. No extensions are negotiated."""
 
-    def __init__(self, host, port, path, headers, timeout=10.0):
+    def __init__(self, host, port, path, headers, timeout=10.0, context=None, early=b""):
         import base64
         self.sock = socket.create_connection((host, port), timeout=timeout)
+        if context is not None:
+            self.sock = context.wrap_socket(self.sock, server_hostname="localhost")
         self.sock.settimeout(timeout)
         self.buf = b""
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
                  "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + early)
         while b"\r\n\r\n" not in self.buf:
             chunk = self.sock.recv(65536)
             if not chunk:
@@ -645,22 +648,18 @@ class WsClient:
             self.sock.close()
             self.sock = None
 
-    def send_frame(self, opcode, payload, fin=True, mask=True, rsv=0):
-        import struct
-        b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
-        n = len(payload)
-        if n < 126:
-            head = bytes([b0, (0x80 if mask else 0) | n])
-        elif n < 65536:
-            head = bytes([b0, (0x80 if mask else 0) | 126]) + struct.pack("!H", n)
-        else:
-            head = bytes([b0, (0x80 if mask else 0) | 127]) + struct.pack("!Q", n)
-        if mask:
-            key = os.urandom(4)
-            payload = bytes(c ^ key[i % 4] for i, c in enumerate(payload)) if n < 65536 else \
-                _mask_fast(payload, key)
-            head += key
-        self.sock.sendall(head + payload)
+    def send_frame(self, opcode, payload, fin=True, mask=True, rsv=0, length=None, chunk=None):
+        """length: the length field to claim (the 7-bit code, then its extension); chunk: send the
+        frame this many bytes at a time."""
+        self.send_raw(frame_bytes(opcode, payload, fin, mask, rsv, length), chunk)
+
+    def send_raw(self, data, chunk=None):
+        if not chunk:
+            self.sock.sendall(data)
+            return
+        for i in range(0, len(data), chunk):
+            self.sock.sendall(data[i:i + chunk])
+            time.sleep(0.01)
 
     def send_text(self, text):
         self.send_frame(0x1, text.encode() if isinstance(text, str) else text)
@@ -728,6 +727,26 @@ class WsClient:
         except (EOFError, ConnectionResetError):
             return None
         raise TimeoutError("the server did not close")
+
+
+def frame_bytes(opcode, payload, fin=True, mask=True, rsv=0, length=None):
+    """One client frame, masked unless told otherwise; length overrides the length field: a 7-bit code
+    (126 and 127 followed by the payload's length in 2 or 8 bytes) or (code, extended value)."""
+    import struct
+    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
+    n = len(payload)
+    code, value = (length if isinstance(length, tuple) else (length, n)) if length is not None else \
+        (n if n < 126 else 126 if n < 65536 else 127, n)
+    head = bytes([b0, (0x80 if mask else 0) | code])
+    if code == 126:
+        head += struct.pack("!H", value)
+    elif code == 127:
+        head += struct.pack("!Q", value)
+    if mask:
+        key = os.urandom(4)
+        payload = _mask_fast(payload, key) if payload else payload
+        head += key
+    return head + payload
 
 
 def _mask_fast(data, key):

@@ -137,6 +137,51 @@ def test_oversized_headers_431(gateway):
     assert gateway.request("GET", "/healthz").status == 200
 
 
+def read_response(s):
+    """One whole response (headers and a Content-Length body) from a kept-alive connection: (status,
+    rest of the stream read so far)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(rest) < length:
+        rest += s.recv(65536)
+    return status_of(head), rest[length:]
+
+
+def read_to_end(s):
+    out = b""
+    try:
+        while chunk := s.recv(65536):
+            out += chunk
+    except ConnectionResetError:
+        pass
+    return out
+
+
+@pytest.mark.parametrize("second", [
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10000 + b"\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: %s\r\n" % (i, b"b" * 100) for i in range(100)),
+], ids=["one long header", "headers without end"])
+def test_oversized_headers_on_a_kept_alive_connection_431(gateway, second):
+    """Requests after the first are read by libwebsockets; they are held to the same limit."""
+    with socket.create_connection((gateway.host, gateway.port), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(s)[0] == 200
+        # A second request of ordinary size is served on the same connection...
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 7000 + b"\r\n\r\n")
+        assert read_response(s)[0] == 200
+        # ...an oversized third is answered 431, and the connection ends.
+        s.sendall(second)
+        assert status_of(read_to_end(s)) == 431
+    assert gateway.metrics()["helios_gateway_oversized_headers_total"] == 1
+    assert gateway.request("GET", "/healthz").status == 200
+
+
 def test_slow_drip_headers_408(make_gateway):
     g = make_gateway("--header-timeout=1500ms")
     s = socket.create_connection((g.host, g.port))
@@ -214,6 +259,62 @@ def test_unauthenticated_connection_cap(make_gateway):
     for s in idlers[20:]:
         s.close()
     page.close()
+
+
+def connect_from(g, source, n):
+    """n idle connections to the gateway from the loopback address source."""
+    return [socket.create_connection((g.host, g.port), source_address=(source, 0)) for _ in range(n)]
+
+
+def still_open(s):
+    """Nothing was said and the connection is up (a closed one reads as b"" or a reset)."""
+    s.settimeout(0.2)
+    try:
+        return s.recv(4096) == b"never"
+    except TimeoutError:
+        return True
+    except OSError:
+        return False
+
+
+def get_from(g, source, path="/healthz"):
+    import http.client
+    conn = http.client.HTTPConnection(g.host, g.port, timeout=10, source_address=(source, 0))
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_one_address_gets_only_its_share_of_unauthenticated_slots(make_gateway):
+    g = make_gateway("--max-unauthenticated=20", "--max-unauthenticated-per-address=5", "--header-timeout=60s")
+    crowd = connect_from(g, "127.0.0.1", 40)
+    others = connect_from(g, "127.0.0.2", 5) + connect_from(g, "127.0.0.3", 5) + connect_from(g, "127.0.0.4", 5)
+    time.sleep(0.5)
+    # The crowd pushed out only its own: its oldest were told 408, its newest five are still waiting...
+    told = sum(status_of(s.recv(4096)) == 408 for s in crowd[:35])
+    assert told == 35
+    assert all(still_open(s) for s in crowd[35:])
+    # ...and every other address kept its connections, though 55 arrived for 20 slots.
+    assert all(still_open(s) for s in others)
+    status, body = get_from(g, "127.0.0.5", "/metrics")
+    assert status == 200
+    assert b"helios_gateway_unauthenticated_connections 20" in body
+    assert get_from(g, "127.0.0.6")[0] == 200
+    for s in crowd + others:
+        s.close()
+
+
+def test_trusted_proxy_is_not_capped_per_address(make_gateway):
+    g = make_gateway("--max-unauthenticated=20", "--max-unauthenticated-per-address=5", "--header-timeout=60s",
+                     "--trusted-proxies=127.0.0.1")
+    proxied = connect_from(g, "127.0.0.1", 12)
+    time.sleep(0.3)
+    assert all(still_open(s) for s in proxied)
+    for s in proxied:
+        s.close()
 
 
 def test_total_connection_cap(make_gateway):

@@ -5,6 +5,7 @@ import asyncio
 import json
 import socket
 import ssl
+import time
 
 import pytest
 import websockets
@@ -97,3 +98,65 @@ def test_bad_certificate_refused_at_start(make_gateway, tmp_path):
     g.start(expect_url=False)
     assert g.wait() == 1
     assert "certificate and key" in g.read_log()
+
+
+@pytest.mark.parametrize("frame", [dict(opcode=0x1, payload=b"hello", mask=False),
+                                   dict(opcode=0x9, payload=b"p" * 126),
+                                   dict(opcode=0x3, payload=b"reserved")])
+def test_invalid_frames_close_1002_over_tls(make_gateway, tmp_path, frame):
+    cert, key = helios.make_self_signed(str(tmp_path))
+    g = make_gateway(tls=(cert, key), worker=helios.ECHO_WORKER)
+    cookie = g.session(context=g.ssl_context)
+    bystander, ws = g.ws(cookie), g.ws(cookie)
+    assert ws.status == 101
+    ws.send_frame(0x1, b"x" * 200, chunk=3)
+    assert ws.recv(timeout=10) == "x" * 200
+    ws.send_frame(**frame)
+    assert ws.expect_close(timeout=5) == 1002
+    bystander.send_text("still here")
+    assert bystander.recv(timeout=10) == "still here"
+
+
+def test_at_the_unauthenticated_cap_the_oldest_tls_connection_gives_way(make_gateway, tmp_path):
+    """Under TLS the library reads the headers, after a handshake it gives 15 s: a crowd of connections
+    that never start one would hold every slot. At the cap the oldest goes instead of the newcomer."""
+    cert, key = helios.make_self_signed(str(tmp_path))
+    g = make_gateway("--max-unauthenticated=5", tls=(cert, key))
+    crowd = [socket.create_connection((g.host, g.port), source_address=("127.0.0.2", 0)) for _ in range(5)]
+    time.sleep(0.3)
+    assert g.request("GET", "/healthz", context=g.ssl_context).status == 200
+    # The request made room by closing the oldest. Two more of the crowd push out at least one more
+    # (two, if the request's own connection was not let go yet), always the oldest.
+    crowd += [socket.create_connection((g.host, g.port), source_address=("127.0.0.3", 0)) for _ in range(2)]
+    time.sleep(0.3)
+    for s in crowd[:2]:
+        s.settimeout(5)
+        try:
+            assert s.recv(100) == b""
+        except ConnectionResetError:
+            pass
+    for s in crowd[3:]:
+        s.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            s.recv(100)
+    assert g.request("GET", "/healthz", context=g.ssl_context).status == 200
+    for s in crowd:
+        s.close()
+
+
+def test_bad_frame_in_the_tail_of_a_tls_record_closes_1002(make_gateway, tmp_path):
+    """libwebsockets reads a TLS record in buffers of 4 KiB and then just the few bytes SSL_pending()
+    reports: a frame header in those is checked all the same."""
+    cert, key = helios.make_self_signed(str(tmp_path))
+    g = make_gateway(tls=(cert, key), worker=helios.ECHO_WORKER)
+    ws = g.ws(g.session(context=g.ssl_context))
+    assert ws.status == 101
+    first = helios.frame_bytes(0x1, b"a" * 4088)
+    assert len(first) == 4096
+    ws.send_raw(first + helios.frame_bytes(0x1, b"hi", mask=False))  # one record
+    got = []
+    with pytest.raises(helios.WsClosed) as closed:
+        while True:
+            got.append(ws.recv(timeout=5))
+    assert closed.value.code == 1002
+    assert "hi" not in got

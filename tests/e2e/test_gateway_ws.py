@@ -120,25 +120,89 @@ def test_binary_frame_closes_1003(echo):
     echo_roundtrip(echo.ws(cookie))
 
 
-# (An unmasked frame from the page is not among them: libwebsockets 4.1 accepts it. Masking protects
-# proxies from pages; a client that does not mask only exposes itself.)
-@pytest.mark.parametrize("frame", [
-    dict(opcode=0x1, payload=b"reserved bits", rsv=0b100),
-    dict(opcode=0x3, payload=b"reserved opcode"),
-    dict(opcode=0x9, payload=b"p" * 126),              # control frame too long
-    dict(opcode=0x9, payload=b"ping", fin=False),        # fragmented control frame
-    dict(opcode=0x0, payload=b"continuation of nothing"),
-])
-def test_invalid_frames_end_the_connection(echo, frame):
+BAD_FRAMES = {
+    "reserved bit 1 without deflate": dict(opcode=0x1, payload=b"reserved bits", rsv=0b100),
+    "reserved bit 2": dict(opcode=0x1, payload=b"reserved bits", rsv=0b010),
+    "reserved bit 3": dict(opcode=0x1, payload=b"reserved bits", rsv=0b001),
+    "reserved data opcode": dict(opcode=0x3, payload=b"reserved opcode"),
+    "reserved control opcode": dict(opcode=0xB, payload=b"reserved opcode"),
+    "control frame of 126 bytes": dict(opcode=0x9, payload=b"p" * 126),
+    "control frame with a 16-bit length": dict(opcode=0x9, payload=b"p" * 5, length=(126, 5)),
+    "fragmented control frame": dict(opcode=0x9, payload=b"ping", fin=False),
+    "continuation of nothing": dict(opcode=0x0, payload=b"continuation of nothing"),
+    "unmasked text": dict(opcode=0x1, payload=b"hello", mask=False),
+    "unmasked empty text": dict(opcode=0x1, payload=b"", mask=False),
+    "unmasked ping": dict(opcode=0x9, payload=b"ping", mask=False),
+    "64-bit length with the top bit set": dict(opcode=0x1, payload=b"", length=(127, 1 << 63)),
+    "bad header sent a byte at a time": dict(opcode=0x1, payload=b"", mask=False, chunk=1),
+}
+
+
+def expect_failed(ws):
+    """The page is failed (RFC 6455 §7.1.7): a close frame with 1002, then the connection ends at once,
+    without waiting for the page to answer the close."""
+    assert ws.expect_close(timeout=5) == 1002
+    ws.sock.settimeout(2)
+    assert ws.sock.recv(100) == b""
+
+
+@pytest.mark.parametrize("name", list(BAD_FRAMES))
+def test_invalid_frames_close_1002(echo, name):
     cookie = echo.session()
     bystander = echo.ws(cookie)
     ws = echo.ws(cookie)
     echo_roundtrip(ws)
-    ws.send_frame(**frame)
-    # The peer is failed (RFC 6455 §7.1.7): a 1002 close frame, or the connection just ends.
-    assert ws.expect_close() in (1002, None)
+    ws.send_frame(**BAD_FRAMES[name])
+    expect_failed(ws)
     echo_roundtrip(bystander)
     assert echo.request("GET", "/healthz").status == 200
+
+
+def test_nothing_of_an_unmasked_frame_reaches_the_worker(echo):
+    cookie = echo.session()
+    ws = echo.ws(cookie)
+    echo_roundtrip(ws)
+    # A good message and an unmasked one in one write: the second is never forwarded (the echo of the
+    # first may or may not make it out before the close).
+    ws.send_raw(helios.frame_bytes(0x1, b"first") + helios.frame_bytes(0x1, b"second", mask=False))
+    got = []
+    with pytest.raises(helios.WsClosed) as closed:
+        while True:
+            got.append(ws.recv(timeout=5))
+    assert closed.value.code == 1002
+    assert got in ([], ["first"])
+
+
+def test_interleaving_messages_close_1002(echo):
+    ws = echo.ws(echo.session())
+    ws.send_frame(0x1, b"part one", fin=False)
+    ws.send_frame(0x9, b"ping between fragments is fine")
+    ws.send_frame(0x1, b"a new message before the first ended")
+    expect_failed(ws)
+
+
+def test_frames_split_anywhere_pass(echo):
+    """Frame headers cut into single bytes, fragments with pings between them: all well-formed."""
+    ws = echo.ws(echo.session())
+    ws.send_frame(0x1, b"x" * 300, chunk=1)
+    assert ws.recv(timeout=10) == "x" * 300
+    data = helios.frame_bytes(0x1, b"ab", fin=False) + helios.frame_bytes(0x9, b"hi") + \
+        helios.frame_bytes(0x0, b"cd", fin=False)
+    ws.send_raw(data, chunk=3)
+    # A 64-bit length header arriving in three pieces, then its payload.
+    last = helios.frame_bytes(0x0, b"ef" * 40000)
+    for piece in (last[:1], last[1:5], last[5:13], last[13:]):
+        ws.send_raw(piece)
+        time.sleep(0.02)
+    assert ws.recv(timeout=20) == "abcd" + "ef" * 40000
+    echo_roundtrip(ws)
+
+
+def test_frames_sent_before_the_answer_close_1002(echo):
+    """A client must wait for the 101 before it sends frames (RFC 6455 §4.1)."""
+    ws = echo.ws(echo.session(), early=helios.frame_bytes(0x1, b"too soon"))
+    assert ws.status == 101
+    expect_failed(ws)
 
 
 def test_page_closing_normally_gets_its_close_answered(echo):

@@ -32,22 +32,6 @@ static void test_base64url(void **state)
         assert_int_equal(base64url_decode("-_8=", 4, out, 2), -EINVAL);
 }
 
-static void test_base64(void **state)
-{
-        uint8_t out[32];
-        size_t n;
-
-        assert_int_equal(base64_decode("YWxpY2U6c2VjcmV0", 16, out, sizeof(out), &n), 0);
-        assert_int_equal(n, 12);
-        assert_memory_equal(out, "alice:secret", 12);
-        assert_int_equal(base64_decode("YQ==", 4, out, sizeof(out), &n), 0);
-        assert_int_equal(n, 1);
-        assert_int_equal(base64_decode("YQ", 2, out, sizeof(out), &n), 0);
-        assert_int_equal(base64_decode("Y", 1, out, sizeof(out), &n), -EINVAL);
-        assert_int_equal(base64_decode("Y-==", 4, out, sizeof(out), &n), -EINVAL);
-        assert_int_equal(base64_decode("YWxpY2U6c2VjcmV0", 16, out, 4, &n), -EINVAL); /* too big */
-}
-
 static void test_secret_equal(void **state)
 {
         assert_true(secret_equal("abc", 3, "abc", 3));
@@ -75,7 +59,6 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_base64url),
-            cmocka_unit_test(test_base64),
             cmocka_unit_test(test_secret_equal),
             cmocka_unit_test(test_siphash),
         };
