@@ -191,7 +191,9 @@ class Machine:
                 'Environment="ASAN_OPTIONS=detect_leaks=0:abort_on_error=1"',
                 'Environment="UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1"']
             for unit in ("helios-worker@.service", "helios-gateway.service", "helios-launcher.service"):
-                d = self.path(f"/etc/systemd/system/{unit}.d")
+                # Beside the vendor units, not in /etc: the admin tests' `systemctl revert` must not
+                # take it away.
+                d = self.path(f"/usr/lib/systemd/system/{unit}.d")
                 os.makedirs(d, exist_ok=True)
                 with open(os.path.join(d, "50-sanitizers.conf"), "w") as f:
                     f.write("[Service]\n" + "\n".join(self.service_environment) + "\n")
