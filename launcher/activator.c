@@ -278,7 +278,10 @@ static void format_pid(char *out, pid_t pid)
         *out = '\0';
 }
 
-_noreturn_ static void activator_child(Activator *a)
+/* The fd the worker's executable is held by in the child: the first after the listening socket. */
+#define EXE_FD (SD_LISTEN_FDS_START + 1)
+
+_noreturn_ static void activator_child(Activator *a, int exe_fd)
 {
         struct sigaction sa = {.sa_handler = SIG_DFL};
         sigset_t none;
@@ -296,7 +299,9 @@ _noreturn_ static void activator_child(Activator *a)
                         goto fail;
         } else if (dup2(a->listen_fd, SD_LISTEN_FDS_START) < 0)
                 goto fail;
-        if (close_range(SD_LISTEN_FDS_START + 1, ~0U, 0) < 0)
+        if (dup3(exe_fd, EXE_FD, O_CLOEXEC) < 0)
+                goto fail;
+        if (close_range(EXE_FD + 1, ~0U, 0) < 0)
                 goto fail;
         if (a->have_nofile)
                 (void)setrlimit(RLIMIT_NOFILE, &a->nofile);
@@ -306,7 +311,9 @@ _noreturn_ static void activator_child(Activator *a)
         if (a->child_setup && a->child_setup(a->userdata) < 0)
                 _exit(EXIT_FAILURE);
 
-        execve(a->worker_path, a->argv, a->envp);
+        /* By the file opened before the sandbox was entered: the sandbox may well hide the path (a
+         * build tree under /tmp or in another home). */
+        execveat(EXE_FD, "", a->argv, a->envp, AT_EMPTY_PATH);
 fail:
         write_str("helios: failed to start the worker ");
         write_str(a->worker_path);
@@ -320,15 +327,25 @@ fail:
 
 static int activator_spawn(Activator *a)
 {
+        _cleanup_close_ int fd = -1, exe_fd = -1;
         pid_t pid;
 
         assert(a->state == ACTIVATOR_LISTENING);
+
+        /* Opened anew for each start, so that a worker binary replaced by an upgrade is the one run. */
+        fd = open(a->worker_path, O_PATH | O_CLOEXEC);
+        if (fd < 0)
+                return log_error_errno(negative_errno(), "Cannot open the worker %s: %m", a->worker_path);
+        /* Above the numbers the child moves fds to, so that neither move overwrites the other. */
+        exe_fd = fcntl(fd, F_DUPFD_CLOEXEC, EXE_FD + 1);
+        if (exe_fd < 0)
+                return negative_errno();
 
         pid = fork();
         if (pid < 0)
                 return negative_errno();
         if (pid == 0)
-                activator_child(a);
+                activator_child(a, exe_fd);
 
         a->pid = pid;
         a->started_ms = uv_now(a->loop);
