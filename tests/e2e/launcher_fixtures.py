@@ -199,6 +199,21 @@ def worker_pids(uid):
     return user_pids(uid, b"helios-worker")
 
 
+def stop_workers(uids, timeout=10):
+    """SIGTERM the workers of these users and wait for them to exit, as at an idle exit: a worker built
+    with a sanitizer reports its leaks then, on the standard error it shares with the launcher. Returns
+    the pids that did not exit in time."""
+    pids = [p for uid in uids for p in worker_pids(uid)]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(helios.alive(p) for p in pids) and time.monotonic() < deadline:
+        helios.reap(pids)
+        time.sleep(0.02)
+    return [p for p in pids if helios.alive(p)]
+
+
 def kill_workers(uids, everything=False):
     """SIGKILL the workers of these users (every process of theirs when everything), and wait for them
     to be gone: workers outlive the launcher on purpose."""
