@@ -209,14 +209,21 @@ async def user_session(g, i, pw_entry, password_, barrier, stats):
         terminals = await asyncio.gather(*(page_stream(p, pw_entry) for p in pages))
 
         # Same user, every page: the files each page's terminal wrote, and each terminal's exit.
-        wanted = {f"t-p{j}.txt" for j in range(PAGES)}
+        # The files are named after their page's marker: another user's would be seen as such.
+        wanted = {f"{p.marker('said')}.txt" for p in pages}
         for p in pages:
             await asyncio.wait_for(p.wait_for(lambda ns: wanted <= {
                 os.path.basename(n["params"]["path"]) for n in ns if n["method"] == "file:changed_on_disk"}), 20)
             await asyncio.wait_for(p.wait_for(lambda ns: set(terminals) <= {
                 n["params"]["terminalId"] for n in ns if n["method"] == "terminal:exit"}), 20)
+            # Terminal ids are not unique across users: each page hears of its user's terminals, all of
+            # them, and of no others; output only of the one it attached.
             listed = {t["terminalId"] for s in p.seen("state:updated") for t in s.get("terminals", [])}
-            assert set(terminals) <= listed, (p.index, terminals, listed)
+            assert listed == set(terminals), (p.index, terminals, listed)
+            exited = [e["terminalId"] for e in p.seen("terminal:exit")]
+            assert sorted(exited) == sorted(terminals), (p.index, terminals, exited)
+            shown = {d["terminalId"] for d in p.seen("terminal:data_out")}
+            assert shown == {terminals[p.index]}, (p.index, terminals, shown)
         for p, t in zip(pages, terminals):
             await p.call("terminal:close", {"terminalId": t})
         for p in pages:
@@ -245,11 +252,11 @@ async def page_stream(p, pw_entry):
     said = p.marker("said")
     # The arithmetic is done by the shell: its output differs from the echo of what was typed.
     await p.call("terminal:data_in", {"terminalId": term,
-                                      "data": f"echo {said}-$((6*7)); echo {said} > t-p{p.index}.txt; exit\n"})
+                                      "data": f"echo {said}-$((6*7)); echo {said} > {said}.txt; exit\n"})
     await asyncio.wait_for(p.wait_for(lambda ns: f"{said}-42" in "".join(
         n["params"]["data"] for n in ns if n["method"] == "terminal:data_out"
         and n["params"]["terminalId"] == term)), 20)
-    got = await p.call("fs:read_file", {"path": os.path.join(pw_entry.pw_dir, f"t-p{p.index}.txt")})
+    got = await p.call("fs:read_file", {"path": os.path.join(pw_entry.pw_dir, f"{said}.txt")})
     assert got["content"] == said + "\n"
     return term
 
