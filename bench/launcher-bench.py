@@ -113,6 +113,30 @@ def ask_info(path):
     return elapsed, json.loads(data)["result"]["pid"]
 
 
+def is_listening(path):
+    """True once a Unix socket bound to path listens (__SO_ACCEPTCON in /proc/net/unix): the launcher
+    binds, gives the socket its group and mode, then listens."""
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            fields = line.split(None, 7)
+            if len(fields) == 8 and fields[7].rstrip("\n") == path and int(fields[3], 16) & 0x10000:
+                return True
+    return False
+
+
+def kill_user_processes(uids):
+    """SIGKILL every process running as one of these uids: the bench accounts' workers, which outlive
+    the launcher by design, and anything they started."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid in uids:
+                    os.kill(int(entry), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass
+
+
 def wait_gone(pid, timeout=5.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -135,8 +159,8 @@ def client_main(args, sock_path, users, gw_uid, gw_gid, out):
     pid = None
     for _ in range(args.rounds):
         if pid is not None:
-            os.write(out, (json.dumps({"kill": pid}) + "\n").encode())
-            os.read(args.ack_fd, 16)  # the parent killed it and saw it gone
+            os.write(out, (json.dumps({"stop": pid}) + "\n").encode())
+            os.read(args.ack_fd, 16)  # the parent stopped it and saw it gone
             # The launcher re-arms the socket once it has reaped the worker.
             time.sleep(0.05)
         t, pid = ask_info(path)
@@ -159,6 +183,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--keep-users", action="store_true", help="leave the accounts for the next run")
     args = ap.parse_args()
+    # The launcher starts the worker from the user's home: both paths must not depend on ours.
+    args.launcher = os.path.abspath(args.launcher)
+    args.worker = os.path.abspath(args.worker)
     if os.geteuid() != 0:
         sys.exit("launcher-bench: run as root (it creates accounts and starts the privileged launcher)")
 
@@ -173,15 +200,24 @@ def main():
     runtime = tempfile.mkdtemp(prefix="helios-bench-")
     os.chmod(runtime, 0o755)
     sock_path = os.path.join(runtime, "launcher.sock")
+    log_path = os.path.join(runtime, "launcher.log")
+    uids = {pwd.getpwnam(u).pw_uid for u in users}
+    env = dict(os.environ, HELIOS_LOG_LEVEL="notice")
     launcher = subprocess.Popen(
         [args.launcher, "--mode=embedded", "--runtime-dir", runtime, "--listen", sock_path,
          "--gateway-user", gateway, "--worker", args.worker, "--max-users", str(len(users) + 8)],
-        stderr=subprocess.DEVNULL)
+        env=env, stdin=subprocess.DEVNULL, stderr=open(log_path, "wb"))
+
+    def fail(why):
+        with open(log_path, errors="replace") as f:
+            sys.stderr.write(f.read()[-3000:])
+        sys.exit(f"launcher-bench: {why}")
+
     try:
         end = time.monotonic() + 10
-        while not os.path.exists(sock_path):
+        while not is_listening(sock_path):
             if time.monotonic() > end or launcher.poll() is not None:
-                sys.exit("launcher-bench: the launcher did not start")
+                fail("the launcher did not start")
             time.sleep(0.01)
 
         r, w = os.pipe()
@@ -201,9 +237,11 @@ def main():
         with os.fdopen(r) as f:
             for line in f:
                 msg = json.loads(line)
-                if "kill" in msg:
-                    os.kill(msg["kill"], signal.SIGKILL)
-                    wait_gone(msg["kill"])
+                if "stop" in msg:
+                    # SIGTERM, as an idle exit would end it: a worker killed soon after its start
+                    # counts as failing, and the launcher holds back one that keeps failing.
+                    os.kill(msg["stop"], signal.SIGTERM)
+                    wait_gone(msg["stop"])
                     os.write(ack_w, b"k")
                     continue
                 if "pid" in msg:
@@ -211,7 +249,7 @@ def main():
                 results.update(msg)
         _, status = os.waitpid(child, 0)
         if status != 0:
-            sys.exit("launcher-bench: the client failed")
+            fail("the client failed")
 
         med = lambda xs: statistics.median(xs) * 1e3
         cold, warm = results["cold"], results["warm"]
@@ -231,9 +269,7 @@ def main():
         except subprocess.TimeoutExpired:
             launcher.kill()
             launcher.wait()
-        # Workers outlive the launcher by design; end this run's (every process of the bench accounts).
-        for u in users:
-            subprocess.run(["pkill", "-KILL", "-u", u], stdout=subprocess.DEVNULL)
+        kill_user_processes(uids)
         shutil.rmtree(runtime, ignore_errors=True)
         if not args.keep_users:
             for u in users + [gateway]:

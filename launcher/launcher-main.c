@@ -28,7 +28,7 @@ static void help(void)
             "     --max-pam-helpers N    PAM checks at once (default 16)\n"
             "     --mode MODE            systemd, embedded or auto (default auto)\n"
             "     --runtime-dir DIR      Worker sockets go to DIR/workers (default /run/helios)\n"
-            "     --worker PATH          The helios-worker executable (embedded mode)\n"
+            "     --worker PATH          The helios-worker executable, an absolute path (embedded mode)\n"
             "     --max-users N          Users with a worker socket (default 1024)\n"
             "     --start-timeout TIME   Longest unit start (default 30s)\n"
             "     --max-requests N       Requests in flight (default 256; 64 per connection)\n"
@@ -129,6 +129,9 @@ static int parse_argv(int argc, char **argv, LauncherOptions *o)
                         o->runtime_dir = optarg;
                         break;
                 case ARG_WORKER:
+                        /* Exec'd from the user's home, where a relative path means something else. */
+                        if (optarg[0] != '/')
+                                r = -EINVAL;
                         o->worker = optarg;
                         break;
                 case ARG_LOG_LEVEL:

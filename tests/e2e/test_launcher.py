@@ -8,50 +8,23 @@ import pwd
 import shutil
 import signal
 import socket
-import subprocess
 import tempfile
 import time
 
 import pytest
 
 import helios
+from launcher_fixtures import (PAM_UNIX, Launcher, LauncherGateway, as_user, kill_workers, pam_service_files,
+                               set_passwords, shadow_tool, useradd, userdel)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: accounts, PAM files, setuid")
 
-LAUNCHER = os.environ.get("HELIOS_LAUNCHER") or os.path.join(helios.BUILD_DIR, "launcher", "helios-launcher")
 # Names of this run's own: suites running at once (or the same suite in two builds) never share one.
 TAG = str(os.getpid())
 GW, ALICE, BOB, SYSTEM = (f"helios-t-{n}{int(TAG) % 100000}" for n in ("gw", "alice", "bob", "sys"))
 PASSWORDS = {ALICE: "correct horse 1", BOB: "battery staple 2"}
 PAM_OK = f"helios-test-{TAG}"
 PAM_HANG = f"helios-test-hang-{TAG}"
-
-
-def shadow_tool(cmd, check=True, **kw):
-    """useradd and friends, retried while another test suite holds the lock on /etc/passwd."""
-    for _ in range(50):
-        out = subprocess.run(cmd, capture_output=True, text=True, **kw)
-        if out.returncode == 0 or "lock" not in out.stderr:
-            break
-        time.sleep(0.1)
-    if check:
-        assert out.returncode == 0, (cmd, out.stderr)
-    return out
-
-
-def useradd(name, home=None, system=False):
-    cmd = ["useradd", "--user-group", "--shell", "/bin/sh"]
-    if system:
-        cmd += ["--system", "--no-create-home"]
-    else:
-        cmd += ["--create-home", "--home-dir", home]
-    shadow_tool(cmd + [name])
-    return pwd.getpwnam(name)
-
-
-def userdel(name):
-    shadow_tool(["userdel", name], check=False)
-    shadow_tool(["groupdel", name], check=False)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +42,7 @@ def accounts():
             BOB: useradd(BOB, home=os.path.join(base, BOB)),
             SYSTEM: useradd(SYSTEM, system=True),
         }
-        shadow_tool(["chpasswd"], input="".join(f"{u}:{p}\n" for u, p in PASSWORDS.items()))
+        set_passwords(PASSWORDS)
         yield made
     finally:
         for n in names:
@@ -80,91 +53,12 @@ def accounts():
 @pytest.fixture(scope="module")
 def pam_services():
     files = {
-        PAM_OK: "auth required pam_unix.so nodelay\naccount required pam_unix.so\n",
+        PAM_OK: PAM_UNIX,
         # A PAM stack that never answers: the launcher must give up on it, not wait.
         PAM_HANG: "auth required pam_exec.so /bin/sleep 60\naccount required pam_unix.so\n",
     }
-    for name, text in files.items():
-        with open(f"/etc/pam.d/{name}", "w") as f:
-            f.write(text)
-    yield PAM_OK, PAM_HANG
-    for name in files:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f"/etc/pam.d/{name}")
-
-
-class Launcher:
-    def __init__(self, base, args=()):
-        self.base = base
-        self.runtime = os.path.join(base, "run")
-        self.sock = os.path.join(base, "launcher.sock")
-        self.log = os.path.join(base, "launcher.log")
-        self.args = list(args)
-        self.proc = None
-
-    def start(self, pam_service=PAM_OK, env_extra=None):
-        env = dict(os.environ, HELIOS_LOG_LEVEL="debug")
-        for k in ("LISTEN_FDS", "LISTEN_PID", "NOTIFY_SOCKET"):
-            env.pop(k, None)
-        env.update(env_extra or {})
-        self.proc = subprocess.Popen(
-            [LAUNCHER, "--mode=embedded", "--runtime-dir", self.runtime, "--listen", self.sock,
-             "--gateway-user", GW, "--pam-service", pam_service, "--worker", helios.WORKER, *self.args],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(self.log, "ab"), start_new_session=True)
-        deadline = time.monotonic() + 10
-        # Listening comes after the socket has its group and mode.
-        while not helios.is_listening(self.sock):
-            assert self.proc.poll() is None, self.read_log()
-            assert time.monotonic() < deadline, self.read_log()
-            time.sleep(0.01)
-        return self
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise
-        return self.proc.returncode
-
-    def read_log(self):
-        try:
-            with open(self.log, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def helpers(self):
-        """Pids of PAM helpers running now: the launcher's children re-executed with --pam-helper (each
-        runs PAM in a child of its own, not counted)."""
-        out = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/cmdline", "rb") as f:
-                        if b"--pam-helper" not in f.read():
-                            continue
-                    if int(helios.read_status(entry)["PPid"]) == self.proc.pid and helios.alive(int(entry)):
-                        out.append(int(entry))
-                except OSError:
-                    pass
-        return out
-
-
-@contextlib.contextmanager
-def as_user(pw):
-    """Run the block with pw's effective ids: sockets connected inside carry them (SO_PEERCRED)."""
-    os.setegid(pw.pw_gid)
-    os.seteuid(pw.pw_uid)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
+    with pam_service_files(files):
+        yield PAM_OK, PAM_HANG
 
 
 class Conn:
@@ -219,34 +113,6 @@ def base():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def worker_pids(uid):
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().split(b"\0")[0]
-            if os.path.basename(cmd) == b"helios-worker" and os.stat(f"/proc/{entry}").st_uid == uid \
-                    and helios.alive(int(entry)):
-                out.append(int(entry))
-        except OSError:
-            pass
-    return out
-
-
-def kill_workers(uids):
-    for uid in uids:
-        for pid in worker_pids(uid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while any(worker_pids(u) for u in uids) and time.monotonic() < deadline:
-        for uid in uids:
-            helios.reap(worker_pids(uid))
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def make_launcher(base, accounts, pam_services):
     made = []
@@ -255,18 +121,13 @@ def make_launcher(base, accounts, pam_services):
         d = os.path.join(base, name)
         os.makedirs(d, exist_ok=True)
         os.chmod(d, 0o755)
-        lc = Launcher(d, args).start(pam_service)
+        lc = Launcher(d, GW, pam_service, args).start()
         made.append(lc)
         return lc
 
     yield make
     for lc in made:
-        status = lc.stop()
-        log = lc.read_log()
-        assert status == 0, log[-3000:]
-        for pattern in helios.SANITIZER_REPORTS:
-            assert pattern not in log, log[-5000:]
-        assert "still open at exit" not in log, log[-3000:]
+        lc.assert_clean()
     kill_workers([accounts[ALICE].pw_uid, accounts[BOB].pw_uid])
 
 
@@ -550,18 +411,6 @@ def test_max_users(make_launcher, accounts):
 
 # ---- through the gateway ----
 
-class LauncherGateway(helios.Gateway):
-    """helios-gateway as the gateway's account, logging in with PAM through helios-launcher."""
-
-    def __init__(self, base, account, launcher_sock, args=()):
-        super().__init__(base, args=("--auth", "pam", "--launcher", launcher_sock, *args))
-        self.account = account
-
-    def command(self):
-        return ["setpriv", f"--reuid={self.account.pw_uid}", f"--regid={self.account.pw_gid}",
-                "--init-groups", *super().command()]
-
-
 @pytest.fixture
 def pam_gateway(make_launcher, accounts, base):
     lc = make_launcher()
@@ -570,12 +419,7 @@ def pam_gateway(make_launcher, accounts, base):
     os.chmod(d, 0o755)
     g = LauncherGateway(d, accounts[GW], lc.sock).start()
     yield g, lc
-    status = g.stop()
-    log = g.read_log()
-    assert status == 0, log[-3000:]
-    for pattern in helios.SANITIZER_REPORTS:
-        assert pattern not in log, log[-5000:]
-    assert "still open at exit" not in log, log[-3000:]
+    g.assert_clean()
 
 
 def test_gateway_logs_in_with_pam_and_reaches_the_users_worker(pam_gateway, accounts):
@@ -717,7 +561,7 @@ def test_tells_the_service_manager(accounts, pam_services, base):
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     srv.bind(notify)
     srv.settimeout(5)
-    lc = Launcher(os.path.join(base, "n"))
+    lc = Launcher(os.path.join(base, "n"), GW, PAM_OK)
     os.makedirs(lc.base)
     os.chmod(lc.base, 0o755)
     lc.start(env_extra={"NOTIFY_SOCKET": notify})

@@ -12,7 +12,8 @@ import time
 import pytest
 
 import helios
-from test_launcher import ALICE, BOB, PASSWORDS, Launcher, accounts, base, gw_conn, pam_services  # noqa: F401
+from launcher_fixtures import Launcher
+from test_launcher import ALICE, BOB, GW, PAM_OK, PASSWORDS, accounts, base, gw_conn, pam_services  # noqa: F401
 
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake-systemd.py")
 
@@ -47,7 +48,7 @@ def bus(tmp_path):
 def launcher(bus, accounts, pam_services, base):  # noqa: F811
     """The launcher's directory is one the gateway's account can traverse."""
     address, _ = bus
-    lc = Launcher(base, ["--mode=systemd", "--start-timeout", "1s"])
+    lc = Launcher(base, GW, PAM_OK, ["--mode=systemd", "--start-timeout", "1s"])
     os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = address
     try:
         lc.start()
