@@ -223,14 +223,10 @@ static void msg_append(Ws *w, const char *p, size_t n)
         w->msg_len += n;
 }
 
-/* The next whole text message, fragments joined and inflated as a browser would (in w->msg). */
-static size_t ws_recv_message(Ws *w)
+/* Waits for the next data frame whole in w->buf, skipping pings and pongs; its header length in *ret_h,
+ * first byte in *ret_b0; returns its payload length. */
+static size_t ws_next_frame(Ws *w, size_t *ret_h, unsigned *ret_b0)
 {
-        bool compressed = false, first = true;
-        char *raw = NULL;
-        size_t raw_len = 0;
-
-        w->msg_len = 0;
         for (;;) {
                 size_t n, h = 2;
                 fill(w, 2);
@@ -248,12 +244,30 @@ static size_t ws_recv_message(Ws *w)
                         h = 10;
                 }
                 fill(w, h + n);
-                if (op == 0x9 || op == 0xA) {
+                if (op == 0x9 || op == 0xA) { /* pings are answered by nobody here: runs are short */
                         consume(w, h + n);
                         continue;
                 }
                 if (op == 0x8)
                         die("server closed the WebSocket");
+                *ret_h = h;
+                *ret_b0 = b0;
+                return n;
+        }
+}
+
+/* The next whole text message, fragments joined and inflated as a browser would (in w->msg). */
+static size_t ws_recv_message(Ws *w)
+{
+        bool compressed = false, first = true;
+        char *raw = NULL;
+        size_t raw_len = 0;
+
+        w->msg_len = 0;
+        for (;;) {
+                size_t h;
+                unsigned b0;
+                size_t n = ws_next_frame(w, &h, &b0);
                 if (first)
                         compressed = b0 & 0x40;
                 first = false;
@@ -318,35 +332,15 @@ static void ws_send(Ws *w, const char *text, size_t n)
 /* The next text message (its length; the text is in w->buf until the next call). */
 static size_t ws_recv(Ws *w, char **ret)
 {
-        for (;;) {
-                size_t n, h = 2;
-                fill(w, 2);
-                unsigned op = (unsigned char)w->buf[0] & 0x0f;
-                n = (unsigned char)w->buf[1] & 0x7f;
-                if (n == 126) {
-                        fill(w, 4);
-                        n = (size_t)(unsigned char)w->buf[2] << 8 | (unsigned char)w->buf[3];
-                        h = 4;
-                } else if (n == 127) {
-                        fill(w, 10);
-                        n = 0;
-                        for (int i = 0; i < 8; i++)
-                                n = n << 8 | (unsigned char)w->buf[2 + i];
-                        h = 10;
-                }
-                fill(w, h + n);
-                if (op == 0x9 || op == 0xA) { /* pings are answered by nobody here: runs are short */
-                        consume(w, h + n);
-                        continue;
-                }
-                if (op == 0x8)
-                        die("server closed the WebSocket");
-                memmove(w->buf, w->buf + h, w->len - h);
-                w->len -= h;
-                /* The text stays at the front of the buffer until the caller drops it. */
-                *ret = w->buf;
-                return n;
-        }
+        size_t h;
+        unsigned b0;
+        size_t n = ws_next_frame(w, &h, &b0);
+
+        memmove(w->buf, w->buf + h, w->len - h);
+        w->len -= h;
+        /* The text stays at the front of the buffer until the caller drops it. */
+        *ret = w->buf;
+        return n;
 }
 
 static void ws_drop(Ws *w, size_t n)

@@ -655,7 +655,7 @@ int listener_add_address(Listener *l, const char *spec)
                 if (path[0] != '/' || strlen(path) >= sizeof(sa.sun_path))
                         return -EINVAL;
                 strcpy(sa.sun_path, path);
-                r = unix_socket_remove_stale(path);
+                r = unix_socket_remove_stale(path, SOCK_STREAM);
                 if (r < 0)
                         return r;
                 fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

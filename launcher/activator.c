@@ -19,6 +19,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "socket-util.h"
 
 static void fclosep(FILE **f)
 {
@@ -312,8 +313,11 @@ _noreturn_ static void activator_child(Activator *a, int exe_fd)
                 _exit(EXIT_FAILURE);
 
         /* By the file opened before the sandbox was entered: the sandbox may well hide the path (a
-         * build tree under /tmp or in another home). */
+         * build tree under /tmp or in another home). A script cannot be run so (its interpreter would
+         * have to open the descriptor, which exec closes): ENOENT, and then by its path. */
         execveat(EXE_FD, "", a->argv, a->envp, AT_EMPTY_PATH);
+        if (errno == ENOENT)
+                execve(a->worker_path, a->argv, a->envp);
 fail:
         write_str("helios: failed to start the worker ");
         write_str(a->worker_path);
@@ -651,12 +655,9 @@ static pid_t read_pid_file(const Activator *a)
 
 static int make_listener(Activator *a)
 {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         _cleanup_close_ int fd = -1;
-        mode_t old;
         int r;
 
-        strcpy(sa.sun_path, a->socket_path);
         /* Blocking, like the sockets systemd passes: a worker that accepts without polling first must
          * work too. This process only polls it (and accepts in drain_backlog()). */
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -664,19 +665,10 @@ static int make_listener(Activator *a)
                 return negative_errno();
         if (unlink(a->socket_path) < 0 && errno != ENOENT)
                 return negative_errno();
-        /* Only this user may connect: the socket is created 0600; a shared one is handed to its group
-         * only after that, so nobody else ever sees it open. */
-        old = umask(0177);
-        r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-        umask(old);
+        /* Only this user may connect: a shared socket is handed to its group once bound. */
+        r = unix_socket_bind(fd, a->socket_path, a->shared ? a->socket_gid : (gid_t)-1, a->socket_mode);
         if (r < 0)
-                return negative_errno();
-        if (a->shared && (chown(a->socket_path, geteuid(), a->socket_gid) < 0 ||
-                          chmod(a->socket_path, a->socket_mode) < 0)) {
-                r = negative_errno();
-                (void)unlink(a->socket_path);
                 return r;
-        }
         if (listen(fd, SOMAXCONN) < 0)
                 return negative_errno();
 

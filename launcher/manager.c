@@ -22,6 +22,7 @@
 #include "macro.h"
 #include "pam-helper.h"
 #include "sandbox.h"
+#include "socket-util.h"
 #include "unit-starter.h"
 #include "user-name.h"
 
@@ -1031,35 +1032,20 @@ static void on_listen_event(uv_poll_t *p, int status, int events)
  * all the same. */
 static int listen_on_path(Manager *m, const char *path)
 {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         _cleanup_close_ int fd = -1;
-        struct stat st;
-        mode_t old;
         int r;
 
-        if (strlen(path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return negative_errno();
-        if (lstat(path, &st) == 0) {
-                _cleanup_close_ int probe = -1;
-                if (!S_ISSOCK(st.st_mode))
-                        return -EEXIST;
-                /* Another launcher still answering there keeps it. */
-                probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-                if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-                        return -EADDRINUSE;
-                if (unlink(path) < 0 && errno != ENOENT)
-                        return negative_errno();
-        }
-        old = umask(0177);
-        r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-        umask(old);
+        /* Another launcher still answering there keeps it. */
+        r = unix_socket_remove_stale(path, SOCK_SEQPACKET);
         if (r < 0)
-                return negative_errno();
-        if (chown(path, 0, m->gateway_gid) < 0 || chmod(path, 0660) < 0 || listen(fd, 64) < 0) {
+                return r;
+        r = unix_socket_bind(fd, path, m->gateway_gid, 0660);
+        if (r < 0)
+                return r;
+        if (listen(fd, 64) < 0) {
                 r = negative_errno();
                 (void)unlink(path);
                 return r;

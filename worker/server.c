@@ -543,7 +543,7 @@ static int server_listen(Server *s)
                         return -ENOTSOCK;
                 }
         } else {
-                r = unix_socket_remove_stale(path);
+                r = unix_socket_remove_stale(path, SOCK_STREAM);
                 if (r < 0)
                         return log_error_errno(r, "Cannot listen on %s: %m", path);
                 r = uv_pipe_init(s->loop, &s->listener, false);
