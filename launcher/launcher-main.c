@@ -160,14 +160,24 @@ typedef struct Signals {
         Manager *manager;
 } Signals;
 
+static void stop(Signals *sig)
+{
+        manager_stop(sig->manager);
+        if (!uv_is_closing((uv_handle_t *)&sig->term)) {
+                uv_close((uv_handle_t *)&sig->term, NULL);
+                uv_close((uv_handle_t *)&sig->intr, NULL);
+        }
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
-        Signals *sig = s->data;
-
         log_info("Received %s; stopping.", sigabbrev_np(signum));
-        manager_stop(sig->manager);
-        uv_close((uv_handle_t *)&sig->term, NULL);
-        uv_close((uv_handle_t *)&sig->intr, NULL);
+        stop(s->data);
+}
+
+static void on_fatal(void *userdata)
+{
+        stop(userdata);
 }
 
 static int run(int argc, char **argv)
@@ -208,7 +218,7 @@ static int run(int argc, char **argv)
                 log_error("Cannot set up the event loop: %s", uv_strerror(r));
                 return EXIT_FAILURE;
         }
-        r = manager_new(&loop, &o, &m);
+        r = manager_new(&loop, &o, on_fatal, &sig, &m);
         if (r >= 0) {
                 sig.manager = m;
                 sig.term.data = sig.intr.data = &sig;
@@ -217,12 +227,11 @@ static int run(int argc, char **argv)
                 (void)uv_signal_start(&sig.term, on_signal, SIGTERM);
                 (void)uv_signal_start(&sig.intr, on_signal, SIGINT);
                 r = manager_start(m);
-                if (r < 0) {
-                        manager_stop(m);
-                        uv_close((uv_handle_t *)&sig.term, NULL);
-                        uv_close((uv_handle_t *)&sig.intr, NULL);
-                }
+                if (r < 0)
+                        stop(&sig);
                 (void)uv_run(&loop, UV_RUN_DEFAULT);
+                if (r >= 0 && manager_failed(m))
+                        r = -EIO;
         }
         manager_free(m);
         if (uv_loop_close(&loop) < 0)

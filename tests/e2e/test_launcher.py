@@ -582,3 +582,72 @@ def test_tells_the_service_manager(accounts, pam_services, base):
         assert lc.stop() == 0
         srv.close()
         kill_workers([accounts[ALICE].pw_uid])
+
+
+# ---- the split: helios-embedded runs in embedded mode only ----
+
+def embedded_children(lc):
+    """Pids of helios-embedded processes whose parent is this launcher."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            exe = os.readlink(f"/proc/{entry}/exe")
+            if os.path.basename(exe) == "helios-embedded" and \
+                    int(helios.read_status(entry)["PPid"]) == lc.proc.pid:
+                out.append(int(entry))
+        except OSError:
+            pass
+    return out
+
+
+def test_embedded_mode_forks_workers_in_helios_embedded(launcher, accounts):
+    c = gw_conn(launcher, accounts)
+    _, path = c.request("worker", ALICE)
+    pid = ask_worker(path, accounts[GW])["pid"]
+    spawners = embedded_children(launcher)
+    assert len(spawners) == 1
+    # The worker is the spawner's child, not the launcher's.
+    assert int(helios.read_status(pid)["PPid"]) == spawners[0]
+
+
+def test_systemd_mode_starts_no_spawner(make_launcher, accounts):
+    lc = make_launcher("--mode=systemd", "--start-timeout", "2s")
+    c = gw_conn(lc, accounts)
+    c.request("worker", ALICE)  # fails here without a bus; either way nothing is forked for it
+    assert embedded_children(lc) == []
+    assert "helios-embedded" not in lc.read_log()
+
+
+def test_a_killed_spawner_comes_back_and_finds_the_workers(launcher, accounts):
+    c = gw_conn(launcher, accounts)
+    _, path = c.request("worker", ALICE)
+    pid = ask_worker(path, accounts[GW])["pid"]
+    [spawner] = embedded_children(launcher)
+    os.kill(spawner, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while embedded_children(launcher) == [spawner]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # The next request starts a new one, which leaves the running worker serving.
+    assert c.request("worker", ALICE) == ["ok", path]
+    assert ask_worker(path, accounts[GW])["pid"] == pid
+    assert len(embedded_children(launcher)) == 1
+    assert "from an earlier run" in launcher.read_log()
+
+
+def test_a_spawner_that_cannot_start_stops_the_launcher(accounts, pam_services, base):
+    # A runtime directory that is a file: helios-embedded cannot make its sockets there.
+    bad = os.path.join(base, "not-a-dir")
+    with open(bad, "w"):
+        pass
+    lc = Launcher(os.path.join(base, "f"), GW, PAM_OK, ["--runtime-dir", bad])
+    os.makedirs(lc.base)
+    os.chmod(lc.base, 0o755)
+    try:
+        lc.start()
+    except AssertionError:
+        pass  # it may be gone before it listens
+    assert lc.proc.wait(timeout=10) != 0
+    assert "helios-embedded could not start" in lc.read_log()
