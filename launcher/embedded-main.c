@@ -16,6 +16,7 @@
 #include "log.h"
 #include "macro.h"
 #include "parse-util.h"
+#include "policy.h"
 #include "spawner.h"
 
 static void help(void)
@@ -27,18 +28,27 @@ static void help(void)
                "     --worker PATH       The helios-worker executable, an absolute path\n"
                "     --gateway-gid GID   The group that may open every worker socket\n"
                "     --max-users N       Users with a worker socket\n"
+               "     --config-dir DIR    Where sandbox.conf and sandbox.d/ are\n"
                "     --log-level LEVEL   err, warning, notice, info or debug\n");
 }
 
 static int parse_argv(int argc, char **argv, SpawnerOptions *o)
 {
-        enum { ARG_RUNTIME_DIR = 0x100, ARG_WORKER, ARG_GATEWAY_GID, ARG_MAX_USERS, ARG_LOG_LEVEL };
+        enum {
+                ARG_RUNTIME_DIR = 0x100,
+                ARG_WORKER,
+                ARG_GATEWAY_GID,
+                ARG_MAX_USERS,
+                ARG_CONFIG_DIR,
+                ARG_LOG_LEVEL
+        };
         static const struct option options[] = {
             {"help", no_argument, NULL, 'h'},
             {"runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR},
             {"worker", required_argument, NULL, ARG_WORKER},
             {"gateway-gid", required_argument, NULL, ARG_GATEWAY_GID},
             {"max-users", required_argument, NULL, ARG_MAX_USERS},
+            {"config-dir", required_argument, NULL, ARG_CONFIG_DIR},
             {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
             {},
         };
@@ -65,6 +75,10 @@ static int parse_argv(int argc, char **argv, SpawnerOptions *o)
                 case ARG_MAX_USERS:
                         r = parse_uint(optarg, 1, 100000, &v);
                         o->max_users = (unsigned)v;
+                        break;
+                case ARG_CONFIG_DIR:
+                        r = optarg[0] == '/' ? 0 : -EINVAL;
+                        o->config_dir = optarg;
                         break;
                 case ARG_LOG_LEVEL:
                         r = log_level_from_string(optarg);
@@ -129,7 +143,7 @@ static int check_link(void)
 
 static int run(int argc, char **argv)
 {
-        SpawnerOptions o = {.max_users = 1024};
+        SpawnerOptions o = {.max_users = 1024, .config_dir = POLICY_CONFIG_DIR};
         Context ctx = {};
         uv_loop_t loop;
         int r;

@@ -12,6 +12,7 @@
 #include "manager.h"
 #include "pam-helper.h"
 #include "parse-util.h"
+#include "policy.h"
 
 static void help(void)
 {
@@ -30,6 +31,7 @@ static void help(void)
             "     --runtime-dir DIR      Worker sockets go to DIR/workers (default /run/helios)\n"
             "     --worker PATH          The helios-worker executable, an absolute path (embedded mode)\n"
             "     --max-users N          Users with a worker socket (default 1024)\n"
+            "     --config-dir DIR       Where sandbox.conf and sandbox.d/ are (default /etc/helios)\n"
             "     --start-timeout TIME   Longest unit start (default 30s)\n"
             "     --max-requests N       Requests in flight (default 256; 64 per connection)\n"
             "     --log-level LEVEL      err, warning, notice, info or debug\n");
@@ -46,6 +48,7 @@ enum {
         ARG_RUNTIME_DIR,
         ARG_WORKER,
         ARG_MAX_USERS,
+        ARG_CONFIG_DIR,
         ARG_START_TIMEOUT,
         ARG_MAX_REQUESTS,
         ARG_LOG_LEVEL,
@@ -65,6 +68,7 @@ static int parse_argv(int argc, char **argv, LauncherOptions *o)
             {"runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR},
             {"worker", required_argument, NULL, ARG_WORKER},
             {"max-users", required_argument, NULL, ARG_MAX_USERS},
+            {"config-dir", required_argument, NULL, ARG_CONFIG_DIR},
             {"start-timeout", required_argument, NULL, ARG_START_TIMEOUT},
             {"max-requests", required_argument, NULL, ARG_MAX_REQUESTS},
             {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
@@ -108,6 +112,11 @@ static int parse_argv(int argc, char **argv, LauncherOptions *o)
                 case ARG_MAX_USERS:
                         r = parse_uint(optarg, 1, 100000, &v);
                         o->max_users = (unsigned)v;
+                        break;
+                case ARG_CONFIG_DIR:
+                        if (optarg[0] != '/')
+                                r = -EINVAL;
+                        o->config_dir = optarg;
                         break;
                 case ARG_MAX_REQUESTS:
                         r = parse_uint(optarg, 1, 100000, &v);
@@ -191,6 +200,7 @@ static int run(int argc, char **argv)
             .runtime_dir = "/run/helios",
             .worker = HELIOS_WORKER_PATH,
             .max_users = 1024,
+            .config_dir = POLICY_CONFIG_DIR,
             .start_timeout_ms = 30 * 1000,
             .max_requests_per_connection = 64,
             .max_requests = 256,

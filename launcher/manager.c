@@ -23,6 +23,7 @@
 #include "macro.h"
 #include "packet.h"
 #include "pam-check.h"
+#include "policy.h"
 #include "socket-util.h"
 #include "unit-starter.h"
 #include "user-name.h"
@@ -466,7 +467,11 @@ static void on_unit_started(int r, void *userdata)
 static void handle_worker_systemd(Conn *c, const char *id, const char *user)
 {
         Manager *m = c->manager;
-        char escaped[UNIT_ESCAPED_USER_MAX], unit[UNIT_ESCAPED_USER_MAX + 32];
+        char escaped[UNIT_ESCAPED_USER_MAX], unit[UNIT_ESCAPED_USER_MAX + 32],
+            service[UNIT_ESCAPED_USER_MAX + 32];
+        UnitProperty props[UNIT_PROPERTIES_MAX];
+        PolicyValues values;
+        size_t n = 0;
         Request *r;
         int k;
 
@@ -475,15 +480,28 @@ static void handle_worker_systemd(Conn *c, const char *id, const char *user)
                 conn_error(c, id, LAUNCHER_ERROR_BUSY);
                 return;
         }
+        /* The admin's settings for this user, set on the service before its socket starts: the unit's
+         * own lines are only the defaults. A file in error fails the start rather than run the
+         * workspace with other bounds. */
+        k = policy_values_load(m->options.config_dir, user, &values);
+        if (k < 0) {
+                log_event(LOG_ERR, user, "worker-failed", "Cannot read the sandbox settings of %s.", user);
+                conn_error(c, id, LAUNCHER_ERROR_FAILED);
+                return;
+        }
+        for (size_t i = 0; i < _POLICY_SETTING_MAX && n < ELEMENTSOF(props); i++)
+                if (policy_settings[i].unit_property && !policy_settings[i].unit_only_at_build)
+                        props[n++] = (UnitProperty){policy_settings[i].unit_property, values.v[i]};
         k = unit_name_escape(user, escaped, sizeof(escaped));
         assert(k >= 0);
         (void)snprintf(unit, sizeof(unit), "helios-worker@%s.socket", escaped);
+        (void)snprintf(service, sizeof(service), "helios-worker@%s.service", escaped);
         r = request_new(c, REQUEST_WORKER, id, user);
         if (!r) {
                 conn_error(c, id, LAUNCHER_ERROR_FAILED);
                 return;
         }
-        k = unit_starter_start(m->units, unit, on_unit_started, r, &r->job);
+        k = unit_starter_start(m->units, unit, service, props, n, on_unit_started, r, &r->job);
         if (k < 0) {
                 request_free(r);
                 conn_error(c, id, LAUNCHER_ERROR_FAILED);
@@ -827,6 +845,8 @@ static int embedded_link_setup(Manager *m)
                         gid,
                         (char *)"--max-users",
                         max_users,
+                        (char *)"--config-dir",
+                        (char *)m->options.config_dir,
                         (char *)"--log-level",
                         level,
                         NULL};

@@ -66,6 +66,13 @@ struct SandboxPlan {
         char **device_paths; /* "/dev/null", ... */
         char *devpts_options;
         struct sock_fprog filter;
+
+        /* The rlimits among the user's settings, after policy_limits[]. */
+        struct {
+                int resource;
+                rlim_t value;
+        } rlimits[_POLICY_SETTING_MAX];
+        size_t n_rlimits;
 };
 
 static void strv_freep(char ***v, size_t *n)
@@ -352,6 +359,13 @@ int sandbox_plan_new(const SandboxParams *p, SandboxPlan **ret)
         plan->user = strdup(p->user);
         if (!plan->user)
                 return -ENOMEM;
+        for (size_t i = 0; i < _POLICY_SETTING_MAX; i++)
+                if (policy_settings[i].rlimit != 0) {
+                        uint64_t v = p->values ? p->values->v[i] : policy_settings[i].value;
+                        plan->rlimits[plan->n_rlimits].resource = policy_settings[i].rlimit;
+                        plan->rlimits[plan->n_rlimits++].value =
+                            v == POLICY_INFINITY ? RLIM_INFINITY : (rlim_t)v;
+                }
 
         r = resolve_account(plan, p->user);
         if (r < 0)
@@ -628,21 +642,33 @@ static int verify_identity(const SandboxPlan *plan)
         return 0;
 }
 
-static int apply_limits(void)
+static int apply_limit(int resource, rlim_t v)
 {
-        for (size_t i = 0; i < policy_n_limits; i++) {
-                const PolicyLimit *l = &policy_limits[i];
-                struct rlimit rl;
-                rlim_t v;
+        struct rlimit rl;
 
-                if (getrlimit(l->resource, &rl) < 0)
-                        return negative_errno();
-                v = l->value;
-                if (rl.rlim_max != RLIM_INFINITY && v > rl.rlim_max)
-                        v = rl.rlim_max;
-                rl = (struct rlimit){.rlim_cur = v, .rlim_max = v};
-                if (setrlimit(l->resource, &rl) < 0)
-                        return negative_errno();
+        if (getrlimit(resource, &rl) < 0)
+                return negative_errno();
+        if (rl.rlim_max != RLIM_INFINITY && v > rl.rlim_max)
+                v = rl.rlim_max;
+        rl = (struct rlimit){.rlim_cur = v, .rlim_max = v};
+        if (setrlimit(resource, &rl) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static int apply_limits(const SandboxPlan *plan)
+{
+        int r;
+
+        for (size_t i = 0; i < policy_n_limits; i++) {
+                r = apply_limit(policy_limits[i].resource, policy_limits[i].value);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < plan->n_rlimits; i++) {
+                r = apply_limit(plan->rlimits[i].resource, plan->rlimits[i].value);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
@@ -676,7 +702,7 @@ int sandbox_enter(const SandboxPlan *plan)
          * seccomp filter. */
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 return negative_errno();
-        r = apply_limits();
+        r = apply_limits(plan);
         if (r < 0)
                 return r;
         r = policy_seccomp_load_bpf(&plan->filter);

@@ -11,6 +11,7 @@
 
 #include "account.h"
 #include "activator.h"
+#include "cgroup.h"
 #include "embedded-protocol.h"
 #include "launcher-protocol.h"
 #include "log.h"
@@ -39,6 +40,7 @@ struct UserEntry {
         SandboxPlan *plan;
         Activator *activator;
         char *socket_path;
+        char *cgroup_procs; /* the worker's cgroup.procs, NULL without a cgroup */
 };
 
 struct Spawner {
@@ -56,6 +58,7 @@ struct Spawner {
 
         UserEntry *users;
         unsigned n_users;
+        CgroupTree *cgroups; /* NULL: none could be had (logged at start) */
         bool stopped;
 };
 
@@ -144,21 +147,92 @@ static void write_str(const char *s)
         (void)n;
 }
 
-/* Between fork and exec: only async-signal-safe calls, so the failure is told without stdio. */
+static void child_failed(const UserEntry *u, const char *what, int r)
+{
+        const char *name = strerrorname_np(-r);
+
+        write_str("helios-embedded: cannot ");
+        write_str(what);
+        write_str(" of ");
+        write_str(u->name);
+        write_str(": ");
+        write_str(name ? name : "error");
+        write_str("\n");
+}
+
+/* Between fork and exec: only async-signal-safe calls, so the failure is told without stdio. The
+ * cgroup first, while still root: everything the worker starts stays in it. */
 static int user_child_setup(void *userdata)
 {
         UserEntry *u = userdata;
-        int r = sandbox_enter(u->plan);
+        int r;
 
-        if (r < 0) {
-                const char *name = strerrorname_np(-r);
-                write_str("helios-embedded: cannot enter the sandbox of ");
-                write_str(u->name);
-                write_str(": ");
-                write_str(name ? name : "error");
-                write_str("\n");
+        if (u->cgroup_procs) {
+                r = cgroup_join(u->cgroup_procs);
+                if (r < 0) {
+                        child_failed(u, "join the cgroup", r);
+                        return r;
+                }
         }
+        r = sandbox_enter(u->plan);
+        if (r < 0)
+                child_failed(u, "enter the sandbox", r);
         return r;
+}
+
+/* Before each start: the settings as the files say now, a sandbox plan with them (the account too is
+ * looked up again), and the worker's cgroup with its bounds. A settings file in error fails the
+ * start: a workspace never runs with bounds other than the admin's. */
+static int user_before_start(void *userdata)
+{
+        UserEntry *u = userdata;
+        Spawner *s = u->spawner;
+        PolicyValues values;
+        SandboxPlan *plan;
+        int r;
+
+        r = policy_values_load(s->options.config_dir, u->name, &values);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read the sandbox settings of %s: %m", u->name);
+        SandboxParams sp = {
+            .user = u->name,
+            .hide = (const char *const[]){s->options.runtime_dir},
+            .n_hide = 1,
+            .values = &values,
+        };
+        r = sandbox_plan_new(&sp, &plan);
+        if (r < 0)
+                return log_error_errno(r, "Cannot prepare the sandbox of %s: %m", u->name);
+        if (sandbox_plan_uid(plan) != sandbox_plan_uid(u->plan)) {
+                sandbox_plan_free(plan);
+                log_error("The account %s changed its uid; not starting its worker.", u->name);
+                return -ESTALE;
+        }
+        sandbox_plan_free(u->plan);
+        u->plan = plan;
+
+        free(u->cgroup_procs);
+        u->cgroup_procs = NULL;
+        if (s->cgroups) {
+                r = cgroup_worker_prepare(s->cgroups, u->name, &values, &u->cgroup_procs);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot set up the cgroup of %s's worker: %m", u->name);
+        }
+        log_info(
+            "Starting the worker of %s (memory_max=%llu tasks_max=%llu cpu_weight=%llu open_files=%llu).",
+            u->name, (unsigned long long)values.v[POLICY_SETTING_MEMORY_MAX],
+            (unsigned long long)values.v[POLICY_SETTING_TASKS_MAX],
+            (unsigned long long)values.v[POLICY_SETTING_CPU_WEIGHT],
+            (unsigned long long)values.v[POLICY_SETTING_OPEN_FILES]);
+        return 0;
+}
+
+/* The workspace has stopped: whatever is left of it goes too. */
+static void user_after_exit(void *userdata)
+{
+        UserEntry *u = userdata;
+
+        cgroup_worker_kill(u->spawner->cgroups, u->name);
 }
 
 static void on_activator_change(void *userdata)
@@ -176,6 +250,7 @@ static UserEntry *user_entry_free(UserEntry *u)
         activator_free(u->activator);
         sandbox_plan_free(u->plan);
         free(u->socket_path);
+        free(u->cgroup_procs);
         free(u);
         return NULL;
 }
@@ -276,6 +351,8 @@ static int user_entry_new(Spawner *s, const char *user, UserEntry **ret)
             .worker_path = s->options.worker,
             .worker_argv = argv,
             .child_setup = user_child_setup,
+            .before_start = user_before_start,
+            .after_exit = user_after_exit,
             .on_change = on_activator_change,
             .userdata = u,
             .worker_envp = env,
@@ -347,7 +424,7 @@ static void handle_worker(Spawner *s, const char *id, const char *user)
         u->next = s->users;
         s->users = u;
         s->n_users++;
-        log_info("Worker socket of %s ready.", user);
+        log_debug("Worker socket of %s ready.", user);
         reply(s, id, LAUNCHER_REPLY_OK, u->socket_path);
         send_status(s);
 }
@@ -460,7 +537,23 @@ int spawner_new(uv_loop_t *loop, const SpawnerOptions *o, int link_fd, void (*on
 
 int spawner_start(Spawner *s)
 {
+        _cleanup_free_ char *why = NULL;
         int r;
+
+        r = cgroup_tree_open(&s->cgroups, &why);
+        if (r < 0)
+                log_warning_errno(r, "Cannot set up cgroups for the workers, ignoring: %m");
+        else if (!s->cgroups)
+                log_warning("No cgroup for the workers: %s. Workspaces are bounded by rlimits only, "
+                            "and what a workspace leaves running outlives it.",
+                            strna(why));
+        else if (why)
+                log_warning("Workers get cgroups in %s, but %s: those bounds are not enforced in embedded "
+                            "mode here.",
+                            cgroup_tree_path(s->cgroups), why);
+        else
+                log_info("Workers get cgroups in %s with memory, task and CPU bounds.",
+                         cgroup_tree_path(s->cgroups));
 
         /* The runtime directory may be crossed by all; workers/ only by the gateway's group, so a user
          * cannot even see who else has a workspace. */
@@ -503,6 +596,7 @@ Spawner *spawner_free(Spawner *s)
                 user_entry_free(u);
         }
         safe_close(s->link_fd);
+        cgroup_tree_free(s->cgroups);
         free(s->workers_dir);
         free(s);
         return NULL;

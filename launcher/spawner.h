@@ -13,6 +13,7 @@ typedef struct SpawnerOptions {
         const char *worker;      /* the helios-worker executable */
         gid_t gateway_gid;       /* may open every worker socket */
         unsigned max_users;      /* users with a worker socket */
+        const char *config_dir;  /* sandbox.conf and sandbox.d/ (policy/settings.c) */
 } SpawnerOptions;
 
 typedef struct Spawner Spawner;

@@ -6,19 +6,18 @@
  * loaded, so no set-user-ID or set-group-ID program (su, passwd, sudo) and no file capability can
  * give a process in a terminal more than the user has.
  *
- * Limits: under systemd the per-user slice bounds memory, tasks and CPU (units/helios.slice and the
- * worker unit's MemoryMax=, TasksMax=, CPUWeight=, which an admin tunes per user). These rlimits are
- * what both modes share; embedded mode has no cgroup, so the process-count limit is what stops a fork
- * bomb there. A limit above what the launcher itself may grant is lowered to the launcher's hard
- * limit, never raised. */
+ * Limits: memory, tasks, CPU weight and open files are settings an admin changes per server and per
+ * user (settings.c): a cgroup of the workspace's own bounds the first three (the worker unit under
+ * systemd; in embedded mode where the machine delegates cgroup v2 controllers). The rlimits below are
+ * fixed and shared by both modes; where embedded mode gets no pids controller, the process-count limit
+ * is what stops a fork bomb. A limit above what the launcher itself may grant is lowered to the
+ * launcher's hard limit, never raised. */
 #include <sys/resource.h>
 
 #include "macro.h"
 #include "policy.h"
 
 const PolicyLimit policy_limits[] = {
-    /* Enough for an IDE with many watched files and a few language servers. */
-    {RLIMIT_NOFILE, "LimitNOFILE", 8192},
     /* Per user across the machine: generous for builds, fatal to a fork bomb. */
     {RLIMIT_NPROC, "LimitNPROC", 4096},
     /* Locked memory is memory nobody else can get back; 8 MiB is what io_uring and gpg need. */

@@ -100,6 +100,61 @@ typedef struct PolicyLimit {
 extern const PolicyLimit policy_limits[];
 extern const size_t policy_n_limits;
 
+/* ---- Settings an admin changes, server-wide and per user (settings.c) ---- */
+
+typedef enum PolicySettingId {
+        POLICY_SETTING_MEMORY_MAX,
+        POLICY_SETTING_TASKS_MAX,
+        POLICY_SETTING_CPU_WEIGHT,
+        POLICY_SETTING_OPEN_FILES,
+        _POLICY_SETTING_MAX,
+        _POLICY_SETTING_INVALID = -1,
+} PolicySettingId;
+
+typedef enum PolicySettingType {
+        POLICY_SETTING_SIZE,  /* bytes, with K, M, G suffixes */
+        POLICY_SETTING_COUNT, /* a plain number */
+        _POLICY_SETTING_TYPE_MAX,
+} PolicySettingType;
+
+/* No limit: "infinity" (or "max") in a file, where max allows it. */
+#define POLICY_INFINITY UINT64_MAX
+
+typedef struct PolicySetting {
+        const char *key; /* in sandbox.conf */
+        PolicySettingType type;
+        uint64_t value; /* the default */
+        uint64_t min, max;
+        /* Under systemd: the worker unit's directive (written at build time with the default). Unless
+         * unit_only_at_build, the launcher sets it on a user's unit at each start (SetUnitProperties,
+         * runtime) to what sandbox.conf says; otherwise a drop-in changes it. */
+        const char *unit_property;
+        bool unit_only_at_build;
+        /* In embedded mode: a file of the worker's own cgroup and the controller it needs, or an
+         * rlimit (0: none; RLIMIT_CPU is never one of these). */
+        const char *cgroup_file;
+        const char *controller;
+        int rlimit;
+        const char *reason;
+} PolicySetting;
+
+extern const PolicySetting policy_settings[_POLICY_SETTING_MAX];
+
+/* What one user's workspace gets. */
+typedef struct PolicyValues {
+        uint64_t v[_POLICY_SETTING_MAX];
+} PolicyValues;
+
+/* Where the settings files live unless told otherwise. */
+#define POLICY_CONFIG_DIR "/etc/helios"
+
+void policy_values_default(PolicyValues *ret);
+/* The defaults, then dir/sandbox.conf, then dir/sandbox.d/USER.conf (user may be NULL). Missing files
+ * change nothing; a file that is not root's alone, an unknown key or a bad value is an error (logged). */
+int policy_values_load(const char *dir, const char *user, PolicyValues *ret);
+/* The value as a cgroup file takes it (cgroup: digits or "max") or as a unit file does (2G, infinity). */
+int policy_value_format(PolicySettingId id, uint64_t v, bool cgroup, char *buf, size_t size);
+
 /* ---- The seccomp filter (seccomp.c), shared by the launcher and the worker ---- */
 
 /* Build the filter of policy_syscalls[] for the native architecture and compile it to a BPF program,

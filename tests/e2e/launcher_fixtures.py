@@ -229,3 +229,48 @@ def kill_workers(uids, everything=False):
         for uid in uids:
             helios.reap(left(uid))
         time.sleep(0.02)
+
+
+def cgroup2_mount():
+    """Where the cgroup v2 hierarchy is mounted (its root), or None."""
+    with open("/proc/self/mountinfo") as f:
+        found = None
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            if right.split()[0] == "cgroup2" and fields[3] == "/":
+                if found is None or fields[4] == "/sys/fs/cgroup":
+                    found = fields[4]
+        return found
+
+
+def worker_cgroup_dirs(names):
+    """The cgroups helios-embedded may have made for these users: <mount>/<its cgroup>/helios/USER."""
+    mount = cgroup2_mount()
+    if not mount:
+        return []
+    out = []
+    for dirpath, dirnames, _ in os.walk(mount):
+        if os.path.basename(dirpath) == "helios":
+            out += [os.path.join(dirpath, n) for n in dirnames if n in names]
+        if dirpath.count("/") - mount.count("/") >= 3:
+            dirnames[:] = []
+    return out
+
+
+def remove_worker_cgroups(names):
+    """Kill what is left in these users' worker cgroups and remove them (a launcher stopped while its
+    workers ran leaves them, as it leaves the workers)."""
+    for d in worker_cgroup_dirs(names):
+        with contextlib.suppress(OSError):
+            with open(os.path.join(d, "cgroup.kill"), "w") as f:
+                f.write("1")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)

@@ -8,14 +8,16 @@ import pwd
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 
 import pytest
 
 import helios
-from launcher_fixtures import (PAM_UNIX, Launcher, LauncherGateway, as_user, kill_workers, pam_service_files,
-                               set_passwords, shadow_tool, useradd, userdel)
+from launcher_fixtures import (PAM_UNIX, Launcher, LauncherGateway, as_user, cgroup2_mount, kill_workers,
+                               pam_service_files, remove_worker_cgroups, set_passwords, shadow_tool, useradd,
+                               userdel)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: accounts, PAM files, setuid")
 
@@ -129,6 +131,7 @@ def make_launcher(base, accounts, pam_services):
     for lc in made:
         lc.assert_clean()
     kill_workers([accounts[ALICE].pw_uid, accounts[BOB].pw_uid])
+    remove_worker_cgroups([ALICE, BOB])
 
 
 @pytest.fixture
@@ -651,3 +654,129 @@ def test_a_spawner_that_cannot_start_stops_the_launcher(accounts, pam_services, 
         pass  # it may be gone before it listens
     assert lc.proc.wait(timeout=10) != 0
     assert "helios-embedded could not start" in lc.read_log()
+
+
+# ---- bounds: a cgroup per worker, and the admin's settings (sandbox.conf, sandbox.d/USER.conf) ----
+
+CONTROLLERS = {"memory": "memory_max", "pids": "tasks_max", "cpu": "cpu_weight"}
+
+
+def cgroup_of(pid):
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            if line.startswith("0::"):
+                return line[3:].strip()
+    return None
+
+
+def available_controllers():
+    """The controllers the launcher can have where it runs: its parent's cgroup offers them."""
+    mount = cgroup2_mount()
+    path = os.path.join(mount, cgroup_of(os.getpid()).lstrip("/"), "cgroup.controllers")
+    with open(path) as f:
+        return set(f.read().split())
+
+
+def limits(pid):
+    with open(f"/proc/{pid}/limits") as f:
+        return {line[:26].strip(): line[26:].split()[:2] for line in f}
+
+
+def write_settings(d, text, user=None):
+    path = os.path.join(d, "sandbox.conf") if user is None else os.path.join(d, "sandbox.d", user + ".conf")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    return path
+
+
+@pytest.fixture
+def settings_dir(base):
+    d = os.path.join(base, "etc")
+    os.makedirs(d)
+    return d
+
+
+@pytest.mark.skipif(cgroup2_mount() is None, reason="no cgroup v2 hierarchy on this machine")
+def test_what_a_workspace_leaves_dies_with_it(launcher, accounts):
+    c = gw_conn(launcher, accounts)
+    _, path = c.request("worker", ALICE)
+    pid = ask_worker(path, accounts[GW])["pid"]
+    cg = cgroup_of(pid)
+    assert cg.endswith(f"/helios/{ALICE}"), cg
+    d = os.path.join(cgroup2_mount(), cg.lstrip("/"))
+    # A process of Alice's that left her terminal's session, as a daemon would (moved in as root here
+    # so the test does not depend on the terminal service): the workspace's cgroup holds it.
+    daemon = subprocess.Popen(["setpriv", f"--reuid={accounts[ALICE].pw_uid}",
+                               f"--regid={accounts[ALICE].pw_gid}", "--clear-groups", "setsid", "sleep", "300"])
+    try:
+        with open(os.path.join(d, "cgroup.procs"), "w") as f:
+            f.write(str(daemon.pid))
+        os.kill(pid, signal.SIGKILL)
+        # The workspace stopped: the daemon goes with it, and so does the cgroup.
+        assert daemon.wait(timeout=10) == -signal.SIGKILL
+        deadline = time.monotonic() + 10
+        while os.path.exists(d):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            daemon.kill()
+        daemon.wait()
+
+
+@pytest.mark.skipif(cgroup2_mount() is None, reason="no cgroup v2 hierarchy on this machine")
+def test_missing_controllers_are_said_at_start(launcher, accounts):
+    missing = set(CONTROLLERS) - available_controllers()
+    # Answered by helios-embedded, which says what it has before it serves.
+    gw_conn(launcher, accounts).request("worker", ALICE)
+    log = launcher.read_log()
+    if missing:
+        line = next(ln for ln in log.splitlines() if "are not available" in ln)
+        for ctl in missing:
+            assert f"{ctl} ({CONTROLLERS[ctl]})" in line
+        assert "not enforced in embedded mode" in line
+    else:
+        assert "with memory, task and CPU bounds" in log
+
+
+def test_per_user_settings_reach_the_worker(make_launcher, accounts, settings_dir):
+    write_settings(settings_dir, "# every workspace\nopen_files = 2000\nmemory_max = 1G\n")
+    write_settings(settings_dir, "open_files = 1500\nmemory_max = 3G\ntasks_max = 100\n", user=ALICE)
+    lc = make_launcher("--config-dir", settings_dir)
+    c = gw_conn(lc, accounts)
+    _, alice_path = c.request("worker", ALICE)
+    _, bob_path = c.request("worker", BOB)
+    alice = ask_worker(alice_path, accounts[GW])["pid"]
+    bob = ask_worker(bob_path, accounts[GW])["pid"]
+    assert limits(alice)["Max open files"] == ["1500", "1500"]
+    assert limits(bob)["Max open files"] == ["2000", "2000"]
+    log = lc.read_log()
+    assert f"Starting the worker of {ALICE} (memory_max={3 << 30} tasks_max=100 cpu_weight=100 " \
+           "open_files=1500)" in log
+    assert f"Starting the worker of {BOB} (memory_max={1 << 30} tasks_max=512" in log
+    if cgroup2_mount() and "memory" in available_controllers():
+        d = os.path.join(cgroup2_mount(), cgroup_of(alice).lstrip("/"))
+        with open(os.path.join(d, "memory.max")) as f:
+            assert f.read().strip() == str(3 << 30)
+
+
+@pytest.mark.parametrize("text, mode, why", [
+    ("memory_max = 2X\n", 0o644, "invalid value"),
+    ("fork_bombs = yes\n", 0o644, "unknown setting"),
+    ("open_files = 100000\n", 0o664, "nobody else may write"),
+])
+def test_a_settings_file_in_error_starts_no_worker(make_launcher, accounts, settings_dir, text, mode, why):
+    path = write_settings(settings_dir, text, user=ALICE)
+    os.chmod(path, mode)
+    lc = make_launcher("--config-dir", settings_dir)
+    c = gw_conn(lc, accounts)
+    _, path = c.request("worker", ALICE)
+    with pytest.raises((ConnectionResetError, EOFError, ConnectionRefusedError, BrokenPipeError, OSError)):
+        ask_worker(path, accounts[GW])
+    assert why in lc.read_log()
+    assert "Cannot read the sandbox settings of " + ALICE in lc.read_log()
+    # Bob's workspace is not Alice's file's business.
+    _, bob_path = c.request("worker", BOB)
+    assert ask_worker(bob_path, accounts[GW])["uid"] == accounts[BOB].pw_uid
