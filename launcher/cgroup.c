@@ -51,9 +51,10 @@ static int read_line(const char *path, char **ret)
         if (!f)
                 return negative_errno();
         n = getline(&line, &cap, f);
-        if (n < 0)
+        if (n < 0) {
+                free(line);
                 line = strdup("");
-        else if (n > 0 && line[n - 1] == '\n')
+        } else if (n > 0 && line[n - 1] == '\n')
                 line[n - 1] = '\0';
         if (!line)
                 return -ENOMEM;

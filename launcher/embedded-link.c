@@ -332,11 +332,6 @@ int embedded_link_worker(EmbeddedLink *l, const char *user, EmbeddedJobCallback 
 
         if (l->stopped)
                 return -ESHUTDOWN;
-        if (!l->child) {
-                r = embedded_link_start(l);
-                if (r < 0)
-                        return r;
-        }
         /* Ids wrap long before they could collide with one still in flight. */
         (void)snprintf(id, sizeof(id), "%lu", l->next_id);
         l->next_id = l->next_id >= 999999999ul ? 1 : l->next_id + 1;
@@ -346,9 +341,26 @@ int embedded_link_worker(EmbeddedLink *l, const char *user, EmbeddedJobCallback 
         j = calloc(1, sizeof(EmbeddedJob));
         if (!j)
                 return -ENOMEM;
-        /* A socket pair holds hundreds of small packets; full means helios-embedded is stuck. */
-        if (send(l->child->fd, packet, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+        /* A helios-embedded that died may not have been noticed yet: its end of the link is closed,
+         * and one new start is worth a try. */
+        for (unsigned attempt = 0;; attempt++) {
+                if (!l->child) {
+                        r = embedded_link_start(l);
+                        if (r < 0) {
+                                free(j);
+                                return r;
+                        }
+                }
+                /* A socket pair holds hundreds of small packets; full means helios-embedded is stuck. */
+                if (send(l->child->fd, packet, len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
+                        break;
                 r = negative_errno();
+                if (attempt == 0 && (r == -EPIPE || r == -ECONNRESET || r == -ECONNREFUSED)) {
+                        log_warning("helios-embedded (pid %d) is gone; starting another.",
+                                    (int)l->child->process.pid);
+                        child_detach(l->child);
+                        continue;
+                }
                 free(j);
                 return r == -EAGAIN ? -EBUSY : r;
         }
