@@ -92,7 +92,8 @@ class Launcher:
         self.args = list(args)
         self.proc = None
 
-    def start(self, env_extra=None, log_level="debug"):
+    def start(self, env_extra=None, log_level="debug", cgroup=None):
+        """cgroup: a cgroup v2 directory the launcher starts in (as a service with Delegate=yes would)."""
         env = dict(os.environ, HELIOS_LOG_LEVEL=log_level)
         for k in ("LISTEN_FDS", "LISTEN_PID", "NOTIFY_SOCKET"):
             env.pop(k, None)
@@ -102,7 +103,8 @@ class Launcher:
              "--gateway-user", self.gateway_user, "--pam-service", self.pam_service, "--worker", helios.WORKER,
              *self.args],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(self.log, "ab"), start_new_session=True)
+            stderr=open(self.log, "ab"), start_new_session=True,
+            preexec_fn=(lambda: join_cgroup(cgroup)) if cgroup else None)
         deadline = time.monotonic() + 10
         # Listening comes after the socket has its group and mode.
         while not helios.is_listening(self.sock):
@@ -229,6 +231,11 @@ def kill_workers(uids, everything=False):
         for uid in uids:
             helios.reap(left(uid))
         time.sleep(0.02)
+
+
+def join_cgroup(directory):
+    with open(os.path.join(directory, "cgroup.procs"), "w") as f:
+        f.write("0")
 
 
 def cgroup2_mount():

@@ -780,3 +780,72 @@ def test_a_settings_file_in_error_starts_no_worker(make_launcher, accounts, sett
     # Bob's workspace is not Alice's file's business.
     _, bob_path = c.request("worker", BOB)
     assert ask_worker(bob_path, accounts[GW])["uid"] == accounts[BOB].pw_uid
+
+
+@pytest.fixture
+def delegated_cgroup(accounts):
+    """A cgroup of the launcher's own, as systemd's Delegate=yes gives a service; emptied and removed
+    afterwards, children first."""
+    mount = cgroup2_mount()
+    if mount is None:
+        pytest.skip("no cgroup v2 hierarchy on this machine")
+    d = os.path.join(mount, cgroup_of(os.getpid()).lstrip("/"), f"helios-test-{TAG}")
+    os.mkdir(d)
+    yield d
+    for dirpath, _, _ in sorted(os.walk(d), key=lambda w: -w[0].count("/")):
+        with contextlib.suppress(OSError):
+            with open(os.path.join(dirpath, "cgroup.kill"), "w") as f:
+                f.write("1")
+        deadline = time.monotonic() + 5
+        while os.path.exists(dirpath):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                assert time.monotonic() < deadline, f"{dirpath} stays"
+                time.sleep(0.02)
+
+
+def test_a_delegated_cgroup_is_taken_over(accounts, pam_services, base, delegated_cgroup):
+    lc = Launcher(os.path.join(base, "d"), GW, PAM_OK)
+    os.makedirs(lc.base)
+    os.chmod(lc.base, 0o755)
+    lc.start(cgroup=delegated_cgroup)
+    try:
+        c = gw_conn(lc, accounts)
+        _, path = c.request("worker", ALICE)
+        pid = ask_worker(path, accounts[GW])["pid"]
+        top = "/" + os.path.relpath(delegated_cgroup, cgroup2_mount())
+        # The launcher and helios-embedded moved to a leaf of their own; the worker has its own cgroup.
+        assert cgroup_of(lc.proc.pid) == top + "/supervisor"
+        assert [cgroup_of(p) for p in embedded_children(lc)] == [top + "/supervisor"]
+        assert cgroup_of(pid) == top + f"/helios/{ALICE}"
+        with open(os.path.join(delegated_cgroup, "cgroup.procs")) as f:
+            assert f.read() == ""
+    finally:
+        assert lc.stop() == 0, lc.read_log()[-3000:]
+        kill_workers([accounts[ALICE].pw_uid])
+
+
+def test_a_shared_cgroup_is_not_taken_over(accounts, pam_services, base, delegated_cgroup):
+    # Another process in the launcher's cgroup (an admin's shell, say): it is not moved anywhere.
+    other = subprocess.Popen(["sleep", "300"], preexec_fn=lambda: __import__("launcher_fixtures").join_cgroup(
+        delegated_cgroup))
+    lc = Launcher(os.path.join(base, "s"), GW, PAM_OK)
+    os.makedirs(lc.base)
+    os.chmod(lc.base, 0o755)
+    lc.start(cgroup=delegated_cgroup)
+    try:
+        c = gw_conn(lc, accounts)
+        _, path = c.request("worker", ALICE)
+        pid = ask_worker(path, accounts[GW])["pid"]
+        top = "/" + os.path.relpath(delegated_cgroup, cgroup2_mount())
+        assert cgroup_of(other.pid) == top and cgroup_of(lc.proc.pid) == top
+        # The worker runs, in the launcher's cgroup, and the log says why it has none of its own.
+        assert cgroup_of(pid) == top
+        assert "No cgroup for the workers: " + delegated_cgroup + " holds processes other than Helios' own" \
+            in lc.read_log()
+    finally:
+        assert lc.stop() == 0, lc.read_log()[-3000:]
+        kill_workers([accounts[ALICE].pw_uid])
+        other.kill()
+        other.wait()
