@@ -329,8 +329,8 @@ def test_login_flood_stays_bounded(make_launcher, accounts):
 
 # ---- workers ----
 
-def ask_worker(sock, pw):
-    """worker:info over the worker's socket, connected with pw's ids."""
+def worker_client(sock, pw):
+    """A client of the worker's socket, connected with pw's ids."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(10)
     with as_user(pw):
@@ -338,6 +338,12 @@ def ask_worker(sock, pw):
     c = helios.Client.__new__(helios.Client)
     c.path, c.timeout, c.sock, c.buf = sock, 10, s, b""
     c.notifications, c.responses, c.next_id = __import__("collections").deque(), {}, 1
+    return c
+
+
+def ask_worker(sock, pw):
+    """worker:info over the worker's socket, connected with pw's ids."""
+    c = worker_client(sock, pw)
     try:
         return c.call("worker:info")
     finally:
@@ -702,28 +708,46 @@ def settings_dir(base):
 def test_what_a_workspace_leaves_dies_with_it(launcher, accounts):
     c = gw_conn(launcher, accounts)
     _, path = c.request("worker", ALICE)
-    pid = ask_worker(path, accounts[GW])["pid"]
+    w = worker_client(path, accounts[GW])
+    pid = w.call("worker:info")["pid"]
     cg = cgroup_of(pid)
     assert cg.endswith(f"/helios/{ALICE}"), cg
     d = os.path.join(cgroup2_mount(), cg.lstrip("/"))
-    # A process of Alice's that left her terminal's session, as a daemon would (moved in as root here
-    # so the test does not depend on the terminal service): the workspace's cgroup holds it.
-    daemon = subprocess.Popen(["setpriv", f"--reuid={accounts[ALICE].pw_uid}",
-                               f"--regid={accounts[ALICE].pw_gid}", "--clear-groups", "setsid", "sleep", "300"])
-    try:
-        with open(os.path.join(d, "cgroup.procs"), "w") as f:
-            f.write(str(daemon.pid))
-        os.kill(pid, signal.SIGKILL)
-        # The workspace stopped: the daemon goes with it, and so does the cgroup.
-        assert daemon.wait(timeout=10) == -signal.SIGKILL
-        deadline = time.monotonic() + 10
-        while os.path.exists(d):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            daemon.kill()
-        daemon.wait()
+    # A daemon started in a terminal: it leaves the terminal's session, and closing the terminal or
+    # stopping the worker does not end it by itself.
+    w.call("terminal:create", {"cols": 80, "rows": 24, "command": [
+        "/bin/sh", "-c", "setsid -f sleep 300 </dev/null >/dev/null 2>&1; sleep 300"]})
+    deadline = time.monotonic() + 10
+    while True:
+        # The daemon leads a session of its own; the terminal's sleep is in the terminal's.
+        daemons = [p for p in helios_user_sleepers(accounts[ALICE].pw_uid) if os.getsid(p) == p]
+        if daemons:
+            break
+        assert time.monotonic() < deadline, "the daemon did not start"
+        time.sleep(0.05)
+    [daemon] = daemons
+    assert cgroup_of(daemon) == cg
+    w.close()
+    os.kill(pid, signal.SIGKILL)
+    # The workspace stopped: the daemon goes with it, and so does the cgroup.
+    deadline = time.monotonic() + 10
+    while helios.alive(daemon) or os.path.exists(d):
+        assert time.monotonic() < deadline, (helios.alive(daemon), os.path.exists(d))
+        time.sleep(0.02)
+
+
+def helios_user_sleepers(uid):
+    """Pids of sleep processes of uid."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                st = helios.read_status(entry)
+                if st["Name"] == "sleep" and st["Uid"].split()[0] == str(uid):
+                    out.append(int(entry))
+            except (OSError, KeyError):
+                pass
+    return out
 
 
 @pytest.mark.skipif(cgroup2_mount() is None, reason="no cgroup v2 hierarchy on this machine")
