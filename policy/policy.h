@@ -114,6 +114,7 @@ typedef enum PolicySettingId {
 typedef enum PolicySettingType {
         POLICY_SETTING_SIZE,  /* bytes, with K, M, G suffixes */
         POLICY_SETTING_COUNT, /* a plain number */
+        POLICY_SETTING_BOOL,  /* yes/no, kept as 1/0 */
         _POLICY_SETTING_TYPE_MAX,
 } PolicySettingType;
 

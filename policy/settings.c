@@ -95,6 +95,14 @@ static int parse_value(const PolicySetting *s, const char *text, uint64_t *ret)
                 *ret = POLICY_INFINITY;
                 return 0;
         }
+        if (s->type == POLICY_SETTING_BOOL) {
+                bool b;
+                r = parse_bool(text, &b);
+                if (r < 0)
+                        return r;
+                *ret = b;
+                return 0;
+        }
         if (s->type == POLICY_SETTING_SIZE)
                 r = parse_size(text, s->min, s->max == POLICY_INFINITY ? UINT64_MAX - 1 : s->max, &v);
         else
@@ -192,7 +200,9 @@ int policy_value_format(PolicySettingId id, uint64_t v, bool cgroup, char *buf, 
 
         assert(id >= 0 && id < _POLICY_SETTING_MAX);
 
-        if (v == POLICY_INFINITY)
+        if (policy_settings[id].type == POLICY_SETTING_BOOL)
+                n = snprintf(buf, size, "%s", v ? "yes" : "no");
+        else if (v == POLICY_INFINITY)
                 n = snprintf(buf, size, "%s", cgroup ? "max" : "infinity");
         else if (!cgroup && policy_settings[id].type == POLICY_SETTING_SIZE)
                 for (size_t i = 0; i < ELEMENTSOF(units) && n < 0; i++)
