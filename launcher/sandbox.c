@@ -39,6 +39,7 @@
 typedef struct PlanRule {
         const char *path;
         PolicyFsKind kind;
+        char *options; /* mount options of a private temporary directory, with its bounds */
 } PlanRule;
 
 struct SandboxPlan {
@@ -65,6 +66,7 @@ struct SandboxPlan {
 
         char **device_paths; /* "/dev/null", ... */
         char *devpts_options;
+        char *shm_options;
         struct sock_fprog filter;
 };
 
@@ -84,6 +86,8 @@ SandboxPlan *sandbox_plan_free(SandboxPlan *plan)
         free(plan->user);
         free(plan->groups);
         free(plan->home);
+        for (size_t i = 0; i < plan->n_rules; i++)
+                free(plan->rules[i].options);
         free(plan->rules);
         strv_freep(&plan->hide, &plan->n_hide);
         strv_freep(&plan->writable, &plan->n_writable);
@@ -91,6 +95,7 @@ SandboxPlan *sandbox_plan_free(SandboxPlan *plan)
         if (plan->device_paths)
                 strv_freep(&plan->device_paths, &(size_t){policy_n_devices});
         free(plan->devpts_options);
+        free(plan->shm_options);
         free(plan->filter.filter);
         free(plan);
         return NULL;
@@ -241,7 +246,13 @@ static int lay_out_file_system(SandboxPlan *plan)
                 default:
                         break;
                 }
-                plan->rules[plan->n_rules++] = (PlanRule){.path = rule->path, .kind = rule->kind};
+                PlanRule *p = &plan->rules[plan->n_rules++];
+                *p = (PlanRule){.path = rule->path, .kind = rule->kind};
+                if (rule->kind == POLICY_FS_PRIVATE_TMP) {
+                        p->options = policy_tmpfs_options(&policy_bounds, rule->path);
+                        if (!p->options)
+                                return -ENOMEM;
+                }
         }
 
         if (plan->home_cover) {
@@ -383,15 +394,11 @@ int sandbox_plan_new(const SandboxParams *p, SandboxPlan **ret)
                 }
 
         /* Terminals belong to the tty group, as on the host, when there is one. */
-        if (getgrnam_r("tty", &gr, grbuf, sizeof(grbuf), &tty) == 0 && tty)
-                r = asprintf(&plan->devpts_options, "%s,gid=%u", POLICY_DEVPTS_OPTIONS,
-                             (unsigned)tty->gr_gid);
-        else
-                r = asprintf(&plan->devpts_options, "%s", POLICY_DEVPTS_OPTIONS);
-        if (r < 0) {
-                plan->devpts_options = NULL;
+        bool have_tty = getgrnam_r("tty", &gr, grbuf, sizeof(grbuf), &tty) == 0 && tty;
+        plan->devpts_options = policy_devpts_options(&policy_bounds, have_tty ? (int)tty->gr_gid : -1);
+        plan->shm_options = policy_tmpfs_options(&policy_bounds, "/dev/shm");
+        if (!plan->devpts_options || !plan->shm_options)
                 return -ENOMEM;
-        }
 
         r = policy_seccomp_export(&plan->filter);
         if (r < 0)
@@ -506,7 +513,7 @@ static int make_dev(const SandboxPlan *plan, int *device_fds)
         r = make_dir("/dev/shm", 01777);
         if (r < 0)
                 return r;
-        r = mount_tmpfs("/dev/shm", MS_NOSUID | MS_NODEV, POLICY_TMPFS_SHM_OPTIONS);
+        r = mount_tmpfs("/dev/shm", MS_NOSUID | MS_NODEV, plan->shm_options);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < ELEMENTSOF(links); i++)
@@ -526,11 +533,15 @@ static int enter_file_system(const SandboxPlan *plan)
         for (size_t i = 0; i < ELEMENTSOF(writable_fds); i++)
                 writable_fds[i] = -1;
 
-        /* Slave, as systemd does for a unit: nothing mounted here leaks out, and the host can still
+        /* The namespaces of policy/namespaces.c, the mount namespace among them. Slave, as systemd
+         * does for a unit: nothing mounted here leaks out, and the host can still
          * unmount a file system the sandbox would otherwise pin. A mount the host makes later shows up
          * inside as the host made it; under the covering tmpfs mounts of the homes and hidden
          * directories it stays out of sight. */
-        if (unshare(CLONE_NEWNS) < 0)
+        int flags = 0;
+        for (size_t i = 0; i < policy_n_namespaces; i++)
+                flags |= policy_namespaces[i].flag;
+        if (unshare(flags) < 0)
                 return negative_errno();
         if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
                 return negative_errno();
@@ -559,7 +570,7 @@ static int enter_file_system(const SandboxPlan *plan)
                         r = hide(rule->path);
                         break;
                 case POLICY_FS_PRIVATE_TMP:
-                        r = mount_tmpfs(rule->path, MS_NOSUID | MS_NODEV, POLICY_TMPFS_TMP_OPTIONS);
+                        r = mount_tmpfs(rule->path, MS_NOSUID | MS_NODEV, rule->options);
                         break;
                 case POLICY_FS_DEV:
                         r = make_dev(plan, device_fds);

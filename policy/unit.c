@@ -19,9 +19,23 @@ static bool protect_home_covers(const char *path)
         return streq(path, "/home") || streq(path, "/root") || streq(path, "/run/user");
 }
 
-static void write_filesystem(FILE *f)
+/* A private temporary directory as a tmpfs with the policy's bounds. PrivateTmp= cannot say how large
+ * (systemd 252 has no size for it, and its directories live on the host's /tmp, often a disk), and
+ * PrivateDevices= binds the host's /dev/shm: a tmpfs of the unit's own over each is what bounds them. */
+static int write_tmpfs(FILE *f, const char *path)
+{
+        _cleanup_free_ char *options = policy_tmpfs_options(&policy_bounds, path);
+
+        if (!options)
+                return -ENOMEM;
+        fprintf(f, "TemporaryFileSystem=%s:%s,nosuid,nodev\n", path, options);
+        return 0;
+}
+
+static int write_filesystem(FILE *f)
 {
         bool homes = false;
+        int k;
 
         fputs("# policy/filesystem.c: the system read-only, other homes and Helios' runtime directory\n"
               "# invisible, private /tmp and /var/tmp, a minimal /dev, a /proc of the user's processes.\n",
@@ -58,12 +72,15 @@ static void write_filesystem(FILE *f)
                         fprintf(f, "InaccessiblePaths=%s%s\n", r->optional ? "-" : "", r->path);
                         break;
                 case POLICY_FS_PRIVATE_TMP:
-                        /* PrivateTmp= covers /tmp and /var/tmp together */
-                        if (streq(r->path, "/tmp"))
-                                fputs("PrivateTmp=yes\n", f);
+                        k = write_tmpfs(f, r->path);
+                        if (k < 0)
+                                return k;
                         break;
                 case POLICY_FS_DEV:
                         fputs("PrivateDevices=yes\nDevicePolicy=closed\n", f);
+                        k = write_tmpfs(f, "/dev/shm");
+                        if (k < 0)
+                                return k;
                         break;
                 case POLICY_FS_PROC:
                         fputs("ProtectProc=invisible\n", f);
@@ -72,6 +89,7 @@ static void write_filesystem(FILE *f)
                         break;
                 }
         }
+        return 0;
 }
 
 static void write_limits(FILE *f)
@@ -134,18 +152,34 @@ static int write_syscalls(FILE *f)
         return 0;
 }
 
+static void write_families(FILE *f)
+{
+        fputs("# The socket families of policy/syscalls.c (netlink's protocol, routing only, is checked by\n"
+              "# the worker's own filter: no directive looks at it).\n"
+              "RestrictAddressFamilies=",
+              f);
+        for (size_t i = 0; i < policy_n_socket_families; i++)
+                fprintf(f, "%s%s", i > 0 ? " " : "", policy_socket_families[i].name);
+        fputc('\n', f);
+}
+
+static void write_namespaces(FILE *f)
+{
+        fputs("# policy/namespaces.c: what each workspace has of its own.\n", f);
+        for (size_t i = 0; i < policy_n_namespaces; i++)
+                if (policy_namespaces[i].directive)
+                        fprintf(f, "%s\n", policy_namespaces[i].directive);
+}
+
 static void write_unit_only(FILE *f)
 {
         fputs("# What systemd adds where embedded mode relies on the rules above: hostname and clock\n"
-              "# changes and real-time scheduling need privileges the worker never has, the personality\n"
-              "# lock and the address families narrow what an exploit can reach, and RemoveIPC= cleans up\n"
-              "# after the user's processes.\n"
+              "# changes and real-time scheduling need privileges the worker never has, and the\n"
+              "# personality lock narrows what an exploit can reach.\n"
               "ProtectHostname=yes\n"
               "ProtectClock=yes\n"
               "RestrictRealtime=yes\n"
-              "LockPersonality=yes\n"
-              "RemoveIPC=yes\n"
-              "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK\n",
+              "LockPersonality=yes\n",
               f);
 }
 
@@ -155,11 +189,15 @@ int policy_write_unit_directives(FILE *f)
 
         fputs("# The sandbox, generated from policy/ by helios-policy: change policy/, not these lines.\n",
               f);
-        write_filesystem(f);
+        r = write_filesystem(f);
+        if (r < 0)
+                return r;
         write_limits(f);
         r = write_syscalls(f);
         if (r < 0)
                 return r;
+        write_families(f);
+        write_namespaces(f);
         write_unit_only(f);
         return ferror(f) ? -EIO : 0;
 }
