@@ -659,6 +659,7 @@ static int user_entry_new(Manager *m, const char *user, UserEntry **ret)
             .worker_uid = sandbox_plan_uid(u->plan),
             .socket_gid = m->gateway_gid,
             .socket_mode = 0660,
+            .output_tag = user,
         };
         r = activator_new(m->loop, &ap, &u->activator);
         if (r < 0)
