@@ -57,9 +57,11 @@ struct SandboxPlan {
         char **writable; /* workspace roots outside the home, canonical */
         size_t n_writable;
 
-        /* The HOMES rule whose tmpfs covers the home (NULL: the home is elsewhere and is mounted back
-         * over its own path), and the directories to create inside that tmpfs, outermost first, the
-         * home itself last. */
+        /* The HOMES rule whose tmpfs covers the home, and the directories to create inside that tmpfs,
+         * outermost first, the home itself last. A home outside every HOMES rule of the policy
+         * (/srv/students/alice) gets a rule of its own for the directory holding it, home_root, so
+         * that the homes next to it (/srv/students/bob) disappear like those under /home. */
+        char *home_root;
         const char *home_cover;
         char **home_dirs;
         size_t n_home_dirs;
@@ -86,6 +88,7 @@ SandboxPlan *sandbox_plan_free(SandboxPlan *plan)
         free(plan->user);
         free(plan->groups);
         free(plan->home);
+        free(plan->home_root);
         for (size_t i = 0; i < plan->n_rules; i++)
                 free(plan->rules[i].options);
         free(plan->rules);
@@ -213,7 +216,7 @@ static int lay_out_file_system(SandboxPlan *plan)
         if (streq(plan->home, "/"))
                 return -EINVAL;
 
-        plan->rules = calloc(policy_n_filesystem, sizeof(PlanRule));
+        plan->rules = calloc(policy_n_filesystem + 1, sizeof(PlanRule));
         if (!plan->rules)
                 return -ENOMEM;
         for (size_t i = 0; i < policy_n_filesystem; i++) {
@@ -255,7 +258,29 @@ static int lay_out_file_system(SandboxPlan *plan)
                 }
         }
 
-        if (plan->home_cover) {
+        if (!plan->home_cover) {
+                _cleanup_free_ char *root = strdup(plan->home);
+                char *slash;
+
+                if (!root)
+                        return -ENOMEM;
+                slash = strrchr(root, '/');
+                if (!slash || slash == root)
+                        return -EINVAL; /* /alice: the root directory holds no homes to cover */
+                *slash = '\0';
+                /* A directory that holds what the policy covers besides (/var holds /var/tmp) would
+                 * take that with it. */
+                for (size_t i = 0; i < plan->n_rules; i++)
+                        if (plan->rules[i].kind != POLICY_FS_READ_ONLY &&
+                            path_within(plan->rules[i].path, root))
+                                return -EINVAL;
+                plan->home_root = TAKE_PTR(root);
+                plan->home_cover = plan->home_root;
+                best = strlen(plan->home_root);
+                plan->rules[plan->n_rules++] = (PlanRule){.path = plan->home_root, .kind = POLICY_FS_HOMES};
+        }
+
+        {
                 /* Every directory from below the cover down to the home: "/home/a", "/home/a/b". */
                 for (const char *p = plan->home + best + 1;; p++) {
                         if (*p != '/' && *p != '\0')
@@ -588,10 +613,7 @@ static int enter_file_system(const SandboxPlan *plan)
         }
         for (size_t i = 0; r >= 0 && i < plan->n_hide; i++)
                 r = hide(plan->hide[i]);
-        /* A home outside every covered directory comes back over its own, now read-only, path; so
-         * do the writable roots. */
-        if (r >= 0 && home_fd >= 0)
-                r = attach_tree(&home_fd, plan->home);
+        /* The writable roots come back over their own, now read-only, paths. */
         for (size_t i = 0; r >= 0 && i < plan->n_writable; i++)
                 r = attach_tree(&writable_fds[i], plan->writable[i]);
 

@@ -319,21 +319,41 @@ def test_sandbox_state(setup):
 
 
 def test_home_elsewhere(setup):
-    """A home outside /home comes back read-write over its own path; its neighbours stay read-only
-    and /home still shows nobody."""
+    """A home outside /home (/srv/.../student) is the account's, from the password database: the worker
+    starts there, the home is read-write, and the homes next to it, those under /home and the rest of
+    the directory holding it are out of sight; the battery passes in it."""
     base = tempfile.mkdtemp(prefix="helios-t-homes-", dir="/srv")
-    name = "helios-t-sbx-srv"
+    name, neighbour = "helios-t-sbx-srv", "helios-t-sbx-srv2"
     try:
         os.chmod(base, 0o755)
         user = create_user(name, home=os.path.join(base, name))
-        script = f'touch "$HOME/written" && echo home-ok; ls -A /home; touch {base}/x 2>/dev/null || echo ro-ok'
+        other = create_user(neighbour, home=os.path.join(base, neighbour))
+        os.chmod(other.pw_dir, 0o755)
+        with open(os.path.join(other.pw_dir, "secret.txt"), "w") as f:
+            f.write("the neighbour's work\n")
+        os.chmod(os.path.join(other.pw_dir, "secret.txt"), 0o644)
+        battery = os.path.join(user.pw_dir, "battery.py")
+        shutil.copy(BATTERY, battery)
+        os.chmod(battery, 0o644)
+
+        script = (f'cd && touch "$HOME/written" && echo home-ok; ls -A /home; touch {base}/x 2>/dev/null '
+                  f'|| echo ro-ok; ls -A {base}; cat {other.pw_dir}/secret.txt 2>/dev/null || echo hidden-ok')
         p = subprocess.run([SANDBOX_EXEC, "--user", name, "--", "/bin/sh", "-c", script],
                            capture_output=True, text=True, timeout=60, cwd="/")
         assert p.returncode == 0, p.stderr
-        assert p.stdout.split() == ["home-ok", "ro-ok"], p.stdout
+        assert p.stdout.split() == ["home-ok", "ro-ok", name, "hidden-ok"], p.stdout
         assert os.path.exists(os.path.join(user.pw_dir, "written"))
+
+        p = subprocess.run([SANDBOX_EXEC, "--user", name, "--", PYTHON, battery, "--other-home", other.pw_dir,
+                            "--other-home", setup.peer.pw_dir, "--other-home", "/root"],
+                           capture_output=True, text=True, timeout=600, cwd="/")
+        checks, _ = parse(p.stdout)
+        failed = {n: c for n, c in checks.items() if c[0] != "PASS"}
+        assert not failed and p.returncode == 0, p.stdout + p.stderr
+        assert checks[f"escape.other_home:{other.pw_dir}"][0] == "PASS"
     finally:
         delete_user(name)
+        delete_user(neighbour)
         shutil.rmtree(base, ignore_errors=True)
 
 
