@@ -169,6 +169,14 @@ int policy_seccomp_load_bpf(const struct sock_fprog *prog);
 /* Write the sandbox directives of helios-worker@.service derived from the tables above. */
 int policy_write_unit_directives(FILE *f);
 
+/* The directory to hide with a read-only tmpfs for a home outside the policy's home directories
+ * (/srv/students for /srv/students/alice), or NULL in *ret for a home below one of them (/home/alice).
+ * -EINVAL for a home that would expose what the policy hides or covers (/, /tmp/x, /var/x holding
+ * /var/tmp...), or a path a unit file cannot carry as it is. home must be canonical. */
+int policy_home_root(const char *home, char **ret);
+/* The runtime drop-in of helios-worker@USER.service that gives it the account's home. */
+int policy_write_home_dropin(FILE *f, const char *home);
+
 /* Copy a unit file, replacing the line POLICY_UNIT_PLACEHOLDER with the directives. -ENOENT when the
  * template has no such line. */
 #define POLICY_UNIT_PLACEHOLDER "@SANDBOX_DIRECTIVES@"

@@ -6,8 +6,10 @@
  * covered by RestrictNamespaces=, and the ioctl rules (TIOCSTI, TIOCLINUX) only by the filter the
  * worker loads itself when the unit starts it with --seccomp. A few directives systemd offers and the
  * policy gets by other means in embedded mode are listed at the end, each with the reason. */
+#include <assert.h>
 #include <errno.h>
 #include <seccomp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "macro.h"
@@ -59,11 +61,13 @@ static int write_filesystem(FILE *f)
                                 fprintf(f, "TemporaryFileSystem=%s:ro\n", r->path);
                         else if (!homes) {
                                 fputs("ProtectHome=tmpfs\n"
-                                      "# Homes that are not /home/USER need a drop-in with their own "
-                                      "BindPaths=\n"
-                                      "# and ReadWritePaths=.\n"
-                                      "BindPaths=/home/%I\n"
-                                      "ReadWritePaths=/home/%I\n",
+                                      "# The home: helios-launcher writes a drop-in with the account's own "
+                                      "from the\n"
+                                      "# password database before it starts the unit (helios-policy "
+                                      "--home-dropin);\n"
+                                      "# these lines serve a unit started by hand for a home under /home.\n"
+                                      "BindPaths=-/home/%I\n"
+                                      "ReadWritePaths=-/home/%I\n",
                                       f);
                                 homes = true;
                         }
@@ -226,4 +230,83 @@ int policy_render_unit_template(FILE *in, FILE *out)
         if (ferror(in))
                 return -EIO;
         return done ? 0 : -ENOENT;
+}
+
+/* Characters a path may have to go into a unit file as it is: no specifier (%), no quoting, no
+ * whitespace, no escape. Homes are plain paths; one that is not is refused rather than escaped. */
+static bool unit_path_safe(const char *path)
+{
+        if (path[0] != '/' || strstr(path, "/../") || strstr(path, "/./") || strstr(path, "//"))
+                return false;
+        for (const char *p = path; *p; p++)
+                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+@", *p))
+                        return false;
+        return true;
+}
+
+static bool path_within(const char *path, const char *dir)
+{
+        size_t n = strlen(dir);
+
+        return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+int policy_home_root(const char *home, char **ret)
+{
+        _cleanup_free_ char *root = NULL;
+        char *slash;
+
+        assert(home && ret);
+
+        if (!unit_path_safe(home) || streq(home, "/"))
+                return -EINVAL;
+        for (size_t i = 0; i < policy_n_filesystem; i++) {
+                const PolicyFsRule *r = &policy_filesystem[i];
+
+                if (r->kind == POLICY_FS_READ_ONLY)
+                        continue;
+                if (path_within(r->path, home))
+                        return -EINVAL;
+                if (r->kind == POLICY_FS_HOMES && path_within(home, r->path) && !streq(home, r->path)) {
+                        *ret = NULL;
+                        return 0;
+                }
+                if (path_within(home, r->path))
+                        return -EINVAL;
+        }
+        root = strdup(home);
+        if (!root)
+                return -ENOMEM;
+        slash = strrchr(root, '/');
+        if (slash == root)
+                return -EINVAL;
+        *slash = '\0';
+        for (size_t i = 0; i < policy_n_filesystem; i++)
+                if (policy_filesystem[i].kind != POLICY_FS_READ_ONLY &&
+                    path_within(policy_filesystem[i].path, root))
+                        return -EINVAL;
+        *ret = TAKE_PTR(root);
+        return 0;
+}
+
+int policy_write_home_dropin(FILE *f, const char *home)
+{
+        _cleanup_free_ char *root = NULL;
+        int r;
+
+        r = policy_home_root(home, &root);
+        if (r < 0)
+                return r;
+        fputs("# Written by helios-launcher from the password database: the home of this account, and\n"
+              "# no other. Empty assignments drop the unit's /home/%I.\n"
+              "[Service]\n"
+              "BindPaths=\n"
+              "ReadWritePaths=\n",
+              f);
+        /* Outside /home, /root and /run/user, the directory holding the home disappears like /home
+         * does, and the homes next to this one with it. */
+        if (root)
+                fprintf(f, "TemporaryFileSystem=%s:ro\n", root);
+        fprintf(f, "BindPaths=%s\nReadWritePaths=%s\n", home, home);
+        return ferror(f) ? -EIO : 0;
 }
