@@ -164,6 +164,20 @@ int policy_seccomp_apply(void);
 /* Load a program made by policy_seccomp_export(). Async-signal-safe. No_new_privs must be set. */
 int policy_seccomp_load_bpf(const struct sock_fprog *prog);
 
+/* ---- A worker sandboxed by its own user (user-sandbox.c) ---- */
+
+typedef struct PolicyUserSandbox PolicyUserSandbox;
+
+/* Prepare, before fork, what policy_user_sandbox_enter() needs: the user's home (put back where the
+ * policy covers homes), the namespaces' id maps, the mount options and the BPF program. */
+int policy_user_sandbox_new(const char *home, PolicyUserSandbox **ret);
+PolicyUserSandbox *policy_user_sandbox_free(PolicyUserSandbox *s);
+/* Between fork and exec (async-signal-safe): the namespaces where the machine allows them (said in
+ * *ret_namespaces), then no_new_privs and the seccomp filter. */
+int policy_user_sandbox_enter(const PolicyUserSandbox *s, bool *ret_namespaces);
+/* Whether a child could have the namespaces: 1 yes, 0 not as root, -errno why not. */
+int policy_user_sandbox_probe(void);
+
 /* ---- Unit directives (unit.c) ---- */
 
 /* Write the sandbox directives of helios-worker@.service derived from the tables above. */

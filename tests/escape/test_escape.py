@@ -564,3 +564,46 @@ def test_battery_in_a_launcher_worker(setup):
     assert not failed, out
     assert all(n in checks for n in REQUIRED), out
     assert f"worker {USER}: " in log, log[-3000:]
+
+
+def test_battery_in_single_user_mode(setup):
+    """The gateway's single-user mode (tools/start): the gateway runs as the person and starts the
+    worker itself, its errors going to a file that is not the person's. The worker gets the policy's
+    seccomp filter and no_new_privs, /dev/null and a pipe of its own for 0-2, and, with the
+    machine's unprivileged user namespaces, IPC and mount namespaces of its own: other homes hidden,
+    a devpts with the policy's bound, a bounded /dev/shm."""
+    rundir = os.path.join(setup.user.pw_dir, "gateway-run")
+    errors = os.path.join(setup.run_dir, "gateway.log")  # root's
+    env = {"HOME": setup.user.pw_dir, "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+           "HELIOS_LOG_LEVEL": "debug"}
+    with open(errors, "wb") as log:
+        proc = subprocess.Popen(["setpriv", f"--reuid={setup.user.pw_uid}", f"--regid={setup.user.pw_gid}",
+                                 "--init-groups", helios.GATEWAY, "--listen", "127.0.0.1:0", "--web-root",
+                                 helios.WEB_ROOT, "--worker", setup.worker, "--runtime-dir", rundir,
+                                 "--config", "/dev/null"],
+                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                                start_new_session=True, cwd="/")
+    try:
+        sock_path = os.path.join(rundir, "worker.sock")
+        deadline = time.monotonic() + 20
+        while not os.path.exists(sock_path) or not helios.is_listening(sock_path):
+            assert proc.poll() is None and time.monotonic() < deadline, open(errors).read()
+            time.sleep(0.05)
+        shm = [a for a in setup.args if a.startswith("/dev/shm:")]
+        args = ["--other-home", setup.peer.pw_dir, "--other-home", "/root", "--mqueue", setup.mqueue,
+                "--shm-key", hex(setup.shm_key), "--pty-bound", str(PTY_BOUND), "--tmpfs-bound", shm[0]]
+        out = terminal_as(sock_path, setup.user, [PYTHON, setup.battery, *args])
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        stop_group(proc)
+        kill_workers([setup.user.pw_uid])
+        log = open(errors, errors="replace").read()
+    checks, summary = parse(out[out.index("PASS ") if "PASS " in out else 0:])
+    for name in ("escape.socket_families", "escape.io_uring", "escape.worker_stdio", "escape.foreign_descriptors",
+                 "escape.unshare_user", "escape.clone_newuser", "escape.tiocsti", "escape.keyctl", "escape.bpf",
+                 "escape.setuid", "escape.mount", "escape.ipc_of_others", "escape.pty_pool",
+                 "escape.tmpfs_bounds", "escape.other_terminals", f"escape.other_home:{setup.peer.pw_dir}",
+                 "escape.hidden:/run/helios"):
+        assert checks.get(name, ("missing",))[0] == "PASS", f"{name}: {checks.get(name)}\n{out}"
+    assert all(c[0] == "PASS" for n, c in checks.items() if n.startswith("work.")), out
+    assert "user, mount and IPC namespaces of its own" in log, log[-3000:]
