@@ -213,14 +213,17 @@ void rpc_session_handle(RpcSession *s, const char *line, size_t len)
         scan = json_prescan(line, len, RPC_MAX_DEPTH);
         if (scan == JSON_SCAN_NUL || scan == JSON_SCAN_TOO_DEEP) {
                 /* Well-formed JSON we will not take: the request is refused, not misread. cJSON would
-                 * cut strings at the NUL, so nothing from the parse is used but a numeric id, which
-                 * lets the client match the refusal to its request. */
+                 * cut strings at the NUL, so nothing from the parse is used but the id's own text,
+                 * which lets the client match the refusal to its request. */
                 char text[160];
                 _cleanup_json_ cJSON *m = scan == JSON_SCAN_NUL ? json_parse(line, len) : NULL;
-                const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "id");
+                const cJSON *id;
 
+                if (m && jsonrpc_keep_id_text(m, line, len) < 0)
+                        log_oom();
+                id = cJSON_GetObjectItemCaseSensitive(m, "id");
                 (void)snprintf(text, sizeof(text), "Invalid Request: %s", json_scan_result_to_string(scan));
-                send_error(s, cJSON_IsNumber(id) ? id : NULL, RPC_INVALID_REQUEST, text, NULL);
+                send_error(s, cJSON_IsNumber(id) || cJSON_IsRaw(id) ? id : NULL, RPC_INVALID_REQUEST, text, NULL);
                 return;
         }
         if (scan != JSON_SCAN_OK) {
@@ -233,6 +236,10 @@ void rpc_session_handle(RpcSession *s, const char *line, size_t len)
         msg = json_parse(line, len);
         if (!msg) {
                 send_error(s, NULL, RPC_PARSE_ERROR, "Parse error: invalid JSON", NULL);
+                return;
+        }
+        if (jsonrpc_keep_id_text(msg, line, len) < 0) {
+                send_error(s, NULL, RPC_INTERNAL_ERROR, "Out of memory", NULL);
                 return;
         }
 

@@ -57,6 +57,65 @@ def test_string_and_null_ids_are_echoed(client):
     assert resp["id"] is None and "result" in resp
 
 
+# Ids as clients write them, each to come back byte for byte: through a double, 8000000000000001
+# would come back as 8e+15 and 12345678901234567890 as 1.23456789012346e+19.
+EXACT_IDS = [b'0', b'-1', b'9007199254740992', b'8000000000000001', b'1e3', b'1.5', b'-0.000125E-7',
+             b'12345678901234567890', b'"a\\"b\\\\c\\u00e9\\ud83d\\ude00\\/"', b'"\xc3\xa9\\t"']
+
+
+def answer_id_text(line):
+    """The id exactly as the answer's text writes it: the worker puts it right after "jsonrpc"."""
+    prefix = b'{"jsonrpc":"2.0","id":'
+    assert line.startswith(prefix), line
+    return line[len(prefix):].split(b',"result"')[0].split(b',"error"')[0]
+
+
+def request_with_id(rid, method="worker:info", key=b'"id"'):
+    return b'{"jsonrpc":"2.0","method":"' + method.encode() + b'",' + key + b':' + rid + b'}'
+
+
+@pytest.mark.parametrize("rid", EXACT_IDS)
+def test_ids_are_echoed_exactly(client, rid):
+    client.send_raw(request_with_id(rid) + b"\n")
+    line = client.recv_line()
+    assert answer_id_text(line) == rid
+    assert "result" in json.loads(line)
+    # Errors echo it too: an unknown method, and a request refused for a NUL in a string.
+    client.send_raw(request_with_id(rid, "no:such") + b"\n")
+    line = client.recv_line()
+    assert answer_id_text(line) == rid and json.loads(line)["error"]["code"] == -32601
+    client.send_raw(b'{"jsonrpc":"2.0","id":' + rid + b',"method":"x","params":{"a":"\\u0000"}}\n')
+    line = client.recv_line()
+    assert answer_id_text(line) == rid and json.loads(line)["error"]["code"] == -32600
+
+
+def test_ids_are_echoed_exactly_in_a_batch(client):
+    members = [request_with_id(rid, "worker:info" if i % 2 else "no:such") for i, rid in enumerate(EXACT_IDS)]
+    # A member whose "id" key is written with an escape, and spaces around the tokens.
+    members.append(b' { "jsonrpc" : "2.0" , "method" : "worker:info" , "\\u0069d" : 8000000000000003 } ')
+    client.send_raw(b"[" + b",".join(members) + b"]\n")
+    line = client.recv_line()
+    answers = json.loads(line)
+    assert len(answers) == len(members)
+    for rid in EXACT_IDS + [b'8000000000000003']:
+        assert b'"id":' + rid + b',' in line, rid
+    assert [a for a in answers if a["id"] == 8000000000000003][0]["result"]["name"] == "helios-worker"
+
+
+def test_ids_are_echoed_exactly_through_the_gateway(gateway):
+    rpc = gateway.rpc()
+    for rid in EXACT_IDS:
+        rpc.ws.send_text(request_with_id(rid).decode())
+        line = rpc.ws.recv().encode()
+        assert answer_id_text(line) == rid
+    rpc.ws.send_text((b"[" + b",".join(request_with_id(rid) for rid in EXACT_IDS) + b"]").decode())
+    line = rpc.ws.recv().encode()
+    assert len(json.loads(line)) == len(EXACT_IDS)
+    for rid in EXACT_IDS:
+        assert b'"id":' + rid + b',' in line, rid
+    rpc.close()
+
+
 def test_notifications_are_never_answered(client):
     client.send_raw(b'{"jsonrpc":"2.0","method":"worker:info"}\n')
     client.send_raw(b'{"jsonrpc":"2.0","method":"no:such_method"}\n')
