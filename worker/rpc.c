@@ -126,7 +126,8 @@ static void batch_add(Batch *b, cJSON *response)
         text = print_response(b->session, response, MAX(limit, (size_t)256), &len);
         if (!text)
                 return;
-        if (buf_append(&b->text, b->n_responses == 0 ? "[" : ",", 1) < 0 || buf_append(&b->text, text, len) < 0) {
+        if (buf_append(&b->text, b->n_responses == 0 ? "[" : ",", 1) < 0 ||
+            buf_append(&b->text, text, len) < 0) {
                 log_oom();
                 return;
         }
@@ -223,7 +224,8 @@ void rpc_session_handle(RpcSession *s, const char *line, size_t len)
                         log_oom();
                 id = cJSON_GetObjectItemCaseSensitive(m, "id");
                 (void)snprintf(text, sizeof(text), "Invalid Request: %s", json_scan_result_to_string(scan));
-                send_error(s, cJSON_IsNumber(id) || cJSON_IsRaw(id) ? id : NULL, RPC_INVALID_REQUEST, text, NULL);
+                send_error(s, cJSON_IsNumber(id) || cJSON_IsRaw(id) ? id : NULL, RPC_INVALID_REQUEST, text,
+                           NULL);
                 return;
         }
         if (scan != JSON_SCAN_OK) {
