@@ -24,3 +24,5 @@ void rpc_session_handle_oversize(RpcSession *s);
 
 /* The deepest nesting accepted in a message. */
 #define RPC_MAX_DEPTH 64
+/* The most requests in one batch: each is parsed, dispatched and tracked until it is answered. */
+#define RPC_MAX_BATCH 1024

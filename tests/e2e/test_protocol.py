@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+import helios
+
 
 
 
@@ -260,3 +262,58 @@ def test_clean_exit_on_sigterm(worker):
         worker.proc.wait(timeout=10)
     assert worker.proc.returncode == 0
     assert "still open at exit" not in worker.read_log()
+
+
+# ---- batches are bounded ----
+
+def batch_of(member, n):
+    return b"[" + b",".join([member] * n) + b"]\n"
+
+
+def test_batch_member_limit(client):
+    client.send_raw(batch_of(b"{}", 1024))
+    answers = json.loads(client.recv_line())
+    assert len(answers) == 1024 and {a["error"]["code"] for a in answers} == {-32600}
+    client.send_raw(batch_of(b'{"jsonrpc":"2.0","method":"worker:info","id":1}', 1025))
+    resp = client.recv()
+    assert resp["id"] is None and resp["error"]["code"] == -32004
+    assert resp["error"]["data"] == {"limit": 1024}
+    assert client.call("worker:info")["name"] == "helios-worker"
+
+
+def test_batch_answer_is_bounded_by_the_message_limit(make_worker):
+    w = make_worker("--max-message-size", "65536")
+    with w.connect() as c:
+        info = b'{"jsonrpc":"2.0","method":"worker:info","id":1}'
+        # Each answer is some 400 bytes: 100 fit, 1000 do not.
+        c.send_raw(batch_of(info, 100))
+        assert len(json.loads(c.recv_line())) == 100
+        unknown = b'{"jsonrpc":"2.0","method":"no:such","id":"' + b"i" * 200 + b'"}'
+        for message in (batch_of(info, 1000), batch_of(b"{}", 1000), batch_of(unknown, 250)):
+            assert len(message) < 65536  # the request fits, its answer does not
+            c.send_raw(message)
+            line = c.recv_line()
+            assert len(line) < 1024
+            resp = json.loads(line)
+            assert resp["id"] is None and resp["error"]["code"] == -32004
+            assert resp["error"]["data"] == {"limit": 65536}
+        # Members after the answer outgrew the limit are not run.
+        create = b'{"jsonrpc":"2.0","method":"terminal:create","params":{"cols":80,"rows":24,"command":"sleep 100"},"id":2}'
+        c.send_raw(b"[" + b",".join([info] * 200 + [create] * 10) + b"]\n")
+        assert c.recv()["error"]["code"] == -32004
+        assert c.call("terminal:list")["terminals"] == []
+        assert c.call("worker:info")["limits"]["maxMessageSize"] == 65536
+
+
+def test_huge_batch_keeps_memory_bounded(worker, client):
+    pid = worker.pid
+    # 400 kB of invalid members once got a 21.8 MB answer; 10 MB took the worker to 941 MB.
+    for n in (133000, 3400000):
+        client.send_raw(batch_of(b"{}", n))
+        line = client.recv_line(timeout=30)
+        assert len(line) < 1024
+        resp = json.loads(line)
+        assert resp["id"] is None and resp["error"]["code"] == -32004
+    assert client.call("worker:info")["name"] == "helios-worker"
+    if not helios.sanitized(pid):
+        assert int(helios.read_status(pid)["VmHWM"].split()[0]) < 100 * 1024
