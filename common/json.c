@@ -8,14 +8,22 @@
 
 #include "utf8.h"
 
-JsonScanResult json_prescan(const char *str, size_t n, unsigned max_depth)
+JsonScanResult json_prescan(const char *str, size_t n, unsigned max_depth, size_t max_values)
 {
         const uint8_t *s = (const uint8_t *)str;
         unsigned depth = 0;
-        bool in_string = false;
+        size_t values = 1;
+        bool in_string = false, opened = false;
 
         for (size_t i = 0; i < n; i++) {
                 uint8_t c = s[i];
+
+                /* A container holds one value more than it has commas, unless it is empty. */
+                if (opened && !in_string && c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+                        opened = false;
+                        if (c != ']' && c != '}' && ++values > max_values)
+                                return JSON_SCAN_TOO_MANY;
+                }
 
                 if (c >= 0x80) {
                         int l = utf8_sequence(s + i, n - i);
@@ -48,6 +56,11 @@ JsonScanResult json_prescan(const char *str, size_t n, unsigned max_depth)
                 case '{':
                         if (++depth > max_depth)
                                 return JSON_SCAN_TOO_DEEP;
+                        opened = true;
+                        break;
+                case ',':
+                        if (++values > max_values)
+                                return JSON_SCAN_TOO_MANY;
                         break;
                 case ']':
                 case '}':
@@ -72,6 +85,8 @@ const char *json_scan_result_to_string(JsonScanResult r)
                 return "strings may not contain NUL (\\u0000); send binary data with \"encoding\": \"base64\"";
         case JSON_SCAN_TOO_DEEP:
                 return "message nested too deeply";
+        case JSON_SCAN_TOO_MANY:
+                return "too many values in one message";
         default:
                 return "invalid";
         }

@@ -16,13 +16,15 @@ typedef enum JsonScanResult {
         JSON_SCAN_CONTROL,       /* raw control character inside a string: not JSON */
         JSON_SCAN_NUL,           /* a \u0000 escape: cJSON would silently cut the string there */
         JSON_SCAN_TOO_DEEP,      /* nesting beyond the limit */
+        JSON_SCAN_TOO_MANY,      /* more values than the limit */
         _JSON_SCAN_RESULT_MAX,
 } JsonScanResult;
 
 /* One linear pass over raw JSON text that refuses what cJSON would accept wrongly or handle badly:
- * invalid UTF-8, raw control characters and NUL escapes in strings, and nesting deeper than
- * max_depth (checked before cJSON recurses). It does not check the grammar; cJSON does that. */
-JsonScanResult json_prescan(const char *s, size_t n, unsigned max_depth);
+ * invalid UTF-8, raw control characters and NUL escapes in strings, nesting deeper than max_depth
+ * (checked before cJSON recurses), and more than max_values values (each costs cJSON some 80 bytes
+ * of memory however short its text: "0," is two bytes). It does not check the grammar; cJSON does. */
+JsonScanResult json_prescan(const char *s, size_t n, unsigned max_depth, size_t max_values);
 const char *json_scan_result_to_string(JsonScanResult r);
 
 /* Parse exactly s[0..n) (s[n] must be NUL), refusing trailing garbage. NULL on a syntax error. */

@@ -232,7 +232,11 @@ void rpc_session_handle(RpcSession *s, const char *line, size_t len)
         if (i == len)
                 return;
 
-        scan = json_prescan(line, len, RPC_MAX_DEPTH);
+        scan = json_prescan(line, len, RPC_MAX_DEPTH, RPC_MAX_VALUES);
+        if (scan == JSON_SCAN_TOO_MANY) {
+                send_batch_error(s, "Too many values in one message", RPC_MAX_VALUES);
+                return;
+        }
         if (scan == JSON_SCAN_NUL || scan == JSON_SCAN_TOO_DEEP) {
                 /* Well-formed JSON we will not take: the request is refused, not misread. cJSON would
                  * cut strings at the NUL, so nothing from the parse is used but the id's own text,

@@ -305,7 +305,7 @@ def test_batch_answer_is_bounded_by_the_message_limit(make_worker):
         assert c.call("worker:info")["limits"]["maxMessageSize"] == 65536
 
 
-def test_huge_batch_keeps_memory_bounded(worker, client):
+def test_huge_messages_keep_memory_bounded(worker, client):
     pid = worker.pid
     # 400 kB of invalid members once got a 21.8 MB answer; 10 MB took the worker to 941 MB.
     for n in (133000, 3400000):
@@ -314,6 +314,12 @@ def test_huge_batch_keeps_memory_bounded(worker, client):
         assert len(line) < 1024
         resp = json.loads(line)
         assert resp["id"] is None and resp["error"]["code"] == -32004
+    # The same in one request: 5 million values in 10 MB of text would cost cJSON some 400 MB.
+    for n, code in ((200000, -32601), (5000000, -32004)):
+        client.send_raw(b'{"jsonrpc":"2.0","method":"no:such","id":1,"params":[' + b",".join([b"0"] * n) + b"]}\n")
+        resp = client.recv(timeout=30)
+        assert resp["error"]["code"] == code
+    assert resp["id"] is None and resp["error"]["data"] == {"limit": 262144}
     assert client.call("worker:info")["name"] == "helios-worker"
     if not helios.sanitized(pid):
         assert int(helios.read_status(pid)["VmHWM"].split()[0]) < 100 * 1024

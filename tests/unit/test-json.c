@@ -15,7 +15,12 @@ static cJSON *parse(const char *s)
 
 static JsonScanResult scan(const char *s)
 {
-        return json_prescan(s, strlen(s), 8);
+        return json_prescan(s, strlen(s), 8, 100);
+}
+
+static JsonScanResult scan6(const char *s)
+{
+        return json_prescan(s, strlen(s), 8, 6);
 }
 
 static void test_prescan(void **state)
@@ -30,8 +35,14 @@ static void test_prescan(void **state)
         assert_int_equal(scan("[[[[[[[[1]]]]]]]]"), JSON_SCAN_OK);
         assert_int_equal(scan("[[[[[[[[[1]]]]]]]]]"), JSON_SCAN_TOO_DEEP);
         assert_int_equal(scan("\"[[[[[[[[[[[[\""), JSON_SCAN_OK); /* brackets in strings do not nest */
-        assert_int_equal(json_prescan("\"a\0\"", 4, 8), JSON_SCAN_NUL);
-        assert_int_equal(json_prescan("1\0", 2, 8), JSON_SCAN_CONTROL);
+        /* Six values at most: the array, its elements, an object's member values. */
+        assert_int_equal(scan6("[1,2,3,4,5]"), JSON_SCAN_OK);
+        assert_int_equal(scan6("[1,2,3,4,5,6]"), JSON_SCAN_TOO_MANY);
+        assert_int_equal(scan6("[{},[ ],{\"a\":1,\"b\":[]}]"), JSON_SCAN_OK);
+        assert_int_equal(scan6("[{},[ ],{\"a\":1,\"b\":[0]}]"), JSON_SCAN_TOO_MANY);
+        assert_int_equal(scan6("[\",,,,,,,,\",\"[1,1]\"]"), JSON_SCAN_OK); /* commas in strings */
+        assert_int_equal(json_prescan("\"a\0\"", 4, 8, 100), JSON_SCAN_NUL);
+        assert_int_equal(json_prescan("1\0", 2, 8, 100), JSON_SCAN_CONTROL);
 }
 
 static void test_parse_strict(void **state)
