@@ -387,7 +387,7 @@ static void test_list_directory(void **state)
 
         fd = openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         assert_true(fd >= 0);
-        assert_int_equal(fs_list_directory(fd, 100, &l), 0);
+        assert_int_equal(fs_list_directory(fd, 100, NULL, &l), 0);
         assert_int_equal(l.n, 5);
         assert_false(l.truncated);
         assert_int_equal(l.skipped, 1);
@@ -406,7 +406,7 @@ static void test_list_directory(void **state)
 
         fd = openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         assert_true(fd >= 0);
-        assert_int_equal(fs_list_directory(fd, 2, &l), 0);
+        assert_int_equal(fs_list_directory(fd, 2, NULL, &l), 0);
         assert_int_equal(l.n, 2);
         assert_true(l.truncated);
 }
