@@ -540,15 +540,9 @@ def test_several_roots(make_worker, tmp_path):
 
 
 def load_project(client, root):
-    """Load a project the way a client does. The workspace service serves project:load and
-    publishes project:loaded, which starts the watch; without it these tests cannot run end to end
-    (tests/unit/test-fs-watch.c drives the watcher through the bus directly)."""
-    try:
-        client.call("project:load", {"root": root})
-    except RpcError as e:
-        if e.code == -32601:
-            pytest.skip("project:load is not served in this build (no workspace service)")
-        raise
+    """Load a project the way a client does: the workspace service serves project:load and
+    publishes project:loaded, which starts the watch."""
+    client.call("project:load", {"root": root})
 
 
 def wait_change(client, path, kind, timeout=1.0):

@@ -5,15 +5,12 @@ succeed, as in embedded mode: one policy, the same result in both."""
 
 import os
 
-import pytest
-
 from escape_hook import run_in_terminal
 from machine import FIGURES
 
 BATTERY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "escape", "battery.py")
 
 
-@pytest.mark.skipif(not os.path.exists(BATTERY), reason="tests/escape/battery.py is not in this tree yet")
 def test_escape_battery_in_a_worker_terminal(machine, users):
     machine.systemctl("start", "helios-launcher.socket", "helios-worker@bob.socket")
     try:
