@@ -125,7 +125,9 @@ static bool key_is(const char *s, size_t n, const char *name)
                                 c = s[i];
                         }
                 }
-                if (name[k] != c)
+                /* A raw NUL (in text refused for it, parsed only for its id) ends cJSON's copy of a key,
+                 * not ours: such a key is not the name. */
+                if (name[k] == '\0' || name[k] != c)
                         return false;
         }
         return name[k] == '\0';

@@ -235,6 +235,16 @@ static void test_keep_id_text(void **state)
         check_id_text("{\"id\":01}", "1");         /* cJSON's leniency is not echoed */
         check_id_text("{\"id\":null}", "null");
         check_id_text("[{\"x\":[1,{\"id\":3}]} , 7, {\"id\":8000000000000001}]", "8000000000000001");
+
+        /* A raw NUL ends cJSON's copy of the key "id\0\0" (such text is refused, and parsed only for its
+         * id): not the member named "id" for the scan, which must not read past the name either. */
+        static const char nul_key[] = "{\"id\0\0\":8000000000000001}";
+        cJSON *m = json_parse(nul_key, sizeof(nul_key) - 1);
+        if (m) {
+                assert_int_equal(jsonrpc_keep_id_text(m, nul_key, sizeof(nul_key) - 1), 0);
+                assert_false(cJSON_IsRaw(cJSON_GetObjectItemCaseSensitive(m, "id")));
+                cJSON_Delete(m);
+        }
 }
 
 int main(void)
