@@ -16,7 +16,6 @@
 #include "listener.h"
 #include "metrics.h"
 #include "netaddr.h"
-#include "rx-guard.h"
 #include "sessions.h"
 #include "static-files.h"
 #include "throttle.h"
@@ -97,8 +96,6 @@ void http_request_free(HttpRequest *r);
 
 /* The connection a wsi belongs to (an HTTP/2 stream's is its parent's). */
 Conn *gateway_conn_of(struct lws *wsi);
-/* The guard of an HTTP/1 connection's wsi; NULL for an HTTP/2 stream. */
-RxGuard *gateway_h1_guard(struct lws *wsi);
 
 /* bridge.c */
 int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret);

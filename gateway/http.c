@@ -102,17 +102,6 @@ Conn *gateway_conn_of(struct lws *wsi)
         return lws_get_opaque_user_data(net ? net : wsi);
 }
 
-RxGuard *gateway_h1_guard(struct lws *wsi)
-{
-        Conn *conn;
-
-        /* An HTTP/2 stream's requests are framed by the library; the guard has nothing to say there. */
-        if (lws_get_network_wsi(wsi) != wsi)
-                return NULL;
-        conn = lws_get_opaque_user_data(wsi);
-        return conn ? conn_guard(conn) : NULL;
-}
-
 void http_request_free(HttpRequest *r)
 {
         if (!r)
@@ -411,13 +400,6 @@ static int finish(HttpRequest *r, ConnData *cd)
 
         cd->request = NULL;
         http_request_free(r);
-        /* With part of the response still queued in the library, a refusal written now would land in
-         * it; the guard keeps thinking the connection busy (and closes without an answer). */
-        if (!lws_partial_buffered(wsi)) {
-                RxGuard *guard = gateway_h1_guard(wsi);
-                if (guard)
-                        rx_guard_http_done(guard);
-        }
         return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -1027,9 +1009,6 @@ int http_callback(Gateway *g, struct lws *wsi, enum lws_callback_reasons reason,
                 http_request_free(cd->request);
                 cd->request = NULL;
                 g->metrics.http_requests++;
-                RxGuard *guard = gateway_h1_guard(wsi);
-                if (guard)
-                        rx_guard_http_request(guard);
                 method = request_method(wsi, &uri, &uri_len);
                 if (refuse_body(wsi, method == LWSHUMETH_POST) < 0)
                         return -1;
