@@ -90,8 +90,11 @@ int http_callback(Gateway *g, struct lws *wsi, enum lws_callback_reasons reason,
 /* Checks for a WebSocket upgrade: session and Origin. Returns 0 to let it proceed, 1 after answering
  * with an error status. The connection data does not exist yet at that point. */
 int http_confirm_upgrade(Gateway *g, struct lws *wsi);
-/* Once it does (LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION): note the session for the WebSocket. */
+/* Once it does (LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION): every check again, then note the session for
+ * the WebSocket. */
 int http_upgrade_session(Gateway *g, struct lws *wsi, ConnData *cd);
+/* LWS_CALLBACK_CONFIRM_EXTENSION_OKAY: 0 to accept the extension the client offered, 1 to decline it. */
+int http_confirm_extension(Gateway *g, struct lws *wsi, const char *name);
 void http_request_free(HttpRequest *r);
 
 /* The connection a wsi belongs to (an HTTP/2 stream's is its parent's). */

@@ -274,10 +274,11 @@ static int write_simple(struct lws *wsi, bool https, unsigned status, const char
         return 0;
 }
 
-/* Refuse a WebSocket upgrade. At that point libwebsockets has not read the HTTP version yet and would
- * answer "HTTP/1.0", which WebSocket clients reject as a malformed answer; over HTTP/1 the status line
- * is written here. */
-static int refuse_upgrade(struct lws *wsi, bool https, unsigned status, const char *reason, const char *text)
+/* Refuse a WebSocket upgrade, with one more header if header is not NULL. At that point libwebsockets has
+ * not read the HTTP version yet and would answer "HTTP/1.0", which WebSocket clients reject as a
+ * malformed answer; over HTTP/1 the status line is written here. */
+static int refuse_upgrade(struct lws *wsi, bool https, unsigned status, const char *reason,
+                               const char *text, const char *header, const char *value)
 {
         unsigned char buf[LWS_PRE + 2048], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
         char num[24];
@@ -296,6 +297,8 @@ static int refuse_upgrade(struct lws *wsi, bool https, unsigned status, const ch
             add_header(wsi, "connection:", "close", &p, end) ||
             add_header(wsi, "cache-control:", "no-store", &p, end) ||
             add_security_headers(wsi, https, &p, end))
+                return -1;
+        if (header && add_header(wsi, header, value, &p, end))
                 return -1;
         if ((size_t)(end - p) < n + 2)
                 return -1;
@@ -1042,38 +1045,223 @@ int http_callback(Gateway *g, struct lws *wsi, enum lws_callback_reasons reason,
         }
 }
 
-int http_confirm_upgrade(Gateway *g, struct lws *wsi)
+/* ---- the WebSocket handshake (RFC 6455 §4.2.1, RFC 7692) ---- */
+
+/* The one subprotocol a page may name. */
+#define WS_SUBPROTOCOL "helios"
+/* libwebsockets 4.1 reads at most this much of Sec-WebSocket-Protocol and of Sec-WebSocket-Extensions,
+ * and ends the connection without an answer when either is longer. */
+#define WS_PROTOCOL_HEADER_MAX   127
+#define WS_EXTENSION_HEADER_MAX  254
+
+/* Sec-WebSocket-Key: the base64 of 16 bytes, nothing else. */
+static bool ws_key_ok(struct lws *wsi)
 {
-        RequestInfo ri;
-        char *uri, origin[SHORT_HEADER_MAX];
+        char key[64];
+        uint8_t raw[16];
+        size_t n;
+
+        return header_copy(wsi, WSI_TOKEN_KEY, key, sizeof(key)) && strlen(key) == 24 &&
+               base64_decode_into(key, 24, BASE64_STANDARD, BASE64_PAD_REQUIRED, raw, sizeof(raw), &n) == 0 &&
+               n == 16;
+}
+
+/* Does a comma-separated list of tokens (Sec-WebSocket-Protocol) name ours? */
+static bool list_has_token(const char *list, const char *token)
+{
+        size_t len = strlen(token);
+
+        for (const char *p = list; *p;) {
+                size_t k;
+
+                p += strspn(p, " \t,");
+                k = strcspn(p, " \t,");
+                if (k == len && strncmp(p, token, len) == 0)
+                        return true;
+                p += k;
+        }
+        return false;
+}
+
+/* The subprotocols offered are fine if there are none or ours is among them. */
+static bool ws_subprotocols_ok(struct lws *wsi)
+{
+        char v[WS_PROTOCOL_HEADER_MAX + 1];
+        int n = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
+
+        if (n <= 0)
+                return true;
+        return header_copy(wsi, WSI_TOKEN_PROTOCOL, v, sizeof(v)) && list_has_token(v, WS_SUBPROTOCOL);
+}
+
+/* A window-bits value of a permessage-deflate parameter: 8 to 15, as a token or a quoted string. */
+static bool window_bits_ok(const char *v, size_t len)
+{
+        if (len >= 2 && v[0] == '"' && v[len - 1] == '"') {
+                v++;
+                len -= 2;
+        }
+        if (len == 1)
+                return v[0] >= '8' && v[0] <= '9';
+        return len == 2 && v[0] == '1' && v[1] >= '0' && v[1] <= '5';
+}
+
+/* One permessage-deflate offer's parameters (what follows its name, up to the next offer), checked as
+ * RFC 7692 §7.1 says and against what libwebsockets 4.1 can honour: true to accept the offer. */
+static bool deflate_params_acceptable(const char *p, size_t len)
+{
+        static const char *const names[] = {"server_no_context_takeover", "client_no_context_takeover",
+                                            "server_max_window_bits", "client_max_window_bits"};
+        bool seen[ELEMENTSOF(names)] = {};
+        const char *end = p + len;
+
+        while (p < end) {
+                const char *param, *eq, *stop;
+                size_t name_len, i;
+
+                p += strspn(p, " \t");
+                if (p >= end)
+                        break;
+                if (*p != ';')
+                        return false;
+                p++;
+                p += strspn(p, " \t");
+                param = p;
+                stop = memchr(p, ';', (size_t)(end - p)) ?: end;
+                while (stop > param && (stop[-1] == ' ' || stop[-1] == '\t'))
+                        stop--;
+                eq = memchr(param, '=', (size_t)(stop - param));
+                name_len = (size_t)((eq ?: stop) - param);
+                while (name_len > 0 && (param[name_len - 1] == ' ' || param[name_len - 1] == '\t'))
+                        name_len--;
+                for (i = 0; i < ELEMENTSOF(names); i++)
+                        if (strlen(names[i]) == name_len && strncmp(param, names[i], name_len) == 0)
+                                break;
+                if (i == ELEMENTSOF(names) || seen[i])
+                        return false; /* unknown or repeated */
+                seen[i] = true;
+                if (eq) {
+                        const char *v = eq + 1;
+                        v += strspn(v, " \t");
+                        /* Only the window sizes take a value. */
+                        if (i < 2 || !window_bits_ok(v, (size_t)(stop - v)))
+                                return false;
+                } else if (i == 2)
+                        return false; /* server_max_window_bits needs its value */
+                /* libwebsockets 4.1 answers only parameters without a value: it cannot confirm a
+                 * server_max_window_bits, so such an offer is declined (RFC 7692 §7.1.2.1). */
+                if (i == 2)
+                        return false;
+                p = stop;
+                p += strspn(p, " \t");
+                if (p < end && *p != ';')
+                        return false;
+        }
+        return true;
+}
+
+int http_confirm_extension(Gateway *g, struct lws *wsi, const char *name)
+{
+        char v[WS_EXTENSION_HEADER_MAX + 1];
+        const char *p;
+
+        if (!name || !streq(name, "permessage-deflate") || !header_copy(wsi, WSI_TOKEN_EXTENSIONS, v, sizeof(v)))
+                return 1;
+        /* libwebsockets applies the parameters of the first permessage-deflate offer it accepts; decide on
+         * the first one, and give every later call the same answer. */
+        for (p = v; *p;) {
+                size_t k, name_len;
+
+                p += strspn(p, " \t,");
+                k = strcspn(p, ",");
+                name_len = strcspn(p, " \t;,");
+                if (name_len == strlen("permessage-deflate") && strncmp(p, "permessage-deflate", name_len) == 0)
+                        return deflate_params_acceptable(p + name_len, k - name_len) ? 0 : 1;
+                p += k;
+        }
+        return 1;
+}
+
+/* What every WebSocket upgrade must show, checked where its headers are visible. On refusal *ret_status
+ * and friends say how to answer; the session is returned for the caller to note. */
+typedef struct UpgradeRefusal {
+        unsigned status;
+        const char *reason, *text;
+        const char *header, *value;
+} UpgradeRefusal;
+
+static Session *upgrade_check(Gateway *g, struct lws *wsi, const RequestInfo *ri, UpgradeRefusal *ret)
+{
+        char *uri, origin[SHORT_HEADER_MAX], version[8];
         int uri_len;
         Session *s;
 
-        request_info_init(g, wsi, &ri);
-        if (request_method(wsi, &uri, &uri_len) < 0 || uri_len != 3 || strncmp(uri, "/ws", 3) != 0)
-                return refuse_upgrade(wsi, ri.https, 404, "Not Found", "Not Found\n") < 0 ? -1 : 1;
-        s = request_session(g, wsi, &ri);
-        if (!s)
-                return refuse_upgrade(wsi, ri.https, 401, "Unauthorized", "Not logged in\n") < 0 ? -1 : 1;
+        *ret = (UpgradeRefusal){};
+        if (request_method(wsi, &uri, &uri_len) != LWSHUMETH_GET || uri_len != 3 || strncmp(uri, "/ws", 3) != 0) {
+                *ret = (UpgradeRefusal){404, "Not Found", "Not Found\n"};
+                return NULL;
+        }
+        if (!header_copy(wsi, WSI_TOKEN_VERSION, version, sizeof(version)) || !streq(version, "13")) {
+                *ret = (UpgradeRefusal){426, "Upgrade Required", "Sec-WebSocket-Version 13 required\n",
+                                        "sec-websocket-version:", "13"};
+                return NULL;
+        }
+        if (!ws_key_ok(wsi)) {
+                *ret = (UpgradeRefusal){400, "Bad Request", "Malformed Sec-WebSocket-Key\n"};
+                return NULL;
+        }
+        s = request_session(g, wsi, ri);
+        if (!s) {
+                *ret = (UpgradeRefusal){401, "Unauthorized", "Not logged in\n"};
+                return NULL;
+        }
         /* The cookie would ride along on a request from any site; only our own pages may use it for a
          * WebSocket (browsers do not apply CORS to the upgrade). */
-        if (!header_copy(wsi, WSI_TOKEN_ORIGIN, origin, sizeof(origin)) || !origin_allowed(g, &ri, origin)) {
+        if (!header_copy(wsi, WSI_TOKEN_ORIGIN, origin, sizeof(origin)) || !origin_allowed(g, ri, origin)) {
                 char a[NETADDR_STRLEN];
-                netaddr_format(&ri.client, a);
+                netaddr_format(&ri->client, a);
                 log_notice("Refused a WebSocket for %s from %s: Origin %s.", session_user(s), a,
                            lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 ? "not allowed" : "missing");
-                return refuse_upgrade(wsi, ri.https, 403, "Forbidden", "Origin not allowed\n") < 0 ? -1 : 1;
+                *ret = (UpgradeRefusal){403, "Forbidden", "Origin not allowed\n"};
+                return NULL;
         }
-        return 0;
+        /* libwebsockets 4.1 cannot leave out Sec-WebSocket-Protocol (RFC 6455 §4.2.2): it ends the
+         * connection when none offered is known. A client that insists on a subprotocol would fail the
+         * connection without it anyway; it is told why instead. */
+        if (!ws_subprotocols_ok(wsi)) {
+                *ret = (UpgradeRefusal){400, "Bad Request", "Only the subprotocol " WS_SUBPROTOCOL
+                                                            " is supported\n"};
+                return NULL;
+        }
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_EXTENSIONS) > WS_EXTENSION_HEADER_MAX) {
+                *ret = (UpgradeRefusal){400, "Bad Request", "Sec-WebSocket-Extensions too long\n"};
+                return NULL;
+        }
+        return s;
+}
+
+int http_confirm_upgrade(Gateway *g, struct lws *wsi)
+{
+        UpgradeRefusal no;
+        RequestInfo ri;
+
+        request_info_init(g, wsi, &ri);
+        if (upgrade_check(g, wsi, &ri, &no))
+                return 0;
+        return refuse_upgrade(wsi, ri.https, no.status, no.reason, no.text, no.header, no.value) < 0 ? -1
+                                                                                                         : 1;
 }
 
 int http_upgrade_session(Gateway *g, struct lws *wsi, ConnData *cd)
 {
+        UpgradeRefusal no;
         RequestInfo ri;
         Session *s;
 
+        /* Every way to a WebSocket passes here, so every check is made here again: nothing depends on the
+         * library having called http_confirm_upgrade() first. */
         request_info_init(g, wsi, &ri);
-        s = request_session(g, wsi, &ri);
+        s = upgrade_check(g, wsi, &ri, &no);
         if (!s)
                 return -1;
         memcpy(cd->session_handle, session_handle(s), sizeof(cd->session_handle));

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -124,6 +125,12 @@ static int on_established(Gateway *g, struct lws *wsi, ConnData *cd)
                                  13);
                 return -1;
         }
+        /* libwebsockets 4.1 on a server without a listening port of its own swaps the two sides'
+         * permessage-deflate settings: a client's server_no_context_takeover would reset its inflater
+         * after each message (while the client keeps its context) instead of the deflater. The deflater
+         * is reset after every message anyway (bridge_new()), which is what the client asked for; the
+         * inflater keeps its context. */
+        (void)lws_set_extension_option(wsi, "permessage-deflate", "server_no_context_takeover", "0");
         r = bridge_new(g, wsi, s, &cd->bridge);
         if (r < 0) {
                 log_error_errno(r, "Cannot open a page's connection: %m");
@@ -153,10 +160,12 @@ static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
                 return 0;
         }
         case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
-                if (!in || strcmp(in, "websocket") != 0)
+                if (!in || strcasecmp(in, "websocket") != 0)
                         return -1;
                 return http_confirm_upgrade(g, wsi);
         }
+        case LWS_CALLBACK_CONFIRM_EXTENSION_OKAY:
+                return http_confirm_extension(g, wsi, in);
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
                 return cd ? http_upgrade_session(g, wsi, cd) : -1;
         case LWS_CALLBACK_ESTABLISHED:

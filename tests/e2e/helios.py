@@ -611,7 +611,8 @@ class WsClient:
     """A small WebSocket client that can also send what a good client never would: unmasked frames,
     reserved bits, invalid UTF-8, bad opcodes. No extensions are negotiated."""
 
-    def __init__(self, host, port, path, headers, timeout=10.0, context=None, early=b""):
+    def __init__(self, host, port, path, headers, timeout=10.0, context=None, early=b"", raw_headers=False):
+        """raw_headers: send only the request line, Host and headers (the handshake's own included)."""
         import base64
         self.sock = socket.create_connection((host, port), timeout=timeout)
         if context is not None:
@@ -619,8 +620,10 @@ class WsClient:
         self.sock.settimeout(timeout)
         self.buf = b""
         key = base64.b64encode(os.urandom(16)).decode()
-        lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
-                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
+        lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}"]
+        if not raw_headers:
+            lines += ["Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
+                      "Sec-WebSocket-Version: 13"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + early)
         while b"\r\n\r\n" not in self.buf:
