@@ -176,6 +176,82 @@ static void request_info_init(Gateway *g, struct lws *wsi, RequestInfo *ri)
         }
 }
 
+/* The host name of a Host value ("name", "name:port", "[v6]:port"), without the port, into out; false if
+ * it has none. */
+static bool host_name_of(const char *host, char *out, size_t size)
+{
+        size_t n;
+
+        if (host[0] == '[') {
+                const char *close = strchr(host, ']');
+                if (!close || (close[1] && close[1] != ':'))
+                        return false;
+                n = (size_t)(close - host) + 1;
+        } else {
+                n = strcspn(host, ":");
+                if (host[n] && strchr(host + n + 1, ':'))
+                        return false; /* an IPv6 address must be bracketed */
+        }
+        if (n == 0 || n >= size)
+                return false;
+        memcpy(out, host, n);
+        out[n] = '\0';
+        /* "name." is the same name */
+        if (n > 1 && out[n - 1] == '.')
+                out[n - 1] = '\0';
+        return true;
+}
+
+/* An IP literal as it appears in a Host value (IPv6 bracketed). */
+static bool host_is_address(const char *name, NetAddr *ret)
+{
+        size_t n = strlen(name);
+
+        if (name[0] == '[')
+                return n > 2 && name[n - 1] == ']' && netaddr_parse(name + 1, n - 2, ret) >= 0;
+        return netaddr_parse(name, n, ret) >= 0 && ret->family == AF_INET;
+}
+
+/* The host name an origin ("scheme://host[:port]") names, as host_name_of() gives it. */
+static bool origin_host_is(const char *origin, const char *name)
+{
+        const char *p = strstr(origin, "://");
+        char h[SHORT_HEADER_MAX];
+
+        return p && host_name_of(p + 3, h, sizeof(h)) && strcasecmp(h, name) == 0;
+}
+
+/* Does the request address this server by a name it answers to? The configured server_names and the
+ * hosts of allowed_origins; the address the connection reached, as a literal (an address is no DNS name
+ * a page elsewhere could make point here); and for a loopback or Unix-socket connection, localhost.
+ * Anything else may be a DNS name rebound to this machine by a page on another site. */
+static bool host_allowed(Gateway *g, struct lws *wsi, const RequestInfo *ri)
+{
+        struct lws *net = lws_get_network_wsi(wsi) ?: wsi;
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        char name[SHORT_HEADER_MAX];
+        NetAddr local, addr;
+        bool local_known;
+
+        if (!ri->host[0] || !host_name_of(ri->host, name, sizeof(name)))
+                return false;
+        for (size_t i = 0; i < g->config->n_server_names; i++)
+                if (strcasecmp(name, g->config->server_names[i]) == 0)
+                        return true;
+        for (size_t i = 0; i < g->config->n_allowed_origins; i++)
+                if (origin_host_is(g->config->allowed_origins[i], name))
+                        return true;
+
+        local_known = getsockname(lws_get_socket_fd(net), (struct sockaddr *)&ss, &len) >= 0 &&
+                      netaddr_from_sockaddr((struct sockaddr *)&ss, len, &local) >= 0;
+        if (!local_known || ss.ss_family == AF_UNIX)
+                return strcasecmp(name, "localhost") == 0;
+        if (host_is_address(name, &addr))
+                return netaddr_equal(&addr, &local);
+        return netaddr_is_loopback(&local) && strcasecmp(name, "localhost") == 0;
+}
+
 /* Is this Origin the page's own (scheme and host as the browser addressed us) or a configured one? */
 static bool origin_allowed(Gateway *g, const RequestInfo *ri, const char *origin)
 {
@@ -486,8 +562,10 @@ static void serve_metrics(HttpRequest *r)
         Gateway *g = r->gateway;
         LauncherStats st;
 
-        if (!netaddr_is_loopback(&r->info.client) && !bearer_token_ok(g, r->wsi)) {
-                respond_text(r, 403, "Forbidden");
+        /* Every local process could reach a loopback listener, a student's sandbox included: the token is
+         * asked of everyone, and without one configured nobody gets the figures. */
+        if (!bearer_token_ok(g, r->wsi)) {
+                respond_text(r, 403, g->metrics_token ? "Forbidden" : "Forbidden: no metrics_token_file is set");
                 return;
         }
         launcher_get_stats(g->launcher, &st);
@@ -937,6 +1015,14 @@ static void request_start(HttpRequest *r, const char *path, int method)
 
         r->route = route_of(path);
         r->head = method == LWSHUMETH_HEAD;
+        if (!r->info.host[0]) {
+                respond_text(r, 400, "Bad Request: a Host header is required");
+                return;
+        }
+        if (!host_allowed(g, r->wsi, &r->info)) {
+                respond_text(r, 421, "Misdirected Request: not a name this server answers to");
+                return;
+        }
         r->session = request_session(g, r->wsi, &r->info);
 
         if (route_is_post(r->route) != post || (!post && method != LWSHUMETH_GET && !r->head)) {
@@ -1197,6 +1283,14 @@ static Session *upgrade_check(Gateway *g, struct lws *wsi, const RequestInfo *ri
         Session *s;
 
         *ret = (UpgradeRefusal){};
+        if (!ri->host[0]) {
+                *ret = (UpgradeRefusal){400, "Bad Request", "A Host header is required\n"};
+                return NULL;
+        }
+        if (!host_allowed(g, wsi, ri)) {
+                *ret = (UpgradeRefusal){421, "Misdirected Request", "Not a name this server answers to\n"};
+                return NULL;
+        }
         if (request_method(wsi, &uri, &uri_len) != LWSHUMETH_GET || uri_len != 3 || strncmp(uri, "/ws", 3) != 0) {
                 *ret = (UpgradeRefusal){404, "Not Found", "Not Found\n"};
                 return NULL;

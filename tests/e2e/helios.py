@@ -421,6 +421,7 @@ class Gateway:
         self.token = None
         self.host = "127.0.0.1"
         self.port = None
+        self.metrics_token = "test-metrics-token-" + os.urandom(8).hex()
 
     @property
     def config_path(self):
@@ -437,6 +438,13 @@ class Gateway:
             cmd += ["--config", "/dev/null"]
         if self.tls:
             cmd += ["--cert", self.tls[0], "--key", self.tls[1]]
+        if self.metrics_token and not any(a.startswith("--metrics-token-file") for a in self.args) and \
+                "metrics_token_file" not in (self.config or ""):
+            # /metrics asks everyone for its token; tests read it with this one.
+            path = os.path.join(self.base, "metrics-token")
+            with open(path, "w") as f:
+                f.write(self.metrics_token + "\n")
+            cmd += ["--metrics-token-file", path]
         return cmd + self.args
 
     def start(self, expect_url=True, timeout=10.0):
@@ -546,7 +554,7 @@ class Gateway:
         return cookie_from(resp)
 
     def metrics(self):
-        resp = self.request("GET", "/metrics")
+        resp = self.request("GET", "/metrics", {"Authorization": "Bearer " + self.metrics_token})
         assert resp.status == 200, resp
         out = {}
         for line in resp.body.decode().splitlines():

@@ -33,7 +33,7 @@ def test_listening_socket_from_systemd(make_gateway):
     while True:
         try:
             first = helios.raw_request("127.0.0.1", port,
-                                       b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                                       b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             break
         except ConnectionRefusedError:
             assert time.monotonic() < deadline
