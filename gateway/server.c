@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -124,6 +125,12 @@ static int on_established(Gateway *g, struct lws *wsi, ConnData *cd)
                                  13);
                 return -1;
         }
+        /* libwebsockets 4.1 on a server without a listening port of its own swaps the two sides'
+         * permessage-deflate settings: a client's server_no_context_takeover would reset its inflater
+         * after each message (while the client keeps its context) instead of the deflater. The deflater
+         * is reset after every message anyway (bridge_new()), which is what the client asked for; the
+         * inflater keeps its context. */
+        (void)lws_set_extension_option(wsi, "permessage-deflate", "server_no_context_takeover", "0");
         r = bridge_new(g, wsi, s, &cd->bridge);
         if (r < 0) {
                 log_error_errno(r, "Cannot open a page's connection: %m");
@@ -153,19 +160,27 @@ static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
                 return 0;
         }
         case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
-                RxGuard *guard = gateway_h1_guard(wsi);
-                if (guard)
-                        rx_guard_http_request(guard);
-                if (!in || strcmp(in, "websocket") != 0)
+                if (!in || strcasecmp(in, "websocket") != 0)
                         return -1;
                 return http_confirm_upgrade(g, wsi);
         }
+        case LWS_CALLBACK_CONFIRM_EXTENSION_OKAY:
+                return http_confirm_extension(g, wsi, in);
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
                 return cd ? http_upgrade_session(g, wsi, cd) : -1;
         case LWS_CALLBACK_ESTABLISHED:
                 return cd ? on_established(g, wsi, cd) : -1;
         case LWS_CALLBACK_RECEIVE:
                 return cd && cd->bridge ? bridge_receive(cd->bridge, in, len) : -1;
+        case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+                /* A close payload is empty or starts with a 2-byte code (RFC 6455 §5.5.1); the library
+                 * checks the code and the reason's UTF-8, not a lone byte. */
+                if (len == 1) {
+                        lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)"bad close frame",
+                                         15);
+                        return -1;
+                }
+                return 0;
         case LWS_CALLBACK_SERVER_WRITEABLE:
                 return cd && cd->bridge ? bridge_writeable(cd->bridge) : 0;
         case LWS_CALLBACK_CLOSED:
@@ -223,7 +238,7 @@ static int lws_setup(Gateway *g)
         if (g->tls) {
                 info.ssl_cert_filepath = c->cert;
                 info.ssl_private_key_filepath = c->key;
-                info.alpn = "h2,http/1.1";
+                info.alpn = "http/1.1";
                 /* Modern clients only: TLS 1.2 and up, forward-secret AEAD suites. */
                 info.ssl_cipher_list = "ECDHE+AESGCM:ECDHE+CHACHA20";
                 info.ssl_options_set = SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_RENEGOTIATION;

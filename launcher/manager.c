@@ -27,6 +27,7 @@
 #include "socket-util.h"
 #include "unit-starter.h"
 #include "user-name.h"
+#include "worker-home.h"
 
 /* Replies waiting for the gateway to read; past this the connection is not read any more. */
 #define CONN_OUT_MAX 64
@@ -496,6 +497,18 @@ static void handle_worker_systemd(Conn *c, const char *id, const char *user)
         assert(k >= 0);
         (void)snprintf(unit, sizeof(unit), "helios-worker@%s.socket", escaped);
         (void)snprintf(service, sizeof(service), "helios-worker@%s.service", escaped);
+        k = worker_home_dropin_write(m->options.unit_dropin_dir, escaped, user);
+        if (k < 0) {
+                log_event(LOG_ERR, user, "worker-failed", "Cannot give %s's worker its home: %s.", user,
+                          strerror(-k));
+                conn_error(c, id, LAUNCHER_ERROR_FAILED);
+                return;
+        }
+        if (k > 0)
+                log_event(LOG_WARNING, user, "worker-home",
+                          "The home of %s changed; a worker unit loaded already keeps the old one until "
+                          "systemctl daemon-reload.",
+                          user);
         r = request_new(c, REQUEST_WORKER, id, user);
         if (!r) {
                 conn_error(c, id, LAUNCHER_ERROR_FAILED);

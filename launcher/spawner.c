@@ -360,6 +360,7 @@ static int user_entry_new(Spawner *s, const char *user, UserEntry **ret)
             .worker_uid = sandbox_plan_uid(u->plan),
             .socket_gid = s->options.gateway_gid,
             .socket_mode = 0660,
+            .output_tag = user,
         };
         r = activator_new(s->loop, &ap, &u->activator);
         if (r < 0)

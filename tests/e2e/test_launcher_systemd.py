@@ -56,7 +56,10 @@ def settings_dir(base):  # noqa: F811
 def launcher(bus, accounts, pam_services, base, settings_dir):  # noqa: F811
     """The launcher's directory is one the gateway's account can traverse."""
     address, _ = bus
-    lc = Launcher(base, GW, PAM_OK, ["--mode=systemd", "--start-timeout", "1s", "--config-dir", settings_dir])
+    dropins = os.path.join(base, "units")
+    os.makedirs(dropins, exist_ok=True)
+    lc = Launcher(base, GW, PAM_OK, ["--mode=systemd", "--start-timeout", "1s", "--unit-dropin-dir", dropins,
+                                     "--config-dir", settings_dir])
     os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = address
     try:
         lc.start()
