@@ -71,6 +71,8 @@ struct SandboxPlan {
         char *shm_options;
         struct sock_fprog filter;
 
+        /* The bounds of the private tmpfs and devpts, with the user's settings. */
+        PolicyBounds bounds;
         /* The rlimits among the user's settings, after policy_limits[]. */
         struct {
                 int resource;
@@ -259,7 +261,7 @@ static int lay_out_file_system(SandboxPlan *plan)
                 PlanRule *p = &plan->rules[plan->n_rules++];
                 *p = (PlanRule){.path = rule->path, .kind = rule->kind};
                 if (rule->kind == POLICY_FS_PRIVATE_TMP) {
-                        p->options = policy_tmpfs_options(&policy_bounds, rule->path);
+                        p->options = policy_tmpfs_options(&plan->bounds, rule->path);
                         if (!p->options)
                                 return -ENOMEM;
                 }
@@ -395,6 +397,7 @@ int sandbox_plan_new(const SandboxParams *p, SandboxPlan **ret)
         plan->user = strdup(p->user);
         if (!plan->user)
                 return -ENOMEM;
+        policy_values_bounds(p->values, &plan->bounds);
         for (size_t i = 0; i < _POLICY_SETTING_MAX; i++)
                 if (policy_settings[i].rlimit != 0) {
                         uint64_t v = p->values ? p->values->v[i] : policy_settings[i].value;
@@ -434,8 +437,8 @@ int sandbox_plan_new(const SandboxParams *p, SandboxPlan **ret)
 
         /* Terminals belong to the tty group, as on the host, when there is one. */
         bool have_tty = getgrnam_r("tty", &gr, grbuf, sizeof(grbuf), &tty) == 0 && tty;
-        plan->devpts_options = policy_devpts_options(&policy_bounds, have_tty ? (int)tty->gr_gid : -1);
-        plan->shm_options = policy_tmpfs_options(&policy_bounds, "/dev/shm");
+        plan->devpts_options = policy_devpts_options(&plan->bounds, have_tty ? (int)tty->gr_gid : -1);
+        plan->shm_options = policy_tmpfs_options(&plan->bounds, "/dev/shm");
         if (!plan->devpts_options || !plan->shm_options)
                 return -ENOMEM;
 

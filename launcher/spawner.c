@@ -180,6 +180,27 @@ static int user_child_setup(void *userdata)
         return r;
 }
 
+/* One line with what the worker gets, "key=value" as in sandbox.conf. */
+static void log_settings(const char *user, const PolicyValues *values)
+{
+        char line[512];
+        size_t k = 0;
+
+        line[0] = '\0';
+        for (size_t i = 0; i < _POLICY_SETTING_MAX && k < sizeof(line); i++) {
+                char v[32];
+                int n;
+
+                if (policy_value_format((PolicySettingId)i, values->v[i], true, v, sizeof(v)) < 0)
+                        continue;
+                n = snprintf(line + k, sizeof(line) - k, "%s%s=%s", k ? " " : "", policy_settings[i].key, v);
+                if (n < 0)
+                        break;
+                k += (size_t)n;
+        }
+        log_info("Starting the worker of %s (%s).", user, line);
+}
+
 /* Before each start: the settings as the files say now, a sandbox plan with them (the account too is
  * looked up again), and the worker's cgroup with its bounds. A settings file in error fails the
  * start: a workspace never runs with bounds other than the admin's. */
@@ -218,12 +239,7 @@ static int user_before_start(void *userdata)
                 if (r < 0)
                         return log_error_errno(r, "Cannot set up the cgroup of %s's worker: %m", u->name);
         }
-        log_info(
-            "Starting the worker of %s (memory_max=%llu tasks_max=%llu cpu_weight=%llu open_files=%llu).",
-            u->name, (unsigned long long)values.v[POLICY_SETTING_MEMORY_MAX],
-            (unsigned long long)values.v[POLICY_SETTING_TASKS_MAX],
-            (unsigned long long)values.v[POLICY_SETTING_CPU_WEIGHT],
-            (unsigned long long)values.v[POLICY_SETTING_OPEN_FILES]);
+        log_settings(u->name, &values);
         return 0;
 }
 

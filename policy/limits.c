@@ -39,11 +39,11 @@ const size_t policy_n_limits = ELEMENTSOF(policy_limits);
  * by default): without max= one workspace can take all of them and nobody else opens a terminal. A
  * person with a few dozen terminals, tmux and a test suite that opens ptys stays far below 256. */
 const PolicyBounds policy_bounds = {
-    .tmp_size = UINT64_C(1) << 30,
+    .tmp_size = POLICY_TMP_SIZE_DEFAULT,
     .tmp_inodes = 65536,
-    .shm_size = UINT64_C(256) << 20,
+    .shm_size = POLICY_SHM_SIZE_DEFAULT,
     .shm_inodes = 4096,
-    .ptys = 256,
+    .ptys = POLICY_PTYS_DEFAULT,
 };
 
 char *policy_tmpfs_options(const PolicyBounds *b, const char *path)

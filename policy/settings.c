@@ -78,12 +78,66 @@ const PolicySetting policy_settings[_POLICY_SETTING_MAX] = {
             /* Enough for an IDE with many watched files and a few language servers. */
             .reason = "open files of each process (RLIMIT_NOFILE)",
         },
+    /* The next three are bounds of the sandbox's own mounts (limits.c says why they exist). Under
+     * systemd the unit's TemporaryFileSystem= lines carry the defaults; no directive bounds
+     * pseudo-terminals. */
+    [POLICY_SETTING_TMP_SIZE] =
+        {
+            .key = "tmp_size",
+            .type = POLICY_SETTING_SIZE,
+            .value = POLICY_TMP_SIZE_DEFAULT,
+            .min = 1024 * 1024,
+            .max = 64 * GIB,
+            .bound = POLICY_BOUND_TMP_SIZE,
+            .reason = "RAM in the private /tmp, and again in /var/tmp",
+        },
+    [POLICY_SETTING_SHM_SIZE] =
+        {
+            .key = "shm_size",
+            .type = POLICY_SETTING_SIZE,
+            .value = POLICY_SHM_SIZE_DEFAULT,
+            .min = 1024 * 1024,
+            .max = 64 * GIB,
+            .bound = POLICY_BOUND_SHM_SIZE,
+            .reason = "RAM in the private /dev/shm",
+        },
+    [POLICY_SETTING_PTY_MAX] =
+        {
+            .key = "pty_max",
+            .type = POLICY_SETTING_COUNT,
+            .value = POLICY_PTYS_DEFAULT,
+            .min = 4,
+            .max = 4096,
+            .bound = POLICY_BOUND_PTYS,
+            .reason = "pseudo-terminals open at once",
+        },
 };
 
 void policy_values_default(PolicyValues *ret)
 {
         for (size_t i = 0; i < _POLICY_SETTING_MAX; i++)
                 ret->v[i] = policy_settings[i].value;
+}
+
+void policy_values_bounds(const PolicyValues *values, PolicyBounds *ret)
+{
+        PolicyBounds b = policy_bounds;
+
+        for (size_t i = 0; values && i < _POLICY_SETTING_MAX; i++)
+                switch (policy_settings[i].bound) {
+                case POLICY_BOUND_TMP_SIZE:
+                        b.tmp_size = values->v[i];
+                        break;
+                case POLICY_BOUND_SHM_SIZE:
+                        b.shm_size = values->v[i];
+                        break;
+                case POLICY_BOUND_PTYS:
+                        b.ptys = (unsigned)values->v[i];
+                        break;
+                default:
+                        break;
+                }
+        *ret = b;
 }
 
 static int parse_value(const PolicySetting *s, const char *text, uint64_t *ret)

@@ -765,9 +765,20 @@ def test_missing_controllers_are_said_at_start(launcher, accounts):
         assert "with memory, task and CPU bounds" in log
 
 
+def mounts(pid):
+    """The worker's mounts as it sees them: mount point -> super options."""
+    out = {}
+    with open(f"/proc/{pid}/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            out[left.split()[4]] = right.split()[2]
+    return out
+
+
 def test_per_user_settings_reach_the_worker(make_launcher, accounts, settings_dir):
-    write_settings(settings_dir, "# every workspace\nopen_files = 2000\nmemory_max = 1G\n")
-    write_settings(settings_dir, "open_files = 1500\nmemory_max = 3G\ntasks_max = 100\n", user=ALICE)
+    write_settings(settings_dir, "# every workspace\nopen_files = 2000\nmemory_max = 1G\npty_max = 64\n")
+    write_settings(settings_dir, "open_files = 1500\nmemory_max = 3G\ntasks_max = 100\npty_max = 32\n"
+                   "tmp_size = 100M\nshm_size = 8M\n", user=ALICE)
     lc = make_launcher("--config-dir", settings_dir)
     c = gw_conn(lc, accounts)
     _, alice_path = c.request("worker", ALICE)
@@ -776,9 +787,15 @@ def test_per_user_settings_reach_the_worker(make_launcher, accounts, settings_di
     bob = ask_worker(bob_path, accounts[GW])["pid"]
     assert limits(alice)["Max open files"] == ["1500", "1500"]
     assert limits(bob)["Max open files"] == ["2000", "2000"]
+    # The sandbox's own mounts, as the worker sees them.
+    a, b = mounts(alice), mounts(bob)
+    assert "max=32" in a["/dev/pts"].split(",") and "max=64" in b["/dev/pts"].split(",")
+    assert f"size={100 << 10}k" in a["/tmp"].split(",") and f"size={100 << 10}k" in a["/var/tmp"].split(",")
+    assert f"size={8 << 10}k" in a["/dev/shm"].split(",")
+    assert f"size={1 << 20}k" in b["/tmp"].split(",")  # the default, 1 GiB
     log = lc.read_log()
     assert f"Starting the worker of {ALICE} (memory_max={3 << 30} tasks_max=100 cpu_weight=100 " \
-           "open_files=1500)" in log
+           f"open_files=1500 tmp_size={100 << 20} shm_size={8 << 20} pty_max=32)" in log
     assert f"Starting the worker of {BOB} (memory_max={1 << 30} tasks_max=512" in log
     if cgroup2_mount() and "memory" in available_controllers():
         d = os.path.join(cgroup2_mount(), cgroup_of(alice).lstrip("/"))
