@@ -490,9 +490,17 @@ static void handle_worker_systemd(Conn *c, const char *id, const char *user)
                 conn_error(c, id, LAUNCHER_ERROR_FAILED);
                 return;
         }
-        for (size_t i = 0; i < _POLICY_SETTING_MAX && n < ELEMENTSOF(props); i++)
-                if (policy_settings[i].unit_property && !policy_settings[i].unit_only_at_build)
-                        props[n++] = (UnitProperty){policy_settings[i].unit_property, values.v[i]};
+        for (size_t i = 0; i < _POLICY_SETTING_MAX && n < ELEMENTSOF(props); i++) {
+                const PolicySetting *s = &policy_settings[i];
+                if (s->unit_property && !s->unit_only_at_build)
+                        props[n++] = (UnitProperty){s->unit_property, values.v[i]};
+                else if (values.v[i] != s->value)
+                        /* Only a unit file changes it: say so rather than seem to apply it. */
+                        log_event(LOG_NOTICE, user, "setting-not-applied",
+                                  "%s of %s is not applied under systemd: it takes a drop-in of "
+                                  "helios-worker@.service.",
+                                  s->key, user);
+        }
         k = unit_name_escape(user, escaped, sizeof(escaped));
         assert(k >= 0);
         (void)snprintf(unit, sizeof(unit), "helios-worker@%s.socket", escaped);

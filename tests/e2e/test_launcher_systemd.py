@@ -149,6 +149,18 @@ def test_settings_are_set_on_the_users_service_before_its_socket_starts(launcher
         f"{bob}.service 1 MemoryMax={1 << 30} TasksMax=512 CPUWeight=50",
     ]
     assert started(d) == [f"{alice}.socket replace done 1", f"{bob}.socket replace done 1"]
+    assert "is not applied under systemd" not in launcher.read_log()
+
+
+def test_settings_only_a_unit_file_carries_are_said_not_applied(launcher, accounts, bus, settings_dir):
+    with open(os.path.join(settings_dir, "sandbox.d", ALICE + ".conf"), "w") as f:
+        f.write("pty_max = 32\nopen_files = 8192\n")
+    c = gw_conn(launcher, accounts)
+    assert c.request("worker", ALICE)[0] == "ok"
+    log = launcher.read_log()
+    assert f"pty_max of {ALICE} is not applied under systemd" in log
+    # The default is what the unit carries: nothing to say.
+    assert "open_files of" not in log
 
 
 def test_a_settings_file_in_error_starts_nothing(launcher, accounts, bus, settings_dir):
