@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-#include "strv.h"
 #include "config.h"
+#include "strv.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -87,6 +87,12 @@ static const Setting settings[] = {
       "Largest WebSocket message (default 16M)"),
     S("queue_high_water", SETTING_SIZE, high_water, 4096, 1024 * MiB, "BYTES",
       "Bytes queued to one side before the other is paused (default 1M)"),
+    S("user_queue_high_water", SETTING_SIZE, user_high_water, 4096, 64 * 1024 * MiB, "BYTES",
+      "Bytes queued to all of one user's pages before their worker is paused (default 4M)"),
+    S("max_pages_per_user", SETTING_UINT, max_pages_per_user, 1, 65536, "N",
+      "Open pages (WebSockets) per user; more are closed with 4008 (default 48)"),
+    S("ping_interval", SETTING_DURATION, ping_interval_ms, 100, DAY_MS, "TIME",
+      "Ping a page silent this long; one silent 2.5 times as long is gone (default 30s)"),
     S("max_connections", SETTING_UINT, max_connections, 1, 1000000, "N",
       "Open network connections (default 1024)"),
     S("max_unauthenticated", SETTING_UINT, max_unauthenticated, 1, 1000000, "N",
@@ -266,6 +272,9 @@ static void set_defaults(GatewayConfig *c)
             .auth = AUTH_METHOD_TOKEN,
             .max_message = 16 * MiB,
             .high_water = 1 * MiB,
+            .user_high_water = 4 * MiB,
+            .max_pages_per_user = 48,
+            .ping_interval_ms = 30 * 1000,
             .max_connections = 1024,
             .max_unauthenticated = 256,
             .max_unauthenticated_per_address = 64,
