@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-#include "config.h"
 #include "strv.h"
+#include "config.h"
 
 #include <errno.h>
 #include <getopt.h>
