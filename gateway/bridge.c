@@ -331,10 +331,11 @@ int bridge_writeable(Bridge *b)
         if (b->ping_due && !b->close_code) {
                 /* The gateway's own keepalive, from a buffer of its own: libwebsockets answers the page's
                  * pings from a single slot that its own keepalive would overwrite. */
-                unsigned char ping[LWS_PRE + 1];
+                unsigned char ping[LWS_PRE + 4] = {[LWS_PRE] = 'p', 'i', 'n', 'g'};
                 b->ping_due = false;
                 b->ping_sent = true;
-                if (lws_write(wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+                /* With a payload: libwebsockets reports an empty pong to no one. */
+                if (lws_write(wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 0)
                         return -1;
                 want_writable(b);
                 return 0;
@@ -537,6 +538,14 @@ static int forward_piece(Bridge *b, char *p, size_t n, bool last)
 
 static void user_stall(Bridge *b);
 
+/* Whether the user's pages together hold more than mark. A page that holds nothing itself may still read
+ * (one read's worth at a time), so pages of the user that stopped reading never starve one that reads:
+ * the user's total stays under the mark plus one read per page. */
+static bool user_over(Bridge *b, size_t mark)
+{
+        return b->owner && b->owner->queued > mark && b->to_browser_queued > 0;
+}
+
 static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
         Bridge *b = container_of((uv_pipe_t *)s, Bridge, pipe);
@@ -565,8 +574,7 @@ static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         }
         if (b->out_first && b->wsi && !b->writable_pending)
                 want_writable(b);
-        if (b->to_browser_queued > b->high_water ||
-            (b->owner && b->owner->queued > b->gateway->config->user_high_water)) {
+        if (b->to_browser_queued > b->high_water || user_over(b, b->gateway->config->user_high_water)) {
                 uv_read_stop(s);
                 b->reading = false;
                 user_stall(b);
@@ -732,8 +740,7 @@ static void try_resume_worker(Bridge *b)
         const GatewayConfig *c = b->gateway->config;
 
         if (b->reading || b->pipe_state != PIPE_OPEN || b->close_code || !b->wsi ||
-            b->to_browser_queued > b->high_water / 2 ||
-            (b->owner && b->owner->queued > c->user_high_water / 2))
+            b->to_browser_queued > b->high_water / 2 || user_over(b, c->user_high_water / 2))
                 return;
         if (uv_read_start((uv_stream_t *)&b->pipe, on_worker_alloc, on_worker_read) == 0)
                 b->reading = true;
@@ -1004,7 +1011,8 @@ void bridge_tick(Gateway *g, uint64_t now)
 {
         uint64_t interval = g->config->ping_interval_ms;
 
-        for (Bridge *b = g->bridges; b; b = b->next) {
+        for (Bridge *b = g->bridges, *next; b; b = next) {
+                next = b->next; /* b may leave the list */
                 if (!b->wsi || b->close_code)
                         continue;
                 if (b->rx_paused)
@@ -1013,7 +1021,8 @@ void bridge_tick(Gateway *g, uint64_t now)
                         b->last_heard_ms = now;
                 if (now - b->last_heard_ms >= interval * PING_HANGUP_NUM / PING_HANGUP_DEN) {
                         log_info("A page of %s stopped answering pings; closing it.", b->user);
-                        lws_set_timeout(b->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+                        /* At once: a later kill would wait for the library's next event on this loop. */
+                        lws_set_timeout(b->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
                 } else if (now - b->last_heard_ms >= interval && !b->ping_sent && !b->ping_due) {
                         b->ping_due = true;
                         want_writable(b);
