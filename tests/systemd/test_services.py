@@ -181,7 +181,6 @@ def test_launcher_checks_passwords_and_refuses_root(machine, users, launcher):
     assert "alice" in log
 
 
-@needs_launcher
 def test_launcher_sets_the_admins_sandbox_settings_on_each_unit(machine, users, launcher):
     """/etc/helios/sandbox.conf for everyone, sandbox.d/USER.conf for one user: the launcher sets them on
     the user's service before it starts the socket."""
