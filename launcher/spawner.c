@@ -18,6 +18,7 @@
 #include "macro.h"
 #include "packet.h"
 #include "sandbox.h"
+#include "user-name.h"
 
 /* Packets waiting for the launcher to read. It reads as it goes; a launcher that stops reading is
  * broken, and the link is ended rather than memory spent. */
@@ -455,8 +456,9 @@ static void handle_packet(Spawner *s, char *buf, size_t n)
         int k;
 
         k = packet_split(buf, n, f, len, FIELDS_MAX);
-        if (k != 3 || !packet_id_valid(f[0], len[0]) || !streq(f[1], LAUNCHER_OP_WORKER) || len[2] == 0 ||
-            len[2] > LAUNCHER_USER_MAX || strchr(f[2], '/') || f[2][0] == '.') {
+        /* The launcher checked the name already; it becomes a path and a cgroup here, so again. */
+        if (k != 3 || !packet_id_valid(f[0], len[0]) || !streq(f[1], LAUNCHER_OP_WORKER) ||
+            !user_name_valid(f[2], len[2])) {
                 link_close(s, "malformed request");
                 return;
         }

@@ -15,6 +15,7 @@ import time
 import pytest
 
 import helios
+import launcher_fixtures
 from launcher_fixtures import (PAM_UNIX, Launcher, LauncherGateway, as_user, cgroup2_mount, kill_workers,
                                pam_service_files, remove_worker_cgroups, set_passwords, shadow_tool, useradd,
                                userdel)
@@ -890,3 +891,20 @@ def test_a_shared_cgroup_is_not_taken_over(accounts, pam_services, base, delegat
         kill_workers([accounts[ALICE].pw_uid])
         other.kill()
         other.wait()
+
+
+def test_helios_embedded_serves_only_a_launcher():
+    """Run by hand, without the launcher's socket as fd 3 (or with a socket of another kind), it
+    refuses to start rather than wait for requests from whatever fd 3 is."""
+    embedded = os.path.join(os.path.dirname(launcher_fixtures.LAUNCHER), "helios-embedded")
+    args = [embedded, "--runtime-dir", "/nonexistent", "--worker", "/bin/true", "--gateway-gid", "1"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0 and "started by helios-launcher" in r.stderr
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        r = subprocess.run(args, capture_output=True, text=True, timeout=10, pass_fds=(b.fileno(),),
+                           preexec_fn=lambda: os.dup2(b.fileno(), 3))
+        assert r.returncode != 0 and "started by helios-launcher" in r.stderr
+    finally:
+        a.close()
+        b.close()
