@@ -175,6 +175,17 @@ static void write_namespaces(FILE *f)
                         fprintf(f, "%s\n", policy_namespaces[i].directive);
 }
 
+/* Said explicitly: the manager's defaults (DefaultStandardOutput= in system.conf) could send a
+ * worker's output to a console or a terminal of someone else's. */
+static void write_descriptors(FILE *f)
+{
+        fputs("# A worker holds nothing of anyone else's: input from /dev/null, output to the journal.\n"
+              "StandardInput=null\n"
+              "StandardOutput=journal\n"
+              "StandardError=journal\n",
+              f);
+}
+
 static void write_unit_only(FILE *f)
 {
         fputs("# What systemd adds where embedded mode relies on the rules above: hostname and clock\n"
@@ -202,6 +213,7 @@ int policy_write_unit_directives(FILE *f)
                 return r;
         write_families(f);
         write_namespaces(f);
+        write_descriptors(f);
         write_unit_only(f);
         return ferror(f) ? -EIO : 0;
 }
