@@ -169,7 +169,9 @@ int policy_seccomp_load_bpf(const struct sock_fprog *prog);
 typedef struct PolicyUserSandbox PolicyUserSandbox;
 
 /* Prepare, before fork, what policy_user_sandbox_enter() needs: the user's home (put back where the
- * policy covers homes), the namespaces' id maps, the mount options and the BPF program. */
+ * policy covers homes), the namespaces' id maps, the mount options and the BPF program. 1 on success,
+ * 0 when everything but the filter is ready (this process runs under a filter of its own that refuses
+ * seccomp(), which the worker then inherits). */
 int policy_user_sandbox_new(const char *home, PolicyUserSandbox **ret);
 PolicyUserSandbox *policy_user_sandbox_free(PolicyUserSandbox *s);
 /* Between fork and exec (async-signal-safe): the namespaces where the machine allows them (said in
