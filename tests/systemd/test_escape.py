@@ -7,8 +7,6 @@ import os
 import re
 import subprocess
 
-import pytest
-
 from escape_hook import run_in_terminal
 from machine import FIGURES
 
@@ -66,7 +64,6 @@ def failures(out):
     return summary[0], failed
 
 
-@pytest.mark.skipif(not os.path.exists(BATTERY), reason="tests/escape/battery.py is not in this tree yet")
 def test_escape_battery_in_a_worker_terminal(machine, users):
     machine.systemctl("start", "helios-launcher.socket", "helios-worker@bob.socket")
     machine.exec("/usr/bin/python3", "-c", IPC_SETUP)
