@@ -94,7 +94,6 @@ def test_escape_battery_in_a_worker_terminal(machine, users):
     assert left == ["shm", "0", "mq", "False"], left
 
 
-@pytest.mark.skipif(not os.path.exists(BATTERY), reason="tests/escape/battery.py is not in this tree yet")
 def test_home_outside_home(machine, users):
     """carol's home is /srv/students/carol: the launcher gives her worker that home from the password
     database, she works in it, and dave's home next to hers, bob's under /home and the rest of
