@@ -111,6 +111,8 @@ extern const size_t policy_n_devices;
 
 /* The runtime directory of the launcher and of workers' sockets under systemd: always hidden. */
 #define POLICY_RUNTIME_DIR "/run/helios"
+/* Under systemd, where each workspace's devpts instance is mounted for its unit to bind. */
+#define POLICY_UNIT_PTS_DIR POLICY_RUNTIME_DIR "/pts"
 
 /* ---- Namespaces (namespaces.c) ---- */
 
@@ -190,6 +192,8 @@ int policy_write_unit_directives(FILE *f);
  * -EINVAL for a home that would expose what the policy hides or covers (/, /tmp/x, /var/x holding
  * /var/tmp...), or a path a unit file cannot carry as it is. home must be canonical. */
 int policy_home_root(const char *home, char **ret);
+/* helios-worker-pts@.service, which mounts a workspace's devpts instance for its worker unit. */
+int policy_write_pts_unit(FILE *f);
 /* The runtime drop-in of helios-worker@USER.service that gives it the account's home. */
 int policy_write_home_dropin(FILE *f, const char *home);
 
