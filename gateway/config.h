@@ -42,8 +42,11 @@ typedef struct GatewayConfig {
         char **worker_args;
         size_t n_worker_args;
 
-        uint64_t max_message; /* bytes per WebSocket message, each way */
-        uint64_t high_water;  /* bytes queued towards one side before the other stops being read */
+        uint64_t max_message;        /* bytes per WebSocket message, each way */
+        uint64_t high_water;         /* bytes queued towards one side before the other stops being read */
+        uint64_t user_high_water;    /* the same, over all of one user's pages */
+        uint64_t max_pages_per_user; /* open WebSockets of one user */
+        uint64_t ping_interval_ms;   /* a page silent this long is pinged */
         uint64_t max_connections;
         uint64_t max_unauthenticated;
         uint64_t max_unauthenticated_per_address;

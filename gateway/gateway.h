@@ -21,6 +21,10 @@
 #include "throttle.h"
 
 typedef struct Bridge Bridge;
+typedef struct BridgeUser BridgeUser;
+
+/* Close code for a page over its user's page limit (an application code, RFC 6455 §7.4.2). */
+#define BRIDGE_CLOSE_PAGE_LIMIT 4008
 
 /* Size of the buffer every worker read lands in before it is split into messages. Reads are
  * synchronous within the loop, so one buffer serves every connection and idle ones hold none. It has
@@ -56,7 +60,8 @@ typedef struct Gateway {
         Bridge *kicks_running; /* those being served right now */
         uv_idle_t kick_idle;
         unsigned n_bridges;
-        char *read_buffer; /* LWS_PRE + GATEWAY_READ_BUFFER bytes */
+        BridgeUser *bridge_users; /* users with open pages */
+        char *read_buffer;        /* LWS_PRE + GATEWAY_READ_BUFFER bytes */
 
         uv_signal_t sig_term, sig_int, sig_hup;
         uv_timer_t tick;           /* session expiry, status line, watchdog */
@@ -108,5 +113,11 @@ int bridge_receive(Bridge *b, void *in, size_t len);
 int bridge_writeable(Bridge *b);
 /* The WebSocket is gone: let go of the worker connection. */
 void bridge_ws_closed(Bridge *b);
+/* The page sent its close frame. */
+void bridge_peer_closed(Bridge *b);
+/* The page answered a ping (or sent data). */
+void bridge_heard(Bridge *b);
+/* Once a second: ping pages that have been silent, hang up on those gone. */
+void bridge_tick(Gateway *g, uint64_t now);
 /* Close every WebSocket with 1001 (going away) once its queued messages are out. */
 void bridge_shutdown_all(Gateway *g);
