@@ -687,10 +687,11 @@ static Gateway start_gateway_binary(const char *binary, const char *worker, cons
         token += 7;
 
         fd = tcp_connect(g.port);
-        n = snprintf(req, sizeof(req),
-                     "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n"
-                     "Connection: close\r\n\r\n",
-                     token);
+        n = snprintf(
+            req, sizeof(req),
+            "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n"
+            "Connection: close\r\n\r\n",
+            token);
         write_all(fd, req, (size_t)n);
         k = read(fd, resp, sizeof(resp) - 1);
         resp[k > 0 ? k : 0] = '\0';

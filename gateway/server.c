@@ -184,8 +184,8 @@ static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
                 /* A close payload is empty or starts with a 2-byte code (RFC 6455 §5.5.1); the library
                  * checks the code and the reason's UTF-8, not a lone byte. */
                 if (len == 1) {
-                        lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)"bad close frame",
-                                         15);
+                        lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR,
+                                         (unsigned char *)"bad close frame", 15);
                         return -1;
                 }
                 if (cd && cd->bridge)
