@@ -192,7 +192,7 @@ static int path_param(Fs *fs, BusCall *call, const char *name, const char *value
                 (void)snprintf(reason, sizeof(reason), "'%s' must not be empty", name);
                 return reply_invalid(call, reason, NULL);
         }
-        r = fs_path_normalize(fs->base, value, ret);
+        r = path_normalize(fs->base, value, ret);
         if (r < 0)
                 return reply_errno(call, r, value);
         return 0;
@@ -271,7 +271,7 @@ static OwnChange *own_find(Fs *fs, const char *path)
                         own_forget(e);
                         continue;
                 }
-                if (streq(e->path, path) || (e->subtree && fs_path_is_below_or_same(path, e->path)))
+                if (streq(e->path, path) || (e->subtree && path_is_below_or_same(path, e->path)))
                         return e;
         }
         return NULL;
@@ -387,7 +387,7 @@ static void on_project_loaded(const char *topic, const cJSON *params, ClientId o
                 log_warning("Ignoring %s without an absolute root.", topic);
                 return;
         }
-        r = fs_path_normalize(NULL, root->valuestring, &path);
+        r = path_normalize(NULL, root->valuestring, &path);
         if (r >= 0)
                 r = fs_chase(fs->roots, path, 0, &loc);
         if (r >= 0)
@@ -840,7 +840,7 @@ static int method_rename(Fs *fs, BusCall *call, const cJSON *params)
         r = fs_location_stat(&f, &st);
         if (r < 0)
                 return reply_errno(call, r, from);
-        if (!streq(f.path, t.path) && fs_path_is_below_or_same(t.path, f.path))
+        if (!streq(f.path, t.path) && path_is_below_or_same(t.path, f.path))
                 return reply_invalid(call, "a directory cannot be moved into itself", to);
 
         r = renameat2(f.dir_fd, f.name, t.dir_fd, t.name, overwrite ? 0 : RENAME_NOREPLACE);

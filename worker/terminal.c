@@ -14,12 +14,13 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "strv.h"
 #include "buf.h"
 #include "events.h"
 #include "log.h"
+#include "path-util.h"
 #include "pty.h"
 #include "service.h"
+#include "strv.h"
 #include "terminal-scrollback.h"
 #include "terminal-title.h"
 #include "utf8.h"
@@ -833,49 +834,6 @@ static int command_argv(const TerminalService *s, const cJSON *command, CreateRe
         return 0;
 }
 
-/* "." and ".." and repeated slashes resolved by name alone. */
-static char *path_normalize(const char *path)
-{
-        char *out = malloc(strlen(path) + 2);
-        size_t o = 0;
-
-        if (!out)
-                return NULL;
-        for (const char *p = path; *p;) {
-                size_t len;
-
-                while (*p == '/')
-                        p++;
-                if (!*p)
-                        break;
-                len = strcspn(p, "/");
-                if (len == 2 && p[0] == '.' && p[1] == '.') {
-                        while (o > 0 && out[o - 1] != '/')
-                                o--;
-                        if (o > 0)
-                                o--;
-                } else if (!(len == 1 && p[0] == '.')) {
-                        out[o++] = '/';
-                        memcpy(out + o, p, len);
-                        o += len;
-                }
-                p += len;
-        }
-        if (o == 0)
-                out[o++] = '/';
-        out[o] = '\0';
-        return out;
-}
-
-static bool path_under(const char *path, const char *root)
-{
-        size_t n = strlen(root);
-
-        if (streq(root, "/"))
-                return true;
-        return strncmp(path, root, n) == 0 && (path[n] == '\0' || path[n] == '/');
-}
-
 static void create_spawn(TerminalService *s, CreateRequest *req, const char *cwd, bool cwd_optional)
 {
         BusCall *call = TAKE_PTR(req->call);
@@ -1101,18 +1059,18 @@ static void on_create(BusCall *call, const cJSON *params, void *userdata)
 
         /* No fs service: check by name that the directory is inside a workspace root; the child's
          * chdir() then checks that it exists. */
-        cwd_abs = path_normalize(req->cwd);
-        if (!cwd_abs) {
-                reply_oom(TAKE_PTR(req->call));
+        r = path_normalize(NULL, req->cwd, &cwd_abs);
+        if (r < 0 && r != -EXDEV) {
+                bus_call_error_errno(TAKE_PTR(req->call), r, req->cwd);
                 return;
         }
         bool inside = false;
-        for (size_t i = 0; i < s->config->n_roots && !inside; i++)
-                inside = path_under(cwd_abs, s->config->roots[i]);
+        for (size_t i = 0; r >= 0 && i < s->config->n_roots && !inside; i++)
+                inside = path_is_below_or_same(cwd_abs, s->config->roots[i]);
         if (!inside) {
                 cJSON *data = cJSON_CreateObject();
                 if (data && (!cJSON_AddStringToObject(data, "errno", "EXDEV") ||
-                             !cJSON_AddStringToObject(data, "path", cwd_abs))) {
+                             !cJSON_AddStringToObject(data, "path", cwd_abs ? cwd_abs : req->cwd))) {
                         cJSON_Delete(data);
                         data = NULL;
                 }

@@ -17,6 +17,7 @@
 #include "events.h"
 #include "journal.h"
 #include "log.h"
+#include "path-util.h"
 #include "service.h"
 #include "utf8.h"
 
@@ -133,51 +134,6 @@ static bool path_param_ok(const char *p)
         return n > 0 && n < PATH_MAX;
 }
 
-/* Resolve path lexically (".", "..", "//") against root: the spelling under which a buffer may already
- * be open. The fs service has the final word on what a path means; this only saves a trip to it. */
-static char *path_normalize(const char *root, const char *path)
-{
-        _cleanup_free_ char *joined = NULL;
-        char *out;
-        size_t n = 0;
-
-        if (path[0] == '/')
-                joined = strdup(path);
-        else if (root && asprintf(&joined, "%s/%s", root, path) < 0)
-                joined = NULL;
-        if (!joined)
-                return NULL;
-        out = malloc(strlen(joined) + 2);
-        if (!out)
-                return NULL;
-        for (const char *p = joined; *p;) {
-                const char *e;
-                size_t len;
-
-                while (*p == '/')
-                        p++;
-                if (!*p)
-                        break;
-                e = strchrnul(p, '/');
-                len = (size_t)(e - p);
-                if (len == 2 && p[0] == '.' && p[1] == '.') {
-                        while (n > 0 && out[n - 1] != '/')
-                                n--;
-                        if (n > 0)
-                                n--;
-                } else if (!(len == 1 && p[0] == '.')) {
-                        out[n++] = '/';
-                        memcpy(out + n, p, len);
-                        n += len;
-                }
-                p = e;
-        }
-        if (n == 0)
-                out[n++] = '/';
-        out[n] = '\0';
-        return out;
-}
-
 static Buffer *ws_find(Workspace *ws, const char *path)
 {
         _cleanup_free_ char *norm = NULL;
@@ -185,8 +141,9 @@ static Buffer *ws_find(Workspace *ws, const char *path)
         for (size_t i = 0; i < ws->n_buffers; i++)
                 if (streq(ws->buffers[i]->path, path))
                         return ws->buffers[i];
-        norm = path_normalize(ws->root, path);
-        if (!norm || streq(norm, path))
+        /* The spelling under which a buffer may be open: the fs service has the final word on what a
+         * path means; this only saves a trip to it. */
+        if (path_normalize(ws->root, path, &norm) < 0 || streq(norm, path))
                 return NULL;
         for (size_t i = 0; i < ws->n_buffers; i++)
                 if (streq(ws->buffers[i]->path, norm))
