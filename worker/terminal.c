@@ -673,11 +673,6 @@ static void on_kill_timer(uv_timer_t *h)
 
 /* ---- method helpers ---- */
 
-static void reply_oom(BusCall *call)
-{
-        bus_call_error(call, RPC_INTERNAL_ERROR, "Out of memory", NULL);
-}
-
 static void reply_empty(BusCall *call)
 {
         cJSON *r = cJSON_CreateObject();
@@ -685,15 +680,7 @@ static void reply_empty(BusCall *call)
         if (r)
                 bus_call_reply(call, r);
         else
-                reply_oom(call);
-}
-
-static void reply_invalid(BusCall *call, const char *reason)
-{
-        char msg[160];
-
-        (void)snprintf(msg, sizeof(msg), "Invalid params: %s", reason);
-        bus_call_error(call, RPC_INVALID_PARAMS, msg, NULL);
+                (void)bus_call_error_oom(call);
 }
 
 static void reply_error_data(BusCall *call, int code, const char *message, const char *key, double number,
@@ -728,7 +715,7 @@ static Terminal *call_terminal(TerminalService *s, BusCall *call, const cJSON *p
 
         /* Callers have checked that params is an object (or absent). */
         if (!id) {
-                reply_invalid(call, "missing parameter 'terminalId'");
+                (void)bus_call_error_invalid(call, "missing parameter 'terminalId'", NULL);
                 return NULL;
         }
         t = cJSON_IsString(id) ? terminal_find(s, id->valuestring) : NULL;
@@ -861,7 +848,7 @@ static void create_spawn(TerminalService *s, CreateRequest *req, const char *cwd
         if (!t || !result) {
                 free(t);
                 cJSON_Delete(result);
-                reply_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         (void)snprintf(t->id, sizeof(t->id), "%" PRIu64, ++s->next_number);
@@ -871,7 +858,7 @@ static void create_spawn(TerminalService *s, CreateRequest *req, const char *cwd
                 free(t->att);
                 free(t);
                 cJSON_Delete(result);
-                reply_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
 
@@ -940,14 +927,7 @@ static void on_stat_reply(const cJSON *result, const cJSON *error, void *userdat
 
         if (error) {
                 /* The fs service's verdict (not found, outside the workspace, …) goes out as it is. */
-                const cJSON *code = cJSON_GetObjectItemCaseSensitive(error, "code");
-                const cJSON *message = cJSON_GetObjectItemCaseSensitive(error, "message");
-                const cJSON *data = cJSON_GetObjectItemCaseSensitive(error, "data");
-
-                bus_call_error(TAKE_PTR(req->call),
-                               cJSON_IsNumber(code) ? code->valueint : RPC_INTERNAL_ERROR,
-                               cJSON_IsString(message) ? message->valuestring : NULL,
-                               data ? cJSON_Duplicate(data, true) : NULL);
+                bus_call_error_forward(TAKE_PTR(req->call), error);
                 return;
         }
         path = cJSON_GetObjectItemCaseSensitive(result, "path");
@@ -983,24 +963,25 @@ static void on_create(BusCall *call, const cJSON *params, void *userdata)
         if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
                 return;
         if (cols == 0 || rows == 0) {
-                reply_invalid(call, "parameters 'cols' and 'rows' must be from 1 to 1000");
+                (void)bus_call_error_invalid(call, "parameters 'cols' and 'rows' must be from 1 to 1000",
+                                             NULL);
                 return;
         }
         if (cwd && !*cwd) {
-                reply_invalid(call, "parameter 'cwd' must not be empty");
+                (void)bus_call_error_invalid(call, "parameter 'cwd' must not be empty", NULL);
                 return;
         }
         req = calloc(1, sizeof(CreateRequest));
         if (!req) {
-                reply_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         r = command_argv(s, command, req, &reason);
         if (r < 0) {
                 if (r == -EINVAL)
-                        reply_invalid(call, reason);
+                        (void)bus_call_error_invalid(call, reason, NULL);
                 else
-                        reply_oom(call);
+                        (void)bus_call_error_oom(call);
                 return;
         }
         if (s->stopping) {
@@ -1028,7 +1009,7 @@ static void on_create(BusCall *call, const cJSON *params, void *userdata)
         else if (asprintf(&req->cwd, "%s/%s", s->project_root ? s->project_root : s->home, cwd) < 0)
                 req->cwd = NULL;
         if (!req->cwd) {
-                reply_oom(TAKE_PTR(req->call));
+                (void)bus_call_error_oom(TAKE_PTR(req->call));
                 return;
         }
 
@@ -1036,7 +1017,7 @@ static void on_create(BusCall *call, const cJSON *params, void *userdata)
         cJSON *p = cJSON_CreateObject();
         if (!p || !cJSON_AddStringToObject(p, "path", req->cwd)) {
                 cJSON_Delete(p);
-                reply_oom(TAKE_PTR(req->call));
+                (void)bus_call_error_oom(TAKE_PTR(req->call));
                 return;
         }
         req->svc = s;
@@ -1127,7 +1108,8 @@ static void on_resize(BusCall *call, const cJSON *params, void *userdata)
         if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
                 return;
         if (cols == 0 || rows == 0) {
-                reply_invalid(call, "parameters 'cols' and 'rows' must be from 1 to 1000");
+                (void)bus_call_error_invalid(call, "parameters 'cols' and 'rows' must be from 1 to 1000",
+                                             NULL);
                 return;
         }
         t = call_terminal(s, call, params);
@@ -1198,7 +1180,7 @@ static void on_list(BusCall *call, const cJSON *params, void *userdata)
         if (!r || !list || !cJSON_AddItemToObject(r, "terminals", list)) {
                 cJSON_Delete(r);
                 cJSON_Delete(list);
-                reply_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         bus_call_reply(call, r);
@@ -1226,12 +1208,12 @@ static void on_attach(BusCall *call, const cJSON *params, void *userdata)
                 /* Not added, so still ours. */
                 cJSON_Delete(scrollback);
                 cJSON_Delete(r);
-                reply_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         if (origin != 0 && attachment_add(t, origin) < 0) {
                 cJSON_Delete(r);
-                reply_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         /* Everything read so far is in the snapshot, everything read later goes to the stream: the

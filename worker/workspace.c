@@ -190,12 +190,6 @@ static cJSON *json_object_path(const char *path)
         return o;
 }
 
-static void call_oom(BusCall *call)
-{
-        log_oom();
-        bus_call_error(call, RPC_INTERNAL_ERROR, "Out of memory", NULL);
-}
-
 static void call_error_path(BusCall *call, int code, const char *message, const char *path)
 {
         bus_call_error(call, code, message, json_object_path(path));
@@ -209,31 +203,6 @@ static Buffer *ws_find_or_fail(Workspace *ws, BusCall *call, const char *path)
         if (!b)
                 call_error_path(call, RPC_NOT_FOUND, "The file is not open", path);
         return b;
-}
-
-/* Pass an error from the fs service on unchanged: same code, message and data. */
-static void call_error_forward(BusCall *call, const cJSON *error)
-{
-        const cJSON *code = cJSON_GetObjectItemCaseSensitive(error, "code");
-        const cJSON *message = cJSON_GetObjectItemCaseSensitive(error, "message");
-        const cJSON *data = cJSON_GetObjectItemCaseSensitive(error, "data");
-        cJSON *copy = NULL;
-
-        if (data) {
-                copy = cJSON_Duplicate(data, true);
-                if (!copy) {
-                        call_oom(call);
-                        return;
-                }
-        }
-        if (!cJSON_IsNumber(code) || !(code->valuedouble >= INT_MIN && code->valuedouble <= INT_MAX) ||
-            code->valuedouble != (double)(int)code->valuedouble) {
-                cJSON_Delete(copy);
-                bus_call_error(call, RPC_INTERNAL_ERROR, "Malformed error from the file service", NULL);
-                return;
-        }
-        bus_call_error(call, (int)code->valuedouble, cJSON_IsString(message) ? message->valuestring : NULL,
-                       copy);
 }
 
 static const char *error_message(const cJSON *error)
@@ -509,7 +478,7 @@ static void reply_buffer(BusCall *call, Buffer *b)
         cJSON *o = buffer_json(b);
 
         if (!o) {
-                call_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         bus_call_reply(call, o);
@@ -632,7 +601,7 @@ static void on_project_load(BusCall *call, const cJSON *params, void *userdata)
         }
         op = op_new(ws, OP_LOAD, call, NULL);
         if (!op) {
-                call_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         ws_fs_call(ws, "fs:stat", read_params(root), op);
@@ -680,7 +649,7 @@ static void op_load_done(Op *op, const cJSON *result, const cJSON *error)
         int r;
 
         if (error) {
-                call_error_forward(call, error);
+                bus_call_error_forward(call, error);
                 op_free(op);
                 return;
         }
@@ -693,7 +662,7 @@ static void op_load_done(Op *op, const cJSON *result, const cJSON *error)
         } else if (r < 0)
                 bus_call_error(call, RPC_INTERNAL_ERROR, "Malformed answer from the file service", NULL);
         else if (ws_set_root(ws, path) < 0 || !(state = ws_state_json(ws)))
-                call_oom(call);
+                (void)bus_call_error_oom(call);
         else
                 bus_call_reply(call, state);
         op_free(op);
@@ -708,7 +677,7 @@ static void on_workspace_state(BusCall *call, const cJSON *params, void *userdat
                 return;
         state = ws_state_json(ws);
         if (!state) {
-                call_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         bus_call_reply(call, state);
@@ -740,7 +709,7 @@ static void on_file_open(BusCall *call, const cJSON *params, void *userdata)
         }
         op = op_new(ws, OP_OPEN, call, NULL);
         if (!op) {
-                call_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         ws_fs_call(ws, "fs:read_file", read_params(path), op);
@@ -786,7 +755,7 @@ static void op_open_done(Op *op, const cJSON *result, const cJSON *error)
 
         op_free(op);
         if (error) {
-                call_error_forward(call, error);
+                bus_call_error_forward(call, error);
                 return;
         }
         if (parse_file_content(result, &fc) < 0) {
@@ -805,7 +774,7 @@ static void op_open_done(Op *op, const cJSON *result, const cJSON *error)
                 call_error_path(call, RPC_INTERNAL_ERROR, "The file service returned text that is not UTF-8",
                                 fc.path);
         else if (r < 0)
-                call_oom(call);
+                (void)bus_call_error_oom(call);
         else
                 reply_buffer(call, b);
 }
@@ -839,7 +808,7 @@ static void on_file_edit(BusCall *call, const cJSON *params, void *userdata)
         }
         list = calloc(n, sizeof(DocChange));
         if (!list) {
-                call_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         n = 0;
@@ -886,13 +855,13 @@ static void on_file_edit(BusCall *call, const cJSON *params, void *userdata)
         result = cJSON_CreateObject();
         if (!ev || !result || !cJSON_AddNumberToObject(ev, "version", (double)(version + 1)) ||
             !cJSON_AddNumberToObject(result, "version", (double)(version + 1))) {
-                call_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         changes_copy = cJSON_Duplicate(changes, true);
         if (!changes_copy || !cJSON_AddItemToObject(ev, "changes", changes_copy)) {
                 cJSON_Delete(changes_copy);
-                call_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
 
@@ -926,7 +895,7 @@ static void on_file_edit(BusCall *call, const cJSON *params, void *userdata)
                                         b->path);
                         return;
                 default:
-                        call_oom(call);
+                        (void)bus_call_error_oom(call);
                         return;
                 }
         }
@@ -978,7 +947,7 @@ static void on_file_save(BusCall *call, const cJSON *params, void *userdata)
         }
         op = op_new(ws, OP_SAVE, call, b);
         if (!op) {
-                call_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         op->force = force;
@@ -1039,7 +1008,7 @@ static void op_save_done(Op *op, const cJSON *result, const cJSON *error)
 
         op_free(op);
         if (error)
-                call_error_forward(call, error);
+                bus_call_error_forward(call, error);
         else if (!tag_ok(tag))
                 bus_call_error(call, RPC_INTERNAL_ERROR, "Malformed answer from the file service", NULL);
         else if (!(reply = cJSON_CreateObject()) ||
@@ -1047,7 +1016,7 @@ static void op_save_done(Op *op, const cJSON *result, const cJSON *error)
                  !cJSON_AddStringToObject(reply, "tag", tag->valuestring) ||
                  !(copy = strdup(tag->valuestring))) {
                 cJSON_Delete(reply);
-                call_oom(call);
+                (void)bus_call_error_oom(call);
         } else {
                 if (!b->closed && base_gen != b->base_gen) {
                         /* Reverted or reloaded while saving: the buffer now stands on what was read, the
@@ -1100,7 +1069,7 @@ static void on_file_revert(BusCall *call, const cJSON *params, void *userdata)
                 return;
         op = op_new(ws, OP_REVERT, call, b);
         if (!op) {
-                call_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         ws_fs_call(ws, "fs:read_file", read_params(b->path), op);
@@ -1116,7 +1085,7 @@ static void op_revert_done(Op *op, const cJSON *result, const cJSON *error)
 
         op_free(op);
         if (error)
-                call_error_forward(call, error);
+                bus_call_error_forward(call, error);
         else if (b->closed)
                 call_error_path(call, RPC_NOT_FOUND, "The file was closed", b->path);
         else if (parse_file_content(result, &fc) < 0)
@@ -1128,7 +1097,7 @@ static void op_revert_done(Op *op, const cJSON *result, const cJSON *error)
                         call_error_path(call, RPC_INTERNAL_ERROR,
                                         "The file service returned text that is not UTF-8", b->path);
                 else
-                        call_oom(call);
+                        (void)bus_call_error_oom(call);
         } else {
                 ws_publish_state(ws);
                 reply_buffer(call, b);
