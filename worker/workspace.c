@@ -595,8 +595,7 @@ static void on_project_load(BusCall *call, const cJSON *params, void *userdata)
         if (ws_refuse_stopping(ws, call) || bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
                 return;
         if (!path_param_ok(root)) {
-                bus_call_error(call, RPC_INVALID_PARAMS, "Invalid params: 'root' must be a non-empty path",
-                               NULL);
+                (void)bus_call_error_invalid(call, "'root' must be a non-empty path", NULL);
                 return;
         }
         op = op_new(ws, OP_LOAD, call, NULL);
@@ -698,8 +697,7 @@ static void on_file_open(BusCall *call, const cJSON *params, void *userdata)
         if (ws_refuse_stopping(ws, call) || bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
                 return;
         if (!path_param_ok(path)) {
-                bus_call_error(call, RPC_INVALID_PARAMS, "Invalid params: 'path' must be a non-empty path",
-                               NULL);
+                (void)bus_call_error_invalid(call, "'path' must be a non-empty path", NULL);
                 return;
         }
         b = ws_find(ws, path);
@@ -803,7 +801,7 @@ static void on_file_edit(BusCall *call, const cJSON *params, void *userdata)
                 return;
         n = (size_t)cJSON_GetArraySize(changes);
         if (n == 0) {
-                bus_call_error(call, RPC_INVALID_PARAMS, "Invalid params: 'changes' is empty", NULL);
+                (void)bus_call_error_invalid(call, "'changes' is empty", path);
                 return;
         }
         list = calloc(n, sizeof(DocChange));
@@ -824,8 +822,8 @@ static void on_file_edit(BusCall *call, const cJSON *params, void *userdata)
                 char msg[256];
 
                 if (json_dispatch(item, cf, ELEMENTSOF(cf), &reason) < 0) {
-                        (void)snprintf(msg, sizeof(msg), "Invalid params: changes[%zu]: %s", n, reason);
-                        bus_call_error(call, RPC_INVALID_PARAMS, msg, NULL);
+                        (void)snprintf(msg, sizeof(msg), "changes[%zu]: %s", n, reason);
+                        (void)bus_call_error_invalid(call, msg, path);
                         return;
                 }
                 list[n] = (DocChange){from, to, insert, strlen(insert)};
@@ -873,18 +871,14 @@ static void on_file_edit(BusCall *call, const cJSON *params, void *userdata)
 
                 switch (r) {
                 case -ERANGE:
-                        (void)snprintf(
-                            msg, sizeof(msg),
-                            "Invalid params: changes[%zu] is not a range within the text it applies to",
-                            failed);
-                        bus_call_error(call, RPC_INVALID_PARAMS, msg, NULL);
+                        (void)snprintf(msg, sizeof(msg),
+                                       "changes[%zu] is not a range within the text it applies to", failed);
+                        (void)bus_call_error_invalid(call, msg, path);
                         return;
                 case -EILSEQ:
-                        (void)snprintf(
-                            msg, sizeof(msg),
-                            "Invalid params: changes[%zu] splits a surrogate pair or inserts invalid text",
-                            failed);
-                        bus_call_error(call, RPC_INVALID_PARAMS, msg, NULL);
+                        (void)snprintf(msg, sizeof(msg),
+                                       "changes[%zu] splits a surrogate pair or inserts invalid text", failed);
+                        (void)bus_call_error_invalid(call, msg, path);
                         return;
                 case -EFBIG:
                         call_error_too_large(call, ws, b->path, before);

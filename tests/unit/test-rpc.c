@@ -271,9 +271,10 @@ static void test_error_forwarding(void **state)
         assert_string_equal(f->out[0], "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32001,"
                                        "\"message\":\"it failed\",\"data\":{\"path\":\"/x\"}}}");
         assert_non_null(strstr(f->out[1], "\"code\":-32603"));
-        assert_string_equal(f->out[2], "{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32602,\"message\":"
-                                       "\"Invalid params: missing parameter 'path'\",\"data\":{\"reason\":"
-                                       "\"missing parameter 'path'\"}}}");
+        assert_string_equal(f->out[2],
+                            "{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32602,\"message\":"
+                            "\"Invalid params: missing parameter 'path'\",\"data\":{\"reason\":"
+                            "\"missing parameter 'path'\"}}}");
 }
 
 static void test_oversize_message(void **state)
