@@ -877,7 +877,8 @@ static void on_file_edit(BusCall *call, const cJSON *params, void *userdata)
                         return;
                 case -EILSEQ:
                         (void)snprintf(msg, sizeof(msg),
-                                       "changes[%zu] splits a surrogate pair or inserts invalid text", failed);
+                                       "changes[%zu] splits a surrogate pair or inserts invalid text",
+                                       failed);
                         (void)bus_call_error_invalid(call, msg, path);
                         return;
                 case -EFBIG:
