@@ -249,7 +249,7 @@ def test_healthz_and_metrics(gateway):
     assert m["helios_gateway_workers_running"] == 1
     assert m["helios_gateway_bytes_total{direction=\"to_worker\"}"] > 0
     assert m["helios_gateway_bytes_total{direction=\"to_browser\"}"] > 0
-    text = gateway.request("GET", "/metrics")
+    text = gateway.request("GET", "/metrics", {"Authorization": "Bearer " + gateway.metrics_token})
     assert text.header("content-type").startswith("application/openmetrics-text")
     assert text.body.endswith(b"# EOF\n")
     rpc.close()
