@@ -111,6 +111,8 @@ extern const size_t policy_n_devices;
 
 /* The runtime directory of the launcher and of workers' sockets under systemd: always hidden. */
 #define POLICY_RUNTIME_DIR "/run/helios"
+/* Under systemd, where each workspace's devpts instance is mounted for its unit to bind. */
+#define POLICY_UNIT_PTS_DIR POLICY_RUNTIME_DIR "/pts"
 
 /* ---- Namespaces (namespaces.c) ---- */
 
@@ -245,7 +247,9 @@ int policy_seccomp_load_bpf(const struct sock_fprog *prog);
 typedef struct PolicyUserSandbox PolicyUserSandbox;
 
 /* Prepare, before fork, what policy_user_sandbox_enter() needs: the user's home (put back where the
- * policy covers homes), the namespaces' id maps, the mount options and the BPF program. */
+ * policy covers homes), the namespaces' id maps, the mount options and the BPF program. 1 on success,
+ * 0 when everything but the filter is ready (this process runs under a filter of its own that refuses
+ * seccomp(), which the worker then inherits). */
 int policy_user_sandbox_new(const char *home, PolicyUserSandbox **ret);
 PolicyUserSandbox *policy_user_sandbox_free(PolicyUserSandbox *s);
 /* Between fork and exec (async-signal-safe): the namespaces where the machine allows them (said in
@@ -264,6 +268,8 @@ int policy_write_unit_directives(FILE *f);
  * -EINVAL for a home that would expose what the policy hides or covers (/, /tmp/x, /var/x holding
  * /var/tmp...), or a path a unit file cannot carry as it is. home must be canonical. */
 int policy_home_root(const char *home, char **ret);
+/* helios-worker-pts@.service, which mounts a workspace's devpts instance for its worker unit. */
+int policy_write_pts_unit(FILE *f);
 /* The runtime drop-in of helios-worker@USER.service that gives it the account's home. */
 int policy_write_home_dropin(FILE *f, const char *home);
 
