@@ -181,6 +181,19 @@ static int user_child_setup(void *userdata)
         return r;
 }
 
+/* The sandbox of user's workers, with values (NULL: the defaults). */
+static int plan_sandbox(Spawner *s, const char *user, const PolicyValues *values, SandboxPlan **ret)
+{
+        SandboxParams sp = {
+            .user = user,
+            .hide = (const char *const[]){s->options.runtime_dir},
+            .n_hide = 1,
+            .values = values,
+        };
+
+        return sandbox_plan_new(&sp, ret);
+}
+
 /* One line with what the worker gets, "key=value" as in sandbox.conf. */
 static void log_settings(const char *user, const PolicyValues *values)
 {
@@ -216,13 +229,7 @@ static int user_before_start(void *userdata)
         r = policy_values_load(s->options.config_dir, u->name, &values);
         if (r < 0)
                 return log_error_errno(r, "Cannot read the sandbox settings of %s: %m", u->name);
-        SandboxParams sp = {
-            .user = u->name,
-            .hide = (const char *const[]){s->options.runtime_dir},
-            .n_hide = 1,
-            .values = &values,
-        };
-        r = sandbox_plan_new(&sp, &plan);
+        r = plan_sandbox(s, u->name, &values, &plan);
         if (r < 0)
                 return log_error_errno(r, "Cannot prepare the sandbox of %s: %m", u->name);
         if (sandbox_plan_uid(plan) != sandbox_plan_uid(u->plan)) {
@@ -340,12 +347,7 @@ static int user_entry_new(Spawner *s, const char *user, UserEntry **ret)
                 return -ENOMEM;
         u->spawner = s;
         strcpy(u->name, user);
-        SandboxParams sp = {
-            .user = user,
-            .hide = (const char *const[]){s->options.runtime_dir},
-            .n_hide = 1,
-        };
-        r = sandbox_plan_new(&sp, &u->plan);
+        r = plan_sandbox(s, user, NULL, &u->plan);
         if (r < 0) {
                 log_error_errno(r, "Cannot prepare the sandbox of %s: %m", user);
                 goto fail;
