@@ -163,6 +163,28 @@ static void write_limits(FILE *f)
                 fprintf(f, "%s=%llu\n", policy_limits[i].unit, (unsigned long long)policy_limits[i].value);
 }
 
+/* The defaults of policy/settings.c. An admin changes them in /etc/helios/sandbox.conf and
+ * sandbox.d/USER.conf, which the launcher applies to the user's unit at start. */
+static int write_settings(FILE *f)
+{
+        fputs("# policy/settings.c: the defaults of /etc/helios/sandbox.conf; the launcher sets what that\n"
+              "# file (and sandbox.d/USER.conf) says on each user's unit when it starts it.\n",
+              f);
+        for (size_t i = 0; i < _POLICY_SETTING_MAX; i++) {
+                const PolicySetting *s = &policy_settings[i];
+                char v[32];
+                int r;
+
+                if (!s->unit_property)
+                        continue;
+                r = policy_value_format((PolicySettingId)i, s->value, false, v, sizeof(v));
+                if (r < 0)
+                        return r;
+                fprintf(f, "%s=%s\n", s->unit_property, v);
+        }
+        return 0;
+}
+
 /* systemd skips names it cannot resolve with a warning; write only the ones it will take. */
 static bool name_known(const char *name)
 {
@@ -260,6 +282,9 @@ int policy_write_unit_directives(FILE *f)
         if (r < 0)
                 return r;
         write_limits(f);
+        r = write_settings(f);
+        if (r < 0)
+                return r;
         r = write_syscalls(f);
         if (r < 0)
                 return r;
