@@ -877,9 +877,20 @@ def test_a_delegated_cgroup_is_taken_over(accounts, pam_services, base, delegate
         assert cgroup_of(pid) == top + f"/helios/{ALICE}"
         with open(os.path.join(delegated_cgroup, "cgroup.procs")) as f:
             assert f.read() == ""
+        # A helios-embedded started again (the first one died) keeps to the same tree.
+        [spawner] = embedded_children(lc)
+        os.kill(spawner, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while embedded_children(lc) == [spawner]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        _, path = c.request("worker", BOB)
+        assert cgroup_of(ask_worker(path, accounts[GW])["pid"]) == top + f"/helios/{BOB}"
+        assert [cgroup_of(p) for p in embedded_children(lc)] == [top + "/supervisor"]
+        assert not os.path.exists(os.path.join(delegated_cgroup, "supervisor", "supervisor"))
     finally:
         assert lc.stop() == 0, lc.read_log()[-3000:]
-        kill_workers([accounts[ALICE].pw_uid])
+        kill_workers([accounts[ALICE].pw_uid, accounts[BOB].pw_uid])
 
 
 def test_a_shared_cgroup_is_not_taken_over(accounts, pam_services, base, delegated_cgroup):
