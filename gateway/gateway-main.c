@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "config.h"
@@ -27,6 +29,21 @@ static int run(int argc, char **argv)
         r = gateway_config_load(argc, argv, &config);
         if (r != 0)
                 return r > 0 ? 0 : r;
+
+        /* The gateway faces the network and, embedded, serves its own account's files and shells to the
+         * browser: as root that would be /root and root shells. */
+        if (getuid() == 0 || geteuid() == 0) {
+                gateway_config_free(config);
+                log_error("helios-gateway does not run as root: run it as the user to serve, or as its own "
+                          "account with helios-launcher for many users.");
+                return -EPERM;
+        }
+
+        /* As in the worker: every large buffer (a piece of a big message, a page's queue) in its own
+         * mapping that goes back to the kernel when freed, and the heap trimmed when its top is free;
+         * glibc's default raises the threshold after the first such free and keeps the memory. */
+        (void)mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+        (void)mallopt(M_TRIM_THRESHOLD, 256 * 1024);
 
         /* A client that goes away mid-write must be an error return, not a fatal signal. */
         (void)signal(SIGPIPE, SIG_IGN);
