@@ -16,8 +16,12 @@ def passwd(users_file, user, password=None, delete=False):
     args = [helios.GATEWAY, "passwd", "--users-file", str(users_file)]
     if delete:
         args.append("--delete")
-    return subprocess.run(args + [user], input=(password + "\n").encode() if password else b"",
-                          capture_output=True, timeout=30)
+    out = subprocess.run(args + [user], input=(password + "\n").encode() if password else b"",
+                         capture_output=True, timeout=30)
+    if os.geteuid() == 0 and os.path.exists(users_file):
+        # Rewritten by root here; the gateway runs as its own account and must be able to read it.
+        os.chown(users_file, helios.gateway_uid(), -1)
+    return out
 
 
 # ---- token login ----
@@ -249,7 +253,7 @@ def test_file_login_passwd_and_reload(make_gateway, tmp_path):
     assert passwd(users, "alice", "second password").returncode == 0
     assert passwd(users, "carol", "carol's").returncode == 0
     g.signal(signal.SIGHUP)
-    assert g.wait_log("Configuration reloaded.")
+    assert g.wait_log("Configuration reloaded."), g.read_log()
     assert g.login(user="alice", password="first password").status == 401
     assert g.login(user="alice", password="second password").status == 200
     assert g.login(user="carol", password="carol's").status == 200
