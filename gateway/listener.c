@@ -574,7 +574,12 @@ static void conn_accepted(Listener *l, int fd, const struct sockaddr *sa, sockle
         AddrSlot *slot;
 
         m->connections_accepted++;
-        if (m->connections_open >= l->limits.max_connections) {
+        /* Connections told to go still count as open until the library has closed them: the cap is on
+         * those that stay, and at it the oldest without a session makes room (those with one never take
+         * the share kept for the others). A hard ceiling holds while the evicted are closing. */
+        if (m->connections_open >= l->limits.max_connections + l->limits.max_unauthenticated ||
+            (m->connections_unauthenticated + l->n_auth >= l->limits.max_connections &&
+             !evict_oldest(l, NULL))) {
                 log_debug("Connection cap (%llu) reached, refusing a client.",
                           (unsigned long long)l->limits.max_connections);
                 refuse_fd(l, fd);
