@@ -711,6 +711,11 @@ static void on_auth_done(int result, const char *user, void *userdata)
                 return;
         }
         throttle_login_succeeded(g->throttle, addr, user);
+        /* PAM's account management has just said yes; otherwise it is asked now, before a page needs it. */
+        if (auth_method(g->auth) == AUTH_METHOD_PAM)
+                account_checks_passed(g->accounts, user, now);
+        else
+                account_checks_start(g->accounts, user, now);
         g->metrics.logins_ok++;
         log_login(r, LOG_INFO, user, "Login");
 
@@ -1347,6 +1352,20 @@ static Session *upgrade_check(Gateway *g, struct lws *wsi, const RequestInfo *ri
         }
         if (lws_hdr_total_length(wsi, WSI_TOKEN_EXTENSIONS) > WS_EXTENSION_HEADER_MAX) {
                 *ret = (UpgradeRefusal){400, "Bad Request", "Sec-WebSocket-Extensions too long\n"};
+                return NULL;
+        }
+        /* A page connects only while the account may still log in (not locked or expired since). The
+         * upgrade cannot wait for the launcher's answer: when it is not known lately, the page is asked
+         * to come back in a second, by which time it is. */
+        switch (account_checks_admit(g->accounts, session_user(s), uv_now(g->loop))) {
+        case 0:
+                break;
+        case -EPERM:
+                *ret = (UpgradeRefusal){403, "Forbidden", "Account disabled\n"};
+                return NULL;
+        default:
+                *ret = (UpgradeRefusal){503, "Service Unavailable", "Checking the account; try again\n",
+                                        "retry-after:", "1"};
                 return NULL;
         }
         return s;

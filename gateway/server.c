@@ -418,6 +418,7 @@ static int gateway_apply_config(Gateway *g, GatewayConfig *c)
                 listener_set_limits(g->listener, &ll);
         }
         session_store_set_limits(g->sessions, &sl);
+        account_checks_set_interval(g->accounts, c->account_check_interval_ms);
         throttle_set_policy(g->throttle, &tp);
         auth_set_limits(g->auth, &al);
         if (c->log_level >= 0)
@@ -460,6 +461,7 @@ static void on_tick(uv_timer_t *t)
         uint64_t now = uv_now(g->loop);
 
         session_store_expire(g->sessions, now);
+        account_checks_tick(g->accounts, now);
         bridge_tick(g, now);
         update_status(g);
         if (g->watchdog_usec > 0 && (now - g->last_watchdog_ms) * 1000 >= g->watchdog_usec / 2) {
@@ -655,6 +657,9 @@ int gateway_start(Gateway *g)
                 if (r < 0)
                         return r;
         }
+        r = account_checks_new(g->launcher, g->sessions, &g->accounts);
+        if (r < 0)
+                return log_oom();
         r = auth_new(g->loop, c->auth, g->launcher, &al, &g->auth);
         if (r == -EOPNOTSUPP)
                 return log_error_errno(r,
@@ -750,6 +755,7 @@ Gateway *gateway_free(Gateway *g)
                 return NULL;
         assert(!g->bridges);
         listener_free(g->listener);
+        account_checks_free(g->accounts);
         launcher_free(g->launcher);
         auth_free(g->auth);
         session_store_free(g->sessions);
