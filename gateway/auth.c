@@ -256,7 +256,8 @@ static void finished(Auth *a, AuthRequest *r, int result)
                 a->next_sample = (a->next_sample + 1) % AUTH_SAMPLES;
                 a->n_samples = MIN(a->n_samples + 1, AUTH_SAMPLES);
         }
-        if (result == -EPERM && r->cb) {
+        /* Once stopped nothing would answer a held one later: it goes at once. */
+        if (result == -EPERM && r->cb && !a->stopped) {
                 a->n_running -= r->state == AUTH_RUNNING;
                 r->state = AUTH_HOLDING;
                 r->result = result;
