@@ -193,6 +193,8 @@ MALFORMED = [
     b"1\0auth\0" + ALICE.encode() + b"\0" + b"p" * 1025 + b"\0",  # a password over the limit
     b"1\0worker\0" + b"a" * 4990 + b"\0",  # over the packet limit (5000 bytes)
     b"",  # an empty packet
+    b"1\0account\0",  # account: the name missing
+    b"1\0account\0" + ALICE.encode() + b"\0password\0",  # account: a password is not taken
 ]
 
 
@@ -226,7 +228,11 @@ def test_root_and_system_accounts_are_refused(launcher, accounts):
     for name in ("root", "nobody", "daemon", SYSTEM, GW):
         assert c.request("auth", name, "whatever") == ["error", "refused"], name
         assert c.request("worker", name) == ["error", "refused"], name
+        assert c.request("account", name) == ["error", "refused"], name
     assert c.request("worker", "helios-t-nosuchuser") == ["error", "refused"]
+    assert c.request("account", "helios-t-nosuchuser") == ["error", "refused"]
+    # A person's account, not locked or expired, is admitted.
+    assert c.request("account", ALICE) == ["ok"]
 
 
 def test_members_of_the_gateways_group_are_refused(launcher, accounts, base):
