@@ -161,7 +161,8 @@ static int object_keep_id(cJSON *obj, const char *text, size_t n, size_t i)
                         size_t len = value_end - value;
                         bool valid = cJSON_IsNumber(id)
                                          ? json_is_strict_number(text + value, len)
-                                         : json_prescan(text + value, len, 1, 1) == JSON_SCAN_OK;
+                                         : len >= 2 && text[value] == '"' && text[value_end - 1] == '"' &&
+                                               json_prescan(text + value, len, 1, 1) == JSON_SCAN_OK;
                         if (!valid)
                                 return 0;
                         copy = strndup(text + value, len);

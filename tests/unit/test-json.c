@@ -234,13 +234,19 @@ static void test_keep_id_text(void **state)
         check_id_text("{\"id\":1,\"id\":2}", "1"); /* the first, as cJSON reads it */
         check_id_text("{\"id\":01}", "1");         /* cJSON's leniency is not echoed */
         check_id_text("{\"id\":null}", "null");
+        /* Control characters between tokens are whitespace to cJSON, and so to the scan. */
+        check_id_text("{\x01\"id\"\x02:\x03\"x\"\x04}", "\"x\"");
+        check_id_text("{\"id\":\x0b"
+                      "8000000000000001\x0c}",
+                      "8000000000000001");
         check_id_text("[{\"x\":[1,{\"id\":3}]} , 7, {\"id\":8000000000000001}]", "8000000000000001");
 
         /* A raw NUL ends cJSON's copy of the key "id\0\0" (such text is refused, and parsed only for its
          * id): not the member named "id" for the scan, which must not read past the name either. */
         /* Nor is an id whose text is no JSON string on its own: a raw NUL or control character in it
          * (also refused, so also parsed for its id only) is not echoed raw. */
-        static const char *bad_ids[] = {"{\"id\":\"a\x01\"}", "{\"id\":\"\xff\"}", "{\"id\":\"a\\u0000\"}"};
+        static const char *bad_ids[] = {"{\"id\":\"a\x01\"}", "{\"id\":\"\xff\"}", "{\"id\":\"a\\u0000\"}",
+                                        "{\"id\":\x03\"a\x01\"}"};
         for (size_t i = 0; i < ELEMENTSOF(bad_ids); i++) {
                 cJSON *b = json_parse(bad_ids[i], strlen(bad_ids[i]));
                 if (!b)
