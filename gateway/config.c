@@ -240,8 +240,8 @@ static void help(void)
         }
         printf(
             "\nEvery option is also a setting in the configuration file: `name = value`, with '_' for '-'.\n"
-            "List settings (listen, trusted_proxies, allowed_origins, server_names, worker_args) take several values\n"
-            "separated by spaces in the file, or repeat on the command line. The command line wins.\n");
+            "List settings (listen, trusted_proxies, allowed_origins, server_names, worker_args) take "
+            "several values\nseparated by spaces in the file, or repeat on the command line. The command line wins.\n");
 }
 
 enum {

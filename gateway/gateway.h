@@ -39,6 +39,7 @@ typedef struct Gateway {
 
         struct lws_context *lws;
         struct lws_vhost *vhost;
+        unsigned header_pool; /* the library's header tables: as many as max_connections at start */
         Listener *listener;
         Launcher *launcher;
         Auth *auth;

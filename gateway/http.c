@@ -353,8 +353,8 @@ static int write_simple(struct lws *wsi, bool https, unsigned status, const char
 /* Refuse a WebSocket upgrade, with one more header if header is not NULL. At that point libwebsockets has
  * not read the HTTP version yet and would answer "HTTP/1.0", which WebSocket clients reject as a
  * malformed answer; over HTTP/1 the status line is written here. */
-static int refuse_upgrade(struct lws *wsi, bool https, unsigned status, const char *reason,
-                               const char *text, const char *header, const char *value)
+static int refuse_upgrade(struct lws *wsi, bool https, unsigned status, const char *reason, const char *text,
+                          const char *header, const char *value)
 {
         unsigned char buf[LWS_PRE + 2048], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
         char num[24];
@@ -565,7 +565,8 @@ static void serve_metrics(HttpRequest *r)
         /* Every local process could reach a loopback listener, a student's sandbox included: the token is
          * asked of everyone, and without one configured nobody gets the figures. */
         if (!bearer_token_ok(g, r->wsi)) {
-                respond_text(r, 403, g->metrics_token ? "Forbidden" : "Forbidden: no metrics_token_file is set");
+                respond_text(r, 403,
+                             g->metrics_token ? "Forbidden" : "Forbidden: no metrics_token_file is set");
                 return;
         }
         launcher_get_stats(g->launcher, &st);
@@ -1137,8 +1138,8 @@ int http_callback(Gateway *g, struct lws *wsi, enum lws_callback_reasons reason,
 #define WS_SUBPROTOCOL "helios"
 /* libwebsockets 4.1 reads at most this much of Sec-WebSocket-Protocol and of Sec-WebSocket-Extensions,
  * and ends the connection without an answer when either is longer. */
-#define WS_PROTOCOL_HEADER_MAX   127
-#define WS_EXTENSION_HEADER_MAX  254
+#define WS_PROTOCOL_HEADER_MAX  127
+#define WS_EXTENSION_HEADER_MAX 254
 
 /* Sec-WebSocket-Key: the base64 of 16 bytes, nothing else. */
 static bool ws_key_ok(struct lws *wsi)
@@ -1147,8 +1148,10 @@ static bool ws_key_ok(struct lws *wsi)
         uint8_t raw[16];
         size_t n;
 
-        return header_copy(wsi, WSI_TOKEN_KEY, key, sizeof(key)) && strlen(key) == 24 &&
-               base64_decode_into(key, 24, BASE64_STANDARD, BASE64_PAD_REQUIRED, raw, sizeof(raw), &n) == 0 &&
+        if (!header_copy(wsi, WSI_TOKEN_KEY, key, sizeof(key)) || strlen(key) != 24)
+                return false;
+        return base64_decode_into(key, 24, BASE64_STANDARD, BASE64_PAD_REQUIRED, raw, sizeof(raw), &n) ==
+                   0 &&
                n == 16;
 }
 
@@ -1251,7 +1254,8 @@ int http_confirm_extension(Gateway *g, struct lws *wsi, const char *name)
         char v[WS_EXTENSION_HEADER_MAX + 1];
         const char *p;
 
-        if (!name || !streq(name, "permessage-deflate") || !header_copy(wsi, WSI_TOKEN_EXTENSIONS, v, sizeof(v)))
+        if (!name || !streq(name, "permessage-deflate") ||
+            !header_copy(wsi, WSI_TOKEN_EXTENSIONS, v, sizeof(v)))
                 return 1;
         /* libwebsockets applies the parameters of the first permessage-deflate offer it accepts; decide on
          * the first one, and give every later call the same answer. */
@@ -1261,7 +1265,8 @@ int http_confirm_extension(Gateway *g, struct lws *wsi, const char *name)
                 p += strspn(p, " \t,");
                 k = strcspn(p, ",");
                 name_len = strcspn(p, " \t;,");
-                if (name_len == strlen("permessage-deflate") && strncmp(p, "permessage-deflate", name_len) == 0)
+                if (name_len == strlen("permessage-deflate") &&
+                    strncmp(p, "permessage-deflate", name_len) == 0)
                         return deflate_params_acceptable(p + name_len, k - name_len) ? 0 : 1;
                 p += k;
         }
@@ -1291,7 +1296,8 @@ static Session *upgrade_check(Gateway *g, struct lws *wsi, const RequestInfo *ri
                 *ret = (UpgradeRefusal){421, "Misdirected Request", "Not a name this server answers to\n"};
                 return NULL;
         }
-        if (request_method(wsi, &uri, &uri_len) != LWSHUMETH_GET || uri_len != 3 || strncmp(uri, "/ws", 3) != 0) {
+        if (request_method(wsi, &uri, &uri_len) != LWSHUMETH_GET || uri_len != 3 ||
+            strncmp(uri, "/ws", 3) != 0) {
                 *ret = (UpgradeRefusal){404, "Not Found", "Not Found\n"};
                 return NULL;
         }
@@ -1323,8 +1329,8 @@ static Session *upgrade_check(Gateway *g, struct lws *wsi, const RequestInfo *ri
          * connection when none offered is known. A client that insists on a subprotocol would fail the
          * connection without it anyway; it is told why instead. */
         if (!ws_subprotocols_ok(wsi)) {
-                *ret = (UpgradeRefusal){400, "Bad Request", "Only the subprotocol " WS_SUBPROTOCOL
-                                                            " is supported\n"};
+                *ret = (UpgradeRefusal){400, "Bad Request",
+                                        "Only the subprotocol " WS_SUBPROTOCOL " is supported\n"};
                 return NULL;
         }
         if (lws_hdr_total_length(wsi, WSI_TOKEN_EXTENSIONS) > WS_EXTENSION_HEADER_MAX) {
@@ -1343,7 +1349,7 @@ int http_confirm_upgrade(Gateway *g, struct lws *wsi)
         if (upgrade_check(g, wsi, &ri, &no))
                 return 0;
         return refuse_upgrade(wsi, ri.https, no.status, no.reason, no.text, no.header, no.value) < 0 ? -1
-                                                                                                         : 1;
+                                                                                                     : 1;
 }
 
 int http_upgrade_session(Gateway *g, struct lws *wsi, ConnData *cd)

@@ -184,8 +184,8 @@ static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
                 /* A close payload is empty or starts with a 2-byte code (RFC 6455 §5.5.1); the library
                  * checks the code and the reason's UTF-8, not a lone byte. */
                 if (len == 1) {
-                        lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)"bad close frame",
-                                         15);
+                        lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR,
+                                         (unsigned char *)"bad close frame", 15);
                         return -1;
                 }
                 if (cd && cd->bridge)
@@ -233,9 +233,16 @@ static int lws_setup(Gateway *g)
         /* The listener has checked the first request's headers against max_header_size already; this is
          * the library's own limit, for TLS and for later requests on a kept-alive connection. */
         info.max_http_header_data = (unsigned short)MIN(c->max_header_size + 1024, (uint64_t)UINT16_MAX);
-        info.max_http_header_pool = 64;
-        info.timeout_secs = 15;
-        info.timeout_secs_ah_idle = (unsigned)MAX(c->header_timeout_ms / 1000, (uint64_t)1);
+        /* Every connection the listener lets in may hold one of the library's header tables: a TLS one from
+         * its accept on, before it sends anything. With as many tables as connections none ever waits for
+         * one, so idle connections take nothing from others; the listener's caps (the oldest of an address
+         * over its share goes first) are what bounds them. A table is freed as soon as nobody holds it. */
+        g->header_pool = (unsigned)MIN(c->max_connections, (uint64_t)UINT16_MAX);
+        info.max_http_header_pool = (unsigned short)g->header_pool;
+        /* A TLS handshake and a request's headers get the same time; so does a kept-alive connection
+         * between requests while it holds a table. */
+        info.timeout_secs = (unsigned)MAX(c->header_timeout_ms / 1000, (uint64_t)1);
+        info.timeout_secs_ah_idle = info.timeout_secs;
         g->lws = lws_create_context(&info);
         if (!g->lws)
                 return -ENOMEM;
@@ -421,6 +428,10 @@ static void gateway_reload(Gateway *g)
         web_root_free(g->web);
         g->web = web;
         limits_from_config(c, &ll, &sl, &tp);
+        if (ll.max_connections > g->header_pool) {
+                log_warning("max_connections above %u takes effect on restart.", g->header_pool);
+                ll.max_connections = g->header_pool;
+        }
         listener_set_limits(g->listener, &ll);
         session_store_set_limits(g->sessions, &sl);
         throttle_set_policy(g->throttle, &tp);
@@ -648,6 +659,7 @@ int gateway_start(Gateway *g)
                 return log_error_errno(r, "Failed to set up libwebsockets%s.",
                                        g->tls ? " (check the certificate and key)" : "");
 
+        ll.max_connections = MIN(ll.max_connections, (uint64_t)g->header_pool);
         r = listener_new(g->loop, &ll, g->tls, &g->metrics, adopt, g, &g->listener);
         if (r < 0)
                 return log_oom();
