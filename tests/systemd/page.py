@@ -3,13 +3,15 @@ wants, driven by commands on standard input, one per line; each answer is one JS
 
   page.py BASE USER            (the password is the first line of standard input)
 
-  login                        POST /login                    {"login": STATUS}
+  login                        POST /login                    {"login": STATUS, "set_cookie": HEADER}
   open                         GET /ws with the session       {"open": "ok"} or {"open": HTTP STATUS}
   call METHOD [PARAMS]         one request on the open page   {"response": ...} or {"closed": CODE}
   closed TIMEOUT               wait until the page is closed  {"closed": CODE, "reason": ...} or {"closed": null}
   quit
 
 Like the web app, it keeps its cookie across a closed WebSocket, and logs in again only when told.
+BASE may be https://NAME: the certificate is checked against SSL_CERT_FILE, and NAME resolved as the
+container's /etc/hosts says.
 """
 
 import asyncio
@@ -34,7 +36,10 @@ class Page:
 
     def login(self):
         u = urllib.parse.urlsplit(self.base)
-        c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        if u.scheme == "https":
+            c = http.client.HTTPSConnection(u.hostname, u.port, timeout=30)
+        else:
+            c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
         auth = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
         c.request("POST", "/login", body=b"", headers={"Authorization": "Basic " + auth})
         r = c.getresponse()
@@ -43,7 +48,7 @@ class Page:
         if r.status == 200:
             self.cookie = cookie.split(";")[0]
         c.close()
-        return {"login": r.status}
+        return {"login": r.status, "set_cookie": cookie}
 
     async def open(self):
         import websockets

@@ -164,11 +164,11 @@ def upper_layer(box):
 class Page:
     """page.py inside the container, as the student's browser tab."""
 
-    def __init__(self, box, user, password):
+    def __init__(self, box, user, password, base=BASE, env=None):
         cmd = ["nsenter", "--target", str(box.leader), "--all", "--",
-               "/usr/bin/python3", f"{HELPER_DIR}/page.py", BASE, user]
+               "/usr/bin/python3", f"{HELPER_DIR}/page.py", base, user]
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                  env=machine_mod.CLEAN_ENV)
+                                  env=dict(machine_mod.CLEAN_ENV, **(env or {})))
         self.p.stdin.write(password + "\n")
         self.p.stdin.flush()
 
@@ -250,7 +250,7 @@ def test_student_logs_in_over_pam_and_works(box):
     box.exec("install", "-m", "0640", "-g", "helios-gateway", "/dev/null", "/etc/helios/tls/privkey.pem")
 
     page = STATE["page"] = Page(box, STUDENT, password)
-    assert page.do("login") == {"login": 200}
+    assert page.do("login")["login"] == 200
     assert page.do("open") == {"open": "ok"}
     info = page.call("worker:info")
     assert info["uid"] == int(box.exec("id", "-u", STUDENT).stdout)
@@ -285,7 +285,7 @@ def test_upgrade_with_the_page_open(box):
     else:
         assert reopened == {"open": 401}, \
             f"{reopened}: the session outlived the gateway's restart; set SESSIONS_SURVIVE_GATEWAY_RESTART"
-        assert page.do("login") == {"login": 200}
+        assert page.do("login")["login"] == 200
         assert page.do("open") == {"open": "ok"}
     pid = box.show("helios-gateway.service", "MainPID")["MainPID"]
     assert pid not in ("0", gateway_pid)
@@ -309,6 +309,90 @@ def test_upgrade_with_the_page_open(box):
     info = page.call("worker:info")
     assert info["version"] == V2 and info["pid"] != STATE["worker_pid"]
     assert box.exec("readlink", f"/proc/{info['pid']}/exe").stdout.strip() == "/usr/libexec/helios/helios-worker"
+
+
+# ---- the admin guide's nginx example ----
+
+def admin_guide_nginx_blocks():
+    """The code blocks of docs/admin.md's *nginx in front*, as an admin copies them: the socket's
+    drop-in, the settings and nginx's site."""
+    with open(os.path.join(SOURCE_DIR, "docs", "admin.md")) as f:
+        text = f.read()
+    section = text[text.index("## nginx in front"):]
+    section = section[:section.index("\n## ", 1)]
+    blocks = re.findall(r"^( *)```(\w+)\n(.*?)^\1```", section, re.M | re.S)
+    out = [(lang, "".join(line[len(indent):] + "\n" for line in body.splitlines())) for indent, lang, body in blocks]
+    assert [lang for lang, _ in out] == ["ini", "ini", "nginx"], out
+    return [body for _, body in out]
+
+
+def test_nginx_in_front_as_the_admin_guide_says(box):
+    """docs/admin.md's configuration, word for word but for the certificate (a self-signed one for
+    ide.example.org): nginx (installed in the container only, from tools/test-debs) in front of the
+    packaged gateway over its Unix socket, trusted_proxies = unix."""
+    debs = os.path.join(BUILD_DIR, "test-debs")
+    found = sorted(f for f in os.listdir(debs) if f.endswith(".deb")) if os.path.isdir(debs) else []
+    assert sorted(f.split("_")[0] for f in found) == ["nginx", "nginx-common"], \
+        f"nginx's packages are not in {debs}: run tools/setup (tools/test-debs)"
+    socket_dropin, settings, site = admin_guide_nginx_blocks()
+    conf_before = box.exec("cat", "/etc/helios/helios.conf").stdout
+    os.makedirs(box.path("/root/nginx-debs"))
+    for f in found:
+        subprocess.run(["cp", os.path.join(debs, f), box.path(f"/root/nginx-debs/{f}")], check=True)
+    try:
+        box.sh("dpkg -i /root/nginx-debs/*.deb", env={"DEBIAN_FRONTEND": "noninteractive"}, timeout=120)
+        box.exec("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                 "/CN=ide.example.org", "-addext", "subjectAltName=DNS:ide.example.org",
+                 "-keyout", "/etc/ssl/private/ide-test.key", "-out", "/etc/ssl/certs/ide-test.pem")
+        site = site.replace("/etc/letsencrypt/live/ide.example.org/fullchain.pem", "/etc/ssl/certs/ide-test.pem")
+        site = site.replace("/etc/letsencrypt/live/ide.example.org/privkey.pem", "/etc/ssl/private/ide-test.key")
+        box.write("/etc/nginx/sites-available/helios", site)
+        box.exec("ln", "-s", "../sites-available/helios", "/etc/nginx/sites-enabled/helios")
+        box.exec("nginx", "-t")
+        box.systemctl("reload-or-restart", "nginx.service")
+        box.sh("echo '127.0.0.1 ide.example.org' >> /etc/hosts")
+        box.sh("cat >> /etc/helios/helios.conf", input=settings)
+        box.exec("mkdir", "-p", "/etc/systemd/system/helios-gateway.socket.d")
+        box.write("/etc/systemd/system/helios-gateway.socket.d/override.conf", socket_dropin)
+        box.systemctl("daemon-reload")
+        box.systemctl("restart", "helios-gateway.socket")
+        st = box.exec("stat", "-c", "%a %U %G %F", "/run/helios/gateway.sock").stdout.split(" ", 3)
+        assert st == ["660", "root", "www-data", "socket\n"], st
+
+        since = box.exec("date", "+@%s").stdout.strip()
+        page = Page(box, STUDENT, STATE["password"], base="https://ide.example.org",
+                    env={"SSL_CERT_FILE": "/etc/ssl/certs/ide-test.pem"})
+        try:
+            login = page.do("login")
+            assert login["login"] == 200
+            # HTTPS as nginx said: the cookie is Secure, with the __Host- prefix.
+            assert login["set_cookie"].startswith("__Host-") and "; Secure" in login["set_cookie"], login
+            assert page.do("open") == {"open": "ok"}
+            assert page.call("worker:info")["uid"] == int(box.exec("id", "-u", STUDENT).stdout)
+        finally:
+            page.kill()
+        # A client's own X-Forwarded-For is replaced by nginx; the gateway believes nginx's.
+        r = box.exec("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", "/etc/ssl/certs/ide-test.pem",
+                     "-d", "", "-u", f"{STUDENT}:wrong", "-H", "X-Forwarded-For: 10.9.9.9",
+                     "https://ide.example.org/login")
+        assert r.stdout == "401"
+        log = box.exec("journalctl", "-u", "helios-gateway.service", "--since", since, "-o", "cat").stdout
+        assert f"for {STUDENT} from 127.0.0.1" in log and "Failed login" in log, log
+        assert "from unix" not in log and "10.9.9.9" not in log, log
+        # The gateway's socket is nginx's alone: the student cannot reach it and claim an address.
+        r = box.exec("/usr/bin/python3", "-c", "import socket; socket.socket(socket.AF_UNIX).connect('/run/helios/gateway.sock')",
+                     user=STUDENT, check=False)
+        assert "PermissionError" in r.stderr, r.stderr
+    finally:
+        # The admin takes it all back: nginx, the socket's drop-in, the settings.
+        box.exec("dpkg", "--purge", "nginx", "nginx-common", check=False, timeout=120)
+        box.exec("rm", "-rf", "/root/nginx-debs", "/etc/nginx", "/etc/ssl/private/ide-test.key",
+                 "/etc/ssl/certs/ide-test.pem", "/etc/systemd/system/helios-gateway.socket.d", check=False)
+        box.sh("sed -i '/ide.example.org/d' /etc/hosts", check=False)
+        box.write("/etc/helios/helios.conf", conf_before)
+        box.systemctl("daemon-reload")
+        box.systemctl("restart", "helios-gateway.socket")
+    assert box.exec("curl", "-s", "http://127.0.0.1:8080/healthz").stdout.strip() == "ok"
 
 
 # ---- remove, purge ----
