@@ -52,37 +52,38 @@ int policy_write_pts_unit(FILE *f)
 
         if (!options)
                 return -ENOMEM;
-        fprintf(f,
-                "# Generated from policy/ by helios-policy --pts-unit: change policy/, not this file.\n"
-                "# The terminals of the workspace of %%I: a devpts instance of its own with the policy's\n"
-                "# max=, mounted on the host for helios-worker@%%i.service to bind over its /dev/pts, and\n"
-                "# unmounted when that stops. No sandboxing that makes a mount namespace: the mount must be\n"
-                "# the host's.\n"
-                "[Unit]\n"
-                "Description=Helios terminals of %%I\n"
-                "Documentation=man:helios-worker(8)\n"
-                "DefaultDependencies=no\n"
-                "StopWhenUnneeded=yes\n"
-                "Conflicts=shutdown.target\n"
-                "Before=shutdown.target\n"
-                "\n"
-                "[Service]\n"
-                "Type=oneshot\n"
-                "RemainAfterExit=yes\n"
-                "ExecStart=/bin/mkdir -p " POLICY_UNIT_PTS_DIR "/%%i\n"
-                "ExecStart=/bin/mount -t devpts -o %s helios-pts " POLICY_UNIT_PTS_DIR "/%%i\n"
-                "ExecStop=-/bin/umount " POLICY_UNIT_PTS_DIR "/%%i\n"
-                "ExecStopPost=-/bin/rmdir " POLICY_UNIT_PTS_DIR "/%%i\n"
-                "CapabilityBoundingSet=CAP_SYS_ADMIN\n"
-                "NoNewPrivileges=yes\n"
-                "SystemCallArchitectures=native\n"
-                "RestrictAddressFamilies=AF_UNIX\n"
-                "IPAddressDeny=any\n"
-                "LockPersonality=yes\n"
-                "RestrictRealtime=yes\n"
-                "RestrictSUIDSGID=yes\n"
-                "MemoryDenyWriteExecute=yes\n",
-                options);
+        fprintf(
+            f,
+            "# Generated from policy/ by helios-policy --pts-unit: change policy/, not this file.\n"
+            "# The terminals of the workspace of %%I: a devpts instance of its own with the policy's\n"
+            "# max=, mounted on the host for helios-worker@%%i.service to bind over its /dev/pts, and\n"
+            "# unmounted when that stops. No sandboxing that makes a mount namespace: the mount must be\n"
+            "# the host's.\n"
+            "[Unit]\n"
+            "Description=Helios terminals of %%I\n"
+            "Documentation=man:helios-worker(8)\n"
+            "DefaultDependencies=no\n"
+            "StopWhenUnneeded=yes\n"
+            "Conflicts=shutdown.target\n"
+            "Before=shutdown.target\n"
+            "\n"
+            "[Service]\n"
+            "Type=oneshot\n"
+            "RemainAfterExit=yes\n"
+            "ExecStart=/bin/mkdir -p " POLICY_UNIT_PTS_DIR "/%%i\n"
+            "ExecStart=/bin/mount -t devpts -o %s helios-pts " POLICY_UNIT_PTS_DIR "/%%i\n"
+            "ExecStop=-/bin/umount " POLICY_UNIT_PTS_DIR "/%%i\n"
+            "ExecStopPost=-/bin/rmdir " POLICY_UNIT_PTS_DIR "/%%i\n"
+            "CapabilityBoundingSet=CAP_SYS_ADMIN\n"
+            "NoNewPrivileges=yes\n"
+            "SystemCallArchitectures=native\n"
+            "RestrictAddressFamilies=AF_UNIX\n"
+            "IPAddressDeny=any\n"
+            "LockPersonality=yes\n"
+            "RestrictRealtime=yes\n"
+            "RestrictSUIDSGID=yes\n"
+            "MemoryDenyWriteExecute=yes\n",
+            options);
         return ferror(f) ? -EIO : 0;
 }
 
