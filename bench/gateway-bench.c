@@ -16,9 +16,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -914,10 +916,11 @@ static Gateway start_gateway_binary(const char *binary, const char *worker, cons
         token += 7;
 
         fd = tcp_connect(g.port);
-        n = snprintf(req, sizeof(req),
-                     "POST /login HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n"
-                     "Connection: close\r\n\r\n",
-                     token);
+        n = snprintf(
+            req, sizeof(req),
+            "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n"
+            "Connection: close\r\n\r\n",
+            token);
         write_all(fd, req, (size_t)n);
         k = read(fd, resp, sizeof(resp) - 1);
         resp[k > 0 ? k : 0] = '\0';
@@ -1033,6 +1036,12 @@ int main(int argc, char **argv)
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
                 rl.rlim_cur = rl.rlim_max;
                 setrlimit(RLIMIT_NOFILE, &rl);
+        }
+        if (geteuid() == 0) {
+                /* helios-gateway refuses to run as root; the whole bench runs as nobody instead. */
+                struct passwd *pw = getpwnam("nobody");
+                if (!pw || setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+                        die("cannot drop root for nobody");
         }
         if (!mkdtemp(dir))
                 die("mkdtemp");

@@ -110,9 +110,6 @@ struct Bridge {
         uint64_t last_heard_ms; /* last data or pong from the page */
         bool ping_due;
         bool ping_sent;
-
-        RxGuard *guard;          /* checks the page's frames; NULL once the WebSocket is gone */
-        const char *frame_error; /* the page broke the protocol; closed from the kick */
 };
 
 static void worker_lost(Bridge *b, const char *why);
@@ -237,17 +234,6 @@ static void try_resume_worker(Bridge *b);
 static void pipe_close(Bridge *b, PipeState next);
 static void free_waiting(Bridge *b);
 
-/* The page sent what RFC 6455 says fails the connection: nothing more of it is read or forwarded, nothing
- * more is sent to it but the close frame. */
-static void fail_protocol(Bridge *b)
-{
-        log_debug("Page of %s broke the WebSocket protocol: %s.", b->user, b->frame_error);
-        out_free_all(b);
-        request_close(b, LWS_CLOSE_STATUS_PROTOCOL_ERR, b->frame_error);
-        pipe_close(b, PIPE_CLOSING);
-        free_waiting(b);
-}
-
 /* libwebsockets 4.1 on a foreign libuv loop inflates a compressed message one buffer at a time and
  * delivers the next piece only when the socket sees another event; the same goes for data it holds
  * after reading was paused. A WebSocket with such data pending is serviced again from an idle handle
@@ -265,10 +251,6 @@ static void on_kick_idle(uv_idle_t *h)
                 g->kicks_running = b->kick_next;
                 b->kick_next = NULL;
                 b->kick_pending = false;
-                if (b->wsi && b->frame_error) {
-                        fail_protocol(b);
-                        continue;
-                }
                 if (!b->wsi || b->rx_paused)
                         continue;
                 /* May close the WebSocket and free b; b is not touched after this. */
@@ -787,17 +769,6 @@ static void on_session_ended(SessionLink *link, SessionEnd why)
 
 /* ---- life cycle ---- */
 
-/* From the guard, while libwebsockets reads: the close has to wait for the loop's next turn. */
-static void on_frame_error(void *userdata, int close_code, const char *reason)
-{
-        Bridge *b = userdata;
-
-        if (!b->wsi || b->frame_error)
-                return;
-        b->frame_error = reason;
-        kick(b);
-}
-
 int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret)
 {
         BridgeUser *owner;
@@ -868,15 +839,6 @@ int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret)
                 return 0;
         }
         b->owner->pages++;
-
-        Conn *conn = gateway_conn_of(wsi);
-        b->guard = conn && lws_get_network_wsi(wsi) == wsi ? conn_guard(conn) : NULL;
-        if (b->guard && rx_guard_websocket(b->guard, deflate, on_frame_error, b) < 0) {
-                /* Whatever came with the upgrade request has been read as frames, unchecked. */
-                b->frame_error = "data before the handshake";
-                fail_protocol(b);
-                return 0;
-        }
 
         r = launcher_find_worker(g->launcher, b->user, on_located, b, &path, &b->locate);
         if (r == 0) {
@@ -984,9 +946,6 @@ void bridge_ws_closed(Bridge *b)
         g->n_bridges--;
         g->metrics.websockets_open--;
         kick_cancel(b);
-        if (b->guard)
-                rx_guard_websocket_detach(b->guard);
-        b->guard = NULL;
         b->wsi = NULL;
         /* libwebsockets is done with the WebSocket, and with what it was still compressing. */
         out_free_all(b);

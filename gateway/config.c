@@ -75,9 +75,10 @@ static const Setting settings[] = {
     S("users_file", SETTING_STRING, users_file, 0, 0, "FILE", "Users and crypt(3) hashes for auth=file"),
     S("token_file", SETTING_STRING, token_file, 0, 0, "FILE", "Read the login token from FILE"),
     S("metrics_token_file", SETTING_STRING, metrics_token_file, 0, 0, "FILE",
-      "Bearer token for /metrics from non-loopback clients"),
+      "Bearer token every /metrics request must show"),
     L("trusted_proxies", trusted_proxies, "ADDR", "Proxy address or CIDR whose X-Forwarded-* is used"),
     L("allowed_origins", allowed_origins, "ORIGIN", "Another origin allowed to open /ws"),
+    L("server_names", server_names, "HOST", "A host name requests may address (Host header)"),
     S("launcher", SETTING_STRING, launcher, 0, 0, "PATH",
       "helios-launcher's socket: serve every user, not only this one"),
     S("runtime_dir", SETTING_STRING, runtime_dir, 0, 0, "DIR", "Private directory for the worker socket"),
@@ -239,8 +240,8 @@ static void help(void)
         }
         printf(
             "\nEvery option is also a setting in the configuration file: `name = value`, with '_' for '-'.\n"
-            "List settings (listen, trusted_proxies, allowed_origins, worker_args) take several values\n"
-            "separated by spaces in the file, or repeat on the command line. The command line wins.\n");
+            "List settings (listen, trusted_proxies, allowed_origins, server_names, worker_args) take "
+            "several values\nseparated by spaces in the file, or repeat on the command line. The command line wins.\n");
 }
 
 enum {

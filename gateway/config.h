@@ -28,11 +28,13 @@ typedef struct GatewayConfig {
         AuthMethod auth;
         char *users_file;
         char *token_file;         /* the token is read from here instead of being made up */
-        char *metrics_token_file; /* bearer token for /metrics from non-loopback clients */
+        char *metrics_token_file; /* bearer token for /metrics; without it /metrics is refused */
         char **trusted_proxies;   /* addresses or CIDR prefixes whose X-Forwarded-* are believed */
         size_t n_trusted_proxies;
         char **allowed_origins; /* origins besides the page's own that may open /ws */
         size_t n_allowed_origins;
+        char **server_names; /* host names requests may address, besides those implied */
+        size_t n_server_names;
 
         char *launcher;    /* helios-launcher's socket: many users, PAM; NULL: embedded, one user */
         char *runtime_dir; /* private directory holding the worker socket (embedded mode) */

@@ -16,7 +16,6 @@
 #include "listener.h"
 #include "metrics.h"
 #include "netaddr.h"
-#include "rx-guard.h"
 #include "sessions.h"
 #include "static-files.h"
 #include "throttle.h"
@@ -40,6 +39,7 @@ typedef struct Gateway {
 
         struct lws_context *lws;
         struct lws_vhost *vhost;
+        unsigned header_pool; /* the library's header tables: as many as max_connections at start */
         Listener *listener;
         Launcher *launcher;
         Auth *auth;
@@ -96,14 +96,15 @@ int http_callback(Gateway *g, struct lws *wsi, enum lws_callback_reasons reason,
 /* Checks for a WebSocket upgrade: session and Origin. Returns 0 to let it proceed, 1 after answering
  * with an error status. The connection data does not exist yet at that point. */
 int http_confirm_upgrade(Gateway *g, struct lws *wsi);
-/* Once it does (LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION): note the session for the WebSocket. */
+/* Once it does (LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION): every check again, then note the session for
+ * the WebSocket. */
 int http_upgrade_session(Gateway *g, struct lws *wsi, ConnData *cd);
+/* LWS_CALLBACK_CONFIRM_EXTENSION_OKAY: 0 to accept the extension the client offered, 1 to decline it. */
+int http_confirm_extension(Gateway *g, struct lws *wsi, const char *name);
 void http_request_free(HttpRequest *r);
 
 /* The connection a wsi belongs to (an HTTP/2 stream's is its parent's). */
 Conn *gateway_conn_of(struct lws *wsi);
-/* The guard of an HTTP/1 connection's wsi; NULL for an HTTP/2 stream. */
-RxGuard *gateway_h1_guard(struct lws *wsi);
 
 /* bridge.c */
 int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -128,6 +129,12 @@ static int on_established(Gateway *g, struct lws *wsi, ConnData *cd)
                                  13);
                 return -1;
         }
+        /* libwebsockets 4.1 on a server without a listening port of its own swaps the two sides'
+         * permessage-deflate settings: a client's server_no_context_takeover would reset its inflater
+         * after each message (while the client keeps its context) instead of the deflater. The deflater
+         * is reset after every message anyway (bridge_new()), which is what the client asked for; the
+         * inflater keeps its context. */
+        (void)lws_set_extension_option(wsi, "permessage-deflate", "server_no_context_takeover", "0");
         r = bridge_new(g, wsi, s, &cd->bridge);
         if (r < 0) {
                 log_error_errno(r, "Cannot open a page's connection: %m");
@@ -157,13 +164,12 @@ static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
                 return 0;
         }
         case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
-                RxGuard *guard = gateway_h1_guard(wsi);
-                if (guard)
-                        rx_guard_http_request(guard);
-                if (!in || strcmp(in, "websocket") != 0)
+                if (!in || strcasecmp(in, "websocket") != 0)
                         return -1;
                 return http_confirm_upgrade(g, wsi);
         }
+        case LWS_CALLBACK_CONFIRM_EXTENSION_OKAY:
+                return http_confirm_extension(g, wsi, in);
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
                 return cd ? http_upgrade_session(g, wsi, cd) : -1;
         case LWS_CALLBACK_ESTABLISHED:
@@ -175,6 +181,13 @@ static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
                         bridge_heard(cd->bridge);
                 return 0;
         case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+                /* A close payload is empty or starts with a 2-byte code (RFC 6455 §5.5.1); the library
+                 * checks the code and the reason's UTF-8, not a lone byte. */
+                if (len == 1) {
+                        lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR,
+                                         (unsigned char *)"bad close frame", 15);
+                        return -1;
+                }
                 if (cd && cd->bridge)
                         bridge_peer_closed(cd->bridge);
                 return 0;
@@ -220,9 +233,16 @@ static int lws_setup(Gateway *g)
         /* The listener has checked the first request's headers against max_header_size already; this is
          * the library's own limit, for TLS and for later requests on a kept-alive connection. */
         info.max_http_header_data = (unsigned short)MIN(c->max_header_size + 1024, (uint64_t)UINT16_MAX);
-        info.max_http_header_pool = 64;
-        info.timeout_secs = 15;
-        info.timeout_secs_ah_idle = (unsigned)MAX(c->header_timeout_ms / 1000, (uint64_t)1);
+        /* Every connection the listener lets in may hold one of the library's header tables: a TLS one from
+         * its accept on, before it sends anything. With as many tables as connections none ever waits for
+         * one, so idle connections take nothing from others; the listener's caps (the oldest of an address
+         * over its share goes first) are what bounds them. A table is freed as soon as nobody holds it. */
+        g->header_pool = (unsigned)MIN(c->max_connections, (uint64_t)UINT16_MAX);
+        info.max_http_header_pool = (unsigned short)g->header_pool;
+        /* A TLS handshake and a request's headers get the same time; so does a kept-alive connection
+         * between requests while it holds a table. */
+        info.timeout_secs = (unsigned)MAX(c->header_timeout_ms / 1000, (uint64_t)1);
+        info.timeout_secs_ah_idle = info.timeout_secs;
         g->lws = lws_create_context(&info);
         if (!g->lws)
                 return -ENOMEM;
@@ -235,7 +255,7 @@ static int lws_setup(Gateway *g)
         if (g->tls) {
                 info.ssl_cert_filepath = c->cert;
                 info.ssl_private_key_filepath = c->key;
-                info.alpn = "h2,http/1.1";
+                info.alpn = "http/1.1";
                 /* Modern clients only: TLS 1.2 and up, forward-secret AEAD suites. */
                 info.ssl_cipher_list = "ECDHE+AESGCM:ECDHE+CHACHA20";
                 info.ssl_options_set = SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_RENEGOTIATION;
@@ -408,6 +428,10 @@ static void gateway_reload(Gateway *g)
         web_root_free(g->web);
         g->web = web;
         limits_from_config(c, &ll, &sl, &tp);
+        if (ll.max_connections > g->header_pool) {
+                log_warning("max_connections above %u takes effect on restart.", g->header_pool);
+                ll.max_connections = g->header_pool;
+        }
         listener_set_limits(g->listener, &ll);
         session_store_set_limits(g->sessions, &sl);
         throttle_set_policy(g->throttle, &tp);
@@ -635,6 +659,7 @@ int gateway_start(Gateway *g)
                 return log_error_errno(r, "Failed to set up libwebsockets%s.",
                                        g->tls ? " (check the certificate and key)" : "");
 
+        ll.max_connections = MIN(ll.max_connections, (uint64_t)g->header_pool);
         r = listener_new(g->loop, &ll, g->tls, &g->metrics, adopt, g, &g->listener);
         if (r < 0)
                 return log_oom();

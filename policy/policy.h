@@ -31,8 +31,26 @@ typedef enum PolicyMatch {
         /* Refused when the low 32 bits of argument `arg` equal `value`. The kernel truncates an ioctl
          * request to 32 bits, so a comparison on all 64 would let cmd | 0xffffffff00000000 through. */
         POLICY_MATCH_LOW32,
+        /* Refused unless the low 32 bits of argument `arg` are one of the families of `allowed[]` (an
+         * allow list inside the deny list). Values at or above `value` are refused as one range; below
+         * it each value not allowed has a rule of its own (libseccomp takes one comparison per
+         * argument and rule, so "none of these" cannot be one rule). */
+        POLICY_MATCH_NOT_IN,
+        /* Refused when the low 32 bits of argument `arg` equal `value` and those of argument `arg2`
+         * differ from `value2`: netlink sockets of any protocol but routing. */
+        POLICY_MATCH_EQ_BUT_NOT,
         _POLICY_MATCH_MAX,
 } PolicyMatch;
+
+/* The socket families a worker may create (the allow list of socket() and socketpair() in
+ * policy_syscalls[]), with the names RestrictAddressFamilies= knows them by. */
+typedef struct PolicyFamily {
+        int family;
+        const char *name;
+} PolicyFamily;
+
+extern const PolicyFamily policy_socket_families[];
+extern const size_t policy_n_socket_families;
 
 typedef struct PolicySyscall {
         const char *name;
@@ -40,6 +58,10 @@ typedef struct PolicySyscall {
         PolicyMatch match;
         unsigned arg;
         uint64_t value;
+        const struct PolicyFamily *allowed; /* POLICY_MATCH_NOT_IN */
+        size_t n_allowed;
+        unsigned arg2; /* POLICY_MATCH_EQ_BUT_NOT */
+        uint64_t value2;
         const char *concern; /* groups the entries; printed in the unit as a comment */
 } PolicySyscall;
 
@@ -78,7 +100,8 @@ extern const size_t policy_n_filesystem;
 extern const char *const policy_devices[];
 extern const size_t policy_n_devices;
 
-/* Mount options (for mount(2)'s data argument) of the file systems the sandbox creates. */
+/* Mount options (for mount(2)'s data argument) of the file systems the sandbox creates. The private
+ * temporary directories and the devpts instance get their bounds from policy_bounds on top. */
 #define POLICY_TMPFS_TMP_OPTIONS   "mode=1777"
 #define POLICY_TMPFS_EMPTY_OPTIONS "mode=0755,size=4k,nr_inodes=64"
 #define POLICY_TMPFS_DEV_OPTIONS   "mode=0755,size=64k,nr_inodes=64"
@@ -88,6 +111,18 @@ extern const size_t policy_n_devices;
 
 /* The runtime directory of the launcher and of workers' sockets under systemd: always hidden. */
 #define POLICY_RUNTIME_DIR "/run/helios"
+/* Under systemd, where each workspace's devpts instance is mounted for its unit to bind. */
+#define POLICY_UNIT_PTS_DIR POLICY_RUNTIME_DIR "/pts"
+
+/* ---- Namespaces (namespaces.c) ---- */
+
+typedef struct PolicyNamespace {
+        int flag;              /* CLONE_NEW* */
+        const char *directive; /* the unit's lines for it; NULL when other directives make it */
+} PolicyNamespace;
+
+extern const PolicyNamespace policy_namespaces[];
+extern const size_t policy_n_namespaces;
 
 /* ---- Limits and privileges (limits.c) ---- */
 
@@ -99,6 +134,99 @@ typedef struct PolicyLimit {
 
 extern const PolicyLimit policy_limits[];
 extern const size_t policy_n_limits;
+
+/* What one workspace may hold of what is otherwise shared by the whole machine: RAM in its temporary
+ * file systems and pseudo-terminals. One struct, so that a setting can override any of them. */
+typedef struct PolicyBounds {
+        uint64_t tmp_size;   /* bytes of /tmp, and again of /var/tmp */
+        uint64_t tmp_inodes; /* files in each */
+        uint64_t shm_size;   /* bytes of /dev/shm */
+        uint64_t shm_inodes;
+        unsigned ptys; /* pseudo-terminals open at once */
+} PolicyBounds;
+
+/* The defaults of policy_bounds, which are also those of the settings tmp_size, shm_size, pty_max. */
+#define POLICY_TMP_SIZE_DEFAULT (UINT64_C(1) << 30)
+#define POLICY_SHM_SIZE_DEFAULT (UINT64_C(256) << 20)
+#define POLICY_PTYS_DEFAULT     256
+
+extern const PolicyBounds policy_bounds;
+
+/* The mount options of a private temporary file system at path (/tmp, /var/tmp, /dev/shm) and of the
+ * sandbox's devpts instance, with the bounds of b. Allocated; NULL when out of memory. */
+char *policy_tmpfs_options(const PolicyBounds *b, const char *path);
+char *policy_devpts_options(const PolicyBounds *b, int tty_gid);
+
+/* ---- Settings an admin changes, server-wide and per user (settings.c) ---- */
+
+typedef enum PolicySettingId {
+        POLICY_SETTING_MEMORY_MAX,
+        POLICY_SETTING_TASKS_MAX,
+        POLICY_SETTING_CPU_WEIGHT,
+        POLICY_SETTING_OPEN_FILES,
+        POLICY_SETTING_TMP_SIZE,
+        POLICY_SETTING_SHM_SIZE,
+        POLICY_SETTING_PTY_MAX,
+        _POLICY_SETTING_MAX,
+        _POLICY_SETTING_INVALID = -1,
+} PolicySettingId;
+
+typedef enum PolicySettingType {
+        POLICY_SETTING_SIZE,  /* bytes, with K, M, G suffixes */
+        POLICY_SETTING_COUNT, /* a plain number */
+        POLICY_SETTING_BOOL,  /* yes/no, kept as 1/0 */
+        _POLICY_SETTING_TYPE_MAX,
+} PolicySettingType;
+
+/* The field of PolicyBounds a setting overrides. */
+typedef enum PolicyBound {
+        POLICY_BOUND_NONE,
+        POLICY_BOUND_TMP_SIZE,
+        POLICY_BOUND_SHM_SIZE,
+        POLICY_BOUND_PTYS,
+        _POLICY_BOUND_MAX,
+} PolicyBound;
+
+/* No limit: "infinity" (or "max") in a file, where max allows it. */
+#define POLICY_INFINITY UINT64_MAX
+
+typedef struct PolicySetting {
+        const char *key; /* in sandbox.conf */
+        PolicySettingType type;
+        uint64_t value; /* the default */
+        uint64_t min, max;
+        /* Under systemd: the worker unit's directive (written at build time with the default). Unless
+         * unit_only_at_build, the launcher sets it on a user's unit at each start (SetUnitProperties,
+         * runtime) to what sandbox.conf says; otherwise a drop-in changes it. */
+        const char *unit_property;
+        bool unit_only_at_build;
+        /* In embedded mode: a file of the worker's own cgroup and the controller it needs, an rlimit
+         * (0: none; RLIMIT_CPU is never one of these), or a bound of the sandbox's mounts. */
+        const char *cgroup_file;
+        const char *controller;
+        int rlimit;
+        PolicyBound bound;
+        const char *reason;
+} PolicySetting;
+
+extern const PolicySetting policy_settings[_POLICY_SETTING_MAX];
+
+/* What one user's workspace gets. */
+typedef struct PolicyValues {
+        uint64_t v[_POLICY_SETTING_MAX];
+} PolicyValues;
+
+/* Where the settings files live unless told otherwise. */
+#define POLICY_CONFIG_DIR "/etc/helios"
+
+void policy_values_default(PolicyValues *ret);
+/* The defaults, then dir/sandbox.conf, then dir/sandbox.d/USER.conf (user may be NULL). Missing files
+ * change nothing; a file that is not root's alone, an unknown key or a bad value is an error (logged). */
+int policy_values_load(const char *dir, const char *user, PolicyValues *ret);
+/* policy_bounds with what values override. */
+void policy_values_bounds(const PolicyValues *values, PolicyBounds *ret);
+/* The value as a cgroup file takes it (cgroup: digits or "max") or as a unit file does (2G, infinity). */
+int policy_value_format(PolicySettingId id, uint64_t v, bool cgroup, char *buf, size_t size);
 
 /* ---- The seccomp filter (seccomp.c), shared by the launcher and the worker ---- */
 
@@ -114,10 +242,36 @@ int policy_seccomp_apply(void);
 /* Load a program made by policy_seccomp_export(). Async-signal-safe. No_new_privs must be set. */
 int policy_seccomp_load_bpf(const struct sock_fprog *prog);
 
+/* ---- A worker sandboxed by its own user (user-sandbox.c) ---- */
+
+typedef struct PolicyUserSandbox PolicyUserSandbox;
+
+/* Prepare, before fork, what policy_user_sandbox_enter() needs: the user's home (put back where the
+ * policy covers homes), the namespaces' id maps, the mount options and the BPF program. 1 on success,
+ * 0 when everything but the filter is ready (this process runs under a filter of its own that refuses
+ * seccomp(), which the worker then inherits). */
+int policy_user_sandbox_new(const char *home, PolicyUserSandbox **ret);
+PolicyUserSandbox *policy_user_sandbox_free(PolicyUserSandbox *s);
+/* Between fork and exec (async-signal-safe): the namespaces where the machine allows them (said in
+ * *ret_namespaces), then no_new_privs and the seccomp filter. */
+int policy_user_sandbox_enter(const PolicyUserSandbox *s, bool *ret_namespaces);
+/* Whether a child could have the namespaces: 1 yes, 0 not as root, -errno why not. */
+int policy_user_sandbox_probe(void);
+
 /* ---- Unit directives (unit.c) ---- */
 
 /* Write the sandbox directives of helios-worker@.service derived from the tables above. */
 int policy_write_unit_directives(FILE *f);
+
+/* The directory to hide with a read-only tmpfs for a home outside the policy's home directories
+ * (/srv/students for /srv/students/alice), or NULL in *ret for a home below one of them (/home/alice).
+ * -EINVAL for a home that would expose what the policy hides or covers (/, /tmp/x, /var/x holding
+ * /var/tmp...), or a path a unit file cannot carry as it is. home must be canonical. */
+int policy_home_root(const char *home, char **ret);
+/* helios-worker-pts@.service, which mounts a workspace's devpts instance for its worker unit. */
+int policy_write_pts_unit(FILE *f);
+/* The runtime drop-in of helios-worker@USER.service that gives it the account's home. */
+int policy_write_home_dropin(FILE *f, const char *home);
 
 /* Copy a unit file, replacing the line POLICY_UNIT_PLACEHOLDER with the directives. -ENOENT when the
  * template has no such line. */

@@ -119,22 +119,13 @@ static bool excluded(const FsWatch *w, const char *path, const char *name)
         return w->state_dir && streq(path, w->state_dir);
 }
 
-static char *path_join(const char *dir, const char *name)
-{
-        char *p;
-
-        if (asprintf(&p, "%s%s%s", dir, streq(dir, "/") ? "" : "/", name) < 0)
-                return NULL;
-        return p;
-}
-
 /* The path with its prefix old replaced by new, if path is old or lies below it. */
 static char *path_rebase(const char *path, const char *old, const char *new)
 {
         size_t n = strlen(old);
         char *p;
 
-        if (!fs_path_is_below_or_same(path, old))
+        if (!path_is_below_or_same(path, old))
                 return NULL;
         if (asprintf(&p, "%s%s", new, path + (streq(old, "/") ? n - 1 : n)) < 0)
                 return NULL;
@@ -206,7 +197,7 @@ static void watch_remove_subtree(FsWatch *w, const char *path)
 
         for (size_t i = 0; i < w->n_watches; i++) {
                 Watch *x = &w->watches[i];
-                if (fs_path_is_below_or_same(x->path, path)) {
+                if (path_is_below_or_same(x->path, path)) {
                         (void)inotify_rm_watch(w->fd, x->wd);
                         if (x->wd == w->root_wd)
                                 w->root_wd = -1;
@@ -527,7 +518,7 @@ static void scan_enqueue(FsWatch *w, const char *path, bool report)
         char *p;
 
         /* Only the current tree: a batch handed out meanwhile may have led to a new root. */
-        if (w->closing || !w->root || !fs_path_is_below_or_same(path, w->root))
+        if (w->closing || !w->root || !path_is_below_or_same(path, w->root))
                 return;
         /* Never more directories queued than could be watched. */
         if (w->n_scan - w->scan_head >= w->config->max_watches) {
@@ -631,8 +622,11 @@ static void scan_dir(FsWatch *w, const char *path, bool report)
                                 continue;
                         is_dir = S_ISDIR(st.st_mode);
                 }
-                if (w->ops->is_temporary && w->ops->is_temporary(de->d_name))
+                if (w->ops->is_temporary && w->ops->is_temporary(de->d_name)) {
+                        if (w->ops->temporary_found)
+                                w->ops->temporary_found(dirfd(d), de->d_name, w->userdata);
                         continue;
+                }
                 child = path_join(path, de->d_name);
                 if (!child || strlen(child) >= PATH_MAX)
                         continue;
@@ -678,6 +672,20 @@ static void root_gone(FsWatch *w)
         scan_clear(w);
         if (root)
                 change_add(w, FS_CHANGE_DELETED, root, true);
+}
+
+/* Writes to a file opened with O_TMPFILE, which has no name yet, are reported on its directory under
+ * the name "#<inode>" (the worker's own atomic writes make them). Such a name does not exist; a file
+ * somebody named so does, and is reported as any other. */
+static bool unnamed_file_event(const struct inotify_event *ev, const char *path)
+{
+        struct stat st;
+        size_t n = strlen(ev->name);
+
+        if (n < 2 || ev->name[0] != '#' || strspn(ev->name + 1, "0123456789") != n - 1 ||
+            (ev->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)))
+                return false;
+        return fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
 }
 
 static void handle_event(FsWatch *w, const struct inotify_event *ev)
@@ -730,6 +738,8 @@ static void handle_event(FsWatch *w, const struct inotify_event *ev)
         if (is_dir && excluded(w, path, ev->name))
                 return;
 
+        if (unnamed_file_event(ev, path))
+                return;
         temporary = w->ops->is_temporary && w->ops->is_temporary(ev->name);
         if (ev->mask & IN_MOVED_FROM)
                 move_from(w, path, ev->cookie, is_dir, temporary);

@@ -391,6 +391,50 @@ def cookie_from(resp):
     return None
 
 
+TEST_ACCOUNT = "helios-e2e-gw"
+
+
+def e2e_account():
+    """The unprivileged account gateways started by root-run tests serve (made once, kept: test runs
+    share it)."""
+    import pwd
+    try:
+        return pwd.getpwnam(TEST_ACCOUNT)
+    except KeyError:
+        pass
+    for _ in range(50):
+        out = subprocess.run(["useradd", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                              "--shell", "/bin/sh", TEST_ACCOUNT], capture_output=True, text=True)
+        if out.returncode in (0, 9):  # made, or made meanwhile by another test process
+            break
+        time.sleep(0.1)
+    return pwd.getpwnam(TEST_ACCOUNT)
+
+
+def gateway_uid():
+    """The uid a gateway started by these tests runs as."""
+    return e2e_account().pw_uid if os.geteuid() == 0 else os.getuid()
+
+
+def as_test_account(cmd, directory):
+    """cmd run as the test account, with directory (and everything in it) its own and reachable."""
+    acct = e2e_account()
+    for root, dirs, files in os.walk(directory):
+        for name in [root] + [os.path.join(root, n) for n in files]:
+            try:
+                os.lchown(name, acct.pw_uid, acct.pw_gid)
+            except FileNotFoundError:
+                pass
+    # Its parents (pytest's directories are private to root) only need to be passable.
+    d = os.path.dirname(os.path.abspath(directory))
+    while d != "/":
+        mode = os.stat(d).st_mode
+        if not mode & 0o001:
+            os.chmod(d, (mode & 0o7777) | 0o001)
+        d = os.path.dirname(d)
+    return ["setpriv", f"--reuid={acct.pw_uid}", f"--regid={acct.pw_gid}", "--clear-groups", *cmd]
+
+
 class Gateway:
     """helios-gateway in embedded mode: its own runtime directory, a worker HOME in base/home, a
     random port on 127.0.0.1, and the login token read from the URL it prints."""
@@ -421,6 +465,7 @@ class Gateway:
         self.token = None
         self.host = "127.0.0.1"
         self.port = None
+        self.metrics_token = "test-metrics-token-" + os.urandom(8).hex()
 
     @property
     def config_path(self):
@@ -437,6 +482,13 @@ class Gateway:
             cmd += ["--config", "/dev/null"]
         if self.tls:
             cmd += ["--cert", self.tls[0], "--key", self.tls[1]]
+        if self.metrics_token and not any(a.startswith("--metrics-token-file") for a in self.args) and \
+                "metrics_token_file" not in (self.config or ""):
+            # /metrics asks everyone for its token; tests read it with this one.
+            path = os.path.join(self.base, "metrics-token")
+            with open(path, "w") as f:
+                f.write(self.metrics_token + "\n")
+            cmd += ["--metrics-token-file", path]
         return cmd + self.args
 
     def start(self, expect_url=True, timeout=10.0):
@@ -446,7 +498,12 @@ class Gateway:
         env.pop("LISTEN_FDS", None)
         env.pop("LISTEN_PID", None)
         env.update(self.env)
-        self.proc = subprocess.Popen(self.command(), env=env, stdin=subprocess.DEVNULL,
+        cmd = self.command()
+        if os.geteuid() == 0 and cmd[0] != "setpriv":
+            # helios-gateway refuses to run as root: the tests' own account serves, owning the test's
+            # directory (root still reads and writes everything in it).
+            cmd = as_test_account(cmd, os.path.dirname(self.base))
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=open(self.log, "ab"),
                                      start_new_session=True)
         if expect_url:
@@ -546,7 +603,7 @@ class Gateway:
         return cookie_from(resp)
 
     def metrics(self):
-        resp = self.request("GET", "/metrics")
+        resp = self.request("GET", "/metrics", {"Authorization": "Bearer " + self.metrics_token})
         assert resp.status == 200, resp
         out = {}
         for line in resp.body.decode().splitlines():
@@ -611,7 +668,8 @@ class WsClient:
     """A small WebSocket client that can also send what a good client never would: unmasked frames,
     reserved bits, invalid UTF-8, bad opcodes. No extensions are negotiated."""
 
-    def __init__(self, host, port, path, headers, timeout=10.0, context=None, early=b""):
+    def __init__(self, host, port, path, headers, timeout=10.0, context=None, early=b"", raw_headers=False):
+        """raw_headers: send only the request line, Host and headers (the handshake's own included)."""
         import base64
         self.sock = socket.create_connection((host, port), timeout=timeout)
         if context is not None:
@@ -619,8 +677,10 @@ class WsClient:
         self.sock.settimeout(timeout)
         self.buf = b""
         key = base64.b64encode(os.urandom(16)).decode()
-        lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
-                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
+        lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}"]
+        if not raw_headers:
+            lines += ["Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
+                      "Sec-WebSocket-Version: 13"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + early)
         while b"\r\n\r\n" not in self.buf:

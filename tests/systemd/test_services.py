@@ -1,8 +1,5 @@
 """helios-launcher and helios-gateway under a real systemd: their sockets, their sandboxes, and PAM
-inside the launcher's sandbox.
-
-Tests that need helios-launcher skip while this build has none; tests of the gateway behind the
-launcher skip while the gateway has no --launcher option. Everything else runs now."""
+inside the launcher's sandbox."""
 
 import json
 import os
@@ -16,15 +13,8 @@ from machine import FIGURES, HELPER_DIR, instance
 
 BUILD_DIR = os.environ.get("HELIOS_BUILD_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
-LAUNCHER_BUILT = os.path.exists(os.path.join(BUILD_DIR, "launcher", "helios-launcher"))
-needs_launcher = pytest.mark.skipif(not LAUNCHER_BUILT,
-                                    reason="helios-launcher is not built in this tree yet")
 LAUNCHER_SOCK = "/run/helios/launcher.sock"
 BASE = "http://127.0.0.1:8080"
-
-
-def gateway_has_launcher_option(machine):
-    return "--launcher" in machine.exec("/usr/local/bin/helios-gateway", "--help").stdout
 
 
 def unit_section(text, section):
@@ -104,8 +94,6 @@ def test_launcher_sandbox_may_start_workers_over_dbus(machine, users):
         machine.systemctl("stop", unit, f"helios-worker@{instance('mary-jane')}.service")
 
 
-@pytest.mark.skipif(not os.path.exists(os.environ.get("HELIOS_PAM_CHECK", "")),
-                    reason="pam-check is not built (libpam0g-dev missing)")
 def test_pam_works_inside_the_launcher_sandbox(machine, users):
     assert os.path.exists(machine.path("/etc/pam.d/helios"))
     status, log = pam_check(machine, "alice", users["alice"])
@@ -159,7 +147,6 @@ def launcher(machine, users):
         machine.systemctl("stop", f"helios-worker@{instance(u)}.socket", f"helios-worker@{instance(u)}.service", check=False)
 
 
-@needs_launcher
 @pytest.mark.parametrize("user", ["alice", "mary-jane"])
 def test_launcher_starts_workers_under_systemd(machine, users, launcher, user):
     assert machine.show(f"helios-worker@{instance(user)}.socket", "ActiveState")["ActiveState"] == "inactive"
@@ -180,7 +167,6 @@ def test_launcher_starts_workers_under_systemd(machine, users, launcher, user):
     assert re.search(r"^CapBnd:\s+0*20000000$", status, re.M), status  # CAP_AUDIT_WRITE only
 
 
-@needs_launcher
 def test_launcher_checks_passwords_and_refuses_root(machine, users, launcher):
     out = machine.client(LAUNCHER_SOCK, "launcher", "1", "auth", "alice", users["alice"])
     assert out.get("reply") == ["1", "ok"], out
@@ -193,6 +179,35 @@ def test_launcher_checks_passwords_and_refuses_root(machine, users, launcher):
     assert "reply" not in out, out
     log = machine.exec("journalctl", "-u", "helios-launcher.service", "-o", "cat", "--no-pager").stdout
     assert "alice" in log
+
+
+def test_launcher_sets_the_admins_sandbox_settings_on_each_unit(machine, users, launcher):
+    """/etc/helios/sandbox.conf for everyone, sandbox.d/USER.conf for one user: the launcher sets them on
+    the user's service before it starts the socket."""
+    machine.exec("mkdir", "-p", "/etc/helios/sandbox.d")
+    machine.write("/etc/helios/sandbox.conf", "cpu_weight = 80\n")
+    machine.write("/etc/helios/sandbox.d/bob.conf", "memory_max = 3G\ntasks_max = 100\n")
+    try:
+        for i, user in enumerate(("alice", "bob")):
+            out = machine.client(LAUNCHER_SOCK, "launcher", str(i + 1), "worker", user)
+            assert out.get("reply", [None, None])[1] == "ok", out
+            machine.client(f"/run/helios/workers/{user}.sock", "call", "worker:info")
+        assert machine.show("helios-worker@bob.service", "MemoryMax", "TasksMax", "CPUWeight") == \
+            {"MemoryMax": str(3 << 30), "TasksMax": "100", "CPUWeight": "80"}
+        assert machine.show("helios-worker@alice.service", "MemoryMax", "TasksMax", "CPUWeight") == \
+            {"MemoryMax": str(2 << 30), "TasksMax": "512", "CPUWeight": "80"}
+        # A file in error: no workspace rather than one with other bounds.
+        machine.write("/etc/helios/sandbox.d/bob.conf", "memory_max = plenty\n")
+        machine.systemctl("stop", "helios-worker@bob.socket", "helios-worker@bob.service")
+        out = machine.client(LAUNCHER_SOCK, "launcher", "3", "worker", "bob")
+        assert out.get("reply") == ["3", "error", "failed"], out
+        log = machine.exec("journalctl", "-u", "helios-launcher.service", "-o", "cat", "--no-pager").stdout
+        assert "invalid value 'plenty' for memory_max" in log
+    finally:
+        machine.exec("rm", "-rf", "/etc/helios/sandbox.conf", "/etc/helios/sandbox.d")
+        for user in ("alice", "bob"):
+            machine.systemctl("stop", f"helios-worker@{user}.socket", f"helios-worker@{user}.service", check=False)
+            machine.systemctl("revert", f"helios-worker@{user}.service", check=False)
 
 
 # ---- helios-gateway ----
@@ -243,10 +258,7 @@ def test_gateway_unit_serves_the_page_under_its_sandbox(machine, gateway):
     assert gateway_client(machine, "get", "/healthz")["status"] == 200
 
 
-@needs_launcher
 def test_gateway_logs_in_with_pam_and_reaches_the_worker(machine, users, launcher, gateway):
-    if not gateway_has_launcher_option(machine):
-        pytest.skip("helios-gateway has no --launcher option yet")
     machine.systemctl("start", "helios-gateway.socket")
     r = gateway_client(machine, "login", "mary-jane", "wrong")
     assert r["status"] == 401, r

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "macro.h"
 #include "socket-util.h"
+#include "worker-output.h"
 
 static void fclosep(FILE **f)
 {
@@ -65,6 +66,8 @@ struct Activator {
         char **envp;
         char *listen_pid_env; /* the LISTEN_PID=... entry of envp, written in the child */
         int (*child_setup)(void *userdata);
+        int (*before_start)(void *userdata);
+        void (*after_exit)(void *userdata);
         void (*on_change)(void *userdata);
         void *userdata;
         bool have_nofile;
@@ -73,6 +76,8 @@ struct Activator {
         uid_t worker_uid;
         gid_t socket_gid;
         mode_t socket_mode;
+        char *output_tag;
+        WorkerOutput *output; /* the running (or last) worker's standard output and error */
 
         int listen_fd;
         uv_poll_t listen_poll;
@@ -217,6 +222,8 @@ int activator_new(uv_loop_t *loop, const ActivatorParams *p, Activator **ret)
         a->loop = loop;
         a->listen_fd = -1;
         a->child_setup = p->child_setup;
+        a->before_start = p->before_start;
+        a->after_exit = p->after_exit;
         a->on_change = p->on_change;
         a->userdata = p->userdata;
         if (p->worker_nofile) {
@@ -239,6 +246,11 @@ int activator_new(uv_loop_t *loop, const ActivatorParams *p, Activator **ret)
         a->worker_uid = p->shared ? p->worker_uid : geteuid();
         a->socket_gid = p->socket_gid;
         a->socket_mode = p->shared ? p->socket_mode : 0600;
+        if (p->output_tag) {
+                a->output_tag = strdup(p->output_tag);
+                if (!a->output_tag)
+                        goto oom;
+        }
         r = build_envp(a, p->worker_envp);
         if (r < 0)
                 goto oom;
@@ -282,7 +294,7 @@ static void format_pid(char *out, pid_t pid)
 /* The fd the worker's executable is held by in the child: the first after the listening socket. */
 #define EXE_FD (SD_LISTEN_FDS_START + 1)
 
-_noreturn_ static void activator_child(Activator *a, int exe_fd)
+_noreturn_ static void activator_child(Activator *a, int exe_fd, int null_fd, int output_fd)
 {
         struct sigaction sa = {.sa_handler = SIG_DFL};
         sigset_t none;
@@ -301,6 +313,11 @@ _noreturn_ static void activator_child(Activator *a, int exe_fd)
         } else if (dup2(a->listen_fd, SD_LISTEN_FDS_START) < 0)
                 goto fail;
         if (dup3(exe_fd, EXE_FD, O_CLOEXEC) < 0)
+                goto fail;
+        /* Nothing of this process's own standard descriptors: input from /dev/null, output and errors
+         * into the worker's own pipe, which this process relays into its log. */
+        if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(output_fd, STDOUT_FILENO) < 0 ||
+            dup2(output_fd, STDERR_FILENO) < 0)
                 goto fail;
         if (close_range(EXE_FD + 1, ~0U, 0) < 0)
                 goto fail;
@@ -331,8 +348,10 @@ fail:
 
 static int activator_spawn(Activator *a)
 {
-        _cleanup_close_ int fd = -1, exe_fd = -1;
+        _cleanup_close_ int fd = -1, exe_fd = -1, null_fd = -1, out_r = -1, out_w = -1;
+        int output[2];
         pid_t pid;
+        int r;
 
         assert(a->state == ACTIVATOR_LISTENING);
 
@@ -344,12 +363,45 @@ static int activator_spawn(Activator *a)
         exe_fd = fcntl(fd, F_DUPFD_CLOEXEC, EXE_FD + 1);
         if (exe_fd < 0)
                 return negative_errno();
+        if (a->before_start) {
+                r = a->before_start(a->userdata);
+                if (r < 0)
+                        return r;
+        }
+        fd = safe_close(fd);
+        fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        null_fd = fcntl(fd, F_DUPFD_CLOEXEC, EXE_FD + 1);
+        if (null_fd < 0)
+                return negative_errno();
+        fd = safe_close(fd);
+        if (pipe2(output, O_CLOEXEC) < 0)
+                return negative_errno();
+        out_r = output[0];
+        fd = output[1];
+        out_w = fcntl(fd, F_DUPFD_CLOEXEC, EXE_FD + 1);
+        if (out_w < 0)
+                return negative_errno();
+        fd = safe_close(fd);
+        /* The worker's end is the worker's: whoever copies it out of the worker gets a pipe of
+         * their own. */
+        if (a->shared && fchown(out_w, a->worker_uid, (gid_t)-1) < 0)
+                return negative_errno();
 
         pid = fork();
         if (pid < 0)
                 return negative_errno();
         if (pid == 0)
-                activator_child(a, exe_fd);
+                activator_child(a, exe_fd, null_fd, out_w);
+
+        /* A descendant of the last worker may still hold that pipe: only the new one is relayed. */
+        worker_output_close(a->output);
+        a->output = NULL;
+        r = worker_output_new(a->loop, TAKE_FD(out_r), a->output_tag, &a->output);
+        if (r < 0)
+                log_warning_errno(r, "Cannot relay the output of the worker on %s, ignoring: %m",
+                                  a->socket_path);
 
         a->pid = pid;
         a->started_ms = uv_now(a->loop);
@@ -442,6 +494,8 @@ static void on_sigchld(uv_signal_t *h, int signum)
                             strna(sigabbrev_np(WTERMSIG(status))), (unsigned long long)ran);
         a->pid = 0;
         remove_pid_file(a);
+        if (a->after_exit)
+                a->after_exit(a->userdata);
 
         bool failed = ran < QUICK_EXIT_MS && !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         a->quick_exits = failed ? a->quick_exits + 1 : 0;
@@ -504,6 +558,8 @@ static void on_foreign_exit(uv_poll_t *h, int status, int events)
         a->pid = 0;
         pid_watch_free(a);
         remove_pid_file(a);
+        if (a->after_exit)
+                a->after_exit(a->userdata);
         (void)activator_probe(a);
         notify_change(a);
 }
@@ -786,6 +842,8 @@ void activator_recheck(Activator *a)
                 log_info("Worker (pid %d) from an earlier run has exited.", (int)a->pid);
                 pid_watch_free(a);
                 a->pid = 0;
+                if (a->after_exit)
+                        a->after_exit(a->userdata);
         }
         (void)uv_timer_stop(&a->timer);
         if (activator_probe(a) >= 0)
@@ -799,6 +857,7 @@ static void activator_free_now(Activator *a)
         free(a->worker_path);
         strv_free(a->argv);
         strv_free(a->envp);
+        free(a->output_tag);
         free(a);
 }
 
@@ -823,6 +882,8 @@ void activator_stop(Activator *a)
                 return;
 
         pid_watch_free(a);
+        worker_output_close(a->output);
+        a->output = NULL;
         if (a->listen_poll_init)
                 close_handle(a, (uv_handle_t *)&a->listen_poll);
         close_handle(a, (uv_handle_t *)&a->timer);
