@@ -148,6 +148,10 @@ int launcher_new_embedded(uv_loop_t *loop, const GatewayConfig *config, const st
                 log_error_errno(r, "Cannot prepare the worker's sandbox: %m");
                 goto fail;
         }
+        if (r == 0)
+                log_warning(
+                    "Cannot build the seccomp filter of the policy here (a system-call filter of this "
+                    "process's own refuses it); the worker inherits that filter instead.");
         r = policy_user_sandbox_probe();
         if (r > 0)
                 log_info("The worker runs with the seccomp filter, in user, mount and IPC namespaces of its "

@@ -4,6 +4,8 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "policy.h"
+
 /* Entering the sandbox of policy/ for one user, in embedded mode (under systemd the worker unit's
  * directives carry the same rules). Two halves:
  *
@@ -30,6 +32,9 @@ typedef struct SandboxParams {
          * /proc, hidden directories); one inside the home is already writable. May be NULL. */
         const char *const *writable;
         size_t n_writable;
+        /* The user's settings (policy/settings.c) the sandbox applies itself: the rlimits among them.
+         * NULL: the defaults. */
+        const PolicyValues *values;
 } SandboxParams;
 
 int sandbox_plan_new(const SandboxParams *p, SandboxPlan **ret);

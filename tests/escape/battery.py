@@ -841,6 +841,33 @@ def sockets():
     return None
 
 
+def pip_user(work):
+    """pip install --user of a local package into the home, and the package imported from there."""
+    if subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode != 0:
+        return ("SKIP", "pip is not installed")
+    d = os.path.join(work, "heliosdemo")
+    os.makedirs(d)
+    with open(os.path.join(d, "setup.py"), "w") as f:
+        f.write("from setuptools import setup\nsetup(name='heliosdemo', version='1.0', py_modules=['heliosdemo'])\n")
+    with open(os.path.join(d, "heliosdemo.py"), "w") as f:
+        f.write("VALUE = 6 * 7\n")
+    cmd = [sys.executable, "-m", "pip", "install", "--user", "--no-index", "--no-build-isolation", "--no-deps",
+           "--no-cache-dir", "--quiet", d]
+    p = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300)
+    if p.returncode != 0 and "externally-managed" in p.stdout + p.stderr:
+        # Debian's own Python asks for this to install into the home (PEP 668).
+        p = subprocess.run(cmd + ["--break-system-packages"], cwd=work, capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        return f"pip install --user failed: {(p.stderr or p.stdout).strip()[-300:]}"
+    try:
+        out = run([sys.executable, "-c", "import heliosdemo, site; print(heliosdemo.VALUE, heliosdemo.__file__"
+                   ".startswith(site.getuserbase()))"], work)
+    finally:
+        subprocess.run([sys.executable, "-m", "pip", "uninstall", "--yes", "--quiet", "--break-system-packages",
+                        "heliosdemo"], cwd=work, capture_output=True)
+    return None if out.split() == ["42", "True"] else f"the installed package said {out!r}"
+
+
 def local_server():
     """A web server on a local port, and a client of it."""
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -966,6 +993,7 @@ def main():
         check("work.threads_fork", threads_and_fork)
         check("work.sockets", sockets)
         check("work.local_server", local_server)
+        check("work.pip_user", lambda: pip_user(work))
         if opts.leave_ipc:
             check("work.ipc", lambda: ipc_left_behind(opts.leave_ipc, 300))
     finally:

@@ -20,7 +20,7 @@ BUILD_DIR = os.environ.get("HELIOS_BUILD_DIR") or os.path.join(HERE, "..", "..",
 #   refused, which escape.open_other_terminal checks.
 # - pty_pool: for the same reason no directive can give the unit a devpts with max=; the machine's
 #   kernel.pty.max is the only bound.
-SYSTEMD_252_GAPS = ("escape.other_terminals", "escape.pty_pool")
+SYSTEMD_252_GAPS = ()
 
 # Two students whose homes are not under /home (names of their own: other suites add accounts too).
 CAROL, DAVE = "stucarol", "studave"
@@ -94,7 +94,6 @@ def test_escape_battery_in_a_worker_terminal(machine, users):
     assert left == ["shm", "0", "mq", "False"], left
 
 
-@pytest.mark.skipif(not os.path.exists(BATTERY), reason="tests/escape/battery.py is not in this tree yet")
 def test_home_outside_home(machine, users):
     """carol's home is /srv/students/carol: the launcher gives her worker that home from the password
     database, she works in it, and dave's home next to hers, bob's under /home and the rest of
