@@ -9,6 +9,14 @@
 
 #include "log.h"
 
+/* Answers are never delivered inside the call that asked: they queue on the bus and an idle handle,
+ * open only while the queue is not empty, delivers them on the loop's next turn. */
+typedef enum IdleState {
+        IDLE_NONE,
+        IDLE_ACTIVE,
+        IDLE_CLOSING,
+} IdleState;
+
 typedef struct Server {
         char *topic;
         BusMethodFn fn;
@@ -36,6 +44,10 @@ struct Bus {
         size_t n_clients;
         ClientId next_client_id;
         unsigned publishing; /* nesting depth of bus_publish(): arrays may not shrink meanwhile */
+        uv_loop_t *loop;
+        uv_idle_t idle;
+        IdleState idle_state;
+        BusCall *ready, *ready_tail; /* answered calls whose answers wait for delivery */
 };
 
 struct BusCall {
@@ -46,14 +58,20 @@ struct BusCall {
         BusDoneFn done;   /* client requests */
         BusReplyFn reply; /* internal requests */
         void *userdata;
+        /* The answer, owned until it is delivered: result or error for internal requests, the
+         * response (NULL for notifications) for client requests. */
+        cJSON *result, *error, *response;
+        BusCall *next; /* in the bus's queue of answers to deliver */
 };
 
-int bus_new(Bus **ret)
+int bus_new(uv_loop_t *loop, Bus **ret)
 {
         Bus *b = calloc(1, sizeof(Bus));
 
+        assert(loop);
         if (!b)
                 return -ENOMEM;
+        b->loop = loop;
         b->next_client_id = 1;
         *ret = b;
         return 0;
@@ -63,6 +81,8 @@ Bus *bus_free(Bus *b)
 {
         if (!b)
                 return NULL;
+        /* The loop ran until no handle was left, so every answer has been delivered. */
+        assert(b->idle_state == IDLE_NONE && !b->ready);
         for (size_t i = 0; i < b->n_servers; i++)
                 free(b->servers[i].topic);
         for (size_t i = 0; i < b->n_subs; i++)
@@ -171,7 +191,74 @@ static BusCall *call_new(Bus *b, ClientId origin)
 static void call_free(BusCall *c)
 {
         cJSON_Delete(c->id);
+        cJSON_Delete(c->result);
+        cJSON_Delete(c->error);
+        cJSON_Delete(c->response);
         free(c);
+}
+
+static void schedule_delivery(Bus *b);
+static void on_idle_closed(uv_handle_t *h);
+
+static void deliver(BusCall *c)
+{
+        if (c->reply)
+                c->reply(TAKE_PTR(c->result), TAKE_PTR(c->error), c->userdata);
+        else
+                c->done(TAKE_PTR(c->response), c->userdata);
+        call_free(c);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+        Bus *b = h->data;
+        BusCall *c = TAKE_PTR(b->ready);
+
+        /* Only what was queued before this turn: answers that these deliveries cause wait for the next
+         * one, so that a chain of calls cannot hold the loop. */
+        b->ready_tail = NULL;
+        while (c) {
+                BusCall *next = c->next;
+                deliver(c);
+                c = next;
+        }
+        if (!b->ready) {
+                uv_close((uv_handle_t *)&b->idle, on_idle_closed);
+                b->idle_state = IDLE_CLOSING;
+        }
+}
+
+static void on_idle_closed(uv_handle_t *h)
+{
+        Bus *b = h->data;
+
+        b->idle_state = IDLE_NONE;
+        if (b->ready)
+                schedule_delivery(b);
+}
+
+static void schedule_delivery(Bus *b)
+{
+        if (b->idle_state != IDLE_NONE)
+                return; /* delivered by the running handle, or once the closing one has closed */
+        (void)uv_idle_init(b->loop, &b->idle);
+        b->idle.data = b;
+        (void)uv_idle_start(&b->idle, on_idle);
+        b->idle_state = IDLE_ACTIVE;
+}
+
+/* Queue an answered call for delivery on the loop's next turn. */
+static void call_answered(BusCall *c)
+{
+        Bus *b = c->bus;
+
+        c->next = NULL;
+        if (b->ready_tail)
+                b->ready_tail->next = c;
+        else
+                b->ready = c;
+        b->ready_tail = c;
+        schedule_delivery(b);
 }
 
 ClientId bus_call_origin(const BusCall *call)
@@ -179,18 +266,14 @@ ClientId bus_call_origin(const BusCall *call)
         return call->origin;
 }
 
-bool bus_call_is_remote(const BusCall *call)
-{
-        return !call->reply;
-}
-
 Bus *bus_call_bus(const BusCall *call)
 {
         return call->bus;
 }
 
-int bus_call(Bus *b, const char *topic, const cJSON *params, BusReplyFn reply, void *userdata)
+int bus_call(Bus *b, const char *topic, cJSON *params, BusReplyFn reply, void *userdata)
 {
+        _cleanup_json_ cJSON *p = params;
         Server *s = find_server(b, topic);
         BusCall *c;
 
@@ -202,7 +285,7 @@ int bus_call(Bus *b, const char *topic, const cJSON *params, BusReplyFn reply, v
                 return -ENOMEM;
         c->reply = reply;
         c->userdata = userdata;
-        s->fn(c, params, s->userdata);
+        s->fn(c, p, s->userdata);
         return 0;
 }
 
@@ -234,42 +317,38 @@ void bus_dispatch(Bus *b, ClientId origin, const char *method, const cJSON *para
         s->fn(c, params, s->userdata);
 }
 
+/* The error object of an internal call's answer, or NULL without memory. */
+static cJSON *error_new(int code, const char *message, cJSON *data)
+{
+        _cleanup_json_ cJSON *resp = jsonrpc_error_new(NULL, code, message, data);
+
+        return resp ? cJSON_DetachItemFromObjectCaseSensitive(resp, "error") : NULL;
+}
+
 void bus_call_reply(BusCall *call, cJSON *result)
 {
         assert(call);
         if (call->reply) {
-                if (!result)
-                        result = cJSON_CreateNull();
-                if (result)
-                        call->reply(result, NULL, call->userdata);
-                else {
-                        cJSON err = {.type = cJSON_NULL};
-                        call->reply(NULL, &err, call->userdata);
-                }
+                call->result = result ? result : cJSON_CreateNull();
+                if (!call->result)
+                        call->error = error_new(RPC_INTERNAL_ERROR, "Out of memory", NULL);
+        } else if (call->notification)
                 cJSON_Delete(result);
-        } else if (call->notification) {
-                cJSON_Delete(result);
-                call->done(NULL, call->userdata);
-        } else
-                call->done(jsonrpc_result_new(call->id, result), call->userdata);
-        call_free(call);
+        else
+                call->response = jsonrpc_result_new(call->id, result);
+        call_answered(call);
 }
 
 void bus_call_error(BusCall *call, int code, const char *message, cJSON *data)
 {
         assert(call);
-        if (call->reply) {
-                _cleanup_json_ cJSON *resp = jsonrpc_error_new(NULL, code, message, data);
-                cJSON *err = cJSON_GetObjectItemCaseSensitive(resp, "error");
-                cJSON fallback = {.type = cJSON_NULL};
-
-                call->reply(NULL, err ? err : &fallback, call->userdata);
-        } else if (call->notification) {
+        if (call->reply)
+                call->error = error_new(code, message, data);
+        else if (call->notification)
                 cJSON_Delete(data);
-                call->done(NULL, call->userdata);
-        } else
-                call->done(jsonrpc_error_new(call->id, code, message, data), call->userdata);
-        call_free(call);
+        else
+                call->response = jsonrpc_error_new(call->id, code, message, data);
+        call_answered(call);
 }
 
 void bus_call_error_errno(BusCall *call, int r, const char *path)

@@ -492,40 +492,26 @@ static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
         }
         if (enc == ENCODING_BASE64 && base64_encoded_size(size) > limit)
                 return reply_too_large(call, path, size, limit);
-        if (bus_call_is_remote(call)) {
-                /* An answer for a client is printed at once: the content goes in as finished JSON text,
-                 * escaped in one pass exactly as cJSON would escape it (and held to the limit on the
-                 * way), instead of being measured here and then scanned twice more by cJSON. */
-                r = enc == ENCODING_UTF8 ? fs_json_quote(data, size, limit, &encoded, NULL)
-                                         : base64_encode_quoted(data, size, &encoded, NULL);
-                if (r == -EFBIG)
-                        return reply_too_large(call, path, size, limit);
-                if (r < 0)
-                        return bus_call_error_oom(call);
-                free(TAKE_PTR(data));
-                content = json_create_raw_reference(encoded);
-        } else if (enc == ENCODING_UTF8) {
-                /* Callers inside the worker read the content as a string. */
+        /* One shape for every caller, in the worker or not: the content is a JSON string, which the
+         * receiver owns; the buffer goes into the answer rather than being copied. */
+        if (enc == ENCODING_UTF8) {
                 if (fs_json_string_size(data, size) > limit)
                         return reply_too_large(call, path, size, limit);
-                content = cJSON_CreateStringReference(data);
+                content = json_create_string_take(TAKE_PTR(data));
         } else {
                 r = base64_encode(data, size, &encoded, NULL);
                 if (r < 0)
                         return bus_call_error_oom(call);
-                content = cJSON_CreateStringReference(encoded);
+                content = json_create_string_take(TAKE_PTR(encoded));
         }
 
-        /* The content is referenced, not copied: it is printed, or read by the caller, before this
-         * function returns. */
         result = result_with_path("path", path);
         if (!result || !content || !cJSON_AddItemToObject(result, "content", content)) {
                 cJSON_Delete(content);
                 return bus_call_error_oom(call);
         }
         /* What add_stat() adds, with the integers written as such instead of formatted by cJSON as
-         * doubles: every file a client opens comes through here. In-process callers get size and mtime
-         * as raw JSON text (json_create_integer()). */
+         * doubles: every file a client opens comes through here. */
         fs_tag_format(&st, tag);
         if (!cJSON_AddStringToObject(result, "encoding", enc == ENCODING_UTF8 ? "utf-8" : "base64") ||
             !add_integer(result, "size", (int64_t)size) || !add_integer(result, "mtime", fs_mtime_ms(&st)) ||
