@@ -81,6 +81,11 @@ struct Fs {
         OwnChange own[OWN_CHANGE_MAX]; /* a ring: the oldest is overwritten first */
         size_t own_next;
         FsMethod methods[FS_N_METHODS];
+        /* Saves run on libuv's thread pool, one at a time and in order, so that a save's check of
+         * expectedTag and its write are one step against every other save. */
+        struct WriteJob *writes, *writes_tail; /* the running save first, then those waiting */
+        bool stopped;                          /* freed once the running save has finished */
+        bool watch_closed;
 };
 
 typedef enum Encoding {
@@ -299,11 +304,17 @@ static bool own_matches(Fs *fs, const char *path)
 
 /* --- Change notifications ---------------------------------------------------------------------- */
 
+static bool being_written(const Fs *fs, const char *path);
+
 static void on_change(FsChangeKind kind, const char *path, const char *old_path, void *userdata)
 {
         Fs *fs = userdata;
         bool own;
         cJSON *p;
+
+        /* The echo of a save still running on the thread pool: it is remembered once it is done. */
+        if (kind != FS_CHANGE_MOVED && being_written(fs, path))
+                return;
 
         /* Both halves of a move are checked, so a stale memory of either is dropped. */
         own = kind == FS_CHANGE_MOVED ? own_matches(fs, old_path) : true;
@@ -560,6 +571,184 @@ static void clean_directory(Fs *fs, int dir_fd, const char *path)
         fs->cleaned_next = (fs->cleaned_next + 1) % CLEANED_DIRS_MAX;
 }
 
+/* A save, from the loop to the thread pool and back. The work function touches nothing but this. */
+typedef struct WriteJob {
+        uv_work_t work;
+        Fs *fs;
+        BusCall *call;
+        char *path;     /* as the client named it (normalized) */
+        char *physical; /* where it is, for own_record() */
+        int dir_fd;     /* the job's own */
+        char *name;
+        char *data;
+        size_t size;
+        bool check_utf8;
+        char *expected; /* expectedTag, or NULL */
+        /* Outcome, written by the work function. */
+        int r;
+        enum {
+                WRITE_DONE,
+                WRITE_ERRNO,
+                WRITE_INVALID_UTF8,
+                WRITE_WRONG_TYPE,
+                WRITE_CONFLICT,
+                WRITE_GONE,
+        } outcome;
+        struct stat st; /* before (WRITE_CONFLICT), after (WRITE_DONE) */
+        struct WriteJob *next;
+} WriteJob;
+
+static void write_job_free(WriteJob *j)
+{
+        if (!j)
+                return;
+        if (j->call)
+                bus_call_error(TAKE_PTR(j->call), RPC_INTERNAL_ERROR, "The worker is shutting down", NULL);
+        free(j->path);
+        free(j->physical);
+        safe_close(j->dir_fd);
+        free(j->name);
+        free(j->data);
+        free(j->expected);
+        free(j);
+}
+
+static void write_job_work(uv_work_t *w)
+{
+        WriteJob *j = container_of(w, WriteJob, work);
+        struct stat st;
+        bool exists;
+        int r;
+
+        if (j->check_utf8 && !utf8_is_valid(j->data, j->size)) {
+                j->outcome = WRITE_INVALID_UTF8;
+                return;
+        }
+        r = fstatat(j->dir_fd, j->name, &st, 0) < 0 ? negative_errno() : 0;
+        if (r < 0 && r != -ENOENT) {
+                j->outcome = WRITE_ERRNO, j->r = r;
+                return;
+        }
+        exists = r >= 0;
+        if (exists && S_ISDIR(st.st_mode)) {
+                j->outcome = WRITE_ERRNO, j->r = -EISDIR;
+                return;
+        }
+        if (exists && !S_ISREG(st.st_mode)) {
+                j->outcome = WRITE_WRONG_TYPE;
+                return;
+        }
+        /* Replacing by rename needs only the directory's permission; a file its owner made read-only
+         * is refused, as a write from the shell would be. */
+        if (exists && faccessat(j->dir_fd, j->name, W_OK, AT_EACCESS) < 0) {
+                j->outcome = WRITE_ERRNO, j->r = negative_errno();
+                return;
+        }
+        if (j->expected) {
+                char tag[FS_TAG_MAX];
+
+                if (!exists) {
+                        j->outcome = WRITE_GONE;
+                        return;
+                }
+                fs_tag_format(&st, tag);
+                if (!streq(tag, j->expected)) {
+                        j->outcome = WRITE_CONFLICT, j->st = st;
+                        return;
+                }
+        }
+        r = fs_write_atomic(j->dir_fd, j->name, j->data, j->size, exists ? &st : NULL, &j->st);
+        j->outcome = r < 0 ? WRITE_ERRNO : WRITE_DONE;
+        j->r = r;
+}
+
+static void write_next(Fs *fs);
+static void fs_free(void *userdata);
+
+static bool being_written(const Fs *fs, const char *path)
+{
+        /* Only the first save runs; those after it have not touched the disk yet. */
+        return fs->writes && streq(fs->writes->physical, path);
+}
+
+static void write_job_after(uv_work_t *w, int status)
+{
+        WriteJob *j = container_of(w, WriteJob, work);
+        Fs *fs = j->fs;
+        BusCall *call = TAKE_PTR(j->call);
+        cJSON *result;
+
+        assert(fs->writes == j);
+        fs->writes = j->next;
+        if (!fs->writes)
+                fs->writes_tail = NULL;
+
+        if (fs->stopped)
+                bus_call_error(call, RPC_INTERNAL_ERROR, "The worker is shutting down", NULL);
+        else if (status < 0)
+                bus_call_error_errno(call, status, j->path);
+        else
+                switch (j->outcome) {
+                case WRITE_DONE:
+                        clean_directory(fs, j->dir_fd, j->path);
+                        own_record(fs, j->physical, OWN_ENTRY, &j->st, false);
+                        result = result_with_path("path", j->path);
+                        if (!result || !add_stat(result, &j->st, true)) {
+                                cJSON_Delete(result);
+                                (void)bus_call_error_oom(call);
+                        } else
+                                bus_call_reply(call, result);
+                        break;
+                case WRITE_ERRNO:
+                        (void)reply_errno(call, j->r, j->path);
+                        break;
+                case WRITE_INVALID_UTF8:
+                        (void)bus_call_error_invalid(call, "'content' is not valid UTF-8", j->path);
+                        break;
+                case WRITE_WRONG_TYPE:
+                        (void)reply_error(call, RPC_WRONG_TYPE, "Not a regular file", EINVAL, j->path);
+                        break;
+                case WRITE_CONFLICT:
+                        (void)reply_conflict(call, j->path, &j->st);
+                        break;
+                case WRITE_GONE:
+                        (void)reply_conflict(call, j->path, NULL);
+                        break;
+                }
+        write_job_free(j);
+        if (fs->stopped) {
+                /* What waits never starts; the service goes once its watch has closed too. */
+                while (fs->writes) {
+                        WriteJob *next = fs->writes->next;
+                        write_job_free(fs->writes);
+                        fs->writes = next;
+                }
+                fs->writes_tail = NULL;
+                if (fs->watch_closed)
+                        fs_free(fs);
+                return;
+        }
+        write_next(fs);
+}
+
+static void write_next(Fs *fs)
+{
+        int r;
+
+        while (fs->writes) {
+                WriteJob *j = fs->writes;
+
+                r = uv_queue_work(fs->loop, &j->work, write_job_work, write_job_after);
+                if (r >= 0)
+                        return;
+                fs->writes = j->next;
+                if (!fs->writes)
+                        fs->writes_tail = NULL;
+                bus_call_error_errno(TAKE_PTR(j->call), r, j->path);
+                write_job_free(j);
+        }
+}
+
 static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
 {
         const char *path_arg = NULL, *content_arg = NULL, *encoding_arg = NULL, *expected = NULL;
@@ -571,13 +760,9 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
         };
         _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
         _cleanup_free_ char *path = NULL;
-        _cleanup_free_ uint8_t *decoded = NULL;
-        const void *data;
-        size_t size;
+        WriteJob *j;
         Encoding enc;
-        struct stat st, nst;
-        bool exists;
-        cJSON *result;
+        bool idle;
         int r;
 
         if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0 ||
@@ -585,63 +770,64 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
             path_param(fs, call, "path", path_arg, &path) < 0)
                 return -EINVAL;
 
-        if (enc == ENCODING_BASE64) {
-                r = base64_decode(content_arg, strlen(content_arg), &decoded, &size);
-                if (r == -ENOMEM)
-                        return bus_call_error_oom(call);
-                if (r < 0)
-                        return bus_call_error_invalid(call, "'content' is not valid base64", path);
-                data = decoded;
-        } else {
-                /* Clients cannot send anything else, but requests from inside the worker are checked too. */
-                size = strlen(content_arg);
-                if (!utf8_is_valid(content_arg, size))
-                        return bus_call_error_invalid(call, "'content' is not valid UTF-8", path);
-                data = content_arg;
-        }
-
         /* Through a symlink to what it points to, as long as that is inside the workspace. */
         r = fs_chase(fs->roots, path, 0, &loc);
         if (r < 0)
                 return reply_errno(call, r, path);
         if (loc.is_root)
                 return reply_errno(call, -EISDIR, path);
-        r = fs_location_stat(&loc, &st);
-        if (r < 0 && r != -ENOENT)
+
+        j = calloc(1, sizeof(WriteJob));
+        if (!j)
+                return bus_call_error_oom(call);
+        j->fs = fs;
+        /* The job's own fd: the location's may be a root's, closed when the service stops. */
+        j->dir_fd = fcntl(loc.dir_fd, F_DUPFD_CLOEXEC, 3);
+        if (j->dir_fd < 0) {
+                r = negative_errno();
+                write_job_free(j);
                 return reply_errno(call, r, path);
-        exists = r >= 0;
-        if (exists && S_ISDIR(st.st_mode))
-                return reply_errno(call, -EISDIR, path);
-        if (exists && !S_ISREG(st.st_mode))
-                return reply_error(call, RPC_WRONG_TYPE, "Not a regular file", EINVAL, path);
-
-        /* Replacing by rename needs only the directory's permission; a file its owner made read-only
-         * is refused, as a write from the shell would be. */
-        if (exists && faccessat(loc.dir_fd, loc.name, W_OK, AT_EACCESS) < 0)
-                return reply_errno(call, negative_errno(), path);
-
-        if (expected) {
-                char tag[FS_TAG_MAX];
-
-                if (!exists)
-                        return reply_conflict(call, path, NULL);
-                fs_tag_format(&st, tag);
-                if (!streq(tag, expected))
-                        return reply_conflict(call, path, &st);
         }
-
-        r = fs_write_atomic(loc.dir_fd, loc.name, data, size, exists ? &st : NULL, &nst);
-        if (r < 0)
-                return reply_errno(call, r, path);
-        clean_directory(fs, loc.dir_fd, path);
-        own_record(fs, loc.path, OWN_ENTRY, &nst, false);
-
-        result = result_with_path("path", path);
-        if (!result || !add_stat(result, &nst, true)) {
-                cJSON_Delete(result);
+        j->path = TAKE_PTR(path);
+        j->physical = strdup(loc.path);
+        j->name = strdup(loc.name);
+        j->expected = expected ? strdup(expected) : NULL;
+        if (!j->physical || !j->name || (expected && !j->expected)) {
+                write_job_free(j);
                 return bus_call_error_oom(call);
         }
-        bus_call_reply(call, result);
+        if (enc == ENCODING_BASE64) {
+                r = base64_decode(content_arg, strlen(content_arg), (uint8_t **)&j->data, &j->size);
+                if (r < 0) {
+                        path = TAKE_PTR(j->path);
+                        write_job_free(j);
+                        if (r == -ENOMEM)
+                                return bus_call_error_oom(call);
+                        return bus_call_error_invalid(call, "'content' is not valid base64", path);
+                }
+        } else {
+                /* Clients cannot send anything else, but requests from inside the worker are checked
+                 * too (on the thread pool, with the write). */
+                j->size = strlen(content_arg);
+                j->data = malloc(MAX(j->size, (size_t)1));
+                j->check_utf8 = true;
+                if (j->data)
+                        memcpy(j->data, content_arg, j->size);
+                else {
+                        write_job_free(j);
+                        return bus_call_error_oom(call);
+                }
+        }
+        j->call = call;
+
+        idle = !fs->writes;
+        if (fs->writes_tail)
+                fs->writes_tail->next = j;
+        else
+                fs->writes = j;
+        fs->writes_tail = j;
+        if (idle)
+                write_next(fs);
         return 0;
 }
 
@@ -936,6 +1122,9 @@ static void fs_free(void *userdata)
 
         if (!fs)
                 return;
+        fs->watch_closed = true;
+        if (fs->writes)
+                return; /* the running save frees the service when it finishes */
         for (size_t i = 0; i < OWN_CHANGE_MAX; i++)
                 free(fs->own[i].path);
         fs_roots_free(fs->roots);
@@ -948,6 +1137,7 @@ static void fs_stop(void *userdata)
         Fs *fs = userdata;
 
         bus_unsubscribe(fs->bus, EVENT_PROJECT_LOADED, on_project_loaded, fs);
+        fs->stopped = true;
         /* The watch owns handles; the service goes with its last close callback. */
         if (fs->watch)
                 fs_watch_close(TAKE_PTR(fs->watch), fs_free, fs);
