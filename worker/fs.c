@@ -81,10 +81,10 @@ struct Fs {
         OwnChange own[OWN_CHANGE_MAX]; /* a ring: the oldest is overwritten first */
         size_t own_next;
         FsMethod methods[FS_N_METHODS];
-        /* Saves run on libuv's thread pool, one at a time and in order, so that a save's check of
-         * expectedTag and its write are one step against every other save. */
-        struct WriteJob *writes, *writes_tail; /* the running save first, then those waiting */
-        bool stopped;                          /* freed once the running save has finished */
+        /* Saves and recursive deletes run on libuv's thread pool, one at a time and in order, so that
+         * a save's check of expectedTag and its write are one step against every other change. */
+        struct DiskJob *jobs, *jobs_tail; /* the running job first, then those waiting */
+        bool stopped;                     /* freed once the running job has finished */
         bool watch_closed;
 };
 
@@ -304,7 +304,7 @@ static bool own_matches(Fs *fs, const char *path)
 
 /* --- Change notifications ---------------------------------------------------------------------- */
 
-static bool being_written(const Fs *fs, const char *path);
+static bool being_changed(const Fs *fs, const char *path);
 
 static void on_change(FsChangeKind kind, const char *path, const char *old_path, void *userdata)
 {
@@ -313,7 +313,7 @@ static void on_change(FsChangeKind kind, const char *path, const char *old_path,
         cJSON *p;
 
         /* The echo of a save still running on the thread pool: it is remembered once it is done. */
-        if (kind != FS_CHANGE_MOVED && being_written(fs, path))
+        if (kind != FS_CHANGE_MOVED && being_changed(fs, path))
                 return;
 
         /* Both halves of a move are checked, so a stale memory of either is dropped. */
@@ -571,11 +571,13 @@ static void clean_directory(Fs *fs, int dir_fd, const char *path)
         fs->cleaned_next = (fs->cleaned_next + 1) % CLEANED_DIRS_MAX;
 }
 
-/* A save, from the loop to the thread pool and back. The work function touches nothing but this. */
-typedef struct WriteJob {
+/* A save or a recursive delete, from the loop to the thread pool and back. The work function touches
+ * nothing but this. */
+typedef struct DiskJob {
         uv_work_t work;
         Fs *fs;
         BusCall *call;
+        bool remove_tree; /* a delete of (dir_fd, name) and everything below it */
         char *path;     /* as the client named it (normalized) */
         char *physical; /* where it is, for own_record() */
         int dir_fd;     /* the job's own */
@@ -587,18 +589,18 @@ typedef struct WriteJob {
         /* Outcome, written by the work function. */
         int r;
         enum {
-                WRITE_DONE,
-                WRITE_ERRNO,
-                WRITE_INVALID_UTF8,
-                WRITE_WRONG_TYPE,
-                WRITE_CONFLICT,
-                WRITE_GONE,
+                JOB_DONE,
+                JOB_ERRNO,
+                JOB_INVALID_UTF8,
+                JOB_WRONG_TYPE,
+                JOB_CONFLICT,
+                JOB_GONE,
         } outcome;
-        struct stat st; /* before (WRITE_CONFLICT), after (WRITE_DONE) */
-        struct WriteJob *next;
-} WriteJob;
+        struct stat st; /* before (JOB_CONFLICT), after (JOB_DONE) */
+        struct DiskJob *next;
+} DiskJob;
 
-static void write_job_free(WriteJob *j)
+static void disk_job_free(DiskJob *j)
 {
         if (!j)
                 return;
@@ -613,75 +615,83 @@ static void write_job_free(WriteJob *j)
         free(j);
 }
 
-static void write_job_work(uv_work_t *w)
+static void disk_job_work(uv_work_t *w)
 {
-        WriteJob *j = container_of(w, WriteJob, work);
+        DiskJob *j = container_of(w, DiskJob, work);
         struct stat st;
         bool exists;
         int r;
 
+        if (j->remove_tree) {
+                j->r = fs_remove_tree(j->dir_fd, j->name);
+                j->outcome = j->r < 0 ? JOB_ERRNO : JOB_DONE;
+                return;
+        }
         if (j->check_utf8 && !utf8_is_valid(j->data, j->size)) {
-                j->outcome = WRITE_INVALID_UTF8;
+                j->outcome = JOB_INVALID_UTF8;
                 return;
         }
         r = fstatat(j->dir_fd, j->name, &st, 0) < 0 ? negative_errno() : 0;
         if (r < 0 && r != -ENOENT) {
-                j->outcome = WRITE_ERRNO, j->r = r;
+                j->outcome = JOB_ERRNO, j->r = r;
                 return;
         }
         exists = r >= 0;
         if (exists && S_ISDIR(st.st_mode)) {
-                j->outcome = WRITE_ERRNO, j->r = -EISDIR;
+                j->outcome = JOB_ERRNO, j->r = -EISDIR;
                 return;
         }
         if (exists && !S_ISREG(st.st_mode)) {
-                j->outcome = WRITE_WRONG_TYPE;
+                j->outcome = JOB_WRONG_TYPE;
                 return;
         }
         /* Replacing by rename needs only the directory's permission; a file its owner made read-only
          * is refused, as a write from the shell would be. */
         if (exists && faccessat(j->dir_fd, j->name, W_OK, AT_EACCESS) < 0) {
-                j->outcome = WRITE_ERRNO, j->r = negative_errno();
+                j->outcome = JOB_ERRNO, j->r = negative_errno();
                 return;
         }
         if (j->expected) {
                 char tag[FS_TAG_MAX];
 
                 if (!exists) {
-                        j->outcome = WRITE_GONE;
+                        j->outcome = JOB_GONE;
                         return;
                 }
                 fs_tag_format(&st, tag);
                 if (!streq(tag, j->expected)) {
-                        j->outcome = WRITE_CONFLICT, j->st = st;
+                        j->outcome = JOB_CONFLICT, j->st = st;
                         return;
                 }
         }
         r = fs_write_atomic(j->dir_fd, j->name, j->data, j->size, exists ? &st : NULL, &j->st);
-        j->outcome = r < 0 ? WRITE_ERRNO : WRITE_DONE;
+        j->outcome = r < 0 ? JOB_ERRNO : JOB_DONE;
         j->r = r;
 }
 
-static void write_next(Fs *fs);
+static void disk_job_next(Fs *fs);
 static void fs_free(void *userdata);
 
-static bool being_written(const Fs *fs, const char *path)
+static bool being_changed(const Fs *fs, const char *path)
 {
-        /* Only the first save runs; those after it have not touched the disk yet. */
-        return fs->writes && streq(fs->writes->physical, path);
+        /* Only the first job runs; those after it have not touched the disk yet. */
+        if (!fs->jobs)
+                return false;
+        return fs->jobs->remove_tree ? path_is_below_or_same(path, fs->jobs->physical)
+                                     : streq(fs->jobs->physical, path);
 }
 
-static void write_job_after(uv_work_t *w, int status)
+static void disk_job_after(uv_work_t *w, int status)
 {
-        WriteJob *j = container_of(w, WriteJob, work);
+        DiskJob *j = container_of(w, DiskJob, work);
         Fs *fs = j->fs;
         BusCall *call = TAKE_PTR(j->call);
         cJSON *result;
 
-        assert(fs->writes == j);
-        fs->writes = j->next;
-        if (!fs->writes)
-                fs->writes_tail = NULL;
+        assert(fs->jobs == j);
+        fs->jobs = j->next;
+        if (!fs->jobs)
+                fs->jobs_tail = NULL;
 
         if (fs->stopped)
                 bus_call_error(call, RPC_INTERNAL_ERROR, "The worker is shutting down", NULL);
@@ -689,7 +699,16 @@ static void write_job_after(uv_work_t *w, int status)
                 bus_call_error_errno(call, status, j->path);
         else
                 switch (j->outcome) {
-                case WRITE_DONE:
+                case JOB_DONE:
+                        if (j->remove_tree) {
+                                own_record(fs, j->physical, OWN_ABSENT, NULL, true);
+                                result = result_with_path("path", j->path);
+                                if (result)
+                                        bus_call_reply(call, result);
+                                else
+                                        (void)bus_call_error_oom(call);
+                                break;
+                        }
                         clean_directory(fs, j->dir_fd, j->path);
                         own_record(fs, j->physical, OWN_ENTRY, &j->st, false);
                         result = result_with_path("path", j->path);
@@ -699,54 +718,95 @@ static void write_job_after(uv_work_t *w, int status)
                         } else
                                 bus_call_reply(call, result);
                         break;
-                case WRITE_ERRNO:
+                case JOB_ERRNO:
                         (void)reply_errno(call, j->r, j->path);
                         break;
-                case WRITE_INVALID_UTF8:
+                case JOB_INVALID_UTF8:
                         (void)bus_call_error_invalid(call, "'content' is not valid UTF-8", j->path);
                         break;
-                case WRITE_WRONG_TYPE:
+                case JOB_WRONG_TYPE:
                         (void)reply_error(call, RPC_WRONG_TYPE, "Not a regular file", EINVAL, j->path);
                         break;
-                case WRITE_CONFLICT:
+                case JOB_CONFLICT:
                         (void)reply_conflict(call, j->path, &j->st);
                         break;
-                case WRITE_GONE:
+                case JOB_GONE:
                         (void)reply_conflict(call, j->path, NULL);
                         break;
                 }
-        write_job_free(j);
+        disk_job_free(j);
         if (fs->stopped) {
                 /* What waits never starts; the service goes once its watch has closed too. */
-                while (fs->writes) {
-                        WriteJob *next = fs->writes->next;
-                        write_job_free(fs->writes);
-                        fs->writes = next;
+                while (fs->jobs) {
+                        DiskJob *next = fs->jobs->next;
+                        disk_job_free(fs->jobs);
+                        fs->jobs = next;
                 }
-                fs->writes_tail = NULL;
+                fs->jobs_tail = NULL;
                 if (fs->watch_closed)
                         fs_free(fs);
                 return;
         }
-        write_next(fs);
+        disk_job_next(fs);
 }
 
-static void write_next(Fs *fs)
+static void disk_job_next(Fs *fs)
 {
         int r;
 
-        while (fs->writes) {
-                WriteJob *j = fs->writes;
+        while (fs->jobs) {
+                DiskJob *j = fs->jobs;
 
-                r = uv_queue_work(fs->loop, &j->work, write_job_work, write_job_after);
+                r = uv_queue_work(fs->loop, &j->work, disk_job_work, disk_job_after);
                 if (r >= 0)
                         return;
-                fs->writes = j->next;
-                if (!fs->writes)
-                        fs->writes_tail = NULL;
+                fs->jobs = j->next;
+                if (!fs->jobs)
+                        fs->jobs_tail = NULL;
                 bus_call_error_errno(TAKE_PTR(j->call), r, j->path);
-                write_job_free(j);
+                disk_job_free(j);
         }
+}
+
+/* Queue j, which answers call, behind the jobs already running or waiting. */
+static void disk_job_start(Fs *fs, DiskJob *j, BusCall *call)
+{
+        bool idle = !fs->jobs;
+
+        j->call = call;
+        if (fs->jobs_tail)
+                fs->jobs_tail->next = j;
+        else
+                fs->jobs = j;
+        fs->jobs_tail = j;
+        if (idle)
+                disk_job_next(fs);
+}
+
+/* A job for (loc's directory, loc's name), named path by the client; NULL without memory or fds. */
+static DiskJob *disk_job_new(Fs *fs, const FsLocation *loc, const char *path, int *ret_error)
+{
+        DiskJob *j = calloc(1, sizeof(DiskJob));
+
+        *ret_error = -ENOMEM;
+        if (!j)
+                return NULL;
+        j->fs = fs;
+        /* The job's own fd: the location's may be a root's, closed when the service stops. */
+        j->dir_fd = fcntl(loc->dir_fd, F_DUPFD_CLOEXEC, 3);
+        if (j->dir_fd < 0) {
+                *ret_error = negative_errno();
+                disk_job_free(j);
+                return NULL;
+        }
+        j->path = strdup(path);
+        j->physical = strdup(loc->path);
+        j->name = strdup(loc->name);
+        if (!j->path || !j->physical || !j->name) {
+                disk_job_free(j);
+                return NULL;
+        }
+        return j;
 }
 
 static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
@@ -760,9 +820,8 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
         };
         _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
         _cleanup_free_ char *path = NULL;
-        WriteJob *j;
+        DiskJob *j;
         Encoding enc;
-        bool idle;
         int r;
 
         if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0 ||
@@ -777,30 +836,18 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
         if (loc.is_root)
                 return reply_errno(call, -EISDIR, path);
 
-        j = calloc(1, sizeof(WriteJob));
+        j = disk_job_new(fs, &loc, path, &r);
         if (!j)
-                return bus_call_error_oom(call);
-        j->fs = fs;
-        /* The job's own fd: the location's may be a root's, closed when the service stops. */
-        j->dir_fd = fcntl(loc.dir_fd, F_DUPFD_CLOEXEC, 3);
-        if (j->dir_fd < 0) {
-                r = negative_errno();
-                write_job_free(j);
-                return reply_errno(call, r, path);
-        }
-        j->path = TAKE_PTR(path);
-        j->physical = strdup(loc.path);
-        j->name = strdup(loc.name);
+                return r == -ENOMEM ? bus_call_error_oom(call) : reply_errno(call, r, path);
         j->expected = expected ? strdup(expected) : NULL;
-        if (!j->physical || !j->name || (expected && !j->expected)) {
-                write_job_free(j);
+        if (expected && !j->expected) {
+                disk_job_free(j);
                 return bus_call_error_oom(call);
         }
         if (enc == ENCODING_BASE64) {
                 r = base64_decode(content_arg, strlen(content_arg), (uint8_t **)&j->data, &j->size);
                 if (r < 0) {
-                        path = TAKE_PTR(j->path);
-                        write_job_free(j);
+                        disk_job_free(j);
                         if (r == -ENOMEM)
                                 return bus_call_error_oom(call);
                         return bus_call_error_invalid(call, "'content' is not valid base64", path);
@@ -814,20 +861,11 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
                 if (j->data)
                         memcpy(j->data, content_arg, j->size);
                 else {
-                        write_job_free(j);
+                        disk_job_free(j);
                         return bus_call_error_oom(call);
                 }
         }
-        j->call = call;
-
-        idle = !fs->writes;
-        if (fs->writes_tail)
-                fs->writes_tail->next = j;
-        else
-                fs->writes = j;
-        fs->writes_tail = j;
-        if (idle)
-                write_next(fs);
+        disk_job_start(fs, j, call);
         return 0;
 }
 
@@ -1089,9 +1127,16 @@ static int method_delete(Fs *fs, BusCall *call, const cJSON *params)
         if (r < 0)
                 return reply_errno(call, r, path);
 
-        if (S_ISDIR(st.st_mode) && recursive)
-                r = fs_remove_tree(loc.dir_fd, loc.name);
-        else if (unlinkat(loc.dir_fd, loc.name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) < 0)
+        if (S_ISDIR(st.st_mode) && recursive) {
+                /* A tree can be large: removed on the thread pool. */
+                DiskJob *j = disk_job_new(fs, &loc, path, &r);
+                if (!j)
+                        return r == -ENOMEM ? bus_call_error_oom(call) : reply_errno(call, r, path);
+                j->remove_tree = true;
+                disk_job_start(fs, j, call);
+                return 0;
+        }
+        if (unlinkat(loc.dir_fd, loc.name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) < 0)
                 /* Some file systems say EEXIST for a directory that is not empty. */
                 r = errno == EEXIST ? -ENOTEMPTY : negative_errno();
         /* A tree removed only in part is not recorded: what went is news to whoever watches it. */
@@ -1123,7 +1168,7 @@ static void fs_free(void *userdata)
         if (!fs)
                 return;
         fs->watch_closed = true;
-        if (fs->writes)
+        if (fs->jobs)
                 return; /* the running save frees the service when it finishes */
         for (size_t i = 0; i < OWN_CHANGE_MAX; i++)
                 free(fs->own[i].path);

@@ -353,6 +353,72 @@ static void call(Env *e, const char *method, const char *json_params)
         assert_true(e->reply_ok);
 }
 
+typedef struct Order {
+        char seen[8];
+        size_t n;
+        bool ok[8];
+} Order;
+
+static void on_ordered(char what, cJSON *result, cJSON *error, Order *o)
+{
+        o->ok[o->n] = result && !error;
+        o->seen[o->n++] = what;
+        cJSON_Delete(result);
+        cJSON_Delete(error);
+}
+
+static void on_save_answer(cJSON *result, cJSON *error, void *userdata)
+{
+        on_ordered('w', result, error, userdata);
+}
+
+static void on_stat_answer(cJSON *result, cJSON *error, void *userdata)
+{
+        on_ordered('s', result, error, userdata);
+}
+
+static void on_delete_answer(cJSON *result, cJSON *error, void *userdata)
+{
+        on_ordered('d', result, error, userdata);
+}
+
+/* A save and a recursive delete do not hold the loop: a request made right after either is answered
+ * first, while the disk work runs on the thread pool. The jobs themselves keep their order. */
+static void test_disk_work_does_not_hold_the_loop(void **state)
+{
+        Env *e = *state;
+        size_t size = 4u * 1024u * 1024u;
+        char *big = malloc(size + 1);
+        cJSON *p;
+        Order o = {};
+
+        assert_non_null(big);
+        memset(big, 'q', size);
+        big[size] = '\0';
+        assert_int_equal(mkdir(at(e, "tree"), 0755), 0);
+        write_file(at(e, "tree/f"), "x", 0);
+        load_project(e, "");
+
+        p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "path", "big.txt");
+        cJSON_AddStringToObject(p, "content", big);
+        free(big);
+        assert_int_equal(bus_call(e->bus, "fs:write_file", p, on_save_answer, &o), 0);
+        assert_int_equal(bus_call(e->bus, "fs:delete", cJSON_Parse("{\"path\":\"tree\",\"recursive\":true}"),
+                                  on_delete_answer, &o),
+                         0);
+        assert_int_equal(bus_call(e->bus, "fs:stat", cJSON_Parse("{\"path\":\".\"}"), on_stat_answer, &o),
+                         0);
+        assert_int_equal(o.n, 0);
+        while (o.n < 3)
+                (void)uv_run(&e->loop, UV_RUN_ONCE);
+        assert_memory_equal(o.seen, "swd", 3);
+        assert_true(o.ok[0] && o.ok[1] && o.ok[2]);
+        assert_int_equal(access(at(e, "tree"), F_OK), -1);
+        settle(e);
+        expect_events(e, 0);
+}
+
 static void test_own_changes_are_silent(void **state)
 {
         Env *e = *state;
@@ -548,19 +614,20 @@ static void test_queue_overflow_is_reported(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_outside_append_is_one_modification, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_created_deleted_moved, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_new_directory_contents_reported, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_renamed_directory_keeps_watching, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_own_changes_are_silent, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_outside_change_right_after_own_write_is_reported, setup,
-                                                teardown),
-                cmocka_unit_test_setup_teardown(test_excluded_directories, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_watch_limit, setup_five_watches, teardown),
-                cmocka_unit_test_setup_teardown(test_project_change_drops_old_watches, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_project_outside_workspace_ignored, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_project_root_removed, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_queue_overflow_is_reported, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_outside_append_is_one_modification, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_created_deleted_moved, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_new_directory_contents_reported, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_renamed_directory_keeps_watching, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_own_changes_are_silent, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_disk_work_does_not_hold_the_loop, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_outside_change_right_after_own_write_is_reported, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_excluded_directories, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_watch_limit, setup_five_watches, teardown),
+            cmocka_unit_test_setup_teardown(test_project_change_drops_old_watches, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_project_outside_workspace_ignored, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_project_root_removed, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_queue_overflow_is_reported, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
