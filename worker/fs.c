@@ -24,6 +24,9 @@
 /* Client notification: the watch of the project is incomplete. */
 #define FS_EVENT_WATCH_ERROR "fs:watch_error"
 
+/* Files up to this size are read on the loop: a trip to the thread pool would cost more. */
+#define READ_INLINE_MAX (64u * 1024u)
+
 /* Entries fs:list_directory returns at most. */
 #define LIST_MAX_ENTRIES 100000u
 /* Upper bound of the JSON for one listed entry besides its name. */
@@ -85,6 +88,7 @@ struct Fs {
          * a save's check of expectedTag and its write are one step against every other change. */
         struct DiskJob *jobs, *jobs_tail; /* the running job first, then those waiting */
         bool stopped;                     /* freed once the running job has finished */
+        bool replaying;                   /* a request that waited for its turn is being handled */
         bool watch_closed;
 };
 
@@ -312,13 +316,11 @@ static void on_change(FsChangeKind kind, const char *path, const char *old_path,
         bool own;
         cJSON *p;
 
-        /* The echo of a save still running on the thread pool: it is remembered once it is done. */
-        if (kind != FS_CHANGE_MOVED && being_changed(fs, path))
-                return;
-
-        /* Both halves of a move are checked, so a stale memory of either is dropped. */
-        own = kind == FS_CHANGE_MOVED ? own_matches(fs, old_path) : true;
-        if (own_matches(fs, path) && own)
+        /* The worker's own change: remembered, or made by the job still running on the thread pool (it
+         * is remembered when done). Both halves of a move are checked, so a stale memory of either is
+         * dropped. */
+        own = kind == FS_CHANGE_MOVED ? being_changed(fs, old_path) || own_matches(fs, old_path) : true;
+        if ((being_changed(fs, path) || own_matches(fs, path)) && own)
                 return;
 
         p = cJSON_CreateObject();
@@ -432,103 +434,96 @@ static bool add_integer(cJSON *o, const char *name, int64_t v)
         return true;
 }
 
-static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
+typedef enum ReadErrorKind {
+        READ_ERRNO,
+        READ_TOO_LARGE,
+        READ_INVALID,
+} ReadErrorKind;
+
+typedef struct ReadError {
+        ReadErrorKind kind;
+        int r;              /* READ_ERRNO */
+        uint64_t size;      /* READ_TOO_LARGE */
+        const char *reason; /* READ_INVALID: static text */
+} ReadError;
+
+static int read_error(ReadError *err, ReadErrorKind kind, int r, uint64_t size, const char *reason)
 {
-        const char *path_arg = NULL, *encoding_arg = NULL;
-        const JsonField fields[] = {
-                {"path", JSON_FIELD_STRING, true, &path_arg},
-                {"encoding", JSON_FIELD_STRING, false, &encoding_arg},
-        };
-        _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
-        _cleanup_free_ char *path = NULL, *data = NULL, *encoded = NULL;
-        _cleanup_close_ int fd = -1;
+        *err = (ReadError){kind, r, size, reason};
+        return -EIO;
+}
+
+static int reply_read_error(BusCall *call, const char *path, const ReadError *err, size_t limit)
+{
+        switch (err->kind) {
+        case READ_TOO_LARGE:
+                return reply_too_large(call, path, err->size, limit);
+        case READ_INVALID:
+                return bus_call_error_invalid(call, err->reason, path);
+        default:
+                return err->r == -ENOMEM ? bus_call_error_oom(call) : reply_errno(call, err->r, path);
+        }
+}
+
+/* The answer to fs:read_file for the open regular file fd: touches nothing but its arguments, so that
+ * it can run on the thread pool. On failure, err says how to answer. */
+static int read_answer(int fd, const struct stat *st, Encoding enc, size_t limit, const char *path,
+                       ReadError *err, cJSON **ret)
+{
+        _cleanup_free_ char *data = NULL, *encoded = NULL;
         _cleanup_json_ cJSON *result = NULL;
         char tag[FS_TAG_MAX];
-        Encoding enc;
-        struct stat st;
-        size_t size, limit;
+        size_t size;
         cJSON *content;
         int r;
 
-        if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0 ||
-            parse_encoding(call, encoding_arg, &enc) < 0 ||
-            path_param(fs, call, "path", path_arg, &path) < 0)
-                return -EINVAL;
-
-        r = fs_chase(fs->roots, path, 0, &loc);
-        if (r >= 0 && loc.type == 0)
-                r = -ENOENT;
-        if (r < 0)
-                return reply_errno(call, r, path);
-        /* Look before opening: opening a device or a FIFO can have effects of its own. The walk has
-         * just looked at the object (lstat); what counts is the fstat() of what was opened. */
-        if (S_ISDIR(loc.type))
-                return reply_errno(call, -EISDIR, path);
-        if (!S_ISREG(loc.type))
-                return reply_error(call, RPC_WRONG_TYPE, "Not a regular file", EINVAL, path);
-        fd = fs_location_open(&loc, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
-        if (fd < 0)
-                return reply_errno(call, fd, path);
-        if (fstat(fd, &st) < 0)
-                return reply_errno(call, negative_errno(), path);
-        if (!S_ISREG(st.st_mode))
-                return reply_error(call, RPC_WRONG_TYPE, "Not a regular file", EINVAL, path);
-
-        /* Refuse what cannot fit before reading it: text takes at least a byte per byte, base64 four
-         * per three. */
-        limit = content_budget(fs, path);
-        if ((uint64_t)st.st_size > limit ||
-            (enc == ENCODING_BASE64 && base64_encoded_size((size_t)st.st_size) > limit))
-                return reply_too_large(call, path, (uint64_t)st.st_size, limit);
-
-        r = fs_read_bounded_size(fd, (uint64_t)st.st_size, enc == ENCODING_BASE64 ? limit / 4 * 3 : limit,
+        r = fs_read_bounded_size(fd, (uint64_t)st->st_size, enc == ENCODING_BASE64 ? limit / 4 * 3 : limit,
                                  &data, &size);
         if (r == -EFBIG)
-                return reply_too_large(call, path, MAX((uint64_t)st.st_size, (uint64_t)limit + 1), limit);
+                return read_error(err, READ_TOO_LARGE, 0, MAX((uint64_t)st->st_size, (uint64_t)limit + 1),
+                                  NULL);
         if (r < 0)
-                return reply_errno(call, r, path);
+                return read_error(err, READ_ERRNO, r, 0, NULL);
 
         if (enc == ENCODING_AUTO)
                 enc = fs_text_is_json_safe(data, size) ? ENCODING_UTF8 : ENCODING_BASE64;
         else if (enc == ENCODING_UTF8) {
                 if (!utf8_is_valid(data, size))
-                        return bus_call_error_invalid(call, "the file is not valid UTF-8; read it as base64",
-                                                      path);
+                        return read_error(err, READ_INVALID, 0, 0,
+                                          "the file is not valid UTF-8; read it as base64");
                 if (memchr(data, 0, size))
-                        return bus_call_error_invalid(
-                            call,
-                            "the file contains NUL bytes, which a JSON string cannot "
-                            "carry here; read it as base64",
-                            path);
+                        return read_error(err, READ_INVALID, 0, 0,
+                                          "the file contains NUL bytes, which a JSON string cannot "
+                                          "carry here; read it as base64");
         }
         if (enc == ENCODING_BASE64 && base64_encoded_size(size) > limit)
-                return reply_too_large(call, path, size, limit);
+                return read_error(err, READ_TOO_LARGE, 0, size, NULL);
         /* One shape for every caller, in the worker or not: the content is a JSON string, which the
          * receiver owns; the buffer goes into the answer rather than being copied. */
         if (enc == ENCODING_UTF8) {
                 if (fs_json_string_size(data, size) > limit)
-                        return reply_too_large(call, path, size, limit);
+                        return read_error(err, READ_TOO_LARGE, 0, size, NULL);
                 content = json_create_string_take(TAKE_PTR(data));
         } else {
                 r = base64_encode(data, size, &encoded, NULL);
                 if (r < 0)
-                        return bus_call_error_oom(call);
+                        return read_error(err, READ_ERRNO, -ENOMEM, 0, NULL);
                 content = json_create_string_take(TAKE_PTR(encoded));
         }
 
         result = result_with_path("path", path);
         if (!result || !content || !cJSON_AddItemToObject(result, "content", content)) {
                 cJSON_Delete(content);
-                return bus_call_error_oom(call);
+                return read_error(err, READ_ERRNO, -ENOMEM, 0, NULL);
         }
         /* What add_stat() adds, with the integers written as such instead of formatted by cJSON as
          * doubles: every file a client opens comes through here. */
-        fs_tag_format(&st, tag);
+        fs_tag_format(st, tag);
         if (!cJSON_AddStringToObject(result, "encoding", enc == ENCODING_UTF8 ? "utf-8" : "base64") ||
-            !add_integer(result, "size", (int64_t)size) || !add_integer(result, "mtime", fs_mtime_ms(&st)) ||
+            !add_integer(result, "size", (int64_t)size) || !add_integer(result, "mtime", fs_mtime_ms(st)) ||
             !cJSON_AddStringToObject(result, "tag", tag))
-                return bus_call_error_oom(call);
-        bus_call_reply(call, TAKE_PTR(result));
+                return read_error(err, READ_ERRNO, -ENOMEM, 0, NULL);
+        *ret = TAKE_PTR(result);
         return 0;
 }
 
@@ -578,6 +573,16 @@ typedef struct DiskJob {
         Fs *fs;
         BusCall *call;
         bool remove_tree; /* a delete of (dir_fd, name) and everything below it */
+        bool read;        /* fs:read_file of fd */
+        /* A request that came while jobs were queued: it is handled, on the loop, when its turn comes,
+         * so that every fs request sees the disk as the requests before it left it. */
+        const FsMethod *method;
+        cJSON *params;
+        int fd;
+        Encoding enc;
+        size_t limit;
+        cJSON *result; /* read: the answer */
+        ReadError read_error;
         char *path;     /* as the client named it (normalized) */
         char *physical; /* where it is, for own_record() */
         int dir_fd;     /* the job's own */
@@ -595,6 +600,7 @@ typedef struct DiskJob {
                 JOB_WRONG_TYPE,
                 JOB_CONFLICT,
                 JOB_GONE,
+                JOB_READ_FAILED,
         } outcome;
         struct stat st; /* before (JOB_CONFLICT), after (JOB_DONE) */
         struct DiskJob *next;
@@ -609,6 +615,9 @@ static void disk_job_free(DiskJob *j)
         free(j->path);
         free(j->physical);
         safe_close(j->dir_fd);
+        safe_close(j->fd);
+        cJSON_Delete(j->result);
+        cJSON_Delete(j->params);
         free(j->name);
         free(j->data);
         free(j->expected);
@@ -622,6 +631,11 @@ static void disk_job_work(uv_work_t *w)
         bool exists;
         int r;
 
+        if (j->read) {
+                j->r = read_answer(j->fd, &j->st, j->enc, j->limit, j->path, &j->read_error, &j->result);
+                j->outcome = j->r < 0 ? JOB_READ_FAILED : JOB_DONE;
+                return;
+        }
         if (j->remove_tree) {
                 j->r = fs_remove_tree(j->dir_fd, j->name);
                 j->outcome = j->r < 0 ? JOB_ERRNO : JOB_DONE;
@@ -675,7 +689,7 @@ static void fs_free(void *userdata);
 static bool being_changed(const Fs *fs, const char *path)
 {
         /* Only the first job runs; those after it have not touched the disk yet. */
-        if (!fs->jobs)
+        if (!fs->jobs || fs->jobs->read)
                 return false;
         return fs->jobs->remove_tree ? path_is_below_or_same(path, fs->jobs->physical)
                                      : streq(fs->jobs->physical, path);
@@ -700,6 +714,10 @@ static void disk_job_after(uv_work_t *w, int status)
         else
                 switch (j->outcome) {
                 case JOB_DONE:
+                        if (j->read) {
+                                bus_call_reply(call, TAKE_PTR(j->result));
+                                break;
+                        }
                         if (j->remove_tree) {
                                 own_record(fs, j->physical, OWN_ABSENT, NULL, true);
                                 result = result_with_path("path", j->path);
@@ -733,6 +751,9 @@ static void disk_job_after(uv_work_t *w, int status)
                 case JOB_GONE:
                         (void)reply_conflict(call, j->path, NULL);
                         break;
+                case JOB_READ_FAILED:
+                        (void)reply_read_error(call, j->path, &j->read_error, j->limit);
+                        break;
                 }
         disk_job_free(j);
         if (fs->stopped) {
@@ -757,6 +778,17 @@ static void disk_job_next(Fs *fs)
         while (fs->jobs) {
                 DiskJob *j = fs->jobs;
 
+                if (j->method) {
+                        /* A job this request starts goes first, before those behind it. */
+                        fs->jobs = j->next;
+                        if (!fs->jobs)
+                                fs->jobs_tail = NULL;
+                        fs->replaying = true;
+                        (void)j->method->fn(fs, TAKE_PTR(j->call), j->params);
+                        fs->replaying = false;
+                        disk_job_free(j);
+                        continue;
+                }
                 r = uv_queue_work(fs->loop, &j->work, disk_job_work, disk_job_after);
                 if (r >= 0)
                         return;
@@ -774,6 +806,14 @@ static void disk_job_start(Fs *fs, DiskJob *j, BusCall *call)
         bool idle = !fs->jobs;
 
         j->call = call;
+        if (fs->replaying) {
+                /* Started by a request whose turn it is: ahead of those that came after it. */
+                j->next = fs->jobs;
+                fs->jobs = j;
+                if (!fs->jobs_tail)
+                        fs->jobs_tail = j;
+                return;
+        }
         if (fs->jobs_tail)
                 fs->jobs_tail->next = j;
         else
@@ -792,6 +832,7 @@ static DiskJob *disk_job_new(Fs *fs, const FsLocation *loc, const char *path, in
         if (!j)
                 return NULL;
         j->fs = fs;
+        j->fd = -1;
         /* The job's own fd: the location's may be a root's, closed when the service stops. */
         j->dir_fd = fcntl(loc->dir_fd, F_DUPFD_CLOEXEC, 3);
         if (j->dir_fd < 0) {
@@ -807,6 +848,74 @@ static DiskJob *disk_job_new(Fs *fs, const FsLocation *loc, const char *path, in
                 return NULL;
         }
         return j;
+}
+
+static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
+{
+        const char *path_arg = NULL, *encoding_arg = NULL;
+        const JsonField fields[] = {
+            {"path", JSON_FIELD_STRING, true, &path_arg},
+            {"encoding", JSON_FIELD_STRING, false, &encoding_arg},
+        };
+        _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -1;
+        _cleanup_json_ cJSON *result = NULL;
+        ReadError err;
+        Encoding enc;
+        struct stat st;
+        size_t limit;
+        int r;
+
+        if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0 ||
+            parse_encoding(call, encoding_arg, &enc) < 0 ||
+            path_param(fs, call, "path", path_arg, &path) < 0)
+                return -EINVAL;
+
+        r = fs_chase(fs->roots, path, 0, &loc);
+        if (r >= 0 && loc.type == 0)
+                r = -ENOENT;
+        if (r < 0)
+                return reply_errno(call, r, path);
+        /* Look before opening: opening a device or a FIFO can have effects of its own. The walk has
+         * just looked at the object (lstat); what counts is the fstat() of what was opened. */
+        if (S_ISDIR(loc.type))
+                return reply_errno(call, -EISDIR, path);
+        if (!S_ISREG(loc.type))
+                return reply_error(call, RPC_WRONG_TYPE, "Not a regular file", EINVAL, path);
+        fd = fs_location_open(&loc, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
+        if (fd < 0)
+                return reply_errno(call, fd, path);
+        if (fstat(fd, &st) < 0)
+                return reply_errno(call, negative_errno(), path);
+        if (!S_ISREG(st.st_mode))
+                return reply_error(call, RPC_WRONG_TYPE, "Not a regular file", EINVAL, path);
+
+        /* Refuse what cannot fit before reading it: text takes at least a byte per byte, base64 four
+         * per three. */
+        limit = content_budget(fs, path);
+        if ((uint64_t)st.st_size > limit ||
+            (enc == ENCODING_BASE64 && base64_encoded_size((size_t)st.st_size) > limit))
+                return reply_too_large(call, path, (uint64_t)st.st_size, limit);
+
+        /* Small files are read at once; larger ones on the thread pool, like saves. */
+        if ((uint64_t)st.st_size > READ_INLINE_MAX) {
+                DiskJob *j = disk_job_new(fs, &loc, path, &r);
+                if (!j)
+                        return r == -ENOMEM ? bus_call_error_oom(call) : reply_errno(call, r, path);
+                j->read = true;
+                j->fd = TAKE_FD(fd);
+                j->st = st;
+                j->enc = enc;
+                j->limit = limit;
+                disk_job_start(fs, j, call);
+                return 0;
+        }
+        r = read_answer(fd, &st, enc, limit, path, &err, &result);
+        if (r < 0)
+                return reply_read_error(call, path, &err, limit);
+        bus_call_reply(call, TAKE_PTR(result));
+        return 0;
 }
 
 static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
@@ -1156,9 +1265,30 @@ static int method_delete(Fs *fs, BusCall *call, const cJSON *params)
 static void on_method(BusCall *call, const cJSON *params, void *userdata)
 {
         FsMethod *m = userdata;
+        Fs *fs = m->fs;
+        DiskJob *j;
 
+        if (fs->jobs) {
+                /* Its turn comes after the jobs queued before it. */
+                j = calloc(1, sizeof(DiskJob));
+                if (!j) {
+                        (void)bus_call_error_oom(call);
+                        return;
+                }
+                j->fs = fs;
+                j->fd = j->dir_fd = -1;
+                j->method = m;
+                j->params = params ? cJSON_Duplicate(params, true) : NULL;
+                if (params && !j->params) {
+                        disk_job_free(j);
+                        (void)bus_call_error_oom(call);
+                        return;
+                }
+                disk_job_start(fs, j, call);
+                return;
+        }
         /* Every path through a method answers the call; the value only says how. */
-        (void)m->fn(m->fs, call, params);
+        (void)m->fn(fs, call, params);
 }
 
 static void fs_free(void *userdata)
