@@ -72,7 +72,7 @@ int bus_call(Bus *b, const char *topic, cJSON *params, BusReplyFn reply, void *u
 
 /* Request from a client connection; used by the RPC layer. done is called exactly once, from the loop
  * after this has returned, with the response object to send (owned by done; NULL for a notification
- * or without memory). */
+ * or without memory). Only when even the call cannot be allocated is done(NULL) called at once. */
 typedef void (*BusDoneFn)(cJSON *response, void *userdata);
 void bus_dispatch(Bus *b, ClientId origin, const char *method, const cJSON *params, const cJSON *id,
                   BusDoneFn done, void *userdata);
