@@ -24,6 +24,11 @@
 /* Client notification: the watch of the project is incomplete. */
 #define FS_EVENT_WATCH_ERROR "fs:watch_error"
 
+/* fs requests waiting for the disk job before them (or running), and the file content they hold: a
+ * client that sends saves faster than the disk takes them is refused, not buffered without end. */
+#define JOBS_MAX                    64u
+#define JOBS_MAX_BYTES(max_message) (4u * (max_message))
+
 /* Files up to this size are read on the loop: a trip to the thread pool would cost more. */
 #define READ_INLINE_MAX (64u * 1024u)
 
@@ -89,6 +94,8 @@ struct Fs {
         struct DiskJob *jobs, *jobs_tail; /* the running job first, then those waiting */
         bool stopped;                     /* freed once the running job has finished */
         bool replaying;                   /* a request that waited for its turn is being handled */
+        unsigned n_jobs;                  /* queued or running */
+        size_t jobs_bytes;                /* content they hold */
         bool watch_closed;
 };
 
@@ -578,6 +585,8 @@ typedef struct DiskJob {
          * so that every fs request sees the disk as the requests before it left it. */
         const FsMethod *method;
         cJSON *params;
+        size_t bytes; /* content held, counted in the service's bound */
+        bool counted; /* in n_jobs and jobs_bytes */
         int fd;
         Encoding enc;
         size_t limit;
@@ -612,6 +621,10 @@ static void disk_job_free(DiskJob *j)
                 return;
         if (j->call)
                 bus_call_error(TAKE_PTR(j->call), RPC_INTERNAL_ERROR, "The worker is shutting down", NULL);
+        if (j->counted) {
+                j->fs->n_jobs--;
+                j->fs->jobs_bytes -= j->bytes;
+        }
         free(j->path);
         free(j->physical);
         safe_close(j->dir_fd);
@@ -805,7 +818,16 @@ static void disk_job_start(Fs *fs, DiskJob *j, BusCall *call)
 {
         bool idle = !fs->jobs;
 
+        if (!fs->replaying && (fs->n_jobs >= JOBS_MAX ||
+                               fs->jobs_bytes + j->bytes > JOBS_MAX_BYTES(fs->config->max_message))) {
+                bus_call_error(call, RPC_SERVER_ERROR, "Too many file operations waiting", NULL);
+                disk_job_free(j);
+                return;
+        }
         j->call = call;
+        j->counted = true;
+        fs->n_jobs++;
+        fs->jobs_bytes += j->bytes;
         if (fs->replaying) {
                 /* Started by a request whose turn it is: ahead of those that came after it. */
                 j->next = fs->jobs;
@@ -974,6 +996,7 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
                         return bus_call_error_oom(call);
                 }
         }
+        j->bytes = j->size;
         disk_job_start(fs, j, call);
         return 0;
 }
@@ -1266,6 +1289,7 @@ static void on_method(BusCall *call, const cJSON *params, void *userdata)
 {
         FsMethod *m = userdata;
         Fs *fs = m->fs;
+        const cJSON *content;
         DiskJob *j;
 
         if (fs->jobs) {
@@ -1279,6 +1303,8 @@ static void on_method(BusCall *call, const cJSON *params, void *userdata)
                 j->fd = j->dir_fd = -1;
                 j->method = m;
                 j->params = params ? cJSON_Duplicate(params, true) : NULL;
+                content = cJSON_GetObjectItemCaseSensitive(params, "content");
+                j->bytes = cJSON_IsString(content) ? strlen(content->valuestring) : 0;
                 if (params && !j->params) {
                         disk_job_free(j);
                         (void)bus_call_error_oom(call);

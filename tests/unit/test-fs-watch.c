@@ -445,6 +445,46 @@ static void test_disk_work_does_not_hold_the_loop(void **state)
         expect_events(e, 0);
 }
 
+typedef struct Tally {
+        unsigned ok, refused, other;
+} Tally;
+
+static void on_tallied(cJSON *result, cJSON *error, void *userdata)
+{
+        Tally *t = userdata;
+        const cJSON *code = cJSON_GetObjectItemCaseSensitive(error, "code");
+
+        if (result)
+                t->ok++;
+        else if (cJSON_IsNumber(code) && code->valueint == -32000)
+                t->refused++;
+        else
+                t->other++;
+        cJSON_Delete(result);
+        cJSON_Delete(error);
+}
+
+/* Requests waiting behind a save are bounded (64 with the save): the rest are refused at once. */
+static void test_waiting_requests_are_bounded(void **state)
+{
+        Env *e = *state;
+        Tally t = {};
+
+        load_project(e, "");
+        assert_int_equal(bus_call(e->bus, "fs:write_file", cJSON_Parse("{\"path\":\"x\",\"content\":\"x\"}"),
+                                  on_tallied, &t),
+                         0);
+        for (int i = 0; i < 69; i++)
+                assert_int_equal(
+                    bus_call(e->bus, "fs:stat", cJSON_Parse("{\"path\":\".\"}"), on_tallied, &t), 0);
+        while (t.ok + t.refused + t.other < 70)
+                (void)uv_run(&e->loop, UV_RUN_ONCE);
+        assert_int_equal(t.ok, 64);
+        assert_int_equal(t.refused, 6);
+        assert_int_equal(t.other, 0);
+        settle(e);
+}
+
 static void test_own_changes_are_silent(void **state)
 {
         Env *e = *state;
@@ -646,6 +686,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_renamed_directory_keeps_watching, setup, teardown),
             cmocka_unit_test_setup_teardown(test_own_changes_are_silent, setup, teardown),
             cmocka_unit_test_setup_teardown(test_disk_work_does_not_hold_the_loop, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_waiting_requests_are_bounded, setup, teardown),
             cmocka_unit_test_setup_teardown(test_outside_change_right_after_own_write_is_reported, setup,
                                             teardown),
             cmocka_unit_test_setup_teardown(test_excluded_directories, setup, teardown),
