@@ -34,6 +34,8 @@
 #define MAX_DEVICES  16
 #define MAX_WRITABLE 16
 
+#define TUN_PATH "/dev/net/tun"
+
 /* One rule of policy_filesystem[] as it applies on this machine, with its path made absolute and
  * checked at plan time. */
 typedef struct PlanRule {
@@ -65,6 +67,10 @@ struct SandboxPlan {
 
         char **device_paths; /* "/dev/null", ... */
         char *devpts_options;
+        /* pasta, the workspace's network stack, runs in this view and needs the tun device; the
+         * workspace's own view hides it again (policy/namespaces.c). */
+        bool outbound_network;
+        bool tun;
         struct sock_fprog filter;
 };
 
@@ -393,6 +399,12 @@ int sandbox_plan_new(const SandboxParams *p, SandboxPlan **ret)
                 return -ENOMEM;
         }
 
+        plan->outbound_network = p->outbound_network;
+        if (plan->outbound_network) {
+                struct stat st;
+                plan->tun = stat(TUN_PATH, &st) >= 0 && S_ISCHR(st.st_mode);
+        }
+
         r = policy_seccomp_export(&plan->filter);
         if (r < 0)
                 return r;
@@ -472,7 +484,7 @@ static int hide(const char *path)
         return mount_tmpfs(path, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, POLICY_TMPFS_EMPTY_OPTIONS);
 }
 
-static int make_dev(const SandboxPlan *plan, int *device_fds)
+static int make_dev(const SandboxPlan *plan, int *device_fds, int *tun_fd)
 {
         static const struct {
                 const char *target, *path;
@@ -493,6 +505,20 @@ static int make_dev(const SandboxPlan *plan, int *device_fds)
                         return negative_errno();
                 (void)close(fd);
                 r = attach_tree(&device_fds[i], plan->device_paths[i]);
+                if (r < 0)
+                        return r;
+        }
+        if (*tun_fd >= 0) {
+                int fd;
+
+                r = make_dir("/dev/net", 0755);
+                if (r < 0)
+                        return r;
+                fd = open(TUN_PATH, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+                if (fd < 0)
+                        return negative_errno();
+                (void)close(fd);
+                r = attach_tree(tun_fd, TUN_PATH);
                 if (r < 0)
                         return r;
         }
@@ -518,7 +544,7 @@ static int make_dev(const SandboxPlan *plan, int *device_fds)
 
 static int enter_file_system(const SandboxPlan *plan)
 {
-        int home_fd = -1, device_fds[MAX_DEVICES], writable_fds[MAX_WRITABLE];
+        int home_fd = -1, tun_fd = -1, device_fds[MAX_DEVICES], writable_fds[MAX_WRITABLE];
         int r;
 
         for (size_t i = 0; i < ELEMENTSOF(device_fds); i++)
@@ -542,6 +568,8 @@ static int enter_file_system(const SandboxPlan *plan)
                 r = clone_tree(plan->writable[i], AT_RECURSIVE, &writable_fds[i]);
         for (size_t i = 0; r >= 0 && i < policy_n_devices; i++)
                 r = clone_tree(plan->device_paths[i], 0, &device_fds[i]);
+        if (r >= 0 && plan->tun)
+                r = clone_tree(TUN_PATH, 0, &tun_fd);
 
         for (size_t i = 0; r >= 0 && i < plan->n_rules; i++) {
                 const PlanRule *rule = &plan->rules[i];
@@ -562,7 +590,7 @@ static int enter_file_system(const SandboxPlan *plan)
                         r = mount_tmpfs(rule->path, MS_NOSUID | MS_NODEV, POLICY_TMPFS_TMP_OPTIONS);
                         break;
                 case POLICY_FS_DEV:
-                        r = make_dev(plan, device_fds);
+                        r = make_dev(plan, device_fds, &tun_fd);
                         break;
                 case POLICY_FS_PROC:
                         /* A new instance: hidepid is per instance, and the host's /proc stays as it
@@ -585,6 +613,7 @@ static int enter_file_system(const SandboxPlan *plan)
                 r = attach_tree(&writable_fds[i], plan->writable[i]);
 
         safe_close(home_fd);
+        safe_close(tun_fd);
         for (size_t i = 0; i < ELEMENTSOF(writable_fds); i++)
                 safe_close(writable_fds[i]);
         for (size_t i = 0; i < ELEMENTSOF(device_fds); i++)
@@ -677,6 +706,12 @@ int sandbox_enter(const SandboxPlan *plan)
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 return negative_errno();
         r = apply_limits();
+        if (r < 0)
+                return r;
+        /* The workspace's own network and processes. The namespace calls must come before the filter,
+         * which refuses them; from here on this runs in the workspace, and the process that entered
+         * stays outside as its supervisor. */
+        r = policy_namespaces_enter(plan->outbound_network);
         if (r < 0)
                 return r;
         r = policy_seccomp_load_bpf(&plan->filter);

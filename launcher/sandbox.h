@@ -13,9 +13,11 @@
  *
  *   sandbox_enter() runs in the child between fork and exec and uses only async-signal-safe calls:
  *   new mount namespace and the file system of policy/filesystem.c, then setgroups → setresgid →
- *   setresuid → verify → no_new_privs → rlimits → seccomp, each step checked. Returns -errno on the
- *   first failure (the caller _exit()s); on success the process is the user, sandboxed, with cwd at
- *   the home directory, ready to exec. */
+ *   setresuid → verify → no_new_privs → rlimits → the workspace's own namespaces
+ *   (policy/namespaces.c) → seccomp, each step checked. Returns -errno on the first failure (the
+ *   caller _exit()s); on success the process is the user, sandboxed, PID 2 of the workspace's PID
+ *   namespace, with cwd at the home directory, ready to exec. The process that called it stays outside
+ *   as the workspace's supervisor and exits with the workspace's status: it never returns. */
 
 typedef struct SandboxPlan SandboxPlan;
 
@@ -30,6 +32,9 @@ typedef struct SandboxParams {
          * /proc, hidden directories); one inside the home is already writable. May be NULL. */
         const char *const *writable;
         size_t n_writable;
+        /* The workspace reaches the network through pasta (POLICY_SETTING_OUTBOUND_NETWORK); without it,
+         * it has its loopback only. */
+        bool outbound_network;
 } SandboxParams;
 
 int sandbox_plan_new(const SandboxParams *p, SandboxPlan **ret);

@@ -100,6 +100,27 @@ typedef struct PolicyLimit {
 extern const PolicyLimit policy_limits[];
 extern const size_t policy_n_limits;
 
+/* ---- Namespaces (namespaces.c) ---- */
+
+/* Debian's user-mode network stack (package passt), the workspace's way out. */
+#define POLICY_PASTA "/usr/bin/pasta"
+
+/* The name of the setting that turns the workspace's outbound network off (yes by default), the same
+ * in every place a setting is read: the launcher's --outbound-network=, the worker's
+ * --outbound-network= (HELIOS_OUTBOUND_NETWORK= in the unit's environment under systemd). */
+#define POLICY_SETTING_OUTBOUND_NETWORK "outbound-network"
+#define POLICY_OUTBOUND_NETWORK_DEFAULT true
+
+/* Put the caller into a workspace of its own: new user (mapping only the caller's uid and gid), network
+ * (loopback up; outbound through pasta when outbound_network) and PID namespaces, and a /proc of the
+ * workspace. Call as the user, single-threaded, before the seccomp filter. Async-signal-safe.
+ *
+ * Returns 0 in the workspace's first process (PID 2 of the new PID namespace, no capabilities, its
+ * signal mask as the caller's), where the caller goes on. The calling process never returns once the
+ * namespaces exist: it supervises the workspace, passes SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1
+ * and SIGUSR2 on, and exits with the workspace's status. -errno when nothing could be made. */
+int policy_namespaces_enter(bool outbound_network);
+
 /* ---- The seccomp filter (seccomp.c), shared by the launcher and the worker ---- */
 
 /* Build the filter of policy_syscalls[] for the native architecture and compile it to a BPF program,
