@@ -307,10 +307,11 @@ _noreturn_ static void activator_child(Activator *a, int exe_fd)
         if (a->have_nofile)
                 (void)setrlimit(RLIMIT_NOFILE, &a->nofile);
 
-        format_pid(a->listen_pid_env + strlen(LISTEN_PID_PREFIX), getpid());
-
         if (a->child_setup && a->child_setup(a->userdata) < 0)
                 _exit(EXIT_FAILURE);
+
+        /* After the set-up, which may have made this a new process in a PID namespace of its own. */
+        format_pid(a->listen_pid_env + strlen(LISTEN_PID_PREFIX), getpid());
 
         /* By the file opened before the sandbox was entered: the sandbox may well hide the path (a
          * build tree under /tmp or in another home). A script cannot be run so (its interpreter would

@@ -12,6 +12,7 @@
 #include "manager.h"
 #include "pam-helper.h"
 #include "parse-util.h"
+#include "policy.h"
 
 static void help(void)
 {
@@ -30,6 +31,8 @@ static void help(void)
             "     --runtime-dir DIR      Worker sockets go to DIR/workers (default /run/helios)\n"
             "     --worker PATH          The helios-worker executable, an absolute path (embedded mode)\n"
             "     --max-users N          Users with a worker socket (default 1024)\n"
+            "     --outbound-network BOOL  Workspaces reach the network through pasta (default yes;\n"
+            "                            embedded mode)\n"
             "     --start-timeout TIME   Longest unit start (default 30s)\n"
             "     --max-requests N       Requests in flight (default 256; 64 per connection)\n"
             "     --log-level LEVEL      err, warning, notice, info or debug\n");
@@ -49,6 +52,7 @@ enum {
         ARG_START_TIMEOUT,
         ARG_MAX_REQUESTS,
         ARG_LOG_LEVEL,
+        ARG_OUTBOUND_NETWORK,
 };
 
 static int parse_argv(int argc, char **argv, LauncherOptions *o)
@@ -68,6 +72,7 @@ static int parse_argv(int argc, char **argv, LauncherOptions *o)
             {"start-timeout", required_argument, NULL, ARG_START_TIMEOUT},
             {"max-requests", required_argument, NULL, ARG_MAX_REQUESTS},
             {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
+            {POLICY_SETTING_OUTBOUND_NETWORK, required_argument, NULL, ARG_OUTBOUND_NETWORK},
             {},
         };
         uint64_t v;
@@ -134,6 +139,9 @@ static int parse_argv(int argc, char **argv, LauncherOptions *o)
                                 r = -EINVAL;
                         o->worker = optarg;
                         break;
+                case ARG_OUTBOUND_NETWORK:
+                        r = parse_bool(optarg, &o->outbound_network);
+                        break;
                 case ARG_LOG_LEVEL:
                         r = log_level_from_string(optarg);
                         if (r >= 0)
@@ -185,6 +193,7 @@ static int run(int argc, char **argv)
             .max_requests_per_connection = 64,
             .max_requests = 256,
             .max_connections = 16,
+            .outbound_network = POLICY_OUTBOUND_NETWORK_DEFAULT,
         };
         Signals sig = {};
         Manager *m = NULL;

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "macro.h"
 #include "pam-helper.h"
+#include "policy.h"
 #include "sandbox.h"
 #include "socket-util.h"
 #include "unit-starter.h"
@@ -613,6 +614,8 @@ static int user_entry_new(Manager *m, const char *user, UserEntry **ret)
             .user = user,
             .hide = (const char *const[]){m->options.runtime_dir},
             .n_hide = 1,
+            .outbound_network = m->options.outbound_network,
+            .pass_credentials = true,
         };
         r = sandbox_plan_new(&sp, &u->plan);
         if (r < 0) {
@@ -634,6 +637,8 @@ static int user_entry_new(Manager *m, const char *user, UserEntry **ret)
                 _cleanup_free_ char *key = strndup(m->worker_env[i], (size_t)(eq - m->worker_env[i]));
                 r = key ? push_env(&env, &n_env, key, eq + 1) : -ENOMEM;
         }
+        if (r >= 0)
+                r = push_env(&env, &n_env, POLICY_CREDENTIALS_FD_ENV, POLICY_CREDENTIALS_FD_STR);
         if (r >= 0)
                 r = push_env(&env, &n_env, "HOME", pw.pw_dir);
         if (r >= 0)

@@ -71,6 +71,7 @@ struct SandboxPlan {
          * workspace's own view hides it again (policy/namespaces.c). */
         bool outbound_network;
         bool tun;
+        bool pass_credentials;
         struct sock_fprog filter;
 };
 
@@ -400,6 +401,7 @@ int sandbox_plan_new(const SandboxParams *p, SandboxPlan **ret)
         }
 
         plan->outbound_network = p->outbound_network;
+        plan->pass_credentials = p->pass_credentials;
         if (plan->outbound_network) {
                 struct stat st;
                 plan->tun = stat(TUN_PATH, &st) >= 0 && S_ISCHR(st.st_mode);
@@ -678,7 +680,7 @@ static int apply_limits(void)
 
 int sandbox_enter(const SandboxPlan *plan)
 {
-        int r;
+        int r, answerer;
 
         assert(plan);
 
@@ -711,9 +713,18 @@ int sandbox_enter(const SandboxPlan *plan)
         /* The workspace's own network and processes. The namespace calls must come before the filter,
          * which refuses them; from here on this runs in the workspace, and the process that entered
          * stays outside as its supervisor. */
-        r = policy_namespaces_enter(plan->outbound_network);
+        r = policy_namespaces_enter(plan->outbound_network, &answerer);
         if (r < 0)
                 return r;
+        if (plan->pass_credentials && answerer != POLICY_CREDENTIALS_FD) {
+                if (dup2(answerer, POLICY_CREDENTIALS_FD) < 0)
+                        return negative_errno();
+                safe_close(answerer);
+        } else if (plan->pass_credentials) {
+                if (fcntl(answerer, F_SETFD, 0) < 0)
+                        return negative_errno();
+        } else
+                safe_close(answerer);
         r = policy_seccomp_load_bpf(&plan->filter);
         if (r < 0)
                 return r;

@@ -35,6 +35,9 @@ typedef struct SandboxParams {
         /* The workspace reaches the network through pasta (POLICY_SETTING_OUTBOUND_NETWORK); without it,
          * it has its loopback only. */
         bool outbound_network;
+        /* Leave the socket that answers for peers' credentials (policy_namespaces_enter()) at
+         * POLICY_CREDENTIALS_FD across exec, for the worker; otherwise it is closed. */
+        bool pass_credentials;
 } SandboxParams;
 
 int sandbox_plan_new(const SandboxParams *p, SandboxPlan **ret);

@@ -33,6 +33,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -40,6 +41,7 @@
 
 #include "macro.h"
 #include "policy.h"
+#include "socket-util.h"
 
 /* The descriptors pasta is given, at fixed numbers so that its arguments can be constant. */
 #define PASTA_USERNS_FD 3
@@ -237,24 +239,84 @@ static void on_signal(int sig)
 {
 }
 
-/* Wait for signals: children that ended are reaped, the others are passed on to `to`. Returns the
- * wait status of `main` once it has ended. `also`, when it ends, is forgotten (*also set to 0). */
-static int supervise(const sigset_t *set, pid_t main, pid_t *also)
+/* Answer one question of the workspace's worker: the peer of the socket it sent, as the machine sees
+ * it (common/socket-util.h). Returns false once the worker's end is closed. */
+static bool answer_credentials(int answerer)
 {
+        char byte;
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        struct msghdr msg = {.msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = control.buf,
+                             .msg_controllen = sizeof(control.buf)};
+        PeerCredentials answer = {.error = EBADMSG};
+        struct cmsghdr *c;
+        ssize_t n = recvmsg(answerer, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+                return false;
+        if (n < 0)
+                return true;
+        c = CMSG_FIRSTHDR(&msg);
+        if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+            c->cmsg_len == CMSG_LEN(sizeof(int))) {
+                struct ucred cred;
+                socklen_t len = sizeof(cred);
+                int fd;
+
+                memcpy(&fd, CMSG_DATA(c), sizeof(int));
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                        answer.error = errno;
+                else
+                        answer = (PeerCredentials){.uid = cred.uid, .gid = cred.gid};
+                safe_close(fd);
+        }
+        (void)send(answerer, &answer, sizeof(answer), MSG_NOSIGNAL | MSG_DONTWAIT);
+        return true;
+}
+
+/* Wait for signals: children that ended are reaped, the others are passed on to main. Returns the wait
+ * status of main once it has ended. `also`, when it ends, is forgotten (*also set to 0). Questions
+ * arriving on answerer (when >= 0) are answered meanwhile. */
+static int supervise(const sigset_t *set, pid_t main, pid_t *also, int answerer)
+{
+        int sfd = signalfd(-1, set, SFD_CLOEXEC);
+
+        if (sfd < 0) {
+                /* Without a way to hear signals the workspace cannot be supervised: end it. */
+                int status;
+                (void)fail("cannot supervise the workspace", negative_errno());
+                (void)kill(main, SIGKILL);
+                while (waitpid(main, &status, 0) < 0 && errno == EINTR)
+                        ;
+                return status;
+        }
         for (;;) {
-                siginfo_t info;
-                int sig = sigwaitinfo(set, &info), status;
+                struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN}, {.fd = answerer, .events = POLLIN}};
+                struct signalfd_siginfo si;
+                int status;
                 pid_t p;
 
-                if (sig < 0)
+                if (poll(pfd, answerer >= 0 ? 2 : 1, -1) < 0)
                         continue;
-                if (sig != SIGCHLD) {
-                        (void)kill(main, sig);
+                if (answerer >= 0 && pfd[1].revents != 0 && !answer_credentials(answerer))
+                        answerer = safe_close(answerer);
+                if (!(pfd[0].revents & POLLIN) || read(sfd, &si, sizeof(si)) != sizeof(si))
+                        continue;
+                if (si.ssi_signo != SIGCHLD) {
+                        (void)kill(main, (int)si.ssi_signo);
                         continue;
                 }
                 while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
-                        if (p == main)
+                        if (p == main) {
+                                safe_close(sfd);
+                                safe_close(answerer);
                                 return status;
+                        }
                         if (also && p == *also) {
                                 say("helios: the workspace's network stack (pasta) ended; no outbound "
                                     "network "
@@ -275,7 +337,7 @@ _noreturn_ static void exit_like(int status)
 /* PID 1 of the workspace: sets up what needs its capabilities in the new namespaces, starts the
  * workspace, then reaps orphans and passes signals on until the workspace ends. Returns 0 in the
  * workspace's first process. */
-static int run_init(int sock, uid_t uid, gid_t gid, const sigset_t *set, const sigset_t *saved)
+static int run_init(int sock, int answerer, uid_t uid, gid_t gid, const sigset_t *set, const sigset_t *saved)
 {
         int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), fds[2], r, status;
         char go;
@@ -344,8 +406,9 @@ static int run_init(int sock, uid_t uid, gid_t gid, const sigset_t *set, const s
                         return fail("cannot drop the workspace's capabilities", r);
                 return 0;
         }
+        safe_close(answerer);
         (void)drop_capabilities();
-        status = supervise(set, p, NULL);
+        status = supervise(set, p, NULL, -1);
         exit_like(status);
 }
 
@@ -396,13 +459,13 @@ static pid_t start_pasta(const int ns[2], const sigset_t *saved)
         return 0;
 }
 
-int policy_namespaces_enter(bool outbound_network)
+int policy_namespaces_enter(bool outbound_network, int *ret_answerer)
 {
         /* Inside the new user namespace, before its maps are written, every id reads as the overflow id. */
         uid_t uid = getuid();
         gid_t gid = getgid();
         sigset_t set, saved;
-        int sock[2], ns[2], r, status;
+        int sock[2], cred[2], ns[2], r, status;
         pid_t init, pasta = 0;
 
         /* The signals the supervisor waits for are blocked before there is anyone to send them. */
@@ -414,6 +477,12 @@ int policy_namespaces_enter(bool outbound_network)
                 return negative_errno();
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sock) < 0)
                 return negative_errno();
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cred) < 0) {
+                r = negative_errno();
+                safe_close(sock[0]);
+                safe_close(sock[1]);
+                return r;
+        }
 
         /* clone() as fork(): the child is PID 1 of a new PID namespace, in a new user namespace
          * (owned by the user, who is the caller) and a new network namespace. */
@@ -423,19 +492,24 @@ int policy_namespaces_enter(bool outbound_network)
                 r = negative_errno();
                 safe_close(sock[0]);
                 safe_close(sock[1]);
+                safe_close(cred[0]);
+                safe_close(cred[1]);
                 (void)sigprocmask(SIG_SETMASK, &saved, NULL);
                 return r;
         }
         if (init == 0) {
                 safe_close(sock[0]);
-                r = run_init(sock[1], uid, gid, &set, &saved);
+                safe_close(cred[0]);
+                r = run_init(sock[1], cred[1], uid, gid, &set, &saved);
                 if (r < 0)
                         _exit(EXIT_FAILURE);
+                *ret_answerer = cred[1];
                 return 0;
         }
 
         /* The supervisor: never returns. */
         safe_close(sock[1]);
+        safe_close(cred[1]);
         r = recv_fds(sock[0], ns, 2);
         if (r < 0) {
                 /* init failed and said why; its status ends the supervisor too. */
@@ -452,7 +526,7 @@ int policy_namespaces_enter(bool outbound_network)
         }
         safe_close(sock[0]);
 
-        status = supervise(&set, init, &pasta);
+        status = supervise(&set, init, &pasta, cred[0]);
         if (pasta > 0) {
                 (void)kill(pasta, SIGTERM);
                 (void)waitpid(pasta, NULL, 0);

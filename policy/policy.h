@@ -116,10 +116,19 @@ extern const size_t policy_n_limits;
  * workspace. Call as the user, single-threaded, before the seccomp filter. Async-signal-safe.
  *
  * Returns 0 in the workspace's first process (PID 2 of the new PID namespace, no capabilities, its
- * signal mask as the caller's), where the caller goes on. The calling process never returns once the
- * namespaces exist: it supervises the workspace, passes SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1
- * and SIGUSR2 on, and exits with the workspace's status. -errno when nothing could be made. */
-int policy_namespaces_enter(bool outbound_network);
+ * signal mask as the caller's), where the caller goes on, with *ret_answerer the (close-on-exec) socket
+ * on which the supervisor tells peers' credentials as the machine sees them (peer_credentials_ask() of
+ * common/socket-util.h): inside, every uid but the user's reads as the overflow uid. The calling
+ * process never returns once the namespaces exist: it supervises the workspace, passes SIGTERM,
+ * SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 on, answers those questions, and exits with the
+ * workspace's status. -errno when nothing could be made. */
+int policy_namespaces_enter(bool outbound_network, int *ret_answerer);
+
+/* Where the launcher leaves the answering socket for the worker it execs, named in the environment
+ * variable POLICY_CREDENTIALS_FD_ENV. */
+#define POLICY_CREDENTIALS_FD     9
+#define POLICY_CREDENTIALS_FD_STR "9"
+#define POLICY_CREDENTIALS_FD_ENV "HELIOS_CREDENTIALS_FD"
 
 /* ---- The seccomp filter (seccomp.c), shared by the launcher and the worker ---- */
 

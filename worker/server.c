@@ -289,7 +289,16 @@ static bool peer_allowed(const Server *s, int fd)
         struct ucred cred;
         socklen_t len = sizeof(cred);
 
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        if (s->config->credentials_fd >= 0) {
+                /* In the workspace's user namespace every peer but the user reads as the overflow uid:
+                 * the supervisor outside says who it is. */
+                int r = peer_credentials_ask(s->config->credentials_fd, fd, 5000, &cred.uid, &cred.gid);
+                if (r < 0) {
+                        log_warning_errno(r, "Failed to learn the peer's credentials, refusing client: %m");
+                        return false;
+                }
+                cred.pid = 0;
+        } else if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
                 log_warning_errno(errno, "Failed to read peer credentials, refusing client: %m");
                 return false;
         }
