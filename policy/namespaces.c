@@ -415,6 +415,9 @@ static int run_init(int sock, int answerer, uid_t uid, gid_t gid, const sigset_t
 _noreturn_ static void exec_pasta(int userns, int netns, int ready, const sigset_t *saved)
 {
         default_signals(saved);
+        /* systemd starts services with SIGPIPE ignored, which exec keeps, and this pasta takes an
+         * ignored SIGPIPE for a failure to set up its own handlers. */
+        (void)signal(SIGPIPE, SIG_DFL);
         if (dup2(userns, PASTA_USERNS_FD) < 0 || dup2(netns, PASTA_NETNS_FD) < 0 ||
             dup2(ready, PASTA_READY_FD) < 0 || close_range(PASTA_READY_FD + 1, ~0U, 0) < 0)
                 _exit(127);

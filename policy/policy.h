@@ -41,6 +41,10 @@ typedef struct PolicySyscall {
         unsigned arg;
         uint64_t value;
         const char *concern; /* groups the entries; printed in the unit as a comment */
+        /* Needed to set up the workspace (policy/namespaces.c) and by pasta: under systemd these are
+         * left out of the unit's filter, which binds the whole unit, and refused by the filter the
+         * worker loads before it serves anything, which binds the workspace. */
+        bool workspace_setup;
 } PolicySyscall;
 
 extern const PolicySyscall policy_syscalls[];
