@@ -58,7 +58,7 @@ int unix_socket_bind(int fd, const char *path, gid_t gid, mode_t mode)
         return 0;
 }
 
-int peer_credentials_ask(int answerer, int fd, int timeout_ms, uid_t *ret_uid, gid_t *ret_gid)
+int peer_credentials_ask(int answerer, int fd, int timeout_ms, PeerCredentials *ret)
 {
         char byte = 'c';
         struct iovec iov = {.iov_base = &byte, .iov_len = 1};
@@ -98,7 +98,24 @@ int peer_credentials_ask(int answerer, int fd, int timeout_ms, uid_t *ret_uid, g
                 return -EBADMSG;
         if (answer.error != 0)
                 return -answer.error;
-        *ret_uid = answer.uid;
-        *ret_gid = answer.gid;
+        *ret = answer;
+        return 0;
+}
+
+int peer_credentials_own_pid(int answerer, int timeout_ms, pid_t *ret)
+{
+        PeerCredentials c;
+        int pair[2], r;
+
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+                return negative_errno();
+        r = peer_credentials_ask(answerer, pair[0], timeout_ms, &c);
+        safe_close(pair[0]);
+        safe_close(pair[1]);
+        if (r < 0)
+                return r;
+        if (c.pid == 0)
+                return -ESRCH;
+        *ret = (pid_t)c.pid;
         return 0;
 }

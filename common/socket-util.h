@@ -23,7 +23,12 @@ typedef struct PeerCredentials {
         int32_t error; /* 0, or the errno of SO_PEERCRED */
         uint32_t uid;
         uint32_t gid;
+        uint32_t pid; /* in the answerer's PID namespace; 0 when outside it */
 } PeerCredentials;
 
 /* Ask the process at the other end of `answerer` for fd's peer, waiting at most timeout_ms. */
-int peer_credentials_ask(int answerer, int fd, int timeout_ms, uid_t *ret_uid, gid_t *ret_gid);
+int peer_credentials_ask(int answerer, int fd, int timeout_ms, PeerCredentials *ret);
+
+/* This process's pid as the process at the other end of `answerer` sees it: the peer of a socket pair
+ * is the process that made it. */
+int peer_credentials_own_pid(int answerer, int timeout_ms, pid_t *ret);

@@ -272,7 +272,8 @@ static bool answer_credentials(int answerer)
                 if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
                         answer.error = errno;
                 else
-                        answer = (PeerCredentials){.uid = cred.uid, .gid = cred.gid};
+                        answer =
+                            (PeerCredentials){.uid = cred.uid, .gid = cred.gid, .pid = (uint32_t)cred.pid};
                 safe_close(fd);
         }
         (void)send(answerer, &answer, sizeof(answer), MSG_NOSIGNAL | MSG_DONTWAIT);

@@ -30,6 +30,7 @@ typedef struct WorkerConfig {
         bool namespaces;         /* enter the workspace's namespaces (policy/namespaces.c) first */
         bool outbound_network;   /* with them, pasta as the way out */
         int credentials_fd;      /* who answers for peers' credentials in a user namespace; -1: none */
+        pid_t outer_pid;         /* this process's pid outside its workspace's PID namespace, or 0 */
 } WorkerConfig;
 
 #define DEFAULT_MAX_MESSAGE (16u * 1024u * 1024u)

@@ -13,6 +13,7 @@
 #include "parse-util.h"
 #include "policy.h"
 #include "server.h"
+#include "socket-util.h"
 
 static void log_open_handle(uv_handle_t *h, void *arg)
 {
@@ -43,6 +44,20 @@ static int take_credentials_fd(WorkerConfig *config)
                 return negative_errno();
         config->credentials_fd = fd;
         return 0;
+}
+
+/* The pid the machine knows this worker by (worker:info, the launcher's and systemd's logs), learnt from
+ * the supervisor outside the workspace's PID namespace, where it is 2. */
+static void learn_outer_pid(WorkerConfig *config)
+{
+        int r;
+
+        if (config->credentials_fd < 0)
+                return;
+        r = peer_credentials_own_pid(config->credentials_fd, 5000, &config->outer_pid);
+        if (r < 0)
+                log_warning_errno(r,
+                                  "Failed to learn this worker's pid outside its workspace, ignoring: %m");
 }
 
 static int run(int argc, char **argv)
@@ -85,6 +100,8 @@ static int run(int argc, char **argv)
                         }
                 }
         }
+
+        learn_outer_pid(config);
 
         /* Under systemd the unit's directives carry most of the sandbox, but not the rules on system
          * call arguments (TIOCSTI, TIOCLINUX), so the worker loads the whole filter itself, before it
