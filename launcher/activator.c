@@ -315,9 +315,11 @@ _noreturn_ static void activator_child(Activator *a, int exe_fd)
 
         /* By the file opened before the sandbox was entered: the sandbox may well hide the path (a
          * build tree under /tmp or in another home). A script cannot be run so (its interpreter would
-         * have to open the descriptor, which exec closes): ENOENT, and then by its path. */
+         * have to open the descriptor, which exec closes): ENOENT, and then by its path. Nor, with
+         * this kernel, can a file opened outside the workspace's user namespace be run from inside
+         * it: EACCES, and then by its path too. */
         execveat(EXE_FD, "", a->argv, a->envp, AT_EMPTY_PATH);
-        if (errno == ENOENT)
+        if (errno == ENOENT || errno == EACCES)
                 execve(a->worker_path, a->argv, a->envp);
 fail:
         write_str("helios: failed to start the worker ");
