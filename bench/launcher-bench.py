@@ -79,7 +79,7 @@ def rss_kib(pid):
 
 
 class LauncherClient:
-    """The gateway's side of launcher/launcher-protocol.h, as the gateway account."""
+    """The gateway's side of common/launcher-protocol.h, as the gateway account."""
 
     def __init__(self, path):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -4,17 +4,26 @@
 #include <assert.h>
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "utf8.h"
 
-JsonScanResult json_prescan(const char *str, size_t n, unsigned max_depth)
+JsonScanResult json_prescan(const char *str, size_t n, unsigned max_depth, size_t max_values)
 {
         const uint8_t *s = (const uint8_t *)str;
         unsigned depth = 0;
-        bool in_string = false;
+        size_t values = 1;
+        bool in_string = false, opened = false;
 
         for (size_t i = 0; i < n; i++) {
                 uint8_t c = s[i];
+
+                /* A container holds one value more than it has commas, unless it is empty. */
+                if (opened && !in_string && c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+                        opened = false;
+                        if (c != ']' && c != '}' && ++values > max_values)
+                                return JSON_SCAN_TOO_MANY;
+                }
 
                 if (c >= 0x80) {
                         int l = utf8_sequence(s + i, n - i);
@@ -47,6 +56,11 @@ JsonScanResult json_prescan(const char *str, size_t n, unsigned max_depth)
                 case '{':
                         if (++depth > max_depth)
                                 return JSON_SCAN_TOO_DEEP;
+                        opened = true;
+                        break;
+                case ',':
+                        if (++values > max_values)
+                                return JSON_SCAN_TOO_MANY;
                         break;
                 case ']':
                 case '}':
@@ -71,9 +85,118 @@ const char *json_scan_result_to_string(JsonScanResult r)
                 return "strings may not contain NUL (\\u0000); send binary data with \"encoding\": \"base64\"";
         case JSON_SCAN_TOO_DEEP:
                 return "message nested too deeply";
+        case JSON_SCAN_TOO_MANY:
+                return "too many values in one message";
         default:
                 return "invalid";
         }
+}
+
+size_t json_skip_space(const char *s, size_t n, size_t i)
+{
+        while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+                i++;
+        return i;
+}
+
+static size_t skip_string(const char *s, size_t n, size_t i)
+{
+        for (i++; i < n; i++) {
+                if (s[i] == '\\')
+                        i++;
+                else if (s[i] == '"')
+                        return i + 1;
+        }
+        return n;
+}
+
+size_t json_skip_value(const char *s, size_t n, size_t i)
+{
+        size_t depth = 0;
+
+        if (i >= n)
+                return n;
+        if (s[i] == '"')
+                return skip_string(s, n, i);
+        if (s[i] != '{' && s[i] != '[') {
+                while (i < n && !strchr(",:]} \t\r\n", s[i]))
+                        i++;
+                return i;
+        }
+        while (i < n) {
+                switch (s[i]) {
+                case '"':
+                        i = skip_string(s, n, i);
+                        continue;
+                case '{':
+                case '[':
+                        depth++;
+                        break;
+                case '}':
+                case ']':
+                        if (--depth == 0)
+                                return i + 1;
+                        break;
+                }
+                i++;
+        }
+        return n;
+}
+
+size_t json_count_members(const char *s, size_t n, size_t i, size_t max)
+{
+        size_t count = 0;
+
+        if (i >= n || s[i] != '[')
+                return 0;
+        i = json_skip_space(s, n, i + 1);
+        if (i < n && s[i] == ']')
+                return 0;
+        while (i < n && count <= max) {
+                i = json_skip_space(s, n, json_skip_value(s, n, i));
+                count++;
+                if (i >= n || s[i] != ',')
+                        break;
+                i = json_skip_space(s, n, i + 1);
+        }
+        return count;
+}
+
+static size_t skip_digits(const char *s, size_t n, size_t i)
+{
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+                i++;
+        return i;
+}
+
+bool json_is_strict_number(const char *s, size_t n)
+{
+        size_t i = 0, j;
+
+        if (i < n && s[i] == '-')
+                i++;
+        if (i < n && s[i] == '0')
+                i++;
+        else if (i < n && s[i] >= '1' && s[i] <= '9')
+                i = skip_digits(s, n, i);
+        else
+                return false;
+        if (i < n && s[i] == '.') {
+                j = skip_digits(s, n, i + 1);
+                if (j == i + 1)
+                        return false;
+                i = j;
+        }
+        if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+                i++;
+                if (i < n && (s[i] == '+' || s[i] == '-'))
+                        i++;
+                j = skip_digits(s, n, i);
+                if (j == i)
+                        return false;
+                i = j;
+        }
+        return i == n;
 }
 
 cJSON *json_parse(const char *s, size_t n)

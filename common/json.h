@@ -16,17 +16,30 @@ typedef enum JsonScanResult {
         JSON_SCAN_CONTROL,       /* raw control character inside a string: not JSON */
         JSON_SCAN_NUL,           /* a \u0000 escape: cJSON would silently cut the string there */
         JSON_SCAN_TOO_DEEP,      /* nesting beyond the limit */
+        JSON_SCAN_TOO_MANY,      /* more values than the limit */
         _JSON_SCAN_RESULT_MAX,
 } JsonScanResult;
 
 /* One linear pass over raw JSON text that refuses what cJSON would accept wrongly or handle badly:
- * invalid UTF-8, raw control characters and NUL escapes in strings, and nesting deeper than
- * max_depth (checked before cJSON recurses). It does not check the grammar; cJSON does that. */
-JsonScanResult json_prescan(const char *s, size_t n, unsigned max_depth);
+ * invalid UTF-8, raw control characters and NUL escapes in strings, nesting deeper than max_depth
+ * (checked before cJSON recurses), and more than max_values values (each costs cJSON some 80 bytes
+ * of memory however short its text: "0," is two bytes). It does not check the grammar; cJSON does. */
+JsonScanResult json_prescan(const char *s, size_t n, unsigned max_depth, size_t max_values);
 const char *json_scan_result_to_string(JsonScanResult r);
 
 /* Parse exactly s[0..n) (s[n] must be NUL), refusing trailing garbage. NULL on a syntax error. */
 cJSON *json_parse(const char *s, size_t n);
+
+/* The index of the first byte at or after i in s[0..n) that is not JSON whitespace. */
+size_t json_skip_space(const char *s, size_t n, size_t i);
+/* The index just past the value that starts at s[i], in text json_parse() accepted; n if the text ends
+ * first. A linear scan without recursion or allocation, for finding where members lie in the text. */
+size_t json_skip_value(const char *s, size_t n, size_t i);
+/* The number of members of the array whose '[' is at s[i] (text as for json_skip_value()), counting
+ * no further than max + 1. */
+size_t json_count_members(const char *s, size_t n, size_t i, size_t max);
+/* True if s[0..n) is a number as RFC 8259 writes one (cJSON also takes "01" and "1."). */
+bool json_is_strict_number(const char *s, size_t n);
 
 /* Compact JSON text (no raw newlines), or NULL on allocation failure. */
 char *json_print(const cJSON *item, size_t *ret_len);

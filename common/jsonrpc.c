@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #include "jsonrpc.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "json.h"
 
 RpcError rpc_error_from_errno(int error)
 {
@@ -73,7 +76,128 @@ const char *rpc_error_message(RpcError code)
 
 static bool valid_id(const cJSON *id)
 {
-        return cJSON_IsString(id) || cJSON_IsNumber(id) || cJSON_IsNull(id);
+        /* A raw id is the client's own text of a string or number (jsonrpc_keep_id_text()). */
+        return cJSON_IsString(id) || cJSON_IsNumber(id) || cJSON_IsNull(id) || cJSON_IsRaw(id);
+}
+
+/* Whether the JSON string text s[0..n) (between its quotes) decodes to the ASCII name. */
+static bool key_is(const char *s, size_t n, const char *name)
+{
+        size_t k = 0;
+
+        for (size_t i = 0; i < n; i++, k++) {
+                char c = s[i];
+
+                if (c == '\\') {
+                        if (++i >= n)
+                                return false;
+                        switch (s[i]) {
+                        case 'b':
+                                c = '\b';
+                                break;
+                        case 'f':
+                                c = '\f';
+                                break;
+                        case 'n':
+                                c = '\n';
+                                break;
+                        case 'r':
+                                c = '\r';
+                                break;
+                        case 't':
+                                c = '\t';
+                                break;
+                        case 'u': {
+                                unsigned v = 0;
+                                if (n - i < 5)
+                                        return false;
+                                for (size_t j = 1; j <= 4; j++) {
+                                        char h = s[i + j];
+                                        v = v * 16 + (unsigned)(h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10);
+                                }
+                                if (v == 0 || v >= 0x80)
+                                        return false;
+                                c = (char)v;
+                                i += 4;
+                                break;
+                        }
+                        default:
+                                c = s[i];
+                        }
+                }
+                /* A raw NUL (in text refused for it, parsed only for its id) ends cJSON's copy of a key,
+                 * not ours: such a key is not the name. */
+                if (name[k] == '\0' || name[k] != c)
+                        return false;
+        }
+        return name[k] == '\0';
+}
+
+/* The object's "id" member, whose text starts at text[i] ('{'): the first member of that name, which is
+ * the one cJSON_GetObjectItemCaseSensitive() finds. */
+static int object_keep_id(cJSON *obj, const char *text, size_t n, size_t i)
+{
+        cJSON *id = cJSON_GetObjectItemCaseSensitive(obj, "id"), *raw;
+        _cleanup_free_ char *copy = NULL;
+
+        if (!cJSON_IsObject(obj) || !(cJSON_IsNumber(id) || cJSON_IsString(id)) || i >= n || text[i] != '{')
+                return 0;
+        for (i++;;) {
+                size_t key = json_skip_space(text, n, i), key_end, value, value_end;
+
+                if (key >= n || text[key] != '"')
+                        return 0;
+                key_end = json_skip_value(text, n, key);
+                i = json_skip_space(text, n, key_end);
+                if (i >= n || text[i] != ':')
+                        return 0;
+                value = json_skip_space(text, n, i + 1);
+                value_end = json_skip_value(text, n, value);
+                if (value_end <= value || key_end - key < 2)
+                        return 0;
+                if (key_is(text + key + 1, key_end - key - 2, "id")) {
+                        if (cJSON_IsNumber(id) && !json_is_strict_number(text + value, value_end - value))
+                                return 0;
+                        copy = strndup(text + value, value_end - value);
+                        raw = copy ? cJSON_CreateRaw(copy) : NULL;
+                        if (!raw)
+                                return -ENOMEM;
+                        /* Replaces the first "id", which is id, and names raw so. */
+                        if (!cJSON_ReplaceItemInObjectCaseSensitive(obj, "id", raw)) {
+                                cJSON_Delete(raw);
+                                return -ENOMEM;
+                        }
+                        return 0;
+                }
+                i = json_skip_space(text, n, value_end);
+                if (i >= n || text[i] != ',')
+                        return 0;
+                i++;
+        }
+}
+
+int jsonrpc_keep_id_text(cJSON *msg, const char *text, size_t n)
+{
+        size_t i = json_skip_space(text, n, 0);
+        int r;
+
+        assert(msg && text);
+        if (!cJSON_IsArray(msg))
+                return object_keep_id(msg, text, n, i);
+        if (i >= n || text[i] != '[')
+                return 0;
+        i++;
+        for (cJSON *m = msg->child; m; m = m->next) {
+                i = json_skip_space(text, n, i);
+                r = object_keep_id(m, text, n, i);
+                if (r < 0)
+                        return r;
+                i = json_skip_space(text, n, json_skip_value(text, n, i));
+                if (i >= n || text[i] != ',')
+                        return 0;
+                i++;
+        }
+        return 0;
 }
 
 int jsonrpc_parse_request(const cJSON *msg, JsonRpcRequest *ret, const char **ret_reason)

@@ -22,17 +22,29 @@
  * its public header leaves out: it expects lws_close_reason() and a -1 return instead. */
 #define WRITE_CLOSE_FRAME ((enum lws_write_protocol)4)
 
-/* A message from the worker up to this size may be written to a page using permessage-deflate at once,
- * from the read buffer: it compresses in one go, so libwebsockets keeps no pointer into the buffer. */
-#define DIRECT_DEFLATE_MAX 4096u
-
 #define WORKER_LOST_NOTIFICATION "{\"jsonrpc\":\"2.0\",\"method\":\"gateway:worker_lost\",\"params\":{}}"
 
-typedef struct OutMsg OutMsg;
-struct OutMsg {
-        OutMsg *next;
+/* A page silent for this many ping intervals is gone (its network went away without a FIN). */
+#define PING_HANGUP_NUM 5u
+#define PING_HANGUP_DEN 2u
+
+/* A piece of a message from the worker on its way to the page: a whole message, or one fragment of a
+ * message longer than what one read brought. Messages are forwarded as they arrive, never held whole. */
+typedef struct OutChunk {
+        struct OutChunk *next;
         size_t len;
-        char *buf; /* LWS_PRE bytes of room, then len bytes of message */
+        bool first;  /* begins a message: a text frame rather than a continuation */
+        bool last;   /* ends it (FIN) */
+        char data[]; /* LWS_PRE bytes of room, then len bytes */
+} OutChunk;
+
+/* What one user's pages hold together, and how many there are. */
+struct BridgeUser {
+        BridgeUser *next;
+        unsigned pages;
+        size_t queued; /* bytes on their way to this user's pages */
+        bool stalled;  /* a page of the user stopped reading its worker connection */
+        char name[];
 };
 
 typedef struct WorkerWrite {
@@ -60,6 +72,7 @@ struct Bridge {
         bool kick_pending;
         Session *session; /* NULL once the session has ended */
         SessionLink link;
+        BridgeUser *owner; /* NULL for a page refused over the user's page limit */
         char user[SESSION_USER_MAX + 1];
         size_t max_message, high_water;
 
@@ -75,21 +88,28 @@ struct Bridge {
         size_t rx_message_len; /* bytes of the browser's current message so far */
         Utf8Stream rx_utf8;
         bool rx_paused;
+        bool peer_closed; /* the page sent its close frame: nothing after it goes on */
 
         /* towards the browser */
         bool deflate;          /* permessage-deflate negotiated */
         bool writable_pending; /* lws_callback_on_writable() called, callback not yet here */
         bool reading;
-        bool partial_active;
-        Buf partial; /* a line from the worker not yet complete: LWS_PRE bytes, then the line */
-        OutMsg *out_first, *out_last;
-        size_t to_browser_queued;
-        int close_code; /* close once the queue is out; 0: none pending */
+        bool tx_in_message;    /* a fragment of a message went out (or is queued) without its end */
+        size_t tx_message_len; /* bytes of the worker's current message so far */
+        OutChunk *out_first, *out_last;
+        /* Written, but libwebsockets may still be reading it: permessage-deflate compresses a piece as
+         * large as its output buffer per writeable callback, from the caller's buffer, after lws_write()
+         * has returned. Freed at the next writeable callback, which comes only once that is done. */
+        OutChunk *in_flight;
+        size_t to_browser_queued; /* bytes in out_* and in_flight */
+        int close_code;           /* close once the queue is out; 0: none pending */
         const char *close_reason;
         bool close_sent;
 
-        RxGuard *guard;          /* checks the page's frames; NULL once the WebSocket is gone */
-        const char *frame_error; /* the page broke the protocol; closed from the kick */
+        /* keepalive */
+        uint64_t last_heard_ms; /* last data or pong from the page */
+        bool ping_due;
+        bool ping_sent;
 };
 
 static void worker_lost(Bridge *b, const char *why);
@@ -99,15 +119,31 @@ static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 /* ---- the browser side ---- */
 
+static void user_unqueue(Bridge *b, size_t n);
+
+/* Drop what waits for the page. Not what libwebsockets may still be reading (in_flight). */
 static void out_free_all(Bridge *b)
 {
-        for (OutMsg *m = b->out_first, *next; m; m = next) {
-                next = m->next;
-                free(m->buf);
-                free(m);
+        size_t n = 0;
+
+        for (OutChunk *c = b->out_first, *next; c; c = next) {
+                next = c->next;
+                n += c->len;
+                free(c);
         }
         b->out_first = b->out_last = NULL;
-        b->to_browser_queued = 0;
+        b->to_browser_queued -= n;
+        user_unqueue(b, n);
+}
+
+static void in_flight_free(Bridge *b)
+{
+        if (!b->in_flight)
+                return;
+        b->to_browser_queued -= b->in_flight->len;
+        user_unqueue(b, b->in_flight->len);
+        free(b->in_flight);
+        b->in_flight = NULL;
 }
 
 static void want_writable(Bridge *b)
@@ -130,47 +166,73 @@ static void request_close(Bridge *b, int code, const char *reason)
         want_writable(b);
 }
 
-static int enqueue_out(Bridge *b, char *buf, size_t len)
+static OutChunk *chunk_new(const char *p, size_t len, bool first, bool last)
 {
-        OutMsg *m = malloc(sizeof(OutMsg));
+        OutChunk *c = malloc(sizeof(OutChunk) + LWS_PRE + len);
 
-        if (!m) {
-                free(buf);
-                return -ENOMEM;
-        }
-        *m = (OutMsg){.len = len, .buf = buf};
+        if (!c)
+                return NULL;
+        *c = (OutChunk){.len = len, .first = first, .last = last};
+        memcpy(c->data + LWS_PRE, p, len);
+        return c;
+}
+
+static void chunk_account(Bridge *b, OutChunk *c)
+{
+        b->to_browser_queued += c->len;
+        if (b->owner)
+                b->owner->queued += c->len;
+}
+
+static void chunk_free(Bridge *b, OutChunk *c)
+{
+        b->to_browser_queued -= c->len;
+        user_unqueue(b, c->len);
+        free(c);
+}
+
+static void enqueue_chunk(Bridge *b, OutChunk *c)
+{
         if (b->out_last)
-                b->out_last->next = m;
+                b->out_last->next = c;
         else
-                b->out_first = m;
-        b->out_last = m;
-        b->to_browser_queued += len;
+                b->out_first = c;
+        b->out_last = c;
+        chunk_account(b, c);
+}
+
+static int enqueue_copy(Bridge *b, const char *p, size_t len, bool first, bool last)
+{
+        OutChunk *c = chunk_new(p, len, first, last);
+
+        if (!c)
+                return -ENOMEM;
+        enqueue_chunk(b, c);
         return 0;
 }
 
-static int enqueue_copy(Bridge *b, const char *p, size_t len)
+/* Write one piece of a message; p has LWS_PRE bytes of room before it for the frame header. Returns
+ * whether libwebsockets may still read p after this returns (only with permessage-deflate: it then
+ * compresses the rest of it from later writeable callbacks), or -1 if the connection broke. */
+static int write_piece(Bridge *b, char *p, size_t len, bool first, bool last)
 {
-        char *buf = malloc(LWS_PRE + len);
+        Gateway *g = b->gateway;
 
-        if (!buf)
-                return -ENOMEM;
-        memcpy(buf + LWS_PRE, p, len);
-        return enqueue_out(b, buf, len);
+        g->metrics.bytes_to_browser += len;
+        if (last)
+                g->metrics.messages_to_browser++;
+        if (lws_write(b->wsi, (unsigned char *)p, len,
+                      (enum lws_write_protocol)lws_write_ws_flags(LWS_WRITE_TEXT, first, last)) < 0)
+                return -1;
+        /* The extension's "draining" state shows as a choked pipe (as does a full socket, which does not
+         * matter: the buffer is then kept one callback longer). */
+        return b->deflate && lws_send_pipe_choked(b->wsi) ? 1 : 0;
 }
+
+static void try_resume_worker(Bridge *b);
 
 static void pipe_close(Bridge *b, PipeState next);
 static void free_waiting(Bridge *b);
-
-/* The page sent what RFC 6455 says fails the connection: nothing more of it is read or forwarded, nothing
- * more is sent to it but the close frame. */
-static void fail_protocol(Bridge *b)
-{
-        log_debug("Page of %s broke the WebSocket protocol: %s.", b->user, b->frame_error);
-        out_free_all(b);
-        request_close(b, LWS_CLOSE_STATUS_PROTOCOL_ERR, b->frame_error);
-        pipe_close(b, PIPE_CLOSING);
-        free_waiting(b);
-}
 
 /* libwebsockets 4.1 on a foreign libuv loop inflates a compressed message one buffer at a time and
  * delivers the next piece only when the socket sees another event; the same goes for data it holds
@@ -189,10 +251,6 @@ static void on_kick_idle(uv_idle_t *h)
                 g->kicks_running = b->kick_next;
                 b->kick_next = NULL;
                 b->kick_pending = false;
-                if (b->wsi && b->frame_error) {
-                        fail_protocol(b);
-                        continue;
-                }
                 if (!b->wsi || b->rx_paused)
                         continue;
                 /* May close the WebSocket and free b; b is not touched after this. */
@@ -245,14 +303,27 @@ static void rx_resume(Bridge *b)
 int bridge_writeable(Bridge *b)
 {
         struct lws *wsi = b->wsi;
-        Gateway *g = b->gateway;
-        OutMsg *m = b->out_first;
-        bool draining = false;
+        OutChunk *c;
 
         b->writable_pending = false;
+        /* Whatever libwebsockets was still compressing is out by now: this callback waits for that. */
+        in_flight_free(b);
         if (b->close_sent)
                 return -1; /* the close frame is out: hang up */
-        if (!m && b->close_code) {
+        if (b->ping_due && !b->close_code) {
+                /* The gateway's own keepalive, from a buffer of its own: libwebsockets answers the page's
+                 * pings from a single slot that its own keepalive would overwrite. */
+                unsigned char ping[LWS_PRE + 4] = {[LWS_PRE] = 'p', 'i', 'n', 'g'};
+                b->ping_due = false;
+                b->ping_sent = true;
+                /* With a payload: libwebsockets reports an empty pong to no one. */
+                if (lws_write(wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 0)
+                        return -1;
+                want_writable(b);
+                return 0;
+        }
+        c = b->out_first;
+        if (!c && b->close_code) {
                 /* The close frame is written here rather than left to lws_close_reason(): on a foreign libuv
                  * loop libwebsockets 4.1 drops the connection before sending the one it prepares. */
                 unsigned char buf[LWS_PRE + 2 + 123];
@@ -267,55 +338,62 @@ int bridge_writeable(Bridge *b)
                 want_writable(b);
                 return 0;
         }
-        if (m) {
-                int n;
-                b->out_first = m->next;
+        if (c) {
+                int r;
+                b->out_first = c->next;
                 if (!b->out_first)
                         b->out_last = NULL;
-                b->to_browser_queued -= m->len;
-                /* One message, one write: libwebsockets keeps what the socket does not take at once and
+                /* One piece per callback: libwebsockets keeps what the socket does not take at once and
                  * calls back only when that has gone. */
-                n = lws_write(wsi, (unsigned char *)m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
-                /* A large message may still be compressing when this returns; the next callback says it
-                 * is done, and until then nothing may be written past the queue. */
-                draining = b->deflate && m->len > DIRECT_DEFLATE_MAX;
-                g->metrics.bytes_to_browser += m->len;
-                g->metrics.messages_to_browser++;
-                free(m->buf);
-                free(m);
-                if (n < 0)
+                r = write_piece(b, c->data + LWS_PRE, c->len, c->first, c->last);
+                if (r > 0)
+                        b->in_flight = c;
+                else
+                        chunk_free(b, c);
+                if (r < 0)
                         return -1;
         }
 
-        if (!b->reading && b->pipe_state == PIPE_OPEN && !b->close_code &&
-            b->to_browser_queued <= b->high_water / 2) {
-                if (uv_read_start((uv_stream_t *)&b->pipe, on_worker_alloc, on_worker_read) == 0)
-                        b->reading = true;
-        }
-        if (b->out_first || b->close_code || draining)
+        try_resume_worker(b);
+        if (b->out_first || b->in_flight || b->close_code)
                 want_writable(b);
         return 0;
 }
 
-/* Whether a message of len bytes can go to the page right now, past the queue: nothing is queued or being
- * sent, and libwebsockets will not hold on to the buffer. This saves a round of the loop (and the
- * epoll changes for POLLOUT) on every answer. */
-static bool can_write_now(Bridge *b, size_t len)
+/* Whether a piece of a message can go to the page right now, past the queue: nothing is queued or being
+ * sent, and no close is pending. This saves a round of the loop (and the epoll changes for POLLOUT) on
+ * every answer. */
+static bool can_write_now(Bridge *b)
 {
-        return b->wsi && !b->close_code && !b->out_first && !b->writable_pending &&
-               (!b->deflate || len <= DIRECT_DEFLATE_MAX) && !lws_partial_buffered(b->wsi);
+        return b->wsi && !b->close_code && !b->out_first && !b->in_flight && !b->ping_due &&
+               !lws_partial_buffered(b->wsi);
 }
 
-/* p has LWS_PRE bytes of room before it, which libwebsockets writes the frame header into. */
-static void write_now(Bridge *b, char *p, size_t len)
+/* Send a piece straight from the worker's read buffer (p has LWS_PRE bytes of room before it). Without
+ * compression libwebsockets sends it or copies what the socket does not take; with compression it may
+ * go on reading it later, so it gets a copy of its own, kept until it is done. */
+static int write_now(Bridge *b, char *p, size_t len, bool first, bool last)
 {
-        Gateway *g = b->gateway;
+        OutChunk *c = NULL;
+        int r;
 
-        g->metrics.bytes_to_browser += len;
-        g->metrics.messages_to_browser++;
-        if (lws_write(b->wsi, (unsigned char *)p, len, LWS_WRITE_TEXT) < 0)
+        if (b->deflate) {
+                c = chunk_new(p, len, first, last);
+                if (!c)
+                        return -ENOMEM;
+                chunk_account(b, c);
+                p = c->data + LWS_PRE;
+        }
+        r = write_piece(b, p, len, first, last);
+        if (r > 0) {
+                b->in_flight = c;
+                want_writable(b);
+        } else if (c)
+                chunk_free(b, c);
+        if (r < 0)
                 /* The connection is broken; outside a callback it is closed this way. */
                 lws_set_timeout(b->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return 0;
 }
 
 /* ---- the worker side ---- */
@@ -408,30 +486,6 @@ static void free_waiting(Bridge *b)
         b->waiting_first = b->waiting_last = NULL;
 }
 
-static void finish_partial(Bridge *b)
-{
-        size_t n;
-        char *buf = buf_steal(&b->partial, &n);
-
-        b->partial_active = false;
-        if (enqueue_out(b, buf, n - LWS_PRE) < 0)
-                request_close(b, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
-}
-
-static int partial_append(Bridge *b, const char *p, size_t len)
-{
-        static const char pre[LWS_PRE] = {};
-
-        if (!b->partial_active) {
-                if (buf_append(&b->partial, pre, LWS_PRE) < 0)
-                        return -ENOMEM;
-                b->partial_active = true;
-        }
-        if (b->partial.len - LWS_PRE + len > b->max_message)
-                return -EMSGSIZE;
-        return buf_append(&b->partial, p, len);
-}
-
 static void worker_too_large(Bridge *b)
 {
         log_warning("Worker sent %s a message over %zu bytes; closing the page's connection.", b->user,
@@ -448,54 +502,64 @@ static void on_worker_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         *buf = uv_buf_init(b->gateway->read_buffer + LWS_PRE, GATEWAY_READ_BUFFER);
 }
 
+/* Pass on one piece of the worker's current message (last: the line ended). */
+static int forward_piece(Bridge *b, char *p, size_t n, bool last)
+{
+        bool first = !b->tx_in_message;
+
+        if (n == 0 && first)
+                return 0; /* an empty line is no message */
+        if (n > b->max_message - b->tx_message_len)
+                return -EMSGSIZE;
+        b->tx_message_len = last ? 0 : b->tx_message_len + n;
+        b->tx_in_message = !last;
+        if (can_write_now(b))
+                return write_now(b, p, n, first, last);
+        return enqueue_copy(b, p, n, first, last);
+}
+
+static void user_stall(Bridge *b);
+
+/* Whether the user's pages together hold more than mark. A page that holds nothing itself may still read
+ * (one read's worth at a time), so pages of the user that stopped reading never starve one that reads:
+ * the user's total stays under the mark plus one read per page. */
+static bool user_over(Bridge *b, size_t mark)
+{
+        return b->owner && b->owner->queued > mark && b->to_browser_queued > 0;
+}
+
 static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
         Bridge *b = container_of((uv_pipe_t *)s, Bridge, pipe);
-        const char *p = buf->base, *end = buf->base + (nread > 0 ? nread : 0), *lf;
-        bool queued = false;
+        char *p = buf->base, *end = buf->base + (nread > 0 ? nread : 0), *lf;
+        int r = 0;
 
         if (nread < 0) {
                 worker_lost(b, nread == UV_EOF ? NULL : uv_strerror((int)nread));
                 return;
         }
-        while ((lf = memchr(p, '\n', (size_t)(end - p)))) {
-                size_t n = (size_t)(lf - p);
-                if (b->partial_active) {
-                        if (partial_append(b, p, n) < 0) {
-                                worker_too_large(b);
-                                return;
-                        }
-                        finish_partial(b);
-                        queued = true;
-                } else if (n > 0) {
-                        if (n > b->max_message) {
-                                worker_too_large(b);
-                                return;
-                        }
-                        if (can_write_now(b, n)) {
-                                /* The bytes before p are of lines already dealt with, or the buffer's
-                                 * headroom. */
-                                write_now(b, (char *)p, n);
-                                p = lf + 1;
-                                continue;
-                        }
-                        if (enqueue_copy(b, p, n) < 0) {
-                                request_close(b, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
-                                return;
-                        }
-                        queued = true;
-                }
-                p = lf + 1;
+        /* The bytes before p are of lines already dealt with, or the buffer's headroom: room for a
+         * frame header in front of each piece. */
+        while (r >= 0 && p < end && b->wsi && !b->close_code) {
+                lf = memchr(p, '\n', (size_t)(end - p));
+                r = forward_piece(b, p, (size_t)((lf ?: end) - p), lf != NULL);
+                p = lf ? lf + 1 : end;
         }
-        if (p < end && partial_append(b, p, (size_t)(end - p)) < 0) {
+        if (r == -EMSGSIZE) {
                 worker_too_large(b);
                 return;
         }
-        if (queued && b->wsi)
+        if (r < 0) {
+                out_free_all(b);
+                request_close(b, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+                return;
+        }
+        if (b->out_first && b->wsi && !b->writable_pending)
                 want_writable(b);
-        if (b->to_browser_queued > b->high_water) {
+        if (b->to_browser_queued > b->high_water || user_over(b, b->gateway->config->user_high_water)) {
                 uv_read_stop(s);
                 b->reading = false;
+                user_stall(b);
         }
 }
 
@@ -528,7 +592,9 @@ static void worker_lost(Bridge *b, const char *why)
         g->metrics.workers_lost++;
         if (was_open)
                 log_info("Lost the worker connection of %s%s%s.", b->user, why ? ": " : "", why ? why : "");
-        if (enqueue_copy(b, WORKER_LOST_NOTIFICATION, strlen(WORKER_LOST_NOTIFICATION)) < 0)
+        /* Not inside a message the worker left unfinished: the close code says it then. */
+        if (!b->tx_in_message &&
+            enqueue_copy(b, WORKER_LOST_NOTIFICATION, strlen(WORKER_LOST_NOTIFICATION), true, true) < 0)
                 out_free_all(b);
         request_close(b, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "worker lost");
 }
@@ -620,6 +686,73 @@ static void on_located(int r, const char *socket_path, void *userdata)
         connect_to(b);
 }
 
+/* ---- each user's share ---- */
+
+static BridgeUser *user_ref(Gateway *g, const char *name)
+{
+        BridgeUser *u;
+
+        for (u = g->bridge_users; u; u = u->next)
+                if (streq(u->name, name))
+                        return u;
+        u = calloc(1, sizeof(BridgeUser) + strlen(name) + 1);
+        if (!u)
+                return NULL;
+        strcpy(u->name, name);
+        u->next = g->bridge_users;
+        g->bridge_users = u;
+        return u;
+}
+
+static void user_unref(Gateway *g, BridgeUser *u)
+{
+        if (u->pages > 0 || u->queued > 0)
+                return;
+        for (BridgeUser **p = &g->bridge_users; *p; p = &(*p)->next)
+                if (*p == u) {
+                        *p = u->next;
+                        free(u);
+                        return;
+                }
+}
+
+/* Read the worker again once the page's queue, and the user's, are down to half their marks. */
+static void try_resume_worker(Bridge *b)
+{
+        const GatewayConfig *c = b->gateway->config;
+
+        if (b->reading || b->pipe_state != PIPE_OPEN || b->close_code || !b->wsi ||
+            b->to_browser_queued > b->high_water / 2 || user_over(b, c->user_high_water / 2))
+                return;
+        if (uv_read_start((uv_stream_t *)&b->pipe, on_worker_alloc, on_worker_read) == 0)
+                b->reading = true;
+}
+
+static void user_stall(Bridge *b)
+{
+        if (b->owner)
+                b->owner->stalled = true;
+}
+
+static void user_unqueue(Bridge *b, size_t n)
+{
+        Gateway *g = b->gateway;
+        BridgeUser *u = b->owner;
+
+        if (!u || n == 0)
+                return;
+        assert(u->queued >= n);
+        u->queued -= n;
+        if (!u->stalled || u->queued > g->config->user_high_water / 2)
+                return;
+        /* The user's pages together are below the mark again: every page of theirs that stopped reading
+         * its worker may go on, if its own queue allows. */
+        u->stalled = false;
+        for (Bridge *o = g->bridges; o; o = o->next)
+                if (o->owner == u && o != b)
+                        try_resume_worker(o);
+}
+
 /* ---- the session ---- */
 
 static void on_session_ended(SessionLink *link, SessionEnd why)
@@ -636,28 +769,24 @@ static void on_session_ended(SessionLink *link, SessionEnd why)
 
 /* ---- life cycle ---- */
 
-/* From the guard, while libwebsockets reads: the close has to wait for the loop's next turn. */
-static void on_frame_error(void *userdata, int close_code, const char *reason)
-{
-        Bridge *b = userdata;
-
-        if (!b->wsi || b->frame_error)
-                return;
-        b->frame_error = reason;
-        kick(b);
-}
-
 int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret)
 {
+        BridgeUser *owner;
         Bridge *b;
         char *path = NULL;
         int r;
 
-        b = calloc(1, sizeof(Bridge));
-        if (!b)
+        owner = user_ref(g, session_user(session));
+        if (!owner)
                 return -ENOMEM;
+        b = calloc(1, sizeof(Bridge));
+        if (!b) {
+                user_unref(g, owner);
+                return -ENOMEM;
+        }
         r = uv_pipe_init(g->loop, &b->pipe, false);
         if (r < 0) {
+                user_unref(g, owner);
                 free(b);
                 return r;
         }
@@ -671,6 +800,8 @@ int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret)
         b->high_water = g->config->high_water;
         b->pipe.data = b;
         b->pipe_state = PIPE_LOCATING;
+        b->last_heard_ms = uv_now(g->loop);
+        b->owner = owner;
 
         b->next = g->bridges;
         if (g->bridges)
@@ -698,14 +829,16 @@ int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret)
         b->rx_paused = true;
         lws_rx_flow_control(wsi, 0);
 
-        Conn *conn = gateway_conn_of(wsi);
-        b->guard = conn && lws_get_network_wsi(wsi) == wsi ? conn_guard(conn) : NULL;
-        if (b->guard && rx_guard_websocket(b->guard, deflate, on_frame_error, b) < 0) {
-                /* Whatever came with the upgrade request has been read as frames, unchecked. */
-                b->frame_error = "data before the handshake";
-                fail_protocol(b);
+        if (b->owner->pages >= g->config->max_pages_per_user) {
+                /* Refused before it reaches the worker, whose own connection limit would look like a lost
+                 * worker to the page. */
+                log_info("%s has %u pages open; refusing another.", b->user, b->owner->pages);
+                b->owner = NULL;
+                pipe_close(b, PIPE_CLOSING);
+                request_close(b, BRIDGE_CLOSE_PAGE_LIMIT, "too many pages open");
                 return 0;
         }
+        b->owner->pages++;
 
         r = launcher_find_worker(g->launcher, b->user, on_located, b, &path, &b->locate);
         if (r == 0) {
@@ -726,7 +859,8 @@ int bridge_receive(Bridge *b, void *in, size_t len)
         bool final;
         int r;
 
-        if (b->close_code)
+        b->last_heard_ms = uv_now(g->loop);
+        if (b->close_code || b->peer_closed)
                 return 0; /* closing: the rest is dropped */
         if (lws_frame_is_binary(wsi)) {
                 lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
@@ -785,9 +919,7 @@ static void bridge_maybe_free(Bridge *b)
 {
         if (b->wsi || b->pipe_state != PIPE_CLOSED)
                 return;
-        out_free_all(b);
         free_waiting(b);
-        buf_done(&b->partial);
         free(b->socket_path);
         free(b);
 }
@@ -808,12 +940,51 @@ void bridge_ws_closed(Bridge *b)
         g->n_bridges--;
         g->metrics.websockets_open--;
         kick_cancel(b);
-        if (b->guard)
-                rx_guard_websocket_detach(b->guard);
-        b->guard = NULL;
         b->wsi = NULL;
+        /* libwebsockets is done with the WebSocket, and with what it was still compressing. */
         out_free_all(b);
+        in_flight_free(b);
+        if (b->owner) {
+                b->owner->pages--;
+                user_unref(g, b->owner);
+                b->owner = NULL;
+        }
         /* Only this page's connection to the worker ends; the worker and its terminals go on. */
         pipe_close(b, PIPE_CLOSING);
         bridge_maybe_free(b);
+}
+
+void bridge_peer_closed(Bridge *b)
+{
+        /* libwebsockets answers the close frame; whatever the page sent after it is not passed on. */
+        b->peer_closed = true;
+}
+
+void bridge_heard(Bridge *b)
+{
+        b->last_heard_ms = uv_now(b->gateway->loop);
+        b->ping_sent = false;
+}
+
+void bridge_tick(Gateway *g, uint64_t now)
+{
+        uint64_t interval = g->config->ping_interval_ms;
+
+        for (Bridge *b = g->bridges, *next; b; b = next) {
+                next = b->next; /* b may leave the list */
+                if (!b->wsi || b->close_code)
+                        continue;
+                if (b->rx_paused)
+                        /* Not reading the page (it is held back, or its worker not there yet): its pongs
+                         * could not be heard. */
+                        b->last_heard_ms = now;
+                if (now - b->last_heard_ms >= interval * PING_HANGUP_NUM / PING_HANGUP_DEN) {
+                        log_info("A page of %s stopped answering pings; closing it.", b->user);
+                        /* At once: a later kill would wait for the library's next event on this loop. */
+                        lws_set_timeout(b->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+                } else if (now - b->last_heard_ms >= interval && !b->ping_sent && !b->ping_due) {
+                        b->ping_due = true;
+                        want_writable(b);
+                }
+        }
 }

@@ -75,9 +75,10 @@ static const Setting settings[] = {
     S("users_file", SETTING_STRING, users_file, 0, 0, "FILE", "Users and crypt(3) hashes for auth=file"),
     S("token_file", SETTING_STRING, token_file, 0, 0, "FILE", "Read the login token from FILE"),
     S("metrics_token_file", SETTING_STRING, metrics_token_file, 0, 0, "FILE",
-      "Bearer token for /metrics from non-loopback clients"),
+      "Bearer token every /metrics request must show"),
     L("trusted_proxies", trusted_proxies, "ADDR", "Proxy address or CIDR whose X-Forwarded-* is used"),
     L("allowed_origins", allowed_origins, "ORIGIN", "Another origin allowed to open /ws"),
+    L("server_names", server_names, "HOST", "A host name requests may address (Host header)"),
     S("launcher", SETTING_STRING, launcher, 0, 0, "PATH",
       "helios-launcher's socket: serve every user, not only this one"),
     S("runtime_dir", SETTING_STRING, runtime_dir, 0, 0, "DIR", "Private directory for the worker socket"),
@@ -87,6 +88,12 @@ static const Setting settings[] = {
       "Largest WebSocket message (default 16M)"),
     S("queue_high_water", SETTING_SIZE, high_water, 4096, 1024 * MiB, "BYTES",
       "Bytes queued to one side before the other is paused (default 1M)"),
+    S("user_queue_high_water", SETTING_SIZE, user_high_water, 4096, 64 * 1024 * MiB, "BYTES",
+      "Bytes queued to all of one user's pages before their worker is paused (default 4M)"),
+    S("max_pages_per_user", SETTING_UINT, max_pages_per_user, 1, 65536, "N",
+      "Open pages (WebSockets) per user; more are closed with 4008 (default 48)"),
+    S("ping_interval", SETTING_DURATION, ping_interval_ms, 100, DAY_MS, "TIME",
+      "Ping a page silent this long; one silent 2.5 times as long is gone (default 30s)"),
     S("max_connections", SETTING_UINT, max_connections, 1, 1000000, "N",
       "Open network connections (default 1024)"),
     S("max_unauthenticated", SETTING_UINT, max_unauthenticated, 1, 1000000, "N",
@@ -233,7 +240,7 @@ static void help(void)
         }
         printf(
             "\nEvery option is also a setting in the configuration file: `name = value`, with '_' for '-'.\n"
-            "List settings (listen, trusted_proxies, allowed_origins, worker_args) take several values\n"
+            "List settings (listen, trusted_proxies, allowed_origins, server_names, worker_args) take several values\n"
             "separated by spaces in the file, or repeat on the command line. The command line wins.\n");
 }
 
@@ -266,6 +273,9 @@ static void set_defaults(GatewayConfig *c)
             .auth = AUTH_METHOD_TOKEN,
             .max_message = 16 * MiB,
             .high_water = 1 * MiB,
+            .user_high_water = 4 * MiB,
+            .max_pages_per_user = 48,
+            .ping_interval_ms = 30 * 1000,
             .max_connections = 1024,
             .max_unauthenticated = 256,
             .max_unauthenticated_per_address = 64,

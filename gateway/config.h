@@ -28,11 +28,13 @@ typedef struct GatewayConfig {
         AuthMethod auth;
         char *users_file;
         char *token_file;         /* the token is read from here instead of being made up */
-        char *metrics_token_file; /* bearer token for /metrics from non-loopback clients */
+        char *metrics_token_file; /* bearer token for /metrics; without it /metrics is refused */
         char **trusted_proxies;   /* addresses or CIDR prefixes whose X-Forwarded-* are believed */
         size_t n_trusted_proxies;
         char **allowed_origins; /* origins besides the page's own that may open /ws */
         size_t n_allowed_origins;
+        char **server_names; /* host names requests may address, besides those implied */
+        size_t n_server_names;
 
         char *launcher;    /* helios-launcher's socket: many users, PAM; NULL: embedded, one user */
         char *runtime_dir; /* private directory holding the worker socket (embedded mode) */
@@ -40,8 +42,11 @@ typedef struct GatewayConfig {
         char **worker_args;
         size_t n_worker_args;
 
-        uint64_t max_message; /* bytes per WebSocket message, each way */
-        uint64_t high_water;  /* bytes queued towards one side before the other stops being read */
+        uint64_t max_message;        /* bytes per WebSocket message, each way */
+        uint64_t high_water;         /* bytes queued towards one side before the other stops being read */
+        uint64_t user_high_water;    /* the same, over all of one user's pages */
+        uint64_t max_pages_per_user; /* open WebSockets of one user */
+        uint64_t ping_interval_ms;   /* a page silent this long is pinged */
         uint64_t max_connections;
         uint64_t max_unauthenticated;
         uint64_t max_unauthenticated_per_address;

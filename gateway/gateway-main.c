@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <uv.h>
@@ -27,6 +28,12 @@ static int run(int argc, char **argv)
         r = gateway_config_load(argc, argv, &config);
         if (r != 0)
                 return r > 0 ? 0 : r;
+
+        /* As in the worker: every large buffer (a piece of a big message, a page's queue) in its own
+         * mapping that goes back to the kernel when freed, and the heap trimmed when its top is free;
+         * glibc's default raises the threshold after the first such free and keeps the memory. */
+        (void)mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+        (void)mallopt(M_TRIM_THRESHOLD, 256 * 1024);
 
         /* A client that goes away mid-write must be an error return, not a fatal signal. */
         (void)signal(SIGPIPE, SIG_IGN);

@@ -16,12 +16,15 @@
 #include "listener.h"
 #include "metrics.h"
 #include "netaddr.h"
-#include "rx-guard.h"
 #include "sessions.h"
 #include "static-files.h"
 #include "throttle.h"
 
 typedef struct Bridge Bridge;
+typedef struct BridgeUser BridgeUser;
+
+/* Close code for a page over its user's page limit (an application code, RFC 6455 §7.4.2). */
+#define BRIDGE_CLOSE_PAGE_LIMIT 4008
 
 /* Size of the buffer every worker read lands in before it is split into messages. Reads are
  * synchronous within the loop, so one buffer serves every connection and idle ones hold none. It has
@@ -56,7 +59,8 @@ typedef struct Gateway {
         Bridge *kicks_running; /* those being served right now */
         uv_idle_t kick_idle;
         unsigned n_bridges;
-        char *read_buffer; /* LWS_PRE + GATEWAY_READ_BUFFER bytes */
+        BridgeUser *bridge_users; /* users with open pages */
+        char *read_buffer;        /* LWS_PRE + GATEWAY_READ_BUFFER bytes */
 
         uv_signal_t sig_term, sig_int, sig_hup;
         uv_timer_t tick;           /* session expiry, status line, watchdog */
@@ -91,14 +95,15 @@ int http_callback(Gateway *g, struct lws *wsi, enum lws_callback_reasons reason,
 /* Checks for a WebSocket upgrade: session and Origin. Returns 0 to let it proceed, 1 after answering
  * with an error status. The connection data does not exist yet at that point. */
 int http_confirm_upgrade(Gateway *g, struct lws *wsi);
-/* Once it does (LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION): note the session for the WebSocket. */
+/* Once it does (LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION): every check again, then note the session for
+ * the WebSocket. */
 int http_upgrade_session(Gateway *g, struct lws *wsi, ConnData *cd);
+/* LWS_CALLBACK_CONFIRM_EXTENSION_OKAY: 0 to accept the extension the client offered, 1 to decline it. */
+int http_confirm_extension(Gateway *g, struct lws *wsi, const char *name);
 void http_request_free(HttpRequest *r);
 
 /* The connection a wsi belongs to (an HTTP/2 stream's is its parent's). */
 Conn *gateway_conn_of(struct lws *wsi);
-/* The guard of an HTTP/1 connection's wsi; NULL for an HTTP/2 stream. */
-RxGuard *gateway_h1_guard(struct lws *wsi);
 
 /* bridge.c */
 int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret);
@@ -107,5 +112,11 @@ int bridge_receive(Bridge *b, void *in, size_t len);
 int bridge_writeable(Bridge *b);
 /* The WebSocket is gone: let go of the worker connection. */
 void bridge_ws_closed(Bridge *b);
+/* The page sent its close frame. */
+void bridge_peer_closed(Bridge *b);
+/* The page answered a ping (or sent data). */
+void bridge_heard(Bridge *b);
+/* Once a second: ping pages that have been silent, hang up on those gone. */
+void bridge_tick(Gateway *g, uint64_t now);
 /* Close every WebSocket with 1001 (going away) once its queued messages are out. */
 void bridge_shutdown_all(Gateway *g);

@@ -102,17 +102,6 @@ Conn *gateway_conn_of(struct lws *wsi)
         return lws_get_opaque_user_data(net ? net : wsi);
 }
 
-RxGuard *gateway_h1_guard(struct lws *wsi)
-{
-        Conn *conn;
-
-        /* An HTTP/2 stream's requests are framed by the library; the guard has nothing to say there. */
-        if (lws_get_network_wsi(wsi) != wsi)
-                return NULL;
-        conn = lws_get_opaque_user_data(wsi);
-        return conn ? conn_guard(conn) : NULL;
-}
-
 void http_request_free(HttpRequest *r)
 {
         if (!r)
@@ -185,6 +174,82 @@ static void request_info_init(Gateway *g, struct lws *wsi, RequestInfo *ri)
                 if (host_is_plausible(v))
                         strcpy(ri->host, v);
         }
+}
+
+/* The host name of a Host value ("name", "name:port", "[v6]:port"), without the port, into out; false if
+ * it has none. */
+static bool host_name_of(const char *host, char *out, size_t size)
+{
+        size_t n;
+
+        if (host[0] == '[') {
+                const char *close = strchr(host, ']');
+                if (!close || (close[1] && close[1] != ':'))
+                        return false;
+                n = (size_t)(close - host) + 1;
+        } else {
+                n = strcspn(host, ":");
+                if (host[n] && strchr(host + n + 1, ':'))
+                        return false; /* an IPv6 address must be bracketed */
+        }
+        if (n == 0 || n >= size)
+                return false;
+        memcpy(out, host, n);
+        out[n] = '\0';
+        /* "name." is the same name */
+        if (n > 1 && out[n - 1] == '.')
+                out[n - 1] = '\0';
+        return true;
+}
+
+/* An IP literal as it appears in a Host value (IPv6 bracketed). */
+static bool host_is_address(const char *name, NetAddr *ret)
+{
+        size_t n = strlen(name);
+
+        if (name[0] == '[')
+                return n > 2 && name[n - 1] == ']' && netaddr_parse(name + 1, n - 2, ret) >= 0;
+        return netaddr_parse(name, n, ret) >= 0 && ret->family == AF_INET;
+}
+
+/* The host name an origin ("scheme://host[:port]") names, as host_name_of() gives it. */
+static bool origin_host_is(const char *origin, const char *name)
+{
+        const char *p = strstr(origin, "://");
+        char h[SHORT_HEADER_MAX];
+
+        return p && host_name_of(p + 3, h, sizeof(h)) && strcasecmp(h, name) == 0;
+}
+
+/* Does the request address this server by a name it answers to? The configured server_names and the
+ * hosts of allowed_origins; the address the connection reached, as a literal (an address is no DNS name
+ * a page elsewhere could make point here); and for a loopback or Unix-socket connection, localhost.
+ * Anything else may be a DNS name rebound to this machine by a page on another site. */
+static bool host_allowed(Gateway *g, struct lws *wsi, const RequestInfo *ri)
+{
+        struct lws *net = lws_get_network_wsi(wsi) ?: wsi;
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        char name[SHORT_HEADER_MAX];
+        NetAddr local, addr;
+        bool local_known;
+
+        if (!ri->host[0] || !host_name_of(ri->host, name, sizeof(name)))
+                return false;
+        for (size_t i = 0; i < g->config->n_server_names; i++)
+                if (strcasecmp(name, g->config->server_names[i]) == 0)
+                        return true;
+        for (size_t i = 0; i < g->config->n_allowed_origins; i++)
+                if (origin_host_is(g->config->allowed_origins[i], name))
+                        return true;
+
+        local_known = getsockname(lws_get_socket_fd(net), (struct sockaddr *)&ss, &len) >= 0 &&
+                      netaddr_from_sockaddr((struct sockaddr *)&ss, len, &local) >= 0;
+        if (!local_known || ss.ss_family == AF_UNIX)
+                return strcasecmp(name, "localhost") == 0;
+        if (host_is_address(name, &addr))
+                return netaddr_equal(&addr, &local);
+        return netaddr_is_loopback(&local) && strcasecmp(name, "localhost") == 0;
 }
 
 /* Is this Origin the page's own (scheme and host as the browser addressed us) or a configured one? */
@@ -285,10 +350,11 @@ static int write_simple(struct lws *wsi, bool https, unsigned status, const char
         return 0;
 }
 
-/* Refuse a WebSocket upgrade. At that point libwebsockets has not read the HTTP version yet and would
- * answer "HTTP/1.0", which WebSocket clients reject as a malformed answer; over HTTP/1 the status line
- * is written here. */
-static int refuse_upgrade(struct lws *wsi, bool https, unsigned status, const char *reason, const char *text)
+/* Refuse a WebSocket upgrade, with one more header if header is not NULL. At that point libwebsockets has
+ * not read the HTTP version yet and would answer "HTTP/1.0", which WebSocket clients reject as a
+ * malformed answer; over HTTP/1 the status line is written here. */
+static int refuse_upgrade(struct lws *wsi, bool https, unsigned status, const char *reason,
+                               const char *text, const char *header, const char *value)
 {
         unsigned char buf[LWS_PRE + 2048], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
         char num[24];
@@ -307,6 +373,8 @@ static int refuse_upgrade(struct lws *wsi, bool https, unsigned status, const ch
             add_header(wsi, "connection:", "close", &p, end) ||
             add_header(wsi, "cache-control:", "no-store", &p, end) ||
             add_security_headers(wsi, https, &p, end))
+                return -1;
+        if (header && add_header(wsi, header, value, &p, end))
                 return -1;
         if ((size_t)(end - p) < n + 2)
                 return -1;
@@ -411,13 +479,6 @@ static int finish(HttpRequest *r, ConnData *cd)
 
         cd->request = NULL;
         http_request_free(r);
-        /* With part of the response still queued in the library, a refusal written now would land in
-         * it; the guard keeps thinking the connection busy (and closes without an answer). */
-        if (!lws_partial_buffered(wsi)) {
-                RxGuard *guard = gateway_h1_guard(wsi);
-                if (guard)
-                        rx_guard_http_done(guard);
-        }
         return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -501,8 +562,10 @@ static void serve_metrics(HttpRequest *r)
         Gateway *g = r->gateway;
         LauncherStats st;
 
-        if (!netaddr_is_loopback(&r->info.client) && !bearer_token_ok(g, r->wsi)) {
-                respond_text(r, 403, "Forbidden");
+        /* Every local process could reach a loopback listener, a student's sandbox included: the token is
+         * asked of everyone, and without one configured nobody gets the figures. */
+        if (!bearer_token_ok(g, r->wsi)) {
+                respond_text(r, 403, g->metrics_token ? "Forbidden" : "Forbidden: no metrics_token_file is set");
                 return;
         }
         launcher_get_stats(g->launcher, &st);
@@ -952,6 +1015,14 @@ static void request_start(HttpRequest *r, const char *path, int method)
 
         r->route = route_of(path);
         r->head = method == LWSHUMETH_HEAD;
+        if (!r->info.host[0]) {
+                respond_text(r, 400, "Bad Request: a Host header is required");
+                return;
+        }
+        if (!host_allowed(g, r->wsi, &r->info)) {
+                respond_text(r, 421, "Misdirected Request: not a name this server answers to");
+                return;
+        }
         r->session = request_session(g, r->wsi, &r->info);
 
         if (route_is_post(r->route) != post || (!post && method != LWSHUMETH_GET && !r->head)) {
@@ -1027,9 +1098,6 @@ int http_callback(Gateway *g, struct lws *wsi, enum lws_callback_reasons reason,
                 http_request_free(cd->request);
                 cd->request = NULL;
                 g->metrics.http_requests++;
-                RxGuard *guard = gateway_h1_guard(wsi);
-                if (guard)
-                        rx_guard_http_request(guard);
                 method = request_method(wsi, &uri, &uri_len);
                 if (refuse_body(wsi, method == LWSHUMETH_POST) < 0)
                         return -1;
@@ -1063,38 +1131,231 @@ int http_callback(Gateway *g, struct lws *wsi, enum lws_callback_reasons reason,
         }
 }
 
-int http_confirm_upgrade(Gateway *g, struct lws *wsi)
+/* ---- the WebSocket handshake (RFC 6455 §4.2.1, RFC 7692) ---- */
+
+/* The one subprotocol a page may name. */
+#define WS_SUBPROTOCOL "helios"
+/* libwebsockets 4.1 reads at most this much of Sec-WebSocket-Protocol and of Sec-WebSocket-Extensions,
+ * and ends the connection without an answer when either is longer. */
+#define WS_PROTOCOL_HEADER_MAX   127
+#define WS_EXTENSION_HEADER_MAX  254
+
+/* Sec-WebSocket-Key: the base64 of 16 bytes, nothing else. */
+static bool ws_key_ok(struct lws *wsi)
 {
-        RequestInfo ri;
-        char *uri, origin[SHORT_HEADER_MAX];
+        char key[64];
+        uint8_t raw[16];
+        size_t n;
+
+        return header_copy(wsi, WSI_TOKEN_KEY, key, sizeof(key)) && strlen(key) == 24 &&
+               base64_decode_into(key, 24, BASE64_STANDARD, BASE64_PAD_REQUIRED, raw, sizeof(raw), &n) == 0 &&
+               n == 16;
+}
+
+/* Does a comma-separated list of tokens (Sec-WebSocket-Protocol) name ours? */
+static bool list_has_token(const char *list, const char *token)
+{
+        size_t len = strlen(token);
+
+        for (const char *p = list; *p;) {
+                size_t k;
+
+                p += strspn(p, " \t,");
+                k = strcspn(p, " \t,");
+                if (k == len && strncmp(p, token, len) == 0)
+                        return true;
+                p += k;
+        }
+        return false;
+}
+
+/* The subprotocols offered are fine if there are none or ours is among them. */
+static bool ws_subprotocols_ok(struct lws *wsi)
+{
+        char v[WS_PROTOCOL_HEADER_MAX + 1];
+        int n = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
+
+        if (n <= 0)
+                return true;
+        return header_copy(wsi, WSI_TOKEN_PROTOCOL, v, sizeof(v)) && list_has_token(v, WS_SUBPROTOCOL);
+}
+
+/* A window-bits value of a permessage-deflate parameter: 8 to 15, as a token or a quoted string. */
+static bool window_bits_ok(const char *v, size_t len)
+{
+        if (len >= 2 && v[0] == '"' && v[len - 1] == '"') {
+                v++;
+                len -= 2;
+        }
+        if (len == 1)
+                return v[0] >= '8' && v[0] <= '9';
+        return len == 2 && v[0] == '1' && v[1] >= '0' && v[1] <= '5';
+}
+
+/* One permessage-deflate offer's parameters (what follows its name, up to the next offer), checked as
+ * RFC 7692 §7.1 says and against what libwebsockets 4.1 can honour: true to accept the offer. */
+static bool deflate_params_acceptable(const char *p, size_t len)
+{
+        static const char *const names[] = {"server_no_context_takeover", "client_no_context_takeover",
+                                            "server_max_window_bits", "client_max_window_bits"};
+        bool seen[ELEMENTSOF(names)] = {};
+        const char *end = p + len;
+
+        while (p < end) {
+                const char *param, *eq, *stop;
+                size_t name_len, i;
+
+                p += strspn(p, " \t");
+                if (p >= end)
+                        break;
+                if (*p != ';')
+                        return false;
+                p++;
+                p += strspn(p, " \t");
+                param = p;
+                stop = memchr(p, ';', (size_t)(end - p)) ?: end;
+                while (stop > param && (stop[-1] == ' ' || stop[-1] == '\t'))
+                        stop--;
+                eq = memchr(param, '=', (size_t)(stop - param));
+                name_len = (size_t)((eq ?: stop) - param);
+                while (name_len > 0 && (param[name_len - 1] == ' ' || param[name_len - 1] == '\t'))
+                        name_len--;
+                for (i = 0; i < ELEMENTSOF(names); i++)
+                        if (strlen(names[i]) == name_len && strncmp(param, names[i], name_len) == 0)
+                                break;
+                if (i == ELEMENTSOF(names) || seen[i])
+                        return false; /* unknown or repeated */
+                seen[i] = true;
+                if (eq) {
+                        const char *v = eq + 1;
+                        v += strspn(v, " \t");
+                        /* Only the window sizes take a value. */
+                        if (i < 2 || !window_bits_ok(v, (size_t)(stop - v)))
+                                return false;
+                } else if (i == 2)
+                        return false; /* server_max_window_bits needs its value */
+                /* libwebsockets 4.1 answers only parameters without a value: it cannot confirm a
+                 * server_max_window_bits, so such an offer is declined (RFC 7692 §7.1.2.1). */
+                if (i == 2)
+                        return false;
+                p = stop;
+                p += strspn(p, " \t");
+                if (p < end && *p != ';')
+                        return false;
+        }
+        return true;
+}
+
+int http_confirm_extension(Gateway *g, struct lws *wsi, const char *name)
+{
+        char v[WS_EXTENSION_HEADER_MAX + 1];
+        const char *p;
+
+        if (!name || !streq(name, "permessage-deflate") || !header_copy(wsi, WSI_TOKEN_EXTENSIONS, v, sizeof(v)))
+                return 1;
+        /* libwebsockets applies the parameters of the first permessage-deflate offer it accepts; decide on
+         * the first one, and give every later call the same answer. */
+        for (p = v; *p;) {
+                size_t k, name_len;
+
+                p += strspn(p, " \t,");
+                k = strcspn(p, ",");
+                name_len = strcspn(p, " \t;,");
+                if (name_len == strlen("permessage-deflate") && strncmp(p, "permessage-deflate", name_len) == 0)
+                        return deflate_params_acceptable(p + name_len, k - name_len) ? 0 : 1;
+                p += k;
+        }
+        return 1;
+}
+
+/* What every WebSocket upgrade must show, checked where its headers are visible. On refusal *ret_status
+ * and friends say how to answer; the session is returned for the caller to note. */
+typedef struct UpgradeRefusal {
+        unsigned status;
+        const char *reason, *text;
+        const char *header, *value;
+} UpgradeRefusal;
+
+static Session *upgrade_check(Gateway *g, struct lws *wsi, const RequestInfo *ri, UpgradeRefusal *ret)
+{
+        char *uri, origin[SHORT_HEADER_MAX], version[8];
         int uri_len;
         Session *s;
 
-        request_info_init(g, wsi, &ri);
-        if (request_method(wsi, &uri, &uri_len) < 0 || uri_len != 3 || strncmp(uri, "/ws", 3) != 0)
-                return refuse_upgrade(wsi, ri.https, 404, "Not Found", "Not Found\n") < 0 ? -1 : 1;
-        s = request_session(g, wsi, &ri);
-        if (!s)
-                return refuse_upgrade(wsi, ri.https, 401, "Unauthorized", "Not logged in\n") < 0 ? -1 : 1;
+        *ret = (UpgradeRefusal){};
+        if (!ri->host[0]) {
+                *ret = (UpgradeRefusal){400, "Bad Request", "A Host header is required\n"};
+                return NULL;
+        }
+        if (!host_allowed(g, wsi, ri)) {
+                *ret = (UpgradeRefusal){421, "Misdirected Request", "Not a name this server answers to\n"};
+                return NULL;
+        }
+        if (request_method(wsi, &uri, &uri_len) != LWSHUMETH_GET || uri_len != 3 || strncmp(uri, "/ws", 3) != 0) {
+                *ret = (UpgradeRefusal){404, "Not Found", "Not Found\n"};
+                return NULL;
+        }
+        if (!header_copy(wsi, WSI_TOKEN_VERSION, version, sizeof(version)) || !streq(version, "13")) {
+                *ret = (UpgradeRefusal){426, "Upgrade Required", "Sec-WebSocket-Version 13 required\n",
+                                        "sec-websocket-version:", "13"};
+                return NULL;
+        }
+        if (!ws_key_ok(wsi)) {
+                *ret = (UpgradeRefusal){400, "Bad Request", "Malformed Sec-WebSocket-Key\n"};
+                return NULL;
+        }
+        s = request_session(g, wsi, ri);
+        if (!s) {
+                *ret = (UpgradeRefusal){401, "Unauthorized", "Not logged in\n"};
+                return NULL;
+        }
         /* The cookie would ride along on a request from any site; only our own pages may use it for a
          * WebSocket (browsers do not apply CORS to the upgrade). */
-        if (!header_copy(wsi, WSI_TOKEN_ORIGIN, origin, sizeof(origin)) || !origin_allowed(g, &ri, origin)) {
+        if (!header_copy(wsi, WSI_TOKEN_ORIGIN, origin, sizeof(origin)) || !origin_allowed(g, ri, origin)) {
                 char a[NETADDR_STRLEN];
-                netaddr_format(&ri.client, a);
+                netaddr_format(&ri->client, a);
                 log_notice("Refused a WebSocket for %s from %s: Origin %s.", session_user(s), a,
                            lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 ? "not allowed" : "missing");
-                return refuse_upgrade(wsi, ri.https, 403, "Forbidden", "Origin not allowed\n") < 0 ? -1 : 1;
+                *ret = (UpgradeRefusal){403, "Forbidden", "Origin not allowed\n"};
+                return NULL;
         }
-        return 0;
+        /* libwebsockets 4.1 cannot leave out Sec-WebSocket-Protocol (RFC 6455 §4.2.2): it ends the
+         * connection when none offered is known. A client that insists on a subprotocol would fail the
+         * connection without it anyway; it is told why instead. */
+        if (!ws_subprotocols_ok(wsi)) {
+                *ret = (UpgradeRefusal){400, "Bad Request", "Only the subprotocol " WS_SUBPROTOCOL
+                                                            " is supported\n"};
+                return NULL;
+        }
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_EXTENSIONS) > WS_EXTENSION_HEADER_MAX) {
+                *ret = (UpgradeRefusal){400, "Bad Request", "Sec-WebSocket-Extensions too long\n"};
+                return NULL;
+        }
+        return s;
+}
+
+int http_confirm_upgrade(Gateway *g, struct lws *wsi)
+{
+        UpgradeRefusal no;
+        RequestInfo ri;
+
+        request_info_init(g, wsi, &ri);
+        if (upgrade_check(g, wsi, &ri, &no))
+                return 0;
+        return refuse_upgrade(wsi, ri.https, no.status, no.reason, no.text, no.header, no.value) < 0 ? -1
+                                                                                                         : 1;
 }
 
 int http_upgrade_session(Gateway *g, struct lws *wsi, ConnData *cd)
 {
+        UpgradeRefusal no;
         RequestInfo ri;
         Session *s;
 
+        /* Every way to a WebSocket passes here, so every check is made here again: nothing depends on the
+         * library having called http_confirm_upgrade() first. */
         request_info_init(g, wsi, &ri);
-        s = request_session(g, wsi, &ri);
+        s = upgrade_check(g, wsi, &ri, &no);
         if (!s)
                 return -1;
         memcpy(cd->session_handle, session_handle(s), sizeof(cd->session_handle));

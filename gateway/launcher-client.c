@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The gateway's side of launcher/launcher-protocol.h: requests to helios-launcher over one
+/* The gateway's side of common/launcher-protocol.h: requests to helios-launcher over one
  * SOCK_SEQPACKET connection, answered in any order and matched by id. */
 #include <assert.h>
 #include <stdio.h>

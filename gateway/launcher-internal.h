@@ -35,6 +35,7 @@ struct Launcher {
         /* embedded */
         struct Activator *activator;
         char *socket_path;
+        struct PolicyUserSandbox *sandbox;
 
         /* helios-launcher */
         RemoteLauncher *remote;

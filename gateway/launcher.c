@@ -12,6 +12,7 @@
 #include "activator.h"
 #include "log.h"
 #include "macro.h"
+#include "policy.h"
 #include "users-file.h"
 
 /* ---- embedded: this process's own user, the worker activated in-process ---- */
@@ -29,6 +30,7 @@ static void embedded_stop(Launcher *l)
 static void embedded_free(Launcher *l)
 {
         activator_free(l->activator);
+        policy_user_sandbox_free(l->sandbox);
         free(l->socket_path);
 }
 
@@ -93,6 +95,14 @@ static const LauncherOps embedded_ops = {
     .describe = embedded_describe,
 };
 
+/* Between fork and exec: the policy's sandbox, as much of it as the user can give the worker. */
+static int embedded_child_setup(void *userdata)
+{
+        Launcher *l = userdata;
+
+        return policy_user_sandbox_enter(l->sandbox, NULL);
+}
+
 static void on_activator_change(void *userdata)
 {
         /* Status lines are refreshed by the gateway's own timer; nothing to push from here. */
@@ -133,6 +143,20 @@ int launcher_new_embedded(uv_loop_t *loop, const GatewayConfig *config, const st
                 goto fail;
         }
 
+        r = policy_user_sandbox_new(pw->pw_dir, &l->sandbox);
+        if (r < 0) {
+                log_error_errno(r, "Cannot prepare the worker's sandbox: %m");
+                goto fail;
+        }
+        r = policy_user_sandbox_probe();
+        if (r > 0)
+                log_info("The worker runs with the seccomp filter, in user, mount and IPC namespaces of its "
+                         "own.");
+        else
+                log_notice("No user namespace for the worker here (%s): it runs with the seccomp filter and "
+                           "no_new_privs only.",
+                           r == 0 ? "running as root" : strerror(-r));
+
         argv = calloc(config->n_worker_args + 2, sizeof(char *));
         if (!argv) {
                 r = -ENOMEM;
@@ -146,6 +170,7 @@ int launcher_new_embedded(uv_loop_t *loop, const GatewayConfig *config, const st
             .socket_path = l->socket_path,
             .worker_path = config->worker,
             .worker_argv = argv,
+            .child_setup = embedded_child_setup,
             .on_change = on_activator_change,
             .userdata = l,
             .worker_nofile = worker_nofile,
@@ -158,6 +183,7 @@ int launcher_new_embedded(uv_loop_t *loop, const GatewayConfig *config, const st
         *ret = l;
         return 0;
 fail:
+        policy_user_sandbox_free(l->sandbox);
         free(l->single_user);
         free(l->socket_path);
         free(l);

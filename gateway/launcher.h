@@ -12,7 +12,7 @@
  * (PAM needs privilege), and find a user's worker socket, making sure something listens on it.
  *
  * Two launchers answer these: the embedded one here (one user, this process's own; the worker is
- * socket-activated by launcher/activator.c in this process), and the privileged helios-launcher
+ * socket-activated by common/activator.c in this process), and the privileged helios-launcher
  * reached over a local socket, for many users. The gateway's code is the same for both. */
 
 typedef struct Launcher Launcher;
@@ -32,7 +32,7 @@ typedef struct LauncherStats {
  * inherit. */
 int launcher_new_embedded(uv_loop_t *loop, const GatewayConfig *config, const struct rlimit *worker_nofile,
                           Launcher **ret);
-/* A client of helios-launcher on its SOCK_SEQPACKET socket at path (launcher/launcher-protocol.h): one
+/* A client of helios-launcher on its SOCK_SEQPACKET socket at path (common/launcher-protocol.h): one
  * connection, made when first needed and again after a loss. A request made while the launcher cannot be
  * reached fails at once with -ECONNREFUSED (-EBUSY if its backlog is full); pending requests fail with
  * -EIO when the connection is lost. Answers map: denied -EACCES, refused -EPERM, busy -EAGAIN, timeout

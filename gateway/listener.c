@@ -19,7 +19,6 @@
 #include "log.h"
 #include "macro.h"
 #include "parse-util.h"
-#include "rx-guard.h"
 
 /* Connections accepted per wakeup, so one busy socket cannot starve the loop. */
 #define ACCEPT_BATCH 64
@@ -70,7 +69,6 @@ struct Conn {
         char *buf;
         size_t len;
         const char *refusal; /* what to answer before closing, NULL for nothing */
-        RxGuard *guard;      /* from the handover on */
 };
 
 struct Listener {
@@ -292,21 +290,8 @@ static void conn_free(Conn *c)
 
         m->connections_open--;
         uncount(c);
-        rx_guard_free(c->guard);
         free(c->buf);
         free(c);
-}
-
-static int conn_guard_new(Conn *c, int fd)
-{
-        Listener *l = c->listener;
-        int r;
-
-        r = rx_guard_new(fd, l->tls, l->limits.max_header_size, &c->guard);
-        if (r < 0)
-                return r;
-        rx_guard_set_oversized_counter(c->guard, &l->metrics->oversized_headers);
-        return 0;
 }
 
 static void on_conn_poll_closed(uv_handle_t *h)
@@ -321,13 +306,6 @@ static void on_conn_poll_closed(uv_handle_t *h)
                 c->state = CONN_ADOPTED;
                 c->lib_fd = fd;
                 adopted_link(c);
-                r = conn_guard_new(c, fd);
-                if (r < 0) {
-                        safe_close(fd);
-                        conn_free(c);
-                        return;
-                }
-                rx_guard_http_feed(c->guard, c->buf, c->len);
                 r = l->adopt(c, fd, c->buf, c->len, l->userdata);
                 free(c->buf);
                 c->buf = NULL;
@@ -508,12 +486,6 @@ static void conn_accepted(Listener *l, int fd, const struct sockaddr *sa, sockle
         if (l->tls) {
                 /* The handshake comes first; the library times it out. */
                 c->state = CONN_ADOPTED;
-                r = conn_guard_new(c, c->fd);
-                if (r < 0) {
-                        safe_close(c->fd);
-                        conn_free(c);
-                        return;
-                }
                 c->lib_fd = c->fd;
                 adopted_link(c);
                 r = l->adopt(c, TAKE_FD(c->fd), NULL, 0, l->userdata);
@@ -568,11 +540,6 @@ static void on_listen_readable(uv_poll_t *h, int status, int events)
                 }
                 conn_accepted(l, fd, (struct sockaddr *)&ss, len, s->tcp);
         }
-}
-
-RxGuard *conn_guard(const Conn *c)
-{
-        return c->guard;
 }
 
 const NetAddr *conn_peer(const Conn *c)

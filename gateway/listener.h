@@ -60,8 +60,6 @@ bool listener_first_tcp_address(const Listener *l, char *buf, size_t size);
 
 /* A connection after the handover. */
 const NetAddr *conn_peer(const Conn *c);
-/* What checks the bytes the library reads from it (rx-guard.h). */
-RxGuard *conn_guard(const Conn *c);
 bool conn_is_authenticated(const Conn *c);
 /* It has shown a valid session: it no longer counts against the cap on unauthenticated connections. */
 void conn_set_authenticated(Conn *c);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -20,6 +21,9 @@
 /* WebSocket payload read per callback. Allocated per open WebSocket, so it is kept small: a large
  * message just arrives in more pieces. */
 #define WS_RX_BUFFER (16u * 1024u)
+/* Most libwebsockets sends per write; the rest of a larger write is copied and sent on the next turn.
+ * As large as a read from the worker, so a piece of a message goes out in one system call. */
+#define WS_TX_PACKET (GATEWAY_READ_BUFFER + 64u)
 /* How long open WebSockets get to close cleanly at shutdown. */
 #define SHUTDOWN_GRACE_MS 2000u
 #define SHUTDOWN_POLL_MS  20u
@@ -32,7 +36,7 @@ static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 
 static const struct lws_protocols protocols[] = {
     /* WebSocket upgrades without a subprotocol land on the first protocol, and so does HTTP. */
-    {"helios", lws_callback, sizeof(ConnData), WS_RX_BUFFER, 0, NULL, 0},
+    {"helios", lws_callback, sizeof(ConnData), WS_RX_BUFFER, 0, NULL, WS_TX_PACKET},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -42,10 +46,11 @@ static const struct lws_extension extensions[] = {
     {NULL, NULL, NULL},
 };
 
-/* A page that stops answering pings for this long is gone (its network went away without a FIN). */
+/* The gateway pings silent pages itself (bridge_tick()): libwebsockets' own keepalive writes its ping
+ * into the one slot that holds the pong it owes the page, so a page's ping meeting it went unanswered. */
 static const lws_retry_bo_t ws_idle_policy = {
-    .secs_since_valid_ping = 30,
-    .secs_since_valid_hangup = 75,
+    .secs_since_valid_ping = UINT16_MAX,
+    .secs_since_valid_hangup = UINT16_MAX,
 };
 
 /* ---- libwebsockets glue ---- */
@@ -124,6 +129,12 @@ static int on_established(Gateway *g, struct lws *wsi, ConnData *cd)
                                  13);
                 return -1;
         }
+        /* libwebsockets 4.1 on a server without a listening port of its own swaps the two sides'
+         * permessage-deflate settings: a client's server_no_context_takeover would reset its inflater
+         * after each message (while the client keeps its context) instead of the deflater. The deflater
+         * is reset after every message anyway (bridge_new()), which is what the client asked for; the
+         * inflater keeps its context. */
+        (void)lws_set_extension_option(wsi, "permessage-deflate", "server_no_context_takeover", "0");
         r = bridge_new(g, wsi, s, &cd->bridge);
         if (r < 0) {
                 log_error_errno(r, "Cannot open a page's connection: %m");
@@ -153,19 +164,33 @@ static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
                 return 0;
         }
         case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
-                RxGuard *guard = gateway_h1_guard(wsi);
-                if (guard)
-                        rx_guard_http_request(guard);
-                if (!in || strcmp(in, "websocket") != 0)
+                if (!in || strcasecmp(in, "websocket") != 0)
                         return -1;
                 return http_confirm_upgrade(g, wsi);
         }
+        case LWS_CALLBACK_CONFIRM_EXTENSION_OKAY:
+                return http_confirm_extension(g, wsi, in);
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
                 return cd ? http_upgrade_session(g, wsi, cd) : -1;
         case LWS_CALLBACK_ESTABLISHED:
                 return cd ? on_established(g, wsi, cd) : -1;
         case LWS_CALLBACK_RECEIVE:
                 return cd && cd->bridge ? bridge_receive(cd->bridge, in, len) : -1;
+        case LWS_CALLBACK_RECEIVE_PONG:
+                if (cd && cd->bridge)
+                        bridge_heard(cd->bridge);
+                return 0;
+        case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+                /* A close payload is empty or starts with a 2-byte code (RFC 6455 §5.5.1); the library
+                 * checks the code and the reason's UTF-8, not a lone byte. */
+                if (len == 1) {
+                        lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)"bad close frame",
+                                         15);
+                        return -1;
+                }
+                if (cd && cd->bridge)
+                        bridge_peer_closed(cd->bridge);
+                return 0;
         case LWS_CALLBACK_SERVER_WRITEABLE:
                 return cd && cd->bridge ? bridge_writeable(cd->bridge) : 0;
         case LWS_CALLBACK_CLOSED:
@@ -223,7 +248,7 @@ static int lws_setup(Gateway *g)
         if (g->tls) {
                 info.ssl_cert_filepath = c->cert;
                 info.ssl_private_key_filepath = c->key;
-                info.alpn = "h2,http/1.1";
+                info.alpn = "http/1.1";
                 /* Modern clients only: TLS 1.2 and up, forward-secret AEAD suites. */
                 info.ssl_cipher_list = "ECDHE+AESGCM:ECDHE+CHACHA20";
                 info.ssl_options_set = SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_RENEGOTIATION;
@@ -327,6 +352,7 @@ static void on_tick(uv_timer_t *t)
         uint64_t now = uv_now(g->loop);
 
         session_store_expire(g->sessions, now);
+        bridge_tick(g, now);
         update_status(g);
         if (g->watchdog_usec > 0 && (now - g->last_watchdog_ms) * 1000 >= g->watchdog_usec / 2) {
                 (void)sd_notify(false, "WATCHDOG=1");

@@ -13,6 +13,7 @@
 #include "pam-helper.h"
 #include "parse-util.h"
 #include "policy.h"
+#include "worker-home.h"
 
 static void help(void)
 {
@@ -29,6 +30,7 @@ static void help(void)
             "     --max-pam-helpers N    PAM checks at once (default 16)\n"
             "     --mode MODE            systemd, embedded or auto (default auto)\n"
             "     --runtime-dir DIR      Worker sockets go to DIR/workers (default /run/helios)\n"
+            "     --unit-dropin-dir DIR  Worker units' home drop-ins (default /run/systemd/system)\n"
             "     --worker PATH          The helios-worker executable, an absolute path (embedded mode)\n"
             "     --max-users N          Users with a worker socket (default 1024)\n"
             "     --outbound-network BOOL  Workspaces reach the network through pasta (default yes;\n"
@@ -47,6 +49,7 @@ enum {
         ARG_MAX_PAM,
         ARG_MODE,
         ARG_RUNTIME_DIR,
+        ARG_UNIT_DROPIN_DIR,
         ARG_WORKER,
         ARG_MAX_USERS,
         ARG_START_TIMEOUT,
@@ -67,6 +70,7 @@ static int parse_argv(int argc, char **argv, LauncherOptions *o)
             {"max-pam-helpers", required_argument, NULL, ARG_MAX_PAM},
             {"mode", required_argument, NULL, ARG_MODE},
             {"runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR},
+            {"unit-dropin-dir", required_argument, NULL, ARG_UNIT_DROPIN_DIR},
             {"worker", required_argument, NULL, ARG_WORKER},
             {"max-users", required_argument, NULL, ARG_MAX_USERS},
             {"start-timeout", required_argument, NULL, ARG_START_TIMEOUT},
@@ -133,6 +137,11 @@ static int parse_argv(int argc, char **argv, LauncherOptions *o)
                                 r = -EINVAL;
                         o->runtime_dir = optarg;
                         break;
+                case ARG_UNIT_DROPIN_DIR:
+                        if (optarg[0] != '/')
+                                r = -EINVAL;
+                        o->unit_dropin_dir = optarg;
+                        break;
                 case ARG_WORKER:
                         /* Exec'd from the user's home, where a relative path means something else. */
                         if (optarg[0] != '/')
@@ -187,6 +196,7 @@ static int run(int argc, char **argv)
             .max_pam_helpers = 16,
             .mode = LAUNCHER_MODE_AUTO,
             .runtime_dir = "/run/helios",
+            .unit_dropin_dir = WORKER_HOME_DROPIN_ROOT,
             .worker = HELIOS_WORKER_PATH,
             .max_users = 1024,
             .start_timeout_ms = 30 * 1000,

@@ -26,6 +26,7 @@
 #include "socket-util.h"
 #include "unit-starter.h"
 #include "user-name.h"
+#include "worker-home.h"
 
 /* Replies waiting for the gateway to read; past this the connection is not read any more. */
 #define CONN_OUT_MAX 64
@@ -664,6 +665,7 @@ static int user_entry_new(Manager *m, const char *user, UserEntry **ret)
             .worker_uid = sandbox_plan_uid(u->plan),
             .socket_gid = m->gateway_gid,
             .socket_mode = 0660,
+            .output_tag = user,
         };
         r = activator_new(m->loop, &ap, &u->activator);
         if (r < 0)
@@ -779,6 +781,18 @@ static void handle_worker_systemd(Conn *c, const char *id, const char *user)
         k = unit_name_escape(user, escaped, sizeof(escaped));
         assert(k >= 0);
         (void)snprintf(unit, sizeof(unit), "helios-worker@%s.socket", escaped);
+        k = worker_home_dropin_write(m->options.unit_dropin_dir, escaped, user);
+        if (k < 0) {
+                log_event(LOG_ERR, user, "worker-failed", "Cannot give %s's worker its home: %s.", user,
+                          strerror(-k));
+                conn_error(c, id, LAUNCHER_ERROR_FAILED);
+                return;
+        }
+        if (k > 0)
+                log_event(LOG_WARNING, user, "worker-home",
+                          "The home of %s changed; a worker unit loaded already keeps the old one until "
+                          "systemctl daemon-reload.",
+                          user);
         r = request_new(c, REQUEST_WORKER, id, user);
         if (!r) {
                 conn_error(c, id, LAUNCHER_ERROR_FAILED);

@@ -24,9 +24,10 @@ typedef struct LauncherOptions {
         uint64_t pam_timeout_ms;
         unsigned max_pam_helpers;
         LauncherMode mode;
-        const char *runtime_dir; /* workers/USER.sock lives beneath */
-        const char *worker;      /* the helios-worker executable (embedded mode) */
-        unsigned max_users;      /* users with a worker socket (embedded mode) */
+        const char *runtime_dir;     /* workers/USER.sock lives beneath */
+        const char *unit_dropin_dir; /* where the worker units' home drop-ins go (systemd mode) */
+        const char *worker;          /* the helios-worker executable (embedded mode) */
+        unsigned max_users;          /* users with a worker socket (embedded mode) */
         uint64_t start_timeout_ms;
         unsigned max_requests_per_connection;
         unsigned max_requests;

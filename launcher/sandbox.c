@@ -41,6 +41,7 @@
 typedef struct PlanRule {
         const char *path;
         PolicyFsKind kind;
+        char *options; /* mount options of a private temporary directory, with its bounds */
 } PlanRule;
 
 struct SandboxPlan {
@@ -58,17 +59,20 @@ struct SandboxPlan {
         char **writable; /* workspace roots outside the home, canonical */
         size_t n_writable;
 
-        /* The HOMES rule whose tmpfs covers the home (NULL: the home is elsewhere and is mounted back
-         * over its own path), and the directories to create inside that tmpfs, outermost first, the
-         * home itself last. */
+        /* The HOMES rule whose tmpfs covers the home, and the directories to create inside that tmpfs,
+         * outermost first, the home itself last. A home outside every HOMES rule of the policy
+         * (/srv/students/alice) gets a rule of its own for the directory holding it, home_root, so
+         * that the homes next to it (/srv/students/bob) disappear like those under /home. */
+        char *home_root;
         const char *home_cover;
         char **home_dirs;
         size_t n_home_dirs;
 
         char **device_paths; /* "/dev/null", ... */
         char *devpts_options;
+        char *shm_options;
         /* pasta, the workspace's network stack, runs in this view and needs the tun device; the
-         * workspace's own view hides it again (policy/namespaces.c). */
+         * workspace's own view hides it again (policy/workspace.c). */
         bool outbound_network;
         bool tun;
         bool pass_credentials;
@@ -91,6 +95,9 @@ SandboxPlan *sandbox_plan_free(SandboxPlan *plan)
         free(plan->user);
         free(plan->groups);
         free(plan->home);
+        free(plan->home_root);
+        for (size_t i = 0; i < plan->n_rules; i++)
+                free(plan->rules[i].options);
         free(plan->rules);
         strv_freep(&plan->hide, &plan->n_hide);
         strv_freep(&plan->writable, &plan->n_writable);
@@ -98,6 +105,7 @@ SandboxPlan *sandbox_plan_free(SandboxPlan *plan)
         if (plan->device_paths)
                 strv_freep(&plan->device_paths, &(size_t){policy_n_devices});
         free(plan->devpts_options);
+        free(plan->shm_options);
         free(plan->filter.filter);
         free(plan);
         return NULL;
@@ -215,7 +223,7 @@ static int lay_out_file_system(SandboxPlan *plan)
         if (streq(plan->home, "/"))
                 return -EINVAL;
 
-        plan->rules = calloc(policy_n_filesystem, sizeof(PlanRule));
+        plan->rules = calloc(policy_n_filesystem + 1, sizeof(PlanRule));
         if (!plan->rules)
                 return -ENOMEM;
         for (size_t i = 0; i < policy_n_filesystem; i++) {
@@ -248,10 +256,38 @@ static int lay_out_file_system(SandboxPlan *plan)
                 default:
                         break;
                 }
-                plan->rules[plan->n_rules++] = (PlanRule){.path = rule->path, .kind = rule->kind};
+                PlanRule *p = &plan->rules[plan->n_rules++];
+                *p = (PlanRule){.path = rule->path, .kind = rule->kind};
+                if (rule->kind == POLICY_FS_PRIVATE_TMP) {
+                        p->options = policy_tmpfs_options(&policy_bounds, rule->path);
+                        if (!p->options)
+                                return -ENOMEM;
+                }
         }
 
-        if (plan->home_cover) {
+        if (!plan->home_cover) {
+                _cleanup_free_ char *root = strdup(plan->home);
+                char *slash;
+
+                if (!root)
+                        return -ENOMEM;
+                slash = strrchr(root, '/');
+                if (!slash || slash == root)
+                        return -EINVAL; /* /alice: the root directory holds no homes to cover */
+                *slash = '\0';
+                /* A directory that holds what the policy covers besides (/var holds /var/tmp) would
+                 * take that with it. */
+                for (size_t i = 0; i < plan->n_rules; i++)
+                        if (plan->rules[i].kind != POLICY_FS_READ_ONLY &&
+                            path_within(plan->rules[i].path, root))
+                                return -EINVAL;
+                plan->home_root = TAKE_PTR(root);
+                plan->home_cover = plan->home_root;
+                best = strlen(plan->home_root);
+                plan->rules[plan->n_rules++] = (PlanRule){.path = plan->home_root, .kind = POLICY_FS_HOMES};
+        }
+
+        {
                 /* Every directory from below the cover down to the home: "/home/a", "/home/a/b". */
                 for (const char *p = plan->home + best + 1;; p++) {
                         if (*p != '/' && *p != '\0')
@@ -390,15 +426,11 @@ int sandbox_plan_new(const SandboxParams *p, SandboxPlan **ret)
                 }
 
         /* Terminals belong to the tty group, as on the host, when there is one. */
-        if (getgrnam_r("tty", &gr, grbuf, sizeof(grbuf), &tty) == 0 && tty)
-                r = asprintf(&plan->devpts_options, "%s,gid=%u", POLICY_DEVPTS_OPTIONS,
-                             (unsigned)tty->gr_gid);
-        else
-                r = asprintf(&plan->devpts_options, "%s", POLICY_DEVPTS_OPTIONS);
-        if (r < 0) {
-                plan->devpts_options = NULL;
+        bool have_tty = getgrnam_r("tty", &gr, grbuf, sizeof(grbuf), &tty) == 0 && tty;
+        plan->devpts_options = policy_devpts_options(&policy_bounds, have_tty ? (int)tty->gr_gid : -1);
+        plan->shm_options = policy_tmpfs_options(&policy_bounds, "/dev/shm");
+        if (!plan->devpts_options || !plan->shm_options)
                 return -ENOMEM;
-        }
 
         plan->outbound_network = p->outbound_network;
         plan->pass_credentials = p->pass_credentials;
@@ -534,7 +566,7 @@ static int make_dev(const SandboxPlan *plan, int *device_fds, int *tun_fd)
         r = make_dir("/dev/shm", 01777);
         if (r < 0)
                 return r;
-        r = mount_tmpfs("/dev/shm", MS_NOSUID | MS_NODEV, POLICY_TMPFS_SHM_OPTIONS);
+        r = mount_tmpfs("/dev/shm", MS_NOSUID | MS_NODEV, plan->shm_options);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < ELEMENTSOF(links); i++)
@@ -554,11 +586,15 @@ static int enter_file_system(const SandboxPlan *plan)
         for (size_t i = 0; i < ELEMENTSOF(writable_fds); i++)
                 writable_fds[i] = -1;
 
-        /* Slave, as systemd does for a unit: nothing mounted here leaks out, and the host can still
+        /* The namespaces of policy/namespaces.c, the mount namespace among them. Slave, as systemd
+         * does for a unit: nothing mounted here leaks out, and the host can still
          * unmount a file system the sandbox would otherwise pin. A mount the host makes later shows up
          * inside as the host made it; under the covering tmpfs mounts of the homes and hidden
          * directories it stays out of sight. */
-        if (unshare(CLONE_NEWNS) < 0)
+        int flags = 0;
+        for (size_t i = 0; i < policy_n_namespaces; i++)
+                flags |= policy_namespaces[i].flag;
+        if (unshare(flags) < 0)
                 return negative_errno();
         if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
                 return negative_errno();
@@ -589,7 +625,7 @@ static int enter_file_system(const SandboxPlan *plan)
                         r = hide(rule->path);
                         break;
                 case POLICY_FS_PRIVATE_TMP:
-                        r = mount_tmpfs(rule->path, MS_NOSUID | MS_NODEV, POLICY_TMPFS_TMP_OPTIONS);
+                        r = mount_tmpfs(rule->path, MS_NOSUID | MS_NODEV, rule->options);
                         break;
                 case POLICY_FS_DEV:
                         r = make_dev(plan, device_fds, &tun_fd);
@@ -607,10 +643,7 @@ static int enter_file_system(const SandboxPlan *plan)
         }
         for (size_t i = 0; r >= 0 && i < plan->n_hide; i++)
                 r = hide(plan->hide[i]);
-        /* A home outside every covered directory comes back over its own, now read-only, path; so
-         * do the writable roots. */
-        if (r >= 0 && home_fd >= 0)
-                r = attach_tree(&home_fd, plan->home);
+        /* The writable roots come back over their own, now read-only, paths. */
         for (size_t i = 0; r >= 0 && i < plan->n_writable; i++)
                 r = attach_tree(&writable_fds[i], plan->writable[i]);
 
@@ -713,7 +746,7 @@ int sandbox_enter(const SandboxPlan *plan)
         /* The workspace's own network and processes. The namespace calls must come before the filter,
          * which refuses them; from here on this runs in the workspace, and the process that entered
          * stays outside as its supervisor. */
-        r = policy_namespaces_enter(plan->outbound_network, &answerer);
+        r = policy_workspace_enter(plan->outbound_network, &answerer);
         if (r < 0)
                 return r;
         if (plan->pass_credentials && answerer != POLICY_CREDENTIALS_FD) {

@@ -14,7 +14,7 @@
  *   sandbox_enter() runs in the child between fork and exec and uses only async-signal-safe calls:
  *   new mount namespace and the file system of policy/filesystem.c, then setgroups → setresgid →
  *   setresuid → verify → no_new_privs → rlimits → the workspace's own namespaces
- *   (policy/namespaces.c) → seccomp, each step checked. Returns -errno on the first failure (the
+ *   (policy/workspace.c) → seccomp, each step checked. Returns -errno on the first failure (the
  *   caller _exit()s); on success the process is the user, sandboxed, PID 2 of the workspace's PID
  *   namespace, with cwd at the home directory, ready to exec. The process that called it stays outside
  *   as the workspace's supervisor and exits with the workspace's status: it never returns. */
@@ -35,7 +35,7 @@ typedef struct SandboxParams {
         /* The workspace reaches the network through pasta (POLICY_SETTING_OUTBOUND_NETWORK); without it,
          * it has its loopback only. */
         bool outbound_network;
-        /* Leave the socket that answers for peers' credentials (policy_namespaces_enter()) at
+        /* Leave the socket that answers for peers' credentials (policy_workspace_enter()) at
          * POLICY_CREDENTIALS_FD across exec, for the worker; otherwise it is closed. */
         bool pass_credentials;
 } SandboxParams;

@@ -14,13 +14,25 @@ static void help(void)
                "The Helios sandbox policy, as systemd directives.\n\n"
                "  --unit-directives   Print the sandbox directives of helios-worker@.service\n"
                "  --unit-template     Copy a unit from standard input to standard output, with the line\n"
-               "                      " POLICY_UNIT_PLACEHOLDER " replaced by the directives\n");
+               "                      " POLICY_UNIT_PLACEHOLDER " replaced by the directives\n"
+               "  --home-dropin HOME  Print the drop-in of helios-worker@USER.service for the home HOME\n"
+               "                      (helios-launcher writes it before it starts the unit)\n");
 }
 
 int main(int argc, char **argv)
 {
         int r;
 
+        if (argc == 3 && streq(argv[1], "--home-dropin")) {
+                r = policy_write_home_dropin(stdout, argv[2]);
+                if (r >= 0 && fflush(stdout) != 0)
+                        r = -EIO;
+                if (r < 0) {
+                        fprintf(stderr, "helios-policy: %s: %s\n", argv[2], strerror(-r));
+                        return EXIT_FAILURE;
+                }
+                return EXIT_SUCCESS;
+        }
         if (argc != 2) {
                 help();
                 return EXIT_FAILURE;

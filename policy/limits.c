@@ -11,6 +11,8 @@
  * what both modes share; embedded mode has no cgroup, so the process-count limit is what stops a fork
  * bomb there. A limit above what the launcher itself may grant is lowered to the launcher's hard
  * limit, never raised. */
+#include <stdio.h>
+#include <string.h>
 #include <sys/resource.h>
 
 #include "macro.h"
@@ -29,3 +31,43 @@ const PolicyLimit policy_limits[] = {
 };
 
 const size_t policy_n_limits = ELEMENTSOF(policy_limits);
+
+/* A tmpfs without size= may grow to half of RAM, and each of the three of every workspace could: one
+ * student could then push the OOM killer onto everyone else. Enough for builds, pip's unpacking and a
+ * test suite's scratch files; under systemd the pages count against the unit's MemoryMax= too.
+ *
+ * Every devpts instance but the host's draws on one pool (kernel.pty.max - kernel.pty.reserve, 3072
+ * by default): without max= one workspace can take all of them and nobody else opens a terminal. A
+ * person with a few dozen terminals, tmux and a test suite that opens ptys stays far below 256. */
+const PolicyBounds policy_bounds = {
+    .tmp_size = UINT64_C(1) << 30,
+    .tmp_inodes = 65536,
+    .shm_size = UINT64_C(256) << 20,
+    .shm_inodes = 4096,
+    .ptys = 256,
+};
+
+char *policy_tmpfs_options(const PolicyBounds *b, const char *path)
+{
+        bool shm = streq(path, "/dev/shm");
+        char *s;
+
+        if (asprintf(&s, "%s,size=%llu,nr_inodes=%llu",
+                     shm ? POLICY_TMPFS_SHM_OPTIONS : POLICY_TMPFS_TMP_OPTIONS,
+                     (unsigned long long)(shm ? b->shm_size : b->tmp_size),
+                     (unsigned long long)(shm ? b->shm_inodes : b->tmp_inodes)) < 0)
+                return NULL;
+        return s;
+}
+
+char *policy_devpts_options(const PolicyBounds *b, int tty_gid)
+{
+        char *s;
+        int r;
+
+        if (tty_gid >= 0)
+                r = asprintf(&s, "%s,max=%u,gid=%d", POLICY_DEVPTS_OPTIONS, b->ptys, tty_gid);
+        else
+                r = asprintf(&s, "%s,max=%u", POLICY_DEVPTS_OPTIONS, b->ptys);
+        return r < 0 ? NULL : s;
+}

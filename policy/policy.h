@@ -31,8 +31,26 @@ typedef enum PolicyMatch {
         /* Refused when the low 32 bits of argument `arg` equal `value`. The kernel truncates an ioctl
          * request to 32 bits, so a comparison on all 64 would let cmd | 0xffffffff00000000 through. */
         POLICY_MATCH_LOW32,
+        /* Refused unless the low 32 bits of argument `arg` are one of the families of `allowed[]` (an
+         * allow list inside the deny list). Values at or above `value` are refused as one range; below
+         * it each value not allowed has a rule of its own (libseccomp takes one comparison per
+         * argument and rule, so "none of these" cannot be one rule). */
+        POLICY_MATCH_NOT_IN,
+        /* Refused when the low 32 bits of argument `arg` equal `value` and those of argument `arg2`
+         * differ from `value2`: netlink sockets of any protocol but routing. */
+        POLICY_MATCH_EQ_BUT_NOT,
         _POLICY_MATCH_MAX,
 } PolicyMatch;
+
+/* The socket families a worker may create (the allow list of socket() and socketpair() in
+ * policy_syscalls[]), with the names RestrictAddressFamilies= knows them by. */
+typedef struct PolicyFamily {
+        int family;
+        const char *name;
+} PolicyFamily;
+
+extern const PolicyFamily policy_socket_families[];
+extern const size_t policy_n_socket_families;
 
 typedef struct PolicySyscall {
         const char *name;
@@ -40,8 +58,12 @@ typedef struct PolicySyscall {
         PolicyMatch match;
         unsigned arg;
         uint64_t value;
+        const struct PolicyFamily *allowed; /* POLICY_MATCH_NOT_IN */
+        size_t n_allowed;
+        unsigned arg2; /* POLICY_MATCH_EQ_BUT_NOT */
+        uint64_t value2;
         const char *concern; /* groups the entries; printed in the unit as a comment */
-        /* Needed to set up the workspace (policy/namespaces.c) and by pasta: under systemd these are
+        /* Needed to set up the workspace (policy/workspace.c) and by pasta: under systemd these are
          * left out of the unit's filter, which binds the whole unit, and refused by the filter the
          * worker loads before it serves anything, which binds the workspace. */
         bool workspace_setup;
@@ -82,7 +104,8 @@ extern const size_t policy_n_filesystem;
 extern const char *const policy_devices[];
 extern const size_t policy_n_devices;
 
-/* Mount options (for mount(2)'s data argument) of the file systems the sandbox creates. */
+/* Mount options (for mount(2)'s data argument) of the file systems the sandbox creates. The private
+ * temporary directories and the devpts instance get their bounds from policy_bounds on top. */
 #define POLICY_TMPFS_TMP_OPTIONS   "mode=1777"
 #define POLICY_TMPFS_EMPTY_OPTIONS "mode=0755,size=4k,nr_inodes=64"
 #define POLICY_TMPFS_DEV_OPTIONS   "mode=0755,size=64k,nr_inodes=64"
@@ -92,6 +115,16 @@ extern const size_t policy_n_devices;
 
 /* The runtime directory of the launcher and of workers' sockets under systemd: always hidden. */
 #define POLICY_RUNTIME_DIR "/run/helios"
+
+/* ---- Namespaces (namespaces.c) ---- */
+
+typedef struct PolicyNamespace {
+        int flag;              /* CLONE_NEW* */
+        const char *directive; /* the unit's lines for it; NULL when other directives make it */
+} PolicyNamespace;
+
+extern const PolicyNamespace policy_namespaces[];
+extern const size_t policy_n_namespaces;
 
 /* ---- Limits and privileges (limits.c) ---- */
 
@@ -104,7 +137,24 @@ typedef struct PolicyLimit {
 extern const PolicyLimit policy_limits[];
 extern const size_t policy_n_limits;
 
-/* ---- Namespaces (namespaces.c) ---- */
+/* What one workspace may hold of what is otherwise shared by the whole machine: RAM in its temporary
+ * file systems and pseudo-terminals. One struct, so that a setting can override any of them. */
+typedef struct PolicyBounds {
+        uint64_t tmp_size;   /* bytes of /tmp, and again of /var/tmp */
+        uint64_t tmp_inodes; /* files in each */
+        uint64_t shm_size;   /* bytes of /dev/shm */
+        uint64_t shm_inodes;
+        unsigned ptys; /* pseudo-terminals open at once */
+} PolicyBounds;
+
+extern const PolicyBounds policy_bounds;
+
+/* The mount options of a private temporary file system at path (/tmp, /var/tmp, /dev/shm) and of the
+ * sandbox's devpts instance, with the bounds of b. Allocated; NULL when out of memory. */
+char *policy_tmpfs_options(const PolicyBounds *b, const char *path);
+char *policy_devpts_options(const PolicyBounds *b, int tty_gid);
+
+/* ---- The workspace's own network and processes (workspace.c) ---- */
 
 /* Debian's user-mode network stack (package passt), the workspace's way out. */
 #define POLICY_PASTA "/usr/bin/pasta"
@@ -126,7 +176,7 @@ extern const size_t policy_n_limits;
  * process never returns once the namespaces exist: it supervises the workspace, passes SIGTERM,
  * SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 on, answers those questions, and exits with the
  * workspace's status. -errno when nothing could be made. */
-int policy_namespaces_enter(bool outbound_network, int *ret_answerer);
+int policy_workspace_enter(bool outbound_network, int *ret_answerer);
 
 /* Where the launcher leaves the answering socket for the worker it execs, named in the environment
  * variable POLICY_CREDENTIALS_FD_ENV. */
@@ -148,10 +198,32 @@ int policy_seccomp_apply(void);
 /* Load a program made by policy_seccomp_export(). Async-signal-safe. No_new_privs must be set. */
 int policy_seccomp_load_bpf(const struct sock_fprog *prog);
 
+/* ---- A worker sandboxed by its own user (user-sandbox.c) ---- */
+
+typedef struct PolicyUserSandbox PolicyUserSandbox;
+
+/* Prepare, before fork, what policy_user_sandbox_enter() needs: the user's home (put back where the
+ * policy covers homes), the namespaces' id maps, the mount options and the BPF program. */
+int policy_user_sandbox_new(const char *home, PolicyUserSandbox **ret);
+PolicyUserSandbox *policy_user_sandbox_free(PolicyUserSandbox *s);
+/* Between fork and exec (async-signal-safe): the namespaces where the machine allows them (said in
+ * *ret_namespaces), then no_new_privs and the seccomp filter. */
+int policy_user_sandbox_enter(const PolicyUserSandbox *s, bool *ret_namespaces);
+/* Whether a child could have the namespaces: 1 yes, 0 not as root, -errno why not. */
+int policy_user_sandbox_probe(void);
+
 /* ---- Unit directives (unit.c) ---- */
 
 /* Write the sandbox directives of helios-worker@.service derived from the tables above. */
 int policy_write_unit_directives(FILE *f);
+
+/* The directory to hide with a read-only tmpfs for a home outside the policy's home directories
+ * (/srv/students for /srv/students/alice), or NULL in *ret for a home below one of them (/home/alice).
+ * -EINVAL for a home that would expose what the policy hides or covers (/, /tmp/x, /var/x holding
+ * /var/tmp...), or a path a unit file cannot carry as it is. home must be canonical. */
+int policy_home_root(const char *home, char **ret);
+/* The runtime drop-in of helios-worker@USER.service that gives it the account's home. */
+int policy_write_home_dropin(FILE *f, const char *home);
 
 /* Copy a unit file, replacing the line POLICY_UNIT_PLACEHOLDER with the directives. -ENOENT when the
  * template has no such line. */

@@ -48,6 +48,24 @@ static int add_rule(scmp_filter_ctx ctx, const PolicySyscall *s, int nr)
                 return seccomp_rule_add(
                     ctx, action, nr, 1,
                     SCMP_CMP64(s->arg, SCMP_CMP_MASKED_EQ, UINT64_C(0xffffffff), s->value));
+        case POLICY_MATCH_NOT_IN:
+                for (uint64_t v = 0; v < s->value; v++) {
+                        bool allowed = false;
+
+                        for (size_t i = 0; i < s->n_allowed; i++)
+                                allowed = allowed || (uint64_t)s->allowed[i].family == v;
+                        if (allowed)
+                                continue;
+                        r = seccomp_rule_add(ctx, action, nr, 1, SCMP_CMP32(s->arg, SCMP_CMP_EQ, v));
+                        if (r < 0)
+                                return r;
+                }
+                /* The kernel takes the argument as an int: compared on 32 bits, a negative one is
+                 * in this range too. */
+                return seccomp_rule_add(ctx, action, nr, 1, SCMP_CMP32(s->arg, SCMP_CMP_GE, s->value));
+        case POLICY_MATCH_EQ_BUT_NOT:
+                return seccomp_rule_add(ctx, action, nr, 2, SCMP_CMP32(s->arg, SCMP_CMP_EQ, s->value),
+                                        SCMP_CMP32(s->arg2, SCMP_CMP_NE, s->value2));
         default:
                 return -EINVAL;
         }

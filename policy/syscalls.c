@@ -18,8 +18,10 @@
  * architecture's system-call table (a 32-bit program on a 64-bit kernel) kill the process: the filter
  * is written for the native table only. */
 #include <errno.h>
+#include <linux/netlink.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include "macro.h"
 #include "policy.h"
@@ -43,6 +45,30 @@
 #define CLONE_NAMESPACE_FLAGS                                                                     \
         ((uint64_t)(CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | \
                     CLONE_NEWPID | CLONE_NEWNET))
+
+/* What a working day needs: local sockets, IPv4 and IPv6, and netlink for the routing protocol only
+ * (the C library asks it for the machine's addresses, getaddrinfo with AI_ADDRCONFIG among others).
+ * Everything else is kernel code most machines never run, reachable by anyone who can call socket():
+ * AF_VSOCK, AF_PACKET (raw frames), AF_ALG (the kernel's crypto), AF_BLUETOOTH, AF_XDP, AF_KEY and
+ * the rest, and netlink's other protocols (NETLINK_AUDIT, NETLINK_KOBJECT_UEVENT, ...). */
+const PolicyFamily policy_socket_families[] = {
+    {AF_UNIX, "AF_UNIX"},
+    {AF_INET, "AF_INET"},
+    {AF_INET6, "AF_INET6"},
+    {AF_NETLINK, "AF_NETLINK"},
+};
+
+const size_t policy_n_socket_families = ELEMENTSOF(policy_socket_families);
+
+/* Above every family the kernel knows (AF_MAX is 46 in Linux 6.x): refused as one range. */
+#define SOCKET_FAMILY_BOUND 64
+
+#define SOCKET_FAMILIES(n)                                                                    \
+        {                                                                                     \
+                .name = (n), .error = EPERM, .match = POLICY_MATCH_NOT_IN, .arg = 0,          \
+                .value = SOCKET_FAMILY_BOUND, .allowed = policy_socket_families,              \
+                .n_allowed = ELEMENTSOF(policy_socket_families), .concern = "socket families" \
+        }
 
 const PolicySyscall policy_syscalls[] = {
     /* Code in the kernel runs with every privilege there is. */
@@ -92,6 +118,26 @@ const PolicySyscall policy_syscalls[] = {
      .concern = "namespaces",
      .workspace_setup = true},
     DENY_ERRNO("clone3", ENOSYS, "namespaces"),
+
+    /* io_uring: its operations are carried out by the kernel on the process's behalf without ever
+     * passing this filter (an openat, connect or socket submitted through the ring is never seen
+     * here), and it has been the source of a long run of kernel exploits. Programs fall back to
+     * ordinary calls when it is refused. */
+    DENY("io_uring_setup", "io_uring"),
+    DENY("io_uring_enter", "io_uring"),
+    DENY("io_uring_register", "io_uring"),
+
+    /* The socket families above, and netlink for routing only. */
+    SOCKET_FAMILIES("socket"),
+    SOCKET_FAMILIES("socketpair"),
+    {.name = "socket",
+     .error = EPERM,
+     .match = POLICY_MATCH_EQ_BUT_NOT,
+     .arg = 0,
+     .value = AF_NETLINK,
+     .arg2 = 2,
+     .value2 = NETLINK_ROUTE,
+     .concern = "socket families"},
 
     /* Kernel keyrings are shared across the machine and a long history of bugs. */
     DENY("keyctl", "keyrings"),

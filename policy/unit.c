@@ -6,8 +6,10 @@
  * covered by RestrictNamespaces=, and the ioctl rules (TIOCSTI, TIOCLINUX) only by the filter the
  * worker loads itself when the unit starts it with --seccomp. A few directives systemd offers and the
  * policy gets by other means in embedded mode are listed at the end, each with the reason. */
+#include <assert.h>
 #include <errno.h>
 #include <seccomp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "macro.h"
@@ -19,9 +21,23 @@ static bool protect_home_covers(const char *path)
         return streq(path, "/home") || streq(path, "/root") || streq(path, "/run/user");
 }
 
-static void write_filesystem(FILE *f)
+/* A private temporary directory as a tmpfs with the policy's bounds. PrivateTmp= cannot say how large
+ * (systemd 252 has no size for it, and its directories live on the host's /tmp, often a disk), and
+ * PrivateDevices= binds the host's /dev/shm: a tmpfs of the unit's own over each is what bounds them. */
+static int write_tmpfs(FILE *f, const char *path)
+{
+        _cleanup_free_ char *options = policy_tmpfs_options(&policy_bounds, path);
+
+        if (!options)
+                return -ENOMEM;
+        fprintf(f, "TemporaryFileSystem=%s:%s,nosuid,nodev\n", path, options);
+        return 0;
+}
+
+static int write_filesystem(FILE *f)
 {
         bool homes = false;
+        int k;
 
         fputs("# policy/filesystem.c: the system read-only, other homes and Helios' runtime directory\n"
               "# invisible, private /tmp and /var/tmp, a minimal /dev, a /proc of the user's processes.\n",
@@ -45,11 +61,13 @@ static void write_filesystem(FILE *f)
                                 fprintf(f, "TemporaryFileSystem=%s:ro\n", r->path);
                         else if (!homes) {
                                 fputs("ProtectHome=tmpfs\n"
-                                      "# Homes that are not /home/USER need a drop-in with their own "
-                                      "BindPaths=\n"
-                                      "# and ReadWritePaths=.\n"
-                                      "BindPaths=/home/%I\n"
-                                      "ReadWritePaths=/home/%I\n",
+                                      "# The home: helios-launcher writes a drop-in with the account's own "
+                                      "from the\n"
+                                      "# password database before it starts the unit (helios-policy "
+                                      "--home-dropin);\n"
+                                      "# these lines serve a unit started by hand for a home under /home.\n"
+                                      "BindPaths=-/home/%I\n"
+                                      "ReadWritePaths=-/home/%I\n",
                                       f);
                                 homes = true;
                         }
@@ -58,17 +76,20 @@ static void write_filesystem(FILE *f)
                         fprintf(f, "InaccessiblePaths=%s%s\n", r->optional ? "-" : "", r->path);
                         break;
                 case POLICY_FS_PRIVATE_TMP:
-                        /* PrivateTmp= covers /tmp and /var/tmp together */
-                        if (streq(r->path, "/tmp"))
-                                fputs("PrivateTmp=yes\n", f);
+                        k = write_tmpfs(f, r->path);
+                        if (k < 0)
+                                return k;
                         break;
                 case POLICY_FS_DEV:
                         fputs("PrivateDevices=yes\nDevicePolicy=closed\n"
                               "# pasta, the workspace's way out, opens the tun device; the workspace's own\n"
-                              "# view of /dev hides it again (policy/namespaces.c).\n"
+                              "# view of /dev hides it again (policy/workspace.c).\n"
                               "BindPaths=-/dev/net/tun\n"
                               "DeviceAllow=/dev/net/tun rw\n",
                               f);
+                        k = write_tmpfs(f, "/dev/shm");
+                        if (k < 0)
+                                return k;
                         break;
                 case POLICY_FS_PROC:
                         fputs("ProtectProc=invisible\n", f);
@@ -77,6 +98,7 @@ static void write_filesystem(FILE *f)
                         break;
                 }
         }
+        return 0;
 }
 
 static void write_limits(FILE *f)
@@ -111,7 +133,7 @@ static int write_syscalls(FILE *f)
             "SystemCallArchitectures=native\n"
             "SystemCallErrorNumber=EPERM\n"
             "# The worker makes the workspace's user, network and PID namespaces and mounts its /proc, and\n"
-            "# pasta sandboxes itself in namespaces of its own (policy/namespaces.c): the calls for that\n"
+            "# pasta sandboxes itself in namespaces of its own (policy/workspace.c): the calls for that\n"
             "# (namespace flags, unshare, setns, mount, umount2, pivot_root) are left to the filter the\n"
             "# worker loads before it serves anything, which binds every process of the workspace.\n"
             "RestrictNamespaces=~cgroup\n",
@@ -142,18 +164,34 @@ static int write_syscalls(FILE *f)
         return 0;
 }
 
+static void write_families(FILE *f)
+{
+        fputs("# The socket families of policy/syscalls.c (netlink's protocol, routing only, is checked by\n"
+              "# the worker's own filter: no directive looks at it).\n"
+              "RestrictAddressFamilies=",
+              f);
+        for (size_t i = 0; i < policy_n_socket_families; i++)
+                fprintf(f, "%s%s", i > 0 ? " " : "", policy_socket_families[i].name);
+        fputc('\n', f);
+}
+
+static void write_namespaces(FILE *f)
+{
+        fputs("# policy/namespaces.c: what each workspace has of its own.\n", f);
+        for (size_t i = 0; i < policy_n_namespaces; i++)
+                if (policy_namespaces[i].directive)
+                        fprintf(f, "%s\n", policy_namespaces[i].directive);
+}
+
 static void write_unit_only(FILE *f)
 {
         fputs("# What systemd adds where embedded mode relies on the rules above: hostname and clock\n"
-              "# changes and real-time scheduling need privileges the worker never has, the personality\n"
-              "# lock and the address families narrow what an exploit can reach, and RemoveIPC= cleans up\n"
-              "# after the user's processes.\n"
+              "# changes and real-time scheduling need privileges the worker never has, and the\n"
+              "# personality lock narrows what an exploit can reach.\n"
               "ProtectHostname=yes\n"
               "ProtectClock=yes\n"
               "RestrictRealtime=yes\n"
-              "LockPersonality=yes\n"
-              "RemoveIPC=yes\n"
-              "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK\n",
+              "LockPersonality=yes\n",
               f);
 }
 
@@ -163,11 +201,15 @@ int policy_write_unit_directives(FILE *f)
 
         fputs("# The sandbox, generated from policy/ by helios-policy: change policy/, not these lines.\n",
               f);
-        write_filesystem(f);
+        r = write_filesystem(f);
+        if (r < 0)
+                return r;
         write_limits(f);
         r = write_syscalls(f);
         if (r < 0)
                 return r;
+        write_families(f);
+        write_namespaces(f);
         write_unit_only(f);
         return ferror(f) ? -EIO : 0;
 }
@@ -196,4 +238,83 @@ int policy_render_unit_template(FILE *in, FILE *out)
         if (ferror(in))
                 return -EIO;
         return done ? 0 : -ENOENT;
+}
+
+/* Characters a path may have to go into a unit file as it is: no specifier (%), no quoting, no
+ * whitespace, no escape. Homes are plain paths; one that is not is refused rather than escaped. */
+static bool unit_path_safe(const char *path)
+{
+        if (path[0] != '/' || strstr(path, "/../") || strstr(path, "/./") || strstr(path, "//"))
+                return false;
+        for (const char *p = path; *p; p++)
+                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+@", *p))
+                        return false;
+        return true;
+}
+
+static bool path_within(const char *path, const char *dir)
+{
+        size_t n = strlen(dir);
+
+        return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+int policy_home_root(const char *home, char **ret)
+{
+        _cleanup_free_ char *root = NULL;
+        char *slash;
+
+        assert(home && ret);
+
+        if (!unit_path_safe(home) || streq(home, "/"))
+                return -EINVAL;
+        for (size_t i = 0; i < policy_n_filesystem; i++) {
+                const PolicyFsRule *r = &policy_filesystem[i];
+
+                if (r->kind == POLICY_FS_READ_ONLY)
+                        continue;
+                if (path_within(r->path, home))
+                        return -EINVAL;
+                if (r->kind == POLICY_FS_HOMES && path_within(home, r->path) && !streq(home, r->path)) {
+                        *ret = NULL;
+                        return 0;
+                }
+                if (path_within(home, r->path))
+                        return -EINVAL;
+        }
+        root = strdup(home);
+        if (!root)
+                return -ENOMEM;
+        slash = strrchr(root, '/');
+        if (slash == root)
+                return -EINVAL;
+        *slash = '\0';
+        for (size_t i = 0; i < policy_n_filesystem; i++)
+                if (policy_filesystem[i].kind != POLICY_FS_READ_ONLY &&
+                    path_within(policy_filesystem[i].path, root))
+                        return -EINVAL;
+        *ret = TAKE_PTR(root);
+        return 0;
+}
+
+int policy_write_home_dropin(FILE *f, const char *home)
+{
+        _cleanup_free_ char *root = NULL;
+        int r;
+
+        r = policy_home_root(home, &root);
+        if (r < 0)
+                return r;
+        fputs("# Written by helios-launcher from the password database: the home of this account, and\n"
+              "# no other. Empty assignments drop the unit's /home/%I.\n"
+              "[Service]\n"
+              "BindPaths=\n"
+              "ReadWritePaths=\n",
+              f);
+        /* Outside /home, /root and /run/user, the directory holding the home disappears like /home
+         * does, and the homes next to this one with it. */
+        if (root)
+                fprintf(f, "TemporaryFileSystem=%s:ro\n", root);
+        fprintf(f, "BindPaths=%s\nReadWritePaths=%s\n", home, home);
+        return ferror(f) ? -EIO : 0;
 }

@@ -154,24 +154,51 @@ static void temp_file_unlink(TempFile *t)
 {
         if (t->linked)
                 (void)unlinkat(t->dir_fd, t->name, 0);
+        t->linked = false;
+}
+
+static void temp_file_name(TempFile *t, unsigned attempt)
+{
+        uint64_t rnd;
+
+        if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd)) {
+                /* Uniqueness, not secrecy, is what matters: O_EXCL (or linkat) catches any clash. */
+                rnd = (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)t ^ attempt;
+        }
+        (void)snprintf(t->name, sizeof(t->name), TEMP_PREFIX "%016" PRIx64 TEMP_SUFFIX, rnd);
 }
 
 static int temp_file_create(TempFile *t, int dir_fd, mode_t mode)
 {
         for (unsigned attempt = 0;; attempt++) {
-                uint64_t rnd;
                 int fd;
 
-                if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd)) {
-                        /* Uniqueness, not secrecy, is what matters: O_EXCL catches any clash. */
-                        rnd = (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)t ^ attempt;
-                }
-                (void)snprintf(t->name, sizeof(t->name), TEMP_PREFIX "%016" PRIx64 TEMP_SUFFIX, rnd);
+                temp_file_name(t, attempt);
                 t->dir_fd = dir_fd;
                 fd = openat(dir_fd, t->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
                 if (fd >= 0) {
                         t->linked = true;
                         return fd;
+                }
+                if (errno != EEXIST || attempt >= 16)
+                        return negative_errno();
+        }
+}
+
+/* Name the unnamed (O_TMPFILE) file fd in dir_fd. Through /proc/self/fd, which needs no privilege;
+ * without /proc, AT_EMPTY_PATH, which needs CAP_DAC_READ_SEARCH. */
+static int temp_file_link(TempFile *t, int dir_fd, int fd)
+{
+        char proc[sizeof("/proc/self/fd/") + 11]; /* an int's digits and sign */
+
+        (void)snprintf(proc, sizeof(proc), "/proc/self/fd/%i", fd);
+        for (unsigned attempt = 0;; attempt++) {
+                temp_file_name(t, attempt);
+                t->dir_fd = dir_fd;
+                if (linkat(AT_FDCWD, proc, dir_fd, t->name, AT_SYMLINK_FOLLOW) >= 0 ||
+                    (errno == ENOENT && linkat(fd, "", dir_fd, t->name, AT_EMPTY_PATH) >= 0)) {
+                        t->linked = true;
+                        return 0;
                 }
                 if (errno != EEXIST || attempt >= 16)
                         return negative_errno();
@@ -195,27 +222,30 @@ static int write_all(int fd, const void *data, size_t size)
         return 0;
 }
 
-int fs_write_atomic(int dir_fd, const char *name, const void *data, size_t size, const struct stat *old,
-                    struct stat *ret_st)
+/* The new content in a temporary file in dir_fd, with old's owner and mode, fsynced, and named in tmp.
+ * unnamed: an O_TMPFILE that gets its name only once complete, so that a worker killed while it writes
+ * leaves nothing behind; *ret_unsupported says a failure was that of O_TMPFILE or of naming it. */
+static int temp_file_write(TempFile *tmp, int dir_fd, bool unnamed, const char *name, const void *data,
+                           size_t size, const struct stat *old, bool *ret_unsupported)
 {
-        _cleanup_close_ int dfd = -1, fd = -1;
-        /* Declared after dfd, so it is cleaned up first, while dfd is still open. */
-        _cleanup_(temp_file_unlink) TempFile tmp = {};
-        struct stat st;
-        int r;
-
-        assert(name && ret_st);
-        /* A readable fd of the directory, to fsync the rename. A directory we may write but not read
-         * still gets the file, only without that last fsync. */
-        dfd = fs_open_component(dir_fd, ".", O_RDONLY | O_DIRECTORY, 0);
-        if (dfd < 0 && dfd != -EACCES)
-                return dfd;
-
+        _cleanup_close_ int fd = -1;
         /* A new file gets 0666 minus the umask from the kernel, like any file the user creates. An
          * existing file's mode is restored exactly below, so start private. */
-        fd = temp_file_create(&tmp, dfd >= 0 ? dfd : dir_fd, old ? 0600 : 0666);
-        if (fd < 0)
-                return fd;
+        mode_t mode = old ? 0600 : 0666;
+        int r;
+
+        *ret_unsupported = false;
+        if (unnamed) {
+                fd = openat(dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, mode);
+                if (fd < 0) {
+                        *ret_unsupported = true;
+                        return negative_errno();
+                }
+        } else {
+                fd = temp_file_create(tmp, dir_fd, mode);
+                if (fd < 0)
+                        return fd;
+        }
         if (old) {
                 /* Owner and group as far as we may set them (a group we belong to; root: anything),
                  * before the mode, since a change of owner clears set-id bits. */
@@ -229,6 +259,40 @@ int fs_write_atomic(int dir_fd, const char *name, const void *data, size_t size,
                 return r;
         if (fsync(fd) < 0)
                 return negative_errno();
+        if (unnamed) {
+                r = temp_file_link(tmp, dir_fd, fd);
+                if (r < 0) {
+                        *ret_unsupported = true;
+                        return r;
+                }
+        }
+        return TAKE_FD(fd);
+}
+
+int fs_write_atomic(int dir_fd, const char *name, const void *data, size_t size, const struct stat *old,
+                    struct stat *ret_st)
+{
+        _cleanup_close_ int dfd = -1, fd = -1;
+        /* Declared after dfd, so it is cleaned up first, while dfd is still open. */
+        _cleanup_(temp_file_unlink) TempFile tmp = {};
+        struct stat st;
+        bool unsupported;
+
+        assert(name && ret_st);
+        /* A readable fd of the directory, to fsync the rename. A directory we may write but not read
+         * still gets the file, only without that last fsync. */
+        dfd = fs_open_component(dir_fd, ".", O_RDONLY | O_DIRECTORY, 0);
+        if (dfd < 0 && dfd != -EACCES)
+                return dfd;
+
+        /* Where the file system (or the sandbox's /proc) cannot, a named temporary file, which a
+         * killed worker leaves behind: fs_remove_stale_temps() finds it later. */
+        fd = temp_file_write(&tmp, dfd >= 0 ? dfd : dir_fd, true, name, data, size, old, &unsupported);
+        if (fd < 0 && unsupported)
+                fd = temp_file_write(&tmp, dfd >= 0 ? dfd : dir_fd, false, name, data, size, old,
+                                     &unsupported);
+        if (fd < 0)
+                return fd;
         if (renameat(tmp.dir_fd, tmp.name, tmp.dir_fd, name) < 0)
                 return negative_errno();
         tmp.linked = false;
@@ -240,6 +304,44 @@ int fs_write_atomic(int dir_fd, const char *name, const void *data, size_t size,
                 log_debug_errno(errno, "Failed to fsync the directory of %s, ignoring: %m", name);
         *ret_st = st;
         return 0;
+}
+
+static bool timespec_before(const struct timespec *a, const struct timespec *b)
+{
+        return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+bool fs_is_stale_temp(const char *name, const struct stat *st, const struct timespec *before)
+{
+        return fs_is_temp_name(name) && S_ISREG(st->st_mode) && st->st_nlink == 1 &&
+               st->st_uid == geteuid() && timespec_before(&st->st_mtim, before);
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
+
+int fs_remove_stale_temps(int dir_fd, const struct timespec *before)
+{
+        _cleanup_(closedirp) DIR *d = NULL;
+        int fd, n = 0;
+
+        assert(before);
+        fd = fs_open_component(dir_fd, ".", O_RDONLY | O_DIRECTORY, 0);
+        if (fd < 0)
+                return fd;
+        d = fdopendir(fd);
+        if (!d) {
+                safe_close(fd);
+                return negative_errno();
+        }
+        for (struct dirent *de; (de = readdir(d));) {
+                struct stat st;
+
+                if (fs_is_temp_name(de->d_name) &&
+                    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) >= 0 &&
+                    fs_is_stale_temp(de->d_name, &st, before) && unlinkat(dirfd(d), de->d_name, 0) >= 0)
+                        n++;
+        }
+        return n;
 }
 
 typedef struct RemoveLevel {
@@ -378,9 +480,7 @@ static mode_t mode_from_dtype(unsigned char t)
         }
 }
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
-
-int fs_list_directory(int fd, size_t max, FsListing *ret)
+int fs_list_directory(int fd, size_t max, const struct timespec *stale_before, FsListing *ret)
 {
         _cleanup_(fs_listing_done) FsListing l = {};
         _cleanup_(closedirp) DIR *d = NULL;
@@ -424,6 +524,9 @@ int fs_list_directory(int fd, size_t max, FsListing *ret)
                 e = &l.entries[l.n];
                 *e = (FsEntry){.mode = mode_from_dtype(de->d_type)};
                 if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) >= 0) {
+                        if (stale_before && fs_is_stale_temp(de->d_name, &st, stale_before) &&
+                            unlinkat(dirfd(d), de->d_name, 0) >= 0)
+                                continue;
                         e->mode = st.st_mode;
                         e->size = (uint64_t)st.st_size;
                         e->mtime_ms = fs_mtime_ms(&st);

@@ -32,9 +32,18 @@ bool fs_is_temp_name(const char *name);
 /* Replace (dir_fd, name) atomically with data: a temporary file in the same directory, written and
  * fsync'ed, renamed over name, then the directory fsync'ed. old: the stat of the file replaced, whose
  * mode (and, as far as permitted, owner and group) the new one gets; NULL for a new file (0666 minus
- * the umask). On failure nothing is left behind. *ret_st is the new file's stat after the rename. */
+ * the umask). On failure nothing is left behind. *ret_st is the new file's stat after the rename.
+ * The temporary file is unnamed (O_TMPFILE) until it is complete where the file system allows, so a
+ * process killed while writing leaves nothing; elsewhere it is named, and left behind. */
 int fs_write_atomic(int dir_fd, const char *name, const void *data, size_t size, const struct stat *old,
                     struct stat *ret_st);
+
+/* Whether name with stat st is a temporary file of ours that a write killed before it finished left
+ * behind: our name pattern, a regular file of our uid with no other name, last written before
+ * `before` (the worker's start: no write of this worker made it). */
+bool fs_is_stale_temp(const char *name, const struct stat *st, const struct timespec *before);
+/* Remove such leftovers in the directory; the number removed, or -errno. */
+int fs_remove_stale_temps(int dir_fd, const struct timespec *before);
 
 /* Remove (dir_fd, name) and, for a directory, everything below it, descending with fds and never
  * following symlinks. -ELOOP for trees deeper than FS_REMOVE_MAX_DEPTH. */
@@ -55,6 +64,7 @@ typedef struct FsListing {
         size_t skipped;  /* names that are not valid UTF-8 cannot be named in JSON */
 } FsListing;
 
-/* List a directory (fd opened O_RDONLY|O_DIRECTORY; consumed). At most max entries are kept. */
-int fs_list_directory(int fd, size_t max, FsListing *ret);
+/* List a directory (fd opened O_RDONLY|O_DIRECTORY; consumed). At most max entries are kept. With
+ * stale_before, leftover temporary files (fs_is_stale_temp()) are removed, not listed. */
+int fs_list_directory(int fd, size_t max, const struct timespec *stale_before, FsListing *ret);
 void fs_listing_done(FsListing *l);

@@ -631,8 +631,11 @@ static void scan_dir(FsWatch *w, const char *path, bool report)
                                 continue;
                         is_dir = S_ISDIR(st.st_mode);
                 }
-                if (w->ops->is_temporary && w->ops->is_temporary(de->d_name))
+                if (w->ops->is_temporary && w->ops->is_temporary(de->d_name)) {
+                        if (w->ops->temporary_found)
+                                w->ops->temporary_found(dirfd(d), de->d_name, w->userdata);
                         continue;
+                }
                 child = path_join(path, de->d_name);
                 if (!child || strlen(child) >= PATH_MAX)
                         continue;
@@ -678,6 +681,20 @@ static void root_gone(FsWatch *w)
         scan_clear(w);
         if (root)
                 change_add(w, FS_CHANGE_DELETED, root, true);
+}
+
+/* Writes to a file opened with O_TMPFILE, which has no name yet, are reported on its directory under
+ * the name "#<inode>" (the worker's own atomic writes make them). Such a name does not exist; a file
+ * somebody named so does, and is reported as any other. */
+static bool unnamed_file_event(const struct inotify_event *ev, const char *path)
+{
+        struct stat st;
+        size_t n = strlen(ev->name);
+
+        if (n < 2 || ev->name[0] != '#' || strspn(ev->name + 1, "0123456789") != n - 1 ||
+            (ev->mask & (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)))
+                return false;
+        return fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
 }
 
 static void handle_event(FsWatch *w, const struct inotify_event *ev)
@@ -730,6 +747,8 @@ static void handle_event(FsWatch *w, const struct inotify_event *ev)
         if (is_dir && excluded(w, path, ev->name))
                 return;
 
+        if (unnamed_file_event(ev, path))
+                return;
         temporary = w->ops->is_temporary && w->ops->is_temporary(ev->name);
         if (ev->mask & IN_MOVED_FROM)
                 move_from(w, path, ev->cookie, is_dir, temporary);

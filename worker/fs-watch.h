@@ -38,6 +38,8 @@ typedef struct FsWatchOps {
         /* Optional: names of temporary files. Nothing is reported about them, and one renamed over a
          * file is a modification of that file (an atomic write), not a move. */
         bool (*is_temporary)(const char *name);
+        /* Optional: a scan of a directory met the temporary file name in it (dir_fd, borrowed). */
+        void (*temporary_found)(int dir_fd, const char *name, void *userdata);
 } FsWatchOps;
 
 int fs_watch_new(uv_loop_t *loop, const FsRoots *roots, const WorkerConfig *config, const FsWatchOps *ops,

@@ -68,6 +68,7 @@ struct Fs {
         FsRoots *roots;
         char *base; /* relative paths start here: the loaded project as named, else roots[0] */
         FsWatch *watch;
+        struct timespec started;       /* temporary files written before this are leftovers */
         OwnChange own[OWN_CHANGE_MAX]; /* a ring: the oldest is overwritten first */
         size_t own_next;
         FsMethod methods[FS_N_METHODS];
@@ -353,11 +354,24 @@ static void on_watch_error(const char *path, int error, const char *message, uin
         bus_publish(fs->bus, FS_EVENT_WATCH_ERROR, p, BUS_ALL_CLIENTS, 0);
 }
 
+/* The scan of a loaded project (and its rescans) meets every directory in it: where a save was cut
+ * short by a killed worker, its temporary file goes. */
+static void on_temporary_found(int dir_fd, const char *name, void *userdata)
+{
+        Fs *fs = userdata;
+        struct stat st;
+
+        if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) >= 0 &&
+            fs_is_stale_temp(name, &st, &fs->started) && unlinkat(dir_fd, name, 0) >= 0)
+                log_debug("Removed %s, left by an interrupted save.", name);
+}
+
 static const FsWatchOps watch_ops = {
-        .change = on_change,
-        .error = on_watch_error,
-        /* The temporary files of atomic writes are nobody's business. */
-        .is_temporary = fs_is_temp_name,
+    .change = on_change,
+    .error = on_watch_error,
+    /* The temporary files of atomic writes are nobody's business. */
+    .is_temporary = fs_is_temp_name,
+    .temporary_found = on_temporary_found,
 };
 
 static void on_project_loaded(const char *topic, const cJSON *params, ClientId origin, void *userdata)
@@ -621,6 +635,10 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
         r = fs_write_atomic(loc.dir_fd, loc.name, data, size, exists ? &st : NULL, &nst);
         if (r < 0)
                 return reply_errno(call, r, path);
+        /* Where an earlier save of this directory was cut short, its temporary file goes now. */
+        r = fs_remove_stale_temps(loc.dir_fd, &fs->started);
+        if (r < 0)
+                log_debug_errno(r, "Cannot look for leftover temporary files beside %s, ignoring: %m", path);
         own_record(fs, loc.path, OWN_ENTRY, &nst, false);
 
         result = result_with_path("path", path);
@@ -697,7 +715,7 @@ static int method_list_directory(Fs *fs, BusCall *call, const cJSON *params)
         fd = fs_location_open(&loc, O_RDONLY | O_DIRECTORY, 0);
         if (fd < 0)
                 return reply_errno(call, fd, path);
-        r = fs_list_directory(fd, LIST_MAX_ENTRIES, &listing);
+        r = fs_list_directory(fd, LIST_MAX_ENTRIES, &fs->started, &listing);
         if (r < 0)
                 return reply_errno(call, r, path);
 
@@ -966,6 +984,8 @@ static int fs_start(const ServiceContext *ctx, void **ret)
         fs->loop = ctx->loop;
         fs->bus = ctx->bus;
         fs->config = ctx->config;
+        /* The clock file times come from: a file this worker writes is never dated before it. */
+        (void)clock_gettime(CLOCK_REALTIME_COARSE, &fs->started);
 
         r = fs_roots_new(ctx->config->roots, ctx->config->n_roots, &fs->roots);
         if (r < 0) {

@@ -23,6 +23,7 @@ struct Batch {
         unsigned outstanding;
         unsigned n_responses;
         bool dispatching;
+        bool overflow; /* the answer outgrew the message limit: text dropped, one error instead */
 };
 
 struct RpcSession {
@@ -102,12 +103,27 @@ static void send_error(RpcSession *s, const cJSON *id, int code, const char *mes
                 log_oom();
 }
 
+/* The one answer to a batch that cannot be answered member by member. */
+static void send_batch_error(RpcSession *s, const char *what, size_t limit)
+{
+        char text[160];
+        cJSON *data = cJSON_CreateObject();
+
+        if (data)
+                (void)cJSON_AddNumberToObject(data, "limit", (double)limit);
+        (void)snprintf(text, sizeof(text), "%s (limit %zu)", what, limit);
+        send_error(s, NULL, RPC_TOO_LARGE, text, data);
+}
+
 static void batch_maybe_finish(Batch *b)
 {
         if (b->outstanding > 0 || b->dispatching)
                 return;
+        if (b->session && b->overflow)
+                send_batch_error(b->session, "Batch answer larger than the message size limit",
+                                 b->session->max_message);
         /* A batch of notifications only is answered with nothing at all. */
-        if (b->session && b->n_responses > 0 && buf_append(&b->text, "]", 1) >= 0)
+        else if (b->session && b->n_responses > 0 && buf_append(&b->text, "]", 1) >= 0)
                 (void)b->session->send(b->session->userdata, b->text.data, b->text.len);
         buf_done(&b->text);
         free(b);
@@ -115,18 +131,24 @@ static void batch_maybe_finish(Batch *b)
 
 static void batch_add(Batch *b, cJSON *response)
 {
-        size_t len, limit;
+        size_t len;
         _cleanup_free_ char *text = NULL;
 
-        if (!b->session)
+        if (!b->session || b->overflow)
                 return;
-        /* The whole batch answer is one message: keep it under the limit, answering what no longer
-         * fits with a -32004 error for its id. */
-        limit = b->session->max_message > b->text.len + 2 ? b->session->max_message - b->text.len - 2 : 0;
-        text = print_response(b->session, response, MAX(limit, (size_t)256), &len);
+        /* A member whose own answer is too large is answered with a -32004 error for its id. */
+        text = print_response(b->session, response, b->session->max_message, &len);
         if (!text)
                 return;
-        if (buf_append(&b->text, b->n_responses == 0 ? "[" : ",", 1) < 0 || buf_append(&b->text, text, len) < 0) {
+        /* The whole batch answer is one message, "[" answers joined by "," "]": once it cannot fit
+         * the limit, the batch gets one -32004 error instead, and members not yet run never run. */
+        if (b->text.len + 1 + len + 1 > b->session->max_message) {
+                b->overflow = true;
+                buf_done(&b->text);
+                return;
+        }
+        if (buf_append(&b->text, b->n_responses == 0 ? "[" : ",", 1) < 0 ||
+            buf_append(&b->text, text, len) < 0) {
                 log_oom();
                 return;
         }
@@ -210,17 +232,25 @@ void rpc_session_handle(RpcSession *s, const char *line, size_t len)
         if (i == len)
                 return;
 
-        scan = json_prescan(line, len, RPC_MAX_DEPTH);
+        scan = json_prescan(line, len, RPC_MAX_DEPTH, RPC_MAX_VALUES);
+        if (scan == JSON_SCAN_TOO_MANY) {
+                send_batch_error(s, "Too many values in one message", RPC_MAX_VALUES);
+                return;
+        }
         if (scan == JSON_SCAN_NUL || scan == JSON_SCAN_TOO_DEEP) {
                 /* Well-formed JSON we will not take: the request is refused, not misread. cJSON would
-                 * cut strings at the NUL, so nothing from the parse is used but a numeric id, which
-                 * lets the client match the refusal to its request. */
+                 * cut strings at the NUL, so nothing from the parse is used but the id's own text,
+                 * which lets the client match the refusal to its request. */
                 char text[160];
                 _cleanup_json_ cJSON *m = scan == JSON_SCAN_NUL ? json_parse(line, len) : NULL;
-                const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "id");
+                const cJSON *id;
 
+                if (m && jsonrpc_keep_id_text(m, line, len) < 0)
+                        log_oom();
+                id = cJSON_GetObjectItemCaseSensitive(m, "id");
                 (void)snprintf(text, sizeof(text), "Invalid Request: %s", json_scan_result_to_string(scan));
-                send_error(s, cJSON_IsNumber(id) ? id : NULL, RPC_INVALID_REQUEST, text, NULL);
+                send_error(s, cJSON_IsNumber(id) || cJSON_IsRaw(id) ? id : NULL, RPC_INVALID_REQUEST, text,
+                           NULL);
                 return;
         }
         if (scan != JSON_SCAN_OK) {
@@ -230,9 +260,21 @@ void rpc_session_handle(RpcSession *s, const char *line, size_t len)
                 return;
         }
 
+        /* Before cJSON builds a tree of a batch: a message of "{}," members would cost it ~100 bytes
+         * of memory per 3 bytes of text, and each member an answer of ~100 bytes. */
+        i = json_skip_space(line, len, i);
+        if (line[i] == '[' && json_count_members(line, len, i, RPC_MAX_BATCH) > RPC_MAX_BATCH) {
+                send_batch_error(s, "Too many requests in one batch", RPC_MAX_BATCH);
+                return;
+        }
+
         msg = json_parse(line, len);
         if (!msg) {
                 send_error(s, NULL, RPC_PARSE_ERROR, "Parse error: invalid JSON", NULL);
+                return;
+        }
+        if (jsonrpc_keep_id_text(msg, line, len) < 0) {
+                send_error(s, NULL, RPC_INTERNAL_ERROR, "Out of memory", NULL);
                 return;
         }
 
@@ -256,7 +298,7 @@ void rpc_session_handle(RpcSession *s, const char *line, size_t len)
         for (const cJSON *m = msg->child; m; m = m->next) {
                 handle_one(s, m, b);
                 /* A handler may have closed the connection, and so freed the session. */
-                if (!b->session)
+                if (!b->session || b->overflow)
                         break;
         }
         b->dispatching = false;

@@ -24,3 +24,8 @@ void rpc_session_handle_oversize(RpcSession *s);
 
 /* The deepest nesting accepted in a message. */
 #define RPC_MAX_DEPTH 64
+/* The most requests in one batch: each is parsed, dispatched and tracked until it is answered. */
+#define RPC_MAX_BATCH 1024
+/* The most JSON values in one message: cJSON spends ~80 bytes on each, so this bounds a message's
+ * tree to some 20 MiB however its text is made. */
+#define RPC_MAX_VALUES (256 * 1024)

@@ -650,9 +650,11 @@ static void on_sigchld(uv_signal_t *h, int signum)
                         }
                         t->reaped = true;
                         t->status = status;
-                        if (t->closing)
+                        if (t->closing) {
+                                /* Every connection learns that a closed terminal ended, and how. */
+                                publish_exit(t);
                                 terminal_destroy(t);
-                        else
+                        } else
                                 terminal_maybe_finish(t);
                         again = true;
                         break;
@@ -1200,13 +1202,18 @@ static void on_close(BusCall *call, const cJSON *params, void *userdata)
         t = call_terminal(s, call, params);
         if (!t)
                 return;
-        if (t->reaped)
+        if (t->reaped) {
+                /* Reaped but its output not read to the end: it had not ended for the clients yet. An
+                 * exited terminal had its terminal:exit already. */
+                if (!t->exited)
+                        publish_exit(t);
                 terminal_destroy(t);
-        else {
+        } else {
                 /* Hang up as a closed terminal window would: SIGHUP (and SIGCONT, so a stopped job
                  * sees it) to the session's process group; closing the master makes the kernel
                  * hang up the foreground job too. Whatever ignores that gets SIGKILL after a grace
-                 * period; the memory goes once the leader is reaped. */
+                 * period; the memory goes, and terminal:exit with how the leader ended goes out,
+                 * once it is reaped. */
                 s->n_live--;
                 t->closing = true;
                 terminal_signal(t, SIGHUP);

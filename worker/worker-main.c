@@ -85,7 +85,7 @@ static int run(int argc, char **argv)
          * calls. This process stays outside as the workspace's supervisor; the worker goes on in the
          * new PID namespace. */
         if (config->namespaces) {
-                r = policy_namespaces_enter(config->outbound_network, &config->credentials_fd);
+                r = policy_workspace_enter(config->outbound_network, &config->credentials_fd);
                 if (r < 0) {
                         worker_config_free(config);
                         return log_error_errno(r, "Failed to enter the workspace's namespaces: %m");

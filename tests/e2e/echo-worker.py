@@ -7,6 +7,7 @@ commands (not JSON, which the gateway never looks at) make it misbehave on purpo
   flood N SIZE   answer with N lines of SIZE bytes, as fast as the socket takes them
   written        answer with the number of bytes written to this connection so far
   pid            answer with this process's pid
+  seen TEXT      answer with how many lines equal to TEXT this worker has received, on any connection
 
 Like helios-worker, it stops reading from a connection while more than 1 MiB of answers wait for it.
 """
@@ -24,6 +25,7 @@ listener.setblocking(False)
 sel = selectors.DefaultSelector()
 sel.register(listener, selectors.EVENT_READ)
 conns = {}  # socket -> {"in": bytes, "out": bytearray, "written": int}
+seen = {}   # line -> times received
 
 
 HIGH_WATER = 1 << 20
@@ -43,6 +45,7 @@ def queue(c, data):
 
 def handle(c, line):
     st = conns[c]
+    seen[line] = seen.get(line, 0) + 1
     if line.startswith(b"big "):
         queue(c, b"b" * int(line.split()[1]) + b"\n")
     elif line.startswith(b"flood "):
@@ -50,6 +53,8 @@ def handle(c, line):
         queue(c, (b"f" * int(size) + b"\n") * int(n))
     elif line == b"written":
         queue(c, str(st["written"]).encode() + b"\n")
+    elif line.startswith(b"seen "):
+        queue(c, str(seen.get(line[5:], 0)).encode() + b"\n")
     elif line == b"pid":
         queue(c, str(os.getpid()).encode() + b"\n")
     else:

@@ -421,6 +421,7 @@ class Gateway:
         self.token = None
         self.host = "127.0.0.1"
         self.port = None
+        self.metrics_token = "test-metrics-token-" + os.urandom(8).hex()
 
     @property
     def config_path(self):
@@ -437,6 +438,13 @@ class Gateway:
             cmd += ["--config", "/dev/null"]
         if self.tls:
             cmd += ["--cert", self.tls[0], "--key", self.tls[1]]
+        if self.metrics_token and not any(a.startswith("--metrics-token-file") for a in self.args) and \
+                "metrics_token_file" not in (self.config or ""):
+            # /metrics asks everyone for its token; tests read it with this one.
+            path = os.path.join(self.base, "metrics-token")
+            with open(path, "w") as f:
+                f.write(self.metrics_token + "\n")
+            cmd += ["--metrics-token-file", path]
         return cmd + self.args
 
     def start(self, expect_url=True, timeout=10.0):
@@ -546,7 +554,7 @@ class Gateway:
         return cookie_from(resp)
 
     def metrics(self):
-        resp = self.request("GET", "/metrics")
+        resp = self.request("GET", "/metrics", {"Authorization": "Bearer " + self.metrics_token})
         assert resp.status == 200, resp
         out = {}
         for line in resp.body.decode().splitlines():
@@ -611,7 +619,8 @@ class WsClient:
     """A small WebSocket client that can also send what a good client never would: unmasked frames,
     reserved bits, invalid UTF-8, bad opcodes. No extensions are negotiated."""
 
-    def __init__(self, host, port, path, headers, timeout=10.0, context=None, early=b""):
+    def __init__(self, host, port, path, headers, timeout=10.0, context=None, early=b"", raw_headers=False):
+        """raw_headers: send only the request line, Host and headers (the handshake's own included)."""
         import base64
         self.sock = socket.create_connection((host, port), timeout=timeout)
         if context is not None:
@@ -619,8 +628,10 @@ class WsClient:
         self.sock.settimeout(timeout)
         self.buf = b""
         key = base64.b64encode(os.urandom(16)).decode()
-        lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
-                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
+        lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}"]
+        if not raw_headers:
+            lines += ["Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
+                      "Sec-WebSocket-Version: 13"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + early)
         while b"\r\n\r\n" not in self.buf:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import helios
-from helios import RpcError, WsClosed
+from helios import WsClosed
 
 
 def test_prints_url_with_token_and_serves_the_page(gateway):
@@ -121,12 +121,7 @@ def test_two_pages_of_one_user_share_the_worker(gateway):
 
 def test_two_pages_mirror_workspace_state(gateway):
     rpc_a, rpc_b = gateway.rpc(), gateway.rpc()
-    try:
-        rpc_a.call("workspace:state")
-    except RpcError as e:
-        if e.code == -32601:
-            pytest.skip("the worker has no workspace service yet (workspace:state: -32601)")
-        raise
+    rpc_a.call("workspace:state")
     with open(os.path.join(gateway.home, "a.txt"), "w") as f:
         f.write("hello\n")
     rpc_a.call("project:load", {"root": gateway.home})
@@ -137,16 +132,11 @@ def test_two_pages_mirror_workspace_state(gateway):
     assert update["root"] == os.path.realpath(gateway.home)
 
 
-def test_file_listing_when_the_fs_service_exists(gateway):
+def test_file_listing(gateway):
     with open(os.path.join(gateway.home, "listed.txt"), "w") as f:
         f.write("x" * 1024)
     rpc = gateway.rpc()
-    try:
-        result = rpc.call("fs:list_directory", {"path": gateway.home})
-    except RpcError as e:
-        if e.code == -32601:
-            pytest.skip("the worker has no fs service yet (fs:list_directory: -32601)")
-        raise
+    result = rpc.call("fs:list_directory", {"path": gateway.home})
     assert "listed.txt" in [e["name"] for e in result["entries"]]
     content = rpc.call("fs:read_file", {"path": os.path.join(gateway.home, "listed.txt")})
     assert content["content"] == "x" * 1024
@@ -155,13 +145,8 @@ def test_file_listing_when_the_fs_service_exists(gateway):
 def test_terminal_scrollback_after_reconnect(gateway):
     cookie = gateway.session()
     rpc = gateway.rpc(cookie)
-    try:
-        tid = rpc.call("terminal:create", {"cols": 80, "rows": 24, "command": ["/bin/sh", "-c",
-                                                                                "echo helios-$((6*7)); exec cat"]})["terminalId"]
-    except RpcError as e:
-        if e.code == -32601:
-            pytest.skip("the worker has no terminal service yet (terminal:create: -32601)")
-        raise
+    tid = rpc.call("terminal:create", {"cols": 80, "rows": 24, "command": ["/bin/sh", "-c",
+                                                                            "echo helios-$((6*7)); exec cat"]})["terminalId"]
     rpc.close()
     again = gateway.rpc(cookie)
     deadline = time.monotonic() + 5
@@ -264,7 +249,7 @@ def test_healthz_and_metrics(gateway):
     assert m["helios_gateway_workers_running"] == 1
     assert m["helios_gateway_bytes_total{direction=\"to_worker\"}"] > 0
     assert m["helios_gateway_bytes_total{direction=\"to_browser\"}"] > 0
-    text = gateway.request("GET", "/metrics")
+    text = gateway.request("GET", "/metrics", {"Authorization": "Bearer " + gateway.metrics_token})
     assert text.header("content-type").startswith("application/openmetrics-text")
     assert text.body.endswith(b"# EOF\n")
     rpc.close()

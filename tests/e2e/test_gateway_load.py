@@ -9,11 +9,11 @@ import websockets
 
 
 def test_500_concurrent_websockets_no_lost_or_misrouted_message(make_gateway):
-    # The worker serves 64 connections by default; here it must take 500. All 500 come from one
-    # address at once, which the per-address share of unauthenticated connections would otherwise
-    # thin out (that share has its own tests).
-    g = make_gateway("--worker-args=--max-connections=600", "--max-unauthenticated=1000",
-                     "--max-unauthenticated-per-address=1000")
+    # The worker serves 64 connections by default and the gateway 48 pages of a user; here both must
+    # take 500. All 500 come from one address at once, which the per-address share of unauthenticated
+    # connections would otherwise thin out (that share has its own tests).
+    g = make_gateway("--worker-args=--max-connections=600", "--max-pages-per-user=600",
+                     "--max-unauthenticated=1000", "--max-unauthenticated-per-address=1000")
     cookie = g.session()
     url = g.base_url.replace("http", "ws") + "ws"
     n_pages, per_page = 500, 20

@@ -3,6 +3,7 @@ Secure __Host- cookie, and the whole JSON-RPC path over wss://."""
 
 import asyncio
 import json
+import re
 import socket
 import ssl
 import time
@@ -39,15 +40,48 @@ def test_url_is_https_and_cookie_is_secure(tls_gateway):
     assert g.request("GET", "/api/session", cookie=cookie_from(resp), context=g.ssl_context).status == 200
 
 
-def test_http2_is_offered_by_alpn(tls_gateway):
-    g = tls_gateway
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def h2_frame(kind, flags=0, stream=0, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def tls_connection(g, alpn):
     ctx = ssl.create_default_context(cafile=g.tls[0])
     ctx.check_hostname = False
-    ctx.set_alpn_protocols(["h2", "http/1.1"])
-    with socket.create_connection((g.host, g.port)) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
-            assert s.selected_alpn_protocol() == "h2"
-            assert s.version() in ("TLSv1.2", "TLSv1.3")
+    ctx.set_alpn_protocols(alpn)
+    raw = socket.create_connection((g.host, g.port), timeout=10)
+    return ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+def test_http2_is_not_offered(tls_gateway):
+    """HTTP/2 WebSockets (RFC 8441) skip checks an HTTP/1.1 upgrade gets, and the library keeps every
+    unanswered PING (README): ALPN selects HTTP/1.1 or nothing, never h2."""
+    g = tls_gateway
+    with tls_connection(g, ["h2", "http/1.1"]) as s:
+        assert s.selected_alpn_protocol() == "http/1.1"
+        assert s.version() in ("TLSv1.2", "TLSv1.3")
+    with tls_connection(g, ["h2"]) as s:
+        assert s.selected_alpn_protocol() is None
+
+
+@pytest.mark.parametrize("alpn", [["h2"], []])
+def test_http2_preface_gets_no_http2(tls_gateway, alpn):
+    """A client that speaks HTTP/2 anyway (prior knowledge) gets an HTTP/1.1 error or a closed
+    connection: no SETTINGS, no PING answers, nothing kept for it."""
+    g = tls_gateway
+    with tls_connection(g, alpn) as s:
+        s.sendall(H2_PREFACE + h2_frame(0x4) + b"".join(h2_frame(0x6, payload=i.to_bytes(8, "big"))
+                                                        for i in range(1000)))
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+    assert out == b"" or re.match(rb"HTTP/1\.[01] 4", out), out[:64]
+    assert g.request("GET", "/healthz", context=g.ssl_context).status == 200
 
 
 def test_old_tls_refused(tls_gateway):
@@ -100,8 +134,8 @@ def test_bad_certificate_refused_at_start(make_gateway, tmp_path):
     assert "certificate and key" in g.read_log()
 
 
-@pytest.mark.parametrize("frame", [dict(opcode=0x1, payload=b"hello", mask=False),
-                                   dict(opcode=0x9, payload=b"p" * 126),
+@pytest.mark.parametrize("frame", [dict(opcode=0x1, payload=b"hello", rsv=0b010),
+                                   dict(opcode=0x9, payload=b"ping", fin=False),
                                    dict(opcode=0x3, payload=b"reserved")])
 def test_invalid_frames_close_1002_over_tls(make_gateway, tmp_path, frame):
     cert, key = helios.make_self_signed(str(tmp_path))
@@ -145,15 +179,15 @@ def test_at_the_unauthenticated_cap_the_oldest_tls_connection_gives_way(make_gat
 
 
 def test_bad_frame_in_the_tail_of_a_tls_record_closes_1002(make_gateway, tmp_path):
-    """libwebsockets reads a TLS record in buffers of 4 KiB and then just the few bytes SSL_pending()
-    reports: a frame header in those is checked all the same."""
+    """libwebsockets reads a TLS record in buffers of 4 KiB and then just the few bytes left in it: a
+    frame header in those is checked all the same."""
     cert, key = helios.make_self_signed(str(tmp_path))
     g = make_gateway(tls=(cert, key), worker=helios.ECHO_WORKER)
     ws = g.ws(g.session(context=g.ssl_context))
     assert ws.status == 101
     first = helios.frame_bytes(0x1, b"a" * 4088)
     assert len(first) == 4096
-    ws.send_raw(first + helios.frame_bytes(0x1, b"hi", mask=False))  # one record
+    ws.send_raw(first + helios.frame_bytes(0x1, b"hi", rsv=0b010))  # one record
     got = []
     with pytest.raises(helios.WsClosed) as closed:
         while True:

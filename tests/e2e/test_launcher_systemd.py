@@ -48,7 +48,9 @@ def bus(tmp_path):
 def launcher(bus, accounts, pam_services, base):  # noqa: F811
     """The launcher's directory is one the gateway's account can traverse."""
     address, _ = bus
-    lc = Launcher(base, GW, PAM_OK, ["--mode=systemd", "--start-timeout", "1s"])
+    dropins = os.path.join(base, "units")
+    os.makedirs(dropins, exist_ok=True)
+    lc = Launcher(base, GW, PAM_OK, ["--mode=systemd", "--start-timeout", "1s", "--unit-dropin-dir", dropins])
     os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = address
     try:
         lc.start()

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+import helios
+
 
 
 
@@ -55,6 +57,65 @@ def test_string_and_null_ids_are_echoed(client):
     client.send_raw(b'{"jsonrpc":"2.0","id":null,"method":"worker:info"}\n')
     resp = client.recv()
     assert resp["id"] is None and "result" in resp
+
+
+# Ids as clients write them, each to come back byte for byte: through a double, 8000000000000001
+# would come back as 8e+15 and 12345678901234567890 as 1.23456789012346e+19.
+EXACT_IDS = [b'0', b'-1', b'9007199254740992', b'8000000000000001', b'1e3', b'1.5', b'-0.000125E-7',
+             b'12345678901234567890', b'"a\\"b\\\\c\\u00e9\\ud83d\\ude00\\/"', b'"\xc3\xa9\\t"']
+
+
+def answer_id_text(line):
+    """The id exactly as the answer's text writes it: the worker puts it right after "jsonrpc"."""
+    prefix = b'{"jsonrpc":"2.0","id":'
+    assert line.startswith(prefix), line
+    return line[len(prefix):].split(b',"result"')[0].split(b',"error"')[0]
+
+
+def request_with_id(rid, method="worker:info", key=b'"id"'):
+    return b'{"jsonrpc":"2.0","method":"' + method.encode() + b'",' + key + b':' + rid + b'}'
+
+
+@pytest.mark.parametrize("rid", EXACT_IDS)
+def test_ids_are_echoed_exactly(client, rid):
+    client.send_raw(request_with_id(rid) + b"\n")
+    line = client.recv_line()
+    assert answer_id_text(line) == rid
+    assert "result" in json.loads(line)
+    # Errors echo it too: an unknown method, and a request refused for a NUL in a string.
+    client.send_raw(request_with_id(rid, "no:such") + b"\n")
+    line = client.recv_line()
+    assert answer_id_text(line) == rid and json.loads(line)["error"]["code"] == -32601
+    client.send_raw(b'{"jsonrpc":"2.0","id":' + rid + b',"method":"x","params":{"a":"\\u0000"}}\n')
+    line = client.recv_line()
+    assert answer_id_text(line) == rid and json.loads(line)["error"]["code"] == -32600
+
+
+def test_ids_are_echoed_exactly_in_a_batch(client):
+    members = [request_with_id(rid, "worker:info" if i % 2 else "no:such") for i, rid in enumerate(EXACT_IDS)]
+    # A member whose "id" key is written with an escape, and spaces around the tokens.
+    members.append(b' { "jsonrpc" : "2.0" , "method" : "worker:info" , "\\u0069d" : 8000000000000003 } ')
+    client.send_raw(b"[" + b",".join(members) + b"]\n")
+    line = client.recv_line()
+    answers = json.loads(line)
+    assert len(answers) == len(members)
+    for rid in EXACT_IDS + [b'8000000000000003']:
+        assert b'"id":' + rid + b',' in line, rid
+    assert [a for a in answers if a["id"] == 8000000000000003][0]["result"]["name"] == "helios-worker"
+
+
+def test_ids_are_echoed_exactly_through_the_gateway(gateway):
+    rpc = gateway.rpc()
+    for rid in EXACT_IDS:
+        rpc.ws.send_text(request_with_id(rid).decode())
+        line = rpc.ws.recv().encode()
+        assert answer_id_text(line) == rid
+    rpc.ws.send_text((b"[" + b",".join(request_with_id(rid) for rid in EXACT_IDS) + b"]").decode())
+    line = rpc.ws.recv().encode()
+    assert len(json.loads(line)) == len(EXACT_IDS)
+    for rid in EXACT_IDS:
+        assert b'"id":' + rid + b',' in line, rid
+    rpc.close()
 
 
 def test_notifications_are_never_answered(client):
@@ -201,3 +262,64 @@ def test_clean_exit_on_sigterm(worker):
         worker.proc.wait(timeout=10)
     assert worker.proc.returncode == 0
     assert "still open at exit" not in worker.read_log()
+
+
+# ---- batches are bounded ----
+
+def batch_of(member, n):
+    return b"[" + b",".join([member] * n) + b"]\n"
+
+
+def test_batch_member_limit(client):
+    client.send_raw(batch_of(b"{}", 1024))
+    answers = json.loads(client.recv_line())
+    assert len(answers) == 1024 and {a["error"]["code"] for a in answers} == {-32600}
+    client.send_raw(batch_of(b'{"jsonrpc":"2.0","method":"worker:info","id":1}', 1025))
+    resp = client.recv()
+    assert resp["id"] is None and resp["error"]["code"] == -32004
+    assert resp["error"]["data"] == {"limit": 1024}
+    assert client.call("worker:info")["name"] == "helios-worker"
+
+
+def test_batch_answer_is_bounded_by_the_message_limit(make_worker):
+    w = make_worker("--max-message-size", "65536")
+    with w.connect() as c:
+        info = b'{"jsonrpc":"2.0","method":"worker:info","id":1}'
+        # Each answer is some 400 bytes: 100 fit, 1000 do not.
+        c.send_raw(batch_of(info, 100))
+        assert len(json.loads(c.recv_line())) == 100
+        unknown = b'{"jsonrpc":"2.0","method":"no:such","id":"' + b"i" * 200 + b'"}'
+        for message in (batch_of(info, 1000), batch_of(b"{}", 1000), batch_of(unknown, 250)):
+            assert len(message) < 65536  # the request fits, its answer does not
+            c.send_raw(message)
+            line = c.recv_line()
+            assert len(line) < 1024
+            resp = json.loads(line)
+            assert resp["id"] is None and resp["error"]["code"] == -32004
+            assert resp["error"]["data"] == {"limit": 65536}
+        # Members after the answer outgrew the limit are not run.
+        create = b'{"jsonrpc":"2.0","method":"terminal:create","params":{"cols":80,"rows":24,"command":"sleep 100"},"id":2}'
+        c.send_raw(b"[" + b",".join([info] * 200 + [create] * 10) + b"]\n")
+        assert c.recv()["error"]["code"] == -32004
+        assert c.call("terminal:list")["terminals"] == []
+        assert c.call("worker:info")["limits"]["maxMessageSize"] == 65536
+
+
+def test_huge_messages_keep_memory_bounded(worker, client):
+    pid = worker.pid
+    # 400 kB of invalid members once got a 21.8 MB answer; 10 MB took the worker to 941 MB.
+    for n in (133000, 3400000):
+        client.send_raw(batch_of(b"{}", n))
+        line = client.recv_line(timeout=30)
+        assert len(line) < 1024
+        resp = json.loads(line)
+        assert resp["id"] is None and resp["error"]["code"] == -32004
+    # The same in one request: 5 million values in 10 MB of text would cost cJSON some 400 MB.
+    for n, code in ((200000, -32601), (5000000, -32004)):
+        client.send_raw(b'{"jsonrpc":"2.0","method":"no:such","id":1,"params":[' + b",".join([b"0"] * n) + b"]}\n")
+        resp = client.recv(timeout=30)
+        assert resp["error"]["code"] == code
+    assert resp["id"] is None and resp["error"]["data"] == {"limit": 262144}
+    assert client.call("worker:info")["name"] == "helios-worker"
+    if not helios.sanitized(pid):
+        assert int(helios.read_status(pid)["VmHWM"].split()[0]) < 100 * 1024

@@ -506,6 +506,36 @@ def test_close_kills_the_process_group(client):
     assert client.request("terminal:close", {"terminalId": tid})["error"]["code"] == -32010
 
 
+def test_close_tells_every_client_how_the_terminal_ended(worker):
+    with worker.connect() as a, worker.connect() as b:
+        tid = create(a, "sleep 1000")
+        assert a.call("terminal:close", {"terminalId": tid}) == {}
+        for c in (a, b):
+            ended = wait_exit(c, tid)
+            assert ended == {"terminalId": tid, "exitCode": None, "signal": "SIGHUP"}
+
+        # The leader gone but its output not at an end (a child holds the PTY): closing it now is
+        # how it ends for the clients, with the leader's exit code.
+        tid = create(a, "trap '' HUP; sleep 1000 & echo child=$!; exit 3")
+        child = int(re.search(r"child=(\d+)", read_output(a, tid, r"child=\d+\r\n")).group(1))
+        try:
+            assert wait_until(lambda: listed(a, tid)["pid"] and process_gone(listed(a, tid)["pid"]), 5)
+            assert listed(a, tid)["alive"] is True
+            assert a.call("terminal:close", {"terminalId": tid}) == {}
+            for c in (a, b):
+                assert wait_exit(c, tid) == {"terminalId": tid, "exitCode": 3, "signal": None}
+        finally:
+            os.kill(child, signal.SIGKILL)
+
+        # A terminal that ended already was announced then, and closing it says nothing more.
+        tid = create(a, "exit 4")
+        assert wait_exit(b, tid)["exitCode"] == 4
+        assert wait_exit(a, tid)["exitCode"] == 4
+        a.call("terminal:close", {"terminalId": tid})
+        seen = a.collect_notifications(0.5) + b.collect_notifications(0.1)
+        assert not [n for n in seen if n["method"] == "terminal:exit" and n["params"]["terminalId"] == tid]
+
+
 def test_close_escalates_to_sigkill(client):
     tid = create(client, "trap '' HUP; sleep 1000 & echo child=$!; while :; do sleep 0.1; done")
     child = int(re.search(r"child=(\d+)", read_output(client, tid, r"child=\d+\r\n")).group(1))

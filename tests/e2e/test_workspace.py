@@ -1,7 +1,5 @@
 """The workspace service through the real worker: shared buffers, notifications, saves and conflicts,
-and unsaved edits that survive kill -9.
-
-These need the fs service; where it is not served yet (fs:read_file answers -32601) they skip."""
+and unsaved edits that survive kill -9."""
 
 import os
 import subprocess
@@ -16,11 +14,8 @@ EMOJI = "\U0001F600"
 
 @pytest.fixture
 def ws(worker):
-    """The worker, with the fs service checked for and the home directory loaded as the project."""
+    """The worker, with the home directory loaded as the project."""
     with worker.connect() as c:
-        resp = c.request("fs:read_file", {"path": os.path.join(worker.home, "does-not-exist")})
-        if resp.get("error", {}).get("code") == -32601:
-            pytest.skip("the fs service is not available in this build (fs:read_file answers -32601)")
         c.call("project:load", {"root": worker.home})
     return worker
 

@@ -67,10 +67,14 @@ libc.syscall.restype = ctypes.c_long
 SYSCALLS = {
     "x86_64": dict(clone=56, clone3=435, fsopen=430, init_module=175, finit_module=313, bpf=321,
                    perf_event_open=298, keyctl=250, add_key=248, userfaultfd=323,
-                   open_by_handle_at=304, name_to_handle_at=303, reboot=169),
+                   open_by_handle_at=304, name_to_handle_at=303, reboot=169, socket=41,
+                   socketpair=53, io_uring_setup=425, io_uring_enter=426, io_uring_register=427,
+                   pidfd_open=434, pidfd_getfd=438),
     "aarch64": dict(clone=220, clone3=435, fsopen=430, init_module=105, finit_module=273, bpf=280,
                     perf_event_open=241, keyctl=219, add_key=217, userfaultfd=282,
-                    open_by_handle_at=265, name_to_handle_at=264, reboot=142),
+                    open_by_handle_at=265, name_to_handle_at=264, reboot=142, socket=198,
+                    socketpair=199, io_uring_setup=425, io_uring_enter=426, io_uring_register=427,
+                    pidfd_open=434, pidfd_getfd=438),
 }
 NR = SYSCALLS.get(platform.machine(), {})
 
@@ -575,6 +579,246 @@ def outbound_refused(target):
     except OSError:
         return None
     return f"reached {target} with outbound network off"
+# ---- What the worker holds, the kernel surface, IPC and bounds ----
+
+# Device nodes every process may hold whoever owns them: the policy's /dev.
+SHARED_DEVICES = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty",
+                  "/dev/ptmx", "/dev/pts/ptmx"}
+
+
+def my_processes():
+    """Pids of the processes of this user that can be looked at."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == os.getuid():
+                    out.append(int(entry))
+            except OSError:
+                pass
+    return out
+
+
+def foreign_target(link):
+    """Why the file a descriptor link (/proc/P/fd/N) reaches is not this user's, or None. Pipes,
+    sockets and anonymous inodes have no path and are judged by the other checks."""
+    try:
+        target = os.readlink(link)
+    except OSError:
+        return None
+    if not target.startswith("/") or target in SHARED_DEVICES:
+        return None
+    try:
+        st = os.stat(link)
+    except OSError:
+        return None
+    if st.st_uid == os.getuid():
+        return None
+    return f"{target} (uid {st.st_uid})"
+
+
+def foreign_descriptors():
+    """No process of this user (the worker, its terminals and everything they started) holds a file
+    of someone else's: the launcher's log or the terminal it was started from, say."""
+    found = []
+    for pid in my_processes():
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            why = foreign_target(f"/proc/{pid}/fd/{fd}")
+            if why:
+                found.append(f"pid {pid} fd {fd}: {why}")
+    return "; ".join(found[:8]) if found else None
+
+
+def worker_pid():
+    """The outermost ancestor running as this user: the worker, seen from one of its terminals."""
+    pid, top = os.getpid(), os.getpid()
+    for _ in range(64):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                fields = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+            ppid = int(fields["PPid"])
+            if ppid <= 1 or os.stat(f"/proc/{ppid}").st_uid != os.getuid():
+                return top
+        except (OSError, KeyError, ValueError):
+            return top
+        pid = top = ppid
+    return top
+
+
+def worker_stdio():
+    """pidfd_getfd() on the worker's descriptors 0-2, as a user can on her own worker: what they
+    reach must be hers or the bit bucket (a pipe or a socket to a log), never a file or terminal of
+    someone else's."""
+    pid = worker_pid()
+    pidfd, err = syscall("pidfd_open", pid, 0)
+    if pidfd < 0:
+        return ("SKIP", f"pidfd_open({pid}): {errname(err)}")
+    found = []
+    try:
+        for fd in (0, 1, 2):
+            copy, err = syscall("pidfd_getfd", pidfd, fd, 0)
+            if copy < 0:
+                continue
+            try:
+                why = foreign_target(f"/proc/self/fd/{copy}")
+                if why:
+                    found.append(f"fd {fd} of pid {pid}: {why}")
+            finally:
+                os.close(copy)
+    finally:
+        os.close(pidfd)
+    return "copied " + "; ".join(found) if found else None
+
+
+AF_NETLINK, NETLINK_ROUTE = 16, 0
+# (what, family, type, protocol): families and netlink protocols beyond a working day's.
+FOREIGN_SOCKETS = [
+    ("AF_VSOCK", 40, socket.SOCK_STREAM, 0),
+    ("AF_PACKET", 17, socket.SOCK_DGRAM, 0),
+    ("AF_ALG", 38, socket.SOCK_SEQPACKET, 0),
+    ("AF_KEY", 15, socket.SOCK_RAW, 2),
+    ("AF_TIPC", 30, socket.SOCK_RDM, 0),
+    ("AF_XDP", 44, socket.SOCK_RAW, 0),
+    ("AF_BLUETOOTH", 31, socket.SOCK_RAW, 0),
+    ("NETLINK_AUDIT", AF_NETLINK, socket.SOCK_RAW, 9),
+    ("NETLINK_KOBJECT_UEVENT", AF_NETLINK, socket.SOCK_RAW, 15),
+    ("NETLINK_SOCK_DIAG", AF_NETLINK, socket.SOCK_RAW, 4),
+    ("AF_VSOCK with high bits", 40 | (1 << 32), socket.SOCK_STREAM, 0),
+]
+
+
+def socket_families():
+    """Only AF_UNIX, AF_INET, AF_INET6 and routing netlink: every other socket() and socketpair() is
+    refused with EPERM, whatever the kernel would have said."""
+    wrong = []
+    for what, family, type_, proto in FOREIGN_SOCKETS:
+        r, err = syscall("socket", family, type_ | socket.SOCK_CLOEXEC, proto)
+        if r >= 0:
+            os.close(r)
+            wrong.append(f"socket({what}) succeeded")
+        elif err != errno.EPERM:
+            wrong.append(f"socket({what}): {errname(err)}")
+    fds = (ctypes.c_int * 2)()
+    for what, family in (("AF_VSOCK", 40), ("AF_TIPC", 30)):
+        r, err = syscall("socketpair", family, socket.SOCK_STREAM, 0, fds)
+        if r >= 0:
+            os.close(fds[0])
+            os.close(fds[1])
+            wrong.append(f"socketpair({what}) succeeded")
+        elif err != errno.EPERM:
+            wrong.append(f"socketpair({what}): {errname(err)}")
+    return "; ".join(wrong) if wrong else None
+
+
+def io_uring():
+    """io_uring's operations never pass the system-call filter: setting one up is refused."""
+    params = ctypes.create_string_buffer(120)
+    wrong = []
+    r, err = syscall("io_uring_setup", 4, params)
+    if r >= 0:
+        os.close(r)
+        wrong.append("io_uring_setup succeeded")
+    elif err != errno.EPERM:
+        wrong.append(f"io_uring_setup: {errname(err)}")
+    for name, args in (("io_uring_enter", (-1, 0, 0, 0, None, 0)), ("io_uring_register", (-1, 0, None, 0))):
+        r, err = syscall(name, *args)
+        if r >= 0 or err != errno.EPERM:
+            wrong.append(f"{name}: {r} {errname(err)}")
+    return "; ".join(wrong) if wrong else None
+
+
+libc.mq_open.restype = ctypes.c_int
+libc.shmget.restype = ctypes.c_int
+libc.shmat.restype = ctypes.c_void_p
+
+
+class MqAttr(ctypes.Structure):
+    _fields_ = [("mq_flags", ctypes.c_long), ("mq_maxmsg", ctypes.c_long), ("mq_msgsize", ctypes.c_long),
+                ("mq_curmsgs", ctypes.c_long), ("pad", ctypes.c_long * 4)]
+
+
+def ipc_of_others(mqueue, shm_key):
+    """A POSIX message queue and a System V segment made outside the sandbox, open to everyone, do not
+    exist inside: the workspace has an IPC namespace of its own."""
+    seen = []
+    if mqueue:
+        r, err = libc_call(libc.mq_open, mqueue.encode(), os.O_RDONLY)
+        if r >= 0:
+            os.close(r)
+            seen.append(f"opened the message queue {mqueue}")
+    if shm_key is not None:
+        r, err = libc_call(libc.shmget, ctypes.c_int(shm_key), ctypes.c_size_t(0), 0)
+        if r >= 0:
+            seen.append(f"found the shared-memory segment with key {shm_key:#x}")
+    return "; ".join(seen) if seen else None
+
+
+def ipc_left_behind(tag, pool):
+    """What a user can leave in the IPC pools: a System V segment (1 MiB, touched) that outlives its
+    processes, and message queues until the pool is full (POSIX queues live until unlinked). Both must
+    work inside; the test harness checks afterwards that none of it reached the machine's pools."""
+    key = 0x48450000 | (os.getuid() & 0xffff)
+    shmid, err = libc_call(libc.shmget, ctypes.c_int(key), ctypes.c_size_t(1 << 20), 0o1600)
+    if shmid < 0:
+        return f"shmget: {errname(err)}"
+    addr = libc.shmat(shmid, None, 0)
+    if addr in (None, ctypes.c_void_p(-1).value):
+        return f"shmat: {errname(ctypes.get_errno())}"
+    ctypes.memset(addr, 0x5a, 1 << 20)
+    libc.shmdt(ctypes.c_void_p(addr))
+    attr = MqAttr(mq_maxmsg=1, mq_msgsize=1)
+    made = 0
+    for i in range(pool):
+        r, err = libc_call(libc.mq_open, f"/{tag}-{i}".encode(), os.O_RDWR | os.O_CREAT, 0o600,
+                           ctypes.byref(attr))
+        if r < 0:
+            if made == 0:
+                return f"mq_open: {errname(err)}"
+            break
+        os.close(r)
+        made += 1
+    return None
+
+
+def pty_pool(bound):
+    """A workspace holds at most `bound` pseudo-terminals at once; a student who opens them all leaves
+    the rest of the machine's (kernel.pty.max) to everyone else."""
+    fds = []
+    try:
+        for _ in range(bound + 16):
+            try:
+                fds.append(os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC))
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EIO):
+                    break
+                raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+    if len(fds) > bound:
+        return f"opened {len(fds)} pseudo-terminals (bound {bound})"
+    if not fds:
+        return "could not open a single pseudo-terminal"
+    return None
+
+
+def tmpfs_bounds(limits):
+    """Private /tmp, /var/tmp and /dev/shm are bounded in bytes and in inodes."""
+    wrong = []
+    for spec in limits:
+        path, size, inodes = spec.split(":")
+        if not os.path.isdir(path):
+            continue
+        st = os.statvfs(path)
+        if st.f_blocks * st.f_frsize > int(size):
+            wrong.append(f"{path} holds {st.f_blocks * st.f_frsize} bytes (bound {size})")
+        if st.f_files == 0 or st.f_files > int(inodes):
+            wrong.append(f"{path} holds {st.f_files} inodes (bound {inodes})")
+    return "; ".join(wrong) if wrong else None
 
 
 # ---- A working day: every step must succeed ----
@@ -669,6 +913,27 @@ def pty_session():
         os.waitpid(pid, 0)
     text = out.decode(errors="replace")
     return None if "17 91" in text and "helios-pty-ok" in text else f"the terminal said {text!r}"
+
+
+def sockets():
+    """The families a working day needs: a local socket pair, TCP over IPv4 (and IPv6 where the
+    machine has it), and the routing netlink the C library asks for addresses."""
+    a, b = socket.socketpair()
+    a.send(b"x")
+    ok = b.recv(1) == b"x"
+    a.close()
+    b.close()
+    if not ok:
+        return "socketpair lost a byte"
+    socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()
+    except OSError as e:
+        if e.errno != errno.EAFNOSUPPORT:
+            raise
+    socket.socket(AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE).close()
+    socket.getaddrinfo("localhost", 80, flags=socket.AI_ADDRCONFIG)
+    return None
 
 
 def local_server(work):
@@ -775,6 +1040,14 @@ def main():
                     help="the same, with outbound network turned off: the workspace must not reach it")
     ap.add_argument("--leave-daemon", metavar="FILE",
                     help="leave a double-forked daemon behind and write its pid to FILE")
+    ap.add_argument("--mqueue", help="a POSIX message queue made outside, open to everyone")
+    ap.add_argument("--shm-key", type=lambda v: int(v, 0), help="the key of a System V segment made outside")
+    ap.add_argument("--leave-ipc", metavar="TAG",
+                    help="leave a System V segment and queues /TAG-N (up to the pool's size) behind")
+    ap.add_argument("--pty-bound", type=int, metavar="N",
+                    help="the most pseudo-terminals a workspace may hold at once")
+    ap.add_argument("--tmpfs-bound", action="append", default=[], metavar="PATH:BYTES:INODES",
+                    help="the size of a private temporary directory")
     opts = ap.parse_args()
 
     if os.geteuid() == 0:
@@ -837,6 +1110,16 @@ def main():
     check("escape.devices", devices)
     check("escape.other_terminals", other_terminals)
     check("escape.open_other_terminal", open_other_terminal)
+    check("escape.foreign_descriptors", foreign_descriptors)
+    check("escape.worker_stdio", worker_stdio)
+    check("escape.socket_families", socket_families)
+    check("escape.io_uring", io_uring)
+    if opts.mqueue or opts.shm_key is not None:
+        check("escape.ipc_of_others", lambda: ipc_of_others(opts.mqueue, opts.shm_key))
+    if opts.pty_bound:
+        check("escape.pty_pool", lambda: pty_pool(opts.pty_bound))
+    if opts.tmpfs_bound:
+        check("escape.tmpfs_bounds", lambda: tmpfs_bounds(opts.tmpfs_bound))
 
     work = opts.workdir or tempfile.mkdtemp(prefix=".helios-battery-", dir=os.path.expanduser("~"))
     try:
@@ -848,6 +1131,9 @@ def main():
         check("work.debug", lambda: debug_child(work))
         check("work.pty", pty_session)
         check("work.threads_fork", threads_and_fork)
+        check("work.sockets", sockets)
+        if opts.leave_ipc:
+            check("work.ipc", lambda: ipc_left_behind(opts.leave_ipc, 300))
         check("work.local_server", lambda: local_server(work))
         if opts.outbound:
             check("work.outbound", lambda: outbound(opts.outbound))

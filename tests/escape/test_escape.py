@@ -9,6 +9,7 @@ working day must succeed. The same battery run as the same user without the sand
 checks can fail at all.
 """
 
+import ctypes
 import os
 import pwd
 import re
@@ -27,11 +28,15 @@ from battery import DAEMON_MARK  # noqa: E402 (tests/escape is on sys.path under
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 import helios  # noqa: E402 (the e2e tests' JSON-RPC client)
+from launcher_fixtures import Launcher, as_user, kill_workers, useradd, userdel  # noqa: E402
 
 BUILD_DIR = os.environ.get("HELIOS_BUILD_DIR") or os.path.join(HERE, "..", "..", "build")
 SANDBOX_EXEC = os.environ.get("HELIOS_SANDBOX_EXEC") or os.path.join(BUILD_DIR, "tests", "sandbox-exec")
 BATTERY = os.path.join(HERE, "battery.py")
 PYTHON = "/usr/bin/python3"
+POLICY = os.environ.get("HELIOS_POLICY") or os.path.join(BUILD_DIR, "policy", "helios-policy")
+# policy_bounds.ptys in policy/limits.c (no directive carries it).
+PTY_BOUND = 256
 
 USER, PEER = "helios-t-sbx", "helios-t-sbx-peer"
 
@@ -47,8 +52,9 @@ REQUIRED = [
     "escape.keyctl", "escape.userfaultfd", "escape.chroot", "escape.open_by_handle_at", "escape.devices",
     "escape.other_terminals", "escape.open_other_terminal",
     "work.write_home", "work.write_tmp", "work.cc_make", "work.git", "work.python", "work.debug",
-    "work.pty", "work.threads_fork", "work.local_server", "work.outbound", "work.leave_daemon",
-    "escape.proc_net",
+    "work.pty", "work.threads_fork", "escape.foreign_descriptors", "escape.worker_stdio",
+    "escape.socket_families", "escape.io_uring", "escape.ipc_of_others", "escape.pty_pool",
+    "escape.tmpfs_bounds", "work.sockets", "work.local_server", "escape.proc_net",
 ]
 
 # The other workspace's server: a line on 127.0.0.1:PORT and on an abstract Unix socket, the way a
@@ -91,6 +97,46 @@ PEER_ABSTRACT = "helios-t-peer-socket"
 # The test's own network: the sandbox runs in namespace NET_OUTER, whose only way out is a veth pair
 # to NET_HOST, where the outside server listens. Nothing of it touches the machine's own network.
 OUTER_ADDR, HOST_ADDR, OUTSIDE_PORT = "10.213.0.1", "10.213.0.2", 18732
+
+
+def tmpfs_bounds():
+    """--tmpfs-bound arguments from the unit's TemporaryFileSystem= lines: the numbers of
+    policy_bounds, as the policy writes them."""
+    out = subprocess.run([POLICY, "--unit-directives"], capture_output=True, text=True, check=True).stdout
+    bounds = []
+    for m in re.finditer(r"^TemporaryFileSystem=([^:]+):\S*size=(\d+),nr_inodes=(\d+)", out, re.M):
+        bounds += ["--tmpfs-bound", f"{m[1]}:{m[2]}:{m[3]}"]
+    assert len(bounds) == 6, out
+    return bounds
+
+
+# ---- IPC objects on the host, through the C library ----
+
+libc = ctypes.CDLL(None, use_errno=True)
+IPC_CREAT, IPC_RMID = 0o1000, 0
+
+
+def host_mqueue(name, create):
+    """Make (open to all) or look for a POSIX message queue of the host; True when it exists."""
+    flags = os.O_RDWR | (os.O_CREAT if create else 0)
+    fd = libc.mq_open(name.encode(), flags, 0o666, None)
+    if fd < 0:
+        return False
+    os.close(fd)
+    return True
+
+
+def host_mqueues_unlink(prefix, n):
+    for i in range(n):
+        libc.mq_unlink(f"{prefix}-{i}".encode())
+
+
+def host_shm_segments(uid):
+    """The System V segments of the host whose creator is uid."""
+    with open("/proc/sysvipc/shm") as f:
+        rows = [line.split() for line in f.read().splitlines()[1:]]
+    return [r for r in rows if int(r[8]) == uid]
+
 
 
 def retry(args):
@@ -267,9 +313,17 @@ def setup():
         shutil.copy(helios.WORKER, s.worker)
         os.chmod(s.worker, 0o755)
 
+        # IPC objects of the host, open to all: a workspace with an IPC namespace of its own sees neither.
+        s.mqueue = f"/helios-t-outside-{os.getpid()}"
+        assert host_mqueue(s.mqueue, create=True)
+        s.shm_key = 0x48540000 | (os.getpid() & 0xffff)
+        s.shm_id = libc.shmget(s.shm_key, 4096, IPC_CREAT | 0o666)
+        assert s.shm_id >= 0
+
         s.args = ["--other-home", s.peer.pw_dir, "--other-home", "/root",
                   "--hidden", s.run_dir, "--hidden", "/run/helios", "--setuid", s.setuid,
-                  "--peer-port", str(PEER_PORT), "--peer-abstract", PEER_ABSTRACT]
+                  "--mqueue", s.mqueue, "--shm-key", hex(s.shm_key), "--pty-bound", str(PTY_BOUND),
+                  *tmpfs_bounds(), "--peer-port", str(PEER_PORT), "--peer-abstract", PEER_ABSTRACT]
         s.daemon_file = os.path.join(s.user.pw_dir, "daemon.pid")
         for path in s.sockets:
             s.args += ["--socket", path]
@@ -277,6 +331,10 @@ def setup():
             s.args += ["--pid", str(pid)]
         yield s
     finally:
+        if getattr(s, "mqueue", None):
+            libc.mq_unlink(s.mqueue.encode())
+        if getattr(s, "shm_id", -1) >= 0:
+            libc.shmctl(s.shm_id, IPC_RMID, None)
         for fd in getattr(s, "pty", ()):
             os.close(fd)
         # The sandboxed peer's workspace ends with its first process; then its supervisor exits.
@@ -321,14 +379,23 @@ def required_checks(setup):
     required += [f"escape.connect:{s}" for s in setup.sockets]
     required += [f"escape.{what}:{pid}" for pid in setup.pids for what in ("ptrace", "see_process",
                                                                            "probe_process")]
-    required += [f"escape.loopback:{PEER_PORT}", f"escape.abstract:{PEER_ABSTRACT}"]
+    required += [f"escape.loopback:{PEER_PORT}", f"escape.abstract:{PEER_ABSTRACT}", "work.outbound",
+                 "work.leave_daemon"]
     return required
 
 
 def test_battery_inside_the_sandbox(setup):
-    p = run_sandboxed(setup, "--outbound", setup.outside, "--leave-daemon", setup.daemon_file)
+    tag = f"helios-t-left-{os.getpid()}"
+    try:
+        p = run_sandboxed(setup, "--leave-ipc", tag, "--outbound", setup.outside, "--leave-daemon",
+                          setup.daemon_file)
+        # What the battery left in its IPC namespace went with it: the machine's pools are untouched.
+        assert not host_mqueue(f"/{tag}-0", create=False), "a message queue of the sandbox outlived it"
+        assert host_shm_segments(setup.user.pw_uid) == [], "a System V segment of the sandbox outlived it"
+    finally:
+        host_mqueues_unlink(f"/{tag}", 300)
     checks, summary = parse(p.stdout)
-    required = required_checks(setup)
+    required = required_checks(setup) + ["work.ipc"]
     # The workspace is gone once the battery (its first process) exited, and its daemon with it.
     left = user_processes(setup.user.pw_uid, DAEMON_MARK)
     kill_all(left)
@@ -354,17 +421,32 @@ def test_battery_without_the_sandbox_finds_the_holes(setup):
     """The same user, the same battery, no sandbox: what only the sandbox hides must show, or the
     checks above could not fail."""
     env = {"HOME": setup.user.pw_dir, "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
-    p = subprocess.run(in_outer(setup, ["setpriv", f"--reuid={setup.user.pw_uid}", f"--regid={setup.user.pw_gid}",
-                                        "--init-groups", "env", "-i", *[f"{k}={v}" for k, v in env.items()],
-                                        PYTHON, setup.battery, *setup.args, "--no-outbound", setup.outside,
-                                        "--leave-daemon", setup.daemon_file]),
-                       capture_output=True, text=True, timeout=600, cwd="/")
+    tag = f"helios-t-left-{os.getpid()}"
+    # The battery's standard error is a file of root's, as a worker's was the launcher's log.
+    log = tempfile.TemporaryFile(dir="/run")
+    try:
+        p = subprocess.run(in_outer(setup, ["setpriv", f"--reuid={setup.user.pw_uid}",
+                                            f"--regid={setup.user.pw_gid}", "--init-groups", "env", "-i",
+                                            *[f"{k}={v}" for k, v in env.items()], PYTHON, setup.battery,
+                                            *setup.args, "--leave-ipc", tag, "--no-outbound", setup.outside,
+                                            "--leave-daemon", setup.daemon_file]),
+                           stdout=subprocess.PIPE, stderr=log, text=True, timeout=600, cwd="/")
+        # Without a namespace what was left behind stays in the machine's pools.
+        assert host_mqueue(f"/{tag}-0", create=False)
+        assert host_shm_segments(setup.user.pw_uid) != []
+    finally:
+        log.close()
+        host_mqueues_unlink(f"/{tag}", 300)
+        for row in host_shm_segments(setup.user.pw_uid):
+            libc.shmctl(int(row[1]), IPC_RMID, None)
     checks, _ = parse(p.stdout)
     left = user_processes(setup.user.pw_uid, DAEMON_MARK)
     kill_all(left)
     assert left, "without the sandbox the battery's daemon should have stayed"
     expected = [f"escape.other_home:{setup.peer.pw_dir}", f"escape.hidden:{setup.run_dir}", "escape.setuid",
-                "escape.other_terminals", f"escape.loopback:{PEER_PORT}", f"escape.abstract:{PEER_ABSTRACT}",
+                "escape.other_terminals", "escape.foreign_descriptors", "escape.worker_stdio",
+                "escape.socket_families", "escape.io_uring", "escape.ipc_of_others", "escape.pty_pool",
+                "escape.tmpfs_bounds", f"escape.loopback:{PEER_PORT}", f"escape.abstract:{PEER_ABSTRACT}",
                 "escape.proc_net", "escape.outbound_off"]
     expected += [f"escape.connect:{s}" for s in setup.sockets]
     expected += [f"escape.see_process:{pid}" for pid in setup.pids]
@@ -394,21 +476,41 @@ def test_sandbox_state(setup):
 
 
 def test_home_elsewhere(setup):
-    """A home outside /home comes back read-write over its own path; its neighbours stay read-only
-    and /home still shows nobody."""
+    """A home outside /home (/srv/.../student) is the account's, from the password database: the worker
+    starts there, the home is read-write, and the homes next to it, those under /home and the rest of
+    the directory holding it are out of sight; the battery passes in it."""
     base = tempfile.mkdtemp(prefix="helios-t-homes-", dir="/srv")
-    name = "helios-t-sbx-srv"
+    name, neighbour = "helios-t-sbx-srv", "helios-t-sbx-srv2"
     try:
         os.chmod(base, 0o755)
         user = create_user(name, home=os.path.join(base, name))
-        script = f'touch "$HOME/written" && echo home-ok; ls -A /home; touch {base}/x 2>/dev/null || echo ro-ok'
+        other = create_user(neighbour, home=os.path.join(base, neighbour))
+        os.chmod(other.pw_dir, 0o755)
+        with open(os.path.join(other.pw_dir, "secret.txt"), "w") as f:
+            f.write("the neighbour's work\n")
+        os.chmod(os.path.join(other.pw_dir, "secret.txt"), 0o644)
+        battery = os.path.join(user.pw_dir, "battery.py")
+        shutil.copy(BATTERY, battery)
+        os.chmod(battery, 0o644)
+
+        script = (f'cd && touch "$HOME/written" && echo home-ok; ls -A /home; touch {base}/x 2>/dev/null '
+                  f'|| echo ro-ok; ls -A {base}; cat {other.pw_dir}/secret.txt 2>/dev/null || echo hidden-ok')
         p = subprocess.run([SANDBOX_EXEC, "--user", name, "--", "/bin/sh", "-c", script],
                            capture_output=True, text=True, timeout=60, cwd="/")
         assert p.returncode == 0, p.stderr
-        assert p.stdout.split() == ["home-ok", "ro-ok"], p.stdout
+        assert p.stdout.split() == ["home-ok", "ro-ok", name, "hidden-ok"], p.stdout
         assert os.path.exists(os.path.join(user.pw_dir, "written"))
+
+        p = subprocess.run([SANDBOX_EXEC, "--user", name, "--", PYTHON, battery, "--other-home", other.pw_dir,
+                            "--other-home", setup.peer.pw_dir, "--other-home", "/root"],
+                           capture_output=True, text=True, timeout=600, cwd="/")
+        checks, _ = parse(p.stdout)
+        failed = {n: c for n, c in checks.items() if c[0] != "PASS"}
+        assert not failed and p.returncode == 0, p.stdout + p.stderr
+        assert checks[f"escape.other_home:{other.pw_dir}"][0] == "PASS"
     finally:
         delete_user(name)
+        delete_user(neighbour)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -533,7 +635,7 @@ def test_battery_in_a_worker_terminal(setup):
     checks, summary = parse(out[out.index("PASS ") if "PASS " in out else 0:])
     failed = {n: c for n, c in checks.items() if c[0] != "PASS"}
     assert not failed, out
-    assert all(n in checks for n in REQUIRED), out
+    assert all(n in checks for n in REQUIRED + ["work.outbound", "work.leave_daemon"]), out
     assert summary == f"SUMMARY pass={len(checks)} fail=0 skip=0"
     assert proc.returncode == 0, proc.stderr.read()
 
@@ -563,3 +665,114 @@ def test_worker_seccomp_option(setup):
     assert all(checks[n][0] == "PASS" for n in checks if n.startswith("work.")), out
     assert checks[f"escape.hidden:{setup.run_dir}"][0] == "FAIL", out
     assert proc.returncode == 0, proc.stderr.read()
+
+
+def launcher_worker_socket(launcher, gw, user):
+    """Ask helios-launcher for user's worker, as the gateway does; the socket's path."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sock.settimeout(10)
+    with as_user(gw):
+        sock.connect(launcher.sock)
+    try:
+        sock.send(b"1\0worker\0" + user.encode() + b"\0")
+        reply = sock.recv(8192)[:-1].split(b"\0")
+    finally:
+        sock.close()
+    assert reply[:2] == [b"1", b"ok"], reply
+    return reply[2].decode()
+
+
+def terminal_as(sock_path, pw, command, timeout=300):
+    """battery_in_terminal(), connected with pw's ids (the worker admits the gateway's group only)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with as_user(pw):
+        s.connect(sock_path)
+    c = helios.Client.__new__(helios.Client)
+    c.path, c.timeout, c.sock, c.buf = sock_path, 30, s, b""
+    c.notifications, c.responses, c.next_id = __import__("collections").deque(), {}, 1
+    out = ""
+    try:
+        tid = c.call("terminal:create", {"cols": 200, "rows": 50, "command": command})["terminalId"]
+        deadline = time.monotonic() + timeout
+        while not re.search(r"SUMMARY [^\n]*\n", out.replace("\r", "")):
+            left = deadline - time.monotonic()
+            assert left > 0, f"no SUMMARY from the battery: {out[-2000:]!r}"
+            out += c.wait_notification("terminal:data_out", lambda p: p["terminalId"] == tid,
+                                       timeout=left)["data"]
+    finally:
+        c.close()
+    return out.replace("\r", "")
+
+
+def test_battery_in_a_launcher_worker(setup):
+    """helios-launcher in embedded mode, started as an admin would, its errors going to a log file of
+    root's: the worker it starts holds neither that file nor anything else of the launcher's (a student
+    who copies the worker's descriptors 0-2 with pidfd_getfd gets /dev/null and her own pipe), and what
+    the worker writes reaches the launcher's log tagged with its user."""
+    gw_name = "helios-t-sbx-gw"
+    userdel(gw_name)
+    gw = useradd(gw_name, system=True)
+    base = tempfile.mkdtemp(prefix="helios-t-launcher-", dir="/run")
+    os.chmod(base, 0o755)
+    launcher = Launcher(base, gw_name, "helios-t-sbx-none").start()
+    try:
+        path = launcher_worker_socket(launcher, gw, USER)
+        # The launcher hides its own runtime directory, not the stand-in the other tests use.
+        pairs = zip(setup.args[::2], setup.args[1::2])
+        args = [x for k, v in pairs if not v.startswith(setup.run_dir) for x in (k, v)]
+        out = terminal_as(path, gw, [PYTHON, setup.battery, *args, "--hidden", launcher.runtime,
+                                      "--socket", launcher.sock])
+    finally:
+        kill_workers([setup.user.pw_uid])
+        launcher.assert_clean()
+        userdel(gw_name)
+        log = launcher.read_log()
+        shutil.rmtree(base, ignore_errors=True)
+    checks, summary = parse(out[out.index("PASS ") if "PASS " in out else 0:])
+    failed = {n: c for n, c in checks.items() if c[0] != "PASS"}
+    assert not failed, out
+    assert all(n in checks for n in REQUIRED), out
+    assert f"worker {USER}: " in log, log[-3000:]
+
+
+def test_battery_in_single_user_mode(setup):
+    """The gateway's single-user mode (tools/start): the gateway runs as the person and starts the
+    worker itself, its errors going to a file that is not the person's. The worker gets the policy's
+    seccomp filter and no_new_privs, /dev/null and a pipe of its own for 0-2, and, with the
+    machine's unprivileged user namespaces, IPC and mount namespaces of its own: other homes hidden,
+    a devpts with the policy's bound, a bounded /dev/shm."""
+    rundir = os.path.join(setup.user.pw_dir, "gateway-run")
+    errors = os.path.join(setup.run_dir, "gateway.log")  # root's
+    env = {"HOME": setup.user.pw_dir, "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+           "HELIOS_LOG_LEVEL": "debug"}
+    with open(errors, "wb") as log:
+        proc = subprocess.Popen(["setpriv", f"--reuid={setup.user.pw_uid}", f"--regid={setup.user.pw_gid}",
+                                 "--init-groups", helios.GATEWAY, "--listen", "127.0.0.1:0", "--web-root",
+                                 helios.WEB_ROOT, "--worker", setup.worker, "--runtime-dir", rundir,
+                                 "--config", "/dev/null"],
+                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                                start_new_session=True, cwd="/")
+    try:
+        sock_path = os.path.join(rundir, "worker.sock")
+        deadline = time.monotonic() + 20
+        while not os.path.exists(sock_path) or not helios.is_listening(sock_path):
+            assert proc.poll() is None and time.monotonic() < deadline, open(errors).read()
+            time.sleep(0.05)
+        shm = [a for a in setup.args if a.startswith("/dev/shm:")]
+        args = ["--other-home", setup.peer.pw_dir, "--other-home", "/root", "--mqueue", setup.mqueue,
+                "--shm-key", hex(setup.shm_key), "--pty-bound", str(PTY_BOUND), "--tmpfs-bound", shm[0]]
+        out = terminal_as(sock_path, setup.user, [PYTHON, setup.battery, *args])
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        stop_group(proc)
+        kill_workers([setup.user.pw_uid])
+        log = open(errors, errors="replace").read()
+    checks, summary = parse(out[out.index("PASS ") if "PASS " in out else 0:])
+    for name in ("escape.socket_families", "escape.io_uring", "escape.worker_stdio", "escape.foreign_descriptors",
+                 "escape.unshare_user", "escape.clone_newuser", "escape.tiocsti", "escape.keyctl", "escape.bpf",
+                 "escape.setuid", "escape.mount", "escape.ipc_of_others", "escape.pty_pool",
+                 "escape.tmpfs_bounds", "escape.other_terminals", f"escape.other_home:{setup.peer.pw_dir}",
+                 "escape.hidden:/run/helios"):
+        assert checks.get(name, ("missing",))[0] == "PASS", f"{name}: {checks.get(name)}\n{out}"
+    assert all(c[0] == "PASS" for n, c in checks.items() if n.startswith("work.")), out
+    assert "user, mount and IPC namespaces of its own" in log, log[-3000:]

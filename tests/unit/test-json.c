@@ -15,7 +15,12 @@ static cJSON *parse(const char *s)
 
 static JsonScanResult scan(const char *s)
 {
-        return json_prescan(s, strlen(s), 8);
+        return json_prescan(s, strlen(s), 8, 100);
+}
+
+static JsonScanResult scan6(const char *s)
+{
+        return json_prescan(s, strlen(s), 8, 6);
 }
 
 static void test_prescan(void **state)
@@ -30,8 +35,14 @@ static void test_prescan(void **state)
         assert_int_equal(scan("[[[[[[[[1]]]]]]]]"), JSON_SCAN_OK);
         assert_int_equal(scan("[[[[[[[[[1]]]]]]]]]"), JSON_SCAN_TOO_DEEP);
         assert_int_equal(scan("\"[[[[[[[[[[[[\""), JSON_SCAN_OK); /* brackets in strings do not nest */
-        assert_int_equal(json_prescan("\"a\0\"", 4, 8), JSON_SCAN_NUL);
-        assert_int_equal(json_prescan("1\0", 2, 8), JSON_SCAN_CONTROL);
+        /* Six values at most: the array, its elements, an object's member values. */
+        assert_int_equal(scan6("[1,2,3,4,5]"), JSON_SCAN_OK);
+        assert_int_equal(scan6("[1,2,3,4,5,6]"), JSON_SCAN_TOO_MANY);
+        assert_int_equal(scan6("[{},[ ],{\"a\":1,\"b\":[]}]"), JSON_SCAN_OK);
+        assert_int_equal(scan6("[{},[ ],{\"a\":1,\"b\":[0]}]"), JSON_SCAN_TOO_MANY);
+        assert_int_equal(scan6("[\",,,,,,,,\",\"[1,1]\"]"), JSON_SCAN_OK); /* commas in strings */
+        assert_int_equal(json_prescan("\"a\0\"", 4, 8, 100), JSON_SCAN_NUL);
+        assert_int_equal(json_prescan("1\0", 2, 8, 100), JSON_SCAN_CONTROL);
 }
 
 static void test_parse_strict(void **state)
@@ -168,6 +179,74 @@ static void test_raw_reference(void **state)
         assert_string_equal(text, "{\"content\":\"a\\nb\",\"after\":\"x\"}");
 }
 
+static void test_skip_and_count(void **state)
+{
+        const char *t = " [ {\"a\":\"]}\\\"\"} , [1,[2]] ,-1.5e3,\"x\" ,true ] ";
+        size_t n = strlen(t), i = json_skip_space(t, n, 0);
+
+        assert_int_equal(i, 1);
+        assert_int_equal(json_skip_value(t, n, i), n - 1);
+        assert_int_equal(json_count_members(t, n, i, 100), 5);
+        assert_int_equal(json_count_members(t, n, i, 2), 3); /* stops counting past max */
+        assert_int_equal(json_count_members("[ ]", 3, 0, 100), 0);
+        assert_int_equal(json_count_members("{}", 2, 0, 100), 0);
+        i = json_skip_space(t, n, 2);
+        assert_int_equal(json_skip_value(t, n, i), i + 12); /* the object, with ]} \" inside a string */
+        assert_int_equal(json_skip_value("12,", 3, 0), 2);
+        assert_int_equal(json_skip_value("[[[", 3, 0), 3); /* cut short: the end of the text */
+        assert_int_equal(json_skip_value("\"ab", 3, 0), 3);
+}
+
+static void test_strict_number(void **state)
+{
+        const char *good[] = {"0",   "-0",  "1",    "-1",      "10",
+                              "1.5", "1e3", "1E+3", "-0.0e-0", "12345678901234567890"};
+        const char *bad[] = {"", "-", "01", "1.", ".5", "+1", "1e", "1e+", "0x10", "1.e5", "--1", "1 "};
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++)
+                assert_true(json_is_strict_number(good[i], strlen(good[i])));
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                assert_false(json_is_strict_number(bad[i], strlen(bad[i])));
+}
+
+static void check_id_text(const char *msg, const char *want)
+{
+        cJSON *m = json_parse(msg, strlen(msg));
+        const cJSON *req;
+        char *out;
+
+        assert_non_null(m);
+        assert_int_equal(jsonrpc_keep_id_text(m, msg, strlen(msg)), 0);
+        /* In a batch, the last member. */
+        req = cJSON_IsArray(m) ? cJSON_GetArrayItem(m, cJSON_GetArraySize(m) - 1) : m;
+        out = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(req, "id"));
+        assert_string_equal(out, want);
+        free(out);
+        cJSON_Delete(m);
+}
+
+static void test_keep_id_text(void **state)
+{
+        check_id_text("{\"id\":8000000000000001}", "8000000000000001");
+        check_id_text("{\"a\":{\"id\":1},\"id\" : 12345678901234567890 }", "12345678901234567890");
+        check_id_text("{\"\\u0069d\":1e3}", "1e3");
+        check_id_text("{\"id\":\"a\\u00e9\\/\"}", "\"a\\u00e9\\/\"");
+        check_id_text("{\"id\":1,\"id\":2}", "1"); /* the first, as cJSON reads it */
+        check_id_text("{\"id\":01}", "1");         /* cJSON's leniency is not echoed */
+        check_id_text("{\"id\":null}", "null");
+        check_id_text("[{\"x\":[1,{\"id\":3}]} , 7, {\"id\":8000000000000001}]", "8000000000000001");
+
+        /* A raw NUL ends cJSON's copy of the key "id\0\0" (such text is refused, and parsed only for its
+         * id): not the member named "id" for the scan, which must not read past the name either. */
+        static const char nul_key[] = "{\"id\0\0\":8000000000000001}";
+        cJSON *m = json_parse(nul_key, sizeof(nul_key) - 1);
+        if (m) {
+                assert_int_equal(jsonrpc_keep_id_text(m, nul_key, sizeof(nul_key) - 1), 0);
+                assert_false(cJSON_IsRaw(cJSON_GetObjectItemCaseSensitive(m, "id")));
+                cJSON_Delete(m);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -178,6 +257,9 @@ int main(void)
                 cmocka_unit_test(test_errno_mapping),
                 cmocka_unit_test(test_create_integer),
                 cmocka_unit_test(test_raw_reference),
+                cmocka_unit_test(test_skip_and_count),
+                cmocka_unit_test(test_strict_number),
+                cmocka_unit_test(test_keep_id_text),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

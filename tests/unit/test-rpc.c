@@ -151,6 +151,76 @@ static void test_too_large_response(void **state)
         cJSON_Delete(r);
 }
 
+/* "[first,member,member,…,last]" with n copies of member; first and last may be NULL. */
+static char *batch_text(const char *first, const char *member, size_t n, const char *last)
+{
+        size_t size =
+            3 + (first ? strlen(first) + 1 : 0) + n * (strlen(member) + 1) + (last ? strlen(last) : 0);
+        char *t = malloc(size);
+
+        assert_non_null(t);
+        strcpy(t, "[");
+        if (first)
+                strcat(strcat(t, first), ",");
+        for (size_t i = 0; i < n; i++)
+                strcat(strcat(t, member), ",");
+        if (last)
+                strcat(t, last);
+        else
+                t[strlen(t) - 1] = '\0';
+        strcat(t, "]");
+        return t;
+}
+
+#define HOLD "{\"jsonrpc\":\"2.0\",\"method\":\"t:hold\",\"id\":2}"
+#define ECHO "{\"jsonrpc\":\"2.0\",\"method\":\"t:echo\",\"id\":1,\"params\":{\"x\":\"0123456789\"}}"
+
+static void test_batch_bounds(void **state)
+{
+        Fixture *f = *state;
+        char *t;
+
+        /* 1025 members are refused before anything runs; 1024 run. */
+        t = batch_text(NULL, "{\"jsonrpc\":\"2.0\",\"method\":\"t:hold\"}", 1025, NULL);
+        handle(f, t);
+        free(t);
+        assert_null(f->held);
+        assert_int_equal(f->n_out, 1);
+        assert_non_null(strstr(f->out[0], "\"id\":null,\"error\":{\"code\":-32004"));
+        assert_non_null(strstr(f->out[0], "\"data\":{\"limit\":1024}"));
+        t = batch_text(NULL, "{\"jsonrpc\":\"2.0\",\"method\":\"t:echo\"}", 1024, NULL);
+        handle(f, t);
+        free(t);
+        assert_int_equal(f->n_out, 1); /* notifications: no answer */
+
+        /* The answers outgrow the 4096-byte limit while the first member is still out: one error once
+         * that is in, and the member after the overflow never runs. */
+        t = batch_text(HOLD, ECHO, 100, HOLD);
+        handle(f, t);
+        free(t);
+        assert_int_equal(f->n_out, 1);
+        assert_non_null(f->held);
+        BusCall *first = TAKE_PTR(f->held);
+        bus_call_reply(first, cJSON_CreateTrue());
+        assert_null(f->held);
+        assert_int_equal(f->n_out, 2);
+        assert_true(strlen(f->out[1]) < 200);
+        assert_non_null(strstr(f->out[1], "\"id\":null,\"error\":{\"code\":-32004"));
+        assert_non_null(strstr(f->out[1], "\"data\":{\"limit\":4096}"));
+
+        /* Answers too large each become an error for their own id, and these fit. */
+        t = batch_text(NULL, "{\"jsonrpc\":\"2.0\",\"method\":\"t:big\",\"id\":3}", 3, NULL);
+        handle(f, t);
+        free(t);
+        assert_int_equal(f->n_out, 3);
+        cJSON *r = cJSON_Parse(f->out[2]);
+        assert_int_equal(cJSON_GetArraySize(r), 3);
+        assert_int_equal(
+            cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(r, 2), "error"), "code")->valueint,
+            RPC_TOO_LARGE);
+        cJSON_Delete(r);
+}
+
 static void test_oversize_message(void **state)
 {
         Fixture *f = *state;
@@ -204,6 +274,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_request_and_notification, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_batch_waits_for_async_answers, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_answer_after_session_is_gone, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_batch_bounds, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_too_large_response, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_oversize_message, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_events_reach_clients, setup, teardown),

@@ -104,6 +104,7 @@ static void test_escape_matches_systemd(void **state)
         const char *want;
 
         if (!systemd_escape("x")) {
+                print_message("systemd-escape is not installed here: nothing to compare with\n");
                 skip();
                 return;
         }

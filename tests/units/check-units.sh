@@ -6,8 +6,7 @@
 #
 # Usage: check-units.sh UNIT_BUILD_DIR SOURCE_UNIT_DIR [BINARY=PATH]... [UNIT=MAX]...
 #   BINARY=PATH  point ExecStart= of the units running BINARY (helios-worker, ...) at PATH, so that
-#                verify checks the binary just built; a PATH that does not exist (a binary not built
-#                in this tree) is replaced by a stand-in, and the script says so.
+#                verify checks the binary just built; a PATH that is not an executable fails.
 #   UNIT=MAX     the highest exposure accepted for UNIT, on systemd's 0-100 scale (2.0 shows as 20).
 # Every service must have a ceiling: one without fails the check.
 set -euo pipefail
@@ -33,8 +32,8 @@ cp "$built"/*.service "$built"/*.socket "$source"/*.socket "$source"/*.slice "$d
 for name in "${!binaries[@]}"; do
         path=${binaries[$name]}
         if [ ! -x "$path" ]; then
-                echo "note: $name is not built here; its units are checked with a stand-in for it"
-                path=/bin/true
+                echo "check-units.sh: $name is not an executable at $path" >&2
+                exit 1
         fi
         sed -i "s|^ExecStart=[^ ]*/$name\b|ExecStart=$path|" "$dir"/*.service
 done

@@ -10,7 +10,8 @@ export type LinkStatus =
   | { kind: "connecting" }
   | { kind: "connected"; workerRestarted: boolean }
   | { kind: "reconnecting"; attempt: number; delayMs: number; workerLost: boolean }
-  | { kind: "logged-out" };
+  | { kind: "logged-out" }
+  | { kind: "refused"; reason: string };
 
 export interface ConnectionOptions {
   /** Called on every open, before the status says "connected"; the page rebuilds itself here. */
@@ -25,8 +26,10 @@ export interface ConnectionOptions {
   maxDelayMs?: number;
 }
 
-/** Close codes: 1008 is the gateway saying the session ended; 1011 that the worker went away. */
+/** Close codes: 1008 is the gateway saying the session ended; 1011 that the worker went away; 4008
+ * that this user has as many pages open as the gateway allows (not a crash: nothing to retry). */
 const CLOSE_POLICY = 1008;
+const CLOSE_PAGE_LIMIT = 4008;
 
 export class Connection {
   readonly rpc: Rpc = new RpcClient<Methods, Notifications>(30_000);
@@ -64,9 +67,9 @@ export class Connection {
     if (s) s.close(1000);
   }
 
-  /** Skip the rest of the backoff wait. */
+  /** Skip the rest of the backoff wait (or try again after a refusal). */
   retryNow(): void {
-    if (this.stopped || this.socket || this.retryTimer === undefined) return;
+    if (this.stopped || this.socket) return;
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.open();
@@ -111,6 +114,12 @@ export class Connection {
       if (this.stopped) return;
       if (event.code === CLOSE_POLICY) {
         this.loggedOut();
+        return;
+      }
+      if (event.code === CLOSE_PAGE_LIMIT) {
+        // A limit, not a failure: reconnecting would only be refused again. The page says why and waits
+        // for the user to close another tab and click to retry.
+        this.options.onStatus({ kind: "refused", reason: event.reason || "too many pages open" });
         return;
       }
       // A refused upgrade shows up as a close before open: ask whether the session still stands.

@@ -196,6 +196,10 @@ class App {
       case "logged-out":
         link.textContent = "Logged out";
         break;
+      case "refused":
+        link.textContent = `Not connected: ${status.reason}. Close another Helios tab, then click to retry.`;
+        link.title = "Click to retry";
+        break;
     }
   }
 

@@ -43,6 +43,10 @@ typedef struct ActivatorParams {
         uid_t worker_uid;
         gid_t socket_gid;
         mode_t socket_mode;
+        /* The worker's standard input is /dev/null and its output and errors go into a pipe of its
+         * own that this process relays into its log, each line tagged with this name (the user's).
+         * May be NULL. */
+        const char *output_tag;
 } ActivatorParams;
 
 /* Create path as a directory only this user can enter (0700), or check that an existing one is a real

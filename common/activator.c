@@ -20,6 +20,7 @@
 #include "log.h"
 #include "macro.h"
 #include "socket-util.h"
+#include "worker-output.h"
 
 static void fclosep(FILE **f)
 {
@@ -73,6 +74,8 @@ struct Activator {
         uid_t worker_uid;
         gid_t socket_gid;
         mode_t socket_mode;
+        char *output_tag;
+        WorkerOutput *output; /* the running (or last) worker's standard output and error */
 
         int listen_fd;
         uv_poll_t listen_poll;
@@ -239,6 +242,11 @@ int activator_new(uv_loop_t *loop, const ActivatorParams *p, Activator **ret)
         a->worker_uid = p->shared ? p->worker_uid : geteuid();
         a->socket_gid = p->socket_gid;
         a->socket_mode = p->shared ? p->socket_mode : 0600;
+        if (p->output_tag) {
+                a->output_tag = strdup(p->output_tag);
+                if (!a->output_tag)
+                        goto oom;
+        }
         r = build_envp(a, p->worker_envp);
         if (r < 0)
                 goto oom;
@@ -282,7 +290,7 @@ static void format_pid(char *out, pid_t pid)
 /* The fd the worker's executable is held by in the child: the first after the listening socket. */
 #define EXE_FD (SD_LISTEN_FDS_START + 1)
 
-_noreturn_ static void activator_child(Activator *a, int exe_fd)
+_noreturn_ static void activator_child(Activator *a, int exe_fd, int null_fd, int output_fd)
 {
         struct sigaction sa = {.sa_handler = SIG_DFL};
         sigset_t none;
@@ -301,6 +309,11 @@ _noreturn_ static void activator_child(Activator *a, int exe_fd)
         } else if (dup2(a->listen_fd, SD_LISTEN_FDS_START) < 0)
                 goto fail;
         if (dup3(exe_fd, EXE_FD, O_CLOEXEC) < 0)
+                goto fail;
+        /* Nothing of this process's own standard descriptors: input from /dev/null, output and errors
+         * into the worker's own pipe, which this process relays into its log. */
+        if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(output_fd, STDOUT_FILENO) < 0 ||
+            dup2(output_fd, STDERR_FILENO) < 0)
                 goto fail;
         if (close_range(EXE_FD + 1, ~0U, 0) < 0)
                 goto fail;
@@ -334,8 +347,10 @@ fail:
 
 static int activator_spawn(Activator *a)
 {
-        _cleanup_close_ int fd = -1, exe_fd = -1;
+        _cleanup_close_ int fd = -1, exe_fd = -1, null_fd = -1, out_r = -1, out_w = -1;
+        int output[2];
         pid_t pid;
+        int r;
 
         assert(a->state == ACTIVATOR_LISTENING);
 
@@ -347,12 +362,40 @@ static int activator_spawn(Activator *a)
         exe_fd = fcntl(fd, F_DUPFD_CLOEXEC, EXE_FD + 1);
         if (exe_fd < 0)
                 return negative_errno();
+        fd = safe_close(fd);
+        fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        null_fd = fcntl(fd, F_DUPFD_CLOEXEC, EXE_FD + 1);
+        if (null_fd < 0)
+                return negative_errno();
+        fd = safe_close(fd);
+        if (pipe2(output, O_CLOEXEC) < 0)
+                return negative_errno();
+        out_r = output[0];
+        fd = output[1];
+        out_w = fcntl(fd, F_DUPFD_CLOEXEC, EXE_FD + 1);
+        if (out_w < 0)
+                return negative_errno();
+        fd = safe_close(fd);
+        /* The worker's end is the worker's: whoever copies it out of the worker gets a pipe of
+         * their own. */
+        if (a->shared && fchown(out_w, a->worker_uid, (gid_t)-1) < 0)
+                return negative_errno();
 
         pid = fork();
         if (pid < 0)
                 return negative_errno();
         if (pid == 0)
-                activator_child(a, exe_fd);
+                activator_child(a, exe_fd, null_fd, out_w);
+
+        /* A descendant of the last worker may still hold that pipe: only the new one is relayed. */
+        worker_output_close(a->output);
+        a->output = NULL;
+        r = worker_output_new(a->loop, TAKE_FD(out_r), a->output_tag, &a->output);
+        if (r < 0)
+                log_warning_errno(r, "Cannot relay the output of the worker on %s, ignoring: %m",
+                                  a->socket_path);
 
         a->pid = pid;
         a->started_ms = uv_now(a->loop);
@@ -802,6 +845,7 @@ static void activator_free_now(Activator *a)
         free(a->worker_path);
         strv_free(a->argv);
         strv_free(a->envp);
+        free(a->output_tag);
         free(a);
 }
 
@@ -826,6 +870,8 @@ void activator_stop(Activator *a)
                 return;
 
         pid_watch_free(a);
+        worker_output_close(a->output);
+        a->output = NULL;
         if (a->listen_poll_init)
                 close_handle(a, (uv_handle_t *)&a->listen_poll);
         close_handle(a, (uv_handle_t *)&a->timer);
