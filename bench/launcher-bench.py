@@ -158,7 +158,11 @@ def kill_user_processes(uids):
 def wait_gone(pid, timeout=5.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z":
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split()[2] == "Z":
+                    return
+        except OSError:  # gone, between any two looks
             return
         time.sleep(0.002)
     raise RuntimeError(f"worker {pid} did not exit")
