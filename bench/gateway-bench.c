@@ -4,7 +4,11 @@
  *     when the worker has no fs service yet): p50/p99 over sequential requests on one WebSocket, and
  *     requests/s with 64 WebSockets; the same against a bare libwebsockets echo server (lws-echo);
  *   - terminal output MB/s end to end, when the worker has a terminal service;
- *   - the gateway's memory (PSS) per idle WebSocket, fresh and after one round trip.
+ *   - the gateway's memory (PSS) per idle WebSocket, fresh and after one round trip;
+ *   - big messages: fs:read_file of a 10 MiB file through /ws (with and without compression) beside the
+ *     same read from the worker's own socket; gateway + worker memory before and after that load, and
+ *     with pages that stop reading; the gateway's CPU for a compressed message that inflates past the
+ *     message limit, beside a plain message just under it.
  * The client speaks plain WebSocket without compression, the same way to both servers. Only ratios
  * mean much on shared virtual machines; every figure is printed next to its floor. */
 #include <arpa/inet.h>
@@ -12,9 +16,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -43,6 +49,7 @@ static unsigned n_connections = 64;
 static unsigned n_idle = 1000;
 static double seconds = 3.0;
 static bool terminal_only;
+static bool big_only;
 
 static double now(void)
 {
@@ -301,14 +308,17 @@ static size_t ws_recv_message(Ws *w)
         return w->msg_len;
 }
 
-static void ws_send(Ws *w, const char *text, size_t n)
+/* One masked frame; b0 is its first byte (FIN, RSV1 for a compressed message, opcode). */
+static void ws_send_frame(Ws *w, unsigned b0, const char *text, size_t n)
 {
         unsigned char head[14];
         size_t h = 0;
         static const unsigned char mask[4] = {0x12, 0x34, 0x56, 0x78};
         char *frame = malloc(n + 14);
 
-        head[h++] = 0x81;
+        if (!frame)
+                die("malloc");
+        head[h++] = (unsigned char)b0;
         if (n < 126)
                 head[h++] = (unsigned char)(0x80 | n);
         else if (n < 65536) {
@@ -327,6 +337,11 @@ static void ws_send(Ws *w, const char *text, size_t n)
                 frame[h + i] = (char)(text[i] ^ mask[i % 4]);
         write_all(w->fd, frame, h + n);
         free(frame);
+}
+
+static void ws_send(Ws *w, const char *text, size_t n)
+{
+        ws_send_frame(w, 0x81, text, n);
 }
 
 /* The next text message (its length; the text is in w->buf until the next call). */
@@ -636,6 +651,208 @@ static void terminals(int port, const char *cookie, const char *run_dir)
                direct[1], plain[1], plain[1] / direct[1], deflated[1], deflated[1] / direct[1]);
 }
 
+/* ---- big messages: a 10 MiB file, memory after load, a compressed message that inflates too far ---- */
+
+#define BIG_FILE_SIZE (10u * 1024u * 1024u)
+#define BIG_ROUNDS    7
+
+static char big_request[512];
+
+static int unix_connect(const char *path)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                die("worker socket path too long");
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                die("connect to the worker");
+        return fd;
+}
+
+/* Seconds for one fs:read_file of the big file straight from the worker's socket. */
+static double big_direct(const char *socket_path)
+{
+        Ws w = {.fd = unix_connect(socket_path)};
+        char *lf;
+        double t0 = now();
+
+        write_all(w.fd, big_request, strlen(big_request));
+        write_all(w.fd, "\n", 1);
+        fill(&w, 1);
+        while ((lf = memchr(w.buf, '\n', w.len)) == NULL)
+                fill(&w, w.len + 1);
+        double t = now() - t0;
+        if ((size_t)(lf - w.buf) < BIG_FILE_SIZE)
+                die("short fs:read_file answer from the worker");
+        ws_close(&w);
+        return t;
+}
+
+/* The same through the gateway's /ws, whole message received (and inflated, with deflate). */
+static double big_ws(int port, const char *cookie, bool deflate)
+{
+        Ws w;
+        int status;
+        double t0;
+
+        if (ws_open_ext(&w, port, cookie, deflate, &status) < 0)
+                die("WebSocket refused");
+        t0 = now();
+        ws_send(&w, big_request, strlen(big_request));
+        size_t n = ws_recv_message(&w);
+        double t = now() - t0;
+        if (n < BIG_FILE_SIZE)
+                die("short fs:read_file answer through the gateway");
+        ws_close(&w);
+        return t;
+}
+
+static double cpu_seconds(pid_t pid)
+{
+        char path[64], buf[1024], *p;
+        unsigned long ut = 0, st = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        f = fopen(path, "re");
+        if (!f || !fgets(buf, sizeof(buf), f))
+                die("read /proc/PID/stat");
+        fclose(f);
+        p = strrchr(buf, ')');
+        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+                die("parse /proc/PID/stat");
+        return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static pid_t worker_of(const char *run)
+{
+        char path[300];
+        int pid = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/worker.sock.pid", run);
+        f = fopen(path, "re");
+        if (f) {
+                if (fscanf(f, "%d", &pid) != 1)
+                        pid = 0;
+                fclose(f);
+        }
+        return pid;
+}
+
+/* Read until the server ends the connection (after its close frame). */
+static void drain_until_closed(Ws *w)
+{
+        char buf[65536];
+        while (read(w->fd, buf, sizeof(buf)) > 0)
+                ;
+}
+
+/* Gateway CPU for a compressed message that inflates past the limit, beside the CPU for a plain message
+ * just under it: the first should cost no more than the second. */
+static void inflate_bomb(pid_t gateway, int port, const char *cookie)
+{
+        const size_t bomb_len = 40u * 1000u * 1000u, plain_len = 15u * 1024u * 1024u;
+        char *zeros = calloc(1, bomb_len), *out = malloc(bomb_len / 100 + 65536);
+        z_stream z = {0};
+        Ws w;
+        int status;
+        double c0, bomb, plain;
+
+        if (!zeros || !out)
+                die("malloc");
+        memset(zeros, '0', bomb_len);
+        if (deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+                die("deflateInit2");
+        z.next_in = (unsigned char *)zeros;
+        z.avail_in = (unsigned)bomb_len;
+        z.next_out = (unsigned char *)out;
+        z.avail_out = (unsigned)(bomb_len / 100 + 65536);
+        if (deflate(&z, Z_SYNC_FLUSH) != Z_OK || z.avail_in != 0)
+                die("deflate");
+        size_t clen = (size_t)((char *)z.next_out - out) - 4; /* without the 00 00 ff ff tail */
+        deflateEnd(&z);
+
+        if (ws_open_ext(&w, port, cookie, true, &status) < 0 || !w.deflate)
+                die("WebSocket with permessage-deflate refused");
+        c0 = cpu_seconds(gateway);
+        ws_send_frame(&w, 0xC1, out, clen);
+        drain_until_closed(&w);
+        bomb = cpu_seconds(gateway) - c0;
+        ws_close(&w);
+
+        /* Plain text just under the limit; the worker answers it with a parse error. */
+        if (ws_open(&w, port, cookie, &status) < 0)
+                die("WebSocket refused");
+        c0 = cpu_seconds(gateway);
+        ws_send(&w, zeros, plain_len);
+        (void)ws_recv_message(&w);
+        plain = cpu_seconds(gateway) - c0;
+        ws_close(&w);
+        printf("  compressed message of %zu bytes inflating to %zu MB (past the 16 MiB limit): gateway CPU "
+               "%.0f ms; a plain %zu MiB message: %.0f ms (ratio %.2f)\n",
+               clen, bomb_len / 1000000, bomb * 1e3, plain_len >> 20, plain * 1e3,
+               plain > 0 ? bomb / plain : 0.0);
+        free(zeros);
+        free(out);
+}
+
+static void big_messages(pid_t gateway, int port, const char *cookie, const char *run, const char *file)
+{
+        double direct[BIG_ROUNDS], plain[BIG_ROUNDS], deflated[BIG_ROUNDS];
+        char sock[300];
+        pid_t worker = worker_of(run);
+        long idle, loaded, after, pinned, base;
+
+        snprintf(sock, sizeof(sock), "%s/worker.sock", run);
+        snprintf(big_request, sizeof(big_request),
+                 "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"fs:read_file\",\"params\":{\"path\":\"%s\"}}",
+                 file);
+        usleep(300000);
+        idle = pss_kib(gateway) + pss_kib(worker);
+        for (int i = 0; i < BIG_ROUNDS; i++) {
+                direct[i] = big_direct(sock);
+                plain[i] = big_ws(port, cookie, false);
+                deflated[i] = big_ws(port, cookie, true);
+        }
+        loaded = pss_kib(gateway) + pss_kib(worker);
+        qsort(direct, BIG_ROUNDS, sizeof(double), cmp_double);
+        qsort(plain, BIG_ROUNDS, sizeof(double), cmp_double);
+        qsort(deflated, BIG_ROUNDS, sizeof(double), cmp_double);
+        double mb = BIG_FILE_SIZE / 1e6;
+        printf("  fs:read_file of 10 MiB (median of %d, interleaved):\n"
+               "    %7.1f MB/s from the worker's socket\n"
+               "    %7.1f MB/s through the gateway (ratio %.2f, goal >= 0.8)\n"
+               "    %7.1f MB/s through the gateway with permessage-deflate, as browsers ask (ratio %.2f)\n",
+               BIG_ROUNDS, mb / direct[BIG_ROUNDS / 2], mb / plain[BIG_ROUNDS / 2],
+               direct[BIG_ROUNDS / 2] / plain[BIG_ROUNDS / 2], mb / deflated[BIG_ROUNDS / 2],
+               direct[BIG_ROUNDS / 2] / deflated[BIG_ROUNDS / 2]);
+
+        /* Eight pages ask for the file and read nothing. */
+        Ws stalled[8];
+        base = pss_kib(gateway);
+        for (int i = 0; i < 8; i++) {
+                int status;
+                if (ws_open(&stalled[i], port, cookie, &status) < 0)
+                        die("WebSocket refused");
+                ws_send(&stalled[i], big_request, strlen(big_request));
+        }
+        sleep(2);
+        pinned = pss_kib(gateway) - base;
+        for (int i = 0; i < 8; i++)
+                ws_close(&stalled[i]);
+        sleep(2);
+        after = pss_kib(gateway) + pss_kib(worker);
+        printf(
+            "  8 pages that asked for 10 MiB and read nothing: gateway PSS +%ld KiB while they wait\n"
+            "  gateway + worker PSS: idle %ld KiB, right after the reads %ld KiB, after the load phase %ld "
+            "KiB (ratio to idle %.2f, goal <= 1.5)\n",
+            pinned, idle, loaded, after, (double)after / (double)idle);
+        inflate_bomb(gateway, port, cookie);
+}
+
 typedef struct Gateway {
         Child child;
         int port;
@@ -685,10 +902,11 @@ static Gateway start_gateway_binary(const char *binary, const char *worker, cons
         token += 7;
 
         fd = tcp_connect(g.port);
-        n = snprintf(req, sizeof(req),
-                     "POST /login HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n"
-                     "Connection: close\r\n\r\n",
-                     token);
+        n = snprintf(
+            req, sizeof(req),
+            "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n"
+            "Connection: close\r\n\r\n",
+            token);
         write_all(fd, req, (size_t)n);
         k = read(fd, resp, sizeof(resp) - 1);
         resp[k > 0 ? k : 0] = '\0';
@@ -730,7 +948,7 @@ static void help(void)
         printf(
             "Usage: gateway-bench [--gateway PATH] [--worker PATH] [--web-root DIR] [--echo PATH]\n"
             "                     [--line-echo-worker PATH] [--requests N] [--connections N] [--seconds S]\n"
-            "                     [--idle N] [--terminal-only] [--baseline-gateway PATH]\n");
+            "                     [--idle N] [--terminal-only] [--big-only] [--baseline-gateway PATH]\n");
 }
 
 int main(int argc, char **argv)
@@ -748,6 +966,7 @@ int main(int argc, char **argv)
             {"line-echo-worker", required_argument, NULL, 'l'},
             {"terminal-only", no_argument, NULL, 't'},
             {"baseline-gateway", required_argument, NULL, 'b'},
+            {"big-only", no_argument, NULL, 'B'},
             {},
         };
         char dir[] = "/tmp/helios-gateway-bench-XXXXXX", home[128], file[160], line[512], cookie[128];
@@ -789,6 +1008,9 @@ int main(int argc, char **argv)
                 case 'b':
                         baseline_path = optarg;
                         break;
+                case 'B':
+                        big_only = true;
+                        break;
                 case 'h':
                         help();
                         return 0;
@@ -801,6 +1023,12 @@ int main(int argc, char **argv)
                 rl.rlim_cur = rl.rlim_max;
                 setrlimit(RLIMIT_NOFILE, &rl);
         }
+        if (geteuid() == 0) {
+                /* helios-gateway refuses to run as root; the whole bench runs as nobody instead. */
+                struct passwd *pw = getpwnam("nobody");
+                if (!pw || setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+                        die("cannot drop root for nobody");
+        }
         if (!mkdtemp(dir))
                 die("mkdtemp");
         snprintf(home, sizeof(home), "%s/home", dir);
@@ -809,6 +1037,12 @@ int main(int argc, char **argv)
         FILE *f = fopen(file, "we");
         for (int i = 0; i < 1024; i++)
                 fputc('a' + i % 26, f);
+        fclose(f);
+        char big_file[160];
+        snprintf(big_file, sizeof(big_file), "%s/file-10m.txt", home);
+        f = fopen(big_file, "we");
+        for (unsigned i = 0; i < BIG_FILE_SIZE; i++)
+                fputc(i % 64 == 63 ? '\n' : 'a' + (int)((i * 7u + i / 64u) % 26u), f);
         fclose(f);
 
         Gateway gw = start_gateway(worker_path, dir, "run", home),
@@ -853,6 +1087,16 @@ int main(int argc, char **argv)
 
         if (baseline_path)
                 printf("Baseline: %s\n", baseline_path);
+        if (big_only) {
+                printf("Big messages (gateway pid %d):\n", (int)gw.child.pid);
+                fflush(stdout);
+                big_messages(gw.child.pid, gw_port, cookie, gw.run, big_file);
+                if (baseline_path) {
+                        printf("Big messages, baseline gateway:\n");
+                        big_messages(base.child.pid, base.port, base.cookie, base.run, big_file);
+                }
+                goto done;
+        }
         if (terminal_only) {
                 printf("Terminal (gateway pid %d):\n", (int)gw.child.pid);
                 fflush(stdout);
@@ -900,6 +1144,8 @@ int main(int argc, char **argv)
         }
         printf("Memory:\n");
         memory(gw.child.pid, gw_port, cookie);
+        printf("Big messages:\n");
+        big_messages(gw.child.pid, gw_port, cookie, gw.run, big_file);
 
 done:
         stop(&echo);

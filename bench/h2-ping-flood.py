@@ -49,7 +49,15 @@ def main():
                         "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost"],
                        check=True, capture_output=True)
         env = dict(os.environ, HOME=d)
-        proc = subprocess.Popen([a.gateway, "--listen", "127.0.0.1:0", "--web-root", a.web_root, "--worker",
+        prefix = []
+        if os.geteuid() == 0:
+            # helios-gateway refuses to run as root.
+            import pwd
+            nobody = pwd.getpwnam("nobody")
+            for name in [d] + [os.path.join(d, n) for n in os.listdir(d)]:
+                os.chown(name, nobody.pw_uid, nobody.pw_gid)
+            prefix = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+        proc = subprocess.Popen(prefix + [a.gateway, "--listen", "127.0.0.1:0", "--web-root", a.web_root, "--worker",
                                  a.worker, "--runtime-dir", os.path.join(d, "run"), "--config", "/dev/null",
                                  "--cert", cert, "--key", key], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL)

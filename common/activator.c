@@ -66,6 +66,8 @@ struct Activator {
         char **envp;
         char *listen_pid_env; /* the LISTEN_PID=... entry of envp, written in the child */
         int (*child_setup)(void *userdata);
+        int (*before_start)(void *userdata);
+        void (*after_exit)(void *userdata);
         void (*on_change)(void *userdata);
         void *userdata;
         bool have_nofile;
@@ -220,6 +222,8 @@ int activator_new(uv_loop_t *loop, const ActivatorParams *p, Activator **ret)
         a->loop = loop;
         a->listen_fd = -1;
         a->child_setup = p->child_setup;
+        a->before_start = p->before_start;
+        a->after_exit = p->after_exit;
         a->on_change = p->on_change;
         a->userdata = p->userdata;
         if (p->worker_nofile) {
@@ -362,6 +366,11 @@ static int activator_spawn(Activator *a)
         exe_fd = fcntl(fd, F_DUPFD_CLOEXEC, EXE_FD + 1);
         if (exe_fd < 0)
                 return negative_errno();
+        if (a->before_start) {
+                r = a->before_start(a->userdata);
+                if (r < 0)
+                        return r;
+        }
         fd = safe_close(fd);
         fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -488,6 +497,8 @@ static void on_sigchld(uv_signal_t *h, int signum)
                             strna(sigabbrev_np(WTERMSIG(status))), (unsigned long long)ran);
         a->pid = 0;
         remove_pid_file(a);
+        if (a->after_exit)
+                a->after_exit(a->userdata);
 
         bool failed = ran < QUICK_EXIT_MS && !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         a->quick_exits = failed ? a->quick_exits + 1 : 0;
@@ -550,6 +561,8 @@ static void on_foreign_exit(uv_poll_t *h, int status, int events)
         a->pid = 0;
         pid_watch_free(a);
         remove_pid_file(a);
+        if (a->after_exit)
+                a->after_exit(a->userdata);
         (void)activator_probe(a);
         notify_change(a);
 }
@@ -832,6 +845,8 @@ void activator_recheck(Activator *a)
                 log_info("Worker (pid %d) from an earlier run has exited.", (int)a->pid);
                 pid_watch_free(a);
                 a->pid = 0;
+                if (a->after_exit)
+                        a->after_exit(a->userdata);
         }
         (void)uv_timer_stop(&a->timer);
         if (activator_probe(a) >= 0)

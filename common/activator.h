@@ -26,6 +26,12 @@ typedef struct ActivatorParams {
         /* Runs in the child between fork and exec (the privileged launcher drops privileges and applies
          * the sandbox here). Only async-signal-safe calls; return < 0 to abort the start. May be NULL. */
         int (*child_setup)(void *userdata);
+        /* Runs here just before each fork, to prepare what the child needs (the launcher's spawner
+         * makes the worker's cgroup); return < 0 to abort the start. May be NULL. */
+        int (*before_start)(void *userdata);
+        /* The worker (started here, or found running from an earlier run) has exited: clean up after
+         * it (the spawner kills what is left in its cgroup). Called from the loop. May be NULL. */
+        void (*after_exit)(void *userdata);
         /* A worker started or exited, or a worker from an earlier run was found: for status and
          * metrics. Called from the loop. May be NULL. */
         void (*on_change)(void *userdata);

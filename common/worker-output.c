@@ -13,6 +13,9 @@
 #include "macro.h"
 
 #define WINDOW_MS 1000
+/* Lines are read whole up to this length (and logged cut to WORKER_OUTPUT_MAX_LINE); a longer one is
+ * skipped to its line feed and logged as a mark. */
+#define READ_MAX_LINE (16 * 1024)
 
 struct WorkerOutput {
         uv_poll_t poll;
@@ -37,6 +40,10 @@ static void log_line(WorkerOutput *o, char *line, size_t len, bool cut)
         for (size_t i = 0; i < len; i++)
                 if ((unsigned char)line[i] < 0x20 ? line[i] != '\t' : line[i] == 0x7f)
                         line[i] = '?';
+        if (len > WORKER_OUTPUT_MAX_LINE) {
+                len = WORKER_OUTPUT_MAX_LINE;
+                cut = true;
+        }
         if (!o->tag) {
                 log_info("worker: %.*s%s", (int)len, line, cut ? "…" : "");
                 return;
@@ -45,15 +52,20 @@ static void log_line(WorkerOutput *o, char *line, size_t len, bool cut)
         log_struct(LOG_INFO, fields, "worker %s: %.*s%s", o->tag, (int)len, line, cut ? "…" : "");
 }
 
-static void drain_lines(WorkerOutput *o)
+/* Log the complete lines read, up to this window's share; the rest waits in the reader. True when the
+ * share is used up. */
+static bool drain_lines(WorkerOutput *o)
 {
         for (;;) {
                 char *line;
                 size_t len;
-                LineReaderEvent e = line_reader_next(&o->lines, &line, &len);
+                LineReaderEvent e;
 
+                if (o->count >= WORKER_OUTPUT_LINES)
+                        return true;
+                e = line_reader_next(&o->lines, &line, &len);
                 if (e == LINE_READER_NONE)
-                        return;
+                        return false;
                 o->count++;
                 if (e == LINE_READER_LINE)
                         log_line(o, line, len, false);
@@ -76,6 +88,8 @@ static void on_window(uv_timer_t *t)
 
         o->bytes = 0;
         o->count = 0;
+        if (drain_lines(o))
+                return;
         if (o->paused && !o->eof) {
                 o->paused = false;
                 (void)uv_poll_start(&o->poll, UV_READABLE, on_readable);
@@ -107,7 +121,8 @@ static void on_readable(uv_poll_t *h, int status, int events)
         }
         line_reader_commit(&o->lines, (size_t)n);
         o->bytes += (size_t)n;
-        drain_lines(o);
+        if (drain_lines(o))
+                pause_until_next_window(o);
 }
 
 int worker_output_new(uv_loop_t *loop, int fd, const char *tag, WorkerOutput **ret)
@@ -129,7 +144,7 @@ int worker_output_new(uv_loop_t *loop, int fd, const char *tag, WorkerOutput **r
                 return -ENOMEM;
         }
         o->fd = fd;
-        line_reader_init(&o->lines, WORKER_OUTPUT_MAX_LINE);
+        line_reader_init(&o->lines, READ_MAX_LINE);
         if (tag) {
                 o->tag = strdup(tag);
                 if (!o->tag)
@@ -180,14 +195,14 @@ void worker_output_close(WorkerOutput *o)
 {
         if (!o)
                 return;
-        /* A last line without its line feed is still worth telling. */
+        /* A last line without its line feed is still worth telling (within the window's share). */
         char *b;
         size_t room;
         if (line_reader_pending(&o->lines) > 0 && line_reader_space(&o->lines, 1, &b, &room) >= 0 &&
             room > 0) {
                 b[0] = '\n';
                 line_reader_commit(&o->lines, 1);
-                drain_lines(o);
+                (void)drain_lines(o);
         }
         o->poll.data = o;
         o->timer.data = o;

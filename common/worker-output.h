@@ -7,7 +7,8 @@
  * tagged with the worker's user. A worker never holds a descriptor of the process that started it: it
  * writes into a pipe of its own, and this end reads it.
  *
- * Everything is bounded: a line is cut at WORKER_OUTPUT_MAX_LINE bytes, control characters are
+ * Everything is bounded: a line is logged cut at WORKER_OUTPUT_MAX_LINE bytes (one over 16 KiB only
+ * as a mark that it was there), control characters are
  * replaced, and past WORKER_OUTPUT_LINES lines or WORKER_OUTPUT_BYTES bytes in a second the relay
  * stops reading until the next second, so a worker that writes without end waits on its own pipe and
  * the reader never spends more than that on it or blocks. */

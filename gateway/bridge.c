@@ -851,6 +851,17 @@ int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret)
         return 0;
 }
 
+/* Close the page for what it sent, with a close frame of our own that goes out at once, and let go of the
+ * worker connection (and of any part of the message already passed on). Not with lws_close_reason() and
+ * a -1 return: libwebsockets 4.1 would then go on inflating the rest of a compressed message, spinning,
+ * until its close timeout (5 s of CPU for a 40 KB message that inflates past the limit). */
+static void refuse(Bridge *b, int code, const char *reason)
+{
+        request_close(b, code, reason);
+        pipe_close(b, PIPE_CLOSING);
+        free_waiting(b);
+}
+
 int bridge_receive(Bridge *b, void *in, size_t len)
 {
         struct lws *wsi = b->wsi;
@@ -863,9 +874,8 @@ int bridge_receive(Bridge *b, void *in, size_t len)
         if (b->close_code || b->peer_closed)
                 return 0; /* closing: the rest is dropped */
         if (lws_frame_is_binary(wsi)) {
-                lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
-                                 (unsigned char *)"text frames only", 16);
-                return -1;
+                refuse(b, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, "text frames only");
+                return 0;
         }
         if (lws_is_first_fragment(wsi)) {
                 b->rx_message_len = 0;
@@ -873,17 +883,14 @@ int bridge_receive(Bridge *b, void *in, size_t len)
         }
         /* Refuse as soon as the frame header says the message will not fit, before any of it goes on. */
         if (b->rx_message_len + len + remaining > b->max_message) {
-                lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"message too big",
-                                 15);
-                return -1;
+                refuse(b, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+                return 0;
         }
         b->rx_message_len += len;
         final = lws_is_final_fragment(wsi);
         /* Checked here rather than by libwebsockets, whose own check closes without a close frame. */
         if (!utf8_stream_feed(&b->rx_utf8, in, len, final)) {
-                request_close(b, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "invalid UTF-8");
-                pipe_close(b, PIPE_CLOSING);
-                free_waiting(b);
+                refuse(b, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "invalid UTF-8");
                 return 0;
         }
         if (b->session)
@@ -898,9 +905,8 @@ int bridge_receive(Bridge *b, void *in, size_t len)
                 return 0; /* the worker is gone; the page is being told */
         r = worker_send(b, in, len, final);
         if (r == -ENOMEM) {
-                lws_close_reason(wsi, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
-                                 (unsigned char *)"out of memory", 13);
-                return -1;
+                refuse(b, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+                return 0;
         }
         /* The frame is all read but the message goes on: more of it may be waiting, inflated or not,
          * with no socket event to bring it. */

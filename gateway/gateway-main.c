@@ -2,6 +2,7 @@
 #include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "config.h"
@@ -28,6 +29,15 @@ static int run(int argc, char **argv)
         r = gateway_config_load(argc, argv, &config);
         if (r != 0)
                 return r > 0 ? 0 : r;
+
+        /* The gateway faces the network and, embedded, serves its own account's files and shells to the
+         * browser: as root that would be /root and root shells. */
+        if (getuid() == 0 || geteuid() == 0) {
+                gateway_config_free(config);
+                log_error("helios-gateway does not run as root: run it as the user to serve, or as its own "
+                          "account with helios-launcher for many users.");
+                return -EPERM;
+        }
 
         /* As in the worker: every large buffer (a piece of a big message, a page's queue) in its own
          * mapping that goes back to the kernel when freed, and the heap trimmed when its top is free;

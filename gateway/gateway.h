@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <uv.h>
 
+#include "accounts.h"
 #include "auth.h"
 #include "config.h"
 #include "launcher.h"
@@ -39,10 +40,12 @@ typedef struct Gateway {
 
         struct lws_context *lws;
         struct lws_vhost *vhost;
+        unsigned header_pool; /* the library's header tables: as many as max_connections at start */
         Listener *listener;
         Launcher *launcher;
         Auth *auth;
         SessionStore *sessions;
+        AccountChecks *accounts;
         Throttle *throttle;
         WebRoot *web;
         NetPrefix *trusted_proxies;

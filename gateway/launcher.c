@@ -148,6 +148,10 @@ int launcher_new_embedded(uv_loop_t *loop, const GatewayConfig *config, const st
                 log_error_errno(r, "Cannot prepare the worker's sandbox: %m");
                 goto fail;
         }
+        if (r == 0)
+                log_warning(
+                    "Cannot build the seccomp filter of the policy here (a system-call filter of this "
+                    "process's own refuses it); the worker inherits that filter instead.");
         r = policy_user_sandbox_probe();
         if (r > 0)
                 log_info("The worker runs with the seccomp filter, in user, mount and IPC namespaces of its "
@@ -233,6 +237,14 @@ int launcher_find_worker(Launcher *l, const char *user, LauncherWorkerCallback c
                          char **ret_path, LauncherRequest **ret_request)
 {
         return l->ops->find_worker(l, user, cb, userdata, ret_path, ret_request);
+}
+
+int launcher_check_account(Launcher *l, const char *user, LauncherAuthCallback cb, void *userdata,
+                           LauncherRequest **ret_request)
+{
+        if (!l->ops->check_account)
+                return -EOPNOTSUPP;
+        return l->ops->check_account(l, user, cb, userdata, ret_request);
 }
 
 void launcher_worker_unreachable(Launcher *l, const char *user)

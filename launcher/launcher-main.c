@@ -33,8 +33,7 @@ static void help(void)
             "     --unit-dropin-dir DIR  Worker units' home drop-ins (default /run/systemd/system)\n"
             "     --worker PATH          The helios-worker executable, an absolute path (embedded mode)\n"
             "     --max-users N          Users with a worker socket (default 1024)\n"
-            "     --outbound-network BOOL  Workspaces reach the network through pasta (default yes;\n"
-            "                            embedded mode)\n"
+            "     --config-dir DIR       Where sandbox.conf and sandbox.d/ are (default /etc/helios)\n"
             "     --start-timeout TIME   Longest unit start (default 30s)\n"
             "     --max-requests N       Requests in flight (default 256; 64 per connection)\n"
             "     --log-level LEVEL      err, warning, notice, info or debug\n");
@@ -52,10 +51,10 @@ enum {
         ARG_UNIT_DROPIN_DIR,
         ARG_WORKER,
         ARG_MAX_USERS,
+        ARG_CONFIG_DIR,
         ARG_START_TIMEOUT,
         ARG_MAX_REQUESTS,
         ARG_LOG_LEVEL,
-        ARG_OUTBOUND_NETWORK,
 };
 
 static int parse_argv(int argc, char **argv, LauncherOptions *o)
@@ -73,10 +72,10 @@ static int parse_argv(int argc, char **argv, LauncherOptions *o)
             {"unit-dropin-dir", required_argument, NULL, ARG_UNIT_DROPIN_DIR},
             {"worker", required_argument, NULL, ARG_WORKER},
             {"max-users", required_argument, NULL, ARG_MAX_USERS},
+            {"config-dir", required_argument, NULL, ARG_CONFIG_DIR},
             {"start-timeout", required_argument, NULL, ARG_START_TIMEOUT},
             {"max-requests", required_argument, NULL, ARG_MAX_REQUESTS},
             {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
-            {POLICY_SETTING_OUTBOUND_NETWORK, required_argument, NULL, ARG_OUTBOUND_NETWORK},
             {},
         };
         uint64_t v;
@@ -118,6 +117,11 @@ static int parse_argv(int argc, char **argv, LauncherOptions *o)
                         r = parse_uint(optarg, 1, 100000, &v);
                         o->max_users = (unsigned)v;
                         break;
+                case ARG_CONFIG_DIR:
+                        if (optarg[0] != '/')
+                                r = -EINVAL;
+                        o->config_dir = optarg;
+                        break;
                 case ARG_MAX_REQUESTS:
                         r = parse_uint(optarg, 1, 100000, &v);
                         o->max_requests = (unsigned)v;
@@ -148,9 +152,6 @@ static int parse_argv(int argc, char **argv, LauncherOptions *o)
                                 r = -EINVAL;
                         o->worker = optarg;
                         break;
-                case ARG_OUTBOUND_NETWORK:
-                        r = parse_bool(optarg, &o->outbound_network);
-                        break;
                 case ARG_LOG_LEVEL:
                         r = log_level_from_string(optarg);
                         if (r >= 0)
@@ -177,14 +178,24 @@ typedef struct Signals {
         Manager *manager;
 } Signals;
 
+static void stop(Signals *sig)
+{
+        manager_stop(sig->manager);
+        if (!uv_is_closing((uv_handle_t *)&sig->term)) {
+                uv_close((uv_handle_t *)&sig->term, NULL);
+                uv_close((uv_handle_t *)&sig->intr, NULL);
+        }
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
-        Signals *sig = s->data;
-
         log_info("Received %s; stopping.", sigabbrev_np(signum));
-        manager_stop(sig->manager);
-        uv_close((uv_handle_t *)&sig->term, NULL);
-        uv_close((uv_handle_t *)&sig->intr, NULL);
+        stop(s->data);
+}
+
+static void on_fatal(void *userdata)
+{
+        stop(userdata);
 }
 
 static int run(int argc, char **argv)
@@ -199,11 +210,11 @@ static int run(int argc, char **argv)
             .unit_dropin_dir = WORKER_HOME_DROPIN_ROOT,
             .worker = HELIOS_WORKER_PATH,
             .max_users = 1024,
+            .config_dir = POLICY_CONFIG_DIR,
             .start_timeout_ms = 30 * 1000,
             .max_requests_per_connection = 64,
             .max_requests = 256,
             .max_connections = 16,
-            .outbound_network = POLICY_OUTBOUND_NETWORK_DEFAULT,
         };
         Signals sig = {};
         Manager *m = NULL;
@@ -227,7 +238,7 @@ static int run(int argc, char **argv)
                 log_error("Cannot set up the event loop: %s", uv_strerror(r));
                 return EXIT_FAILURE;
         }
-        r = manager_new(&loop, &o, &m);
+        r = manager_new(&loop, &o, on_fatal, &sig, &m);
         if (r >= 0) {
                 sig.manager = m;
                 sig.term.data = sig.intr.data = &sig;
@@ -236,12 +247,11 @@ static int run(int argc, char **argv)
                 (void)uv_signal_start(&sig.term, on_signal, SIGTERM);
                 (void)uv_signal_start(&sig.intr, on_signal, SIGINT);
                 r = manager_start(m);
-                if (r < 0) {
-                        manager_stop(m);
-                        uv_close((uv_handle_t *)&sig.term, NULL);
-                        uv_close((uv_handle_t *)&sig.intr, NULL);
-                }
+                if (r < 0)
+                        stop(&sig);
                 (void)uv_run(&loop, UV_RUN_DEFAULT);
+                if (r >= 0 && manager_failed(m))
+                        r = -EIO;
         }
         manager_free(m);
         if (uv_loop_close(&loop) < 0)

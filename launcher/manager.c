@@ -16,13 +16,14 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "activator.h"
+#include "account.h"
+#include "embedded-link.h"
 #include "launcher-protocol.h"
 #include "log.h"
 #include "macro.h"
-#include "pam-helper.h"
+#include "packet.h"
+#include "pam-check.h"
 #include "policy.h"
-#include "sandbox.h"
 #include "socket-util.h"
 #include "unit-starter.h"
 #include "user-name.h"
@@ -33,12 +34,9 @@
 /* Packets handled per wake-up of one connection, so that one busy peer cannot starve the loop. */
 #define CONN_READ_BATCH 32
 #define FIELDS_MAX      4
-/* The account nobody, whatever its name, is never anyone's workspace. */
-#define NOBODY_UID ((uid_t)65534)
 
 typedef struct Conn Conn;
 typedef struct Request Request;
-typedef struct UserEntry UserEntry;
 
 typedef struct Reply {
         struct Reply *next;
@@ -60,11 +58,12 @@ struct Conn {
 
 typedef enum RequestType {
         REQUEST_AUTH,
+        REQUEST_ACCOUNT,
         REQUEST_WORKER,
         _REQUEST_TYPE_MAX,
 } RequestType;
 
-/* A request answered later: a PAM check, or a unit start. */
+/* A request answered later: a PAM check, a unit start, or a worker socket from helios-embedded. */
 struct Request {
         Manager *manager;
         Request *prev, *next;
@@ -74,35 +73,16 @@ struct Request {
         char user[LAUNCHER_USER_MAX + 1];
         uint64_t started_ms;
 
-        /* auth: the helper process, its standard input and its deadline */
-        uv_process_t process;
-        uv_pipe_t input;
-        uv_timer_t timer;
-        unsigned open_handles;
-        bool exited, timed_out;
-
-        /* worker, under systemd */
-        UnitJob *job;
-};
-
-/* A user whose worker socket this launcher serves (embedded mode). */
-struct UserEntry {
-        Manager *manager;
-        UserEntry *next;
-        char name[LAUNCHER_USER_MAX + 1];
-        SandboxPlan *plan;
-        Activator *activator;
-        char *socket_path;
+        PamCheck *pam;         /* auth */
+        UnitJob *job;          /* worker, under systemd */
+        EmbeddedJob *embedded; /* worker, embedded mode */
 };
 
 struct Manager {
         uv_loop_t *loop;
         LauncherOptions options;
         bool systemd_mode;
-        uid_t uid_min;
-
-        uid_t gateway_uid;
-        gid_t gateway_gid;
+        AccountPolicy accounts;
 
         int listen_fd;
         bool listen_owned; /* bound here (and removed at exit), not passed by systemd */
@@ -115,13 +95,16 @@ struct Manager {
         unsigned n_requests;
         unsigned n_helpers;
 
-        UserEntry *users;
-        unsigned n_users;
         char *workers_dir;
-        char **worker_env; /* what every worker gets besides its own account's */
+        char **worker_env; /* what PAM helpers and workers get of ours */
         size_t n_worker_env;
 
-        UnitStarter *units;
+        UnitStarter *units;     /* systemd mode */
+        EmbeddedLink *embedded; /* embedded mode */
+        unsigned embedded_users, embedded_running;
+        bool embedded_ready, failed;
+        void (*on_fatal)(void *userdata);
+        void *fatal_userdata;
 
         unsigned long long logins_checked;
         unsigned long long workers_started; /* systemd mode */
@@ -156,70 +139,6 @@ static void sanitize(const char *s, size_t len, char *out, size_t size)
         out[k] = '\0';
 }
 
-static uid_t read_uid_min(void)
-{
-        _cleanup_free_ char *line = NULL;
-        size_t cap = 0;
-        unsigned long v;
-        uid_t uid_min = 1000;
-        FILE *f;
-
-        f = fopen("/etc/login.defs", "re");
-        if (!f)
-                return uid_min;
-        while (getline(&line, &cap, f) > 0)
-                if (sscanf(line, " UID_MIN %lu", &v) == 1 && v > 0 && v < NOBODY_UID)
-                        uid_min = (uid_t)v;
-        fclose(f);
-        return uid_min;
-}
-
-/* getpwnam_r() with a buffer of its own, which the caller frees: -ESRCH when there is no such account. */
-static int lookup_account(const char *name, struct passwd *ret_pw, char **ret_buf)
-{
-        _cleanup_free_ char *buf = NULL;
-        struct passwd *found = NULL;
-        long size = sysconf(_SC_GETPW_R_SIZE_MAX);
-        int r;
-
-        size = size > 0 ? size : 16384;
-        buf = malloc((size_t)size);
-        if (!buf)
-                return -ENOMEM;
-        r = getpwnam_r(name, ret_pw, buf, (size_t)size, &found);
-        if (r != 0)
-                return -r;
-        if (!found)
-                return -ESRCH;
-        *ret_buf = TAKE_PTR(buf);
-        return 0;
-}
-
-/* The account behind a valid name: 0 if it may log in and have a worker; -ESRCH if there is none;
- * -EPERM for root, system accounts, nobody, the gateway's own, and members of the gateway's group (every
- * worker socket is open to that group: a member could reach everyone's workspace). */
-static int account_check(Manager *m, const char *user)
-{
-        _cleanup_free_ char *buf = NULL;
-        gid_t groups[256];
-        int n = (int)ELEMENTSOF(groups);
-        struct passwd pw;
-        int r;
-
-        r = lookup_account(user, &pw, &buf);
-        if (r < 0)
-                return r;
-        if (pw.pw_uid == 0 || pw.pw_uid < m->uid_min || pw.pw_uid == NOBODY_UID || pw.pw_gid == 0 ||
-            pw.pw_uid == m->gateway_uid)
-                return -EPERM;
-        if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
-                return -E2BIG;
-        for (int i = 0; i < n; i++)
-                if (groups[i] == m->gateway_gid || groups[i] == 0)
-                        return -EPERM;
-        return 0;
-}
-
 /* One line per decision about a user, with the user and the event as journal fields. */
 _printf_(4, 5) static void log_event(int level, const char *user, const char *event, const char *format, ...)
 {
@@ -237,18 +156,14 @@ _printf_(4, 5) static void log_event(int level, const char *user, const char *ev
 
 static void update_status(Manager *m)
 {
-        unsigned running = 0;
-
         if (m->stopped)
                 return;
-        for (UserEntry *u = m->users; u; u = u->next)
-                running += activator_worker_pid(u->activator) > 0;
         if (m->systemd_mode)
                 (void)sd_notifyf(false, "STATUS=%llu workers started, %llu logins checked",
                                  m->workers_started, m->logins_checked);
         else
                 (void)sd_notifyf(false, "STATUS=%u users, %u workers running, %llu logins checked",
-                                 m->n_users, running, m->logins_checked);
+                                 m->embedded_users, m->embedded_running, m->logins_checked);
 }
 
 /* ---- connections ---- */
@@ -363,6 +278,8 @@ static void request_free(Request *r)
         if (r->conn)
                 r->conn->in_flight--;
         unit_job_cancel(r->job);
+        embedded_job_cancel(r->embedded);
+        pam_check_abandon(r->pam);
         free(r);
 }
 
@@ -378,79 +295,92 @@ static void request_answer(Request *r, const char *status, const char *arg)
 
 /* ---- auth: a PAM helper per check ---- */
 
-static void on_helper_handle_closed(uv_handle_t *h)
+static void on_account_checked(Request *r, PamCheckResult result)
 {
-        Request *r = h->data;
-
-        if (--r->open_handles == 0)
-                request_free(r);
-}
-
-static void helper_close(Request *r)
-{
-        uv_handle_t *handles[] = {(uv_handle_t *)&r->process, (uv_handle_t *)&r->input,
-                                  (uv_handle_t *)&r->timer};
-
-        for (size_t i = 0; i < ELEMENTSOF(handles); i++)
-                if (handles[i]->data && !uv_is_closing(handles[i]))
-                        uv_close(handles[i], on_helper_handle_closed);
-}
-
-static void on_helper_exit(uv_process_t *p, int64_t status, int sig)
-{
-        Request *r = container_of(p, Request, process);
         Manager *m = r->manager;
-        uint64_t ms = uv_now(m->loop) - r->started_ms;
 
-        r->exited = true;
-        m->n_helpers--;
-        m->logins_checked++;
-        if (r->timed_out) {
-                log_event(LOG_ERR, r->user, "login-timeout", "PAM did not answer for %s within %llu ms.",
-                          r->user, (unsigned long long)m->options.pam_timeout_ms);
-                request_answer(r, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_TIMEOUT);
-        } else if (sig == 0 && status == PAM_HELPER_EXIT_OK) {
-                log_event(LOG_INFO, r->user, "login-ok", "PAM accepted %s.", r->user);
+        switch (result) {
+        case PAM_CHECK_OK:
+                log_event(LOG_DEBUG, r->user, "account-ok", "The account %s may still log in.", r->user);
                 request_answer(r, LAUNCHER_REPLY_OK, NULL);
-        } else if (sig == 0 && status == PAM_HELPER_EXIT_DENIED) {
-                log_event(LOG_NOTICE, r->user, "login-denied", "PAM denied %s.", r->user);
+                break;
+        case PAM_CHECK_DENIED:
+                log_event(LOG_NOTICE, r->user, "account-denied",
+                          "The account %s may no longer log in (expired, locked or refused by PAM).",
+                          r->user);
                 request_answer(r, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_DENIED);
-        } else {
-                log_event(LOG_ERR, r->user, "login-failed", "Checking the password of %s failed%s.", r->user,
-                          sig ? " (the helper was killed)" : "");
+                break;
+        case PAM_CHECK_TIMEOUT:
+                log_event(LOG_ERR, r->user, "account-timeout", "PAM did not answer for %s in time.",
+                          r->user);
+                request_answer(r, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_TIMEOUT);
+                break;
+        default:
+                log_event(LOG_ERR, r->user, "account-failed", "Checking the account %s failed.", r->user);
                 request_answer(r, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_FAILED);
+                break;
         }
-        log_debug("PAM check of %s took %llu ms.", r->user, (unsigned long long)ms);
-        helper_close(r);
+        request_free(r);
         update_status(m);
 }
 
-static void on_helper_timeout(uv_timer_t *t)
+static void on_pam_checked(PamCheckResult result, void *userdata)
 {
-        Request *r = container_of(t, Request, timer);
+        Request *r = userdata;
+        Manager *m = r->manager;
+        uint64_t ms = uv_now(m->loop) - r->started_ms;
 
-        if (r->exited)
+        r->pam = NULL;
+        m->n_helpers--;
+        if (r->type == REQUEST_ACCOUNT) {
+                on_account_checked(r, result);
                 return;
-        r->timed_out = true;
-        /* The helper leads its own process group (it was started detached): whatever a PAM module
-         * started goes with it. */
-        (void)kill(-r->process.pid, SIGKILL);
+        }
+        m->logins_checked++;
+        switch (result) {
+        case PAM_CHECK_TIMEOUT:
+                log_event(LOG_ERR, r->user, "login-timeout", "PAM did not answer for %s within %llu ms.",
+                          r->user, (unsigned long long)m->options.pam_timeout_ms);
+                request_answer(r, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_TIMEOUT);
+                break;
+        case PAM_CHECK_OK:
+                log_event(LOG_INFO, r->user, "login-ok", "PAM accepted %s.", r->user);
+                request_answer(r, LAUNCHER_REPLY_OK, NULL);
+                break;
+        case PAM_CHECK_DENIED:
+                log_event(LOG_NOTICE, r->user, "login-denied", "PAM denied %s.", r->user);
+                request_answer(r, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_DENIED);
+                break;
+        default:
+                log_event(LOG_ERR, r->user, "login-failed", "Checking the password of %s failed.", r->user);
+                request_answer(r, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_FAILED);
+                break;
+        }
+        log_debug("PAM check of %s took %llu ms.", r->user, (unsigned long long)ms);
+        request_free(r);
+        update_status(m);
 }
 
+/* password NULL: the "account" request, a check of the account without one. */
 static void handle_auth(Conn *c, const char *id, const char *user, const char *password, size_t password_len)
 {
         Manager *m = c->manager;
-        char self[] = "/proc/self/exe";
-        char *args[] = {(char *)"helios-launcher", (char *)"--pam-helper", (char *)m->options.pam_service,
-                        NULL};
-        uv_stdio_container_t stdio[3];
-        uv_process_options_t po = {};
-        char input[LAUNCHER_USER_MAX + 1 + LAUNCHER_PASSWORD_MAX + 1];
-        size_t ulen = strlen(user);
+        PamCheckParams pp = {
+            .service = m->options.pam_service,
+            .timeout_ms = m->options.pam_timeout_ms,
+            .envp = m->worker_env,
+        };
         Request *r;
         int k;
 
-        k = account_check(m, user);
+        k = account_check(&m->accounts, user);
+        if (!password && (k == -EPERM || k == -ESRCH)) {
+                log_event(LOG_NOTICE, user, "account-refused", "The account %s %s.", user,
+                          k == -ESRCH ? "no longer exists"
+                                      : "is root, a system account, nobody or in the gateway's group");
+                conn_error(c, id, LAUNCHER_ERROR_REFUSED);
+                return;
+        }
         if (k == -EPERM) {
                 log_event(
                     LOG_WARNING, user, "login-refused",
@@ -473,274 +403,85 @@ static void handle_auth(Conn *c, const char *id, const char *user, const char *p
                 return;
         }
 
-        r = request_new(c, REQUEST_AUTH, id, user);
+        r = request_new(c, password ? REQUEST_AUTH : REQUEST_ACCOUNT, id, user);
         if (!r) {
                 conn_error(c, id, LAUNCHER_ERROR_FAILED);
                 return;
         }
-        k = uv_pipe_init(m->loop, &r->input, 0);
-        if (k < 0)
-                goto fail;
-        r->input.data = r;
-        r->open_handles++;
-        k = uv_timer_init(m->loop, &r->timer);
-        if (k < 0)
-                goto fail;
-        r->timer.data = r;
-        r->open_handles++;
-
-        stdio[0] = (uv_stdio_container_t){.flags = UV_CREATE_PIPE | UV_READABLE_PIPE,
-                                          .data.stream = (uv_stream_t *)&r->input};
-        stdio[1] = (uv_stdio_container_t){.flags = UV_IGNORE};
-        stdio[2] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = STDERR_FILENO};
-        po = (uv_process_options_t){
-            .exit_cb = on_helper_exit,
-            .file = self,
-            .args = args,
-            .env = m->worker_env, /* no secrets of ours, no LISTEN_* */
-            .flags = UV_PROCESS_DETACHED,
-            .stdio_count = 3,
-            .stdio = stdio,
-        };
-        /* The handle joins the loop even when the start fails, and is closed either way. */
-        r->process.data = r;
-        r->open_handles++;
-        k = uv_spawn(m->loop, &r->process, &po);
+        k = pam_check_start(m->loop, &pp, user, password, password_len, on_pam_checked, r, &r->pam);
         if (k < 0) {
-                log_error("Cannot start a PAM helper: %s", uv_strerror(k));
-                r->exited = true;
-                goto fail;
-        }
-        m->n_helpers++;
-
-        /* A fresh pipe holds far more than one packet: the write is complete or the helper is gone. */
-        memcpy(input, user, ulen + 1);
-        memcpy(input + ulen + 1, password, password_len + 1);
-        uv_buf_t buf = uv_buf_init(input, (unsigned)(ulen + 1 + password_len + 1));
-        k = uv_try_write((uv_stream_t *)&r->input, &buf, 1);
-        explicit_bzero(input, sizeof(input));
-        if (k != (int)buf.len)
-                log_error("Cannot hand the credentials to the PAM helper: %s",
-                          k < 0 ? uv_strerror(k) : "short write");
-        /* EOF tells the helper the input is complete (and a short write makes it fail). */
-        uv_close((uv_handle_t *)&r->input, on_helper_handle_closed);
-        (void)uv_timer_start(&r->timer, on_helper_timeout, m->options.pam_timeout_ms, 0);
-        return;
-fail:
-        conn_error(c, id, LAUNCHER_ERROR_FAILED);
-        r->conn->in_flight--;
-        r->conn = NULL;
-        if (r->open_handles == 0)
+                log_error_errno(k, "Cannot start a PAM helper: %m");
                 request_free(r);
-        else
-                helper_close(r);
-}
-
-/* ---- worker: embedded mode ---- */
-
-static void write_str(const char *s)
-{
-        ssize_t n = write(STDERR_FILENO, s, strlen(s));
-        (void)n;
-}
-
-/* Between fork and exec: only async-signal-safe calls, so the failure is told without stdio. */
-static int user_child_setup(void *userdata)
-{
-        UserEntry *u = userdata;
-        int r = sandbox_enter(u->plan);
-
-        if (r < 0) {
-                const char *name = strerrorname_np(-r);
-                write_str("helios-launcher: cannot enter the sandbox of ");
-                write_str(u->name);
-                write_str(": ");
-                write_str(name ? name : "error");
-                write_str("\n");
-        }
-        return r;
-}
-
-static void on_activator_change(void *userdata)
-{
-        UserEntry *u = userdata;
-
-        update_status(u->manager);
-}
-
-static UserEntry *user_entry_free(UserEntry *u)
-{
-        if (!u)
-                return NULL;
-        activator_free(u->activator);
-        sandbox_plan_free(u->plan);
-        free(u->socket_path);
-        free(u);
-        return NULL;
-}
-
-static int push_env(char ***v, size_t *n, const char *key, const char *value)
-{
-        char *e, **p;
-
-        if (asprintf(&e, "%s=%s", key, value) < 0)
-                return -ENOMEM;
-        p = realloc(*v, (*n + 2) * sizeof(char *));
-        if (!p) {
-                free(e);
-                return -ENOMEM;
-        }
-        p[(*n)++] = e;
-        p[*n] = NULL;
-        *v = p;
-        return 0;
-}
-
-static int user_entry_new(Manager *m, const char *user, UserEntry **ret)
-{
-        _cleanup_free_ char *buf = NULL;
-        struct passwd pw;
-        char allow[48];
-        char **env = NULL;
-        size_t n_env = 0;
-        UserEntry *u;
-        int r;
-
-        u = calloc(1, sizeof(UserEntry));
-        if (!u)
-                return -ENOMEM;
-        u->manager = m;
-        strcpy(u->name, user);
-        SandboxParams sp = {
-            .user = user,
-            .hide = (const char *const[]){m->options.runtime_dir},
-            .n_hide = 1,
-            .outbound_network = m->options.outbound_network,
-            .pass_credentials = true,
-        };
-        r = sandbox_plan_new(&sp, &u->plan);
-        if (r < 0) {
-                log_error_errno(r, "Cannot prepare the sandbox of %s: %m", user);
-                goto fail;
-        }
-        if (asprintf(&u->socket_path, "%s/%s.sock", m->workers_dir, user) < 0) {
-                u->socket_path = NULL;
-                r = -ENOMEM;
-                goto fail;
-        }
-
-        /* The worker's environment: its account's, and the few settings of ours it should share. */
-        r = lookup_account(user, &pw, &buf);
-        if (r < 0)
-                goto fail;
-        for (size_t i = 0; i < m->n_worker_env && r >= 0; i++) {
-                const char *eq = strchr(m->worker_env[i], '=');
-                _cleanup_free_ char *key = strndup(m->worker_env[i], (size_t)(eq - m->worker_env[i]));
-                r = key ? push_env(&env, &n_env, key, eq + 1) : -ENOMEM;
-        }
-        if (r >= 0)
-                r = push_env(&env, &n_env, POLICY_CREDENTIALS_FD_ENV, POLICY_CREDENTIALS_FD_STR);
-        if (r >= 0)
-                r = push_env(&env, &n_env, "HOME", pw.pw_dir);
-        if (r >= 0)
-                r = push_env(&env, &n_env, "USER", pw.pw_name);
-        if (r >= 0)
-                r = push_env(&env, &n_env, "LOGNAME", pw.pw_name);
-        if (r >= 0)
-                r = push_env(&env, &n_env, "SHELL", pw.pw_shell && pw.pw_shell[0] ? pw.pw_shell : "/bin/sh");
-        if (r < 0)
-                goto fail;
-
-        (void)snprintf(allow, sizeof(allow), "--allow-group=%u", (unsigned)m->gateway_gid);
-        char *argv[] = {(char *)m->options.worker, allow, NULL};
-        ActivatorParams ap = {
-            .socket_path = u->socket_path,
-            .worker_path = m->options.worker,
-            .worker_argv = argv,
-            .child_setup = user_child_setup,
-            .on_change = on_activator_change,
-            .userdata = u,
-            .worker_envp = env,
-            .shared = true,
-            .worker_uid = sandbox_plan_uid(u->plan),
-            .socket_gid = m->gateway_gid,
-            .socket_mode = 0660,
-            .output_tag = user,
-        };
-        r = activator_new(m->loop, &ap, &u->activator);
-        if (r < 0)
-                goto fail;
-        for (size_t i = 0; i < n_env; i++)
-                free(env[i]);
-        free(env);
-        *ret = u;
-        return 0;
-fail:
-        for (size_t i = 0; env && i < n_env; i++)
-                free(env[i]);
-        free(env);
-        user_entry_free(u);
-        return r;
-}
-
-/* At the cap, a user whose socket has no worker behind it gives way: the socket goes, and the next
- * request for that user makes it again. */
-static void evict_idle_user(Manager *m)
-{
-        for (UserEntry **p = &m->users; *p; p = &(*p)->next) {
-                UserEntry *u = *p;
-                if (activator_worker_pid(u->activator) > 0)
-                        continue;
-                log_info("Closing the idle worker socket of %s to make room.", u->name);
-                *p = u->next;
-                m->n_users--;
-                activator_stop(u->activator);
-                user_entry_free(u);
+                conn_error(c, id, LAUNCHER_ERROR_FAILED);
                 return;
         }
+        m->n_helpers++;
+}
+
+/* ---- worker: embedded mode, through helios-embedded ---- */
+
+static void on_embedded_answer(const char *status, const char *arg, void *userdata)
+{
+        Request *req = userdata;
+        Manager *m = req->manager;
+
+        req->embedded = NULL;
+        if (streq(status, LAUNCHER_REPLY_OK))
+                log_event(LOG_INFO, req->user, "worker-socket", "Worker socket of %s ready.", req->user);
+        else
+                log_event(LOG_WARNING, req->user, "worker-failed", "No worker socket for %s: %s.", req->user,
+                          arg);
+        request_answer(req, status, arg);
+        request_free(req);
+        update_status(m);
 }
 
 static void handle_worker_embedded(Conn *c, const char *id, const char *user)
 {
         Manager *m = c->manager;
-        UserEntry *u;
-        int r;
+        Request *r;
+        int k;
 
-        for (u = m->users; u; u = u->next)
-                if (streq(u->name, user)) {
-                        /* A worker found running at start may have gone since: look again. */
-                        activator_recheck(u->activator);
-                        conn_reply(c, id, LAUNCHER_REPLY_OK, u->socket_path);
-                        return;
-                }
-        if (m->n_users >= m->options.max_users)
-                evict_idle_user(m);
-        if (m->n_users >= m->options.max_users) {
-                log_event(LOG_WARNING, user, "worker-busy",
-                          "No room for the worker socket of %s: %u users have one.", user, m->n_users);
+        if (c->in_flight >= m->options.max_requests_per_connection ||
+            m->n_requests >= m->options.max_requests) {
                 conn_error(c, id, LAUNCHER_ERROR_BUSY);
                 return;
         }
-        r = user_entry_new(m, user, &u);
-        if (r < 0) {
-                log_error_errno(r, "Cannot set up the worker socket of %s: %m", user);
+        r = request_new(c, REQUEST_WORKER, id, user);
+        if (!r) {
                 conn_error(c, id, LAUNCHER_ERROR_FAILED);
                 return;
         }
-        r = activator_start(u->activator);
-        if (r < 0) {
-                log_error_errno(r, "Cannot listen on %s for the worker of %s: %m", u->socket_path, user);
-                activator_stop(u->activator);
-                user_entry_free(u);
-                conn_error(c, id, LAUNCHER_ERROR_FAILED);
-                return;
+        k = embedded_link_worker(m->embedded, user, on_embedded_answer, r, &r->embedded);
+        if (k < 0) {
+                log_error_errno(k, "Cannot ask helios-embedded for the worker of %s: %m", user);
+                request_free(r);
+                conn_error(c, id, k == -EBUSY ? LAUNCHER_ERROR_BUSY : LAUNCHER_ERROR_FAILED);
         }
-        u->next = m->users;
-        m->users = u;
-        m->n_users++;
-        log_event(LOG_INFO, user, "worker-socket", "Worker socket of %s ready.", user);
-        conn_reply(c, id, LAUNCHER_REPLY_OK, u->socket_path);
+}
+
+static void on_embedded_status(unsigned users, unsigned running, void *userdata)
+{
+        Manager *m = userdata;
+
+        m->embedded_ready = true;
+        m->embedded_users = users;
+        m->embedded_running = running;
         update_status(m);
+}
+
+static void on_embedded_failed(void *userdata)
+{
+        Manager *m = userdata;
+
+        /* Started with the launcher and gone before it was ready: the setting is wrong (the runtime
+         * directory, say), and serving logins without workers would only hide it. */
+        if (m->embedded_ready)
+                return;
+        log_error("helios-embedded could not start; stopping.");
+        m->failed = true;
+        if (m->on_fatal)
+                m->on_fatal(m->fatal_userdata);
 }
 
 /* ---- worker: under systemd ---- */
@@ -769,7 +510,11 @@ static void on_unit_started(int r, void *userdata)
 static void handle_worker_systemd(Conn *c, const char *id, const char *user)
 {
         Manager *m = c->manager;
-        char escaped[UNIT_ESCAPED_USER_MAX], unit[UNIT_ESCAPED_USER_MAX + 32];
+        char escaped[UNIT_ESCAPED_USER_MAX], unit[UNIT_ESCAPED_USER_MAX + 32],
+            service[UNIT_ESCAPED_USER_MAX + 32];
+        UnitProperty props[UNIT_PROPERTIES_MAX];
+        PolicyValues values;
+        size_t n = 0;
         Request *r;
         int k;
 
@@ -778,9 +523,30 @@ static void handle_worker_systemd(Conn *c, const char *id, const char *user)
                 conn_error(c, id, LAUNCHER_ERROR_BUSY);
                 return;
         }
+        /* The admin's settings for this user, set on the service before its socket starts: the unit's
+         * own lines are only the defaults. A file in error fails the start rather than run the
+         * workspace with other bounds. */
+        k = policy_values_load(m->options.config_dir, user, &values);
+        if (k < 0) {
+                log_event(LOG_ERR, user, "worker-failed", "Cannot read the sandbox settings of %s.", user);
+                conn_error(c, id, LAUNCHER_ERROR_FAILED);
+                return;
+        }
+        for (size_t i = 0; i < _POLICY_SETTING_MAX && n < ELEMENTSOF(props); i++) {
+                const PolicySetting *s = &policy_settings[i];
+                if (s->unit_property && !s->unit_only_at_build)
+                        props[n++] = (UnitProperty){s->unit_property, values.v[i]};
+                else if (values.v[i] != s->value)
+                        /* Only a unit file changes it: say so rather than seem to apply it. */
+                        log_event(LOG_NOTICE, user, "setting-not-applied",
+                                  "%s of %s is not applied under systemd: it takes a drop-in of "
+                                  "helios-worker@.service.",
+                                  s->key, user);
+        }
         k = unit_name_escape(user, escaped, sizeof(escaped));
         assert(k >= 0);
         (void)snprintf(unit, sizeof(unit), "helios-worker@%s.socket", escaped);
+        (void)snprintf(service, sizeof(service), "helios-worker@%s.service", escaped);
         k = worker_home_dropin_write(m->options.unit_dropin_dir, escaped, user);
         if (k < 0) {
                 log_event(LOG_ERR, user, "worker-failed", "Cannot give %s's worker its home: %s.", user,
@@ -798,7 +564,7 @@ static void handle_worker_systemd(Conn *c, const char *id, const char *user)
                 conn_error(c, id, LAUNCHER_ERROR_FAILED);
                 return;
         }
-        k = unit_starter_start(m->units, unit, on_unit_started, r, &r->job);
+        k = unit_starter_start(m->units, unit, service, props, n, on_unit_started, r, &r->job);
         if (k < 0) {
                 request_free(r);
                 conn_error(c, id, LAUNCHER_ERROR_FAILED);
@@ -810,7 +576,7 @@ static void handle_worker(Conn *c, const char *id, const char *user)
         Manager *m = c->manager;
         int k;
 
-        k = account_check(m, user);
+        k = account_check(&m->accounts, user);
         if (k == -EPERM || k == -ESRCH) {
                 log_event(LOG_WARNING, user, "worker-refused", "Refusing a worker for %s: %s.", user,
                           k == -ESRCH ? "no such account"
@@ -831,35 +597,6 @@ static void handle_worker(Conn *c, const char *id, const char *user)
 
 /* ---- packets ---- */
 
-/* Split a packet into its NUL-terminated fields; -EBADMSG unless it is exactly that. */
-static int split_fields(char *buf, size_t n, char *fields[FIELDS_MAX], size_t lens[FIELDS_MAX])
-{
-        char *p = buf, *end = buf + n;
-        int k = 0;
-
-        if (n == 0 || buf[n - 1] != '\0')
-                return -EBADMSG;
-        while (p < end) {
-                char *z = memchr(p, '\0', (size_t)(end - p));
-                if (k == FIELDS_MAX)
-                        return -EBADMSG;
-                fields[k] = p;
-                lens[k++] = (size_t)(z - p);
-                p = z + 1;
-        }
-        return k;
-}
-
-static bool id_valid(const char *s, size_t len)
-{
-        if (len == 0 || len > LAUNCHER_ID_MAX)
-                return false;
-        for (size_t i = 0; i < len; i++)
-                if (s[i] < '0' || s[i] > '9')
-                        return false;
-        return true;
-}
-
 static void conn_handle_packet(Conn *c, char *buf, size_t n)
 {
         char *f[FIELDS_MAX];
@@ -867,8 +604,8 @@ static void conn_handle_packet(Conn *c, char *buf, size_t n)
         char shown[80];
         int k;
 
-        k = split_fields(buf, n, f, len);
-        if (k < 2 || !id_valid(f[0], len[0])) {
+        k = packet_split(buf, n, f, len, FIELDS_MAX);
+        if (k < 2 || !packet_id_valid(f[0], len[0])) {
                 conn_close(c, "malformed packet");
                 return;
         }
@@ -877,9 +614,9 @@ static void conn_handle_packet(Conn *c, char *buf, size_t n)
                         conn_close(c, "malformed auth request");
                         return;
                 }
-        } else if (streq(f[1], LAUNCHER_OP_WORKER)) {
+        } else if (streq(f[1], LAUNCHER_OP_WORKER) || streq(f[1], LAUNCHER_OP_ACCOUNT)) {
                 if (k != 3 || len[2] > LAUNCHER_USER_MAX) {
-                        conn_close(c, "malformed worker request");
+                        conn_close(c, "malformed request");
                         return;
                 }
         } else {
@@ -895,6 +632,8 @@ static void conn_handle_packet(Conn *c, char *buf, size_t n)
         }
         if (streq(f[1], LAUNCHER_OP_AUTH))
                 handle_auth(c, f[0], f[2], f[3], len[3]);
+        else if (streq(f[1], LAUNCHER_OP_ACCOUNT))
+                handle_auth(c, f[0], f[2], NULL, 0);
         else
                 handle_worker(c, f[0], f[2]);
 }
@@ -1008,13 +747,13 @@ static void on_listen_event(uv_poll_t *p, int status, int events)
                         safe_close(fd);
                         continue;
                 }
-                if (cred.uid != m->gateway_uid) {
+                if (cred.uid != m->accounts.gateway_uid) {
                         char f_event[] = "HELIOS_EVENT=peer-refused";
                         const char *fields[] = {f_event, NULL};
                         log_struct(
                             LOG_WARNING, fields,
                             "Refusing a client with uid %u (pid %d): only the gateway (uid %u) is served.",
-                            (unsigned)cred.uid, (int)cred.pid, (unsigned)m->gateway_uid);
+                            (unsigned)cred.uid, (int)cred.pid, (unsigned)m->accounts.gateway_uid);
                         safe_close(fd);
                         continue;
                 }
@@ -1061,7 +800,7 @@ static int listen_on_path(Manager *m, const char *path)
         r = unix_socket_remove_stale(path, SOCK_SEQPACKET);
         if (r < 0)
                 return r;
-        r = unix_socket_bind(fd, path, m->gateway_gid, 0660);
+        r = unix_socket_bind(fd, path, m->accounts.gateway_gid, 0660);
         if (r < 0)
                 return r;
         if (listen(fd, 64) < 0) {
@@ -1096,6 +835,23 @@ static int listen_from_systemd(Manager *m)
         return 0;
 }
 
+static int push_env(char ***v, size_t *n, const char *key, const char *value)
+{
+        char *e, **p;
+
+        if (asprintf(&e, "%s=%s", key, value) < 0)
+                return -ENOMEM;
+        p = realloc(*v, (*n + 2) * sizeof(char *));
+        if (!p) {
+                free(e);
+                return -ENOMEM;
+        }
+        p[(*n)++] = e;
+        p[*n] = NULL;
+        *v = p;
+        return 0;
+}
+
 /* What the PAM helpers and workers inherit of our environment: a plain PATH, the locale, and the
  * settings of logging and of the sanitizers the tests run under. */
 static int build_worker_env(Manager *m)
@@ -1114,7 +870,69 @@ static int build_worker_env(Manager *m)
         return r;
 }
 
-int manager_new(uv_loop_t *loop, const LauncherOptions *o, Manager **ret)
+/* helios-embedded lives beside helios-launcher (in libexec, or in the build tree). */
+static int embedded_path(char **ret)
+{
+        _cleanup_free_ char *self = realpath("/proc/self/exe", NULL);
+        char *slash, *p;
+
+        if (!self)
+                return negative_errno();
+        slash = strrchr(self, '/');
+        assert(slash);
+        *slash = '\0';
+        if (asprintf(&p, "%s/helios-embedded", self) < 0)
+                return -ENOMEM;
+        *ret = p;
+        return 0;
+}
+
+static int embedded_link_setup(Manager *m)
+{
+        _cleanup_free_ char *path = NULL;
+        char gid[16], max_users[16], level[4];
+        int r;
+
+        r = embedded_path(&path);
+        if (r < 0)
+                return log_error_errno(r, "Cannot tell where helios-embedded is: %m");
+        if (access(path, X_OK) < 0)
+                return log_error_errno(errno, "Cannot run %s, which embedded mode needs: %m", path);
+        (void)snprintf(gid, sizeof(gid), "%u", (unsigned)m->accounts.gateway_gid);
+        (void)snprintf(max_users, sizeof(max_users), "%u", m->options.max_users);
+        (void)snprintf(level, sizeof(level), "%d", log_get_max_level());
+        char *argv[] = {(char *)"helios-embedded",
+                        (char *)"--runtime-dir",
+                        (char *)m->options.runtime_dir,
+                        (char *)"--worker",
+                        (char *)m->options.worker,
+                        (char *)"--gateway-gid",
+                        gid,
+                        (char *)"--max-users",
+                        max_users,
+                        (char *)"--config-dir",
+                        (char *)m->options.config_dir,
+                        (char *)"--log-level",
+                        level,
+                        NULL};
+        EmbeddedLinkParams p = {
+            .path = path,
+            .argv = argv,
+            .envp = m->worker_env,
+            .on_status = on_embedded_status,
+            .on_failed = on_embedded_failed,
+            .userdata = m,
+        };
+        r = embedded_link_new(m->loop, &p, &m->embedded);
+        if (r >= 0)
+                r = embedded_link_start(m->embedded);
+        if (r < 0)
+                return log_error_errno(r, "Cannot start helios-embedded: %m");
+        return 0;
+}
+
+int manager_new(uv_loop_t *loop, const LauncherOptions *o, void (*on_fatal)(void *userdata), void *userdata,
+                Manager **ret)
 {
         _cleanup_free_ char *buf = NULL;
         struct passwd pw;
@@ -1126,10 +944,12 @@ int manager_new(uv_loop_t *loop, const LauncherOptions *o, Manager **ret)
                 return log_oom();
         m->loop = loop;
         m->options = *o;
+        m->on_fatal = on_fatal;
+        m->fatal_userdata = userdata;
         m->listen_fd = -1;
-        m->uid_min = read_uid_min();
+        m->accounts.uid_min = account_read_uid_min();
 
-        r = lookup_account(o->gateway_user, &pw, &buf);
+        r = account_lookup(o->gateway_user, &pw, &buf);
         if (r < 0) {
                 free(m);
                 return log_error_errno(r, "Cannot find the gateway's account %s: %m", o->gateway_user);
@@ -1139,8 +959,8 @@ int manager_new(uv_loop_t *loop, const LauncherOptions *o, Manager **ret)
                 free(m);
                 return -EPERM;
         }
-        m->gateway_uid = pw.pw_uid;
-        m->gateway_gid = pw.pw_gid;
+        m->accounts.gateway_uid = pw.pw_uid;
+        m->accounts.gateway_gid = pw.pw_gid;
 
         m->systemd_mode =
             o->mode == LAUNCHER_MODE_SYSTEMD || (o->mode == LAUNCHER_MODE_AUTO && sd_booted() > 0);
@@ -1167,16 +987,9 @@ int manager_start(Manager *m)
                 if (r < 0)
                         return log_error_errno(r, "Cannot set up the service manager connection: %m");
         } else {
-                /* The runtime directory may be crossed by all; workers/ only by the gateway's group, so a
-                 * user cannot even see who else has a workspace. */
-                r = activator_prepare_shared_directory(m->options.runtime_dir, 0755, getegid());
+                r = embedded_link_setup(m);
                 if (r < 0)
-                        return log_error_errno(r, "Cannot use %s as the runtime directory: %m",
-                                               m->options.runtime_dir);
-                r = activator_prepare_shared_directory(m->workers_dir, 0750, m->gateway_gid);
-                if (r < 0)
-                        return log_error_errno(r, "Cannot use %s for the worker sockets: %m",
-                                               m->workers_dir);
+                        return r;
         }
 
         r = listen_from_systemd(m);
@@ -1199,8 +1012,8 @@ int manager_start(Manager *m)
                 return log_error_errno(r, "Cannot watch the listening socket: %s", uv_strerror(r));
 
         log_info("Serving the gateway (%s, uid %u) in %s mode; PAM service %s; worker sockets in %s.",
-                 m->options.gateway_user, (unsigned)m->gateway_uid, m->systemd_mode ? "systemd" : "embedded",
-                 m->options.pam_service, m->workers_dir);
+                 m->options.gateway_user, (unsigned)m->accounts.gateway_uid,
+                 m->systemd_mode ? "systemd" : "embedded", m->options.pam_service, m->workers_dir);
         (void)sd_notify(false, "READY=1");
         update_status(m);
         return 0;
@@ -1222,17 +1035,20 @@ void manager_stop(Manager *m)
         while (m->conns)
                 conn_close(m->conns, NULL);
         /* Checks still running are abandoned, their helpers killed. */
-        for (Request *r = m->requests; r; r = r->next)
-                if (r->type == REQUEST_AUTH && !r->exited) {
-                        (void)kill(-r->process.pid, SIGKILL);
-                        r->exited = true;
+        while (m->requests) {
+                Request *r = m->requests;
+                if (r->pam)
                         m->n_helpers--;
-                        helper_close(r);
-                }
-        for (UserEntry *u = m->users; u; u = u->next)
-                activator_stop(u->activator);
+                request_free(r);
+        }
+        embedded_link_stop(m->embedded);
         unit_starter_stop(m->units);
         log_info("Stopped; running workers keep running.");
+}
+
+bool manager_failed(const Manager *m)
+{
+        return m->failed;
 }
 
 Manager *manager_free(Manager *m)
@@ -1240,11 +1056,7 @@ Manager *manager_free(Manager *m)
         if (!m)
                 return NULL;
         assert(!m->requests && !m->conns);
-        while (m->users) {
-                UserEntry *u = m->users;
-                m->users = u->next;
-                user_entry_free(u);
-        }
+        embedded_link_free(m->embedded);
         unit_starter_free(m->units);
         for (size_t i = 0; i < m->n_worker_env; i++)
                 free(m->worker_env[i]);

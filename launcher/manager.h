@@ -6,8 +6,8 @@
 #include <uv.h>
 
 /* helios-launcher's state: the socket the gateway talks to, its connections and requests in flight,
- * the PAM helpers, and the users' workers (an activator per user in embedded mode, units under
- * systemd). */
+ * the PAM checks, and the users' workers (units under systemd; in embedded mode, requests to
+ * helios-embedded, which this process starts for that mode alone). */
 
 typedef enum LauncherMode {
         LAUNCHER_MODE_AUTO,
@@ -28,6 +28,7 @@ typedef struct LauncherOptions {
         const char *unit_dropin_dir; /* where the worker units' home drop-ins go (systemd mode) */
         const char *worker;          /* the helios-worker executable (embedded mode) */
         unsigned max_users;          /* users with a worker socket (embedded mode) */
+        const char *config_dir;      /* sandbox.conf and sandbox.d/ (policy/settings.c) */
         uint64_t start_timeout_ms;
         unsigned max_requests_per_connection;
         unsigned max_requests;
@@ -37,8 +38,12 @@ typedef struct LauncherOptions {
 
 typedef struct Manager Manager;
 
-int manager_new(uv_loop_t *loop, const LauncherOptions *o, Manager **ret);
+/* on_fatal: the manager cannot go on (helios-embedded could not start) and has to be stopped. */
+int manager_new(uv_loop_t *loop, const LauncherOptions *o, void (*on_fatal)(void *userdata), void *userdata,
+                Manager **ret);
 int manager_start(Manager *m);
 /* Stop serving; workers keep running. The loop then runs until every handle is closed. */
 void manager_stop(Manager *m);
+/* Whether it stopped because it could not go on: the launcher then exits with a failure. */
+bool manager_failed(const Manager *m);
 Manager *manager_free(Manager *m);

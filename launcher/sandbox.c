@@ -77,6 +77,15 @@ struct SandboxPlan {
         bool tun;
         bool pass_credentials;
         struct sock_fprog filter;
+
+        /* The bounds of the private tmpfs and devpts, with the user's settings. */
+        PolicyBounds bounds;
+        /* The rlimits among the user's settings, after policy_limits[]. */
+        struct {
+                int resource;
+                rlim_t value;
+        } rlimits[_POLICY_SETTING_MAX];
+        size_t n_rlimits;
 };
 
 static void strv_freep(char ***v, size_t *n)
@@ -259,7 +268,7 @@ static int lay_out_file_system(SandboxPlan *plan)
                 PlanRule *p = &plan->rules[plan->n_rules++];
                 *p = (PlanRule){.path = rule->path, .kind = rule->kind};
                 if (rule->kind == POLICY_FS_PRIVATE_TMP) {
-                        p->options = policy_tmpfs_options(&policy_bounds, rule->path);
+                        p->options = policy_tmpfs_options(&plan->bounds, rule->path);
                         if (!p->options)
                                 return -ENOMEM;
                 }
@@ -395,6 +404,14 @@ int sandbox_plan_new(const SandboxParams *p, SandboxPlan **ret)
         plan->user = strdup(p->user);
         if (!plan->user)
                 return -ENOMEM;
+        policy_values_bounds(p->values, &plan->bounds);
+        for (size_t i = 0; i < _POLICY_SETTING_MAX; i++)
+                if (policy_settings[i].rlimit != 0) {
+                        uint64_t v = p->values ? p->values->v[i] : policy_settings[i].value;
+                        plan->rlimits[plan->n_rlimits].resource = policy_settings[i].rlimit;
+                        plan->rlimits[plan->n_rlimits++].value =
+                            v == POLICY_INFINITY ? RLIM_INFINITY : (rlim_t)v;
+                }
 
         r = resolve_account(plan, p->user);
         if (r < 0)
@@ -427,8 +444,8 @@ int sandbox_plan_new(const SandboxParams *p, SandboxPlan **ret)
 
         /* Terminals belong to the tty group, as on the host, when there is one. */
         bool have_tty = getgrnam_r("tty", &gr, grbuf, sizeof(grbuf), &tty) == 0 && tty;
-        plan->devpts_options = policy_devpts_options(&policy_bounds, have_tty ? (int)tty->gr_gid : -1);
-        plan->shm_options = policy_tmpfs_options(&policy_bounds, "/dev/shm");
+        plan->devpts_options = policy_devpts_options(&plan->bounds, have_tty ? (int)tty->gr_gid : -1);
+        plan->shm_options = policy_tmpfs_options(&plan->bounds, "/dev/shm");
         if (!plan->devpts_options || !plan->shm_options)
                 return -ENOMEM;
 
@@ -692,21 +709,33 @@ static int verify_identity(const SandboxPlan *plan)
         return 0;
 }
 
-static int apply_limits(void)
+static int apply_limit(int resource, rlim_t v)
 {
-        for (size_t i = 0; i < policy_n_limits; i++) {
-                const PolicyLimit *l = &policy_limits[i];
-                struct rlimit rl;
-                rlim_t v;
+        struct rlimit rl;
 
-                if (getrlimit(l->resource, &rl) < 0)
-                        return negative_errno();
-                v = l->value;
-                if (rl.rlim_max != RLIM_INFINITY && v > rl.rlim_max)
-                        v = rl.rlim_max;
-                rl = (struct rlimit){.rlim_cur = v, .rlim_max = v};
-                if (setrlimit(l->resource, &rl) < 0)
-                        return negative_errno();
+        if (getrlimit(resource, &rl) < 0)
+                return negative_errno();
+        if (rl.rlim_max != RLIM_INFINITY && v > rl.rlim_max)
+                v = rl.rlim_max;
+        rl = (struct rlimit){.rlim_cur = v, .rlim_max = v};
+        if (setrlimit(resource, &rl) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static int apply_limits(const SandboxPlan *plan)
+{
+        int r;
+
+        for (size_t i = 0; i < policy_n_limits; i++) {
+                r = apply_limit(policy_limits[i].resource, policy_limits[i].value);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < plan->n_rlimits; i++) {
+                r = apply_limit(plan->rlimits[i].resource, plan->rlimits[i].value);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
@@ -740,7 +769,7 @@ int sandbox_enter(const SandboxPlan *plan)
          * seccomp filter. */
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 return negative_errno();
-        r = apply_limits();
+        r = apply_limits(plan);
         if (r < 0)
                 return r;
         /* The workspace's own network and processes. The namespace calls must come before the filter,

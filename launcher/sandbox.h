@@ -4,6 +4,8 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "policy.h"
+
 /* Entering the sandbox of policy/ for one user, in embedded mode (under systemd the worker unit's
  * directives carry the same rules). Two halves:
  *
@@ -32,7 +34,10 @@ typedef struct SandboxParams {
          * /proc, hidden directories); one inside the home is already writable. May be NULL. */
         const char *const *writable;
         size_t n_writable;
-        /* The workspace reaches the network through pasta (POLICY_SETTING_OUTBOUND_NETWORK); without it,
+        /* The user's settings (policy/settings.c) the sandbox applies itself: the rlimits among them.
+         * NULL: the defaults. */
+        const PolicyValues *values;
+        /* The workspace reaches the network through pasta (the setting POLICY_SETTING_OUTBOUND_NETWORK); without it,
          * it has its loopback only. */
         bool outbound_network;
         /* Leave the socket that answers for peers' credentials (policy_workspace_enter()) at

@@ -20,6 +20,7 @@ struct UnitJob {
         UnitStarter *starter;
         UnitJob *prev, *next;
         char *unit;
+        char *props_unit;
         char *job_path;   /* from StartUnit's reply */
         char *early_path; /* a JobRemoved for this unit seen before the reply */
         char *early_result;
@@ -52,6 +53,7 @@ static void on_job_timer_closed(uv_handle_t *h)
         UnitJob *j = container_of((uv_timer_t *)h, UnitJob, timer);
 
         free(j->unit);
+        free(j->props_unit);
         free(j->job_path);
         free(j->early_path);
         free(j->early_result);
@@ -306,12 +308,66 @@ int unit_starter_new(uv_loop_t *loop, uint64_t timeout_ms, UnitStarter **ret)
         return 0;
 }
 
-int unit_starter_start(UnitStarter *u, const char *unit, UnitJobCallback cb, void *userdata, UnitJob **ret)
+static int call_start(UnitJob *j)
+{
+        int r;
+
+        log_info("Starting %s.", j->unit);
+        r = sd_bus_call_method_async(j->starter->bus, &j->call, SD_DEST, SD_PATH, SD_IFACE, "StartUnit",
+                                     on_start_reply, j, "ss", j->unit, "replace");
+        if (r < 0)
+                return log_error_errno(r, "Cannot ask for %s: %m", j->unit);
+        return 0;
+}
+
+static int on_properties_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        UnitJob *j = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(m);
+        int r;
+
+        j->call = sd_bus_slot_unref(j->call);
+        if (e) {
+                log_error("SetUnitProperties %s failed: %s: %s", j->props_unit, e->name, strna(e->message));
+                job_finish(j, -EIO);
+                return 0;
+        }
+        r = call_start(j);
+        if (r < 0)
+                job_finish(j, r);
+        return 0;
+}
+
+static int call_set_properties(UnitJob *j, const UnitProperty *props, size_t n)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        UnitStarter *u = j->starter;
+        int r;
+
+        r = sd_bus_message_new_method_call(u->bus, &m, SD_DEST, SD_PATH, SD_IFACE, "SetUnitProperties");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "sb", j->props_unit, 1);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "(sv)");
+        for (size_t i = 0; i < n && r >= 0; i++)
+                r = sd_bus_message_append(m, "(sv)", props[i].name, "t", props[i].value);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r >= 0)
+                r = sd_bus_call_async(u->bus, &j->call, m, on_properties_reply, j, 0);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set the properties of %s: %m", j->props_unit);
+        return 0;
+}
+
+int unit_starter_start(UnitStarter *u, const char *unit, const char *props_unit, const UnitProperty *props,
+                       size_t n, UnitJobCallback cb, void *userdata, UnitJob **ret)
 {
         UnitJob *j;
         int r;
 
         assert(u && unit && cb);
+        assert(n <= UNIT_PROPERTIES_MAX && (n == 0 || props_unit));
 
         if (!u->bus) {
                 r = bus_connect(u);
@@ -325,9 +381,11 @@ int unit_starter_start(UnitStarter *u, const char *unit, UnitJobCallback cb, voi
         j->cb = cb;
         j->userdata = userdata;
         j->unit = strdup(unit);
-        r = j->unit ? uv_timer_init(u->loop, &j->timer) : -ENOMEM;
+        j->props_unit = n > 0 ? strdup(props_unit) : NULL;
+        r = j->unit && (n == 0 || j->props_unit) ? uv_timer_init(u->loop, &j->timer) : -ENOMEM;
         if (r < 0) {
                 free(j->unit);
+                free(j->props_unit);
                 free(j);
                 return r;
         }
@@ -337,12 +395,10 @@ int unit_starter_start(UnitStarter *u, const char *unit, UnitJobCallback cb, voi
         u->jobs = j;
         (void)uv_timer_start(&j->timer, on_job_timeout, u->timeout_ms, 0);
 
-        log_info("Starting %s.", unit);
-        r = sd_bus_call_method_async(u->bus, &j->call, SD_DEST, SD_PATH, SD_IFACE, "StartUnit",
-                                     on_start_reply, j, "ss", unit, "replace");
+        r = n > 0 ? call_set_properties(j, props, n) : call_start(j);
         if (r < 0) {
                 job_free(j);
-                return log_error_errno(r, "Cannot ask for %s: %m", unit);
+                return r;
         }
         bus_update(u);
         *ret = j;

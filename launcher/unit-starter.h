@@ -21,6 +21,17 @@ void unit_starter_stop(UnitStarter *u);
 /* After unit_starter_stop() and once the loop has run the close callbacks. */
 UnitStarter *unit_starter_free(UnitStarter *u);
 
-int unit_starter_start(UnitStarter *u, const char *unit, UnitJobCallback cb, void *userdata, UnitJob **ret);
+/* A property of a unit set at runtime (SetUnitProperties), all of D-Bus type "t" (MemoryMax, TasksMax,
+ * CPUWeight, ...). */
+typedef struct UnitProperty {
+        const char *name;
+        uint64_t value;
+} UnitProperty;
+#define UNIT_PROPERTIES_MAX 8
+
+/* Set n properties (at most UNIT_PROPERTIES_MAX) of props_unit for this boot, then start unit. Either
+ * failing fails the job. */
+int unit_starter_start(UnitStarter *u, const char *unit, const char *props_unit, const UnitProperty *props,
+                       size_t n, UnitJobCallback cb, void *userdata, UnitJob **ret);
 /* The callback will not be called; the job itself runs on in the service manager. */
 void unit_job_cancel(UnitJob *j);

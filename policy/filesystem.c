@@ -14,7 +14,7 @@
  * only.
  *
  * Order matters: the rules are applied in this order, and a later one mounts over what an earlier
- * one made read-only. Under systemd, ProtectSystem=strict, ProtectHome=tmpfs, PrivateTmp=,
+ * one made read-only. Under systemd, ProtectSystem=strict, ProtectHome=tmpfs, TemporaryFileSystem=,
  * PrivateDevices=, InaccessiblePaths= and ProtectProc= make the same view (see unit.c). */
 #include "macro.h"
 #include "policy.h"

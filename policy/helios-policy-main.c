@@ -13,6 +13,7 @@ static void help(void)
         printf("Usage: helios-policy COMMAND\n\n"
                "The Helios sandbox policy, as systemd directives.\n\n"
                "  --unit-directives   Print the sandbox directives of helios-worker@.service\n"
+               "  --pts-unit          Print helios-worker-pts@.service\n"
                "  --unit-template     Copy a unit from standard input to standard output, with the line\n"
                "                      " POLICY_UNIT_PLACEHOLDER " replaced by the directives\n"
                "  --home-dropin HOME  Print the drop-in of helios-worker@USER.service for the home HOME\n"
@@ -43,6 +44,8 @@ int main(int argc, char **argv)
         }
         if (streq(argv[1], "--unit-directives"))
                 r = policy_write_unit_directives(stdout);
+        else if (streq(argv[1], "--pts-unit"))
+                r = policy_write_pts_unit(stdout);
         else if (streq(argv[1], "--unit-template")) {
                 r = policy_render_unit_template(stdin, stdout);
                 if (r == -ENOENT)

@@ -6,11 +6,12 @@
  * loaded, so no set-user-ID or set-group-ID program (su, passwd, sudo) and no file capability can
  * give a process in a terminal more than the user has.
  *
- * Limits: under systemd the per-user slice bounds memory, tasks and CPU (units/helios.slice and the
- * worker unit's MemoryMax=, TasksMax=, CPUWeight=, which an admin tunes per user). These rlimits are
- * what both modes share; embedded mode has no cgroup, so the process-count limit is what stops a fork
- * bomb there. A limit above what the launcher itself may grant is lowered to the launcher's hard
- * limit, never raised. */
+ * Limits: memory, tasks, CPU weight and open files are settings an admin changes per server and per
+ * user (settings.c): a cgroup of the workspace's own bounds the first three (the worker unit under
+ * systemd; in embedded mode where the machine delegates cgroup v2 controllers). The rlimits below are
+ * fixed and shared by both modes; where embedded mode gets no pids controller, the process-count limit
+ * is what stops a fork bomb. A limit above what the launcher itself may grant is lowered to the
+ * launcher's hard limit, never raised. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -19,8 +20,6 @@
 #include "policy.h"
 
 const PolicyLimit policy_limits[] = {
-    /* Enough for an IDE with many watched files and a few language servers. */
-    {RLIMIT_NOFILE, "LimitNOFILE", 8192},
     /* Per user across the machine: generous for builds, fatal to a fork bomb. */
     {RLIMIT_NPROC, "LimitNPROC", 4096},
     /* Locked memory is memory nobody else can get back; 8 MiB is what io_uring and gpg need. */
@@ -40,11 +39,11 @@ const size_t policy_n_limits = ELEMENTSOF(policy_limits);
  * by default): without max= one workspace can take all of them and nobody else opens a terminal. A
  * person with a few dozen terminals, tmux and a test suite that opens ptys stays far below 256. */
 const PolicyBounds policy_bounds = {
-    .tmp_size = UINT64_C(1) << 30,
+    .tmp_size = POLICY_TMP_SIZE_DEFAULT,
     .tmp_inodes = 65536,
-    .shm_size = UINT64_C(256) << 20,
+    .shm_size = POLICY_SHM_SIZE_DEFAULT,
     .shm_inodes = 4096,
-    .ptys = 256,
+    .ptys = POLICY_PTYS_DEFAULT,
 };
 
 char *policy_tmpfs_options(const PolicyBounds *b, const char *path)

@@ -115,6 +115,8 @@ extern const size_t policy_n_devices;
 
 /* The runtime directory of the launcher and of workers' sockets under systemd: always hidden. */
 #define POLICY_RUNTIME_DIR "/run/helios"
+/* Under systemd, where each workspace's devpts instance is mounted for its unit to bind. */
+#define POLICY_UNIT_PTS_DIR POLICY_RUNTIME_DIR "/pts"
 
 /* ---- Namespaces (namespaces.c) ---- */
 
@@ -147,6 +149,11 @@ typedef struct PolicyBounds {
         unsigned ptys; /* pseudo-terminals open at once */
 } PolicyBounds;
 
+/* The defaults of policy_bounds, which are also those of the settings tmp_size, shm_size, pty_max. */
+#define POLICY_TMP_SIZE_DEFAULT (UINT64_C(1) << 30)
+#define POLICY_SHM_SIZE_DEFAULT (UINT64_C(256) << 20)
+#define POLICY_PTYS_DEFAULT     256
+
 extern const PolicyBounds policy_bounds;
 
 /* The mount options of a private temporary file system at path (/tmp, /var/tmp, /dev/shm) and of the
@@ -154,15 +161,86 @@ extern const PolicyBounds policy_bounds;
 char *policy_tmpfs_options(const PolicyBounds *b, const char *path);
 char *policy_devpts_options(const PolicyBounds *b, int tty_gid);
 
+/* ---- Settings an admin changes, server-wide and per user (settings.c) ---- */
+
+typedef enum PolicySettingId {
+        POLICY_SETTING_MEMORY_MAX,
+        POLICY_SETTING_TASKS_MAX,
+        POLICY_SETTING_CPU_WEIGHT,
+        POLICY_SETTING_OPEN_FILES,
+        POLICY_SETTING_TMP_SIZE,
+        POLICY_SETTING_SHM_SIZE,
+        POLICY_SETTING_PTY_MAX,
+        POLICY_SETTING_OUTBOUND_NETWORK,
+        _POLICY_SETTING_MAX,
+        _POLICY_SETTING_INVALID = -1,
+} PolicySettingId;
+
+typedef enum PolicySettingType {
+        POLICY_SETTING_SIZE,  /* bytes, with K, M, G suffixes */
+        POLICY_SETTING_COUNT, /* a plain number */
+        POLICY_SETTING_BOOL,  /* yes/no, kept as 1/0 */
+        _POLICY_SETTING_TYPE_MAX,
+} PolicySettingType;
+
+/* The field of PolicyBounds a setting overrides. */
+typedef enum PolicyBound {
+        POLICY_BOUND_NONE,
+        POLICY_BOUND_TMP_SIZE,
+        POLICY_BOUND_SHM_SIZE,
+        POLICY_BOUND_PTYS,
+        _POLICY_BOUND_MAX,
+} PolicyBound;
+
+/* No limit: "infinity" (or "max") in a file, where max allows it. */
+#define POLICY_INFINITY UINT64_MAX
+
+typedef struct PolicySetting {
+        const char *key; /* in sandbox.conf */
+        PolicySettingType type;
+        uint64_t value; /* the default */
+        uint64_t min, max;
+        /* Under systemd: the worker unit's directive (written at build time with the default). Unless
+         * unit_only_at_build, the launcher sets it on a user's unit at each start (SetUnitProperties,
+         * runtime) to what sandbox.conf says; otherwise a drop-in changes it. */
+        const char *unit_property;
+        bool unit_only_at_build;
+        /* In embedded mode: a file of the worker's own cgroup and the controller it needs, an rlimit
+         * (0: none; RLIMIT_CPU is never one of these), or a bound of the sandbox's mounts. */
+        const char *cgroup_file;
+        const char *controller;
+        int rlimit;
+        PolicyBound bound;
+        const char *reason;
+} PolicySetting;
+
+extern const PolicySetting policy_settings[_POLICY_SETTING_MAX];
+
+/* What one user's workspace gets. */
+typedef struct PolicyValues {
+        uint64_t v[_POLICY_SETTING_MAX];
+} PolicyValues;
+
+/* Where the settings files live unless told otherwise. */
+#define POLICY_CONFIG_DIR "/etc/helios"
+
+void policy_values_default(PolicyValues *ret);
+/* The defaults, then dir/sandbox.conf, then dir/sandbox.d/USER.conf (user may be NULL). Missing files
+ * change nothing; a file that is not root's alone, an unknown key or a bad value is an error (logged). */
+int policy_values_load(const char *dir, const char *user, PolicyValues *ret);
+/* policy_bounds with what values override. */
+void policy_values_bounds(const PolicyValues *values, PolicyBounds *ret);
+/* The value as a cgroup file takes it (cgroup: digits or "max") or as a unit file does (2G, infinity). */
+int policy_value_format(PolicySettingId id, uint64_t v, bool cgroup, char *buf, size_t size);
+
 /* ---- The workspace's own network and processes (workspace.c) ---- */
 
 /* Debian's user-mode network stack (package passt), the workspace's way out. */
 #define POLICY_PASTA "/usr/bin/pasta"
 
-/* The name of the setting that turns the workspace's outbound network off (yes by default), the same
- * in every place a setting is read: the launcher's --outbound-network=, the worker's
- * --outbound-network= (HELIOS_OUTBOUND_NETWORK= in the unit's environment under systemd). */
-#define POLICY_SETTING_OUTBOUND_NETWORK "outbound-network"
+/* The worker's option for the setting POLICY_SETTING_OUTBOUND_NETWORK (settings.c), which the unit
+ * passes from HELIOS_OUTBOUND_NETWORK= in its environment. */
+#define POLICY_OUTBOUND_NETWORK_OPTION  "outbound-network"
 #define POLICY_OUTBOUND_NETWORK_DEFAULT true
 
 /* Put the caller into a workspace of its own: new user (mapping only the caller's uid and gid), network
@@ -203,7 +281,9 @@ int policy_seccomp_load_bpf(const struct sock_fprog *prog);
 typedef struct PolicyUserSandbox PolicyUserSandbox;
 
 /* Prepare, before fork, what policy_user_sandbox_enter() needs: the user's home (put back where the
- * policy covers homes), the namespaces' id maps, the mount options and the BPF program. */
+ * policy covers homes), the namespaces' id maps, the mount options and the BPF program. 1 on success,
+ * 0 when everything but the filter is ready (this process runs under a filter of its own that refuses
+ * seccomp(), which the worker then inherits). */
 int policy_user_sandbox_new(const char *home, PolicyUserSandbox **ret);
 PolicyUserSandbox *policy_user_sandbox_free(PolicyUserSandbox *s);
 /* Between fork and exec (async-signal-safe): the namespaces where the machine allows them (said in
@@ -222,6 +302,8 @@ int policy_write_unit_directives(FILE *f);
  * -EINVAL for a home that would expose what the policy hides or covers (/, /tmp/x, /var/x holding
  * /var/tmp...), or a path a unit file cannot carry as it is. home must be canonical. */
 int policy_home_root(const char *home, char **ret);
+/* helios-worker-pts@.service, which mounts a workspace's devpts instance for its worker unit. */
+int policy_write_pts_unit(FILE *f);
 /* The runtime drop-in of helios-worker@USER.service that gives it the account's home. */
 int policy_write_home_dropin(FILE *f, const char *home);
 

@@ -34,6 +34,58 @@ static int write_tmpfs(FILE *f, const char *path)
         return 0;
 }
 
+/* PrivateDevices= binds the host's devpts: every workspace's terminals would come from the machine's
+ * one pool, with nothing bounding how many one takes, and no directive mounts a devpts. Each workspace
+ * therefore gets an instance of its own with the policy's max=, mounted on the host by
+ * helios-worker-pts@.service (policy_write_pts_unit()), which the sandbox binds over /dev/pts, with its
+ * ptmx over /dev/ptmx. The home drop-in sets BindPaths= anew and so repeats these lines. */
+static void write_devpts_binds(FILE *f)
+{
+        fputs("BindPaths=" POLICY_UNIT_PTS_DIR "/%i:/dev/pts\n"
+              "BindPaths=" POLICY_UNIT_PTS_DIR "/%i/ptmx:/dev/ptmx\n",
+              f);
+}
+
+int policy_write_pts_unit(FILE *f)
+{
+        _cleanup_free_ char *options = policy_devpts_options(&policy_bounds, -1);
+
+        if (!options)
+                return -ENOMEM;
+        fprintf(
+            f,
+            "# Generated from policy/ by helios-policy --pts-unit: change policy/, not this file.\n"
+            "# The terminals of the workspace of %%I: a devpts instance of its own with the policy's\n"
+            "# max=, mounted on the host for helios-worker@%%i.service to bind over its /dev/pts, and\n"
+            "# unmounted when that stops. No sandboxing that makes a mount namespace: the mount must be\n"
+            "# the host's.\n"
+            "[Unit]\n"
+            "Description=Helios terminals of %%I\n"
+            "DefaultDependencies=no\n"
+            "StopWhenUnneeded=yes\n"
+            "Conflicts=shutdown.target\n"
+            "Before=shutdown.target\n"
+            "\n"
+            "[Service]\n"
+            "Type=oneshot\n"
+            "RemainAfterExit=yes\n"
+            "ExecStart=/bin/mkdir -p " POLICY_UNIT_PTS_DIR "/%%i\n"
+            "ExecStart=/bin/mount -t devpts -o %s helios-pts " POLICY_UNIT_PTS_DIR "/%%i\n"
+            "ExecStop=-/bin/umount " POLICY_UNIT_PTS_DIR "/%%i\n"
+            "ExecStopPost=-/bin/rmdir " POLICY_UNIT_PTS_DIR "/%%i\n"
+            "CapabilityBoundingSet=CAP_SYS_ADMIN\n"
+            "NoNewPrivileges=yes\n"
+            "SystemCallArchitectures=native\n"
+            "RestrictAddressFamilies=AF_UNIX\n"
+            "IPAddressDeny=any\n"
+            "LockPersonality=yes\n"
+            "RestrictRealtime=yes\n"
+            "RestrictSUIDSGID=yes\n"
+            "MemoryDenyWriteExecute=yes\n",
+            options);
+        return ferror(f) ? -EIO : 0;
+}
+
 static int write_filesystem(FILE *f)
 {
         bool homes = false;
@@ -90,6 +142,7 @@ static int write_filesystem(FILE *f)
                         k = write_tmpfs(f, "/dev/shm");
                         if (k < 0)
                                 return k;
+                        write_devpts_binds(f);
                         break;
                 case POLICY_FS_PROC:
                         fputs("ProtectProc=invisible\n", f);
@@ -114,6 +167,28 @@ static void write_limits(FILE *f)
               f);
         for (size_t i = 0; i < policy_n_limits; i++)
                 fprintf(f, "%s=%llu\n", policy_limits[i].unit, (unsigned long long)policy_limits[i].value);
+}
+
+/* The defaults of policy/settings.c. An admin changes them in /etc/helios/sandbox.conf and
+ * sandbox.d/USER.conf, which the launcher applies to the user's unit at start. */
+static int write_settings(FILE *f)
+{
+        fputs("# policy/settings.c: the defaults of /etc/helios/sandbox.conf; the launcher sets what that\n"
+              "# file (and sandbox.d/USER.conf) says on each user's unit when it starts it.\n",
+              f);
+        for (size_t i = 0; i < _POLICY_SETTING_MAX; i++) {
+                const PolicySetting *s = &policy_settings[i];
+                char v[32];
+                int r;
+
+                if (!s->unit_property)
+                        continue;
+                r = policy_value_format((PolicySettingId)i, s->value, false, v, sizeof(v));
+                if (r < 0)
+                        return r;
+                fprintf(f, "%s=%s\n", s->unit_property, v);
+        }
+        return 0;
 }
 
 /* systemd skips names it cannot resolve with a warning; write only the ones it will take. */
@@ -183,6 +258,17 @@ static void write_namespaces(FILE *f)
                         fprintf(f, "%s\n", policy_namespaces[i].directive);
 }
 
+/* Said explicitly: the manager's defaults (DefaultStandardOutput= in system.conf) could send a
+ * worker's output to a console or a terminal of someone else's. */
+static void write_descriptors(FILE *f)
+{
+        fputs("# A worker holds nothing of anyone else's: input from /dev/null, output to the journal.\n"
+              "StandardInput=null\n"
+              "StandardOutput=journal\n"
+              "StandardError=journal\n",
+              f);
+}
+
 static void write_unit_only(FILE *f)
 {
         fputs("# What systemd adds where embedded mode relies on the rules above: hostname and clock\n"
@@ -205,11 +291,15 @@ int policy_write_unit_directives(FILE *f)
         if (r < 0)
                 return r;
         write_limits(f);
+        r = write_settings(f);
+        if (r < 0)
+                return r;
         r = write_syscalls(f);
         if (r < 0)
                 return r;
         write_families(f);
         write_namespaces(f);
+        write_descriptors(f);
         write_unit_only(f);
         return ferror(f) ? -EIO : 0;
 }
@@ -306,11 +396,12 @@ int policy_write_home_dropin(FILE *f, const char *home)
         if (r < 0)
                 return r;
         fputs("# Written by helios-launcher from the password database: the home of this account, and\n"
-              "# no other. Empty assignments drop the unit's /home/%I.\n"
+              "# no other. Empty assignments drop the unit's /home/%I (and its devpts binds, given again).\n"
               "[Service]\n"
               "BindPaths=\n"
               "ReadWritePaths=\n",
               f);
+        write_devpts_binds(f);
         /* Outside /home, /root and /run/user, the directory holding the home disappears like /home
          * does, and the homes next to this one with it. */
         if (root)

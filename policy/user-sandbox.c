@@ -110,13 +110,14 @@ int policy_user_sandbox_new(const char *home, PolicyUserSandbox **ret)
                         break;
         }
 
+        /* Under a service manager's own system-call filter that refuses seccomp() (a gateway unit's
+         * @system-service), libseccomp cannot even build the filter, and the worker could not load it:
+         * it inherits the process's own filter instead. The caller is told and says so. */
         r = policy_seccomp_export(&s->filter);
-        if (r < 0) {
-                policy_user_sandbox_free(s);
-                return r;
-        }
+        if (r < 0)
+                s->filter = (struct sock_fprog){};
         *ret = s;
-        return 0;
+        return r < 0 ? 0 : 1;
 }
 
 /* ---- After fork: system calls only. ---- */
@@ -229,6 +230,8 @@ int policy_user_sandbox_enter(const PolicyUserSandbox *s, bool *ret_namespaces)
                 *ret_namespaces = r >= 0;
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 return negative_errno();
+        if (!s->filter.filter)
+                return 0;
         return policy_seccomp_load_bpf(&s->filter);
 }
 

@@ -80,6 +80,12 @@ void bus_call_reply(BusCall *call, cJSON *result);
 void bus_call_error(BusCall *call, int code, const char *message, cJSON *data);
 /* Answer with the application error for -errno r, data {"errno": "ENOENT", "path": path?}. */
 void bus_call_error_errno(BusCall *call, int r, const char *path);
+/* Answer -32603 "Out of memory" (logged); returns -ENOMEM, for `return bus_call_error_oom(call);`. */
+int bus_call_error_oom(BusCall *call);
+/* Answer -32602 "Invalid params: <reason>", data {"reason", "path"?}; returns -EINVAL. */
+int bus_call_error_invalid(BusCall *call, const char *reason, const char *path);
+/* Pass on, unchanged (code, message, data), the error another service answered a bus_call() with. */
+void bus_call_error_forward(BusCall *call, const cJSON *error);
 /* Parse params with json_dispatch(); on failure answer -32602 naming the problem, and return
  * -EINVAL (the call is then consumed). */
 int bus_call_params(BusCall *call, const cJSON *params, const JsonField *fields, size_t n_fields);

@@ -118,7 +118,7 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                 {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
                 {"seccomp", no_argument, NULL, ARG_SECCOMP},
                 {"namespaces", no_argument, NULL, ARG_NAMESPACES},
-                {POLICY_SETTING_OUTBOUND_NETWORK, required_argument, NULL, ARG_OUTBOUND_NETWORK},
+                {POLICY_OUTBOUND_NETWORK_OPTION, required_argument, NULL, ARG_OUTBOUND_NETWORK},
                 {},
         };
         WorkerConfig *c = calloc(1, sizeof(WorkerConfig));
@@ -273,7 +273,7 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                 case ARG_OUTBOUND_NETWORK:
                         r = parse_bool(optarg, &c->outbound_network);
                         if (r < 0) {
-                                log_error("Invalid --%s '%s'.", POLICY_SETTING_OUTBOUND_NETWORK, optarg);
+                                log_error("Invalid --%s '%s'.", POLICY_OUTBOUND_NETWORK_OPTION, optarg);
                                 goto fail;
                         }
                         break;

@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 
 #include "buf.h"
+#include "path-util.h"
 
 /* The kernel's own limit on symlinks followed in one lookup. */
 #define CHASE_MAX_LINKS 40
@@ -129,76 +130,6 @@ int fs_roots_find(const FsRoots *r, const char *abs, size_t *ret_index, const ch
         return 0;
 }
 
-bool fs_path_is_below_or_same(const char *a, const char *b)
-{
-        size_t n = strlen(b);
-
-        if (streq(b, "/"))
-                return a[0] == '/';
-        return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '/');
-}
-
-/* Append the components of p to out (which holds "" or "/x/y"), resolving "." and "..". */
-static int normalize_append(Buf *out, const char *p)
-{
-        while (*p) {
-                const char *c = p;
-                size_t len;
-
-                while (*c == '/')
-                        c++;
-                len = strcspn(c, "/");
-                p = c + len;
-                if (len == 0 || (len == 1 && c[0] == '.'))
-                        continue;
-                if (len == 2 && c[0] == '.' && c[1] == '.') {
-                        char *slash;
-
-                        if (out->len == 0)
-                                return -EXDEV;
-                        slash = strrchr(out->data, '/');
-                        out->len = (size_t)(slash - out->data);
-                        out->data[out->len] = '\0';
-                        continue;
-                }
-                if (len > NAME_MAX)
-                        return -ENAMETOOLONG;
-                if (buf_append(out, "/", 1) < 0 || buf_append(out, c, len) < 0)
-                        return -ENOMEM;
-                /* Longer than the kernel would take: no later ".." may rescue it (its input is bounded
-                 * by the caller anyway). */
-                if (out->len >= PATH_MAX)
-                        return -ENAMETOOLONG;
-        }
-        return 0;
-}
-
-int fs_path_normalize(const char *base, const char *path, char **ret)
-{
-        _cleanup_(buf_done) Buf out = {};
-        int r;
-
-        assert(ret);
-        if (!path || !*path)
-                return -EINVAL;
-        if (strlen(path) >= PATH_MAX)
-                return -ENAMETOOLONG;
-        if (path[0] != '/') {
-                if (!base || base[0] != '/')
-                        return -EINVAL;
-                r = normalize_append(&out, base);
-                if (r < 0)
-                        return r;
-        }
-        r = normalize_append(&out, path);
-        if (r < 0)
-                return r;
-        if (out.len == 0 && buf_append(&out, "/", 1) < 0)
-                return -ENOMEM;
-        *ret = buf_steal(&out, NULL);
-        return 0;
-}
-
 void fs_location_done(FsLocation *l)
 {
         if (!l)
@@ -208,15 +139,6 @@ void fs_location_done(FsLocation *l)
         free(l->name);
         free(l->path);
         *l = FS_LOCATION_NULL;
-}
-
-static char *path_join(const char *a, const char *b)
-{
-        char *p;
-
-        if (asprintf(&p, "%s%s%s", a, streq(a, "/") ? "" : "/", b) < 0)
-                return NULL;
-        return p;
 }
 
 /* dir_fd is either a root's fd (*owned_fd is -1) or *owned_fd, which the location then takes. */
@@ -276,7 +198,7 @@ static int link_destination(const char *phys, const char *target, const char *re
 
         if (!*target)
                 return -ENOENT; /* as the kernel treats an empty symlink */
-        r = fs_path_normalize(phys, target, &t);
+        r = path_normalize(phys, target, &t);
         if (r < 0)
                 return r;
         if (*rest) {

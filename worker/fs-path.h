@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "macro.h"
+#include "path-util.h"
 
 /* The workspace boundary. Every path a client names is normalized lexically, assigned to the
  * longest workspace root that holds it, and then resolved one component at a time beneath that
@@ -30,15 +31,6 @@ const char *fs_roots_path(const FsRoots *r, size_t i);
 /* The index of the longest root that is a path prefix of abs (a normalized absolute path) and the
  * rest of abs below it ("" for the root itself). -EXDEV if no root holds abs. */
 int fs_roots_find(const FsRoots *r, const char *abs, size_t *ret_index, const char **ret_rel);
-
-/* Lexically normalize path: relative paths are taken relative to base (absolute and normalized);
- * "//" and "." collapse; ".." drops the previous component. Returns -EINVAL for an empty path (or a
- * relative one without base), -EXDEV for a ".." above "/", -ENAMETOOLONG for a component longer than
- * NAME_MAX or a path of PATH_MAX bytes or more. */
-int fs_path_normalize(const char *base, const char *path, char **ret);
-
-/* True if a is b or lies below it (both normalized absolute). */
-bool fs_path_is_below_or_same(const char *a, const char *b);
 
 typedef enum FsChaseFlags {
         FS_CHASE_NOFOLLOW = 1 << 0, /* a final symlink is the result, not what it points to */

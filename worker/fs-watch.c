@@ -119,22 +119,13 @@ static bool excluded(const FsWatch *w, const char *path, const char *name)
         return w->state_dir && streq(path, w->state_dir);
 }
 
-static char *path_join(const char *dir, const char *name)
-{
-        char *p;
-
-        if (asprintf(&p, "%s%s%s", dir, streq(dir, "/") ? "" : "/", name) < 0)
-                return NULL;
-        return p;
-}
-
 /* The path with its prefix old replaced by new, if path is old or lies below it. */
 static char *path_rebase(const char *path, const char *old, const char *new)
 {
         size_t n = strlen(old);
         char *p;
 
-        if (!fs_path_is_below_or_same(path, old))
+        if (!path_is_below_or_same(path, old))
                 return NULL;
         if (asprintf(&p, "%s%s", new, path + (streq(old, "/") ? n - 1 : n)) < 0)
                 return NULL;
@@ -206,7 +197,7 @@ static void watch_remove_subtree(FsWatch *w, const char *path)
 
         for (size_t i = 0; i < w->n_watches; i++) {
                 Watch *x = &w->watches[i];
-                if (fs_path_is_below_or_same(x->path, path)) {
+                if (path_is_below_or_same(x->path, path)) {
                         (void)inotify_rm_watch(w->fd, x->wd);
                         if (x->wd == w->root_wd)
                                 w->root_wd = -1;
@@ -527,7 +518,7 @@ static void scan_enqueue(FsWatch *w, const char *path, bool report)
         char *p;
 
         /* Only the current tree: a batch handed out meanwhile may have led to a new root. */
-        if (w->closing || !w->root || !fs_path_is_below_or_same(path, w->root))
+        if (w->closing || !w->root || !path_is_below_or_same(path, w->root))
                 return;
         /* Never more directories queued than could be watched. */
         if (w->n_scan - w->scan_head >= w->config->max_watches) {

@@ -34,6 +34,10 @@
 /* How long the worker's own change is remembered: its inotify echo arrives within milliseconds. */
 #define OWN_CHANGE_TTL_MS 5000u
 #define OWN_CHANGE_MAX 1024u
+/* Directories a save has looked through for leftover temporary files, remembered so that saves in the
+ * same few directories do not read them again and again: leftovers are older than this worker, so one
+ * look per directory is enough. */
+#define CLEANED_DIRS_MAX 64u
 
 typedef enum OwnState {
         OWN_ABSENT, /* nothing at the path (and below it, if subtree) */
@@ -69,6 +73,11 @@ struct Fs {
         char *base; /* relative paths start here: the loaded project as named, else roots[0] */
         FsWatch *watch;
         struct timespec started;       /* temporary files written before this are leftovers */
+        struct {
+                dev_t dev;
+                ino_t ino;
+        } cleaned[CLEANED_DIRS_MAX]; /* a ring of directories looked through for leftovers */
+        size_t cleaned_next;
         OwnChange own[OWN_CHANGE_MAX]; /* a ring: the oldest is overwritten first */
         size_t own_next;
         FsMethod methods[FS_N_METHODS];
@@ -84,13 +93,6 @@ typedef enum Encoding {
 
 /* The reply_*() helpers answer the call and return a negative errno-style value describing the failure,
  * so a method can `return reply_...()`. */
-static int reply_oom(BusCall *call)
-{
-        log_oom();
-        bus_call_error(call, RPC_INTERNAL_ERROR, "Out of memory", NULL);
-        return -ENOMEM;
-}
-
 static cJSON *error_data(int error, const char *path)
 {
         cJSON *data = cJSON_CreateObject();
@@ -121,7 +123,7 @@ static int reply_errno(BusCall *call, int r, const char *path)
         case -ENAMETOOLONG:
                 return reply_error(call, RPC_INVALID_PARAMS, "File name too long", r, path);
         case -ENOMEM:
-                return reply_oom(call);
+                return bus_call_error_oom(call);
         default:
                 bus_call_error_errno(call, r, path);
                 return r;
@@ -142,21 +144,6 @@ static int reply_too_large(BusCall *call, const char *path, uint64_t size, size_
                        (unsigned long long)size, limit);
         bus_call_error(call, RPC_TOO_LARGE, msg, data);
         return -EFBIG;
-}
-
-static int reply_invalid(BusCall *call, const char *reason, const char *path)
-{
-        cJSON *data = cJSON_CreateObject();
-        char msg[256];
-
-        if (data && (!cJSON_AddStringToObject(data, "reason", reason) ||
-                     (path && !cJSON_AddStringToObject(data, "path", path)))) {
-                cJSON_Delete(data);
-                data = NULL;
-        }
-        (void)snprintf(msg, sizeof(msg), "Invalid params: %s", reason);
-        bus_call_error(call, RPC_INVALID_PARAMS, msg, data);
-        return -EINVAL;
 }
 
 static bool add_stat(cJSON *o, const struct stat *st, bool with_size)
@@ -190,9 +177,9 @@ static int path_param(Fs *fs, BusCall *call, const char *name, const char *value
         if (!*value) {
                 char reason[64];
                 (void)snprintf(reason, sizeof(reason), "'%s' must not be empty", name);
-                return reply_invalid(call, reason, NULL);
+                return bus_call_error_invalid(call, reason, NULL);
         }
-        r = fs_path_normalize(fs->base, value, ret);
+        r = path_normalize(fs->base, value, ret);
         if (r < 0)
                 return reply_errno(call, r, value);
         return 0;
@@ -207,7 +194,7 @@ static int parse_encoding(BusCall *call, const char *s, Encoding *ret)
         else if (streq(s, "base64"))
                 *ret = ENCODING_BASE64;
         else
-                return reply_invalid(call, "'encoding' must be \"utf-8\" or \"base64\"", NULL);
+                return bus_call_error_invalid(call, "'encoding' must be \"utf-8\" or \"base64\"", NULL);
         return 0;
 }
 
@@ -271,7 +258,7 @@ static OwnChange *own_find(Fs *fs, const char *path)
                         own_forget(e);
                         continue;
                 }
-                if (streq(e->path, path) || (e->subtree && fs_path_is_below_or_same(path, e->path)))
+                if (streq(e->path, path) || (e->subtree && path_is_below_or_same(path, e->path)))
                         return e;
         }
         return NULL;
@@ -387,7 +374,7 @@ static void on_project_loaded(const char *topic, const cJSON *params, ClientId o
                 log_warning("Ignoring %s without an absolute root.", topic);
                 return;
         }
-        r = fs_path_normalize(NULL, root->valuestring, &path);
+        r = path_normalize(NULL, root->valuestring, &path);
         if (r >= 0)
                 r = fs_chase(fs->roots, path, 0, &loc);
         if (r >= 0)
@@ -494,11 +481,14 @@ static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
                 enc = fs_text_is_json_safe(data, size) ? ENCODING_UTF8 : ENCODING_BASE64;
         else if (enc == ENCODING_UTF8) {
                 if (!utf8_is_valid(data, size))
-                        return reply_invalid(call, "the file is not valid UTF-8; read it as base64", path);
+                        return bus_call_error_invalid(call, "the file is not valid UTF-8; read it as base64",
+                                                      path);
                 if (memchr(data, 0, size))
-                        return reply_invalid(call, "the file contains NUL bytes, which a JSON string cannot "
-                                                   "carry here; read it as base64",
-                                             path);
+                        return bus_call_error_invalid(
+                            call,
+                            "the file contains NUL bytes, which a JSON string cannot "
+                            "carry here; read it as base64",
+                            path);
         }
         if (enc == ENCODING_BASE64 && base64_encoded_size(size) > limit)
                 return reply_too_large(call, path, size, limit);
@@ -511,7 +501,7 @@ static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
                 if (r == -EFBIG)
                         return reply_too_large(call, path, size, limit);
                 if (r < 0)
-                        return reply_oom(call);
+                        return bus_call_error_oom(call);
                 free(TAKE_PTR(data));
                 content = json_create_raw_reference(encoded);
         } else if (enc == ENCODING_UTF8) {
@@ -522,7 +512,7 @@ static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
         } else {
                 r = base64_encode(data, size, &encoded, NULL);
                 if (r < 0)
-                        return reply_oom(call);
+                        return bus_call_error_oom(call);
                 content = cJSON_CreateStringReference(encoded);
         }
 
@@ -531,7 +521,7 @@ static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
         result = result_with_path("path", path);
         if (!result || !content || !cJSON_AddItemToObject(result, "content", content)) {
                 cJSON_Delete(content);
-                return reply_oom(call);
+                return bus_call_error_oom(call);
         }
         /* What add_stat() adds, with the integers written as such instead of formatted by cJSON as
          * doubles: every file a client opens comes through here. In-process callers get size and mtime
@@ -540,7 +530,7 @@ static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
         if (!cJSON_AddStringToObject(result, "encoding", enc == ENCODING_UTF8 ? "utf-8" : "base64") ||
             !add_integer(result, "size", (int64_t)size) || !add_integer(result, "mtime", fs_mtime_ms(&st)) ||
             !cJSON_AddStringToObject(result, "tag", tag))
-                return reply_oom(call);
+                return bus_call_error_oom(call);
         bus_call_reply(call, TAKE_PTR(result));
         return 0;
 }
@@ -560,6 +550,28 @@ static int reply_conflict(BusCall *call, const char *path, const struct stat *st
         }
         bus_call_error(call, RPC_CONFLICT, st ? "Changed on disk" : "Removed from disk", data);
         return -ESTALE;
+}
+
+/* Where an earlier save in this directory was cut short, its temporary file goes: once per directory
+ * and worker. */
+static void clean_directory(Fs *fs, int dir_fd, const char *path)
+{
+        struct stat st;
+        int r;
+
+        if (fstat(dir_fd, &st) < 0)
+                return;
+        for (size_t i = 0; i < CLEANED_DIRS_MAX; i++)
+                if (fs->cleaned[i].dev == st.st_dev && fs->cleaned[i].ino == st.st_ino)
+                        return;
+        r = fs_remove_stale_temps(dir_fd, &fs->started);
+        if (r < 0) {
+                log_debug_errno(r, "Cannot look for leftover temporary files beside %s, ignoring: %m", path);
+                return;
+        }
+        fs->cleaned[fs->cleaned_next].dev = st.st_dev;
+        fs->cleaned[fs->cleaned_next].ino = st.st_ino;
+        fs->cleaned_next = (fs->cleaned_next + 1) % CLEANED_DIRS_MAX;
 }
 
 static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
@@ -590,15 +602,15 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
         if (enc == ENCODING_BASE64) {
                 r = base64_decode(content_arg, strlen(content_arg), &decoded, &size);
                 if (r == -ENOMEM)
-                        return reply_oom(call);
+                        return bus_call_error_oom(call);
                 if (r < 0)
-                        return reply_invalid(call, "'content' is not valid base64", path);
+                        return bus_call_error_invalid(call, "'content' is not valid base64", path);
                 data = decoded;
         } else {
                 /* Clients cannot send anything else, but requests from inside the worker are checked too. */
                 size = strlen(content_arg);
                 if (!utf8_is_valid(content_arg, size))
-                        return reply_invalid(call, "'content' is not valid UTF-8", path);
+                        return bus_call_error_invalid(call, "'content' is not valid UTF-8", path);
                 data = content_arg;
         }
 
@@ -635,16 +647,13 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
         r = fs_write_atomic(loc.dir_fd, loc.name, data, size, exists ? &st : NULL, &nst);
         if (r < 0)
                 return reply_errno(call, r, path);
-        /* Where an earlier save of this directory was cut short, its temporary file goes now. */
-        r = fs_remove_stale_temps(loc.dir_fd, &fs->started);
-        if (r < 0)
-                log_debug_errno(r, "Cannot look for leftover temporary files beside %s, ignoring: %m", path);
+        clean_directory(fs, loc.dir_fd, path);
         own_record(fs, loc.path, OWN_ENTRY, &nst, false);
 
         result = result_with_path("path", path);
         if (!result || !add_stat(result, &nst, true)) {
                 cJSON_Delete(result);
-                return reply_oom(call);
+                return bus_call_error_oom(call);
         }
         bus_call_reply(call, result);
         return 0;
@@ -675,7 +684,7 @@ static int method_stat(Fs *fs, BusCall *call, const cJSON *params)
         result = result_with_path("path", path);
         if (!result || !cJSON_AddStringToObject(result, "type", fs_type_name(st.st_mode)) ||
             !add_stat(result, &st, true) || !cJSON_AddNumberToObject(result, "mode", st.st_mode & 07777))
-                return reply_oom(call);
+                return bus_call_error_oom(call);
 
         if (S_ISLNK(st.st_mode)) {
                 _cleanup_(fs_location_done) FsLocation target = FS_LOCATION_NULL;
@@ -684,7 +693,7 @@ static int method_stat(Fs *fs, BusCall *call, const cJSON *params)
                 /* What the link leads to, if that is inside the workspace and exists. */
                 if (fs_chase(fs->roots, path, 0, &target) >= 0 && fs_location_stat(&target, &tst) >= 0 &&
                     !cJSON_AddStringToObject(result, "target", fs_type_name(tst.st_mode)))
-                        return reply_oom(call);
+                        return bus_call_error_oom(call);
         }
         bus_call_reply(call, TAKE_PTR(result));
         return 0;
@@ -722,7 +731,7 @@ static int method_list_directory(Fs *fs, BusCall *call, const cJSON *params)
         result = result_with_path("path", path);
         entries = result ? cJSON_AddArrayToObject(result, "entries") : NULL;
         if (!entries)
-                return reply_oom(call);
+                return bus_call_error_oom(call);
         /* The answer must fit in one message: stop (and say so) before it would not. */
         budget = content_budget(fs, path);
         truncated = listing.truncated;
@@ -738,17 +747,17 @@ static int method_list_directory(Fs *fs, BusCall *call, const cJSON *params)
                 o = cJSON_CreateObject();
                 if (!o || !cJSON_AddItemToArray(entries, o)) {
                         cJSON_Delete(o);
-                        return reply_oom(call);
+                        return bus_call_error_oom(call);
                 }
                 if (!cJSON_AddStringToObject(o, "name", e->name) ||
                     !cJSON_AddStringToObject(o, "type", fs_type_name(e->mode)) ||
                     !cJSON_AddNumberToObject(o, "size", (double)e->size) ||
                     !cJSON_AddNumberToObject(o, "mtime", (double)e->mtime_ms))
-                        return reply_oom(call);
+                        return bus_call_error_oom(call);
         }
         if ((truncated && !cJSON_AddTrueToObject(result, "truncated")) ||
             (listing.skipped > 0 && !cJSON_AddNumberToObject(result, "skipped", (double)listing.skipped)))
-                return reply_oom(call);
+                return bus_call_error_oom(call);
         bus_call_reply(call, TAKE_PTR(result));
         return 0;
 }
@@ -802,7 +811,7 @@ static int method_create_directory(Fs *fs, BusCall *call, const cJSON *params)
 
         result = result_with_path("path", path);
         if (!result)
-                return reply_oom(call);
+                return bus_call_error_oom(call);
         bus_call_reply(call, result);
         return 0;
 }
@@ -840,8 +849,8 @@ static int method_rename(Fs *fs, BusCall *call, const cJSON *params)
         r = fs_location_stat(&f, &st);
         if (r < 0)
                 return reply_errno(call, r, from);
-        if (!streq(f.path, t.path) && fs_path_is_below_or_same(t.path, f.path))
-                return reply_invalid(call, "a directory cannot be moved into itself", to);
+        if (!streq(f.path, t.path) && path_is_below_or_same(t.path, f.path))
+                return bus_call_error_invalid(call, "a directory cannot be moved into itself", to);
 
         r = renameat2(f.dir_fd, f.name, t.dir_fd, t.name, overwrite ? 0 : RENAME_NOREPLACE);
         if (r < 0 && errno == EINVAL && !overwrite) {
@@ -874,7 +883,7 @@ static int method_rename(Fs *fs, BusCall *call, const cJSON *params)
         result = result_with_path("from", from);
         if (!result || !cJSON_AddStringToObject(result, "to", to)) {
                 cJSON_Delete(result);
-                return reply_oom(call);
+                return bus_call_error_oom(call);
         }
         bus_call_reply(call, result);
         return 0;
@@ -920,7 +929,7 @@ static int method_delete(Fs *fs, BusCall *call, const cJSON *params)
 
         result = result_with_path("path", path);
         if (!result)
-                return reply_oom(call);
+                return bus_call_error_oom(call);
         bus_call_reply(call, result);
         return 0;
 }

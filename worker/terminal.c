@@ -14,12 +14,13 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "strv.h"
 #include "buf.h"
 #include "events.h"
 #include "log.h"
+#include "path-util.h"
 #include "pty.h"
 #include "service.h"
+#include "strv.h"
 #include "terminal-scrollback.h"
 #include "terminal-title.h"
 #include "utf8.h"
@@ -672,11 +673,6 @@ static void on_kill_timer(uv_timer_t *h)
 
 /* ---- method helpers ---- */
 
-static void reply_oom(BusCall *call)
-{
-        bus_call_error(call, RPC_INTERNAL_ERROR, "Out of memory", NULL);
-}
-
 static void reply_empty(BusCall *call)
 {
         cJSON *r = cJSON_CreateObject();
@@ -684,15 +680,7 @@ static void reply_empty(BusCall *call)
         if (r)
                 bus_call_reply(call, r);
         else
-                reply_oom(call);
-}
-
-static void reply_invalid(BusCall *call, const char *reason)
-{
-        char msg[160];
-
-        (void)snprintf(msg, sizeof(msg), "Invalid params: %s", reason);
-        bus_call_error(call, RPC_INVALID_PARAMS, msg, NULL);
+                (void)bus_call_error_oom(call);
 }
 
 static void reply_error_data(BusCall *call, int code, const char *message, const char *key, double number,
@@ -727,7 +715,7 @@ static Terminal *call_terminal(TerminalService *s, BusCall *call, const cJSON *p
 
         /* Callers have checked that params is an object (or absent). */
         if (!id) {
-                reply_invalid(call, "missing parameter 'terminalId'");
+                (void)bus_call_error_invalid(call, "missing parameter 'terminalId'", NULL);
                 return NULL;
         }
         t = cJSON_IsString(id) ? terminal_find(s, id->valuestring) : NULL;
@@ -833,49 +821,6 @@ static int command_argv(const TerminalService *s, const cJSON *command, CreateRe
         return 0;
 }
 
-/* "." and ".." and repeated slashes resolved by name alone. */
-static char *path_normalize(const char *path)
-{
-        char *out = malloc(strlen(path) + 2);
-        size_t o = 0;
-
-        if (!out)
-                return NULL;
-        for (const char *p = path; *p;) {
-                size_t len;
-
-                while (*p == '/')
-                        p++;
-                if (!*p)
-                        break;
-                len = strcspn(p, "/");
-                if (len == 2 && p[0] == '.' && p[1] == '.') {
-                        while (o > 0 && out[o - 1] != '/')
-                                o--;
-                        if (o > 0)
-                                o--;
-                } else if (!(len == 1 && p[0] == '.')) {
-                        out[o++] = '/';
-                        memcpy(out + o, p, len);
-                        o += len;
-                }
-                p += len;
-        }
-        if (o == 0)
-                out[o++] = '/';
-        out[o] = '\0';
-        return out;
-}
-
-static bool path_under(const char *path, const char *root)
-{
-        size_t n = strlen(root);
-
-        if (streq(root, "/"))
-                return true;
-        return strncmp(path, root, n) == 0 && (path[n] == '\0' || path[n] == '/');
-}
-
 static void create_spawn(TerminalService *s, CreateRequest *req, const char *cwd, bool cwd_optional)
 {
         BusCall *call = TAKE_PTR(req->call);
@@ -903,7 +848,7 @@ static void create_spawn(TerminalService *s, CreateRequest *req, const char *cwd
         if (!t || !result) {
                 free(t);
                 cJSON_Delete(result);
-                reply_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         (void)snprintf(t->id, sizeof(t->id), "%" PRIu64, ++s->next_number);
@@ -913,7 +858,7 @@ static void create_spawn(TerminalService *s, CreateRequest *req, const char *cwd
                 free(t->att);
                 free(t);
                 cJSON_Delete(result);
-                reply_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
 
@@ -982,14 +927,7 @@ static void on_stat_reply(const cJSON *result, const cJSON *error, void *userdat
 
         if (error) {
                 /* The fs service's verdict (not found, outside the workspace, …) goes out as it is. */
-                const cJSON *code = cJSON_GetObjectItemCaseSensitive(error, "code");
-                const cJSON *message = cJSON_GetObjectItemCaseSensitive(error, "message");
-                const cJSON *data = cJSON_GetObjectItemCaseSensitive(error, "data");
-
-                bus_call_error(TAKE_PTR(req->call),
-                               cJSON_IsNumber(code) ? code->valueint : RPC_INTERNAL_ERROR,
-                               cJSON_IsString(message) ? message->valuestring : NULL,
-                               data ? cJSON_Duplicate(data, true) : NULL);
+                bus_call_error_forward(TAKE_PTR(req->call), error);
                 return;
         }
         path = cJSON_GetObjectItemCaseSensitive(result, "path");
@@ -1025,24 +963,25 @@ static void on_create(BusCall *call, const cJSON *params, void *userdata)
         if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
                 return;
         if (cols == 0 || rows == 0) {
-                reply_invalid(call, "parameters 'cols' and 'rows' must be from 1 to 1000");
+                (void)bus_call_error_invalid(call, "parameters 'cols' and 'rows' must be from 1 to 1000",
+                                             NULL);
                 return;
         }
         if (cwd && !*cwd) {
-                reply_invalid(call, "parameter 'cwd' must not be empty");
+                (void)bus_call_error_invalid(call, "parameter 'cwd' must not be empty", NULL);
                 return;
         }
         req = calloc(1, sizeof(CreateRequest));
         if (!req) {
-                reply_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         r = command_argv(s, command, req, &reason);
         if (r < 0) {
                 if (r == -EINVAL)
-                        reply_invalid(call, reason);
+                        (void)bus_call_error_invalid(call, reason, NULL);
                 else
-                        reply_oom(call);
+                        (void)bus_call_error_oom(call);
                 return;
         }
         if (s->stopping) {
@@ -1070,7 +1009,7 @@ static void on_create(BusCall *call, const cJSON *params, void *userdata)
         else if (asprintf(&req->cwd, "%s/%s", s->project_root ? s->project_root : s->home, cwd) < 0)
                 req->cwd = NULL;
         if (!req->cwd) {
-                reply_oom(TAKE_PTR(req->call));
+                (void)bus_call_error_oom(TAKE_PTR(req->call));
                 return;
         }
 
@@ -1078,7 +1017,7 @@ static void on_create(BusCall *call, const cJSON *params, void *userdata)
         cJSON *p = cJSON_CreateObject();
         if (!p || !cJSON_AddStringToObject(p, "path", req->cwd)) {
                 cJSON_Delete(p);
-                reply_oom(TAKE_PTR(req->call));
+                (void)bus_call_error_oom(TAKE_PTR(req->call));
                 return;
         }
         req->svc = s;
@@ -1101,18 +1040,18 @@ static void on_create(BusCall *call, const cJSON *params, void *userdata)
 
         /* No fs service: check by name that the directory is inside a workspace root; the child's
          * chdir() then checks that it exists. */
-        cwd_abs = path_normalize(req->cwd);
-        if (!cwd_abs) {
-                reply_oom(TAKE_PTR(req->call));
+        r = path_normalize(NULL, req->cwd, &cwd_abs);
+        if (r < 0 && r != -EXDEV) {
+                bus_call_error_errno(TAKE_PTR(req->call), r, req->cwd);
                 return;
         }
         bool inside = false;
-        for (size_t i = 0; i < s->config->n_roots && !inside; i++)
-                inside = path_under(cwd_abs, s->config->roots[i]);
+        for (size_t i = 0; r >= 0 && i < s->config->n_roots && !inside; i++)
+                inside = path_is_below_or_same(cwd_abs, s->config->roots[i]);
         if (!inside) {
                 cJSON *data = cJSON_CreateObject();
                 if (data && (!cJSON_AddStringToObject(data, "errno", "EXDEV") ||
-                             !cJSON_AddStringToObject(data, "path", cwd_abs))) {
+                             !cJSON_AddStringToObject(data, "path", cwd_abs ? cwd_abs : req->cwd))) {
                         cJSON_Delete(data);
                         data = NULL;
                 }
@@ -1169,7 +1108,8 @@ static void on_resize(BusCall *call, const cJSON *params, void *userdata)
         if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
                 return;
         if (cols == 0 || rows == 0) {
-                reply_invalid(call, "parameters 'cols' and 'rows' must be from 1 to 1000");
+                (void)bus_call_error_invalid(call, "parameters 'cols' and 'rows' must be from 1 to 1000",
+                                             NULL);
                 return;
         }
         t = call_terminal(s, call, params);
@@ -1240,7 +1180,7 @@ static void on_list(BusCall *call, const cJSON *params, void *userdata)
         if (!r || !list || !cJSON_AddItemToObject(r, "terminals", list)) {
                 cJSON_Delete(r);
                 cJSON_Delete(list);
-                reply_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         bus_call_reply(call, r);
@@ -1268,12 +1208,12 @@ static void on_attach(BusCall *call, const cJSON *params, void *userdata)
                 /* Not added, so still ours. */
                 cJSON_Delete(scrollback);
                 cJSON_Delete(r);
-                reply_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         if (origin != 0 && attachment_add(t, origin) < 0) {
                 cJSON_Delete(r);
-                reply_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         /* Everything read so far is in the snapshot, everything read later goes to the stream: the

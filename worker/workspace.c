@@ -17,6 +17,7 @@
 #include "events.h"
 #include "journal.h"
 #include "log.h"
+#include "path-util.h"
 #include "service.h"
 #include "utf8.h"
 
@@ -133,51 +134,6 @@ static bool path_param_ok(const char *p)
         return n > 0 && n < PATH_MAX;
 }
 
-/* Resolve path lexically (".", "..", "//") against root: the spelling under which a buffer may already
- * be open. The fs service has the final word on what a path means; this only saves a trip to it. */
-static char *path_normalize(const char *root, const char *path)
-{
-        _cleanup_free_ char *joined = NULL;
-        char *out;
-        size_t n = 0;
-
-        if (path[0] == '/')
-                joined = strdup(path);
-        else if (root && asprintf(&joined, "%s/%s", root, path) < 0)
-                joined = NULL;
-        if (!joined)
-                return NULL;
-        out = malloc(strlen(joined) + 2);
-        if (!out)
-                return NULL;
-        for (const char *p = joined; *p;) {
-                const char *e;
-                size_t len;
-
-                while (*p == '/')
-                        p++;
-                if (!*p)
-                        break;
-                e = strchrnul(p, '/');
-                len = (size_t)(e - p);
-                if (len == 2 && p[0] == '.' && p[1] == '.') {
-                        while (n > 0 && out[n - 1] != '/')
-                                n--;
-                        if (n > 0)
-                                n--;
-                } else if (!(len == 1 && p[0] == '.')) {
-                        out[n++] = '/';
-                        memcpy(out + n, p, len);
-                        n += len;
-                }
-                p = e;
-        }
-        if (n == 0)
-                out[n++] = '/';
-        out[n] = '\0';
-        return out;
-}
-
 static Buffer *ws_find(Workspace *ws, const char *path)
 {
         _cleanup_free_ char *norm = NULL;
@@ -185,8 +141,9 @@ static Buffer *ws_find(Workspace *ws, const char *path)
         for (size_t i = 0; i < ws->n_buffers; i++)
                 if (streq(ws->buffers[i]->path, path))
                         return ws->buffers[i];
-        norm = path_normalize(ws->root, path);
-        if (!norm || streq(norm, path))
+        /* The spelling under which a buffer may be open: the fs service has the final word on what a
+         * path means; this only saves a trip to it. */
+        if (path_normalize(ws->root, path, &norm) < 0 || streq(norm, path))
                 return NULL;
         for (size_t i = 0; i < ws->n_buffers; i++)
                 if (streq(ws->buffers[i]->path, norm))
@@ -233,12 +190,6 @@ static cJSON *json_object_path(const char *path)
         return o;
 }
 
-static void call_oom(BusCall *call)
-{
-        log_oom();
-        bus_call_error(call, RPC_INTERNAL_ERROR, "Out of memory", NULL);
-}
-
 static void call_error_path(BusCall *call, int code, const char *message, const char *path)
 {
         bus_call_error(call, code, message, json_object_path(path));
@@ -252,31 +203,6 @@ static Buffer *ws_find_or_fail(Workspace *ws, BusCall *call, const char *path)
         if (!b)
                 call_error_path(call, RPC_NOT_FOUND, "The file is not open", path);
         return b;
-}
-
-/* Pass an error from the fs service on unchanged: same code, message and data. */
-static void call_error_forward(BusCall *call, const cJSON *error)
-{
-        const cJSON *code = cJSON_GetObjectItemCaseSensitive(error, "code");
-        const cJSON *message = cJSON_GetObjectItemCaseSensitive(error, "message");
-        const cJSON *data = cJSON_GetObjectItemCaseSensitive(error, "data");
-        cJSON *copy = NULL;
-
-        if (data) {
-                copy = cJSON_Duplicate(data, true);
-                if (!copy) {
-                        call_oom(call);
-                        return;
-                }
-        }
-        if (!cJSON_IsNumber(code) || !(code->valuedouble >= INT_MIN && code->valuedouble <= INT_MAX) ||
-            code->valuedouble != (double)(int)code->valuedouble) {
-                cJSON_Delete(copy);
-                bus_call_error(call, RPC_INTERNAL_ERROR, "Malformed error from the file service", NULL);
-                return;
-        }
-        bus_call_error(call, (int)code->valuedouble, cJSON_IsString(message) ? message->valuestring : NULL,
-                       copy);
 }
 
 static const char *error_message(const cJSON *error)
@@ -552,7 +478,7 @@ static void reply_buffer(BusCall *call, Buffer *b)
         cJSON *o = buffer_json(b);
 
         if (!o) {
-                call_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         bus_call_reply(call, o);
@@ -669,13 +595,12 @@ static void on_project_load(BusCall *call, const cJSON *params, void *userdata)
         if (ws_refuse_stopping(ws, call) || bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
                 return;
         if (!path_param_ok(root)) {
-                bus_call_error(call, RPC_INVALID_PARAMS, "Invalid params: 'root' must be a non-empty path",
-                               NULL);
+                (void)bus_call_error_invalid(call, "'root' must be a non-empty path", NULL);
                 return;
         }
         op = op_new(ws, OP_LOAD, call, NULL);
         if (!op) {
-                call_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         ws_fs_call(ws, "fs:stat", read_params(root), op);
@@ -723,7 +648,7 @@ static void op_load_done(Op *op, const cJSON *result, const cJSON *error)
         int r;
 
         if (error) {
-                call_error_forward(call, error);
+                bus_call_error_forward(call, error);
                 op_free(op);
                 return;
         }
@@ -736,7 +661,7 @@ static void op_load_done(Op *op, const cJSON *result, const cJSON *error)
         } else if (r < 0)
                 bus_call_error(call, RPC_INTERNAL_ERROR, "Malformed answer from the file service", NULL);
         else if (ws_set_root(ws, path) < 0 || !(state = ws_state_json(ws)))
-                call_oom(call);
+                (void)bus_call_error_oom(call);
         else
                 bus_call_reply(call, state);
         op_free(op);
@@ -751,7 +676,7 @@ static void on_workspace_state(BusCall *call, const cJSON *params, void *userdat
                 return;
         state = ws_state_json(ws);
         if (!state) {
-                call_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         bus_call_reply(call, state);
@@ -772,8 +697,7 @@ static void on_file_open(BusCall *call, const cJSON *params, void *userdata)
         if (ws_refuse_stopping(ws, call) || bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
                 return;
         if (!path_param_ok(path)) {
-                bus_call_error(call, RPC_INVALID_PARAMS, "Invalid params: 'path' must be a non-empty path",
-                               NULL);
+                (void)bus_call_error_invalid(call, "'path' must be a non-empty path", NULL);
                 return;
         }
         b = ws_find(ws, path);
@@ -783,7 +707,7 @@ static void on_file_open(BusCall *call, const cJSON *params, void *userdata)
         }
         op = op_new(ws, OP_OPEN, call, NULL);
         if (!op) {
-                call_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         ws_fs_call(ws, "fs:read_file", read_params(path), op);
@@ -829,7 +753,7 @@ static void op_open_done(Op *op, const cJSON *result, const cJSON *error)
 
         op_free(op);
         if (error) {
-                call_error_forward(call, error);
+                bus_call_error_forward(call, error);
                 return;
         }
         if (parse_file_content(result, &fc) < 0) {
@@ -848,7 +772,7 @@ static void op_open_done(Op *op, const cJSON *result, const cJSON *error)
                 call_error_path(call, RPC_INTERNAL_ERROR, "The file service returned text that is not UTF-8",
                                 fc.path);
         else if (r < 0)
-                call_oom(call);
+                (void)bus_call_error_oom(call);
         else
                 reply_buffer(call, b);
 }
@@ -877,12 +801,12 @@ static void on_file_edit(BusCall *call, const cJSON *params, void *userdata)
                 return;
         n = (size_t)cJSON_GetArraySize(changes);
         if (n == 0) {
-                bus_call_error(call, RPC_INVALID_PARAMS, "Invalid params: 'changes' is empty", NULL);
+                (void)bus_call_error_invalid(call, "'changes' is empty", path);
                 return;
         }
         list = calloc(n, sizeof(DocChange));
         if (!list) {
-                call_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         n = 0;
@@ -898,8 +822,8 @@ static void on_file_edit(BusCall *call, const cJSON *params, void *userdata)
                 char msg[256];
 
                 if (json_dispatch(item, cf, ELEMENTSOF(cf), &reason) < 0) {
-                        (void)snprintf(msg, sizeof(msg), "Invalid params: changes[%zu]: %s", n, reason);
-                        bus_call_error(call, RPC_INVALID_PARAMS, msg, NULL);
+                        (void)snprintf(msg, sizeof(msg), "changes[%zu]: %s", n, reason);
+                        (void)bus_call_error_invalid(call, msg, path);
                         return;
                 }
                 list[n] = (DocChange){from, to, insert, strlen(insert)};
@@ -929,13 +853,13 @@ static void on_file_edit(BusCall *call, const cJSON *params, void *userdata)
         result = cJSON_CreateObject();
         if (!ev || !result || !cJSON_AddNumberToObject(ev, "version", (double)(version + 1)) ||
             !cJSON_AddNumberToObject(result, "version", (double)(version + 1))) {
-                call_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         changes_copy = cJSON_Duplicate(changes, true);
         if (!changes_copy || !cJSON_AddItemToObject(ev, "changes", changes_copy)) {
                 cJSON_Delete(changes_copy);
-                call_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
 
@@ -947,18 +871,15 @@ static void on_file_edit(BusCall *call, const cJSON *params, void *userdata)
 
                 switch (r) {
                 case -ERANGE:
-                        (void)snprintf(
-                            msg, sizeof(msg),
-                            "Invalid params: changes[%zu] is not a range within the text it applies to",
-                            failed);
-                        bus_call_error(call, RPC_INVALID_PARAMS, msg, NULL);
+                        (void)snprintf(msg, sizeof(msg),
+                                       "changes[%zu] is not a range within the text it applies to", failed);
+                        (void)bus_call_error_invalid(call, msg, path);
                         return;
                 case -EILSEQ:
-                        (void)snprintf(
-                            msg, sizeof(msg),
-                            "Invalid params: changes[%zu] splits a surrogate pair or inserts invalid text",
-                            failed);
-                        bus_call_error(call, RPC_INVALID_PARAMS, msg, NULL);
+                        (void)snprintf(msg, sizeof(msg),
+                                       "changes[%zu] splits a surrogate pair or inserts invalid text",
+                                       failed);
+                        (void)bus_call_error_invalid(call, msg, path);
                         return;
                 case -EFBIG:
                         call_error_too_large(call, ws, b->path, before);
@@ -969,7 +890,7 @@ static void on_file_edit(BusCall *call, const cJSON *params, void *userdata)
                                         b->path);
                         return;
                 default:
-                        call_oom(call);
+                        (void)bus_call_error_oom(call);
                         return;
                 }
         }
@@ -1021,7 +942,7 @@ static void on_file_save(BusCall *call, const cJSON *params, void *userdata)
         }
         op = op_new(ws, OP_SAVE, call, b);
         if (!op) {
-                call_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         op->force = force;
@@ -1082,7 +1003,7 @@ static void op_save_done(Op *op, const cJSON *result, const cJSON *error)
 
         op_free(op);
         if (error)
-                call_error_forward(call, error);
+                bus_call_error_forward(call, error);
         else if (!tag_ok(tag))
                 bus_call_error(call, RPC_INTERNAL_ERROR, "Malformed answer from the file service", NULL);
         else if (!(reply = cJSON_CreateObject()) ||
@@ -1090,7 +1011,7 @@ static void op_save_done(Op *op, const cJSON *result, const cJSON *error)
                  !cJSON_AddStringToObject(reply, "tag", tag->valuestring) ||
                  !(copy = strdup(tag->valuestring))) {
                 cJSON_Delete(reply);
-                call_oom(call);
+                (void)bus_call_error_oom(call);
         } else {
                 if (!b->closed && base_gen != b->base_gen) {
                         /* Reverted or reloaded while saving: the buffer now stands on what was read, the
@@ -1143,7 +1064,7 @@ static void on_file_revert(BusCall *call, const cJSON *params, void *userdata)
                 return;
         op = op_new(ws, OP_REVERT, call, b);
         if (!op) {
-                call_oom(call);
+                (void)bus_call_error_oom(call);
                 return;
         }
         ws_fs_call(ws, "fs:read_file", read_params(b->path), op);
@@ -1159,7 +1080,7 @@ static void op_revert_done(Op *op, const cJSON *result, const cJSON *error)
 
         op_free(op);
         if (error)
-                call_error_forward(call, error);
+                bus_call_error_forward(call, error);
         else if (b->closed)
                 call_error_path(call, RPC_NOT_FOUND, "The file was closed", b->path);
         else if (parse_file_content(result, &fc) < 0)
@@ -1171,7 +1092,7 @@ static void op_revert_done(Op *op, const cJSON *result, const cJSON *error)
                         call_error_path(call, RPC_INTERNAL_ERROR,
                                         "The file service returned text that is not UTF-8", b->path);
                 else
-                        call_oom(call);
+                        (void)bus_call_error_oom(call);
         } else {
                 ws_publish_state(ws);
                 reply_buffer(call, b);

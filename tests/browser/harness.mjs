@@ -2,10 +2,11 @@
 // demand, HOME in a temporary directory), Debian's Chromium driven by playwright-core, and a
 // screenshot of every open page when a test fails.
 
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, existsSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, chownSync, lchownSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, existsSync, statSync,
+  writeFileSync } from "node:fs";
+import { tmpdir, userInfo } from "node:os";
 import { join, resolve } from "node:path";
 import { once } from "node:events";
 
@@ -30,6 +31,33 @@ function loadPlaywright() {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// helios-gateway refuses to run as root: tests run as root start it as this account of their own
+// (made once and kept, shared with the Python tests), which owns the gateway's directory.
+const asRoot = process.getuid() === 0;
+const testAccount = "helios-e2e-gw";
+
+function account() {
+  if (!asRoot) return { name: userInfo().username, uid: process.getuid(), gid: process.getgid() };
+  let id = spawnSync("id", ["-u", testAccount], { encoding: "utf8" });
+  if (id.status !== 0) {
+    spawnSync("useradd", ["--user-group", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/bin/sh", testAccount]);
+    id = spawnSync("id", ["-u", testAccount], { encoding: "utf8" });
+  }
+  const gid = spawnSync("id", ["-g", testAccount], { encoding: "utf8" });
+  return { name: testAccount, uid: Number(id.stdout.trim()), gid: Number(gid.stdout.trim()) };
+}
+
+/** The account the gateways of these tests serve. */
+export const servedUser = account();
+
+/** Give path (and what is in it) to the served account, so its worker may change it. */
+export function ownToGateway(path) {
+  if (!asRoot) return;
+  lchownSync(path, servedUser.uid, servedUser.gid);
+  if (statSync(path).isDirectory())
+    for (const name of readdirSync(path)) ownToGateway(join(path, name));
+}
 
 /** Poll `fn` until it returns a truthy value. */
 export async function until(fn, { timeout = 10_000, interval = 50, what = "condition" } = {}) {
@@ -65,10 +93,20 @@ export class Gateway {
     const childEnv = { ...env, HOME: this.home, XDG_STATE_HOME: this.state, SHELL: "/bin/bash", PS1: "$ " };
     delete childEnv.LISTEN_FDS;
     delete childEnv.LISTEN_PID;
+    const argv = [gatewayBin, "--listen", "127.0.0.1:0", "--web-root", webRoot, "--worker", workerBin,
+      "--runtime-dir", this.runtime, "--config", "/dev/null", ...this.args];
+    if (asRoot) {
+      ownToGateway(this.base);
+      // The temporary directory's parents only need to be passable.
+      for (let d = join(this.base, ".."); d !== "/"; d = join(d, "..")) {
+        const mode = statSync(d).mode & 0o7777;
+        if (!(mode & 0o001)) chmodSync(d, mode | 0o001);
+      }
+      argv.unshift("setpriv", `--reuid=${servedUser.uid}`, `--regid=${servedUser.gid}`, "--clear-groups");
+    }
     this.proc = spawn(
-      gatewayBin,
-      ["--listen", "127.0.0.1:0", "--web-root", webRoot, "--worker", workerBin, "--runtime-dir", this.runtime,
-       "--config", "/dev/null", ...this.args],
+      argv[0],
+      argv.slice(1),
       { env: childEnv, stdio: ["ignore", "pipe", "pipe"], detached: true },
     );
     this.log = "";

@@ -1,7 +1,8 @@
 """A stand-in for systemd's manager on a private D-Bus: just enough of org.freedesktop.systemd1.Manager
-(Subscribe, StartUnit, the JobRemoved signal) for helios-launcher's systemd mode.
+(Subscribe, SetUnitProperties, StartUnit, the JobRemoved signal) for helios-launcher's systemd mode.
 
-Usage: fake-systemd.py BUS_ADDRESS DIR. Each StartUnit is appended to DIR/started; DIR/behaviour, if it
+Usage: fake-systemd.py BUS_ADDRESS DIR. Each StartUnit is appended to DIR/started, each SetUnitProperties
+to DIR/properties ("UNIT RUNTIME NAME=VALUE..."); DIR/behaviour, if it
 exists, holds what the next jobs do, one word per StartUnit: done, failed, hang (never finishes) or early
 (JobRemoved is sent before the method's reply). Without it every job is done."""
 
@@ -39,6 +40,12 @@ class Manager(dbus.service.Object):
     @dbus.service.method(IFACE, in_signature="", out_signature="")
     def Subscribe(self):
         self.subscribed = True
+
+    @dbus.service.method(IFACE, in_signature="sba(sv)", out_signature="")
+    def SetUnitProperties(self, unit, runtime, properties):
+        props = " ".join(f"{name}={int(value)}" for name, value in properties)
+        with open(os.path.join(self.dir, "properties"), "a") as f:
+            f.write(f"{unit} {int(runtime)} {props}\n")
 
     @dbus.service.method(IFACE, in_signature="ss", out_signature="o")
     def StartUnit(self, unit, mode):

@@ -391,6 +391,50 @@ def cookie_from(resp):
     return None
 
 
+TEST_ACCOUNT = "helios-e2e-gw"
+
+
+def e2e_account():
+    """The unprivileged account gateways started by root-run tests serve (made once, kept: test runs
+    share it)."""
+    import pwd
+    try:
+        return pwd.getpwnam(TEST_ACCOUNT)
+    except KeyError:
+        pass
+    for _ in range(50):
+        out = subprocess.run(["useradd", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                              "--shell", "/bin/sh", TEST_ACCOUNT], capture_output=True, text=True)
+        if out.returncode in (0, 9):  # made, or made meanwhile by another test process
+            break
+        time.sleep(0.1)
+    return pwd.getpwnam(TEST_ACCOUNT)
+
+
+def gateway_uid():
+    """The uid a gateway started by these tests runs as."""
+    return e2e_account().pw_uid if os.geteuid() == 0 else os.getuid()
+
+
+def as_test_account(cmd, directory):
+    """cmd run as the test account, with directory (and everything in it) its own and reachable."""
+    acct = e2e_account()
+    for root, dirs, files in os.walk(directory):
+        for name in [root] + [os.path.join(root, n) for n in files]:
+            try:
+                os.lchown(name, acct.pw_uid, acct.pw_gid)
+            except FileNotFoundError:
+                pass
+    # Its parents (pytest's directories are private to root) only need to be passable.
+    d = os.path.dirname(os.path.abspath(directory))
+    while d != "/":
+        mode = os.stat(d).st_mode
+        if not mode & 0o001:
+            os.chmod(d, (mode & 0o7777) | 0o001)
+        d = os.path.dirname(d)
+    return ["setpriv", f"--reuid={acct.pw_uid}", f"--regid={acct.pw_gid}", "--clear-groups", *cmd]
+
+
 class Gateway:
     """helios-gateway in embedded mode: its own runtime directory, a worker HOME in base/home, a
     random port on 127.0.0.1, and the login token read from the URL it prints."""
@@ -454,7 +498,12 @@ class Gateway:
         env.pop("LISTEN_FDS", None)
         env.pop("LISTEN_PID", None)
         env.update(self.env)
-        self.proc = subprocess.Popen(self.command(), env=env, stdin=subprocess.DEVNULL,
+        cmd = self.command()
+        if os.geteuid() == 0 and cmd[0] != "setpriv":
+            # helios-gateway refuses to run as root: the tests' own account serves, owning the test's
+            # directory (root still reads and writes everything in it).
+            cmd = as_test_account(cmd, os.path.dirname(self.base))
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=open(self.log, "ab"),
                                      start_new_session=True)
         if expect_url:

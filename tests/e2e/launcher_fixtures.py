@@ -92,7 +92,8 @@ class Launcher:
         self.args = list(args)
         self.proc = None
 
-    def start(self, env_extra=None, log_level="debug"):
+    def start(self, env_extra=None, log_level="debug", cgroup=None):
+        """cgroup: a cgroup v2 directory the launcher starts in (as a service with Delegate=yes would)."""
         env = dict(os.environ, HELIOS_LOG_LEVEL=log_level)
         for k in ("LISTEN_FDS", "LISTEN_PID", "NOTIFY_SOCKET"):
             env.pop(k, None)
@@ -102,7 +103,8 @@ class Launcher:
              "--gateway-user", self.gateway_user, "--pam-service", self.pam_service, "--worker", helios.WORKER,
              *self.args],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(self.log, "ab"), start_new_session=True)
+            stderr=open(self.log, "ab"), start_new_session=True,
+            preexec_fn=(lambda: join_cgroup(cgroup)) if cgroup else None)
         deadline = time.monotonic() + 10
         # Listening comes after the socket has its group and mode.
         while not helios.is_listening(self.sock):
@@ -229,3 +231,53 @@ def kill_workers(uids, everything=False):
         for uid in uids:
             helios.reap(left(uid))
         time.sleep(0.02)
+
+
+def join_cgroup(directory):
+    with open(os.path.join(directory, "cgroup.procs"), "w") as f:
+        f.write("0")
+
+
+def cgroup2_mount():
+    """Where the cgroup v2 hierarchy is mounted (its root), or None."""
+    with open("/proc/self/mountinfo") as f:
+        found = None
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            if right.split()[0] == "cgroup2" and fields[3] == "/":
+                if found is None or fields[4] == "/sys/fs/cgroup":
+                    found = fields[4]
+        return found
+
+
+def worker_cgroup_dirs(names):
+    """The cgroups helios-embedded may have made for these users: <mount>/<its cgroup>/helios/USER."""
+    mount = cgroup2_mount()
+    if not mount:
+        return []
+    out = []
+    for dirpath, dirnames, _ in os.walk(mount):
+        if os.path.basename(dirpath) == "helios":
+            out += [os.path.join(dirpath, n) for n in dirnames if n in names]
+        if dirpath.count("/") - mount.count("/") >= 3:
+            dirnames[:] = []
+    return out
+
+
+def remove_worker_cgroups(names):
+    """Kill what is left in these users' worker cgroups and remove them (a launcher stopped while its
+    workers ran leaves them, as it leaves the workers)."""
+    for d in worker_cgroup_dirs(names):
+        with contextlib.suppress(OSError):
+            with open(os.path.join(d, "cgroup.kill"), "w") as f:
+                f.write("1")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import stat
+import subprocess
 import time
 
 import pytest
@@ -38,7 +39,7 @@ def test_jsonrpc_through_to_the_worker(gateway):
     rpc = gateway.rpc()
     info = rpc.call("worker:info")
     assert info["name"] == "helios-worker"
-    assert info["uid"] == os.getuid()
+    assert info["uid"] == helios.gateway_uid()
     assert info["home"] == gateway.home
     assert info["pid"] in gateway.worker_pids()
     # The worker got its socket the way systemd hands it over.
@@ -253,3 +254,18 @@ def test_healthz_and_metrics(gateway):
     assert text.header("content-type").startswith("application/openmetrics-text")
     assert text.body.endswith(b"# EOF\n")
     rpc.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the refusal is of root")
+@pytest.mark.parametrize("args", [[], ["--listen", "127.0.0.1:0"], ["--launcher", "/nonexistent.sock", "--auth", "pam"]])
+def test_gateway_refuses_to_run_as_root(make_gateway, args):
+    """As root the gateway would serve /root and root shells: it says so in one line and exits 1,
+    before it listens or starts anything."""
+    g = make_gateway(start=False)
+    out = subprocess.run(g.command() + args, capture_output=True, text=True, timeout=10,
+                         env=dict(os.environ, HOME=g.home))
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not run as root" in lines[0], out.stderr
+    assert out.stdout == ""
+    assert not os.path.exists(os.path.join(g.runtime, "worker.sock"))

@@ -194,3 +194,24 @@ def test_bad_frame_in_the_tail_of_a_tls_record_closes_1002(make_gateway, tmp_pat
             got.append(ws.recv(timeout=5))
     assert closed.value.code == 1002
     assert "hi" not in got
+
+
+@pytest.mark.parametrize("per_address", [[44, 43, 43], [64, 64, 2]])
+def test_idle_tls_connections_do_not_hold_up_others(make_gateway, tmp_path, per_address):
+    """Connections that never send a ClientHello each hold some of the library's state until the
+    handshake timeout. 130 of them from three addresses (or 64 from one, its whole share) leave room:
+    a client from elsewhere is answered while they wait, and they can only push out their own."""
+    cert, key = helios.make_self_signed(str(tmp_path))
+    g = make_gateway(tls=(cert, key))
+    idle = []
+    for n, source in zip(per_address, ["127.0.0.2", "127.0.0.3", "127.0.0.4"]):
+        idle += [socket.create_connection((g.host, g.port), source_address=(source, 0)) for _ in range(n)]
+    time.sleep(0.5)
+    for _ in range(3):
+        assert g.request("GET", "/healthz", context=g.ssl_context, timeout=3).status == 200
+    cookie = g.session(context=g.ssl_context)
+    ws = g.ws(cookie)
+    assert ws.status == 101
+    ws.close_socket()
+    for s in idle:
+        s.close()

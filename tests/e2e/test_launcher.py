@@ -8,14 +8,17 @@ import pwd
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 
 import pytest
 
 import helios
-from launcher_fixtures import (PAM_UNIX, Launcher, LauncherGateway, as_user, kill_workers, pam_service_files,
-                               set_passwords, shadow_tool, useradd, userdel)
+import launcher_fixtures
+from launcher_fixtures import (PAM_UNIX, Launcher, LauncherGateway, as_user, cgroup2_mount, kill_workers,
+                               pam_service_files, remove_worker_cgroups, set_passwords, shadow_tool, useradd,
+                               userdel)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: accounts, PAM files, setuid")
 
@@ -129,6 +132,7 @@ def make_launcher(base, accounts, pam_services):
     for lc in made:
         lc.assert_clean()
     kill_workers([accounts[ALICE].pw_uid, accounts[BOB].pw_uid])
+    remove_worker_cgroups([ALICE, BOB])
 
 
 @pytest.fixture
@@ -190,6 +194,8 @@ MALFORMED = [
     b"1\0auth\0" + ALICE.encode() + b"\0" + b"p" * 1025 + b"\0",  # a password over the limit
     b"1\0worker\0" + b"a" * 4990 + b"\0",  # over the packet limit (5000 bytes)
     b"",  # an empty packet
+    b"1\0account\0",  # account: the name missing
+    b"1\0account\0" + ALICE.encode() + b"\0password\0",  # account: a password is not taken
 ]
 
 
@@ -223,7 +229,11 @@ def test_root_and_system_accounts_are_refused(launcher, accounts):
     for name in ("root", "nobody", "daemon", SYSTEM, GW):
         assert c.request("auth", name, "whatever") == ["error", "refused"], name
         assert c.request("worker", name) == ["error", "refused"], name
+        assert c.request("account", name) == ["error", "refused"], name
     assert c.request("worker", "helios-t-nosuchuser") == ["error", "refused"]
+    assert c.request("account", "helios-t-nosuchuser") == ["error", "refused"]
+    # A person's account, not locked or expired, is admitted.
+    assert c.request("account", ALICE) == ["ok"]
 
 
 def test_members_of_the_gateways_group_are_refused(launcher, accounts, base):
@@ -326,8 +336,8 @@ def test_login_flood_stays_bounded(make_launcher, accounts):
 
 # ---- workers ----
 
-def ask_worker(sock, pw):
-    """worker:info over the worker's socket, connected with pw's ids."""
+def worker_client(sock, pw):
+    """A client of the worker's socket, connected with pw's ids."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(10)
     with as_user(pw):
@@ -335,6 +345,12 @@ def ask_worker(sock, pw):
     c = helios.Client.__new__(helios.Client)
     c.path, c.timeout, c.sock, c.buf = sock, 10, s, b""
     c.notifications, c.responses, c.next_id = __import__("collections").deque(), {}, 1
+    return c
+
+
+def ask_worker(sock, pw):
+    """worker:info over the worker's socket, connected with pw's ids."""
+    c = worker_client(sock, pw)
     try:
         return c.call("worker:info")
     finally:
@@ -582,3 +598,462 @@ def test_tells_the_service_manager(accounts, pam_services, base):
         assert lc.stop() == 0
         srv.close()
         kill_workers([accounts[ALICE].pw_uid])
+
+
+# ---- the split: helios-embedded runs in embedded mode only ----
+
+def embedded_children(lc):
+    """Pids of helios-embedded processes whose parent is this launcher."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            exe = os.readlink(f"/proc/{entry}/exe")
+            if os.path.basename(exe) == "helios-embedded" and \
+                    int(helios.read_status(entry)["PPid"]) == lc.proc.pid:
+                out.append(int(entry))
+        except OSError:
+            pass
+    return out
+
+
+def ancestors(pid):
+    out = []
+    while pid > 1:
+        pid = int(helios.read_status(pid)["PPid"])
+        out.append(pid)
+    return out
+
+
+def lc_pid_not_parent(lc, pid):
+    """The launcher is an ancestor only through helios-embedded."""
+    chain = ancestors(pid)
+    return chain.index(lc.proc.pid) == chain.index(embedded_children(lc)[0]) + 1
+
+
+def test_embedded_mode_forks_workers_in_helios_embedded(launcher, accounts):
+    c = gw_conn(launcher, accounts)
+    _, path = c.request("worker", ALICE)
+    pid = ask_worker(path, accounts[GW])["pid"]
+    spawners = embedded_children(launcher)
+    assert len(spawners) == 1
+    # The worker descends from the spawner, not from the launcher.
+    assert spawners[0] in ancestors(pid) and lc_pid_not_parent(launcher, pid)
+
+
+def test_systemd_mode_starts_no_spawner(make_launcher, accounts):
+    lc = make_launcher("--mode=systemd", "--start-timeout", "2s")
+    c = gw_conn(lc, accounts)
+    c.request("worker", ALICE)  # fails here without a bus; either way nothing is forked for it
+    assert embedded_children(lc) == []
+    assert "helios-embedded" not in lc.read_log()
+
+
+def test_a_killed_spawner_comes_back_and_finds_the_workers(launcher, accounts):
+    c = gw_conn(launcher, accounts)
+    _, path = c.request("worker", ALICE)
+    pid = ask_worker(path, accounts[GW])["pid"]
+    [spawner] = embedded_children(launcher)
+    os.kill(spawner, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while embedded_children(launcher) == [spawner]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # The next request starts a new one, which leaves the running worker serving.
+    assert c.request("worker", ALICE) == ["ok", path]
+    assert ask_worker(path, accounts[GW])["pid"] == pid
+    assert len(embedded_children(launcher)) == 1
+    assert "from an earlier run" in launcher.read_log()
+
+
+def test_a_spawner_that_cannot_start_stops_the_launcher(accounts, pam_services, base):
+    # A runtime directory that is a file: helios-embedded cannot make its sockets there.
+    bad = os.path.join(base, "not-a-dir")
+    with open(bad, "w"):
+        pass
+    lc = Launcher(os.path.join(base, "f"), GW, PAM_OK, ["--runtime-dir", bad])
+    os.makedirs(lc.base)
+    os.chmod(lc.base, 0o755)
+    try:
+        lc.start()
+    except AssertionError:
+        pass  # it may be gone before it listens
+    assert lc.proc.wait(timeout=10) != 0
+    assert "helios-embedded could not start" in lc.read_log()
+
+
+# ---- bounds: a cgroup per worker, and the admin's settings (sandbox.conf, sandbox.d/USER.conf) ----
+
+CONTROLLERS = {"memory": "memory_max", "pids": "tasks_max", "cpu": "cpu_weight"}
+
+
+def cgroup_of(pid):
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            if line.startswith("0::"):
+                return line[3:].strip()
+    return None
+
+
+def available_controllers():
+    """The controllers the launcher can have where it runs: its parent's cgroup offers them."""
+    mount = cgroup2_mount()
+    path = os.path.join(mount, cgroup_of(os.getpid()).lstrip("/"), "cgroup.controllers")
+    with open(path) as f:
+        return set(f.read().split())
+
+
+def limits(pid):
+    with open(f"/proc/{pid}/limits") as f:
+        return {line[:26].strip(): line[26:].split()[:2] for line in f}
+
+
+def write_settings(d, text, user=None):
+    path = os.path.join(d, "sandbox.conf") if user is None else os.path.join(d, "sandbox.d", user + ".conf")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    return path
+
+
+@pytest.fixture
+def settings_dir(base):
+    d = os.path.join(base, "etc")
+    os.makedirs(d)
+    return d
+
+
+@pytest.mark.skipif(cgroup2_mount() is None, reason="no cgroup v2 hierarchy on this machine")
+def test_what_a_workspace_leaves_dies_with_it(launcher, accounts):
+    c = gw_conn(launcher, accounts)
+    _, path = c.request("worker", ALICE)
+    w = worker_client(path, accounts[GW])
+    pid = w.call("worker:info")["pid"]
+    cg = cgroup_of(pid)
+    assert cg.endswith(f"/helios/{ALICE}"), cg
+    d = os.path.join(cgroup2_mount(), cg.lstrip("/"))
+    # A daemon started in a terminal: it leaves the terminal's session, and closing the terminal or
+    # stopping the worker does not end it by itself.
+    w.call("terminal:create", {"cols": 80, "rows": 24, "command": [
+        "/bin/sh", "-c", "setsid -f sleep 300 </dev/null >/dev/null 2>&1; sleep 300"]})
+    deadline = time.monotonic() + 10
+    while True:
+        # The daemon leads a session of its own; the terminal's sleep is in the terminal's.
+        daemons = [p for p in helios_user_sleepers(accounts[ALICE].pw_uid) if os.getsid(p) == p]
+        if daemons:
+            break
+        assert time.monotonic() < deadline, "the daemon did not start"
+        time.sleep(0.05)
+    [daemon] = daemons
+    assert cgroup_of(daemon) == cg
+    w.close()
+    os.kill(pid, signal.SIGKILL)
+    # The workspace stopped: the daemon goes with it, and so does the cgroup.
+    deadline = time.monotonic() + 10
+    while helios.alive(daemon) or os.path.exists(d):
+        assert time.monotonic() < deadline, (helios.alive(daemon), os.path.exists(d))
+        time.sleep(0.02)
+
+
+def helios_user_sleepers(uid):
+    """Pids of sleep processes of uid."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                st = helios.read_status(entry)
+                if st["Name"] == "sleep" and st["Uid"].split()[0] == str(uid):
+                    out.append(int(entry))
+            except (OSError, KeyError):
+                pass
+    return out
+
+
+@pytest.mark.skipif(cgroup2_mount() is None, reason="no cgroup v2 hierarchy on this machine")
+def test_missing_controllers_are_said_at_start(launcher, accounts):
+    missing = set(CONTROLLERS) - available_controllers()
+    # Answered by helios-embedded, which says what it has before it serves.
+    gw_conn(launcher, accounts).request("worker", ALICE)
+    log = launcher.read_log()
+    if missing:
+        line = next(ln for ln in log.splitlines() if "are not available" in ln)
+        for ctl in missing:
+            assert f"{ctl} ({CONTROLLERS[ctl]})" in line
+        assert "not enforced in embedded mode" in line
+    else:
+        assert "with memory, task and CPU bounds" in log
+
+
+def mounts(pid):
+    """The worker's mounts as it sees them: mount point -> super options."""
+    out = {}
+    with open(f"/proc/{pid}/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            out[left.split()[4]] = right.split()[2]
+    return out
+
+
+def test_per_user_settings_reach_the_worker(make_launcher, accounts, settings_dir):
+    write_settings(settings_dir, "# every workspace\nopen_files = 2000\nmemory_max = 1G\npty_max = 64\n")
+    write_settings(settings_dir, "open_files = 1500\nmemory_max = 3G\ntasks_max = 100\npty_max = 32\n"
+                   "tmp_size = 100M\nshm_size = 8M\n", user=ALICE)
+    lc = make_launcher("--config-dir", settings_dir)
+    c = gw_conn(lc, accounts)
+    _, alice_path = c.request("worker", ALICE)
+    _, bob_path = c.request("worker", BOB)
+    alice = ask_worker(alice_path, accounts[GW])["pid"]
+    bob = ask_worker(bob_path, accounts[GW])["pid"]
+    assert limits(alice)["Max open files"] == ["1500", "1500"]
+    assert limits(bob)["Max open files"] == ["2000", "2000"]
+    # The sandbox's own mounts, as the worker sees them.
+    a, b = mounts(alice), mounts(bob)
+    assert "max=32" in a["/dev/pts"].split(",") and "max=64" in b["/dev/pts"].split(",")
+    assert f"size={100 << 10}k" in a["/tmp"].split(",") and f"size={100 << 10}k" in a["/var/tmp"].split(",")
+    assert f"size={8 << 10}k" in a["/dev/shm"].split(",")
+    assert f"size={1 << 20}k" in b["/tmp"].split(",")  # the default, 1 GiB
+    log = lc.read_log()
+    assert f"Starting the worker of {ALICE} (memory_max={3 << 30} tasks_max=100 cpu_weight=100 " \
+           f"open_files=1500 tmp_size={100 << 20} shm_size={8 << 20} pty_max=32 outbound_network=yes)" in log
+    assert f"Starting the worker of {BOB} (memory_max={1 << 30} tasks_max=512" in log
+    if cgroup2_mount() and "memory" in available_controllers():
+        d = os.path.join(cgroup2_mount(), cgroup_of(alice).lstrip("/"))
+        with open(os.path.join(d, "memory.max")) as f:
+            assert f.read().strip() == str(3 << 30)
+
+
+@pytest.mark.parametrize("text, mode, why", [
+    ("memory_max = 2X\n", 0o644, "invalid value"),
+    ("fork_bombs = yes\n", 0o644, "unknown setting"),
+    ("open_files = 100000\n", 0o664, "nobody else may write"),
+])
+def test_a_settings_file_in_error_starts_no_worker(make_launcher, accounts, settings_dir, text, mode, why):
+    path = write_settings(settings_dir, text, user=ALICE)
+    os.chmod(path, mode)
+    lc = make_launcher("--config-dir", settings_dir)
+    c = gw_conn(lc, accounts)
+    _, path = c.request("worker", ALICE)
+    with pytest.raises((ConnectionResetError, EOFError, ConnectionRefusedError, BrokenPipeError, OSError)):
+        ask_worker(path, accounts[GW])
+    assert why in lc.read_log()
+    assert "Cannot read the sandbox settings of " + ALICE in lc.read_log()
+    # Bob's workspace is not Alice's file's business.
+    _, bob_path = c.request("worker", BOB)
+    assert ask_worker(bob_path, accounts[GW])["uid"] == accounts[BOB].pw_uid
+
+
+@pytest.fixture
+def delegated_cgroup(accounts):
+    """A cgroup of the launcher's own, as systemd's Delegate=yes gives a service; emptied and removed
+    afterwards, children first."""
+    mount = cgroup2_mount()
+    if mount is None:
+        pytest.skip("no cgroup v2 hierarchy on this machine")
+    d = os.path.join(mount, cgroup_of(os.getpid()).lstrip("/"), f"helios-test-{TAG}")
+    os.mkdir(d)
+    yield d
+    for dirpath, _, _ in sorted(os.walk(d), key=lambda w: -w[0].count("/")):
+        with contextlib.suppress(OSError):
+            with open(os.path.join(dirpath, "cgroup.kill"), "w") as f:
+                f.write("1")
+        deadline = time.monotonic() + 5
+        while os.path.exists(dirpath):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                assert time.monotonic() < deadline, f"{dirpath} stays"
+                time.sleep(0.02)
+
+
+def test_a_delegated_cgroup_is_taken_over(accounts, pam_services, base, delegated_cgroup):
+    lc = Launcher(os.path.join(base, "d"), GW, PAM_OK)
+    os.makedirs(lc.base)
+    os.chmod(lc.base, 0o755)
+    lc.start(cgroup=delegated_cgroup)
+    try:
+        c = gw_conn(lc, accounts)
+        _, path = c.request("worker", ALICE)
+        pid = ask_worker(path, accounts[GW])["pid"]
+        top = "/" + os.path.relpath(delegated_cgroup, cgroup2_mount())
+        # The launcher and helios-embedded moved to a leaf of their own; the worker has its own cgroup.
+        assert cgroup_of(lc.proc.pid) == top + "/supervisor"
+        assert [cgroup_of(p) for p in embedded_children(lc)] == [top + "/supervisor"]
+        assert cgroup_of(pid) == top + f"/helios/{ALICE}"
+        with open(os.path.join(delegated_cgroup, "cgroup.procs")) as f:
+            assert f.read() == ""
+        # A helios-embedded started again (the first one died) keeps to the same tree.
+        [spawner] = embedded_children(lc)
+        os.kill(spawner, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while embedded_children(lc) == [spawner]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        _, path = c.request("worker", BOB)
+        assert cgroup_of(ask_worker(path, accounts[GW])["pid"]) == top + f"/helios/{BOB}"
+        assert [cgroup_of(p) for p in embedded_children(lc)] == [top + "/supervisor"]
+        assert not os.path.exists(os.path.join(delegated_cgroup, "supervisor", "supervisor"))
+    finally:
+        assert lc.stop() == 0, lc.read_log()[-3000:]
+        kill_workers([accounts[ALICE].pw_uid, accounts[BOB].pw_uid])
+
+
+def test_a_shared_cgroup_is_not_taken_over(accounts, pam_services, base, delegated_cgroup):
+    # Another process in the launcher's cgroup (an admin's shell, say): it is not moved anywhere.
+    other = subprocess.Popen(["sleep", "300"], preexec_fn=lambda: __import__("launcher_fixtures").join_cgroup(
+        delegated_cgroup))
+    lc = Launcher(os.path.join(base, "s"), GW, PAM_OK)
+    os.makedirs(lc.base)
+    os.chmod(lc.base, 0o755)
+    lc.start(cgroup=delegated_cgroup)
+    try:
+        c = gw_conn(lc, accounts)
+        _, path = c.request("worker", ALICE)
+        pid = ask_worker(path, accounts[GW])["pid"]
+        top = "/" + os.path.relpath(delegated_cgroup, cgroup2_mount())
+        assert cgroup_of(other.pid) == top and cgroup_of(lc.proc.pid) == top
+        # The worker runs, in the launcher's cgroup, and the log says why it has none of its own.
+        assert cgroup_of(pid) == top
+        assert "No cgroup for the workers: " + delegated_cgroup + " holds processes other than Helios' own" \
+            in lc.read_log()
+    finally:
+        assert lc.stop() == 0, lc.read_log()[-3000:]
+        kill_workers([accounts[ALICE].pw_uid])
+        other.kill()
+        other.wait()
+
+
+def test_helios_embedded_serves_only_a_launcher():
+    """Run by hand, without the launcher's socket as fd 3 (or with a socket of another kind), it
+    refuses to start rather than wait for requests from whatever fd 3 is."""
+    embedded = os.path.join(os.path.dirname(launcher_fixtures.LAUNCHER), "helios-embedded")
+    args = [embedded, "--runtime-dir", "/nonexistent", "--worker", "/bin/true", "--gateway-gid", "1"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0 and "started by helios-launcher" in r.stderr
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        r = subprocess.run(args, capture_output=True, text=True, timeout=10, pass_fds=(b.fileno(),),
+                           preexec_fn=lambda: os.dup2(b.fileno(), 3))
+        assert r.returncode != 0 and "started by helios-launcher" in r.stderr
+    finally:
+        a.close()
+        b.close()
+
+
+# ---- the account checked again while it has sessions ----
+
+def account_gateway(make_launcher, accounts, base, name, args=()):
+    lc = make_launcher()
+    d = os.path.join(base, name)
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    return LauncherGateway(d, accounts[GW], lc.sock, args=args).start(), lc
+
+
+def wait_closed(page, timeout=10):
+    """Keep a page busy until the gateway closes it; returns the WsClosed."""
+    from helios import WsClosed
+    deadline = time.monotonic() + timeout
+    with pytest.raises(WsClosed) as closed:
+        while time.monotonic() < deadline:
+            page.call("worker:info", timeout=10)
+            time.sleep(0.1)
+    return closed.value
+
+
+@pytest.mark.parametrize("disable, enable", [
+    (["usermod", "-L"], ["usermod", "-U"]),
+    (["chage", "-E", "0"], ["chage", "-E", "-1"]),
+], ids=["usermod-L", "chage-E0"])
+def test_disabled_account_loses_its_pages_and_sessions(make_launcher, accounts, base, disable, enable):
+    g, lc = account_gateway(make_launcher, accounts, base, "gw-" + disable[0],
+                            args=("--account-check-interval=1s",))
+    try:
+        cookie = helios.cookie_from(g.login(user=ALICE, password=PASSWORDS[ALICE]))
+        other = helios.cookie_from(g.login(user=BOB, password=PASSWORDS[BOB]))
+        page, bobs = g.rpc(cookie), g.rpc(other)
+        assert page.call("worker:info")["uid"] == accounts[ALICE].pw_uid
+        shadow_tool(disable + [ALICE])
+        try:
+            # The open page is closed with the reason, within the interval and a check.
+            closed = wait_closed(page)
+            assert closed.code == 1008 and closed.reason == "account disabled", closed
+            # The cookie opens nothing any more, and the password no longer logs in.
+            ws = g.ws(cookie)
+            assert ws.status == 401, ws.response
+            assert g.request("GET", "/api/session", cookie=cookie).status == 401
+            assert g.login(user=ALICE, password=PASSWORDS[ALICE]).status == 401
+            # Another user's page is untouched.
+            assert bobs.call("worker:info")["uid"] == accounts[BOB].pw_uid
+            assert f"The account {ALICE} may no longer log in" in lc.read_log()
+        finally:
+            shadow_tool(enable + [ALICE])
+        assert g.login(user=ALICE, password=PASSWORDS[ALICE]).status == 200
+    finally:
+        g.assert_clean()
+
+
+def test_a_page_connecting_has_the_account_checked(make_launcher, accounts, base):
+    # The periodic check is far off: only connecting pages ask.
+    g, lc = account_gateway(make_launcher, accounts, base, "gw-connect", args=("--account-check-interval=1h",))
+    try:
+        cookie = helios.cookie_from(g.login(user=ALICE, password=PASSWORDS[ALICE]))
+        page = g.rpc(cookie)
+        assert page.call("worker:info")
+        # Many pages at once are one check (the login's result is fresh: none at all).
+        pages = [g.rpc(cookie) for _ in range(20)]
+        assert lc.read_log().count("may still log in") == 0
+        for p in pages:
+            p.close()
+        shadow_tool(["usermod", "-L", ALICE])
+        try:
+            time.sleep(10.5)  # past the time a result is taken as fresh
+            # The next page to connect has the account checked again: it and every other page close.
+            late = g.ws(cookie)
+            closed = wait_closed(page)
+            assert closed.code == 1008 and closed.reason == "account disabled", closed
+            if late.status == 101:
+                from helios import WsClosed
+                with pytest.raises(WsClosed):
+                    WsRpcOf(late).call("worker:info", timeout=10)
+            assert g.ws(cookie).status == 401
+        finally:
+            shadow_tool(["usermod", "-U", ALICE])
+    finally:
+        g.assert_clean()
+
+
+def WsRpcOf(ws):
+    return helios.WsRpc(ws)
+
+
+# ---- names refused by policy take as long as a wrong password ----
+
+def test_refused_names_answer_as_slowly_as_wrong_passwords(make_launcher, accounts, base):
+    g, lc = account_gateway(make_launcher, accounts, base, "gw-timing",
+                            args=("--login-burst=1000", "--login-address-burst=1000",
+                                  "--login-account-burst=1000"))
+    try:
+        def timed(user, password):
+            t = time.monotonic()
+            status = g.login(user=user, password=password).status
+            return status, time.monotonic() - t
+
+        wrong, refused = [], []
+        for i in range(12):
+            s, t = timed(BOB, f"wrong {i}")
+            assert s == 401
+            wrong.append(t)
+            for name in ("root", SYSTEM, "Not-A-Name!"):
+                s, t = timed(name, "x")
+                assert s == 401
+                refused.append(t)
+        import statistics
+        mw, mr = statistics.median(wrong), statistics.median(refused)
+        print(f"median wrong password {mw * 1000:.1f} ms, refused name {mr * 1000:.1f} ms")
+        # A refused name is answered no sooner than a wrong password typically is.
+        assert mr >= 0.8 * mw, (mw, mr, wrong, refused)
+        assert mr <= 1.5 * mw + 0.05, (mw, mr)
+    finally:
+        g.assert_clean()

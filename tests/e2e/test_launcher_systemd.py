@@ -45,12 +45,21 @@ def bus(tmp_path):
 
 
 @pytest.fixture
-def launcher(bus, accounts, pam_services, base):  # noqa: F811
+def settings_dir(base):  # noqa: F811
+    """The launcher's sandbox settings (sandbox.conf, sandbox.d/USER.conf): none unless a test writes them."""
+    d = os.path.join(base, "etc")
+    os.makedirs(os.path.join(d, "sandbox.d"))
+    return d
+
+
+@pytest.fixture
+def launcher(bus, accounts, pam_services, base, settings_dir):  # noqa: F811
     """The launcher's directory is one the gateway's account can traverse."""
     address, _ = bus
     dropins = os.path.join(base, "units")
     os.makedirs(dropins, exist_ok=True)
-    lc = Launcher(base, GW, PAM_OK, ["--mode=systemd", "--start-timeout", "1s", "--unit-dropin-dir", dropins])
+    lc = Launcher(base, GW, PAM_OK, ["--mode=systemd", "--start-timeout", "1s", "--unit-dropin-dir", dropins,
+                                     "--config-dir", settings_dir])
     os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = address
     try:
         lc.start()
@@ -62,6 +71,13 @@ def launcher(bus, accounts, pam_services, base):  # noqa: F811
     for pattern in helios.SANITIZER_REPORTS:
         assert pattern not in log, log[-5000:]
     assert "still open at exit" not in log, log[-3000:]
+
+
+def properties(directory):
+    try:
+        return (directory / "properties").read_text().splitlines()
+    except FileNotFoundError:
+        return []
 
 
 def started(directory):
@@ -114,3 +130,44 @@ def test_out_of_order_answers(launcher, accounts, bus):
     # Bob's start is done long before Alice's runs out of time.
     assert c.recv() == ["2", "ok", os.path.join(launcher.runtime, "workers", BOB + ".sock")]
     assert c.recv() == ["1", "error", "timeout"]
+
+
+def test_settings_are_set_on_the_users_service_before_its_socket_starts(launcher, accounts, bus, settings_dir):
+    _, d = bus
+    with open(os.path.join(settings_dir, "sandbox.conf"), "w") as f:
+        f.write("memory_max = 1G\ncpu_weight = 50\n")
+    with open(os.path.join(settings_dir, "sandbox.d", ALICE + ".conf"), "w") as f:
+        f.write("memory_max = 4G\ntasks_max = infinity\n")
+    c = gw_conn(launcher, accounts)
+    assert c.request("worker", ALICE)[0] == "ok"
+    assert c.request("worker", BOB)[0] == "ok"
+    alice = "helios-worker@" + ALICE.replace("-", "\\x2d")
+    bob = "helios-worker@" + BOB.replace("-", "\\x2d")
+    # Runtime properties of the service, then the socket's start.
+    assert properties(d) == [
+        f"{alice}.service 1 MemoryMax={4 << 30} TasksMax={(1 << 64) - 1} CPUWeight=50",
+        f"{bob}.service 1 MemoryMax={1 << 30} TasksMax=512 CPUWeight=50",
+    ]
+    assert started(d) == [f"{alice}.socket replace done 1", f"{bob}.socket replace done 1"]
+    assert "is not applied under systemd" not in launcher.read_log()
+
+
+def test_settings_only_a_unit_file_carries_are_said_not_applied(launcher, accounts, bus, settings_dir):
+    with open(os.path.join(settings_dir, "sandbox.d", ALICE + ".conf"), "w") as f:
+        f.write("pty_max = 32\nopen_files = 8192\n")
+    c = gw_conn(launcher, accounts)
+    assert c.request("worker", ALICE)[0] == "ok"
+    log = launcher.read_log()
+    assert f"pty_max of {ALICE} is not applied under systemd" in log
+    # The default is what the unit carries: nothing to say.
+    assert "open_files of" not in log
+
+
+def test_a_settings_file_in_error_starts_nothing(launcher, accounts, bus, settings_dir):
+    _, d = bus
+    with open(os.path.join(settings_dir, "sandbox.d", ALICE + ".conf"), "w") as f:
+        f.write("memory_max = lots\n")
+    c = gw_conn(launcher, accounts)
+    assert c.request("worker", ALICE) == ["error", "failed"]
+    assert properties(d) == [] and started(d) == []
+    assert "invalid value 'lots' for memory_max" in launcher.read_log()

@@ -1003,6 +1003,33 @@ def leave_daemon(path):
     return None if daemon else "the daemon did not start"
 
 
+def pip_user(work):
+    """pip install --user of a local package into the home, and the package imported from there."""
+    if subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode != 0:
+        return ("SKIP", "pip is not installed")
+    d = os.path.join(work, "heliosdemo")
+    os.makedirs(d)
+    with open(os.path.join(d, "setup.py"), "w") as f:
+        f.write("from setuptools import setup\nsetup(name='heliosdemo', version='1.0', py_modules=['heliosdemo'])\n")
+    with open(os.path.join(d, "heliosdemo.py"), "w") as f:
+        f.write("VALUE = 6 * 7\n")
+    cmd = [sys.executable, "-m", "pip", "install", "--user", "--no-index", "--no-build-isolation", "--no-deps",
+           "--no-cache-dir", "--quiet", d]
+    p = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300)
+    if p.returncode != 0 and "externally-managed" in p.stdout + p.stderr:
+        # Debian's own Python asks for this to install into the home (PEP 668).
+        p = subprocess.run(cmd + ["--break-system-packages"], cwd=work, capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        return f"pip install --user failed: {(p.stderr or p.stdout).strip()[-300:]}"
+    try:
+        out = run([sys.executable, "-c", "import heliosdemo, site; print(heliosdemo.VALUE, heliosdemo.__file__"
+                   ".startswith(site.getuserbase()))"], work)
+    finally:
+        subprocess.run([sys.executable, "-m", "pip", "uninstall", "--yes", "--quiet", "--break-system-packages",
+                        "heliosdemo"], cwd=work, capture_output=True)
+    return None if out.split() == ["42", "True"] else f"the installed package said {out!r}"
+
+
 def threads_and_fork():
     box = []
     t = threading.Thread(target=lambda: box.append(42))
@@ -1132,6 +1159,7 @@ def main():
         check("work.pty", pty_session)
         check("work.threads_fork", threads_and_fork)
         check("work.sockets", sockets)
+        check("work.pip_user", lambda: pip_user(work))
         if opts.leave_ipc:
             check("work.ipc", lambda: ipc_left_behind(opts.leave_ipc, 300))
         check("work.local_server", lambda: local_server(work))

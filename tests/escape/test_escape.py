@@ -781,3 +781,5 @@ def test_battery_in_single_user_mode(setup):
         assert checks.get(name, ("missing",))[0] == "PASS", f"{name}: {checks.get(name)}\n{out}"
     assert all(c[0] == "PASS" for n, c in checks.items() if n.startswith("work.")), out
     assert "user, mount and IPC namespaces of its own" in log, log[-3000:]
+    for pattern in helios.SANITIZER_REPORTS:
+        assert pattern not in log, log[-5000:]

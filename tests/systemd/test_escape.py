@@ -25,7 +25,7 @@ BUILD_DIR = os.environ.get("HELIOS_BUILD_DIR") or os.path.join(HERE, "..", "..",
 #   refused, which escape.open_other_terminal checks.
 # - pty_pool: for the same reason no directive can give the unit a devpts with max=; the machine's
 #   kernel.pty.max is the only bound.
-SYSTEMD_252_GAPS = ("escape.other_terminals", "escape.pty_pool")
+SYSTEMD_252_GAPS = ()
 
 # Two students whose homes are not under /home (names of their own: other suites add accounts too).
 CAROL, DAVE = "stucarol", "studave"

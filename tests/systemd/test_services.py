@@ -181,6 +181,35 @@ def test_launcher_checks_passwords_and_refuses_root(machine, users, launcher):
     assert "alice" in log
 
 
+def test_launcher_sets_the_admins_sandbox_settings_on_each_unit(machine, users, launcher):
+    """/etc/helios/sandbox.conf for everyone, sandbox.d/USER.conf for one user: the launcher sets them on
+    the user's service before it starts the socket."""
+    machine.exec("mkdir", "-p", "/etc/helios/sandbox.d")
+    machine.write("/etc/helios/sandbox.conf", "cpu_weight = 80\n")
+    machine.write("/etc/helios/sandbox.d/bob.conf", "memory_max = 3G\ntasks_max = 100\n")
+    try:
+        for i, user in enumerate(("alice", "bob")):
+            out = machine.client(LAUNCHER_SOCK, "launcher", str(i + 1), "worker", user)
+            assert out.get("reply", [None, None])[1] == "ok", out
+            machine.client(f"/run/helios/workers/{user}.sock", "call", "worker:info")
+        assert machine.show("helios-worker@bob.service", "MemoryMax", "TasksMax", "CPUWeight") == \
+            {"MemoryMax": str(3 << 30), "TasksMax": "100", "CPUWeight": "80"}
+        assert machine.show("helios-worker@alice.service", "MemoryMax", "TasksMax", "CPUWeight") == \
+            {"MemoryMax": str(2 << 30), "TasksMax": "512", "CPUWeight": "80"}
+        # A file in error: no workspace rather than one with other bounds.
+        machine.write("/etc/helios/sandbox.d/bob.conf", "memory_max = plenty\n")
+        machine.systemctl("stop", "helios-worker@bob.socket", "helios-worker@bob.service")
+        out = machine.client(LAUNCHER_SOCK, "launcher", "3", "worker", "bob")
+        assert out.get("reply") == ["3", "error", "failed"], out
+        log = machine.exec("journalctl", "-u", "helios-launcher.service", "-o", "cat", "--no-pager").stdout
+        assert "invalid value 'plenty' for memory_max" in log
+    finally:
+        machine.exec("rm", "-rf", "/etc/helios/sandbox.conf", "/etc/helios/sandbox.d")
+        for user in ("alice", "bob"):
+            machine.systemctl("stop", f"helios-worker@{user}.socket", f"helios-worker@{user}.service", check=False)
+            machine.systemctl("revert", f"helios-worker@{user}.service", check=False)
+
+
 # ---- helios-gateway ----
 
 @pytest.fixture

@@ -25,6 +25,8 @@
 #include <uv.h>
 
 #include "activator.h"
+#include "macro.h"
+#include "worker-output.h"
 
 static char self[4096];
 /* Every worker seen, so that a failing test leaves none running. */
@@ -33,6 +35,33 @@ static size_t n_seen;
 static char dir[64], sock_path[128];
 
 /* ---- the worker side ---- */
+
+/* What its standard descriptors are, then output without end: a line with an escape sequence and a
+ * line break forged into it, a line of 5000 bytes, then lines as fast as the pipe takes them. */
+static int worker_flood(void)
+{
+        char in[64] = "", out[64] = "", err[64] = "", line[5002];
+        int c = accept(3, NULL, NULL);
+        ssize_t n;
+
+        if (c < 0)
+                return 2;
+        n = readlink("/proc/self/fd/0", in, sizeof(in) - 1);
+        n = readlink("/proc/self/fd/1", out, sizeof(out) - 1);
+        n = readlink("/proc/self/fd/2", err, sizeof(err) - 1);
+        (void)n;
+        dprintf(c, "stdin=%s same_out=%d pipe=%d\n", in, strcmp(out, err) == 0,
+                strncmp(out, "pipe:", 5) == 0);
+        close(c);
+        dprintf(STDERR_FILENO, "evil \033[2J\rforged: root logged in\n");
+        memset(line, 'x', 5000);
+        line[5000] = '\n';
+        line[5001] = '\0';
+        dprintf(STDERR_FILENO, "%s", line);
+        for (unsigned long i = 0;; i++)
+                if (dprintf(STDERR_FILENO, "flood line %lu\n", i) < 0)
+                        return 0;
+}
 
 static int worker_main(const char *mode)
 {
@@ -44,6 +73,8 @@ static int worker_main(const char *mode)
 
         if (strcmp(mode, "fail") == 0)
                 return 1;
+        if (strcmp(mode, "flood") == 0)
+                return worker_flood();
         /* Only 0, 1, 2 and the listener on 3 may be open (plus the directory being read). */
         d = opendir("/proc/self/fd");
         while (d && (de = readdir(d)))
@@ -289,6 +320,91 @@ static void test_worker_outlives_its_activator(void **state)
         assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* The worker's output reaches this process's log (stderr here) line by line, cut, with control
+ * characters replaced, and at most WORKER_OUTPUT_LINES a second: a worker writing without end costs
+ * the loop nothing it notices. */
+static void test_worker_output_is_relayed_and_bounded(void **state)
+{
+        char log_path[128], reply[256], *text = NULL;
+        uv_loop_t loop;
+        size_t size = 0;
+        int saved, log_fd, lines = 0;
+        FILE *f;
+
+        snprintf(log_path, sizeof(log_path), "%s/log", dir);
+        log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(log_fd >= 0);
+        fflush(stderr);
+        saved = dup(STDERR_FILENO);
+        assert_true(dup2(log_fd, STDERR_FILENO) == STDERR_FILENO);
+
+        assert_int_equal(uv_loop_init(&loop), 0);
+        char *argv[] = {self, (char *)"worker", (char *)"flood", NULL};
+        ActivatorParams p = {
+            .socket_path = sock_path, .worker_path = self, .worker_argv = argv, .output_tag = "alice"};
+        Activator *a;
+        assert_int_equal(activator_new(&loop, &p, &a), 0);
+        assert_int_equal(activator_start(a), 0);
+
+        int fd = client_connect();
+        assert_true(fd >= 0);
+        await_reply(&loop, fd, reply, sizeof(reply));
+        close(fd);
+        pid_t worker = activator_worker_pid(a);
+        seen[n_seen++] = worker;
+
+        uint64_t start = uv_hrtime(), worst = 0;
+        while (uv_hrtime() - start < 2500 * 1000000ULL) {
+                uint64_t t = uv_hrtime();
+                uv_run(&loop, UV_RUN_NOWAIT);
+                worst = MAX(worst, uv_hrtime() - t);
+                usleep(2000);
+        }
+        kill(worker, SIGKILL);
+        spin(&loop, 300);
+        finish(&loop, a);
+        assert_int_equal(uv_loop_close(&loop), 0);
+        fflush(stderr);
+        assert_true(dup2(saved, STDERR_FILENO) == STDERR_FILENO);
+        close(saved);
+        close(log_fd);
+
+        f = fopen(log_path, "re");
+        assert_non_null(f);
+        char *line = NULL;
+        size_t cap = 0;
+        bool forged = false, cut = false, escape = false, tagged = false;
+        while (getline(&line, &cap, f) > 0) {
+                /* The forged text may only show inside the worker's own, tagged line. */
+                forged = forged ||
+                         (strstr(line, "forged: root") && !strstr(line, "worker alice: evil ?[2J?forged"));
+                escape = escape || strchr(line, '\033');
+                tagged = tagged || strstr(line, "worker alice: evil ?[2J?forged: root logged in");
+                if (!strstr(line, "worker alice: "))
+                        continue;
+                lines++;
+                if (strstr(line, "xxxxxxxx")) {
+                        cut = strlen(line) < 1200;
+                        assert_true(cut);
+                }
+        }
+        free(line);
+        fclose(f);
+        free(text);
+        (void)size;
+
+        assert_string_equal(reply, "stdin=/dev/null same_out=1 pipe=1\n");
+        assert_true(tagged);
+        assert_false(forged);
+        assert_false(escape);
+        assert_true(cut);
+        /* 2.5 s of windows of WORKER_OUTPUT_LINES, give or take one window. */
+        fprintf(stderr, "relayed %d lines in 2.5 s; longest loop turn %llu us\n", lines,
+                (unsigned long long)(worst / 1000));
+        assert_true(lines >= WORKER_OUTPUT_LINES && lines <= 4 * WORKER_OUTPUT_LINES);
+        assert_true(worst < 100 * 1000000ULL);
+}
+
 int main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
@@ -297,6 +413,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(test_activation_and_rearm),
             cmocka_unit_test(test_failing_worker_backs_off),
             cmocka_unit_test(test_worker_outlives_its_activator),
+            cmocka_unit_test(test_worker_output_is_relayed_and_bounded),
         };
 
         if (argc == 3 && strcmp(argv[1], "worker") == 0)

@@ -11,9 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
+#include <seccomp.h>
 
 #include "fs-ops.h"
 #include "macro.h"
@@ -167,6 +170,55 @@ static void test_write_atomic_keeps_mode(void **state)
         assert_string_equal(buf, "new content");
         close(fd);
 
+        names_in(d, names, sizeof(names));
+        assert_string_equal(names, "script ");
+}
+
+/* In a child where openat() with O_TMPFILE fails as on a file system without it: the named temporary
+ * file must do. Exit status: 0 done, else the step that failed. */
+static int write_without_tmpfile(int dir_fd)
+{
+        scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+        char buf[32] = {};
+        struct stat st;
+        int fd;
+
+        if (!ctx ||
+            seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EOPNOTSUPP), SCMP_SYS(openat), 1,
+                             SCMP_A2(SCMP_CMP_MASKED_EQ, __O_TMPFILE, __O_TMPFILE)) < 0 ||
+            seccomp_load(ctx) < 0)
+                return 2;
+        fd = openat(dir_fd, ".", O_TMPFILE | O_WRONLY, 0600);
+        if (fd >= 0 || errno != EOPNOTSUPP)
+                return 3;
+        if (fstatat(dir_fd, "script", &st, 0) < 0 ||
+            fs_write_atomic(dir_fd, "script", "named", 5, &st, &st) < 0)
+                return 4;
+        fd = openat(dir_fd, "script", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || read(fd, buf, sizeof(buf)) != 5 || !streq(buf, "named"))
+                return 5;
+        close(fd);
+        if (fstatat(dir_fd, "script", &st, 0) < 0 || (st.st_mode & 07777) != 0751)
+                return 6;
+        return 0;
+}
+
+static void test_write_atomic_without_tmpfile(void **state)
+{
+        Dir *d = *state;
+        char names[256];
+        int status;
+        pid_t pid;
+
+        write_at(d->fd, "script", "old");
+        assert_int_equal(fchmodat(d->fd, "script", 0751, 0), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+                _exit(write_without_tmpfile(d->fd));
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
         names_in(d, names, sizeof(names));
         assert_string_equal(names, "script ");
 }
@@ -420,6 +472,7 @@ int main(void)
                 T(test_tag_changes_with_content),
                 T(test_tag_format_is_printf_hex),
                 T(test_write_atomic_keeps_mode),
+                T(test_write_atomic_without_tmpfile),
                 T(test_write_atomic_keeps_group),
                 T(test_write_atomic_new_file_uses_umask),
                 T(test_write_atomic_failure_leaves_nothing),

@@ -486,6 +486,8 @@ static void test_unit_directives(void **state)
             strstr(text, "\nTemporaryFileSystem=/tmp:mode=1777,size=1073741824,nr_inodes=65536,"));
         assert_non_null(strstr(text, "\nTemporaryFileSystem=/dev/shm:mode=1777,size=268435456,"));
         assert_null(strstr(text, "PrivateTmp="));
+        assert_non_null(strstr(text, "\nStandardInput=null\n"));
+        assert_non_null(strstr(text, "\nStandardOutput=journal\n"));
         free(text);
 }
 

@@ -62,6 +62,41 @@ static void where(BusCall *call, const cJSON *params, void *userdata)
         bus_call_reply(call, cJSON_CreateString(bus_call_is_remote(call) ? "client" : "worker"));
 }
 
+static void strict(BusCall *call, const cJSON *params, void *userdata)
+{
+        const char *path = NULL;
+        const JsonField fields[] = {{"path", JSON_FIELD_STRING, true, &path}};
+
+        if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) >= 0)
+                bus_call_reply(call, NULL);
+}
+
+/* Fails with what params say: {"code": …, "data": …}. */
+static void failing(BusCall *call, const cJSON *params, void *userdata)
+{
+        const cJSON *data = cJSON_GetObjectItem(params, "data");
+
+        bus_call_error(call, (int)cJSON_GetObjectItem(params, "code")->valuedouble, "it failed",
+                       data ? cJSON_Duplicate(data, true) : NULL);
+}
+
+static void on_forward_reply(const cJSON *result, const cJSON *error, void *userdata)
+{
+        bus_call_error_forward(userdata, error);
+}
+
+/* Asks t:fail with its own params and passes the error on; a forged error object is refused. */
+static void forward(BusCall *call, const cJSON *params, void *userdata)
+{
+        if (cJSON_GetObjectItem(params, "forged")) {
+                cJSON *e = cJSON_Parse("{\"code\":1.5,\"message\":\"x\"}");
+                bus_call_error_forward(call, e);
+                cJSON_Delete(e);
+                return;
+        }
+        assert_int_equal(bus_call(bus_call_bus(call), "t:fail", params, on_forward_reply, call), 0);
+}
+
 static int setup(void **state)
 {
         Fixture *f = calloc(1, sizeof(Fixture));
@@ -71,6 +106,9 @@ static int setup(void **state)
         assert_int_equal(bus_serve(f->bus, "t:hold", hold, f), 0);
         assert_int_equal(bus_serve(f->bus, "t:big", big, f), 0);
         assert_int_equal(bus_serve(f->bus, "t:where", where, f), 0);
+        assert_int_equal(bus_serve(f->bus, "t:fail", failing, f), 0);
+        assert_int_equal(bus_serve(f->bus, "t:strict", strict, f), 0);
+        assert_int_equal(bus_serve(f->bus, "t:forward", forward, f), 0);
         assert_int_equal(bus_serve(f->bus, "t:echo", echo, f), -EEXIST);
         assert_int_equal(bus_client_add(f->bus, &ops, f, &f->client), 0);
         assert_int_equal(rpc_session_new(f->bus, f->client, 4096, send_cb, f, &f->rpc), 0);
@@ -221,6 +259,24 @@ static void test_batch_bounds(void **state)
         cJSON_Delete(r);
 }
 
+static void test_error_forwarding(void **state)
+{
+        Fixture *f = *state;
+
+        handle(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"t:forward\",\"params\":{\"code\":-32001,"
+                  "\"data\":{\"path\":\"/x\"}}}");
+        handle(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"t:forward\",\"params\":{\"forged\":true}}");
+        handle(f, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"t:strict\",\"params\":{}}");
+        assert_int_equal(f->n_out, 3);
+        assert_string_equal(f->out[0], "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32001,"
+                                       "\"message\":\"it failed\",\"data\":{\"path\":\"/x\"}}}");
+        assert_non_null(strstr(f->out[1], "\"code\":-32603"));
+        assert_string_equal(f->out[2],
+                            "{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32602,\"message\":"
+                            "\"Invalid params: missing parameter 'path'\",\"data\":{\"reason\":"
+                            "\"missing parameter 'path'\"}}}");
+}
+
 static void test_oversize_message(void **state)
 {
         Fixture *f = *state;
@@ -275,6 +331,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_batch_waits_for_async_answers, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_answer_after_session_is_gone, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_batch_bounds, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_error_forwarding, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_too_large_response, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_oversize_message, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_events_reach_clients, setup, teardown),
