@@ -189,8 +189,8 @@ static int plan_sandbox(Spawner *s, const char *user, const PolicyValues *values
             .hide = (const char *const[]){s->options.runtime_dir},
             .n_hide = 1,
             .values = values,
-            .outbound_network = values ? values->v[POLICY_SETTING_OUTBOUND_NETWORK] != 0
-                                       : POLICY_OUTBOUND_NETWORK_DEFAULT,
+            .outbound_network =
+                values ? values->v[POLICY_SETTING_OUTBOUND_NETWORK] != 0 : POLICY_OUTBOUND_NETWORK_DEFAULT,
             .pass_credentials = true,
         };
 
