@@ -163,7 +163,9 @@ def test_stop_restart_and_reactivation(machine, users, workspace):
 def test_stopping_ends_the_terminals_too(machine, users, workspace):
     workspace("alice")
     # A process that left the terminal's session: closing the terminal does not end it, the unit does.
-    machine.client(sock("alice"), "run", input="setsid -f sleep 1000 </dev/null >/dev/null 2>&1\n")
+    # (The pause: until setsid -f's child has left the terminal's session, the terminal's hangup
+    # reaches it.)
+    machine.client(sock("alice"), "run", input="setsid -f sleep 1000 </dev/null >/dev/null 2>&1\nsleep 0.5\n")
     wait_for(lambda: machine.exec("pgrep", "-u", "alice", "-f", "sleep 1000", check=False).stdout.strip())
     sleeper = int(machine.exec("pgrep", "-u", "alice", "-f", "sleep 1000").stdout.split()[0])
     cgroup = machine.exec("cat", f"/proc/{sleeper}/cgroup").stdout
