@@ -15,6 +15,7 @@ import time
 import pytest
 
 import helios
+import launcher_fixtures
 from launcher_fixtures import (PAM_UNIX, Launcher, LauncherGateway, as_user, cgroup2_mount, kill_workers,
                                pam_service_files, remove_worker_cgroups, set_passwords, shadow_tool, useradd,
                                userdel)
@@ -617,14 +618,28 @@ def embedded_children(lc):
     return out
 
 
+def ancestors(pid):
+    out = []
+    while pid > 1:
+        pid = int(helios.read_status(pid)["PPid"])
+        out.append(pid)
+    return out
+
+
+def lc_pid_not_parent(lc, pid):
+    """The launcher is an ancestor only through helios-embedded."""
+    chain = ancestors(pid)
+    return chain.index(lc.proc.pid) == chain.index(embedded_children(lc)[0]) + 1
+
+
 def test_embedded_mode_forks_workers_in_helios_embedded(launcher, accounts):
     c = gw_conn(launcher, accounts)
     _, path = c.request("worker", ALICE)
     pid = ask_worker(path, accounts[GW])["pid"]
     spawners = embedded_children(launcher)
     assert len(spawners) == 1
-    # The worker is the spawner's child, not the launcher's.
-    assert int(helios.read_status(pid)["PPid"]) == spawners[0]
+    # The worker descends from the spawner, not from the launcher.
+    assert spawners[0] in ancestors(pid) and lc_pid_not_parent(launcher, pid)
 
 
 def test_systemd_mode_starts_no_spawner(make_launcher, accounts):
@@ -868,9 +883,20 @@ def test_a_delegated_cgroup_is_taken_over(accounts, pam_services, base, delegate
         assert cgroup_of(pid) == top + f"/helios/{ALICE}"
         with open(os.path.join(delegated_cgroup, "cgroup.procs")) as f:
             assert f.read() == ""
+        # A helios-embedded started again (the first one died) keeps to the same tree.
+        [spawner] = embedded_children(lc)
+        os.kill(spawner, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while embedded_children(lc) == [spawner]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        _, path = c.request("worker", BOB)
+        assert cgroup_of(ask_worker(path, accounts[GW])["pid"]) == top + f"/helios/{BOB}"
+        assert [cgroup_of(p) for p in embedded_children(lc)] == [top + "/supervisor"]
+        assert not os.path.exists(os.path.join(delegated_cgroup, "supervisor", "supervisor"))
     finally:
         assert lc.stop() == 0, lc.read_log()[-3000:]
-        kill_workers([accounts[ALICE].pw_uid])
+        kill_workers([accounts[ALICE].pw_uid, accounts[BOB].pw_uid])
 
 
 def test_a_shared_cgroup_is_not_taken_over(accounts, pam_services, base, delegated_cgroup):
@@ -896,6 +922,23 @@ def test_a_shared_cgroup_is_not_taken_over(accounts, pam_services, base, delegat
         kill_workers([accounts[ALICE].pw_uid])
         other.kill()
         other.wait()
+
+
+def test_helios_embedded_serves_only_a_launcher():
+    """Run by hand, without the launcher's socket as fd 3 (or with a socket of another kind), it
+    refuses to start rather than wait for requests from whatever fd 3 is."""
+    embedded = os.path.join(os.path.dirname(launcher_fixtures.LAUNCHER), "helios-embedded")
+    args = [embedded, "--runtime-dir", "/nonexistent", "--worker", "/bin/true", "--gateway-gid", "1"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0 and "started by helios-launcher" in r.stderr
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        r = subprocess.run(args, capture_output=True, text=True, timeout=10, pass_fds=(b.fileno(),),
+                           preexec_fn=lambda: os.dup2(b.fileno(), 3))
+        assert r.returncode != 0 and "started by helios-launcher" in r.stderr
+    finally:
+        a.close()
+        b.close()
 
 
 # ---- the account checked again while it has sessions ----
