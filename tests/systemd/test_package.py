@@ -221,7 +221,8 @@ def test_install(box, packages):
     listed |= {n[:-3] for n in listed if n.endswith(".gz")}  # man pages are compressed
     assert installed - listed == set(), "meson installs these, the package lacks them"
     for path in ("/etc/pam.d/helios", "/etc/helios/helios.conf", "/usr/lib/sysusers.d/helios.conf",
-                 "/usr/lib/tmpfiles.d/helios.conf", "/usr/share/helios/web/index.html"):
+                 "/usr/lib/tmpfiles.d/helios.conf", "/usr/share/helios/web/index.html",
+                 "/usr/share/doc/helios/admin.md.gz"):
         assert box.exec("test", "-f", path, check=False).returncode == 0, path
     conffiles = box.exec("dpkg-query", "-W", "-f=${Conffiles}", "helios").stdout
     assert {"/etc/helios/helios.conf", "/etc/pam.d/helios"} <= set(re.findall(r"(/\S+)", conffiles))
