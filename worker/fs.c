@@ -430,17 +430,6 @@ static size_t content_budget(const Fs *fs, const char *path)
         return fs->config->max_message > reserve ? fs->config->max_message - reserve : 0;
 }
 
-static bool add_integer(cJSON *o, const char *name, int64_t v)
-{
-        cJSON *i = json_create_integer(v);
-
-        if (!i || !cJSON_AddItemToObject(o, name, i)) {
-                cJSON_Delete(i);
-                return false;
-        }
-        return true;
-}
-
 typedef enum ReadErrorKind {
         READ_ERRNO,
         READ_TOO_LARGE,
@@ -523,11 +512,11 @@ static int read_answer(int fd, const struct stat *st, Encoding enc, size_t limit
                 cJSON_Delete(content);
                 return read_error(err, READ_ERRNO, -ENOMEM, 0, NULL);
         }
-        /* What add_stat() adds, with the integers written as such instead of formatted by cJSON as
-         * doubles: every file a client opens comes through here. */
+        /* Numbers, for every caller: in-process ones read them as such too. */
         fs_tag_format(st, tag);
         if (!cJSON_AddStringToObject(result, "encoding", enc == ENCODING_UTF8 ? "utf-8" : "base64") ||
-            !add_integer(result, "size", (int64_t)size) || !add_integer(result, "mtime", fs_mtime_ms(st)) ||
+            !cJSON_AddNumberToObject(result, "size", (double)size) ||
+            !cJSON_AddNumberToObject(result, "mtime", (double)fs_mtime_ms(st)) ||
             !cJSON_AddStringToObject(result, "tag", tag))
                 return read_error(err, READ_ERRNO, -ENOMEM, 0, NULL);
         *ret = TAKE_PTR(result);

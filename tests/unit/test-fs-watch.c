@@ -386,8 +386,12 @@ static void on_read_answer(cJSON *result, cJSON *error, void *userdata)
 {
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(result, "content");
 
-        /* What the save before it wrote, all 4 MiB of it. */
-        if (result && (!cJSON_IsString(content) || strlen(content->valuestring) != 4u * 1024u * 1024u))
+        const cJSON *size = cJSON_GetObjectItemCaseSensitive(result, "size");
+
+        /* What the save before it wrote, all 4 MiB of it, in the shape a client gets: a string and
+         * numbers. */
+        if (result && (!cJSON_IsString(content) || strlen(content->valuestring) != 4u * 1024u * 1024u ||
+                       !cJSON_IsNumber(size) || size->valuedouble != 4.0 * 1024 * 1024))
                 result = (cJSON_Delete(result), NULL);
         on_ordered('r', result, error, userdata);
 }
