@@ -2,6 +2,7 @@
 #include "bus.h"
 
 #include <assert.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,10 +19,19 @@ typedef enum IdleState {
 } IdleState;
 
 typedef struct Server {
-        char *topic;
-        BusMethodFn fn;
+        char *topic;    /* a method name, or a prefix ending in '*' (remote servers only) */
+        BusMethodFn fn; /* in-process; NULL for a client connection that serves the topic */
         void *userdata;
+        ClientId remote; /* the serving connection, when fn is NULL */
 } Server;
+
+/* A request forwarded to a serving connection, under an id of the bus's own. */
+typedef struct Forward {
+        uint64_t id;
+        ClientId service;
+        BusCall *call;
+        struct Forward *next;
+} Forward;
 
 typedef struct Subscriber {
         char *topic;
@@ -48,6 +58,8 @@ struct Bus {
         uv_idle_t idle;
         IdleState idle_state;
         BusCall *ready, *ready_tail; /* answered calls whose answers wait for delivery */
+        Forward *forwards;           /* requests at serving connections, not answered yet */
+        uint64_t next_forward_id;
 };
 
 struct BusCall {
@@ -64,6 +76,8 @@ struct BusCall {
         BusCall *next; /* in the bus's queue of answers to deliver */
 };
 
+static void on_bus_serve(BusCall *call, const cJSON *params, void *userdata);
+
 int bus_new(uv_loop_t *loop, Bus **ret)
 {
         Bus *b = calloc(1, sizeof(Bus));
@@ -73,6 +87,10 @@ int bus_new(uv_loop_t *loop, Bus **ret)
                 return -ENOMEM;
         b->loop = loop;
         b->next_client_id = 1;
+        if (bus_serve(b, "bus:serve", on_bus_serve, b) < 0) {
+                bus_free(b);
+                return -ENOMEM;
+        }
         *ret = b;
         return 0;
 }
@@ -94,10 +112,19 @@ Bus *bus_free(Bus *b)
         return NULL;
 }
 
+static bool topic_matches(const char *pattern, const char *topic)
+{
+        size_t n = strlen(pattern);
+
+        if (n > 0 && pattern[n - 1] == '*')
+                return strncmp(pattern, topic, n - 1) == 0;
+        return streq(pattern, topic);
+}
+
 static Server *find_server(Bus *b, const char *topic)
 {
         for (size_t i = 0; i < b->n_servers; i++)
-                if (streq(b->servers[i].topic, topic))
+                if (topic_matches(b->servers[i].topic, topic))
                         return &b->servers[i];
         return NULL;
 }
@@ -124,7 +151,7 @@ int bus_serve(Bus *b, const char *topic, BusMethodFn fn, void *userdata)
                 return -ENOMEM;
         }
         b->servers = s;
-        b->servers[b->n_servers++] = (Server){t, fn, userdata};
+        b->servers[b->n_servers++] = (Server){t, fn, userdata, 0};
         return 0;
 }
 
@@ -271,6 +298,66 @@ Bus *bus_call_bus(const BusCall *call)
         return call->bus;
 }
 
+static Client *find_client(Bus *b, ClientId id);
+
+/* Send the request (or notification) to the connection that serves its topic, under a new id. */
+static void forward(Bus *b, ClientId service, const char *topic, BusCall *c, const cJSON *params)
+{
+        _cleanup_json_ cJSON *req = cJSON_CreateObject();
+        _cleanup_free_ char *text = NULL;
+        Client *cl = find_client(b, service);
+        Forward *f = NULL;
+        unsigned n = 0;
+        size_t len;
+
+        for (Forward *i = b->forwards; i; i = i->next)
+                n += i->service == service;
+        if (!cl) {
+                bus_call_error(c, RPC_INTERNAL_ERROR, "Service gone", NULL);
+                return;
+        }
+        if (!c->notification && n >= BUS_MAX_FORWARDS) {
+                bus_call_error(c, RPC_SERVER_ERROR, "Too many requests in flight at the service", NULL);
+                return;
+        }
+        if (!c->notification && !(f = calloc(1, sizeof(Forward)))) {
+                (void)bus_call_error_oom(c);
+                return;
+        }
+        if (f)
+                f->id = ++b->next_forward_id;
+        if (!req || !cJSON_AddStringToObject(req, "jsonrpc", "2.0") ||
+            (f && !cJSON_AddNumberToObject(req, "id", (double)f->id)) ||
+            !cJSON_AddStringToObject(req, "method", topic) ||
+            (params && !cJSON_AddItemToObject(req, "params", cJSON_Duplicate(params, true))) ||
+            !(text = json_print(req, &len))) {
+                free(f);
+                (void)bus_call_error_oom(c);
+                return;
+        }
+        if (cl->ops->send(cl->userdata, text, len) < 0) {
+                free(f);
+                bus_call_error(c, RPC_INTERNAL_ERROR, "Service gone", NULL);
+                return;
+        }
+        if (!f) {
+                bus_call_reply(c, NULL); /* a notification: nothing comes back */
+                return;
+        }
+        f->service = service;
+        f->call = c;
+        f->next = b->forwards;
+        b->forwards = f;
+}
+
+static void server_call(Bus *b, Server *s, const char *topic, BusCall *c, const cJSON *params)
+{
+        if (s->fn)
+                s->fn(c, params, s->userdata);
+        else
+                forward(b, s->remote, topic, c, params);
+}
+
 int bus_call(Bus *b, const char *topic, cJSON *params, BusReplyFn reply, void *userdata)
 {
         _cleanup_json_ cJSON *p = params;
@@ -285,7 +372,7 @@ int bus_call(Bus *b, const char *topic, cJSON *params, BusReplyFn reply, void *u
                 return -ENOMEM;
         c->reply = reply;
         c->userdata = userdata;
-        s->fn(c, p, s->userdata);
+        server_call(b, s, topic, c, p);
         return 0;
 }
 
@@ -314,7 +401,7 @@ void bus_dispatch(Bus *b, ClientId origin, const char *method, const cJSON *para
                 bus_call_error(c, RPC_METHOD_NOT_FOUND, NULL, NULL);
                 return;
         }
-        s->fn(c, params, s->userdata);
+        server_call(b, s, method, c, params);
 }
 
 /* The error object of an internal call's answer, or NULL without memory. */
@@ -512,6 +599,168 @@ int bus_client_add(Bus *b, const BusClientOps *ops, void *userdata, ClientId *re
         return 0;
 }
 
+/* A serving connection closed: what it was asked fails, and its topics are free again. */
+static void service_gone(Bus *b, ClientId id)
+{
+        size_t j = 0;
+
+        for (Forward **f = &b->forwards; *f;) {
+                Forward *x = *f;
+                if (x->service != id) {
+                        f = &x->next;
+                        continue;
+                }
+                *f = x->next;
+                cJSON *data = cJSON_CreateObject();
+                if (data && !cJSON_AddStringToObject(data, "reason", "service gone"))
+                        data = (cJSON_Delete(data), NULL);
+                bus_call_error(x->call, RPC_INTERNAL_ERROR, "Service gone", data);
+                free(x);
+        }
+        for (size_t i = 0; i < b->n_servers; i++) {
+                if (!b->servers[i].fn && b->servers[i].remote == id)
+                        free(b->servers[i].topic);
+                else
+                        b->servers[j++] = b->servers[i];
+        }
+        b->n_servers = j;
+}
+
+void bus_client_response(Bus *b, ClientId from, const cJSON *id, const cJSON *result, const cJSON *error)
+{
+        uint64_t n;
+        cJSON *copy;
+
+        /* Ids are the bus's own numbers; a client's id may come back as its own text. */
+        if (cJSON_IsRaw(id))
+                n = strtoull(id->valuestring, NULL, 10);
+        else if (cJSON_IsNumber(id) && id->valuedouble >= 1)
+                n = (uint64_t)id->valuedouble;
+        else
+                return;
+        for (Forward **f = &b->forwards; *f; f = &(*f)->next) {
+                Forward *x = *f;
+                if (x->id != n || x->service != from)
+                        continue;
+                *f = x->next;
+                if (error)
+                        bus_call_error_forward(x->call, error);
+                else if (!(copy = cJSON_Duplicate(result, true)))
+                        (void)bus_call_error_oom(x->call);
+                else
+                        bus_call_reply(x->call, copy);
+                free(x);
+                return;
+        }
+        log_debug("Dropping a response to no request of ours from client %" PRIu64 ".", from);
+}
+
+/* Whether the topics a and b (names, or prefixes ending in '*') can name the same method. */
+static bool topics_overlap(const char *a, const char *b)
+{
+        size_t na = strlen(a), nb = strlen(b);
+        bool pa = na > 0 && a[na - 1] == '*', pb = nb > 0 && b[nb - 1] == '*';
+
+        if (pa)
+                na--;
+        if (pb)
+                nb--;
+        if (pa && pb)
+                return strncmp(a, b, MIN(na, nb)) == 0;
+        if (pa)
+                return nb >= na && strncmp(a, b, na) == 0;
+        if (pb)
+                return na >= nb && strncmp(a, b, nb) == 0;
+        return streq(a, b);
+}
+
+static bool topic_valid(const char *t)
+{
+        size_t n = strlen(t);
+        const char *star = strchr(t, '*');
+
+        if (n == 0 || n > BUS_MAX_TOPIC_LEN || !strchr(t, ':'))
+                return false;
+        for (const char *p = t; *p; p++)
+                if ((unsigned char)*p <= ' ' || *p == '"' || *p == '\\' || (unsigned char)*p >= 0x7f)
+                        return false;
+        return !star || star == t + n - 1;
+}
+
+/* bus:serve {topics}: the asking connection serves those topics from now on. */
+static void on_bus_serve(BusCall *call, const cJSON *params, void *userdata)
+{
+        Bus *b = userdata;
+        ClientId origin = bus_call_origin(call);
+        const cJSON *topics = NULL, *t;
+        const JsonField fields[] = {{"topics", JSON_FIELD_ANY, true, &topics}};
+        size_t mine = 0, n;
+
+        if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
+                return;
+        if (origin == 0) {
+                bus_call_error(call, RPC_INVALID_REQUEST, "Only a connection can serve topics", NULL);
+                return;
+        }
+        if (!cJSON_IsArray(topics) || (n = (size_t)cJSON_GetArraySize(topics)) == 0) {
+                (void)bus_call_error_invalid(call, "'topics' must be a non-empty array of strings", NULL);
+                return;
+        }
+        for (size_t i = 0; i < b->n_servers; i++)
+                mine += !b->servers[i].fn && b->servers[i].remote == origin;
+        if (mine + n > BUS_MAX_TOPICS_PER_SERVICE) {
+                (void)bus_call_error_invalid(call, "too many topics for one connection", NULL);
+                return;
+        }
+        /* All or nothing: every topic is checked before any is taken. */
+        cJSON_ArrayForEach(t, topics)
+        {
+                if (!cJSON_IsString(t) || !topic_valid(t->valuestring)) {
+                        (void)bus_call_error_invalid(
+                            call, "a topic is a method name with a ':', or a prefix of one ending in '*'",
+                            NULL);
+                        return;
+                }
+                for (size_t i = 0; i < b->n_servers; i++) {
+                        Server *s = &b->servers[i];
+                        if (!topics_overlap(s->topic, t->valuestring) || (!s->fn && s->remote == origin))
+                                continue;
+                        cJSON *data = cJSON_CreateObject();
+                        if (data && !cJSON_AddStringToObject(data, "topic", t->valuestring))
+                                data = (cJSON_Delete(data), NULL);
+                        if (s->fn)
+                                bus_call_error(call, RPC_PERMISSION_DENIED, "A built-in topic, not granted",
+                                               data);
+                        else
+                                bus_call_error(call, RPC_ALREADY_EXISTS, "The topic is served already",
+                                               data);
+                        return;
+                }
+        }
+        cJSON_ArrayForEach(t, topics)
+        {
+                Server *s;
+                char *copy;
+                bool have = false;
+
+                for (size_t i = 0; i < b->n_servers; i++)
+                        have = have || (!b->servers[i].fn && b->servers[i].remote == origin &&
+                                        streq(b->servers[i].topic, t->valuestring));
+                if (have)
+                        continue;
+                copy = strdup(t->valuestring);
+                s = copy ? realloc(b->servers, (b->n_servers + 1) * sizeof(Server)) : NULL;
+                if (!s) {
+                        free(copy);
+                        (void)bus_call_error_oom(call);
+                        return;
+                }
+                b->servers = s;
+                b->servers[b->n_servers++] = (Server){copy, NULL, NULL, origin};
+        }
+        bus_call_reply(call, cJSON_CreateObject());
+}
+
 void bus_client_remove(Bus *b, ClientId id)
 {
         Client *c = find_client(b, id);
@@ -520,6 +769,7 @@ void bus_client_remove(Bus *b, ClientId id)
                 return;
         c->id = 0;
         sweep(b);
+        service_gone(b, id);
         publish_client_event(b, BUS_EVENT_CLIENT_DISCONNECTED, id);
 }
 

@@ -55,6 +55,13 @@ typedef struct BusClientOps {
 #define BUS_EVENT_CLIENT_DISCONNECTED "client:disconnected"
 #define BUS_EVENT_CLIENT_DRAINED "client:drained"
 
+/* Bounds on the services client connections provide (bus:serve). */
+#define BUS_MAX_FORWARDS           256u /* requests in flight at one serving connection */
+#define BUS_MAX_TOPICS_PER_SERVICE 64u  /* topics one connection serves */
+#define BUS_MAX_TOPIC_LEN          128u
+
+/* The bus serves bus:serve itself: a client connection that asks serves topics from then on (see
+ * docs/protocol.md); requests for them are forwarded to it under ids of the bus's own. */
 int bus_new(uv_loop_t *loop, Bus **ret);
 /* Only once the loop has run out of handles: answers not yet delivered keep a handle open. */
 Bus *bus_free(Bus *b);
@@ -102,6 +109,9 @@ void bus_publish(Bus *b, const char *topic, cJSON *params, BusAudience audience,
 /* Send an already-serialized message (no LF) to one client: for hot paths such as terminal output.
  * -ENOENT if the client is gone. */
 int bus_send_raw(Bus *b, ClientId client, const char *msg, size_t len);
+
+/* A client connection sent a response (to a request the bus forwarded to it). */
+void bus_client_response(Bus *b, ClientId from, const cJSON *id, const cJSON *result, const cJSON *error);
 
 int bus_client_add(Bus *b, const BusClientOps *ops, void *userdata, ClientId *ret);
 void bus_client_remove(Bus *b, ClientId id);

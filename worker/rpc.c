@@ -304,6 +304,16 @@ void rpc_session_handle(RpcSession *s, const char *line, size_t len)
                 return;
         }
 
+        if (cJSON_IsObject(msg) && !cJSON_GetObjectItemCaseSensitive(msg, "method") &&
+            (cJSON_GetObjectItemCaseSensitive(msg, "result") ||
+             cJSON_GetObjectItemCaseSensitive(msg, "error"))) {
+                /* A service's answer to a request the bus forwarded to it. */
+                const cJSON *error = cJSON_GetObjectItemCaseSensitive(msg, "error");
+                bus_client_response(s->bus, s->client, cJSON_GetObjectItemCaseSensitive(msg, "id"),
+                                    cJSON_GetObjectItemCaseSensitive(msg, "result"),
+                                    cJSON_IsObject(error) ? error : NULL);
+                return;
+        }
         if (!cJSON_IsArray(msg)) {
                 handle_one(s, msg, NULL);
                 return;
