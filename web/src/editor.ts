@@ -8,9 +8,9 @@ import {
 } from "@codemirror/view";
 import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
 import {
-  bracketMatching, defaultHighlightStyle, foldGutter, foldKeymap, indentOnInput, syntaxHighlighting,
+  bracketMatching, defaultHighlightStyle, foldGutter, foldKeymap, indentOnInput, indentUnit, syntaxHighlighting,
 } from "@codemirror/language";
-import { highlightSelectionMatches, searchKeymap } from "@codemirror/search";
+import { gotoLine, highlightSelectionMatches, openSearchPanel, searchKeymap } from "@codemirror/search";
 import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } from "@codemirror/autocomplete";
 import { MergeView } from "@codemirror/merge";
 
@@ -20,6 +20,7 @@ import { RpcClosedError, RpcError } from "./rpc";
 import type { Rpc } from "./connection";
 import { ask, basename, h } from "./dom";
 import { languageFor } from "./languages";
+import { describeIndent, detectIndent } from "./indent";
 import { darkTheme } from "./theme";
 
 const remoteEdit = Annotation.define<boolean>();
@@ -30,9 +31,11 @@ const SPECIAL_CHARS =
 
 export interface EditorEvents {
   /** The active file or the cursor moved (status line). */
-  onCursor: (info: { path: string | null; line: number; col: number; language: string; encoding: string }) => void;
+  onCursor: (info: { path: string | null; line: number; col: number; language: string; encoding: string; indent: string }) => void;
   onActiveChange: (path: string | null) => void;
   notify: (message: string, kind?: "info" | "error") => void;
+  /** A file was written where none was (a deleted file saved again): the explorer lists it. */
+  created: (path: string) => void;
 }
 
 class Tab {
@@ -42,6 +45,10 @@ class Tab {
   encoding: "utf-8" | "base64" = "utf-8";
   binarySize = 0;
   loaded = false;
+  /** The indent unit detected when the file was opened ("\t" or spaces). */
+  indent = "    ";
+  /** Deleted from disk through the explorer while open: the buffer is all that is left. */
+  deleted = false;
   readonly sync: DocSync;
   readonly element: HTMLElement;
 
@@ -83,6 +90,7 @@ class Tab {
     const spec = { changes, annotations: [remoteEdit.of(true), Transaction.addToHistory.of(false)] };
     if (this.area.activeTab === this) this.area.view.dispatch(spec);
     else if (this.state) this.state = this.state.update(spec).state;
+    this.area.bufferChanged(this.path);
   }
 
   /** Take the worker's buffer as it is (first open, or a reconnect). */
@@ -138,7 +146,9 @@ export class EditorArea {
 
   createState(tab: Tab, content: string): EditorState {
     const language = languageFor(tab.path);
+    tab.indent = language?.tabs ? "\t" : detectIndent(content, "    ");
     const extensions: Extension[] = [
+      indentUnit.of(tab.indent), EditorState.tabSize.of(tab.indent === "\t" ? 8 : tab.indent.length),
       EditorState.lineSeparator.of(LINE_SEPARATOR),
       lineNumbers(), highlightActiveLineGutter(), highlightSpecialChars({ specialChars: SPECIAL_CHARS }),
       history(), foldGutter(), drawSelection(), dropCursor(), EditorState.allowMultipleSelections.of(true),
@@ -147,6 +157,8 @@ export class EditorArea {
       highlightSelectionMatches(),
       keymap.of([
         { key: "Mod-s", run: () => (void this.save(tab.path), true), preventDefault: true },
+        { key: "Mod-g", run: gotoLine, preventDefault: true },
+        { key: "Mod-h", run: (view) => openReplace(view), preventDefault: true },
         ...closeBracketsKeymap, ...defaultKeymap, ...searchKeymap, ...historyKeymap, ...foldKeymap,
         ...completionKeymap, indentWithTab,
       ]),
@@ -410,27 +422,145 @@ export class EditorArea {
     }
   }
 
+  /** The compare view's right side follows the buffer (edits from other pages, a resync). */
+  bufferChanged(path: string): void {
+    const merge = this.merge;
+    const tab = this.tabs.get(path);
+    if (merge?.path === path && tab) replaceDoc(merge.view.b, tab.text());
+  }
+
+  /** Paths of the open tabs at `path` or below it (a renamed or deleted folder). */
+  tabsUnder(path: string): string[] {
+    return this.paths.filter((p) => p === path || p.startsWith(path + "/"));
+  }
+
+  /** The explorer renamed or moved `from` to `to`: every buffer at or below it follows, its unsaved
+   * edits included. The worker opens the new name, takes the text, and drops the old buffer. */
+  async renamed(from: string, to: string): Promise<void> {
+    const rpc = this.rpc;
+    if (!rpc) return;
+    for (const oldPath of this.tabsUnder(from)) {
+      const tab = this.tabs.get(oldPath)!;
+      const newPath = to + oldPath.slice(from.length);
+      const wasActive = this.activeTab === tab;
+      try {
+        await tab.sync.flush();
+        const text = tab.text();
+        const dirty = tab.dirty;
+        this.closing.add(oldPath);
+        const opened = await rpc.call("file:open", { path: newPath });
+        if (dirty && opened.encoding === "utf-8" && opened.content !== text)
+          await rpc.call("file:edit", { path: newPath, version: opened.version, changes: [{ from: 0, to: opened.content.length, insert: text }] });
+        await rpc.call("file:close", { path: oldPath, discard: true });
+        this.drop(oldPath);
+        await this.load(newPath, false);
+        if (wasActive) this.activate(newPath);
+      } catch (error) {
+        this.events.notify(`${basename(oldPath)} was renamed, but its tab could not follow: ${messageOf(error)}`, "error");
+      } finally {
+        this.closing.delete(oldPath);
+      }
+    }
+  }
+
+  /** The explorer deleted `path`: open buffers at or below it say so (their text is kept). */
+  deleted(path: string): void {
+    for (const p of this.tabsUnder(path)) {
+      const tab = this.tabs.get(p)!;
+      tab.deleted = true;
+      tab.element.classList.add("deleted");
+    }
+    this.updateBanner();
+  }
+
+  private undelete(path: string): void {
+    const tab = this.tabs.get(path);
+    if (!tab) return;
+    tab.deleted = false;
+    tab.element.classList.remove("deleted");
+    this.updateBanner();
+    this.events.created(path);
+  }
+
+  private async closeDiscarding(path: string): Promise<void> {
+    const tab = this.tabs.get(path);
+    const rpc = this.rpc;
+    if (!tab || !rpc) return;
+    tab.sync.discardUnsent();
+    this.closing.add(path);
+    try {
+      await tab.sync.flush().catch(() => undefined);
+      await rpc.call("file:close", { path, discard: true });
+      this.drop(path);
+    } catch (error) {
+      this.events.notify(`Cannot close ${basename(path)}: ${messageOf(error)}`, "error");
+    } finally {
+      this.closing.delete(path);
+    }
+  }
+
+  /** file:changed_on_disk: an open compare view re-reads the disk side, so it is never stale. */
+  changedOnDisk(path: string, oldPath?: string): void {
+    if (this.merge && (this.merge.path === path || this.merge.path === oldPath)) void this.refreshCompare();
+  }
+
+  private async refreshCompare(): Promise<void> {
+    const merge = this.merge;
+    const rpc = this.rpc;
+    if (!merge || !rpc) return;
+    const disk = await this.readDisk(merge.path);
+    if (this.merge !== merge) return;
+    replaceDoc(merge.view.a, disk);
+    const tab = this.tabs.get(merge.path);
+    if (tab) replaceDoc(merge.view.b, tab.text());
+  }
+
+  private async readDisk(path: string): Promise<string> {
+    const rpc = this.rpc;
+    if (!rpc) return "(not connected)";
+    try {
+      const r = await rpc.call("fs:read_file", { path, encoding: "utf-8" });
+      return r.content;
+    } catch (error) {
+      return error instanceof RpcError && error.code === ErrorCode.NotFound ? "" : `(cannot read: ${messageOf(error)})`;
+    }
+  }
+
   /** The bar above the editor when the active file changed on disk under unsaved edits. */
   private updateBanner(): void {
     const tab = this.activeTab;
-    const show = !!tab && tab.diskChanged;
+    const show = !!tab && (tab.diskChanged || tab.deleted);
     this.banner.hidden = !show;
     if (!show || !tab) {
       this.banner.replaceChildren();
+      delete this.banner.dataset.path;
       return;
     }
-    if (this.banner.dataset.path === tab.path && this.banner.childElementCount) return;
+    const kind = tab.deleted ? "deleted" : "changed";
+    if (this.banner.dataset.path === tab.path && this.banner.dataset.kind === kind && this.banner.childElementCount) return;
     this.banner.dataset.path = tab.path;
+    this.banner.dataset.kind = kind;
     const path = tab.path;
     const button = (label: string, action: string, run: () => void, primary = false) => {
       const b = h("button", { class: primary ? "primary" : "", text: label, "data-action": action });
       b.addEventListener("click", run);
       return b;
     };
+    if (tab.deleted) {
+      this.banner.replaceChildren(
+        h("span", { class: "banner-text", text: `${basename(path)} was deleted from disk; this tab holds the only copy.` }),
+        button("Save Again", "save-again", () => void this.save(path, true).then((ok) => ok && this.undelete(path)), true),
+        button("Close", "close-deleted", () => void this.closeDiscarding(path)),
+      );
+      return;
+    }
     this.banner.replaceChildren(
-      h("span", { class: "banner-text", text: `${basename(path)} changed on disk, and you have unsaved changes.` }),
+      h("span", {
+        class: "banner-text",
+        text: `${basename(path)} changed on disk, and you have unsaved changes. Keep Mine overwrites the file on disk with your version.`,
+      }),
       button("Reload from Disk", "reload", () => void this.revert(path)),
-      button("Keep Mine", "keep", () => void this.save(path, true), true),
+      keepMine(button("Keep Mine (overwrite disk)", "keep", () => void this.save(path, true), true)),
       button("Compare", "compare", () => void this.compare(path)),
     );
   }
@@ -440,13 +570,7 @@ export class EditorArea {
     const tab = this.tabs.get(path);
     const rpc = this.rpc;
     if (!tab || !rpc) return;
-    let disk: string;
-    try {
-      const r = await rpc.call("fs:read_file", { path, encoding: "utf-8" });
-      disk = r.content;
-    } catch (error) {
-      disk = error instanceof RpcError && error.code === ErrorCode.NotFound ? "" : `(cannot read: ${messageOf(error)})`;
-    }
+    const disk = await this.readDisk(path);
     this.closeCompare();
     this.activate(path);
     const host = h("div", { class: "merge-host" });
@@ -478,7 +602,7 @@ export class EditorArea {
     };
     actions.append(
       button("Reload from Disk", "reload", done(() => this.revert(path))),
-      button("Keep Mine", "keep", done(() => this.save(path, true)), true),
+      keepMine(button("Keep Mine (overwrite disk)", "keep", done(() => this.save(path, true)), true)),
       button("Close", "close", done()),
     );
     overlay.addEventListener("keydown", (e) => {
@@ -499,7 +623,7 @@ export class EditorArea {
   private reportCursor(): void {
     const tab = this.activeTab;
     if (!tab) {
-      this.events.onCursor({ path: null, line: 0, col: 0, language: "", encoding: "" });
+      this.events.onCursor({ path: null, line: 0, col: 0, language: "", encoding: "", indent: "" });
       return;
     }
     const state = this.view.state;
@@ -511,6 +635,7 @@ export class EditorArea {
       col: head - line.from + 1,
       language: languageFor(tab.path)?.name ?? "Plain Text",
       encoding: tab.encoding === "base64" ? "Binary" : "UTF-8",
+      indent: tab.encoding === "base64" ? "" : describeIndent(tab.indent),
     });
   }
 }
@@ -521,4 +646,25 @@ export function messageOf(error: unknown): string {
     return data?.errno ? `${error.message} (${data.errno})` : error.message;
   }
   return error instanceof Error ? error.message : String(error);
+}
+
+/** Ctrl+H: the search panel with the replace field focused. */
+function openReplace(view: EditorView): boolean {
+  openSearchPanel(view);
+  const field = view.dom.querySelector<HTMLInputElement>(".cm-search input[name=replace]");
+  if (field) {
+    field.focus();
+    field.select();
+  }
+  return true;
+}
+
+function keepMine(button: HTMLButtonElement): HTMLButtonElement {
+  button.title = "Save your version over the file on disk, replacing what is there now";
+  return button;
+}
+
+function replaceDoc(view: EditorView, text: string): void {
+  if (view.state.doc.toString() === text) return;
+  view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: textOf(text) } });
 }

@@ -87,7 +87,8 @@ class App {
 
   constructor(private readonly user: string) {
     this.editor = new EditorArea(byId("editor-tabs"), byId("conflict-banner"), byId("editor-host"), byId("editor-placeholder"), {
-      onCursor: ({ path, line, col, language, encoding }) => {
+      onCursor: ({ path, line, col, language, encoding, indent }) => {
+        byId("indent").textContent = indent;
         byId("cursor").textContent = path ? `Ln ${line}, Col ${col}` : "";
         byId("language").textContent = language;
         byId("encoding").textContent = encoding;
@@ -97,8 +98,14 @@ class App {
         document.title = path ? `${path.slice(path.lastIndexOf("/") + 1)} — Helios` : "Helios";
       },
       notify: (message, kind) => this.notify(message, kind),
+      created: (path) => this.tree.changed(path),
     });
-    this.tree = new FileTree(byId("tree"), byId("tree-title"), (path) => void this.editor.open(path));
+    this.tree = new FileTree(byId("tree"), byId("tree-title"), {
+      openFile: (path) => void this.editor.open(path),
+      renamed: (from, to) => this.editor.renamed(from, to),
+      deleted: (path) => this.editor.deleted(path),
+      notify: (message, kind) => this.notify(message, kind),
+    });
     this.terminals = new TerminalPanel(byId("panel"), byId("terminal-tabs"), byId("terminal-host"), (m) => this.notify(m, "error"));
     this.connection = new Connection({
       onOpen: (rpc) => this.rebuild(rpc),
@@ -162,7 +169,10 @@ class App {
   private listen(rpc: Rpc): void {
     rpc.on("state:updated", (state) => this.mirror(state));
     rpc.on("file:edited", ({ path, version, changes }) => this.editor.remoteEdit(path, version, changes));
-    rpc.on("file:changed_on_disk", ({ path, oldPath }) => this.tree.changed(path, oldPath));
+    rpc.on("file:changed_on_disk", ({ path, oldPath }) => {
+      this.tree.changed(path, oldPath);
+      this.editor.changedOnDisk(path, oldPath);
+    });
     rpc.on("terminal:data_out", ({ terminalId, data }) => this.terminals.dataOut(terminalId, data));
     rpc.on("terminal:exit", ({ terminalId, exitCode, signal }) => this.terminals.exit(terminalId, exitCode, signal));
     rpc.on("fs:watch_error", ({ message }) => this.notify(`File watching is incomplete: ${message}`, "error"));
@@ -224,6 +234,8 @@ class App {
     byId("toggle-panel").addEventListener("click", () => this.togglePanel());
     byId("hide-panel").addEventListener("click", () => this.togglePanel(false));
     byId("new-terminal").addEventListener("click", () => void this.terminals.create());
+    byId("new-file").addEventListener("click", () => void this.tree.newEntry(this.tree.targetDir(), false));
+    byId("new-folder").addEventListener("click", () => void this.tree.newEntry(this.tree.targetDir(), true));
     // Capture phase: the shortcuts work wherever the focus is, the terminal included.
     window.addEventListener(
       "keydown",
@@ -233,6 +245,10 @@ class App {
           e.preventDefault();
           e.stopPropagation();
           void this.editor.save();
+        } else if (e.altKey && !e.ctrlKey && !e.metaKey && e.code === "KeyN") {
+          e.preventDefault();
+          e.stopPropagation();
+          void this.tree.newEntry(this.tree.targetDir(), e.shiftKey);
         } else if (e.ctrlKey && !e.altKey && (e.code === "Backquote" || e.key === "`")) {
           e.preventDefault();
           e.stopPropagation();

@@ -86,6 +86,14 @@ export interface Methods {
     params: { path: string; encoding?: Encoding };
     result: { path: string; content: string; encoding: Encoding; size: number; mtime: number; tag: string };
   };
+  "fs:write_file": {
+    params: { path: string; content: string; encoding?: "utf-8" | "base64"; expectedTag?: string };
+    result: { path: string; tag: string; size: number; mtime: number };
+  };
+  "fs:create_directory": { params: { path: string; recursive?: boolean }; result: { path: string } };
+  "fs:rename": { params: { from: string; to: string; overwrite?: boolean }; result: { from: string; to: string } };
+  "fs:delete": { params: { path: string; recursive?: boolean }; result: { path: string } };
+  "fs:stat": { params: { path: string }; result: { path: string; type: string; size: number; mtime: number } };
   "fs:list_directory": {
     params: { path: string };
     result: { path: string; entries: DirEntry[]; truncated?: boolean; skipped?: number };

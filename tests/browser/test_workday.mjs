@@ -1,0 +1,260 @@
+// A student's working day in the page, feature by feature: files from the explorer, an editor
+// that indents as the file does, and the conflict banner. Real Chromium, gateway and worker.
+
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Gateway, closeBrowser, ownToGateway, until, withBrowser } from "./harness.mjs";
+
+after(closeBrowser);
+
+const editorContent = ".editor-view .cm-content";
+const shots = process.env.HELIOS_SCREENSHOTS;
+
+async function shot(page, name) {
+  if (shots) await page.screenshot({ path: join(shots, `${name}.png`) });
+}
+
+async function openApp(page, g) {
+  await page.goto(g.url);
+  await page.locator('#link[data-state="connected"]').waitFor({ timeout: 15_000 });
+}
+
+const row = (page, path) => page.locator(`.tree-row[data-path="${path}"]`);
+
+async function openFromTree(page, g, relative) {
+  let path = g.home;
+  const parts = relative.split("/");
+  for (const [i, part] of parts.entries()) {
+    path += "/" + part;
+    const expanded = await page.locator(`li[aria-expanded="true"] > .tree-row[data-path="${path}"]`).count();
+    if (i === parts.length - 1 || !expanded) await row(page, path).click();
+  }
+  await page.locator(`.tab.active[data-path="${path}"]`).waitFor();
+  return path;
+}
+
+async function editorText(page, scope = editorContent) {
+  return page.locator(scope).evaluate((el) => [...el.querySelectorAll(".cm-line")].map((l) => l.textContent).join("\n"));
+}
+
+function writeHome(g, relative, content) {
+  mkdirSync(join(g.home, relative, ".."), { recursive: true });
+  writeFileSync(join(g.home, relative), content);
+  // Every folder made on the way belongs to the user too.
+  const parts = relative.split("/");
+  for (let i = 1; i <= parts.length; i++) ownToGateway(join(g.home, ...parts.slice(0, i)));
+}
+
+const readHome = (g, relative) => readFileSync(join(g.home, relative), "utf8");
+
+/** Answer the name dialog. */
+async function typeName(page, name) {
+  const input = page.locator(".dialog .dialog-input");
+  await input.waitFor();
+  await input.fill(name);
+  await input.press("Enter");
+  await input.waitFor({ state: "detached" });
+}
+
+async function menu(page, path, label) {
+  await row(page, path).click({ button: "right" });
+  await page.locator(`.context-menu [data-label="${label}"]`).click();
+}
+
+test("explorer: new file and folder, rename with F2 carrying unsaved edits, drag to move, delete", async () => {
+  const g = await new Gateway().start();
+  writeHome(g, "work/essay.txt", "draft\n");
+  writeHome(g, "old/inner/deep.txt", "deep\n");
+  await withBrowser("explorer file operations", g, async ({ newPage }) => {
+    const page = await newPage();
+    await openApp(page, g);
+
+    // New file by the context menu of a folder: created empty, opened in the editor.
+    await menu(page, `${g.home}/work`, "New File…");
+    await typeName(page, "notes.py");
+    await page.locator(`.tab.active[data-path="${g.home}/work/notes.py"]`).waitFor();
+    assert.equal(readHome(g, "work/notes.py"), "");
+    // An existing name is refused, the file left alone.
+    await menu(page, `${g.home}/work`, "New File…");
+    await typeName(page, "essay.txt");
+    await until(async () => /already exists/.test(await page.locator("#message").innerText()), { what: "refusal" });
+    assert.equal(readHome(g, "work/essay.txt"), "draft\n");
+
+    // New folder by the keyboard (Alt+Shift+N) in the focused folder.
+    await row(page, `${g.home}/work`).focus();
+    await page.keyboard.press("Alt+Shift+N");
+    await typeName(page, "data");
+    await row(page, `${g.home}/work/data`).waitFor();
+    assert.ok(existsSync(join(g.home, "work/data")));
+
+    // Rename an open file with unsaved edits (F2): the tab follows, edits included, nothing saved.
+    const essay = await openFromTree(page, g, "work/essay.txt");
+    await page.locator(editorContent).click();
+    await page.keyboard.press("Control+End");
+    await page.keyboard.type("unsaved line");
+    await page.locator(`.tab.dirty[data-synced="true"][data-path="${essay}"]`).waitFor();
+    await row(page, essay).focus();
+    await page.keyboard.press("F2");
+    const input = page.locator(".dialog .dialog-input");
+    await input.waitFor();
+    assert.equal(await input.evaluate((el) => el.value.slice(el.selectionStart, el.selectionEnd)), "essay", "the name without its extension is selected");
+    await input.fill("final.txt");
+    await input.press("Enter");
+    const renamed = `${g.home}/work/final.txt`;
+    await page.locator(`.tab.active.dirty[data-path="${renamed}"]`).waitFor();
+    await page.locator(`.tab[data-path="${essay}"]`).waitFor({ state: "detached" });
+    assert.equal(await editorText(page), "draft\nunsaved line");
+    assert.equal(readHome(g, "work/final.txt"), "draft\n", "the rename saved nothing");
+    assert.ok(!existsSync(join(g.home, "work/essay.txt")));
+    await page.keyboard.press("Control+s");
+    await until(() => readHome(g, "work/final.txt") === "draft\nunsaved line", { what: "save under the new name" });
+    assert.ok(!existsSync(join(g.home, "work/essay.txt")), "saving did not bring the old name back");
+
+    // Drag a file onto a folder: moved, and its open tab follows.
+    await row(page, renamed).dragTo(row(page, `${g.home}/work/data`));
+    const moved = `${g.home}/work/data/final.txt`;
+    await page.locator(`.tab[data-path="${moved}"]`).waitFor();
+    await until(() => existsSync(join(g.home, "work/data/final.txt")) && !existsSync(join(g.home, "work/final.txt")), { what: "the move on disk" });
+    await shot(page, "explorer-context-menu-before");
+
+    // Delete a file with the Delete key: asks first; Cancel keeps it.
+    await row(page, moved).waitFor();
+    await row(page, moved).focus();
+    await page.keyboard.press("Delete");
+    const dialog = page.locator('.dialog[role="alertdialog"]');
+    await dialog.waitFor();
+    await dialog.locator('[data-value="cancel"]').click();
+    assert.ok(existsSync(join(g.home, "work/data/final.txt")));
+    await row(page, moved).focus();
+    await page.keyboard.press("Delete");
+    await dialog.locator('[data-value="delete"]').click();
+    await row(page, moved).waitFor({ state: "detached" });
+    assert.ok(!existsSync(join(g.home, "work/data/final.txt")));
+    // Its open tab says so and keeps the text; Save Again writes it back.
+    const banner = page.locator("#conflict-banner");
+    await page.locator(`.tab[data-path="${moved}"]`).click();
+    await banner.waitFor({ state: "visible" });
+    assert.match(await banner.innerText(), /was deleted/);
+    await shot(page, "deleted-open-file");
+    await banner.locator('[data-action="save-again"]').click();
+    await until(() => existsSync(join(g.home, "work/data/final.txt")), { what: "saved again" });
+    await banner.waitFor({ state: "hidden" });
+    await row(page, moved).waitFor();
+
+    // A folder is deleted with everything in it (after its confirmation).
+    await row(page, `${g.home}/old`).click({ button: "right" });
+    await shot(page, "explorer-context-menu");
+    await page.locator('.context-menu [data-label="Delete"]').click();
+    assert.match(await dialog.innerText(), /everything in it/);
+    await dialog.locator('[data-value="delete"]').click();
+    await until(() => !existsSync(join(g.home, "old")), { what: "recursive delete" });
+    await row(page, `${g.home}/old`).waitFor({ state: "detached" });
+  });
+});
+
+test("editor: indentation from the file, Ctrl+G, Ctrl+H, highlighting for what a class writes", async () => {
+  const g = await new Gateway().start();
+  writeHome(g, "four.py", "def f():\n    if True:\n        return 1\n");
+  writeHome(g, "Makefile", "all: prog\n\nprog: prog.c\n\tcc -o prog prog.c\n");
+  writeHome(g, "tabbed.c", "int main(void)\n{\n\treturn 0;\n}\n");
+  writeHome(g, "long.txt", Array.from({ length: 60 }, (_, i) => `line ${i + 1}`).join("\n") + "\n");
+  const samples = {
+    "run.sh": ["Shell", "#!/bin/sh\n# comment\necho \"hi\"\n"],
+    "Main.java": ["Java", "public class Main { // comment\n}\n"],
+    "main.go": ["Go", "package main // comment\n"],
+    "lib.rs": ["Rust", "fn main() {} // comment\n"],
+    "q.sql": ["SQL", "SELECT 1; -- comment\n"],
+    "c.yaml": ["YAML", "key: value # comment\n"],
+    "Cargo.toml": ["TOML", "[package]\nname = \"x\" # comment\n"],
+    "Dockerfile": ["Dockerfile", "# comment\nFROM debian\nRUN true\n"],
+  };
+  for (const [name, [, text]] of Object.entries(samples)) writeHome(g, name, text);
+  await withBrowser("editor indentation", g, async ({ newPage }) => {
+    const page = await newPage();
+    await openApp(page, g);
+
+    // Python indented by four: Enter after "def f():" gives four spaces (the default was two).
+    await openFromTree(page, g, "four.py");
+    assert.equal(await page.locator("#indent").innerText(), "Spaces: 4");
+    await page.locator(".cm-line").first().click();
+    await page.keyboard.press("End");
+    await page.keyboard.press("Enter");
+    await page.keyboard.type("x = 1");
+    assert.equal((await editorText(page)).split("\n")[1], "    x = 1");
+
+    // A Makefile gets a tab after a recipe line; so does a file indented with tabs.
+    await openFromTree(page, g, "Makefile");
+    assert.equal(await page.locator("#indent").innerText(), "Tabs");
+    assert.equal(await page.locator("#language").innerText(), "Makefile");
+    await page.locator(".cm-line", { hasText: "cc -o prog" }).click();
+    await page.keyboard.press("End");
+    await page.keyboard.press("Enter");
+    await page.keyboard.type("strip prog");
+    assert.equal((await editorText(page)).split("\n")[4], "\tstrip prog");
+    await openFromTree(page, g, "tabbed.c");
+    assert.equal(await page.locator("#indent").innerText(), "Tabs");
+
+    // Ctrl+G goes to a line.
+    await openFromTree(page, g, "long.txt");
+    await page.locator(editorContent).click();
+    await page.keyboard.press("Control+g");
+    const goto = page.locator(".cm-panel input[name=line]");
+    await goto.waitFor();
+    await goto.fill("42");
+    await goto.press("Enter");
+    await until(async () => (await page.locator("#cursor").innerText()).startsWith("Ln 42,"), { what: "the cursor on line 42" });
+
+    // Ctrl+H opens replace with its field focused; Replace All changes the buffer.
+    await page.keyboard.press("Control+h");
+    const replace = page.locator(".cm-search input[name=replace]");
+    await replace.waitFor();
+    assert.equal(await replace.evaluate((el) => el === document.activeElement), true, "the replace field has the focus");
+    await page.locator(".cm-search input[name=search]").fill("line 5");
+    await replace.fill("row five");
+    await page.locator('.cm-search button[name=replaceAll]').click();
+    await until(async () => (await editorText(page)).split("\n")[4] === "row five", { what: "replaced" });
+    await shot(page, "editor-replace");
+
+    // Highlighting: each language is named in the status bar and its comment is styled as one.
+    for (const [name, [language]] of Object.entries(samples)) {
+      await openFromTree(page, g, name);
+      assert.equal(await page.locator("#language").innerText(), language, name);
+      await until(async () => (await page.locator(`${editorContent} span`).count()) > 0, { what: `${name} highlighted` });
+      const styled = await page.locator(editorContent).evaluate((el) =>
+        [...el.querySelectorAll("span")].some((s) => /comment/.test(s.textContent) && s.className));
+      assert.ok(styled, `${name}: the comment is highlighted`);
+    }
+  });
+});
+
+test("the conflict banner says Keep Mine overwrites the disk; the compare view follows the disk", async () => {
+  const g = await new Gateway().start();
+  writeHome(g, "notes.md", "# Notes\n");
+  await withBrowser("conflict wording and fresh compare", g, async ({ newPage }) => {
+    const page = await newPage();
+    await openApp(page, g);
+    const path = await openFromTree(page, g, "notes.md");
+    await page.locator(editorContent).click();
+    await page.keyboard.press("Control+End");
+    await page.keyboard.type("mine");
+    await page.locator(`.tab.dirty[data-synced="true"][data-path="${path}"]`).waitFor();
+    writeHome(g, "notes.md", "# Notes\ntheirs\n");
+    const banner = page.locator("#conflict-banner");
+    await banner.waitFor({ state: "visible" });
+    assert.match(await banner.innerText(), /overwrites the file on disk/);
+    assert.match(await banner.locator('[data-action="keep"]').innerText(), /overwrite disk/);
+    await shot(page, "conflict-banner");
+
+    await banner.locator('[data-action="compare"]').click();
+    const disk = ".merge-overlay .cm-merge-a .cm-content";
+    await until(async () => (await editorText(page, disk)) === "# Notes\ntheirs\n", { what: "the disk side" });
+    // The file changes again while the compare view is open: its disk side follows.
+    writeHome(g, "notes.md", "# Notes\ntheirs, edited again\n");
+    await until(async () => (await editorText(page, disk)) === "# Notes\ntheirs, edited again\n",
+      { what: "the compare view to show the disk as it is now" });
+    assert.match(await page.locator('.merge-overlay [data-action="keep"]').innerText(), /overwrite disk/);
+    await shot(page, "compare-view");
+  });
+});
