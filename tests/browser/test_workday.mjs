@@ -258,3 +258,93 @@ test("the conflict banner says Keep Mine overwrites the disk; the compare view f
     await shot(page, "compare-view");
   });
 });
+
+async function terminalScreen(page, scope = ".terminal-view.focused") {
+  return page.locator(`${scope} .xterm-rows`).innerText();
+}
+
+/** Double-click the first word of the terminal line matching `re` (xterm.js selects the word). */
+async function selectWordOnLine(page, re) {
+  const box = await page.locator(".terminal-view.focused .xterm-rows > div", { hasText: re }).boundingBox();
+  await page.mouse.dblclick(box.x + 12, box.y + box.height / 2);
+}
+
+async function typeInTerminal(page, command) {
+  await page.keyboard.type(command);
+  await page.keyboard.press("Enter");
+}
+
+test("terminals: copy and paste keys, right-click menu, split, an ended shell or worker says so and offers a new one", async () => {
+  const g = await new Gateway().start();
+  await withBrowser("terminal copy paste split", g, async ({ newPage }) => {
+    const page = await newPage();
+    await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: g.origin });
+    await openApp(page, g);
+    await page.keyboard.press("Control+`");
+    await page.locator(".terminal-view.focused .xterm-rows").waitFor();
+    await until(async () => /\$\s*$/m.test(await terminalScreen(page)), { what: "a prompt" });
+    await page.locator(".terminal-view.focused .xterm-screen").click();
+
+    // Ctrl+C with a selection copies it (and interrupts nothing).
+    await typeInTerminal(page, "echo copy-$((40+2))-me");
+    await until(async () => /^copy-42-me\s*$/m.test(await terminalScreen(page)), { what: "the output" });
+    await selectWordOnLine(page, /^copy-42-me\s*$/);
+    await page.keyboard.press("Control+c");
+    await until(async () => (await page.evaluate(() => navigator.clipboard.readText())).includes("copy-42-me"),
+      { what: "the selection on the clipboard" });
+
+    // Ctrl+C without a selection interrupts the running command.
+    await typeInTerminal(page, "sleep 100");
+    await page.waitForTimeout(300);
+    await page.keyboard.press("Control+c");
+    await typeInTerminal(page, "echo status=$?");
+    await until(async () => /^status=130\s*$/m.test(await terminalScreen(page)), { what: "sleep interrupted (130)" });
+
+    // Ctrl+Shift+V pastes the clipboard into the shell.
+    await page.evaluate(() => navigator.clipboard.writeText("echo pasted-$((2+3))"));
+    await page.keyboard.press("Control+Shift+V");
+    await page.keyboard.press("Enter");
+    await until(async () => /^pasted-5\s*$/m.test(await terminalScreen(page)), { what: "the pasted command's output" });
+
+    // The right-click menu offers copy, paste and split; Ctrl+Shift+C copies too.
+    await selectWordOnLine(page, /^pasted-5\s*$/);
+    await page.keyboard.press("Control+Shift+C");
+    await until(async () => (await page.evaluate(() => navigator.clipboard.readText())).includes("pasted-5"), { what: "copied" });
+    await page.locator(".terminal-view.focused .xterm-screen").click({ button: "right" });
+    const items = await page.locator(".context-menu .menu-item").evaluateAll((els) => els.map((e) => e.dataset.label));
+    for (const label of ["Copy", "Paste", "Split Terminal", "Kill Terminal"]) assert.ok(items.includes(label), `${label} in ${items}`);
+    await shot(page, "terminal-menu");
+    await page.locator('.context-menu [data-label="Split Terminal"]').click();
+
+    // Split: two terminals side by side, each its own shell.
+    await until(async () => (await page.locator(".terminal-view:not([hidden])").count()) === 2, { what: "two terminals shown" });
+    const boxes = await page.locator(".terminal-view:not([hidden])").evaluateAll((els) => els.map((e) => e.getBoundingClientRect().x));
+    assert.ok(Math.abs(boxes[0] - boxes[1]) > 100, `side by side: ${boxes}`);
+    await until(async () => /\$\s*$/m.test(await terminalScreen(page)), { what: "a prompt in the new one" });
+    await page.locator(".terminal-view.focused .xterm-screen").click();
+    await typeInTerminal(page, "echo right-side");
+    await until(async () => /^right-side\s*$/m.test(await terminalScreen(page)), { what: "the split terminal runs" });
+    await shot(page, "terminal-split");
+
+    // A shell that exits: its tab says how, and the view offers a new terminal.
+    await typeInTerminal(page, "exit 3");
+    const ended = page.locator(".terminal-view.focused .terminal-ended");
+    await ended.waitFor();
+    assert.match(await page.locator("#terminal-tabs .tab.active").innerText(), /ended: exit 3/);
+    await ended.locator('[data-action="new-terminal"]').click();
+    await until(async () => (await page.locator(".terminal-view:not([hidden])").count()) === 2, { what: "the new one beside" });
+    await until(async () => /\$\s*$/m.test(await terminalScreen(page)), { what: "a prompt in the replacement" });
+    assert.equal(await page.locator("#terminal-tabs .tab.exited").count(), 0);
+
+    // The worker dies: every terminal's tab says so after the reconnection, with a new one offered.
+    const pids = g.workerPids();
+    for (const pid of pids) process.kill(pid, "SIGKILL");
+    await until(async () => (await page.locator("#link").getAttribute("data-worker-restarted")) === "true",
+      { what: "the reconnection to a new worker", timeout: 20_000 });
+    await until(async () => (await page.locator("#terminal-tabs .tab.exited").count()) === 2, { what: "both tabs ended" });
+    assert.match(await page.locator("#terminal-tabs .tab.active").innerText(), /worker was restarted/);
+    await shot(page, "terminal-worker-restarted");
+    await page.locator('.terminal-view.focused .terminal-ended [data-action="new-terminal"]').click();
+    await until(async () => /\$\s*$/m.test(await terminalScreen(page)), { what: "a prompt from the new worker" });
+  });
+});

@@ -234,6 +234,7 @@ class App {
     byId("toggle-panel").addEventListener("click", () => this.togglePanel());
     byId("hide-panel").addEventListener("click", () => this.togglePanel(false));
     byId("new-terminal").addEventListener("click", () => void this.terminals.create());
+    byId("split-terminal").addEventListener("click", () => void this.terminals.split());
     byId("new-file").addEventListener("click", () => void this.tree.newEntry(this.tree.targetDir(), false));
     byId("new-folder").addEventListener("click", () => void this.tree.newEntry(this.tree.targetDir(), true));
     // Capture phase: the shortcuts work wherever the focus is, the terminal included.
@@ -245,6 +246,10 @@ class App {
           e.preventDefault();
           e.stopPropagation();
           void this.editor.save();
+        } else if (e.ctrlKey && e.shiftKey && !e.altKey && e.code === "Digit5") {
+          e.preventDefault();
+          e.stopPropagation();
+          void this.terminals.split();
         } else if (e.altKey && !e.ctrlKey && !e.metaKey && e.code === "KeyN") {
           e.preventDefault();
           e.stopPropagation();
