@@ -348,3 +348,99 @@ test("terminals: copy and paste keys, right-click menu, split, an ended shell or
     await until(async () => /\$\s*$/m.test(await terminalScreen(page)), { what: "a prompt from the new worker" });
   });
 });
+
+test("settings live in the worker: every page follows, a reload and another browser keep them; folders stay expanded", async () => {
+  const g = await new Gateway().start();
+  writeHome(g, "course/week1/lab/notes.txt", "a long line that goes on and on ".repeat(20) + "\n");
+  await withBrowser("settings", g, async ({ newPage }) => {
+    const a = await newPage();
+    const b = await newPage();
+    await openApp(a, g);
+    await openApp(b, g);
+    const theme = (page) => page.evaluate(() => document.documentElement.dataset.theme);
+    assert.equal(await theme(a), "dark");
+
+    // Nested folders expanded in one page.
+    await openFromTree(a, g, "course/week1/lab/notes.txt");
+
+    // The settings dialog: each change applies at once, in this page and the other.
+    await a.click("#settings");
+    await a.selectOption("#setting-theme", "light");
+    await until(async () => (await theme(b)) === "light", { what: "the other page to turn light" });
+    await a.fill("#setting-font-size", "18");
+    await a.locator("#setting-font-size").press("Tab");
+    await a.fill("#setting-tab-width", "2");
+    await a.locator("#setting-tab-width").press("Tab");
+    await a.check("#setting-word-wrap");
+    await shot(a, "settings-light");
+    await a.locator('.settings-overlay [data-value="close"]').click();
+    await until(async () => (await a.locator(editorContent).evaluate((el) => getComputedStyle(el).fontSize)) === "18px",
+      { what: "the editor font at 18px" });
+    assert.equal(await a.locator(editorContent).evaluate((el) => el.classList.contains("cm-lineWrapping")), true, "word wrap");
+    assert.equal(await a.locator(editorContent).evaluate((el) => getComputedStyle(el).tabSize), "2");
+    assert.equal(await theme(b), "light");
+
+    // A reload, and a new browser (no storage of this one), find the settings and the expanded folders.
+    await a.reload();
+    await a.locator('#link[data-state="connected"]').waitFor();
+    const c = await newPage();
+    await openApp(c, g);
+    for (const page of [a, c]) {
+      assert.equal(await theme(page), "light");
+      await row(page, `${g.home}/course/week1/lab/notes.txt`).waitFor();
+      assert.equal(await page.evaluate(() => getComputedStyle(document.documentElement).getPropertyValue("--editor-font-size").trim()), "18px");
+    }
+
+    // The command palette (Ctrl+Shift+P, F1) lists every command with its shortcut and runs one.
+    await c.keyboard.press("Control+Shift+P");
+    const palette = c.locator(".palette");
+    await palette.waitFor();
+    const listed = await palette.locator(".palette-item").evaluateAll((els) => els.map((e) => e.textContent));
+    assert.ok(listed.length >= 20, `${listed.length} commands`);
+    for (const key of ["Ctrl+S", "Ctrl+G", "Ctrl+H", "Ctrl+Shift+5", "Alt+N", "Ctrl+B", "Ctrl+Shift+P / F1"])
+      assert.ok(listed.some((t) => t.includes(key)), `${key} in the palette`);
+    await c.keyboard.type("high contrast");
+    assert.equal(await palette.locator(".palette-item").count(), 1);
+    await shot(c, "command-palette");
+    await c.keyboard.press("Enter");
+    await until(async () => (await theme(a)) === "high-contrast", { what: "high contrast everywhere" });
+    await c.keyboard.press("F1");
+    await palette.waitFor();
+    await c.keyboard.press("Escape");
+    await palette.waitFor({ state: "detached" });
+    await shot(a, "high-contrast");
+  });
+});
+
+test("at 390 px wide the explorer folds away and everything, Log out included, can be reached", async () => {
+  const g = await new Gateway().start();
+  writeHome(g, "src/app.py", "print('hi')\n");
+  await withBrowser("narrow screen", g, async ({ newPage }) => {
+    const page = await newPage();
+    await page.setViewportSize({ width: 390, height: 844 });
+    await openApp(page, g);
+    assert.equal(await page.locator("#sidebar").isVisible(), false, "the explorer is folded away");
+    const within = async (selector) => {
+      const box = await page.locator(selector).boundingBox();
+      return box && box.x >= 0 && box.x + box.width <= 390 && box.y + box.height <= 844;
+    };
+    for (const id of ["#toggle-explorer", "#toggle-panel", "#settings", "#open-palette", "#logout"])
+      assert.ok(await within(id), `${id} is on the screen`);
+
+    await page.click("#toggle-explorer");
+    await page.locator("#sidebar").waitFor({ state: "visible" });
+    assert.ok(await within("#sidebar"));
+    await shot(page, "narrow-explorer");
+    await row(page, `${g.home}/src`).click();
+    await row(page, `${g.home}/src/app.py`).click();
+    await page.locator(`.tab.active[data-path="${g.home}/src/app.py"]`).waitFor();
+    await page.locator("#sidebar").waitFor({ state: "hidden" });
+    await shot(page, "narrow-editor");
+
+    // The terminal opens too, and Log out logs out.
+    await page.click("#toggle-panel");
+    await page.locator(".terminal-view.focused .xterm-rows").waitFor();
+    await page.click("#logout");
+    await page.locator("#login-token").waitFor();
+  });
+});

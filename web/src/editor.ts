@@ -1,7 +1,7 @@
 // The editor area: one tab per buffer the worker has open, CodeMirror for the text, the dirty
 // marker, saving, and the choice offered when a file changes on disk under unsaved edits.
 
-import { Annotation, ChangeSet, EditorState, Transaction, type Extension } from "@codemirror/state";
+import { Annotation, ChangeSet, Compartment, EditorState, Transaction, type Extension } from "@codemirror/state";
 import {
   EditorView, crosshairCursor, drawSelection, dropCursor, highlightActiveLine, highlightActiveLineGutter,
   highlightSpecialChars, keymap, lineNumbers, rectangularSelection,
@@ -21,7 +21,8 @@ import type { Rpc } from "./connection";
 import { ask, basename, h } from "./dom";
 import { languageFor } from "./languages";
 import { describeIndent, detectIndent } from "./indent";
-import { darkTheme } from "./theme";
+import { editorLook } from "./theme";
+import { DEFAULT_SETTINGS, type SettingsValues } from "./settings";
 
 const remoteEdit = Annotation.define<boolean>();
 
@@ -127,6 +128,24 @@ export class EditorArea {
   private merge: { view: MergeView; overlay: HTMLElement; path: string } | null = null;
   private readonly viewHost: HTMLElement;
   private readonly host: HTMLElement;
+  private readonly prefs = new Compartment();
+  private settings: SettingsValues = DEFAULT_SETTINGS;
+
+  private prefsExtension(): Extension {
+    return [EditorState.tabSize.of(this.settings.tabWidth), this.settings.wordWrap ? EditorView.lineWrapping : []];
+  }
+
+  /** Tab width and word wrap from the settings, for every open buffer. */
+  applySettings(settings: SettingsValues): void {
+    if (settings.tabWidth === this.settings.tabWidth && settings.wordWrap === this.settings.wordWrap) {
+      this.settings = settings;
+      return;
+    }
+    this.settings = settings;
+    const effects = this.prefs.reconfigure(this.prefsExtension());
+    for (const tab of this.tabs.values()) if (tab.state) tab.state = tab.state.update({ effects }).state;
+    if (this.activeTab) this.view.dispatch({ effects });
+  }
 
   constructor(
     private readonly tabBar: HTMLElement,
@@ -146,13 +165,13 @@ export class EditorArea {
 
   createState(tab: Tab, content: string): EditorState {
     const language = languageFor(tab.path);
-    tab.indent = language?.tabs ? "\t" : detectIndent(content, "    ");
+    tab.indent = language?.tabs ? "\t" : detectIndent(content, " ".repeat(this.settings.tabWidth));
     const extensions: Extension[] = [
-      indentUnit.of(tab.indent), EditorState.tabSize.of(tab.indent === "\t" ? 8 : tab.indent.length),
+      indentUnit.of(tab.indent), this.prefs.of(this.prefsExtension()),
       EditorState.lineSeparator.of(LINE_SEPARATOR),
       lineNumbers(), highlightActiveLineGutter(), highlightSpecialChars({ specialChars: SPECIAL_CHARS }),
       history(), foldGutter(), drawSelection(), dropCursor(), EditorState.allowMultipleSelections.of(true),
-      indentOnInput(), darkTheme, syntaxHighlighting(defaultHighlightStyle, { fallback: true }), bracketMatching(),
+      indentOnInput(), editorLook, syntaxHighlighting(defaultHighlightStyle, { fallback: true }), bracketMatching(),
       closeBrackets(), autocompletion(), rectangularSelection(), crosshairCursor(), highlightActiveLine(),
       highlightSelectionMatches(),
       keymap.of([
@@ -429,6 +448,15 @@ export class EditorArea {
     if (merge?.path === path && tab) replaceDoc(merge.view.b, tab.text());
   }
 
+  /** Editor commands for the palette and the menus: on the active file, if there is one. */
+  command(kind: "find" | "replace" | "goto"): void {
+    if (!this.activeTab || this.activeTab.encoding === "base64") return;
+    this.view.focus();
+    if (kind === "find") openSearchPanel(this.view);
+    else if (kind === "replace") openReplace(this.view);
+    else gotoLine(this.view);
+  }
+
   /** Paths of the open tabs at `path` or below it (a renamed or deleted folder). */
   tabsUnder(path: string): string[] {
     return this.paths.filter((p) => p === path || p.startsWith(path + "/"));
@@ -586,8 +614,8 @@ export class EditorArea {
     const readOnly = [EditorState.readOnly.of(true), EditorView.editable.of(false), EditorState.lineSeparator.of(LINE_SEPARATOR)];
     const view = new MergeView({
       parent: host,
-      a: { doc: textOf(disk), extensions: [...readOnly, lineNumbers(), darkTheme] },
-      b: { doc: textOf(tab.text()), extensions: [...readOnly, lineNumbers(), darkTheme] },
+      a: { doc: textOf(disk), extensions: [...readOnly, lineNumbers(), editorLook] },
+      b: { doc: textOf(tab.text()), extensions: [...readOnly, lineNumbers(), editorLook] },
       highlightChanges: true,
       gutter: true,
     });

@@ -86,6 +86,11 @@ export interface Methods {
     params: { path: string; encoding?: Encoding };
     result: { path: string; content: string; encoding: Encoding; size: number; mtime: number; tag: string };
   };
+  "settings:get": { params: Empty; result: { settings: import("./settings").SettingsValues } };
+  "settings:set": {
+    params: { settings: Partial<import("./settings").SettingsValues> };
+    result: { settings: import("./settings").SettingsValues };
+  };
   "fs:write_file": {
     params: { path: string; content: string; encoding?: "utf-8" | "base64"; expectedTag?: string };
     result: { path: string; tag: string; size: number; mtime: number };
@@ -117,6 +122,7 @@ export interface Notifications {
   "state:updated": WorkspaceState;
   "file:edited": { path: string; version: number; changes: Change[] };
   "file:changed_on_disk": { path: string; kind: "created" | "modified" | "deleted" | "moved"; oldPath?: string };
+  "settings:changed": { settings: import("./settings").SettingsValues };
   "fs:watch_error": { path: string; errno: string; message: string; limit?: number };
   "terminal:data_out": { terminalId: string; data: string };
   "terminal:exit": { terminalId: string; exitCode: number | null; signal: number | string | null };

@@ -41,10 +41,10 @@ class TerminalView {
     this.term = new Terminal({
       cursorBlink: true,
       fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Liberation Mono", monospace',
-      fontSize: 13,
+      fontSize: panel.fontSize,
       scrollback: 10_000,
       allowProposedApi: false,
-      theme: { background: "#1e1e1e", foreground: "#d4d4d4", cursor: "#aeafad", selectionBackground: "#264f78" },
+      theme: terminalTheme(),
     });
     this.term.loadAddon(this.fit);
     this.dropStyles = adoptInlineStyles(this.element);
@@ -202,8 +202,33 @@ class TerminalView {
   }
 }
 
+/** xterm.js draws its own colours: take them from the page's theme variables. */
+function terminalTheme(): { background: string; foreground: string; cursor: string; selectionBackground: string } {
+  const css = getComputedStyle(document.documentElement);
+  const v = (name: string, fallback: string) => css.getPropertyValue(name).trim() || fallback;
+  return {
+    background: v("--cm-bg", "#1e1e1e"),
+    foreground: v("--cm-fg", "#d4d4d4"),
+    cursor: v("--cm-cursor", "#aeafad"),
+    selectionBackground: v("--cm-selection", "#264f78"),
+  };
+}
+
 export class TerminalPanel {
   rpc: Rpc | null = null;
+  fontSize = 13;
+
+  /** Font size and colours from the settings, for every terminal (each refitted to its new cells). */
+  applySettings(fontSize: number): void {
+    this.fontSize = fontSize;
+    const theme = terminalTheme();
+    for (const v of this.views.values()) {
+      v.term.options.fontSize = fontSize;
+      v.term.options.theme = theme;
+      v.fittedOnce = false;
+    }
+    this.scheduleFit();
+  }
   private readonly views = new Map<string, TerminalView>();
   private active: TerminalView | null = null;
   private creating = 0;

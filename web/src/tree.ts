@@ -15,6 +15,9 @@ export interface TreeEvents {
   /** `path` (a file or a folder) was deleted: open buffers say so. */
   deleted: (path: string) => void;
   notify: (message: string, kind?: "info" | "error") => void;
+  /** The expanded folders the worker keeps (settings), and a change of them. */
+  expandedFolders: () => string[];
+  setExpandedFolders: (paths: string[]) => void;
 }
 
 /** A name a user typed for a new entry: one path component, not "." or "..". */
@@ -34,7 +37,6 @@ interface DirNode {
   loading: Promise<void> | null;
 }
 
-const STORAGE_KEY = "helios.expanded";
 
 export class FileTree {
   private rpc: Rpc | null = null;
@@ -78,6 +80,12 @@ export class FileTree {
     const path = this.lastFocused;
     if (!path || !this.container.querySelector(`.tree-row[data-path="${CSS.escape(path)}"]`)) return this.root;
     return this.dirs.has(path) ? path : dirname(path);
+  }
+
+  /** The entry last focused in the explorer, if it is still shown. */
+  selected(): string | null {
+    const path = this.lastFocused;
+    return path && this.container.querySelector(`.tree-row[data-path="${CSS.escape(path)}"]`) ? path : null;
   }
 
   private menu(x: number, y: number, path: string | null): void {
@@ -157,7 +165,7 @@ export class FileTree {
     }
     // The tree keeps a renamed folder's expanded state under its new name.
     const expanded = [...this.remembered()].map((p) => (p === from || p.startsWith(from + "/") ? to + p.slice(from.length) : p));
-    sessionStorage.setItem(STORAGE_KEY, JSON.stringify(expanded));
+    this.saveExpanded(expanded);
     this.forget(from);
     await Promise.all([this.refresh(dirname(from)), this.refresh(dirname(to))]);
     this.focusPath(to);
@@ -253,16 +261,30 @@ export class FileTree {
   }
 
   private remembered(): Set<string> {
-    try {
-      return new Set(JSON.parse(sessionStorage.getItem(STORAGE_KEY) ?? "[]") as string[]);
-    } catch {
-      return new Set();
-    }
+    return new Set(this.events.expandedFolders());
   }
 
+  private rememberTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /** Tell the worker which folders are expanded (a moment after the last change). */
   private remember(): void {
-    const expanded = [...this.dirs.values()].filter((d) => d.expanded && d.path !== this.root).map((d) => d.path);
-    sessionStorage.setItem(STORAGE_KEY, JSON.stringify(expanded));
+    clearTimeout(this.rememberTimer);
+    this.rememberTimer = setTimeout(() => {
+      const expanded = [...this.dirs.values()].filter((d) => d.expanded && d.path !== this.root).map((d) => d.path);
+      this.saveExpanded(expanded);
+    }, 250);
+  }
+
+  /** Within the worker's bounds (512 paths, 64 KiB in all): the shallowest first. */
+  private saveExpanded(paths: string[]): void {
+    const kept: string[] = [];
+    let bytes = 0;
+    for (const p of [...paths].sort((a, b) => a.split("/").length - b.split("/").length)) {
+      bytes += p.length * 3 + 4;
+      if (kept.length >= 512 || bytes > 48 * 1024) break;
+      kept.push(p);
+    }
+    this.events.setExpandedFolders(kept);
   }
 
   private list(node: DirNode): Promise<void> {
