@@ -94,7 +94,8 @@ const char *json_scan_result_to_string(JsonScanResult r)
 
 size_t json_skip_space(const char *s, size_t n, size_t i)
 {
-        while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+        /* What cJSON skips: every byte up to the space, not just JSON's four. */
+        while (i < n && (unsigned char)s[i] <= ' ')
                 i++;
         return i;
 }
@@ -119,7 +120,7 @@ size_t json_skip_value(const char *s, size_t n, size_t i)
         if (s[i] == '"')
                 return skip_string(s, n, i);
         if (s[i] != '{' && s[i] != '[') {
-                while (i < n && !strchr(",:]} \t\r\n", s[i]))
+                while (i < n && (unsigned char)s[i] > ' ' && !strchr(",:]}", s[i]))
                         i++;
                 return i;
         }

@@ -30,7 +30,8 @@ const char *json_scan_result_to_string(JsonScanResult r);
 /* Parse exactly s[0..n) (s[n] must be NUL), refusing trailing garbage. NULL on a syntax error. */
 cJSON *json_parse(const char *s, size_t n);
 
-/* The index of the first byte at or after i in s[0..n) that is not JSON whitespace. */
+/* The index of the first byte at or after i in s[0..n) that cJSON does not skip as whitespace (any byte
+ * up to ' '). */
 size_t json_skip_space(const char *s, size_t n, size_t i);
 /* The index just past the value that starts at s[i], in text json_parse() accepted; n if the text ends
  * first. A linear scan without recursion or allocation, for finding where members lie in the text. */

@@ -156,9 +156,16 @@ static int object_keep_id(cJSON *obj, const char *text, size_t n, size_t i)
                 if (value_end <= value || key_end - key < 2)
                         return 0;
                 if (key_is(text + key + 1, key_end - key - 2, "id")) {
-                        if (cJSON_IsNumber(id) && !json_is_strict_number(text + value, value_end - value))
+                        /* Echoed verbatim, so it must be JSON as RFC 8259 writes it: text refused for a
+                         * NUL is parsed for its id without the rest of json_prescan()'s checks. */
+                        size_t len = value_end - value;
+                        bool valid = cJSON_IsNumber(id)
+                                         ? json_is_strict_number(text + value, len)
+                                         : len >= 2 && text[value] == '"' && text[value_end - 1] == '"' &&
+                                               json_prescan(text + value, len, 1, 1) == JSON_SCAN_OK;
+                        if (!valid)
                                 return 0;
-                        copy = strndup(text + value, value_end - value);
+                        copy = strndup(text + value, len);
                         raw = copy ? cJSON_CreateRaw(copy) : NULL;
                         if (!raw)
                                 return -ENOMEM;

@@ -40,7 +40,8 @@ int jsonrpc_parse_request(const cJSON *msg, JsonRpcRequest *ret, const char **re
 /* cJSON keeps a number only as a double, which prints 8000000000000001 back as 8e+15. Replace the id of
  * msg (a request, or each request of a batch), parsed with json_parse() from text[0..n), by a raw item
  * holding the id's own text, so that answers echo it byte for byte. Ids that are not strings or numbers
- * as RFC 8259 writes them stay as they are. -ENOMEM leaves msg partly converted, still valid. */
+ * as RFC 8259 writes them (or strings with a \u0000) stay as they are. -ENOMEM leaves msg partly
+ * converted, still valid. */
 int jsonrpc_keep_id_text(cJSON *msg, const char *text, size_t n);
 
 /* {"jsonrpc":"2.0","id":…,"result":…}; takes ownership of result. id NULL means null. */

@@ -12,6 +12,11 @@
  * so requests may be answered out of order):
  *   ID \0 "auth"   \0 USER \0 PASSWORD \0    check a password with PAM (service "helios")
  *   ID \0 "worker" \0 USER \0                make sure USER's worker socket listens; answer its path
+ *   ID \0 "account" \0 USER \0               may USER still use Helios? The launcher's own policy (below),
+ *                                           then PAM's account management (pam_acct_mgmt: expiry, access
+ *                                           rules), then whether the password is locked (usermod -L),
+ *                                           without a password; "ok", "denied" (PAM or a locked password
+ *                                           says no) or "refused" (the policy, or no such account)
  *
  * Replies:
  *   ID \0 "ok" \0 [PATH \0]                  PATH for "worker" only
@@ -32,8 +37,9 @@
 #define LAUNCHER_PASSWORD_MAX 1024
 #define LAUNCHER_ID_MAX       10  /* digits */
 
-#define LAUNCHER_OP_AUTH   "auth"
-#define LAUNCHER_OP_WORKER "worker"
+#define LAUNCHER_OP_AUTH    "auth"
+#define LAUNCHER_OP_WORKER  "worker"
+#define LAUNCHER_OP_ACCOUNT "account"
 
 #define LAUNCHER_REPLY_OK    "ok"
 #define LAUNCHER_REPLY_ERROR "error"

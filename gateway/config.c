@@ -2,6 +2,7 @@
 #include "strv.h"
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -41,6 +42,7 @@ typedef enum SettingType {
         SETTING_DURATION, /* uint64_t, milliseconds; text in s, ms, min, h, d */
         SETTING_AUTH,     /* AuthMethod */
         SETTING_LOG_LEVEL,
+        SETTING_MODE, /* uint64_t, octal */
         _SETTING_TYPE_MAX,
 } SettingType;
 
@@ -51,39 +53,51 @@ typedef struct Setting {
         size_t count_offset; /* lists only */
         uint64_t min, max;
         const char *arg, *help;
+        bool restart; /* bound at start: a reload keeps the running value and says so */
 } Setting;
 
-#define S(name, type, field, min, max, arg, help)                                  \
-        {                                                                          \
-                name, type, offsetof(GatewayConfig, field), 0, min, max, arg, help \
+#define SETTING(name, type, field, min, max, arg, help, restart)                            \
+        {                                                                                   \
+                name, type, offsetof(GatewayConfig, field), 0, min, max, arg, help, restart \
         }
-#define L(name, field, arg, help)                                                                          \
+#define LIST(name, field, arg, help, restart)                                                              \
         {                                                                                                  \
                 name, SETTING_LIST, offsetof(GatewayConfig, field), offsetof(GatewayConfig, n_##field), 0, \
-                    0, arg, help                                                                           \
+                    0, arg, help, restart                                                                  \
         }
+/* S and L take effect on reload; FIXED and FIXED_LIST only at the next start. */
+#define S(name, type, field, min, max, arg, help)     SETTING(name, type, field, min, max, arg, help, false)
+#define FIXED(name, type, field, min, max, arg, help) SETTING(name, type, field, min, max, arg, help, true)
+#define L(name, field, arg, help)                     LIST(name, field, arg, help, false)
+#define FIXED_LIST(name, field, arg, help)            LIST(name, field, arg, help, true)
 
 #define MiB    (1024ULL * 1024)
 #define DAY_MS (24ULL * 3600 * 1000)
 
 static const Setting settings[] = {
-    L("listen", listen, "ADDR", "HOST:PORT, [IPV6]:PORT or unix:PATH (default 127.0.0.1:8080)"),
+    FIXED_LIST("listen", listen, "ADDR", "HOST:PORT, [IPV6]:PORT or unix:PATH (default 127.0.0.1:8080)"),
+    FIXED("listen_socket_mode", SETTING_MODE, listen_socket_mode, 0, 0777, "MODE",
+          "Access mode of a unix:PATH listening socket (default 0660)"),
+    FIXED("listen_socket_group", SETTING_STRING, listen_socket_group, 0, 0, "GROUP",
+          "Group of a unix:PATH listening socket (a reverse proxy's)"),
     S("web_root", SETTING_STRING, web_root, 0, 0, "DIR", "The web app to serve"),
-    S("cert", SETTING_STRING, cert, 0, 0, "FILE", "TLS certificate chain (PEM); with --key"),
-    S("key", SETTING_STRING, key, 0, 0, "FILE", "TLS private key (PEM)"),
-    S("auth", SETTING_AUTH, auth, 0, 0, "METHOD", "token, file or pam (default token)"),
+    FIXED("cert", SETTING_STRING, cert, 0, 0, "FILE", "TLS certificate chain (PEM); with --key"),
+    FIXED("key", SETTING_STRING, key, 0, 0, "FILE", "TLS private key (PEM)"),
+    FIXED("auth", SETTING_AUTH, auth, 0, 0, "METHOD", "token, file or pam (default token)"),
     S("users_file", SETTING_STRING, users_file, 0, 0, "FILE", "Users and crypt(3) hashes for auth=file"),
-    S("token_file", SETTING_STRING, token_file, 0, 0, "FILE", "Read the login token from FILE"),
+    FIXED("token_file", SETTING_STRING, token_file, 0, 0, "FILE", "Read the login token from FILE"),
     S("metrics_token_file", SETTING_STRING, metrics_token_file, 0, 0, "FILE",
       "Bearer token every /metrics request must show"),
-    L("trusted_proxies", trusted_proxies, "ADDR", "Proxy address or CIDR whose X-Forwarded-* is used"),
+    L("trusted_proxies", trusted_proxies, "ADDR",
+      "'unix', or a proxy address or CIDR, whose X-Forwarded-* is used"),
     L("allowed_origins", allowed_origins, "ORIGIN", "Another origin allowed to open /ws"),
     L("server_names", server_names, "HOST", "A host name requests may address (Host header)"),
-    S("launcher", SETTING_STRING, launcher, 0, 0, "PATH",
-      "helios-launcher's socket: serve every user, not only this one"),
-    S("runtime_dir", SETTING_STRING, runtime_dir, 0, 0, "DIR", "Private directory for the worker socket"),
-    S("worker", SETTING_STRING, worker, 0, 0, "FILE", "The helios-worker executable"),
-    L("worker_args", worker_args, "ARG", "Extra argument for the worker"),
+    FIXED("launcher", SETTING_STRING, launcher, 0, 0, "PATH",
+          "helios-launcher's socket: serve every user, not only this one"),
+    FIXED("runtime_dir", SETTING_STRING, runtime_dir, 0, 0, "DIR",
+          "Private directory for the worker socket"),
+    FIXED("worker", SETTING_STRING, worker, 0, 0, "FILE", "The helios-worker executable"),
+    FIXED_LIST("worker_args", worker_args, "ARG", "Extra argument for the worker"),
     S("max_message_size", SETTING_SIZE, max_message, 4096, 1024 * MiB, "BYTES",
       "Largest WebSocket message (default 16M)"),
     S("queue_high_water", SETTING_SIZE, high_water, 4096, 1024 * MiB, "BYTES",
@@ -97,13 +111,17 @@ static const Setting settings[] = {
     S("max_connections", SETTING_UINT, max_connections, 1, 1000000, "N",
       "Open network connections (default 1024)"),
     S("max_unauthenticated", SETTING_UINT, max_unauthenticated, 1, 1000000, "N",
-      "Connections without a session (default 256)"),
+      "Connections without a session, also kept free for them (default 256)"),
     S("max_unauthenticated_per_address", SETTING_UINT, max_unauthenticated_per_address, 1, 1000000, "N",
       "Connections without a session from one client address (default 64)"),
+    S("max_connections_per_user", SETTING_UINT, max_connections_per_user, 1, 1000000, "N",
+      "Connections with a session of one user; the oldest goes first (default 128)"),
+    S("max_connections_per_address", SETTING_UINT, max_connections_per_address, 1, 1000000, "N",
+      "Connections with a session from one client address (default 512)"),
     S("header_timeout", SETTING_DURATION, header_timeout_ms, 100, 3600 * 1000, "TIME",
       "Time to send a request's headers (default 10s)"),
-    S("max_header_size", SETTING_SIZE, max_header_size, 1024, 60 * 1024, "BYTES",
-      "Largest request header block (default 8K)"),
+    FIXED("max_header_size", SETTING_SIZE, max_header_size, 1024, 60 * 1024, "BYTES",
+          "Largest request header block (default 8K)"),
     S("session_idle_timeout", SETTING_DURATION, session_idle_ms, 1000, 365 * DAY_MS, "TIME",
       "A session unused this long ends (default 12h)"),
     S("session_lifetime", SETTING_DURATION, session_lifetime_ms, 1000, 365 * DAY_MS, "TIME",
@@ -111,10 +129,22 @@ static const Setting settings[] = {
     S("max_sessions", SETTING_UINT, max_sessions, 1, 1000000, "N", "Sessions in all (default 1024)"),
     S("max_sessions_per_user", SETTING_UINT, max_sessions_per_user, 1, 100000, "N",
       "Sessions per user; the oldest ends first (default 32)"),
+    S("account_check_interval", SETTING_DURATION, account_check_interval_ms, 1000, DAY_MS, "TIME",
+      "How often the launcher re-checks the account of a user with open pages (default 5min)"),
     S("login_burst", SETTING_UINT, login_burst, 1, 1000, "N",
-      "Failed logins per account or address before delays (default 5)"),
+      "Failed logins of one address as one account before delays (default 5)"),
+    S("login_address_burst", SETTING_UINT, login_address_burst, 1, 100000, "N",
+      "Failed logins of one address, any account, before delays (default 30)"),
+    S("login_account_burst", SETTING_UINT, login_account_burst, 1, 100000, "N",
+      "Failed logins as one account before addresses that failed wait (default 10)"),
     S("login_max_delay", SETTING_DURATION, login_max_delay_ms, 1000, DAY_MS, "TIME",
       "Longest delay imposed after failed logins (default 60s)"),
+    S("login_queue", SETTING_UINT, login_queue, 1, 100000, "N",
+      "Credential checks waiting for their turn (default 256)"),
+    S("login_queue_timeout", SETTING_DURATION, login_queue_timeout_ms, 100, 3600 * 1000, "TIME",
+      "Longest wait of a credential check for its turn (default 15s)"),
+    S("login_checks_per_address", SETTING_UINT, login_checks_per_address, 1, 100000, "N",
+      "Credential checks of one client address in progress or waiting (default 4)"),
     S("log_level", SETTING_LOG_LEVEL, log_level, 0, 0, "LEVEL", "err, warning, notice, info or debug"),
 };
 
@@ -189,6 +219,19 @@ static int setting_apply(GatewayConfig *c, const Setting *s, const char *value, 
                         return -EINVAL;
                 }
                 *(AuthMethod *)field = m;
+                return 0;
+        }
+        case SETTING_MODE: {
+                char *end;
+                unsigned long m;
+                errno = 0;
+                m = strtoul(value, &end, 8);
+                if (errno != 0 || end == value || *end || value[0] == '-' || m > s->max) {
+                        log_error("%s: invalid %s '%s': expected an octal mode such as 0660.", where,
+                                  s->name, value);
+                        return -EINVAL;
+                }
+                *(uint64_t *)field = m;
                 return 0;
         }
         case SETTING_LOG_LEVEL:
@@ -285,8 +328,17 @@ static void set_defaults(GatewayConfig *c)
             .session_lifetime_ms = 7 * DAY_MS,
             .max_sessions = 1024,
             .max_sessions_per_user = 32,
+            .max_connections_per_user = 128,
+            .max_connections_per_address = 512,
+            .account_check_interval_ms = 5 * 60 * 1000,
             .login_burst = 5,
+            .login_address_burst = 30,
+            .login_account_burst = 10,
             .login_max_delay_ms = 60 * 1000,
+            .login_queue = 256,
+            .login_queue_timeout_ms = 15 * 1000,
+            .login_checks_per_address = 4,
+            .listen_socket_mode = 0660,
             .log_level = -1,
         };
 }
@@ -454,50 +506,71 @@ static bool strv_equal(char **a, size_t na, char **b, size_t nb)
         return true;
 }
 
-const char *gateway_config_fixed_difference(const GatewayConfig *a, const GatewayConfig *b)
+static bool setting_equal(const Setting *s, const GatewayConfig *a, const GatewayConfig *b)
 {
-        if (!strv_equal(a->listen, a->n_listen, b->listen, b->n_listen))
-                return "listen";
-        if (!streq_ptr(a->cert, b->cert))
-                return "cert";
-        if (!streq_ptr(a->key, b->key))
-                return "key";
-        if (a->auth != b->auth)
-                return "auth";
-        if (!streq_ptr(a->token_file, b->token_file))
-                return "token_file";
-        if (!streq_ptr(a->launcher, b->launcher))
-                return "launcher";
-        if (!streq_ptr(a->runtime_dir, b->runtime_dir))
-                return "runtime_dir";
-        if (!streq_ptr(a->worker, b->worker))
-                return "worker";
-        if (!strv_equal(a->worker_args, a->n_worker_args, b->worker_args, b->n_worker_args))
-                return "worker_args";
-        if (a->max_header_size != b->max_header_size)
-                return "max_header_size";
-        return NULL;
+        const void *fa = (const char *)a + s->offset, *fb = (const char *)b + s->offset;
+
+        switch (s->type) {
+        case SETTING_STRING:
+                return streq_ptr(*(char *const *)fa, *(char *const *)fb);
+        case SETTING_LIST:
+                return strv_equal(*(char **const *)fa, *(const size_t *)((const char *)a + s->count_offset),
+                                  *(char **const *)fb, *(const size_t *)((const char *)b + s->count_offset));
+        case SETTING_AUTH:
+                return *(const AuthMethod *)fa == *(const AuthMethod *)fb;
+        case SETTING_LOG_LEVEL:
+                return *(const int *)fa == *(const int *)fb;
+        default:
+                return *(const uint64_t *)fa == *(const uint64_t *)fb;
+        }
 }
 
-#define SWAP(a, b)                  \
-        do {                        \
-                typeof(a) _t = (a); \
-                (a) = (b);          \
-                (b) = _t;           \
-        } while (0)
-
-void gateway_config_keep_fixed(GatewayConfig *c, GatewayConfig *running)
+static void swap_bytes(void *a, void *b, size_t n)
 {
-        SWAP(c->listen, running->listen);
-        SWAP(c->n_listen, running->n_listen);
-        SWAP(c->cert, running->cert);
-        SWAP(c->key, running->key);
-        SWAP(c->auth, running->auth);
-        SWAP(c->token_file, running->token_file);
-        SWAP(c->launcher, running->launcher);
-        SWAP(c->runtime_dir, running->runtime_dir);
-        SWAP(c->worker, running->worker);
-        SWAP(c->worker_args, running->worker_args);
-        SWAP(c->n_worker_args, running->n_worker_args);
-        SWAP(c->max_header_size, running->max_header_size);
+        uint8_t t[sizeof(uint64_t)];
+
+        assert(n <= sizeof(t));
+        memcpy(t, a, n);
+        memcpy(a, b, n);
+        memcpy(b, t, n);
+}
+
+static void setting_swap(const Setting *s, GatewayConfig *a, GatewayConfig *b)
+{
+        void *fa = (char *)a + s->offset, *fb = (char *)b + s->offset;
+
+        switch (s->type) {
+        case SETTING_STRING:
+                swap_bytes(fa, fb, sizeof(char *));
+                break;
+        case SETTING_LIST:
+                swap_bytes(fa, fb, sizeof(char **));
+                swap_bytes((char *)a + s->count_offset, (char *)b + s->count_offset, sizeof(size_t));
+                break;
+        case SETTING_AUTH:
+                swap_bytes(fa, fb, sizeof(AuthMethod));
+                break;
+        case SETTING_LOG_LEVEL:
+                swap_bytes(fa, fb, sizeof(int));
+                break;
+        default:
+                swap_bytes(fa, fb, sizeof(uint64_t));
+        }
+}
+
+unsigned gateway_config_keep_fixed(GatewayConfig *c, GatewayConfig *running)
+{
+        unsigned n = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
+                const Setting *s = &settings[i];
+
+                if (!s->restart || setting_equal(s, c, running))
+                        continue;
+                log_warning("Setting '%s' changed; it takes effect only on restart, ignoring it until then.",
+                            s->name);
+                setting_swap(s, c, running);
+                n++;
+        }
+        return n;
 }

@@ -22,6 +22,8 @@ typedef struct GatewayConfig {
 
         char **listen; /* "HOST:PORT", "[V6ADDR]:PORT", or "unix:PATH"; ignored with LISTEN_FDS */
         size_t n_listen;
+        uint64_t listen_socket_mode; /* of unix:PATH sockets */
+        char *listen_socket_group;   /* of unix:PATH sockets; NULL: this process's */
         char *web_root;
         char *cert, *key; /* TLS when both are set */
 
@@ -50,14 +52,22 @@ typedef struct GatewayConfig {
         uint64_t max_connections;
         uint64_t max_unauthenticated;
         uint64_t max_unauthenticated_per_address;
+        uint64_t max_connections_per_user;    /* connections with a session, per user */
+        uint64_t max_connections_per_address; /* connections with a session, per client address */
         uint64_t header_timeout_ms;
         uint64_t max_header_size;
         uint64_t session_idle_ms;
         uint64_t session_lifetime_ms;
         uint64_t max_sessions;
         uint64_t max_sessions_per_user;
-        uint64_t login_burst;        /* failed logins per account or address before throttling */
-        uint64_t login_max_delay_ms; /* longest wait imposed after failures */
+        uint64_t account_check_interval_ms; /* re-check of the accounts of users with open pages */
+        uint64_t login_burst;               /* failed logins of one (address, account) before throttling */
+        uint64_t login_address_burst;       /* ... of one address */
+        uint64_t login_account_burst;       /* ... of one account, for addresses that have failed */
+        uint64_t login_max_delay_ms;        /* longest wait imposed after failures */
+        uint64_t login_queue;               /* credential checks waiting for their turn */
+        uint64_t login_queue_timeout_ms;
+        uint64_t login_checks_per_address; /* in progress or waiting */
         int log_level;               /* -1: unchanged */
 } GatewayConfig;
 
@@ -70,9 +80,7 @@ typedef struct GatewayConfig {
 int gateway_config_load(int argc, char **argv, GatewayConfig **ret);
 GatewayConfig *gateway_config_free(GatewayConfig *c);
 
-/* The settings a reload cannot change (they are bound at start), compared: the first one that differs,
- * or NULL. */
-const char *gateway_config_fixed_difference(const GatewayConfig *a, const GatewayConfig *b);
-/* Give c the fixed settings of running (swapping them, so each is still freed with its config): a
- * reloaded config whose fixed settings changed takes effect for the rest only. */
-void gateway_config_keep_fixed(GatewayConfig *c, GatewayConfig *running);
+/* A reloaded config c keeps the running config's value of every setting that takes effect only at
+ * start (swapping them, so each is still freed with its config), with a warning naming each one that
+ * changed. Returns how many did. */
+unsigned gateway_config_keep_fixed(GatewayConfig *c, GatewayConfig *running);

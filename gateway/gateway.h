@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <uv.h>
 
+#include "accounts.h"
 #include "auth.h"
 #include "config.h"
 #include "launcher.h"
@@ -44,6 +45,7 @@ typedef struct Gateway {
         Launcher *launcher;
         Auth *auth;
         SessionStore *sessions;
+        AccountChecks *accounts;
         Throttle *throttle;
         WebRoot *web;
         NetPrefix *trusted_proxies;

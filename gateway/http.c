@@ -304,7 +304,7 @@ static Session *request_session(Gateway *g, struct lws *wsi, const RequestInfo *
         if (s) {
                 Conn *conn = gateway_conn_of(wsi);
                 if (conn)
-                        conn_set_authenticated(conn);
+                        conn_set_authenticated(conn, session_user(s));
         }
         return s;
 }
@@ -561,6 +561,7 @@ static void serve_metrics(HttpRequest *r)
 {
         Gateway *g = r->gateway;
         LauncherStats st;
+        AuthStats as;
 
         /* Every local process could reach a loopback listener, a student's sandbox included: the token is
          * asked of everyone, and without one configured nobody gets the figures. */
@@ -570,6 +571,11 @@ static void serve_metrics(HttpRequest *r)
                 return;
         }
         launcher_get_stats(g->launcher, &st);
+        auth_get_stats(g->auth, &as);
+        g->metrics.login_checks_refused_queue_full = as.refused_queue_full;
+        g->metrics.login_checks_refused_per_address = as.refused_per_client;
+        g->metrics.login_checks_refused_timeout = as.refused_timeout;
+        g->metrics.login_checks_queued = as.queued_now;
         g->metrics.sessions = session_store_count(g->sessions);
         g->metrics.worker_starts = st.worker_starts;
         g->metrics.workers_running = st.workers_running;
@@ -637,17 +643,15 @@ static void serve_static(HttpRequest *r, const char *path)
  * the result, and no request the gateway serves has a body to buffer. */
 #define AUTHORIZATION_MAX 2048
 
-static void throttle_keys(const HttpRequest *r, const char *user, char *addr_key, char *user_key)
+/* The client's address as throttling and the credential checks count it. An IPv6 client controls at
+ * least a /64: the prefix counts, not the address. */
+static void client_key(const HttpRequest *r, char buf[NETADDR_STRLEN])
 {
-        char a[NETADDR_STRLEN];
         NetAddr client = r->info.client;
 
-        /* An IPv6 client controls at least a /64: count the prefix, not the address. */
         if (client.family == AF_INET6)
                 memset(client.bytes + 8, 0, 8);
-        netaddr_format(&client, a);
-        (void)snprintf(addr_key, THROTTLE_KEY_MAX, "addr:%s", a);
-        (void)snprintf(user_key, THROTTLE_KEY_MAX, "user:%s", user);
+        netaddr_format(&client, buf);
 }
 
 static void log_login(const HttpRequest *r, int level, const char *user, const char *message)
@@ -665,27 +669,36 @@ static void on_auth_done(int result, const char *user, void *userdata)
 {
         HttpRequest *r = userdata;
         Gateway *g = r->gateway;
-        char addr_key[THROTTLE_KEY_MAX], user_key[THROTTLE_KEY_MAX], cookie[SESSION_COOKIE_LEN + 1];
+        char addr[NETADDR_STRLEN], cookie[SESSION_COOKIE_LEN + 1];
         uint64_t now = uv_now(g->loop);
         Session *s;
         int k;
 
         r->auth = NULL;
-        /* -EPERM: the launcher refuses the account (root, a system account): to the client, the same
-         * as a wrong password. */
+        client_key(r, addr);
+        /* -EPERM: the name is refused by policy (root, a system account, not a possible name): to the
+         * client, the same as a wrong password, answered as late. */
         if (result == -EACCES || result == -EPERM || (result >= 0 && !user)) {
-                throttle_keys(r, r->login_user, addr_key, user_key);
-                throttle_failure(g->throttle, addr_key, now);
-                throttle_failure(g->throttle, user_key, now);
+                throttle_login_failed(g->throttle, addr, r->login_user, now);
                 g->metrics.logins_failed++;
                 log_login(r, LOG_NOTICE, r->login_user, "Failed login");
                 respond_json_error(r, 401, "wrong user name or password");
+                return;
+        }
+        if (result == -ETIMEDOUT || result == -ECANCELED) {
+                log_login(r, LOG_WARNING, r->login_user,
+                          result == -ETIMEDOUT ? "Credential check refused (waited too long for its turn)"
+                                               : "Credential check refused (shutting down)");
+                r->retry_after = 5;
+                respond_json_error(r, 503, "busy; try again");
                 return;
         }
         if (result < 0) {
                 log_error_errno(result, "Checking credentials failed: %m");
                 if (result == -EAGAIN)
                         r->retry_after = 1; /* the launcher is busy */
+                else if (result == -ECONNREFUSED)
+                        r->retry_after = 5; /* helios-launcher is not running (restarting, say) */
                 respond_json_error(r, 503, "credentials cannot be checked now");
                 return;
         }
@@ -697,14 +710,18 @@ static void on_auth_done(int result, const char *user, void *userdata)
                 respond_json_error(r, 503, "too many sessions");
                 return;
         }
-        throttle_keys(r, user, addr_key, user_key);
-        throttle_forget(g->throttle, user_key);
+        throttle_login_succeeded(g->throttle, addr, user);
+        /* PAM's account management has just said yes; otherwise it is asked now, before a page needs it. */
+        if (auth_method(g->auth) == AUTH_METHOD_PAM)
+                account_checks_passed(g->accounts, user, now);
+        else
+                account_checks_start(g->accounts, user, now);
         g->metrics.logins_ok++;
         log_login(r, LOG_INFO, user, "Login");
 
         Conn *conn = gateway_conn_of(r->wsi);
         if (conn)
-                conn_set_authenticated(conn);
+                conn_set_authenticated(conn, user);
         r->set_cookie = cookie_header(&r->info, cookie, g->config->session_lifetime_ms / 1000);
         explicit_bzero(cookie, sizeof(cookie));
         r->body.len = 0;
@@ -758,15 +775,14 @@ static int parse_authorization(char *value, char *buf, size_t size, const char *
 static void serve_login(HttpRequest *r)
 {
         Gateway *g = r->gateway;
-        char value[AUTHORIZATION_MAX], creds[AUTHORIZATION_MAX];
-        char addr_key[THROTTLE_KEY_MAX], user_key[THROTTLE_KEY_MAX];
+        char value[AUTHORIZATION_MAX], creds[AUTHORIZATION_MAX], addr[NETADDR_STRLEN];
         const char *user = NULL, *secret = NULL;
         uint64_t now = uv_now(g->loop), wait;
         int k;
 
         /* A client address that keeps failing is turned away before anything else. */
-        throttle_keys(r, "", addr_key, user_key);
-        wait = throttle_wait(g->throttle, addr_key, now);
+        client_key(r, addr);
+        wait = throttle_login_wait(g->throttle, addr, NULL, now);
         if (wait > 0)
                 goto throttled;
 
@@ -782,26 +798,27 @@ static void serve_login(HttpRequest *r)
         if (auth_method(g->auth) == AUTH_METHOD_TOKEN)
                 /* One account; the token may come as Bearer or as a Basic password with any name. */
                 user = launcher_single_user(g->launcher);
-        if (!user || !user_name_is_valid(user)) {
-                explicit_bzero(creds, sizeof(creds));
-                g->metrics.logins_failed++;
-                respond_json_error(r, 401, "wrong user name or password");
-                return;
-        }
-        strcpy(r->login_user, user);
+        /* A name that cannot be an account is refused by the check, as late as a wrong password; "-" (no
+         * account's name) stands for it in the log and the throttle. */
+        strcpy(r->login_user, user && user_name_is_valid(user) ? user : "-");
 
-        throttle_keys(r, user, addr_key, user_key);
-        wait = MAX(throttle_wait(g->throttle, addr_key, now), throttle_wait(g->throttle, user_key, now));
+        wait = throttle_login_wait(g->throttle, addr, r->login_user, now);
         if (wait > 0) {
                 explicit_bzero(creds, sizeof(creds));
                 goto throttled;
         }
 
-        k = auth_verify(g->auth, user, secret, on_auth_done, r, &r->auth);
+        k = auth_verify(g->auth, user, secret, addr, on_auth_done, r, &r->auth);
         explicit_bzero(creds, sizeof(creds));
         if (k == -EBUSY) {
-                r->retry_after = 1;
+                log_login(r, LOG_WARNING, r->login_user, "Credential check refused (the queue is full)");
+                r->retry_after = 5;
                 respond_json_error(r, 503, "busy; try again");
+        } else if (k == -EUSERS) {
+                log_login(r, LOG_WARNING, r->login_user,
+                          "Credential check refused (too many in progress from the address)");
+                r->retry_after = 2;
+                respond_json_error(r, 429, "too many logins in progress; try again");
         } else if (k == -ECONNREFUSED) {
                 /* helios-launcher is not running (restarting, say). */
                 r->retry_after = 5;
@@ -1335,6 +1352,20 @@ static Session *upgrade_check(Gateway *g, struct lws *wsi, const RequestInfo *ri
         }
         if (lws_hdr_total_length(wsi, WSI_TOKEN_EXTENSIONS) > WS_EXTENSION_HEADER_MAX) {
                 *ret = (UpgradeRefusal){400, "Bad Request", "Sec-WebSocket-Extensions too long\n"};
+                return NULL;
+        }
+        /* A page connects only while the account may still log in (not locked or expired since). The
+         * upgrade cannot wait for the launcher's answer: when it is not known lately, the page is asked
+         * to come back in a second, by which time it is. */
+        switch (account_checks_admit(g->accounts, session_user(s), uv_now(g->loop))) {
+        case 0:
+                break;
+        case -EPERM:
+                *ret = (UpgradeRefusal){403, "Forbidden", "Account disabled\n"};
+                return NULL;
+        default:
+                *ret = (UpgradeRefusal){503, "Service Unavailable", "Checking the account; try again\n",
+                                        "retry-after:", "1"};
                 return NULL;
         }
         return s;

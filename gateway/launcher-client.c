@@ -305,7 +305,7 @@ static void on_tick(uv_timer_t *t)
 }
 
 /* Queue a packet of fields (the last one may be NULL) and send it if the connection allows. */
-static int remote_request(RemoteLauncher *rl, bool is_auth, const char *user, const char *password,
+static int remote_request(RemoteLauncher *rl, const char *op, const char *user, const char *password,
                           RemoteRequest **ret)
 {
         char id[LAUNCHER_ID_MAX + 1];
@@ -326,7 +326,7 @@ static int remote_request(RemoteLauncher *rl, bool is_auth, const char *user, co
 
         (void)snprintf(id, sizeof(id), "%llu", rl->next_id);
         fields[n_fields++] = id;
-        fields[n_fields++] = is_auth ? LAUNCHER_OP_AUTH : LAUNCHER_OP_WORKER;
+        fields[n_fields++] = op;
         fields[n_fields++] = user;
         if (password)
                 fields[n_fields++] = password;
@@ -344,7 +344,8 @@ static int remote_request(RemoteLauncher *rl, bool is_auth, const char *user, co
         r->len = len;
         r->id = rl->next_id;
         rl->next_id = rl->next_id >= REMOTE_ID_MAX ? 1 : rl->next_id + 1;
-        r->is_auth = is_auth;
+        /* "auth" and "account" answer alike: ok, or an error. */
+        r->is_auth = !streq(op, LAUNCHER_OP_WORKER);
         r->base.launcher = rl->launcher;
         r->started_ms = uv_now(rl->launcher->loop);
         r->prev = rl->last;
@@ -405,7 +406,7 @@ static int remote_authenticate(Launcher *l, const char *user, const char *passwo
         RemoteRequest *r;
         int e;
 
-        e = remote_request(l->remote, true, user, password, &r);
+        e = remote_request(l->remote, LAUNCHER_OP_AUTH, user, password, &r);
         if (e < 0)
                 return e;
         r->auth_cb = cb;
@@ -420,7 +421,7 @@ static int remote_find_worker(Launcher *l, const char *user, LauncherWorkerCallb
         RemoteRequest *r;
         int e;
 
-        e = remote_request(l->remote, false, user, NULL, &r);
+        e = remote_request(l->remote, LAUNCHER_OP_WORKER, user, NULL, &r);
         if (e < 0)
                 return e;
         r->worker_cb = cb;
@@ -429,13 +430,28 @@ static int remote_find_worker(Launcher *l, const char *user, LauncherWorkerCallb
         return 1;
 }
 
+static int remote_check_account(Launcher *l, const char *user, LauncherAuthCallback cb, void *userdata,
+                                LauncherRequest **ret_request)
+{
+        RemoteRequest *r;
+        int e;
+
+        e = remote_request(l->remote, LAUNCHER_OP_ACCOUNT, user, NULL, &r);
+        if (e < 0)
+                return e;
+        r->auth_cb = cb;
+        r->userdata = userdata;
+        *ret_request = &r->base;
+        return 0;
+}
+
 static void remote_worker_unreachable(Launcher *l, const char *user)
 {
         RemoteRequest *r;
 
         /* Asking for the worker again makes the launcher look at its socket again; nobody waits for the
          * answer. */
-        (void)remote_request(l->remote, false, user, NULL, &r);
+        (void)remote_request(l->remote, LAUNCHER_OP_WORKER, user, NULL, &r);
 }
 
 static void remote_cancel(LauncherRequest *base)
@@ -467,6 +483,7 @@ static const LauncherOps remote_ops = {
     .free = remote_free,
     .authenticate = remote_authenticate,
     .find_worker = remote_find_worker,
+    .check_account = remote_check_account,
     .worker_unreachable = remote_worker_unreachable,
     .cancel = remote_cancel,
     .get_stats = remote_get_stats,

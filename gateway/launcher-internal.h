@@ -16,6 +16,9 @@ typedef struct LauncherOps {
                             void *userdata, LauncherRequest **ret_request);
         int (*find_worker)(Launcher *l, const char *user, LauncherWorkerCallback cb, void *userdata,
                            char **ret_path, LauncherRequest **ret_request);
+        /* NULL: accounts are not checked (the embedded launcher's one user runs the gateway). */
+        int (*check_account)(Launcher *l, const char *user, LauncherAuthCallback cb, void *userdata,
+                             LauncherRequest **ret_request);
         void (*worker_unreachable)(Launcher *l, const char *user);
         void (*cancel)(LauncherRequest *r);
         void (*get_stats)(const Launcher *l, LauncherStats *ret);

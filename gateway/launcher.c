@@ -239,6 +239,14 @@ int launcher_find_worker(Launcher *l, const char *user, LauncherWorkerCallback c
         return l->ops->find_worker(l, user, cb, userdata, ret_path, ret_request);
 }
 
+int launcher_check_account(Launcher *l, const char *user, LauncherAuthCallback cb, void *userdata,
+                           LauncherRequest **ret_request)
+{
+        if (!l->ops->check_account)
+                return -EOPNOTSUPP;
+        return l->ops->check_account(l, user, cb, userdata, ret_request);
+}
+
 void launcher_worker_unreachable(Launcher *l, const char *user)
 {
         l->ops->worker_unreachable(l, user);

@@ -56,6 +56,12 @@ int launcher_authenticate(Launcher *l, const char *user, const char *password, L
 int launcher_find_worker(Launcher *l, const char *user, LauncherWorkerCallback cb, void *userdata,
                          char **ret_path, LauncherRequest **ret_request);
 
+/* May user still use Helios (launcher-protocol.h's "account")? Answers like launcher_authenticate():
+ * 0, -EACCES (PAM or a locked password says no), -EPERM (refused by policy, or no such account).
+ * -EOPNOTSUPP at once where accounts are not checked (embedded: one user, the gateway's own). */
+int launcher_check_account(Launcher *l, const char *user, LauncherAuthCallback cb, void *userdata,
+                           LauncherRequest **ret_request);
+
 /* A client could not connect to the socket it was given: the launcher may know better now. */
 void launcher_worker_unreachable(Launcher *l, const char *user);
 

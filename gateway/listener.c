@@ -53,6 +53,13 @@ typedef struct AddrSlot {
         struct AddrSlot *next;
 } AddrSlot;
 
+/* A user with connections that showed a session, and how many. */
+typedef struct UserSlot {
+        struct UserSlot *next;
+        uint64_t count;
+        char name[];
+} UserSlot;
+
 struct Conn {
         Listener *listener;
         ConnState state;
@@ -69,6 +76,9 @@ struct Conn {
         char *buf;
         size_t len;
         const char *refusal; /* what to answer before closing, NULL for nothing */
+        UserSlot *user;      /* while it counts against the caps on sessions' connections */
+        AddrSlot *auth_slot; /* its address's entry there; NULL for exempt peers */
+        Conn *auth_prev, *auth_next; /* counted so, oldest first */
 };
 
 struct Listener {
@@ -83,6 +93,12 @@ struct Listener {
         Conn *adopted_first, *adopted_last;
         ListenerExemptFn exempt;
         AddrSlot *slots[ADDR_BUCKETS];
+        AddrSlot *auth_slots[ADDR_BUCKETS];
+        UserSlot *users[ADDR_BUCKETS];
+        Conn *auth_first, *auth_last;
+        uint64_t n_auth;
+        mode_t unix_mode;
+        gid_t unix_group;
         uint8_t hash_key[16];
         uv_timer_t timer;
         bool timer_init;
@@ -119,6 +135,8 @@ int listener_new(uv_loop_t *loop, const ListenerLimits *limits, bool tls, Metric
         l->metrics = metrics;
         l->adopt = adopt;
         l->userdata = userdata;
+        l->unix_mode = 0660;
+        l->unix_group = (gid_t)-1;
         if (random_bytes(l->hash_key, sizeof(l->hash_key)) < 0) {
                 free(l);
                 return -EIO;
@@ -135,6 +153,12 @@ void listener_set_exempt(Listener *l, ListenerExemptFn exempt)
 void listener_set_limits(Listener *l, const ListenerLimits *limits)
 {
         l->limits = *limits;
+}
+
+void listener_set_unix_access(Listener *l, mode_t mode, gid_t group)
+{
+        l->unix_mode = mode & 0777;
+        l->unix_group = group;
 }
 
 /* ---- connections ---- */
@@ -154,10 +178,10 @@ static void pending_unlink(Listener *l, Conn *c)
 
 /* ---- the caps on unauthenticated connections ---- */
 
-static AddrSlot **slot_bucket(Listener *l, const uint8_t key[17])
+static AddrSlot **slot_bucket(Listener *l, AddrSlot **table, const uint8_t key[17])
 {
         /* Keyed with a secret, so that nobody can pick addresses that all land in one bucket. */
-        return &l->slots[siphash24(key, 17, l->hash_key) & (ADDR_BUCKETS - 1)];
+        return &table[siphash24(key, 17, l->hash_key) & (ADDR_BUCKETS - 1)];
 }
 
 static void addr_key(const NetAddr *a, uint8_t key[17])
@@ -168,7 +192,7 @@ static void addr_key(const NetAddr *a, uint8_t key[17])
 }
 
 /* The address's slot, created if need be; NULL for a peer the per-address cap does not apply to. */
-static AddrSlot *slot_of(Listener *l, const NetAddr *peer, bool create)
+static AddrSlot *slot_of(Listener *l, AddrSlot **table, const NetAddr *peer, bool create)
 {
         uint8_t key[17];
         AddrSlot **b, *s;
@@ -177,7 +201,7 @@ static AddrSlot *slot_of(Listener *l, const NetAddr *peer, bool create)
         if (peer->family == AF_UNIX || (l->exempt && l->exempt(peer, l->userdata)))
                 return NULL;
         addr_key(peer, key);
-        b = slot_bucket(l, key);
+        b = slot_bucket(l, table, key);
         for (s = *b; s; s = s->next)
                 if (memcmp(s->key, key, sizeof(key)) == 0)
                         return s;
@@ -192,13 +216,13 @@ static AddrSlot *slot_of(Listener *l, const NetAddr *peer, bool create)
         return s;
 }
 
-static void slot_release(Listener *l, AddrSlot *s)
+static void slot_release(Listener *l, AddrSlot **table, AddrSlot *s)
 {
         AddrSlot **p;
 
         if (!s || --s->count > 0)
                 return;
-        for (p = slot_bucket(l, s->key); *p != s; p = &(*p)->next)
+        for (p = slot_bucket(l, table, s->key); *p != s; p = &(*p)->next)
                 ;
         *p = s->next;
         free(s);
@@ -210,7 +234,7 @@ static void count(Conn *c)
 
         c->counted = true;
         l->metrics->connections_unauthenticated++;
-        c->slot = slot_of(l, &c->peer, true);
+        c->slot = slot_of(l, l->slots, &c->peer, true);
         if (c->slot)
                 c->slot->count++;
 }
@@ -237,7 +261,7 @@ static void uncount(Conn *c)
                 return;
         c->counted = false;
         l->metrics->connections_unauthenticated--;
-        slot_release(l, c->slot);
+        slot_release(l, l->slots, c->slot);
         c->slot = NULL;
         adopted_unlink(l, c);
 }
@@ -284,12 +308,117 @@ static bool evict_oldest(Listener *l, const AddrSlot *slot)
         return false;
 }
 
+/* ---- the caps on connections with a session ---- */
+
+static UserSlot **user_bucket(Listener *l, const char *name)
+{
+        return &l->users[siphash24(name, strlen(name), l->hash_key) & (ADDR_BUCKETS - 1)];
+}
+
+static UserSlot *user_slot_get(Listener *l, const char *name)
+{
+        UserSlot **b = user_bucket(l, name), *u;
+
+        for (u = *b; u; u = u->next)
+                if (streq(u->name, name))
+                        return u;
+        u = calloc(1, sizeof(UserSlot) + strlen(name) + 1);
+        if (!u)
+                return NULL;
+        strcpy(u->name, name);
+        u->next = *b;
+        *b = u;
+        return u;
+}
+
+static void user_slot_release(Listener *l, UserSlot *u)
+{
+        UserSlot **p;
+
+        if (!u || --u->count > 0)
+                return;
+        for (p = user_bucket(l, u->name); *p != u; p = &(*p)->next)
+                ;
+        *p = u->next;
+        free(u);
+}
+
+static void auth_uncount(Conn *c)
+{
+        Listener *l = c->listener;
+
+        if (!c->user)
+                return;
+        if (c->auth_prev)
+                c->auth_prev->auth_next = c->auth_next;
+        else
+                l->auth_first = c->auth_next;
+        if (c->auth_next)
+                c->auth_next->auth_prev = c->auth_prev;
+        else
+                l->auth_last = c->auth_prev;
+        c->auth_prev = c->auth_next = NULL;
+        user_slot_release(l, c->user);
+        c->user = NULL;
+        slot_release(l, l->auth_slots, c->auth_slot);
+        c->auth_slot = NULL;
+        l->n_auth--;
+}
+
+/* Close c to make room; the library sees the connection end and closes it, and it is freed then. */
+static void auth_evict(Conn *c)
+{
+        c->listener->metrics->connections_evicted_authenticated++;
+        auth_uncount(c);
+        (void)shutdown(c->lib_fd, SHUT_RDWR);
+}
+
+/* The oldest counted connection other than except, of user u (NULL: anyone's) and address slot a (NULL:
+ * any). */
+static Conn *auth_oldest(Listener *l, const UserSlot *u, const AddrSlot *a, const Conn *except)
+{
+        for (Conn *c = l->auth_first; c; c = c->auth_next)
+                if (c != except && (!u || c->user == u) && (!a || c->auth_slot == a))
+                        return c;
+        return NULL;
+}
+
+static void auth_enforce(Listener *l, Conn *newest)
+{
+        uint64_t max_total = l->limits.max_connections > l->limits.max_unauthenticated
+                                 ? l->limits.max_connections - l->limits.max_unauthenticated
+                                 : 1;
+        Conn *victim;
+
+        while (newest->user && newest->user->count > l->limits.max_per_user &&
+               (victim = auth_oldest(l, newest->user, NULL, newest)))
+                auth_evict(victim);
+        while (newest->auth_slot && newest->auth_slot->count > l->limits.max_per_address &&
+               (victim = auth_oldest(l, NULL, newest->auth_slot, newest)))
+                auth_evict(victim);
+        /* Over the share of all connections: the user holding the most gives up their oldest. */
+        while (l->n_auth > max_total) {
+                uint64_t most = 0;
+
+                victim = NULL;
+                for (Conn *c = l->auth_first; c; c = c->auth_next)
+                        if (c != newest && c->user->count > most) {
+                                most = c->user->count;
+                                victim = c;
+                        }
+                if (!victim)
+                        break;
+                auth_evict(victim);
+        }
+}
+
 static void conn_free(Conn *c)
 {
         Metrics *m = c->listener->metrics;
 
         m->connections_open--;
         uncount(c);
+        auth_uncount(c);
         free(c->buf);
         free(c);
 }
@@ -445,7 +574,12 @@ static void conn_accepted(Listener *l, int fd, const struct sockaddr *sa, sockle
         AddrSlot *slot;
 
         m->connections_accepted++;
-        if (m->connections_open >= l->limits.max_connections) {
+        /* Connections told to go still count as open until the library has closed them: the cap is on
+         * those that stay, and at it the oldest without a session makes room (those with one never take
+         * the share kept for the others). A hard ceiling holds while the evicted are closing. */
+        if (m->connections_open >= l->limits.max_connections + l->limits.max_unauthenticated ||
+            (m->connections_unauthenticated + l->n_auth >= l->limits.max_connections &&
+             !evict_oldest(l, NULL))) {
                 log_debug("Connection cap (%llu) reached, refusing a client.",
                           (unsigned long long)l->limits.max_connections);
                 refuse_fd(l, fd);
@@ -455,7 +589,7 @@ static void conn_accepted(Listener *l, int fd, const struct sockaddr *sa, sockle
                 peer.family = AF_UNIX;
         /* One address gets a share of the unauthenticated slots, not all of them; at its share, its own
          * oldest connection makes room. */
-        slot = slot_of(l, &peer, false);
+        slot = slot_of(l, l->slots, &peer, false);
         if (slot && slot->count >= l->limits.max_unauthenticated_per_address && !evict_oldest(l, slot)) {
                 refuse_fd(l, fd);
                 return;
@@ -552,10 +686,31 @@ bool conn_is_authenticated(const Conn *c)
         return c->authenticated;
 }
 
-void conn_set_authenticated(Conn *c)
+void conn_set_authenticated(Conn *c, const char *user)
 {
+        Listener *l = c->listener;
+
+        if (c->authenticated)
+                return;
         c->authenticated = true;
         uncount(c);
+        if (c->state != CONN_ADOPTED || c->lib_fd < 0)
+                return;
+        c->user = user_slot_get(l, user);
+        if (!c->user)
+                return; /* uncounted, rather than refused for want of memory */
+        c->user->count++;
+        c->auth_slot = slot_of(l, l->auth_slots, &c->peer, true);
+        if (c->auth_slot)
+                c->auth_slot->count++;
+        c->auth_prev = l->auth_last;
+        if (l->auth_last)
+                l->auth_last->auth_next = c;
+        else
+                l->auth_first = c;
+        l->auth_last = c;
+        l->n_auth++;
+        auth_enforce(l, c);
 }
 
 void conn_closed(Conn *c)
@@ -628,14 +783,23 @@ int listener_add_address(Listener *l, const char *spec)
                 fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
                 if (fd < 0)
                         return negative_errno();
-                /* Owner and group (a reverse proxy's) may connect; nobody else. */
-                old = umask(0117);
+                /* Owner and group (a reverse proxy's) may connect, as listen_socket_mode says; nobody
+                 * else. Nobody at all until the group and mode are set: connecting needs listen(). */
+                old = umask(0177);
                 r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
                 umask(old);
                 if (r < 0)
                         return negative_errno();
-                if (listen(fd, SOMAXCONN) < 0)
-                        return negative_errno();
+                if (l->unix_group != (gid_t)-1 && chown(path, (uid_t)-1, l->unix_group) < 0) {
+                        r = negative_errno();
+                        (void)unlink(path);
+                        return r;
+                }
+                if (chmod(path, l->unix_mode) < 0 || listen(fd, SOMAXCONN) < 0) {
+                        r = negative_errno();
+                        (void)unlink(path);
+                        return r;
+                }
                 r = listen_socket_add(l, fd, false, path);
                 if (r < 0)
                         return r;
@@ -761,11 +925,20 @@ Listener *listener_free(Listener *l)
         if (!l)
                 return NULL;
         assert(!l->pending_first);
-        for (size_t i = 0; i < ADDR_BUCKETS; i++)
+        for (size_t i = 0; i < ADDR_BUCKETS; i++) {
                 for (AddrSlot *a = l->slots[i], *next; a; a = next) {
                         next = a->next;
                         free(a);
                 }
+                for (AddrSlot *a = l->auth_slots[i], *next; a; a = next) {
+                        next = a->next;
+                        free(a);
+                }
+                for (UserSlot *u = l->users[i], *next; u; u = next) {
+                        next = u->next;
+                        free(u);
+                }
+        }
         for (ListenSocket *s = l->sockets, *next; s; s = next) {
                 next = s->next;
                 safe_close(s->fd);

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "metrics.h"
@@ -19,7 +20,10 @@
  * bytes cannot be read before the handshake) and rely on the library's own limits.
  *
  * Connections are capped in all, and so are those that have not shown a valid session, in all and per
- * client address; at a cap the oldest such connection (of that address) makes room for a new one. */
+ * client address; at a cap the oldest such connection (of that address) makes room for a new one.
+ * Connections that have shown a session are capped per user and per client address, and in all at
+ * max_connections - max_unauthenticated, so that room is always left for logins and /healthz: over a
+ * cap the oldest connection of whoever is over it (in all: of the user holding the most) is closed. */
 
 typedef struct Listener Listener;
 typedef struct Conn Conn;
@@ -29,6 +33,8 @@ typedef struct ListenerLimits {
         uint64_t max_connections;
         uint64_t max_unauthenticated;
         uint64_t max_unauthenticated_per_address;
+        uint64_t max_per_user;    /* connections with a session of one user */
+        uint64_t max_per_address; /* connections with a session from one client address */
         uint64_t header_timeout_ms;
         size_t max_header_size;
 } ListenerLimits;
@@ -43,6 +49,8 @@ typedef bool (*ListenerExemptFn)(const NetAddr *peer, void *userdata);
 
 int listener_new(uv_loop_t *loop, const ListenerLimits *limits, bool tls, Metrics *metrics,
                  ListenerAdoptFn adopt, void *userdata, Listener **ret);
+/* Access to the unix:PATH sockets added after this: mode, and group ((gid_t)-1: this process's). */
+void listener_set_unix_access(Listener *l, mode_t mode, gid_t group);
 /* "HOST:PORT", "[V6]:PORT" or "unix:PATH"; port 0 picks a free one. */
 int listener_add_address(Listener *l, const char *spec);
 /* Adopt the listening sockets systemd passed (LISTEN_FDS). Returns how many. */
@@ -61,7 +69,8 @@ bool listener_first_tcp_address(const Listener *l, char *buf, size_t size);
 /* A connection after the handover. */
 const NetAddr *conn_peer(const Conn *c);
 bool conn_is_authenticated(const Conn *c);
-/* It has shown a valid session: it no longer counts against the cap on unauthenticated connections. */
-void conn_set_authenticated(Conn *c);
+/* It has shown a valid session of user: it no longer counts against the caps on unauthenticated
+ * connections, but against those of user and its address (the first user shown stays). */
+void conn_set_authenticated(Conn *c, const char *user);
 /* The HTTP library has closed it. */
 void conn_closed(Conn *c);

@@ -14,6 +14,8 @@ typedef struct Metrics {
         uint64_t connections_unauthenticated;
         uint64_t header_timeouts;
         uint64_t connections_evicted; /* unauthenticated, after the handover, to make room */
+        uint64_t
+            connections_evicted_authenticated; /* with a session, over a per-user, address or total cap */
         uint64_t oversized_headers;
         uint64_t http_requests;
         uint64_t websockets_opened;
@@ -21,6 +23,10 @@ typedef struct Metrics {
         uint64_t logins_ok;
         uint64_t logins_failed;
         uint64_t logins_throttled;
+        uint64_t login_checks_refused_queue_full;  /* set when rendering */
+        uint64_t login_checks_refused_per_address; /* set when rendering */
+        uint64_t login_checks_refused_timeout;     /* set when rendering */
+        uint64_t login_checks_queued;              /* gauge, set when rendering */
         uint64_t sessions; /* gauge, set when rendering */
         uint64_t bytes_to_worker;
         uint64_t bytes_to_browser;

@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <ctype.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,12 +313,14 @@ static int parse_trusted_proxies(const GatewayConfig *c, NetPrefix **ret, size_t
 }
 
 static void limits_from_config(const GatewayConfig *c, ListenerLimits *l, SessionLimits *s,
-                               ThrottlePolicy *t)
+                               ThrottlePolicy *t, AuthLimits *a)
 {
         *l = (ListenerLimits){
             .max_connections = c->max_connections,
             .max_unauthenticated = c->max_unauthenticated,
             .max_unauthenticated_per_address = c->max_unauthenticated_per_address,
+            .max_per_user = c->max_connections_per_user,
+            .max_per_address = c->max_connections_per_address,
             .header_timeout_ms = c->header_timeout_ms,
             .max_header_size = c->max_header_size,
         };
@@ -328,11 +331,110 @@ static void limits_from_config(const GatewayConfig *c, ListenerLimits *l, Sessio
             .max_per_user = c->max_sessions_per_user,
         };
         *t = (ThrottlePolicy){
-            .burst = (unsigned)c->login_burst,
+            .pair_burst = (unsigned)c->login_burst,
+            .address_burst = (unsigned)c->login_address_burst,
+            .account_burst = (unsigned)c->login_account_burst,
             .max_delay_ms = c->login_max_delay_ms,
             .forget_ms = MAX(c->login_max_delay_ms * 4, (uint64_t)15 * 60 * 1000),
             .max_entries = 16384,
         };
+        *a = (AuthLimits){
+            .max_queued = c->login_queue,
+            .queue_timeout_ms = c->login_queue_timeout_ms,
+            .max_per_client = (unsigned)c->login_checks_per_address,
+        };
+}
+
+/* Trusting a loopback address trusts every local process: on a machine with accounts of its own, any
+ * user could claim any client address. */
+static void warn_trusted_loopback(const NetPrefix *p, size_t n)
+{
+        static const NetAddr v4 = {.family = AF_INET, .bytes = {127, 0, 0, 1}};
+        static const NetAddr v6 = {.family = AF_INET6, .bytes = {[15] = 1}};
+
+        if (netprefix_list_contains(p, n, &v4) || netprefix_list_contains(p, n, &v6))
+                log_warning(
+                    "trusted_proxies includes a loopback address: every local user can then set "
+                    "X-Forwarded-For and pass for any client. On a machine with local users, put the "
+                    "proxy on a Unix socket (listen = unix:PATH, trusted_proxies = unix) instead.");
+}
+
+/* Everything a configuration decides that may change while running: read what it names, then switch over.
+ * Start and reload both come here; on failure nothing has changed and c is still the caller's. */
+static int gateway_apply_config(Gateway *g, GatewayConfig *c)
+{
+        NetPrefix *proxies = NULL;
+        size_t n_proxies = 0;
+        char *metrics_token = NULL;
+        WebRoot *web = NULL;
+        ListenerLimits ll;
+        SessionLimits sl;
+        ThrottlePolicy tp;
+        AuthLimits al;
+        int r;
+
+        r = parse_trusted_proxies(c, &proxies, &n_proxies);
+        if (r < 0)
+                return r;
+        if (c->metrics_token_file) {
+                r = read_secret_file(c->metrics_token_file, &metrics_token);
+                if (r < 0) {
+                        log_error_errno(r,
+                                        "Cannot read the metrics token from %s (at least 16 characters): %m",
+                                        c->metrics_token_file);
+                        goto fail;
+                }
+        }
+        r = web_root_open(c->web_root, &web);
+        if (r < 0) {
+                log_error_errno(r, "Cannot open the web root %s: %m", c->web_root);
+                goto fail;
+        }
+        if (auth_method(g->auth) == AUTH_METHOD_FILE) {
+                r = auth_load_users(g->auth, c->users_file);
+                if (r < 0) {
+                        log_error_errno(r, "Cannot read the users file %s: %m", c->users_file);
+                        goto fail;
+                }
+        }
+
+        /* Everything read: switch over. */
+        warn_trusted_loopback(proxies, n_proxies);
+        free(g->trusted_proxies);
+        g->trusted_proxies = proxies;
+        g->n_trusted_proxies = n_proxies;
+        if (g->metrics_token)
+                explicit_bzero(g->metrics_token, strlen(g->metrics_token));
+        free(g->metrics_token);
+        g->metrics_token = metrics_token;
+        web_root_free(g->web);
+        g->web = web;
+        limits_from_config(c, &ll, &sl, &tp, &al);
+        if (g->listener) {
+                if (ll.max_connections > g->header_pool) {
+                        log_warning("max_connections above %u takes effect on restart.", g->header_pool);
+                        ll.max_connections = g->header_pool;
+                }
+                listener_set_limits(g->listener, &ll);
+        }
+        session_store_set_limits(g->sessions, &sl);
+        account_checks_set_interval(g->accounts, c->account_check_interval_ms);
+        throttle_set_policy(g->throttle, &tp);
+        auth_set_limits(g->auth, &al);
+        if (c->log_level >= 0)
+                log_set_max_level(c->log_level);
+        if (g->config != c) {
+                gateway_config_free(g->config);
+                g->config = c;
+        }
+        return 0;
+fail:
+        free(proxies);
+        if (metrics_token)
+                explicit_bzero(metrics_token, strlen(metrics_token));
+        free(metrics_token);
+        web_root_free(web);
+        return r;
 }
 
 /* ---- status, watchdog, expiry ---- */
@@ -359,6 +461,7 @@ static void on_tick(uv_timer_t *t)
         uint64_t now = uv_now(g->loop);
 
         session_store_expire(g->sessions, now);
+        account_checks_tick(g->accounts, now);
         bridge_tick(g, now);
         update_status(g);
         if (g->watchdog_usec > 0 && (now - g->last_watchdog_ms) * 1000 >= g->watchdog_usec / 2) {
@@ -372,84 +475,22 @@ static void on_tick(uv_timer_t *t)
 static void gateway_reload(Gateway *g)
 {
         GatewayConfig *c = NULL;
-        NetPrefix *proxies = NULL;
-        size_t n_proxies = 0;
-        char *metrics_token = NULL;
-        WebRoot *web = NULL;
-        ListenerLimits ll;
-        SessionLimits sl;
-        ThrottlePolicy tp;
-        const char *fixed;
         int r;
 
         (void)sd_notify(false, "RELOADING=1");
         log_info("Reloading the configuration.");
 
         r = gateway_config_load(g->argc, g->argv, &c);
-        if (r != 0)
-                goto fail;
-        fixed = gateway_config_fixed_difference(g->config, c);
-        if (fixed) {
-                log_warning("Setting '%s' changed; it takes effect on restart, the rest now.", fixed);
-                gateway_config_keep_fixed(c, g->config);
-        }
-        r = parse_trusted_proxies(c, &proxies, &n_proxies);
-        if (r < 0)
-                goto fail;
-        if (c->metrics_token_file) {
-                r = read_secret_file(c->metrics_token_file, &metrics_token);
-                if (r < 0) {
-                        log_error_errno(r, "Cannot read the metrics token from %s: %m",
-                                        c->metrics_token_file);
-                        goto fail;
-                }
-        }
-        r = web_root_open(c->web_root, &web);
+        if (r == 0) {
+                (void)gateway_config_keep_fixed(c, g->config);
+                r = gateway_apply_config(g, c);
+        } else if (r > 0)
+                r = -EINVAL;
         if (r < 0) {
-                log_error_errno(r, "Cannot open the web root %s: %m", c->web_root);
-                goto fail;
-        }
-        if (auth_method(g->auth) == AUTH_METHOD_FILE) {
-                r = auth_load_users(g->auth, c->users_file);
-                if (r < 0) {
-                        log_error_errno(r, "Cannot read the users file %s: %m", c->users_file);
-                        goto fail;
-                }
-        }
-
-        /* Everything read: switch over. */
-        free(g->trusted_proxies);
-        g->trusted_proxies = proxies;
-        g->n_trusted_proxies = n_proxies;
-        if (g->metrics_token)
-                explicit_bzero(g->metrics_token, strlen(g->metrics_token));
-        free(g->metrics_token);
-        g->metrics_token = metrics_token;
-        web_root_free(g->web);
-        g->web = web;
-        limits_from_config(c, &ll, &sl, &tp);
-        if (ll.max_connections > g->header_pool) {
-                log_warning("max_connections above %u takes effect on restart.", g->header_pool);
-                ll.max_connections = g->header_pool;
-        }
-        listener_set_limits(g->listener, &ll);
-        session_store_set_limits(g->sessions, &sl);
-        throttle_set_policy(g->throttle, &tp);
-        if (c->log_level >= 0)
-                log_set_max_level(c->log_level);
-        gateway_config_free(g->config);
-        g->config = c;
-        log_info("Configuration reloaded.");
-        (void)sd_notify(false, "READY=1");
-        return;
-fail:
-        log_error("Reload failed; keeping the running configuration.");
-        gateway_config_free(c);
-        free(proxies);
-        if (metrics_token)
-                explicit_bzero(metrics_token, strlen(metrics_token));
-        free(metrics_token);
-        web_root_free(web);
+                log_error("Reload failed; keeping the running configuration.");
+                gateway_config_free(c);
+        } else
+                log_info("Configuration reloaded.");
         (void)sd_notify(false, "READY=1");
 }
 
@@ -483,6 +524,7 @@ static void shutdown_finish(Gateway *g)
         close_handle((uv_handle_t *)&g->sig_term);
         close_handle((uv_handle_t *)&g->sig_int);
         close_handle((uv_handle_t *)&g->sig_hup);
+        auth_stop(g->auth);
         launcher_stop(g->launcher);
         if (g->lws) {
                 /* With a foreign loop this starts closing libwebsockets' handles; gateway_finish() completes
@@ -572,13 +614,14 @@ int gateway_start(Gateway *g)
         ListenerLimits ll;
         SessionLimits sl;
         ThrottlePolicy tp;
+        AuthLimits al;
         int r, n_systemd;
         uint64_t wd;
 
         if (c->log_level >= 0)
                 log_set_max_level(c->log_level);
         (void)raise_nofile(g);
-        limits_from_config(c, &ll, &sl, &tp);
+        limits_from_config(c, &ll, &sl, &tp, &al);
 
         /* The handles first, so that gateway_stop() can close them whatever fails below. */
         (void)uv_timer_init(g->loop, &g->tick);
@@ -598,19 +641,6 @@ int gateway_start(Gateway *g)
         g->read_buffer = malloc(LWS_PRE + GATEWAY_READ_BUFFER);
         if (!g->read_buffer)
                 return log_oom();
-        r = parse_trusted_proxies(c, &g->trusted_proxies, &g->n_trusted_proxies);
-        if (r < 0)
-                return r;
-        if (c->metrics_token_file) {
-                r = read_secret_file(c->metrics_token_file, &g->metrics_token);
-                if (r < 0)
-                        return log_error_errno(
-                            r, "Cannot read the metrics token from %s (at least 16 characters): %m",
-                            c->metrics_token_file);
-        }
-        r = web_root_open(c->web_root, &g->web);
-        if (r < 0)
-                return log_error_errno(r, "Cannot open the web root %s: %m", c->web_root);
         r = session_store_new(&sl, &g->sessions);
         if (r >= 0)
                 r = throttle_new(&tp, &g->throttle);
@@ -627,7 +657,10 @@ int gateway_start(Gateway *g)
                 if (r < 0)
                         return r;
         }
-        r = auth_new(g->loop, c->auth, g->launcher, &g->auth);
+        r = account_checks_new(g->launcher, g->sessions, &g->accounts);
+        if (r < 0)
+                return log_oom();
+        r = auth_new(g->loop, c->auth, g->launcher, &al, &g->auth);
         if (r == -EOPNOTSUPP)
                 return log_error_errno(r,
                                        "auth = pam needs the privileged helios-launcher; this gateway runs "
@@ -648,11 +681,11 @@ int gateway_start(Gateway *g)
                         explicit_bzero(token, strlen(token));
                 if (r < 0)
                         return log_error_errno(r, "Cannot make a login token: %m");
-        } else if (c->auth == AUTH_METHOD_FILE) {
-                r = auth_load_users(g->auth, c->users_file);
-                if (r < 0)
-                        return log_error_errno(r, "Cannot read the users file %s: %m", c->users_file);
         }
+        /* What a reload may change, the way a reload changes it. */
+        r = gateway_apply_config(g, c);
+        if (r < 0)
+                return r;
 
         r = lws_setup(g);
         if (r < 0)
@@ -664,6 +697,14 @@ int gateway_start(Gateway *g)
         if (r < 0)
                 return log_oom();
         listener_set_exempt(g->listener, peer_is_proxy);
+        if (c->listen_socket_group) {
+                struct group *gr = getgrnam(c->listen_socket_group);
+                if (!gr)
+                        return log_error_errno(-ESRCH, "Unknown listen_socket_group '%s'.",
+                                               c->listen_socket_group);
+                listener_set_unix_access(g->listener, (mode_t)c->listen_socket_mode, gr->gr_gid);
+        } else
+                listener_set_unix_access(g->listener, (mode_t)c->listen_socket_mode, (gid_t)-1);
         n_systemd = listener_add_systemd_sockets(g->listener);
         if (n_systemd < 0)
                 return log_error_errno(n_systemd, "Cannot use the sockets passed by systemd: %m");
@@ -714,6 +755,7 @@ Gateway *gateway_free(Gateway *g)
                 return NULL;
         assert(!g->bridges);
         listener_free(g->listener);
+        account_checks_free(g->accounts);
         launcher_free(g->launcher);
         auth_free(g->auth);
         session_store_free(g->sessions);

@@ -11,7 +11,7 @@
 static const char *const session_end_table[_SESSION_END_MAX] = {
     [SESSION_END_LOGOUT] = "logout",     [SESSION_END_REVOKED] = "revoked",
     [SESSION_END_EXPIRED] = "expired",   [SESSION_END_EVICTED] = "evicted",
-    [SESSION_END_SHUTDOWN] = "shutdown",
+    [SESSION_END_SHUTDOWN] = "shutdown", [SESSION_END_ACCOUNT] = "account disabled",
 };
 
 const char *session_end_to_string(SessionEnd e)
@@ -211,6 +211,28 @@ void session_store_expire(SessionStore *s, uint64_t now_ms)
 size_t session_store_count(const SessionStore *s)
 {
         return s->n_sessions;
+}
+
+size_t session_store_end_user(SessionStore *s, const char *user, SessionEnd why)
+{
+        size_t n = 0;
+
+        for (Session *x = s->first, *next; x; x = next) {
+                next = x->next;
+                if (streq(x->user, user)) {
+                        session_end(s, x, why);
+                        n++;
+                }
+        }
+        return n;
+}
+
+bool session_store_has_user(const SessionStore *s, const char *user)
+{
+        for (const Session *x = s->first; x; x = x->next)
+                if (streq(x->user, user))
+                        return true;
+        return false;
 }
 
 void session_store_foreach_of_user(SessionStore *s, const char *user, SessionForeachFn fn, void *userdata)

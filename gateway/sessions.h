@@ -21,6 +21,7 @@ typedef enum SessionEnd {
         SESSION_END_EXPIRED,
         SESSION_END_EVICTED, /* the user's oldest, dropped for a new login over the per-user limit */
         SESSION_END_SHUTDOWN,
+        SESSION_END_ACCOUNT, /* the launcher no longer admits the account (locked, expired, removed) */
         _SESSION_END_MAX,
 } SessionEnd;
 
@@ -63,6 +64,10 @@ void session_end(SessionStore *s, Session *session, SessionEnd why);
 /* End every session past its idle or absolute timeout. */
 void session_store_expire(SessionStore *s, uint64_t now_ms);
 size_t session_store_count(const SessionStore *s);
+
+/* End every session of user. Returns how many there were. */
+size_t session_store_end_user(SessionStore *s, const char *user, SessionEnd why);
+bool session_store_has_user(const SessionStore *s, const char *user);
 
 typedef void (*SessionForeachFn)(const Session *session, void *userdata);
 void session_store_foreach_of_user(SessionStore *s, const char *user, SessionForeachFn fn, void *userdata);

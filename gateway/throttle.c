@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -130,25 +131,87 @@ static Entry *lookup(Throttle *t, const char *key)
         return NULL;
 }
 
-uint64_t throttle_wait(Throttle *t, const char *key, uint64_t now_ms)
+/* The key of a kind: "a ADDR", "u ACCOUNT" or "p ADDR ACCOUNT", each part cut at THROTTLE_KEY_MAX. A
+ * space appears in neither an address nor a valid account name. */
+typedef enum KeyKind {
+        KEY_ADDRESS,
+        KEY_ACCOUNT,
+        KEY_PAIR,
+        _KEY_KIND_MAX,
+} KeyKind;
+
+#define KEY_BUF (2 * THROTTLE_KEY_MAX + 8)
+
+static void make_key(char buf[KEY_BUF], KeyKind kind, const char *address, const char *account)
 {
+        static const char prefix[_KEY_KIND_MAX] = {
+            [KEY_ADDRESS] = 'a', [KEY_ACCOUNT] = 'u', [KEY_PAIR] = 'p'};
+        int a = (int)strnlen(address ?: "", THROTTLE_KEY_MAX),
+            u = (int)strnlen(account ?: "", THROTTLE_KEY_MAX);
+
+        if (kind == KEY_ADDRESS)
+                (void)snprintf(buf, KEY_BUF, "%c %.*s", prefix[kind], a, address);
+        else if (kind == KEY_ACCOUNT)
+                (void)snprintf(buf, KEY_BUF, "%c %.*s", prefix[kind], u, account);
+        else
+                (void)snprintf(buf, KEY_BUF, "%c %.*s %.*s", prefix[kind], a, address, u, account);
+}
+
+static unsigned burst_of(const Throttle *t, KeyKind kind)
+{
+        switch (kind) {
+        case KEY_ADDRESS:
+                return t->policy.address_burst;
+        case KEY_ACCOUNT:
+                return t->policy.account_burst;
+        default:
+                return t->policy.pair_burst;
+        }
+}
+
+static uint64_t key_wait(Throttle *t, KeyKind kind, const char *address, const char *account,
+                         uint64_t now_ms, bool *ret_known)
+{
+        char key[KEY_BUF];
         Entry *e;
 
-        expire(t, now_ms);
+        make_key(key, kind, address, account);
         e = lookup(t, key);
+        if (ret_known)
+                *ret_known = e != NULL;
         if (!e || e->blocked_until_ms <= now_ms)
                 return 0;
         return e->blocked_until_ms - now_ms;
 }
 
-void throttle_failure(Throttle *t, const char *key, uint64_t now_ms)
+uint64_t throttle_login_wait(Throttle *t, const char *address, const char *account, uint64_t now_ms)
 {
-        size_t len = strnlen(key, THROTTLE_KEY_MAX);
-        Entry *e;
+        uint64_t wait;
+        bool address_failed;
 
         expire(t, now_ms);
+        wait = key_wait(t, KEY_ADDRESS, address, NULL, now_ms, &address_failed);
+        if (!account)
+                return wait;
+        wait = MAX(wait, key_wait(t, KEY_PAIR, address, account, now_ms, NULL));
+        /* An account under attack from many places slows down only the places that have failed: its owner,
+         * from an address with a clean record, is not held back. */
+        if (address_failed)
+                wait = MAX(wait, key_wait(t, KEY_ACCOUNT, address, account, now_ms, NULL));
+        return wait;
+}
+
+static void key_failed(Throttle *t, KeyKind kind, const char *address, const char *account, uint64_t now_ms)
+{
+        char key[KEY_BUF];
+        unsigned burst = burst_of(t, kind);
+        Entry *e;
+
+        make_key(key, kind, address, account);
         e = lookup(t, key);
         if (!e) {
+                size_t len = strlen(key);
+
                 while (t->n_entries >= t->policy.max_entries && t->oldest)
                         entry_remove(t, t->oldest);
                 e = calloc(1, sizeof(Entry) + len + 1);
@@ -167,19 +230,38 @@ void throttle_failure(Throttle *t, const char *key, uint64_t now_ms)
         e->last_failure_ms = now_ms;
         if (e->failures < UINT32_MAX)
                 e->failures++;
-        if (e->failures >= t->policy.burst) {
-                unsigned doublings = MIN(e->failures - t->policy.burst, 30u);
+        if (e->failures >= burst) {
+                unsigned doublings = MIN(e->failures - burst, 30u);
                 uint64_t delay = MIN((uint64_t)1000 << doublings, t->policy.max_delay_ms);
                 e->blocked_until_ms = now_ms + delay;
         }
 }
 
-void throttle_forget(Throttle *t, const char *key)
+void throttle_login_failed(Throttle *t, const char *address, const char *account, uint64_t now_ms)
 {
-        Entry *e = lookup(t, key);
+        expire(t, now_ms);
+        key_failed(t, KEY_ADDRESS, address, NULL, now_ms);
+        if (!account)
+                return;
+        key_failed(t, KEY_PAIR, address, account, now_ms);
+        key_failed(t, KEY_ACCOUNT, address, account, now_ms);
+}
 
+static void key_forget(Throttle *t, KeyKind kind, const char *address, const char *account)
+{
+        char key[KEY_BUF];
+        Entry *e;
+
+        make_key(key, kind, address, account);
+        e = lookup(t, key);
         if (e)
                 entry_remove(t, e);
+}
+
+void throttle_login_succeeded(Throttle *t, const char *address, const char *account)
+{
+        key_forget(t, KEY_PAIR, address, account);
+        key_forget(t, KEY_ACCOUNT, address, account);
 }
 
 size_t throttle_size(const Throttle *t)

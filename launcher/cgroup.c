@@ -221,11 +221,16 @@ int cgroup_tree_open(CgroupTree **ret, char **ret_why)
         }
         if (r < 0)
                 return r;
+        /* Started again after the first one moved there: the tree is where it was. */
+        char *slash = strrchr(own, '/');
+        bool moved = slash && slash != own && streq(slash + 1, SUPERVISOR_NAME);
+        if (moved)
+                *slash = '\0';
         if (asprintf(&dir, "%s%s", mount, streq(own, "/") ? "" : own) < 0 ||
             asprintf(&type, "%s/cgroup.type", dir) < 0)
                 return -ENOMEM;
         /* The root of the hierarchy has no cgroup.type, and may hold processes beside its children. */
-        if (access(type, F_OK) == 0) {
+        if (!moved && access(type, F_OK) == 0) {
                 r = take_over(dir, &why);
                 if (r < 0) {
                         if (!why && asprintf(&why, "cannot move out of %s: %s", dir, strerror(-r)) < 0)

@@ -58,6 +58,7 @@ struct Conn {
 
 typedef enum RequestType {
         REQUEST_AUTH,
+        REQUEST_ACCOUNT,
         REQUEST_WORKER,
         _REQUEST_TYPE_MAX,
 } RequestType;
@@ -294,6 +295,35 @@ static void request_answer(Request *r, const char *status, const char *arg)
 
 /* ---- auth: a PAM helper per check ---- */
 
+static void on_account_checked(Request *r, PamCheckResult result)
+{
+        Manager *m = r->manager;
+
+        switch (result) {
+        case PAM_CHECK_OK:
+                log_event(LOG_DEBUG, r->user, "account-ok", "The account %s may still log in.", r->user);
+                request_answer(r, LAUNCHER_REPLY_OK, NULL);
+                break;
+        case PAM_CHECK_DENIED:
+                log_event(LOG_NOTICE, r->user, "account-denied",
+                          "The account %s may no longer log in (expired, locked or refused by PAM).",
+                          r->user);
+                request_answer(r, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_DENIED);
+                break;
+        case PAM_CHECK_TIMEOUT:
+                log_event(LOG_ERR, r->user, "account-timeout", "PAM did not answer for %s in time.",
+                          r->user);
+                request_answer(r, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_TIMEOUT);
+                break;
+        default:
+                log_event(LOG_ERR, r->user, "account-failed", "Checking the account %s failed.", r->user);
+                request_answer(r, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_FAILED);
+                break;
+        }
+        request_free(r);
+        update_status(m);
+}
+
 static void on_pam_checked(PamCheckResult result, void *userdata)
 {
         Request *r = userdata;
@@ -302,6 +332,10 @@ static void on_pam_checked(PamCheckResult result, void *userdata)
 
         r->pam = NULL;
         m->n_helpers--;
+        if (r->type == REQUEST_ACCOUNT) {
+                on_account_checked(r, result);
+                return;
+        }
         m->logins_checked++;
         switch (result) {
         case PAM_CHECK_TIMEOUT:
@@ -327,6 +361,7 @@ static void on_pam_checked(PamCheckResult result, void *userdata)
         update_status(m);
 }
 
+/* password NULL: the "account" request, a check of the account without one. */
 static void handle_auth(Conn *c, const char *id, const char *user, const char *password, size_t password_len)
 {
         Manager *m = c->manager;
@@ -339,6 +374,13 @@ static void handle_auth(Conn *c, const char *id, const char *user, const char *p
         int k;
 
         k = account_check(&m->accounts, user);
+        if (!password && (k == -EPERM || k == -ESRCH)) {
+                log_event(LOG_NOTICE, user, "account-refused", "The account %s %s.", user,
+                          k == -ESRCH ? "no longer exists"
+                                      : "is root, a system account, nobody or in the gateway's group");
+                conn_error(c, id, LAUNCHER_ERROR_REFUSED);
+                return;
+        }
         if (k == -EPERM) {
                 log_event(
                     LOG_WARNING, user, "login-refused",
@@ -361,7 +403,7 @@ static void handle_auth(Conn *c, const char *id, const char *user, const char *p
                 return;
         }
 
-        r = request_new(c, REQUEST_AUTH, id, user);
+        r = request_new(c, password ? REQUEST_AUTH : REQUEST_ACCOUNT, id, user);
         if (!r) {
                 conn_error(c, id, LAUNCHER_ERROR_FAILED);
                 return;
@@ -572,9 +614,9 @@ static void conn_handle_packet(Conn *c, char *buf, size_t n)
                         conn_close(c, "malformed auth request");
                         return;
                 }
-        } else if (streq(f[1], LAUNCHER_OP_WORKER)) {
+        } else if (streq(f[1], LAUNCHER_OP_WORKER) || streq(f[1], LAUNCHER_OP_ACCOUNT)) {
                 if (k != 3 || len[2] > LAUNCHER_USER_MAX) {
-                        conn_close(c, "malformed worker request");
+                        conn_close(c, "malformed request");
                         return;
                 }
         } else {
@@ -590,6 +632,8 @@ static void conn_handle_packet(Conn *c, char *buf, size_t n)
         }
         if (streq(f[1], LAUNCHER_OP_AUTH))
                 handle_auth(c, f[0], f[2], f[3], len[3]);
+        else if (streq(f[1], LAUNCHER_OP_ACCOUNT))
+                handle_auth(c, f[0], f[2], NULL, 0);
         else
                 handle_worker(c, f[0], f[2]);
 }

@@ -83,7 +83,8 @@ int pam_check_start(uv_loop_t *loop, const PamCheckParams *p, const char *user, 
         PamCheck *c;
         int k;
 
-        assert(loop && p && user && password && cb && ret);
+        assert(loop && p && user && cb && ret);
+        assert(password || password_len == 0);
         assert(ulen <= LAUNCHER_USER_MAX && password_len <= LAUNCHER_PASSWORD_MAX);
 
         c = calloc(1, sizeof(PamCheck));
@@ -126,9 +127,11 @@ int pam_check_start(uv_loop_t *loop, const PamCheckParams *p, const char *user, 
 
         /* A fresh pipe holds far more than one packet: the write is complete or the helper is gone. */
         memcpy(input, user, ulen + 1);
-        memcpy(input + ulen + 1, password, password_len);
-        input[ulen + 1 + password_len] = '\0';
-        uv_buf_t buf = uv_buf_init(input, (unsigned)(ulen + 1 + password_len + 1));
+        if (password) {
+                memcpy(input + ulen + 1, password, password_len);
+                input[ulen + 1 + password_len] = '\0';
+        }
+        uv_buf_t buf = uv_buf_init(input, (unsigned)(ulen + 1 + (password ? password_len + 1 : 0)));
         int w = uv_try_write((uv_stream_t *)&c->input, &buf, 1);
         explicit_bzero(input, sizeof(input));
         if (w != (int)buf.len)

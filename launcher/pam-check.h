@@ -26,8 +26,9 @@ typedef struct PamCheckParams {
 
 typedef struct PamCheck PamCheck;
 
-/* Start a check. The callback runs exactly once, from the loop, unless the check is abandoned first;
- * the PamCheck goes away by itself once it has run. */
+/* Start a check: of user's password, or with password NULL of the account alone (pam_acct_mgmt and a
+ * locked password, see pam-helper.h). The callback runs exactly once, from the loop, unless the check is
+ * abandoned first; the PamCheck goes away by itself once it has run. */
 int pam_check_start(uv_loop_t *loop, const PamCheckParams *p, const char *user, const char *password,
                     size_t password_len, PamCheckCallback cb, void *userdata, PamCheck **ret);
 /* Kill the helper (and whatever a PAM module started); the callback will not run. */

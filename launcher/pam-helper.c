@@ -3,6 +3,7 @@
 
 #include <sched.h>
 #include <security/pam_appl.h>
+#include <shadow.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -46,6 +47,11 @@ static int conversation(int n, const struct pam_message **msg, struct pam_respon
                 switch (msg[i]->msg_style) {
                 case PAM_PROMPT_ECHO_OFF:
                         answer = c->password;
+                        if (!answer) {
+                                /* An account check has no password to give. */
+                                free_responses(resp, n);
+                                return PAM_CONV_ERR;
+                        }
                         break;
                 case PAM_PROMPT_ECHO_ON:
                         answer = c->user;
@@ -84,6 +90,18 @@ static bool pam_result_is_denial(int r)
         }
 }
 
+/* A password locked the way usermod -L and passwd -l do: '!' before the hash in the shadow database.
+ * Accounts without a shadow entry (kept elsewhere) are left to PAM. */
+static bool password_locked(const char *user)
+{
+        struct spwd sp, *found = NULL;
+        char buf[4096];
+
+        if (getspnam_r(user, &sp, buf, sizeof(buf), &found) != 0 || !found || !found->sp_pwdp)
+                return false;
+        return found->sp_pwdp[0] == '!';
+}
+
 static int check(const char *service, const Credentials *c)
 {
         struct pam_conv conv = {.conv = conversation, .appdata_ptr = (void *)c};
@@ -97,10 +115,15 @@ static int check(const char *service, const Credentials *c)
                 return PAM_HELPER_EXIT_FAILED;
         }
         step = "authentication";
-        r = pam_authenticate(h, PAM_DISALLOW_NULL_AUTHTOK);
+        r = c->password ? pam_authenticate(h, PAM_DISALLOW_NULL_AUTHTOK) : PAM_SUCCESS;
         if (r == PAM_SUCCESS) {
                 step = "account check";
                 r = pam_acct_mgmt(h, PAM_DISALLOW_NULL_AUTHTOK);
+        }
+        if (r == PAM_SUCCESS && !c->password && password_locked(c->user)) {
+                /* usermod -L, passwd -l: no login by password, so no session that came from one. */
+                step = "account check";
+                r = PAM_PERM_DENIED;
         }
         /* The user name was validated before it came here: safe to log as it is. */
         if (r != PAM_SUCCESS)
@@ -135,13 +158,15 @@ int pam_helper_main(const char *service)
                 n += (size_t)k;
         }
         end = n > 0 && n < sizeof(buf) ? memchr(buf, '\0', n) : NULL;
+        /* "USER\0" alone: the account without a password. */
+        bool account_only = end && end + 1 == buf + n;
         if (!end || buf[n - 1] != '\0' || !user_name_valid(buf, (size_t)(end - buf)) ||
-            memchr(end + 1, '\0', n - (size_t)(end + 1 - buf)) != buf + n - 1) {
+            (!account_only && memchr(end + 1, '\0', n - (size_t)(end + 1 - buf)) != buf + n - 1)) {
                 explicit_bzero(buf, sizeof(buf));
                 log_error("PAM helper: malformed input.");
                 return PAM_HELPER_EXIT_FAILED;
         }
-        c = (Credentials){.user = buf, .password = end + 1};
+        c = (Credentials){.user = buf, .password = account_only ? NULL : end + 1};
 
         /* PAM runs as the first process of a PID namespace of its own: when the launcher kills this
          * helper for taking too long, the kernel ends everything a module started in there too, even

@@ -2,7 +2,9 @@
 #pragma once
 
 /* One PAM conversation in a process of its own: the launcher re-executes itself with --pam-helper and
- * writes "USER\0PASSWORD\0" to its standard input (never argv or the environment, which other
+ * writes "USER\0PASSWORD\0" to its standard input, or "USER\0" alone for a check of the account without a
+ * password (pam_acct_mgmt, then whether the password in the shadow database is locked with '!', which
+ * PAM's account management does not look at) (never argv or the environment, which other
  * processes may read). A PAM module that hangs or crashes takes only this process with it, and the
  * launcher can kill it when it takes too long. The answer is the exit status. */
 

@@ -18,6 +18,7 @@
 #include "macro.h"
 #include "packet.h"
 #include "sandbox.h"
+#include "user-name.h"
 
 /* Packets waiting for the launcher to read. It reads as it goes; a launcher that stops reading is
  * broken, and the link is ended rather than memory spent. */
@@ -180,6 +181,19 @@ static int user_child_setup(void *userdata)
         return r;
 }
 
+/* The sandbox of user's workers, with values (NULL: the defaults). */
+static int plan_sandbox(Spawner *s, const char *user, const PolicyValues *values, SandboxPlan **ret)
+{
+        SandboxParams sp = {
+            .user = user,
+            .hide = (const char *const[]){s->options.runtime_dir},
+            .n_hide = 1,
+            .values = values,
+        };
+
+        return sandbox_plan_new(&sp, ret);
+}
+
 /* One line with what the worker gets, "key=value" as in sandbox.conf. */
 static void log_settings(const char *user, const PolicyValues *values)
 {
@@ -215,13 +229,7 @@ static int user_before_start(void *userdata)
         r = policy_values_load(s->options.config_dir, u->name, &values);
         if (r < 0)
                 return log_error_errno(r, "Cannot read the sandbox settings of %s: %m", u->name);
-        SandboxParams sp = {
-            .user = u->name,
-            .hide = (const char *const[]){s->options.runtime_dir},
-            .n_hide = 1,
-            .values = &values,
-        };
-        r = sandbox_plan_new(&sp, &plan);
+        r = plan_sandbox(s, u->name, &values, &plan);
         if (r < 0)
                 return log_error_errno(r, "Cannot prepare the sandbox of %s: %m", u->name);
         if (sandbox_plan_uid(plan) != sandbox_plan_uid(u->plan)) {
@@ -339,12 +347,7 @@ static int user_entry_new(Spawner *s, const char *user, UserEntry **ret)
                 return -ENOMEM;
         u->spawner = s;
         strcpy(u->name, user);
-        SandboxParams sp = {
-            .user = user,
-            .hide = (const char *const[]){s->options.runtime_dir},
-            .n_hide = 1,
-        };
-        r = sandbox_plan_new(&sp, &u->plan);
+        r = plan_sandbox(s, user, NULL, &u->plan);
         if (r < 0) {
                 log_error_errno(r, "Cannot prepare the sandbox of %s: %m", user);
                 goto fail;
@@ -455,8 +458,9 @@ static void handle_packet(Spawner *s, char *buf, size_t n)
         int k;
 
         k = packet_split(buf, n, f, len, FIELDS_MAX);
-        if (k != 3 || !packet_id_valid(f[0], len[0]) || !streq(f[1], LAUNCHER_OP_WORKER) || len[2] == 0 ||
-            len[2] > LAUNCHER_USER_MAX || strchr(f[2], '/') || f[2][0] == '.') {
+        /* The launcher checked the name already; it becomes a path and a cgroup here, so again. */
+        if (k != 3 || !packet_id_valid(f[0], len[0]) || !streq(f[1], LAUNCHER_OP_WORKER) ||
+            !user_name_valid(f[2], len[2])) {
                 link_close(s, "malformed request");
                 return;
         }

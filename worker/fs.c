@@ -34,6 +34,10 @@
 /* How long the worker's own change is remembered: its inotify echo arrives within milliseconds. */
 #define OWN_CHANGE_TTL_MS 5000u
 #define OWN_CHANGE_MAX 1024u
+/* Directories a save has looked through for leftover temporary files, remembered so that saves in the
+ * same few directories do not read them again and again: leftovers are older than this worker, so one
+ * look per directory is enough. */
+#define CLEANED_DIRS_MAX 64u
 
 typedef enum OwnState {
         OWN_ABSENT, /* nothing at the path (and below it, if subtree) */
@@ -69,6 +73,11 @@ struct Fs {
         char *base; /* relative paths start here: the loaded project as named, else roots[0] */
         FsWatch *watch;
         struct timespec started;       /* temporary files written before this are leftovers */
+        struct {
+                dev_t dev;
+                ino_t ino;
+        } cleaned[CLEANED_DIRS_MAX]; /* a ring of directories looked through for leftovers */
+        size_t cleaned_next;
         OwnChange own[OWN_CHANGE_MAX]; /* a ring: the oldest is overwritten first */
         size_t own_next;
         FsMethod methods[FS_N_METHODS];
@@ -543,6 +552,28 @@ static int reply_conflict(BusCall *call, const char *path, const struct stat *st
         return -ESTALE;
 }
 
+/* Where an earlier save in this directory was cut short, its temporary file goes: once per directory
+ * and worker. */
+static void clean_directory(Fs *fs, int dir_fd, const char *path)
+{
+        struct stat st;
+        int r;
+
+        if (fstat(dir_fd, &st) < 0)
+                return;
+        for (size_t i = 0; i < CLEANED_DIRS_MAX; i++)
+                if (fs->cleaned[i].dev == st.st_dev && fs->cleaned[i].ino == st.st_ino)
+                        return;
+        r = fs_remove_stale_temps(dir_fd, &fs->started);
+        if (r < 0) {
+                log_debug_errno(r, "Cannot look for leftover temporary files beside %s, ignoring: %m", path);
+                return;
+        }
+        fs->cleaned[fs->cleaned_next].dev = st.st_dev;
+        fs->cleaned[fs->cleaned_next].ino = st.st_ino;
+        fs->cleaned_next = (fs->cleaned_next + 1) % CLEANED_DIRS_MAX;
+}
+
 static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
 {
         const char *path_arg = NULL, *content_arg = NULL, *encoding_arg = NULL, *expected = NULL;
@@ -616,10 +647,7 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
         r = fs_write_atomic(loc.dir_fd, loc.name, data, size, exists ? &st : NULL, &nst);
         if (r < 0)
                 return reply_errno(call, r, path);
-        /* Where an earlier save of this directory was cut short, its temporary file goes now. */
-        r = fs_remove_stale_temps(loc.dir_fd, &fs->started);
-        if (r < 0)
-                log_debug_errno(r, "Cannot look for leftover temporary files beside %s, ignoring: %m", path);
+        clean_directory(fs, loc.dir_fd, path);
         own_record(fs, loc.path, OWN_ENTRY, &nst, false);
 
         result = result_with_path("path", path);

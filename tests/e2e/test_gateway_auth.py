@@ -16,8 +16,12 @@ def passwd(users_file, user, password=None, delete=False):
     args = [helios.GATEWAY, "passwd", "--users-file", str(users_file)]
     if delete:
         args.append("--delete")
-    return subprocess.run(args + [user], input=(password + "\n").encode() if password else b"",
-                          capture_output=True, timeout=30)
+    out = subprocess.run(args + [user], input=(password + "\n").encode() if password else b"",
+                         capture_output=True, timeout=30)
+    if os.geteuid() == 0 and os.path.exists(users_file):
+        # Rewritten by root here; the gateway runs as its own account and must be able to read it.
+        os.chown(users_file, helios.gateway_uid(), -1)
+    return out
 
 
 # ---- token login ----
@@ -166,8 +170,9 @@ def test_ten_thousand_failed_logins(make_gateway):
             conn.close()
             conn = http.client.HTTPConnection(g.host, g.port, timeout=10)
     conn.close()
-    # The burst is checked and refused; the rest is turned away without a check.
-    assert statuses.get(401, 0) <= 10, statuses
+    # The burst is checked and refused, then one try each time the wait is over (at most 2 s); the rest
+    # is turned away without a check.
+    assert statuses.get(401, 0) <= 20, statuses
     assert statuses.get(429, 0) >= 9990, statuses
     assert retry_after and max(retry_after) <= 2
     m = g.metrics()
@@ -182,30 +187,40 @@ def test_ten_thousand_failed_logins(make_gateway):
     assert g.login().status == 200
 
 
-def test_throttling_per_address_and_per_account_behind_a_proxy(make_gateway, tmp_path):
+def test_throttling_by_address_and_account_together_behind_a_proxy(make_gateway, tmp_path):
     users = tmp_path / "users"
-    assert passwd(users, "alice", "correct horse").returncode == 0
-    assert passwd(users, "bob", "battery staple").returncode == 0
+    for user, password in (("alice", "correct horse"), ("bob", "battery staple"), ("carol", "carol's")):
+        assert passwd(users, user, password).returncode == 0
     g = make_gateway("--auth=file", f"--users-file={users}", "--trusted-proxies=127.0.0.0/8",
-                     "--login-burst=3", "--login-max-delay=60s")
+                     "--login-burst=3", "--login-address-burst=8", "--login-account-burst=5",
+                     "--login-max-delay=60s")
 
     def login(user, password, addr):
         return g.login(user=user, password=password, headers={"X-Forwarded-For": addr}).status
 
-    # One address failing against many accounts is throttled by address...
-    assert [login(f"user{i}", "x", "198.51.100.1") for i in range(5)] == [401, 401, 401, 429, 429]
+    # One student's typos behind a NAT slow that student from there, not everyone behind it...
+    assert [login("carol", "typo", "198.51.100.1") for _ in range(5)] == [401, 401, 401, 429, 429]
+    assert login("bob", "battery staple", "198.51.100.1") == 200
+    assert login("carol", "carol's", "198.51.100.2") == 200
+    # ...but one address failing against many accounts is throttled by address (the looser bound).
+    assert [login(f"user{i}", "x", "198.51.100.1") for i in range(6)] == [401] * 5 + [429]
     assert login("bob", "battery staple", "198.51.100.1") == 429
-    assert login("bob", "battery staple", "198.51.100.2") == 200
-    # ...and one account attacked from many addresses is throttled by account.
-    assert [login("alice", "wrong", f"203.0.113.{i}") for i in range(5)] == [401, 401, 401, 429, 429]
-    assert login("alice", "correct horse", "203.0.113.99") == 429
+    assert login("bob", "battery staple", "198.51.100.3") == 200
+
+    # An account attacked from many addresses is slowed for those addresses...
+    assert [login("alice", "wrong", f"203.0.113.{i}") for i in range(7)] == [401] * 7
+    assert login("alice", "wrong", "203.0.113.1") == 429
+    assert login("alice", "correct horse", "203.0.113.2") == 429
+    # ...but cannot be locked out: its owner, from an address that has not failed, gets in.
+    assert login("alice", "correct horse", "192.0.2.77") == 200
     # Unknown and known names fail alike.
     assert login("nobody", "x", "192.0.2.1") == 401
-    # Ten thousand distinct addresses and names: the table stays bounded.
+    # Distinct addresses and names, each checked in turn (20 checks a second): the table stays bounded
+    # (tests/unit/test-throttle.c fills it past its bound).
     rss_before = helios.rss_kib(g.pid)
     import http.client
     conn = http.client.HTTPConnection(g.host, g.port, timeout=30)
-    for i in range(10000):
+    for i in range(300):
         creds = base64.b64encode(f"u{i}:p".encode()).decode()
         conn.request("POST", "/login", body=b"", headers={
             "Authorization": f"Basic {creds}", "X-Forwarded-For": f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"})
@@ -237,8 +252,9 @@ def test_file_login_passwd_and_reload(make_gateway, tmp_path):
     # Change the password: the running gateway uses the new one after SIGHUP.
     assert passwd(users, "alice", "second password").returncode == 0
     assert passwd(users, "carol", "carol's").returncode == 0
+    helios.own_to_gateway(users)  # the gateway does not run as root
     g.signal(signal.SIGHUP)
-    assert g.wait_log("Configuration reloaded.")
+    assert g.wait_log("Configuration reloaded."), g.read_log()
     assert g.login(user="alice", password="first password").status == 401
     assert g.login(user="alice", password="second password").status == 200
     assert g.login(user="carol", password="carol's").status == 200

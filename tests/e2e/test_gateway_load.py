@@ -13,7 +13,10 @@ def test_500_concurrent_websockets_no_lost_or_misrouted_message(make_gateway):
     # take 500. All 500 come from one address at once, which the per-address share of unauthenticated
     # connections would otherwise thin out (that share has its own tests).
     g = make_gateway("--worker-args=--max-connections=600", "--max-pages-per-user=600",
-                     "--max-unauthenticated=1000", "--max-unauthenticated-per-address=1000")
+                     "--max-unauthenticated=1000", "--max-unauthenticated-per-address=1000",
+                     # One user, one address, 500 pages: room for them beside the share kept for others.
+                     "--max-connections=2048", "--max-connections-per-user=600",
+                     "--max-connections-per-address=1000")
     cookie = g.session()
     url = g.base_url.replace("http", "ws") + "ws"
     n_pages, per_page = 500, 20

@@ -15,6 +15,7 @@ import time
 import pytest
 
 import helios
+import launcher_fixtures
 from launcher_fixtures import (PAM_UNIX, Launcher, LauncherGateway, as_user, cgroup2_mount, kill_workers,
                                pam_service_files, remove_worker_cgroups, set_passwords, shadow_tool, useradd,
                                userdel)
@@ -193,6 +194,8 @@ MALFORMED = [
     b"1\0auth\0" + ALICE.encode() + b"\0" + b"p" * 1025 + b"\0",  # a password over the limit
     b"1\0worker\0" + b"a" * 4990 + b"\0",  # over the packet limit (5000 bytes)
     b"",  # an empty packet
+    b"1\0account\0",  # account: the name missing
+    b"1\0account\0" + ALICE.encode() + b"\0password\0",  # account: a password is not taken
 ]
 
 
@@ -226,7 +229,11 @@ def test_root_and_system_accounts_are_refused(launcher, accounts):
     for name in ("root", "nobody", "daemon", SYSTEM, GW):
         assert c.request("auth", name, "whatever") == ["error", "refused"], name
         assert c.request("worker", name) == ["error", "refused"], name
+        assert c.request("account", name) == ["error", "refused"], name
     assert c.request("worker", "helios-t-nosuchuser") == ["error", "refused"]
+    assert c.request("account", "helios-t-nosuchuser") == ["error", "refused"]
+    # A person's account, not locked or expired, is admitted.
+    assert c.request("account", ALICE) == ["ok"]
 
 
 def test_members_of_the_gateways_group_are_refused(launcher, accounts, base):
@@ -611,14 +618,28 @@ def embedded_children(lc):
     return out
 
 
+def ancestors(pid):
+    out = []
+    while pid > 1:
+        pid = int(helios.read_status(pid)["PPid"])
+        out.append(pid)
+    return out
+
+
+def lc_pid_not_parent(lc, pid):
+    """The launcher is an ancestor only through helios-embedded."""
+    chain = ancestors(pid)
+    return chain.index(lc.proc.pid) == chain.index(embedded_children(lc)[0]) + 1
+
+
 def test_embedded_mode_forks_workers_in_helios_embedded(launcher, accounts):
     c = gw_conn(launcher, accounts)
     _, path = c.request("worker", ALICE)
     pid = ask_worker(path, accounts[GW])["pid"]
     spawners = embedded_children(launcher)
     assert len(spawners) == 1
-    # The worker is the spawner's child, not the launcher's.
-    assert int(helios.read_status(pid)["PPid"]) == spawners[0]
+    # The worker descends from the spawner, not from the launcher.
+    assert spawners[0] in ancestors(pid) and lc_pid_not_parent(launcher, pid)
 
 
 def test_systemd_mode_starts_no_spawner(make_launcher, accounts):
@@ -862,9 +883,20 @@ def test_a_delegated_cgroup_is_taken_over(accounts, pam_services, base, delegate
         assert cgroup_of(pid) == top + f"/helios/{ALICE}"
         with open(os.path.join(delegated_cgroup, "cgroup.procs")) as f:
             assert f.read() == ""
+        # A helios-embedded started again (the first one died) keeps to the same tree.
+        [spawner] = embedded_children(lc)
+        os.kill(spawner, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while embedded_children(lc) == [spawner]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        _, path = c.request("worker", BOB)
+        assert cgroup_of(ask_worker(path, accounts[GW])["pid"]) == top + f"/helios/{BOB}"
+        assert [cgroup_of(p) for p in embedded_children(lc)] == [top + "/supervisor"]
+        assert not os.path.exists(os.path.join(delegated_cgroup, "supervisor", "supervisor"))
     finally:
         assert lc.stop() == 0, lc.read_log()[-3000:]
-        kill_workers([accounts[ALICE].pw_uid])
+        kill_workers([accounts[ALICE].pw_uid, accounts[BOB].pw_uid])
 
 
 def test_a_shared_cgroup_is_not_taken_over(accounts, pam_services, base, delegated_cgroup):
@@ -890,3 +922,138 @@ def test_a_shared_cgroup_is_not_taken_over(accounts, pam_services, base, delegat
         kill_workers([accounts[ALICE].pw_uid])
         other.kill()
         other.wait()
+
+
+def test_helios_embedded_serves_only_a_launcher():
+    """Run by hand, without the launcher's socket as fd 3 (or with a socket of another kind), it
+    refuses to start rather than wait for requests from whatever fd 3 is."""
+    embedded = os.path.join(os.path.dirname(launcher_fixtures.LAUNCHER), "helios-embedded")
+    args = [embedded, "--runtime-dir", "/nonexistent", "--worker", "/bin/true", "--gateway-gid", "1"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0 and "started by helios-launcher" in r.stderr
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        r = subprocess.run(args, capture_output=True, text=True, timeout=10, pass_fds=(b.fileno(),),
+                           preexec_fn=lambda: os.dup2(b.fileno(), 3))
+        assert r.returncode != 0 and "started by helios-launcher" in r.stderr
+    finally:
+        a.close()
+        b.close()
+
+
+# ---- the account checked again while it has sessions ----
+
+def account_gateway(make_launcher, accounts, base, name, args=()):
+    lc = make_launcher()
+    d = os.path.join(base, name)
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    return LauncherGateway(d, accounts[GW], lc.sock, args=args).start(), lc
+
+
+def wait_closed(page, timeout=10):
+    """Keep a page busy until the gateway closes it; returns the WsClosed."""
+    from helios import WsClosed
+    deadline = time.monotonic() + timeout
+    with pytest.raises(WsClosed) as closed:
+        while time.monotonic() < deadline:
+            page.call("worker:info", timeout=10)
+            time.sleep(0.1)
+    return closed.value
+
+
+@pytest.mark.parametrize("disable, enable", [
+    (["usermod", "-L"], ["usermod", "-U"]),
+    (["chage", "-E", "0"], ["chage", "-E", "-1"]),
+], ids=["usermod-L", "chage-E0"])
+def test_disabled_account_loses_its_pages_and_sessions(make_launcher, accounts, base, disable, enable):
+    g, lc = account_gateway(make_launcher, accounts, base, "gw-" + disable[0],
+                            args=("--account-check-interval=1s",))
+    try:
+        cookie = helios.cookie_from(g.login(user=ALICE, password=PASSWORDS[ALICE]))
+        other = helios.cookie_from(g.login(user=BOB, password=PASSWORDS[BOB]))
+        page, bobs = g.rpc(cookie), g.rpc(other)
+        assert page.call("worker:info")["uid"] == accounts[ALICE].pw_uid
+        shadow_tool(disable + [ALICE])
+        try:
+            # The open page is closed with the reason, within the interval and a check.
+            closed = wait_closed(page)
+            assert closed.code == 1008 and closed.reason == "account disabled", closed
+            # The cookie opens nothing any more, and the password no longer logs in.
+            ws = g.ws(cookie)
+            assert ws.status == 401, ws.response
+            assert g.request("GET", "/api/session", cookie=cookie).status == 401
+            assert g.login(user=ALICE, password=PASSWORDS[ALICE]).status == 401
+            # Another user's page is untouched.
+            assert bobs.call("worker:info")["uid"] == accounts[BOB].pw_uid
+            assert f"The account {ALICE} may no longer log in" in lc.read_log()
+        finally:
+            shadow_tool(enable + [ALICE])
+        assert g.login(user=ALICE, password=PASSWORDS[ALICE]).status == 200
+    finally:
+        g.assert_clean()
+
+
+def test_a_page_connecting_has_the_account_checked(make_launcher, accounts, base):
+    # The periodic check is far off: only connecting pages ask.
+    g, lc = account_gateway(make_launcher, accounts, base, "gw-connect", args=("--account-check-interval=1h",))
+    try:
+        cookie = helios.cookie_from(g.login(user=ALICE, password=PASSWORDS[ALICE]))
+        page = g.rpc(cookie)
+        assert page.call("worker:info")
+        # Many pages at once are one check (the login's result is fresh: none at all).
+        pages = [g.rpc(cookie) for _ in range(20)]
+        assert lc.read_log().count("may still log in") == 0
+        for p in pages:
+            p.close()
+        shadow_tool(["usermod", "-L", ALICE])
+        try:
+            time.sleep(10.5)  # past the time a result is taken as fresh
+            # The next page to connect has the account checked again: it and every other page close.
+            late = g.ws(cookie)
+            closed = wait_closed(page)
+            assert closed.code == 1008 and closed.reason == "account disabled", closed
+            if late.status == 101:
+                from helios import WsClosed
+                with pytest.raises(WsClosed):
+                    WsRpcOf(late).call("worker:info", timeout=10)
+            assert g.ws(cookie).status == 401
+        finally:
+            shadow_tool(["usermod", "-U", ALICE])
+    finally:
+        g.assert_clean()
+
+
+def WsRpcOf(ws):
+    return helios.WsRpc(ws)
+
+
+# ---- names refused by policy take as long as a wrong password ----
+
+def test_refused_names_answer_as_slowly_as_wrong_passwords(make_launcher, accounts, base):
+    g, lc = account_gateway(make_launcher, accounts, base, "gw-timing",
+                            args=("--login-burst=1000", "--login-address-burst=1000",
+                                  "--login-account-burst=1000"))
+    try:
+        def timed(user, password):
+            t = time.monotonic()
+            status = g.login(user=user, password=password).status
+            return status, time.monotonic() - t
+
+        wrong, refused = [], []
+        for i in range(12):
+            s, t = timed(BOB, f"wrong {i}")
+            assert s == 401
+            wrong.append(t)
+            for name in ("root", SYSTEM, "Not-A-Name!"):
+                s, t = timed(name, "x")
+                assert s == 401
+                refused.append(t)
+        import statistics
+        mw, mr = statistics.median(wrong), statistics.median(refused)
+        print(f"median wrong password {mw * 1000:.1f} ms, refused name {mr * 1000:.1f} ms")
+        # A refused name is answered no sooner than a wrong password typically is.
+        assert mr >= 0.8 * mw, (mw, mr, wrong, refused)
+        assert mr <= 1.5 * mw + 0.05, (mw, mr)
+    finally:
+        g.assert_clean()

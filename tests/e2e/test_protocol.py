@@ -91,6 +91,14 @@ def test_ids_are_echoed_exactly(client, rid):
     assert answer_id_text(line) == rid and json.loads(line)["error"]["code"] == -32600
 
 
+def test_control_characters_around_an_id_are_not_echoed(client):
+    # cJSON skips any byte up to the space between tokens; the answer must still be JSON.
+    client.send_raw(b'{"jsonrpc":"2.0","method":"worker:info","id":\x03"abc"\x01}\n')
+    line = client.recv_line()
+    assert answer_id_text(line) == b'"abc"'
+    assert json.loads(line)["id"] == "abc"
+
+
 def test_ids_are_echoed_exactly_in_a_batch(client):
     members = [request_with_id(rid, "worker:info" if i % 2 else "no:such") for i, rid in enumerate(EXACT_IDS)]
     # A member whose "id" key is written with an escape, and spaces around the tokens.

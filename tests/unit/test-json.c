@@ -234,10 +234,35 @@ static void test_keep_id_text(void **state)
         check_id_text("{\"id\":1,\"id\":2}", "1"); /* the first, as cJSON reads it */
         check_id_text("{\"id\":01}", "1");         /* cJSON's leniency is not echoed */
         check_id_text("{\"id\":null}", "null");
+        /* Control characters between tokens are whitespace to cJSON, and so to the scan. */
+        check_id_text("{\x01\"id\"\x02:\x03\"x\"\x04}", "\"x\"");
+        check_id_text("{\"id\":\x0b"
+                      "8000000000000001\x0c}",
+                      "8000000000000001");
         check_id_text("[{\"x\":[1,{\"id\":3}]} , 7, {\"id\":8000000000000001}]", "8000000000000001");
 
         /* A raw NUL ends cJSON's copy of the key "id\0\0" (such text is refused, and parsed only for its
          * id): not the member named "id" for the scan, which must not read past the name either. */
+        /* Nor is an id whose text is no JSON string on its own: a raw NUL or control character in it
+         * (also refused, so also parsed for its id only) is not echoed raw. */
+        static const char *bad_ids[] = {"{\"id\":\"a\x01\"}", "{\"id\":\"\xff\"}", "{\"id\":\"a\\u0000\"}",
+                                        "{\"id\":\x03\"a\x01\"}"};
+        for (size_t i = 0; i < ELEMENTSOF(bad_ids); i++) {
+                cJSON *b = json_parse(bad_ids[i], strlen(bad_ids[i]));
+                if (!b)
+                        continue;
+                assert_int_equal(jsonrpc_keep_id_text(b, bad_ids[i], strlen(bad_ids[i])), 0);
+                assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(b, "id")));
+                cJSON_Delete(b);
+        }
+        static const char nul_id[] = "{\"id\":\"\0\0a\"}";
+        cJSON *n = json_parse(nul_id, sizeof(nul_id) - 1);
+        if (n) {
+                assert_int_equal(jsonrpc_keep_id_text(n, nul_id, sizeof(nul_id) - 1), 0);
+                assert_false(cJSON_IsRaw(cJSON_GetObjectItemCaseSensitive(n, "id")));
+                cJSON_Delete(n);
+        }
+
         static const char nul_key[] = "{\"id\0\0\":8000000000000001}";
         cJSON *m = json_parse(nul_key, sizeof(nul_key) - 1);
         if (m) {

@@ -97,8 +97,7 @@ static void test_refused(void **state)
             "cpu_weight = 10001\n",  /* above */
             "cpu_weight = max\n",    /* no "no limit" for a weight */
             "tmp_size = infinity\n", /* nor for a tmpfs */
-            "pty_max = -1\n",
-            "just words\n",
+            "pty_max = -1\n",        "just words\n",
         };
         PolicyValues v;
 
@@ -128,15 +127,20 @@ static void test_format(void **state)
 {
         char buf[32];
 
-        assert_int_equal(policy_value_format(POLICY_SETTING_MEMORY_MAX, 2ULL << 30, false, buf, sizeof(buf)), 0);
+        assert_int_equal(policy_value_format(POLICY_SETTING_MEMORY_MAX, 2ULL << 30, false, buf, sizeof(buf)),
+                         0);
         assert_string_equal(buf, "2G");
-        assert_int_equal(policy_value_format(POLICY_SETTING_MEMORY_MAX, 2ULL << 30, true, buf, sizeof(buf)), 0);
+        assert_int_equal(policy_value_format(POLICY_SETTING_MEMORY_MAX, 2ULL << 30, true, buf, sizeof(buf)),
+                         0);
         assert_string_equal(buf, "2147483648");
-        assert_int_equal(policy_value_format(POLICY_SETTING_TASKS_MAX, POLICY_INFINITY, true, buf, sizeof(buf)), 0);
+        assert_int_equal(
+            policy_value_format(POLICY_SETTING_TASKS_MAX, POLICY_INFINITY, true, buf, sizeof(buf)), 0);
         assert_string_equal(buf, "max");
-        assert_int_equal(policy_value_format(POLICY_SETTING_TASKS_MAX, POLICY_INFINITY, false, buf, sizeof(buf)), 0);
+        assert_int_equal(
+            policy_value_format(POLICY_SETTING_TASKS_MAX, POLICY_INFINITY, false, buf, sizeof(buf)), 0);
         assert_string_equal(buf, "infinity");
-        assert_int_equal(policy_value_format(POLICY_SETTING_MEMORY_MAX, 3ULL << 30, false, buf, 2), -ENOBUFS);
+        assert_int_equal(policy_value_format(POLICY_SETTING_MEMORY_MAX, 3ULL << 30, false, buf, 2),
+                         -ENOBUFS);
 }
 
 int main(void)
