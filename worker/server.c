@@ -27,6 +27,7 @@ static const ServiceType *const service_types[] = {
         &workspace_service_type,
         &terminal_service_type,
         &settings_service_type,
+        &upload_service_type,
 };
 
 typedef struct Conn Conn;

@@ -27,3 +27,4 @@ extern const ServiceType fs_service_type;
 extern const ServiceType workspace_service_type;
 extern const ServiceType terminal_service_type;
 extern const ServiceType settings_service_type;
+extern const ServiceType upload_service_type;
