@@ -3,7 +3,7 @@
 
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Gateway, closeBrowser, ownToGateway, until, withBrowser } from "./harness.mjs";
 
@@ -442,5 +442,82 @@ test("at 390 px wide the explorer folds away and everything, Log out included, c
     await page.locator(".terminal-view.focused .xterm-rows").waitFor();
     await page.click("#logout");
     await page.locator("#login-token").waitFor();
+  });
+});
+
+/** Drop files made in the page (name → text) on the element `selector`, as a drag from the desktop. */
+async function dropFiles(page, selector, files) {
+  await page.locator(selector).first().evaluate((el, files) => {
+    const dt = new DataTransfer();
+    for (const [name, text] of Object.entries(files)) dt.items.add(new File([text], name));
+    const at = el.getBoundingClientRect();
+    const init = { bubbles: true, cancelable: true, dataTransfer: dt, clientX: at.x + 5, clientY: at.y + 5 };
+    el.dispatchEvent(new DragEvent("dragenter", init));
+    el.dispatchEvent(new DragEvent("dragover", init));
+    el.dispatchEvent(new DragEvent("drop", init));
+  }, files);
+}
+
+test("upload many files, a large one in chunks with progress and cancel, by button and drop; download", async () => {
+  const g = await new Gateway().start();
+  writeHome(g, "site/index.html", "<h1>hi</h1>\n");
+  await withBrowser("upload and download", g, async ({ newPage }) => {
+    const page = await newPage();
+    await openApp(page, g);
+    await row(page, `${g.home}/site`).click();
+
+    // The button: three files at once into the focused folder, one of them 3 MiB (6 chunks).
+    const big = Buffer.alloc(3 * 1024 * 1024 + 7, 0);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31 + 7) & 0xff;
+    const [chooser] = await Promise.all([page.waitForEvent("filechooser"), page.click("#upload")]);
+    await chooser.setFiles([
+      { name: "a.txt", mimeType: "text/plain", buffer: Buffer.from("alpha\n") },
+      { name: "photo.bin", mimeType: "application/octet-stream", buffer: big },
+      { name: "b.py", mimeType: "text/plain", buffer: Buffer.from("print(2)\n") },
+    ]);
+    await until(() => existsSync(join(g.home, "site/b.py")), { what: "all three uploaded" });
+    assert.equal(readHome(g, "site/a.txt"), "alpha\n");
+    assert.ok(readFileSync(join(g.home, "site/photo.bin")).equals(big), "the large file arrives whole");
+    await row(page, `${g.home}/site/photo.bin`).waitFor();
+
+    // A large upload shows its progress and can be cancelled: nothing is left under its name.
+    const huge = join(g.base, "huge.iso");
+    writeFileSync(huge, Buffer.alloc(64 * 1024 * 1024, 1));
+    const [chooser2] = await Promise.all([page.waitForEvent("filechooser"), page.click("#upload")]);
+    await chooser2.setFiles([huge]);
+    const bar = page.locator(`.upload[data-path="${g.home}/site/huge.iso"] progress`);
+    await until(async () => Number(await bar.getAttribute("value").catch(() => 0)) > 0, { what: "progress", timeout: 20_000 });
+    await shot(page, "upload-progress");
+    await page.locator(`.upload[data-path="${g.home}/site/huge.iso"] .upload-cancel`).click();
+    await until(async () => /cancelled/.test(await page.locator("#message").innerText()), { what: "cancelled", timeout: 20_000 });
+    const left = readdirSync(join(g.home, "site"));
+    assert.ok(!left.includes("huge.iso") && !left.some((n) => n.startsWith(".helios-")), `left: ${left}`);
+
+    // An existing name asks before replacing.
+    const [chooser3] = await Promise.all([page.waitForEvent("filechooser"), page.click("#upload")]);
+    await chooser3.setFiles([{ name: "a.txt", mimeType: "text/plain", buffer: Buffer.from("replaced\n") }]);
+    const dialog = page.locator('.dialog[role="alertdialog"]');
+    await dialog.waitFor();
+    assert.match(await dialog.innerText(), /Replace a\.txt\?/);
+    await dialog.locator('[data-value="replace"]').click();
+    await until(() => readHome(g, "site/a.txt") === "replaced\n", { what: "replaced" });
+
+    // Drop onto a folder of the tree.
+    await dropFiles(page, `.tree-row[data-path="${g.home}/site"]`, { "dropped.txt": "from the desktop\n" });
+    await until(() => existsSync(join(g.home, "site/dropped.txt")), { what: "the dropped file" });
+    assert.equal(readHome(g, "site/dropped.txt"), "from the desktop\n");
+
+    // Dropped on the editor: uploaded beside the open file, never pasted into it.
+    const path = await openFromTree(page, g, "site/index.html");
+    await dropFiles(page, editorContent, { "notes.md": "# not for pasting\n" });
+    await until(() => existsSync(join(g.home, "site/notes.md")), { what: "uploaded beside" });
+    assert.equal(await editorText(page), "<h1>hi</h1>\n");
+    assert.equal(await page.locator(`.tab.dirty[data-path="${path}"]`).count(), 0, "the open file is untouched");
+
+    // Download from the context menu.
+    await row(page, `${g.home}/site/photo.bin`).click({ button: "right" });
+    const [saved] = await Promise.all([page.waitForEvent("download"), page.locator('.context-menu [data-label="Download"]').click()]);
+    assert.equal(saved.suggestedFilename(), "photo.bin");
+    assert.ok(readFileSync(await saved.path()).equals(big), "the download is the file");
   });
 });

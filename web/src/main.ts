@@ -9,9 +9,10 @@ import { EditorArea } from "./editor";
 import { FileTree } from "./tree";
 import { TerminalPanel } from "./terminals";
 import type { WorkspaceState } from "./protocol";
-import { byId } from "./dom";
+import { byId, dirname } from "./dom";
 import { Settings } from "./settings";
 import { showPalette, type Command } from "./palette";
+import { Uploads, download } from "./upload";
 import { adoptInlineStyles } from "./csp-styles";
 
 function showLogin(kind: LoginKind, message = ""): void {
@@ -83,6 +84,8 @@ class App {
   private readonly terminals: TerminalPanel;
   private readonly connection: Connection;
   private readonly settings: Settings;
+  private readonly uploads: Uploads;
+  private uploadDir: string | null = null;
   private rebuilding = false;
   private lateState: WorkspaceState | null = null;
   private messageTimer: ReturnType<typeof setTimeout> | undefined;
@@ -90,6 +93,7 @@ class App {
 
   constructor(private readonly user: string) {
     this.settings = new Settings((message, kind) => this.notify(message, kind));
+    this.uploads = new Uploads(byId("uploads"), (message, kind) => this.notify(message, kind), (path) => this.tree.changed(path));
     this.editor = new EditorArea(byId("editor-tabs"), byId("conflict-banner"), byId("editor-host"), byId("editor-placeholder"), {
       onCursor: ({ path, line, col, language, encoding, indent }) => {
         byId("indent").textContent = indent;
@@ -113,6 +117,9 @@ class App {
       deleted: (path) => this.editor.deleted(path),
       notify: (message, kind) => this.notify(message, kind),
       expandedFolders: () => this.settings.values.expandedFolders,
+      upload: (dir, files) => this.uploads.add(dir, files),
+      chooseUpload: (dir) => this.chooseUpload(dir),
+      download: (path) => void this.download(path),
       setExpandedFolders: (paths) => {
         this.settings.values.expandedFolders = paths;
         void this.settings.set({ expandedFolders: paths });
@@ -120,8 +127,12 @@ class App {
     });
     this.terminals = new TerminalPanel(byId("panel"), byId("terminal-tabs"), byId("terminal-host"), (m) => this.notify(m, "error"));
     this.connection = new Connection({
-      onOpen: (rpc) => this.rebuild(rpc),
+      onOpen: (rpc) => {
+        this.uploads.rpc = rpc;
+        return this.rebuild(rpc);
+      },
       onClose: () => {
+        this.uploads.rpc = null;
         this.settings.detach();
         this.editor.detach();
         this.tree.detach();
@@ -255,6 +266,28 @@ class App {
     byId("hide-panel").addEventListener("click", () => this.togglePanel(false));
     byId("new-terminal").addEventListener("click", () => void this.terminals.create());
     byId("toggle-explorer").addEventListener("click", () => this.showExplorer());
+    byId("upload").addEventListener("click", () => this.chooseUpload(this.tree.targetDir()));
+    byId<HTMLInputElement>("upload-input").addEventListener("change", () => {
+      const input = byId<HTMLInputElement>("upload-input");
+      if (input.files?.length && this.uploadDir) this.uploads.add(this.uploadDir, input.files);
+      input.value = "";
+    });
+    // A file dropped on the editor is uploaded beside the open file, never pasted into it.
+    const host = byId("editor-host");
+    host.addEventListener("dragover", (e) => {
+      if (e.dataTransfer && [...e.dataTransfer.types].includes("Files")) {
+        e.preventDefault();
+        e.stopPropagation();
+      }
+    }, true);
+    host.addEventListener("drop", (e) => {
+      if (!e.dataTransfer || ![...e.dataTransfer.types].includes("Files")) return;
+      e.preventDefault();
+      e.stopPropagation();
+      const active = this.editor.activePath;
+      const dir = active ? dirname(active) : this.tree.targetDir();
+      if (dir && e.dataTransfer.files.length) this.uploads.add(dir, e.dataTransfer.files);
+    }, true);
     byId("settings").addEventListener("click", () => this.settings.show());
     byId("open-palette").addEventListener("click", () => showPalette(this.commands()));
     byId("split-terminal").addEventListener("click", () => void this.terminals.split());
@@ -309,6 +342,21 @@ class App {
     setupSashes();
   }
 
+  private chooseUpload(dir: string | null): void {
+    if (!dir) return;
+    this.uploadDir = dir;
+    byId<HTMLInputElement>("upload-input").click();
+  }
+
+  private async download(path: string): Promise<void> {
+    const rpc = this.connection.rpc;
+    try {
+      await download(rpc, path);
+    } catch (error) {
+      this.notify(`Cannot download ${path}: ${error instanceof Error ? error.message : String(error)}`, "error");
+    }
+  }
+
   /** Every command of the page, for the palette: the README's table of shortcuts says the same. */
   private commands(): Command[] {
     const selected = () => this.tree.selected() ?? this.editor.activePath;
@@ -319,6 +367,8 @@ class App {
       { id: "new-folder", label: "File: New Folder", shortcut: "Alt+Shift+N", run: () => void this.tree.newEntry(this.tree.targetDir(), true) },
       { id: "rename", label: "File: Rename", shortcut: "F2 (explorer)", run: () => { const p = selected(); if (p) void this.tree.rename(p); } },
       { id: "delete", label: "File: Delete", shortcut: "Delete (explorer)", run: () => { const p = selected(); if (p) void this.tree.remove(p); } },
+      { id: "upload", label: "File: Upload Files…", run: () => this.chooseUpload(this.tree.targetDir()) },
+      { id: "download", label: "File: Download", run: () => { const p = selected(); if (p) void this.download(p); } },
       { id: "close", label: "File: Close Editor", run: () => { const p = this.editor.activePath; if (p) void this.editor.close(p); } },
       { id: "find", label: "Edit: Find", shortcut: "Ctrl+F", run: () => this.editor.command("find") },
       { id: "replace", label: "Edit: Replace", shortcut: "Ctrl+H", run: () => this.editor.command("replace") },

@@ -18,7 +18,13 @@ export interface TreeEvents {
   /** The expanded folders the worker keeps (settings), and a change of them. */
   expandedFolders: () => string[];
   setExpandedFolders: (paths: string[]) => void;
+  /** Files from the user's computer dropped on a folder, or chosen for it. */
+  upload: (dir: string, files: FileList) => void;
+  chooseUpload: (dir: string) => void;
+  download: (path: string) => void;
 }
+
+const hasFiles = (e: DragEvent) => !!e.dataTransfer && [...e.dataTransfer.types].includes("Files");
 
 /** A name a user typed for a new entry: one path component, not "." or "..". */
 function validName(name: string): string | null {
@@ -63,12 +69,17 @@ export class FileTree {
     });
     // Dropping on the tree's empty space moves into the project's root.
     container.addEventListener("dragover", (e) => {
-      if (this.dragging && !(e.target as HTMLElement).closest(".tree-row")) e.preventDefault();
+      if ((this.dragging || hasFiles(e)) && !(e.target as HTMLElement).closest(".tree-row")) e.preventDefault();
     });
     container.addEventListener("drop", (e) => {
-      if (!this.dragging || (e.target as HTMLElement).closest(".tree-row") || !this.root) return;
-      e.preventDefault();
-      void this.move(this.dragging, this.root);
+      if ((e.target as HTMLElement).closest(".tree-row") || !this.root) return;
+      if (hasFiles(e)) {
+        e.preventDefault();
+        this.events.upload(this.root, e.dataTransfer!.files);
+      } else if (this.dragging) {
+        e.preventDefault();
+        void this.move(this.dragging, this.root);
+      }
     });
   }
 
@@ -93,9 +104,11 @@ export class FileTree {
     const isDir = this.dirs.has(path);
     const dir = isDir ? path : dirname(path);
     const items: MenuItem[] = [
-      { label: "New File…", run: () => void this.newEntry(dir, false) },
-      { label: "New Folder…", run: () => void this.newEntry(dir, true) },
+      { label: "New File…", shortcut: "Alt+N", run: () => void this.newEntry(dir, false) },
+      { label: "New Folder…", shortcut: "Alt+Shift+N", run: () => void this.newEntry(dir, true) },
+      { label: "Upload Files…", run: () => this.events.chooseUpload(dir) },
     ];
+    if (!isDir) items.push({ label: "Download", run: () => this.events.download(path) });
     if (path !== this.root) {
       items.push(
         { label: "Rename…", shortcut: "F2", run: () => void this.rename(path) },
@@ -367,13 +380,19 @@ export class FileTree {
     // A file row takes drops for its folder.
     const target = isDir ? path : dirname(path);
     row.addEventListener("dragover", (e) => {
-      if (!this.dragging) return;
+      if (!this.dragging && !hasFiles(e)) return;
       e.preventDefault();
       row.classList.add("drop-target");
     });
     row.addEventListener("dragleave", () => row.classList.remove("drop-target"));
     row.addEventListener("drop", (e) => {
       row.classList.remove("drop-target");
+      if (hasFiles(e)) {
+        e.preventDefault();
+        e.stopPropagation();
+        this.events.upload(target, e.dataTransfer!.files);
+        return;
+      }
       if (!this.dragging) return;
       e.preventDefault();
       e.stopPropagation();
