@@ -521,3 +521,84 @@ test("upload many files, a large one in chunks with progress and cancel, by butt
     assert.ok(readFileSync(await saved.path()).equals(big), "the download is the file");
   });
 });
+
+test("previews: images as pictures (SVG never inline), Markdown beside its source and never raw HTML; Latin-1 text; binary said", async () => {
+  const g = await new Gateway().start();
+  const png = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAIAAAADCAYAAAC56t6BAAAAEklEQVR4nGP4z8DwHwyBNBAAAIlnC/WNnJ3hAAAAAElFTkSuQmCC", "base64");
+  const gif = Buffer.from("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==", "base64");
+  const write = (name, data) => {
+    writeFileSync(join(g.home, name), data);
+    ownToGateway(join(g.home, name));
+  };
+  write("dot.png", png);
+  write("pixel.gif", gif);
+  write("logo.svg", '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20" onload="window.__pwned=\'svg\'">' +
+    '<script>window.__pwned="svg-script"</script><rect width="40" height="20" fill="red"/></svg>\n');
+  write("README.md", "# Title\n\nSome *em*, **strong** and `code`.\n\n<script>window.__pwned='md'</script>\n\n" +
+    "<img src=x onerror=\"window.__pwned='img'\">\n\n[bad](javascript:window.__pwned='link') and [good](https://example.com/)\n\n" +
+    "- one\n- two\n\n```\nfenced <b>code</b>\n```\n");
+  write("latin1.txt", Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x20, 0x6e, 0x61, 0xef, 0x76, 0x65, 0x20, 0x80, 0x0a]));
+  write("data.bin", Buffer.from([0x00, 0x01, 0x02, 0xff, 0x00, 0x10]));
+  await withBrowser("previews", g, async ({ newPage }) => {
+    const page = await newPage();
+    await openApp(page, g);
+    const pwned = () => page.evaluate(() => window.__pwned ?? null);
+
+    // Raster images are shown as pictures.
+    for (const [name, w, h] of [["dot.png", 2, 3], ["pixel.gif", 1, 1]]) {
+      await openFromTree(page, g, name);
+      const img = page.locator("#editor-placeholder .image-preview img");
+      await img.waitFor();
+      await until(async () => (await img.evaluate((el) => el.complete && el.naturalWidth)) === w, { what: `${name} decoded` });
+      assert.equal(await img.evaluate((el) => el.naturalHeight), h);
+      assert.match(await img.getAttribute("src"), /^data:image\//);
+    }
+    await shot(page, "image-preview");
+
+    // SVG: its source in the editor, its picture beside as an <img>: never inline, its scripts never run.
+    await openFromTree(page, g, "logo.svg");
+    await page.locator(editorContent).click();
+    await page.keyboard.press("Control+Shift+V");
+    const pane = page.locator(".preview-pane");
+    const svgImg = pane.locator("img.preview-image");
+    await svgImg.waitFor();
+    await until(async () => (await svgImg.evaluate((el) => el.complete && el.naturalWidth)) === 40, { what: "the SVG drawn" });
+    assert.equal(await page.locator("svg rect").count(), 0, "no SVG of the file in the page's DOM");
+    assert.equal(await pwned(), null);
+
+    // Markdown beside its source: structure rendered, raw HTML shown as text, unsafe links not links.
+    await openFromTree(page, g, "README.md");
+    await page.locator(editorContent).click();
+    await page.keyboard.press("Control+Shift+V");
+    await pane.locator("h1").waitFor();
+    assert.equal(await pane.locator("h1").innerText(), "Title");
+    assert.equal(await pane.locator("em").innerText(), "em");
+    assert.equal(await pane.locator("strong").innerText(), "strong");
+    assert.equal(await pane.locator("li").count(), 2);
+    assert.match(await pane.locator("pre code").last().innerText(), /fenced <b>code<\/b>/);
+    assert.equal(await pane.locator("script, img, iframe, b").count(), 0, "no element from the file's HTML");
+    assert.match(await pane.innerText(), /<script>window.__pwned='md'<\/script>/);
+    const hrefs = await pane.locator("a").evaluateAll((as) => as.map((a) => a.getAttribute("href")));
+    assert.deepEqual(hrefs, ["https://example.com/"]);
+    await pane.locator(".markdown-link", { hasText: "bad" }).click();
+    assert.equal(await pwned(), null);
+    // The preview follows typing.
+    await page.keyboard.press("Control+Home");
+    await page.locator(editorContent).click();
+    await page.keyboard.press("Control+Home");
+    await page.keyboard.type("## Added\n\n");
+    await until(async () => (await pane.locator("h2").count()) === 1, { what: "the preview to follow the edit" });
+    await shot(page, "markdown-preview");
+    await page.keyboard.press("Control+Shift+V");
+    await pane.waitFor({ state: "hidden" });
+
+    // Latin-1 text opens as text, its encoding in the status bar; bytes that are no text say so.
+    await openFromTree(page, g, "latin1.txt");
+    await until(async () => (await editorText(page)) === "café naïve €\n", { what: "the Latin-1 text decoded" });
+    assert.match(await page.locator("#encoding").innerText(), /Windows-1252/);
+    await openFromTree(page, g, "data.bin");
+    await until(async () => /binary file \(6 bytes\)/.test(await page.locator("#editor-placeholder").innerText()), { what: "binary said" });
+    assert.equal(await page.locator("#encoding").innerText(), "Binary");
+    assert.equal(await pwned(), null);
+  });
+});

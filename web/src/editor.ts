@@ -21,6 +21,7 @@ import type { Rpc } from "./connection";
 import { ask, basename, h } from "./dom";
 import { languageFor } from "./languages";
 import { describeIndent, detectIndent } from "./indent";
+import { hasSidePreview, imageElement, imageType, renderPreview } from "./preview";
 import { editorLook } from "./theme";
 import { DEFAULT_SETTINGS, type SettingsValues } from "./settings";
 
@@ -48,6 +49,12 @@ class Tab {
   loaded = false;
   /** The indent unit detected when the file was opened ("\t" or spaces). */
   indent = "    ";
+  /** Text in a legacy 8-bit encoding (Latin-1 / Windows-1252): shown decoded, read-only. */
+  legacy = "";
+  /** An image's bytes (base64), for its preview. */
+  imageData = "";
+  /** The rendered preview beside the source is shown (Markdown, SVG). */
+  preview = false;
   /** Deleted from disk through the explorer while open: the buffer is all that is left. */
   deleted = false;
   readonly sync: DocSync;
@@ -101,8 +108,13 @@ class Tab {
     this.diskChanged = !!opened.diskChanged;
     if (opened.encoding === "base64") {
       this.binarySize = Math.floor((opened.content.length * 3) / 4);
+      this.imageData = imageType(this.path) ? opened.content : "";
       this.sync.version = opened.version;
-      this.state = this.area.createState(this, "");
+      const text = this.imageData ? null : legacyText(opened.content);
+      this.legacy = text === null ? "" : "Windows-1252";
+      const state = this.area.createState(this, text ?? "");
+      if (this.area.activeTab === this) this.area.view.setState(state);
+      else this.state = state;
     } else if (!this.loaded) {
       this.sync.version = opened.version;
       const state = this.area.createState(this, opened.content);
@@ -129,6 +141,8 @@ export class EditorArea {
   private readonly viewHost: HTMLElement;
   private readonly host: HTMLElement;
   private readonly prefs = new Compartment();
+  private readonly previewPane: HTMLElement;
+  private previewTimer: ReturnType<typeof setTimeout> | undefined;
   private settings: SettingsValues = DEFAULT_SETTINGS;
 
   private prefsExtension(): Extension {
@@ -161,6 +175,39 @@ export class EditorArea {
     host.append(this.viewHost);
     this.host = host;
     this.view = new EditorView({ parent: this.viewHost, state: EditorState.create({ doc: "" }) });
+    this.previewPane = h("div", { class: "preview-pane", role: "region", "aria-label": "Preview" });
+    this.previewPane.hidden = true;
+    host.append(this.previewPane);
+  }
+
+  /** Markdown and SVG: show or hide the rendered preview beside the source. */
+  togglePreview(show?: boolean): void {
+    const tab = this.activeTab;
+    if (!tab || !hasSidePreview(tab.path)) {
+      if (tab) this.events.notify("Only Markdown and SVG files have a preview beside their source.");
+      return;
+    }
+    tab.preview = show ?? !tab.preview;
+    this.showPreview();
+  }
+
+  private showPreview(): void {
+    const tab = this.activeTab;
+    const on = !!tab && tab.preview && tab.encoding !== "base64";
+    this.host.classList.toggle("with-preview", on);
+    this.previewPane.hidden = !on;
+    if (!on || !tab) {
+      this.previewPane.replaceChildren();
+      return;
+    }
+    this.previewPane.dataset.path = tab.path;
+    this.previewPane.replaceChildren(renderPreview(tab.path, tab.text()));
+  }
+
+  private schedulePreview(): void {
+    if (!this.activeTab?.preview) return;
+    clearTimeout(this.previewTimer);
+    this.previewTimer = setTimeout(() => this.showPreview(), 150);
   }
 
   createState(tab: Tab, content: string): EditorState {
@@ -178,6 +225,7 @@ export class EditorArea {
         { key: "Mod-s", run: () => (void this.save(tab.path), true), preventDefault: true },
         { key: "Mod-g", run: gotoLine, preventDefault: true },
         { key: "Mod-h", run: (view) => openReplace(view), preventDefault: true },
+        { key: "Mod-Shift-v", run: () => (this.togglePreview(), true), preventDefault: true },
         ...closeBracketsKeymap, ...defaultKeymap, ...searchKeymap, ...historyKeymap, ...foldKeymap,
         ...completionKeymap, indentWithTab,
       ]),
@@ -185,6 +233,7 @@ export class EditorArea {
         for (const tr of update.transactions)
           if (tr.docChanged && !tr.annotation(remoteEdit)) tab.sync.local(tr.changes);
         if (update.selectionSet || update.docChanged) this.reportCursor();
+        if (update.docChanged && this.activeTab === tab) this.schedulePreview();
       }),
       EditorView.contentAttributes.of({ "aria-label": `Editor: ${basename(tab.path)}` }),
     ];
@@ -318,12 +367,22 @@ export class EditorArea {
       for (const t of this.tabs.values()) this.renderTab(t);
       this.events.onActiveChange(path);
     }
-    const binary = tab.encoding === "base64";
+    const binary = tab.encoding === "base64" && !tab.legacy;
     this.viewHost.hidden = binary;
     this.placeholder.hidden = !binary;
-    this.placeholder.textContent = binary
-      ? `${basename(path)} is a binary file (${tab.binarySize} bytes) and is not shown.`
-      : "";
+    const type = imageType(path);
+    if (binary && type && tab.imageData) {
+      this.placeholder.replaceChildren(
+        h("figure", { class: "image-preview" },
+          imageElement(type, tab.imageData, basename(path)),
+          h("figcaption", { text: `${basename(path)} · ${tab.binarySize} bytes` })),
+      );
+    } else {
+      this.placeholder.textContent = binary
+        ? `${basename(path)} is a binary file (${tab.binarySize} bytes) and is not shown.`
+        : "";
+    }
+    this.showPreview();
     this.updateBanner();
     this.reportCursor();
     tab.element.scrollIntoView({ block: "nearest", inline: "nearest" });
@@ -356,6 +415,7 @@ export class EditorArea {
         this.viewHost.hidden = true;
         this.placeholder.hidden = false;
         this.placeholder.textContent = "Open a file from the explorer.";
+        this.showPreview();
         sessionStorage.removeItem("helios.activeFile");
         this.events.onActiveChange(null);
         this.reportCursor();
@@ -662,7 +722,7 @@ export class EditorArea {
       line: line.number,
       col: head - line.from + 1,
       language: languageFor(tab.path)?.name ?? "Plain Text",
-      encoding: tab.encoding === "base64" ? "Binary" : "UTF-8",
+      encoding: tab.legacy ? `${tab.legacy} (read-only)` : tab.encoding === "base64" ? "Binary" : "UTF-8",
       indent: tab.encoding === "base64" ? "" : describeIndent(tab.indent),
     });
   }
@@ -695,4 +755,25 @@ function keepMine(button: HTMLButtonElement): HTMLButtonElement {
 function replaceDoc(view: EditorView, text: string): void {
   if (view.state.doc.toString() === text) return;
   view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: textOf(text) } });
+}
+
+/** The text of base64 bytes that are not UTF-8 but read as Windows-1252 (a superset of Latin-1's
+ * printable characters): no NUL, no control characters but tab, line and page breaks, none of the
+ * five bytes Windows-1252 leaves undefined. Anything else is binary: null. */
+function legacyText(base64: string): string | null {
+  let raw: string;
+  try {
+    raw = atob(base64);
+  } catch {
+    return null;
+  }
+  if (!raw.length) return null;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if ((c < 0x20 && c !== 9 && c !== 10 && c !== 12 && c !== 13) || c === 0x7f) return null;
+    if (c === 0x81 || c === 0x8d || c === 0x8f || c === 0x90 || c === 0x9d) return null;
+  }
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  return new TextDecoder("windows-1252").decode(bytes);
 }

@@ -373,6 +373,7 @@ class App {
       { id: "find", label: "Edit: Find", shortcut: "Ctrl+F", run: () => this.editor.command("find") },
       { id: "replace", label: "Edit: Replace", shortcut: "Ctrl+H", run: () => this.editor.command("replace") },
       { id: "goto", label: "Go: Go to Line", shortcut: "Ctrl+G", run: () => this.editor.command("goto") },
+      { id: "preview", label: "View: Toggle Preview Beside (Markdown, SVG)", shortcut: "Ctrl+Shift+V (editor)", run: () => this.editor.togglePreview() },
       { id: "toggle-terminal", label: "Terminal: Show or Hide", shortcut: "Ctrl+`", run: () => this.togglePanel() },
       { id: "new-terminal", label: "Terminal: New Terminal", shortcut: "Ctrl+Shift+`", run: () => void this.terminals.create() },
       { id: "split-terminal", label: "Terminal: Split Terminal", shortcut: "Ctrl+Shift+5", run: () => void this.terminals.split() },
