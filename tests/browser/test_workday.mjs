@@ -303,8 +303,18 @@ test("terminals: copy and paste keys, right-click menu, split, an ended shell or
     // Ctrl+Shift+V pastes the clipboard into the shell.
     await page.evaluate(() => navigator.clipboard.writeText("echo pasted-$((2+3))"));
     await page.keyboard.press("Control+Shift+V");
+    // Reading the clipboard takes a moment: Enter once the text is on the command line.
+    await until(async () => /\$ echo pasted-\$\(\(2\+3\)\)\s*$/m.test(await terminalScreen(page)), { what: "the pasted text" });
     await page.keyboard.press("Enter");
     await until(async () => /^pasted-5\s*$/m.test(await terminalScreen(page)), { what: "the pasted command's output" });
+
+    // Ctrl+B goes to the shell (here the terminal echoes it as ^B), not to the explorer's toggle.
+    await page.keyboard.type("echo ab");
+    await page.keyboard.press("Control+b");
+    await page.keyboard.type("X");
+    await page.keyboard.press("Enter");
+    await until(async () => /echo ab\^BX/.test(await terminalScreen(page)), { what: "Ctrl+B sent to the shell" });
+    assert.equal(await page.locator("#sidebar").isVisible(), true, "the explorer stayed");
 
     // The right-click menu offers copy, paste and split; Ctrl+Shift+C copies too.
     await selectWordOnLine(page, /^pasted-5\s*$/);

@@ -298,6 +298,8 @@ class App {
       "keydown",
       (e) => {
         const mod = e.ctrlKey || e.metaKey;
+        // Keys a shell or tmux uses themselves (Ctrl+B, Alt+N, Alt+Z) stay the terminal's.
+        const inTerminal = !!(e.target as HTMLElement | null)?.closest?.(".terminal-view");
         if (mod && !e.altKey && !e.shiftKey && e.key.toLowerCase() === "s") {
           e.preventDefault();
           e.stopPropagation();
@@ -306,7 +308,7 @@ class App {
           e.preventDefault();
           e.stopPropagation();
           showPalette(this.commands());
-        } else if (mod && !e.shiftKey && !e.altKey && e.code === "KeyB") {
+        } else if (mod && !e.shiftKey && !e.altKey && e.code === "KeyB" && !inTerminal) {
           e.preventDefault();
           e.stopPropagation();
           this.showExplorer();
@@ -314,7 +316,7 @@ class App {
           e.preventDefault();
           e.stopPropagation();
           this.settings.show();
-        } else if (e.altKey && !mod && !e.shiftKey && e.code === "KeyZ") {
+        } else if (e.altKey && !mod && !e.shiftKey && e.code === "KeyZ" && !inTerminal) {
           e.preventDefault();
           e.stopPropagation();
           void this.settings.set({ wordWrap: !this.settings.values.wordWrap });
@@ -322,7 +324,7 @@ class App {
           e.preventDefault();
           e.stopPropagation();
           void this.terminals.split();
-        } else if (e.altKey && !e.ctrlKey && !e.metaKey && e.code === "KeyN") {
+        } else if (e.altKey && !e.ctrlKey && !e.metaKey && e.code === "KeyN" && !inTerminal) {
           e.preventDefault();
           e.stopPropagation();
           void this.tree.newEntry(this.tree.targetDir(), e.shiftKey);
