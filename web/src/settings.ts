@@ -3,6 +3,7 @@
 
 import type { Rpc } from "./connection";
 import { h } from "./dom";
+import { RpcError } from "./rpc";
 import { messageOf } from "./editor";
 
 export type Theme = "dark" | "light" | "high-contrast";
@@ -34,7 +35,8 @@ export class Settings {
       const r = await rpc.call("settings:get", {});
       this.take(r.settings);
     } catch (error) {
-      this.notify(`Cannot read the settings: ${messageOf(error)}`, "error");
+      // A worker from before settings existed (-32601) keeps the defaults without a word.
+      if (!(error instanceof RpcError && error.code === -32601)) this.notify(`Cannot read the settings: ${messageOf(error)}`, "error");
     }
   }
 
