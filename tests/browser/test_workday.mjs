@@ -3,7 +3,7 @@
 
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Gateway, closeBrowser, ownToGateway, until, withBrowser } from "./harness.mjs";
 
@@ -151,6 +151,12 @@ test("explorer: new file and folder, rename with F2 carrying unsaved edits, drag
     await dialog.locator('[data-value="delete"]').click();
     await until(() => !existsSync(join(g.home, "old")), { what: "recursive delete" });
     await row(page, `${g.home}/old`).waitFor({ state: "detached" });
+
+    // A file deleted from outside (a terminal, another program) while open says so too.
+    const notes = await openFromTree(page, g, "work/notes.py");
+    rmSync(join(g.home, "work/notes.py"));
+    await until(async () => /notes\.py was deleted/.test(await banner.innerText().catch(() => "")), { what: "the deletion said" });
+    assert.equal(await page.locator(`.tab.active.deleted[data-path="${notes}"]`).count(), 1);
   });
 });
 

@@ -277,6 +277,7 @@ export class EditorArea {
           }
           tab.serverDirty = f.dirty;
           tab.diskChanged = f.diskChanged;
+          if (f.diskChanged) void this.checkGone(tab);
           this.renderTab(tab);
         } else {
           await this.load(f.path, false);
@@ -306,6 +307,7 @@ export class EditorArea {
         continue;
       }
       tab.serverDirty = f.dirty;
+      if (f.diskChanged && !tab.diskChanged) void this.checkGone(tab);
       tab.diskChanged = f.diskChanged;
       this.renderTab(tab);
     }
@@ -548,6 +550,17 @@ export class EditorArea {
       } finally {
         this.closing.delete(oldPath);
       }
+    }
+  }
+
+  /** The worker flags a buffer whose file changed on disk: if the file is gone, say that instead. */
+  private async checkGone(tab: Tab): Promise<void> {
+    const rpc = this.rpc;
+    if (!rpc) return;
+    try {
+      await rpc.call("fs:stat", { path: tab.path });
+    } catch (error) {
+      if (error instanceof RpcError && error.code === ErrorCode.NotFound && this.tabs.get(tab.path) === tab) this.deleted(tab.path);
     }
   }
 
