@@ -7,7 +7,10 @@
  * fs:upload_commit fsyncs it and gives it its name (linkat; with overwrite, a temporary name renamed
  * over the old file); fs:upload_abort, the connection closing or the worker dying drops it, and an
  * unnamed file leaves nothing behind. An upload belongs to the connection that began it; at most
- * UPLOAD_MAX_ACTIVE run at once, each at most UPLOAD_MAX_SIZE bytes. */
+ * UPLOAD_MAX_ACTIVE run at once, each at most UPLOAD_MAX_SIZE bytes.
+ *
+ * fs:read_range is the other way: a piece of at most UPLOAD_MAX_CHUNK bytes of a regular file, with
+ * the file's size and tag, so that a page downloads a file of any size in bounded messages. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -20,6 +23,7 @@
 
 #include "base64.h"
 #include "bus.h"
+#include "fs-ops.h"
 #include "fs-path.h"
 #include "json.h"
 #include "jsonrpc.h"
@@ -388,6 +392,85 @@ static void on_abort(BusCall *call, const cJSON *params, void *userdata)
         bus_call_reply(call, r);
 }
 
+static void on_read_range(BusCall *call, const cJSON *params, void *userdata)
+{
+        Uploads *s = userdata;
+        const char *path_arg = NULL;
+        uint64_t offset = 0, length = 0;
+        const JsonField fields[] = {
+            {"path", JSON_FIELD_STRING, true, &path_arg},
+            {"offset", JSON_FIELD_UINT, true, &offset},
+            {"length", JSON_FIELD_UINT, true, &length, UPLOAD_MAX_CHUNK},
+        };
+        _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
+        _cleanup_free_ char *path = NULL, *bytes = NULL, *text = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        char tag[FS_TAG_MAX];
+        struct stat st;
+        size_t got = 0;
+        cJSON *r;
+        int k;
+
+        if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
+                return;
+        if (path_arg[0] != '/') {
+                (void)bus_call_error_invalid(call, "'path' must be absolute", path_arg);
+                return;
+        }
+        k = path_normalize("/", path_arg, &path);
+        if (k >= 0)
+                k = fs_chase(s->roots, path, 0, &loc);
+        if (k >= 0) {
+                fd = fs_location_open(&loc, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0);
+                k = fd < 0 ? fd : 0;
+        }
+        if (k >= 0 && fstat(fd, &st) < 0)
+                k = -errno;
+        if (k < 0) {
+                reply_path_errno(call, k, path ? path : path_arg);
+                return;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                bus_call_error_errno(call, S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL, loc.path);
+                return;
+        }
+        bytes = malloc(MAX(length, (uint64_t)1));
+        if (!bytes) {
+                (void)bus_call_error_oom(call);
+                return;
+        }
+        while (got < length) {
+                ssize_t n = pread(fd, bytes + got, length - got, (off_t)(offset + got));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        bus_call_error_errno(call, -errno, loc.path);
+                        return;
+                }
+                if (n == 0)
+                        break;
+                got += (size_t)n;
+        }
+        text = malloc(base64_encoded_len(got, true) + 1);
+        if (!text) {
+                (void)bus_call_error_oom(call);
+                return;
+        }
+        base64_encode_into(bytes, got, BASE64_STANDARD, true, text);
+        text[base64_encoded_len(got, true)] = 0;
+        fs_tag_format(&st, tag);
+        r = cJSON_CreateObject();
+        if (!r || !cJSON_AddStringToObject(r, "path", loc.path) ||
+            !cJSON_AddItemToObject(r, "size", json_create_integer((int64_t)st.st_size)) ||
+            !cJSON_AddItemToObject(r, "offset", json_create_integer((int64_t)offset)) ||
+            !cJSON_AddStringToObject(r, "data", text) || !cJSON_AddStringToObject(r, "tag", tag)) {
+                cJSON_Delete(r);
+                (void)bus_call_error_oom(call);
+                return;
+        }
+        bus_call_reply(call, r);
+}
+
 /* A connection that goes away takes its unfinished uploads with it. */
 static void on_client_disconnected(const char *topic, const cJSON *params, ClientId origin, void *userdata)
 {
@@ -419,6 +502,8 @@ static int uploads_start(const ServiceContext *ctx, void **ret)
                 r = bus_serve(ctx->bus, "fs:upload_commit", on_commit, s);
         if (r >= 0)
                 r = bus_serve(ctx->bus, "fs:upload_abort", on_abort, s);
+        if (r >= 0)
+                r = bus_serve(ctx->bus, "fs:read_range", on_read_range, s);
         if (r >= 0)
                 r = bus_subscribe(ctx->bus, BUS_EVENT_CLIENT_DISCONNECTED, on_client_disconnected, s);
         return r;

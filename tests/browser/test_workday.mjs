@@ -535,6 +535,17 @@ test("upload many files, a large one in chunks with progress and cancel, by butt
     const [saved] = await Promise.all([page.waitForEvent("download"), page.locator('.context-menu [data-label="Download"]').click()]);
     assert.equal(saved.suggestedFilename(), "photo.bin");
     assert.ok(readFileSync(await saved.path()).equals(big), "the download is the file");
+
+    // A file larger than one message (16 MiB) downloads too, in pieces.
+    const large = Buffer.alloc(20 * 1024 * 1024);
+    for (let i = 0; i < large.length; i += 4096) large[i] = (i >> 12) & 0xff;
+    writeFileSync(join(g.home, "site/large.dat"), large);
+    ownToGateway(join(g.home, "site/large.dat"));
+    await row(page, `${g.home}/site/large.dat`).waitFor();
+    await row(page, `${g.home}/site/large.dat`).click({ button: "right" });
+    const [saved2] = await Promise.all([page.waitForEvent("download", { timeout: 60_000 }),
+      page.locator('.context-menu [data-label="Download"]').click()]);
+    assert.ok(readFileSync(await saved2.path()).equals(large), "the large download is the file");
   });
 });
 

@@ -163,3 +163,34 @@ def test_a_killed_worker_leaves_no_half_file(worker):
         with pytest.raises(RpcError) as e:
             c.call("fs:upload_commit", {"uploadId": uid})
         assert e.value.code == -32001
+
+
+def test_read_range_reads_any_file_in_bounded_pieces(worker):
+    data = os.urandom(2 * CHUNK + 999)
+    target = worker.path("down.bin")
+    with open(target, "wb") as f:
+        f.write(data)
+    got, tags = b"", set()
+    with worker.connect() as c:
+        off = 0
+        while True:
+            r = c.call("fs:read_range", {"path": target, "offset": off, "length": CHUNK})
+            assert r["size"] == len(data) and r["offset"] == off
+            piece = base64.b64decode(r["data"])
+            tags.add(r["tag"])
+            if not piece:
+                break
+            got += piece
+            off += len(piece)
+        assert got == data and len(tags) == 1
+        with pytest.raises(RpcError) as e:
+            c.call("fs:read_range", {"path": target, "offset": 0, "length": CHUNK + 1})
+        assert e.value.code == -32602
+        os.mkfifo(worker.path("fifo"))
+        os.mkdir(worker.path("dir"))
+        os.symlink("/etc/passwd", worker.path("out"))
+        for path, code in [(worker.path("dir"), -32006), (worker.path("fifo"), -32602), (worker.path("out"), -32002),
+                           (worker.path("missing"), -32001), ("rel", -32602)]:
+            with pytest.raises(RpcError) as e:
+                c.call("fs:read_range", {"path": path, "offset": 0, "length": 10})
+            assert e.value.code == code, path

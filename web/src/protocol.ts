@@ -94,6 +94,10 @@ export interface Methods {
   "fs:upload_begin": { params: { path: string; size: number; overwrite?: boolean }; result: { uploadId: number; path: string } };
   "fs:upload_chunk": { params: { uploadId: number; offset: number; data: string }; result: { received: number } };
   "fs:upload_commit": { params: { uploadId: number }; result: { path: string; size: number } };
+  "fs:read_range": {
+    params: { path: string; offset: number; length: number };
+    result: { path: string; size: number; offset: number; data: string; tag: string };
+  };
   "fs:upload_abort": { params: { uploadId: number }; result: Empty };
   "fs:write_file": {
     params: { path: string; content: string; encoding?: "utf-8" | "base64"; expectedTag?: string };

@@ -127,13 +127,24 @@ export class Uploads {
   }
 }
 
-/** Save a file of the project on the user's computer (what one message can carry). */
+/** Save a file of the project on the user's computer, read in 512 KiB pieces (fs:read_range); a
+ * file that changes meanwhile is refused rather than saved as a mix. */
 export async function download(rpc: Rpc, path: string): Promise<void> {
-  const r = await rpc.call("fs:read_file", { path, encoding: "base64" });
-  const raw = atob(r.content);
-  const bytes = new Uint8Array(raw.length);
-  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
-  const url = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
+  const parts: Uint8Array[] = [];
+  let tag: string | null = null;
+  for (let offset = 0; ; ) {
+    const r = await rpc.call("fs:read_range", { path, offset, length: UPLOAD_CHUNK });
+    if (tag !== null && r.tag !== tag) throw new Error("it changed while it was being downloaded; try again");
+    tag = r.tag;
+    const raw = atob(r.data);
+    if (!raw.length) break;
+    const bytes = new Uint8Array(raw.length);
+    for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+    parts.push(bytes);
+    offset += bytes.length;
+    if (offset >= r.size) break;
+  }
+  const url = URL.createObjectURL(new Blob(parts as BlobPart[], { type: "application/octet-stream" }));
   const a = h("a", { href: url, download: basename(path) });
   document.body.append(a);
   a.click();
