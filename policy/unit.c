@@ -61,6 +61,7 @@ int policy_write_pts_unit(FILE *f)
             "# the host's.\n"
             "[Unit]\n"
             "Description=Helios terminals of %%I\n"
+            "Documentation=man:helios-worker(8)\n"
             "DefaultDependencies=no\n"
             "StopWhenUnneeded=yes\n"
             "Conflicts=shutdown.target\n"

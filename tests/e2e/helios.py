@@ -416,6 +416,13 @@ def gateway_uid():
     return e2e_account().pw_uid if os.geteuid() == 0 else os.getuid()
 
 
+def own_to_gateway(path):
+    """A file made by a root-run test after its gateway started, given to the account the gateway runs as."""
+    if os.geteuid() == 0:
+        acct = e2e_account()
+        os.chown(path, acct.pw_uid, acct.pw_gid)
+
+
 def as_test_account(cmd, directory):
     """cmd run as the test account, with directory (and everything in it) its own and reachable."""
     acct = e2e_account()

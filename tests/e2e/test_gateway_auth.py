@@ -252,6 +252,7 @@ def test_file_login_passwd_and_reload(make_gateway, tmp_path):
     # Change the password: the running gateway uses the new one after SIGHUP.
     assert passwd(users, "alice", "second password").returncode == 0
     assert passwd(users, "carol", "carol's").returncode == 0
+    helios.own_to_gateway(users)  # the gateway does not run as root
     g.signal(signal.SIGHUP)
     assert g.wait_log("Configuration reloaded."), g.read_log()
     assert g.login(user="alice", password="first password").status == 401

@@ -100,7 +100,8 @@ def clean_stale(build_dir):
     """What a run that was killed before its cleanup left: its container's cgroups, mounts and
     directory, all named helios-test-PID after a PID that is gone. Nothing else is touched."""
     def stale(name):
-        return name.startswith("helios-test-") and name[12:].isdigit() and not _pid_alive(int(name[12:]))
+        pid = name[12:].split("-")[0]  # helios-test-PID or helios-test-PID-WHAT
+        return name.startswith("helios-test-") and pid.isdigit() and not _pid_alive(int(pid))
 
     for parent in _cgroup_parents():
         for name in os.listdir(parent):
@@ -129,10 +130,13 @@ def clean_stale(build_dir):
 class Machine:
     """One booted container. exec() runs a command inside, as root unless told otherwise."""
 
-    def __init__(self, build_dir, log_dir):
+    def __init__(self, build_dir, log_dir, what=None, meson_install=True):
+        """what: a word naming a second container of the same run; meson_install: False boots one
+        without Helios (the package tests install it with apt)."""
         self.build_dir = os.path.abspath(build_dir)
         self.log_dir = log_dir
-        self.name = f"helios-test-{os.getpid()}"
+        self.name = f"helios-test-{os.getpid()}" + (f"-{what}" if what else "")
+        self.meson_install = meson_install
         self.base = os.path.join(self.build_dir, "systemd-test", self.name)
         self.root = os.path.join(self.base, "root")
         self.nspawn = None
@@ -167,15 +171,16 @@ class Machine:
         meson = shutil.which("meson")
         if not meson:
             raise CannotRun("meson is not on PATH")
-        r = subprocess.run([meson, "install", "-C", self.build_dir, "--no-rebuild", "--quiet",
-                            "--destdir", self.root], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RuntimeError(f"meson install failed:\n{r.stdout}\n{r.stderr}")
-        self.timings["install"] = time.monotonic() - t
+        if self.meson_install:
+            r = subprocess.run([meson, "install", "-C", self.build_dir, "--no-rebuild", "--quiet",
+                                "--destdir", self.root], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError(f"meson install failed:\n{r.stdout}\n{r.stderr}")
+            self.timings["install"] = time.monotonic() - t
 
         helpers = self.path(HELPER_DIR)
         os.makedirs(helpers, exist_ok=True)
-        for f in ("worker_client.py", "gateway_client.py", "editor.py"):
+        for f in ("worker_client.py", "gateway_client.py", "editor.py", "page.py"):
             shutil.copy(os.path.join(HERE, f), helpers)
         # Built helpers (test programs, not part of Helios), when the build has them.
         for var in ("HELIOS_PAM_CHECK",):
@@ -186,7 +191,7 @@ class Machine:
         # system call filters rightly refuse (the end-to-end suites check leaks outside systemd);
         # every other finding ends the process, so that a test sees it.
         self.service_environment = []
-        if self._build_option("b_sanitize") not in (None, "none"):
+        if self.meson_install and self._build_option("b_sanitize") not in (None, "none"):
             self.service_environment = [
                 'Environment="ASAN_OPTIONS=detect_leaks=0:abort_on_error=1"',
                 'Environment="UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1"']

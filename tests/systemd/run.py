@@ -32,8 +32,10 @@ class Outcomes:
 
 
 outcomes = Outcomes()
-status = pytest.main(["-q", "-rs", "-p", "no:cacheprovider", os.path.dirname(os.path.abspath(__file__))]
-                     + sys.argv[1:], plugins=[outcomes])
+# Test files named on the command line are run instead of the whole directory.
+args = sys.argv[1:]
+where = [] if any(not a.startswith("-") for a in args) else [os.path.dirname(os.path.abspath(__file__))]
+status = pytest.main(["-q", "-rs", "-p", "no:cacheprovider"] + where + args, plugins=[outcomes])
 if status == 0 and not outcomes.counts.get("passed"):
     print("SKIP: no test ran")
     sys.exit(77)
