@@ -727,6 +727,8 @@ def test_battery_in_a_launcher_worker(setup):
         args = [x for k, v in pairs if not v.startswith(setup.run_dir) for x in (k, v)]
         out = terminal_as(path, gw, [PYTHON, setup.battery, *args, "--hidden", launcher.runtime,
                                       "--socket", launcher.sock])
+        # The workspace's way out runs beside it, as the user (the machine's own network here).
+        pasta = user_processes(setup.user.pw_uid, "pasta")
     finally:
         kill_workers([setup.user.pw_uid])
         launcher.assert_clean()
@@ -738,6 +740,7 @@ def test_battery_in_a_launcher_worker(setup):
     assert not failed, out
     assert all(n in checks for n in REQUIRED), out
     assert f"worker {USER}: " in log, log[-3000:]
+    assert len(pasta) == 1, log[-3000:]
 
 
 def test_battery_in_single_user_mode(setup):
