@@ -71,6 +71,16 @@ static const char *const pasta_argv[] = {
     NULL,
 };
 
+/* fork() for a process between fork and exec: the system call alone. The C library's fork() also runs
+ * what other code registered with pthread_atfork(), and libuv's handler, inherited from the process
+ * that forked the worker (helios-embedded, the gateway), closes and reopens the descriptors of its
+ * signal pipe by the numbers they had there, which by now are other descriptors: the workspace's user
+ * namespace handed to pasta, for one. */
+static pid_t fork_raw(void)
+{
+        return (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+}
+
 /* How long the workspace waits for pasta's set-up before it starts without a way out. */
 #define PASTA_READY_TIMEOUT_MS 10000
 
@@ -393,7 +403,7 @@ static int run_init(int sock, int answerer, uid_t uid, gid_t gid, const sigset_t
                 return -EPIPE;
         safe_close(sock);
 
-        p = fork();
+        p = fork_raw();
         if (p < 0)
                 return negative_errno();
         if (p == 0) {
@@ -437,7 +447,7 @@ static pid_t start_pasta(const int ns[2], const sigset_t *saved)
 
         if (pipe2(ready, O_CLOEXEC) < 0)
                 return (void)fail("cannot start pasta", negative_errno()), 0;
-        p = fork();
+        p = fork_raw();
         if (p < 0) {
                 (void)fail("cannot start pasta", negative_errno());
                 safe_close(ready[0]);
