@@ -536,7 +536,7 @@ def test_writable_workspace_root(setup):
         assert os.path.exists(os.path.join(root, "made"))
 
         theirs = os.path.join(setup.peer.pw_dir, "shared")
-        os.mkdir(theirs)
+        os.makedirs(theirs, exist_ok=True)
         os.chown(theirs, setup.user.pw_uid, setup.user.pw_gid)
         for bad in (theirs, base):
             p = subprocess.run([SANDBOX_EXEC, "--user", USER, "--writable", bad, "--", "/bin/true"],
@@ -544,6 +544,7 @@ def test_writable_workspace_root(setup):
             assert p.returncode == 125, (bad, p.stderr)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(os.path.join(setup.peer.pw_dir, "shared"), ignore_errors=True)
 
 
 def test_home_the_sandbox_would_hide_is_refused():
