@@ -54,13 +54,19 @@ class Page:
         import websockets
 
         url = self.base.replace("http", "ws", 1) + "/ws"
-        try:
-            self.ws = await websockets.connect(url, origin=self.base, open_timeout=30, max_size=None,
-                                               extra_headers={"Cookie": self.cookie})
-        except websockets.exceptions.InvalidStatusCode as e:
-            self.ws = None
-            return {"open": e.status_code}
-        return {"open": "ok"}
+        # 503 is "try again in a moment" (the gateway checking the account again, say), which the
+        # web app retries as it reconnects: so does this page, a few times.
+        for _ in range(10):
+            try:
+                self.ws = await websockets.connect(url, origin=self.base, open_timeout=30, max_size=None,
+                                                   extra_headers={"Cookie": self.cookie})
+                return {"open": "ok"}
+            except websockets.exceptions.InvalidStatusCode as e:
+                self.ws = None
+                if e.status_code != 503:
+                    return {"open": e.status_code}
+                await asyncio.sleep(1)
+        return {"open": 503}
 
     async def call(self, method, params):
         import websockets

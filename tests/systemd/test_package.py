@@ -3,15 +3,17 @@
 tools/package builds the package twice from this tree, once with meson.build's version and once with a
 higher one (lintian checks the first: an error fails the build). A container that boots without Helios
 installs the first with apt; a student logs in over PAM through the gateway and keeps a page open while
-apt upgrades to the second; then apt removes and purges it. After the purge, what is left of Helios is
-exactly what the admin chose to keep, and the students' own files:
+apt upgrades to the second; nginx is put in front of it as docs/admin.md says, and taken away again;
+then apt removes and purges it. After the purge, what is left of Helios is exactly what the admin chose
+to keep, and the students' own files:
 
 - no file or directory with "helios" in its name anywhere the container wrote (the overlay's upper
   layer: /etc, /usr, /lib, /var, homes), nor in /run, /tmp, /var/tmp or /dev/shm, except the admin's
   own /etc/helios/tls/privkey.pem (and the directories holding it), the student's
   ~/.local/state/helios (her journal of unsaved edits) and the tests' helpers;
 - no unit, enablement link or deb-systemd-helper state, no process, no listening socket;
-- the helios-gateway account and group stay, locked, owning no file (README, "Removing Helios").
+- the helios-gateway account and group stay, locked, owning no file (README, *Installing*,
+  "Removing").
 
 These tests depend on each other, in file order.
 """
@@ -219,7 +221,8 @@ def test_install(box, packages):
     listed |= {n[:-3] for n in listed if n.endswith(".gz")}  # man pages are compressed
     assert installed - listed == set(), "meson installs these, the package lacks them"
     for path in ("/etc/pam.d/helios", "/etc/helios/helios.conf", "/usr/lib/sysusers.d/helios.conf",
-                 "/usr/lib/tmpfiles.d/helios.conf", "/usr/share/helios/web/index.html"):
+                 "/usr/lib/tmpfiles.d/helios.conf", "/usr/share/helios/web/index.html",
+                 "/usr/share/doc/helios/admin.md.gz"):
         assert box.exec("test", "-f", path, check=False).returncode == 0, path
     conffiles = box.exec("dpkg-query", "-W", "-f=${Conffiles}", "helios").stdout
     assert {"/etc/helios/helios.conf", "/etc/pam.d/helios"} <= set(re.findall(r"(/\S+)", conffiles))
