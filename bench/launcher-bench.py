@@ -70,6 +70,24 @@ def pss_kib(pid):
     return None
 
 
+def workspace_pss_kib(pid):
+    """PSS of every process of pid's user: the worker and what runs beside it for its workspace (its
+    supervisor and init, pasta)."""
+    try:
+        uid = os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+    total = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    total += pss_kib(int(entry)) or 0
+            except OSError:
+                pass
+    return total
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -140,7 +158,11 @@ def kill_user_processes(uids):
 def wait_gone(pid, timeout=5.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z":
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split()[2] == "Z":
+                    return
+        except OSError:  # gone, between any two looks
             return
         time.sleep(0.002)
     raise RuntimeError(f"worker {pid} did not exit")
@@ -182,6 +204,8 @@ def main():
     ap.add_argument("--users", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--keep-users", action="store_true", help="leave the accounts for the next run")
+    ap.add_argument("--launcher-arg", action="append", default=[],
+                    help="one more argument for the launcher, e.g. --outbound-network=no (repeatable)")
     args = ap.parse_args()
     # The launcher starts the worker from the user's home: both paths must not depend on ours.
     args.launcher = os.path.abspath(args.launcher)
@@ -205,7 +229,8 @@ def main():
     env = dict(os.environ, HELIOS_LOG_LEVEL="notice")
     launcher = subprocess.Popen(
         [args.launcher, "--mode=embedded", "--runtime-dir", runtime, "--listen", sock_path,
-         "--gateway-user", gateway, "--worker", args.worker, "--max-users", str(len(users) + 8)],
+         "--gateway-user", gateway, "--worker", args.worker, "--max-users", str(len(users) + 8),
+         *args.launcher_arg],
         env=env, stdin=subprocess.DEVNULL, stderr=open(log_path, "wb"))
 
     def fail(why):
@@ -246,6 +271,7 @@ def main():
                     continue
                 if "pid" in msg:
                     results["idle_pss"] = pss_kib(msg["pid"])
+                    results["idle_workspace_pss"] = workspace_pss_kib(msg["pid"])
                 results.update(msg)
         _, status = os.waitpid(child, 0)
         if status != 0:
@@ -259,7 +285,8 @@ def main():
               f"(min {min(cold) * 1e3:.2f}, max {max(cold) * 1e3:.2f})")
         print(f"warm (new connection → answer), median of {len(warm)}: {med(warm):.3f} ms; "
               f"cold/warm {statistics.median(cold) / statistics.median(warm):.0f}x")
-        print(f"idle sandboxed worker: PSS {results['idle_pss']} KiB")
+        print(f"idle sandboxed worker: PSS {results['idle_pss']} KiB; its workspace's processes together "
+              f"{results['idle_workspace_pss']} KiB")
         print(f"{len(pss)} workers alive at once: total PSS {sum(pss) / 1024:.1f} MiB, "
               f"median {statistics.median(pss)} KiB each; launcher RSS {rss_kib(launcher.pid)} KiB")
     finally:

@@ -324,16 +324,19 @@ _noreturn_ static void activator_child(Activator *a, int exe_fd, int null_fd, in
         if (a->have_nofile)
                 (void)setrlimit(RLIMIT_NOFILE, &a->nofile);
 
-        format_pid(a->listen_pid_env + strlen(LISTEN_PID_PREFIX), getpid());
-
         if (a->child_setup && a->child_setup(a->userdata) < 0)
                 _exit(EXIT_FAILURE);
 
+        /* After the set-up, which may have made this a new process in a PID namespace of its own. */
+        format_pid(a->listen_pid_env + strlen(LISTEN_PID_PREFIX), getpid());
+
         /* By the file opened before the sandbox was entered: the sandbox may well hide the path (a
          * build tree under /tmp or in another home). A script cannot be run so (its interpreter would
-         * have to open the descriptor, which exec closes): ENOENT, and then by its path. */
+         * have to open the descriptor, which exec closes): ENOENT, and then by its path. Nor, with
+         * this kernel, can a file opened outside the workspace's user namespace be run from inside
+         * it: EACCES, and then by its path too. */
         execveat(EXE_FD, "", a->argv, a->envp, AT_EMPTY_PATH);
-        if (errno == ENOENT)
+        if (errno == ENOENT || errno == EACCES)
                 execve(a->worker_path, a->argv, a->envp);
 fail:
         write_str("helios: failed to start the worker ");

@@ -307,10 +307,11 @@ static void after_check(uv_work_t *w, int status)
 static void on_launcher_answer(int result, void *userdata)
 {
         AuthRequest *r = userdata;
+        Auth *a = r->auth; /* finished() may free r */
 
         r->launcher_request = NULL;
-        finished(r->auth, r, result);
-        dispatch(r->auth);
+        finished(a, r, result);
+        dispatch(a);
 }
 
 /* Start r's check. Returns -errno if it could not be, after which r is still queued. */

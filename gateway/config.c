@@ -144,7 +144,7 @@ static const Setting settings[] = {
     S("login_queue_timeout", SETTING_DURATION, login_queue_timeout_ms, 100, 3600 * 1000, "TIME",
       "Longest wait of a credential check for its turn (default 15s)"),
     S("login_checks_per_address", SETTING_UINT, login_checks_per_address, 1, 100000, "N",
-      "Credential checks of one client address in progress or waiting (default 4)"),
+      "Credential checks of one client address in progress or waiting (default 32)"),
     S("log_level", SETTING_LOG_LEVEL, log_level, 0, 0, "LEVEL", "err, warning, notice, info or debug"),
 };
 
@@ -337,7 +337,7 @@ static void set_defaults(GatewayConfig *c)
             .login_max_delay_ms = 60 * 1000,
             .login_queue = 256,
             .login_queue_timeout_ms = 15 * 1000,
-            .login_checks_per_address = 4,
+            .login_checks_per_address = 32,
             .listen_socket_mode = 0660,
             .log_level = -1,
         };

@@ -711,10 +711,10 @@ static void on_auth_done(int result, const char *user, void *userdata)
                 return;
         }
         throttle_login_succeeded(g->throttle, addr, user);
-        /* PAM's account management has just said yes; otherwise it is asked now, before a page needs it. */
-        if (auth_method(g->auth) == AUTH_METHOD_PAM)
-                account_checks_passed(g->accounts, user, now);
-        else
+        /* PAM's account management has just said yes. A password from the users file is taken as good
+         * for now, and the account asked about at once: a no ends the new session with the others. */
+        account_checks_passed(g->accounts, user, now);
+        if (auth_method(g->auth) != AUTH_METHOD_PAM)
                 account_checks_start(g->accounts, user, now);
         g->metrics.logins_ok++;
         log_login(r, LOG_INFO, user, "Login");

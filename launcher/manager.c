@@ -29,7 +29,8 @@
 #include "user-name.h"
 #include "worker-home.h"
 
-/* Replies waiting for the gateway to read; past this the connection is not read any more. */
+/* Replies waiting for the gateway to read, with those of requests still in flight; past this the
+ * connection is not read until some are done. */
 #define CONN_OUT_MAX 64
 /* Packets handled per wake-up of one connection, so that one busy peer cannot starve the loop. */
 #define CONN_READ_BATCH 32
@@ -171,13 +172,20 @@ static void update_status(Manager *m)
 static void conn_close(Conn *c, const char *why);
 static void on_conn_event(uv_poll_t *p, int status, int events);
 
+/* Room for another request: every request in flight is an answer to come, and answers the gateway has
+ * not read count against the same limit. A connection without room is not read until there is. */
+static bool conn_has_room(const Conn *c)
+{
+        return c->n_out + c->in_flight < CONN_OUT_MAX;
+}
+
 static void conn_update_poll(Conn *c)
 {
         int events = 0;
 
         if (c->closed)
                 return;
-        if (c->n_out < CONN_OUT_MAX)
+        if (conn_has_room(c))
                 events |= UV_READABLE;
         if (c->out_first)
                 events |= UV_WRITABLE;
@@ -275,8 +283,10 @@ static void request_free(Request *r)
         if (r->next)
                 r->next->prev = r->prev;
         m->n_requests--;
-        if (r->conn)
+        if (r->conn) {
                 r->conn->in_flight--;
+                conn_update_poll(r->conn);
+        }
         unit_job_cancel(r->job);
         embedded_job_cancel(r->embedded);
         pam_check_abandon(r->pam);
@@ -698,7 +708,7 @@ static void on_conn_event(uv_poll_t *p, int status, int events)
                         return;
         }
         if (events & UV_READABLE)
-                for (unsigned i = 0; i < CONN_READ_BATCH && !c->closed && c->n_out < CONN_OUT_MAX; i++) {
+                for (unsigned i = 0; i < CONN_READ_BATCH && !c->closed && conn_has_room(c); i++) {
                         /* MSG_TRUNC: the packet's real length, so that an oversized one is refused rather
                          * than read as its first 4 KiB. */
                         ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);

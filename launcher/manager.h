@@ -33,6 +33,7 @@ typedef struct LauncherOptions {
         unsigned max_requests_per_connection;
         unsigned max_requests;
         unsigned max_connections;
+        bool outbound_network; /* POLICY_SETTING_OUTBOUND_NETWORK (embedded mode) */
 } LauncherOptions;
 
 typedef struct Manager Manager;

@@ -34,6 +34,8 @@
 #define MAX_DEVICES  16
 #define MAX_WRITABLE 16
 
+#define TUN_PATH "/dev/net/tun"
+
 /* One rule of policy_filesystem[] as it applies on this machine, with its path made absolute and
  * checked at plan time. */
 typedef struct PlanRule {
@@ -69,6 +71,11 @@ struct SandboxPlan {
         char **device_paths; /* "/dev/null", ... */
         char *devpts_options;
         char *shm_options;
+        /* pasta, the workspace's network stack, runs in this view and needs the tun device; the
+         * workspace's own view hides it again (policy/workspace.c). */
+        bool outbound_network;
+        bool tun;
+        bool pass_credentials;
         struct sock_fprog filter;
 
         /* The bounds of the private tmpfs and devpts, with the user's settings. */
@@ -442,6 +449,13 @@ int sandbox_plan_new(const SandboxParams *p, SandboxPlan **ret)
         if (!plan->devpts_options || !plan->shm_options)
                 return -ENOMEM;
 
+        plan->outbound_network = p->outbound_network;
+        plan->pass_credentials = p->pass_credentials;
+        if (plan->outbound_network) {
+                struct stat st;
+                plan->tun = stat(TUN_PATH, &st) >= 0 && S_ISCHR(st.st_mode);
+        }
+
         r = policy_seccomp_export(&plan->filter);
         if (r < 0)
                 return r;
@@ -521,7 +535,7 @@ static int hide(const char *path)
         return mount_tmpfs(path, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, POLICY_TMPFS_EMPTY_OPTIONS);
 }
 
-static int make_dev(const SandboxPlan *plan, int *device_fds)
+static int make_dev(const SandboxPlan *plan, int *device_fds, int *tun_fd)
 {
         static const struct {
                 const char *target, *path;
@@ -542,6 +556,20 @@ static int make_dev(const SandboxPlan *plan, int *device_fds)
                         return negative_errno();
                 (void)close(fd);
                 r = attach_tree(&device_fds[i], plan->device_paths[i]);
+                if (r < 0)
+                        return r;
+        }
+        if (*tun_fd >= 0) {
+                int fd;
+
+                r = make_dir("/dev/net", 0755);
+                if (r < 0)
+                        return r;
+                fd = open(TUN_PATH, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+                if (fd < 0)
+                        return negative_errno();
+                (void)close(fd);
+                r = attach_tree(tun_fd, TUN_PATH);
                 if (r < 0)
                         return r;
         }
@@ -567,7 +595,7 @@ static int make_dev(const SandboxPlan *plan, int *device_fds)
 
 static int enter_file_system(const SandboxPlan *plan)
 {
-        int home_fd = -1, device_fds[MAX_DEVICES], writable_fds[MAX_WRITABLE];
+        int home_fd = -1, tun_fd = -1, device_fds[MAX_DEVICES], writable_fds[MAX_WRITABLE];
         int r;
 
         for (size_t i = 0; i < ELEMENTSOF(device_fds); i++)
@@ -595,6 +623,8 @@ static int enter_file_system(const SandboxPlan *plan)
                 r = clone_tree(plan->writable[i], AT_RECURSIVE, &writable_fds[i]);
         for (size_t i = 0; r >= 0 && i < policy_n_devices; i++)
                 r = clone_tree(plan->device_paths[i], 0, &device_fds[i]);
+        if (r >= 0 && plan->tun)
+                r = clone_tree(TUN_PATH, 0, &tun_fd);
 
         for (size_t i = 0; r >= 0 && i < plan->n_rules; i++) {
                 const PlanRule *rule = &plan->rules[i];
@@ -615,7 +645,7 @@ static int enter_file_system(const SandboxPlan *plan)
                         r = mount_tmpfs(rule->path, MS_NOSUID | MS_NODEV, rule->options);
                         break;
                 case POLICY_FS_DEV:
-                        r = make_dev(plan, device_fds);
+                        r = make_dev(plan, device_fds, &tun_fd);
                         break;
                 case POLICY_FS_PROC:
                         /* A new instance: hidepid is per instance, and the host's /proc stays as it
@@ -635,6 +665,7 @@ static int enter_file_system(const SandboxPlan *plan)
                 r = attach_tree(&writable_fds[i], plan->writable[i]);
 
         safe_close(home_fd);
+        safe_close(tun_fd);
         for (size_t i = 0; i < ELEMENTSOF(writable_fds); i++)
                 safe_close(writable_fds[i]);
         for (size_t i = 0; i < ELEMENTSOF(device_fds); i++)
@@ -711,7 +742,7 @@ static int apply_limits(const SandboxPlan *plan)
 
 int sandbox_enter(const SandboxPlan *plan)
 {
-        int r;
+        int r, answerer;
 
         assert(plan);
 
@@ -741,6 +772,21 @@ int sandbox_enter(const SandboxPlan *plan)
         r = apply_limits(plan);
         if (r < 0)
                 return r;
+        /* The workspace's own network and processes. The namespace calls must come before the filter,
+         * which refuses them; from here on this runs in the workspace, and the process that entered
+         * stays outside as its supervisor. */
+        r = policy_workspace_enter(plan->outbound_network, &answerer);
+        if (r < 0)
+                return r;
+        if (plan->pass_credentials && answerer != POLICY_CREDENTIALS_FD) {
+                if (dup2(answerer, POLICY_CREDENTIALS_FD) < 0)
+                        return negative_errno();
+                safe_close(answerer);
+        } else if (plan->pass_credentials) {
+                if (fcntl(answerer, F_SETFD, 0) < 0)
+                        return negative_errno();
+        } else
+                safe_close(answerer);
         r = policy_seccomp_load_bpf(&plan->filter);
         if (r < 0)
                 return r;

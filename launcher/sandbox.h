@@ -15,9 +15,11 @@
  *
  *   sandbox_enter() runs in the child between fork and exec and uses only async-signal-safe calls:
  *   new mount namespace and the file system of policy/filesystem.c, then setgroups → setresgid →
- *   setresuid → verify → no_new_privs → rlimits → seccomp, each step checked. Returns -errno on the
- *   first failure (the caller _exit()s); on success the process is the user, sandboxed, with cwd at
- *   the home directory, ready to exec. */
+ *   setresuid → verify → no_new_privs → rlimits → the workspace's own namespaces
+ *   (policy/workspace.c) → seccomp, each step checked. Returns -errno on the first failure (the
+ *   caller _exit()s); on success the process is the user, sandboxed, PID 2 of the workspace's PID
+ *   namespace, with cwd at the home directory, ready to exec. The process that called it stays outside
+ *   as the workspace's supervisor and exits with the workspace's status: it never returns. */
 
 typedef struct SandboxPlan SandboxPlan;
 
@@ -35,6 +37,12 @@ typedef struct SandboxParams {
         /* The user's settings (policy/settings.c) the sandbox applies itself: the rlimits among them.
          * NULL: the defaults. */
         const PolicyValues *values;
+        /* The workspace reaches the network through pasta (the setting POLICY_SETTING_OUTBOUND_NETWORK); without it,
+         * it has its loopback only. */
+        bool outbound_network;
+        /* Leave the socket that answers for peers' credentials (policy_workspace_enter()) at
+         * POLICY_CREDENTIALS_FD across exec, for the worker; otherwise it is closed. */
+        bool pass_credentials;
 } SandboxParams;
 
 int sandbox_plan_new(const SandboxParams *p, SandboxPlan **ret);

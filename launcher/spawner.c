@@ -189,6 +189,9 @@ static int plan_sandbox(Spawner *s, const char *user, const PolicyValues *values
             .hide = (const char *const[]){s->options.runtime_dir},
             .n_hide = 1,
             .values = values,
+            .outbound_network =
+                values ? values->v[POLICY_SETTING_OUTBOUND_NETWORK] != 0 : POLICY_OUTBOUND_NETWORK_DEFAULT,
+            .pass_credentials = true,
         };
 
         return sandbox_plan_new(&sp, ret);
@@ -319,6 +322,8 @@ static int build_worker_env(const struct passwd *pw, char ***ret)
                         continue;
                 r = key ? push_env(&env, &n, key, eq + 1) : -ENOMEM;
         }
+        if (r >= 0)
+                r = push_env(&env, &n, POLICY_CREDENTIALS_FD_ENV, POLICY_CREDENTIALS_FD_STR);
         if (r >= 0)
                 r = push_env(&env, &n, "HOME", pw->pw_dir);
         if (r >= 0)

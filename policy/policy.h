@@ -63,6 +63,10 @@ typedef struct PolicySyscall {
         unsigned arg2; /* POLICY_MATCH_EQ_BUT_NOT */
         uint64_t value2;
         const char *concern; /* groups the entries; printed in the unit as a comment */
+        /* Needed to set up the workspace (policy/workspace.c) and by pasta: under systemd these are
+         * left out of the unit's filter, which binds the whole unit, and refused by the filter the
+         * worker loads before it serves anything, which binds the workspace. */
+        bool workspace_setup;
 } PolicySyscall;
 
 extern const PolicySyscall policy_syscalls[];
@@ -167,6 +171,7 @@ typedef enum PolicySettingId {
         POLICY_SETTING_TMP_SIZE,
         POLICY_SETTING_SHM_SIZE,
         POLICY_SETTING_PTY_MAX,
+        POLICY_SETTING_OUTBOUND_NETWORK,
         _POLICY_SETTING_MAX,
         _POLICY_SETTING_INVALID = -1,
 } PolicySettingId;
@@ -227,6 +232,35 @@ int policy_values_load(const char *dir, const char *user, PolicyValues *ret);
 void policy_values_bounds(const PolicyValues *values, PolicyBounds *ret);
 /* The value as a cgroup file takes it (cgroup: digits or "max") or as a unit file does (2G, infinity). */
 int policy_value_format(PolicySettingId id, uint64_t v, bool cgroup, char *buf, size_t size);
+
+/* ---- The workspace's own network and processes (workspace.c) ---- */
+
+/* Debian's user-mode network stack (package passt), the workspace's way out. */
+#define POLICY_PASTA "/usr/bin/pasta"
+
+/* The worker's option for the setting POLICY_SETTING_OUTBOUND_NETWORK (settings.c), which the unit
+ * passes from HELIOS_OUTBOUND_NETWORK= in its environment. */
+#define POLICY_OUTBOUND_NETWORK_OPTION  "outbound-network"
+#define POLICY_OUTBOUND_NETWORK_DEFAULT true
+
+/* Put the caller into a workspace of its own: new user (mapping only the caller's uid and gid), network
+ * (loopback up; outbound through pasta when outbound_network) and PID namespaces, and a /proc of the
+ * workspace. Call as the user, single-threaded, before the seccomp filter. Async-signal-safe.
+ *
+ * Returns 0 in the workspace's first process (PID 2 of the new PID namespace, no capabilities, its
+ * signal mask as the caller's), where the caller goes on, with *ret_answerer the (close-on-exec) socket
+ * on which the supervisor tells peers' credentials as the machine sees them (peer_credentials_ask() of
+ * common/socket-util.h): inside, every uid but the user's reads as the overflow uid. The calling
+ * process never returns once the namespaces exist: it supervises the workspace, passes SIGTERM,
+ * SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 on, answers those questions, and exits with the
+ * workspace's status. -errno when nothing could be made. */
+int policy_workspace_enter(bool outbound_network, int *ret_answerer);
+
+/* Where the launcher leaves the answering socket for the worker it execs, named in the environment
+ * variable POLICY_CREDENTIALS_FD_ENV. */
+#define POLICY_CREDENTIALS_FD     9
+#define POLICY_CREDENTIALS_FD_STR "9"
+#define POLICY_CREDENTIALS_FD_ENV "HELIOS_CREDENTIALS_FD"
 
 /* ---- The seccomp filter (seccomp.c), shared by the launcher and the worker ---- */
 

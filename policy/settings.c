@@ -111,6 +111,18 @@ const PolicySetting policy_settings[_POLICY_SETTING_MAX] = {
             .bound = POLICY_BOUND_PTYS,
             .reason = "pseudo-terminals open at once",
         },
+    /* The workspace's way out of its own network namespace (workspace.c). Under systemd the unit's
+     * Environment=HELIOS_OUTBOUND_NETWORK= carries it (a drop-in changes it); off, the workspace
+     * keeps its loopback and nothing else. */
+    [POLICY_SETTING_OUTBOUND_NETWORK] =
+        {
+            .key = "outbound_network",
+            .type = POLICY_SETTING_BOOL,
+            .value = POLICY_OUTBOUND_NETWORK_DEFAULT,
+            .min = 0,
+            .max = 1,
+            .reason = "the network beyond the workspace's own loopback, through pasta",
+        },
 };
 
 void policy_values_default(PolicyValues *ret)

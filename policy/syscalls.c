@@ -30,6 +30,11 @@
         {                                                                                 \
                 .name = (n), .error = EPERM, .match = POLICY_MATCH_ALWAYS, .concern = (c) \
         }
+#define DENY_SETUP(n, c)                                                                   \
+        {                                                                                  \
+                .name = (n), .error = EPERM, .match = POLICY_MATCH_ALWAYS, .concern = (c), \
+                .workspace_setup = true                                                    \
+        }
 #define DENY_ERRNO(n, e, c)                                                             \
         {                                                                               \
                 .name = (n), .error = (e), .match = POLICY_MATCH_ALWAYS, .concern = (c) \
@@ -86,9 +91,9 @@ const PolicySyscall policy_syscalls[] = {
 
     /* Mounting, old API and new: a user who could mount could undo the file system of
      * filesystem.c. chroot and pivot_root belong here too (systemd's @mount agrees). */
-    DENY("mount", "mounts"),
+    DENY_SETUP("mount", "mounts"),
     DENY("umount", "mounts"),
-    DENY("umount2", "mounts"),
+    DENY_SETUP("umount2", "mounts"),
     DENY("fsopen", "mounts"),
     DENY("fsconfig", "mounts"),
     DENY("fsmount", "mounts"),
@@ -97,20 +102,21 @@ const PolicySyscall policy_syscalls[] = {
     DENY("open_tree", "mounts"),
     DENY("mount_setattr", "mounts"),
     DENY("chroot", "mounts"),
-    DENY("pivot_root", "mounts"),
+    DENY_SETUP("pivot_root", "mounts"),
 
     /* New namespaces: a user namespace makes its creator root inside it, which opens code paths
      * of the kernel meant for root only; the others would let a process leave the sandbox's
      * mount and process view. Denying unshare does not stop clone() with the same flags, so
      * clone is filtered on its flags (argument 0 on every architecture Helios builds for). */
-    DENY("unshare", "namespaces"),
-    DENY("setns", "namespaces"),
+    DENY_SETUP("unshare", "namespaces"),
+    DENY_SETUP("setns", "namespaces"),
     {.name = "clone",
      .error = EPERM,
      .match = POLICY_MATCH_ANY_BIT,
      .arg = 0,
      .value = CLONE_NAMESPACE_FLAGS,
-     .concern = "namespaces"},
+     .concern = "namespaces",
+     .workspace_setup = true},
     DENY_ERRNO("clone3", ENOSYS, "namespaces"),
 
     /* io_uring: its operations are carried out by the kernel on the process's behalf without ever

@@ -134,7 +134,12 @@ static int write_filesystem(FILE *f)
                                 return k;
                         break;
                 case POLICY_FS_DEV:
-                        fputs("PrivateDevices=yes\nDevicePolicy=closed\n", f);
+                        fputs("PrivateDevices=yes\nDevicePolicy=closed\n"
+                              "# pasta, the workspace's way out, opens the tun device; the workspace's own\n"
+                              "# view of /dev hides it again (policy/workspace.c).\n"
+                              "BindPaths=-/dev/net/tun\n"
+                              "DeviceAllow=/dev/net/tun rw\n",
+                              f);
                         k = write_tmpfs(f, "/dev/shm");
                         if (k < 0)
                                 return k;
@@ -199,17 +204,20 @@ static int write_syscalls(FILE *f)
         bool open_line = false;
 
         fputs(
-            "# policy/syscalls.c: the deny list. clone() with namespace flags is refused through\n"
-            "# RestrictNamespaces=, the ioctl rules (TIOCSTI, TIOCLINUX on the low 32 bits of the request)\n"
-            "# by the filter helios-worker --seccomp loads itself.\n"
+            "# policy/syscalls.c: the deny list. The ioctl rules (TIOCSTI, TIOCLINUX on the low 32 bits of\n"
+            "# the request) are refused by the filter helios-worker --seccomp loads itself.\n"
             "SystemCallArchitectures=native\n"
             "SystemCallErrorNumber=EPERM\n"
-            "RestrictNamespaces=yes\n",
+            "# The worker makes the workspace's user, network and PID namespaces and mounts its /proc, and\n"
+            "# pasta sandboxes itself in namespaces of its own (policy/workspace.c): the calls for that\n"
+            "# (namespace flags, unshare, setns, mount, umount2, pivot_root) are left to the filter the\n"
+            "# worker loads before it serves anything, which binds every process of the workspace.\n"
+            "RestrictNamespaces=~cgroup\n",
             f);
         for (size_t i = 0; i < policy_n_syscalls; i++) {
                 const PolicySyscall *s = &policy_syscalls[i];
 
-                if (s->match != POLICY_MATCH_ALWAYS || !name_known(s->name))
+                if (s->match != POLICY_MATCH_ALWAYS || s->workspace_setup || !name_known(s->name))
                         continue;
                 if (!concern || !streq(concern, s->concern)) {
                         if (open_line)

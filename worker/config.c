@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "parse-util.h"
+#include "policy.h"
 #include "strv.h"
 #include "macro.h"
 
@@ -26,6 +27,7 @@ WorkerConfig *worker_config_free(WorkerConfig *c)
         free(c->home);
         free(c->allowed_uids);
         free(c->allowed_gids);
+        safe_close(c->credentials_fd);
         free(c);
         return NULL;
 }
@@ -68,6 +70,11 @@ static void help(void)
                "     --seccomp               Load the sandbox policy's seccomp filter before serving\n"
                "                             (the systemd unit passes it; in embedded mode the\n"
                "                             launcher has loaded it already)\n"
+               "     --namespaces            Enter a workspace of its own first: user, network and\n"
+               "                             PID namespaces (the systemd unit passes it; in\n"
+               "                             embedded mode the launcher has made them already)\n"
+               "     --outbound-network BOOL With --namespaces, reach the network through pasta\n"
+               "                             (default yes)\n"
                "     --log-level LEVEL       err, warning, notice, info, debug\n");
 }
 
@@ -86,6 +93,8 @@ enum {
         ARG_ALLOW_GROUP,
         ARG_LOG_LEVEL,
         ARG_SECCOMP,
+        ARG_NAMESPACES,
+        ARG_OUTBOUND_NETWORK,
 };
 
 int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
@@ -108,6 +117,8 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                 {"allow-group", required_argument, NULL, ARG_ALLOW_GROUP},
                 {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
                 {"seccomp", no_argument, NULL, ARG_SECCOMP},
+                {"namespaces", no_argument, NULL, ARG_NAMESPACES},
+                {POLICY_OUTBOUND_NETWORK_OPTION, required_argument, NULL, ARG_OUTBOUND_NETWORK},
                 {},
         };
         WorkerConfig *c = calloc(1, sizeof(WorkerConfig));
@@ -125,6 +136,8 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                 .scrollback = DEFAULT_SCROLLBACK,
                 .max_watches = DEFAULT_MAX_WATCHES,
                 .high_water = DEFAULT_HIGH_WATER,
+                .outbound_network = POLICY_OUTBOUND_NETWORK_DEFAULT,
+                .credentials_fd = -1,
         };
 
 #define NUM_ARG(parse, field, min, max, what)                                                       \
@@ -253,6 +266,16 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                         break;
                 case ARG_SECCOMP:
                         c->seccomp = true;
+                        break;
+                case ARG_NAMESPACES:
+                        c->namespaces = true;
+                        break;
+                case ARG_OUTBOUND_NETWORK:
+                        r = parse_bool(optarg, &c->outbound_network);
+                        if (r < 0) {
+                                log_error("Invalid --%s '%s'.", POLICY_OUTBOUND_NETWORK_OPTION, optarg);
+                                goto fail;
+                        }
                         break;
                 default:
                         r = -EINVAL;

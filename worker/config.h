@@ -27,6 +27,10 @@ typedef struct WorkerConfig {
         gid_t *allowed_gids;     /* ... and peers whose group is one of these (the gateway's) */
         size_t n_allowed_gids;
         bool seccomp;            /* load policy/'s seccomp filter before serving anything */
+        bool namespaces;         /* enter the workspace's namespaces (policy/workspace.c) first */
+        bool outbound_network;   /* with them, pasta as the way out */
+        int credentials_fd;      /* who answers for peers' credentials in a user namespace; -1: none */
+        pid_t outer_pid;         /* this process's pid outside its workspace's PID namespace, or 0 */
 } WorkerConfig;
 
 #define DEFAULT_MAX_MESSAGE (16u * 1024u * 1024u)

@@ -289,7 +289,17 @@ static bool peer_allowed(const Server *s, int fd)
         struct ucred cred;
         socklen_t len = sizeof(cred);
 
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        if (s->config->credentials_fd >= 0) {
+                /* In the workspace's user namespace every peer but the user reads as the overflow uid:
+                 * the supervisor outside says who it is. */
+                PeerCredentials c;
+                int r = peer_credentials_ask(s->config->credentials_fd, fd, 5000, &c);
+                if (r < 0) {
+                        log_warning_errno(r, "Failed to learn the peer's credentials, refusing client: %m");
+                        return false;
+                }
+                cred = (struct ucred){.pid = (pid_t)c.pid, .uid = c.uid, .gid = c.gid};
+        } else if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
                 log_warning_errno(errno, "Failed to read peer credentials, refusing client: %m");
                 return false;
         }
@@ -443,7 +453,7 @@ static void on_worker_info(BusCall *call, const cJSON *params, void *userdata)
 
         if (!r || !cJSON_AddStringToObject(r, "name", "helios-worker") ||
             !cJSON_AddStringToObject(r, "version", HELIOS_VERSION) ||
-            !cJSON_AddNumberToObject(r, "pid", getpid()) || !cJSON_AddNumberToObject(r, "uid", getuid()) ||
+            !cJSON_AddNumberToObject(r, "pid", s->config->outer_pid > 0 ? s->config->outer_pid : getpid()) || !cJSON_AddNumberToObject(r, "uid", getuid()) ||
             !cJSON_AddStringToObject(r, "home", cfg->home) ||
             !cJSON_AddStringToObject(r, "stateDir", cfg->state_dir) ||
             !(roots = cJSON_AddArrayToObject(r, "roots")) || !(limits = cJSON_AddObjectToObject(r, "limits")))

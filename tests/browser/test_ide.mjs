@@ -362,6 +362,29 @@ test("a killed worker: the page says so, reconnects and keeps the unsaved edit",
   });
 });
 
+test("a page over the user's page limit says why and does not reconnect on its own", async () => {
+  const g = await new Gateway({ args: ["--max-pages-per-user=1"] }).start();
+  await withBrowser("page limit", g, async ({ newPage }) => {
+    const a = await newPage();
+    await openApp(a, g);
+    const b = await newPage(a.context());
+    let opened = 0;
+    b.on("websocket", () => opened++);
+    await b.goto(g.origin + "/");
+    await b.locator('#link[data-state="refused"]').waitFor({ timeout: 15_000 });
+    assert.match(await b.locator("#link").innerText(), /too many pages open/);
+    // A limit is not a crash: no reconnection loop.
+    await sleep(3000);
+    assert.equal(opened, 1);
+    assert.equal(await b.locator("#link").getAttribute("data-state"), "refused");
+    // Room made, a click connects.
+    await a.close();
+    await sleep(500);
+    await b.locator("#link").click();
+    await connected(b);
+  });
+});
+
 test("a flood of terminal output is paused and resumed, and the page stays responsive", async () => {
   const g = await new Gateway().start();
   await withBrowser("terminal flood", g, async ({ newPage }) => {

@@ -1,5 +1,7 @@
 import os
+import shutil
 import signal
+import tempfile
 import time
 
 import pytest
@@ -7,6 +9,21 @@ import pytest
 import helios
 
 helios.become_subreaper()
+
+
+def pytest_configure(config):
+    """Run as root, the tests' gateways run as an account of their own that must reach the test's
+    directory. pytest's shared /tmp/pytest-of-root is made private again by every pytest that starts,
+    so a root run keeps its temporary directories in one of its own instead."""
+    if os.geteuid() == 0 and config.option.basetemp is None:
+        config.option.basetemp = tempfile.mkdtemp(prefix="helios-e2e-")
+        config._helios_basetemp = config.option.basetemp
+
+
+def pytest_unconfigure(config):
+    base = getattr(config, "_helios_basetemp", None)
+    if base:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -816,7 +816,7 @@ def test_per_user_settings_reach_the_worker(make_launcher, accounts, settings_di
     assert f"size={1 << 20}k" in b["/tmp"].split(",")  # the default, 1 GiB
     log = lc.read_log()
     assert f"Starting the worker of {ALICE} (memory_max={3 << 30} tasks_max=100 cpu_weight=100 " \
-           f"open_files=1500 tmp_size={100 << 20} shm_size={8 << 20} pty_max=32)" in log
+           f"open_files=1500 tmp_size={100 << 20} shm_size={8 << 20} pty_max=32 outbound_network=yes)" in log
     assert f"Starting the worker of {BOB} (memory_max={1 << 30} tasks_max=512" in log
     if cgroup2_mount() and "memory" in available_controllers():
         d = os.path.join(cgroup2_mount(), cgroup_of(alice).lstrip("/"))

@@ -484,6 +484,101 @@ def open_other_terminal():
     return f"opened others' terminals: {' '.join(opened)}" if opened else None
 
 
+# ---- Another workspace: its network and its processes ----
+
+def connect_tcp(host, port, timeout=3):
+    """The first line the server at host:port sends, or the error."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        return s.recv(256)
+
+
+def reach_loopback(port):
+    """Another workspace's server on 127.0.0.1:port must not answer here: the loopback is one's own."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=3):
+            return f"connected to 127.0.0.1:{port}"
+    except OSError:
+        return None
+
+
+def reach_abstract(name):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(3)
+    try:
+        s.connect("\0" + name)
+    except OSError:
+        return None
+    finally:
+        s.close()
+    return f"connected to the abstract socket @{name}"
+
+
+def proc_net(ports, names):
+    """/proc/net shows this workspace's sockets only."""
+    seen = []
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/net/{table}") as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local = line.split()[1]
+            if int(local.rsplit(":", 1)[1], 16) in ports:
+                seen.append(f"{table}:{local}")
+    try:
+        with open("/proc/net/unix") as f:
+            unix = f.read()
+    except OSError:
+        unix = ""
+    seen += [f"unix:@{n}" for n in names if f"@{n}" in unix]
+    return f"/proc/net shows another workspace's sockets: {' '.join(seen)}" if seen else None
+
+
+SYS_PIDFD_OPEN = 434
+
+
+class SchedParam(ctypes.Structure):
+    _fields_ = [("sched_priority", ctypes.c_int)]
+
+
+def probe_process(pid):
+    """Every question about another workspace's process must say it does not exist (ESRCH): EPERM
+    already tells that it is there."""
+    answers = []
+    r, err = libc_call(libc.kill, pid, 0)
+    answers.append(("kill(0)", r, err))
+    r, err = libc_call(libc.getsid, pid)
+    answers.append(("getsid", r, err))
+    ctypes.set_errno(0)
+    r = libc.syscall(ctypes.c_long(SYS_PIDFD_OPEN), ctypes.c_long(pid), ctypes.c_long(0))
+    err = ctypes.get_errno()
+    if r >= 0:
+        os.close(r)
+    answers.append(("pidfd_open", r, err))
+    param = SchedParam()
+    r, err = libc_call(libc.sched_getparam, pid, ctypes.byref(param))
+    answers.append(("sched_getparam", r, err))
+    r, err = libc_call(libc.getpriority, 1, pid)  # PRIO_PROCESS
+    answers.append(("getpriority", r if err else 0, err))
+    told = [f"{what}={'ok' if not err else errname(err)}" for what, r, err in answers if err != errno.ESRCH]
+    return f"pid {pid} answers: {' '.join(told)}" if told else None
+
+
+def outbound(target):
+    host, _, port = target.rpartition(":")
+    line = connect_tcp(host, int(port))
+    return None if line else f"{target} sent nothing"
+
+
+def outbound_refused(target):
+    host, _, port = target.rpartition(":")
+    try:
+        connect_tcp(host, int(port))
+    except OSError:
+        return None
+    return f"reached {target} with outbound network off"
 # ---- What the worker holds, the kernel surface, IPC and bounds ----
 
 # Device nodes every process may hold whoever owns them: the policy's /dev.
@@ -841,6 +936,73 @@ def sockets():
     return None
 
 
+def local_server(work):
+    """A web server on a local port of one's own, fetched from one's own terminal."""
+    import urllib.request
+    d = os.path.join(work, "site")
+    os.makedirs(d)
+    with open(os.path.join(d, "index.html"), "w") as f:
+        f.write("helios-local-ok\n")
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)], cwd=d,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5) as r:
+                    body = r.read().decode()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    finally:
+        server.kill()
+        server.wait()
+    if body != "helios-local-ok\n":
+        return f"the local server sent {body!r}"
+    # An abstract socket of one's own works too.
+    name = f"helios-battery-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as srv, socket.socket(socket.AF_UNIX) as c:
+        srv.bind("\0" + name)
+        srv.listen(1)
+        c.connect("\0" + name)
+    return None
+
+
+DAEMON_MARK = "helios-battery-daemon"
+
+
+def leave_daemon(path):
+    """A daemon the way a shell makes one: fork, setsid, fork again, and the middle one exits. It must
+    not outlive the workspace (whoever runs the battery checks that after the workspace stopped); its
+    command line carries DAEMON_MARK and its pid (as seen here) goes to path."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.setsid()
+        if os.fork() == 0:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.write(w, str(os.getpid()).encode())
+            os.close(w)
+            os.execvp("sleep", [DAEMON_MARK, "3600"])
+        os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    daemon = os.read(r, 32).decode()
+    os.close(r)
+    with open(path, "w") as f:
+        f.write(daemon + "\n")
+    return None if daemon else "the daemon did not start"
+
+
 def pip_user(work):
     """pip install --user of a local package into the home, and the package imported from there."""
     if subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode != 0:
@@ -866,20 +1028,6 @@ def pip_user(work):
         subprocess.run([sys.executable, "-m", "pip", "uninstall", "--yes", "--quiet", "--break-system-packages",
                         "heliosdemo"], cwd=work, capture_output=True)
     return None if out.split() == ["42", "True"] else f"the installed package said {out!r}"
-
-
-def local_server():
-    """A web server on a local port, and a client of it."""
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
-    c = socket.create_connection(srv.getsockname(), timeout=10)
-    conn, _ = srv.accept()
-    c.sendall(b"GET / HTTP/1.0\r\n\r\n")
-    got = conn.recv(64)
-    for s in (c, conn, srv):
-        s.close()
-    return None if got.startswith(b"GET /") else f"the server read {got!r}"
 
 
 def threads_and_fork():
@@ -909,6 +1057,16 @@ def main():
     ap.add_argument("--setuid", metavar="PROGRAM",
                     help="a set-user-ID root program that prints its effective uid")
     ap.add_argument("--workdir", help="where the working day happens (default: a new directory in $HOME)")
+    ap.add_argument("--peer-port", action="append", type=int, default=[],
+                    help="a TCP port another workspace listens on at its 127.0.0.1")
+    ap.add_argument("--peer-abstract", action="append", default=[],
+                    help="an abstract Unix socket (name without the leading NUL) another workspace listens on")
+    ap.add_argument("--outbound", metavar="HOST:PORT",
+                    help="a server outside that answers with a line: the workspace must reach it")
+    ap.add_argument("--no-outbound", metavar="HOST:PORT",
+                    help="the same, with outbound network turned off: the workspace must not reach it")
+    ap.add_argument("--leave-daemon", metavar="FILE",
+                    help="leave a double-forked daemon behind and write its pid to FILE")
     ap.add_argument("--mqueue", help="a POSIX message queue made outside, open to everyone")
     ap.add_argument("--shm-key", type=lambda v: int(v, 0), help="the key of a System V segment made outside")
     ap.add_argument("--leave-ipc", metavar="TAG",
@@ -945,6 +1103,15 @@ def main():
     for p in opts.pid:
         check(f"escape.ptrace:{p}", lambda p=p: ptrace_other(p))
         check(f"escape.see_process:{p}", lambda p=p: see_process(p))
+        check(f"escape.probe_process:{p}", lambda p=p: probe_process(p))
+    for port in opts.peer_port:
+        check(f"escape.loopback:{port}", lambda port=port: reach_loopback(port))
+    for name in opts.peer_abstract:
+        check(f"escape.abstract:{name}", lambda name=name: reach_abstract(name))
+    if opts.peer_port or opts.peer_abstract:
+        check("escape.proc_net", lambda: proc_net(set(opts.peer_port), opts.peer_abstract))
+    if opts.no_outbound:
+        check("escape.outbound_off", lambda: outbound_refused(opts.no_outbound))
     check("escape.mount", mount_tmpfs)
     check("escape.unshare_user", lambda: unshare_command("-U") or unshare_call(CLONE_NEWUSER))
     check("escape.unshare_mount", lambda: unshare_command("-m") or unshare_call(CLONE_NEWNS))
@@ -992,10 +1159,14 @@ def main():
         check("work.pty", pty_session)
         check("work.threads_fork", threads_and_fork)
         check("work.sockets", sockets)
-        check("work.local_server", local_server)
         check("work.pip_user", lambda: pip_user(work))
         if opts.leave_ipc:
             check("work.ipc", lambda: ipc_left_behind(opts.leave_ipc, 300))
+        check("work.local_server", lambda: local_server(work))
+        if opts.outbound:
+            check("work.outbound", lambda: outbound(opts.outbound))
+        if opts.leave_daemon:
+            check("work.leave_daemon", lambda: leave_daemon(opts.leave_daemon))
     finally:
         if not opts.workdir:
             shutil.rmtree(work, ignore_errors=True)

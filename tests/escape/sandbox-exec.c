@@ -2,10 +2,11 @@
 /* Test driver: run a program inside the embedded-mode sandbox of one account, the way helios-launcher
  * starts a worker (plan before fork, sandbox_enter() in the child, exec), and exit with its status.
  *
- *   sandbox-exec --user NAME [--hide DIR]... [--writable DIR]... -- PROGRAM [ARGUMENT]...
+ *   sandbox-exec --user NAME [--hide DIR]... [--writable DIR]... [--no-outbound-network] -- PROGRAM
+ * [ARGUMENT]...
  *
- * Run as root. The program gets a small fixed environment (HOME, USER, LOGNAME, PATH, LANG) and the
- * caller's standard descriptors. */
+ * Run as root. The program gets a small fixed environment (HOME, USER, LOGNAME, PATH, LANG, and
+ * HELIOS_CREDENTIALS_FD as the launcher gives a worker) and the caller's standard descriptors. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "policy.h"
 #include "sandbox.h"
 
 int main(int argc, char **argv)
@@ -24,16 +26,18 @@ int main(int argc, char **argv)
             {"user", required_argument, NULL, 'u'},
             {"hide", required_argument, NULL, 'H'},
             {"writable", required_argument, NULL, 'w'},
+            {"no-outbound-network", no_argument, NULL, 'N'},
             {},
         };
         const char *user = NULL;
         const char **hide = NULL, **writable = NULL;
         size_t n_hide = 0, n_writable = 0;
+        bool outbound = true;
         SandboxPlan *plan = NULL;
         int opt, r, status;
         pid_t pid;
 
-        while ((opt = getopt_long(argc, argv, "+u:H:w:", options, NULL)) >= 0) {
+        while ((opt = getopt_long(argc, argv, "+u:H:w:N", options, NULL)) >= 0) {
                 switch (opt) {
                 case 'u':
                         user = optarg;
@@ -54,12 +58,16 @@ int main(int argc, char **argv)
                         writable[n_writable++] = optarg;
                         break;
                 }
+                case 'N':
+                        outbound = false;
+                        break;
                 default:
                         return 125;
                 }
         }
         if (!user || optind >= argc) {
-                fprintf(stderr, "Usage: sandbox-exec --user NAME [--hide DIR]... [--writable DIR]... -- "
+                fprintf(stderr, "Usage: sandbox-exec --user NAME [--hide DIR]... [--writable DIR]... "
+                                "[--no-outbound-network] -- "
                                 "PROGRAM [ARGUMENT]...\n");
                 return 125;
         }
@@ -68,7 +76,9 @@ int main(int argc, char **argv)
                                               .hide = hide,
                                               .n_hide = n_hide,
                                               .writable = writable,
-                                              .n_writable = n_writable},
+                                              .n_writable = n_writable,
+                                              .outbound_network = outbound,
+                                              .pass_credentials = true},
                              &plan);
         free(hide);
         free(writable);
@@ -82,7 +92,10 @@ int main(int argc, char **argv)
         snprintf(user_env, sizeof(user_env), "USER=%s", user);
         snprintf(logname_env, sizeof(logname_env), "LOGNAME=%s", user);
         char *envp[] = {
-            home, user_env, logname_env, "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", NULL,
+            home,           user_env,
+            logname_env,    "PATH=/usr/local/bin:/usr/bin:/bin",
+            "LANG=C.UTF-8", POLICY_CREDENTIALS_FD_ENV "=" POLICY_CREDENTIALS_FD_STR,
+            NULL,
         };
 
         fflush(NULL);

@@ -23,6 +23,8 @@ import time
 
 import pytest
 
+from battery import DAEMON_MARK  # noqa: E402 (tests/escape is on sys.path under pytest)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 import helios  # noqa: E402 (the e2e tests' JSON-RPC client)
@@ -52,8 +54,54 @@ REQUIRED = [
     "work.write_home", "work.write_tmp", "work.cc_make", "work.git", "work.python", "work.debug",
     "work.pty", "work.threads_fork", "escape.foreign_descriptors", "escape.worker_stdio",
     "escape.socket_families", "escape.io_uring", "escape.ipc_of_others", "escape.pty_pool",
-    "escape.tmpfs_bounds", "work.sockets", "work.local_server",
+    "escape.tmpfs_bounds", "work.sockets", "work.local_server", "escape.proc_net",
 ]
+
+# The other workspace's server: a line on 127.0.0.1:PORT and on an abstract Unix socket, the way a
+# student's `python3 -m http.server --bind 127.0.0.1` or a language server would listen.
+PEER_SERVER = r"""
+import os, socket, sys, threading, time
+port, name = int(sys.argv[1]), sys.argv[2]
+tcp = socket.socket()
+tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+unix = socket.socket(socket.AF_UNIX)
+try:
+    tcp.bind(("127.0.0.1", port))
+    unix.bind("\0" + name)
+except OSError:
+    # Taken: the other copy of this server shares this loopback (no network namespace between them).
+    print("ready taken", flush=True)
+    time.sleep(3600)
+tcp.listen(16)
+unix.listen(16)
+def serve(s):
+    while True:
+        c, _ = s.accept()
+        c.sendall(b"the other workspace's homework\n")
+        c.close()
+threading.Thread(target=serve, args=(unix,), daemon=True).start()
+print("ready", os.getpid(), flush=True)
+serve(tcp)
+"""
+
+# A server outside every workspace, in a network namespace of the test's own: what outbound reaches.
+OUTSIDE_SERVER = r"""
+import socket, sys
+s = socket.socket()
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(16)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    c.sendall(b"helios-outbound-ok\n")
+    c.close()
+"""
+
+PEER_PORT = 18731
+PEER_ABSTRACT = "helios-t-peer-socket"
+# The test's own network: the sandbox runs in namespace NET_OUTER, whose only way out is a veth pair
+# to NET_HOST, where the outside server listens. Nothing of it touches the machine's own network.
+OUTER_ADDR, HOST_ADDR, OUTSIDE_PORT = "10.213.0.1", "10.213.0.2", 18732
 
 
 def tmpfs_bounds():
@@ -134,15 +182,80 @@ class Setup:
     pass
 
 
+def ip(*args):
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+def make_networks(s):
+    """Two network namespaces joined by a veth pair: the sandbox's 'machine' and an outside host."""
+    s.outer, s.host = f"helios-t-{os.getpid()}-o", f"helios-t-{os.getpid()}-h"
+    ip("netns", "add", s.outer)
+    ip("netns", "add", s.host)
+    ip("-n", s.outer, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", s.host)
+    ip("-n", s.outer, "addr", "add", f"{OUTER_ADDR}/24", "dev", "eth0")
+    ip("-n", s.host, "addr", "add", f"{HOST_ADDR}/24", "dev", "eth0")
+    for ns in (s.outer, s.host):
+        ip("-n", ns, "link", "set", "lo", "up")
+        ip("-n", ns, "link", "set", "eth0", "up")
+    ip("-n", s.outer, "route", "add", "default", "via", HOST_ADDR)
+
+
+def in_outer(setup, args):
+    return ["ip", "netns", "exec", setup.outer, *args]
+
+
+def start_line_server(args, procs):
+    """Start a server that prints 'ready ...' once it listens; return that line's words."""
+    p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    procs.append(p)
+    line = p.stdout.readline()
+    assert line.startswith("ready"), f"{args}: {line!r} {p.stderr.read() if p.poll() is not None else ''}"
+    return line.split()
+
+
+def user_processes(uid, mark):
+    """Host pids of uid's processes whose command line starts with mark."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().split(b"\0")[0].decode(errors="replace") == mark:
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def kill_all(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.fixture(scope="module")
 def setup():
     s = Setup()
     procs = []
     listeners = []
     s.run_dir = None
+    s.outer = s.host = None
     try:
         s.user = create_user(USER)
         s.peer = create_user(PEER)
+        # pasta runs as the user and needs the tun device, which Debian's udev leaves open to all.
+        if os.stat("/dev/net/tun").st_mode & 0o777 != 0o666:
+            os.chmod("/dev/net/tun", 0o666)
+        make_networks(s)
+        start_line_server(["ip", "netns", "exec", s.host, PYTHON, "-c", OUTSIDE_SERVER, HOST_ADDR,
+                           str(OUTSIDE_PORT)], procs)
+        s.outside = f"{HOST_ADDR}:{OUTSIDE_PORT}"
 
         # The other account's home is readable by all on the host: only the sandbox hides it.
         os.chmod(s.peer.pw_dir, 0o755)
@@ -167,7 +280,22 @@ def setup():
         procs.append(subprocess.Popen(["sleep", "600"]))
         procs.append(subprocess.Popen(["setpriv", f"--reuid={s.peer.pw_uid}", f"--regid={s.peer.pw_gid}",
                                        "--init-groups", "sleep", "600"]))
-        s.pids = [p.pid for p in procs]
+        s.pids = [procs[-2].pid, procs[-1].pid]
+        # The other account's workspace, sandboxed, with its servers on its own loopback; and the same
+        # servers unsandboxed, for the run without the sandbox to find.
+        peer_script = os.path.join(s.peer.pw_dir, "server.py")
+        with open(peer_script, "w") as f:
+            f.write(PEER_SERVER)
+        os.chmod(peer_script, 0o644)
+        start_line_server(in_outer(s, [SANDBOX_EXEC, "--user", PEER, "--", PYTHON, peer_script, str(PEER_PORT),
+                                       PEER_ABSTRACT]), procs)
+        s.peer_workspace_pid = user_processes(s.peer.pw_uid, PYTHON)
+        assert len(s.peer_workspace_pid) == 1, s.peer_workspace_pid
+        s.peer_workspace_pid = s.peer_workspace_pid[0]
+        start_line_server(in_outer(s, ["setpriv", f"--reuid={s.peer.pw_uid}", f"--regid={s.peer.pw_gid}",
+                                       "--init-groups", PYTHON, peer_script, str(PEER_PORT), PEER_ABSTRACT]),
+                          procs)
+        s.pids.append(s.peer_workspace_pid)
         # A terminal of root's on the host, which the sandbox's own devpts must not show.
         s.pty = os.openpty()
 
@@ -200,7 +328,8 @@ def setup():
         s.args = ["--other-home", s.peer.pw_dir, "--other-home", "/root",
                   "--hidden", s.run_dir, "--hidden", "/run/helios", "--setuid", s.setuid,
                   "--mqueue", s.mqueue, "--shm-key", hex(s.shm_key), "--pty-bound", str(PTY_BOUND),
-                  *tmpfs_bounds()]
+                  *tmpfs_bounds(), "--peer-port", str(PEER_PORT), "--peer-abstract", PEER_ABSTRACT]
+        s.daemon_file = os.path.join(s.user.pw_dir, "daemon.pid")
         for path in s.sockets:
             s.args += ["--socket", path]
         for pid in s.pids:
@@ -213,9 +342,14 @@ def setup():
             libc.shmctl(s.shm_id, IPC_RMID, None)
         for fd in getattr(s, "pty", ()):
             os.close(fd)
-        for p in procs:
+        # The sandboxed peer's workspace ends with its first process; then its supervisor exits.
+        kill_all([getattr(s, "peer_workspace_pid", None)] if getattr(s, "peer_workspace_pid", None) else [])
+        for p in reversed(procs):
             p.kill()
             p.wait()
+        for ns in (s.outer, s.host):
+            if ns:
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         for sock in listeners:
             sock.close()
         if s.run_dir:
@@ -239,33 +373,53 @@ def parse(out):
     return checks, summary
 
 
-def run_sandboxed(setup, *extra):
-    return subprocess.run([SANDBOX_EXEC, "--user", USER, "--hide", setup.run_dir, "--",
-                           PYTHON, setup.battery, *setup.args, *extra],
+def run_sandboxed(setup, *extra, sandbox=()):
+    return subprocess.run(in_outer(setup, [SANDBOX_EXEC, "--user", USER, "--hide", setup.run_dir, *sandbox, "--",
+                                           PYTHON, setup.battery, *setup.args, *extra]),
                           capture_output=True, text=True, timeout=600, cwd="/")
+
+
+def required_checks(setup):
+    required = REQUIRED + [f"escape.other_home:{setup.peer.pw_dir}", f"escape.hidden:{setup.run_dir}"]
+    required += [f"escape.connect:{s}" for s in setup.sockets]
+    required += [f"escape.{what}:{pid}" for pid in setup.pids for what in ("ptrace", "see_process",
+                                                                           "probe_process")]
+    required += [f"escape.loopback:{PEER_PORT}", f"escape.abstract:{PEER_ABSTRACT}", "work.outbound",
+                 "work.leave_daemon"]
+    return required
 
 
 def test_battery_inside_the_sandbox(setup):
     tag = f"helios-t-left-{os.getpid()}"
     try:
-        p = run_sandboxed(setup, "--leave-ipc", tag)
+        p = run_sandboxed(setup, "--leave-ipc", tag, "--outbound", setup.outside, "--leave-daemon",
+                          setup.daemon_file)
         # What the battery left in its IPC namespace went with it: the machine's pools are untouched.
         assert not host_mqueue(f"/{tag}-0", create=False), "a message queue of the sandbox outlived it"
         assert host_shm_segments(setup.user.pw_uid) == [], "a System V segment of the sandbox outlived it"
     finally:
         host_mqueues_unlink(f"/{tag}", 300)
     checks, summary = parse(p.stdout)
-    required = REQUIRED + [f"escape.other_home:{setup.peer.pw_dir}", f"escape.hidden:{setup.run_dir}"]
-    required += [f"escape.connect:{s}" for s in setup.sockets]
-    required += [f"escape.ptrace:{pid}" for pid in setup.pids]
-    required += [f"escape.see_process:{pid}" for pid in setup.pids]
-    required += ["work.ipc"]
+    required = required_checks(setup) + ["work.ipc"]
+    # The workspace is gone once the battery (its first process) exited, and its daemon with it.
+    left = user_processes(setup.user.pw_uid, DAEMON_MARK)
+    kill_all(left)
+    assert not left, f"the battery's daemon outlived its workspace: pids {left}"
 
     not_passed = {n: c for n, c in checks.items() if c[0] != "PASS"}
     missing = [n for n in required if n not in checks]
     assert not not_passed and not missing, f"{not_passed} missing={missing}\n{p.stdout}\n{p.stderr}"
     assert summary == f"SUMMARY pass={len(checks)} fail=0 skip=0", p.stdout
     assert p.returncode == 0, p.stderr
+
+
+def test_outbound_network_off(setup):
+    """With the setting off, the workspace has its loopback and nothing else."""
+    p = run_sandboxed(setup, "--no-outbound", setup.outside, sandbox=["--no-outbound-network"])
+    checks, summary = parse(p.stdout)
+    assert checks["escape.outbound_off"][0] == "PASS", p.stdout
+    assert checks["work.local_server"][0] == "PASS", p.stdout
+    assert p.returncode == 0, f"{p.stdout}\n{p.stderr}"
 
 
 def test_battery_without_the_sandbox_finds_the_holes(setup):
@@ -276,9 +430,12 @@ def test_battery_without_the_sandbox_finds_the_holes(setup):
     # The battery's standard error is a file of root's, as a worker's was the launcher's log.
     log = tempfile.TemporaryFile(dir="/run")
     try:
-        p = subprocess.run(["setpriv", f"--reuid={setup.user.pw_uid}", f"--regid={setup.user.pw_gid}",
-                            "--init-groups", PYTHON, setup.battery, *setup.args, "--leave-ipc", tag],
-                           stdout=subprocess.PIPE, stderr=log, text=True, timeout=600, env=env, cwd="/")
+        p = subprocess.run(in_outer(setup, ["setpriv", f"--reuid={setup.user.pw_uid}",
+                                            f"--regid={setup.user.pw_gid}", "--init-groups", "env", "-i",
+                                            *[f"{k}={v}" for k, v in env.items()], PYTHON, setup.battery,
+                                            *setup.args, "--leave-ipc", tag, "--no-outbound", setup.outside,
+                                            "--leave-daemon", setup.daemon_file]),
+                           stdout=subprocess.PIPE, stderr=log, text=True, timeout=600, cwd="/")
         # Without a namespace what was left behind stays in the machine's pools.
         assert host_mqueue(f"/{tag}-0", create=False)
         assert host_shm_segments(setup.user.pw_uid) != []
@@ -288,12 +445,17 @@ def test_battery_without_the_sandbox_finds_the_holes(setup):
         for row in host_shm_segments(setup.user.pw_uid):
             libc.shmctl(int(row[1]), IPC_RMID, None)
     checks, _ = parse(p.stdout)
+    left = user_processes(setup.user.pw_uid, DAEMON_MARK)
+    kill_all(left)
+    assert left, "without the sandbox the battery's daemon should have stayed"
     expected = [f"escape.other_home:{setup.peer.pw_dir}", f"escape.hidden:{setup.run_dir}", "escape.setuid",
                 "escape.other_terminals", "escape.foreign_descriptors", "escape.worker_stdio",
                 "escape.socket_families", "escape.io_uring", "escape.ipc_of_others", "escape.pty_pool",
-                "escape.tmpfs_bounds"]
+                "escape.tmpfs_bounds", f"escape.loopback:{PEER_PORT}", f"escape.abstract:{PEER_ABSTRACT}",
+                "escape.proc_net", "escape.outbound_off"]
     expected += [f"escape.connect:{s}" for s in setup.sockets]
     expected += [f"escape.see_process:{pid}" for pid in setup.pids]
+    expected += [f"escape.probe_process:{pid}" for pid in setup.pids]
     for name in expected:
         assert checks[name][0] == "FAIL", f"{name}: {checks[name]}\n{p.stdout}"
     assert p.returncode == 1
@@ -427,10 +589,17 @@ def test_refused_accounts():
 
 def battery_in_terminal(sock_path, command, timeout=300):
     """Run command in a terminal of the worker listening on sock_path; return its output."""
+    # By connecting: the worker's socket is in its workspace's network namespace, whose /proc/net/unix
+    # the test does not see.
     deadline = time.monotonic() + 20
-    while not helios.is_listening(sock_path):
-        assert time.monotonic() < deadline, "the worker did not come up"
-        time.sleep(0.05)
+    while True:
+        try:
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.connect(sock_path)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the worker did not come up"
+            time.sleep(0.05)
     out = ""
     with helios.Client(sock_path) as c:
         tid = c.call("terminal:create", {"cols": 200, "rows": 50, "command": command})["terminalId"]
@@ -455,18 +624,23 @@ def test_battery_in_a_worker_terminal(setup):
     """Embedded mode end to end: the worker started in the sandbox the way the launcher starts it,
     and the battery typed into one of its terminals."""
     sock_path = os.path.join(setup.user.pw_dir, "worker.sock")
-    proc = subprocess.Popen([SANDBOX_EXEC, "--user", USER, "--hide", setup.run_dir, "--",
-                             setup.worker, "--listen", sock_path, "--idle-timeout", "1s"],
+    proc = subprocess.Popen(in_outer(setup, [SANDBOX_EXEC, "--user", USER, "--hide", setup.run_dir, "--",
+                                             setup.worker, "--listen", sock_path, "--idle-timeout", "1s"]),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True, cwd="/")
     try:
-        out = battery_in_terminal(sock_path, [PYTHON, setup.battery, *setup.args])
+        out = battery_in_terminal(sock_path, [PYTHON, setup.battery, *setup.args, "--outbound", setup.outside,
+                                              "--leave-daemon", setup.daemon_file])
     finally:
         stop_group(proc)
+    # The worker stopped (idle): nothing of its workspace runs, the daemon its terminal left included.
+    left = user_processes(setup.user.pw_uid, DAEMON_MARK)
+    kill_all(left)
+    assert not left, f"a daemon outlived the worker: pids {left}"
     checks, summary = parse(out[out.index("PASS ") if "PASS " in out else 0:])
     failed = {n: c for n, c in checks.items() if c[0] != "PASS"}
     assert not failed, out
-    assert all(n in checks for n in REQUIRED), out
+    assert all(n in checks for n in REQUIRED + ["work.outbound", "work.leave_daemon"]), out
     assert summary == f"SUMMARY pass={len(checks)} fail=0 skip=0"
     assert proc.returncode == 0, proc.stderr.read()
 
