@@ -37,6 +37,7 @@ typedef struct Subscriber {
         char *topic;
         BusEventFn fn; /* NULL once unsubscribed; swept when no publish is running */
         void *userdata;
+        ClientId remote; /* a client connection (bus:subscribe) instead of fn; 0 once gone */
 } Subscriber;
 
 typedef struct Client {
@@ -76,7 +77,9 @@ struct BusCall {
         BusCall *next; /* in the bus's queue of answers to deliver */
 };
 
+static Client *find_client(Bus *b, ClientId id);
 static void on_bus_serve(BusCall *call, const cJSON *params, void *userdata);
+static void on_bus_subscribe(BusCall *call, const cJSON *params, void *userdata);
 
 int bus_new(uv_loop_t *loop, Bus **ret)
 {
@@ -87,7 +90,8 @@ int bus_new(uv_loop_t *loop, Bus **ret)
                 return -ENOMEM;
         b->loop = loop;
         b->next_client_id = 1;
-        if (bus_serve(b, "bus:serve", on_bus_serve, b) < 0) {
+        if (bus_serve(b, "bus:serve", on_bus_serve, b) < 0 ||
+            bus_serve(b, "bus:subscribe", on_bus_subscribe, b) < 0) {
                 bus_free(b);
                 return -ENOMEM;
         }
@@ -170,7 +174,7 @@ int bus_subscribe(Bus *b, const char *topic, BusEventFn fn, void *userdata)
                 return -ENOMEM;
         }
         b->subs = s;
-        b->subs[b->n_subs++] = (Subscriber){t, fn, userdata};
+        b->subs[b->n_subs++] = (Subscriber){t, fn, userdata, 0};
         return 0;
 }
 
@@ -181,7 +185,7 @@ static void sweep(Bus *b)
         if (b->publishing > 0)
                 return;
         for (size_t i = 0; i < b->n_subs; i++) {
-                if (b->subs[i].fn)
+                if (b->subs[i].fn || b->subs[i].remote)
                         b->subs[j++] = b->subs[i];
                 else
                         free(b->subs[i].topic);
@@ -297,8 +301,6 @@ Bus *bus_call_bus(const BusCall *call)
 {
         return call->bus;
 }
-
-static Client *find_client(Bus *b, ClientId id);
 
 /* Send the request (or notification) to the connection that serves its topic, under a new id. */
 static void forward(Bus *b, ClientId service, const char *topic, BusCall *c, const cJSON *params)
@@ -515,6 +517,20 @@ int bus_call_params(BusCall *call, const cJSON *params, const JsonField *fields,
         return r;
 }
 
+static bool in_audience(ClientId id, BusAudience audience, ClientId client)
+{
+        switch (audience) {
+        case BUS_ALL_CLIENTS:
+                return true;
+        case BUS_OTHER_CLIENTS:
+                return id != client;
+        case BUS_ONE_CLIENT:
+                return id == client;
+        default:
+                return false;
+        }
+}
+
 void bus_publish(Bus *b, const char *topic, cJSON *params, BusAudience audience, ClientId client)
 {
         _cleanup_free_ char *text = NULL;
@@ -530,7 +546,10 @@ void bus_publish(Bus *b, const char *topic, cJSON *params, BusAudience audience,
                         s->fn(topic, params, client, s->userdata);
         }
 
-        if (audience != BUS_INTERNAL) {
+        bool wanted = audience != BUS_INTERNAL;
+        for (size_t i = 0; !wanted && i < b->n_subs; i++)
+                wanted = b->subs[i].remote && topic_matches(b->subs[i].topic, topic);
+        if (wanted) {
                 cJSON *n = jsonrpc_notification_new(topic, params);
 
                 params = NULL; /* now owned by n */
@@ -538,16 +557,21 @@ void bus_publish(Bus *b, const char *topic, cJSON *params, BusAudience audience,
                 cJSON_Delete(n);
                 if (!text)
                         log_oom();
-                for (size_t i = 0; text && i < b->n_clients; i++) {
-                        Client *c = &b->clients[i];
-                        if (c->id == 0)
-                                continue;
-                        if (audience == BUS_OTHER_CLIENTS && c->id == client)
-                                continue;
-                        if (audience == BUS_ONE_CLIENT && c->id != client)
-                                continue;
-                        (void)c->ops->send(c->userdata, text, len);
-                }
+        }
+        for (size_t i = 0; text && audience != BUS_INTERNAL && i < b->n_clients; i++) {
+                Client *c = &b->clients[i];
+                if (c->id == 0 || !in_audience(c->id, audience, client))
+                        continue;
+                (void)c->ops->send(c->userdata, text, len);
+        }
+        /* Connections that subscribed, and did not get it as part of the audience. */
+        for (size_t i = 0; text && i < b->n_subs; i++) {
+                Subscriber *s = &b->subs[i];
+                Client *c;
+                if (!s->remote || !topic_matches(s->topic, topic) ||
+                    in_audience(s->remote, audience, client) || !(c = find_client(b, s->remote)))
+                        continue;
+                (void)c->ops->send(c->userdata, text, len);
         }
         cJSON_Delete(params);
         b->publishing--;
@@ -617,6 +641,10 @@ static void service_gone(Bus *b, ClientId id)
                 bus_call_error(x->call, RPC_INTERNAL_ERROR, "Service gone", data);
                 free(x);
         }
+        for (size_t i = 0; i < b->n_subs; i++)
+                if (b->subs[i].remote == id)
+                        b->subs[i].remote = 0;
+        sweep(b);
         for (size_t i = 0; i < b->n_servers; i++) {
                 if (!b->servers[i].fn && b->servers[i].remote == id)
                         free(b->servers[i].topic);
@@ -757,6 +785,61 @@ static void on_bus_serve(BusCall *call, const cJSON *params, void *userdata)
                 }
                 b->servers = s;
                 b->servers[b->n_servers++] = (Server){copy, NULL, NULL, origin};
+        }
+        bus_call_reply(call, cJSON_CreateObject());
+}
+
+/* bus:subscribe {topics}: the asking connection gets the notifications on those topics. */
+static void on_bus_subscribe(BusCall *call, const cJSON *params, void *userdata)
+{
+        Bus *b = userdata;
+        ClientId origin = bus_call_origin(call);
+        const cJSON *topics = NULL, *t;
+        const JsonField fields[] = {{"topics", JSON_FIELD_ANY, true, &topics}};
+        size_t mine = 0;
+
+        if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
+                return;
+        if (origin == 0) {
+                bus_call_error(call, RPC_INVALID_REQUEST, "Only a connection can subscribe", NULL);
+                return;
+        }
+        if (!cJSON_IsArray(topics) || cJSON_GetArraySize(topics) == 0) {
+                (void)bus_call_error_invalid(call, "'topics' must be a non-empty array of strings", NULL);
+                return;
+        }
+        for (size_t i = 0; i < b->n_subs; i++)
+                mine += b->subs[i].remote == origin;
+        if (mine + (size_t)cJSON_GetArraySize(topics) > BUS_MAX_TOPICS_PER_SERVICE) {
+                (void)bus_call_error_invalid(call, "too many topics for one connection", NULL);
+                return;
+        }
+        cJSON_ArrayForEach(t, topics) if (!cJSON_IsString(t) || !topic_valid(t->valuestring))
+        {
+                (void)bus_call_error_invalid(
+                    call, "a topic is a method name with a ':', or a prefix of one ending in '*'", NULL);
+                return;
+        }
+        cJSON_ArrayForEach(t, topics)
+        {
+                Subscriber *s;
+                char *copy;
+                bool have = false;
+
+                for (size_t i = 0; i < b->n_subs; i++)
+                        have =
+                            have || (b->subs[i].remote == origin && streq(b->subs[i].topic, t->valuestring));
+                if (have)
+                        continue;
+                copy = strdup(t->valuestring);
+                s = copy ? realloc(b->subs, (b->n_subs + 1) * sizeof(Subscriber)) : NULL;
+                if (!s) {
+                        free(copy);
+                        (void)bus_call_error_oom(call);
+                        return;
+                }
+                b->subs = s;
+                b->subs[b->n_subs++] = (Subscriber){copy, NULL, NULL, origin};
         }
         bus_call_reply(call, cJSON_CreateObject());
 }

@@ -75,3 +75,22 @@ def test_requests_in_flight_are_bounded(worker, client):
         assert resp["id"] == 256 and resp["error"]["code"] == -32000
         ids = [svc.recv()["id"] for _ in range(256)]
         assert len(set(ids)) == 256
+
+
+def test_subscribe(worker, client):
+    with worker.connect() as sub:
+        assert sub.call("bus:subscribe", {"topics": ["client:connected", "terminal:exit"]}) == {}
+        for topics in ([], ["nocolon"], ["a*:b"], "x:y"):
+            assert sub.request("bus:subscribe", {"topics": topics})["error"]["code"] == -32602, topics
+        # An event inside the worker reaches it.
+        with worker.connect():
+            ev = sub.wait_notification("client:connected", timeout=5.0)
+            assert isinstance(ev["clientId"], int)
+        # One that every connection gets anyway comes once, not twice.
+        tid = client.call("terminal:create", {"cols": 80, "rows": 24, "command": "exit 3"})["terminalId"]
+        ev = sub.wait_notification("terminal:exit", lambda p: p["terminalId"] == tid, timeout=10.0)
+        assert ev["exitCode"] == 3
+        later = sub.collect_notifications(0.3)
+        assert [m for m in later if m["method"] == "terminal:exit"] == []
+        # A topic it did not name does not.
+        assert [m for m in later if m["method"] == "client:disconnected"] == []
