@@ -2,6 +2,7 @@
 #include "bus.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -302,6 +303,29 @@ Bus *bus_call_bus(const BusCall *call)
         return call->bus;
 }
 
+/* The request's params, copied, with the asking client's token in BUS_CLIENT_TOKEN when a client
+ * asked (whatever the client put there itself is replaced: the token cannot be forged). */
+static int add_params(cJSON *req, const cJSON *params, ClientId origin)
+{
+        char token[32];
+        cJSON *p;
+
+        if (params && !cJSON_IsObject(params))
+                return cJSON_AddItemToObject(req, "params", cJSON_Duplicate(params, true)) ? 0 : -ENOMEM;
+        if (!params && origin == 0)
+                return 0;
+        p = params ? cJSON_Duplicate(params, true) : cJSON_CreateObject();
+        if (!p || !cJSON_AddItemToObject(req, "params", p)) {
+                cJSON_Delete(p);
+                return -ENOMEM;
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(p, BUS_CLIENT_TOKEN);
+        if (origin == 0)
+                return 0;
+        (void)snprintf(token, sizeof(token), "%" PRIu64, origin);
+        return cJSON_AddStringToObject(p, BUS_CLIENT_TOKEN, token) ? 0 : -ENOMEM;
+}
+
 /* Send the request (or notification) to the connection that serves its topic, under a new id. */
 static void forward(Bus *b, ClientId service, const char *topic, BusCall *c, const cJSON *params)
 {
@@ -330,8 +354,7 @@ static void forward(Bus *b, ClientId service, const char *topic, BusCall *c, con
                 f->id = ++b->next_forward_id;
         if (!req || !cJSON_AddStringToObject(req, "jsonrpc", "2.0") ||
             (f && !cJSON_AddNumberToObject(req, "id", (double)f->id)) ||
-            !cJSON_AddStringToObject(req, "method", topic) ||
-            (params && !cJSON_AddItemToObject(req, "params", cJSON_Duplicate(params, true))) ||
+            !cJSON_AddStringToObject(req, "method", topic) || add_params(req, params, c->origin) < 0 ||
             !(text = json_print(req, &len))) {
                 free(f);
                 (void)bus_call_error_oom(c);
@@ -681,6 +704,62 @@ void bus_client_response(Bus *b, ClientId from, const cJSON *id, const cJSON *re
                 return;
         }
         log_debug("Dropping a response to no request of ours from client %" PRIu64 ".", from);
+}
+
+/* Whether method is in the namespace ("search:" of "search:*" or "search:text") of a topic the
+ * connection serves. */
+static bool serves_namespace(Bus *b, ClientId id, const char *method)
+{
+        const char *colon = strchr(method, ':');
+
+        if (!colon)
+                return false;
+        for (size_t i = 0; i < b->n_servers; i++) {
+                const Server *s = &b->servers[i];
+                if (!s->fn && s->remote == id &&
+                    strncmp(s->topic, method, (size_t)(colon - method) + 1) == 0)
+                        return true;
+        }
+        return false;
+}
+
+bool bus_client_notification(Bus *b, ClientId from, const char *method, const cJSON *params)
+{
+        _cleanup_json_ cJSON *p = NULL;
+        const cJSON *token;
+        ClientId to = 0;
+
+        if (!serves_namespace(b, from, method))
+                return false;
+        if (params && !cJSON_IsObject(params)) {
+                log_debug("Dropping %s from client %" PRIu64 ": params not an object.", method, from);
+                return true;
+        }
+        p = params ? cJSON_Duplicate(params, true) : cJSON_CreateObject();
+        if (!p) {
+                log_oom();
+                return true;
+        }
+        token = cJSON_GetObjectItemCaseSensitive(p, BUS_CLIENT_TOKEN);
+        if (token) {
+                char *end;
+                unsigned long long n = 0;
+
+                if (cJSON_IsString(token) && token->valuestring[0] >= '1' && token->valuestring[0] <= '9') {
+                        errno = 0;
+                        n = strtoull(token->valuestring, &end, 10);
+                        if (errno != 0 || *end)
+                                n = 0;
+                }
+                /* Addressed to a client that is gone (or to none at all): nobody gets it. */
+                if (n == 0 || !find_client(b, (ClientId)n) || (ClientId)n == from)
+                        return true;
+                to = (ClientId)n;
+                cJSON_DeleteItemFromObjectCaseSensitive(p, BUS_CLIENT_TOKEN);
+        }
+        /* Every client but the service itself, as an in-process service's own events do not come back. */
+        bus_publish(b, method, TAKE_PTR(p), to ? BUS_ONE_CLIENT : BUS_OTHER_CLIENTS, to ? to : from);
+        return true;
 }
 
 /* Whether the topics a and b (names, or prefixes ending in '*') can name the same method. */

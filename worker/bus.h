@@ -51,9 +51,9 @@ typedef struct BusClientOps {
 } BusClientOps;
 
 /* Internal events the bus itself publishes (BUS_INTERNAL), params {"clientId": N}. */
-#define BUS_EVENT_CLIENT_CONNECTED "client:connected"
+#define BUS_EVENT_CLIENT_CONNECTED    "client:connected"
 #define BUS_EVENT_CLIENT_DISCONNECTED "client:disconnected"
-#define BUS_EVENT_CLIENT_DRAINED "client:drained"
+#define BUS_EVENT_CLIENT_DRAINED      "client:drained"
 
 /* Bounds on the services client connections provide (bus:serve). */
 #define BUS_MAX_FORWARDS           256u /* requests in flight at one serving connection */
@@ -109,6 +109,17 @@ void bus_publish(Bus *b, const char *topic, cJSON *params, BusAudience audience,
 /* Send an already-serialized message (no LF) to one client: for hot paths such as terminal output.
  * -ENOENT if the client is gone. */
 int bus_send_raw(Bus *b, ClientId client, const char *msg, size_t len);
+
+/* The member of a forwarded request's params that names the client that asked (a string token;
+ * absent when the request came from inside the worker). A service's notification that carries it
+ * goes to that client alone. */
+#define BUS_CLIENT_TOKEN "busClient"
+
+/* A client connection sent a notification. If the connection serves a topic in the notification's
+ * namespace (the method up to its ':'), the notification is published on the bus as an in-process
+ * service's would be: to every client but the service, or only to the one its BUS_CLIENT_TOKEN names, and to
+ * the subscribers; returns true. Otherwise returns false: it is an ordinary notification to dispatch. */
+bool bus_client_notification(Bus *b, ClientId from, const char *method, const cJSON *params);
 
 /* A client connection sent a response (to a request the bus forwarded to it). */
 void bus_client_response(Bus *b, ClientId from, const cJSON *id, const cJSON *result, const cJSON *error);

@@ -16,7 +16,9 @@ def test_a_connection_serves_topics(worker, client):
         assert svc.call("bus:serve", {"topics": ["demo:*"]}) == {}
         client.send({"jsonrpc": "2.0", "id": "c-1", "method": "demo:echo", "params": {"x": [1, "é"]}})
         req = svc.recv()
-        assert req["method"] == "demo:echo" and req["params"] == {"x": [1, "é"]}
+        assert req["method"] == "demo:echo"
+        token = req["params"].pop("busClient")
+        assert isinstance(token, str) and req["params"] == {"x": [1, "é"]}
         assert req["id"] != "c-1"
         svc.send({"jsonrpc": "2.0", "id": req["id"], "result": {"echo": req["params"]}})
         assert client.recv() == {"jsonrpc": "2.0", "id": "c-1", "result": {"echo": {"x": [1, "é"]}}}
@@ -94,3 +96,61 @@ def test_subscribe(worker, client):
         assert [m for m in later if m["method"] == "terminal:exit"] == []
         # A topic it did not name does not.
         assert [m for m in later if m["method"] == "client:disconnected"] == []
+
+
+def test_service_notifications_are_published(worker, client):
+    with worker.connect() as svc, worker.connect() as other, worker.connect() as sub:
+        assert svc.call("bus:serve", {"topics": ["demo:*"]}) == {}
+        assert sub.call("bus:subscribe", {"topics": ["demo:*"]}) == {}
+        svc.notify("demo:tick", {"n": 1})
+        for conn in (client, other):
+            assert conn.wait_notification("demo:tick", timeout=5.0) == {"n": 1}
+        assert sub.wait_notification("demo:tick", timeout=5.0) == {"n": 1}
+        # Once, though the subscriber is a client too; and not back to the service.
+        assert [m for m in sub.collect_notifications(0.3) if m["method"] == "demo:tick"] == []
+        assert [m for m in svc.collect_notifications(0.1) if m["method"] == "demo:tick"] == []
+
+        # Only in its own namespace: a service cannot speak for the file system or another service.
+        with worker.connect() as svc2:
+            assert svc2.call("bus:serve", {"topics": ["solo:one"]}) == {}
+            svc.notify("fs:changed", {"path": "/etc/passwd", "kind": "deleted"})
+            svc.notify("solo:one", {"forged": True})
+            svc2.notify("solo:two", {"n": 2})  # its namespace is "solo:"
+            svc.notify("demo:bad", [1, 2])  # params that are not an object
+            got = client.collect_notifications(0.5)
+            assert [(m["method"], m.get("params")) for m in got] == [("solo:two", {"n": 2})]
+            # The forged solo:one went to its server as an ordinary notification.
+            req = svc2.recv()
+            assert req["method"] == "solo:one" and "id" not in req
+
+
+def test_service_notification_to_the_asking_client(worker, client):
+    with worker.connect() as svc, worker.connect() as other:
+        assert svc.call("bus:serve", {"topics": ["demo:*"]}) == {}
+        # A client cannot choose the token: whatever it sends is replaced by its own.
+        client.send({"jsonrpc": "2.0", "id": 1, "method": "demo:find", "params": {"busClient": "777"}})
+        req = svc.recv()
+        mine = req["params"]["busClient"]
+        other.send({"jsonrpc": "2.0", "id": 2, "method": "demo:find"})
+        req2 = svc.recv()
+        theirs = req2["params"]["busClient"]
+        assert mine != theirs and mine != "777"
+        assert req2["params"] == {"busClient": theirs}
+
+        svc.notify("demo:results", {"busClient": mine, "hits": [1]})
+        assert client.wait_notification("demo:results", timeout=5.0) == {"hits": [1]}
+        svc.notify("demo:results", {"busClient": theirs, "hits": [2]})
+        assert other.wait_notification("demo:results", timeout=5.0) == {"hits": [2]}
+        assert [m for m in client.collect_notifications(0.3) if m["method"] == "demo:results"] == []
+
+        # A token of nobody (unknown, malformed, a client gone): nobody gets it.
+        with worker.connect() as gone:
+            gone.send({"jsonrpc": "2.0", "id": 3, "method": "demo:find"})
+            gone_token = svc.recv()["params"]["busClient"]
+        for token in (gone_token, "999999", "0", "01", "x", 5, None):
+            svc.notify("demo:results", {"busClient": token, "hits": [3]})
+        got = client.collect_notifications(0.5) + other.collect_notifications(0.1)
+        assert [m for m in got if m["method"] == "demo:results"] == []
+        for r in (req, req2):
+            svc.send({"jsonrpc": "2.0", "id": r["id"], "result": {}})
+        assert client.recv()["id"] == 1 and other.recv()["id"] == 2
