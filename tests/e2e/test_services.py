@@ -3,8 +3,66 @@
 worker's own ids and answered under the client's, and what happens when the service goes."""
 
 import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
 
 import helios
+
+EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "examples",
+                       "wordcount-service.py")
+
+
+@pytest.fixture
+def run_example():
+    """Start the example service joined to a worker over its socket; ended after the test."""
+    procs = []
+
+    def run(sock, as_gateway=False):
+        cmd = [sys.executable, EXAMPLE, "--connect", sock]
+        if as_gateway and os.geteuid() == 0:
+            # The gateway's worker admits its own user only (root is nobody in its user namespace).
+            acct = helios.e2e_account()
+            cmd = ["setpriv", f"--reuid={acct.pw_uid}", f"--regid={acct.pw_gid}", "--clear-groups", *cmd]
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        procs.append(p)
+        return p
+
+    yield run
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def wait_served(conn, method, params):
+    """Ask until the service has joined (-32601 until then); return the answer."""
+    deadline = time.monotonic() + 10
+    while True:
+        resp = conn.request(method, params)
+        if resp.get("error", {}).get("code") != -32601 or time.monotonic() > deadline:
+            return resp
+        time.sleep(0.05)
+
+
+def drive_example(conn, other):
+    """What the example promises, driven through conn (a worker or /ws client); other sees the rest."""
+    resp = wait_served(conn, "wc:count", {"text": "one two\nthree\n"})
+    assert resp["result"] == {"lines": 2, "words": 3, "bytes": 14}
+    assert conn.request("wc:count", {"text": 5})["error"]["code"] == -32602
+    assert conn.request("wc:nothing", {})["error"]["code"] == -32601
+    sid = conn.call("wc:stream", {"text": "a b\nc\nd e f", "chunk": 1})["streamId"]
+    words = [conn.wait_notification("wc:chunk", lambda p: p["index"] == i)["words"] for i in range(3)]
+    assert words == [2, 1, 3]
+    assert conn.wait_notification("wc:done") == {"streamId": sid, "chunks": 3}
+    # The stream went to the client that asked, not to the other one; wc:pong goes to everyone.
+    conn.send({"jsonrpc": "2.0", "method": "wc:ping"})
+    assert other.wait_notification("wc:pong", timeout=5.0) == {}
+    assert conn.wait_notification("wc:pong", timeout=5.0) == {}
+    # What the service sent before wc:pong reached other before it, so none of it is left unseen.
+    assert [m["method"] for m in other.notifications if m["method"].startswith("wc:")] == []
 
 
 def serve(conn, topics):
@@ -154,3 +212,21 @@ def test_service_notification_to_the_asking_client(worker, client):
         for r in (req, req2):
             svc.send({"jsonrpc": "2.0", "id": r["id"], "result": {}})
         assert client.recv()["id"] == 1 and other.recv()["id"] == 2
+
+
+def test_example_service_by_bus_serve(worker, client, run_example):
+    run_example(worker.sock)
+    with worker.connect() as other:
+        drive_example(client, other)
+
+
+def test_example_service_through_the_gateway(gateway, run_example):
+    ws = gateway.rpc()
+    assert ws.call("worker:info")["name"] == "helios-worker"
+    # The gateway's single-user mode: the one worker's socket in its runtime directory.
+    sock = os.path.join(gateway.runtime, "worker.sock")
+    run_example(sock, as_gateway=True)
+    other = gateway.rpc()
+    drive_example(ws, other)
+    other.close()
+    ws.close()
