@@ -23,7 +23,8 @@ typedef struct Server {
         char *topic;    /* a method name, or a prefix ending in '*' (remote servers only) */
         BusMethodFn fn; /* in-process; NULL for a client connection that serves the topic */
         void *userdata;
-        ClientId remote; /* the serving connection, when fn is NULL */
+        ClientId remote;  /* the serving connection, when fn is NULL; 0 while an on-demand one is down */
+        BusStartFn start; /* on demand: starts the service and names its connection */
 } Server;
 
 /* A request forwarded to a serving connection, under an id of the bus's own. */
@@ -156,7 +157,28 @@ int bus_serve(Bus *b, const char *topic, BusMethodFn fn, void *userdata)
                 return -ENOMEM;
         }
         b->servers = s;
-        b->servers[b->n_servers++] = (Server){t, fn, userdata, 0};
+        b->servers[b->n_servers++] = (Server){t, fn, userdata, 0, NULL};
+        return 0;
+}
+
+int bus_serve_on_demand(Bus *b, const char *topic, BusStartFn start, void *userdata)
+{
+        Server *s;
+        char *t;
+
+        assert(b && topic && start);
+        if (find_server(b, topic))
+                return -EEXIST;
+        t = strdup(topic);
+        s = realloc(b->servers, (b->n_servers + 1) * sizeof(Server));
+        if (!t || !s) {
+                free(t);
+                if (s)
+                        b->servers = s;
+                return -ENOMEM;
+        }
+        b->servers = s;
+        b->servers[b->n_servers++] = (Server){t, NULL, userdata, 0, start};
         return 0;
 }
 
@@ -303,6 +325,16 @@ Bus *bus_call_bus(const BusCall *call)
         return call->bus;
 }
 
+/* -32603 {reason: "service gone"}: the connection serving the call closed. */
+static void call_error_gone(BusCall *c)
+{
+        cJSON *data = cJSON_CreateObject();
+
+        if (data && !cJSON_AddStringToObject(data, "reason", "service gone"))
+                data = (cJSON_Delete(data), NULL);
+        bus_call_error(c, RPC_INTERNAL_ERROR, "Service gone", data);
+}
+
 /* The request's params, copied, with the asking client's token in BUS_CLIENT_TOKEN when a client
  * asked (whatever the client put there itself is replaced: the token cannot be forged). */
 static int add_params(cJSON *req, const cJSON *params, ClientId origin)
@@ -339,7 +371,7 @@ static void forward(Bus *b, ClientId service, const char *topic, BusCall *c, con
         for (Forward *i = b->forwards; i; i = i->next)
                 n += i->service == service;
         if (!cl) {
-                bus_call_error(c, RPC_INTERNAL_ERROR, "Service gone", NULL);
+                call_error_gone(c);
                 return;
         }
         if (!c->notification && n >= BUS_MAX_FORWARDS) {
@@ -362,7 +394,7 @@ static void forward(Bus *b, ClientId service, const char *topic, BusCall *c, con
         }
         if (cl->ops->send(cl->userdata, text, len) < 0) {
                 free(f);
-                bus_call_error(c, RPC_INTERNAL_ERROR, "Service gone", NULL);
+                call_error_gone(c);
                 return;
         }
         if (!f) {
@@ -377,10 +409,35 @@ static void forward(Bus *b, ClientId service, const char *topic, BusCall *c, con
 
 static void server_call(Bus *b, Server *s, const char *topic, BusCall *c, const cJSON *params)
 {
-        if (s->fn)
+        if (s->fn) {
                 s->fn(c, params, s->userdata);
-        else
-                forward(b, s->remote, topic, c, params);
+                return;
+        }
+        if (s->start && s->remote == 0) {
+                ClientId id = 0;
+                BusStartFn start = s->start;
+                void *userdata = s->userdata;
+                int r = start(userdata, &id);
+
+                if (r < 0) {
+                        cJSON *data = cJSON_CreateObject();
+                        const char *reason = r == -EAGAIN ? "service failing" : "service cannot start";
+                        if (data && !cJSON_AddStringToObject(data, "reason", reason))
+                                data = (cJSON_Delete(data), NULL);
+                        bus_call_error(c, RPC_INTERNAL_ERROR,
+                                       r == -EAGAIN ? "Service failing: restarted too often, try again later"
+                                                    : "Service cannot start",
+                                       data);
+                        return;
+                }
+                /* Every topic of the same service is now served by its connection. */
+                for (size_t i = 0; i < b->n_servers; i++)
+                        if (b->servers[i].start == start && b->servers[i].userdata == userdata)
+                                b->servers[i].remote = id;
+                forward(b, id, topic, c, params);
+                return;
+        }
+        forward(b, s->remote, topic, c, params);
 }
 
 int bus_call(Bus *b, const char *topic, cJSON *params, BusReplyFn reply, void *userdata)
@@ -658,10 +715,7 @@ static void service_gone(Bus *b, ClientId id)
                         continue;
                 }
                 *f = x->next;
-                cJSON *data = cJSON_CreateObject();
-                if (data && !cJSON_AddStringToObject(data, "reason", "service gone"))
-                        data = (cJSON_Delete(data), NULL);
-                bus_call_error(x->call, RPC_INTERNAL_ERROR, "Service gone", data);
+                call_error_gone(x->call);
                 free(x);
         }
         for (size_t i = 0; i < b->n_subs; i++)
@@ -669,7 +723,9 @@ static void service_gone(Bus *b, ClientId id)
                         b->subs[i].remote = 0;
         sweep(b);
         for (size_t i = 0; i < b->n_servers; i++) {
-                if (!b->servers[i].fn && b->servers[i].remote == id)
+                if (b->servers[i].start && b->servers[i].remote == id)
+                        b->servers[i].remote = 0; /* started again on the next request */
+                if (!b->servers[i].fn && !b->servers[i].start && b->servers[i].remote == id)
                         free(b->servers[i].topic);
                 else
                         b->servers[j++] = b->servers[i];
@@ -794,6 +850,19 @@ static bool topic_valid(const char *t)
         return !star || star == t + n - 1;
 }
 
+bool bus_topic_valid(const char *topic)
+{
+        return topic_valid(topic);
+}
+
+bool bus_topic_taken(Bus *b, const char *topic)
+{
+        for (size_t i = 0; i < b->n_servers; i++)
+                if (topics_overlap(b->servers[i].topic, topic))
+                        return true;
+        return false;
+}
+
 /* bus:serve {topics}: the asking connection serves those topics from now on. */
 static void on_bus_serve(BusCall *call, const cJSON *params, void *userdata)
 {
@@ -814,7 +883,7 @@ static void on_bus_serve(BusCall *call, const cJSON *params, void *userdata)
                 return;
         }
         for (size_t i = 0; i < b->n_servers; i++)
-                mine += !b->servers[i].fn && b->servers[i].remote == origin;
+                mine += !b->servers[i].fn && !b->servers[i].start && b->servers[i].remote == origin;
         if (mine + n > BUS_MAX_TOPICS_PER_SERVICE) {
                 (void)bus_call_error_invalid(call, "too many topics for one connection", NULL);
                 return;
@@ -852,7 +921,7 @@ static void on_bus_serve(BusCall *call, const cJSON *params, void *userdata)
 
                 for (size_t i = 0; i < b->n_servers; i++)
                         have = have || (!b->servers[i].fn && b->servers[i].remote == origin &&
-                                        streq(b->servers[i].topic, t->valuestring));
+                                        topics_overlap(b->servers[i].topic, t->valuestring));
                 if (have)
                         continue;
                 copy = strdup(t->valuestring);

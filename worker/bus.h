@@ -68,9 +68,21 @@ Bus *bus_free(Bus *b);
 
 /* Serve a topic. -EEXIST if another service serves it already. */
 int bus_serve(Bus *b, const char *topic, BusMethodFn fn, void *userdata);
+/* Serve a topic (a name, or a prefix ending in '*') by a connection started on demand: on a request
+ * while no connection serves it, start(userdata, &id) starts the service and names the client
+ * connection that speaks for it; the request and those after it go there. When that connection
+ * closes, the topic stays taken and the next request starts it again. start returns -EAGAIN when
+ * the service failed too often (the request fails with -32603 "service failing"), another -errno
+ * when it cannot start at all. */
+typedef int (*BusStartFn)(void *userdata, ClientId *ret);
+int bus_serve_on_demand(Bus *b, const char *topic, BusStartFn start, void *userdata);
 int bus_subscribe(Bus *b, const char *topic, BusEventFn fn, void *userdata);
 void bus_unsubscribe(Bus *b, const char *topic, BusEventFn fn, void *userdata);
 bool bus_has_server(Bus *b, const char *topic);
+/* Whether topic (a name with a ':', or a prefix of one ending in '*') is well-formed. */
+bool bus_topic_valid(const char *topic);
+/* Whether anything served (in process, by a connection or on demand) overlaps topic. */
+bool bus_topic_taken(Bus *b, const char *topic);
 
 /* Request from inside the worker; takes params (NULL: none), whatever the outcome. reply runs exactly
  * once, from the loop, after this has returned. Returns -ENOENT if nobody serves the topic and

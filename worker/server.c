@@ -15,6 +15,7 @@
 #include "events.h"
 #include "line-reader.h"
 #include "log.h"
+#include "manifest.h"
 #include "rpc.h"
 #include "service.h"
 #include "socket-util.h"
@@ -23,11 +24,8 @@
 #define READ_CHUNK (64u * 1024u)
 
 static const ServiceType *const service_types[] = {
-        &fs_service_type,
-        &workspace_service_type,
-        &terminal_service_type,
-        &settings_service_type,
-        &upload_service_type,
+    &fs_service_type,       &workspace_service_type, &terminal_service_type,
+    &settings_service_type, &upload_service_type,
 };
 
 typedef struct Conn Conn;
@@ -42,8 +40,11 @@ struct Server {
         bool has_listener;
         bool accept_mode; /* systemd passed one connected socket (Accept=yes) instead of a listener */
 
+        Manifests *manifests;
+
         Conn *conns;
         unsigned n_conns;
+        unsigned n_service_conns; /* of n_conns, those of services started from manifests */
 
         uv_timer_t idle_timer;
         uv_signal_t sig_term, sig_int;
@@ -60,11 +61,12 @@ struct Conn {
         ClientId id;
         RpcSession *rpc;
         LineReader reader;
-        size_t queued;    /* bytes handed to uv_write() and not yet written */
-        bool congested;   /* queued went above the high-water mark and has not drained yet */
+        size_t queued;  /* bytes handed to uv_write() and not yet written */
+        bool congested; /* queued went above the high-water mark and has not drained yet */
         bool reading;
-        bool eof;         /* the client closed its side: flush what is queued, then close */
+        bool eof; /* the client closed its side: flush what is queued, then close */
         bool closing;
+        bool service; /* a service started from a manifest: not a client that keeps the worker up */
         Conn *prev, *next;
 };
 
@@ -110,6 +112,7 @@ static void conn_close(Conn *c)
         if (c->next)
                 c->next->prev = c->prev;
         s->n_conns--;
+        s->n_service_conns -= c->service;
 
         c->rpc = rpc_session_free(c->rpc);
         if (c->id != 0)
@@ -208,8 +211,8 @@ static bool conn_congested(void *userdata)
 }
 
 static const BusClientOps conn_ops = {
-        .send = conn_send,
-        .congested = conn_congested,
+    .send = conn_send,
+    .congested = conn_congested,
 };
 
 static int rpc_send(void *userdata, const char *msg, size_t len)
@@ -353,6 +356,38 @@ static void on_rejected_closed(uv_handle_t *h)
         free(h);
 }
 
+/* The worker's end of a socket pair whose other end is a service started from its manifest. */
+static int adopt_service(void *userdata, int fd, ClientId *ret)
+{
+        Server *s = userdata;
+        Conn *c = calloc(1, sizeof(Conn));
+        int r;
+
+        if (!c) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        r = uv_pipe_init(s->loop, &c->pipe, false);
+        if (r < 0) {
+                safe_close(fd);
+                free(c);
+                return r;
+        }
+        r = uv_pipe_open(&c->pipe, fd);
+        if (r < 0) {
+                safe_close(fd);
+                uv_close((uv_handle_t *)&c->pipe, on_rejected_closed);
+                return r;
+        }
+        c->service = true;
+        s->n_service_conns++;
+        r = conn_start(s, c);
+        if (r < 0)
+                return r;
+        *ret = c->id;
+        return 0;
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
         Server *s = listener->data;
@@ -418,7 +453,7 @@ static void server_check_idle(Server *s)
                 server_stop(s);
                 return;
         }
-        if (s->n_conns > 0 || s->live_terminals > 0 || s->config->idle_timeout_ms == 0) {
+        if (s->n_conns > s->n_service_conns || s->live_terminals > 0 || s->config->idle_timeout_ms == 0) {
                 uv_timer_stop(&s->idle_timer);
                 return;
         }
@@ -517,9 +552,10 @@ static int server_listen(Server *s)
                 if (n < 0)
                         return log_error_errno(n, "Failed to read LISTEN_FDS: %m");
                 if (n != 1) {
-                        log_error("Expected exactly one socket from systemd (got %d); use --listen PATH to run "
-                                  "without socket activation.",
-                                  n);
+                        log_error(
+                            "Expected exactly one socket from systemd (got %d); use --listen PATH to run "
+                            "without socket activation.",
+                            n);
                         return -EINVAL;
                 }
                 int fd = SD_LISTEN_FDS_START;
@@ -543,7 +579,8 @@ static int server_listen(Server *s)
                                 r = uv_pipe_open(&c->pipe, fd);
                         if (r < 0) {
                                 free(c);
-                                return log_error_errno(r, "Failed to adopt the connection: %s", uv_strerror(r));
+                                return log_error_errno(r, "Failed to adopt the connection: %s",
+                                                       uv_strerror(r));
                         }
                         s->accept_mode = true;
                         if (!peer_allowed(s, fd)) {
@@ -599,11 +636,22 @@ int server_start(Server *s)
             bus_subscribe(s->bus, EVENT_STATE_UPDATED, on_state_updated, s) < 0)
                 return log_oom();
 
+        r = manifests_load(s->loop, s->bus, s->config, adopt_service, s, &s->manifests);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the service manifests: %m");
         for (size_t i = 0; i < ELEMENTSOF(service_types); i++) {
+                if (manifests_replace(s->manifests, service_types[i]->name)) {
+                        log_info("The built-in %s service is replaced by a service manifest.",
+                                 service_types[i]->name);
+                        continue;
+                }
                 r = service_types[i]->start(&ctx, &s->services[i]);
                 if (r < 0)
-                        return log_error_errno(r, "Failed to start the %s service: %m", service_types[i]->name);
+                        return log_error_errno(r, "Failed to start the %s service: %m",
+                                               service_types[i]->name);
         }
+
+        manifests_register(s->manifests);
 
         r = server_listen(s);
         if (r < 0)
@@ -612,7 +660,8 @@ int server_start(Server *s)
         server_update_status(s);
         server_check_idle(s);
         (void)sd_notify(false, "READY=1");
-        log_info("Ready: %s, workspace %s%s.", s->config->listen_path ? s->config->listen_path : "socket from systemd",
+        log_info("Ready: %s, workspace %s%s.",
+                 s->config->listen_path ? s->config->listen_path : "socket from systemd",
                  s->config->roots[0], s->config->n_roots > 1 ? " (and more)" : "");
         return 0;
 }
@@ -626,6 +675,7 @@ void server_stop(Server *s)
 
         if (s->has_listener)
                 uv_close((uv_handle_t *)&s->listener, NULL);
+        manifests_stop(s->manifests);
         while (s->conns)
                 conn_close(s->conns);
         for (size_t i = ELEMENTSOF(service_types); i-- > 0;)
@@ -643,6 +693,7 @@ Server *server_free(Server *s)
         if (!s)
                 return NULL;
         assert(!s->conns);
+        manifests_free(s->manifests);
         bus_free(s->bus);
         free(s);
         return NULL;

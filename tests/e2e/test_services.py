@@ -230,3 +230,131 @@ def test_example_service_through_the_gateway(gateway, run_example):
     drive_example(ws, other)
     other.close()
     ws.close()
+
+
+# ---- services started from manifests ----
+
+def manifests(tmp_path, **levels):
+    """Directories of manifests: levels maps system/admin/user to {name: manifest}; returns the
+    worker's options naming them."""
+    args = []
+    for level in ("system", "admin", "user"):
+        d = tmp_path / f"{level}-services"
+        d.mkdir(exist_ok=True)
+        for name, m in levels.get(level, {}).items():
+            (d / f"{name}.json").write_text(m if isinstance(m, str) else json.dumps(m))
+        args.append(f"--{level}-services={d}")
+    return args
+
+
+def started_pids(w, name):
+    return [int(line.rsplit("(pid ", 1)[1].split(")")[0]) for line in w.read_log().splitlines()
+            if f"Started the service {name} (pid " in line]
+
+
+def test_manifest_starts_the_service_on_demand(make_worker, tmp_path):
+    wc = {"exec": ["/bin/sh", "-c", f"echo hello from wc >&2; exec {sys.executable} {EXAMPLE}"],
+          "topics": ["wc:*"]}
+    w = make_worker(*manifests(tmp_path, user={"wordcount": wc}))
+    with w.connect() as client, w.connect() as other:
+        assert started_pids(w, "wordcount") == []  # not before it is asked for
+        drive_example(client, other)
+        pids = started_pids(w, "wordcount")
+        assert len(pids) == 1 and helios.alive(pids[0])
+        # Its stderr is in the worker's log, tagged with its name.
+        deadline = time.monotonic() + 5
+        while "wordcount: hello from wc" not in w.read_log():
+            assert time.monotonic() < deadline, w.read_log()[-3000:]
+            time.sleep(0.05)
+        # Its topics are its own: no connection can take them.
+        assert other.request("bus:serve", {"topics": ["wc:count"]})["error"]["code"] == -32005
+        # Killed, it is started again by the next request (one that raced the kill fails "service gone").
+        os.kill(pids[0], 9)
+        deadline = time.monotonic() + 5
+        while "error" in (resp := client.request("wc:count", {"text": "a"})):
+            assert resp["error"]["data"]["reason"] == "service gone", resp
+            assert time.monotonic() < deadline
+        assert resp["result"]["words"] == 1
+        pids = started_pids(w, "wordcount")
+        assert len(pids) == 2
+    # Killed with the worker.
+    w.stop()
+    deadline = time.monotonic() + 5
+    while helios.alive(pids[1]):
+        assert time.monotonic() < deadline
+        helios.reap([pids[1]])
+        time.sleep(0.05)
+
+
+def test_manifest_restarts_are_bounded(make_worker, tmp_path):
+    crash = {"exec": ["/bin/sh", "-c", "read line; exit 3"], "topics": ["crash:*"]}
+    w = make_worker(*manifests(tmp_path, user={"crash": crash}))
+    with w.connect() as client:
+        for _ in range(5):
+            err = client.request("crash:now", {})["error"]
+            assert err["code"] == -32603 and err["data"]["reason"] == "service gone", err
+        err = client.request("crash:now", {})["error"]
+        assert err["code"] == -32603 and err["data"]["reason"] == "service failing", err
+        assert "restarted too often" in err["message"]
+        assert len(started_pids(w, "crash")) == 5
+        assert "Service crash (pid" in w.read_log() and "exited with status 3" in w.read_log()
+        # The worker itself goes on.
+        assert client.call("worker:info")["name"] == "helios-worker"
+
+
+def test_manifest_cannot_start(make_worker, tmp_path):
+    gone = {"exec": ["/nonexistent/program"], "topics": ["gone:*"]}
+    w = make_worker(*manifests(tmp_path, user={"gone": gone}))
+    with w.connect() as client:
+        err = client.request("gone:x", {})["error"]
+        assert err["code"] == -32603 and err["data"]["reason"] == "service gone", err
+        assert "Cannot start the service gone" in w.read_log()
+
+
+def test_manifests_precedence_and_bad_ones(make_worker, tmp_path):
+    example = [sys.executable, EXAMPLE]
+    w = make_worker(*manifests(
+        tmp_path,
+        system={"wc": {"exec": ["/bin/false"], "topics": ["wc:*"]}},
+        # The administrator's of the same name wins over the shipped one.
+        admin={"wc": {"exec": example, "topics": ["wc:*"]}},
+        user={
+            # Not the user's to take: a built-in topic, an admin's topic, an admin's name, replacing.
+            "mine": {"exec": example, "topics": ["fs:*"]},
+            "theirs": {"exec": example, "topics": ["wc:count"]},
+            "wc": {"exec": example, "topics": ["own:*"]},
+            "swap": {"exec": example, "topics": ["swap:*"], "replaces": "terminal"},
+            # Malformed.
+            "bad1": "{not json",
+            "bad2": {"exec": "python3", "topics": ["b:*"]},
+            "bad3": {"exec": ["relative"], "topics": ["b:*"]},
+            "bad4": {"exec": example, "topics": ["nocolon"]},
+            "bad5": {"exec": example},
+            "bad6": "x" * (65 * 1024),
+        }))
+    with w.connect() as client:
+        assert client.call("wc:count", {"text": "a b"})["words"] == 2
+        assert client.request("own:x", {})["error"]["code"] == -32601
+        assert client.request("swap:x", {})["error"]["code"] == -32601
+        assert client.call("terminal:list") is not None
+        assert client.request("fs:stat", {"path": w.home})["result"]["type"] == "dir"
+        log = w.read_log()
+        assert "Not starting the service mine: its topic fs:* is served already." in log
+        assert "Not starting the service theirs: its topic wc:count is served already." in log
+        for name in ("bad1", "bad2", "bad3", "bad4", "bad5", "bad6", "swap"):
+            assert f"Ignoring the service manifest {tmp_path}/user-services/{name}.json" in log, name
+
+
+def test_admin_manifest_replaces_a_built_in_service(make_worker, tmp_path):
+    example = [sys.executable, EXAMPLE]
+    # The fs service's topics (fs:upload_* and fs:read_range are the upload service's).
+    topics = ["fs:read_file", "fs:write_file", "fs:stat", "fs:list_directory", "fs:create_directory",
+              "fs:rename", "fs:delete"]
+    w = make_worker(*manifests(tmp_path, admin={"fs2": {"exec": example, "topics": topics, "replaces": "fs"}}))
+    with w.connect() as client:
+        # fs:stat now reaches the replacement (which has no fs:stat), not the built-in service.
+        err = client.request("fs:stat", {"path": w.home})["error"]
+        assert err["code"] == -32601
+        assert client.request("fs:read_range", {})["error"]["code"] == -32602  # still the upload service's
+        assert len(started_pids(w, "fs2")) == 1
+        assert "The built-in fs service is replaced by a service manifest." in w.read_log()
