@@ -23,8 +23,9 @@ typedef struct Server {
         char *topic;    /* a method name, or a prefix ending in '*' (remote servers only) */
         BusMethodFn fn; /* in-process; NULL for a client connection that serves the topic */
         void *userdata;
-        ClientId remote;  /* the serving connection, when fn is NULL; 0 while an on-demand one is down */
-        BusStartFn start; /* on demand: starts the service and names its connection */
+        ClientId remote;   /* the serving connection, when fn is NULL; 0 while an on-demand one is down */
+        BusStartFn start;  /* on demand: starts the service and names its connection */
+        const char *owner; /* in-process: the service's name (static), for bus:services */
 } Server;
 
 /* A request forwarded to a serving connection, under an id of the bus's own. */
@@ -63,6 +64,7 @@ struct Bus {
         BusCall *ready, *ready_tail; /* answered calls whose answers wait for delivery */
         Forward *forwards;           /* requests at serving connections, not answered yet */
         uint64_t next_forward_id;
+        const char *owner; /* the name bus_serve() gives the servers it registers */
 };
 
 struct BusCall {
@@ -92,11 +94,13 @@ int bus_new(uv_loop_t *loop, Bus **ret)
                 return -ENOMEM;
         b->loop = loop;
         b->next_client_id = 1;
+        b->owner = "bus";
         if (bus_serve(b, "bus:serve", on_bus_serve, b) < 0 ||
             bus_serve(b, "bus:subscribe", on_bus_subscribe, b) < 0) {
                 bus_free(b);
                 return -ENOMEM;
         }
+        b->owner = "worker"; /* until the worker names its services */
         *ret = b;
         return 0;
 }
@@ -157,7 +161,7 @@ int bus_serve(Bus *b, const char *topic, BusMethodFn fn, void *userdata)
                 return -ENOMEM;
         }
         b->servers = s;
-        b->servers[b->n_servers++] = (Server){t, fn, userdata, 0, NULL};
+        b->servers[b->n_servers++] = (Server){t, fn, userdata, 0, NULL, b->owner};
         return 0;
 }
 
@@ -178,7 +182,7 @@ int bus_serve_on_demand(Bus *b, const char *topic, BusStartFn start, void *userd
                 return -ENOMEM;
         }
         b->servers = s;
-        b->servers[b->n_servers++] = (Server){t, NULL, userdata, 0, start};
+        b->servers[b->n_servers++] = (Server){t, NULL, userdata, 0, start, NULL};
         return 0;
 }
 
@@ -850,6 +854,22 @@ static bool topic_valid(const char *t)
         return !star || star == t + n - 1;
 }
 
+void bus_set_owner(Bus *b, const char *name)
+{
+        b->owner = name;
+}
+
+bool bus_server_info(Bus *b, size_t i, BusServerInfo *ret)
+{
+        const Server *s;
+
+        if (i >= b->n_servers)
+                return false;
+        s = &b->servers[i];
+        *ret = (BusServerInfo){s->topic, s->owner, s->userdata, s->remote, s->fn != NULL, s->start != NULL};
+        return true;
+}
+
 bool bus_topic_valid(const char *topic)
 {
         return topic_valid(topic);
@@ -932,7 +952,7 @@ static void on_bus_serve(BusCall *call, const cJSON *params, void *userdata)
                         return;
                 }
                 b->servers = s;
-                b->servers[b->n_servers++] = (Server){copy, NULL, NULL, origin};
+                b->servers[b->n_servers++] = (Server){copy, NULL, NULL, origin, NULL, NULL};
         }
         bus_call_reply(call, cJSON_CreateObject());
 }

@@ -79,6 +79,19 @@ int bus_serve_on_demand(Bus *b, const char *topic, BusStartFn start, void *userd
 int bus_subscribe(Bus *b, const char *topic, BusEventFn fn, void *userdata);
 void bus_unsubscribe(Bus *b, const char *topic, BusEventFn fn, void *userdata);
 bool bus_has_server(Bus *b, const char *topic);
+/* What serves the i-th topic (for bus:services); false past the last. */
+typedef struct BusServerInfo {
+        const char *topic;
+        const char *owner; /* an in-process server's service name (bus_set_owner()) */
+        void *userdata;    /* an in-process or on-demand server's */
+        ClientId remote;   /* the connection that serves it; 0 for in-process or an on-demand one down */
+        bool in_process;
+        bool on_demand;
+} BusServerInfo;
+bool bus_server_info(Bus *b, size_t i, BusServerInfo *ret);
+/* Name (a static string) the in-process service whose topics the next bus_serve() calls register. */
+void bus_set_owner(Bus *b, const char *name);
+
 /* Whether topic (a name with a ':', or a prefix of one ending in '*') is well-formed. */
 bool bus_topic_valid(const char *topic);
 /* Whether anything served (in process, by a connection or on demand) overlaps topic. */

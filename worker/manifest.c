@@ -454,6 +454,39 @@ void manifests_register(Manifests *m)
         }
 }
 
+static const char *service_state(const Service *s, uint64_t now)
+{
+        size_t recent = 0;
+
+        for (size_t i = 0; i < s->n_starts; i++)
+                recent += now - s->starts[i] < 60000;
+        if (s->proc_open && !uv_is_closing((uv_handle_t *)&s->proc))
+                return "running";
+        if (s->backoff_open && uv_is_active((uv_handle_t *)&s->backoff))
+                return "starting";
+        return recent >= MANIFEST_MAX_STARTS ? "failing" : "stopped";
+}
+
+int manifests_describe(const Manifests *m, cJSON *list)
+{
+        for (size_t i = 0; m && i < m->n_services; i++) {
+                const Service *s = m->services[i];
+                const char *state = s->registered ? service_state(s, uv_now(m->loop)) : "refused";
+                cJSON *o = cJSON_CreateObject(), *topics = cJSON_AddArrayToObject(o, "topics");
+
+                if (!o || !cJSON_AddItemToArray(list, o) || !topics ||
+                    !cJSON_AddStringToObject(o, "name", s->name) ||
+                    !cJSON_AddBoolToObject(o, "inProcess", false) ||
+                    !cJSON_AddStringToObject(o, "state", state) ||
+                    (streq(state, "running") && !cJSON_AddNumberToObject(o, "pid", s->proc.pid)))
+                        return -ENOMEM;
+                for (size_t t = 0; t < s->n_topics; t++)
+                        if (!cJSON_AddItemToArray(topics, cJSON_CreateString(s->topics[t])))
+                                return -ENOMEM;
+        }
+        return 0;
+}
+
 void manifests_stop(Manifests *m)
 {
         if (!m)

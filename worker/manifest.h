@@ -31,6 +31,11 @@ bool manifests_replace(const Manifests *m, const char *builtin);
 /* Claim the manifests' topics on the bus, once the built-in services serve theirs: a manifest that
  * claims a topic taken already is skipped (logged). */
 void manifests_register(Manifests *m);
+/* Append {name, topics, inProcess: false, pid?, state} for each service started from a manifest to
+ * the array list; state is "stopped" (not running: started on the next request), "starting" (waiting
+ * out its backoff), "running", "failing" (started too often: requests fail for now) or "refused" (its topics
+ * were taken). */
+int manifests_describe(const Manifests *m, cJSON *list);
 /* Kill the running services and close every handle; free once the loop has no handles left. */
 void manifests_stop(Manifests *m);
 Manifests *manifests_free(Manifests *m);

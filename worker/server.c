@@ -516,6 +516,65 @@ oom:
         bus_call_error(call, RPC_INTERNAL_ERROR, "Out of memory", NULL);
 }
 
+/* Add the topic to the entry of list for this service, made {name, topics, inProcess, clientId?}. */
+static int add_topic(cJSON *list, const char *name, ClientId remote, const char *topic)
+{
+        cJSON *o, *topics;
+
+        cJSON_ArrayForEach(o, list)
+        {
+                const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, "name");
+                const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "clientId");
+                if (streq(n->valuestring, name) && (!remote || (id && (ClientId)id->valuedouble == remote)))
+                        break;
+        }
+        if (!o) {
+                o = cJSON_CreateObject();
+                if (!o || !cJSON_AddItemToArray(list, o) || !cJSON_AddStringToObject(o, "name", name) ||
+                    !cJSON_AddArrayToObject(o, "topics") ||
+                    !cJSON_AddBoolToObject(o, "inProcess", !remote) ||
+                    !cJSON_AddStringToObject(o, "state", "running") ||
+                    (remote && !cJSON_AddNumberToObject(o, "clientId", (double)remote)))
+                        return -ENOMEM;
+        }
+        topics = cJSON_GetObjectItemCaseSensitive(o, "topics");
+        return cJSON_AddItemToArray(topics, cJSON_CreateString(topic)) ? 0 : -ENOMEM;
+}
+
+/* bus:services {} -> {services:[{name, topics, inProcess, pid?, clientId?, state}]} */
+static void on_bus_services(BusCall *call, const cJSON *params, void *userdata)
+{
+        Server *s = userdata;
+        _cleanup_json_ cJSON *r = cJSON_CreateObject();
+        cJSON *list = cJSON_AddArrayToObject(r, "services");
+        BusServerInfo info;
+
+        if (bus_call_params(call, params, NULL, 0) < 0)
+                return;
+        if (!list)
+                return (void)bus_call_error_oom(call);
+        for (size_t i = 0; bus_server_info(s->bus, i, &info); i++) {
+                const char *name = info.owner;
+                if (info.on_demand)
+                        continue;
+                if (!info.in_process) {
+                        /* A connection's own topics, unless it is a manifest's service (listed below). */
+                        bool manifest = false;
+                        BusServerInfo other;
+                        for (size_t j = 0; bus_server_info(s->bus, j, &other); j++)
+                                manifest = manifest || (other.on_demand && other.remote == info.remote);
+                        if (manifest)
+                                continue;
+                        name = "connection";
+                }
+                if (add_topic(list, name, info.in_process ? 0 : info.remote, info.topic) < 0)
+                        return (void)bus_call_error_oom(call);
+        }
+        if (manifests_describe(s->manifests, list) < 0)
+                return (void)bus_call_error_oom(call);
+        bus_call_reply(call, TAKE_PTR(r));
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
         Server *s = h->data;
@@ -632,6 +691,7 @@ int server_start(Server *s)
                 return log_error_errno(r, "Failed to set up signal handling: %s", uv_strerror(r));
 
         if (bus_serve(s->bus, "worker:info", on_worker_info, s) < 0 ||
+            bus_serve(s->bus, "bus:services", on_bus_services, s) < 0 ||
             bus_subscribe(s->bus, EVENT_TERMINALS_CHANGED, on_terminals_changed, s) < 0 ||
             bus_subscribe(s->bus, EVENT_STATE_UPDATED, on_state_updated, s) < 0)
                 return log_oom();
@@ -645,7 +705,9 @@ int server_start(Server *s)
                                  service_types[i]->name);
                         continue;
                 }
+                bus_set_owner(s->bus, service_types[i]->name);
                 r = service_types[i]->start(&ctx, &s->services[i]);
+                bus_set_owner(s->bus, "worker");
                 if (r < 0)
                         return log_error_errno(r, "Failed to start the %s service: %m",
                                                service_types[i]->name);

@@ -358,3 +358,28 @@ def test_admin_manifest_replaces_a_built_in_service(make_worker, tmp_path):
         assert client.request("fs:read_range", {})["error"]["code"] == -32602  # still the upload service's
         assert len(started_pids(w, "fs2")) == 1
         assert "The built-in fs service is replaced by a service manifest." in w.read_log()
+
+
+def test_bus_services(make_worker, tmp_path):
+    wc = {"exec": [sys.executable, EXAMPLE], "topics": ["wc:*"]}
+    w = make_worker(*manifests(tmp_path, user={"wordcount": wc, "taken": {"exec": ["/bin/true"], "topics": ["fs:stat"]}}))
+    with w.connect() as client, w.connect() as svc:
+        assert svc.call("bus:serve", {"topics": ["demo:*"]}) == {}
+
+        def services():
+            return {s["name"]: s for s in client.call("bus:services")["services"]}
+
+        got = services()
+        assert got["wordcount"] == {"name": "wordcount", "topics": ["wc:*"], "inProcess": False, "state": "stopped"}
+        assert got["taken"]["state"] == "refused"
+        assert got["fs"]["inProcess"] and "fs:read_file" in got["fs"]["topics"] and got["fs"]["state"] == "running"
+        assert "fs:read_file" not in got["terminal"]["topics"] and "terminal:create" in got["terminal"]["topics"]
+        assert {"bus:services", "worker:info"} <= set(got["worker"]["topics"]) and "bus:serve" in got["bus"]["topics"]
+        conn = got["connection"]
+        assert conn["topics"] == ["demo:*"] and conn["inProcess"] is False and isinstance(conn["clientId"], int)
+
+        assert client.call("wc:count", {"text": "x"})["words"] == 1
+        got = services()["wordcount"]
+        assert got["state"] == "running" and got["pid"] == started_pids(w, "wordcount")[0]
+        # The connection of a manifest's service is listed as the service, not as a connection.
+        assert [s for s in client.call("bus:services")["services"] if s["name"] == "connection"] == [conn]
