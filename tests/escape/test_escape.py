@@ -140,7 +140,7 @@ def host_shm_segments(uid):
     """The System V segments of the host whose creator is uid."""
     with open("/proc/sysvipc/shm") as f:
         rows = [line.split() for line in f.read().splitlines()[1:]]
-    return [r for r in rows if int(r[8]) == uid]
+    return [r for r in rows if int(r[9]) == uid]
 
 
 
