@@ -96,6 +96,8 @@ static const Setting settings[] = {
           "helios-launcher's socket: serve every user, not only this one"),
     FIXED("runtime_dir", SETTING_STRING, runtime_dir, 0, 0, "DIR",
           "Private directory for the worker socket"),
+    FIXED("state_dir", SETTING_STRING, state_dir, 0, 0, "DIR",
+          "Keep logins here across restarts (default $STATE_DIRECTORY)"),
     FIXED("worker", SETTING_STRING, worker, 0, 0, "FILE", "The helios-worker executable"),
     FIXED_LIST("worker_args", worker_args, "ARG", "Extra argument for the worker"),
     S("max_message_size", SETTING_SIZE, max_message, 4096, 1024 * MiB, "BYTES",
@@ -374,6 +376,18 @@ static int finalize(GatewayConfig *c)
                         c->runtime_dir = NULL;
                         return log_oom();
                 }
+        }
+        if (!c->state_dir) {
+                /* systemd's StateDirectory=; several are separated by ':', the first is ours. */
+                const char *sd = getenv("STATE_DIRECTORY");
+                if (sd && sd[0] == '/') {
+                        c->state_dir = strndup(sd, strcspn(sd, ":"));
+                        if (!c->state_dir)
+                                return log_oom();
+                }
+        } else if (c->state_dir[0] != '/') {
+                log_error("state_dir must be an absolute path.");
+                return -EINVAL;
         }
         if (!!c->cert != !!c->key) {
                 log_error("TLS needs both cert and key.");

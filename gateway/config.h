@@ -40,6 +40,7 @@ typedef struct GatewayConfig {
 
         char *launcher;    /* helios-launcher's socket: many users, PAM; NULL: embedded, one user */
         char *runtime_dir; /* private directory holding the worker socket (embedded mode) */
+        char *state_dir;   /* where sessions are kept across restarts; NULL: they are not */
         char *worker;      /* the helios-worker executable */
         char **worker_args;
         size_t n_worker_args;

@@ -71,6 +71,8 @@ typedef struct Gateway {
         uint64_t watchdog_usec;
         uint64_t last_watchdog_ms;
         uint64_t shutdown_started_ms;
+        uint64_t sessions_saved_ms;
+        bool sessions_save_failed; /* warned once; said again when it works */
         char status[128];
 
         bool tls;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -32,6 +33,11 @@
 #define TICK_MS 1000u
 /* Longest token or metrics token file read. */
 #define SECRET_FILE_MAX 4096u
+
+/* Logins are saved to the state directory when one begins or ends, and their last use at most this
+ * often, so a restart loses at most this much of the idle clock. */
+#define SESSIONS_FILE    "sessions"
+#define SESSIONS_SAVE_MS (60u * 1000u)
 
 static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
 
@@ -437,6 +443,107 @@ fail:
         return r;
 }
 
+/* ---- sessions across restarts ---- */
+
+static void sessions_save(Gateway *g)
+{
+        _cleanup_free_ char *path = NULL, *tmp = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        FILE *f;
+        int r;
+
+        if (!g->config->state_dir)
+                return;
+        g->sessions_saved_ms = uv_now(g->loop);
+        if (asprintf(&path, "%s/" SESSIONS_FILE, g->config->state_dir) < 0 ||
+            asprintf(&tmp, "%s/." SESSIONS_FILE ".tmp", g->config->state_dir) < 0) {
+                path = tmp = NULL;
+                (void)log_oom();
+                return;
+        }
+        /* Written whole beside it and renamed over it: a crash leaves the old file or the new one. */
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                r = negative_errno();
+        else {
+                f = fdopen(fd, "w");
+                if (!f)
+                        r = negative_errno();
+                else {
+                        TAKE_FD(fd);
+                        r = session_store_save(g->sessions, f, gateway_wall_ms(g, 0));
+                        if (r >= 0 && fflush(f) != 0)
+                                r = negative_errno();
+                        if (r >= 0 && fsync(fileno(f)) < 0)
+                                r = negative_errno();
+                        if (fclose(f) != 0 && r >= 0)
+                                r = negative_errno();
+                }
+        }
+        if (r >= 0 && rename(tmp, path) < 0)
+                r = negative_errno();
+        if (r < 0) {
+                (void)unlink(tmp);
+                if (!g->sessions_save_failed)
+                        log_warning_errno(r, "Cannot save the sessions to %s (a restart will end them): %m",
+                                          path);
+                g->sessions_save_failed = true;
+        } else if (g->sessions_save_failed) {
+                log_info("Sessions saved to %s again.", path);
+                g->sessions_save_failed = false;
+        }
+}
+
+static void on_sessions_changed(void *userdata)
+{
+        sessions_save(userdata);
+}
+
+static void sessions_load(Gateway *g)
+{
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+        FILE *f;
+        int r;
+
+        if (!g->config->state_dir) {
+                log_debug("No state directory: sessions end when the gateway does.");
+                return;
+        }
+        if (mkdir(g->config->state_dir, 0700) < 0 && errno != EEXIST)
+                log_warning_errno(errno, "Cannot create the state directory %s: %m", g->config->state_dir);
+        if (asprintf(&path, "%s/" SESSIONS_FILE, g->config->state_dir) < 0) {
+                path = NULL;
+                (void)log_oom();
+                return;
+        }
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (fd < 0) {
+                if (errno != ENOENT)
+                        log_warning_errno(errno, "Cannot read the saved sessions %s, ignoring: %m", path);
+                return;
+        }
+        /* Anyone who could write it could log in as anyone: only our own private file is believed. */
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+            (st.st_mode & 0077) != 0) {
+                log_warning("%s is not a private file of this account (0600), ignoring it.", path);
+                return;
+        }
+        f = fdopen(fd, "r");
+        if (!f) {
+                (void)log_oom();
+                return;
+        }
+        TAKE_FD(fd);
+        r = session_store_load(g->sessions, f, gateway_wall_ms(g, 0), uv_now(g->loop));
+        (void)fclose(f);
+        if (r < 0)
+                log_warning("%s is not a saved session list, ignoring it.", path);
+        else
+                log_info("Restored %d session%s from %s.", r, r == 1 ? "" : "s", path);
+}
+
 /* ---- status, watchdog, expiry ---- */
 
 static void update_status(Gateway *g)
@@ -461,6 +568,9 @@ static void on_tick(uv_timer_t *t)
         uint64_t now = uv_now(g->loop);
 
         session_store_expire(g->sessions, now);
+        if (now - g->sessions_saved_ms >= SESSIONS_SAVE_MS &&
+            (session_store_take_used(g->sessions) || g->n_bridges > 0))
+                sessions_save(g);
         account_checks_tick(g->accounts, now);
         bridge_tick(g, now);
         update_status(g);
@@ -552,6 +662,12 @@ void gateway_stop(Gateway *g)
                 return;
         g->stopping = true;
         (void)sd_notify(false, "STOPPING=1");
+
+        /* The last uses, for the next start; from here on sessions end only because the process does. */
+        if (g->sessions) {
+                session_store_on_change(g->sessions, NULL, NULL);
+                sessions_save(g);
+        }
 
         if (g->listener)
                 listener_stop(g->listener);
@@ -646,6 +762,9 @@ int gateway_start(Gateway *g)
                 r = throttle_new(&tp, &g->throttle);
         if (r < 0)
                 return log_oom();
+        sessions_load(g);
+        g->sessions_saved_ms = uv_now(g->loop);
+        session_store_on_change(g->sessions, on_sessions_changed, g);
 
         if (c->launcher) {
                 r = launcher_new_remote(g->loop, c->launcher, &g->launcher);
