@@ -81,7 +81,8 @@ static const Setting settings[] = {
     FIXED("listen_socket_group", SETTING_STRING, listen_socket_group, 0, 0, "GROUP",
           "Group of a unix:PATH listening socket (a reverse proxy's)"),
     S("web_root", SETTING_STRING, web_root, 0, 0, "DIR", "The web app to serve"),
-    FIXED("cert", SETTING_STRING, cert, 0, 0, "FILE", "TLS certificate chain (PEM); with --key"),
+    FIXED("cert", SETTING_STRING, cert, 0, 0, "FILE",
+          "TLS certificate chain (PEM) with --key; 'auto': a self-signed one in state_dir"),
     FIXED("key", SETTING_STRING, key, 0, 0, "FILE", "TLS private key (PEM)"),
     FIXED("auth", SETTING_AUTH, auth, 0, 0, "METHOD", "token, file or pam (default token)"),
     S("users_file", SETTING_STRING, users_file, 0, 0, "FILE", "Users and crypt(3) hashes for auth=file"),
@@ -389,8 +390,13 @@ static int finalize(GatewayConfig *c)
                 log_error("state_dir must be an absolute path.");
                 return -EINVAL;
         }
-        if (!!c->cert != !!c->key) {
-                log_error("TLS needs both cert and key.");
+        if (c->cert && streq(c->cert, "auto")) {
+                if (c->key) {
+                        log_error("cert = auto makes its own key: remove the key setting.");
+                        return -EINVAL;
+                }
+        } else if (!!c->cert != !!c->key) {
+                log_error("TLS needs both cert and key (or cert = auto).");
                 return -EINVAL;
         }
         if (c->high_water > c->max_message) {

@@ -25,7 +25,7 @@ typedef struct GatewayConfig {
         uint64_t listen_socket_mode; /* of unix:PATH sockets */
         char *listen_socket_group;   /* of unix:PATH sockets; NULL: this process's */
         char *web_root;
-        char *cert, *key; /* TLS when both are set */
+        char *cert, *key; /* TLS when both are set, or cert is "auto" (self-signed, in state_dir) */
 
         AuthMethod auth;
         char *users_file;

@@ -20,6 +20,7 @@
 #include "sessions.h"
 #include "static-files.h"
 #include "throttle.h"
+#include "tls.h"
 
 typedef struct Bridge Bridge;
 typedef struct BridgeUser BridgeUser;
@@ -76,6 +77,9 @@ typedef struct Gateway {
         char status[128];
 
         bool tls;
+        char *tls_cert, *tls_key; /* the files in use: the configured ones, or those cert = auto made */
+        TlsFilesId tls_id;        /* as they were when read; a reload takes them again if they changed */
+        unsigned n_vhosts;        /* one per certificate read; earlier ones serve their connections */
         bool stopping;
         bool lws_destroyed;
         char url[256];

@@ -218,9 +218,148 @@ static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         }
 }
 
-static int lws_setup(Gateway *g)
+/* The vhost new connections are adopted into. With TLS it holds the certificate: a reload that finds new
+ * files makes a new one, and the earlier ones keep serving the connections they have until the context
+ * ends (the library offers no way to swap a vhost's certificate from files, nor to adopt into it once
+ * destroyed). */
+/* What the context is made with; a vhost is made with the same, plus its own fields, as the library
+ * reads some of them (TLS options, timeouts) again for each vhost. */
+static void context_info(Gateway *g, void **foreign_loops, struct lws_context_creation_info *info)
 {
         const GatewayConfig *c = g->config;
+
+        *info = (struct lws_context_creation_info){};
+        info->options =
+            LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+        if (g->tls)
+                info->options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info->foreign_loops = foreign_loops;
+        info->user = g;
+        info->server_string = "helios";
+        /* The listener has checked the first request's headers against max_header_size already; this is
+         * the library's own limit, for TLS and for later requests on a kept-alive connection. */
+        info->max_http_header_data = (unsigned short)MIN(c->max_header_size + 1024, (uint64_t)UINT16_MAX);
+        /* Every connection the listener lets in may hold one of the library's header tables: a TLS one from
+         * its accept on, before it sends anything. With as many tables as connections none ever waits for
+         * one, so idle connections take nothing from others; the listener's caps (the oldest of an address
+         * over its share goes first) are what bounds them. A table is freed as soon as nobody holds it. */
+        info->max_http_header_pool = (unsigned short)g->header_pool;
+        /* A TLS handshake and a request's headers get the same time; so does a kept-alive connection
+         * between requests while it holds a table. */
+        info->timeout_secs = (unsigned)MAX(c->header_timeout_ms / 1000, (uint64_t)1);
+        info->timeout_secs_ah_idle = info->timeout_secs;
+}
+
+static int create_vhost(Gateway *g, struct lws_vhost **ret)
+{
+        struct lws_context_creation_info info;
+        void *foreign_loops[] = {g->loop};
+        char name[32];
+        struct lws_vhost *vh;
+
+        context_info(g, foreign_loops, &info);
+        (void)snprintf(name, sizeof(name), g->n_vhosts == 0 ? "helios" : "helios-%u", g->n_vhosts);
+        info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+        info.vhost_name = name;
+        info.protocols = protocols;
+        info.extensions = extensions;
+        info.retry_and_idle_policy = &ws_idle_policy;
+        if (g->tls) {
+                info.ssl_cert_filepath = g->tls_cert;
+                info.ssl_private_key_filepath = g->tls_key;
+                info.alpn = "http/1.1";
+                /* Modern clients only: TLS 1.2 and up, forward-secret AEAD suites. */
+                info.ssl_cipher_list = "ECDHE+AESGCM:ECDHE+CHACHA20";
+                info.ssl_options_set = SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_RENEGOTIATION;
+        }
+        vh = lws_create_vhost(g->lws, &info);
+        if (!vh)
+                return g->tls ? -EINVAL : -ENOMEM;
+        g->n_vhosts++;
+        *ret = vh;
+        return 0;
+}
+
+/* The certificate and key to use, checked: the configured files, or for cert = auto the self-signed
+ * pair in the state directory, made on first start. */
+static int tls_prepare(Gateway *g)
+{
+        const GatewayConfig *c = g->config;
+        const char *reason = NULL;
+        int r;
+
+        if (streq(c->cert, "auto")) {
+                _cleanup_free_ char *dir = NULL;
+                char fp[TLS_FINGERPRINT_MAX];
+                bool made;
+
+                if (!c->state_dir)
+                        return log_error_errno(-EINVAL, "cert = auto keeps its certificate in state_dir, "
+                                                        "which is not set.");
+                if (asprintf(&dir, "%s/tls", c->state_dir) < 0) {
+                        dir = NULL;
+                        return log_oom();
+                }
+                if (mkdir(c->state_dir, 0700) < 0 && errno != EEXIST)
+                        return log_error_errno(errno, "Cannot create the state directory %s: %m",
+                                               c->state_dir);
+                r = tls_self_signed(dir, &g->tls_cert, &g->tls_key, &made, fp);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot make a self-signed certificate in %s: %m", dir);
+                if (made)
+                        log_notice(
+                            "Made a self-signed TLS certificate %s (SHA-256 %s); browsers warn about it "
+                            "until cert and key name a real one.",
+                            g->tls_cert, fp);
+                else
+                        log_info("Using the self-signed TLS certificate %s (SHA-256 %s).", g->tls_cert, fp);
+        } else {
+                g->tls_cert = strdup(c->cert);
+                g->tls_key = strdup(c->key);
+                if (!g->tls_cert || !g->tls_key)
+                        return log_oom();
+        }
+        r = tls_check_files(g->tls_cert, g->tls_key, &reason);
+        if (r < 0)
+                return log_error_errno(r, "Cannot use the TLS certificate and key (%s, %s): %s.",
+                                       g->tls_cert, g->tls_key, reason);
+        (void)tls_files_id(g->tls_cert, g->tls_key, &g->tls_id);
+        return 0;
+}
+
+/* On reload: new certificate files (a renewal) serve every new connection from now on. */
+static void tls_reload(Gateway *g)
+{
+        const char *reason = NULL;
+        struct lws_vhost *vh;
+        TlsFilesId id;
+        int r;
+
+        if (!g->tls)
+                return;
+        r = tls_files_id(g->tls_cert, g->tls_key, &id);
+        if (r >= 0 && tls_files_id_equal(&id, &g->tls_id))
+                return;
+        r = tls_check_files(g->tls_cert, g->tls_key, &reason);
+        if (r < 0) {
+                log_error_errno(
+                    r, "Cannot use the TLS certificate and key (%s, %s): %s; keeping the current ones.",
+                    g->tls_cert, g->tls_key, reason);
+                return;
+        }
+        r = create_vhost(g, &vh);
+        if (r < 0) {
+                log_error("The TLS library refused %s and %s; keeping the current certificate.", g->tls_cert,
+                          g->tls_key);
+                return;
+        }
+        g->vhost = vh;
+        g->tls_id = id;
+        log_info("TLS certificate %s loaded; new connections get it.", g->tls_cert);
+}
+
+static int lws_setup(Gateway *g)
+{
         void *foreign_loops[] = {g->loop};
         struct lws_context_creation_info info = {};
 
@@ -230,47 +369,13 @@ static int lws_setup(Gateway *g)
                                                              : LLL_ERR | LLL_WARN,
                           on_lws_log);
 
-        info.options =
-            LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-        if (g->tls)
-                info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-        info.foreign_loops = foreign_loops;
-        info.user = g;
-        info.server_string = "helios";
-        /* The listener has checked the first request's headers against max_header_size already; this is
-         * the library's own limit, for TLS and for later requests on a kept-alive connection. */
-        info.max_http_header_data = (unsigned short)MIN(c->max_header_size + 1024, (uint64_t)UINT16_MAX);
-        /* Every connection the listener lets in may hold one of the library's header tables: a TLS one from
-         * its accept on, before it sends anything. With as many tables as connections none ever waits for
-         * one, so idle connections take nothing from others; the listener's caps (the oldest of an address
-         * over its share goes first) are what bounds them. A table is freed as soon as nobody holds it. */
-        g->header_pool = (unsigned)MIN(c->max_connections, (uint64_t)UINT16_MAX);
-        info.max_http_header_pool = (unsigned short)g->header_pool;
-        /* A TLS handshake and a request's headers get the same time; so does a kept-alive connection
-         * between requests while it holds a table. */
-        info.timeout_secs = (unsigned)MAX(c->header_timeout_ms / 1000, (uint64_t)1);
-        info.timeout_secs_ah_idle = info.timeout_secs;
+        g->header_pool = (unsigned)MIN(g->config->max_connections, (uint64_t)UINT16_MAX);
+        context_info(g, foreign_loops, &info);
         g->lws = lws_create_context(&info);
         if (!g->lws)
                 return -ENOMEM;
 
-        info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
-        info.vhost_name = "helios";
-        info.protocols = protocols;
-        info.extensions = extensions;
-        info.retry_and_idle_policy = &ws_idle_policy;
-        if (g->tls) {
-                info.ssl_cert_filepath = c->cert;
-                info.ssl_private_key_filepath = c->key;
-                info.alpn = "http/1.1";
-                /* Modern clients only: TLS 1.2 and up, forward-secret AEAD suites. */
-                info.ssl_cipher_list = "ECDHE+AESGCM:ECDHE+CHACHA20";
-                info.ssl_options_set = SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_RENEGOTIATION;
-        }
-        g->vhost = lws_create_vhost(g->lws, &info);
-        if (!g->vhost)
-                return g->tls ? -EINVAL : -ENOMEM;
-        return 0;
+        return create_vhost(g, &g->vhost);
 }
 
 /* ---- settings that need work ---- */
@@ -590,6 +695,7 @@ static void gateway_reload(Gateway *g)
         (void)sd_notify(false, "RELOADING=1");
         log_info("Reloading the configuration.");
 
+        tls_reload(g);
         r = gateway_config_load(g->argc, g->argv, &c);
         if (r == 0) {
                 (void)gateway_config_keep_fixed(c, g->config);
@@ -704,7 +810,7 @@ int gateway_new(uv_loop_t *loop, GatewayConfig *config, int argc, char **argv, G
         g->config = config;
         g->argc = argc;
         g->argv = argv;
-        g->tls = config->cert && config->key;
+        g->tls = config->cert;
         *ret = g;
         return 0;
 }
@@ -806,6 +912,11 @@ int gateway_start(Gateway *g)
         if (r < 0)
                 return r;
 
+        if (g->tls) {
+                r = tls_prepare(g);
+                if (r < 0)
+                        return r;
+        }
         r = lws_setup(g);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up libwebsockets%s.",
@@ -885,6 +996,8 @@ Gateway *gateway_free(Gateway *g)
                 explicit_bzero(g->metrics_token, strlen(g->metrics_token));
         free(g->metrics_token);
         free(g->read_buffer);
+        free(g->tls_cert);
+        free(g->tls_key);
         gateway_config_free(g->config);
         free(g);
         return NULL;
