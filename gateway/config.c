@@ -258,8 +258,11 @@ static int on_file_setting(const char *path, unsigned line, const char *key, con
 
         (void)snprintf(where, sizeof(where), "%s:%u", path, line);
         for (size_t i = 0; i < ELEMENTSOF(settings); i++)
-                if (streq(key, settings[i].name))
+                if (streq(key, settings[i].name)) {
+                        c->in_file[i] = true;
+                        c->file_line[i] = line;
                         return setting_apply(c, &settings[i], value, true, where);
+                }
         log_error("%s: unknown setting '%s'.", where, key);
         return -EINVAL;
 }
@@ -274,7 +277,9 @@ static void help(void)
             "helios-launcher; without, it runs embedded: one user, whose worker starts on demand.\n\n"
             "  -h --help                        Show this help\n"
             "     --version                     Show the version\n"
-            "  -c --config FILE                 Read settings from FILE (default %s)\n",
+            "  -c --config FILE                 Read settings from FILE (default %s)\n"
+            "     --check-config                Check the settings and files, say which are ignored, and "
+            "exit\n",
             GATEWAY_DEFAULT_CONFIG);
         for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
                 char opt[64];
@@ -292,6 +297,7 @@ static void help(void)
 
 enum {
         ARG_VERSION = 0x100,
+        ARG_CHECK_CONFIG,
         ARG_SETTING_BASE = 0x200,
 };
 
@@ -302,6 +308,7 @@ static int build_options(struct option *opts, char names[][32])
         opts[k++] = (struct option){"help", no_argument, NULL, 'h'};
         opts[k++] = (struct option){"version", no_argument, NULL, ARG_VERSION};
         opts[k++] = (struct option){"config", required_argument, NULL, 'c'};
+        opts[k++] = (struct option){"check-config", no_argument, NULL, ARG_CHECK_CONFIG};
         for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
                 (void)snprintf(names[i], 32, "%s", settings[i].name);
                 for (char *p = names[i]; *p; p++)
@@ -424,10 +431,10 @@ static int finalize(GatewayConfig *c)
 
 int gateway_config_load(int argc, char **argv, GatewayConfig **ret)
 {
-        struct option opts[ELEMENTSOF(settings) + 4];
+        struct option opts[ELEMENTSOF(settings) + 5];
         char names[ELEMENTSOF(settings)][32];
         const char *config_path = NULL;
-        bool explicit_config = false;
+        bool explicit_config = false, check_config = false;
         GatewayConfig *c;
         bool list_seen[ELEMENTSOF(settings)] = {};
         int opt, r;
@@ -450,6 +457,9 @@ int gateway_config_load(int argc, char **argv, GatewayConfig **ret)
                         config_path = optarg;
                         explicit_config = true;
                         break;
+                case ARG_CHECK_CONFIG:
+                        check_config = true;
+                        break;
                 case '?':
                         return -EINVAL;
                 default:
@@ -465,6 +475,7 @@ int gateway_config_load(int argc, char **argv, GatewayConfig **ret)
         if (!c)
                 return log_oom();
         set_defaults(c);
+        c->check_config = check_config;
 
         if (!config_path)
                 config_path = GATEWAY_DEFAULT_CONFIG;
@@ -499,6 +510,7 @@ int gateway_config_load(int argc, char **argv, GatewayConfig **ret)
                         list_seen[i] = true;
                 }
                 (void)snprintf(where, sizeof(where), "--%s", names[i]);
+                c->on_command_line[i] = true;
                 r = setting_apply(c, s, optarg, false, where);
                 if (r < 0)
                         goto fail;
@@ -590,6 +602,66 @@ unsigned gateway_config_keep_fixed(GatewayConfig *c, GatewayConfig *running)
                 log_warning("Setting '%s' changed; it takes effect only on restart, ignoring it until then.",
                             s->name);
                 setting_swap(s, c, running);
+                n++;
+        }
+        return n;
+}
+
+static size_t setting_index(const char *name)
+{
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++)
+                if (streq(settings[i].name, name))
+                        return i;
+        assert(false);
+        return 0;
+}
+
+static bool given(const GatewayConfig *c, const char *name)
+{
+        size_t i = setting_index(name);
+
+        return c->in_file[i] || c->on_command_line[i];
+}
+
+unsigned gateway_config_ignored(const GatewayConfig *c, bool socket_activated, IgnoredSettingFn fn,
+                                void *userdata)
+{
+        static const char *const listening[] = {"listen", "listen_socket_mode", "listen_socket_group"};
+        static const char *const embedded[] = {"runtime_dir", "worker", "worker_args"};
+        unsigned n = 0;
+
+        assert(ELEMENTSOF(settings) <= GATEWAY_SETTINGS_MAX);
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++)
+                if (c->in_file[i] && c->on_command_line[i]) {
+                        char why[256];
+                        (void)snprintf(why, sizeof(why), "%s:%u is replaced by the command line's --%s",
+                                       c->config_path ?: "the configuration file", c->file_line[i],
+                                       settings[i].name);
+                        for (char *p = strstr(why, "--"); p && *p; p++)
+                                if (*p == '_')
+                                        *p = '-';
+                        fn(settings[i].name, why, userdata);
+                        n++;
+                }
+        for (size_t i = 0; socket_activated && i < ELEMENTSOF(listening); i++)
+                if (given(c, listening[i])) {
+                        fn(listening[i],
+                           "the listening sockets come from systemd (helios-gateway.socket: ListenStream=, "
+                           "SocketMode=, SocketGroup=)",
+                           userdata);
+                        n++;
+                }
+        for (size_t i = 0; c->launcher && i < ELEMENTSOF(embedded); i++)
+                if (given(c, embedded[i])) {
+                        fn(embedded[i], "with a launcher, helios-launcher starts the workers", userdata);
+                        n++;
+                }
+        if (c->auth != AUTH_METHOD_FILE && given(c, "users_file")) {
+                fn("users_file", "it is read only with auth = file", userdata);
+                n++;
+        }
+        if (c->auth != AUTH_METHOD_TOKEN && given(c, "token_file")) {
+                fn("token_file", "it is read only with auth = token", userdata);
                 n++;
         }
         return n;

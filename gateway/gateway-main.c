@@ -29,6 +29,12 @@ static int run(int argc, char **argv)
         r = gateway_config_load(argc, argv, &config);
         if (r != 0)
                 return r > 0 ? 0 : r;
+        if (config->check_config) {
+                /* Reading files only: root may check what the gateway's account will read. */
+                r = gateway_check_config(config);
+                gateway_config_free(config);
+                return r;
+        }
 
         /* The gateway faces the network and, embedded, serves its own account's files and shells to the
          * browser: as root that would be /root and root shells. */

@@ -19,6 +19,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "macro.h"
+#include "users-file.h"
 
 /* WebSocket payload read per callback. Allocated per open WebSocket, so it is kept small: a large
  * message just arrives in more pieces. */
@@ -548,6 +549,92 @@ fail:
         return r;
 }
 
+/* ---- --check-config, and settings that are ignored ---- */
+
+static void warn_ignored(const char *name, const char *why, void *userdata)
+{
+        log_warning("Setting '%s' is ignored: %s.", name, why);
+}
+
+static void print_ignored(const char *name, const char *why, void *userdata)
+{
+        const bool *by_hand = userdata;
+
+        /* Checked by hand, the listening settings are reported as what the socket unit overrides. */
+        printf("%s: %s: %s\n", *by_hand && strstr(why, "from systemd") ? "ignored under systemd" : "ignored",
+               name, why);
+}
+
+static unsigned check_problem(const char *what, int r, const char *detail)
+{
+        errno = -r;
+        if (detail)
+                printf("error: %s: %s\n", what, detail);
+        else
+                printf("error: %s: %m\n", what);
+        return 1;
+}
+
+int gateway_check_config(const GatewayConfig *c)
+{
+        unsigned problems = 0;
+        bool by_hand;
+        int r;
+
+        printf("%s: the settings are valid.\n", c->config_path ?: "No configuration file read;");
+        if (c->cert && !streq(c->cert, "auto")) {
+                const char *reason = NULL;
+                r = tls_check_files(c->cert, c->key, &reason);
+                if (r < 0)
+                        problems += check_problem("cert, key", r, reason);
+        } else if (c->cert && !c->state_dir)
+                problems += check_problem("cert = auto", -EINVAL, "needs state_dir (or $STATE_DIRECTORY)");
+        if (c->auth == AUTH_METHOD_FILE) {
+                UsersFile *u = NULL;
+                r = users_file_load(c->users_file, &u);
+                if (r < 0)
+                        problems += check_problem(c->users_file, r, NULL);
+                users_file_free(u);
+        }
+        if (c->auth == AUTH_METHOD_TOKEN && c->token_file) {
+                _cleanup_free_ char *t = NULL;
+                r = read_secret_file(c->token_file, &t);
+                if (r < 0)
+                        problems += check_problem(c->token_file, r,
+                                                  "cannot be read, or holds less than 16 characters");
+        }
+        if (c->metrics_token_file) {
+                _cleanup_free_ char *t = NULL;
+                r = read_secret_file(c->metrics_token_file, &t);
+                if (r < 0)
+                        problems += check_problem(c->metrics_token_file, r,
+                                                  "cannot be read, or holds less than 16 characters");
+        } else
+                printf("note: /metrics is refused to everyone without metrics_token_file.\n");
+        {
+                WebRoot *w = NULL;
+                r = web_root_open(c->web_root, &w);
+                if (r < 0)
+                        problems += check_problem(c->web_root, r, NULL);
+                web_root_free(w);
+        }
+        if (c->listen_socket_group && !getgrnam(c->listen_socket_group))
+                problems += check_problem("listen_socket_group", -ESRCH, "no such group");
+        if (c->launcher && access(c->launcher, F_OK) < 0)
+                printf("note: %s does not exist now (helios-launcher.socket makes it).\n", c->launcher);
+
+        /* Run by hand, the sockets the units pass are not here: say what they would override. */
+        by_hand = !getenv("LISTEN_FDS");
+        (void)gateway_config_ignored(c, true, print_ignored, &by_hand);
+        printf("note: under systemd, helios-gateway.socket decides the listening addresses (listen, "
+               "listen_socket_mode and listen_socket_group are ignored), and helios-gateway.service's "
+               "command line sets auth and launcher over this file's; check with the unit's arguments: "
+               "helios-gateway --auth=pam --launcher=/run/helios/launcher.sock --check-config\n");
+        if (problems > 0)
+                printf("%u problem%s.\n", problems, problems == 1 ? "" : "s");
+        return problems > 0 ? -EINVAL : 0;
+}
+
 /* ---- sessions across restarts ---- */
 
 static void sessions_save(Gateway *g)
@@ -938,6 +1025,7 @@ int gateway_start(Gateway *g)
         n_systemd = listener_add_systemd_sockets(g->listener);
         if (n_systemd < 0)
                 return log_error_errno(n_systemd, "Cannot use the sockets passed by systemd: %m");
+        (void)gateway_config_ignored(c, n_systemd > 0, warn_ignored, NULL);
         if (n_systemd == 0)
                 for (size_t i = 0; i < c->n_listen; i++) {
                         r = listener_add_address(g->listener, c->listen[i]);

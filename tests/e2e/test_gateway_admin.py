@@ -1,6 +1,9 @@
 """What an admin meets: logins that outlive a restart of the gateway, and its state file."""
 
 import os
+import socket
+import subprocess
+import time
 
 import helios
 
@@ -60,3 +63,80 @@ def test_without_a_state_directory_a_restart_ends_sessions(make_gateway):
     assert g.stop() == 0
     g.start()
     assert g.request("GET", "/api/session", cookie=cookie).status == 401
+
+
+# ---- settings that do nothing say so ----
+
+def check_config(*args):
+    out = subprocess.run([helios.GATEWAY, "--check-config", *args], capture_output=True, text=True, timeout=30)
+    return out.returncode, out.stdout
+
+
+def test_check_config_reports_ignored_settings_and_bad_files(tmp_path):
+    cert, key = helios.make_self_signed(str(tmp_path))
+    conf = tmp_path / "helios.conf"
+    conf.write_text("listen = 0.0.0.0:443\nauth = file\nusers_file = /nonexistent/users\n"
+                    f"worker = /bin/true\ncert = {cert}\nkey = {key}\n"
+                    f"web_root = {helios.WEB_ROOT}\nmetrics_token_file = {tmp_path}/nothing\n")
+    # As the unit runs it: the command line sets auth and launcher.
+    rc, out = check_config("-c", str(conf), "--auth=pam", "--launcher=/run/helios/launcher.sock")
+    lines = out.splitlines()
+    assert f"ignored: auth: {conf}:2 is replaced by the command line's --auth" in lines, out
+    assert any(l.startswith("ignored under systemd: listen: ") and "helios-gateway.socket" in l
+               for l in lines), out
+    assert "ignored: worker: with a launcher, helios-launcher starts the workers" in lines, out
+    assert "ignored: users_file: it is read only with auth = file" in lines, out
+    assert any(l.startswith(f"error: {tmp_path}/nothing: ") for l in lines), out
+    assert rc == 1 and lines[-1] == "1 problem.", out
+
+    # A key of another certificate, and a users file that is missing where it is used.
+    other = tmp_path / "other"
+    other.mkdir()
+    _, other_key = helios.make_self_signed(str(other))
+    conf.write_text(f"auth = file\nusers_file = {tmp_path}/users\ncert = {cert}\nkey = {other_key}\n"
+                    f"web_root = {helios.WEB_ROOT}\n")
+    rc, out = check_config("-c", str(conf))
+    assert "error: cert, key: the key does not belong to the certificate" in out.splitlines(), out
+    assert f"error: {tmp_path}/users: No such file or directory" in out.splitlines(), out
+    assert rc == 1 and out.splitlines()[-1] == "2 problems.", out
+
+    conf.write_text(f"cert = {cert}\nkey = {key}\nweb_root = {helios.WEB_ROOT}\n")
+    rc, out = check_config("-c", str(conf))
+    assert rc == 0 and "error" not in out and "ignored:" not in out, out
+
+    # Invalid values are refused as at start.
+    conf.write_text("max_sessions = lots\n")
+    rc, _ = check_config("-c", str(conf))
+    assert rc == 1
+
+
+def test_start_warns_about_every_ignored_setting(make_gateway):
+    port = free_port()
+    g = make_gateway("--session-idle-timeout=2h", start=False,
+                     config="listen = 127.0.0.1:9\nsession_idle_timeout = 1h\n"
+                            "auth = token\nusers_file = /etc/helios/users\nmax_sessions = 100\n")
+    orig = g.command
+    g.command = lambda: ["systemd-socket-activate", "-l", f"127.0.0.1:{port}"] + \
+        [c for c in orig() if c not in ("127.0.0.1:0", "--listen")]
+    g.start(expect_url=False)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            helios.raw_request("127.0.0.1", port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               b"Connection: close\r\n\r\n")
+            break
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    log = g.read_log()
+    assert "Setting 'listen' is ignored: the listening sockets come from systemd" in log, log
+    assert (f"Setting 'session_idle_timeout' is ignored: {g.config_path}:2 is replaced by the command "
+            "line's --session-idle-timeout.") in log, log
+    assert "Setting 'users_file' is ignored: it is read only with auth = file." in log, log
+    assert "Setting 'max_sessions' is ignored" not in log, log
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
