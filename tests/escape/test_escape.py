@@ -536,7 +536,7 @@ def test_writable_workspace_root(setup):
         assert os.path.exists(os.path.join(root, "made"))
 
         theirs = os.path.join(setup.peer.pw_dir, "shared")
-        os.mkdir(theirs)
+        os.makedirs(theirs, exist_ok=True)
         os.chown(theirs, setup.user.pw_uid, setup.user.pw_gid)
         for bad in (theirs, base):
             p = subprocess.run([SANDBOX_EXEC, "--user", USER, "--writable", bad, "--", "/bin/true"],
@@ -544,6 +544,7 @@ def test_writable_workspace_root(setup):
             assert p.returncode == 125, (bad, p.stderr)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(os.path.join(setup.peer.pw_dir, "shared"), ignore_errors=True)
 
 
 def test_home_the_sandbox_would_hide_is_refused():
@@ -727,6 +728,8 @@ def test_battery_in_a_launcher_worker(setup):
         args = [x for k, v in pairs if not v.startswith(setup.run_dir) for x in (k, v)]
         out = terminal_as(path, gw, [PYTHON, setup.battery, *args, "--hidden", launcher.runtime,
                                       "--socket", launcher.sock])
+        # The workspace's way out runs beside it, as the user (the machine's own network here).
+        pasta = user_processes(setup.user.pw_uid, "pasta")
     finally:
         kill_workers([setup.user.pw_uid])
         launcher.assert_clean()
@@ -738,6 +741,7 @@ def test_battery_in_a_launcher_worker(setup):
     assert not failed, out
     assert all(n in checks for n in REQUIRED), out
     assert f"worker {USER}: " in log, log[-3000:]
+    assert len(pasta) == 1, log[-3000:]
 
 
 def test_battery_in_single_user_mode(setup):

@@ -9,7 +9,8 @@ to keep, and the students' own files:
 
 - no file or directory with "helios" in its name anywhere the container wrote (the overlay's upper
   layer: /etc, /usr, /lib, /var, homes), nor in /run, /tmp, /var/tmp or /dev/shm, except the admin's
-  own /etc/helios/tls/privkey.pem (and the directories holding it), the student's
+  own /etc/helios/tls/privkey.pem (and the directories holding it) and /etc/sysusers.d/helios.conf
+  (the account's number, chosen by the test), the student's
   ~/.local/state/helios (her journal of unsaved edits) and the tests' helpers;
 - no unit, enablement link or deb-systemd-helper state, no process, no listening socket;
 - the helios-gateway account and group stay, locked, owning no file (README, *Installing*,
@@ -210,6 +211,13 @@ def test_container_starts_without_helios(box):
 
 
 def test_install(box, packages):
+    # The container's processes are the host's too, with their real uids: the account systemd-sysusers
+    # would number from the system range may be the number of a host account that something on the
+    # host signals or removes with all its processes. So the admin's way of choosing the number, a
+    # sysusers.d file of the same name in /etc, gives it one no host account has.
+    box.exec("mkdir", "-p", "/etc/sysusers.d")
+    box.write("/etc/sysusers.d/helios.conf",
+              f'u helios-gateway {box._free_uid()} "Helios gateway" /nonexistent /usr/sbin/nologin\n')
     apt(box, "install", deb_in_box(V1))
     assert status(box) == f"install ok installed {V1}"
     assert box.exec("helios-gateway", "--version").stdout.strip().endswith(V1)
@@ -430,7 +438,7 @@ def test_purge_leaves_only_what_the_admin_keeps(box):
     assert status(box) in (None, "unknown ok not-installed ")
     box.exec("rm", "-rf", "/root/debs")
 
-    kept = {"/etc/helios", "/etc/helios/tls", "/etc/helios/tls/privkey.pem"}
+    kept = {"/etc/helios", "/etc/helios/tls", "/etc/helios/tls/privkey.pem", "/etc/sysusers.d/helios.conf"}
     students = f"/home/{STUDENT}/.local/state/helios"
     left = []
     for path in set(upper_layer(box)) - STATE["before"]:
