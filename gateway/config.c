@@ -99,6 +99,10 @@ static const Setting settings[] = {
           "Private directory for the worker socket"),
     FIXED("state_dir", SETTING_STRING, state_dir, 0, 0, "DIR",
           "Keep logins here across restarts (default $STATE_DIRECTORY)"),
+    FIXED("admin_socket", SETTING_STRING, admin_socket, 0, 0, "PATH",
+          "Admin socket for `helios-gateway sessions|logout` (default $RUNTIME_DIRECTORY/admin.sock)"),
+    FIXED("admin_group", SETTING_STRING, admin_group, 0, 0, "GROUP",
+          "Group that may use the admin socket besides root (default none)"),
     FIXED("worker", SETTING_STRING, worker, 0, 0, "FILE", "The helios-worker executable"),
     FIXED_LIST("worker_args", worker_args, "ARG", "Extra argument for the worker"),
     S("max_message_size", SETTING_SIZE, max_message, 4096, 1024 * MiB, "BYTES",
@@ -382,6 +386,17 @@ static int finalize(GatewayConfig *c)
                         r = asprintf(&c->runtime_dir, "/tmp/helios-%u", (unsigned)getuid());
                 if (r < 0) {
                         c->runtime_dir = NULL;
+                        return log_oom();
+                }
+        }
+        if (!c->admin_socket) {
+                const char *rd = getenv("RUNTIME_DIRECTORY");
+                if (rd && rd[0] == '/')
+                        r = asprintf(&c->admin_socket, "%.*s/admin.sock", (int)strcspn(rd, ":"), rd);
+                else
+                        r = asprintf(&c->admin_socket, "%s/admin.sock", c->runtime_dir);
+                if (r < 0) {
+                        c->admin_socket = NULL;
                         return log_oom();
                 }
         }

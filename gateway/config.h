@@ -43,6 +43,8 @@ typedef struct GatewayConfig {
         char *launcher;    /* helios-launcher's socket: many users, PAM; NULL: embedded, one user */
         char *runtime_dir; /* private directory holding the worker socket (embedded mode) */
         char *state_dir;   /* where sessions are kept across restarts; NULL: they are not */
+        char *admin_socket; /* the admin socket (sessions, logout) */
+        char *admin_group;  /* may use it besides root and this account; NULL: none */
         char *worker;      /* the helios-worker executable */
         char **worker_args;
         size_t n_worker_args;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "admin.h"
 #include "config.h"
 #include "log.h"
 #include "passwd.h"
@@ -25,6 +26,8 @@ static int run(int argc, char **argv)
         log_setup("helios-gateway");
         if (argc >= 2 && streq(argv[1], "passwd"))
                 return passwd_run(argc - 1, argv + 1);
+        if (argc >= 2 && (streq(argv[1], "sessions") || streq(argv[1], "logout")))
+                return admin_client_run(argc - 1, argv + 1);
 
         r = gateway_config_load(argc, argv, &config);
         if (r != 0)

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "accounts.h"
+#include "admin.h"
 #include "auth.h"
 #include "config.h"
 #include "launcher.h"
@@ -48,6 +49,7 @@ typedef struct Gateway {
         SessionStore *sessions;
         AccountChecks *accounts;
         Throttle *throttle;
+        AdminServer *admin;
         WebRoot *web;
         NetPrefix *trusted_proxies;
         size_t n_trusted_proxies;

@@ -669,7 +669,7 @@ static void on_auth_done(int result, const char *user, void *userdata)
 {
         HttpRequest *r = userdata;
         Gateway *g = r->gateway;
-        char addr[NETADDR_STRLEN], cookie[SESSION_COOKIE_LEN + 1];
+        char addr[NETADDR_STRLEN], addr_text[NETADDR_STRLEN], cookie[SESSION_COOKIE_LEN + 1];
         uint64_t now = uv_now(g->loop);
         Session *s;
         int k;
@@ -703,7 +703,8 @@ static void on_auth_done(int result, const char *user, void *userdata)
                 return;
         }
 
-        k = session_create(g->sessions, user, now, &s, cookie);
+        netaddr_format(&r->info.client, addr_text);
+        k = session_create(g->sessions, user, addr_text, now, &s, cookie);
         if (k < 0) {
                 log_warning_errno(k, "Cannot open a session for %s: %m", user);
                 r->retry_after = 60;

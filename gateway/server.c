@@ -736,6 +736,35 @@ static void sessions_load(Gateway *g)
                 log_info("Restored %d session%s from %s.", r, r == 1 ? "" : "s", path);
 }
 
+/* ---- the admin socket ---- */
+
+static int admin_start(Gateway *g)
+{
+        const GatewayConfig *c = g->config;
+        gid_t gid = (gid_t)-1;
+        int r;
+
+        if (c->admin_group) {
+                struct group *gr = getgrnam(c->admin_group);
+                if (!gr)
+                        return log_error_errno(-ESRCH, "Unknown admin_group '%s'.", c->admin_group);
+                gid = gr->gr_gid;
+        }
+        if (!c->launcher && mkdir(c->runtime_dir, 0700) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "Cannot create %s: %m", c->runtime_dir);
+        r = admin_server_new(g, c->admin_socket, gid, &g->admin);
+        if (r == -EPERM && c->admin_group)
+                return log_error_errno(r,
+                                       "Cannot give the admin socket %s to group %s: the gateway's account "
+                                       "must be a member of it.",
+                                       c->admin_socket, c->admin_group);
+        if (r < 0)
+                return log_error_errno(r, "Cannot listen on the admin socket %s: %s", c->admin_socket,
+                                       uv_strerror(r));
+        log_debug("Admin socket on %s.", c->admin_socket);
+        return 0;
+}
+
 /* ---- status, watchdog, expiry ---- */
 
 static void update_status(Gateway *g)
@@ -827,6 +856,8 @@ static void shutdown_finish(Gateway *g)
         close_handle((uv_handle_t *)&g->sig_term);
         close_handle((uv_handle_t *)&g->sig_int);
         close_handle((uv_handle_t *)&g->sig_hup);
+        admin_server_free(g->admin);
+        g->admin = NULL;
         auth_stop(g->auth);
         launcher_stop(g->launcher);
         if (g->lws) {
@@ -1039,6 +1070,10 @@ int gateway_start(Gateway *g)
         r = launcher_start(g->launcher);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the worker socket: %m");
+
+        r = admin_start(g);
+        if (r < 0)
+                return r;
 
         if (sd_watchdog_enabled(false, &wd) > 0)
                 g->watchdog_usec = wd;

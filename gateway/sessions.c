@@ -30,6 +30,7 @@ struct Session {
         uint8_t digest[SESSION_DIGEST_BYTES];
         char handle[SESSION_HANDLE_LEN + 1];
         char user[SESSION_USER_MAX + 1];
+        char from[SESSION_FROM_MAX + 1];
         uint64_t created_ms, last_used_ms;
         SessionLink *links;
 };
@@ -159,8 +160,8 @@ static bool expired(const SessionStore *s, const Session *x, uint64_t now_ms)
                now_ms - x->created_ms >= s->limits.lifetime_ms;
 }
 
-int session_create(SessionStore *s, const char *user, uint64_t now_ms, Session **ret_session,
-                   char ret_cookie[SESSION_COOKIE_LEN + 1])
+int session_create(SessionStore *s, const char *user, const char *from, uint64_t now_ms,
+                   Session **ret_session, char ret_cookie[SESSION_COOKIE_LEN + 1])
 {
         uint8_t id[SESSION_ID_BYTES], handle_bytes[SESSION_HANDLE_LEN / 2];
         Session *x;
@@ -192,6 +193,8 @@ int session_create(SessionStore *s, const char *user, uint64_t now_ms, Session *
                 x->handle[2 * i + 1] = hex[handle_bytes[i] & 15];
         }
         strcpy(x->user, user);
+        (void)snprintf(x->from, sizeof(x->from), "%s",
+                       from && from[0] && !strpbrk(from, " \t\n") ? from : "-");
         x->created_ms = x->last_used_ms = now_ms;
         insert(s, x);
 
@@ -315,9 +318,10 @@ void session_touch(Session *x, uint64_t now_ms)
 
 /* ---- the state file ---- */
 
-#define STATE_MAGIC "helios-sessions 1"
+#define STATE_MAGIC "helios-sessions 2"
 /* digest, handle, two times, user, and separators: a longer line is not ours. */
-#define STATE_LINE_MAX (2 * SESSION_DIGEST_BYTES + SESSION_HANDLE_LEN + 2 * 20 + SESSION_USER_MAX + 8)
+#define STATE_LINE_MAX \
+        (2 * SESSION_DIGEST_BYTES + SESSION_HANDLE_LEN + 2 * 20 + SESSION_FROM_MAX + SESSION_USER_MAX + 8)
 
 int session_store_save(const SessionStore *s, FILE *f, uint64_t wall_offset_ms)
 {
@@ -325,8 +329,8 @@ int session_store_save(const SessionStore *s, FILE *f, uint64_t wall_offset_ms)
         for (const Session *x = s->first; x; x = x->next) {
                 for (size_t i = 0; i < SESSION_DIGEST_BYTES; i++)
                         fprintf(f, "%02x", x->digest[i]);
-                fprintf(f, " %s %" PRIu64 " %" PRIu64 " %s\n", x->handle, x->created_ms + wall_offset_ms,
-                        x->last_used_ms + wall_offset_ms, x->user);
+                fprintf(f, " %s %" PRIu64 " %" PRIu64 " %s %s\n", x->handle, x->created_ms + wall_offset_ms,
+                        x->last_used_ms + wall_offset_ms, x->from, x->user);
         }
         return ferror(f) ? -EIO : 0;
 }
@@ -345,12 +349,13 @@ static bool user_name_ok(const char *u)
 
 static int parse_line(char *line, Session *x, uint64_t wall_offset_ms)
 {
-        char hex[2 * SESSION_DIGEST_BYTES + 1], handle[SESSION_HANDLE_LEN + 1], user[SESSION_USER_MAX + 1];
+        char hex[2 * SESSION_DIGEST_BYTES + 1], handle[SESSION_HANDLE_LEN + 1], user[SESSION_USER_MAX + 1],
+            from[SESSION_FROM_MAX + 1];
         uint64_t created, used;
         int end = 0;
 
-        if (sscanf(line, "%64[0-9a-f] %16[0-9a-f] %" SCNu64 " %" SCNu64 " %64s%n", hex, handle, &created,
-                   &used, user, &end) != 5 ||
+        if (sscanf(line, "%64[0-9a-f] %16[0-9a-f] %" SCNu64 " %" SCNu64 " %63s %64s%n", hex, handle,
+                   &created, &used, from, user, &end) != 6 ||
             strlen(hex) != 2 * SESSION_DIGEST_BYTES || strlen(handle) != SESSION_HANDLE_LEN ||
             line[end] != '\0' || !user_name_ok(user) || used < created)
                 return -EINVAL;
@@ -362,6 +367,7 @@ static int parse_line(char *line, Session *x, uint64_t wall_offset_ms)
         }
         memcpy(x->handle, handle, sizeof(handle));
         strcpy(x->user, user);
+        strcpy(x->from, from);
         /* Loop time is the wall time less the offset, modulo 2^64: only differences are ever taken. */
         x->created_ms = created - wall_offset_ms;
         x->last_used_ms = used - wall_offset_ms;
@@ -414,6 +420,28 @@ const char *session_user(const Session *x)
 const char *session_handle(const Session *x)
 {
         return x->handle;
+}
+
+const char *session_from(const Session *x)
+{
+        return x->from;
+}
+
+size_t session_n_links(const Session *x)
+{
+        size_t n = 0;
+
+        for (const SessionLink *l = x->links; l; l = l->next)
+                n++;
+        return n;
+}
+
+void session_store_foreach(SessionStore *s, SessionForeachAllFn fn, void *userdata)
+{
+        for (Session *x = s->first, *next; x; x = next) {
+                next = x->next;
+                fn(x, userdata);
+        }
 }
 
 uint64_t session_created_ms(const Session *x)

@@ -48,6 +48,7 @@ typedef struct SessionLimits {
 /* A session's public name, for listing and revoking; it grants nothing. */
 #define SESSION_HANDLE_LEN 16u
 #define SESSION_USER_MAX   64u
+#define SESSION_FROM_MAX   63u
 
 int session_store_new(const SessionLimits *limits, SessionStore **ret);
 /* Ends every session (SESSION_END_SHUTDOWN) and frees the store. */
@@ -55,8 +56,9 @@ SessionStore *session_store_free(SessionStore *s);
 void session_store_set_limits(SessionStore *s, const SessionLimits *limits);
 
 /* -EBUSY when the store is full of other users' sessions. */
-int session_create(SessionStore *s, const char *user, uint64_t now_ms, Session **ret_session,
-                   char ret_cookie[SESSION_COOKIE_LEN + 1]);
+/* from: the client's address, for the admin's view (NULL: unknown). */
+int session_create(SessionStore *s, const char *user, const char *from, uint64_t now_ms,
+                   Session **ret_session, char ret_cookie[SESSION_COOKIE_LEN + 1]);
 /* The live session a cookie value names, marked used now; NULL if none (malformed, unknown, ended or
  * expired: an expired one is ended here). */
 Session *session_find(SessionStore *s, const char *cookie, size_t len, uint64_t now_ms);
@@ -88,6 +90,10 @@ int session_store_save(const SessionStore *s, FILE *f, uint64_t wall_offset_ms);
 int session_store_load(SessionStore *s, FILE *f, uint64_t wall_offset_ms, uint64_t now_ms);
 const char *session_user(const Session *session);
 const char *session_handle(const Session *session);
+const char *session_from(const Session *session); /* "-" if unknown */
+size_t session_n_links(const Session *session);   /* open pages */
+typedef void (*SessionForeachAllFn)(Session *session, void *userdata);
+void session_store_foreach(SessionStore *s, SessionForeachAllFn fn, void *userdata);
 uint64_t session_created_ms(const Session *session);
 uint64_t session_last_used_ms(const Session *session);
 /* When it ends if unused from now on. */

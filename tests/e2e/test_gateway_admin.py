@@ -5,6 +5,8 @@ import socket
 import subprocess
 import time
 
+import pytest
+
 import helios
 
 
@@ -140,3 +142,105 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# ---- the admin's view: sessions and logout over the admin socket ----
+
+ADMIN_GROUP = "helios-e2e-adm"
+
+
+def admin_group():
+    import grp
+    subprocess.run(["groupadd", "-f", ADMIN_GROUP], capture_output=True)
+    return grp.getgrnam(ADMIN_GROUP).gr_gid
+
+
+def admin(sock, *args, as_ids=None):
+    cmd = [helios.GATEWAY, *args[:1], "--socket", str(sock), *args[1:]]
+    if as_ids:
+        uid, gid, groups = as_ids
+        cmd = ["setpriv", f"--reuid={uid}", f"--regid={gid}",
+               f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups", *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    return out.returncode, out.stdout, out.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as other users and make a group")
+def test_admin_lists_and_ends_sessions_over_its_socket(make_gateway, tmp_path):
+    gid = admin_group()
+    sock_dir = tmp_path / "gw" / "admin"
+    sock_dir.mkdir(parents=True)
+    sock_dir.chmod(0o755)
+    sock = sock_dir / "admin.sock"
+    g = make_gateway(f"--admin-socket={sock}", f"--admin-group={ADMIN_GROUP}", start=False)
+    # The gateway's account is a member of the group it gives the socket to.
+    orig = g.command
+    g.command = lambda: [f"--groups={gid}" if c == "--clear-groups" else c
+                         for c in helios.as_test_account(orig(), os.path.dirname(g.base))]
+    g.start()
+    for d in (tmp_path, tmp_path / "gw"):  # passable for the group member below
+        d.chmod(0o755)
+    user = helios.e2e_account().pw_name
+    a, b = g.session(), g.session()
+    page = g.rpc(a)
+    page.call("worker:info")
+    st = os.stat(sock)
+    assert oct(st.st_mode & 0o777) == "0o660" and st.st_gid == gid
+
+    rc, out, err = admin(sock, "sessions")
+    assert rc == 0, err
+    rows = [l.split() for l in out.splitlines()[1:]]
+    assert out.splitlines()[0].split()[:3] == ["USER", "SESSION", "FROM"]
+    assert sorted(r[5] for r in rows) == ["0", "1"] and {r[0] for r in rows} == {user}, out
+    assert all(r[2] == "127.0.0.1" and r[3].endswith("Z") for r in rows), out
+    id_b = g.request("GET", "/api/session", cookie=b).json()["id"]
+    assert id_b in [r[1] for r in rows]
+
+    # One session ends; the other and its page live on.
+    rc, out, err = admin(sock, "logout", "--session", id_b)
+    assert rc == 0 and out.strip() == "Ended 1 session.", (out, err)
+    assert g.request("GET", "/api/session", cookie=b).status == 401
+    assert page.call("worker:info")
+
+    # A member of admin_group may look; someone else cannot even connect.
+    rc, out, err = admin(sock, "sessions", "--user", user, as_ids=(65534, 65534, [gid]))
+    assert rc == 0 and len(out.splitlines()) == 2, (out, err)
+    rc, out, err = admin(sock, "sessions", as_ids=(65534, 65534, []))
+    assert rc == 1 and "Cannot reach the gateway's admin socket" in err, (out, err)
+    rc, out, err = admin(sock, "logout", "nobody-here")
+    assert rc == 1 and "no sessions" in err
+
+    # All of a user's sessions end, and their pages close as revoked.
+    rc, out, err = admin(sock, "logout", user)
+    assert rc == 0 and out.strip() == "Ended 1 session.", (out, err)
+    with pytest.raises(helios.WsClosed) as closed:
+        page.ws.recv(timeout=10)
+    assert closed.value.code == 1008
+    assert g.request("GET", "/api/session", cookie=a).status == 401
+    assert "The admin (uid 0) ended 1 session of" in g.read_log()
+
+
+def test_admin_socket_refuses_garbage(make_gateway, tmp_path):
+    sock = tmp_path / "gw" / "run" / "admin.sock"
+    g = make_gateway()
+    g.session()
+    for line in (b"x" * 300, b"sessions\x00\n", b"logout-session ../../etc\n", b"frobnicate\n"):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(str(sock))
+            s.sendall(line)
+            answer = b""
+            try:
+                while chunk := s.recv(4096):
+                    answer += chunk
+            except ConnectionResetError:
+                # The overlong line: answered and closed with the rest of it unread.
+                assert len(line) > 256 and answer in (b"", b"error: request too long\n")
+                continue
+        assert answer.startswith(b"error: "), (line, answer)
+    # A client that says nothing is let go.
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(sock))
+        assert s.recv(10) == b""
+    assert g.request("GET", "/healthz").status == 200

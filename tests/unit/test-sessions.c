@@ -37,9 +37,9 @@ static void test_create_find(void **state)
         Session *a, *b;
 
         assert_int_equal(session_store_new(&limits, &s), 0);
-        assert_int_equal(session_create(s, "alice", 0, &a, cookie), 0);
+        assert_int_equal(session_create(s, "alice", NULL, 0, &a, cookie), 0);
         assert_int_equal(strlen(cookie), 43);
-        assert_int_equal(session_create(s, "alice", 0, &b, other), 0);
+        assert_int_equal(session_create(s, "alice", NULL, 0, &b, other), 0);
         assert_string_not_equal(cookie, other);
         assert_ptr_equal(session_find(s, cookie, strlen(cookie), 10), a);
         assert_string_equal(session_user(a), "alice");
@@ -61,7 +61,7 @@ static void test_timeouts(void **state)
         Watcher w = {.link.ended = on_ended};
 
         assert_int_equal(session_store_new(&limits, &s), 0);
-        assert_int_equal(session_create(s, "alice", 0, &a, c1), 0);
+        assert_int_equal(session_create(s, "alice", NULL, 0, &a, c1), 0);
         session_link(a, &w.link);
         /* Used often enough, it lives to its absolute lifetime, and not past it. */
         for (uint64_t t = 900; t < 5000; t += 900)
@@ -74,7 +74,7 @@ static void test_timeouts(void **state)
         assert_int_equal(session_store_count(s), 0);
 
         /* Idle: ends a second after the last use. */
-        assert_int_equal(session_create(s, "alice", 10000, &a, c1), 0);
+        assert_int_equal(session_create(s, "alice", NULL, 10000, &a, c1), 0);
         assert_non_null(session_find(s, c1, 43, 10999));
         assert_null(session_find(s, c1, 43, 12000));
         session_store_free(s);
@@ -88,18 +88,18 @@ static void test_limits(void **state)
         Watcher w = {.link.ended = on_ended};
 
         assert_int_equal(session_store_new(&limits, &s), 0);
-        assert_int_equal(session_create(s, "alice", 0, &x, c[0]), 0);
+        assert_int_equal(session_create(s, "alice", NULL, 0, &x, c[0]), 0);
         session_link(x, &w.link);
-        assert_int_equal(session_create(s, "alice", 1, &x, c[1]), 0);
+        assert_int_equal(session_create(s, "alice", NULL, 1, &x, c[1]), 0);
         /* The third of one user replaces the oldest. */
-        assert_int_equal(session_create(s, "alice", 2, &x, c[2]), 0);
+        assert_int_equal(session_create(s, "alice", NULL, 2, &x, c[2]), 0);
         assert_int_equal(w.ended, 1);
         assert_int_equal(w.why, SESSION_END_EVICTED);
         assert_null(session_find(s, c[0], 43, 3));
-        assert_int_equal(session_create(s, "bob", 3, &x, c[3]), 0);
-        assert_int_equal(session_create(s, "carol", 3, &x, c[4]), 0);
+        assert_int_equal(session_create(s, "bob", NULL, 3, &x, c[3]), 0);
+        assert_int_equal(session_create(s, "carol", NULL, 3, &x, c[4]), 0);
         /* Full of other users' sessions: refused. */
-        assert_int_equal(session_create(s, "dave", 3, &x, c[5]), -EBUSY);
+        assert_int_equal(session_create(s, "dave", NULL, 3, &x, c[5]), -EBUSY);
         session_store_free(s);
 }
 
@@ -111,7 +111,7 @@ static void test_links(void **state)
         Watcher w1 = {.link.ended = on_ended}, w2 = {.link.ended = on_ended}, w3 = {.link.ended = on_ended};
 
         assert_int_equal(session_store_new(&limits, &s), 0);
-        assert_int_equal(session_create(s, "alice", 0, &x, c), 0);
+        assert_int_equal(session_create(s, "alice", NULL, 0, &x, c), 0);
         session_link(x, &w1.link);
         session_link(x, &w2.link);
         session_link(x, &w3.link);
@@ -122,7 +122,7 @@ static void test_links(void **state)
         assert_int_equal(w3.ended, 1);
         assert_int_equal(w3.why, SESSION_END_REVOKED);
         /* The store ends what is left when it goes. */
-        assert_int_equal(session_create(s, "alice", 0, &x, c), 0);
+        assert_int_equal(session_create(s, "alice", NULL, 0, &x, c), 0);
         session_link(x, &w2.link);
         session_store_free(s);
         assert_int_equal(w2.ended, 1);
