@@ -129,5 +129,7 @@ void bridge_peer_closed(Bridge *b);
 void bridge_heard(Bridge *b);
 /* Once a second: ping pages that have been silent, hang up on those gone. */
 void bridge_tick(Gateway *g, uint64_t now);
+/* Users whose worker at least one open page is connected to: each is a running worker. */
+unsigned bridge_count_connected_workers(const Gateway *g);
 /* Close every WebSocket with 1001 (going away) once its queued messages are out. */
 void bridge_shutdown_all(Gateway *g);

@@ -578,7 +578,10 @@ static void serve_metrics(HttpRequest *r)
         g->metrics.login_checks_queued = as.queued_now;
         g->metrics.sessions = session_store_count(g->sessions);
         g->metrics.worker_starts = st.worker_starts;
-        g->metrics.workers_running = st.workers_running;
+        /* helios-launcher starts the workers of many users and does not say how many run: the gateway
+         * counts those its pages are connected to. */
+        g->metrics.workers_running =
+            launcher_single_user(g->launcher) ? st.workers_running : bridge_count_connected_workers(g);
         r->body.len = 0;
         if (metrics_render(&g->metrics, &r->body) < 0) {
                 respond_text(r, 500, "Out of memory");

@@ -738,7 +738,9 @@ static void sessions_load(Gateway *g)
 
 /* ---- the admin socket ---- */
 
-static int admin_start(Gateway *g)
+/* The admin socket is a convenience for admins: without it the gateway serves all the same, so a
+ * problem is a warning. */
+static void admin_start(Gateway *g)
 {
         const GatewayConfig *c = g->config;
         gid_t gid = (gid_t)-1;
@@ -746,23 +748,25 @@ static int admin_start(Gateway *g)
 
         if (c->admin_group) {
                 struct group *gr = getgrnam(c->admin_group);
-                if (!gr)
-                        return log_error_errno(-ESRCH, "Unknown admin_group '%s'.", c->admin_group);
+                if (!gr) {
+                        log_warning("Unknown admin_group '%s'; no admin socket.", c->admin_group);
+                        return;
+                }
                 gid = gr->gr_gid;
         }
         if (!c->launcher && mkdir(c->runtime_dir, 0700) < 0 && errno != EEXIST)
-                return log_error_errno(errno, "Cannot create %s: %m", c->runtime_dir);
+                log_debug_errno(errno, "Cannot create %s: %m", c->runtime_dir);
         r = admin_server_new(g, c->admin_socket, gid, &g->admin);
         if (r == -EPERM && c->admin_group)
-                return log_error_errno(r,
-                                       "Cannot give the admin socket %s to group %s: the gateway's account "
-                                       "must be a member of it.",
-                                       c->admin_socket, c->admin_group);
-        if (r < 0)
-                return log_error_errno(r, "Cannot listen on the admin socket %s: %s", c->admin_socket,
-                                       uv_strerror(r));
-        log_debug("Admin socket on %s.", c->admin_socket);
-        return 0;
+                log_warning("Cannot give the admin socket %s to group %s (the gateway's account must be a "
+                            "member of it); no admin socket.",
+                            c->admin_socket, c->admin_group);
+        else if (r < 0)
+                log_warning("Cannot listen on the admin socket %s (%s); helios-gateway sessions and logout "
+                            "will not reach this gateway.",
+                            c->admin_socket, uv_strerror(r));
+        else
+                log_debug("Admin socket on %s.", c->admin_socket);
 }
 
 /* ---- status, watchdog, expiry ---- */
@@ -1071,9 +1075,7 @@ int gateway_start(Gateway *g)
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the worker socket: %m");
 
-        r = admin_start(g);
-        if (r < 0)
-                return r;
+        admin_start(g);
 
         if (sd_watchdog_enabled(false, &wd) > 0)
                 g->watchdog_usec = wd;
