@@ -67,11 +67,12 @@ static void on_lws_log(int level, const char *line)
 {
         size_t n = strlen(line);
 
-        /* Its errors are mostly about what clients sent: worth a look while debugging, not an alert. */
+        /* Its errors are mostly about what clients sent, and some of its "errors" are notes made for every
+         * connection (adopt_socket_readbuf): worth a look while debugging, never at the default level. What
+         * an admin must know (a certificate that cannot be used) the gateway checks and says itself. */
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == ' '))
                 n--;
-        log_full_errno(level & (LLL_ERR | LLL_WARN) ? LOG_INFO : LOG_DEBUG, 0, "libwebsockets: %.*s", (int)n,
-                       line);
+        log_full_errno(LOG_DEBUG, 0, "libwebsockets: %.*s", (int)n, line);
 }
 
 static int adopt(Conn *conn, int fd, const char *buf, size_t len, void *userdata)
@@ -367,7 +368,7 @@ static int lws_setup(Gateway *g)
         /* Nothing about the outcome reaches the client; lws logs go to debug unless asked for. */
         lws_set_log_level(getenv("DBG_LWS")                  ? 0xfff
                           : log_get_max_level() >= LOG_DEBUG ? LLL_ERR | LLL_WARN | LLL_NOTICE
-                                                             : LLL_ERR | LLL_WARN,
+                                                             : 0,
                           on_lws_log);
 
         g->header_pool = (unsigned)MIN(g->config->max_connections, (uint64_t)UINT16_MAX);

@@ -244,3 +244,15 @@ def test_admin_socket_refuses_garbage(make_gateway, tmp_path):
         s.connect(str(sock))
         assert s.recv(10) == b""
     assert g.request("GET", "/healthz").status == 200
+
+
+def test_no_library_line_per_connection_at_the_default_level(make_gateway):
+    g = make_gateway(env={"HELIOS_LOG_LEVEL": "info"})
+    for _ in range(3):
+        assert g.request("GET", "/healthz").status == 200
+    g.rpc().call("worker:info")
+    assert g.raw(b"GARBAGE\r\n\r\n") is not None
+    assert g.stop() == 0
+    log = g.read_log()
+    assert "libwebsockets" not in log, log
+    assert "Serving" in log
