@@ -896,8 +896,9 @@ int bridge_receive(Bridge *b, void *in, size_t len)
         if (b->session)
                 session_touch(b->session, uv_now(g->loop));
 
-        for (char *p = in, *end = p + len; (p = memchr(p, '\n', (size_t)(end - p))); p++)
-                *p = ' ';
+        if (len > 0) /* an empty frame may come with no buffer at all */
+                for (char *p = in, *end = p + len; (p = memchr(p, '\n', (size_t)(end - p))); p++)
+                        *p = ' ';
         g->metrics.bytes_to_worker += len;
         if (final)
                 g->metrics.messages_to_worker++;
