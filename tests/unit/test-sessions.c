@@ -6,6 +6,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sessions.h"
@@ -129,13 +131,95 @@ static void test_links(void **state)
         assert_int_equal(w2.why, SESSION_END_SHUTDOWN);
 }
 
+static __attribute__((noinline)) char *saved(SessionStore *s, uint64_t offset)
+{
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+
+        assert_non_null(f);
+        assert_int_equal(session_store_save(s, f, offset), 0);
+        assert_int_equal(fclose(f), 0);
+        return text;
+}
+
+static int load(SessionStore *s, const char *text, uint64_t offset, uint64_t now)
+{
+        FILE *f = fmemopen((void *)text, strlen(text), "r");
+        int r;
+
+        assert_non_null(f);
+        r = session_store_load(s, f, offset, now);
+        fclose(f);
+        return r;
+}
+
+static void test_save_and_load(void **state)
+{
+        static const SessionLimits roomy = {
+            .idle_ms = 1000, .lifetime_ms = 5000, .max_sessions = 8, .max_per_user = 8};
+        char a_cookie[SESSION_COOKIE_LEN + 1], b_cookie[SESSION_COOKIE_LEN + 1], *text, *bad;
+        SessionStore *s, *t;
+        Session *a, *b, *x;
+        char long_line[600];
+        int n;
+
+        assert_int_equal(session_store_new(&roomy, &s), 0);
+        assert_int_equal(session_create(s, "alice", "192.0.2.1", 100, &a, a_cookie), 0);
+        assert_int_equal(session_create(s, "bob", "2001:db8::1", 900, &b, b_cookie), 0);
+        text = saved(s, 1000000);
+        /* Only digests: neither cookie is in the file. */
+        assert_null(strstr(text, a_cookie));
+        assert_null(strstr(text, b_cookie));
+
+        /* A later process with another loop clock (offset): 1050 ms of wall time after alice's last use,
+         * alice is idle past 1 s and dropped; bob is kept, with his id, address and times. */
+        assert_int_equal(session_store_new(&roomy, &t), 0);
+        assert_int_equal(load(t, text, 1000000 - 50000, 50000 + 1150), 1);
+        assert_null(session_find(t, a_cookie, strlen(a_cookie), 50000 + 1150));
+        x = session_find(t, b_cookie, strlen(b_cookie), 50000 + 1150);
+        assert_non_null(x);
+        assert_string_equal(session_user(x), "bob");
+        assert_string_equal(session_from(x), "2001:db8::1");
+        assert_string_equal(session_handle(x), session_handle(b));
+        assert_int_equal(session_created_ms(x), 50000 + 900 - 0);
+        session_store_free(t);
+
+        /* Lines that are not ours are skipped, a file that is not ours is refused. */
+        memset(long_line, 'a', sizeof(long_line) - 2);
+        long_line[sizeof(long_line) - 2] = '\n';
+        long_line[sizeof(long_line) - 1] = '\0';
+        assert_int_equal(session_store_new(&roomy, &t), 0);
+        n = asprintf(
+            &bad, "%.*s%s%s%s%s%s%s", (int)strcspn(text, "\n") + 1, text, long_line,
+            "zz 0123456789abcdef 1 2 - eve\n",
+            "0000000000000000000000000000000000000000000000000000000000000000 0123456789abcdef 5 1 - eve\n",
+            "0000000000000000000000000000000000000000000000000000000000000000 0123456789abcdef 1 2 - "
+            "e\tve\n",
+            "0000000000000000000000000000000000000000000000000000000000000000 0123456789abcdef 1 2 - eve "
+            "extra\n",
+            strchr(text, '\n') + 1);
+        assert_true(n > 0);
+        assert_int_equal(load(t, bad, 1000000, 1000), 2);
+        assert_non_null(session_find(t, a_cookie, strlen(a_cookie), 1000));
+        assert_null(session_find_by_handle(t, "eve", "0123456789abcdef"));
+        /* The same sessions again are not taken twice. */
+        assert_int_equal(load(t, text, 1000000, 1000), 0);
+        assert_int_equal(session_store_count(t), 2);
+        assert_int_equal(load(t, "helios-sessions 1\n", 0, 0), -EBADMSG);
+        assert_int_equal(load(t, "", 0, 0), -EBADMSG);
+        session_store_free(t);
+        free(bad);
+        free(text);
+        session_store_free(s);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_create_find),
-            cmocka_unit_test(test_timeouts),
-            cmocka_unit_test(test_limits),
-            cmocka_unit_test(test_links),
+            cmocka_unit_test(test_create_find),   cmocka_unit_test(test_timeouts),
+            cmocka_unit_test(test_limits),        cmocka_unit_test(test_links),
+            cmocka_unit_test(test_save_and_load),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
