@@ -383,3 +383,23 @@ def test_bus_services(make_worker, tmp_path):
         assert got["state"] == "running" and got["pid"] == started_pids(w, "wordcount")[0]
         # The connection of a manifest's service is listed as the service, not as a connection.
         assert [s for s in client.call("bus:services")["services"] if s["name"] == "connection"] == [conn]
+
+
+def test_manifest_service_through_the_gateway(make_gateway):
+    g = make_gateway(start=False)
+    # The user's own manifest, in the worker's home; the example copied there too (the sandbox
+    # shows the worker its home, not the test's directories).
+    services = os.path.join(g.home, ".config", "helios", "services")
+    os.makedirs(services)
+    script = os.path.join(g.home, "wordcount-service.py")
+    with open(EXAMPLE) as src, open(script, "w") as dst:
+        dst.write(src.read())
+    with open(os.path.join(services, "wordcount.json"), "w") as f:
+        json.dump({"exec": ["/usr/bin/python3", script], "topics": ["wc:*"]}, f)
+    g.start()
+    ws, other = g.rpc(), g.rpc()
+    drive_example(ws, other)
+    got = {s["name"]: s for s in ws.call("bus:services")["services"]}
+    assert got["wordcount"]["state"] == "running" and isinstance(got["wordcount"]["pid"], int)
+    other.close()
+    ws.close()
