@@ -941,7 +941,7 @@ static void on_bus_serve(BusCall *call, const cJSON *params, void *userdata)
 
                 for (size_t i = 0; i < b->n_servers; i++)
                         have = have || (!b->servers[i].fn && b->servers[i].remote == origin &&
-                                        topics_overlap(b->servers[i].topic, t->valuestring));
+                                        streq(b->servers[i].topic, t->valuestring));
                 if (have)
                         continue;
                 copy = strdup(t->valuestring);

@@ -106,8 +106,11 @@ def test_topics_taken_or_built_in_are_refused(worker, client):
             assert serve(other, topics)["error"]["code"] == -32602, topics
         # Nothing was taken by the refused lists: free:x is still free.
         assert other.call("bus:serve", {"topics": ["free:x"]}) == {}
-        # The same connection may name its own topics again.
+        # The same connection may name its own topics again, or widen them.
         assert svc.call("bus:serve", {"topics": ["demo:*"]}) == {}
+        assert svc.call("bus:serve", {"topics": ["solo:*"]}) == {}
+        other.send({"jsonrpc": "2.0", "id": 5, "method": "solo:two"})
+        assert svc.recv()["method"] == "solo:two"
 
 
 def test_service_gone(worker, client):
