@@ -181,9 +181,10 @@ static void load_dir(Manifests *m, const char *dir, ManifestLevel level)
                         log_warning_errno(errno, "Cannot read the services in %s: %m", dir);
                 return;
         }
-        d = fdopendir(dup(dfd));
+        d = fdopendir(dfd);
         if (!d)
                 return;
+        dfd = -1; /* now the DIR's */
         while ((de = readdir(d))) {
                 size_t n = strlen(de->d_name);
                 _cleanup_free_ char *text = NULL;
@@ -208,7 +209,7 @@ static void load_dir(Manifests *m, const char *dir, ManifestLevel level)
                 s->owner = m;
                 s->level = level;
                 s->child_fd = -1;
-                r = read_small_file(dfd, de->d_name, &text, &len);
+                r = read_small_file(dirfd(d), de->d_name, &text, &len);
                 if (r >= 0)
                         r = service_parse(text, len, s, &reason);
                 if (r >= 0 && s->replaces && level == LEVEL_USER)
