@@ -406,3 +406,18 @@ def test_manifest_service_through_the_gateway(make_gateway):
     assert got["wordcount"]["state"] == "running" and isinstance(got["wordcount"]["pid"], int)
     other.close()
     ws.close()
+
+
+def test_a_running_service_does_not_keep_the_worker_up(make_worker, tmp_path):
+    wc = {"exec": [sys.executable, EXAMPLE], "topics": ["wc:*"]}
+    w = make_worker("--idle-timeout=1", *manifests(tmp_path, user={"wordcount": wc}))
+    with w.connect() as client:
+        assert client.call("wc:count", {"text": "x"})["words"] == 1
+    pid = started_pids(w, "wordcount")[0]
+    # Its last client gone, the worker exits after its idle timeout and ends the service with it.
+    deadline = time.monotonic() + 10
+    while w.proc.poll() is None or helios.alive(pid):
+        assert time.monotonic() < deadline, w.read_log()[-3000:]
+        helios.reap([pid])
+        time.sleep(0.05)
+    assert "No connections and no terminals" in w.read_log()
