@@ -896,8 +896,9 @@ int bridge_receive(Bridge *b, void *in, size_t len)
         if (b->session)
                 session_touch(b->session, uv_now(g->loop));
 
-        for (char *p = in, *end = p + len; (p = memchr(p, '\n', (size_t)(end - p))); p++)
-                *p = ' ';
+        if (len > 0) /* an empty frame may come with no buffer at all */
+                for (char *p = in, *end = p + len; (p = memchr(p, '\n', (size_t)(end - p))); p++)
+                        *p = ' ';
         g->metrics.bytes_to_worker += len;
         if (final)
                 g->metrics.messages_to_worker++;
@@ -993,4 +994,17 @@ void bridge_tick(Gateway *g, uint64_t now)
                         want_writable(b);
                 }
         }
+}
+
+unsigned bridge_count_connected_workers(const Gateway *g)
+{
+        unsigned n = 0;
+
+        for (const BridgeUser *u = g->bridge_users; u; u = u->next)
+                for (const Bridge *b = g->bridges; b; b = b->next)
+                        if (b->owner == u && b->pipe_state == PIPE_OPEN) {
+                                n++;
+                                break;
+                        }
+        return n;
 }

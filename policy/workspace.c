@@ -20,7 +20,10 @@
  * namespace: a double-forked daemon does not outlive its workspace. The supervisor then stops pasta,
  * whose network namespace goes with it, and exits with the workspace's status.
  *
- * Everything here is async-signal-safe: the launcher calls it between fork and exec. */
+ * Everything here is async-signal-safe: the launcher calls it between fork and exec. For the same reason
+ * children are made with _Fork(), not fork(): a process forked from one that uses libuv has libuv's
+ * fork handler, which closes and reopens descriptors by their numbers in the parent, here taken by
+ * others. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -393,7 +396,7 @@ static int run_init(int sock, int answerer, uid_t uid, gid_t gid, const sigset_t
                 return -EPIPE;
         safe_close(sock);
 
-        p = fork();
+        p = _Fork();
         if (p < 0)
                 return negative_errno();
         if (p == 0) {
@@ -437,7 +440,7 @@ static pid_t start_pasta(const int ns[2], const sigset_t *saved)
 
         if (pipe2(ready, O_CLOEXEC) < 0)
                 return (void)fail("cannot start pasta", negative_errno()), 0;
-        p = fork();
+        p = _Fork();
         if (p < 0) {
                 (void)fail("cannot start pasta", negative_errno());
                 safe_close(ready[0]);

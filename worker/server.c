@@ -26,6 +26,8 @@ static const ServiceType *const service_types[] = {
         &fs_service_type,
         &workspace_service_type,
         &terminal_service_type,
+        &settings_service_type,
+        &upload_service_type,
 };
 
 typedef struct Conn Conn;
@@ -453,10 +455,11 @@ static void on_worker_info(BusCall *call, const cJSON *params, void *userdata)
 
         if (!r || !cJSON_AddStringToObject(r, "name", "helios-worker") ||
             !cJSON_AddStringToObject(r, "version", HELIOS_VERSION) ||
-            !cJSON_AddNumberToObject(r, "pid", s->config->outer_pid > 0 ? s->config->outer_pid : getpid()) || !cJSON_AddNumberToObject(r, "uid", getuid()) ||
-            !cJSON_AddStringToObject(r, "home", cfg->home) ||
+            !cJSON_AddNumberToObject(r, "pid", s->config->outer_pid > 0 ? s->config->outer_pid : getpid()) ||
+            !cJSON_AddNumberToObject(r, "uid", getuid()) || !cJSON_AddStringToObject(r, "home", cfg->home) ||
             !cJSON_AddStringToObject(r, "stateDir", cfg->state_dir) ||
-            !(roots = cJSON_AddArrayToObject(r, "roots")) || !(limits = cJSON_AddObjectToObject(r, "limits")))
+            !(roots = cJSON_AddArrayToObject(r, "roots")) ||
+            !(limits = cJSON_AddObjectToObject(r, "limits")))
                 goto oom;
         for (size_t i = 0; i < cfg->n_roots; i++) {
                 cJSON *str = cJSON_CreateString(cfg->roots[i]);
@@ -495,7 +498,7 @@ int server_new(uv_loop_t *loop, const WorkerConfig *config, Server **ret)
                 return -ENOMEM;
         s->loop = loop;
         s->config = config;
-        r = bus_new(&s->bus);
+        r = bus_new(loop, &s->bus);
         if (r < 0) {
                 free(s);
                 return r;

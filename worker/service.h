@@ -26,3 +26,5 @@ typedef struct ServiceType {
 extern const ServiceType fs_service_type;
 extern const ServiceType workspace_service_type;
 extern const ServiceType terminal_service_type;
+extern const ServiceType settings_service_type;
+extern const ServiceType upload_service_type;

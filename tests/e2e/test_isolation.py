@@ -16,8 +16,8 @@ import time
 import pytest
 
 import helios
-from launcher_fixtures import (PAM_UNIX, Launcher, LauncherGateway, kill_workers, pam_service_files, set_passwords,
-                               stop_workers, useradd, userdel, worker_pids)
+from launcher_fixtures import (PAM_UNIX, Launcher, LauncherGateway, kill_workers, pam_service_files,
+                               remove_worker_cgroups, set_passwords, stop_workers, useradd, userdel, worker_pids)
 
 websockets = pytest.importorskip("websockets")
 
@@ -63,6 +63,7 @@ def people():
         yield gw, users, passwords
     finally:
         kill_workers([pw.pw_uid for pw in made], everything=True)
+        remove_worker_cgroups(NAMES)
         for n in [GW, *NAMES]:
             userdel(n)
         shutil.rmtree(base, ignore_errors=True)
@@ -86,7 +87,9 @@ def site(people):
             d = os.path.join(tmp, "gateway")
             os.makedirs(d)
             os.chmod(d, 0o755)
-            g = LauncherGateway(d, gw, lc.sock, args=("--log-level", "info")).start()
+            # Every user logs in at once from this one address: a classroom behind one NAT.
+            g = LauncherGateway(d, gw, lc.sock, args=("--log-level", "info",
+                                                      f"--login-checks-per-address={USERS}")).start()
             yield g, lc
         finally:
             if g is not None:

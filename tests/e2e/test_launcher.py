@@ -485,6 +485,24 @@ def test_gateway_users_never_see_each_other(pam_gateway, accounts):
         c.close()
 
 
+def test_metrics_count_the_workers_pages_reach(pam_gateway, accounts):
+    g, lc = pam_gateway
+    assert g.metrics()["helios_gateway_workers_running"] == 0
+    alice1 = g.rpc(helios.cookie_from(g.login(user=ALICE, password=PASSWORDS[ALICE])))
+    alice2 = g.rpc(helios.cookie_from(g.login(user=ALICE, password=PASSWORDS[ALICE])))
+    bob = g.rpc(helios.cookie_from(g.login(user=BOB, password=PASSWORDS[BOB])))
+    for c in (alice1, alice2, bob):
+        c.call("worker:info")
+    assert g.metrics()["helios_gateway_workers_running"] == 2  # two users, two workers, three pages
+    bob.close()
+    deadline = time.monotonic() + 10
+    while g.metrics()["helios_gateway_workers_running"] != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    alice1.close()
+    alice2.close()
+
+
 def test_idle_user_gives_way_at_max_users(make_launcher, accounts):
     lc = make_launcher("--max-users", "1")
     c = gw_conn(lc, accounts)
@@ -796,10 +814,16 @@ def mounts(pid):
     return out
 
 
+def default_route(pid):
+    """Whether the network namespace of pid has a default route."""
+    with open(f"/proc/{pid}/net/route") as f:
+        return any(line.split()[1] == "00000000" for line in list(f)[1:])
+
+
 def test_per_user_settings_reach_the_worker(make_launcher, accounts, settings_dir):
     write_settings(settings_dir, "# every workspace\nopen_files = 2000\nmemory_max = 1G\npty_max = 64\n")
     write_settings(settings_dir, "open_files = 1500\nmemory_max = 3G\ntasks_max = 100\npty_max = 32\n"
-                   "tmp_size = 100M\nshm_size = 8M\n", user=ALICE)
+                   "tmp_size = 100M\nshm_size = 8M\noutbound_network = no\n", user=ALICE)
     lc = make_launcher("--config-dir", settings_dir)
     c = gw_conn(lc, accounts)
     _, alice_path = c.request("worker", ALICE)
@@ -814,9 +838,11 @@ def test_per_user_settings_reach_the_worker(make_launcher, accounts, settings_di
     assert f"size={100 << 10}k" in a["/tmp"].split(",") and f"size={100 << 10}k" in a["/var/tmp"].split(",")
     assert f"size={8 << 10}k" in a["/dev/shm"].split(",")
     assert f"size={1 << 20}k" in b["/tmp"].split(",")  # the default, 1 GiB
+    # Outbound network: Bob's workspace has a way out (pasta's default route), Alice's only loopback.
+    assert default_route(bob) and not default_route(alice), lc.read_log()[-3000:]
     log = lc.read_log()
     assert f"Starting the worker of {ALICE} (memory_max={3 << 30} tasks_max=100 cpu_weight=100 " \
-           f"open_files=1500 tmp_size={100 << 20} shm_size={8 << 20} pty_max=32 outbound_network=yes)" in log
+           f"open_files=1500 tmp_size={100 << 20} shm_size={8 << 20} pty_max=32 outbound_network=no)" in log
     assert f"Starting the worker of {BOB} (memory_max={1 << 30} tasks_max=512" in log
     if cgroup2_mount() and "memory" in available_controllers():
         d = os.path.join(cgroup2_mount(), cgroup_of(alice).lstrip("/"))

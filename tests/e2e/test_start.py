@@ -96,3 +96,24 @@ def test_gateway_run_by_root_directly_exits():
     out = subprocess.run([gw, "--listen", "127.0.0.1:0", "--config", "/dev/null"], capture_output=True,
                          text=True, timeout=10)
     assert out.returncode == 1 and "does not run as root" in out.stderr
+
+
+def test_setup_for_running_needs_no_node_and_fetches_nothing_for_tests(tmp_path):
+    """tools/start sets up with --run: building and serving Helios must not touch npm or node (the
+    page is the committed bundle; playwright-core is for the browser tests only). Here npm and node
+    fail loudly and leave a mark; the set-up still succeeds and never called them."""
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    mark = tmp_path / "called"
+    for name in ("npm", "node", "npx"):
+        shim = shims / name
+        shim.write_text(f"#!/bin/sh\necho {name} >> {mark}\nexit 1\n")
+        shim.chmod(0o755)
+    env = dict(os.environ, PATH=f"{shims}:{os.environ['PATH']}")
+    setup = os.path.join(SOURCE, "tools", "setup")
+    out = subprocess.run([setup, "--run", helios.BUILD_DIR], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert not mark.exists(), mark.read_text()
+    with open(START) as f:
+        assert "tools/setup --run " in f.read()

@@ -68,3 +68,83 @@ export function ask<T extends string>(
     (row.querySelector("button.primary") as HTMLElement | null ?? row.querySelector("button"))?.focus();
   });
 }
+
+/** A modal question with a text field; resolves to the text, or null when cancelled. `select`
+ * chooses the part selected at first (a file's name without its extension). */
+export function askText(title: string, initial = "", select: [number, number] = [0, initial.length], label = "Name"): Promise<string | null> {
+  return new Promise((resolve) => {
+    const previous = document.activeElement as HTMLElement | null;
+    const input = h("input", { class: "dialog-input", "aria-label": label, spellcheck: "false", autocomplete: "off" });
+    input.value = initial;
+    const form = h("form", { class: "dialog", role: "dialog", "aria-modal": "true", "aria-label": title });
+    const overlay = h("div", { class: "overlay" }, form);
+    const finish = (value: string | null) => {
+      overlay.remove();
+      previous?.focus();
+      resolve(value);
+    };
+    const ok = h("button", { class: "primary", type: "submit", text: "OK", "data-value": "ok" });
+    const cancel = h("button", { type: "button", text: "Cancel", "data-value": "cancel" });
+    cancel.addEventListener("click", () => finish(null));
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      finish(input.value);
+    });
+    form.append(h("h2", { text: title }), input, h("div", { class: "dialog-buttons" }, ok, cancel));
+    overlay.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") {
+        e.stopPropagation();
+        finish(null);
+      }
+    });
+    document.body.append(overlay);
+    input.focus();
+    input.setSelectionRange(select[0], select[1]);
+  });
+}
+
+export interface MenuItem {
+  label: string;
+  shortcut?: string;
+  run: () => void;
+}
+
+/** A context menu at (x, y): arrow keys, Enter, Escape; closes on any click elsewhere. */
+export function contextMenu(x: number, y: number, items: MenuItem[]): void {
+  document.querySelector(".context-menu")?.remove();
+  const previous = document.activeElement as HTMLElement | null;
+  const menu = h("div", { class: "context-menu", role: "menu" });
+  const close = (refocus = true) => {
+    menu.remove();
+    window.removeEventListener("pointerdown", outside, true);
+    if (refocus) previous?.focus();
+  };
+  const outside = (e: Event) => {
+    if (!menu.contains(e.target as Node)) close(false);
+  };
+  for (const item of items) {
+    const b = h("button", { class: "menu-item", role: "menuitem", "data-label": item.label },
+      h("span", { text: item.label }), h("span", { class: "menu-shortcut", text: item.shortcut ?? "" }));
+    b.addEventListener("click", () => {
+      close();
+      item.run();
+    });
+    menu.append(b);
+  }
+  menu.addEventListener("keydown", (e) => {
+    const buttons = [...menu.querySelectorAll<HTMLElement>("button")];
+    const i = buttons.indexOf(document.activeElement as HTMLElement);
+    if (e.key === "Escape") close();
+    else if (e.key === "ArrowDown") buttons[(i + 1) % buttons.length]?.focus();
+    else if (e.key === "ArrowUp") buttons[(i - 1 + buttons.length) % buttons.length]?.focus();
+    else return;
+    e.preventDefault();
+    e.stopPropagation();
+  });
+  document.body.append(menu);
+  const rect = menu.getBoundingClientRect();
+  menu.style.left = `${Math.max(0, Math.min(x, window.innerWidth - rect.width))}px`;
+  menu.style.top = `${Math.max(0, Math.min(y, window.innerHeight - rect.height))}px`;
+  window.addEventListener("pointerdown", outside, true);
+  menu.querySelector<HTMLElement>("button")?.focus();
+}

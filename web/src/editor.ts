@@ -1,16 +1,16 @@
 // The editor area: one tab per buffer the worker has open, CodeMirror for the text, the dirty
 // marker, saving, and the choice offered when a file changes on disk under unsaved edits.
 
-import { Annotation, ChangeSet, EditorState, Transaction, type Extension } from "@codemirror/state";
+import { Annotation, ChangeSet, Compartment, EditorState, Transaction, type Extension } from "@codemirror/state";
 import {
   EditorView, crosshairCursor, drawSelection, dropCursor, highlightActiveLine, highlightActiveLineGutter,
   highlightSpecialChars, keymap, lineNumbers, rectangularSelection,
 } from "@codemirror/view";
 import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
 import {
-  bracketMatching, defaultHighlightStyle, foldGutter, foldKeymap, indentOnInput, syntaxHighlighting,
+  bracketMatching, defaultHighlightStyle, foldGutter, foldKeymap, indentOnInput, indentUnit, syntaxHighlighting,
 } from "@codemirror/language";
-import { highlightSelectionMatches, searchKeymap } from "@codemirror/search";
+import { gotoLine, highlightSelectionMatches, openSearchPanel, searchKeymap } from "@codemirror/search";
 import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } from "@codemirror/autocomplete";
 import { MergeView } from "@codemirror/merge";
 
@@ -20,7 +20,10 @@ import { RpcClosedError, RpcError } from "./rpc";
 import type { Rpc } from "./connection";
 import { ask, basename, h } from "./dom";
 import { languageFor } from "./languages";
-import { darkTheme } from "./theme";
+import { describeIndent, detectIndent } from "./indent";
+import { hasSidePreview, imageElement, imageType, renderPreview } from "./preview";
+import { editorLook } from "./theme";
+import { DEFAULT_SETTINGS, type SettingsValues } from "./settings";
 
 const remoteEdit = Annotation.define<boolean>();
 
@@ -30,9 +33,11 @@ const SPECIAL_CHARS =
 
 export interface EditorEvents {
   /** The active file or the cursor moved (status line). */
-  onCursor: (info: { path: string | null; line: number; col: number; language: string; encoding: string }) => void;
+  onCursor: (info: { path: string | null; line: number; col: number; language: string; encoding: string; indent: string }) => void;
   onActiveChange: (path: string | null) => void;
   notify: (message: string, kind?: "info" | "error") => void;
+  /** A file was written where none was (a deleted file saved again): the explorer lists it. */
+  created: (path: string) => void;
 }
 
 class Tab {
@@ -42,6 +47,16 @@ class Tab {
   encoding: "utf-8" | "base64" = "utf-8";
   binarySize = 0;
   loaded = false;
+  /** The indent unit detected when the file was opened ("\t" or spaces). */
+  indent = "    ";
+  /** Text in a legacy 8-bit encoding (Latin-1 / Windows-1252): shown decoded, read-only. */
+  legacy = "";
+  /** An image's bytes (base64), for its preview. */
+  imageData = "";
+  /** The rendered preview beside the source is shown (Markdown, SVG). */
+  preview = false;
+  /** Deleted from disk through the explorer while open: the buffer is all that is left. */
+  deleted = false;
   readonly sync: DocSync;
   readonly element: HTMLElement;
 
@@ -83,6 +98,7 @@ class Tab {
     const spec = { changes, annotations: [remoteEdit.of(true), Transaction.addToHistory.of(false)] };
     if (this.area.activeTab === this) this.area.view.dispatch(spec);
     else if (this.state) this.state = this.state.update(spec).state;
+    this.area.bufferChanged(this.path);
   }
 
   /** Take the worker's buffer as it is (first open, or a reconnect). */
@@ -92,8 +108,13 @@ class Tab {
     this.diskChanged = !!opened.diskChanged;
     if (opened.encoding === "base64") {
       this.binarySize = Math.floor((opened.content.length * 3) / 4);
+      this.imageData = imageType(this.path) ? opened.content : "";
       this.sync.version = opened.version;
-      this.state = this.area.createState(this, "");
+      const text = this.imageData ? null : legacyText(opened.content);
+      this.legacy = text === null ? "" : "Windows-1252";
+      const state = this.area.createState(this, text ?? "");
+      if (this.area.activeTab === this) this.area.view.setState(state);
+      else this.state = state;
     } else if (!this.loaded) {
       this.sync.version = opened.version;
       const state = this.area.createState(this, opened.content);
@@ -119,6 +140,26 @@ export class EditorArea {
   private merge: { view: MergeView; overlay: HTMLElement; path: string } | null = null;
   private readonly viewHost: HTMLElement;
   private readonly host: HTMLElement;
+  private readonly prefs = new Compartment();
+  private readonly previewPane: HTMLElement;
+  private previewTimer: ReturnType<typeof setTimeout> | undefined;
+  private settings: SettingsValues = DEFAULT_SETTINGS;
+
+  private prefsExtension(): Extension {
+    return [EditorState.tabSize.of(this.settings.tabWidth), this.settings.wordWrap ? EditorView.lineWrapping : []];
+  }
+
+  /** Tab width and word wrap from the settings, for every open buffer. */
+  applySettings(settings: SettingsValues): void {
+    if (settings.tabWidth === this.settings.tabWidth && settings.wordWrap === this.settings.wordWrap) {
+      this.settings = settings;
+      return;
+    }
+    this.settings = settings;
+    const effects = this.prefs.reconfigure(this.prefsExtension());
+    for (const tab of this.tabs.values()) if (tab.state) tab.state = tab.state.update({ effects }).state;
+    if (this.activeTab) this.view.dispatch({ effects });
+  }
 
   constructor(
     private readonly tabBar: HTMLElement,
@@ -134,19 +175,57 @@ export class EditorArea {
     host.append(this.viewHost);
     this.host = host;
     this.view = new EditorView({ parent: this.viewHost, state: EditorState.create({ doc: "" }) });
+    this.previewPane = h("div", { class: "preview-pane", role: "region", "aria-label": "Preview" });
+    this.previewPane.hidden = true;
+    host.append(this.previewPane);
+  }
+
+  /** Markdown and SVG: show or hide the rendered preview beside the source. */
+  togglePreview(show?: boolean): void {
+    const tab = this.activeTab;
+    if (!tab || !hasSidePreview(tab.path)) {
+      if (tab) this.events.notify("Only Markdown and SVG files have a preview beside their source.");
+      return;
+    }
+    tab.preview = show ?? !tab.preview;
+    this.showPreview();
+  }
+
+  private showPreview(): void {
+    const tab = this.activeTab;
+    const on = !!tab && tab.preview && tab.encoding !== "base64";
+    this.host.classList.toggle("with-preview", on);
+    this.previewPane.hidden = !on;
+    if (!on || !tab) {
+      this.previewPane.replaceChildren();
+      return;
+    }
+    this.previewPane.dataset.path = tab.path;
+    this.previewPane.replaceChildren(renderPreview(tab.path, tab.text()));
+  }
+
+  private schedulePreview(): void {
+    if (!this.activeTab?.preview) return;
+    clearTimeout(this.previewTimer);
+    this.previewTimer = setTimeout(() => this.showPreview(), 150);
   }
 
   createState(tab: Tab, content: string): EditorState {
     const language = languageFor(tab.path);
+    tab.indent = language?.tabs ? "\t" : detectIndent(content, " ".repeat(this.settings.tabWidth));
     const extensions: Extension[] = [
+      indentUnit.of(tab.indent), this.prefs.of(this.prefsExtension()),
       EditorState.lineSeparator.of(LINE_SEPARATOR),
       lineNumbers(), highlightActiveLineGutter(), highlightSpecialChars({ specialChars: SPECIAL_CHARS }),
       history(), foldGutter(), drawSelection(), dropCursor(), EditorState.allowMultipleSelections.of(true),
-      indentOnInput(), darkTheme, syntaxHighlighting(defaultHighlightStyle, { fallback: true }), bracketMatching(),
+      indentOnInput(), editorLook, syntaxHighlighting(defaultHighlightStyle, { fallback: true }), bracketMatching(),
       closeBrackets(), autocompletion(), rectangularSelection(), crosshairCursor(), highlightActiveLine(),
       highlightSelectionMatches(),
       keymap.of([
         { key: "Mod-s", run: () => (void this.save(tab.path), true), preventDefault: true },
+        { key: "Mod-g", run: gotoLine, preventDefault: true },
+        { key: "Mod-h", run: (view) => openReplace(view), preventDefault: true },
+        { key: "Mod-Shift-v", run: () => (this.togglePreview(), true), preventDefault: true },
         ...closeBracketsKeymap, ...defaultKeymap, ...searchKeymap, ...historyKeymap, ...foldKeymap,
         ...completionKeymap, indentWithTab,
       ]),
@@ -154,6 +233,7 @@ export class EditorArea {
         for (const tr of update.transactions)
           if (tr.docChanged && !tr.annotation(remoteEdit)) tab.sync.local(tr.changes);
         if (update.selectionSet || update.docChanged) this.reportCursor();
+        if (update.docChanged && this.activeTab === tab) this.schedulePreview();
       }),
       EditorView.contentAttributes.of({ "aria-label": `Editor: ${basename(tab.path)}` }),
     ];
@@ -197,6 +277,7 @@ export class EditorArea {
           }
           tab.serverDirty = f.dirty;
           tab.diskChanged = f.diskChanged;
+          if (f.diskChanged) void this.checkGone(tab);
           this.renderTab(tab);
         } else {
           await this.load(f.path, false);
@@ -226,6 +307,7 @@ export class EditorArea {
         continue;
       }
       tab.serverDirty = f.dirty;
+      if (f.diskChanged && !tab.diskChanged) void this.checkGone(tab);
       tab.diskChanged = f.diskChanged;
       this.renderTab(tab);
     }
@@ -287,12 +369,22 @@ export class EditorArea {
       for (const t of this.tabs.values()) this.renderTab(t);
       this.events.onActiveChange(path);
     }
-    const binary = tab.encoding === "base64";
+    const binary = tab.encoding === "base64" && !tab.legacy;
     this.viewHost.hidden = binary;
     this.placeholder.hidden = !binary;
-    this.placeholder.textContent = binary
-      ? `${basename(path)} is a binary file (${tab.binarySize} bytes) and is not shown.`
-      : "";
+    const type = imageType(path);
+    if (binary && type && tab.imageData) {
+      this.placeholder.replaceChildren(
+        h("figure", { class: "image-preview" },
+          imageElement(type, tab.imageData, basename(path)),
+          h("figcaption", { text: `${basename(path)} · ${tab.binarySize} bytes` })),
+      );
+    } else {
+      this.placeholder.textContent = binary
+        ? `${basename(path)} is a binary file (${tab.binarySize} bytes) and is not shown.`
+        : "";
+    }
+    this.showPreview();
     this.updateBanner();
     this.reportCursor();
     tab.element.scrollIntoView({ block: "nearest", inline: "nearest" });
@@ -325,6 +417,7 @@ export class EditorArea {
         this.viewHost.hidden = true;
         this.placeholder.hidden = false;
         this.placeholder.textContent = "Open a file from the explorer.";
+        this.showPreview();
         sessionStorage.removeItem("helios.activeFile");
         this.events.onActiveChange(null);
         this.reportCursor();
@@ -410,27 +503,165 @@ export class EditorArea {
     }
   }
 
+  /** The compare view's right side follows the buffer (edits from other pages, a resync). */
+  bufferChanged(path: string): void {
+    const merge = this.merge;
+    const tab = this.tabs.get(path);
+    if (merge?.path === path && tab) replaceDoc(merge.view.b, tab.text());
+  }
+
+  /** Editor commands for the palette and the menus: on the active file, if there is one. */
+  command(kind: "find" | "replace" | "goto"): void {
+    if (!this.activeTab || this.activeTab.encoding === "base64") return;
+    this.view.focus();
+    if (kind === "find") openSearchPanel(this.view);
+    else if (kind === "replace") openReplace(this.view);
+    else gotoLine(this.view);
+  }
+
+  /** Paths of the open tabs at `path` or below it (a renamed or deleted folder). */
+  tabsUnder(path: string): string[] {
+    return this.paths.filter((p) => p === path || p.startsWith(path + "/"));
+  }
+
+  /** The explorer renamed or moved `from` to `to`: every buffer at or below it follows, its unsaved
+   * edits included. The worker opens the new name, takes the text, and drops the old buffer. */
+  async renamed(from: string, to: string): Promise<void> {
+    const rpc = this.rpc;
+    if (!rpc) return;
+    for (const oldPath of this.tabsUnder(from)) {
+      const tab = this.tabs.get(oldPath)!;
+      const newPath = to + oldPath.slice(from.length);
+      const wasActive = this.activeTab === tab;
+      try {
+        await tab.sync.flush();
+        const text = tab.text();
+        const dirty = tab.dirty;
+        this.closing.add(oldPath);
+        const opened = await rpc.call("file:open", { path: newPath });
+        if (dirty && opened.encoding === "utf-8" && opened.content !== text)
+          await rpc.call("file:edit", { path: newPath, version: opened.version, changes: [{ from: 0, to: opened.content.length, insert: text }] });
+        await rpc.call("file:close", { path: oldPath, discard: true });
+        this.drop(oldPath);
+        await this.load(newPath, false);
+        if (wasActive) this.activate(newPath);
+      } catch (error) {
+        this.events.notify(`${basename(oldPath)} was renamed, but its tab could not follow: ${messageOf(error)}`, "error");
+      } finally {
+        this.closing.delete(oldPath);
+      }
+    }
+  }
+
+  /** The worker flags a buffer whose file changed on disk: if the file is gone, say that instead. */
+  private async checkGone(tab: Tab): Promise<void> {
+    const rpc = this.rpc;
+    if (!rpc) return;
+    try {
+      await rpc.call("fs:stat", { path: tab.path });
+    } catch (error) {
+      if (error instanceof RpcError && error.code === ErrorCode.NotFound && this.tabs.get(tab.path) === tab) this.deleted(tab.path);
+    }
+  }
+
+  /** The explorer deleted `path`: open buffers at or below it say so (their text is kept). */
+  deleted(path: string): void {
+    for (const p of this.tabsUnder(path)) {
+      const tab = this.tabs.get(p)!;
+      tab.deleted = true;
+      tab.element.classList.add("deleted");
+    }
+    this.updateBanner();
+  }
+
+  private undelete(path: string): void {
+    const tab = this.tabs.get(path);
+    if (!tab) return;
+    tab.deleted = false;
+    tab.element.classList.remove("deleted");
+    this.updateBanner();
+    this.events.created(path);
+  }
+
+  private async closeDiscarding(path: string): Promise<void> {
+    const tab = this.tabs.get(path);
+    const rpc = this.rpc;
+    if (!tab || !rpc) return;
+    tab.sync.discardUnsent();
+    this.closing.add(path);
+    try {
+      await tab.sync.flush().catch(() => undefined);
+      await rpc.call("file:close", { path, discard: true });
+      this.drop(path);
+    } catch (error) {
+      this.events.notify(`Cannot close ${basename(path)}: ${messageOf(error)}`, "error");
+    } finally {
+      this.closing.delete(path);
+    }
+  }
+
+  /** file:changed_on_disk: an open compare view re-reads the disk side, so it is never stale. */
+  changedOnDisk(path: string, oldPath?: string): void {
+    if (this.merge && (this.merge.path === path || this.merge.path === oldPath)) void this.refreshCompare();
+  }
+
+  private async refreshCompare(): Promise<void> {
+    const merge = this.merge;
+    const rpc = this.rpc;
+    if (!merge || !rpc) return;
+    const disk = await this.readDisk(merge.path);
+    if (this.merge !== merge) return;
+    replaceDoc(merge.view.a, disk);
+    const tab = this.tabs.get(merge.path);
+    if (tab) replaceDoc(merge.view.b, tab.text());
+  }
+
+  private async readDisk(path: string): Promise<string> {
+    const rpc = this.rpc;
+    if (!rpc) return "(not connected)";
+    try {
+      const r = await rpc.call("fs:read_file", { path, encoding: "utf-8" });
+      return r.content;
+    } catch (error) {
+      return error instanceof RpcError && error.code === ErrorCode.NotFound ? "" : `(cannot read: ${messageOf(error)})`;
+    }
+  }
+
   /** The bar above the editor when the active file changed on disk under unsaved edits. */
   private updateBanner(): void {
     const tab = this.activeTab;
-    const show = !!tab && tab.diskChanged;
+    const show = !!tab && (tab.diskChanged || tab.deleted);
     this.banner.hidden = !show;
     if (!show || !tab) {
       this.banner.replaceChildren();
+      delete this.banner.dataset.path;
       return;
     }
-    if (this.banner.dataset.path === tab.path && this.banner.childElementCount) return;
+    const kind = tab.deleted ? "deleted" : "changed";
+    if (this.banner.dataset.path === tab.path && this.banner.dataset.kind === kind && this.banner.childElementCount) return;
     this.banner.dataset.path = tab.path;
+    this.banner.dataset.kind = kind;
     const path = tab.path;
     const button = (label: string, action: string, run: () => void, primary = false) => {
       const b = h("button", { class: primary ? "primary" : "", text: label, "data-action": action });
       b.addEventListener("click", run);
       return b;
     };
+    if (tab.deleted) {
+      this.banner.replaceChildren(
+        h("span", { class: "banner-text", text: `${basename(path)} was deleted from disk; this tab holds the only copy.` }),
+        button("Save Again", "save-again", () => void this.save(path, true).then((ok) => ok && this.undelete(path)), true),
+        button("Close", "close-deleted", () => void this.closeDiscarding(path)),
+      );
+      return;
+    }
     this.banner.replaceChildren(
-      h("span", { class: "banner-text", text: `${basename(path)} changed on disk, and you have unsaved changes.` }),
+      h("span", {
+        class: "banner-text",
+        text: `${basename(path)} changed on disk, and you have unsaved changes. Keep Mine overwrites the file on disk with your version.`,
+      }),
       button("Reload from Disk", "reload", () => void this.revert(path)),
-      button("Keep Mine", "keep", () => void this.save(path, true), true),
+      keepMine(button("Keep Mine (overwrite disk)", "keep", () => void this.save(path, true), true)),
       button("Compare", "compare", () => void this.compare(path)),
     );
   }
@@ -440,13 +671,7 @@ export class EditorArea {
     const tab = this.tabs.get(path);
     const rpc = this.rpc;
     if (!tab || !rpc) return;
-    let disk: string;
-    try {
-      const r = await rpc.call("fs:read_file", { path, encoding: "utf-8" });
-      disk = r.content;
-    } catch (error) {
-      disk = error instanceof RpcError && error.code === ErrorCode.NotFound ? "" : `(cannot read: ${messageOf(error)})`;
-    }
+    const disk = await this.readDisk(path);
     this.closeCompare();
     this.activate(path);
     const host = h("div", { class: "merge-host" });
@@ -462,8 +687,8 @@ export class EditorArea {
     const readOnly = [EditorState.readOnly.of(true), EditorView.editable.of(false), EditorState.lineSeparator.of(LINE_SEPARATOR)];
     const view = new MergeView({
       parent: host,
-      a: { doc: textOf(disk), extensions: [...readOnly, lineNumbers(), darkTheme] },
-      b: { doc: textOf(tab.text()), extensions: [...readOnly, lineNumbers(), darkTheme] },
+      a: { doc: textOf(disk), extensions: [...readOnly, lineNumbers(), editorLook] },
+      b: { doc: textOf(tab.text()), extensions: [...readOnly, lineNumbers(), editorLook] },
       highlightChanges: true,
       gutter: true,
     });
@@ -478,7 +703,7 @@ export class EditorArea {
     };
     actions.append(
       button("Reload from Disk", "reload", done(() => this.revert(path))),
-      button("Keep Mine", "keep", done(() => this.save(path, true)), true),
+      keepMine(button("Keep Mine (overwrite disk)", "keep", done(() => this.save(path, true)), true)),
       button("Close", "close", done()),
     );
     overlay.addEventListener("keydown", (e) => {
@@ -499,7 +724,7 @@ export class EditorArea {
   private reportCursor(): void {
     const tab = this.activeTab;
     if (!tab) {
-      this.events.onCursor({ path: null, line: 0, col: 0, language: "", encoding: "" });
+      this.events.onCursor({ path: null, line: 0, col: 0, language: "", encoding: "", indent: "" });
       return;
     }
     const state = this.view.state;
@@ -510,7 +735,8 @@ export class EditorArea {
       line: line.number,
       col: head - line.from + 1,
       language: languageFor(tab.path)?.name ?? "Plain Text",
-      encoding: tab.encoding === "base64" ? "Binary" : "UTF-8",
+      encoding: tab.legacy ? `${tab.legacy} (read-only)` : tab.encoding === "base64" ? "Binary" : "UTF-8",
+      indent: tab.encoding === "base64" ? "" : describeIndent(tab.indent),
     });
   }
 }
@@ -521,4 +747,46 @@ export function messageOf(error: unknown): string {
     return data?.errno ? `${error.message} (${data.errno})` : error.message;
   }
   return error instanceof Error ? error.message : String(error);
+}
+
+/** Ctrl+H: the search panel with the replace field focused. */
+function openReplace(view: EditorView): boolean {
+  openSearchPanel(view);
+  const field = view.dom.querySelector<HTMLInputElement>(".cm-search input[name=replace]");
+  if (field) {
+    field.focus();
+    field.select();
+  }
+  return true;
+}
+
+function keepMine(button: HTMLButtonElement): HTMLButtonElement {
+  button.title = "Save your version over the file on disk, replacing what is there now";
+  return button;
+}
+
+function replaceDoc(view: EditorView, text: string): void {
+  if (view.state.doc.toString() === text) return;
+  view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: textOf(text) } });
+}
+
+/** The text of base64 bytes that are not UTF-8 but read as Windows-1252 (a superset of Latin-1's
+ * printable characters): no NUL, no control characters but tab, line and page breaks, none of the
+ * five bytes Windows-1252 leaves undefined. Anything else is binary: null. */
+function legacyText(base64: string): string | null {
+  let raw: string;
+  try {
+    raw = atob(base64);
+  } catch {
+    return null;
+  }
+  if (!raw.length) return null;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if ((c < 0x20 && c !== 9 && c !== 10 && c !== 12 && c !== 13) || c === 0x7f) return null;
+    if (c === 0x81 || c === 0x8d || c === 0x8f || c === 0x90 || c === 0x9d) return null;
+  }
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  return new TextDecoder("windows-1252").decode(bytes);
 }

@@ -9,7 +9,10 @@ import { EditorArea } from "./editor";
 import { FileTree } from "./tree";
 import { TerminalPanel } from "./terminals";
 import type { WorkspaceState } from "./protocol";
-import { byId } from "./dom";
+import { byId, dirname } from "./dom";
+import { Settings } from "./settings";
+import { showPalette, type Command } from "./palette";
+import { Uploads, download } from "./upload";
 import { adoptInlineStyles } from "./csp-styles";
 
 function showLogin(kind: LoginKind, message = ""): void {
@@ -80,14 +83,20 @@ class App {
   private readonly tree: FileTree;
   private readonly terminals: TerminalPanel;
   private readonly connection: Connection;
+  private readonly settings: Settings;
+  private readonly uploads: Uploads;
+  private uploadDir: string | null = null;
   private rebuilding = false;
   private lateState: WorkspaceState | null = null;
   private messageTimer: ReturnType<typeof setTimeout> | undefined;
   private workerNote = "";
 
   constructor(private readonly user: string) {
+    this.settings = new Settings((message, kind) => this.notify(message, kind));
+    this.uploads = new Uploads(byId("uploads"), (message, kind) => this.notify(message, kind), (path) => this.tree.changed(path));
     this.editor = new EditorArea(byId("editor-tabs"), byId("conflict-banner"), byId("editor-host"), byId("editor-placeholder"), {
-      onCursor: ({ path, line, col, language, encoding }) => {
+      onCursor: ({ path, line, col, language, encoding, indent }) => {
+        byId("indent").textContent = indent;
         byId("cursor").textContent = path ? `Ln ${line}, Col ${col}` : "";
         byId("language").textContent = language;
         byId("encoding").textContent = encoding;
@@ -97,12 +106,34 @@ class App {
         document.title = path ? `${path.slice(path.lastIndexOf("/") + 1)} — Helios` : "Helios";
       },
       notify: (message, kind) => this.notify(message, kind),
+      created: (path) => this.tree.changed(path),
     });
-    this.tree = new FileTree(byId("tree"), byId("tree-title"), (path) => void this.editor.open(path));
+    this.tree = new FileTree(byId("tree"), byId("tree-title"), {
+      openFile: (path) => {
+        this.showExplorer(false, true);
+        void this.editor.open(path);
+      },
+      renamed: (from, to) => this.editor.renamed(from, to),
+      deleted: (path) => this.editor.deleted(path),
+      notify: (message, kind) => this.notify(message, kind),
+      expandedFolders: () => this.settings.values.expandedFolders,
+      upload: (dir, files) => this.uploads.add(dir, files),
+      chooseUpload: (dir) => this.chooseUpload(dir),
+      download: (path) => void this.download(path),
+      setExpandedFolders: (paths) => {
+        this.settings.values.expandedFolders = paths;
+        void this.settings.set({ expandedFolders: paths });
+      },
+    });
     this.terminals = new TerminalPanel(byId("panel"), byId("terminal-tabs"), byId("terminal-host"), (m) => this.notify(m, "error"));
     this.connection = new Connection({
-      onOpen: (rpc) => this.rebuild(rpc),
+      onOpen: (rpc) => {
+        this.uploads.rpc = rpc;
+        return this.rebuild(rpc);
+      },
       onClose: () => {
+        this.uploads.rpc = null;
+        this.settings.detach();
         this.editor.detach();
         this.tree.detach();
         this.terminals.detach();
@@ -116,6 +147,10 @@ class App {
           if (!s.loggedIn) showLogin(s.login, "Your session has ended; log in again.");
         });
       },
+    });
+    this.settings.onChange((s) => {
+      this.editor.applySettings(s);
+      this.terminals.applySettings(s.fontSize);
     });
     this.listen(this.connection.rpc);
     this.setupChrome();
@@ -135,6 +170,8 @@ class App {
     this.lateState = null;
     try {
       const info = await rpc.call("worker:info", {});
+      // The settings first: the explorer re-expands the folders they name.
+      await this.settings.attach(rpc);
       let state = await rpc.call("workspace:state", {});
       if (!state.root) state = await rpc.call("project:load", { root: info.roots[0] ?? info.home });
       await Promise.all([
@@ -161,8 +198,12 @@ class App {
 
   private listen(rpc: Rpc): void {
     rpc.on("state:updated", (state) => this.mirror(state));
+    rpc.on("settings:changed", ({ settings }) => this.settings.take(settings));
     rpc.on("file:edited", ({ path, version, changes }) => this.editor.remoteEdit(path, version, changes));
-    rpc.on("file:changed_on_disk", ({ path, oldPath }) => this.tree.changed(path, oldPath));
+    rpc.on("file:changed_on_disk", ({ path, oldPath }) => {
+      this.tree.changed(path, oldPath);
+      this.editor.changedOnDisk(path, oldPath);
+    });
     rpc.on("terminal:data_out", ({ terminalId, data }) => this.terminals.dataOut(terminalId, data));
     rpc.on("terminal:exit", ({ terminalId, exitCode, signal }) => this.terminals.exit(terminalId, exitCode, signal));
     rpc.on("fs:watch_error", ({ message }) => this.notify(`File watching is incomplete: ${message}`, "error"));
@@ -224,15 +265,69 @@ class App {
     byId("toggle-panel").addEventListener("click", () => this.togglePanel());
     byId("hide-panel").addEventListener("click", () => this.togglePanel(false));
     byId("new-terminal").addEventListener("click", () => void this.terminals.create());
+    byId("toggle-explorer").addEventListener("click", () => this.showExplorer());
+    byId("upload").addEventListener("click", () => this.chooseUpload(this.tree.targetDir()));
+    byId<HTMLInputElement>("upload-input").addEventListener("change", () => {
+      const input = byId<HTMLInputElement>("upload-input");
+      if (input.files?.length && this.uploadDir) this.uploads.add(this.uploadDir, input.files);
+      input.value = "";
+    });
+    // A file dropped on the editor is uploaded beside the open file, never pasted into it.
+    const host = byId("editor-host");
+    host.addEventListener("dragover", (e) => {
+      if (e.dataTransfer && [...e.dataTransfer.types].includes("Files")) {
+        e.preventDefault();
+        e.stopPropagation();
+      }
+    }, true);
+    host.addEventListener("drop", (e) => {
+      if (!e.dataTransfer || ![...e.dataTransfer.types].includes("Files")) return;
+      e.preventDefault();
+      e.stopPropagation();
+      const active = this.editor.activePath;
+      const dir = active ? dirname(active) : this.tree.targetDir();
+      if (dir && e.dataTransfer.files.length) this.uploads.add(dir, e.dataTransfer.files);
+    }, true);
+    byId("settings").addEventListener("click", () => this.settings.show());
+    byId("open-palette").addEventListener("click", () => showPalette(this.commands()));
+    byId("split-terminal").addEventListener("click", () => void this.terminals.split());
+    byId("new-file").addEventListener("click", () => void this.tree.newEntry(this.tree.targetDir(), false));
+    byId("new-folder").addEventListener("click", () => void this.tree.newEntry(this.tree.targetDir(), true));
     // Capture phase: the shortcuts work wherever the focus is, the terminal included.
     window.addEventListener(
       "keydown",
       (e) => {
         const mod = e.ctrlKey || e.metaKey;
+        // Keys a shell or tmux uses themselves (Ctrl+B, Alt+N, Alt+Z) stay the terminal's.
+        const inTerminal = !!(e.target as HTMLElement | null)?.closest?.(".terminal-view");
         if (mod && !e.altKey && !e.shiftKey && e.key.toLowerCase() === "s") {
           e.preventDefault();
           e.stopPropagation();
           void this.editor.save();
+        } else if ((mod && e.shiftKey && !e.altKey && e.code === "KeyP") || (e.key === "F1" && !mod && !e.altKey)) {
+          e.preventDefault();
+          e.stopPropagation();
+          showPalette(this.commands());
+        } else if (mod && !e.shiftKey && !e.altKey && e.code === "KeyB" && !inTerminal) {
+          e.preventDefault();
+          e.stopPropagation();
+          this.showExplorer();
+        } else if (mod && !e.shiftKey && !e.altKey && e.code === "Comma") {
+          e.preventDefault();
+          e.stopPropagation();
+          this.settings.show();
+        } else if (e.altKey && !mod && !e.shiftKey && e.code === "KeyZ" && !inTerminal) {
+          e.preventDefault();
+          e.stopPropagation();
+          void this.settings.set({ wordWrap: !this.settings.values.wordWrap });
+        } else if (e.ctrlKey && e.shiftKey && !e.altKey && e.code === "Digit5") {
+          e.preventDefault();
+          e.stopPropagation();
+          void this.terminals.split();
+        } else if (e.altKey && !e.ctrlKey && !e.metaKey && e.code === "KeyN" && !inTerminal) {
+          e.preventDefault();
+          e.stopPropagation();
+          void this.tree.newEntry(this.tree.targetDir(), e.shiftKey);
         } else if (e.ctrlKey && !e.altKey && (e.code === "Backquote" || e.key === "`")) {
           e.preventDefault();
           e.stopPropagation();
@@ -247,6 +342,70 @@ class App {
       if (this.editor.paths.some((p) => this.editor.hasUnconfirmed(p))) e.preventDefault();
     });
     setupSashes();
+  }
+
+  private chooseUpload(dir: string | null): void {
+    if (!dir) return;
+    this.uploadDir = dir;
+    byId<HTMLInputElement>("upload-input").click();
+  }
+
+  private async download(path: string): Promise<void> {
+    const rpc = this.connection.rpc;
+    try {
+      await download(rpc, path);
+    } catch (error) {
+      this.notify(`Cannot download ${path}: ${error instanceof Error ? error.message : String(error)}`, "error");
+    }
+  }
+
+  /** Every command of the page, for the palette: the README's table of shortcuts says the same. */
+  private commands(): Command[] {
+    const selected = () => this.tree.selected() ?? this.editor.activePath;
+    const theme = (t: "dark" | "light" | "high-contrast") => () => void this.settings.set({ theme: t });
+    return [
+      { id: "save", label: "File: Save", shortcut: "Ctrl+S", run: () => void this.editor.save() },
+      { id: "new-file", label: "File: New File", shortcut: "Alt+N", run: () => void this.tree.newEntry(this.tree.targetDir(), false) },
+      { id: "new-folder", label: "File: New Folder", shortcut: "Alt+Shift+N", run: () => void this.tree.newEntry(this.tree.targetDir(), true) },
+      { id: "rename", label: "File: Rename", shortcut: "F2 (explorer)", run: () => { const p = selected(); if (p) void this.tree.rename(p); } },
+      { id: "delete", label: "File: Delete", shortcut: "Delete (explorer)", run: () => { const p = selected(); if (p) void this.tree.remove(p); } },
+      { id: "upload", label: "File: Upload Files…", run: () => this.chooseUpload(this.tree.targetDir()) },
+      { id: "download", label: "File: Download", run: () => { const p = selected(); if (p) void this.download(p); } },
+      { id: "close", label: "File: Close Editor", run: () => { const p = this.editor.activePath; if (p) void this.editor.close(p); } },
+      { id: "find", label: "Edit: Find", shortcut: "Ctrl+F", run: () => this.editor.command("find") },
+      { id: "replace", label: "Edit: Replace", shortcut: "Ctrl+H", run: () => this.editor.command("replace") },
+      { id: "goto", label: "Go: Go to Line", shortcut: "Ctrl+G", run: () => this.editor.command("goto") },
+      { id: "preview", label: "View: Toggle Preview Beside (Markdown, SVG)", shortcut: "Ctrl+Shift+V (editor)", run: () => this.editor.togglePreview() },
+      { id: "toggle-terminal", label: "Terminal: Show or Hide", shortcut: "Ctrl+`", run: () => this.togglePanel() },
+      { id: "new-terminal", label: "Terminal: New Terminal", shortcut: "Ctrl+Shift+`", run: () => void this.terminals.create() },
+      { id: "split-terminal", label: "Terminal: Split Terminal", shortcut: "Ctrl+Shift+5", run: () => void this.terminals.split() },
+      { id: "toggle-explorer", label: "View: Show or Hide the Explorer", shortcut: "Ctrl+B", run: () => this.showExplorer() },
+      { id: "word-wrap", label: "View: Toggle Word Wrap", shortcut: "Alt+Z", run: () => void this.settings.set({ wordWrap: !this.settings.values.wordWrap }) },
+      { id: "theme-dark", label: "Preferences: Dark Theme", run: theme("dark") },
+      { id: "theme-light", label: "Preferences: Light Theme", run: theme("light") },
+      { id: "theme-high-contrast", label: "Preferences: High Contrast Theme", run: theme("high-contrast") },
+      { id: "font-bigger", label: "Preferences: Larger Font", run: () => void this.settings.set({ fontSize: Math.min(32, this.settings.values.fontSize + 1) }) },
+      { id: "font-smaller", label: "Preferences: Smaller Font", run: () => void this.settings.set({ fontSize: Math.max(8, this.settings.values.fontSize - 1) }) },
+      { id: "settings", label: "Preferences: Settings", shortcut: "Ctrl+,", run: () => this.settings.show() },
+      { id: "palette", label: "Show All Commands", shortcut: "Ctrl+Shift+P / F1", run: () => showPalette(this.commands()) },
+      { id: "logout", label: "Log Out", run: () => byId("logout").click() },
+    ];
+  }
+
+  /** The explorer: beside the editor on wide screens, over it on narrow ones (closed after a file
+   * is opened there). */
+  private showExplorer(show?: boolean, onlyNarrow = false): void {
+    const workbench = byId("workbench");
+    const narrow = window.matchMedia("(max-width: 700px)").matches;
+    if (onlyNarrow && !narrow) return;
+    if (narrow) {
+      const open = show ?? !workbench.classList.contains("explorer-open");
+      workbench.classList.toggle("explorer-open", open);
+      if (open) byId("tree").focus();
+    } else {
+      const hidden = show === undefined ? !workbench.classList.contains("explorer-hidden") : !show;
+      workbench.classList.toggle("explorer-hidden", hidden);
+    }
   }
 
   private togglePanel(visible = !this.terminals.visible): void {

@@ -86,6 +86,27 @@ export interface Methods {
     params: { path: string; encoding?: Encoding };
     result: { path: string; content: string; encoding: Encoding; size: number; mtime: number; tag: string };
   };
+  "settings:get": { params: Empty; result: { settings: import("./settings").SettingsValues } };
+  "settings:set": {
+    params: { settings: Partial<import("./settings").SettingsValues> };
+    result: { settings: import("./settings").SettingsValues };
+  };
+  "fs:upload_begin": { params: { path: string; size: number; overwrite?: boolean }; result: { uploadId: number; path: string } };
+  "fs:upload_chunk": { params: { uploadId: number; offset: number; data: string }; result: { received: number } };
+  "fs:upload_commit": { params: { uploadId: number }; result: { path: string; size: number } };
+  "fs:read_range": {
+    params: { path: string; offset: number; length: number };
+    result: { path: string; size: number; offset: number; data: string; tag: string };
+  };
+  "fs:upload_abort": { params: { uploadId: number }; result: Empty };
+  "fs:write_file": {
+    params: { path: string; content: string; encoding?: "utf-8" | "base64"; expectedTag?: string };
+    result: { path: string; tag: string; size: number; mtime: number };
+  };
+  "fs:create_directory": { params: { path: string; recursive?: boolean }; result: { path: string } };
+  "fs:rename": { params: { from: string; to: string; overwrite?: boolean }; result: { from: string; to: string } };
+  "fs:delete": { params: { path: string; recursive?: boolean }; result: { path: string } };
+  "fs:stat": { params: { path: string }; result: { path: string; type: string; size: number; mtime: number } };
   "fs:list_directory": {
     params: { path: string };
     result: { path: string; entries: DirEntry[]; truncated?: boolean; skipped?: number };
@@ -109,6 +130,7 @@ export interface Notifications {
   "state:updated": WorkspaceState;
   "file:edited": { path: string; version: number; changes: Change[] };
   "file:changed_on_disk": { path: string; kind: "created" | "modified" | "deleted" | "moved"; oldPath?: string };
+  "settings:changed": { settings: import("./settings").SettingsValues };
   "fs:watch_error": { path: string; errno: string; message: string; limit?: number };
   "terminal:data_out": { terminalId: string; data: string };
   "terminal:exit": { terminalId: string; exitCode: number | null; signal: number | string | null };

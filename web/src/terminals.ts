@@ -8,10 +8,10 @@
 import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
 import type { Rpc } from "./connection";
-import type { TerminalInfo } from "./protocol";
-import { RpcClosedError } from "./rpc";
+import { ErrorCode, type TerminalInfo } from "./protocol";
+import { RpcClosedError, RpcError } from "./rpc";
 import { adoptInlineStyles } from "./csp-styles";
-import { h } from "./dom";
+import { contextMenu, h } from "./dom";
 import { messageOf } from "./editor";
 
 /** Characters written to xterm.js but not yet processed: pause above HIGH, resume below LOW. */
@@ -41,10 +41,10 @@ class TerminalView {
     this.term = new Terminal({
       cursorBlink: true,
       fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Liberation Mono", monospace',
-      fontSize: 13,
+      fontSize: panel.fontSize,
       scrollback: 10_000,
       allowProposedApi: false,
-      theme: { background: "#1e1e1e", foreground: "#d4d4d4", cursor: "#aeafad", selectionBackground: "#264f78" },
+      theme: terminalTheme(),
     });
     this.term.loadAddon(this.fit);
     this.dropStyles = adoptInlineStyles(this.element);
@@ -52,6 +52,12 @@ class TerminalView {
     this.term.onData((data) => this.input(data));
     this.term.onBinary((data) => this.input(data));
     this.term.onTitleChange((title) => this.panel.setTitle(id, title));
+    this.term.attachCustomKeyEventHandler((e) => this.key(e));
+    this.element.addEventListener("contextmenu", (e) => {
+      e.preventDefault();
+      this.menu(e.clientX, e.clientY);
+    });
+    this.element.addEventListener("mousedown", () => panel.activate(id, false), true);
     const label = h("span", { class: "tab-label", text: "terminal" });
     const close = h("button", { class: "tab-close", title: "Kill terminal", "aria-label": "Kill terminal" });
     this.tab = h("div", { class: "tab", role: "tab", "data-terminal-id": id }, label, close);
@@ -59,6 +65,58 @@ class TerminalView {
       if ((e.target as HTMLElement).closest(".tab-close")) void panel.kill(id);
       else panel.activate(id);
     });
+  }
+
+  /** Copy and paste as people expect: Ctrl+Shift+C / Ctrl+Shift+V; Ctrl+C copies a selection and
+   * interrupts only when nothing is selected. Returning false keeps the key from the shell. */
+  private key(e: KeyboardEvent): boolean {
+    if (e.type !== "keydown" || !e.ctrlKey || e.altKey || e.metaKey) return true;
+    const k = e.key.toLowerCase();
+    if (e.shiftKey && k === "c") {
+      e.preventDefault();
+      this.copy();
+      return false;
+    }
+    if (e.shiftKey && k === "v") {
+      e.preventDefault();
+      void this.pasteFromClipboard();
+      return false;
+    }
+    if (!e.shiftKey && k === "c" && this.term.hasSelection()) {
+      e.preventDefault();
+      this.copy();
+      this.term.clearSelection();
+      return false;
+    }
+    return true;
+  }
+
+  copy(): void {
+    const text = this.term.getSelection();
+    if (!text) return;
+    copyText(text).catch(() => this.panel.notify("The browser refused to copy (it allows that only over HTTPS or on this machine)."));
+  }
+
+  async pasteFromClipboard(): Promise<void> {
+    try {
+      const text = await navigator.clipboard.readText();
+      if (text) this.term.paste(text);
+    } catch {
+      this.panel.notify("The browser refused to read the clipboard: paste with your browser's Paste (Ctrl+V / Cmd+V) instead.");
+    }
+    this.term.focus();
+  }
+
+  private menu(x: number, y: number): void {
+    contextMenu(x, y, [
+      { label: "Copy", shortcut: "Ctrl+Shift+C", run: () => this.copy() },
+      { label: "Paste", shortcut: "Ctrl+Shift+V", run: () => void this.pasteFromClipboard() },
+      { label: "Select All", run: () => this.term.selectAll() },
+      { label: "Clear", run: () => this.term.clear() },
+      { label: "Split Terminal", shortcut: "Ctrl+Shift+5", run: () => void this.panel.split(this.id) },
+      { label: "New Terminal", shortcut: "Ctrl+Shift+`", run: () => void this.panel.create() },
+      { label: "Kill Terminal", run: () => void this.panel.kill(this.id) },
+    ]);
   }
 
   private input(data: string): void {
@@ -113,12 +171,25 @@ class TerminalView {
     rpc.call(paused ? "terminal:pause" : "terminal:resume", { terminalId: this.id }).catch(() => undefined);
   }
 
-  exited(exitCode: number | null, signal: number | string | null): void {
+  /** Its worker was restarted without it: known to this page only. */
+  lost = false;
+  /** How it ended, for its tab: "exit 1", "SIGKILL", "worker restarted". */
+  ended = "";
+
+  exited(exitCode: number | null, signal: number | string | null, how?: string): void {
     if (this.tab.classList.contains("exited")) return;
     this.alive = false;
     this.tab.classList.add("exited");
-    const how = signal !== null && signal !== undefined ? `killed by signal ${signal}` : `exited with code ${exitCode ?? "?"}`;
-    this.term.write(`\r\n\x1b[2m[process ${how}; close the tab to remove it]\x1b[0m\r\n`);
+    this.ended = how ?? (signal !== null && signal !== undefined ? String(signal) : `exit ${exitCode ?? "?"}`);
+    const said = how ?? (signal !== null && signal !== undefined ? `killed by signal ${signal}` : `exited with code ${exitCode ?? "?"}`);
+    this.term.write(`\r\n\x1b[2m[${how ? `ended: ${how}` : `process ${said}`}]\x1b[0m\r\n`);
+    const again = h("button", { class: "primary", text: "New Terminal", "data-action": "new-terminal" });
+    again.addEventListener("click", () => void this.panel.replace(this.id));
+    const close = h("button", { text: "Close", "data-action": "close-terminal" });
+    close.addEventListener("click", () => void this.panel.kill(this.id));
+    this.element.append(
+      h("div", { class: "terminal-ended", role: "status" }, h("span", { text: `This terminal ended: ${said}.` }), again, close),
+    );
     this.panel.renderTab(this);
   }
 
@@ -131,8 +202,33 @@ class TerminalView {
   }
 }
 
+/** xterm.js draws its own colours: take them from the page's theme variables. */
+function terminalTheme(): { background: string; foreground: string; cursor: string; selectionBackground: string } {
+  const css = getComputedStyle(document.documentElement);
+  const v = (name: string, fallback: string) => css.getPropertyValue(name).trim() || fallback;
+  return {
+    background: v("--cm-bg", "#1e1e1e"),
+    foreground: v("--cm-fg", "#d4d4d4"),
+    cursor: v("--cm-cursor", "#aeafad"),
+    selectionBackground: v("--cm-selection", "#264f78"),
+  };
+}
+
 export class TerminalPanel {
   rpc: Rpc | null = null;
+  fontSize = 13;
+
+  /** Font size and colours from the settings, for every terminal (each refitted to its new cells). */
+  applySettings(fontSize: number): void {
+    this.fontSize = fontSize;
+    const theme = terminalTheme();
+    for (const v of this.views.values()) {
+      v.term.options.fontSize = fontSize;
+      v.term.options.theme = theme;
+      v.fittedOnce = false;
+    }
+    this.scheduleFit();
+  }
   private readonly views = new Map<string, TerminalView>();
   private active: TerminalView | null = null;
   private creating = 0;
@@ -170,9 +266,18 @@ export class TerminalPanel {
   /** A new connection: re-attach every terminal the worker has, with its scrollback. */
   async attach(rpc: Rpc, terminals: TerminalInfo[]): Promise<void> {
     this.rpc = rpc;
+    // Terminals the worker no longer has (it was restarted, or they were closed meanwhile) stay
+    // as ended tabs that say so, rather than vanishing with what they showed.
+    const known = new Set(terminals.map((t) => t.terminalId));
+    for (const v of this.views.values())
+      if (!known.has(v.id) && v.alive) {
+        v.attached = false;
+        v.lost = true;
+        v.exited(null, null, "its worker was restarted");
+      }
     this.mirror(terminals, false);
     await Promise.all(
-      [...this.views.values()].map(async (v) => {
+      [...this.views.values()].filter((v) => known.has(v.id)).map(async (v) => {
         try {
           await v.attach(rpc);
         } catch (error) {
@@ -206,7 +311,7 @@ export class TerminalPanel {
       if (!t.alive) v.exited(t.exitCode ?? null, t.signal ?? null);
       this.renderTab(v);
     }
-    for (const id of [...this.views.keys()]) if (!ids.has(id)) this.remove(id);
+    for (const [id, v] of [...this.views]) if (!ids.has(id) && !v.lost) this.remove(id);
   }
 
   dataOut(terminalId: string, data: string): void {
@@ -223,9 +328,9 @@ export class TerminalPanel {
     this.views.get(terminalId)?.exited(exitCode, signal);
   }
 
-  async create(): Promise<void> {
+  async create(): Promise<string | null> {
     const rpc = this.rpc;
-    if (!rpc) return;
+    if (!rpc) return null;
     if (this.panel.hidden) this.setVisible(true);
     const dims = this.proposeDimensions();
     this.creating++;
@@ -236,8 +341,10 @@ export class TerminalPanel {
       for (const chunk of this.earlyOutput.get(terminalId) ?? []) v.write(chunk);
       this.earlyOutput.delete(terminalId);
       this.activate(terminalId);
+      return terminalId;
     } catch (error) {
       this.notify(`Cannot start a terminal: ${messageOf(error)}`);
+      return null;
     } finally {
       this.creating--;
       if (!this.creating) this.earlyOutput.clear();
@@ -247,22 +354,62 @@ export class TerminalPanel {
   async kill(id: string): Promise<void> {
     const v = this.views.get(id);
     const rpc = this.rpc;
+    if (v?.lost) return this.remove(id);
     if (!v || !rpc) return;
     try {
       await rpc.call("terminal:close", { terminalId: id });
       this.remove(id);
     } catch (error) {
-      this.notify(`Cannot close the terminal: ${messageOf(error)}`);
+      // A terminal of a worker that was restarted is known here only.
+      if (error instanceof RpcError && error.code === ErrorCode.NoTerminal) this.remove(id);
+      else this.notify(`Cannot close the terminal: ${messageOf(error)}`);
     }
+  }
+
+  /** An ended terminal's "New Terminal": a fresh one takes its place (and its side of a split). */
+  async replace(id: string): Promise<void> {
+    const partner = this.partners.get(id);
+    await this.kill(id);
+    const created = await this.create();
+    if (created && partner && this.views.has(partner)) this.pair(partner, created);
+    if (created) this.activate(created);
+  }
+
+  /** Split: a new terminal beside `id`, both shown at once. */
+  async split(id: string | undefined = this.active?.id): Promise<void> {
+    if (!id) return void this.create();
+    const old = this.partners.get(id);
+    if (old) this.unpair(id);
+    const created = await this.create();
+    if (created) {
+      this.pair(id, created);
+      this.activate(created);
+    }
+  }
+
+  private readonly partners = new Map<string, string>();
+
+  private pair(a: string, b: string): void {
+    this.partners.set(a, b);
+    this.partners.set(b, a);
+  }
+
+  private unpair(id: string): void {
+    const other = this.partners.get(id);
+    this.partners.delete(id);
+    if (other) this.partners.delete(other);
   }
 
   activate(id: string, focus = true): void {
     const v = this.views.get(id);
     if (!v) return;
     this.active = v;
+    const partner = this.partners.get(id);
     for (const other of this.views.values()) {
-      other.element.hidden = other !== v;
+      other.element.hidden = other !== v && other.id !== partner;
+      other.element.classList.toggle("focused", other === v);
       other.tab.classList.toggle("active", other === v);
+      other.tab.classList.toggle("split", other.id === partner);
       other.tab.setAttribute("aria-selected", String(other === v));
     }
     sessionStorage.setItem("helios.activeTerminal", id);
@@ -280,7 +427,7 @@ export class TerminalPanel {
     const n = [...this.views.keys()].indexOf(v.id) + 1;
     const title = this.titles.get(v.id);
     const label = v.tab.querySelector(".tab-label") as HTMLElement;
-    label.textContent = `${n}: ${title || "terminal"}${v.alive ? "" : " (exited)"}`;
+    label.textContent = `${n}: ${title || "terminal"}${v.alive ? "" : ` (ended: ${v.ended})`}`;
   }
 
   private add(id: string): TerminalView {
@@ -297,6 +444,7 @@ export class TerminalPanel {
     const v = this.views.get(id);
     if (!v) return;
     this.views.delete(id);
+    this.unpair(id);
     v.dispose();
     if (this.active === v) {
       this.active = null;
@@ -323,14 +471,36 @@ export class TerminalPanel {
   }
 
   private fitActive(): void {
-    const v = this.active;
-    if (!v || this.panel.hidden || v.element.hidden) return;
-    const d = v.fit.proposeDimensions();
-    if (!d || !(d.cols > 1 && d.rows > 1)) return;
-    if (d.cols === v.term.cols && d.rows === v.term.rows && v.fittedOnce) return;
-    v.fittedOnce = true;
-    v.fit.fit();
-    if (this.rpc && v.alive)
-      this.rpc.call("terminal:resize", { terminalId: v.id, cols: v.term.cols, rows: v.term.rows }).catch(() => undefined);
+    if (this.panel.hidden) return;
+    for (const v of this.views.values()) {
+      if (v.element.hidden) continue;
+      const d = v.fit.proposeDimensions();
+      if (!d || !(d.cols > 1 && d.rows > 1)) continue;
+      if (d.cols === v.term.cols && d.rows === v.term.rows && v.fittedOnce) continue;
+      v.fittedOnce = true;
+      v.fit.fit();
+      if (this.rpc && v.alive)
+        this.rpc.call("terminal:resize", { terminalId: v.id, cols: v.term.cols, rows: v.term.rows }).catch(() => undefined);
+    }
   }
+}
+
+/** The clipboard API where the browser allows it (HTTPS, or this machine), else the older copy
+ * command through a hidden text area. */
+async function copyText(text: string): Promise<void> {
+  if (navigator.clipboard?.writeText) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return;
+    } catch {
+      // fall through
+    }
+  }
+  const area = h("textarea", { class: "clipboard-helper", "aria-hidden": "true" });
+  area.value = text;
+  document.body.append(area);
+  area.select();
+  const ok = document.execCommand("copy");
+  area.remove();
+  if (!ok) throw new Error("copy refused");
 }
