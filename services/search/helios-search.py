@@ -805,6 +805,10 @@ class Service:
     # Main loop --------------------------------------------------------------------------
 
     def serve(self, stream):
+        # Started from its manifest the connection serves search:* already, and naming one's own
+        # topics again is fine; connected to the worker's socket by hand, this is what joins the bus.
+        self.out.send({"jsonrpc": "2.0", "id": "search-serve", "method": "bus:serve",
+                       "params": {"topics": ["search:*"]}})
         self.out.send({"jsonrpc": "2.0", "id": "search-subscribe", "method": "bus:subscribe",
                        "params": {"topics": ["file:changed_on_disk"]}})
         while True:

@@ -55,12 +55,12 @@ class Service:
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
                 msg = json.loads(line)
-                if msg.get("method") in ("workspace:state", "bus:subscribe") and self.closed:
+                if msg.get("method") in ("workspace:state", "bus:subscribe", "bus:serve") and self.closed:
                     continue
                 if msg.get("method") == "workspace:state" and "id" in msg:
                     self.roots_asked += 1
                     self.send({"jsonrpc": "2.0", "id": msg["id"], "result": {"root": self.root}})
-                elif msg.get("method") == "bus:subscribe" and "id" in msg:
+                elif msg.get("method") in ("bus:subscribe", "bus:serve") and "id" in msg:
                     self.send({"jsonrpc": "2.0", "id": msg["id"], "result": {}})
                 else:
                     with self.cond:
