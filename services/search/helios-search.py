@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+import secrets
 import shutil
 import stat
 import subprocess
@@ -734,7 +735,8 @@ class Service:
                     busy = True
                 else:
                     busy = False
-                    sid = "s%d" % self.next_search
+                    # Not guessable: without a connection token any connection could cancel.
+                    sid = "s%d-%s" % (self.next_search, secrets.token_hex(8))
                     self.next_search += 1
                     search = TextSearch(self, sid, connection, root, dict(parsed))
                     search.params["includePatterns"] = parsed["include"]
