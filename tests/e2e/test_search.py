@@ -53,3 +53,4 @@ def test_search_through_the_worker(worker, client):
     finally:
         proc.kill()
         proc.wait()
+
