@@ -301,6 +301,8 @@ class TextSearch:
         self.truncated = False
         self.timed_out = False
         self.deadline = time.monotonic() + service.time_limit
+        self.batch_lock = threading.Lock()
+        self.ended = threading.Event()
 
     def cancelled(self):
         if time.monotonic() > self.deadline:
@@ -323,11 +325,18 @@ class TextSearch:
             self.truncated = True
             return False
         self.matches += 1
-        self.batch.append(match)
-        now = time.monotonic()
-        if len(self.batch) >= BATCH_MATCHES or now - self.batch_time >= BATCH_SECONDS:
-            self.flush()
+        with self.batch_lock:
+            self.batch.append(match)
+            if len(self.batch) >= BATCH_MATCHES or self.matches == 1:
+                self.flush()
         return True
+
+    def flusher(self):
+        """Matches found do not wait for more: they leave at least every BATCH_SECONDS."""
+        while not self.ended.wait(BATCH_SECONDS):
+            with self.batch_lock:
+                if time.monotonic() - self.batch_time >= BATCH_SECONDS:
+                    self.flush()
 
     def flush(self):
         if self.batch and not self.cancel_event.is_set():
@@ -337,6 +346,7 @@ class TextSearch:
         self.batch_time = time.monotonic()
 
     def run(self):
+        threading.Thread(target=self.flusher, daemon=True).start()
         try:
             if self.service.rg:
                 self.run_rg()
@@ -347,7 +357,9 @@ class TextSearch:
         finally:
             if self.timed_out:
                 self.truncated = True
-            self.flush()
+            self.ended.set()
+            with self.batch_lock:
+                self.flush()
             done = {"searchId": self.sid, "files": self.files, "matches": self.matches,
                     "truncated": self.truncated}
             if self.timed_out:
