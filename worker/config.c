@@ -78,7 +78,7 @@ static void help(void)
                "     --outbound-network BOOL With --namespaces, reach the network through pasta\n"
                "                             (default yes)\n"
                "     --system-services DIR   Service manifests shipped with Helios\n"
-               "                             (default /usr/lib/helios/services)\n"
+               "                             (default " HELIOS_SYSTEM_SERVICES_DIR ")\n"
                "     --admin-services DIR    The administrator's service manifests\n"
                "                             (default /etc/helios/services)\n"
                "     --user-services DIR     The user's service manifests\n"
@@ -358,7 +358,7 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                 }
         }
 
-        if (!c->services_dirs[0] && !(c->services_dirs[0] = strdup("/usr/lib/helios/services")))
+        if (!c->services_dirs[0] && !(c->services_dirs[0] = strdup(HELIOS_SYSTEM_SERVICES_DIR)))
                 goto oom;
         if (!c->services_dirs[1] && !(c->services_dirs[1] = strdup("/etc/helios/services")))
                 goto oom;

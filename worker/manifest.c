@@ -16,7 +16,7 @@
 #include "strv.h"
 
 typedef enum ManifestLevel {
-        LEVEL_SYSTEM, /* shipped with Helios or a package: /usr/lib/helios/services */
+        LEVEL_SYSTEM, /* shipped with Helios or a package: PREFIX/lib/helios/services */
         LEVEL_ADMIN,  /* /etc/helios/services */
         LEVEL_USER,   /* $XDG_CONFIG_HOME/helios/services */
 } ManifestLevel;

@@ -1,19 +1,23 @@
 #!/usr/bin/python3
 """Helios search service: text search and fuzzy file names in the loaded project.
 
-Speaks newline-delimited JSON-RPC 2.0 on standard input and output (one end of the socket pair the
-worker starts it with, see docs/services.md). Serves search:text, search:cancel and search:files.
+Speaks newline-delimited JSON-RPC 2.0 on standard input and output, one end of the socket pair the
+worker starts it with from its manifest (docs/services.md); `--connect SOCKET` joins a running
+worker's socket instead (by hand) and then claims search:* with bus:serve itself. Serves
+search:text, search:cancel and search:files.
 The project root is asked of the worker (workspace:state) for every search, so it is always the
 project the user has loaded and never a path a client names. Standard library only; ripgrep is used
 for search:text and for listing files when `rg` is on PATH.
 """
 
+import argparse
 import base64
 import json
 import os
 import re
 import secrets
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -32,7 +36,7 @@ BINARY_PROBE = 8192  # a NUL byte in this many first bytes makes a file binary
 TEXT_BEFORE = 80  # characters of a long line kept before the match
 TEXT_MAX = 400  # characters of line text at most per match
 TIME_LIMIT = 30.0  # seconds of one search:text
-MAX_ACTIVE_PER_CONNECTION = 4
+MAX_ACTIVE_PER_CLIENT = 4
 MAX_ACTIVE = 16
 MAX_PENDING_ROOTS = 64  # requests waiting for the worker's workspace:state answer
 BATCH_MATCHES = 100  # matches per search:results notification at most
@@ -80,11 +84,11 @@ class Output:
             err["data"] = data
         self.send({"jsonrpc": "2.0", "id": rid, "error": err})
 
-    def notify(self, method, params, connection):
-        message = {"jsonrpc": "2.0", "method": method, "params": params}
-        if connection is not None:
-            message["connection"] = connection
-        self.send(message)
+    def notify(self, method, params, client):
+        """A notification for the client that asked (the worker delivers it to that client alone)."""
+        if client is not None:
+            params = dict(params, busClient=client)
+        self.send({"jsonrpc": "2.0", "method": method, "params": params})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,10 +290,10 @@ def make_match(rel, line_no, line, start, end):
 
 
 class TextSearch:
-    def __init__(self, service, sid, connection, root, params):
+    def __init__(self, service, sid, client, root, params):
         self.service = service
         self.sid = sid
-        self.connection = connection
+        self.client = client
         self.root = root
         self.params = params
         self.cancel_event = threading.Event()
@@ -341,7 +345,7 @@ class TextSearch:
     def flush(self):
         if self.batch and not self.cancel_event.is_set():
             self.service.out.notify("search:results", {"searchId": self.sid, "matches": self.batch},
-                                    self.connection)
+                                    self.client)
         self.batch = []
         self.batch_time = time.monotonic()
 
@@ -366,7 +370,7 @@ class TextSearch:
                 done["timedOut"] = True
             if self.cancel_event.is_set() and not self.timed_out:
                 done["cancelled"] = True
-            self.service.out.notify("search:done", done, self.connection)
+            self.service.out.notify("search:done", done, self.client)
             self.service.finished(self)
 
     def compile(self):
@@ -684,7 +688,10 @@ class Service:
                 self.out.error(rid, INVALID_REQUEST, "invalid request")
             return
         params = msg.get("params", {})
-        connection = msg.get("connection")
+        # The worker's token for the client that asked; absent when the worker itself asked.
+        client = params.get("busClient") if isinstance(params, dict) else None
+        if not isinstance(client, str):
+            client = None
         if method == "file:changed_on_disk":
             self.on_disk_change(params)
             return
@@ -699,7 +706,7 @@ class Service:
             self.out.error(rid, INVALID_PARAMS, "params must be an object")
             return
         try:
-            handler(rid, params, connection)
+            handler(rid, params, client)
         except ParamError as e:
             self.out.error(rid, INVALID_PARAMS, "invalid params", {"reason": str(e)})
 
@@ -722,7 +729,7 @@ class Service:
 
     # search:text ------------------------------------------------------------------------
 
-    def search_text(self, rid, params, connection):
+    def search_text(self, rid, params, client):
         parsed = {
             "query": get_query(params),
             "regex": get_bool(params, "regex", False),
@@ -742,15 +749,15 @@ class Service:
 
         def run(root):
             with self.lock:
-                mine = sum(1 for s in self.searches.values() if s.connection == connection)
-                if mine >= MAX_ACTIVE_PER_CONNECTION or len(self.searches) >= MAX_ACTIVE:
+                mine = sum(1 for s in self.searches.values() if s.client == client)
+                if mine >= MAX_ACTIVE_PER_CLIENT or len(self.searches) >= MAX_ACTIVE:
                     busy = True
                 else:
                     busy = False
-                    # Not guessable: without a connection token any connection could cancel.
+                    # Not guessable: without a busClient token any client could cancel.
                     sid = "s%d-%s" % (self.next_search, secrets.token_hex(8))
                     self.next_search += 1
-                    search = TextSearch(self, sid, connection, root, dict(parsed))
+                    search = TextSearch(self, sid, client, root, dict(parsed))
                     search.params["includePatterns"] = parsed["include"]
                     search.params["include"], search.params["exclude"] = raw_globs
                     if not self.rg:
@@ -759,7 +766,7 @@ class Service:
                     self.searches[sid] = search
             if busy:
                 self.out.error(rid, TOO_LARGE, "too many searches at once",
-                               {"reason": "too many searches", "limit": MAX_ACTIVE_PER_CONNECTION})
+                               {"reason": "too many searches", "limit": MAX_ACTIVE_PER_CLIENT})
                 return
             self.out.result(rid, {"searchId": sid})
             threading.Thread(target=search.run, daemon=True).start()
@@ -770,13 +777,13 @@ class Service:
         with self.lock:
             self.searches.pop(search.sid, None)
 
-    def search_cancel(self, rid, params, connection):
+    def search_cancel(self, rid, params, client):
         sid = params.get("searchId")
         if not isinstance(sid, str):
             raise ParamError("searchId must be a string")
         with self.lock:
             search = self.searches.get(sid)
-        if search is None or search.connection != connection:
+        if search is None or search.client != client:
             self.out.error(rid, NOT_FOUND, "no such search", {"searchId": sid})
             return
         search.cancel()
@@ -789,7 +796,7 @@ class Service:
             with self.lock:
                 self.file_lists.clear()
 
-    def search_files(self, rid, params, connection):
+    def search_files(self, rid, params, client):
         query = get_query(params)
         limit = get_count(params, "maxResults", DEFAULT_FILES, MAX_FILES)
         needle = "".join(query.split()).lower()
@@ -818,11 +825,12 @@ class Service:
 
     # Main loop --------------------------------------------------------------------------
 
-    def serve(self, stream):
-        # Started from its manifest the connection serves search:* already, and naming one's own
-        # topics again is fine; connected to the worker's socket by hand, this is what joins the bus.
-        self.out.send({"jsonrpc": "2.0", "id": "search-serve", "method": "bus:serve",
-                       "params": {"topics": ["search:*"]}})
+    def serve(self, stream, join):
+        # Started from its manifest the connection serves search:* already (the manifest named
+        # them); connected to the worker's socket by hand, bus:serve is what joins the bus.
+        if join:
+            self.out.send({"jsonrpc": "2.0", "id": "search-serve", "method": "bus:serve",
+                           "params": {"topics": ["search:*"]}})
         self.out.send({"jsonrpc": "2.0", "id": "search-subscribe", "method": "bus:subscribe",
                        "params": {"topics": ["file:changed_on_disk"]}})
         while True:
@@ -853,9 +861,23 @@ class Service:
 
 
 def main():
-    out = Output(sys.stdout.buffer)
+    parser = argparse.ArgumentParser(description="Helios search service")
+    parser.add_argument("--connect", metavar="SOCKET",
+                        help="join the worker listening on SOCKET (else: standard input and output, "
+                        "as the worker starts it from its manifest)")
+    args = parser.parse_args()
+    if args.connect:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(args.connect)
+        except OSError as e:
+            sys.exit("helios-search: cannot connect to %s: %s" % (args.connect, e.strerror))
+        reader, writer = sock.makefile("rb"), sock.makefile("wb")
+    else:
+        reader, writer = sys.stdin.buffer, sys.stdout.buffer
+    out = Output(writer)
     service = Service(out)
-    service.serve(sys.stdin.buffer)
+    service.serve(reader, args.connect is not None)
     sys.stdout.flush()
     os._exit(0)
 

@@ -1,7 +1,8 @@
 """The search service (services/search/helios-search.py) as the worker runs it: a subprocess whose
 standard input and output are one end of a socket pair speaking NDJSON JSON-RPC. The test plays the
-worker: it answers the service's workspace:state requests with the project root and reads the
-notifications the service addresses to the asking connection.
+worker: it answers the service's workspace:state requests with the project root, gives every request
+the `busClient` token of the client that asked (as the worker does) and reads the notifications
+the service addresses to that client.
 
 Every behaviour runs twice, once with ripgrep on PATH and once without it (the Python fallback)."""
 
@@ -38,6 +39,7 @@ class Service:
         self.closed = False
         self.send_lock = threading.Lock()
         self.roots_asked = 0
+        self.asked = []  # methods of the requests the service sent the worker
         self.next_id = 1
         self.reader = threading.Thread(target=self.read, daemon=True)
         self.reader.start()
@@ -57,6 +59,8 @@ class Service:
                 msg = json.loads(line)
                 if msg.get("method") in ("workspace:state", "bus:subscribe", "bus:serve") and self.closed:
                     continue
+                if "method" in msg and "id" in msg:
+                    self.asked.append(msg["method"])
                 if msg.get("method") == "workspace:state" and "id" in msg:
                     self.roots_asked += 1
                     self.answer({"jsonrpc": "2.0", "id": msg["id"], "result": {"root": self.root}})
@@ -84,12 +88,13 @@ class Service:
         with self.send_lock:  # the reader thread answers the service's own requests meanwhile
             self.sock.sendall(data)
 
-    def request(self, method, params, connection=None):
+    def request(self, method, params, client="1"):
+        """A request from the client `client` (None: the worker's own, without a token)."""
         rid = self.next_id
         self.next_id += 1
+        if client is not None and isinstance(params, dict):
+            params = dict(params, busClient=client)
         msg = {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
-        if connection is not None:
-            msg["connection"] = connection
         self.send(msg)
         return self.wait(lambda m: m.get("id") == rid)
 
@@ -109,16 +114,16 @@ class Service:
                     raise TimeoutError("no such message")
                 self.cond.wait(left)
 
-    def search(self, params, connection=None):
-        """Runs a search:text to its end: (matches, done, results notifications)."""
-        answer = self.request("search:text", params, connection)
+    def search(self, params, client="1"):
+        """Runs a search:text to its end: (matches, done, results notifications); each notification
+        carries the asking client's token, which is taken off."""
+        answer = self.request("search:text", params, client)
         assert "result" in answer, answer
         sid = answer["result"]["searchId"]
         matches, notes = [], []
         while True:
             m = self.wait(lambda m: m.get("params", {}).get("searchId") == sid)
-            if connection is not None:
-                assert m.get("connection") == connection
+            assert m["params"].pop("busClient", None) == client, m
             if m["method"] == "search:results":
                 notes.append(m)
                 matches += m["params"]["matches"]
@@ -277,14 +282,14 @@ def test_cancel(service):
     assert service.request("search:cancel", {"searchId": sid}, "c1")["error"]["code"] == -32001
 
 
-def test_cancel_only_own_connection(service):
+def test_cancel_only_own_client(service):
     r = service.root
     for i in range(200):
         write(r, "f%03d.txt" % i, "needle\n" * 5000)
     sid = service.request("search:text", {"query": "needle", "maxResults": 10000}, "c1")["result"]["searchId"]
     assert service.request("search:cancel", {"searchId": sid}, "c2")["error"]["code"] == -32001
     done = service.wait(lambda m: m.get("method") == "search:done")
-    assert done["connection"] == "c1" and "cancelled" not in done["params"]
+    assert done["params"]["busClient"] == "c1" and "cancelled" not in done["params"]
 
 
 def test_concurrent_searches_bounded(service):
@@ -294,7 +299,7 @@ def test_concurrent_searches_bounded(service):
     answers = [service.request("search:text", {"query": "needle", "maxResults": 10000}, "c1") for _ in range(5)]
     assert [("result" in a) for a in answers[:4]] == [True] * 4
     assert answers[4]["error"]["code"] == -32004
-    # Another connection is not turned away by the first one's searches.
+    # Another client is not turned away by the first one's searches.
     other = service.request("search:text", {"query": "needle", "maxResults": 1}, "c2")
     assert "result" in other
     for a in answers[:4]:
@@ -398,6 +403,49 @@ def test_no_project(tmp_path):
         assert s.request("search:files", {"query": "x"})["error"]["code"] == -32001
     finally:
         s.close()
+
+
+def test_results_go_to_the_asking_client(service):
+    write(service.root, "a.txt", "needle\n")
+    # Each notification names the client that asked; one the worker asked itself names none.
+    matches, _, _ = service.search({"query": "needle"}, "7")
+    assert paths(matches) == ["a.txt"]
+    matches, _, _ = service.search({"query": "needle"}, None)
+    assert paths(matches) == ["a.txt"]
+
+
+def test_joins_as_its_manifest_says(service):
+    # Started from its manifest it serves search:* already: no bus:serve; it hears file changes.
+    service.request("search:files", {"query": "x"})
+    assert "bus:serve" not in service.asked and "bus:subscribe" in service.asked
+
+
+def test_connect_joins_the_bus(tmp_path):
+    path = str(tmp_path / "worker.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    listener.settimeout(20)
+    proc = subprocess.Popen(["/usr/bin/python3", SERVICE, "--connect", path], stdin=subprocess.DEVNULL)
+    try:
+        conn, _ = listener.accept()
+        conn.settimeout(20)
+        f = conn.makefile("rb")
+        first = json.loads(f.readline())
+        assert first["method"] == "bus:serve" and first["params"] == {"topics": ["search:*"]}
+        conn.sendall(json.dumps({"jsonrpc": "2.0", "id": 5, "method": "search:nope",
+                                 "params": {"busClient": "1"}}).encode() + b"\n")
+        while True:
+            msg = json.loads(f.readline())
+            if msg.get("id") == 5:
+                break
+        assert msg["error"]["code"] == -32601
+        conn.shutdown(socket.SHUT_WR)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        listener.close()
 
 
 def test_exits_when_input_closes(service):
