@@ -53,6 +53,13 @@ def drive_search(conn, other, root):
     # The first request starts the service; the manifest named its topics, so it is served at once.
     files = conn.call("search:files", {"query": "main"}, timeout=20)["files"]
     assert files[0] == "src/main.c" and "ignored/main.c" not in files
+    # The file list is kept, and built again when the worker reports a file created on disk (the
+    # service hears file:changed_on_disk on the bus).
+    write(root, "src/mainly.txt", "")
+    deadline = time.monotonic() + 10
+    while "src/mainly.txt" not in conn.call("search:files", {"query": "mainly"})["files"]:
+        assert time.monotonic() < deadline, "the file list was not built again"
+        time.sleep(0.1)
 
     sid = conn.call("search:text", {"query": "main", "include": ["src/**"]})["searchId"]
     done = conn.wait_notification("search:done", lambda p: p["searchId"] == sid, timeout=20)
