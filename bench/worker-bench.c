@@ -418,6 +418,124 @@ static double measure_worker_terminal(const char *sock, uint64_t *ret_bytes)
         return (double)total / t / 1e6;
 }
 
+/* ---- keystroke echo in a terminal, alone and while another connection saves 16 MiB files ---- */
+
+#define SAVE_SIZE (16u * 1024u * 1024u)
+
+typedef struct SaverArgs {
+        const char *sock;
+        const char *path;
+        atomic_bool stop;
+        unsigned saves;
+} SaverArgs;
+
+static void *saver_thread(void *p)
+{
+        SaverArgs *a = p;
+        size_t head, len;
+        char *msg;
+        Client c;
+
+        msg = malloc(SAVE_SIZE + 1024);
+        if (!msg)
+                die("memory");
+        head = (size_t)snprintf(
+            msg, 1024,
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"fs:write_file\",\"params\":{\"path\":\"%s\","
+            "\"content\":\"",
+            a->path);
+        for (size_t i = 0; i < SAVE_SIZE; i++)
+                msg[head + i] = (char)('a' + i % 26);
+        len = head + SAVE_SIZE;
+        memcpy(msg + len, "\"}}\n", 4);
+        len += 4;
+        client_open(&c, a->sock);
+        while (!a->stop) {
+                size_t n;
+                send_all(c.fd, msg, len);
+                char *line = client_line(&c, &n);
+                if (strstr(line, "\"error\"")) {
+                        fprintf(stderr, "worker-bench: fs:write_file failed: %s\n", line);
+                        exit(EXIT_FAILURE);
+                }
+                a->saves++;
+        }
+        client_close(&c);
+        free(msg);
+        return NULL;
+}
+
+/* Median time from terminal:data_in of one character to its echo in terminal:data_out, over n keys. */
+static double measure_keystrokes(Client *c, const char *terminal_id, unsigned n)
+{
+        double *t = calloc(n, sizeof(double)), median;
+        char msg[256];
+
+        if (!t)
+                die("memory");
+        for (unsigned i = 0; i < n; i++) {
+                char key = (char)('a' + i % 26), want[32];
+                double a = now();
+
+                snprintf(msg, sizeof(msg),
+                         "{\"jsonrpc\":\"2.0\",\"id\":%u,\"method\":\"terminal:data_in\",\"params\":{"
+                         "\"terminalId\":"
+                         "\"%s\",\"data\":\"%c\"}}\n",
+                         i + 10, terminal_id, key);
+                snprintf(want, sizeof(want), "\"data\":\"%c\"", key);
+                send_all(c->fd, msg, strlen(msg));
+                for (;;) {
+                        size_t len;
+                        char *line = client_line(c, &len);
+                        if (strstr(line, "terminal:data_out") && strstr(line, want))
+                                break;
+                }
+                t[i] = now() - a;
+                usleep(2000);
+        }
+        qsort(t, n, sizeof(double), cmp_double);
+        median = t[n / 2] * 1e6;
+        free(t);
+        return median;
+}
+
+static void measure_echo_while_saving(const char *sock, const char *path, double *ret_alone,
+                                      double *ret_saving, unsigned *ret_saves)
+{
+        const char *create =
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"terminal:create\",\"params\":{\"cols\":80,"
+            "\"rows\":24,\"command\":\"stty -icanon; exec cat >/dev/null\"}}\n";
+        char terminal_id[64] = "";
+        SaverArgs saver = {sock, path, false, 0};
+        pthread_t th;
+        Client c;
+
+        client_open(&c, sock);
+        send_all(c.fd, create, strlen(create));
+        while (!terminal_id[0]) {
+                size_t len;
+                char *line = client_line(&c, &len);
+                const char *p = strstr(line, "\"terminalId\":\"");
+                if (strstr(line, "\"error\"")) {
+                        fprintf(stderr, "worker-bench: terminal:create failed: %s\n", line);
+                        exit(EXIT_FAILURE);
+                }
+                if (p && strstr(line, "\"id\":1,"))
+                        snprintf(terminal_id, sizeof(terminal_id), "%.*s", (int)strcspn(p + 14, "\""),
+                                 p + 14);
+        }
+        usleep(300000); /* the shell has run stty */
+        *ret_alone = measure_keystrokes(&c, terminal_id, 200);
+        if (pthread_create(&th, NULL, saver_thread, &saver) != 0)
+                die("pthread_create");
+        usleep(300000);
+        *ret_saving = measure_keystrokes(&c, terminal_id, 200);
+        saver.stop = true;
+        pthread_join(th, NULL);
+        *ret_saves = saver.saves;
+        client_close(&c);
+}
+
 static long pss_kib(pid_t pid)
 {
         char path[64], line[256];
@@ -445,8 +563,9 @@ static pid_t start_worker(const char *home, const char *sock)
                 prctl(PR_SET_PDEATHSIG, SIGTERM);
                 setenv("HOME", home, 1);
                 unsetenv("XDG_STATE_HOME");
-                execl(worker_path, worker_path, "--listen", sock, "--idle-timeout", "0", "--log-level", "warning",
-                      (char *)NULL);
+                /* Room for a 16 MiB save in one message. */
+                execl(worker_path, worker_path, "--listen", sock, "--idle-timeout", "0", "--log-level",
+                      "warning", "--max-message-size", "33554432", (char *)NULL);
                 _exit(127);
         }
         return pid;
@@ -544,6 +663,11 @@ int main(int argc, char **argv)
         double raw_mbs = measure_raw_pty(&raw_bytes);
         double term_mbs = measure_worker_terminal(worker_sock, &worker_bytes);
         long pss_after = pss_kib(worker);
+        char saved[320];
+        double echo_alone, echo_saving;
+        unsigned saves;
+        snprintf(saved, sizeof(saved), "%s/saved.txt", home);
+        measure_echo_while_saving(worker_sock, saved, &echo_alone, &echo_saving, &saves);
 
         printf("helios-worker benchmark (%u sequential requests, %u connections for %.1f s)\n", n_requests,
                n_connections, seconds);
@@ -555,6 +679,9 @@ int main(int argc, char **argv)
         printf("%-44s %12.0f %12.0f %7.2fx\n", "requests/s, 16 connections (echo)", worker_rps, echo_rps,
                worker_rps / echo_rps);
         printf("%-44s %9.1f MB/s\n", "fs:read_file 10 MiB", read_mbs);
+        printf("%-44s %10.1f µs %10.1f µs %7.2fx  (%u saves of 16 MiB)\n",
+               "keystroke echo p50: saving / alone", echo_saving, echo_alone, echo_saving / echo_alone,
+               saves);
         printf("%-44s %9.1f MB/s %7.1f MB/s %7.0f%%\n", "terminal output (raw PTY, same command)", term_mbs, raw_mbs,
                100.0 * term_mbs / raw_mbs);
         printf("%-44s %9llu B  %10llu B\n", "terminal bytes received", (unsigned long long)worker_bytes,

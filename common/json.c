@@ -249,6 +249,22 @@ cJSON *json_create_raw_reference(const char *raw)
         return item;
 }
 
+cJSON *json_create_string_take(char *s)
+{
+        cJSON *item;
+
+        assert(s);
+        item = cJSON_CreateStringReference(s);
+        if (!item) {
+                free(s);
+                return NULL;
+        }
+        /* No longer a reference: cJSON_Delete() frees the string with the item, through cJSON's
+         * default hooks (malloc/free; Helios never installs others). */
+        item->type &= ~cJSON_IsReference;
+        return item;
+}
+
 bool json_get_uint(const cJSON *item, uint64_t max, uint64_t *ret)
 {
         double d;

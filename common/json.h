@@ -55,6 +55,10 @@ cJSON *json_create_integer(int64_t v);
  * a string: printed verbatim, never freed by cJSON_Delete(). raw must outlive the item. */
 cJSON *json_create_raw_reference(const char *raw);
 
+/* A string item that takes s (allocated with malloc(), NUL-terminated) instead of copying it: for
+ * large contents. s is freed on failure too. */
+cJSON *json_create_string_take(char *s);
+
 typedef enum JsonFieldType {
         JSON_FIELD_STRING,    /* const char ** */
         JSON_FIELD_UINT,      /* uint64_t *, an integral number in 0..max (max 0 means 2^53) */

@@ -2,6 +2,7 @@
 #include "bus.h"
 
 #include <assert.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,16 +10,34 @@
 
 #include "log.h"
 
+/* Answers are never delivered inside the call that asked: they queue on the bus and an idle handle,
+ * open only while the queue is not empty, delivers them on the loop's next turn. */
+typedef enum IdleState {
+        IDLE_NONE,
+        IDLE_ACTIVE,
+        IDLE_CLOSING,
+} IdleState;
+
 typedef struct Server {
-        char *topic;
-        BusMethodFn fn;
+        char *topic;    /* a method name, or a prefix ending in '*' (remote servers only) */
+        BusMethodFn fn; /* in-process; NULL for a client connection that serves the topic */
         void *userdata;
+        ClientId remote; /* the serving connection, when fn is NULL */
 } Server;
+
+/* A request forwarded to a serving connection, under an id of the bus's own. */
+typedef struct Forward {
+        uint64_t id;
+        ClientId service;
+        BusCall *call;
+        struct Forward *next;
+} Forward;
 
 typedef struct Subscriber {
         char *topic;
         BusEventFn fn; /* NULL once unsubscribed; swept when no publish is running */
         void *userdata;
+        ClientId remote; /* a client connection (bus:subscribe) instead of fn; 0 once gone */
 } Subscriber;
 
 typedef struct Client {
@@ -36,6 +55,12 @@ struct Bus {
         size_t n_clients;
         ClientId next_client_id;
         unsigned publishing; /* nesting depth of bus_publish(): arrays may not shrink meanwhile */
+        uv_loop_t *loop;
+        uv_idle_t idle;
+        IdleState idle_state;
+        BusCall *ready, *ready_tail; /* answered calls whose answers wait for delivery */
+        Forward *forwards;           /* requests at serving connections, not answered yet */
+        uint64_t next_forward_id;
 };
 
 struct BusCall {
@@ -46,15 +71,30 @@ struct BusCall {
         BusDoneFn done;   /* client requests */
         BusReplyFn reply; /* internal requests */
         void *userdata;
+        /* The answer, owned until it is delivered: result or error for internal requests, the
+         * response (NULL for notifications) for client requests. */
+        cJSON *result, *error, *response;
+        BusCall *next; /* in the bus's queue of answers to deliver */
 };
 
-int bus_new(Bus **ret)
+static Client *find_client(Bus *b, ClientId id);
+static void on_bus_serve(BusCall *call, const cJSON *params, void *userdata);
+static void on_bus_subscribe(BusCall *call, const cJSON *params, void *userdata);
+
+int bus_new(uv_loop_t *loop, Bus **ret)
 {
         Bus *b = calloc(1, sizeof(Bus));
 
+        assert(loop);
         if (!b)
                 return -ENOMEM;
+        b->loop = loop;
         b->next_client_id = 1;
+        if (bus_serve(b, "bus:serve", on_bus_serve, b) < 0 ||
+            bus_serve(b, "bus:subscribe", on_bus_subscribe, b) < 0) {
+                bus_free(b);
+                return -ENOMEM;
+        }
         *ret = b;
         return 0;
 }
@@ -63,6 +103,8 @@ Bus *bus_free(Bus *b)
 {
         if (!b)
                 return NULL;
+        /* The loop ran until no handle was left, so every answer has been delivered. */
+        assert(b->idle_state == IDLE_NONE && !b->ready);
         for (size_t i = 0; i < b->n_servers; i++)
                 free(b->servers[i].topic);
         for (size_t i = 0; i < b->n_subs; i++)
@@ -74,10 +116,19 @@ Bus *bus_free(Bus *b)
         return NULL;
 }
 
+static bool topic_matches(const char *pattern, const char *topic)
+{
+        size_t n = strlen(pattern);
+
+        if (n > 0 && pattern[n - 1] == '*')
+                return strncmp(pattern, topic, n - 1) == 0;
+        return streq(pattern, topic);
+}
+
 static Server *find_server(Bus *b, const char *topic)
 {
         for (size_t i = 0; i < b->n_servers; i++)
-                if (streq(b->servers[i].topic, topic))
+                if (topic_matches(b->servers[i].topic, topic))
                         return &b->servers[i];
         return NULL;
 }
@@ -104,7 +155,7 @@ int bus_serve(Bus *b, const char *topic, BusMethodFn fn, void *userdata)
                 return -ENOMEM;
         }
         b->servers = s;
-        b->servers[b->n_servers++] = (Server){t, fn, userdata};
+        b->servers[b->n_servers++] = (Server){t, fn, userdata, 0};
         return 0;
 }
 
@@ -123,7 +174,7 @@ int bus_subscribe(Bus *b, const char *topic, BusEventFn fn, void *userdata)
                 return -ENOMEM;
         }
         b->subs = s;
-        b->subs[b->n_subs++] = (Subscriber){t, fn, userdata};
+        b->subs[b->n_subs++] = (Subscriber){t, fn, userdata, 0};
         return 0;
 }
 
@@ -134,7 +185,7 @@ static void sweep(Bus *b)
         if (b->publishing > 0)
                 return;
         for (size_t i = 0; i < b->n_subs; i++) {
-                if (b->subs[i].fn)
+                if (b->subs[i].fn || b->subs[i].remote)
                         b->subs[j++] = b->subs[i];
                 else
                         free(b->subs[i].topic);
@@ -171,7 +222,74 @@ static BusCall *call_new(Bus *b, ClientId origin)
 static void call_free(BusCall *c)
 {
         cJSON_Delete(c->id);
+        cJSON_Delete(c->result);
+        cJSON_Delete(c->error);
+        cJSON_Delete(c->response);
         free(c);
+}
+
+static void schedule_delivery(Bus *b);
+static void on_idle_closed(uv_handle_t *h);
+
+static void deliver(BusCall *c)
+{
+        if (c->reply)
+                c->reply(TAKE_PTR(c->result), TAKE_PTR(c->error), c->userdata);
+        else
+                c->done(TAKE_PTR(c->response), c->userdata);
+        call_free(c);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+        Bus *b = h->data;
+        BusCall *c = TAKE_PTR(b->ready);
+
+        /* Only what was queued before this turn: answers that these deliveries cause wait for the next
+         * one, so that a chain of calls cannot hold the loop. */
+        b->ready_tail = NULL;
+        while (c) {
+                BusCall *next = c->next;
+                deliver(c);
+                c = next;
+        }
+        if (!b->ready) {
+                uv_close((uv_handle_t *)&b->idle, on_idle_closed);
+                b->idle_state = IDLE_CLOSING;
+        }
+}
+
+static void on_idle_closed(uv_handle_t *h)
+{
+        Bus *b = h->data;
+
+        b->idle_state = IDLE_NONE;
+        if (b->ready)
+                schedule_delivery(b);
+}
+
+static void schedule_delivery(Bus *b)
+{
+        if (b->idle_state != IDLE_NONE)
+                return; /* delivered by the running handle, or once the closing one has closed */
+        (void)uv_idle_init(b->loop, &b->idle);
+        b->idle.data = b;
+        (void)uv_idle_start(&b->idle, on_idle);
+        b->idle_state = IDLE_ACTIVE;
+}
+
+/* Queue an answered call for delivery on the loop's next turn. */
+static void call_answered(BusCall *c)
+{
+        Bus *b = c->bus;
+
+        c->next = NULL;
+        if (b->ready_tail)
+                b->ready_tail->next = c;
+        else
+                b->ready = c;
+        b->ready_tail = c;
+        schedule_delivery(b);
 }
 
 ClientId bus_call_origin(const BusCall *call)
@@ -179,18 +297,72 @@ ClientId bus_call_origin(const BusCall *call)
         return call->origin;
 }
 
-bool bus_call_is_remote(const BusCall *call)
-{
-        return !call->reply;
-}
-
 Bus *bus_call_bus(const BusCall *call)
 {
         return call->bus;
 }
 
-int bus_call(Bus *b, const char *topic, const cJSON *params, BusReplyFn reply, void *userdata)
+/* Send the request (or notification) to the connection that serves its topic, under a new id. */
+static void forward(Bus *b, ClientId service, const char *topic, BusCall *c, const cJSON *params)
 {
+        _cleanup_json_ cJSON *req = cJSON_CreateObject();
+        _cleanup_free_ char *text = NULL;
+        Client *cl = find_client(b, service);
+        Forward *f = NULL;
+        unsigned n = 0;
+        size_t len;
+
+        for (Forward *i = b->forwards; i; i = i->next)
+                n += i->service == service;
+        if (!cl) {
+                bus_call_error(c, RPC_INTERNAL_ERROR, "Service gone", NULL);
+                return;
+        }
+        if (!c->notification && n >= BUS_MAX_FORWARDS) {
+                bus_call_error(c, RPC_SERVER_ERROR, "Too many requests in flight at the service", NULL);
+                return;
+        }
+        if (!c->notification && !(f = calloc(1, sizeof(Forward)))) {
+                (void)bus_call_error_oom(c);
+                return;
+        }
+        if (f)
+                f->id = ++b->next_forward_id;
+        if (!req || !cJSON_AddStringToObject(req, "jsonrpc", "2.0") ||
+            (f && !cJSON_AddNumberToObject(req, "id", (double)f->id)) ||
+            !cJSON_AddStringToObject(req, "method", topic) ||
+            (params && !cJSON_AddItemToObject(req, "params", cJSON_Duplicate(params, true))) ||
+            !(text = json_print(req, &len))) {
+                free(f);
+                (void)bus_call_error_oom(c);
+                return;
+        }
+        if (cl->ops->send(cl->userdata, text, len) < 0) {
+                free(f);
+                bus_call_error(c, RPC_INTERNAL_ERROR, "Service gone", NULL);
+                return;
+        }
+        if (!f) {
+                bus_call_reply(c, NULL); /* a notification: nothing comes back */
+                return;
+        }
+        f->service = service;
+        f->call = c;
+        f->next = b->forwards;
+        b->forwards = f;
+}
+
+static void server_call(Bus *b, Server *s, const char *topic, BusCall *c, const cJSON *params)
+{
+        if (s->fn)
+                s->fn(c, params, s->userdata);
+        else
+                forward(b, s->remote, topic, c, params);
+}
+
+int bus_call(Bus *b, const char *topic, cJSON *params, BusReplyFn reply, void *userdata)
+{
+        _cleanup_json_ cJSON *p = params;
         Server *s = find_server(b, topic);
         BusCall *c;
 
@@ -202,7 +374,7 @@ int bus_call(Bus *b, const char *topic, const cJSON *params, BusReplyFn reply, v
                 return -ENOMEM;
         c->reply = reply;
         c->userdata = userdata;
-        s->fn(c, params, s->userdata);
+        server_call(b, s, topic, c, p);
         return 0;
 }
 
@@ -231,45 +403,41 @@ void bus_dispatch(Bus *b, ClientId origin, const char *method, const cJSON *para
                 bus_call_error(c, RPC_METHOD_NOT_FOUND, NULL, NULL);
                 return;
         }
-        s->fn(c, params, s->userdata);
+        server_call(b, s, method, c, params);
+}
+
+/* The error object of an internal call's answer, or NULL without memory. */
+static cJSON *error_new(int code, const char *message, cJSON *data)
+{
+        _cleanup_json_ cJSON *resp = jsonrpc_error_new(NULL, code, message, data);
+
+        return resp ? cJSON_DetachItemFromObjectCaseSensitive(resp, "error") : NULL;
 }
 
 void bus_call_reply(BusCall *call, cJSON *result)
 {
         assert(call);
         if (call->reply) {
-                if (!result)
-                        result = cJSON_CreateNull();
-                if (result)
-                        call->reply(result, NULL, call->userdata);
-                else {
-                        cJSON err = {.type = cJSON_NULL};
-                        call->reply(NULL, &err, call->userdata);
-                }
+                call->result = result ? result : cJSON_CreateNull();
+                if (!call->result)
+                        call->error = error_new(RPC_INTERNAL_ERROR, "Out of memory", NULL);
+        } else if (call->notification)
                 cJSON_Delete(result);
-        } else if (call->notification) {
-                cJSON_Delete(result);
-                call->done(NULL, call->userdata);
-        } else
-                call->done(jsonrpc_result_new(call->id, result), call->userdata);
-        call_free(call);
+        else
+                call->response = jsonrpc_result_new(call->id, result);
+        call_answered(call);
 }
 
 void bus_call_error(BusCall *call, int code, const char *message, cJSON *data)
 {
         assert(call);
-        if (call->reply) {
-                _cleanup_json_ cJSON *resp = jsonrpc_error_new(NULL, code, message, data);
-                cJSON *err = cJSON_GetObjectItemCaseSensitive(resp, "error");
-                cJSON fallback = {.type = cJSON_NULL};
-
-                call->reply(NULL, err ? err : &fallback, call->userdata);
-        } else if (call->notification) {
+        if (call->reply)
+                call->error = error_new(code, message, data);
+        else if (call->notification)
                 cJSON_Delete(data);
-                call->done(NULL, call->userdata);
-        } else
-                call->done(jsonrpc_error_new(call->id, code, message, data), call->userdata);
-        call_free(call);
+        else
+                call->response = jsonrpc_error_new(call->id, code, message, data);
+        call_answered(call);
 }
 
 void bus_call_error_errno(BusCall *call, int r, const char *path)
@@ -349,6 +517,20 @@ int bus_call_params(BusCall *call, const cJSON *params, const JsonField *fields,
         return r;
 }
 
+static bool in_audience(ClientId id, BusAudience audience, ClientId client)
+{
+        switch (audience) {
+        case BUS_ALL_CLIENTS:
+                return true;
+        case BUS_OTHER_CLIENTS:
+                return id != client;
+        case BUS_ONE_CLIENT:
+                return id == client;
+        default:
+                return false;
+        }
+}
+
 void bus_publish(Bus *b, const char *topic, cJSON *params, BusAudience audience, ClientId client)
 {
         _cleanup_free_ char *text = NULL;
@@ -364,7 +546,10 @@ void bus_publish(Bus *b, const char *topic, cJSON *params, BusAudience audience,
                         s->fn(topic, params, client, s->userdata);
         }
 
-        if (audience != BUS_INTERNAL) {
+        bool wanted = audience != BUS_INTERNAL;
+        for (size_t i = 0; !wanted && i < b->n_subs; i++)
+                wanted = b->subs[i].remote && topic_matches(b->subs[i].topic, topic);
+        if (wanted) {
                 cJSON *n = jsonrpc_notification_new(topic, params);
 
                 params = NULL; /* now owned by n */
@@ -372,16 +557,21 @@ void bus_publish(Bus *b, const char *topic, cJSON *params, BusAudience audience,
                 cJSON_Delete(n);
                 if (!text)
                         log_oom();
-                for (size_t i = 0; text && i < b->n_clients; i++) {
-                        Client *c = &b->clients[i];
-                        if (c->id == 0)
-                                continue;
-                        if (audience == BUS_OTHER_CLIENTS && c->id == client)
-                                continue;
-                        if (audience == BUS_ONE_CLIENT && c->id != client)
-                                continue;
-                        (void)c->ops->send(c->userdata, text, len);
-                }
+        }
+        for (size_t i = 0; text && audience != BUS_INTERNAL && i < b->n_clients; i++) {
+                Client *c = &b->clients[i];
+                if (c->id == 0 || !in_audience(c->id, audience, client))
+                        continue;
+                (void)c->ops->send(c->userdata, text, len);
+        }
+        /* Connections that subscribed, and did not get it as part of the audience. */
+        for (size_t i = 0; text && i < b->n_subs; i++) {
+                Subscriber *s = &b->subs[i];
+                Client *c;
+                if (!s->remote || !topic_matches(s->topic, topic) ||
+                    in_audience(s->remote, audience, client) || !(c = find_client(b, s->remote)))
+                        continue;
+                (void)c->ops->send(c->userdata, text, len);
         }
         cJSON_Delete(params);
         b->publishing--;
@@ -433,6 +623,227 @@ int bus_client_add(Bus *b, const BusClientOps *ops, void *userdata, ClientId *re
         return 0;
 }
 
+/* A serving connection closed: what it was asked fails, and its topics are free again. */
+static void service_gone(Bus *b, ClientId id)
+{
+        size_t j = 0;
+
+        for (Forward **f = &b->forwards; *f;) {
+                Forward *x = *f;
+                if (x->service != id) {
+                        f = &x->next;
+                        continue;
+                }
+                *f = x->next;
+                cJSON *data = cJSON_CreateObject();
+                if (data && !cJSON_AddStringToObject(data, "reason", "service gone"))
+                        data = (cJSON_Delete(data), NULL);
+                bus_call_error(x->call, RPC_INTERNAL_ERROR, "Service gone", data);
+                free(x);
+        }
+        for (size_t i = 0; i < b->n_subs; i++)
+                if (b->subs[i].remote == id)
+                        b->subs[i].remote = 0;
+        sweep(b);
+        for (size_t i = 0; i < b->n_servers; i++) {
+                if (!b->servers[i].fn && b->servers[i].remote == id)
+                        free(b->servers[i].topic);
+                else
+                        b->servers[j++] = b->servers[i];
+        }
+        b->n_servers = j;
+}
+
+void bus_client_response(Bus *b, ClientId from, const cJSON *id, const cJSON *result, const cJSON *error)
+{
+        uint64_t n;
+        cJSON *copy;
+
+        /* Ids are the bus's own numbers; a client's id may come back as its own text. */
+        if (cJSON_IsRaw(id))
+                n = strtoull(id->valuestring, NULL, 10);
+        else if (cJSON_IsNumber(id) && id->valuedouble >= 1)
+                n = (uint64_t)id->valuedouble;
+        else
+                return;
+        for (Forward **f = &b->forwards; *f; f = &(*f)->next) {
+                Forward *x = *f;
+                if (x->id != n || x->service != from)
+                        continue;
+                *f = x->next;
+                if (error)
+                        bus_call_error_forward(x->call, error);
+                else if (!(copy = cJSON_Duplicate(result, true)))
+                        (void)bus_call_error_oom(x->call);
+                else
+                        bus_call_reply(x->call, copy);
+                free(x);
+                return;
+        }
+        log_debug("Dropping a response to no request of ours from client %" PRIu64 ".", from);
+}
+
+/* Whether the topics a and b (names, or prefixes ending in '*') can name the same method. */
+static bool topics_overlap(const char *a, const char *b)
+{
+        size_t na = strlen(a), nb = strlen(b);
+        bool pa = na > 0 && a[na - 1] == '*', pb = nb > 0 && b[nb - 1] == '*';
+
+        if (pa)
+                na--;
+        if (pb)
+                nb--;
+        if (pa && pb)
+                return strncmp(a, b, MIN(na, nb)) == 0;
+        if (pa)
+                return nb >= na && strncmp(a, b, na) == 0;
+        if (pb)
+                return na >= nb && strncmp(a, b, nb) == 0;
+        return streq(a, b);
+}
+
+static bool topic_valid(const char *t)
+{
+        size_t n = strlen(t);
+        const char *star = strchr(t, '*');
+
+        if (n == 0 || n > BUS_MAX_TOPIC_LEN || !strchr(t, ':'))
+                return false;
+        for (const char *p = t; *p; p++)
+                if ((unsigned char)*p <= ' ' || *p == '"' || *p == '\\' || (unsigned char)*p >= 0x7f)
+                        return false;
+        return !star || star == t + n - 1;
+}
+
+/* bus:serve {topics}: the asking connection serves those topics from now on. */
+static void on_bus_serve(BusCall *call, const cJSON *params, void *userdata)
+{
+        Bus *b = userdata;
+        ClientId origin = bus_call_origin(call);
+        const cJSON *topics = NULL, *t;
+        const JsonField fields[] = {{"topics", JSON_FIELD_ANY, true, &topics}};
+        size_t mine = 0, n;
+
+        if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
+                return;
+        if (origin == 0) {
+                bus_call_error(call, RPC_INVALID_REQUEST, "Only a connection can serve topics", NULL);
+                return;
+        }
+        if (!cJSON_IsArray(topics) || (n = (size_t)cJSON_GetArraySize(topics)) == 0) {
+                (void)bus_call_error_invalid(call, "'topics' must be a non-empty array of strings", NULL);
+                return;
+        }
+        for (size_t i = 0; i < b->n_servers; i++)
+                mine += !b->servers[i].fn && b->servers[i].remote == origin;
+        if (mine + n > BUS_MAX_TOPICS_PER_SERVICE) {
+                (void)bus_call_error_invalid(call, "too many topics for one connection", NULL);
+                return;
+        }
+        /* All or nothing: every topic is checked before any is taken. */
+        cJSON_ArrayForEach(t, topics)
+        {
+                if (!cJSON_IsString(t) || !topic_valid(t->valuestring)) {
+                        (void)bus_call_error_invalid(
+                            call, "a topic is a method name with a ':', or a prefix of one ending in '*'",
+                            NULL);
+                        return;
+                }
+                for (size_t i = 0; i < b->n_servers; i++) {
+                        Server *s = &b->servers[i];
+                        if (!topics_overlap(s->topic, t->valuestring) || (!s->fn && s->remote == origin))
+                                continue;
+                        cJSON *data = cJSON_CreateObject();
+                        if (data && !cJSON_AddStringToObject(data, "topic", t->valuestring))
+                                data = (cJSON_Delete(data), NULL);
+                        if (s->fn)
+                                bus_call_error(call, RPC_PERMISSION_DENIED, "A built-in topic, not granted",
+                                               data);
+                        else
+                                bus_call_error(call, RPC_ALREADY_EXISTS, "The topic is served already",
+                                               data);
+                        return;
+                }
+        }
+        cJSON_ArrayForEach(t, topics)
+        {
+                Server *s;
+                char *copy;
+                bool have = false;
+
+                for (size_t i = 0; i < b->n_servers; i++)
+                        have = have || (!b->servers[i].fn && b->servers[i].remote == origin &&
+                                        streq(b->servers[i].topic, t->valuestring));
+                if (have)
+                        continue;
+                copy = strdup(t->valuestring);
+                s = copy ? realloc(b->servers, (b->n_servers + 1) * sizeof(Server)) : NULL;
+                if (!s) {
+                        free(copy);
+                        (void)bus_call_error_oom(call);
+                        return;
+                }
+                b->servers = s;
+                b->servers[b->n_servers++] = (Server){copy, NULL, NULL, origin};
+        }
+        bus_call_reply(call, cJSON_CreateObject());
+}
+
+/* bus:subscribe {topics}: the asking connection gets the notifications on those topics. */
+static void on_bus_subscribe(BusCall *call, const cJSON *params, void *userdata)
+{
+        Bus *b = userdata;
+        ClientId origin = bus_call_origin(call);
+        const cJSON *topics = NULL, *t;
+        const JsonField fields[] = {{"topics", JSON_FIELD_ANY, true, &topics}};
+        size_t mine = 0;
+
+        if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
+                return;
+        if (origin == 0) {
+                bus_call_error(call, RPC_INVALID_REQUEST, "Only a connection can subscribe", NULL);
+                return;
+        }
+        if (!cJSON_IsArray(topics) || cJSON_GetArraySize(topics) == 0) {
+                (void)bus_call_error_invalid(call, "'topics' must be a non-empty array of strings", NULL);
+                return;
+        }
+        for (size_t i = 0; i < b->n_subs; i++)
+                mine += b->subs[i].remote == origin;
+        if (mine + (size_t)cJSON_GetArraySize(topics) > BUS_MAX_TOPICS_PER_SERVICE) {
+                (void)bus_call_error_invalid(call, "too many topics for one connection", NULL);
+                return;
+        }
+        cJSON_ArrayForEach(t, topics) if (!cJSON_IsString(t) || !topic_valid(t->valuestring))
+        {
+                (void)bus_call_error_invalid(
+                    call, "a topic is a method name with a ':', or a prefix of one ending in '*'", NULL);
+                return;
+        }
+        cJSON_ArrayForEach(t, topics)
+        {
+                Subscriber *s;
+                char *copy;
+                bool have = false;
+
+                for (size_t i = 0; i < b->n_subs; i++)
+                        have =
+                            have || (b->subs[i].remote == origin && streq(b->subs[i].topic, t->valuestring));
+                if (have)
+                        continue;
+                copy = strdup(t->valuestring);
+                s = copy ? realloc(b->subs, (b->n_subs + 1) * sizeof(Subscriber)) : NULL;
+                if (!s) {
+                        free(copy);
+                        (void)bus_call_error_oom(call);
+                        return;
+                }
+                b->subs = s;
+                b->subs[b->n_subs++] = (Subscriber){copy, NULL, NULL, origin};
+        }
+        bus_call_reply(call, cJSON_CreateObject());
+}
+
 void bus_client_remove(Bus *b, ClientId id)
 {
         Client *c = find_client(b, id);
@@ -441,6 +852,7 @@ void bus_client_remove(Bus *b, ClientId id)
                 return;
         c->id = 0;
         sweep(b);
+        service_gone(b, id);
         publish_client_event(b, BUS_EVENT_CLIENT_DISCONNECTED, id);
 }
 

@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "json.h"
 #include "jsonrpc.h"
@@ -12,7 +13,10 @@
  *
  * Requests: exactly one service serves a topic. A request comes from a client connection or from
  * another service (bus_call); the server answers it exactly once with bus_call_reply() or
- * bus_call_error(), now or later. The answer goes back to whoever asked.
+ * bus_call_error(), now or later. The answer goes back to whoever asked, always from the loop after
+ * the call that asked has returned (never inside it), and whoever receives it owns it. A service
+ * cannot tell, and need not care, whether the asker is a client or C code in the worker: the answer
+ * has one shape for both.
  *
  * Events: any number of subscribers per topic, in-process; a published event may also be sent to
  * client connections as a JSON-RPC notification (the audience decides which).
@@ -26,8 +30,9 @@ typedef uint64_t ClientId; /* 0: no client (the request came from inside the wor
 
 typedef void (*BusMethodFn)(BusCall *call, const cJSON *params, void *userdata);
 typedef void (*BusEventFn)(const char *topic, const cJSON *params, ClientId origin, void *userdata);
-/* Completion of a bus_call(): exactly one of result and error is non-NULL. Both are borrowed. */
-typedef void (*BusReplyFn)(const cJSON *result, const cJSON *error, void *userdata);
+/* Completion of a bus_call(), called from the loop: at most one of result and error is non-NULL, and
+ * the receiver owns it. Both NULL: the answer was lost to a lack of memory. */
+typedef void (*BusReplyFn)(cJSON *result, cJSON *error, void *userdata);
 
 typedef enum BusAudience {
         BUS_INTERNAL,      /* in-process subscribers only */
@@ -50,7 +55,15 @@ typedef struct BusClientOps {
 #define BUS_EVENT_CLIENT_DISCONNECTED "client:disconnected"
 #define BUS_EVENT_CLIENT_DRAINED "client:drained"
 
-int bus_new(Bus **ret);
+/* Bounds on the services client connections provide (bus:serve). */
+#define BUS_MAX_FORWARDS           256u /* requests in flight at one serving connection */
+#define BUS_MAX_TOPICS_PER_SERVICE 64u  /* topics one connection serves */
+#define BUS_MAX_TOPIC_LEN          128u
+
+/* The bus serves bus:serve itself: a client connection that asks serves topics from then on (see
+ * docs/protocol.md); requests for them are forwarded to it under ids of the bus's own. */
+int bus_new(uv_loop_t *loop, Bus **ret);
+/* Only once the loop has run out of handles: answers not yet delivered keep a handle open. */
 Bus *bus_free(Bus *b);
 
 /* Serve a topic. -EEXIST if another service serves it already. */
@@ -59,20 +72,20 @@ int bus_subscribe(Bus *b, const char *topic, BusEventFn fn, void *userdata);
 void bus_unsubscribe(Bus *b, const char *topic, BusEventFn fn, void *userdata);
 bool bus_has_server(Bus *b, const char *topic);
 
-/* Request from inside the worker. params is borrowed. reply may run before this returns. Returns
- * -ENOENT (and does not call reply) if nobody serves the topic. */
-int bus_call(Bus *b, const char *topic, const cJSON *params, BusReplyFn reply, void *userdata);
+/* Request from inside the worker; takes params (NULL: none), whatever the outcome. reply runs exactly
+ * once, from the loop, after this has returned. Returns -ENOENT if nobody serves the topic and
+ * -ENOMEM without memory; reply is then not called. */
+int bus_call(Bus *b, const char *topic, cJSON *params, BusReplyFn reply, void *userdata);
 
-/* Request from a client connection; used by the RPC layer. done(call result) is called exactly once
- * with the response object to send (NULL for a notification), then the call is freed. */
+/* Request from a client connection; used by the RPC layer. done is called exactly once, from the loop
+ * after this has returned, with the response object to send (owned by done; NULL for a notification
+ * or without memory). Only when even the call cannot be allocated is done(NULL) called at once. */
 typedef void (*BusDoneFn)(cJSON *response, void *userdata);
 void bus_dispatch(Bus *b, ClientId origin, const char *method, const cJSON *params, const cJSON *id,
                   BusDoneFn done, void *userdata);
 
 /* The client a call came from (0 if internal). */
 ClientId bus_call_origin(const BusCall *call);
-/* True if the answer goes to a client as JSON text; false if C code in the worker reads it. */
-bool bus_call_is_remote(const BusCall *call);
 Bus *bus_call_bus(const BusCall *call);
 
 /* Answer a call; takes ownership of result and data, and frees the call. */
@@ -96,6 +109,9 @@ void bus_publish(Bus *b, const char *topic, cJSON *params, BusAudience audience,
 /* Send an already-serialized message (no LF) to one client: for hot paths such as terminal output.
  * -ENOENT if the client is gone. */
 int bus_send_raw(Bus *b, ClientId client, const char *msg, size_t len);
+
+/* A client connection sent a response (to a request the bus forwarded to it). */
+void bus_client_response(Bus *b, ClientId from, const cJSON *id, const cJSON *result, const cJSON *error);
 
 int bus_client_add(Bus *b, const BusClientOps *ops, void *userdata, ClientId *ret);
 void bus_client_remove(Bus *b, ClientId id);

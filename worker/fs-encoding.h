@@ -12,8 +12,6 @@
 size_t base64_encoded_size(size_t n);
 /* Encode into a new NUL-terminated string. */
 int base64_encode(const void *p, size_t n, char **ret, size_t *ret_len);
-/* The same between double quotes: a JSON string, as base64 needs no escaping. */
-int base64_encode_quoted(const void *p, size_t n, char **ret, size_t *ret_len);
 /* Decode strictly: the standard alphabet only, no whitespace, padded to a multiple of four, and the
  * unused bits of the last group zero, so every byte string has exactly one accepted encoding.
  * -EINVAL otherwise. The result is NUL-terminated (not counted in *ret_len). */
@@ -23,7 +21,3 @@ int base64_decode(const char *s, size_t n, uint8_t **ret, size_t *ret_len);
 bool fs_text_is_json_safe(const char *s, size_t n);
 /* Bytes cJSON writes for s (valid UTF-8) as a JSON string body, quotes not counted. */
 size_t fs_json_string_size(const char *s, size_t n);
-/* s (text that fs_text_is_json_safe() accepts) as a JSON string, quotes included: byte for byte what
- * cJSON prints for it, in one pass. -EFBIG as soon as it is clear that the body (fs_json_string_size())
- * will exceed limit. */
-int fs_json_quote(const char *s, size_t n, size_t limit, char **ret, size_t *ret_len);

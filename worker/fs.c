@@ -24,6 +24,14 @@
 /* Client notification: the watch of the project is incomplete. */
 #define FS_EVENT_WATCH_ERROR "fs:watch_error"
 
+/* fs requests waiting for the disk job before them (or running), and the file content they hold: a
+ * client that sends saves faster than the disk takes them is refused, not buffered without end. */
+#define JOBS_MAX                    64u
+#define JOBS_MAX_BYTES(max_message) (4u * (max_message))
+
+/* Files up to this size are read on the loop: a trip to the thread pool would cost more. */
+#define READ_INLINE_MAX (64u * 1024u)
+
 /* Entries fs:list_directory returns at most. */
 #define LIST_MAX_ENTRIES 100000u
 /* Upper bound of the JSON for one listed entry besides its name. */
@@ -81,6 +89,14 @@ struct Fs {
         OwnChange own[OWN_CHANGE_MAX]; /* a ring: the oldest is overwritten first */
         size_t own_next;
         FsMethod methods[FS_N_METHODS];
+        /* Saves and recursive deletes run on libuv's thread pool, one at a time and in order, so that
+         * a save's check of expectedTag and its write are one step against every other change. */
+        struct DiskJob *jobs, *jobs_tail; /* the running job first, then those waiting */
+        bool stopped;                     /* freed once the running job has finished */
+        bool replaying;                   /* a request that waited for its turn is being handled */
+        unsigned n_jobs;                  /* queued or running */
+        size_t jobs_bytes;                /* content they hold */
+        bool watch_closed;
 };
 
 typedef enum Encoding {
@@ -299,15 +315,19 @@ static bool own_matches(Fs *fs, const char *path)
 
 /* --- Change notifications ---------------------------------------------------------------------- */
 
+static bool being_changed(const Fs *fs, const char *path);
+
 static void on_change(FsChangeKind kind, const char *path, const char *old_path, void *userdata)
 {
         Fs *fs = userdata;
         bool own;
         cJSON *p;
 
-        /* Both halves of a move are checked, so a stale memory of either is dropped. */
-        own = kind == FS_CHANGE_MOVED ? own_matches(fs, old_path) : true;
-        if (own_matches(fs, path) && own)
+        /* The worker's own change: remembered, or made by the job still running on the thread pool (it
+         * is remembered when done). Both halves of a move are checked, so a stale memory of either is
+         * dropped. */
+        own = kind == FS_CHANGE_MOVED ? being_changed(fs, old_path) || own_matches(fs, old_path) : true;
+        if ((being_changed(fs, path) || own_matches(fs, path)) && own)
                 return;
 
         p = cJSON_CreateObject();
@@ -410,128 +430,96 @@ static size_t content_budget(const Fs *fs, const char *path)
         return fs->config->max_message > reserve ? fs->config->max_message - reserve : 0;
 }
 
-static bool add_integer(cJSON *o, const char *name, int64_t v)
-{
-        cJSON *i = json_create_integer(v);
+typedef enum ReadErrorKind {
+        READ_ERRNO,
+        READ_TOO_LARGE,
+        READ_INVALID,
+} ReadErrorKind;
 
-        if (!i || !cJSON_AddItemToObject(o, name, i)) {
-                cJSON_Delete(i);
-                return false;
-        }
-        return true;
+typedef struct ReadError {
+        ReadErrorKind kind;
+        int r;              /* READ_ERRNO */
+        uint64_t size;      /* READ_TOO_LARGE */
+        const char *reason; /* READ_INVALID: static text */
+} ReadError;
+
+static int read_error(ReadError *err, ReadErrorKind kind, int r, uint64_t size, const char *reason)
+{
+        *err = (ReadError){kind, r, size, reason};
+        return -EIO;
 }
 
-static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
+static int reply_read_error(BusCall *call, const char *path, const ReadError *err, size_t limit)
 {
-        const char *path_arg = NULL, *encoding_arg = NULL;
-        const JsonField fields[] = {
-                {"path", JSON_FIELD_STRING, true, &path_arg},
-                {"encoding", JSON_FIELD_STRING, false, &encoding_arg},
-        };
-        _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
-        _cleanup_free_ char *path = NULL, *data = NULL, *encoded = NULL;
-        _cleanup_close_ int fd = -1;
+        switch (err->kind) {
+        case READ_TOO_LARGE:
+                return reply_too_large(call, path, err->size, limit);
+        case READ_INVALID:
+                return bus_call_error_invalid(call, err->reason, path);
+        default:
+                return err->r == -ENOMEM ? bus_call_error_oom(call) : reply_errno(call, err->r, path);
+        }
+}
+
+/* The answer to fs:read_file for the open regular file fd: touches nothing but its arguments, so that
+ * it can run on the thread pool. On failure, err says how to answer. */
+static int read_answer(int fd, const struct stat *st, Encoding enc, size_t limit, const char *path,
+                       ReadError *err, cJSON **ret)
+{
+        _cleanup_free_ char *data = NULL, *encoded = NULL;
         _cleanup_json_ cJSON *result = NULL;
         char tag[FS_TAG_MAX];
-        Encoding enc;
-        struct stat st;
-        size_t size, limit;
+        size_t size;
         cJSON *content;
         int r;
 
-        if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0 ||
-            parse_encoding(call, encoding_arg, &enc) < 0 ||
-            path_param(fs, call, "path", path_arg, &path) < 0)
-                return -EINVAL;
-
-        r = fs_chase(fs->roots, path, 0, &loc);
-        if (r >= 0 && loc.type == 0)
-                r = -ENOENT;
-        if (r < 0)
-                return reply_errno(call, r, path);
-        /* Look before opening: opening a device or a FIFO can have effects of its own. The walk has
-         * just looked at the object (lstat); what counts is the fstat() of what was opened. */
-        if (S_ISDIR(loc.type))
-                return reply_errno(call, -EISDIR, path);
-        if (!S_ISREG(loc.type))
-                return reply_error(call, RPC_WRONG_TYPE, "Not a regular file", EINVAL, path);
-        fd = fs_location_open(&loc, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
-        if (fd < 0)
-                return reply_errno(call, fd, path);
-        if (fstat(fd, &st) < 0)
-                return reply_errno(call, negative_errno(), path);
-        if (!S_ISREG(st.st_mode))
-                return reply_error(call, RPC_WRONG_TYPE, "Not a regular file", EINVAL, path);
-
-        /* Refuse what cannot fit before reading it: text takes at least a byte per byte, base64 four
-         * per three. */
-        limit = content_budget(fs, path);
-        if ((uint64_t)st.st_size > limit ||
-            (enc == ENCODING_BASE64 && base64_encoded_size((size_t)st.st_size) > limit))
-                return reply_too_large(call, path, (uint64_t)st.st_size, limit);
-
-        r = fs_read_bounded_size(fd, (uint64_t)st.st_size, enc == ENCODING_BASE64 ? limit / 4 * 3 : limit,
+        r = fs_read_bounded_size(fd, (uint64_t)st->st_size, enc == ENCODING_BASE64 ? limit / 4 * 3 : limit,
                                  &data, &size);
         if (r == -EFBIG)
-                return reply_too_large(call, path, MAX((uint64_t)st.st_size, (uint64_t)limit + 1), limit);
+                return read_error(err, READ_TOO_LARGE, 0, MAX((uint64_t)st->st_size, (uint64_t)limit + 1),
+                                  NULL);
         if (r < 0)
-                return reply_errno(call, r, path);
+                return read_error(err, READ_ERRNO, r, 0, NULL);
 
         if (enc == ENCODING_AUTO)
                 enc = fs_text_is_json_safe(data, size) ? ENCODING_UTF8 : ENCODING_BASE64;
         else if (enc == ENCODING_UTF8) {
                 if (!utf8_is_valid(data, size))
-                        return bus_call_error_invalid(call, "the file is not valid UTF-8; read it as base64",
-                                                      path);
+                        return read_error(err, READ_INVALID, 0, 0,
+                                          "the file is not valid UTF-8; read it as base64");
                 if (memchr(data, 0, size))
-                        return bus_call_error_invalid(
-                            call,
-                            "the file contains NUL bytes, which a JSON string cannot "
-                            "carry here; read it as base64",
-                            path);
+                        return read_error(err, READ_INVALID, 0, 0,
+                                          "the file contains NUL bytes, which a JSON string cannot "
+                                          "carry here; read it as base64");
         }
         if (enc == ENCODING_BASE64 && base64_encoded_size(size) > limit)
-                return reply_too_large(call, path, size, limit);
-        if (bus_call_is_remote(call)) {
-                /* An answer for a client is printed at once: the content goes in as finished JSON text,
-                 * escaped in one pass exactly as cJSON would escape it (and held to the limit on the
-                 * way), instead of being measured here and then scanned twice more by cJSON. */
-                r = enc == ENCODING_UTF8 ? fs_json_quote(data, size, limit, &encoded, NULL)
-                                         : base64_encode_quoted(data, size, &encoded, NULL);
-                if (r == -EFBIG)
-                        return reply_too_large(call, path, size, limit);
-                if (r < 0)
-                        return bus_call_error_oom(call);
-                free(TAKE_PTR(data));
-                content = json_create_raw_reference(encoded);
-        } else if (enc == ENCODING_UTF8) {
-                /* Callers inside the worker read the content as a string. */
+                return read_error(err, READ_TOO_LARGE, 0, size, NULL);
+        /* One shape for every caller, in the worker or not: the content is a JSON string, which the
+         * receiver owns; the buffer goes into the answer rather than being copied. */
+        if (enc == ENCODING_UTF8) {
                 if (fs_json_string_size(data, size) > limit)
-                        return reply_too_large(call, path, size, limit);
-                content = cJSON_CreateStringReference(data);
+                        return read_error(err, READ_TOO_LARGE, 0, size, NULL);
+                content = json_create_string_take(TAKE_PTR(data));
         } else {
                 r = base64_encode(data, size, &encoded, NULL);
                 if (r < 0)
-                        return bus_call_error_oom(call);
-                content = cJSON_CreateStringReference(encoded);
+                        return read_error(err, READ_ERRNO, -ENOMEM, 0, NULL);
+                content = json_create_string_take(TAKE_PTR(encoded));
         }
 
-        /* The content is referenced, not copied: it is printed, or read by the caller, before this
-         * function returns. */
         result = result_with_path("path", path);
         if (!result || !content || !cJSON_AddItemToObject(result, "content", content)) {
                 cJSON_Delete(content);
-                return bus_call_error_oom(call);
+                return read_error(err, READ_ERRNO, -ENOMEM, 0, NULL);
         }
-        /* What add_stat() adds, with the integers written as such instead of formatted by cJSON as
-         * doubles: every file a client opens comes through here. In-process callers get size and mtime
-         * as raw JSON text (json_create_integer()). */
-        fs_tag_format(&st, tag);
+        /* Numbers, for every caller: in-process ones read them as such too. */
+        fs_tag_format(st, tag);
         if (!cJSON_AddStringToObject(result, "encoding", enc == ENCODING_UTF8 ? "utf-8" : "base64") ||
-            !add_integer(result, "size", (int64_t)size) || !add_integer(result, "mtime", fs_mtime_ms(&st)) ||
+            !cJSON_AddNumberToObject(result, "size", (double)size) ||
+            !cJSON_AddNumberToObject(result, "mtime", (double)fs_mtime_ms(st)) ||
             !cJSON_AddStringToObject(result, "tag", tag))
-                return bus_call_error_oom(call);
-        bus_call_reply(call, TAKE_PTR(result));
+                return read_error(err, READ_ERRNO, -ENOMEM, 0, NULL);
+        *ret = TAKE_PTR(result);
         return 0;
 }
 
@@ -574,6 +562,373 @@ static void clean_directory(Fs *fs, int dir_fd, const char *path)
         fs->cleaned_next = (fs->cleaned_next + 1) % CLEANED_DIRS_MAX;
 }
 
+/* A save or a recursive delete, from the loop to the thread pool and back. The work function touches
+ * nothing but this. */
+typedef struct DiskJob {
+        uv_work_t work;
+        Fs *fs;
+        BusCall *call;
+        bool remove_tree; /* a delete of (dir_fd, name) and everything below it */
+        bool read;        /* fs:read_file of fd */
+        /* A request that came while jobs were queued: it is handled, on the loop, when its turn comes,
+         * so that every fs request sees the disk as the requests before it left it. */
+        const FsMethod *method;
+        cJSON *params;
+        size_t bytes; /* content held, counted in the service's bound */
+        bool counted; /* in n_jobs and jobs_bytes */
+        int fd;
+        Encoding enc;
+        size_t limit;
+        cJSON *result; /* read: the answer */
+        ReadError read_error;
+        char *path;     /* as the client named it (normalized) */
+        char *physical; /* where it is, for own_record() */
+        int dir_fd;     /* the job's own */
+        char *name;
+        char *data;
+        size_t size;
+        bool check_utf8;
+        char *expected; /* expectedTag, or NULL */
+        /* Outcome, written by the work function. */
+        int r;
+        enum {
+                JOB_DONE,
+                JOB_ERRNO,
+                JOB_INVALID_UTF8,
+                JOB_WRONG_TYPE,
+                JOB_CONFLICT,
+                JOB_GONE,
+                JOB_READ_FAILED,
+        } outcome;
+        struct stat st; /* before (JOB_CONFLICT), after (JOB_DONE) */
+        struct DiskJob *next;
+} DiskJob;
+
+static void disk_job_free(DiskJob *j)
+{
+        if (!j)
+                return;
+        if (j->call)
+                bus_call_error(TAKE_PTR(j->call), RPC_INTERNAL_ERROR, "The worker is shutting down", NULL);
+        if (j->counted) {
+                j->fs->n_jobs--;
+                j->fs->jobs_bytes -= j->bytes;
+        }
+        free(j->path);
+        free(j->physical);
+        safe_close(j->dir_fd);
+        safe_close(j->fd);
+        cJSON_Delete(j->result);
+        cJSON_Delete(j->params);
+        free(j->name);
+        free(j->data);
+        free(j->expected);
+        free(j);
+}
+
+static void disk_job_work(uv_work_t *w)
+{
+        DiskJob *j = container_of(w, DiskJob, work);
+        struct stat st;
+        bool exists;
+        int r;
+
+        if (j->read) {
+                j->r = read_answer(j->fd, &j->st, j->enc, j->limit, j->path, &j->read_error, &j->result);
+                j->outcome = j->r < 0 ? JOB_READ_FAILED : JOB_DONE;
+                return;
+        }
+        if (j->remove_tree) {
+                j->r = fs_remove_tree(j->dir_fd, j->name);
+                j->outcome = j->r < 0 ? JOB_ERRNO : JOB_DONE;
+                return;
+        }
+        if (j->check_utf8 && !utf8_is_valid(j->data, j->size)) {
+                j->outcome = JOB_INVALID_UTF8;
+                return;
+        }
+        r = fstatat(j->dir_fd, j->name, &st, 0) < 0 ? negative_errno() : 0;
+        if (r < 0 && r != -ENOENT) {
+                j->outcome = JOB_ERRNO, j->r = r;
+                return;
+        }
+        exists = r >= 0;
+        if (exists && S_ISDIR(st.st_mode)) {
+                j->outcome = JOB_ERRNO, j->r = -EISDIR;
+                return;
+        }
+        if (exists && !S_ISREG(st.st_mode)) {
+                j->outcome = JOB_WRONG_TYPE;
+                return;
+        }
+        /* Replacing by rename needs only the directory's permission; a file its owner made read-only
+         * is refused, as a write from the shell would be. */
+        if (exists && faccessat(j->dir_fd, j->name, W_OK, AT_EACCESS) < 0) {
+                j->outcome = JOB_ERRNO, j->r = negative_errno();
+                return;
+        }
+        if (j->expected) {
+                char tag[FS_TAG_MAX];
+
+                if (!exists) {
+                        j->outcome = JOB_GONE;
+                        return;
+                }
+                fs_tag_format(&st, tag);
+                if (!streq(tag, j->expected)) {
+                        j->outcome = JOB_CONFLICT, j->st = st;
+                        return;
+                }
+        }
+        r = fs_write_atomic(j->dir_fd, j->name, j->data, j->size, exists ? &st : NULL, &j->st);
+        j->outcome = r < 0 ? JOB_ERRNO : JOB_DONE;
+        j->r = r;
+}
+
+static void disk_job_next(Fs *fs);
+static void fs_free(void *userdata);
+
+static bool being_changed(const Fs *fs, const char *path)
+{
+        /* Only the first job runs; those after it have not touched the disk yet. */
+        if (!fs->jobs || fs->jobs->read)
+                return false;
+        return fs->jobs->remove_tree ? path_is_below_or_same(path, fs->jobs->physical)
+                                     : streq(fs->jobs->physical, path);
+}
+
+static void disk_job_after(uv_work_t *w, int status)
+{
+        DiskJob *j = container_of(w, DiskJob, work);
+        Fs *fs = j->fs;
+        BusCall *call = TAKE_PTR(j->call);
+        cJSON *result;
+
+        assert(fs->jobs == j);
+        fs->jobs = j->next;
+        if (!fs->jobs)
+                fs->jobs_tail = NULL;
+
+        if (fs->stopped)
+                bus_call_error(call, RPC_INTERNAL_ERROR, "The worker is shutting down", NULL);
+        else if (status < 0)
+                bus_call_error_errno(call, status, j->path);
+        else
+                switch (j->outcome) {
+                case JOB_DONE:
+                        if (j->read) {
+                                bus_call_reply(call, TAKE_PTR(j->result));
+                                break;
+                        }
+                        if (j->remove_tree) {
+                                own_record(fs, j->physical, OWN_ABSENT, NULL, true);
+                                result = result_with_path("path", j->path);
+                                if (result)
+                                        bus_call_reply(call, result);
+                                else
+                                        (void)bus_call_error_oom(call);
+                                break;
+                        }
+                        clean_directory(fs, j->dir_fd, j->path);
+                        own_record(fs, j->physical, OWN_ENTRY, &j->st, false);
+                        result = result_with_path("path", j->path);
+                        if (!result || !add_stat(result, &j->st, true)) {
+                                cJSON_Delete(result);
+                                (void)bus_call_error_oom(call);
+                        } else
+                                bus_call_reply(call, result);
+                        break;
+                case JOB_ERRNO:
+                        (void)reply_errno(call, j->r, j->path);
+                        break;
+                case JOB_INVALID_UTF8:
+                        (void)bus_call_error_invalid(call, "'content' is not valid UTF-8", j->path);
+                        break;
+                case JOB_WRONG_TYPE:
+                        (void)reply_error(call, RPC_WRONG_TYPE, "Not a regular file", EINVAL, j->path);
+                        break;
+                case JOB_CONFLICT:
+                        (void)reply_conflict(call, j->path, &j->st);
+                        break;
+                case JOB_GONE:
+                        (void)reply_conflict(call, j->path, NULL);
+                        break;
+                case JOB_READ_FAILED:
+                        (void)reply_read_error(call, j->path, &j->read_error, j->limit);
+                        break;
+                }
+        disk_job_free(j);
+        if (fs->stopped) {
+                /* What waits never starts; the service goes once its watch has closed too. */
+                while (fs->jobs) {
+                        DiskJob *next = fs->jobs->next;
+                        disk_job_free(fs->jobs);
+                        fs->jobs = next;
+                }
+                fs->jobs_tail = NULL;
+                if (fs->watch_closed)
+                        fs_free(fs);
+                return;
+        }
+        disk_job_next(fs);
+}
+
+static void disk_job_next(Fs *fs)
+{
+        int r;
+
+        while (fs->jobs) {
+                DiskJob *j = fs->jobs;
+
+                if (j->method) {
+                        /* A job this request starts goes first, before those behind it. */
+                        fs->jobs = j->next;
+                        if (!fs->jobs)
+                                fs->jobs_tail = NULL;
+                        fs->replaying = true;
+                        (void)j->method->fn(fs, TAKE_PTR(j->call), j->params);
+                        fs->replaying = false;
+                        disk_job_free(j);
+                        continue;
+                }
+                r = uv_queue_work(fs->loop, &j->work, disk_job_work, disk_job_after);
+                if (r >= 0)
+                        return;
+                fs->jobs = j->next;
+                if (!fs->jobs)
+                        fs->jobs_tail = NULL;
+                bus_call_error_errno(TAKE_PTR(j->call), r, j->path);
+                disk_job_free(j);
+        }
+}
+
+/* Queue j, which answers call, behind the jobs already running or waiting. */
+static void disk_job_start(Fs *fs, DiskJob *j, BusCall *call)
+{
+        bool idle = !fs->jobs;
+
+        if (!fs->replaying && (fs->n_jobs >= JOBS_MAX ||
+                               fs->jobs_bytes + j->bytes > JOBS_MAX_BYTES(fs->config->max_message))) {
+                bus_call_error(call, RPC_SERVER_ERROR, "Too many file operations waiting", NULL);
+                disk_job_free(j);
+                return;
+        }
+        j->call = call;
+        j->counted = true;
+        fs->n_jobs++;
+        fs->jobs_bytes += j->bytes;
+        if (fs->replaying) {
+                /* Started by a request whose turn it is: ahead of those that came after it. */
+                j->next = fs->jobs;
+                fs->jobs = j;
+                if (!fs->jobs_tail)
+                        fs->jobs_tail = j;
+                return;
+        }
+        if (fs->jobs_tail)
+                fs->jobs_tail->next = j;
+        else
+                fs->jobs = j;
+        fs->jobs_tail = j;
+        if (idle)
+                disk_job_next(fs);
+}
+
+/* A job for (loc's directory, loc's name), named path by the client; NULL without memory or fds. */
+static DiskJob *disk_job_new(Fs *fs, const FsLocation *loc, const char *path, int *ret_error)
+{
+        DiskJob *j = calloc(1, sizeof(DiskJob));
+
+        *ret_error = -ENOMEM;
+        if (!j)
+                return NULL;
+        j->fs = fs;
+        j->fd = -1;
+        /* The job's own fd: the location's may be a root's, closed when the service stops. */
+        j->dir_fd = fcntl(loc->dir_fd, F_DUPFD_CLOEXEC, 3);
+        if (j->dir_fd < 0) {
+                *ret_error = negative_errno();
+                disk_job_free(j);
+                return NULL;
+        }
+        j->path = strdup(path);
+        j->physical = strdup(loc->path);
+        j->name = strdup(loc->name);
+        if (!j->path || !j->physical || !j->name) {
+                disk_job_free(j);
+                return NULL;
+        }
+        return j;
+}
+
+static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
+{
+        const char *path_arg = NULL, *encoding_arg = NULL;
+        const JsonField fields[] = {
+            {"path", JSON_FIELD_STRING, true, &path_arg},
+            {"encoding", JSON_FIELD_STRING, false, &encoding_arg},
+        };
+        _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -1;
+        _cleanup_json_ cJSON *result = NULL;
+        ReadError err;
+        Encoding enc;
+        struct stat st;
+        size_t limit;
+        int r;
+
+        if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0 ||
+            parse_encoding(call, encoding_arg, &enc) < 0 ||
+            path_param(fs, call, "path", path_arg, &path) < 0)
+                return -EINVAL;
+
+        r = fs_chase(fs->roots, path, 0, &loc);
+        if (r >= 0 && loc.type == 0)
+                r = -ENOENT;
+        if (r < 0)
+                return reply_errno(call, r, path);
+        /* Look before opening: opening a device or a FIFO can have effects of its own. The walk has
+         * just looked at the object (lstat); what counts is the fstat() of what was opened. */
+        if (S_ISDIR(loc.type))
+                return reply_errno(call, -EISDIR, path);
+        if (!S_ISREG(loc.type))
+                return reply_error(call, RPC_WRONG_TYPE, "Not a regular file", EINVAL, path);
+        fd = fs_location_open(&loc, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
+        if (fd < 0)
+                return reply_errno(call, fd, path);
+        if (fstat(fd, &st) < 0)
+                return reply_errno(call, negative_errno(), path);
+        if (!S_ISREG(st.st_mode))
+                return reply_error(call, RPC_WRONG_TYPE, "Not a regular file", EINVAL, path);
+
+        /* Refuse what cannot fit before reading it: text takes at least a byte per byte, base64 four
+         * per three. */
+        limit = content_budget(fs, path);
+        if ((uint64_t)st.st_size > limit ||
+            (enc == ENCODING_BASE64 && base64_encoded_size((size_t)st.st_size) > limit))
+                return reply_too_large(call, path, (uint64_t)st.st_size, limit);
+
+        /* Small files are read at once; larger ones on the thread pool, like saves. */
+        if ((uint64_t)st.st_size > READ_INLINE_MAX) {
+                DiskJob *j = disk_job_new(fs, &loc, path, &r);
+                if (!j)
+                        return r == -ENOMEM ? bus_call_error_oom(call) : reply_errno(call, r, path);
+                j->read = true;
+                j->fd = TAKE_FD(fd);
+                j->st = st;
+                j->enc = enc;
+                j->limit = limit;
+                disk_job_start(fs, j, call);
+                return 0;
+        }
+        r = read_answer(fd, &st, enc, limit, path, &err, &result);
+        if (r < 0)
+                return reply_read_error(call, path, &err, limit);
+        bus_call_reply(call, TAKE_PTR(result));
+        return 0;
+}
+
 static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
 {
         const char *path_arg = NULL, *content_arg = NULL, *encoding_arg = NULL, *expected = NULL;
@@ -585,13 +940,8 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
         };
         _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
         _cleanup_free_ char *path = NULL;
-        _cleanup_free_ uint8_t *decoded = NULL;
-        const void *data;
-        size_t size;
+        DiskJob *j;
         Encoding enc;
-        struct stat st, nst;
-        bool exists;
-        cJSON *result;
         int r;
 
         if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0 ||
@@ -599,63 +949,44 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
             path_param(fs, call, "path", path_arg, &path) < 0)
                 return -EINVAL;
 
-        if (enc == ENCODING_BASE64) {
-                r = base64_decode(content_arg, strlen(content_arg), &decoded, &size);
-                if (r == -ENOMEM)
-                        return bus_call_error_oom(call);
-                if (r < 0)
-                        return bus_call_error_invalid(call, "'content' is not valid base64", path);
-                data = decoded;
-        } else {
-                /* Clients cannot send anything else, but requests from inside the worker are checked too. */
-                size = strlen(content_arg);
-                if (!utf8_is_valid(content_arg, size))
-                        return bus_call_error_invalid(call, "'content' is not valid UTF-8", path);
-                data = content_arg;
-        }
-
         /* Through a symlink to what it points to, as long as that is inside the workspace. */
         r = fs_chase(fs->roots, path, 0, &loc);
         if (r < 0)
                 return reply_errno(call, r, path);
         if (loc.is_root)
                 return reply_errno(call, -EISDIR, path);
-        r = fs_location_stat(&loc, &st);
-        if (r < 0 && r != -ENOENT)
-                return reply_errno(call, r, path);
-        exists = r >= 0;
-        if (exists && S_ISDIR(st.st_mode))
-                return reply_errno(call, -EISDIR, path);
-        if (exists && !S_ISREG(st.st_mode))
-                return reply_error(call, RPC_WRONG_TYPE, "Not a regular file", EINVAL, path);
 
-        /* Replacing by rename needs only the directory's permission; a file its owner made read-only
-         * is refused, as a write from the shell would be. */
-        if (exists && faccessat(loc.dir_fd, loc.name, W_OK, AT_EACCESS) < 0)
-                return reply_errno(call, negative_errno(), path);
-
-        if (expected) {
-                char tag[FS_TAG_MAX];
-
-                if (!exists)
-                        return reply_conflict(call, path, NULL);
-                fs_tag_format(&st, tag);
-                if (!streq(tag, expected))
-                        return reply_conflict(call, path, &st);
-        }
-
-        r = fs_write_atomic(loc.dir_fd, loc.name, data, size, exists ? &st : NULL, &nst);
-        if (r < 0)
-                return reply_errno(call, r, path);
-        clean_directory(fs, loc.dir_fd, path);
-        own_record(fs, loc.path, OWN_ENTRY, &nst, false);
-
-        result = result_with_path("path", path);
-        if (!result || !add_stat(result, &nst, true)) {
-                cJSON_Delete(result);
+        j = disk_job_new(fs, &loc, path, &r);
+        if (!j)
+                return r == -ENOMEM ? bus_call_error_oom(call) : reply_errno(call, r, path);
+        j->expected = expected ? strdup(expected) : NULL;
+        if (expected && !j->expected) {
+                disk_job_free(j);
                 return bus_call_error_oom(call);
         }
-        bus_call_reply(call, result);
+        if (enc == ENCODING_BASE64) {
+                r = base64_decode(content_arg, strlen(content_arg), (uint8_t **)&j->data, &j->size);
+                if (r < 0) {
+                        disk_job_free(j);
+                        if (r == -ENOMEM)
+                                return bus_call_error_oom(call);
+                        return bus_call_error_invalid(call, "'content' is not valid base64", path);
+                }
+        } else {
+                /* Clients cannot send anything else, but requests from inside the worker are checked
+                 * too (on the thread pool, with the write). */
+                j->size = strlen(content_arg);
+                j->data = malloc(MAX(j->size, (size_t)1));
+                j->check_utf8 = true;
+                if (j->data)
+                        memcpy(j->data, content_arg, j->size);
+                else {
+                        disk_job_free(j);
+                        return bus_call_error_oom(call);
+                }
+        }
+        j->bytes = j->size;
+        disk_job_start(fs, j, call);
         return 0;
 }
 
@@ -917,9 +1248,16 @@ static int method_delete(Fs *fs, BusCall *call, const cJSON *params)
         if (r < 0)
                 return reply_errno(call, r, path);
 
-        if (S_ISDIR(st.st_mode) && recursive)
-                r = fs_remove_tree(loc.dir_fd, loc.name);
-        else if (unlinkat(loc.dir_fd, loc.name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) < 0)
+        if (S_ISDIR(st.st_mode) && recursive) {
+                /* A tree can be large: removed on the thread pool. */
+                DiskJob *j = disk_job_new(fs, &loc, path, &r);
+                if (!j)
+                        return r == -ENOMEM ? bus_call_error_oom(call) : reply_errno(call, r, path);
+                j->remove_tree = true;
+                disk_job_start(fs, j, call);
+                return 0;
+        }
+        if (unlinkat(loc.dir_fd, loc.name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) < 0)
                 /* Some file systems say EEXIST for a directory that is not empty. */
                 r = errno == EEXIST ? -ENOTEMPTY : negative_errno();
         /* A tree removed only in part is not recorded: what went is news to whoever watches it. */
@@ -939,9 +1277,33 @@ static int method_delete(Fs *fs, BusCall *call, const cJSON *params)
 static void on_method(BusCall *call, const cJSON *params, void *userdata)
 {
         FsMethod *m = userdata;
+        Fs *fs = m->fs;
+        const cJSON *content;
+        DiskJob *j;
 
+        if (fs->jobs) {
+                /* Its turn comes after the jobs queued before it. */
+                j = calloc(1, sizeof(DiskJob));
+                if (!j) {
+                        (void)bus_call_error_oom(call);
+                        return;
+                }
+                j->fs = fs;
+                j->fd = j->dir_fd = -1;
+                j->method = m;
+                j->params = params ? cJSON_Duplicate(params, true) : NULL;
+                content = cJSON_GetObjectItemCaseSensitive(params, "content");
+                j->bytes = cJSON_IsString(content) ? strlen(content->valuestring) : 0;
+                if (params && !j->params) {
+                        disk_job_free(j);
+                        (void)bus_call_error_oom(call);
+                        return;
+                }
+                disk_job_start(fs, j, call);
+                return;
+        }
         /* Every path through a method answers the call; the value only says how. */
-        (void)m->fn(m->fs, call, params);
+        (void)m->fn(fs, call, params);
 }
 
 static void fs_free(void *userdata)
@@ -950,6 +1312,9 @@ static void fs_free(void *userdata)
 
         if (!fs)
                 return;
+        fs->watch_closed = true;
+        if (fs->jobs)
+                return; /* the running save frees the service when it finishes */
         for (size_t i = 0; i < OWN_CHANGE_MAX; i++)
                 free(fs->own[i].path);
         fs_roots_free(fs->roots);
@@ -962,6 +1327,7 @@ static void fs_stop(void *userdata)
         Fs *fs = userdata;
 
         bus_unsubscribe(fs->bus, EVENT_PROJECT_LOADED, on_project_loaded, fs);
+        fs->stopped = true;
         /* The watch owns handles; the service goes with its last close callback. */
         if (fs->watch)
                 fs_watch_close(TAKE_PTR(fs->watch), fs_free, fs);

@@ -17,8 +17,12 @@ typedef struct Pending {
         struct Pending *prev, *next;
 } Pending;
 
+/* A batch runs its members one after the other: the next once the one before has been answered, so
+ * that members after the answer outgrew the message limit never run. */
 struct Batch {
         RpcSession *session; /* NULL once the session is gone */
+        cJSON *msg;          /* the batch, owned */
+        const cJSON *next;   /* the member to run next */
         Buf text;            /* "[resp,resp,…" */
         unsigned outstanding;
         unsigned n_responses;
@@ -115,10 +119,16 @@ static void send_batch_error(RpcSession *s, const char *what, size_t limit)
         send_error(s, NULL, RPC_TOO_LARGE, text, data);
 }
 
+static void batch_run(Batch *b);
+
 static void batch_maybe_finish(Batch *b)
 {
         if (b->outstanding > 0 || b->dispatching)
                 return;
+        if (b->next && b->session && !b->overflow) {
+                batch_run(b);
+                return;
+        }
         if (b->session && b->overflow)
                 send_batch_error(b->session, "Batch answer larger than the message size limit",
                                  b->session->max_message);
@@ -126,6 +136,7 @@ static void batch_maybe_finish(Batch *b)
         else if (b->session && b->n_responses > 0 && buf_append(&b->text, "]", 1) >= 0)
                 (void)b->session->send(b->session->userdata, b->text.data, b->text.len);
         buf_done(&b->text);
+        cJSON_Delete(b->msg);
         free(b);
 }
 
@@ -178,6 +189,21 @@ static void on_done(cJSON *response, void *userdata)
                 send_response(s, response);
         cJSON_Delete(response);
         free(p);
+}
+
+static void handle_one(RpcSession *s, const cJSON *msg, Batch *batch);
+
+/* Run members until one waits for its answer (which runs the rest), or none is left. */
+static void batch_run(Batch *b)
+{
+        b->dispatching = true;
+        while (b->next && b->session && !b->overflow && b->outstanding == 0) {
+                const cJSON *m = b->next;
+                b->next = m->next;
+                handle_one(b->session, m, b);
+        }
+        b->dispatching = false;
+        batch_maybe_finish(b);
 }
 
 static void handle_one(RpcSession *s, const cJSON *msg, Batch *batch)
@@ -278,6 +304,16 @@ void rpc_session_handle(RpcSession *s, const char *line, size_t len)
                 return;
         }
 
+        if (cJSON_IsObject(msg) && !cJSON_GetObjectItemCaseSensitive(msg, "method") &&
+            (cJSON_GetObjectItemCaseSensitive(msg, "result") ||
+             cJSON_GetObjectItemCaseSensitive(msg, "error"))) {
+                /* A service's answer to a request the bus forwarded to it. */
+                const cJSON *error = cJSON_GetObjectItemCaseSensitive(msg, "error");
+                bus_client_response(s->bus, s->client, cJSON_GetObjectItemCaseSensitive(msg, "id"),
+                                    cJSON_GetObjectItemCaseSensitive(msg, "result"),
+                                    cJSON_IsObject(error) ? error : NULL);
+                return;
+        }
         if (!cJSON_IsArray(msg)) {
                 handle_one(s, msg, NULL);
                 return;
@@ -294,15 +330,9 @@ void rpc_session_handle(RpcSession *s, const char *line, size_t len)
                 return;
         }
         b->session = s;
-        b->dispatching = true;
-        for (const cJSON *m = msg->child; m; m = m->next) {
-                handle_one(s, m, b);
-                /* A handler may have closed the connection, and so freed the session. */
-                if (!b->session || b->overflow)
-                        break;
-        }
-        b->dispatching = false;
-        batch_maybe_finish(b);
+        b->next = msg->child;
+        b->msg = TAKE_PTR(msg);
+        batch_run(b);
 }
 
 void rpc_session_handle_oversize(RpcSession *s)

@@ -498,7 +498,7 @@ int server_new(uv_loop_t *loop, const WorkerConfig *config, Server **ret)
                 return -ENOMEM;
         s->loop = loop;
         s->config = config;
-        r = bus_new(&s->bus);
+        r = bus_new(loop, &s->bus);
         if (r < 0) {
                 free(s);
                 return r;

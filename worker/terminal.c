@@ -915,8 +915,9 @@ static void create_spawn(TerminalService *s, CreateRequest *req, const char *cwd
         publish_changed(s);
 }
 
-static void on_stat_reply(const cJSON *result, const cJSON *error, void *userdata)
+static void on_stat_reply(cJSON *result_owned, cJSON *error_owned, void *userdata)
 {
+        _cleanup_json_ cJSON *result = result_owned, *error = error_owned;
         _cleanup_(create_request_freep) CreateRequest *req = userdata;
         TerminalService *s = req->svc;
         const cJSON *path, *type;
@@ -925,6 +926,10 @@ static void on_stat_reply(const cJSON *result, const cJSON *error, void *userdat
                 return; /* answered when the service stopped */
         pending_remove(s, req);
 
+        if (!result && !error) {
+                (void)bus_call_error_oom(TAKE_PTR(req->call));
+                return;
+        }
         if (error) {
                 /* The fs service's verdict (not found, outside the workspace, …) goes out as it is. */
                 bus_call_error_forward(TAKE_PTR(req->call), error);
@@ -1027,9 +1032,8 @@ static void on_create(BusCall *call, const cJSON *params, void *userdata)
         s->pending = req;
         s->n_pending++;
         r = bus_call(s->bus, "fs:stat", p, on_stat_reply, req);
-        cJSON_Delete(p);
         if (r >= 0) {
-                req = NULL; /* on_stat_reply owns it, and may have run already */
+                req = NULL; /* on_stat_reply owns it */
                 return;
         }
         pending_remove(s, req);

@@ -544,26 +544,25 @@ static void op_fail(Op *op, int code, const char *message)
         op_free(op);
 }
 
-static void on_fs_reply(const cJSON *result, const cJSON *error, void *userdata);
+static void on_fs_reply(cJSON *result, cJSON *error, void *userdata);
 
-/* Send params (taken) to topic; the answer goes to on_fs_reply() with op, now or later. */
+/* Send params (taken) to topic; the answer goes to on_fs_reply() with op, from the loop. Without a
+ * file service, or without memory, the operation fails at once. */
 static void ws_fs_call(Workspace *ws, const char *topic, cJSON *params, Op *op)
 {
         int r = params ? bus_call(ws->bus, topic, params, on_fs_reply, op) : -ENOMEM;
 
-        cJSON_Delete(params);
+        if (r == -ENOENT)
+                log_warning("Nobody serves %s: is the fs service running?", topic);
         if (r < 0) {
-                _cleanup_json_ cJSON *err = cJSON_CreateObject();
-                cJSON fallback = {.type = cJSON_NULL};
+                cJSON *err = cJSON_CreateObject();
 
-                if (r == -ENOENT)
-                        log_warning("Nobody serves %s: is the fs service running?", topic);
                 if (err && (!cJSON_AddNumberToObject(err, "code", RPC_INTERNAL_ERROR) ||
                             !cJSON_AddStringToObject(err, "message",
                                                      r == -ENOENT ? "The file service is not available"
                                                                   : "Out of memory")))
                         err = (cJSON_Delete(err), NULL);
-                on_fs_reply(NULL, err ? err : &fallback, op);
+                on_fs_reply(NULL, err, op);
         }
 }
 
@@ -966,12 +965,11 @@ static void start_save(Op *op)
         b->saving = true;
         op->version = b->version;
         op->base_gen = b->base_gen;
-        /* The text goes by reference: params are only borrowed for the duration of bus_call(). */
+        /* The fs service owns its copy of the text: it writes it while the buffer may change. */
         params = json_object_path(b->path);
-        if (params &&
-            (!cJSON_AddItemToObject(params, "content", cJSON_CreateStringReference(doc_text(b->doc))) ||
-             !cJSON_AddStringToObject(params, "encoding", buffer_encoding(b)) ||
-             (!op->force && !cJSON_AddStringToObject(params, "expectedTag", b->tag))))
+        if (params && (!cJSON_AddStringToObject(params, "content", doc_text(b->doc)) ||
+                       !cJSON_AddStringToObject(params, "encoding", buffer_encoding(b)) ||
+                       (!op->force && !cJSON_AddStringToObject(params, "expectedTag", b->tag))))
                 params = (cJSON_Delete(params), NULL);
         ws_fs_call(b->ws, "fs:write_file", params, op);
 }
@@ -1409,10 +1407,15 @@ static void on_restore_timer(uv_timer_t *t)
 
 /* ---- dispatch of fs answers ---- */
 
-static void on_fs_reply(const cJSON *result, const cJSON *error, void *userdata)
+static void on_fs_reply(cJSON *result_owned, cJSON *error_owned, void *userdata)
 {
+        _cleanup_json_ cJSON *result = result_owned, *error = error_owned;
         Op *op = userdata;
 
+        if (!result && !error) {
+                op_fail(op, RPC_INTERNAL_ERROR, "Out of memory");
+                return;
+        }
         if (op->ws->stopping) {
                 op_fail(op, RPC_INTERNAL_ERROR, "The worker is shutting down");
                 return;
@@ -1497,7 +1500,8 @@ static int workspace_start(const ServiceContext *ctx, void **ret)
         ws->config = cfg;
         ws->max_buffer_bytes = cfg->max_message;
         /* Enough for many files, bounded for a shared server; never below what one file may hold. */
-        ws->max_total_bytes = MAX(cfg->max_message, MIN((size_t)MAX_TOTAL_BYTES, 16 * cfg->max_message));
+        size_t total = MIN((size_t)MAX_TOTAL_BYTES, 16 * cfg->max_message);
+        ws->max_total_bytes = MAX(cfg->max_message, total);
         limits = (JournalLimits){
             .max_entries = MAX_BUFFERS,
             .max_doc_size = ws->max_buffer_bytes,

@@ -16,8 +16,8 @@ import time
 import pytest
 
 import helios
-from launcher_fixtures import (PAM_UNIX, Launcher, LauncherGateway, kill_workers, pam_service_files, set_passwords,
-                               stop_workers, useradd, userdel, worker_pids)
+from launcher_fixtures import (PAM_UNIX, Launcher, LauncherGateway, kill_workers, pam_service_files,
+                               remove_worker_cgroups, set_passwords, stop_workers, useradd, userdel, worker_pids)
 
 websockets = pytest.importorskip("websockets")
 
@@ -63,6 +63,7 @@ def people():
         yield gw, users, passwords
     finally:
         kill_workers([pw.pw_uid for pw in made], everything=True)
+        remove_worker_cgroups(NAMES)
         for n in [GW, *NAMES]:
             userdel(n)
         shutil.rmtree(base, ignore_errors=True)

@@ -28,7 +28,7 @@ from battery import DAEMON_MARK  # noqa: E402 (tests/escape is on sys.path under
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 import helios  # noqa: E402 (the e2e tests' JSON-RPC client)
-from launcher_fixtures import Launcher, as_user, kill_workers, useradd, userdel  # noqa: E402
+from launcher_fixtures import Launcher, as_user, kill_workers, remove_worker_cgroups, useradd, userdel  # noqa: E402
 
 BUILD_DIR = os.environ.get("HELIOS_BUILD_DIR") or os.path.join(HERE, "..", "..", "build")
 SANDBOX_EXEC = os.environ.get("HELIOS_SANDBOX_EXEC") or os.path.join(BUILD_DIR, "tests", "sandbox-exec")
@@ -140,7 +140,7 @@ def host_shm_segments(uid):
     """The System V segments of the host whose creator is uid."""
     with open("/proc/sysvipc/shm") as f:
         rows = [line.split() for line in f.read().splitlines()[1:]]
-    return [r for r in rows if int(r[8]) == uid]
+    return [r for r in rows if int(r[9]) == uid]
 
 
 
@@ -732,6 +732,7 @@ def test_battery_in_a_launcher_worker(setup):
         pasta = user_processes(setup.user.pw_uid, "pasta")
     finally:
         kill_workers([setup.user.pw_uid])
+        remove_worker_cgroups([USER])
         launcher.assert_clean()
         userdel(gw_name)
         log = launcher.read_log()
@@ -775,6 +776,7 @@ def test_battery_in_single_user_mode(setup):
         os.killpg(proc.pid, signal.SIGTERM)
         stop_group(proc)
         kill_workers([setup.user.pw_uid])
+        remove_worker_cgroups([USER])
         log = open(errors, errors="replace").read()
     checks, summary = parse(out[out.index("PASS ") if "PASS " in out else 0:])
     for name in ("escape.socket_families", "escape.io_uring", "escape.worker_stdio", "escape.foreign_descriptors",

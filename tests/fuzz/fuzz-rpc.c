@@ -70,6 +70,7 @@ static void strict(BusCall *call, const cJSON *params, void *userdata)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+        uv_loop_t loop;
         Bus *bus;
         RpcSession *rpc;
         ClientId client;
@@ -78,14 +79,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* The first byte chooses the chunk size, so splits at every offset get explored. */
         size_t chunk = size > 0 ? (size_t)data[0] % 97 + 1 : 1;
 
-        if (bus_new(&bus) < 0)
+        if (uv_loop_init(&loop) < 0)
                 return 0;
+        if (bus_new(&loop, &bus) < 0) {
+                (void)uv_loop_close(&loop);
+                return 0;
+        }
         (void)bus_serve(bus, "t:echo", echo, NULL);
         (void)bus_serve(bus, "t:later", later, NULL);
         (void)bus_serve(bus, "fs:stat", strict, NULL);
         if (bus_client_add(bus, &ops, NULL, &client) < 0 ||
             rpc_session_new(bus, client, MAX_MESSAGE, check_output, NULL, &rpc) < 0) {
                 bus_free(bus);
+                (void)uv_loop_close(&loop);
                 return 0;
         }
         line_reader_init(&reader, MAX_MESSAGE);
@@ -105,6 +111,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 rpc_session_handle_oversize(rpc);
                         else
                                 rpc_session_handle(rpc, line, len);
+                        /* Answers come from the loop. */
+                        while (uv_run(&loop, UV_RUN_NOWAIT) != 0)
+                                ;
                 }
         }
 
@@ -116,6 +125,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         line_reader_done(&reader);
         bus_client_remove(bus, client);
+        while (uv_run(&loop, UV_RUN_NOWAIT) != 0)
+                ;
+        (void)uv_loop_close(&loop);
         bus_free(bus);
         return 0;
 }

@@ -120,82 +120,6 @@ static void test_json_string_size_matches_cjson(void **state)
         }
 }
 
-/* s as a JSON string, by fs_json_quote() and by cJSON: they must agree to the byte, as must the limit. */
-static void check_quote(const char *s, size_t n)
-{
-        _cleanup_json_ cJSON *str = cJSON_CreateString(s);
-        _cleanup_free_ char *want = NULL, *got = NULL;
-        size_t len, body = fs_json_string_size(s, n);
-
-        assert_int_equal(strlen(s), n);
-        assert_non_null(str);
-        want = cJSON_PrintUnformatted(str);
-        assert_non_null(want);
-        assert_int_equal(fs_json_quote(s, n, body, &got, &len), 0);
-        if (!streq(got, want))
-                fail_msg("fs_json_quote() wrote %s, cJSON %s", got, want);
-        assert_int_equal(len, strlen(want));
-        assert_int_equal(len, body + 2);
-        free(TAKE_PTR(got));
-        if (body > 0) {
-                assert_int_equal(fs_json_quote(s, n, body - 1, &got, &len), -EFBIG);
-                assert_null(got);
-        }
-}
-
-static void test_json_quote_matches_cjson(void **state)
-{
-        char s[64];
-        uint64_t x = 0x2545f4914f6cdd1d;
-
-        check_quote("", 0);
-        /* Every byte cJSON takes (it stops at NUL, and does not look at UTF-8), alone and at every
-         * position of a 20-byte string, so that it falls at each place in and beyond an 8-byte word. */
-        for (int c = 1; c < 256; c++) {
-                s[0] = (char)c;
-                s[1] = '\0';
-                check_quote(s, 1);
-                for (size_t pos = 0; pos < 20; pos++) {
-                        memset(s, 'x', 20);
-                        s[pos] = (char)c;
-                        s[20] = '\0';
-                        check_quote(s, 20);
-                }
-        }
-        /* Text that needs escapes here and there, of every length up to 63. */
-        for (int i = 0; i < 20000; i++) {
-                size_t n = i % 64;
-
-                for (size_t k = 0; k < n; k++) {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        s[k] = "ab \t\n\"\\\x01\x1f\x7f/\xc3\xa9"[x % 13];
-                }
-                s[n] = '\0';
-                check_quote(s, n);
-        }
-}
-
-static void test_base64_quoted(void **state)
-{
-        uint8_t data[32];
-
-        for (size_t i = 0; i < sizeof(data); i++)
-                data[i] = (uint8_t)(i * 37 + 200);
-        for (size_t n = 0; n <= sizeof(data); n++) {
-                _cleanup_free_ char *plain = NULL, *quoted = NULL;
-                size_t plain_len, quoted_len;
-
-                assert_int_equal(base64_encode(data, n, &plain, &plain_len), 0);
-                assert_int_equal(base64_encode_quoted(data, n, &quoted, &quoted_len), 0);
-                assert_int_equal(quoted_len, plain_len + 2);
-                assert_int_equal(strlen(quoted), quoted_len);
-                assert_true(quoted[0] == '"' && quoted[quoted_len - 1] == '"');
-                assert_memory_equal(quoted + 1, plain, plain_len);
-        }
-}
-
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -204,8 +128,6 @@ int main(void)
                 cmocka_unit_test(test_base64_strict),
                 cmocka_unit_test(test_text_is_json_safe),
                 cmocka_unit_test(test_json_string_size_matches_cjson),
-                cmocka_unit_test(test_json_quote_matches_cjson),
-                cmocka_unit_test(test_base64_quoted),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -105,7 +105,7 @@ static void env_start(Env *e, unsigned max_watches)
         };
         assert_int_equal(uv_loop_init(&e->loop), 0);
         assert_int_equal(uv_timer_init(&e->loop, &e->timer), 0);
-        assert_int_equal(bus_new(&e->bus), 0);
+        assert_int_equal(bus_new(&e->loop, &e->bus), 0);
         ctx = (ServiceContext){&e->loop, e->bus, &e->config};
         assert_int_equal(fs_service_type.start(&ctx, &e->service), 0);
         assert_int_equal(bus_subscribe(e->bus, EVENT_FILE_CHANGED_ON_DISK, on_changed, e), 0);
@@ -323,20 +323,21 @@ static void test_renamed_directory_keeps_watching(void **state)
         expect_event(e, 1, "modified", "new/f", NULL);
 }
 
-static void on_reply(const cJSON *result, const cJSON *error, void *userdata)
+static void on_reply(cJSON *result_owned, cJSON *error_owned, void *userdata)
 {
+        _cleanup_json_ cJSON *result = result_owned, *error = error_owned;
         Env *e = userdata;
         const cJSON *tag = cJSON_GetObjectItemCaseSensitive(result, "tag");
 
         e->n_replies++;
         e->reply_ok = result != NULL;
         if (error)
-                print_message("error: %s\n", cJSON_PrintUnformatted(error));
+                print_message("error: %s\n", error->child ? error->child->valuestring : "?");
         if (cJSON_IsString(tag))
                 (void)snprintf(e->reply_tag, sizeof(e->reply_tag), "%s", tag->valuestring);
 }
 
-/* Call an fs method over the bus with params given as JSON text; the fs service answers at once. */
+/* Call an fs method over the bus with params given as JSON text, and run the loop until it answers. */
 static void call(Env *e, const char *method, const char *json_params)
 {
         cJSON *p = cJSON_Parse(json_params);
@@ -344,9 +345,148 @@ static void call(Env *e, const char *method, const char *json_params)
 
         assert_non_null(p);
         assert_int_equal(bus_call(e->bus, method, p, on_reply, e), 0);
-        cJSON_Delete(p);
+        /* Never inside the call that asked. */
+        assert_int_equal(e->n_replies, before);
+        while (e->n_replies == before)
+                (void)uv_run(&e->loop, UV_RUN_ONCE);
         assert_int_equal(e->n_replies, before + 1);
         assert_true(e->reply_ok);
+}
+
+typedef struct Order {
+        char seen[8];
+        size_t n;
+        bool ok[8];
+} Order;
+
+static void on_ordered(char what, cJSON *result, cJSON *error, Order *o)
+{
+        o->ok[o->n] = result && !error;
+        o->seen[o->n++] = what;
+        cJSON_Delete(result);
+        cJSON_Delete(error);
+}
+
+static void on_save_answer(cJSON *result, cJSON *error, void *userdata)
+{
+        on_ordered('w', result, error, userdata);
+}
+
+static void on_stat_answer(cJSON *result, cJSON *error, void *userdata)
+{
+        on_ordered('s', result, error, userdata);
+}
+
+static void on_delete_answer(cJSON *result, cJSON *error, void *userdata)
+{
+        on_ordered('d', result, error, userdata);
+}
+
+static void on_read_answer(cJSON *result, cJSON *error, void *userdata)
+{
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(result, "content");
+
+        const cJSON *size = cJSON_GetObjectItemCaseSensitive(result, "size");
+
+        /* What the save before it wrote, all 4 MiB of it, in the shape a client gets: a string and
+         * numbers. */
+        if (result && (!cJSON_IsString(content) || strlen(content->valuestring) != 4u * 1024u * 1024u ||
+                       !cJSON_IsNumber(size) || size->valuedouble != 4.0 * 1024 * 1024))
+                result = (cJSON_Delete(result), NULL);
+        on_ordered('r', result, error, userdata);
+}
+
+static void ping(BusCall *call, const cJSON *params, void *userdata)
+{
+        bus_call_reply(call, NULL);
+}
+
+static void on_ping_answer(cJSON *result, cJSON *error, void *userdata)
+{
+        on_ordered('p', result, error, userdata);
+}
+
+/* A save, a recursive delete and a large read do not hold the loop: a request to another service made
+ * right after them is answered first, while the disk work runs on the thread pool. fs requests keep
+ * their order: the read sees what the save wrote, the stat comes last. */
+static void test_disk_work_does_not_hold_the_loop(void **state)
+{
+        Env *e = *state;
+        size_t size = 4u * 1024u * 1024u;
+        char *big = malloc(size + 1);
+        cJSON *p;
+        Order o = {};
+
+        assert_non_null(big);
+        memset(big, 'q', size);
+        big[size] = '\0';
+        assert_int_equal(mkdir(at(e, "tree"), 0755), 0);
+        write_file(at(e, "tree/f"), "x", 0);
+        load_project(e, "");
+
+        p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "path", "big.txt");
+        cJSON_AddStringToObject(p, "content", big);
+        free(big);
+        assert_int_equal(bus_call(e->bus, "fs:write_file", p, on_save_answer, &o), 0);
+        assert_int_equal(bus_call(e->bus, "fs:delete", cJSON_Parse("{\"path\":\"tree\",\"recursive\":true}"),
+                                  on_delete_answer, &o),
+                         0);
+        assert_int_equal(
+            bus_call(e->bus, "fs:read_file", cJSON_Parse("{\"path\":\"big.txt\"}"), on_read_answer, &o), 0);
+        assert_int_equal(bus_call(e->bus, "fs:stat", cJSON_Parse("{\"path\":\".\"}"), on_stat_answer, &o),
+                         0);
+        assert_int_equal(bus_serve(e->bus, "t:ping", ping, NULL), 0);
+        assert_int_equal(bus_call(e->bus, "t:ping", NULL, on_ping_answer, &o), 0);
+        assert_int_equal(o.n, 0);
+        while (o.n < 5)
+                (void)uv_run(&e->loop, UV_RUN_ONCE);
+        assert_memory_equal(o.seen, "pwdrs", 5);
+        for (size_t i = 0; i < 5; i++)
+                assert_true(o.ok[i]);
+        assert_int_equal(access(at(e, "tree"), F_OK), -1);
+        settle(e);
+        expect_events(e, 0);
+}
+
+typedef struct Tally {
+        unsigned ok, refused, other;
+} Tally;
+
+static void on_tallied(cJSON *result, cJSON *error, void *userdata)
+{
+        Tally *t = userdata;
+        const cJSON *code = cJSON_GetObjectItemCaseSensitive(error, "code");
+
+        if (result)
+                t->ok++;
+        else if (cJSON_IsNumber(code) && code->valueint == -32000)
+                t->refused++;
+        else
+                t->other++;
+        cJSON_Delete(result);
+        cJSON_Delete(error);
+}
+
+/* Requests waiting behind a save are bounded (64 with the save): the rest are refused at once. */
+static void test_waiting_requests_are_bounded(void **state)
+{
+        Env *e = *state;
+        Tally t = {};
+
+        load_project(e, "");
+        assert_int_equal(bus_call(e->bus, "fs:write_file", cJSON_Parse("{\"path\":\"x\",\"content\":\"x\"}"),
+                                  on_tallied, &t),
+                         0);
+        for (int i = 0; i < 69; i++)
+                assert_int_equal(
+                    bus_call(e->bus, "fs:stat", cJSON_Parse("{\"path\":\".\"}"), on_tallied, &t), 0);
+        while (t.ok + t.refused + t.other < 70)
+                (void)uv_run(&e->loop, UV_RUN_ONCE);
+        assert_int_equal(t.ok, 64);
+        assert_int_equal(t.refused, 6);
+        assert_int_equal(t.other, 0);
+        settle(e);
 }
 
 static void test_own_changes_are_silent(void **state)
@@ -544,19 +684,21 @@ static void test_queue_overflow_is_reported(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_outside_append_is_one_modification, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_created_deleted_moved, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_new_directory_contents_reported, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_renamed_directory_keeps_watching, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_own_changes_are_silent, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_outside_change_right_after_own_write_is_reported, setup,
-                                                teardown),
-                cmocka_unit_test_setup_teardown(test_excluded_directories, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_watch_limit, setup_five_watches, teardown),
-                cmocka_unit_test_setup_teardown(test_project_change_drops_old_watches, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_project_outside_workspace_ignored, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_project_root_removed, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_queue_overflow_is_reported, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_outside_append_is_one_modification, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_created_deleted_moved, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_new_directory_contents_reported, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_renamed_directory_keeps_watching, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_own_changes_are_silent, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_disk_work_does_not_hold_the_loop, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_waiting_requests_are_bounded, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_outside_change_right_after_own_write_is_reported, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_excluded_directories, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_watch_limit, setup_five_watches, teardown),
+            cmocka_unit_test_setup_teardown(test_project_change_drops_old_watches, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_project_outside_workspace_ignored, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_project_root_removed, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_queue_overflow_is_reported, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

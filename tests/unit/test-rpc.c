@@ -6,10 +6,13 @@
 #include <cmocka.h>
 #include <string.h>
 
+#include <uv.h>
+
 #include "bus.h"
 #include "rpc.h"
 
 typedef struct Fixture {
+        uv_loop_t loop;
         Bus *bus;
         RpcSession *rpc;
         ClientId client;
@@ -56,12 +59,6 @@ static void big(BusCall *call, const cJSON *params, void *userdata)
         bus_call_reply(call, r);
 }
 
-/* Says where its answer goes. */
-static void where(BusCall *call, const cJSON *params, void *userdata)
-{
-        bus_call_reply(call, cJSON_CreateString(bus_call_is_remote(call) ? "client" : "worker"));
-}
-
 static void strict(BusCall *call, const cJSON *params, void *userdata)
 {
         const char *path = NULL;
@@ -80,9 +77,11 @@ static void failing(BusCall *call, const cJSON *params, void *userdata)
                        data ? cJSON_Duplicate(data, true) : NULL);
 }
 
-static void on_forward_reply(const cJSON *result, const cJSON *error, void *userdata)
+static void on_forward_reply(cJSON *result, cJSON *error, void *userdata)
 {
+        assert_null(result);
         bus_call_error_forward(userdata, error);
+        cJSON_Delete(error);
 }
 
 /* Asks t:fail with its own params and passes the error on; a forged error object is refused. */
@@ -94,18 +93,20 @@ static void forward(BusCall *call, const cJSON *params, void *userdata)
                 cJSON_Delete(e);
                 return;
         }
-        assert_int_equal(bus_call(bus_call_bus(call), "t:fail", params, on_forward_reply, call), 0);
+        assert_int_equal(
+            bus_call(bus_call_bus(call), "t:fail", cJSON_Duplicate(params, true), on_forward_reply, call),
+            0);
 }
 
 static int setup(void **state)
 {
         Fixture *f = calloc(1, sizeof(Fixture));
 
-        assert_int_equal(bus_new(&f->bus), 0);
+        assert_int_equal(uv_loop_init(&f->loop), 0);
+        assert_int_equal(bus_new(&f->loop, &f->bus), 0);
         assert_int_equal(bus_serve(f->bus, "t:echo", echo, f), 0);
         assert_int_equal(bus_serve(f->bus, "t:hold", hold, f), 0);
         assert_int_equal(bus_serve(f->bus, "t:big", big, f), 0);
-        assert_int_equal(bus_serve(f->bus, "t:where", where, f), 0);
         assert_int_equal(bus_serve(f->bus, "t:fail", failing, f), 0);
         assert_int_equal(bus_serve(f->bus, "t:strict", strict, f), 0);
         assert_int_equal(bus_serve(f->bus, "t:forward", forward, f), 0);
@@ -116,12 +117,21 @@ static int setup(void **state)
         return 0;
 }
 
+/* Deliver the answers the bus holds, and what they cause. */
+static void settle(Fixture *f)
+{
+        while (uv_run(&f->loop, UV_RUN_NOWAIT) != 0)
+                ;
+}
+
 static int teardown(void **state)
 {
         Fixture *f = *state;
 
         rpc_session_free(f->rpc);
         bus_client_remove(f->bus, f->client);
+        settle(f);
+        assert_int_equal(uv_loop_close(&f->loop), 0);
         bus_free(f->bus);
         for (size_t i = 0; i < f->n_out; i++)
                 free(f->out[i]);
@@ -134,6 +144,7 @@ static void handle(Fixture *f, const char *line)
         char *copy = strdup(line);
         rpc_session_handle(f->rpc, copy, strlen(copy));
         free(copy);
+        settle(f);
 }
 
 static void test_request_and_notification(void **state)
@@ -158,6 +169,7 @@ static void test_batch_waits_for_async_answers(void **state)
         assert_int_equal(f->n_out, 0); /* one answer is still outstanding */
         assert_non_null(f->held);
         bus_call_reply(f->held, cJSON_CreateString("late"));
+        settle(f);
         assert_int_equal(f->n_out, 1);
         cJSON *arr = cJSON_Parse(f->out[0]);
         assert_true(cJSON_IsArray(arr));
@@ -174,6 +186,7 @@ static void test_answer_after_session_is_gone(void **state)
         f->rpc = rpc_session_free(f->rpc);
         /* The connection went away; its late answer is dropped without touching freed memory. */
         bus_call_reply(f->held, cJSON_CreateTrue());
+        settle(f);
         assert_int_equal(f->n_out, 0);
 }
 
@@ -211,7 +224,7 @@ static char *batch_text(const char *first, const char *member, size_t n, const c
 }
 
 #define HOLD "{\"jsonrpc\":\"2.0\",\"method\":\"t:hold\",\"id\":2}"
-#define ECHO "{\"jsonrpc\":\"2.0\",\"method\":\"t:echo\",\"id\":1,\"params\":{\"x\":\"0123456789\"}}"
+#define ECHO_MEMBER "{\"jsonrpc\":\"2.0\",\"method\":\"t:echo\",\"id\":1,\"params\":{\"x\":\"0123456789\"}}"
 
 static void test_batch_bounds(void **state)
 {
@@ -231,15 +244,16 @@ static void test_batch_bounds(void **state)
         free(t);
         assert_int_equal(f->n_out, 1); /* notifications: no answer */
 
-        /* The answers outgrow the 4096-byte limit while the first member is still out: one error once
-         * that is in, and the member after the overflow never runs. */
-        t = batch_text(HOLD, ECHO, 100, HOLD);
+        /* The answers outgrow the 4096-byte limit once the first member is in: one error, and the
+         * members after the overflow never run (a batch runs its members one after the other). */
+        t = batch_text(HOLD, ECHO_MEMBER, 100, HOLD);
         handle(f, t);
         free(t);
         assert_int_equal(f->n_out, 1);
         assert_non_null(f->held);
         BusCall *first = TAKE_PTR(f->held);
         bus_call_reply(first, cJSON_CreateTrue());
+        settle(f);
         assert_null(f->held);
         assert_int_equal(f->n_out, 2);
         assert_true(strlen(f->out[1]) < 200);
@@ -287,23 +301,34 @@ static void test_oversize_message(void **state)
         assert_non_null(strstr(f->out[0], "\"id\":null"));
 }
 
-static void on_where(const cJSON *result, const cJSON *error, void *userdata)
+static void on_owned(cJSON *result, cJSON *error, void *userdata)
 {
-        assert_true(cJSON_IsString(result));
-        *(char **)userdata = strdup(result->valuestring);
+        assert_null(error);
+        *(cJSON **)userdata = result;
 }
 
-static void test_call_knows_where_its_answer_goes(void **state)
+/* Answers arrive from the loop, never inside the call that asked, to a client and to the worker alike,
+ * in one shape, and the receiver owns what it gets. */
+static void test_answers_come_from_the_loop(void **state)
 {
         Fixture *f = *state;
-        char *got = NULL;
+        cJSON *got = NULL;
 
-        handle(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"t:where\"}");
+        const char *line = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"t:echo\",\"params\":[7]}";
+
+        rpc_session_handle(f->rpc, line, strlen(line));
+        assert_int_equal(f->n_out, 0);
+        settle(f);
         assert_int_equal(f->n_out, 1);
-        assert_string_equal(f->out[0], "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"client\"}");
-        assert_int_equal(bus_call(f->bus, "t:where", NULL, on_where, &got), 0);
-        assert_string_equal(got, "worker");
-        free(got);
+        assert_string_equal(f->out[0], "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":[7]}");
+
+        assert_int_equal(bus_call(f->bus, "t:echo", cJSON_Parse("[7]"), on_owned, &got), 0);
+        assert_null(got);
+        settle(f);
+        assert_true(cJSON_IsArray(got));
+        assert_int_equal(cJSON_GetArrayItem(got, 0)->valueint, 7);
+        cJSON_Delete(got);
+        assert_int_equal(bus_call(f->bus, "t:nobody", NULL, on_owned, &got), -ENOENT);
 }
 
 static void test_events_reach_clients(void **state)
@@ -327,15 +352,15 @@ static void test_events_reach_clients(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_request_and_notification, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_batch_waits_for_async_answers, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_answer_after_session_is_gone, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_batch_bounds, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_error_forwarding, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_too_large_response, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_oversize_message, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_events_reach_clients, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_call_knows_where_its_answer_goes, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_request_and_notification, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_batch_waits_for_async_answers, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_answer_after_session_is_gone, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_batch_bounds, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_error_forwarding, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_too_large_response, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_oversize_message, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_events_reach_clients, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_answers_come_from_the_loop, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -135,7 +135,7 @@ static int setup(void **state)
         assert_int_equal(uv_loop_init(&f->loop), 0);
         assert_int_equal(uv_timer_init(&f->loop, &f->tick), 0);
         assert_int_equal(uv_timer_start(&f->tick, on_tick, 20, 20), 0);
-        assert_int_equal(bus_new(&f->bus), 0);
+        assert_int_equal(bus_new(&f->loop, &f->bus), 0);
         assert_int_equal(bus_client_add(f->bus, &client_ops, f, &f->client), 0);
         assert_int_equal(bus_subscribe(f->bus, EVENT_TERMINALS_CHANGED, on_changed, f), 0);
         ctx = (ServiceContext){&f->loop, f->bus, &f->cfg};
@@ -175,6 +175,13 @@ static void on_done(cJSON *response, void *userdata)
         f->response = response;
 }
 
+/* Let the loop deliver the answers the bus holds (the tick timer keeps it alive: a few turns). */
+static void settle(Fixture *f)
+{
+        for (int i = 0; i < 10; i++)
+                (void)uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
 static void dispatch(Fixture *f, const char *method, const char *params_json)
 {
         cJSON *params = cJSON_Parse(params_json), *id = cJSON_CreateNumber(1);
@@ -185,6 +192,7 @@ static void dispatch(Fixture *f, const char *method, const char *params_json)
         bus_dispatch(f->bus, f->client, method, params, id, on_done, f);
         cJSON_Delete(params);
         cJSON_Delete(id);
+        settle(f);
 }
 
 /* Run the loop until some message sent to the client contains needle. */
@@ -210,8 +218,9 @@ static void run_for(Fixture *f, double seconds)
                 (void)uv_run(&f->loop, UV_RUN_ONCE);
 }
 
-static int error_code(const Fixture *f)
+static int error_code(Fixture *f)
 {
+        settle(f);
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(f->response, "error");
 
         assert_non_null(e);
@@ -271,6 +280,7 @@ static void test_fs_answering_later(void **state)
         cJSON_AddStringToObject(r, "path", f->dir);
         cJSON_AddStringToObject(r, "type", "dir");
         bus_call_reply(TAKE_PTR(f->fs_call), r);
+        settle(f);
         assert_non_null(cJSON_GetObjectItemCaseSensitive(f->response, "result"));
         assert_true(run_until_sent(f, "late-9", 10));
 }
@@ -285,12 +295,14 @@ static void test_stop_while_fs_is_answering(void **state)
         dispatch(f, "terminal:create", "{\"cols\":80,\"rows\":24,\"cwd\":\"sub\"}");
         assert_null(f->response);
         terminal_service_type.stop(TAKE_PTR(f->svc));
+        settle(f);
         assert_int_equal(error_code(f), -32000);
         /* The late answer finds only the request to free (ASan watches). */
         r = cJSON_CreateObject();
         cJSON_AddStringToObject(r, "path", f->dir);
         cJSON_AddStringToObject(r, "type", "dir");
         bus_call_reply(TAKE_PTR(f->fs_call), r);
+        settle(f);
 }
 
 static void test_creator_gone_while_fs_is_answering(void **state)
@@ -309,6 +321,7 @@ static void test_creator_gone_while_fs_is_answering(void **state)
         cJSON_AddStringToObject(r, "type", "dir");
         sent = f->n_sent;
         bus_call_reply(TAKE_PTR(f->fs_call), r);
+        settle(f);
         run_for(f, 0.5);
         /* Nothing is sent to a client that is gone, and nothing waits on it. */
         assert_int_equal(f->n_sent, sent);
