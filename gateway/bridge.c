@@ -18,7 +18,6 @@
 #include "macro.h"
 #include "utf8.h"
 
-
 #define WORKER_LOST_NOTIFICATION "{\"jsonrpc\":\"2.0\",\"method\":\"gateway:worker_lost\",\"params\":{}}"
 
 /* A page silent for this many ping intervals is gone (its network went away without a FIN). */
@@ -102,6 +101,8 @@ struct Bridge {
         int close_code;           /* close once the queue is out; 0: none pending */
         const char *close_reason;
         bool close_ready; /* the queue is out and the close reason set: close from the idle handle */
+        bool
+            close_started; /* libwebsockets is closing: its close frame goes before any writeable callback */
 
         /* keepalive */
         uint64_t last_heard_ms; /* last data or pong from the page */
@@ -251,7 +252,8 @@ static void on_kick_idle(uv_idle_t *h)
                 if (b->wsi && b->close_ready) {
                         /* libwebsockets sends the close frame set by lws_close_reason() at the next POLLOUT,
                          * with reading still paused: the rest of a compressed message is not inflated. It
-                         * tells the bridge first (LWS_CALLBACK_CLOSED), which may free b. */
+                         * may tell the bridge (LWS_CALLBACK_CLOSED), which may free b. */
+                        b->close_started = true;
                         lws_set_timeout(b->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
                         continue;
                 }
@@ -312,6 +314,10 @@ int bridge_writeable(Bridge *b)
         b->writable_pending = false;
         /* Whatever libwebsockets was still compressing is out by now: this callback waits for that. */
         in_flight_free(b);
+        if (b->close_started)
+                /* libwebsockets writes its close frame before it calls back, and leaves POLLOUT on after
+                 * it: hang up now rather than wait for the page's answer, which would not be read. */
+                return -1;
         if (b->close_ready)
                 return 0; /* the close is on its way (on_kick_idle()) */
         if (b->ping_due && !b->close_code) {
