@@ -236,6 +236,8 @@ static void free_waiting(Bridge *b);
  * delivers the next piece only when the socket sees another event; the same goes for data it holds
  * after reading was paused. A WebSocket with such data pending is serviced again from an idle handle
  * ("kicked"), as if its socket were readable. */
+static void kick(Bridge *b);
+
 static void on_kick_idle(uv_idle_t *h)
 {
         Gateway *g = h->data;
@@ -249,11 +251,18 @@ static void on_kick_idle(uv_idle_t *h)
                 g->kicks_running = b->kick_next;
                 b->kick_next = NULL;
                 b->kick_pending = false;
+                if (b->wsi && b->close_started) {
+                        /* The close frame went out in the last turn of the loop (if the socket took it):
+                         * the writeable callback asked for now hangs up (bridge_writeable()). */
+                        lws_callback_on_writable(b->wsi);
+                        continue;
+                }
                 if (b->wsi && b->close_ready) {
                         /* libwebsockets sends the close frame set by lws_close_reason() at the next POLLOUT,
                          * with reading still paused: the rest of a compressed message is not inflated. It
                          * may tell the bridge (LWS_CALLBACK_CLOSED), which may free b. */
                         b->close_started = true;
+                        kick(b); /* once more on the next turn, unless the WebSocket is gone by then */
                         lws_set_timeout(b->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
                         continue;
                 }
