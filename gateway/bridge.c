@@ -1011,3 +1011,16 @@ void bridge_tick(Gateway *g, uint64_t now)
                 }
         }
 }
+
+unsigned bridge_count_connected_workers(const Gateway *g)
+{
+        unsigned n = 0;
+
+        for (const BridgeUser *u = g->bridge_users; u; u = u->next)
+                for (const Bridge *b = g->bridges; b; b = b->next)
+                        if (b->owner == u && b->pipe_state == PIPE_OPEN) {
+                                n++;
+                                break;
+                        }
+        return n;
+}

@@ -81,7 +81,8 @@ static const Setting settings[] = {
     FIXED("listen_socket_group", SETTING_STRING, listen_socket_group, 0, 0, "GROUP",
           "Group of a unix:PATH listening socket (a reverse proxy's)"),
     S("web_root", SETTING_STRING, web_root, 0, 0, "DIR", "The web app to serve"),
-    FIXED("cert", SETTING_STRING, cert, 0, 0, "FILE", "TLS certificate chain (PEM); with --key"),
+    FIXED("cert", SETTING_STRING, cert, 0, 0, "FILE",
+          "TLS certificate chain (PEM) with --key; 'auto': a self-signed one in state_dir"),
     FIXED("key", SETTING_STRING, key, 0, 0, "FILE", "TLS private key (PEM)"),
     FIXED("auth", SETTING_AUTH, auth, 0, 0, "METHOD", "token, file or pam (default token)"),
     S("users_file", SETTING_STRING, users_file, 0, 0, "FILE", "Users and crypt(3) hashes for auth=file"),
@@ -96,6 +97,12 @@ static const Setting settings[] = {
           "helios-launcher's socket: serve every user, not only this one"),
     FIXED("runtime_dir", SETTING_STRING, runtime_dir, 0, 0, "DIR",
           "Private directory for the worker socket"),
+    FIXED("state_dir", SETTING_STRING, state_dir, 0, 0, "DIR",
+          "Keep logins here across restarts (default $STATE_DIRECTORY)"),
+    FIXED("admin_socket", SETTING_STRING, admin_socket, 0, 0, "PATH",
+          "Admin socket for `helios-gateway sessions|logout` (default $RUNTIME_DIRECTORY/admin.sock)"),
+    FIXED("admin_group", SETTING_STRING, admin_group, 0, 0, "GROUP",
+          "Group that may use the admin socket besides root (default none)"),
     FIXED("worker", SETTING_STRING, worker, 0, 0, "FILE", "The helios-worker executable"),
     FIXED_LIST("worker_args", worker_args, "ARG", "Extra argument for the worker"),
     S("max_message_size", SETTING_SIZE, max_message, 4096, 1024 * MiB, "BYTES",
@@ -255,8 +262,11 @@ static int on_file_setting(const char *path, unsigned line, const char *key, con
 
         (void)snprintf(where, sizeof(where), "%s:%u", path, line);
         for (size_t i = 0; i < ELEMENTSOF(settings); i++)
-                if (streq(key, settings[i].name))
+                if (streq(key, settings[i].name)) {
+                        c->in_file[i] = true;
+                        c->file_line[i] = line;
                         return setting_apply(c, &settings[i], value, true, where);
+                }
         log_error("%s: unknown setting '%s'.", where, key);
         return -EINVAL;
 }
@@ -271,7 +281,9 @@ static void help(void)
             "helios-launcher; without, it runs embedded: one user, whose worker starts on demand.\n\n"
             "  -h --help                        Show this help\n"
             "     --version                     Show the version\n"
-            "  -c --config FILE                 Read settings from FILE (default %s)\n",
+            "  -c --config FILE                 Read settings from FILE (default %s)\n"
+            "     --check-config                Check the settings and files, say which are ignored, and "
+            "exit\n",
             GATEWAY_DEFAULT_CONFIG);
         for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
                 char opt[64];
@@ -289,6 +301,7 @@ static void help(void)
 
 enum {
         ARG_VERSION = 0x100,
+        ARG_CHECK_CONFIG,
         ARG_SETTING_BASE = 0x200,
 };
 
@@ -299,6 +312,7 @@ static int build_options(struct option *opts, char names[][32])
         opts[k++] = (struct option){"help", no_argument, NULL, 'h'};
         opts[k++] = (struct option){"version", no_argument, NULL, ARG_VERSION};
         opts[k++] = (struct option){"config", required_argument, NULL, 'c'};
+        opts[k++] = (struct option){"check-config", no_argument, NULL, ARG_CHECK_CONFIG};
         for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
                 (void)snprintf(names[i], 32, "%s", settings[i].name);
                 for (char *p = names[i]; *p; p++)
@@ -375,8 +389,36 @@ static int finalize(GatewayConfig *c)
                         return log_oom();
                 }
         }
-        if (!!c->cert != !!c->key) {
-                log_error("TLS needs both cert and key.");
+        if (!c->admin_socket) {
+                const char *rd = getenv("RUNTIME_DIRECTORY");
+                if (rd && rd[0] == '/')
+                        r = asprintf(&c->admin_socket, "%.*s/admin.sock", (int)strcspn(rd, ":"), rd);
+                else
+                        r = asprintf(&c->admin_socket, "%s/admin.sock", c->runtime_dir);
+                if (r < 0) {
+                        c->admin_socket = NULL;
+                        return log_oom();
+                }
+        }
+        if (!c->state_dir) {
+                /* systemd's StateDirectory=; several are separated by ':', the first is ours. */
+                const char *sd = getenv("STATE_DIRECTORY");
+                if (sd && sd[0] == '/') {
+                        c->state_dir = strndup(sd, strcspn(sd, ":"));
+                        if (!c->state_dir)
+                                return log_oom();
+                }
+        } else if (c->state_dir[0] != '/') {
+                log_error("state_dir must be an absolute path.");
+                return -EINVAL;
+        }
+        if (c->cert && streq(c->cert, "auto")) {
+                if (c->key) {
+                        log_error("cert = auto makes its own key: remove the key setting.");
+                        return -EINVAL;
+                }
+        } else if (!!c->cert != !!c->key) {
+                log_error("TLS needs both cert and key (or cert = auto).");
                 return -EINVAL;
         }
         if (c->high_water > c->max_message) {
@@ -404,10 +446,10 @@ static int finalize(GatewayConfig *c)
 
 int gateway_config_load(int argc, char **argv, GatewayConfig **ret)
 {
-        struct option opts[ELEMENTSOF(settings) + 4];
+        struct option opts[ELEMENTSOF(settings) + 5];
         char names[ELEMENTSOF(settings)][32];
         const char *config_path = NULL;
-        bool explicit_config = false;
+        bool explicit_config = false, check_config = false;
         GatewayConfig *c;
         bool list_seen[ELEMENTSOF(settings)] = {};
         int opt, r;
@@ -430,6 +472,9 @@ int gateway_config_load(int argc, char **argv, GatewayConfig **ret)
                         config_path = optarg;
                         explicit_config = true;
                         break;
+                case ARG_CHECK_CONFIG:
+                        check_config = true;
+                        break;
                 case '?':
                         return -EINVAL;
                 default:
@@ -445,6 +490,7 @@ int gateway_config_load(int argc, char **argv, GatewayConfig **ret)
         if (!c)
                 return log_oom();
         set_defaults(c);
+        c->check_config = check_config;
 
         if (!config_path)
                 config_path = GATEWAY_DEFAULT_CONFIG;
@@ -479,6 +525,7 @@ int gateway_config_load(int argc, char **argv, GatewayConfig **ret)
                         list_seen[i] = true;
                 }
                 (void)snprintf(where, sizeof(where), "--%s", names[i]);
+                c->on_command_line[i] = true;
                 r = setting_apply(c, s, optarg, false, where);
                 if (r < 0)
                         goto fail;
@@ -570,6 +617,66 @@ unsigned gateway_config_keep_fixed(GatewayConfig *c, GatewayConfig *running)
                 log_warning("Setting '%s' changed; it takes effect only on restart, ignoring it until then.",
                             s->name);
                 setting_swap(s, c, running);
+                n++;
+        }
+        return n;
+}
+
+static size_t setting_index(const char *name)
+{
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++)
+                if (streq(settings[i].name, name))
+                        return i;
+        assert(false);
+        return 0;
+}
+
+static bool given(const GatewayConfig *c, const char *name)
+{
+        size_t i = setting_index(name);
+
+        return c->in_file[i] || c->on_command_line[i];
+}
+
+unsigned gateway_config_ignored(const GatewayConfig *c, bool socket_activated, IgnoredSettingFn fn,
+                                void *userdata)
+{
+        static const char *const listening[] = {"listen", "listen_socket_mode", "listen_socket_group"};
+        static const char *const embedded[] = {"runtime_dir", "worker", "worker_args"};
+        unsigned n = 0;
+
+        assert(ELEMENTSOF(settings) <= GATEWAY_SETTINGS_MAX);
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++)
+                if (c->in_file[i] && c->on_command_line[i]) {
+                        char why[256];
+                        (void)snprintf(why, sizeof(why), "%s:%u is replaced by the command line's --%s",
+                                       c->config_path ?: "the configuration file", c->file_line[i],
+                                       settings[i].name);
+                        for (char *p = strstr(why, "--"); p && *p; p++)
+                                if (*p == '_')
+                                        *p = '-';
+                        fn(settings[i].name, why, userdata);
+                        n++;
+                }
+        for (size_t i = 0; socket_activated && i < ELEMENTSOF(listening); i++)
+                if (given(c, listening[i])) {
+                        fn(listening[i],
+                           "the listening sockets come from systemd (helios-gateway.socket: ListenStream=, "
+                           "SocketMode=, SocketGroup=)",
+                           userdata);
+                        n++;
+                }
+        for (size_t i = 0; c->launcher && i < ELEMENTSOF(embedded); i++)
+                if (given(c, embedded[i])) {
+                        fn(embedded[i], "with a launcher, helios-launcher starts the workers", userdata);
+                        n++;
+                }
+        if (c->auth != AUTH_METHOD_FILE && given(c, "users_file")) {
+                fn("users_file", "it is read only with auth = file", userdata);
+                n++;
+        }
+        if (c->auth != AUTH_METHOD_TOKEN && given(c, "token_file")) {
+                fn("token_file", "it is read only with auth = token", userdata);
                 n++;
         }
         return n;

@@ -15,6 +15,8 @@ typedef enum AuthMethod {
 
 const char *auth_method_to_string(AuthMethod m);
 
+#define GATEWAY_SETTINGS_MAX 64
+
 /* The gateway's settings: built-in defaults, then the configuration file, then the command line.
  * Read-only once made; a reload builds a new one. */
 typedef struct GatewayConfig {
@@ -25,7 +27,7 @@ typedef struct GatewayConfig {
         uint64_t listen_socket_mode; /* of unix:PATH sockets */
         char *listen_socket_group;   /* of unix:PATH sockets; NULL: this process's */
         char *web_root;
-        char *cert, *key; /* TLS when both are set */
+        char *cert, *key; /* TLS when both are set, or cert is "auto" (self-signed, in state_dir) */
 
         AuthMethod auth;
         char *users_file;
@@ -40,6 +42,9 @@ typedef struct GatewayConfig {
 
         char *launcher;    /* helios-launcher's socket: many users, PAM; NULL: embedded, one user */
         char *runtime_dir; /* private directory holding the worker socket (embedded mode) */
+        char *state_dir;   /* where sessions are kept across restarts; NULL: they are not */
+        char *admin_socket; /* the admin socket (sessions, logout) */
+        char *admin_group;  /* may use it besides root and this account; NULL: none */
         char *worker;      /* the helios-worker executable */
         char **worker_args;
         size_t n_worker_args;
@@ -69,6 +74,11 @@ typedef struct GatewayConfig {
         uint64_t login_queue_timeout_ms;
         uint64_t login_checks_per_address; /* in progress or waiting */
         int log_level;               /* -1: unchanged */
+
+        bool check_config; /* --check-config: validate, report, exit */
+        /* Where each setting (by its place in the table) was given; both: the command line won. */
+        bool in_file[GATEWAY_SETTINGS_MAX], on_command_line[GATEWAY_SETTINGS_MAX];
+        unsigned file_line[GATEWAY_SETTINGS_MAX];
 } GatewayConfig;
 
 #define GATEWAY_DEFAULT_CONFIG     "/etc/helios/helios.conf"
@@ -84,3 +94,11 @@ GatewayConfig *gateway_config_free(GatewayConfig *c);
  * start (swapping them, so each is still freed with its config), with a warning naming each one that
  * changed. Returns how many did. */
 unsigned gateway_config_keep_fixed(GatewayConfig *c, GatewayConfig *running);
+
+/* Calls fn for every setting that was given but has no effect: its value from the file replaced by the
+ * command line's (e.g. the unit's ExecStart=), or the setting ignored in this mode (listen under socket
+ * activation, the embedded worker's settings with a launcher, a login method's file under another).
+ * Returns how many. */
+typedef void (*IgnoredSettingFn)(const char *name, const char *why, void *userdata);
+unsigned gateway_config_ignored(const GatewayConfig *c, bool socket_activated, IgnoredSettingFn fn,
+                                void *userdata);

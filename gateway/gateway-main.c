@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "admin.h"
 #include "config.h"
 #include "log.h"
 #include "passwd.h"
@@ -25,10 +26,18 @@ static int run(int argc, char **argv)
         log_setup("helios-gateway");
         if (argc >= 2 && streq(argv[1], "passwd"))
                 return passwd_run(argc - 1, argv + 1);
+        if (argc >= 2 && (streq(argv[1], "sessions") || streq(argv[1], "logout")))
+                return admin_client_run(argc - 1, argv + 1);
 
         r = gateway_config_load(argc, argv, &config);
         if (r != 0)
                 return r > 0 ? 0 : r;
+        if (config->check_config) {
+                /* Reading files only: root may check what the gateway's account will read. */
+                r = gateway_check_config(config);
+                gateway_config_free(config);
+                return r;
+        }
 
         /* The gateway faces the network and, embedded, serves its own account's files and shells to the
          * browser: as root that would be /root and root shells. */

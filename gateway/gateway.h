@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "accounts.h"
+#include "admin.h"
 #include "auth.h"
 #include "config.h"
 #include "launcher.h"
@@ -20,6 +21,7 @@
 #include "sessions.h"
 #include "static-files.h"
 #include "throttle.h"
+#include "tls.h"
 
 typedef struct Bridge Bridge;
 typedef struct BridgeUser BridgeUser;
@@ -47,6 +49,7 @@ typedef struct Gateway {
         SessionStore *sessions;
         AccountChecks *accounts;
         Throttle *throttle;
+        AdminServer *admin;
         WebRoot *web;
         NetPrefix *trusted_proxies;
         size_t n_trusted_proxies;
@@ -71,9 +74,14 @@ typedef struct Gateway {
         uint64_t watchdog_usec;
         uint64_t last_watchdog_ms;
         uint64_t shutdown_started_ms;
+        uint64_t sessions_saved_ms;
+        bool sessions_save_failed; /* warned once; said again when it works */
         char status[128];
 
         bool tls;
+        char *tls_cert, *tls_key; /* the files in use: the configured ones, or those cert = auto made */
+        TlsFilesId tls_id;        /* as they were when read; a reload takes them again if they changed */
+        unsigned n_vhosts;        /* one per certificate read; earlier ones serve their connections */
         bool stopping;
         bool lws_destroyed;
         char url[256];
@@ -121,5 +129,7 @@ void bridge_peer_closed(Bridge *b);
 void bridge_heard(Bridge *b);
 /* Once a second: ping pages that have been silent, hang up on those gone. */
 void bridge_tick(Gateway *g, uint64_t now);
+/* Users whose worker at least one open page is connected to: each is a running worker. */
+unsigned bridge_count_connected_workers(const Gateway *g);
 /* Close every WebSocket with 1001 (going away) once its queued messages are out. */
 void bridge_shutdown_all(Gateway *g);

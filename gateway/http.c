@@ -578,7 +578,10 @@ static void serve_metrics(HttpRequest *r)
         g->metrics.login_checks_queued = as.queued_now;
         g->metrics.sessions = session_store_count(g->sessions);
         g->metrics.worker_starts = st.worker_starts;
-        g->metrics.workers_running = st.workers_running;
+        /* helios-launcher starts the workers of many users and does not say how many run: the gateway
+         * counts those its pages are connected to. */
+        g->metrics.workers_running =
+            launcher_single_user(g->launcher) ? st.workers_running : bridge_count_connected_workers(g);
         r->body.len = 0;
         if (metrics_render(&g->metrics, &r->body) < 0) {
                 respond_text(r, 500, "Out of memory");
@@ -669,7 +672,7 @@ static void on_auth_done(int result, const char *user, void *userdata)
 {
         HttpRequest *r = userdata;
         Gateway *g = r->gateway;
-        char addr[NETADDR_STRLEN], cookie[SESSION_COOKIE_LEN + 1];
+        char addr[NETADDR_STRLEN], addr_text[NETADDR_STRLEN], cookie[SESSION_COOKIE_LEN + 1];
         uint64_t now = uv_now(g->loop);
         Session *s;
         int k;
@@ -703,7 +706,8 @@ static void on_auth_done(int result, const char *user, void *userdata)
                 return;
         }
 
-        k = session_create(g->sessions, user, now, &s, cookie);
+        netaddr_format(&r->info.client, addr_text);
+        k = session_create(g->sessions, user, addr_text, now, &s, cookie);
         if (k < 0) {
                 log_warning_errno(k, "Cannot open a session for %s: %m", user);
                 r->retry_after = 60;

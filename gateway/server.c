@@ -12,12 +12,14 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "gateway.h"
 #include "log.h"
 #include "macro.h"
+#include "users-file.h"
 
 /* WebSocket payload read per callback. Allocated per open WebSocket, so it is kept small: a large
  * message just arrives in more pieces. */
@@ -32,6 +34,11 @@
 #define TICK_MS 1000u
 /* Longest token or metrics token file read. */
 #define SECRET_FILE_MAX 4096u
+
+/* Logins are saved to the state directory when one begins or ends, and their last use at most this
+ * often, so a restart loses at most this much of the idle clock. */
+#define SESSIONS_FILE    "sessions"
+#define SESSIONS_SAVE_MS (60u * 1000u)
 
 static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
 
@@ -60,11 +67,12 @@ static void on_lws_log(int level, const char *line)
 {
         size_t n = strlen(line);
 
-        /* Its errors are mostly about what clients sent: worth a look while debugging, not an alert. */
+        /* Its errors are mostly about what clients sent, and some of its "errors" are notes made for every
+         * connection (adopt_socket_readbuf): worth a look while debugging, never at the default level. What
+         * an admin must know (a certificate that cannot be used) the gateway checks and says itself. */
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == ' '))
                 n--;
-        log_full_errno(level & (LLL_ERR | LLL_WARN) ? LOG_INFO : LOG_DEBUG, 0, "libwebsockets: %.*s", (int)n,
-                       line);
+        log_full_errno(LOG_DEBUG, 0, "libwebsockets: %.*s", (int)n, line);
 }
 
 static int adopt(Conn *conn, int fd, const char *buf, size_t len, void *userdata)
@@ -212,59 +220,164 @@ static int lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         }
 }
 
-static int lws_setup(Gateway *g)
+/* The vhost new connections are adopted into. With TLS it holds the certificate: a reload that finds new
+ * files makes a new one, and the earlier ones keep serving the connections they have until the context
+ * ends (the library offers no way to swap a vhost's certificate from files, nor to adopt into it once
+ * destroyed). */
+/* What the context is made with; a vhost is made with the same, plus its own fields, as the library
+ * reads some of them (TLS options, timeouts) again for each vhost. */
+static void context_info(Gateway *g, void **foreign_loops, struct lws_context_creation_info *info)
 {
         const GatewayConfig *c = g->config;
+
+        *info = (struct lws_context_creation_info){};
+        info->options =
+            LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+        if (g->tls)
+                info->options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info->foreign_loops = foreign_loops;
+        info->user = g;
+        info->server_string = "helios";
+        /* The listener has checked the first request's headers against max_header_size already; this is
+         * the library's own limit, for TLS and for later requests on a kept-alive connection. */
+        info->max_http_header_data = (unsigned short)MIN(c->max_header_size + 1024, (uint64_t)UINT16_MAX);
+        /* Every connection the listener lets in may hold one of the library's header tables: a TLS one from
+         * its accept on, before it sends anything. With as many tables as connections none ever waits for
+         * one, so idle connections take nothing from others; the listener's caps (the oldest of an address
+         * over its share goes first) are what bounds them. A table is freed as soon as nobody holds it. */
+        info->max_http_header_pool = (unsigned short)g->header_pool;
+        /* A TLS handshake and a request's headers get the same time; so does a kept-alive connection
+         * between requests while it holds a table. */
+        info->timeout_secs = (unsigned)MAX(c->header_timeout_ms / 1000, (uint64_t)1);
+        info->timeout_secs_ah_idle = info->timeout_secs;
+}
+
+static int create_vhost(Gateway *g, struct lws_vhost **ret)
+{
+        struct lws_context_creation_info info;
+        void *foreign_loops[] = {g->loop};
+        char name[32];
+        struct lws_vhost *vh;
+
+        context_info(g, foreign_loops, &info);
+        (void)snprintf(name, sizeof(name), g->n_vhosts == 0 ? "helios" : "helios-%u", g->n_vhosts);
+        info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+        info.vhost_name = name;
+        info.protocols = protocols;
+        info.extensions = extensions;
+        info.retry_and_idle_policy = &ws_idle_policy;
+        if (g->tls) {
+                info.ssl_cert_filepath = g->tls_cert;
+                info.ssl_private_key_filepath = g->tls_key;
+                info.alpn = "http/1.1";
+                /* Modern clients only: TLS 1.2 and up, forward-secret AEAD suites. */
+                info.ssl_cipher_list = "ECDHE+AESGCM:ECDHE+CHACHA20";
+                info.ssl_options_set = SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_RENEGOTIATION;
+        }
+        vh = lws_create_vhost(g->lws, &info);
+        if (!vh)
+                return g->tls ? -EINVAL : -ENOMEM;
+        g->n_vhosts++;
+        *ret = vh;
+        return 0;
+}
+
+/* The certificate and key to use, checked: the configured files, or for cert = auto the self-signed
+ * pair in the state directory, made on first start. */
+static int tls_prepare(Gateway *g)
+{
+        const GatewayConfig *c = g->config;
+        const char *reason = NULL;
+        int r;
+
+        if (streq(c->cert, "auto")) {
+                _cleanup_free_ char *dir = NULL;
+                char fp[TLS_FINGERPRINT_MAX];
+                bool made;
+
+                if (!c->state_dir)
+                        return log_error_errno(-EINVAL, "cert = auto keeps its certificate in state_dir, "
+                                                        "which is not set.");
+                if (asprintf(&dir, "%s/tls", c->state_dir) < 0) {
+                        dir = NULL;
+                        return log_oom();
+                }
+                if (mkdir(c->state_dir, 0700) < 0 && errno != EEXIST)
+                        return log_error_errno(errno, "Cannot create the state directory %s: %m",
+                                               c->state_dir);
+                r = tls_self_signed(dir, &g->tls_cert, &g->tls_key, &made, fp);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot make a self-signed certificate in %s: %m", dir);
+                if (made)
+                        log_notice(
+                            "Made a self-signed TLS certificate %s (SHA-256 %s); browsers warn about it "
+                            "until cert and key name a real one.",
+                            g->tls_cert, fp);
+                else
+                        log_info("Using the self-signed TLS certificate %s (SHA-256 %s).", g->tls_cert, fp);
+        } else {
+                g->tls_cert = strdup(c->cert);
+                g->tls_key = strdup(c->key);
+                if (!g->tls_cert || !g->tls_key)
+                        return log_oom();
+        }
+        r = tls_check_files(g->tls_cert, g->tls_key, &reason);
+        if (r < 0)
+                return log_error_errno(r, "Cannot use the TLS certificate and key (%s, %s): %s.",
+                                       g->tls_cert, g->tls_key, reason);
+        (void)tls_files_id(g->tls_cert, g->tls_key, &g->tls_id);
+        return 0;
+}
+
+/* On reload: new certificate files (a renewal) serve every new connection from now on. */
+static void tls_reload(Gateway *g)
+{
+        const char *reason = NULL;
+        struct lws_vhost *vh;
+        TlsFilesId id;
+        int r;
+
+        if (!g->tls)
+                return;
+        r = tls_files_id(g->tls_cert, g->tls_key, &id);
+        if (r >= 0 && tls_files_id_equal(&id, &g->tls_id))
+                return;
+        r = tls_check_files(g->tls_cert, g->tls_key, &reason);
+        if (r < 0) {
+                log_error_errno(
+                    r, "Cannot use the TLS certificate and key (%s, %s): %s; keeping the current ones.",
+                    g->tls_cert, g->tls_key, reason);
+                return;
+        }
+        r = create_vhost(g, &vh);
+        if (r < 0) {
+                log_error("The TLS library refused %s and %s; keeping the current certificate.", g->tls_cert,
+                          g->tls_key);
+                return;
+        }
+        g->vhost = vh;
+        g->tls_id = id;
+        log_info("TLS certificate %s loaded; new connections get it.", g->tls_cert);
+}
+
+static int lws_setup(Gateway *g)
+{
         void *foreign_loops[] = {g->loop};
         struct lws_context_creation_info info = {};
 
         /* Nothing about the outcome reaches the client; lws logs go to debug unless asked for. */
         lws_set_log_level(getenv("DBG_LWS")                  ? 0xfff
                           : log_get_max_level() >= LOG_DEBUG ? LLL_ERR | LLL_WARN | LLL_NOTICE
-                                                             : LLL_ERR | LLL_WARN,
+                                                             : 0,
                           on_lws_log);
 
-        info.options =
-            LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-        if (g->tls)
-                info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-        info.foreign_loops = foreign_loops;
-        info.user = g;
-        info.server_string = "helios";
-        /* The listener has checked the first request's headers against max_header_size already; this is
-         * the library's own limit, for TLS and for later requests on a kept-alive connection. */
-        info.max_http_header_data = (unsigned short)MIN(c->max_header_size + 1024, (uint64_t)UINT16_MAX);
-        /* Every connection the listener lets in may hold one of the library's header tables: a TLS one from
-         * its accept on, before it sends anything. With as many tables as connections none ever waits for
-         * one, so idle connections take nothing from others; the listener's caps (the oldest of an address
-         * over its share goes first) are what bounds them. A table is freed as soon as nobody holds it. */
-        g->header_pool = (unsigned)MIN(c->max_connections, (uint64_t)UINT16_MAX);
-        info.max_http_header_pool = (unsigned short)g->header_pool;
-        /* A TLS handshake and a request's headers get the same time; so does a kept-alive connection
-         * between requests while it holds a table. */
-        info.timeout_secs = (unsigned)MAX(c->header_timeout_ms / 1000, (uint64_t)1);
-        info.timeout_secs_ah_idle = info.timeout_secs;
+        g->header_pool = (unsigned)MIN(g->config->max_connections, (uint64_t)UINT16_MAX);
+        context_info(g, foreign_loops, &info);
         g->lws = lws_create_context(&info);
         if (!g->lws)
                 return -ENOMEM;
 
-        info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
-        info.vhost_name = "helios";
-        info.protocols = protocols;
-        info.extensions = extensions;
-        info.retry_and_idle_policy = &ws_idle_policy;
-        if (g->tls) {
-                info.ssl_cert_filepath = c->cert;
-                info.ssl_private_key_filepath = c->key;
-                info.alpn = "http/1.1";
-                /* Modern clients only: TLS 1.2 and up, forward-secret AEAD suites. */
-                info.ssl_cipher_list = "ECDHE+AESGCM:ECDHE+CHACHA20";
-                info.ssl_options_set = SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_RENEGOTIATION;
-        }
-        g->vhost = lws_create_vhost(g->lws, &info);
-        if (!g->vhost)
-                return g->tls ? -EINVAL : -ENOMEM;
-        return 0;
+        return create_vhost(g, &g->vhost);
 }
 
 /* ---- settings that need work ---- */
@@ -437,6 +550,226 @@ fail:
         return r;
 }
 
+/* ---- --check-config, and settings that are ignored ---- */
+
+static void warn_ignored(const char *name, const char *why, void *userdata)
+{
+        log_warning("Setting '%s' is ignored: %s.", name, why);
+}
+
+static void print_ignored(const char *name, const char *why, void *userdata)
+{
+        const bool *by_hand = userdata;
+
+        /* Checked by hand, the listening settings are reported as what the socket unit overrides. */
+        printf("%s: %s: %s\n", *by_hand && strstr(why, "from systemd") ? "ignored under systemd" : "ignored",
+               name, why);
+}
+
+static unsigned check_problem(const char *what, int r, const char *detail)
+{
+        errno = -r;
+        if (detail)
+                printf("error: %s: %s\n", what, detail);
+        else
+                printf("error: %s: %m\n", what);
+        return 1;
+}
+
+int gateway_check_config(const GatewayConfig *c)
+{
+        unsigned problems = 0;
+        bool by_hand;
+        int r;
+
+        printf("%s: the settings are valid.\n", c->config_path ?: "No configuration file read;");
+        if (c->cert && !streq(c->cert, "auto")) {
+                const char *reason = NULL;
+                r = tls_check_files(c->cert, c->key, &reason);
+                if (r < 0)
+                        problems += check_problem("cert, key", r, reason);
+        } else if (c->cert && !c->state_dir)
+                problems += check_problem("cert = auto", -EINVAL, "needs state_dir (or $STATE_DIRECTORY)");
+        if (c->auth == AUTH_METHOD_FILE) {
+                UsersFile *u = NULL;
+                r = users_file_load(c->users_file, &u);
+                if (r < 0)
+                        problems += check_problem(c->users_file, r, NULL);
+                users_file_free(u);
+        }
+        if (c->auth == AUTH_METHOD_TOKEN && c->token_file) {
+                _cleanup_free_ char *t = NULL;
+                r = read_secret_file(c->token_file, &t);
+                if (r < 0)
+                        problems += check_problem(c->token_file, r,
+                                                  "cannot be read, or holds less than 16 characters");
+        }
+        if (c->metrics_token_file) {
+                _cleanup_free_ char *t = NULL;
+                r = read_secret_file(c->metrics_token_file, &t);
+                if (r < 0)
+                        problems += check_problem(c->metrics_token_file, r,
+                                                  "cannot be read, or holds less than 16 characters");
+        } else
+                printf("note: /metrics is refused to everyone without metrics_token_file.\n");
+        {
+                WebRoot *w = NULL;
+                r = web_root_open(c->web_root, &w);
+                if (r < 0)
+                        problems += check_problem(c->web_root, r, NULL);
+                web_root_free(w);
+        }
+        if (c->listen_socket_group && !getgrnam(c->listen_socket_group))
+                problems += check_problem("listen_socket_group", -ESRCH, "no such group");
+        if (c->launcher && access(c->launcher, F_OK) < 0)
+                printf("note: %s does not exist now (helios-launcher.socket makes it).\n", c->launcher);
+
+        /* Run by hand, the sockets the units pass are not here: say what they would override. */
+        by_hand = !getenv("LISTEN_FDS");
+        (void)gateway_config_ignored(c, true, print_ignored, &by_hand);
+        printf("note: under systemd, helios-gateway.socket decides the listening addresses (listen, "
+               "listen_socket_mode and listen_socket_group are ignored), and helios-gateway.service's "
+               "command line sets auth and launcher over this file's; check with the unit's arguments: "
+               "helios-gateway --auth=pam --launcher=/run/helios/launcher.sock --check-config\n");
+        if (problems > 0)
+                printf("%u problem%s.\n", problems, problems == 1 ? "" : "s");
+        return problems > 0 ? -EINVAL : 0;
+}
+
+/* ---- sessions across restarts ---- */
+
+static void sessions_save(Gateway *g)
+{
+        _cleanup_free_ char *path = NULL, *tmp = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        FILE *f;
+        int r;
+
+        if (!g->config->state_dir)
+                return;
+        g->sessions_saved_ms = uv_now(g->loop);
+        if (asprintf(&path, "%s/" SESSIONS_FILE, g->config->state_dir) < 0 ||
+            asprintf(&tmp, "%s/." SESSIONS_FILE ".tmp", g->config->state_dir) < 0) {
+                path = tmp = NULL;
+                (void)log_oom();
+                return;
+        }
+        /* Written whole beside it and renamed over it: a crash leaves the old file or the new one. */
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                r = negative_errno();
+        else {
+                f = fdopen(fd, "w");
+                if (!f)
+                        r = negative_errno();
+                else {
+                        TAKE_FD(fd);
+                        r = session_store_save(g->sessions, f, gateway_wall_ms(g, 0));
+                        if (r >= 0 && fflush(f) != 0)
+                                r = negative_errno();
+                        if (r >= 0 && fsync(fileno(f)) < 0)
+                                r = negative_errno();
+                        if (fclose(f) != 0 && r >= 0)
+                                r = negative_errno();
+                }
+        }
+        if (r >= 0 && rename(tmp, path) < 0)
+                r = negative_errno();
+        if (r < 0) {
+                (void)unlink(tmp);
+                if (!g->sessions_save_failed)
+                        log_warning_errno(r, "Cannot save the sessions to %s (a restart will end them): %m",
+                                          path);
+                g->sessions_save_failed = true;
+        } else if (g->sessions_save_failed) {
+                log_info("Sessions saved to %s again.", path);
+                g->sessions_save_failed = false;
+        }
+}
+
+static void on_sessions_changed(void *userdata)
+{
+        sessions_save(userdata);
+}
+
+static void sessions_load(Gateway *g)
+{
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+        FILE *f;
+        int r;
+
+        if (!g->config->state_dir) {
+                log_debug("No state directory: sessions end when the gateway does.");
+                return;
+        }
+        if (mkdir(g->config->state_dir, 0700) < 0 && errno != EEXIST)
+                log_warning_errno(errno, "Cannot create the state directory %s: %m", g->config->state_dir);
+        if (asprintf(&path, "%s/" SESSIONS_FILE, g->config->state_dir) < 0) {
+                path = NULL;
+                (void)log_oom();
+                return;
+        }
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (fd < 0) {
+                if (errno != ENOENT)
+                        log_warning_errno(errno, "Cannot read the saved sessions %s, ignoring: %m", path);
+                return;
+        }
+        /* Anyone who could write it could log in as anyone: only our own private file is believed. */
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+            (st.st_mode & 0077) != 0) {
+                log_warning("%s is not a private file of this account (0600), ignoring it.", path);
+                return;
+        }
+        f = fdopen(fd, "r");
+        if (!f) {
+                (void)log_oom();
+                return;
+        }
+        TAKE_FD(fd);
+        r = session_store_load(g->sessions, f, gateway_wall_ms(g, 0), uv_now(g->loop));
+        (void)fclose(f);
+        if (r < 0)
+                log_warning("%s is not a saved session list, ignoring it.", path);
+        else
+                log_info("Restored %d session%s from %s.", r, r == 1 ? "" : "s", path);
+}
+
+/* ---- the admin socket ---- */
+
+/* The admin socket is a convenience for admins: without it the gateway serves all the same, so a
+ * problem is a warning. */
+static void admin_start(Gateway *g)
+{
+        const GatewayConfig *c = g->config;
+        gid_t gid = (gid_t)-1;
+        int r;
+
+        if (c->admin_group) {
+                struct group *gr = getgrnam(c->admin_group);
+                if (!gr) {
+                        log_warning("Unknown admin_group '%s'; no admin socket.", c->admin_group);
+                        return;
+                }
+                gid = gr->gr_gid;
+        }
+        if (!c->launcher && mkdir(c->runtime_dir, 0700) < 0 && errno != EEXIST)
+                log_debug_errno(errno, "Cannot create %s: %m", c->runtime_dir);
+        r = admin_server_new(g, c->admin_socket, gid, &g->admin);
+        if (r == -EPERM && c->admin_group)
+                log_warning("Cannot give the admin socket %s to group %s (the gateway's account must be a "
+                            "member of it); no admin socket.",
+                            c->admin_socket, c->admin_group);
+        else if (r < 0)
+                log_warning("Cannot listen on the admin socket %s (%s); helios-gateway sessions and logout "
+                            "will not reach this gateway.",
+                            c->admin_socket, uv_strerror(r));
+        else
+                log_debug("Admin socket on %s.", c->admin_socket);
+}
+
 /* ---- status, watchdog, expiry ---- */
 
 static void update_status(Gateway *g)
@@ -461,6 +794,9 @@ static void on_tick(uv_timer_t *t)
         uint64_t now = uv_now(g->loop);
 
         session_store_expire(g->sessions, now);
+        if (now - g->sessions_saved_ms >= SESSIONS_SAVE_MS &&
+            (session_store_take_used(g->sessions) || g->n_bridges > 0))
+                sessions_save(g);
         account_checks_tick(g->accounts, now);
         bridge_tick(g, now);
         update_status(g);
@@ -480,6 +816,7 @@ static void gateway_reload(Gateway *g)
         (void)sd_notify(false, "RELOADING=1");
         log_info("Reloading the configuration.");
 
+        tls_reload(g);
         r = gateway_config_load(g->argc, g->argv, &c);
         if (r == 0) {
                 (void)gateway_config_keep_fixed(c, g->config);
@@ -524,6 +861,8 @@ static void shutdown_finish(Gateway *g)
         close_handle((uv_handle_t *)&g->sig_term);
         close_handle((uv_handle_t *)&g->sig_int);
         close_handle((uv_handle_t *)&g->sig_hup);
+        admin_server_free(g->admin);
+        g->admin = NULL;
         auth_stop(g->auth);
         launcher_stop(g->launcher);
         if (g->lws) {
@@ -552,6 +891,12 @@ void gateway_stop(Gateway *g)
                 return;
         g->stopping = true;
         (void)sd_notify(false, "STOPPING=1");
+
+        /* The last uses, for the next start; from here on sessions end only because the process does. */
+        if (g->sessions) {
+                session_store_on_change(g->sessions, NULL, NULL);
+                sessions_save(g);
+        }
 
         if (g->listener)
                 listener_stop(g->listener);
@@ -588,7 +933,7 @@ int gateway_new(uv_loop_t *loop, GatewayConfig *config, int argc, char **argv, G
         g->config = config;
         g->argc = argc;
         g->argv = argv;
-        g->tls = config->cert && config->key;
+        g->tls = config->cert;
         *ret = g;
         return 0;
 }
@@ -646,6 +991,9 @@ int gateway_start(Gateway *g)
                 r = throttle_new(&tp, &g->throttle);
         if (r < 0)
                 return log_oom();
+        sessions_load(g);
+        g->sessions_saved_ms = uv_now(g->loop);
+        session_store_on_change(g->sessions, on_sessions_changed, g);
 
         if (c->launcher) {
                 r = launcher_new_remote(g->loop, c->launcher, &g->launcher);
@@ -687,6 +1035,11 @@ int gateway_start(Gateway *g)
         if (r < 0)
                 return r;
 
+        if (g->tls) {
+                r = tls_prepare(g);
+                if (r < 0)
+                        return r;
+        }
         r = lws_setup(g);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up libwebsockets%s.",
@@ -708,6 +1061,7 @@ int gateway_start(Gateway *g)
         n_systemd = listener_add_systemd_sockets(g->listener);
         if (n_systemd < 0)
                 return log_error_errno(n_systemd, "Cannot use the sockets passed by systemd: %m");
+        (void)gateway_config_ignored(c, n_systemd > 0, warn_ignored, NULL);
         if (n_systemd == 0)
                 for (size_t i = 0; i < c->n_listen; i++) {
                         r = listener_add_address(g->listener, c->listen[i]);
@@ -721,6 +1075,8 @@ int gateway_start(Gateway *g)
         r = launcher_start(g->launcher);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the worker socket: %m");
+
+        admin_start(g);
 
         if (sd_watchdog_enabled(false, &wd) > 0)
                 g->watchdog_usec = wd;
@@ -766,6 +1122,8 @@ Gateway *gateway_free(Gateway *g)
                 explicit_bzero(g->metrics_token, strlen(g->metrics_token));
         free(g->metrics_token);
         free(g->read_buffer);
+        free(g->tls_cert);
+        free(g->tls_key);
         gateway_config_free(g->config);
         free(g);
         return NULL;

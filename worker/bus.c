@@ -2,6 +2,7 @@
 #include "bus.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -22,7 +23,9 @@ typedef struct Server {
         char *topic;    /* a method name, or a prefix ending in '*' (remote servers only) */
         BusMethodFn fn; /* in-process; NULL for a client connection that serves the topic */
         void *userdata;
-        ClientId remote; /* the serving connection, when fn is NULL */
+        ClientId remote;   /* the serving connection, when fn is NULL; 0 while an on-demand one is down */
+        BusStartFn start;  /* on demand: starts the service and names its connection */
+        const char *owner; /* in-process: the service's name (static), for bus:services */
 } Server;
 
 /* A request forwarded to a serving connection, under an id of the bus's own. */
@@ -61,6 +64,7 @@ struct Bus {
         BusCall *ready, *ready_tail; /* answered calls whose answers wait for delivery */
         Forward *forwards;           /* requests at serving connections, not answered yet */
         uint64_t next_forward_id;
+        const char *owner; /* the name bus_serve() gives the servers it registers */
 };
 
 struct BusCall {
@@ -90,11 +94,13 @@ int bus_new(uv_loop_t *loop, Bus **ret)
                 return -ENOMEM;
         b->loop = loop;
         b->next_client_id = 1;
+        b->owner = "bus";
         if (bus_serve(b, "bus:serve", on_bus_serve, b) < 0 ||
             bus_serve(b, "bus:subscribe", on_bus_subscribe, b) < 0) {
                 bus_free(b);
                 return -ENOMEM;
         }
+        b->owner = "worker"; /* until the worker names its services */
         *ret = b;
         return 0;
 }
@@ -155,7 +161,28 @@ int bus_serve(Bus *b, const char *topic, BusMethodFn fn, void *userdata)
                 return -ENOMEM;
         }
         b->servers = s;
-        b->servers[b->n_servers++] = (Server){t, fn, userdata, 0};
+        b->servers[b->n_servers++] = (Server){t, fn, userdata, 0, NULL, b->owner};
+        return 0;
+}
+
+int bus_serve_on_demand(Bus *b, const char *topic, BusStartFn start, void *userdata)
+{
+        Server *s;
+        char *t;
+
+        assert(b && topic && start);
+        if (find_server(b, topic))
+                return -EEXIST;
+        t = strdup(topic);
+        s = realloc(b->servers, (b->n_servers + 1) * sizeof(Server));
+        if (!t || !s) {
+                free(t);
+                if (s)
+                        b->servers = s;
+                return -ENOMEM;
+        }
+        b->servers = s;
+        b->servers[b->n_servers++] = (Server){t, NULL, userdata, 0, start, NULL};
         return 0;
 }
 
@@ -302,6 +329,39 @@ Bus *bus_call_bus(const BusCall *call)
         return call->bus;
 }
 
+/* -32603 {reason: "service gone"}: the connection serving the call closed. */
+static void call_error_gone(BusCall *c)
+{
+        cJSON *data = cJSON_CreateObject();
+
+        if (data && !cJSON_AddStringToObject(data, "reason", "service gone"))
+                data = (cJSON_Delete(data), NULL);
+        bus_call_error(c, RPC_INTERNAL_ERROR, "Service gone", data);
+}
+
+/* The request's params, copied, with the asking client's token in BUS_CLIENT_TOKEN when a client
+ * asked (whatever the client put there itself is replaced: the token cannot be forged). */
+static int add_params(cJSON *req, const cJSON *params, ClientId origin)
+{
+        char token[32];
+        cJSON *p;
+
+        if (params && !cJSON_IsObject(params))
+                return cJSON_AddItemToObject(req, "params", cJSON_Duplicate(params, true)) ? 0 : -ENOMEM;
+        if (!params && origin == 0)
+                return 0;
+        p = params ? cJSON_Duplicate(params, true) : cJSON_CreateObject();
+        if (!p || !cJSON_AddItemToObject(req, "params", p)) {
+                cJSON_Delete(p);
+                return -ENOMEM;
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(p, BUS_CLIENT_TOKEN);
+        if (origin == 0)
+                return 0;
+        (void)snprintf(token, sizeof(token), "%" PRIu64, origin);
+        return cJSON_AddStringToObject(p, BUS_CLIENT_TOKEN, token) ? 0 : -ENOMEM;
+}
+
 /* Send the request (or notification) to the connection that serves its topic, under a new id. */
 static void forward(Bus *b, ClientId service, const char *topic, BusCall *c, const cJSON *params)
 {
@@ -315,7 +375,7 @@ static void forward(Bus *b, ClientId service, const char *topic, BusCall *c, con
         for (Forward *i = b->forwards; i; i = i->next)
                 n += i->service == service;
         if (!cl) {
-                bus_call_error(c, RPC_INTERNAL_ERROR, "Service gone", NULL);
+                call_error_gone(c);
                 return;
         }
         if (!c->notification && n >= BUS_MAX_FORWARDS) {
@@ -330,8 +390,7 @@ static void forward(Bus *b, ClientId service, const char *topic, BusCall *c, con
                 f->id = ++b->next_forward_id;
         if (!req || !cJSON_AddStringToObject(req, "jsonrpc", "2.0") ||
             (f && !cJSON_AddNumberToObject(req, "id", (double)f->id)) ||
-            !cJSON_AddStringToObject(req, "method", topic) ||
-            (params && !cJSON_AddItemToObject(req, "params", cJSON_Duplicate(params, true))) ||
+            !cJSON_AddStringToObject(req, "method", topic) || add_params(req, params, c->origin) < 0 ||
             !(text = json_print(req, &len))) {
                 free(f);
                 (void)bus_call_error_oom(c);
@@ -339,7 +398,7 @@ static void forward(Bus *b, ClientId service, const char *topic, BusCall *c, con
         }
         if (cl->ops->send(cl->userdata, text, len) < 0) {
                 free(f);
-                bus_call_error(c, RPC_INTERNAL_ERROR, "Service gone", NULL);
+                call_error_gone(c);
                 return;
         }
         if (!f) {
@@ -354,10 +413,35 @@ static void forward(Bus *b, ClientId service, const char *topic, BusCall *c, con
 
 static void server_call(Bus *b, Server *s, const char *topic, BusCall *c, const cJSON *params)
 {
-        if (s->fn)
+        if (s->fn) {
                 s->fn(c, params, s->userdata);
-        else
-                forward(b, s->remote, topic, c, params);
+                return;
+        }
+        if (s->start && s->remote == 0) {
+                ClientId id = 0;
+                BusStartFn start = s->start;
+                void *userdata = s->userdata;
+                int r = start(userdata, &id);
+
+                if (r < 0) {
+                        cJSON *data = cJSON_CreateObject();
+                        const char *reason = r == -EAGAIN ? "service failing" : "service cannot start";
+                        if (data && !cJSON_AddStringToObject(data, "reason", reason))
+                                data = (cJSON_Delete(data), NULL);
+                        bus_call_error(c, RPC_INTERNAL_ERROR,
+                                       r == -EAGAIN ? "Service failing: restarted too often, try again later"
+                                                    : "Service cannot start",
+                                       data);
+                        return;
+                }
+                /* Every topic of the same service is now served by its connection. */
+                for (size_t i = 0; i < b->n_servers; i++)
+                        if (b->servers[i].start == start && b->servers[i].userdata == userdata)
+                                b->servers[i].remote = id;
+                forward(b, id, topic, c, params);
+                return;
+        }
+        forward(b, s->remote, topic, c, params);
 }
 
 int bus_call(Bus *b, const char *topic, cJSON *params, BusReplyFn reply, void *userdata)
@@ -635,10 +719,7 @@ static void service_gone(Bus *b, ClientId id)
                         continue;
                 }
                 *f = x->next;
-                cJSON *data = cJSON_CreateObject();
-                if (data && !cJSON_AddStringToObject(data, "reason", "service gone"))
-                        data = (cJSON_Delete(data), NULL);
-                bus_call_error(x->call, RPC_INTERNAL_ERROR, "Service gone", data);
+                call_error_gone(x->call);
                 free(x);
         }
         for (size_t i = 0; i < b->n_subs; i++)
@@ -646,7 +727,9 @@ static void service_gone(Bus *b, ClientId id)
                         b->subs[i].remote = 0;
         sweep(b);
         for (size_t i = 0; i < b->n_servers; i++) {
-                if (!b->servers[i].fn && b->servers[i].remote == id)
+                if (b->servers[i].start && b->servers[i].remote == id)
+                        b->servers[i].remote = 0; /* started again on the next request */
+                if (!b->servers[i].fn && !b->servers[i].start && b->servers[i].remote == id)
                         free(b->servers[i].topic);
                 else
                         b->servers[j++] = b->servers[i];
@@ -683,6 +766,62 @@ void bus_client_response(Bus *b, ClientId from, const cJSON *id, const cJSON *re
         log_debug("Dropping a response to no request of ours from client %" PRIu64 ".", from);
 }
 
+/* Whether method is in the namespace ("search:" of "search:*" or "search:text") of a topic the
+ * connection serves. */
+static bool serves_namespace(Bus *b, ClientId id, const char *method)
+{
+        const char *colon = strchr(method, ':');
+
+        if (!colon)
+                return false;
+        for (size_t i = 0; i < b->n_servers; i++) {
+                const Server *s = &b->servers[i];
+                if (!s->fn && s->remote == id &&
+                    strncmp(s->topic, method, (size_t)(colon - method) + 1) == 0)
+                        return true;
+        }
+        return false;
+}
+
+bool bus_client_notification(Bus *b, ClientId from, const char *method, const cJSON *params)
+{
+        _cleanup_json_ cJSON *p = NULL;
+        const cJSON *token;
+        ClientId to = 0;
+
+        if (!serves_namespace(b, from, method))
+                return false;
+        if (params && !cJSON_IsObject(params)) {
+                log_debug("Dropping %s from client %" PRIu64 ": params not an object.", method, from);
+                return true;
+        }
+        p = params ? cJSON_Duplicate(params, true) : cJSON_CreateObject();
+        if (!p) {
+                log_oom();
+                return true;
+        }
+        token = cJSON_GetObjectItemCaseSensitive(p, BUS_CLIENT_TOKEN);
+        if (token) {
+                char *end;
+                unsigned long long n = 0;
+
+                if (cJSON_IsString(token) && token->valuestring[0] >= '1' && token->valuestring[0] <= '9') {
+                        errno = 0;
+                        n = strtoull(token->valuestring, &end, 10);
+                        if (errno != 0 || *end)
+                                n = 0;
+                }
+                /* Addressed to a client that is gone (or to none at all): nobody gets it. */
+                if (n == 0 || !find_client(b, (ClientId)n) || (ClientId)n == from)
+                        return true;
+                to = (ClientId)n;
+                cJSON_DeleteItemFromObjectCaseSensitive(p, BUS_CLIENT_TOKEN);
+        }
+        /* Every client but the service itself, as an in-process service's own events do not come back. */
+        bus_publish(b, method, TAKE_PTR(p), to ? BUS_ONE_CLIENT : BUS_OTHER_CLIENTS, to ? to : from);
+        return true;
+}
+
 /* Whether the topics a and b (names, or prefixes ending in '*') can name the same method. */
 static bool topics_overlap(const char *a, const char *b)
 {
@@ -715,6 +854,35 @@ static bool topic_valid(const char *t)
         return !star || star == t + n - 1;
 }
 
+void bus_set_owner(Bus *b, const char *name)
+{
+        b->owner = name;
+}
+
+bool bus_server_info(Bus *b, size_t i, BusServerInfo *ret)
+{
+        const Server *s;
+
+        if (i >= b->n_servers)
+                return false;
+        s = &b->servers[i];
+        *ret = (BusServerInfo){s->topic, s->owner, s->userdata, s->remote, s->fn != NULL, s->start != NULL};
+        return true;
+}
+
+bool bus_topic_valid(const char *topic)
+{
+        return topic_valid(topic);
+}
+
+bool bus_topic_taken(Bus *b, const char *topic)
+{
+        for (size_t i = 0; i < b->n_servers; i++)
+                if (topics_overlap(b->servers[i].topic, topic))
+                        return true;
+        return false;
+}
+
 /* bus:serve {topics}: the asking connection serves those topics from now on. */
 static void on_bus_serve(BusCall *call, const cJSON *params, void *userdata)
 {
@@ -735,7 +903,7 @@ static void on_bus_serve(BusCall *call, const cJSON *params, void *userdata)
                 return;
         }
         for (size_t i = 0; i < b->n_servers; i++)
-                mine += !b->servers[i].fn && b->servers[i].remote == origin;
+                mine += !b->servers[i].fn && !b->servers[i].start && b->servers[i].remote == origin;
         if (mine + n > BUS_MAX_TOPICS_PER_SERVICE) {
                 (void)bus_call_error_invalid(call, "too many topics for one connection", NULL);
                 return;
@@ -784,7 +952,7 @@ static void on_bus_serve(BusCall *call, const cJSON *params, void *userdata)
                         return;
                 }
                 b->servers = s;
-                b->servers[b->n_servers++] = (Server){copy, NULL, NULL, origin};
+                b->servers[b->n_servers++] = (Server){copy, NULL, NULL, origin, NULL, NULL};
         }
         bus_call_reply(call, cJSON_CreateObject());
 }

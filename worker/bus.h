@@ -51,9 +51,9 @@ typedef struct BusClientOps {
 } BusClientOps;
 
 /* Internal events the bus itself publishes (BUS_INTERNAL), params {"clientId": N}. */
-#define BUS_EVENT_CLIENT_CONNECTED "client:connected"
+#define BUS_EVENT_CLIENT_CONNECTED    "client:connected"
 #define BUS_EVENT_CLIENT_DISCONNECTED "client:disconnected"
-#define BUS_EVENT_CLIENT_DRAINED "client:drained"
+#define BUS_EVENT_CLIENT_DRAINED      "client:drained"
 
 /* Bounds on the services client connections provide (bus:serve). */
 #define BUS_MAX_FORWARDS           256u /* requests in flight at one serving connection */
@@ -68,9 +68,34 @@ Bus *bus_free(Bus *b);
 
 /* Serve a topic. -EEXIST if another service serves it already. */
 int bus_serve(Bus *b, const char *topic, BusMethodFn fn, void *userdata);
+/* Serve a topic (a name, or a prefix ending in '*') by a connection started on demand: on a request
+ * while no connection serves it, start(userdata, &id) starts the service and names the client
+ * connection that speaks for it; the request and those after it go there. When that connection
+ * closes, the topic stays taken and the next request starts it again. start returns -EAGAIN when
+ * the service failed too often (the request fails with -32603 "service failing"), another -errno
+ * when it cannot start at all. */
+typedef int (*BusStartFn)(void *userdata, ClientId *ret);
+int bus_serve_on_demand(Bus *b, const char *topic, BusStartFn start, void *userdata);
 int bus_subscribe(Bus *b, const char *topic, BusEventFn fn, void *userdata);
 void bus_unsubscribe(Bus *b, const char *topic, BusEventFn fn, void *userdata);
 bool bus_has_server(Bus *b, const char *topic);
+/* What serves the i-th topic (for bus:services); false past the last. */
+typedef struct BusServerInfo {
+        const char *topic;
+        const char *owner; /* an in-process server's service name (bus_set_owner()) */
+        void *userdata;    /* an in-process or on-demand server's */
+        ClientId remote;   /* the connection that serves it; 0 for in-process or an on-demand one down */
+        bool in_process;
+        bool on_demand;
+} BusServerInfo;
+bool bus_server_info(Bus *b, size_t i, BusServerInfo *ret);
+/* Name (a static string) the in-process service whose topics the next bus_serve() calls register. */
+void bus_set_owner(Bus *b, const char *name);
+
+/* Whether topic (a name with a ':', or a prefix of one ending in '*') is well-formed. */
+bool bus_topic_valid(const char *topic);
+/* Whether anything served (in process, by a connection or on demand) overlaps topic. */
+bool bus_topic_taken(Bus *b, const char *topic);
 
 /* Request from inside the worker; takes params (NULL: none), whatever the outcome. reply runs exactly
  * once, from the loop, after this has returned. Returns -ENOENT if nobody serves the topic and
@@ -109,6 +134,17 @@ void bus_publish(Bus *b, const char *topic, cJSON *params, BusAudience audience,
 /* Send an already-serialized message (no LF) to one client: for hot paths such as terminal output.
  * -ENOENT if the client is gone. */
 int bus_send_raw(Bus *b, ClientId client, const char *msg, size_t len);
+
+/* The member of a forwarded request's params that names the client that asked (a string token;
+ * absent when the request came from inside the worker). A service's notification that carries it
+ * goes to that client alone. */
+#define BUS_CLIENT_TOKEN "busClient"
+
+/* A client connection sent a notification. If the connection serves a topic in the notification's
+ * namespace (the method up to its ':'), the notification is published on the bus as an in-process
+ * service's would be: to every client but the service, or only to the one its BUS_CLIENT_TOKEN names, and to
+ * the subscribers; returns true. Otherwise returns false: it is an ordinary notification to dispatch. */
+bool bus_client_notification(Bus *b, ClientId from, const char *method, const cJSON *params);
 
 /* A client connection sent a response (to a request the bus forwarded to it). */
 void bus_client_response(Bus *b, ClientId from, const cJSON *id, const cJSON *result, const cJSON *error);

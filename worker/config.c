@@ -11,10 +11,10 @@
 #include <string.h>
 
 #include "log.h"
+#include "macro.h"
 #include "parse-util.h"
 #include "policy.h"
 #include "strv.h"
-#include "macro.h"
 
 WorkerConfig *worker_config_free(WorkerConfig *c)
 {
@@ -25,6 +25,8 @@ WorkerConfig *worker_config_free(WorkerConfig *c)
         strv_free_n(c->watch_exclude, c->n_watch_exclude);
         free(c->state_dir);
         free(c->home);
+        for (size_t i = 0; i < ELEMENTSOF(c->services_dirs); i++)
+                free(c->services_dirs[i]);
         free(c->allowed_uids);
         free(c->allowed_gids);
         safe_close(c->credentials_fd);
@@ -75,6 +77,12 @@ static void help(void)
                "                             embedded mode the launcher has made them already)\n"
                "     --outbound-network BOOL With --namespaces, reach the network through pasta\n"
                "                             (default yes)\n"
+               "     --system-services DIR   Service manifests shipped with Helios\n"
+               "                             (default /usr/lib/helios/services)\n"
+               "     --admin-services DIR    The administrator's service manifests\n"
+               "                             (default /etc/helios/services)\n"
+               "     --user-services DIR     The user's service manifests\n"
+               "                             (default $XDG_CONFIG_HOME/helios/services)\n"
                "     --log-level LEVEL       err, warning, notice, info, debug\n");
 }
 
@@ -95,31 +103,37 @@ enum {
         ARG_SECCOMP,
         ARG_NAMESPACES,
         ARG_OUTBOUND_NETWORK,
+        ARG_SYSTEM_SERVICES,
+        ARG_ADMIN_SERVICES,
+        ARG_USER_SERVICES,
 };
 
 int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
 {
         static const struct option options[] = {
-                {"help", no_argument, NULL, 'h'},
-                {"version", no_argument, NULL, ARG_VERSION},
-                {"listen", required_argument, NULL, 'l'},
-                {"root", required_argument, NULL, 'r'},
-                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
-                {"max-message-size", required_argument, NULL, ARG_MAX_MESSAGE},
-                {"idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT},
-                {"max-connections", required_argument, NULL, ARG_MAX_CONNECTIONS},
-                {"max-terminals", required_argument, NULL, ARG_MAX_TERMINALS},
-                {"scrollback", required_argument, NULL, ARG_SCROLLBACK},
-                {"watch-exclude", required_argument, NULL, ARG_WATCH_EXCLUDE},
-                {"max-watches", required_argument, NULL, ARG_MAX_WATCHES},
-                {"high-water", required_argument, NULL, ARG_HIGH_WATER},
-                {"allow-uid", required_argument, NULL, ARG_ALLOW_UID},
-                {"allow-group", required_argument, NULL, ARG_ALLOW_GROUP},
-                {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
-                {"seccomp", no_argument, NULL, ARG_SECCOMP},
-                {"namespaces", no_argument, NULL, ARG_NAMESPACES},
-                {POLICY_OUTBOUND_NETWORK_OPTION, required_argument, NULL, ARG_OUTBOUND_NETWORK},
-                {},
+            {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, ARG_VERSION},
+            {"listen", required_argument, NULL, 'l'},
+            {"root", required_argument, NULL, 'r'},
+            {"state-dir", required_argument, NULL, ARG_STATE_DIR},
+            {"max-message-size", required_argument, NULL, ARG_MAX_MESSAGE},
+            {"idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT},
+            {"max-connections", required_argument, NULL, ARG_MAX_CONNECTIONS},
+            {"max-terminals", required_argument, NULL, ARG_MAX_TERMINALS},
+            {"scrollback", required_argument, NULL, ARG_SCROLLBACK},
+            {"watch-exclude", required_argument, NULL, ARG_WATCH_EXCLUDE},
+            {"max-watches", required_argument, NULL, ARG_MAX_WATCHES},
+            {"high-water", required_argument, NULL, ARG_HIGH_WATER},
+            {"allow-uid", required_argument, NULL, ARG_ALLOW_UID},
+            {"allow-group", required_argument, NULL, ARG_ALLOW_GROUP},
+            {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
+            {"seccomp", no_argument, NULL, ARG_SECCOMP},
+            {"namespaces", no_argument, NULL, ARG_NAMESPACES},
+            {POLICY_OUTBOUND_NETWORK_OPTION, required_argument, NULL, ARG_OUTBOUND_NETWORK},
+            {"system-services", required_argument, NULL, ARG_SYSTEM_SERVICES},
+            {"admin-services", required_argument, NULL, ARG_ADMIN_SERVICES},
+            {"user-services", required_argument, NULL, ARG_USER_SERVICES},
+            {},
         };
         WorkerConfig *c = calloc(1, sizeof(WorkerConfig));
         bool excludes_set = false;
@@ -129,26 +143,26 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
         if (!c)
                 return log_oom();
         *c = (WorkerConfig){
-                .max_message = DEFAULT_MAX_MESSAGE,
-                .idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS,
-                .max_connections = DEFAULT_MAX_CONNECTIONS,
-                .max_terminals = DEFAULT_MAX_TERMINALS,
-                .scrollback = DEFAULT_SCROLLBACK,
-                .max_watches = DEFAULT_MAX_WATCHES,
-                .high_water = DEFAULT_HIGH_WATER,
-                .outbound_network = POLICY_OUTBOUND_NETWORK_DEFAULT,
-                .credentials_fd = -1,
+            .max_message = DEFAULT_MAX_MESSAGE,
+            .idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS,
+            .max_connections = DEFAULT_MAX_CONNECTIONS,
+            .max_terminals = DEFAULT_MAX_TERMINALS,
+            .scrollback = DEFAULT_SCROLLBACK,
+            .max_watches = DEFAULT_MAX_WATCHES,
+            .high_water = DEFAULT_HIGH_WATER,
+            .outbound_network = POLICY_OUTBOUND_NETWORK_DEFAULT,
+            .credentials_fd = -1,
         };
 
-#define NUM_ARG(parse, field, min, max, what)                                                       \
-        do {                                                                                                \
-                r = parse(optarg, (min), (max), &v);                                                        \
-                if (r < 0) {                                                                                \
-                        log_error("Invalid %s '%s': expected %llu..%llu.", what, optarg,                    \
-                                  (unsigned long long)(min), (unsigned long long)(max));                    \
-                        goto fail;                                                                          \
-                }                                                                                           \
-                c->field = (typeof(c->field))v;                                                             \
+#define NUM_ARG(parse, field, min, max, what)                                            \
+        do {                                                                             \
+                r = parse(optarg, (min), (max), &v);                                     \
+                if (r < 0) {                                                             \
+                        log_error("Invalid %s '%s': expected %llu..%llu.", what, optarg, \
+                                  (unsigned long long)(min), (unsigned long long)(max)); \
+                        goto fail;                                                       \
+                }                                                                        \
+                c->field = (typeof(c->field))v;                                          \
         } while (0)
 
         optind = 0;
@@ -179,6 +193,16 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                                 goto oom;
                         break;
                 }
+                case ARG_SYSTEM_SERVICES:
+                case ARG_ADMIN_SERVICES:
+                case ARG_USER_SERVICES: {
+                        size_t i = (size_t)(opt - ARG_SYSTEM_SERVICES);
+                        free(c->services_dirs[i]);
+                        c->services_dirs[i] = strdup(optarg);
+                        if (!c->services_dirs[i])
+                                goto oom;
+                        break;
+                }
                 case ARG_STATE_DIR:
                         free(c->state_dir);
                         c->state_dir = strdup(optarg);
@@ -189,7 +213,8 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                         NUM_ARG(parse_size, max_message, 4096, 1024ULL * 1024 * 1024, "message size");
                         break;
                 case ARG_IDLE_TIMEOUT:
-                        NUM_ARG(parse_duration_ms, idle_timeout_ms, 0, 365ULL * 24 * 3600 * 1000, "idle timeout");
+                        NUM_ARG(parse_duration_ms, idle_timeout_ms, 0, 365ULL * 24 * 3600 * 1000,
+                                "idle timeout");
                         break;
                 case ARG_MAX_CONNECTIONS:
                         NUM_ARG(parse_uint, max_connections, 1, 65536, "connection limit");
@@ -210,7 +235,8 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                         if (streq(optarg, "none"))
                                 break;
                         if (strchr(optarg, '/') || streq(optarg, ".") || streq(optarg, "..") || !*optarg) {
-                                log_error("Invalid --watch-exclude '%s': expected a directory name.", optarg);
+                                log_error("Invalid --watch-exclude '%s': expected a directory name.",
+                                          optarg);
                                 r = -EINVAL;
                                 goto fail;
                         }
@@ -312,7 +338,8 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                 _cleanup_free_ char *p = NULL;
                 r = canonical_dir(c->home, &p);
                 if (r < 0) {
-                        log_error_errno(r, "Home directory '%s' is not usable as a workspace root: %m", home);
+                        log_error_errno(r, "Home directory '%s' is not usable as a workspace root: %m",
+                                        home);
                         goto fail;
                 }
                 if (strv_push(&c->roots, &c->n_roots, p, strlen(p)) < 0)
@@ -327,6 +354,22 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                         r = asprintf(&c->state_dir, "%s/.local/state/helios", c->home);
                 if (r < 0) {
                         c->state_dir = NULL;
+                        goto oom;
+                }
+        }
+
+        if (!c->services_dirs[0] && !(c->services_dirs[0] = strdup("/usr/lib/helios/services")))
+                goto oom;
+        if (!c->services_dirs[1] && !(c->services_dirs[1] = strdup("/etc/helios/services")))
+                goto oom;
+        if (!c->services_dirs[2]) {
+                const char *xdg = getenv("XDG_CONFIG_HOME");
+                if (xdg && xdg[0] == '/')
+                        r = asprintf(&c->services_dirs[2], "%s/helios/services", xdg);
+                else
+                        r = asprintf(&c->services_dirs[2], "%s/.config/helios/services", c->home);
+                if (r < 0) {
+                        c->services_dirs[2] = NULL;
                         goto oom;
                 }
         }

@@ -227,6 +227,10 @@ static void handle_one(RpcSession *s, const cJSON *msg, Batch *batch)
                 return;
         }
 
+        /* A service's notification on its own topics is published, not dispatched. */
+        if (!req.id && bus_client_notification(s->bus, s->client, req.method, req.params))
+                return;
+
         p = calloc(1, sizeof(Pending));
         if (!p) {
                 log_oom();

@@ -15,6 +15,7 @@
 #include "events.h"
 #include "line-reader.h"
 #include "log.h"
+#include "manifest.h"
 #include "rpc.h"
 #include "service.h"
 #include "socket-util.h"
@@ -23,11 +24,8 @@
 #define READ_CHUNK (64u * 1024u)
 
 static const ServiceType *const service_types[] = {
-        &fs_service_type,
-        &workspace_service_type,
-        &terminal_service_type,
-        &settings_service_type,
-        &upload_service_type,
+    &fs_service_type,       &workspace_service_type, &terminal_service_type,
+    &settings_service_type, &upload_service_type,
 };
 
 typedef struct Conn Conn;
@@ -42,8 +40,11 @@ struct Server {
         bool has_listener;
         bool accept_mode; /* systemd passed one connected socket (Accept=yes) instead of a listener */
 
+        Manifests *manifests;
+
         Conn *conns;
         unsigned n_conns;
+        unsigned n_service_conns; /* of n_conns, those of services started from manifests */
 
         uv_timer_t idle_timer;
         uv_signal_t sig_term, sig_int;
@@ -60,11 +61,12 @@ struct Conn {
         ClientId id;
         RpcSession *rpc;
         LineReader reader;
-        size_t queued;    /* bytes handed to uv_write() and not yet written */
-        bool congested;   /* queued went above the high-water mark and has not drained yet */
+        size_t queued;  /* bytes handed to uv_write() and not yet written */
+        bool congested; /* queued went above the high-water mark and has not drained yet */
         bool reading;
-        bool eof;         /* the client closed its side: flush what is queued, then close */
+        bool eof; /* the client closed its side: flush what is queued, then close */
         bool closing;
+        bool service; /* a service started from a manifest: not a client that keeps the worker up */
         Conn *prev, *next;
 };
 
@@ -110,6 +112,7 @@ static void conn_close(Conn *c)
         if (c->next)
                 c->next->prev = c->prev;
         s->n_conns--;
+        s->n_service_conns -= c->service;
 
         c->rpc = rpc_session_free(c->rpc);
         if (c->id != 0)
@@ -208,8 +211,8 @@ static bool conn_congested(void *userdata)
 }
 
 static const BusClientOps conn_ops = {
-        .send = conn_send,
-        .congested = conn_congested,
+    .send = conn_send,
+    .congested = conn_congested,
 };
 
 static int rpc_send(void *userdata, const char *msg, size_t len)
@@ -353,6 +356,38 @@ static void on_rejected_closed(uv_handle_t *h)
         free(h);
 }
 
+/* The worker's end of a socket pair whose other end is a service started from its manifest. */
+static int adopt_service(void *userdata, int fd, ClientId *ret)
+{
+        Server *s = userdata;
+        Conn *c = calloc(1, sizeof(Conn));
+        int r;
+
+        if (!c) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        r = uv_pipe_init(s->loop, &c->pipe, false);
+        if (r < 0) {
+                safe_close(fd);
+                free(c);
+                return r;
+        }
+        r = uv_pipe_open(&c->pipe, fd);
+        if (r < 0) {
+                safe_close(fd);
+                uv_close((uv_handle_t *)&c->pipe, on_rejected_closed);
+                return r;
+        }
+        c->service = true;
+        s->n_service_conns++;
+        r = conn_start(s, c);
+        if (r < 0)
+                return r;
+        *ret = c->id;
+        return 0;
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
         Server *s = listener->data;
@@ -418,7 +453,7 @@ static void server_check_idle(Server *s)
                 server_stop(s);
                 return;
         }
-        if (s->n_conns > 0 || s->live_terminals > 0 || s->config->idle_timeout_ms == 0) {
+        if (s->n_conns > s->n_service_conns || s->live_terminals > 0 || s->config->idle_timeout_ms == 0) {
                 uv_timer_stop(&s->idle_timer);
                 return;
         }
@@ -481,6 +516,65 @@ oom:
         bus_call_error(call, RPC_INTERNAL_ERROR, "Out of memory", NULL);
 }
 
+/* Add the topic to the entry of list for this service, made {name, topics, inProcess, clientId?}. */
+static int add_topic(cJSON *list, const char *name, ClientId remote, const char *topic)
+{
+        cJSON *o, *topics;
+
+        cJSON_ArrayForEach(o, list)
+        {
+                const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, "name");
+                const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "clientId");
+                if (streq(n->valuestring, name) && (!remote || (id && (ClientId)id->valuedouble == remote)))
+                        break;
+        }
+        if (!o) {
+                o = cJSON_CreateObject();
+                if (!o || !cJSON_AddItemToArray(list, o) || !cJSON_AddStringToObject(o, "name", name) ||
+                    !cJSON_AddArrayToObject(o, "topics") ||
+                    !cJSON_AddBoolToObject(o, "inProcess", !remote) ||
+                    !cJSON_AddStringToObject(o, "state", "running") ||
+                    (remote && !cJSON_AddNumberToObject(o, "clientId", (double)remote)))
+                        return -ENOMEM;
+        }
+        topics = cJSON_GetObjectItemCaseSensitive(o, "topics");
+        return cJSON_AddItemToArray(topics, cJSON_CreateString(topic)) ? 0 : -ENOMEM;
+}
+
+/* bus:services {} -> {services:[{name, topics, inProcess, pid?, clientId?, state}]} */
+static void on_bus_services(BusCall *call, const cJSON *params, void *userdata)
+{
+        Server *s = userdata;
+        _cleanup_json_ cJSON *r = cJSON_CreateObject();
+        cJSON *list = cJSON_AddArrayToObject(r, "services");
+        BusServerInfo info;
+
+        if (bus_call_params(call, params, NULL, 0) < 0)
+                return;
+        if (!list)
+                return (void)bus_call_error_oom(call);
+        for (size_t i = 0; bus_server_info(s->bus, i, &info); i++) {
+                const char *name = info.owner;
+                if (info.on_demand)
+                        continue;
+                if (!info.in_process) {
+                        /* A connection's own topics, unless it is a manifest's service (listed below). */
+                        bool manifest = false;
+                        BusServerInfo other;
+                        for (size_t j = 0; bus_server_info(s->bus, j, &other); j++)
+                                manifest = manifest || (other.on_demand && other.remote == info.remote);
+                        if (manifest)
+                                continue;
+                        name = "connection";
+                }
+                if (add_topic(list, name, info.in_process ? 0 : info.remote, info.topic) < 0)
+                        return (void)bus_call_error_oom(call);
+        }
+        if (manifests_describe(s->manifests, list) < 0)
+                return (void)bus_call_error_oom(call);
+        bus_call_reply(call, TAKE_PTR(r));
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
         Server *s = h->data;
@@ -517,9 +611,10 @@ static int server_listen(Server *s)
                 if (n < 0)
                         return log_error_errno(n, "Failed to read LISTEN_FDS: %m");
                 if (n != 1) {
-                        log_error("Expected exactly one socket from systemd (got %d); use --listen PATH to run "
-                                  "without socket activation.",
-                                  n);
+                        log_error(
+                            "Expected exactly one socket from systemd (got %d); use --listen PATH to run "
+                            "without socket activation.",
+                            n);
                         return -EINVAL;
                 }
                 int fd = SD_LISTEN_FDS_START;
@@ -543,7 +638,8 @@ static int server_listen(Server *s)
                                 r = uv_pipe_open(&c->pipe, fd);
                         if (r < 0) {
                                 free(c);
-                                return log_error_errno(r, "Failed to adopt the connection: %s", uv_strerror(r));
+                                return log_error_errno(r, "Failed to adopt the connection: %s",
+                                                       uv_strerror(r));
                         }
                         s->accept_mode = true;
                         if (!peer_allowed(s, fd)) {
@@ -595,15 +691,29 @@ int server_start(Server *s)
                 return log_error_errno(r, "Failed to set up signal handling: %s", uv_strerror(r));
 
         if (bus_serve(s->bus, "worker:info", on_worker_info, s) < 0 ||
+            bus_serve(s->bus, "bus:services", on_bus_services, s) < 0 ||
             bus_subscribe(s->bus, EVENT_TERMINALS_CHANGED, on_terminals_changed, s) < 0 ||
             bus_subscribe(s->bus, EVENT_STATE_UPDATED, on_state_updated, s) < 0)
                 return log_oom();
 
+        r = manifests_load(s->loop, s->bus, s->config, adopt_service, s, &s->manifests);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the service manifests: %m");
         for (size_t i = 0; i < ELEMENTSOF(service_types); i++) {
+                if (manifests_replace(s->manifests, service_types[i]->name)) {
+                        log_info("The built-in %s service is replaced by a service manifest.",
+                                 service_types[i]->name);
+                        continue;
+                }
+                bus_set_owner(s->bus, service_types[i]->name);
                 r = service_types[i]->start(&ctx, &s->services[i]);
+                bus_set_owner(s->bus, "worker");
                 if (r < 0)
-                        return log_error_errno(r, "Failed to start the %s service: %m", service_types[i]->name);
+                        return log_error_errno(r, "Failed to start the %s service: %m",
+                                               service_types[i]->name);
         }
+
+        manifests_register(s->manifests);
 
         r = server_listen(s);
         if (r < 0)
@@ -612,7 +722,8 @@ int server_start(Server *s)
         server_update_status(s);
         server_check_idle(s);
         (void)sd_notify(false, "READY=1");
-        log_info("Ready: %s, workspace %s%s.", s->config->listen_path ? s->config->listen_path : "socket from systemd",
+        log_info("Ready: %s, workspace %s%s.",
+                 s->config->listen_path ? s->config->listen_path : "socket from systemd",
                  s->config->roots[0], s->config->n_roots > 1 ? " (and more)" : "");
         return 0;
 }
@@ -626,6 +737,7 @@ void server_stop(Server *s)
 
         if (s->has_listener)
                 uv_close((uv_handle_t *)&s->listener, NULL);
+        manifests_stop(s->manifests);
         while (s->conns)
                 conn_close(s->conns);
         for (size_t i = ELEMENTSOF(service_types); i-- > 0;)
@@ -643,6 +755,7 @@ Server *server_free(Server *s)
         if (!s)
                 return NULL;
         assert(!s->conns);
+        manifests_free(s->manifests);
         bus_free(s->bus);
         free(s);
         return NULL;

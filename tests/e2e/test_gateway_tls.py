@@ -215,3 +215,92 @@ def test_idle_tls_connections_do_not_hold_up_others(make_gateway, tmp_path, per_
     ws.close_socket()
     for s in idle:
         s.close()
+
+
+# ---- certificates: reload, cert = auto, and files that cannot be used ----
+
+def peer_cert(g):
+    """The certificate (DER) a new TLS connection to g is shown."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((g.host, g.port), timeout=10) as s, ctx.wrap_socket(s) as t:
+        return t.getpeercert(binary_form=True)
+
+
+def der_of(pem_path):
+    with open(pem_path) as f:
+        return ssl.PEM_cert_to_DER_cert(f.read())
+
+
+def test_sighup_loads_a_renewed_certificate_for_new_connections(make_gateway, tmp_path):
+    import os
+    import signal
+    first = tmp_path / "first"
+    first.mkdir()
+    cert, key = helios.make_self_signed(str(first))
+    g = make_gateway(tls=(cert, key))
+    page = g.rpc(g.session())
+    assert peer_cert(g) == der_of(cert)
+
+    renewed = tmp_path / "renewed"
+    renewed.mkdir()
+    new_cert, new_key = helios.make_self_signed(str(renewed), name="renewed.example")
+    expected = der_of(new_cert)
+    for src, dst in ((new_key, key), (new_cert, cert)):
+        os.replace(src, dst)
+        helios.own_to_gateway(dst)
+    g.signal(signal.SIGHUP)
+    assert g.wait_log(f"TLS certificate {cert} loaded"), g.read_log()
+    assert peer_cert(g) == expected
+    assert page.call("worker:info")  # a page open before keeps its connection
+
+    # A broken renewal is refused with one line; the current certificate stays.
+    with open(key, "w") as f:
+        f.write("-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n")
+    g.signal(signal.SIGHUP)
+    assert g.wait_log("holds no unencrypted PEM private key; keeping the current ones"), g.read_log()
+    assert peer_cert(g) == expected
+
+
+def test_a_key_of_another_certificate_is_one_clear_error(make_gateway, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    cert, _ = helios.make_self_signed(str(a))
+    _, other_key = helios.make_self_signed(str(b))
+    g = make_gateway(tls=(cert, other_key), start=False)
+    g.start(expect_url=False)
+    assert g.wait() == 1
+    errors = [l for l in g.read_log().splitlines() if "TLS certificate and key" in l]
+    assert len(errors) == 1 and errors[0].endswith("the key does not belong to the certificate."), g.read_log()
+    missing = make_gateway(f"--cert={tmp_path / 'none.pem'}", f"--key={other_key}", name="gw2", start=False)
+    missing.start(expect_url=False)
+    assert missing.wait() == 1
+    assert "the certificate file does not exist." in missing.read_log()
+
+
+def test_cert_auto_makes_a_self_signed_certificate_once(make_gateway, tmp_path):
+    import os
+    state = tmp_path / "gw" / "state"
+    g = make_gateway("--cert=auto", f"--state-dir={state}", start=False)
+    g.start(expect_url=False)
+    assert g.wait_log("Serving"), g.read_log()
+    g.read_url()
+    assert g.base_url.startswith("https://")
+    cert, key = state / "tls" / "cert.pem", state / "tls" / "key.pem"
+    assert f"Made a self-signed TLS certificate {cert}" in g.read_log()
+    assert oct(os.stat(key).st_mode & 0o777) == "0o600"
+    made = der_of(cert)
+    assert peer_cert(g) == made
+    assert g.stop() == 0
+    g.start()
+    assert peer_cert(g) == made  # kept, not made again
+    assert f"Using the self-signed TLS certificate {cert}" in g.read_log()
+
+
+def test_cert_auto_without_a_state_directory_is_refused(make_gateway):
+    g = make_gateway("--cert=auto", start=False)
+    g.start(expect_url=False)
+    assert g.wait() == 1
+    assert "cert = auto keeps its certificate in state_dir" in g.read_log()

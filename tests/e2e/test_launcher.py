@@ -485,6 +485,24 @@ def test_gateway_users_never_see_each_other(pam_gateway, accounts):
         c.close()
 
 
+def test_metrics_count_the_workers_pages_reach(pam_gateway, accounts):
+    g, lc = pam_gateway
+    assert g.metrics()["helios_gateway_workers_running"] == 0
+    alice1 = g.rpc(helios.cookie_from(g.login(user=ALICE, password=PASSWORDS[ALICE])))
+    alice2 = g.rpc(helios.cookie_from(g.login(user=ALICE, password=PASSWORDS[ALICE])))
+    bob = g.rpc(helios.cookie_from(g.login(user=BOB, password=PASSWORDS[BOB])))
+    for c in (alice1, alice2, bob):
+        c.call("worker:info")
+    assert g.metrics()["helios_gateway_workers_running"] == 2  # two users, two workers, three pages
+    bob.close()
+    deadline = time.monotonic() + 10
+    while g.metrics()["helios_gateway_workers_running"] != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    alice1.close()
+    alice2.close()
+
+
 def test_idle_user_gives_way_at_max_users(make_launcher, accounts):
     lc = make_launcher("--max-users", "1")
     c = gw_conn(lc, accounts)

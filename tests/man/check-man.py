@@ -95,8 +95,8 @@ def main():
     compare("helios-worker", help_options([worker, "--help"]),
             page_options(text["helios-worker.8"], "\nOPTIONS", "\nSYSTEMD"))
 
-    # Settings: the gateway's options but its own three are keys of the file.
-    keys = {o[2:].replace("-", "_") for o in help_options([gateway, "--help"])} - {"help", "version", "config"}
+    # Settings: the gateway's options but its own four are keys of the file.
+    keys = {o[2:].replace("-", "_") for o in help_options([gateway, "--help"])} - {"help", "version", "config", "check_config"}
     settings = text["helios.conf.5"]
     body = settings[settings.find("\nSETTINGS"):settings.find("\nEXAMPLE")]
     described = set(re.findall(r"^\s{7}([a-z][a-z0-9_]*) = ", body, re.M))

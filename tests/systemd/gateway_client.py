@@ -45,7 +45,7 @@ async def rpc(base, cookie, method, params):
 def main():
     base, mode, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     if mode == "get":
-        out = request(base, "GET", args[0])
+        out = request(base, "GET", args[0], {"Cookie": args[1]} if len(args) > 1 else None)
     elif mode == "login":
         if args[0] == "--token":
             auth = "Bearer " + args[1]

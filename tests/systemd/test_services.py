@@ -269,3 +269,39 @@ def test_gateway_logs_in_with_pam_and_reaches_the_worker(machine, users, launche
     FIGURES["first request after login, browser side (gateway, launcher, worker cold)"] = \
         f"{(time.monotonic() - t) * 1000:.1f} ms"
     assert out["response"]["result"]["uid"] == int(machine.exec("id", "-u", "mary-jane").stdout)
+
+
+def test_admin_sees_sessions_that_outlive_a_restart_and_ends_them(machine, users, launcher, gateway):
+    """An admin's view under the units: the launcher's status line, `helios-gateway sessions` over the
+    admin socket as root, a login that survives `systemctl restart`, and `helios-gateway logout`."""
+    machine.systemctl("start", "helios-gateway.socket")
+    r = gateway_client(machine, "login", "alice", users["alice"])
+    assert r["status"] == 200, r
+    cookie = r["cookie"]
+    assert gateway_client(machine, "rpc", cookie, "worker:info")["response"]["result"]["home"] == "/home/alice"
+    status = machine.show("helios-launcher.service", "StatusText")["StatusText"]
+    assert "logins checked" in status, status
+
+    out = machine.exec("/usr/local/bin/helios-gateway", "sessions").stdout
+    assert any(l.split()[0] == "alice" for l in out.splitlines()[1:]), out
+    st = machine.exec("stat", "-c", "%a %U", "/var/lib/helios/sessions").stdout.split()
+    assert st == ["600", "helios-gateway"], st
+
+    machine.systemctl("restart", "helios-gateway.service")
+    # The restarted gateway asks the launcher about the account first (503 meanwhile, which the web app
+    # retries); then the same cookie opens the page.
+    assert gateway_client(machine, "get", "/api/session", cookie)["status"] == 200
+    deadline = time.monotonic() + 15
+    while True:
+        r = machine.exec("/usr/bin/python3", f"{HELPER_DIR}/gateway_client.py", BASE, "rpc", cookie,
+                         "worker:info", check=False)
+        if r.returncode == 0 or "HTTP 503" not in r.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["response"]["result"]["home"] == "/home/alice"
+
+    out = machine.exec("/usr/local/bin/helios-gateway", "logout", "alice").stdout
+    assert out.strip() == "Ended 1 session.", out
+    machine.systemctl("restart", "helios-gateway.service")
+    assert gateway_client(machine, "get", "/api/session", cookie)["status"] == 401
