@@ -867,10 +867,11 @@ int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret)
         return 0;
 }
 
-/* Close the page for what it sent, with a close frame of our own that goes out at once, and let go of the
- * worker connection (and of any part of the message already passed on). Not with lws_close_reason() and
- * a -1 return: libwebsockets 4.1 would then go on inflating the rest of a compressed message, spinning,
- * until its close timeout (5 s of CPU for a 40 KB message that inflates past the limit). */
+/* Close the page for what it sent (reading paused, the close frame sent from bridge_writeable()), and let
+ * go of the worker connection (and of any part of the message already passed on). Not by returning -1
+ * from this callback: libwebsockets 4.1 would leave reading on and go on inflating the rest of a
+ * compressed message, spinning, until its close timeout (5 s of CPU for a 40 KB message that inflates
+ * past the limit). */
 static void refuse(Bridge *b, int code, const char *reason)
 {
         request_close(b, code, reason);
