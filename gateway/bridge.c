@@ -18,10 +18,6 @@
 #include "macro.h"
 #include "utf8.h"
 
-/* libwebsockets writes close frames for lws_write() with this protocol value (its LWS_WRITE_CLOSE), which
- * its public header leaves out: it expects lws_close_reason() and a -1 return instead. */
-#define WRITE_CLOSE_FRAME ((enum lws_write_protocol)4)
-
 #define WORKER_LOST_NOTIFICATION "{\"jsonrpc\":\"2.0\",\"method\":\"gateway:worker_lost\",\"params\":{}}"
 
 /* A page silent for this many ping intervals is gone (its network went away without a FIN). */
@@ -104,7 +100,9 @@ struct Bridge {
         size_t to_browser_queued; /* bytes in out_* and in_flight */
         int close_code;           /* close once the queue is out; 0: none pending */
         const char *close_reason;
-        bool close_sent;
+        bool close_ready; /* the queue is out and the close reason set: close from the idle handle */
+        bool
+            close_started; /* libwebsockets is closing: its close frame goes before any writeable callback */
 
         /* keepalive */
         uint64_t last_heard_ms; /* last data or pong from the page */
@@ -238,6 +236,8 @@ static void free_waiting(Bridge *b);
  * delivers the next piece only when the socket sees another event; the same goes for data it holds
  * after reading was paused. A WebSocket with such data pending is serviced again from an idle handle
  * ("kicked"), as if its socket were readable. */
+static void kick(Bridge *b);
+
 static void on_kick_idle(uv_idle_t *h)
 {
         Gateway *g = h->data;
@@ -251,6 +251,21 @@ static void on_kick_idle(uv_idle_t *h)
                 g->kicks_running = b->kick_next;
                 b->kick_next = NULL;
                 b->kick_pending = false;
+                if (b->wsi && b->close_started) {
+                        /* The close frame went out in the last turn of the loop (if the socket took it):
+                         * the writeable callback asked for now hangs up (bridge_writeable()). */
+                        lws_callback_on_writable(b->wsi);
+                        continue;
+                }
+                if (b->wsi && b->close_ready) {
+                        /* libwebsockets sends the close frame set by lws_close_reason() at the next POLLOUT,
+                         * with reading still paused: the rest of a compressed message is not inflated. It
+                         * may tell the bridge (LWS_CALLBACK_CLOSED), which may free b. */
+                        b->close_started = true;
+                        kick(b); /* once more on the next turn, unless the WebSocket is gone by then */
+                        lws_set_timeout(b->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+                        continue;
+                }
                 if (!b->wsi || b->rx_paused)
                         continue;
                 /* May close the WebSocket and free b; b is not touched after this. */
@@ -308,8 +323,12 @@ int bridge_writeable(Bridge *b)
         b->writable_pending = false;
         /* Whatever libwebsockets was still compressing is out by now: this callback waits for that. */
         in_flight_free(b);
-        if (b->close_sent)
-                return -1; /* the close frame is out: hang up */
+        if (b->close_started)
+                /* libwebsockets writes its close frame before it calls back, and leaves POLLOUT on after
+                 * it: hang up now rather than wait for the page's answer, which would not be read. */
+                return -1;
+        if (b->close_ready)
+                return 0; /* the close is on its way (on_kick_idle()) */
         if (b->ping_due && !b->close_code) {
                 /* The gateway's own keepalive, from a buffer of its own: libwebsockets answers the page's
                  * pings from a single slot that its own keepalive would overwrite. */
@@ -324,18 +343,15 @@ int bridge_writeable(Bridge *b)
         }
         c = b->out_first;
         if (!c && b->close_code) {
-                /* The close frame is written here rather than left to lws_close_reason(): on a foreign libuv
-                 * loop libwebsockets 4.1 drops the connection before sending the one it prepares. */
-                unsigned char buf[LWS_PRE + 2 + 123];
-                size_t n = MIN(strlen(b->close_reason), (size_t)123);
-
-                buf[LWS_PRE] = (unsigned char)(b->close_code >> 8);
-                buf[LWS_PRE + 1] = (unsigned char)(b->close_code & 0xff);
-                memcpy(buf + LWS_PRE + 2, b->close_reason, n);
-                if (lws_write(wsi, buf + LWS_PRE, 2 + n, WRITE_CLOSE_FRAME) < 0)
-                        return -1;
-                b->close_sent = true;
-                want_writable(b);
+                /* The queue is out: the close frame goes next. Not by returning -1 here: a libwebsockets
+                 * 4.1 built with _DEBUG on libuv closes a connection a second time at once whenever a
+                 * callback made by lws_service_fd() returns -1 ("uv repeat test"), and that second close
+                 * drops it before the close frame it prepared is sent. A close started from the idle
+                 * handle takes the library's ordinary path: the frame goes out at the next POLLOUT. */
+                lws_close_reason(wsi, (enum lws_close_status)b->close_code, (unsigned char *)b->close_reason,
+                                 MIN(strlen(b->close_reason), (size_t)123));
+                b->close_ready = true;
+                kick(b);
                 return 0;
         }
         if (c) {
@@ -851,10 +867,11 @@ int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret)
         return 0;
 }
 
-/* Close the page for what it sent, with a close frame of our own that goes out at once, and let go of the
- * worker connection (and of any part of the message already passed on). Not with lws_close_reason() and
- * a -1 return: libwebsockets 4.1 would then go on inflating the rest of a compressed message, spinning,
- * until its close timeout (5 s of CPU for a 40 KB message that inflates past the limit). */
+/* Close the page for what it sent (reading paused, the close frame sent from bridge_writeable()), and let
+ * go of the worker connection (and of any part of the message already passed on). Not by returning -1
+ * from this callback: libwebsockets 4.1 would leave reading on and go on inflating the rest of a
+ * compressed message, spinning, until its close timeout (5 s of CPU for a 40 KB message that inflates
+ * past the limit). */
 static void refuse(Bridge *b, int code, const char *reason)
 {
         request_close(b, code, reason);

@@ -120,6 +120,28 @@ def test_binary_frame_closes_1003(echo):
     echo_roundtrip(echo.ws(cookie))
 
 
+def test_the_gateway_hangs_up_right_after_its_close_frame(echo):
+    """The page need not answer a close the gateway starts: the gateway, which reads nothing more from
+    it, ends the connection once its close frame is out rather than at libwebsockets' 5 s close
+    timeout."""
+    cookie = echo.session()
+    for opcode, payload, code in [(0x2, b"binary", 1003), (0x1, b"x" * (1024 * 1024 + 1), 1009)]:
+        ws = echo.ws(cookie)
+        ws.send_frame(opcode, payload)
+        with pytest.raises(helios.WsClosed) as closed:
+            ws.recv(timeout=10)  # the close frame, not answered
+        assert closed.value.code == code
+        started = time.monotonic()
+        ws.sock.settimeout(10)
+        try:
+            while ws.sock.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - started < 3, code
+    echo_roundtrip(echo.ws(cookie))
+
+
 BAD_FRAMES = {
     "reserved bit 1 without deflate": dict(opcode=0x1, payload=b"reserved bits", rsv=0b100),
     "reserved bit 2": dict(opcode=0x1, payload=b"reserved bits", rsv=0b010),
