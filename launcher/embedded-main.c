@@ -18,6 +18,7 @@
 #include "parse-util.h"
 #include "policy.h"
 #include "spawner.h"
+#include "stop-signals.h"
 
 static void help(void)
 {
@@ -102,28 +103,16 @@ static int parse_argv(int argc, char **argv, SpawnerOptions *o)
 }
 
 typedef struct Context {
-        uv_signal_t term, intr;
+        StopSignals signals;
         Spawner *spawner;
 } Context;
 
-static void stop(Context *ctx)
+static void stop(void *userdata)
 {
+        Context *ctx = userdata;
+
         spawner_stop(ctx->spawner);
-        if (!uv_is_closing((uv_handle_t *)&ctx->term)) {
-                uv_close((uv_handle_t *)&ctx->term, NULL);
-                uv_close((uv_handle_t *)&ctx->intr, NULL);
-        }
-}
-
-static void on_signal(uv_signal_t *s, int signum)
-{
-        log_info("Received %s; stopping.", sigabbrev_np(signum));
-        stop(s->data);
-}
-
-static void on_done(void *userdata)
-{
-        stop(userdata);
+        stop_signals_close(&ctx->signals);
 }
 
 /* fd 3 must be the launcher's end of a SOCK_SEQPACKET pair, made by root. */
@@ -168,15 +157,11 @@ static int run(int argc, char **argv)
                 log_error("Cannot set up the event loop: %s", uv_strerror(r));
                 return EXIT_FAILURE;
         }
-        r = spawner_new(&loop, &o, EMBEDDED_LINK_FD, on_done, &ctx, &ctx.spawner);
+        r = spawner_new(&loop, &o, EMBEDDED_LINK_FD, stop, &ctx, &ctx.spawner);
         if (r < 0)
                 log_error_errno(r, "Cannot set up: %m");
         else {
-                ctx.term.data = ctx.intr.data = &ctx;
-                (void)uv_signal_init(&loop, &ctx.term);
-                (void)uv_signal_init(&loop, &ctx.intr);
-                (void)uv_signal_start(&ctx.term, on_signal, SIGTERM);
-                (void)uv_signal_start(&ctx.intr, on_signal, SIGINT);
+                stop_signals_start(&ctx.signals, &loop, stop, &ctx);
                 r = spawner_start(ctx.spawner);
                 if (r < 0)
                         stop(&ctx);

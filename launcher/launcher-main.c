@@ -13,6 +13,7 @@
 #include "pam-helper.h"
 #include "parse-util.h"
 #include "policy.h"
+#include "stop-signals.h"
 #include "worker-home.h"
 
 static void help(void)
@@ -173,29 +174,17 @@ static int parse_argv(int argc, char **argv, LauncherOptions *o)
         return 0;
 }
 
-typedef struct Signals {
-        uv_signal_t term, intr;
+typedef struct Context {
+        StopSignals signals;
         Manager *manager;
-} Signals;
+} Context;
 
-static void stop(Signals *sig)
+static void stop(void *userdata)
 {
-        manager_stop(sig->manager);
-        if (!uv_is_closing((uv_handle_t *)&sig->term)) {
-                uv_close((uv_handle_t *)&sig->term, NULL);
-                uv_close((uv_handle_t *)&sig->intr, NULL);
-        }
-}
+        Context *ctx = userdata;
 
-static void on_signal(uv_signal_t *s, int signum)
-{
-        log_info("Received %s; stopping.", sigabbrev_np(signum));
-        stop(s->data);
-}
-
-static void on_fatal(void *userdata)
-{
-        stop(userdata);
+        manager_stop(ctx->manager);
+        stop_signals_close(&ctx->signals);
 }
 
 static int run(int argc, char **argv)
@@ -216,7 +205,7 @@ static int run(int argc, char **argv)
             .max_requests = 256,
             .max_connections = 16,
         };
-        Signals sig = {};
+        Context ctx = {};
         Manager *m = NULL;
         uv_loop_t loop;
         int r;
@@ -238,17 +227,13 @@ static int run(int argc, char **argv)
                 log_error("Cannot set up the event loop: %s", uv_strerror(r));
                 return EXIT_FAILURE;
         }
-        r = manager_new(&loop, &o, on_fatal, &sig, &m);
+        r = manager_new(&loop, &o, stop, &ctx, &m);
         if (r >= 0) {
-                sig.manager = m;
-                sig.term.data = sig.intr.data = &sig;
-                (void)uv_signal_init(&loop, &sig.term);
-                (void)uv_signal_init(&loop, &sig.intr);
-                (void)uv_signal_start(&sig.term, on_signal, SIGTERM);
-                (void)uv_signal_start(&sig.intr, on_signal, SIGINT);
+                ctx.manager = m;
+                stop_signals_start(&ctx.signals, &loop, stop, &ctx);
                 r = manager_start(m);
                 if (r < 0)
-                        stop(&sig);
+                        stop(&ctx);
                 (void)uv_run(&loop, UV_RUN_DEFAULT);
                 if (r >= 0 && manager_failed(m))
                         r = -EIO;
