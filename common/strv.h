@@ -2,6 +2,7 @@
 #pragma once
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +43,24 @@ static inline int strv_push(char ***v, size_t *n, const char *s, size_t len)
                 return -ENOMEM;
         }
         p[(*n)++] = d;
+        *v = p;
+        return 0;
+}
+
+/* Append "key=value" to the NULL-terminated, n-element environment *v, keeping it NULL-terminated. */
+static inline int strv_env_push(char ***v, size_t *n, const char *key, const char *value)
+{
+        char *e, **p;
+
+        if (asprintf(&e, "%s=%s", key, value) < 0)
+                return -ENOMEM;
+        p = realloc(*v, (*n + 2) * sizeof(char *));
+        if (!p) {
+                free(e);
+                return -ENOMEM;
+        }
+        p[(*n)++] = e;
+        p[*n] = NULL;
         *v = p;
         return 0;
 }

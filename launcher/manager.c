@@ -25,6 +25,7 @@
 #include "pam-check.h"
 #include "policy.h"
 #include "socket-util.h"
+#include "strv.h"
 #include "unit-starter.h"
 #include "user-name.h"
 #include "worker-home.h"
@@ -845,23 +846,6 @@ static int listen_from_systemd(Manager *m)
         return 0;
 }
 
-static int push_env(char ***v, size_t *n, const char *key, const char *value)
-{
-        char *e, **p;
-
-        if (asprintf(&e, "%s=%s", key, value) < 0)
-                return -ENOMEM;
-        p = realloc(*v, (*n + 2) * sizeof(char *));
-        if (!p) {
-                free(e);
-                return -ENOMEM;
-        }
-        p[(*n)++] = e;
-        p[*n] = NULL;
-        *v = p;
-        return 0;
-}
-
 /* What the PAM helpers and workers inherit of our environment: a plain PATH, the locale, and the
  * settings of logging and of the sanitizers the tests run under. */
 static int build_worker_env(Manager *m)
@@ -871,11 +855,11 @@ static int build_worker_env(Manager *m)
             "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "JOURNAL_STREAM"};
         int r;
 
-        r = push_env(&m->worker_env, &m->n_worker_env, "PATH", "/usr/local/bin:/usr/bin:/bin");
+        r = strv_env_push(&m->worker_env, &m->n_worker_env, "PATH", "/usr/local/bin:/usr/bin:/bin");
         for (size_t i = 0; i < ELEMENTSOF(passed) && r >= 0; i++) {
                 const char *v = getenv(passed[i]);
                 if (v)
-                        r = push_env(&m->worker_env, &m->n_worker_env, passed[i], v);
+                        r = strv_env_push(&m->worker_env, &m->n_worker_env, passed[i], v);
         }
         return r;
 }

@@ -18,6 +18,7 @@
 #include "macro.h"
 #include "packet.h"
 #include "sandbox.h"
+#include "strv.h"
 #include "user-name.h"
 
 /* Packets waiting for the launcher to read. It reads as it goes; a launcher that stops reading is
@@ -282,30 +283,6 @@ static UserEntry *user_entry_free(UserEntry *u)
         return NULL;
 }
 
-static void strv_freep(char ***v)
-{
-        for (char **p = *v; p && *p; p++)
-                free(*p);
-        free(*v);
-}
-
-static int push_env(char ***v, size_t *n, const char *key, const char *value)
-{
-        char *e, **p;
-
-        if (asprintf(&e, "%s=%s", key, value) < 0)
-                return -ENOMEM;
-        p = realloc(*v, (*n + 2) * sizeof(char *));
-        if (!p) {
-                free(e);
-                return -ENOMEM;
-        }
-        p[(*n)++] = e;
-        p[*n] = NULL;
-        *v = p;
-        return 0;
-}
-
 /* The worker's environment: what the launcher gave this process (a plain PATH, the locale, logging
  * settings), and its account's. */
 static int build_worker_env(const struct passwd *pw, char ***ret)
@@ -320,18 +297,19 @@ static int build_worker_env(const struct passwd *pw, char ***ret)
                 _cleanup_free_ char *key = eq ? strndup(*e, (size_t)(eq - *e)) : NULL;
                 if (!eq)
                         continue;
-                r = key ? push_env(&env, &n, key, eq + 1) : -ENOMEM;
+                r = key ? strv_env_push(&env, &n, key, eq + 1) : -ENOMEM;
         }
         if (r >= 0)
-                r = push_env(&env, &n, POLICY_CREDENTIALS_FD_ENV, POLICY_CREDENTIALS_FD_STR);
+                r = strv_env_push(&env, &n, POLICY_CREDENTIALS_FD_ENV, POLICY_CREDENTIALS_FD_STR);
         if (r >= 0)
-                r = push_env(&env, &n, "HOME", pw->pw_dir);
+                r = strv_env_push(&env, &n, "HOME", pw->pw_dir);
         if (r >= 0)
-                r = push_env(&env, &n, "USER", pw->pw_name);
+                r = strv_env_push(&env, &n, "USER", pw->pw_name);
         if (r >= 0)
-                r = push_env(&env, &n, "LOGNAME", pw->pw_name);
+                r = strv_env_push(&env, &n, "LOGNAME", pw->pw_name);
         if (r >= 0)
-                r = push_env(&env, &n, "SHELL", pw->pw_shell && pw->pw_shell[0] ? pw->pw_shell : "/bin/sh");
+                r = strv_env_push(&env, &n, "SHELL",
+                                  pw->pw_shell && pw->pw_shell[0] ? pw->pw_shell : "/bin/sh");
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(env);
