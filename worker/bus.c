@@ -144,12 +144,12 @@ bool bus_has_server(Bus *b, const char *topic)
         return find_server(b, topic) != NULL;
 }
 
-int bus_serve(Bus *b, const char *topic, BusMethodFn fn, void *userdata)
+/* Registers topic, either served now (fn) or started when first asked for (start). */
+static int add_server(Bus *b, const char *topic, Server server)
 {
         Server *s;
         char *t;
 
-        assert(b && topic && fn);
         if (find_server(b, topic))
                 return -EEXIST;
         t = strdup(topic);
@@ -161,29 +161,21 @@ int bus_serve(Bus *b, const char *topic, BusMethodFn fn, void *userdata)
                 return -ENOMEM;
         }
         b->servers = s;
-        b->servers[b->n_servers++] = (Server){t, fn, userdata, 0, NULL, b->owner};
+        server.topic = t;
+        b->servers[b->n_servers++] = server;
         return 0;
+}
+
+int bus_serve(Bus *b, const char *topic, BusMethodFn fn, void *userdata)
+{
+        assert(b && topic && fn);
+        return add_server(b, topic, (Server){NULL, fn, userdata, 0, NULL, b->owner});
 }
 
 int bus_serve_on_demand(Bus *b, const char *topic, BusStartFn start, void *userdata)
 {
-        Server *s;
-        char *t;
-
         assert(b && topic && start);
-        if (find_server(b, topic))
-                return -EEXIST;
-        t = strdup(topic);
-        s = realloc(b->servers, (b->n_servers + 1) * sizeof(Server));
-        if (!t || !s) {
-                free(t);
-                if (s)
-                        b->servers = s;
-                return -ENOMEM;
-        }
-        b->servers = s;
-        b->servers[b->n_servers++] = (Server){t, NULL, userdata, 0, start, NULL};
-        return 0;
+        return add_server(b, topic, (Server){NULL, NULL, userdata, 0, start, NULL});
 }
 
 int bus_subscribe(Bus *b, const char *topic, BusEventFn fn, void *userdata)
