@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "file-util.h"
 #include "log.h"
 #include "macro.h"
 
@@ -26,19 +27,6 @@ static void fclosep(FILE **f)
 {
         if (*f)
                 (void)fclose(*f);
-}
-
-static int write_file(const char *path, const char *value)
-{
-        _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-        ssize_t n;
-
-        if (fd < 0)
-                return negative_errno();
-        n = write(fd, value, strlen(value));
-        if (n < 0)
-                return negative_errno();
-        return (size_t)n == strlen(value) ? 0 : -EIO;
 }
 
 static int read_line(const char *path, char **ret)
@@ -151,7 +139,7 @@ static int take_over(const char *dir, char **ret_why)
         for (size_t i = 0; i < n; i++) {
                 char buf[24];
                 (void)snprintf(buf, sizeof(buf), "%d", (int)pids[i]);
-                r = write_file(sup_procs, buf);
+                r = write_string_file(sup_procs, buf, O_NOFOLLOW);
                 if (r < 0)
                         return r;
         }
@@ -186,7 +174,7 @@ static int enable_controllers(const char *dir, bool enabled[_POLICY_SETTING_MAX]
                 }
                 if (have) {
                         (void)snprintf(word, sizeof(word), "+%s", c);
-                        r = write_file(control, word);
+                        r = write_string_file(control, word, O_NOFOLLOW);
                         if (r < 0)
                                 have = false;
                 }
@@ -310,7 +298,7 @@ static void kill_all(const char *dir)
 
         if (asprintf(&kill_path, "%s/cgroup.kill", dir) < 0 || asprintf(&procs, "%s/cgroup.procs", dir) < 0)
                 return;
-        if (write_file(kill_path, "1") != -ENOENT)
+        if (write_string_file(kill_path, "1", O_NOFOLLOW) != -ENOENT)
                 return;
         for (unsigned round = 0; round < 16; round++) {
                 _cleanup_(fclosep) FILE *f = fopen(procs, "re");
@@ -353,7 +341,7 @@ int cgroup_worker_prepare(CgroupTree *t, const char *name, const PolicyValues *v
                         return r;
                 if (asprintf(&file, "%s/%s", dir, policy_settings[i].cgroup_file) < 0)
                         return -ENOMEM;
-                r = write_file(file, v);
+                r = write_string_file(file, v, O_NOFOLLOW);
                 if (r < 0)
                         return r;
         }

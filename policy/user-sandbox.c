@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "file-util.h"
 #include "macro.h"
 #include "policy.h"
 
@@ -122,23 +123,6 @@ int policy_user_sandbox_new(const char *home, PolicyUserSandbox **ret)
 
 /* ---- After fork: system calls only. ---- */
 
-static int write_file(const char *path, const char *text)
-{
-        int fd = open(path, O_WRONLY | O_CLOEXEC);
-        ssize_t n;
-
-        if (fd < 0)
-                return negative_errno();
-        n = write(fd, text, strlen(text));
-        if (n < 0) {
-                int r = negative_errno();
-                (void)close(fd);
-                return r;
-        }
-        (void)close(fd);
-        return (size_t)n == strlen(text) ? 0 : -EIO;
-}
-
 static int tmpfs(const char *path, unsigned long flags, const char *options)
 {
         if (mount("tmpfs", path, "tmpfs", flags, options) < 0)
@@ -172,11 +156,11 @@ static int enter_namespaces(const PolicyUserSandbox *s)
 
         if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC) < 0)
                 return negative_errno();
-        r = write_file("/proc/self/setgroups", "deny");
+        r = write_string_file("/proc/self/setgroups", "deny", 0);
         if (r >= 0)
-                r = write_file("/proc/self/uid_map", s->uid_map);
+                r = write_string_file("/proc/self/uid_map", s->uid_map, 0);
         if (r >= 0)
-                r = write_file("/proc/self/gid_map", s->gid_map);
+                r = write_string_file("/proc/self/gid_map", s->gid_map, 0);
         if (r >= 0 && mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
                 r = negative_errno();
         if (r >= 0 && s->home_cover) {

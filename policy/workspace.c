@@ -42,6 +42,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "file-util.h"
 #include "macro.h"
 #include "policy.h"
 #include "socket-util.h"
@@ -115,23 +116,6 @@ static char *format_uint(char *out, unsigned long v)
         return out;
 }
 
-static int write_file(const char *path, const char *text)
-{
-        int fd = open(path, O_WRONLY | O_CLOEXEC);
-        ssize_t n;
-
-        if (fd < 0)
-                return negative_errno();
-        n = write(fd, text, strlen(text));
-        if (n < 0) {
-                int r = negative_errno();
-                safe_close(fd);
-                return r;
-        }
-        safe_close(fd);
-        return (size_t)n == strlen(text) ? 0 : -EIO;
-}
-
 /* "ID ID 1\n": the id maps to itself, and nothing else is mapped. */
 static int write_map(const char *path, unsigned long id)
 {
@@ -141,7 +125,7 @@ static int write_map(const char *path, unsigned long id)
         *p++ = ' ';
         p = format_uint(p, id);
         memcpy(p, " 1\n", 4);
-        return write_file(path, line);
+        return write_string_file(path, line, 0);
 }
 
 static int drop_capabilities(void)
@@ -359,7 +343,7 @@ static int run_init(int sock, int answerer, uid_t uid, gid_t gid, const sigset_t
                 return negative_errno();
         r = write_map("/proc/self/uid_map", uid);
         if (r >= 0)
-                r = write_file("/proc/self/setgroups", "deny\n");
+                r = write_string_file("/proc/self/setgroups", "deny\n", 0);
         if (r >= 0)
                 r = write_map("/proc/self/gid_map", gid);
         /* Not dumpable from here on: nothing in the workspace may trace its init. */
