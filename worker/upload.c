@@ -65,23 +65,25 @@ static void upload_free(Upload *u)
         free(u);
 }
 
-static Upload **upload_slot(Uploads *s, BusCall *call, uint64_t id)
+/* Parses params into fields, then finds the caller's upload *id among them. Replies with the error
+ * and returns NULL when params are invalid or there is no such upload. */
+static Upload **upload_from_params(Uploads *s, BusCall *call, const cJSON *params, const JsonField *fields,
+                                   size_t n_fields, const uint64_t *id)
 {
+        cJSON *data;
+
+        if (bus_call_params(call, params, fields, n_fields) < 0)
+                return NULL;
         for (size_t i = 0; i < UPLOAD_MAX_ACTIVE; i++)
-                if (s->active[i] && s->active[i]->id == id && s->active[i]->owner == bus_call_origin(call))
+                if (s->active[i] && s->active[i]->id == *id && s->active[i]->owner == bus_call_origin(call))
                         return &s->active[i];
-        return NULL;
-}
-
-static void reply_no_upload(BusCall *call, uint64_t id)
-{
-        cJSON *data = cJSON_CreateObject();
-
-        if (data && !cJSON_AddNumberToObject(data, "uploadId", (double)id)) {
+        data = cJSON_CreateObject();
+        if (data && !cJSON_AddNumberToObject(data, "uploadId", (double)*id)) {
                 cJSON_Delete(data);
                 data = NULL;
         }
         bus_call_error(call, RPC_NOT_FOUND, "No such upload", data);
+        return NULL;
 }
 
 static void reply_limit(BusCall *call, const char *message, uint64_t limit)
@@ -227,13 +229,9 @@ static void on_chunk(BusCall *call, const cJSON *params, void *userdata)
         cJSON *r;
         int k;
 
-        if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
+        slot = upload_from_params(s, call, params, fields, ELEMENTSOF(fields), &id);
+        if (!slot)
                 return;
-        slot = upload_slot(s, call, id);
-        if (!slot) {
-                reply_no_upload(call, id);
-                return;
-        }
         u = *slot;
         if (offset != u->received) {
                 (void)bus_call_error_invalid(
@@ -324,13 +322,9 @@ static void on_commit(BusCall *call, const cJSON *params, void *userdata)
         cJSON *r;
         int k;
 
-        if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
+        slot = upload_from_params(s, call, params, fields, ELEMENTSOF(fields), &id);
+        if (!slot)
                 return;
-        slot = upload_slot(s, call, id);
-        if (!slot) {
-                reply_no_upload(call, id);
-                return;
-        }
         u = *slot;
         if (u->received != u->size) {
                 (void)bus_call_error_invalid(call, "the upload is not complete", u->path);
@@ -376,13 +370,9 @@ static void on_abort(BusCall *call, const cJSON *params, void *userdata)
         Upload **slot;
         cJSON *r;
 
-        if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)
+        slot = upload_from_params(s, call, params, fields, ELEMENTSOF(fields), &id);
+        if (!slot)
                 return;
-        slot = upload_slot(s, call, id);
-        if (!slot) {
-                reply_no_upload(call, id);
-                return;
-        }
         upload_free(TAKE_PTR(*slot));
         r = cJSON_CreateObject();
         if (!r) {
