@@ -319,20 +319,30 @@ bool fs_is_stale_temp(const char *name, const struct stat *st, const struct time
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
 
-int fs_remove_stale_temps(int dir_fd, const struct timespec *before)
+/* The directory name beneath dir_fd, opened as fs_open_component() opens it, for readdir(). */
+static int opendir_component(int dir_fd, const char *name, DIR **ret)
 {
-        _cleanup_(closedirp) DIR *d = NULL;
-        int fd, n = 0;
+        int fd = fs_open_component(dir_fd, name, O_RDONLY | O_DIRECTORY, 0);
 
-        assert(before);
-        fd = fs_open_component(dir_fd, ".", O_RDONLY | O_DIRECTORY, 0);
         if (fd < 0)
                 return fd;
-        d = fdopendir(fd);
-        if (!d) {
+        *ret = fdopendir(fd);
+        if (!*ret) {
                 safe_close(fd);
                 return negative_errno();
         }
+        return 0;
+}
+
+int fs_remove_stale_temps(int dir_fd, const struct timespec *before)
+{
+        _cleanup_(closedirp) DIR *d = NULL;
+        int r, n = 0;
+
+        assert(before);
+        r = opendir_component(dir_fd, ".", &d);
+        if (r < 0)
+                return r;
         for (struct dirent *de; (de = readdir(d));) {
                 struct stat st;
 
@@ -352,22 +362,17 @@ typedef struct RemoveLevel {
 static int remove_push(RemoveLevel *stack, size_t *depth, int parent_fd, const char *name)
 {
         _cleanup_free_ char *n = NULL;
-        int fd;
         DIR *d;
+        int r;
 
         if (*depth >= FS_REMOVE_MAX_DEPTH)
                 return -ELOOP;
         n = strdup(name);
         if (!n)
                 return -ENOMEM;
-        fd = fs_open_component(parent_fd, name, O_RDONLY | O_DIRECTORY, 0);
-        if (fd < 0)
-                return fd;
-        d = fdopendir(fd);
-        if (!d) {
-                safe_close(fd);
-                return negative_errno();
-        }
+        r = opendir_component(parent_fd, name, &d);
+        if (r < 0)
+                return r;
         stack[(*depth)++] = (RemoveLevel){d, TAKE_PTR(n)};
         return 0;
 }
