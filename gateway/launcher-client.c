@@ -400,49 +400,42 @@ static void remote_free(Launcher *l)
         free(rl);
 }
 
-static int remote_authenticate(Launcher *l, const char *user, const char *password, LauncherAuthCallback cb,
-                               void *userdata, LauncherRequest **ret_request)
+/* Sends op for user; the answer goes to auth_cb or worker_cb, whichever op answers with. */
+static int remote_ask(Launcher *l, const char *op, const char *user, const char *password,
+                      LauncherAuthCallback auth_cb, LauncherWorkerCallback worker_cb, void *userdata,
+                      LauncherRequest **ret_request)
 {
         RemoteRequest *r;
         int e;
 
-        e = remote_request(l->remote, LAUNCHER_OP_AUTH, user, password, &r);
+        e = remote_request(l->remote, op, user, password, &r);
         if (e < 0)
                 return e;
-        r->auth_cb = cb;
+        r->auth_cb = auth_cb;
+        r->worker_cb = worker_cb;
         r->userdata = userdata;
         *ret_request = &r->base;
         return 0;
+}
+
+static int remote_authenticate(Launcher *l, const char *user, const char *password, LauncherAuthCallback cb,
+                               void *userdata, LauncherRequest **ret_request)
+{
+        return remote_ask(l, LAUNCHER_OP_AUTH, user, password, cb, NULL, userdata, ret_request);
 }
 
 static int remote_find_worker(Launcher *l, const char *user, LauncherWorkerCallback cb, void *userdata,
                               char **ret_path, LauncherRequest **ret_request)
 {
-        RemoteRequest *r;
-        int e;
+        int e = remote_ask(l, LAUNCHER_OP_WORKER, user, NULL, NULL, cb, userdata, ret_request);
 
-        e = remote_request(l->remote, LAUNCHER_OP_WORKER, user, NULL, &r);
-        if (e < 0)
-                return e;
-        r->worker_cb = cb;
-        r->userdata = userdata;
-        *ret_request = &r->base;
-        return 1;
+        return e < 0 ? e : 1;
 }
 
 static int remote_check_account(Launcher *l, const char *user, LauncherAuthCallback cb, void *userdata,
                                 LauncherRequest **ret_request)
 {
-        RemoteRequest *r;
-        int e;
-
-        e = remote_request(l->remote, LAUNCHER_OP_ACCOUNT, user, NULL, &r);
-        if (e < 0)
-                return e;
-        r->auth_cb = cb;
-        r->userdata = userdata;
-        *ret_request = &r->base;
-        return 0;
+        return remote_ask(l, LAUNCHER_OP_ACCOUNT, user, NULL, cb, NULL, userdata, ret_request);
 }
 
 static void remote_worker_unreachable(Launcher *l, const char *user)
