@@ -446,17 +446,25 @@ static void on_embedded_answer(const char *status, const char *arg, void *userda
         update_status(m);
 }
 
+/* Answers "busy" and returns true when the connection or the launcher has all the requests it may. */
+static bool conn_refuse_busy(Conn *c, const char *id)
+{
+        Manager *m = c->manager;
+
+        if (c->in_flight < m->options.max_requests_per_connection && m->n_requests < m->options.max_requests)
+                return false;
+        conn_error(c, id, LAUNCHER_ERROR_BUSY);
+        return true;
+}
+
 static void handle_worker_embedded(Conn *c, const char *id, const char *user)
 {
         Manager *m = c->manager;
         Request *r;
         int k;
 
-        if (c->in_flight >= m->options.max_requests_per_connection ||
-            m->n_requests >= m->options.max_requests) {
-                conn_error(c, id, LAUNCHER_ERROR_BUSY);
+        if (conn_refuse_busy(c, id))
                 return;
-        }
         r = request_new(c, REQUEST_WORKER, id, user);
         if (!r) {
                 conn_error(c, id, LAUNCHER_ERROR_FAILED);
@@ -528,11 +536,8 @@ static void handle_worker_systemd(Conn *c, const char *id, const char *user)
         Request *r;
         int k;
 
-        if (c->in_flight >= m->options.max_requests_per_connection ||
-            m->n_requests >= m->options.max_requests) {
-                conn_error(c, id, LAUNCHER_ERROR_BUSY);
+        if (conn_refuse_busy(c, id))
                 return;
-        }
         /* The admin's settings for this user, set on the service before its socket starts: the unit's
          * own lines are only the defaults. A file in error fails the start rather than run the
          * workspace with other bounds. */
