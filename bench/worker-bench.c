@@ -160,7 +160,8 @@ static void send_all(int fd, const char *p, size_t n)
 static char *client_line(Client *c, size_t *ret_len)
 {
         for (;;) {
-                char *lf = c->in.len > c->start ? memchr(c->in.data + c->start, '\n', c->in.len - c->start) : NULL;
+                char *lf =
+                    c->in.len > c->start ? memchr(c->in.data + c->start, '\n', c->in.len - c->start) : NULL;
                 if (lf) {
                         char *line = c->in.data + c->start;
                         *lf = '\0';
@@ -301,7 +302,8 @@ static double measure_big_read(const char *sock, const char *path, size_t size)
         double best[5];
         Client c;
 
-        snprintf(msg, sizeof(msg), "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"fs:read_file\",\"params\":{\"path\":\"%s\"}}\n",
+        snprintf(msg, sizeof(msg),
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"fs:read_file\",\"params\":{\"path\":\"%s\"}}\n",
                  path);
         client_open(&c, sock);
         for (int i = 0; i < 5; i++) {
@@ -388,7 +390,8 @@ static double measure_worker_terminal(const char *sock, uint64_t *ret_bytes)
 
         terminal_command(cmd, sizeof(cmd));
         snprintf(msg, sizeof(msg),
-                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"terminal:create\",\"params\":{\"cols\":200,\"rows\":50,"
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"terminal:create\",\"params\":{\"cols\":200,"
+                 "\"rows\":50,"
                  "\"command\":\"%s\"}}\n",
                  cmd);
         client_open(&c, sock);
@@ -580,10 +583,13 @@ static void usage(void)
 int main(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"worker", required_argument, NULL, 'w'},   {"requests", required_argument, NULL, 'n'},
-                {"connections", required_argument, NULL, 'c'}, {"seconds", required_argument, NULL, 's'},
-                {"terminal-bytes", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
-                {},
+            {"worker", required_argument, NULL, 'w'},
+            {"requests", required_argument, NULL, 'n'},
+            {"connections", required_argument, NULL, 'c'},
+            {"seconds", required_argument, NULL, 's'},
+            {"terminal-bytes", required_argument, NULL, 't'},
+            {"help", no_argument, NULL, 'h'},
+            {},
         };
         char dir[] = "/tmp/helios-bench-XXXXXX", home[256], echo_sock[300], worker_sock[300], small[300],
              big[300], req[600];
@@ -646,7 +652,8 @@ int main(int argc, char **argv)
         }
         long pss_idle = pss_kib(worker);
 
-        snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"fs:read_file\",\"params\":{\"path\":\"%s\"}}\n",
+        snprintf(req, sizeof(req),
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"fs:read_file\",\"params\":{\"path\":\"%s\"}}\n",
                  small);
 
         /* Interleave the two so that both see the same machine load. */
@@ -672,18 +679,18 @@ int main(int argc, char **argv)
         printf("helios-worker benchmark (%u sequential requests, %u connections for %.1f s)\n", n_requests,
                n_connections, seconds);
         printf("%-44s %12s %12s %8s\n", "", "worker", "floor", "ratio");
-        printf("%-44s %10.1f µs %10.1f µs %7.2fx\n", "fs:read_file 1 KiB round trip p50 (echo)", worker_lat.p50,
-               echo_lat.p50, worker_lat.p50 / echo_lat.p50);
-        printf("%-44s %10.1f µs %10.1f µs %7.2fx\n", "fs:read_file 1 KiB round trip p99 (echo)", worker_lat.p99,
-               echo_lat.p99, worker_lat.p99 / echo_lat.p99);
+        printf("%-44s %10.1f µs %10.1f µs %7.2fx\n", "fs:read_file 1 KiB round trip p50 (echo)",
+               worker_lat.p50, echo_lat.p50, worker_lat.p50 / echo_lat.p50);
+        printf("%-44s %10.1f µs %10.1f µs %7.2fx\n", "fs:read_file 1 KiB round trip p99 (echo)",
+               worker_lat.p99, echo_lat.p99, worker_lat.p99 / echo_lat.p99);
         printf("%-44s %12.0f %12.0f %7.2fx\n", "requests/s, 16 connections (echo)", worker_rps, echo_rps,
                worker_rps / echo_rps);
         printf("%-44s %9.1f MB/s\n", "fs:read_file 10 MiB", read_mbs);
         printf("%-44s %10.1f µs %10.1f µs %7.2fx  (%u saves of 16 MiB)\n",
                "keystroke echo p50: saving / alone", echo_saving, echo_alone, echo_saving / echo_alone,
                saves);
-        printf("%-44s %9.1f MB/s %7.1f MB/s %7.0f%%\n", "terminal output (raw PTY, same command)", term_mbs, raw_mbs,
-               100.0 * term_mbs / raw_mbs);
+        printf("%-44s %9.1f MB/s %7.1f MB/s %7.0f%%\n", "terminal output (raw PTY, same command)", term_mbs,
+               raw_mbs, 100.0 * term_mbs / raw_mbs);
         printf("%-44s %9llu B  %10llu B\n", "terminal bytes received", (unsigned long long)worker_bytes,
                (unsigned long long)raw_bytes);
         printf("%-44s %8ld KiB\n", "PSS idle worker (after one request)", pss_idle);

@@ -82,7 +82,8 @@ const char *json_scan_result_to_string(JsonScanResult r)
         case JSON_SCAN_CONTROL:
                 return "raw control character in message";
         case JSON_SCAN_NUL:
-                return "strings may not contain NUL (\\u0000); send binary data with \"encoding\": \"base64\"";
+                return "strings may not contain NUL (\\u0000); send binary data with \"encoding\": "
+                       "\"base64\"";
         case JSON_SCAN_TOO_DEEP:
                 return "message nested too deeply";
         case JSON_SCAN_TOO_MANY:

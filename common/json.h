@@ -12,11 +12,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(cJSON *, cJSON_Delete);
 
 typedef enum JsonScanResult {
         JSON_SCAN_OK,
-        JSON_SCAN_BAD_UTF8,      /* not UTF-8: not JSON (RFC 8259 §8.1) */
-        JSON_SCAN_CONTROL,       /* raw control character inside a string: not JSON */
-        JSON_SCAN_NUL,           /* a \u0000 escape: cJSON would silently cut the string there */
-        JSON_SCAN_TOO_DEEP,      /* nesting beyond the limit */
-        JSON_SCAN_TOO_MANY,      /* more values than the limit */
+        JSON_SCAN_BAD_UTF8, /* not UTF-8: not JSON (RFC 8259 §8.1) */
+        JSON_SCAN_CONTROL,  /* raw control character inside a string: not JSON */
+        JSON_SCAN_NUL,      /* a \u0000 escape: cJSON would silently cut the string there */
+        JSON_SCAN_TOO_DEEP, /* nesting beyond the limit */
+        JSON_SCAN_TOO_MANY, /* more values than the limit */
         _JSON_SCAN_RESULT_MAX,
 } JsonScanResult;
 
@@ -60,12 +60,12 @@ cJSON *json_create_raw_reference(const char *raw);
 cJSON *json_create_string_take(char *s);
 
 typedef enum JsonFieldType {
-        JSON_FIELD_STRING,    /* const char ** */
-        JSON_FIELD_UINT,      /* uint64_t *, an integral number in 0..max (max 0 means 2^53) */
-        JSON_FIELD_BOOL,      /* bool * */
-        JSON_FIELD_OBJECT,    /* const cJSON ** */
-        JSON_FIELD_ARRAY,     /* const cJSON ** */
-        JSON_FIELD_ANY,       /* const cJSON ** */
+        JSON_FIELD_STRING, /* const char ** */
+        JSON_FIELD_UINT,   /* uint64_t *, an integral number in 0..max (max 0 means 2^53) */
+        JSON_FIELD_BOOL,   /* bool * */
+        JSON_FIELD_OBJECT, /* const cJSON ** */
+        JSON_FIELD_ARRAY,  /* const cJSON ** */
+        JSON_FIELD_ANY,    /* const cJSON ** */
         _JSON_FIELD_TYPE_MAX,
 } JsonFieldType;
 

@@ -304,7 +304,8 @@ cJSON *jsonrpc_notification_new(const char *method, cJSON *params)
 {
         cJSON *o = cJSON_CreateObject();
 
-        if (!o || !cJSON_AddStringToObject(o, "jsonrpc", "2.0") || !cJSON_AddStringToObject(o, "method", method)) {
+        if (!o || !cJSON_AddStringToObject(o, "jsonrpc", "2.0") ||
+            !cJSON_AddStringToObject(o, "method", method)) {
                 cJSON_Delete(params);
                 cJSON_Delete(o);
                 return NULL;

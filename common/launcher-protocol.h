@@ -33,9 +33,9 @@
  * helios-worker@USER.socket (USER escaped as systemd escapes it). */
 
 #define LAUNCHER_MESSAGE_MAX  4096
-#define LAUNCHER_USER_MAX     32  /* bytes of a user name, as useradd's default limit */
+#define LAUNCHER_USER_MAX     32 /* bytes of a user name, as useradd's default limit */
 #define LAUNCHER_PASSWORD_MAX 1024
-#define LAUNCHER_ID_MAX       10  /* digits */
+#define LAUNCHER_ID_MAX       10 /* digits */
 
 #define LAUNCHER_OP_AUTH    "auth"
 #define LAUNCHER_OP_WORKER  "worker"

@@ -53,7 +53,8 @@ int log_get_max_level(void)
 
 int log_level_from_string(const char *s)
 {
-        static const char *const names[] = {"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"};
+        static const char *const names[] = {"emerg",   "alert",  "crit", "err",
+                                            "warning", "notice", "info", "debug"};
 
         if (!s)
                 return -EINVAL;
@@ -74,8 +75,8 @@ const char *errno_name(int error)
         return strerrorname_np(abs(error));
 }
 
-int log_internal(int level, int error, const char *file, int line, const char *func, const char *const *extra,
-                 const char *format, ...)
+int log_internal(int level, int error, const char *file, int line, const char *func,
+                 const char *const *extra, const char *format, ...)
 {
         char msg[2048];
         va_list ap;

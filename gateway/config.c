@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-#include "strv.h"
 #include "config.h"
+#include "strv.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -296,7 +296,8 @@ static void help(void)
         printf(
             "\nEvery option is also a setting in the configuration file: `name = value`, with '_' for '-'.\n"
             "List settings (listen, trusted_proxies, allowed_origins, server_names, worker_args) take "
-            "several values\nseparated by spaces in the file, or repeat on the command line. The command line wins.\n");
+            "several values\nseparated by spaces in the file, or repeat on the command line. The command "
+            "line wins.\n");
 }
 
 enum {

@@ -40,12 +40,12 @@ typedef struct GatewayConfig {
         char **server_names; /* host names requests may address, besides those implied */
         size_t n_server_names;
 
-        char *launcher;    /* helios-launcher's socket: many users, PAM; NULL: embedded, one user */
-        char *runtime_dir; /* private directory holding the worker socket (embedded mode) */
-        char *state_dir;   /* where sessions are kept across restarts; NULL: they are not */
+        char *launcher;     /* helios-launcher's socket: many users, PAM; NULL: embedded, one user */
+        char *runtime_dir;  /* private directory holding the worker socket (embedded mode) */
+        char *state_dir;    /* where sessions are kept across restarts; NULL: they are not */
         char *admin_socket; /* the admin socket (sessions, logout) */
         char *admin_group;  /* may use it besides root and this account; NULL: none */
-        char *worker;      /* the helios-worker executable */
+        char *worker;       /* the helios-worker executable */
         char **worker_args;
         size_t n_worker_args;
 
@@ -73,7 +73,7 @@ typedef struct GatewayConfig {
         uint64_t login_queue;               /* credential checks waiting for their turn */
         uint64_t login_queue_timeout_ms;
         uint64_t login_checks_per_address; /* in progress or waiting */
-        int log_level;               /* -1: unchanged */
+        int log_level;                     /* -1: unchanged */
 
         bool check_config; /* --check-config: validate, report, exit */
         /* Where each setting (by its place in the table) was given; both: the command line won. */

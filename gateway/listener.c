@@ -75,9 +75,9 @@ struct Conn {
         uv_poll_t poll;
         char *buf;
         size_t len;
-        const char *refusal; /* what to answer before closing, NULL for nothing */
-        UserSlot *user;      /* while it counts against the caps on sessions' connections */
-        AddrSlot *auth_slot; /* its address's entry there; NULL for exempt peers */
+        const char *refusal;         /* what to answer before closing, NULL for nothing */
+        UserSlot *user;              /* while it counts against the caps on sessions' connections */
+        AddrSlot *auth_slot;         /* its address's entry there; NULL for exempt peers */
         Conn *auth_prev, *auth_next; /* counted so, oldest first */
 };
 

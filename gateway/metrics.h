@@ -27,7 +27,7 @@ typedef struct Metrics {
         uint64_t login_checks_refused_per_address; /* set when rendering */
         uint64_t login_checks_refused_timeout;     /* set when rendering */
         uint64_t login_checks_queued;              /* gauge, set when rendering */
-        uint64_t sessions; /* gauge, set when rendering */
+        uint64_t sessions;                         /* gauge, set when rendering */
         uint64_t bytes_to_worker;
         uint64_t bytes_to_browser;
         uint64_t messages_to_worker;

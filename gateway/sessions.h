@@ -44,7 +44,7 @@ typedef struct SessionLimits {
 
 #define SESSION_ID_BYTES     32u
 #define SESSION_DIGEST_BYTES 32u
-#define SESSION_COOKIE_LEN BASE64URL_LEN(SESSION_ID_BYTES)
+#define SESSION_COOKIE_LEN   BASE64URL_LEN(SESSION_ID_BYTES)
 /* A session's public name, for listing and revoking; it grants nothing. */
 #define SESSION_HANDLE_LEN 16u
 #define SESSION_USER_MAX   64u

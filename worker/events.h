@@ -12,6 +12,6 @@
 #define EVENT_TERMINALS_CHANGED "terminal:changed"
 
 /* Client-facing events services also consume. */
-#define EVENT_STATE_UPDATED "state:updated"
+#define EVENT_STATE_UPDATED        "state:updated"
 #define EVENT_FILE_CHANGED_ON_DISK "file:changed_on_disk"
-#define EVENT_FILE_EDITED "file:edited"
+#define EVENT_FILE_EDITED          "file:edited"

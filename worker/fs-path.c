@@ -27,9 +27,9 @@ struct FsRoots {
 static int sys_openat2(int dir_fd, const char *path, int flags, mode_t mode, uint64_t resolve)
 {
         struct open_how how = {
-                .flags = (uint64_t)(unsigned)flags,
-                .mode = (flags & (O_CREAT | __O_TMPFILE)) ? mode : 0,
-                .resolve = resolve,
+            .flags = (uint64_t)(unsigned)flags,
+            .mode = (flags & (O_CREAT | __O_TMPFILE)) ? mode : 0,
+            .resolve = resolve,
         };
         long fd = syscall(SYS_openat2, dir_fd, path, &how, sizeof(how));
 
@@ -151,13 +151,13 @@ static int location_set(FsLocation *ret, int dir_fd, int *owned_fd, const char *
         if (!n || !p)
                 return -ENOMEM;
         *ret = (FsLocation){
-                .dir_fd = dir_fd,
-                .name = TAKE_PTR(n),
-                .path = TAKE_PTR(p),
-                .type = type,
-                .is_root = is_root,
-                .dir_fd_borrowed = *owned_fd < 0,
-                .n_created = n_created,
+            .dir_fd = dir_fd,
+            .name = TAKE_PTR(n),
+            .path = TAKE_PTR(p),
+            .type = type,
+            .is_root = is_root,
+            .dir_fd_borrowed = *owned_fd < 0,
+            .n_created = n_created,
         };
         *owned_fd = -1;
         return 0;

@@ -40,14 +40,14 @@ typedef enum FsChaseFlags {
 /* Where a path leads: the directory that holds the object, and its name there. The object itself
  * need not exist (only its parent must). */
 typedef struct FsLocation {
-        int dir_fd;         /* O_PATH fd of the parent directory; of the root itself for a root */
-        char *name;         /* the final component; "." for a root */
-        char *path;         /* physical absolute path of the object: no symlinks in it */
-        mode_t type;        /* the object's S_IFMT bits when the walk looked at it (a symlink is not
-                             * followed); 0 if nothing was there. Only a hint: it may change any time. */
-        bool is_root;       /* the object is a workspace root: it may not be removed or renamed */
+        int dir_fd;           /* O_PATH fd of the parent directory; of the root itself for a root */
+        char *name;           /* the final component; "." for a root */
+        char *path;           /* physical absolute path of the object: no symlinks in it */
+        mode_t type;          /* the object's S_IFMT bits when the walk looked at it (a symlink is not
+                               * followed); 0 if nothing was there. Only a hint: it may change any time. */
+        bool is_root;         /* the object is a workspace root: it may not be removed or renamed */
         bool dir_fd_borrowed; /* dir_fd is the root's own fd, not closed with the location */
-        unsigned n_created; /* FS_CHASE_MKDIR: how many trailing components of path were created */
+        unsigned n_created;   /* FS_CHASE_MKDIR: how many trailing components of path were created */
 } FsLocation;
 
 #define FS_LOCATION_NULL ((FsLocation){.dir_fd = -1})

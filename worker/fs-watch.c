@@ -23,15 +23,15 @@
 #define MAP_SLOTS (4 * MAX_PENDING)
 /* Directories scanned per loop iteration, and the time allowed for them, so a large tree does not
  * stall the loop. */
-#define SCAN_BATCH 64
+#define SCAN_BATCH     64
 #define SCAN_BUDGET_NS (5 * 1000 * 1000)
 /* How far back an IN_MOVED_TO looks for its IN_MOVED_FROM: the kernel queues the two back to back. */
 #define MOVE_LOOKBACK 16
 /* inotify reads per wakeup before yielding to the rest of the loop. */
 #define READS_PER_WAKEUP 16
 
-#define WATCH_MASK                                                                                          \
-        (IN_CREATE | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO |     \
+#define WATCH_MASK                                                                                      \
+        (IN_CREATE | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | \
          IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_EXCL_UNLINK)
 
 typedef struct Watch {
@@ -100,10 +100,10 @@ static void scan_run(FsWatch *w, unsigned max_dirs, uint64_t budget_ns);
 const char *fs_change_kind_to_string(FsChangeKind k)
 {
         static const char *const names[_FS_CHANGE_KIND_MAX] = {
-                [FS_CHANGE_CREATED] = "created",
-                [FS_CHANGE_MODIFIED] = "modified",
-                [FS_CHANGE_DELETED] = "deleted",
-                [FS_CHANGE_MOVED] = "moved",
+            [FS_CHANGE_CREATED] = "created",
+            [FS_CHANGE_MODIFIED] = "modified",
+            [FS_CHANGE_DELETED] = "deleted",
+            [FS_CHANGE_MOVED] = "moved",
         };
 
         return k >= 0 && k < _FS_CHANGE_KIND_MAX ? names[k] : NULL;
@@ -808,15 +808,15 @@ int fs_watch_new(uv_loop_t *loop, const FsRoots *roots, const WorkerConfig *conf
                 return r;
         }
         *w = (FsWatch){
-                .loop = loop,
-                .roots = roots,
-                .config = config,
-                .ops = ops,
-                .userdata = userdata,
-                .fd = w->fd,
-                .slots = w->slots,
-                .root_wd = -1,
-                .use_proc = access("/proc/self/fd", F_OK) >= 0,
+            .loop = loop,
+            .roots = roots,
+            .config = config,
+            .ops = ops,
+            .userdata = userdata,
+            .fd = w->fd,
+            .slots = w->slots,
+            .root_wd = -1,
+            .use_proc = access("/proc/self/fd", F_OK) >= 0,
         };
 
         /* The timer and the idle handle cannot fail to initialise; the poll handle can. */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-#include "strv.h"
 #include "pty.h"
+#include "strv.h"
 
 #include <assert.h>
 #include <fcntl.h>
@@ -49,7 +49,6 @@ typedef struct ChildError {
         int step;
         int error;
 } ChildError;
-
 
 static bool env_dropped(const char *entry)
 {

@@ -130,7 +130,6 @@ static void terminal_update_poll(Terminal *t);
 static void terminal_maybe_finish(Terminal *t);
 static void publish_changed(TerminalService *s);
 
-
 /* The scrollback as a JSON string, already escaped (the output may hold NUL, which cJSON strings
  * cannot), cut at the front to fit in budget bytes. */
 static cJSON *scrollback_json(const Terminal *t, size_t budget)

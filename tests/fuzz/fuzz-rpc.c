@@ -58,9 +58,9 @@ static void strict(BusCall *call, const cJSON *params, void *userdata)
         uint64_t n = 0;
         bool force = false;
         const JsonField fields[] = {
-                {"path", JSON_FIELD_STRING, true, &path},
-                {"n", JSON_FIELD_UINT, false, &n, 1000},
-                {"force", JSON_FIELD_BOOL, false, &force},
+            {"path", JSON_FIELD_STRING, true, &path},
+            {"n", JSON_FIELD_UINT, false, &n, 1000},
+            {"force", JSON_FIELD_BOOL, false, &force},
         };
 
         if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0)

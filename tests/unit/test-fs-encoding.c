@@ -17,8 +17,13 @@ static void test_base64_rfc4648_vectors(void **state)
         static const struct {
                 const char *plain, *encoded;
         } vectors[] = {
-                {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},         {"foo", "Zm9v"},
-                {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+            {"", ""},
+            {"f", "Zg=="},
+            {"fo", "Zm8="},
+            {"foo", "Zm9v"},
+            {"foob", "Zm9vYg=="},
+            {"fooba", "Zm9vYmE="},
+            {"foobar", "Zm9vYmFy"},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(vectors); i++) {
@@ -59,19 +64,18 @@ static void test_base64_all_bytes_round_trip(void **state)
 static void test_base64_strict(void **state)
 {
         static const char *const bad[] = {
-                "Zg",        /* unpadded */
-                "Zg=",       /* short padding */
-                "Z===",      /* one digit cannot hold a byte */
-                "====",      /* padding only */
-                "Zh==",      /* non-zero bits under the padding */
-                "Zm9=",      /* ditto, one pad */
-                "Zm9v\n",    /* whitespace */
-                "Zm 9v",     /* ditto */
-                "Zm9v====",  /* padding beyond the last group */
-                "Zg==Zm9v",  /* padding in the middle */
-                "Zm-v",      /* URL-safe alphabet is not this one */
-                "Zm_v",
-                "Zm9v\303\251AA", /* non-ASCII (é) */
+            "Zg",                         /* unpadded */
+            "Zg=",                        /* short padding */
+            "Z===",                       /* one digit cannot hold a byte */
+            "====",                       /* padding only */
+            "Zh==",                       /* non-zero bits under the padding */
+            "Zm9=",                       /* ditto, one pad */
+            "Zm9v\n",                     /* whitespace */
+            "Zm 9v",                      /* ditto */
+            "Zm9v====",                   /* padding beyond the last group */
+            "Zg==Zm9v",                   /* padding in the middle */
+            "Zm-v",                       /* URL-safe alphabet is not this one */
+            "Zm_v",     "Zm9v\303\251AA", /* non-ASCII (é) */
         };
 
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
@@ -123,11 +127,11 @@ static void test_json_string_size_matches_cjson(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_base64_rfc4648_vectors),
-                cmocka_unit_test(test_base64_all_bytes_round_trip),
-                cmocka_unit_test(test_base64_strict),
-                cmocka_unit_test(test_text_is_json_safe),
-                cmocka_unit_test(test_json_string_size_matches_cjson),
+            cmocka_unit_test(test_base64_rfc4648_vectors),
+            cmocka_unit_test(test_base64_all_bytes_round_trip),
+            cmocka_unit_test(test_base64_strict),
+            cmocka_unit_test(test_text_is_json_safe),
+            cmocka_unit_test(test_json_string_size_matches_cjson),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,8 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cmocka.h>
 #include <seccomp.h>
+
+#include <cmocka.h>
 
 #include "fs-ops.h"
 #include "macro.h"
@@ -469,20 +470,20 @@ int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, dir_setup, dir_teardown)
         const struct CMUnitTest tests[] = {
-                T(test_tag_changes_with_content),
-                T(test_tag_format_is_printf_hex),
-                T(test_write_atomic_keeps_mode),
-                T(test_write_atomic_without_tmpfile),
-                T(test_write_atomic_keeps_group),
-                T(test_write_atomic_new_file_uses_umask),
-                T(test_write_atomic_failure_leaves_nothing),
-                T(test_temp_names),
-                T(test_read_bounded),
-                T(test_read_bounded_size),
-                T(test_remove_tree_does_not_follow_symlinks),
-                T(test_remove_tree_file_and_missing),
-                T(test_remove_tree_depth_limit),
-                T(test_list_directory),
+            T(test_tag_changes_with_content),
+            T(test_tag_format_is_printf_hex),
+            T(test_write_atomic_keeps_mode),
+            T(test_write_atomic_without_tmpfile),
+            T(test_write_atomic_keeps_group),
+            T(test_write_atomic_new_file_uses_umask),
+            T(test_write_atomic_failure_leaves_nothing),
+            T(test_temp_names),
+            T(test_read_bounded),
+            T(test_read_bounded_size),
+            T(test_remove_tree_does_not_follow_symlinks),
+            T(test_remove_tree_file_and_missing),
+            T(test_remove_tree_depth_limit),
+            T(test_list_directory),
         };
 #undef T
 

@@ -71,17 +71,17 @@ static int tree_setup(void **state)
         static const struct {
                 const char *link, *target;
         } links[] = {
-                {"r/sub/up", "../a"},
-                {"r/abs-out", "/etc"},
-                {"r/rel-out", "../outside"},
-                {"r/rel-out-file", "../outside/secret"},
-                {"r/deep-out", "sub/../../outside"},
-                {"r/loop1", "loop2"},
-                {"r/loop2", "loop1"},
-                {"r/to-r2", "../r2/g"},
-                {"r/dangling-in", "missing-dir/x"},
-                {"r/nested/esc", "../a"},
-                {"r/empty-parent", "sub/f/x"},
+            {"r/sub/up", "../a"},
+            {"r/abs-out", "/etc"},
+            {"r/rel-out", "../outside"},
+            {"r/rel-out-file", "../outside/secret"},
+            {"r/deep-out", "sub/../../outside"},
+            {"r/loop1", "loop2"},
+            {"r/loop2", "loop1"},
+            {"r/to-r2", "../r2/g"},
+            {"r/dangling-in", "missing-dir/x"},
+            {"r/nested/esc", "../a"},
+            {"r/empty-parent", "sub/f/x"},
         };
         for (size_t i = 0; i < ELEMENTSOF(links); i++) {
                 at(p, t, links[i].link);
@@ -192,8 +192,8 @@ static void test_chase_symlinks_inside(void **state)
         Tree *t = *state;
 
         check_chase(t, "r/sub/up", 0, "r/a", 0);
-        check_chase(t, "r/abs-in", 0, "r/a", 0); /* absolute, but inside */
-        check_chase(t, "r/to-r2", 0, "r2/g", 0); /* into another root */
+        check_chase(t, "r/abs-in", 0, "r/a", 0);     /* absolute, but inside */
+        check_chase(t, "r/to-r2", 0, "r2/g", 0);     /* into another root */
         check_chase(t, "r/nested/esc", 0, "r/a", 0); /* out of one root, into the enclosing one */
         check_chase(t, "r/dangling-in", 0, NULL, -ENOENT);
         check_chase(t, "r/empty-parent", 0, NULL, -ENOTDIR);
@@ -332,7 +332,7 @@ static void test_chase_keeps_root_fds_and_leaks_none(void **state)
 {
         Tree *t = *state;
         static const char *const rels[] = {
-                "r", "r/a", "r/sub", "r/sub/f", "r/sub/up", "r/to-r2", "r/nested/esc", "r/sub/new-file",
+            "r", "r/a", "r/sub", "r/sub/f", "r/sub/up", "r/to-r2", "r/nested/esc", "r/sub/new-file",
         };
         unsigned before = count_fds();
 
@@ -436,19 +436,19 @@ static void test_chase_race_never_leaves_the_roots(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_roots_find, tree_setup, tree_teardown),
-                cmocka_unit_test_setup_teardown(test_chase_plain, tree_setup, tree_teardown),
-                cmocka_unit_test_setup_teardown(test_chase_symlinks_inside, tree_setup, tree_teardown),
-                cmocka_unit_test_setup_teardown(test_chase_symlinks_outside, tree_setup, tree_teardown),
-                cmocka_unit_test_setup_teardown(test_chase_mkdir, tree_setup, tree_teardown),
-                cmocka_unit_test_setup_teardown(test_location_open_refuses_swapped_symlink, tree_setup,
-                                                tree_teardown),
-                cmocka_unit_test_setup_teardown(test_chase_type, tree_setup, tree_teardown),
-                cmocka_unit_test(test_chase_type_of_a_device),
-                cmocka_unit_test_setup_teardown(test_chase_keeps_root_fds_and_leaks_none, tree_setup,
-                                                tree_teardown),
-                cmocka_unit_test_setup_teardown(test_chase_race_never_leaves_the_roots, tree_setup,
-                                                tree_teardown),
+            cmocka_unit_test_setup_teardown(test_roots_find, tree_setup, tree_teardown),
+            cmocka_unit_test_setup_teardown(test_chase_plain, tree_setup, tree_teardown),
+            cmocka_unit_test_setup_teardown(test_chase_symlinks_inside, tree_setup, tree_teardown),
+            cmocka_unit_test_setup_teardown(test_chase_symlinks_outside, tree_setup, tree_teardown),
+            cmocka_unit_test_setup_teardown(test_chase_mkdir, tree_setup, tree_teardown),
+            cmocka_unit_test_setup_teardown(test_location_open_refuses_swapped_symlink, tree_setup,
+                                            tree_teardown),
+            cmocka_unit_test_setup_teardown(test_chase_type, tree_setup, tree_teardown),
+            cmocka_unit_test(test_chase_type_of_a_device),
+            cmocka_unit_test_setup_teardown(test_chase_keeps_root_fds_and_leaks_none, tree_setup,
+                                            tree_teardown),
+            cmocka_unit_test_setup_teardown(test_chase_race_never_leaves_the_roots, tree_setup,
+                                            tree_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

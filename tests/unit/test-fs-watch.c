@@ -96,12 +96,12 @@ static void env_start(Env *e, unsigned max_watches)
         e->excludes[0] = (char *)".git";
         e->excludes[1] = (char *)"node_modules";
         e->config = (WorkerConfig){
-                .roots = e->roots,
-                .n_roots = 1,
-                .max_message = DEFAULT_MAX_MESSAGE,
-                .watch_exclude = e->excludes,
-                .n_watch_exclude = 2,
-                .max_watches = max_watches,
+            .roots = e->roots,
+            .n_roots = 1,
+            .max_message = DEFAULT_MAX_MESSAGE,
+            .watch_exclude = e->excludes,
+            .n_watch_exclude = 2,
+            .max_watches = max_watches,
         };
         assert_int_equal(uv_loop_init(&e->loop), 0);
         assert_int_equal(uv_timer_init(&e->loop, &e->timer), 0);

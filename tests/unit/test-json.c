@@ -2,8 +2,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <cmocka.h>
 #include <string.h>
+
+#include <cmocka.h>
 
 #include "json.h"
 #include "jsonrpc.h"
@@ -56,17 +57,18 @@ static void test_parse_strict(void **state)
 
 static void test_dispatch(void **state)
 {
-        _cleanup_json_ cJSON *o = parse("{\"s\":\"x\",\"n\":42,\"b\":true,\"neg\":-1,\"f\":1.5,\"nul\":null}");
+        _cleanup_json_ cJSON *o =
+            parse("{\"s\":\"x\",\"n\":42,\"b\":true,\"neg\":-1,\"f\":1.5,\"nul\":null}");
         const char *s = NULL, *reason;
         uint64_t n = 0;
         bool b = false;
 
         assert_non_null(o);
         JsonField ok[] = {
-                {"s", JSON_FIELD_STRING, true, &s},
-                {"n", JSON_FIELD_UINT, true, &n, 100},
-                {"b", JSON_FIELD_BOOL, false, &b},
-                {"nul", JSON_FIELD_STRING, false, &s},
+            {"s", JSON_FIELD_STRING, true, &s},
+            {"n", JSON_FIELD_UINT, true, &n, 100},
+            {"b", JSON_FIELD_BOOL, false, &b},
+            {"nul", JSON_FIELD_STRING, false, &s},
         };
         assert_int_equal(json_dispatch(o, ok, 4, &reason), 0);
         assert_string_equal(s, "x");
@@ -141,9 +143,27 @@ static void check_integer(int64_t v)
 static void test_create_integer(void **state)
 {
         static const int64_t values[] = {
-                0, 1, -1, 9, 10, 1024, 2147483647, 2147483648, -2147483648, -2147483649,
-                1795496438848, -62135596800000, 99999999999999, 999999999999999, -999999999999999,
-                1000000000000000, -1000000000000000, 1234567890123456, 9007199254740993, INT64_MAX, INT64_MIN,
+            0,
+            1,
+            -1,
+            9,
+            10,
+            1024,
+            2147483647,
+            2147483648,
+            -2147483648,
+            -2147483649,
+            1795496438848,
+            -62135596800000,
+            99999999999999,
+            999999999999999,
+            -999999999999999,
+            1000000000000000,
+            -1000000000000000,
+            1234567890123456,
+            9007199254740993,
+            INT64_MAX,
+            INT64_MIN,
         };
         uint64_t x = 0x9e3779b97f4a7c15;
 
@@ -275,16 +295,11 @@ static void test_keep_id_text(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_prescan),
-                cmocka_unit_test(test_parse_strict),
-                cmocka_unit_test(test_dispatch),
-                cmocka_unit_test(test_request),
-                cmocka_unit_test(test_errno_mapping),
-                cmocka_unit_test(test_create_integer),
-                cmocka_unit_test(test_raw_reference),
-                cmocka_unit_test(test_skip_and_count),
-                cmocka_unit_test(test_strict_number),
-                cmocka_unit_test(test_keep_id_text),
+            cmocka_unit_test(test_prescan),       cmocka_unit_test(test_parse_strict),
+            cmocka_unit_test(test_dispatch),      cmocka_unit_test(test_request),
+            cmocka_unit_test(test_errno_mapping), cmocka_unit_test(test_create_integer),
+            cmocka_unit_test(test_raw_reference), cmocka_unit_test(test_skip_and_count),
+            cmocka_unit_test(test_strict_number), cmocka_unit_test(test_keep_id_text),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

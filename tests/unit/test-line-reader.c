@@ -2,9 +2,10 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <cmocka.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cmocka.h>
 
 #include "line-reader.h"
 
@@ -136,10 +137,10 @@ static void test_big_buffer_is_given_back(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_lines),
-                cmocka_unit_test(test_oversize_is_skipped_once),
-                cmocka_unit_test(test_memory_is_bounded),
-                cmocka_unit_test(test_big_buffer_is_given_back),
+            cmocka_unit_test(test_lines),
+            cmocka_unit_test(test_oversize_is_skipped_once),
+            cmocka_unit_test(test_memory_is_bounded),
+            cmocka_unit_test(test_big_buffer_is_given_back),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,22 +19,22 @@ static void test_normalize(void **state)
                 const char *base, *path, *expect;
                 int error;
         } cases[] = {
-                {"/a/b", "c", "/a/b/c", 0},
-                {"/a/b", "./c//d/", "/a/b/c/d", 0},
-                {"/a/b", "../c", "/a/c", 0},
-                {"/a/b", "../../../", NULL, -EXDEV},
-                {"/a/b", "/x/./y/../z", "/x/z", 0},
-                {"/a/b", "/x/../../y", NULL, -EXDEV},
-                {"/a/b", "/..", NULL, -EXDEV},
-                {"/a", "/", "/", 0},
-                {"/a", "//", "/", 0},
-                {"/a", ".", "/a", 0},
-                {"/a", "..", "/", 0},
-                {"/a", "", NULL, -EINVAL},
-                {NULL, "relative", NULL, -EINVAL},
-                {NULL, "/abs//x/", "/abs/x", 0},
-                {"/a", "b\nc", "/a/b\nc", 0},
-                {"/a", "...", "/a/...", 0},
+            {"/a/b", "c", "/a/b/c", 0},
+            {"/a/b", "./c//d/", "/a/b/c/d", 0},
+            {"/a/b", "../c", "/a/c", 0},
+            {"/a/b", "../../../", NULL, -EXDEV},
+            {"/a/b", "/x/./y/../z", "/x/z", 0},
+            {"/a/b", "/x/../../y", NULL, -EXDEV},
+            {"/a/b", "/..", NULL, -EXDEV},
+            {"/a", "/", "/", 0},
+            {"/a", "//", "/", 0},
+            {"/a", ".", "/a", 0},
+            {"/a", "..", "/", 0},
+            {"/a", "", NULL, -EINVAL},
+            {NULL, "relative", NULL, -EINVAL},
+            {NULL, "/abs//x/", "/abs/x", 0},
+            {"/a", "b\nc", "/a/b\nc", 0},
+            {"/a", "...", "/a/...", 0},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -99,10 +99,10 @@ static void test_join(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_normalize),
-                cmocka_unit_test(test_normalize_limits),
-                cmocka_unit_test(test_is_below_or_same),
-                cmocka_unit_test(test_join),
+            cmocka_unit_test(test_normalize),
+            cmocka_unit_test(test_normalize_limits),
+            cmocka_unit_test(test_is_below_or_same),
+            cmocka_unit_test(test_join),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

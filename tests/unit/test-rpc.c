@@ -3,10 +3,11 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <cmocka.h>
 #include <string.h>
 
 #include <uv.h>
+
+#include <cmocka.h>
 
 #include "bus.h"
 #include "rpc.h"
@@ -198,7 +199,8 @@ static void test_too_large_response(void **state)
         assert_int_equal(f->n_out, 1);
         cJSON *r = cJSON_Parse(f->out[0]);
         assert_int_equal(cJSON_GetObjectItem(r, "id")->valueint, 9);
-        assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "error"), "code")->valueint, RPC_TOO_LARGE);
+        assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "error"), "code")->valueint,
+                         RPC_TOO_LARGE);
         cJSON_Delete(r);
 }
 
@@ -223,7 +225,7 @@ static char *batch_text(const char *first, const char *member, size_t n, const c
         return t;
 }
 
-#define HOLD "{\"jsonrpc\":\"2.0\",\"method\":\"t:hold\",\"id\":2}"
+#define HOLD        "{\"jsonrpc\":\"2.0\",\"method\":\"t:hold\",\"id\":2}"
 #define ECHO_MEMBER "{\"jsonrpc\":\"2.0\",\"method\":\"t:echo\",\"id\":1,\"params\":{\"x\":\"0123456789\"}}"
 
 static void test_batch_bounds(void **state)

@@ -3,8 +3,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 
-#include <cmocka.h>
-
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -15,6 +13,8 @@
 
 #include <seccomp.h>
 #include <sys/wait.h>
+
+#include <cmocka.h>
 
 #include "static-files.h"
 
@@ -158,7 +158,8 @@ static void test_without_openat2(void **state)
                 bad |= web_root_lookup(w, "/assets/app-Ab3_x-9Z.js", false, &f) != 0;
                 bad |= web_root_lookup(w, "/escape.txt", false, &f) != -ENOENT;
                 bad |= web_root_lookup(w, "/assets/passwd", false, &f) != -ENOENT;
-                bad |= web_root_lookup(w, "/inside.html", false, &f) != -ENOENT; /* no symlinks at all here */
+                bad |=
+                    web_root_lookup(w, "/inside.html", false, &f) != -ENOENT; /* no symlinks at all here */
                 bad |= web_root_lookup(w, "/assets", false, &f) != -ENOENT;
                 bad |= web_root_lookup(w, "/../secret.txt", false, &f) != -EINVAL;
                 _exit(bad);

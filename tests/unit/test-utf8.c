@@ -2,8 +2,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <cmocka.h>
 #include <string.h>
+
+#include <cmocka.h>
 
 #include "utf8.h"
 
@@ -11,29 +12,30 @@ static void test_valid(void **state)
 {
         assert_true(utf8_is_valid("", 0));
         assert_true(utf8_is_valid("hello, world and more ascii", 27));
-        assert_true(utf8_is_valid("\xc3\xa9", 2));             /* é */
-        assert_true(utf8_is_valid("\xe2\x82\xac", 3));         /* € */
-        assert_true(utf8_is_valid("\xf0\x9f\x98\x80", 4));     /* 😀 */
-        assert_true(utf8_is_valid("\xf4\x8f\xbf\xbf", 4));     /* U+10FFFF */
-        assert_true(utf8_is_valid("a\0b", 3));                 /* NUL is valid UTF-8 */
+        assert_true(utf8_is_valid("\xc3\xa9", 2));         /* é */
+        assert_true(utf8_is_valid("\xe2\x82\xac", 3));     /* € */
+        assert_true(utf8_is_valid("\xf0\x9f\x98\x80", 4)); /* 😀 */
+        assert_true(utf8_is_valid("\xf4\x8f\xbf\xbf", 4)); /* U+10FFFF */
+        assert_true(utf8_is_valid("a\0b", 3));             /* NUL is valid UTF-8 */
 }
 
 static void test_invalid(void **state)
 {
         assert_false(utf8_is_valid("\xff", 1));
-        assert_false(utf8_is_valid("\xc0\xaf", 2));            /* overlong / */
-        assert_false(utf8_is_valid("\xe0\x80\xaf", 3));        /* overlong */
-        assert_false(utf8_is_valid("\xed\xa0\x80", 3));        /* surrogate D800 */
-        assert_false(utf8_is_valid("\xf4\x90\x80\x80", 4));    /* above U+10FFFF */
-        assert_false(utf8_is_valid("\xc3", 1));                /* truncated */
-        assert_false(utf8_is_valid("abcdefgh\x80", 9));        /* lone continuation after the fast path */
+        assert_false(utf8_is_valid("\xc0\xaf", 2));         /* overlong / */
+        assert_false(utf8_is_valid("\xe0\x80\xaf", 3));     /* overlong */
+        assert_false(utf8_is_valid("\xed\xa0\x80", 3));     /* surrogate D800 */
+        assert_false(utf8_is_valid("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
+        assert_false(utf8_is_valid("\xc3", 1));             /* truncated */
+        assert_false(utf8_is_valid("abcdefgh\x80", 9));     /* lone continuation after the fast path */
 }
 
 /* Every way of cutting valid text into pieces validates; invalid text fails wherever it is cut. */
 static void test_stream(void **state)
 {
         static const char text[] = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80z";
-        static const char *const bad[] = {"\xc3\xc3", "\xe2\x82", "\xed\xa0\x80", "\xf0\x9f\x98", "\x80", "ok\xff"};
+        static const char *const bad[] = {"\xc3\xc3",     "\xe2\x82", "\xed\xa0\x80",
+                                          "\xf0\x9f\x98", "\x80",     "ok\xff"};
         size_t n = strlen(text);
 
         for (size_t cut1 = 0; cut1 <= n; cut1++)
@@ -74,12 +76,22 @@ static void sanitize(const char *in, size_t n, bool final, const char *want, siz
 static void test_sanitize(void **state)
 {
         sanitize("abc", 3, false, "abc", 3);
-        sanitize("a\xff" "b", 3, false, "a\xef\xbf\xbd" "b", 3);
+        sanitize("a\xff"
+                 "b",
+                 3, false,
+                 "a\xef\xbf\xbd"
+                 "b",
+                 3);
         /* An incomplete sequence at the end is carried over unless this is the final chunk. */
         sanitize("ab\xe2\x82", 4, false, "ab", 2);
         sanitize("ab\xe2\x82", 4, true, "ab\xef\xbf\xbd\xef\xbf\xbd", 4);
         /* A sequence broken in the middle is replaced, and what follows is kept. */
-        sanitize("\xe2" "x", 2, false, "\xef\xbf\xbd" "x", 2);
+        sanitize("\xe2"
+                 "x",
+                 2, false,
+                 "\xef\xbf\xbd"
+                 "x",
+                 2);
         sanitize("\xed\xa0\x80", 3, false, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 3);
 }
 
@@ -137,13 +149,13 @@ static void test_json_escape(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_valid),
-                cmocka_unit_test(test_invalid),
-                cmocka_unit_test(test_stream),
-                cmocka_unit_test(test_sanitize),
-                cmocka_unit_test(test_sanitize_split_stream),
-                cmocka_unit_test(test_utf16),
-                cmocka_unit_test(test_json_escape),
+            cmocka_unit_test(test_valid),
+            cmocka_unit_test(test_invalid),
+            cmocka_unit_test(test_stream),
+            cmocka_unit_test(test_sanitize),
+            cmocka_unit_test(test_sanitize_split_stream),
+            cmocka_unit_test(test_utf16),
+            cmocka_unit_test(test_json_escape),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
