@@ -37,8 +37,8 @@ typedef struct SandboxParams {
         /* The user's settings (policy/settings.c) the sandbox applies itself: the rlimits among them.
          * NULL: the defaults. */
         const PolicyValues *values;
-        /* The workspace reaches the network through pasta (the setting POLICY_SETTING_OUTBOUND_NETWORK); without it,
-         * it has its loopback only. */
+        /* The workspace reaches the network through pasta (the setting POLICY_SETTING_OUTBOUND_NETWORK);
+         * without it, it has its loopback only. */
         bool outbound_network;
         /* Leave the socket that answers for peers' credentials (policy_workspace_enter()) at
          * POLICY_CREDENTIALS_FD across exec, for the worker; otherwise it is closed. */

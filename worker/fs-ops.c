@@ -16,10 +16,10 @@
 #include "macro.h"
 #include "utf8.h"
 
-#define TEMP_PREFIX ".helios-"
-#define TEMP_SUFFIX ".tmp"
+#define TEMP_PREFIX        ".helios-"
+#define TEMP_SUFFIX        ".tmp"
 #define TEMP_RANDOM_DIGITS 16
-#define TEMP_NAME_LEN (sizeof(TEMP_PREFIX) - 1 + TEMP_RANDOM_DIGITS + sizeof(TEMP_SUFFIX) - 1)
+#define TEMP_NAME_LEN      (sizeof(TEMP_PREFIX) - 1 + TEMP_RANDOM_DIGITS + sizeof(TEMP_SUFFIX) - 1)
 
 /* Writes are issued in pieces no larger than this: write(2) moves at most ~2 GiB at once anyway. */
 #define WRITE_CHUNK (1u << 30)
@@ -47,8 +47,8 @@ static char *hex_format(char *p, uint64_t v)
 void fs_tag_format(const struct stat *st, char ret[static FS_TAG_MAX])
 {
         const uint64_t parts[] = {
-                (uint64_t)st->st_dev,      (uint64_t)st->st_ino,      (uint64_t)st->st_size,
-                timespec_ns(&st->st_mtim), timespec_ns(&st->st_ctim),
+            (uint64_t)st->st_dev,      (uint64_t)st->st_ino,      (uint64_t)st->st_size,
+            timespec_ns(&st->st_mtim), timespec_ns(&st->st_ctim),
         };
         char *p = ret;
 

@@ -60,8 +60,8 @@ typedef struct FsEntry {
 typedef struct FsListing {
         FsEntry *entries; /* sorted by name, bytewise */
         size_t n;
-        bool truncated;  /* the directory holds more than the limit */
-        size_t skipped;  /* names that are not valid UTF-8 cannot be named in JSON */
+        bool truncated; /* the directory holds more than the limit */
+        size_t skipped; /* names that are not valid UTF-8 cannot be named in JSON */
 } FsListing;
 
 /* List a directory (fd opened O_RDONLY|O_DIRECTORY; consumed). At most max entries are kept. With

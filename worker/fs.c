@@ -41,7 +41,7 @@
 
 /* How long the worker's own change is remembered: its inotify echo arrives within milliseconds. */
 #define OWN_CHANGE_TTL_MS 5000u
-#define OWN_CHANGE_MAX 1024u
+#define OWN_CHANGE_MAX    1024u
 /* Directories a save has looked through for leftover temporary files, remembered so that saves in the
  * same few directories do not read them again and again: leftovers are older than this worker, so one
  * look per directory is enough. */
@@ -80,7 +80,7 @@ struct Fs {
         FsRoots *roots;
         char *base; /* relative paths start here: the loaded project as named, else roots[0] */
         FsWatch *watch;
-        struct timespec started;       /* temporary files written before this are leftovers */
+        struct timespec started; /* temporary files written before this are leftovers */
         struct {
                 dev_t dev;
                 ino_t ino;
@@ -234,10 +234,10 @@ static void own_record(Fs *fs, const char *path, OwnState state, const struct st
         }
         own_forget(e);
         *e = (OwnChange){
-                .path = p,
-                .state = state,
-                .subtree = subtree,
-                .expires = uv_now(fs->loop) + OWN_CHANGE_TTL_MS,
+            .path = p,
+            .state = state,
+            .subtree = subtree,
+            .expires = uv_now(fs->loop) + OWN_CHANGE_TTL_MS,
         };
         if (st) {
                 e->dev = st->st_dev;
@@ -933,10 +933,10 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
 {
         const char *path_arg = NULL, *content_arg = NULL, *encoding_arg = NULL, *expected = NULL;
         const JsonField fields[] = {
-                {"path", JSON_FIELD_STRING, true, &path_arg},
-                {"content", JSON_FIELD_STRING, true, &content_arg},
-                {"encoding", JSON_FIELD_STRING, false, &encoding_arg},
-                {"expectedTag", JSON_FIELD_STRING, false, &expected},
+            {"path", JSON_FIELD_STRING, true, &path_arg},
+            {"content", JSON_FIELD_STRING, true, &content_arg},
+            {"encoding", JSON_FIELD_STRING, false, &encoding_arg},
+            {"expectedTag", JSON_FIELD_STRING, false, &expected},
         };
         _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
         _cleanup_free_ char *path = NULL;
@@ -994,7 +994,7 @@ static int method_stat(Fs *fs, BusCall *call, const cJSON *params)
 {
         const char *path_arg = NULL;
         const JsonField fields[] = {
-                {"path", JSON_FIELD_STRING, true, &path_arg},
+            {"path", JSON_FIELD_STRING, true, &path_arg},
         };
         _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
         _cleanup_free_ char *path = NULL;
@@ -1034,7 +1034,7 @@ static int method_list_directory(Fs *fs, BusCall *call, const cJSON *params)
 {
         const char *path_arg = NULL;
         const JsonField fields[] = {
-                {"path", JSON_FIELD_STRING, true, &path_arg},
+            {"path", JSON_FIELD_STRING, true, &path_arg},
         };
         _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
         _cleanup_(fs_listing_done) FsListing listing = {};
@@ -1098,8 +1098,8 @@ static int method_create_directory(Fs *fs, BusCall *call, const cJSON *params)
         const char *path_arg = NULL;
         bool recursive = false;
         const JsonField fields[] = {
-                {"path", JSON_FIELD_STRING, true, &path_arg},
-                {"recursive", JSON_FIELD_BOOL, false, &recursive},
+            {"path", JSON_FIELD_STRING, true, &path_arg},
+            {"recursive", JSON_FIELD_BOOL, false, &recursive},
         };
         _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
         _cleanup_free_ char *path = NULL;
@@ -1152,9 +1152,9 @@ static int method_rename(Fs *fs, BusCall *call, const cJSON *params)
         const char *from_arg = NULL, *to_arg = NULL;
         bool overwrite = false;
         const JsonField fields[] = {
-                {"from", JSON_FIELD_STRING, true, &from_arg},
-                {"to", JSON_FIELD_STRING, true, &to_arg},
-                {"overwrite", JSON_FIELD_BOOL, false, &overwrite},
+            {"from", JSON_FIELD_STRING, true, &from_arg},
+            {"to", JSON_FIELD_STRING, true, &to_arg},
+            {"overwrite", JSON_FIELD_BOOL, false, &overwrite},
         };
         _cleanup_(fs_location_done) FsLocation f = FS_LOCATION_NULL, t = FS_LOCATION_NULL;
         _cleanup_free_ char *from = NULL, *to = NULL;
@@ -1225,8 +1225,8 @@ static int method_delete(Fs *fs, BusCall *call, const cJSON *params)
         const char *path_arg = NULL;
         bool recursive = false;
         const JsonField fields[] = {
-                {"path", JSON_FIELD_STRING, true, &path_arg},
-                {"recursive", JSON_FIELD_BOOL, false, &recursive},
+            {"path", JSON_FIELD_STRING, true, &path_arg},
+            {"recursive", JSON_FIELD_BOOL, false, &recursive},
         };
         _cleanup_(fs_location_done) FsLocation loc = FS_LOCATION_NULL;
         _cleanup_free_ char *path = NULL;
@@ -1341,13 +1341,13 @@ static int fs_start(const ServiceContext *ctx, void **ret)
                 const char *topic;
                 int (*fn)(Fs *fs, BusCall *call, const cJSON *params);
         } methods[FS_N_METHODS] = {
-                {"fs:read_file", method_read_file},
-                {"fs:write_file", method_write_file},
-                {"fs:stat", method_stat},
-                {"fs:list_directory", method_list_directory},
-                {"fs:create_directory", method_create_directory},
-                {"fs:rename", method_rename},
-                {"fs:delete", method_delete},
+            {"fs:read_file", method_read_file},
+            {"fs:write_file", method_write_file},
+            {"fs:stat", method_stat},
+            {"fs:list_directory", method_list_directory},
+            {"fs:create_directory", method_create_directory},
+            {"fs:rename", method_rename},
+            {"fs:delete", method_delete},
         };
         Fs *fs;
         int r;
@@ -1397,7 +1397,7 @@ static int fs_start(const ServiceContext *ctx, void **ret)
 }
 
 const ServiceType fs_service_type = {
-        .name = "fs",
-        .start = fs_start,
-        .stop = fs_stop,
+    .name = "fs",
+    .start = fs_start,
+    .stop = fs_stop,
 };
