@@ -17,6 +17,24 @@
  *                                           rules), then whether the password is locked (usermod -L),
  *                                           without a password; "ok", "denied" (PAM or a locked password
  *                                           says no) or "refused" (the policy, or no such account)
+ *   ID \0 "session-open" \0 KEY \0 USER \0 RHOST \0
+ *                                           open a PAM login session for USER (service "helios", the
+ *                                           session stack) held by a helios-session process of its own,
+ *                                           with a utmp/wtmp record on line "web/N"; RHOST is the client's
+ *                                           address ("" when unknown). "ok" once the session is open;
+ *                                           "denied" when PAM's account or session management says no,
+ *                                           "busy" past the bounds below, "refused" as for worker, or when
+ *                                           KEY is already open on this connection
+ *   ID \0 "session-close" \0 KEY \0           end the session KEY of this connection: "ok" at once (also
+ *                                           for a KEY that is not open); the helper closes the PAM
+ *                                           session and the utmp record and exits
+ *
+ * Sessions belong to the connection that opened them: when it closes (the gateway stopped, crashed or
+ * restarted) the launcher ends every one of them, and when the launcher stops each helper sees its end
+ * and ends its session too. A gateway therefore opens sessions again for the pages it serves after
+ * either restarts. KEY is the gateway's name for the login (^[A-Za-z0-9_-]{1,32}$), unique on one
+ * connection. At most LAUNCHER_SESSIONS_PER_USER sessions per user and LAUNCHER_SESSIONS_MAX in all
+ * (helpers still closing included) are open at once.
  *
  * Replies:
  *   ID \0 "ok" \0 [PATH \0]                  PATH for "worker" only
@@ -36,10 +54,17 @@
 #define LAUNCHER_USER_MAX     32 /* bytes of a user name, as useradd's default limit */
 #define LAUNCHER_PASSWORD_MAX 1024
 #define LAUNCHER_ID_MAX       10 /* digits */
+#define LAUNCHER_KEY_MAX      32 /* bytes of a session KEY */
+#define LAUNCHER_RHOST_MAX    63 /* bytes of an address: printable, no space */
+
+#define LAUNCHER_SESSIONS_PER_USER 32
+#define LAUNCHER_SESSIONS_MAX      512
 
 #define LAUNCHER_OP_AUTH    "auth"
 #define LAUNCHER_OP_WORKER  "worker"
 #define LAUNCHER_OP_ACCOUNT "account"
+#define LAUNCHER_OP_SESSION_OPEN  "session-open"
+#define LAUNCHER_OP_SESSION_CLOSE "session-close"
 
 #define LAUNCHER_REPLY_OK    "ok"
 #define LAUNCHER_REPLY_ERROR "error"
