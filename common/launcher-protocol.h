@@ -60,9 +60,9 @@
 #define LAUNCHER_SESSIONS_PER_USER 32
 #define LAUNCHER_SESSIONS_MAX      512
 
-#define LAUNCHER_OP_AUTH    "auth"
-#define LAUNCHER_OP_WORKER  "worker"
-#define LAUNCHER_OP_ACCOUNT "account"
+#define LAUNCHER_OP_AUTH          "auth"
+#define LAUNCHER_OP_WORKER        "worker"
+#define LAUNCHER_OP_ACCOUNT       "account"
 #define LAUNCHER_OP_SESSION_OPEN  "session-open"
 #define LAUNCHER_OP_SESSION_CLOSE "session-close"
 

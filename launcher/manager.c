@@ -185,7 +185,8 @@ static void update_status(Manager *m)
                 (void)sd_notifyf(false, "STATUS=%llu workers started, %llu logins checked, %u sessions",
                                  m->workers_started, m->logins_checked, m->n_sessions);
         else
-                (void)sd_notifyf(false, "STATUS=%u users, %u workers running, %llu logins checked, %u sessions",
+                (void)sd_notifyf(false,
+                                 "STATUS=%u users, %u workers running, %llu logins checked, %u sessions",
                                  m->embedded_users, m->embedded_running, m->logins_checked, m->n_sessions);
 }
 
@@ -692,13 +693,14 @@ static void on_session_opened(int r, void *userdata)
         s->pending = false;
         c->in_flight--;
         if (r >= 0) {
-                log_event(LOG_INFO, s->user, "session-open", "Session of %s on web/%u open.", s->user, s->line);
+                log_event(LOG_INFO, s->user, "session-open", "Session of %s on web/%u open.", s->user,
+                          s->line);
                 conn_reply(c, s->id, LAUNCHER_REPLY_OK, NULL);
                 return;
         }
-        log_event(r == -EACCES ? LOG_NOTICE : LOG_ERR, s->user, "session-failed",
-                  "No session for %s: %s.", s->user,
-                  r == -EACCES    ? "PAM refused it"
+        log_event(r == -EACCES ? LOG_NOTICE : LOG_ERR, s->user, "session-failed", "No session for %s: %s.",
+                  s->user,
+                  r == -EACCES      ? "PAM refused it"
                   : r == -ETIMEDOUT ? "PAM did not open it in time"
                                     : "PAM failed");
         /* No longer the connection's: its KEY may be opened again. */
@@ -717,8 +719,8 @@ static void on_session_exited(void *userdata)
         /* A helper gone by itself (killed, or PAM failed) ends the session for the gateway too; it
          * learns of it by opening the KEY again when a page next comes. */
         if (s->conn) {
-                log_event(LOG_WARNING, s->user, "session-lost", "The session of %s on web/%u ended by itself.",
-                          s->user, s->line);
+                log_event(LOG_WARNING, s->user, "session-lost",
+                          "The session of %s on web/%u ended by itself.", s->user, s->line);
                 held_session_end(s);
         }
         if (s->prev)
@@ -733,7 +735,8 @@ static void on_session_exited(void *userdata)
         update_status(m);
 }
 
-static void handle_session_open(Conn *c, const char *id, const char *key, const char *user, const char *rhost)
+static void handle_session_open(Conn *c, const char *id, const char *key, const char *user,
+                                const char *rhost)
 {
         Manager *m = c->manager;
         SessionHolderParams p = {
