@@ -91,7 +91,8 @@ static void on_opened(int r, void *userdata)
                 entry_set_state(e, ENTRY_REFUSED);
                 return;
         }
-        log_warning_errno(r, "No PAM session for %s (login %s) for now: %m", e->user, e->key);
+        if (r != -ECANCELED) /* the gateway is stopping */
+                log_warning_errno(r, "No PAM session for %s (login %s) for now: %m", e->user, e->key);
         entry_set_state(e, ENTRY_LOST);
         e->retry_ms = e->owner->now_ms + RETRY_MS;
 }
