@@ -5,6 +5,7 @@ who and last. The same under logind is tests/systemd's."""
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -97,6 +98,7 @@ def records(base):
 def pam_service(records):
     text = ("auth required pam_unix.so nodelay\n"
             "account required pam_unix.so\n"
+            "session optional pam_loginuid.so\n"
             f"session required pam_exec.so {records.script}\n")
     with pam_service_files({PAM_SVC: text}):
         yield PAM_SVC
@@ -190,16 +192,23 @@ def test_open_and_close_a_session(make_launcher, accounts, records):
     assert records.pam_lines() == [f"open_session {ALICE} 192.0.2.7 web/0"]
     assert records.who() == [(ALICE, "web/0", "192.0.2.7")]
     [helper] = session_helpers(lc)
-    # The helper holds the session as root, outside the launcher's process group.
+    # The helper holds the session as root; pam_loginuid made it the user's login, which is what last
+    # looks at for a session still open.
     assert helios.read_status(helper)["Uid"].split()[0] == "0"
+    with open(f"/proc/{helper}/loginuid") as f:
+        assert f.read() == str(accounts[ALICE].pw_uid)
+    [entry] = records.last()
+    assert entry.split()[:3] == [ALICE, "web/0", "192.0.2.7"] and "still logged in" in entry, entry
 
     assert c.request("session-close", "k1") == ["ok"]
     wait_for(lambda: not helios.alive(helper), what="the helper's exit")
     wait_for(lambda: records.who() == [], what="the utmp record to go")
     assert records.pam_lines()[-1] == f"close_session {ALICE} 192.0.2.7 web/0"
+    # last matches the logout record; one that ended this very second reads "still running".
+    time.sleep(1.1)
     [entry] = records.last()
     assert entry.split()[:3] == [ALICE, "web/0", "192.0.2.7"], entry
-    assert "still logged in" not in entry
+    assert re.search(r" - \d\d:\d\d\s+\(00:0\d\)$", entry), entry
     # Closing again, or a key never opened, is no error.
     assert c.request("session-close", "k1") == ["ok"]
     assert c.request("session-close", "nothing") == ["ok"]
