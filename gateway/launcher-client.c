@@ -103,7 +103,10 @@ static void fail_all(RemoteLauncher *rl, int error)
 
 static void watch_update(RemoteLauncher *rl);
 
-static void send_queued(RemoteLauncher *rl)
+/* from_loop false: called by a request being made, whose caller has not heard of it yet; a failed send
+ * then waits for the loop (the socket polls writable and fails again there), so that no request fails
+ * and runs its callback inside the call that made it. */
+static void send_queued(RemoteLauncher *rl, bool from_loop)
 {
         for (RemoteRequest *r = rl->first; r && rl->watch; r = r->next) {
                 ssize_t n;
@@ -111,7 +114,7 @@ static void send_queued(RemoteLauncher *rl)
                 if (r->sent)
                         continue;
                 n = send(rl->watch->fd, r->packet, r->len, MSG_DONTWAIT | MSG_NOSIGNAL);
-                if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                if (n < 0 && (errno == EAGAIN || errno == EINTR || !from_loop))
                         break;
                 if (n < 0) {
                         remote_disconnect(rl, strerror(errno));
@@ -197,7 +200,7 @@ static void on_remote_event(uv_poll_t *p, int status, int events)
                 return;
         }
         if (events & UV_WRITABLE)
-                send_queued(rl);
+                send_queued(rl, true);
         /* Callbacks may end the connection (or the launcher object's use of it): check each time. */
         for (unsigned i = 0; i < 64 && rl->watch == w && (events & UV_READABLE); i++) {
                 ssize_t n = recv(w->fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
@@ -358,9 +361,7 @@ static int remote_request(RemoteLauncher *rl, const char *op, const char *const 
         rl->last = r;
         rl->n_pending++;
         *ret = r;
-        /* Sent from the loop, never from here: a send that fails would fail the request, and run its
-         * callback, before the caller has even heard of it. */
-        watch_update(rl);
+        send_queued(rl, false);
         return 0;
 }
 
