@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
 /* The gateway ↔ helios-launcher protocol: the whole of what the network-facing process may ask of the
  * privileged one.
  *
@@ -75,3 +79,28 @@
 #define LAUNCHER_ERROR_BUSY    "busy"    /* too many requests in flight; try later    -EAGAIN */
 #define LAUNCHER_ERROR_TIMEOUT "timeout" /* PAM or the service manager did not answer -ETIMEDOUT */
 #define LAUNCHER_ERROR_FAILED  "failed"  /* anything else; the launcher logged why    -EIO */
+
+/* A session-open's KEY: 1 to LAUNCHER_KEY_MAX of [A-Za-z0-9_-]. */
+static inline bool launcher_key_valid(const char *s, size_t len)
+{
+        if (len == 0 || len > LAUNCHER_KEY_MAX)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (!s[i] ||
+                    !strchr("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-", s[i]))
+                        return false;
+        return true;
+}
+
+/* A session-open's RHOST: an address or host name as the gateway reports it (letters, digits and
+ * ".:%_-[]"), at most LAUNCHER_RHOST_MAX bytes, or empty when unknown. */
+static inline bool launcher_rhost_valid(const char *s, size_t len)
+{
+        if (len > LAUNCHER_RHOST_MAX)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (!s[i] ||
+                    !strchr("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.:%_-[]", s[i]))
+                        return false;
+        return true;
+}

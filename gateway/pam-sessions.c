@@ -158,13 +158,8 @@ static void copy_rhost(char *dst, const char *from)
         size_t n = strlen(from);
 
         dst[0] = '\0';
-        if (n > LAUNCHER_RHOST_MAX || streq(from, "-"))
-                return;
-        for (size_t i = 0; i < n; i++)
-                if (!strchr("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.:%_-[]",
-                            from[i]))
-                        return;
-        memcpy(dst, from, n + 1);
+        if (!streq(from, "-") && launcher_rhost_valid(from, n))
+                memcpy(dst, from, n + 1);
 }
 
 void pam_sessions_page_opened(PamSessions *p, const Session *session, uint64_t now_ms)

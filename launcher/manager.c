@@ -642,27 +642,6 @@ static void handle_worker(Conn *c, const char *id, const char *user)
 
 /* ---- PAM login sessions, each held by a helios-session ---- */
 
-static bool key_valid(const char *s, size_t len)
-{
-        if (len == 0 || len > LAUNCHER_KEY_MAX)
-                return false;
-        for (size_t i = 0; i < len; i++)
-                if (!strchr("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-", s[i]))
-                        return false;
-        return true;
-}
-
-/* An address as the gateway reports it: a numeric address or a host name, or "" when unknown. */
-static bool rhost_valid(const char *s, size_t len)
-{
-        if (len > LAUNCHER_RHOST_MAX)
-                return false;
-        for (size_t i = 0; i < len; i++)
-                if (!strchr("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.:%_-[]", s[i]))
-                        return false;
-        return true;
-}
-
 /* The session no longer belongs to its connection: its helper is told to close it, and the entry goes
  * once the helper has exited. */
 static void held_session_end(HeldSession *s)
@@ -835,14 +814,15 @@ static void conn_handle_session(Conn *c, char **f, size_t *len, size_t k)
         char shown[80];
 
         if (streq(f[1], LAUNCHER_OP_SESSION_CLOSE)) {
-                if (k != 3 || !key_valid(f[2], len[2])) {
+                if (k != 3 || !launcher_key_valid(f[2], len[2])) {
                         conn_close(c, "malformed session-close request");
                         return;
                 }
                 handle_session_close(c, f[0], f[2]);
                 return;
         }
-        if (k != 5 || !key_valid(f[2], len[2]) || len[3] > LAUNCHER_USER_MAX || !rhost_valid(f[4], len[4])) {
+        if (k != 5 || !launcher_key_valid(f[2], len[2]) || len[3] > LAUNCHER_USER_MAX ||
+            !launcher_rhost_valid(f[4], len[4])) {
                 conn_close(c, "malformed session-open request");
                 return;
         }

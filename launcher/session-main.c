@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <utmpx.h>
 
+#include "launcher-protocol.h"
 #include "log.h"
 #include "macro.h"
 #include "pam-helper.h"
@@ -181,18 +182,6 @@ static int session(const Args *a, int sfd)
         return r == PAM_SUCCESS ? PAM_HELPER_EXIT_OK : PAM_HELPER_EXIT_FAILED;
 }
 
-static bool rhost_valid(const char *s)
-{
-        size_t n = strlen(s);
-
-        if (n > 63)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (!strchr("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.:%_-[]", s[i]))
-                        return false;
-        return true;
-}
-
 int main(int argc, char **argv)
 {
         sigset_t mask;
@@ -206,7 +195,8 @@ int main(int argc, char **argv)
         }
         Args a = {argv[1], argv[2], argv[3], argv[4], argv[5], argv[6]};
         if (geteuid() != 0 || !user_name_valid(a.user, strlen(a.user)) || strncmp(a.line, "web/", 4) != 0 ||
-            strlen(a.line) > 8 || !rhost_valid(a.rhost) || a.utmp[0] != '/' || a.wtmp[0] != '/') {
+            strlen(a.line) > 8 || !launcher_rhost_valid(a.rhost, strlen(a.rhost)) || a.utmp[0] != '/' ||
+            a.wtmp[0] != '/') {
                 log_error("helios-session: invalid arguments.");
                 return PAM_HELPER_EXIT_FAILED;
         }
