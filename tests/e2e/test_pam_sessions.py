@@ -442,3 +442,19 @@ def test_a_killed_gateway_leaves_no_session_and_a_new_one_opens_them_again(make_
     page.call("worker:info")
     wait_for(lambda: [r[0] for r in records.who()] == [ALICE], what="the session again")
     page.close()
+
+
+def test_a_helper_told_to_stop_closes_its_session(make_launcher, accounts, records):
+    """What loginctl terminate-session does to the session's leader: SIGTERM. It closes the session as
+    if the gateway had, and the launcher forgets it (the key may be opened again)."""
+    lc = make_launcher()
+    c = Conn(lc.sock, accounts[GW])
+    assert c.request("session-open", "k", ALICE, "192.0.2.10") == ["ok"]
+    [helper] = session_helpers(lc)
+    os.kill(helper, signal.SIGTERM)
+    wait_for(lambda: session_helpers(lc) == [], what="the helper to exit")
+    assert records.who() == []
+    assert records.pam_lines()[-1] == f"close_session {ALICE} 192.0.2.10 web/0"
+    assert "ended by itself" in lc.read_log()
+    assert c.request("session-open", "k", ALICE, "192.0.2.10") == ["ok"]
+    c.close()
