@@ -30,10 +30,13 @@ const INVALID_PARAMS = -32602;
 export function searchFailure(error: unknown): string {
   if (error instanceof RpcError) {
     const message = error.message.replace(/^search:\w+: /, "");
+    const reason = (error.data as { reason?: unknown } | undefined)?.reason;
     if (error.code === ErrorCode.TooLarge) return "Too many searches at once; wait for one to finish.";
     if (error.code === METHOD_NOT_FOUND) return "Search is not available: the search service is not installed on this server.";
-    if (error.code === INVALID_PARAMS) return message.charAt(0).toUpperCase() + message.slice(1) + ".";
-    const reason = (error.data as { reason?: unknown } | undefined)?.reason;
+    if (error.code === INVALID_PARAMS) {
+      const why = typeof reason === "string" ? reason : message;
+      return why.charAt(0).toUpperCase() + why.slice(1) + ".";
+    }
     if (reason === "service gone") return "The search service stopped; try again.";
     return `Search failed: ${message}${typeof reason === "string" ? ` (${reason})` : ""}.`;
   }
