@@ -257,3 +257,31 @@ test("search: without a search service the page says so instead of searching for
     assert.match(await page.locator(".quick-open-note").textContent(), /not available|service/i);
   });
 });
+
+test("search: at 390 px the panel slides over the editor and a result closes it", async () => {
+  const g = new Gateway();
+  installService(g);
+  makeProject(g);
+  await g.start();
+  await withBrowser("search on a phone", g, async ({ newPage }) => {
+    const page = await newPage();
+    await page.setViewportSize({ width: 390, height: 800 });
+    await openApp(page, g);
+    await page.keyboard.press("Control+Shift+F");
+    await page.locator(".search-view").waitFor();
+    const box = await page.locator(".search-view").boundingBox();
+    assert.ok(box && box.x >= 0 && box.x + box.width <= 390 && box.width >= 300, JSON.stringify(box));
+    // Nothing of the form sticks out of the panel.
+    for (const selector of [".search-query", ".search-regex", ".search-include", ".search-exclude"]) {
+      const b = await page.locator(selector).boundingBox();
+      assert.ok(b && b.x + b.width <= box.x + box.width + 0.5, `${selector}: ${JSON.stringify(b)}`);
+    }
+    assert.deepEqual(await search(page, "zebra_count;"), ["src/main.c"]);
+    await page.locator(".search-match").click();
+    await page.locator(`.tab.active[data-path="${g.home}/src/main.c"]`).waitFor();
+    await page.locator(".search-view").waitFor({ state: "hidden" });
+    // Back to the same results.
+    await page.keyboard.press("Control+Shift+F");
+    assert.equal(await page.locator(".search-match").count(), 1);
+  });
+});
