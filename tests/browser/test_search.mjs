@@ -136,12 +136,12 @@ test("search: results stream in as they come, and Escape cancels the search", as
   await g.start();
   await withBrowser("search streaming and cancel", g, async ({ newPage }) => {
     const page = await newPage();
-    // Between the page and the gateway: every message passes, except that the search's later
-    // results and its end are held back until the test lets them go, so the page is seen while the
-    // search is still running.
+    // Between the page and the gateway: every message passes, except that once armed, the first
+    // search's results after its first batch, and its end, are held back until the test lets them
+    // go, so the page is seen while that search is still running.
     const sent = [];
     let hold = false;
-    let firstPassed = false;
+    let holdId = null;
     const held = [];
     let toPage = null;
     await page.routeWebSocket(/\/ws$/, (ws) => {
@@ -153,10 +153,11 @@ test("search: results stream in as they come, and Escape cancels the search", as
       });
       server.onMessage((m) => {
         const method = /"method":"(search:[a-z]+)"/.exec(String(m))?.[1];
-        if (hold && method === "search:results" && !firstPassed) {
-          firstPassed = true;
+        const id = method && JSON.parse(String(m)).params.searchId;
+        if (hold && method === "search:results" && !holdId) {
+          holdId = id;
           ws.send(m);
-        } else if (hold && (method === "search:results" || method === "search:done")) held.push(m);
+        } else if (hold && id && id === holdId) held.push(m);
         else ws.send(m);
       });
     });
@@ -172,7 +173,7 @@ test("search: results stream in as they come, and Escape cancels the search", as
     const shown = Number(await summary(page).getAttribute("data-matches"));
     assert.ok(shown > 0, "the first results are shown before the search ends");
     assert.match(await summary(page).textContent(), /searching/);
-    assert.equal(await page.locator(".search-stop").isDisabled(), false);
+    assert.ok(await page.locator(".search-stop").isVisible());
 
     // Escape stops it: the page asks the service to cancel that search and shows nothing more.
     const start = sent.find((m) => m.includes('"search:text"'));
@@ -183,11 +184,42 @@ test("search: results stream in as they come, and Escape cancels the search", as
     const cancel = await until(() => sent.find((m) => m.includes('"search:cancel"')), { what: "search:cancel" });
     const searchId = JSON.parse(cancel).params.searchId;
     assert.ok(typeof searchId === "string" && searchId.length > 0);
+    assert.equal(searchId, holdId);
     hold = false;
     for (const m of held.splice(0)) toPage(m);
     await sleep(500);
     assert.equal(Number(await summary(page).getAttribute("data-matches")), shown);
     assert.equal(await page.locator('.search-summary[data-state="cancelled"]').count(), 1);
+
+    // A new query cancels the search still running; the late answers of the old one change nothing.
+    const arm = async (query) => {
+      holdId = null;
+      hold = true;
+      await page.locator(".search-query").fill(query);
+      await page.locator(".search-query").press("Enter");
+      await until(() => held.length > 0, { timeout: 20_000, what: "the service's results" });
+      await page.locator('.search-summary[data-state="running"]').waitFor();
+      return holdId;
+    };
+    const cancels = () => sent.filter((m) => m.includes('"search:cancel"')).map((m) => JSON.parse(m).params.searchId);
+    const first = await arm("stripe");
+    assert.deepEqual(await search(page, "zebra"), ["notes/todo.md", "src/main.c"]);
+    await until(() => cancels().includes(first), { what: "the first search cancelled" });
+    hold = false;
+    for (const m of held.splice(0)) toPage(m);
+    await sleep(500);
+    assert.equal(await summary(page).getAttribute("data-matches"), "3");
+    assert.deepEqual(await page.locator(".search-file").evaluateAll((rows) => rows.map((r) => r.dataset.path).sort()),
+      ["notes/todo.md", "src/main.c"]);
+
+    // So does the stop button.
+    const third = await arm("stripe");
+    await page.locator(".search-stop").click();
+    await page.locator('.search-summary[data-state="cancelled"]').waitFor();
+    await until(() => cancels().includes(third), { what: "the stopped search cancelled" });
+    assert.ok(await page.locator(".search-stop").isHidden());
+    hold = false;
+    for (const m of held.splice(0)) toPage(m);
 
     // A new query replaces the results; the whole answer ends in a count and the truncation notice
     // when the project has more matches than the page asks for.

@@ -21,7 +21,7 @@ const SILENCE_MS = 45_000;
 const CALL_TIMEOUT_MS = 20_000;
 const RECENT_MAX = 30;
 /** Characters of a line kept before the match in a result row. */
-const CONTEXT_BEFORE = 40;
+const CONTEXT_BEFORE = 24;
 
 const METHOD_NOT_FOUND = -32601;
 const INVALID_PARAMS = -32602;
@@ -103,7 +103,7 @@ export class SearchPanel {
     this.include = h("input", { class: "search-input search-include", placeholder: "files to include (e.g. src/**, *.py)", "aria-label": "Files to include", spellcheck: "false", autocomplete: "off" });
     this.exclude = h("input", { class: "search-input search-exclude", placeholder: "files to exclude (e.g. build/**)", "aria-label": "Files to exclude", spellcheck: "false", autocomplete: "off" });
     this.stopButton = h("button", { class: "search-stop", type: "button", title: "Stop Searching (Escape)", "aria-label": "Stop searching", text: "■" });
-    this.stopButton.disabled = true;
+    this.stopButton.hidden = true;
     const back = h("button", { class: "search-back", type: "button", title: "Explorer (Ctrl+Shift+E)", "aria-label": "Show the explorer", text: "☰" });
     this.summary = h("div", { class: "search-summary", role: "status", "aria-live": "polite", "data-state": "idle" });
     this.notice = h("div", { class: "search-notice", hidden: true });
@@ -115,6 +115,10 @@ export class SearchPanel {
         this.include, this.exclude),
       this.summary, this.notice, this.results);
     sidebar.append(this.element);
+    // The explorer's header gets the way here.
+    const open = h("button", { class: "search-open", type: "button", title: "Search (Ctrl+Shift+F)", "aria-label": "Search in files", text: "⌕" });
+    open.addEventListener("click", () => this.show());
+    sidebar.querySelector(".sidebar-actions")?.append(open);
 
     const schedule = () => {
       clearTimeout(this.debounce);
@@ -290,7 +294,7 @@ export class SearchPanel {
   private setState(state: SearchState): void {
     this.state = state;
     this.summary.dataset.state = state;
-    this.stopButton.disabled = state !== "running";
+    this.stopButton.hidden = state !== "running";
     this.element.classList.toggle("running", state === "running");
   }
 
