@@ -178,7 +178,7 @@ async function main() {
     // Quick open.
     await page.keyboard.press("Control+`");
     await page.keyboard.press("Control+P");
-    await page.locator(".quick-open .palette-input").pressSequentially("lsth");
+    await page.locator(".quick-open .palette-input").pressSequentially("lst");
     await page.locator(".quick-open-note").waitFor({ state: "hidden", timeout: 20_000 });
     await shot(page, "quick-open");
     await page.keyboard.press("Escape");
