@@ -192,7 +192,8 @@ export class SearchPanel {
   take(searchId: string, matches: SearchMatch[]): void {
     if (searchId !== this.searchId || this.state !== "running" || !Array.isArray(matches)) return;
     this.armSilence();
-    for (const m of matches) this.add(m);
+    // Never more rows than asked for, whatever the service sends.
+    for (const m of matches.slice(0, SEARCH_MAX_RESULTS - this.matchCount)) this.add(m);
     this.showSummary();
   }
 
