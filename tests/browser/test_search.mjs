@@ -317,3 +317,21 @@ test("search: at 390 px the panel slides over the editor and a result closes it"
     assert.equal(await page.locator(".search-match").count(), 1);
   });
 });
+
+test("search: a search service that dies at once is reported, not waited for", async () => {
+  const g = new Gateway();
+  writeHome(g, ".config/helios/services/search.json",
+    JSON.stringify({ exec: ["/usr/bin/python3", "-c", "import sys; sys.exit(3)"], topics: ["search:*"] }));
+  makeProject(g);
+  await g.start();
+  await withBrowser("search with a dying service", g, async ({ newPage }) => {
+    const page = await newPage();
+    await openApp(page, g);
+    await page.keyboard.press("Control+Shift+F");
+    await page.locator(".search-query").fill("zebra");
+    await page.locator(".search-query").press("Enter");
+    await page.locator('.search-summary[data-state="error"]').waitFor({ timeout: 25_000 });
+    assert.match(await summary(page).textContent(), /search service stopped/);
+    assert.equal(await page.locator(".search-match").count(), 0);
+  });
+});
