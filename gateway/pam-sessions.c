@@ -38,7 +38,8 @@ struct PamSessions {
         Entry *entries;
         unsigned n_open;
         uint64_t now_ms;
-        bool unsupported; /* the launcher holds no sessions (embedded) */
+        uint64_t launcher_retry_ms; /* the launcher could not be reached: no try before this */
+        bool unsupported;           /* the launcher holds no sessions (embedded) */
 };
 
 static void entry_set_state(Entry *e, EntryState state)
@@ -111,6 +112,8 @@ static void entry_open(Entry *e)
                 log_debug_errno(r, "Cannot ask for the PAM session of %s yet: %m", e->user);
                 entry_set_state(e, ENTRY_LOST);
                 e->retry_ms = e->owner->now_ms + RETRY_MS;
+                /* One try per period for all of them while the launcher is away, not one each. */
+                e->owner->launcher_retry_ms = e->retry_ms;
                 return;
         }
         entry_set_state(e, ENTRY_OPENING);
@@ -227,7 +230,8 @@ void pam_sessions_tick(PamSessions *p, uint64_t now_ms, uint64_t grace_ms)
                 next = e->next;
                 if (e->pages == 0 && now_ms - e->idle_since_ms >= grace_ms)
                         entry_free(e, true);
-                else if (e->pages > 0 && e->state == ENTRY_LOST && now_ms >= e->retry_ms)
+                else if (e->pages > 0 && e->state == ENTRY_LOST && now_ms >= e->retry_ms &&
+                         now_ms >= p->launcher_retry_ms)
                         entry_open(e);
         }
 }

@@ -379,7 +379,9 @@ def test_a_page_opens_the_session_and_its_close_ends_it_after_the_grace(make_gat
     t0 = time.monotonic()
     wait_for(lambda: records.who() == [], what="the session to end after the grace")
     assert time.monotonic() - t0 >= 1.5
-    assert [line.split()[0] for line in records.pam_lines()] == ["open_session", "close_session"]
+    # The PAM session closes right after the login record.
+    wait_for(lambda: [line.split()[0] for line in records.pam_lines()] == ["open_session", "close_session"],
+             what="the PAM session to close")
 
 
 def test_two_logins_two_sessions_and_logout_ends_one(make_gateway, records):
