@@ -13,6 +13,7 @@ struct SessionHolder {
         uv_pipe_t input;  /* the helper's standard input: its end is the session's end */
         uv_pipe_t output; /* one byte when the session is open */
         uv_timer_t timer;
+        char read_buf[16];
         unsigned open_handles;
         uint64_t timeout_ms;
         bool opened, ending, exited, timed_out;
@@ -72,9 +73,9 @@ static void on_helper_exit(uv_process_t *p, int64_t status, int sig)
 
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
-        static char byte[16];
+        SessionHolder *h = handle->data;
 
-        *buf = uv_buf_init(byte, sizeof(byte));
+        *buf = uv_buf_init(h->read_buf, sizeof(h->read_buf));
 }
 
 static void on_output(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)

@@ -67,19 +67,21 @@ static bool pam_result_is_denial(int r)
         }
 }
 
-/* The record of this session: USER_PROCESS while it is open, DEAD_PROCESS after. ut_id names the line
- * the way init names its terminals, so that the next session on this line replaces the record. */
+/* The record of this session: USER_PROCESS while it is open, DEAD_PROCESS after. ut_id is the line's
+ * last four characters, as login(1) makes it ("eb/3"), so that the next session on this line replaces
+ * the record and no terminal's ("ts/3" for pts/3) is touched. */
 static void login_record(const Args *a, short type)
 {
         struct utmpx ut = {.ut_type = type, .ut_pid = getpid()};
         struct timeval tv;
-        const char *n = strchr(a->line, '/');
+        size_t len = strlen(a->line);
 
         (void)gettimeofday(&tv, NULL);
         ut.ut_tv.tv_sec = (int32_t)tv.tv_sec;
         ut.ut_tv.tv_usec = (int32_t)tv.tv_usec;
         (void)strncpy(ut.ut_line, a->line, sizeof(ut.ut_line));
-        (void)strncpy(ut.ut_id, n ? n + 1 : a->line, sizeof(ut.ut_id));
+        (void)strncpy(ut.ut_id, a->line + (len > sizeof(ut.ut_id) ? len - sizeof(ut.ut_id) : 0),
+                      sizeof(ut.ut_id));
         if (type == USER_PROCESS) {
                 (void)strncpy(ut.ut_user, a->user, sizeof(ut.ut_user));
                 (void)strncpy(ut.ut_host, a->rhost, sizeof(ut.ut_host));

@@ -83,6 +83,19 @@ class Records:
             rows.append((f[0], f[1], f[-1].strip("()") if f[-1].startswith("(") else ""))
         return sorted(rows)
 
+    def utmp_records(self):
+        """The raw utmp records (glibc's 384-byte struct utmpx): [(type, pid, line, id, user)]."""
+        import struct
+        fmt = "<h2xi32s4s32s256s52x"
+        out = []
+        with open(self.utmp, "rb") as f:
+            data = f.read()
+        for off in range(0, len(data) - len(data) % 384, 384):
+            t, pid, line, ut_id, user, _ = struct.unpack_from(fmt, data, off)
+            out.append((t, pid, line.rstrip(b"\0").decode(), ut_id.rstrip(b"\0").decode(),
+                        user.rstrip(b"\0").decode()))
+        return out
+
     def last(self):
         out = subprocess.run(["last", "-f", self.wtmp, "-w"], capture_output=True, text=True,
                              check=True).stdout
@@ -192,6 +205,8 @@ def test_open_and_close_a_session(make_launcher, accounts, records):
     assert records.pam_lines() == [f"open_session {ALICE} 192.0.2.7 web/0"]
     assert records.who() == [(ALICE, "web/0", "192.0.2.7")]
     [helper] = session_helpers(lc)
+    # USER_PROCESS, by the helper, the line's last four characters as its id (as login(1) does).
+    assert records.utmp_records() == [(7, helper, "web/0", "eb/0", ALICE)]
     # The helper holds the session as root; pam_loginuid made it the user's login, which is what last
     # looks at for a session still open.
     assert helios.read_status(helper)["Uid"].split()[0] == "0"
@@ -204,6 +219,8 @@ def test_open_and_close_a_session(make_launcher, accounts, records):
     wait_for(lambda: not helios.alive(helper), what="the helper's exit")
     wait_for(lambda: records.who() == [], what="the utmp record to go")
     assert records.pam_lines()[-1] == f"close_session {ALICE} 192.0.2.7 web/0"
+    # The same record, now DEAD_PROCESS.
+    assert [r[:4] for r in records.utmp_records()] == [(8, helper, "web/0", "eb/0")]
     # last matches the logout record; one that ended this very second reads "still running".
     time.sleep(1.1)
     [entry] = records.last()
