@@ -9,8 +9,11 @@
 #include "log.h"
 #include "macro.h"
 
-/* After a lost launcher or a busy answer, the next try waits this long. */
-#define RETRY_MS 2000
+/* After a lost launcher, a busy answer or a failure, the next try waits this long, doubled after each
+ * failure of the same login up to RETRY_MAX_MS: a PAM stack that fails every time is not run every
+ * two seconds. */
+#define RETRY_MS     2000
+#define RETRY_MAX_MS (5 * 60 * 1000)
 
 typedef enum EntryState {
         ENTRY_OPENING,
@@ -30,6 +33,7 @@ struct Entry {
         unsigned pages;
         uint64_t idle_since_ms; /* when its last page closed; 0 while it has pages */
         uint64_t retry_ms;
+        unsigned failures; /* in a row */
         LauncherRequest *request;
 };
 
@@ -49,6 +53,14 @@ static void entry_set_state(Entry *e, EntryState state)
         if (state == ENTRY_OPEN)
                 e->owner->n_open++;
         e->state = state;
+}
+
+static void entry_retry_later(Entry *e)
+{
+        uint64_t delay = RETRY_MS << MIN(e->failures, 8u);
+
+        e->failures++;
+        e->retry_ms = e->owner->now_ms + MIN(delay, (uint64_t)RETRY_MAX_MS);
 }
 
 static Entry *entry_find(PamSessions *p, const char *key)
@@ -83,6 +95,7 @@ static void on_opened(int r, void *userdata)
 
         e->request = NULL;
         if (r >= 0) {
+                e->failures = 0;
                 entry_set_state(e, ENTRY_OPEN);
                 log_debug("PAM session of %s (login %s) open.", e->user, e->key);
                 return;
@@ -95,7 +108,7 @@ static void on_opened(int r, void *userdata)
         if (r != -ECANCELED) /* the gateway is stopping */
                 log_warning_errno(r, "No PAM session for %s (login %s) for now: %m", e->user, e->key);
         entry_set_state(e, ENTRY_LOST);
-        e->retry_ms = e->owner->now_ms + RETRY_MS;
+        entry_retry_later(e);
 }
 
 static void entry_open(Entry *e)
@@ -111,7 +124,7 @@ static void entry_open(Entry *e)
         if (r < 0) {
                 log_debug_errno(r, "Cannot ask for the PAM session of %s yet: %m", e->user);
                 entry_set_state(e, ENTRY_LOST);
-                e->retry_ms = e->owner->now_ms + RETRY_MS;
+                entry_retry_later(e);
                 /* One try per period for all of them while the launcher is away, not one each. */
                 e->owner->launcher_retry_ms = e->retry_ms;
                 return;
@@ -128,6 +141,7 @@ static void on_sessions_lost(void *userdata)
                         /* A request in flight was failed already (and its answer ran). */
                         launcher_request_cancel(TAKE_PTR(e->request));
                         entry_set_state(e, ENTRY_LOST);
+                        e->failures = 0;
                         e->retry_ms = p->now_ms + RETRY_MS;
                 }
 }

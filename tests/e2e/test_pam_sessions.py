@@ -477,3 +477,33 @@ def test_a_helper_told_to_stop_closes_its_session(make_launcher, accounts, recor
     assert "ended by itself" in lc.read_log()
     assert c.request("session-open", "k", ALICE, "192.0.2.10") == ["ok"]
     c.close()
+
+
+def test_a_failing_session_stack_is_retried_ever_more_slowly_and_pages_work(make_launcher, make_gateway, base,
+                                                                          records):
+    """A session stack that fails (not a denial: PAM_SYSTEM_ERR) leaves the page working without a
+    session, and the gateway asks again after 2 s, then 4 s, 8 s...: not a helper every two seconds."""
+    failing = f"{PAM_SVC}-fail"
+    text = ("auth required pam_unix.so nodelay\naccount required pam_unix.so\n"
+            "session required pam_exec.so /bin/false\n")
+    with pam_service_files({failing: text}):
+        lc = Launcher(os.path.join(base, "lf"), GW, failing,
+                      ["--utmp", records.utmp, "--wtmp", records.wtmp])
+        os.makedirs(lc.base)
+        os.chmod(lc.base, 0o755)
+        lc.start()
+        try:
+            g, _ = make_gateway(lc=lc)
+            page = g.rpc(login(g, ALICE))
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 7.5:
+                page.call("worker:info")
+                time.sleep(0.5)
+            tries = lc.read_log().count("No session for " + ALICE)
+            # At 0, 2 and 6 s; every 2 s would be 4.
+            assert 2 <= tries <= 3, tries
+            assert records.who() == []
+            page.close()
+            g.assert_clean()
+        finally:
+            lc.assert_clean()
