@@ -16,8 +16,10 @@
  * - when the connection to helios-launcher is lost the launcher has ended them all: they are opened
  *   again for the logins that still have pages, and a restarted gateway opens them as pages reconnect.
  *
- * A session the launcher refuses (PAM's account or session management says no, or too many) is not
- * asked for again while its pages stay open: the pages work as before, without a login record. */
+ * A session PAM refuses (its account or session management says no) is not asked for again while the
+ * login's pages stay open; one that fails, or finds the launcher busy or away, is asked for again after
+ * 2 s, doubled after each failure up to 5 min. Either way the pages work as before, without a login
+ * record. */
 
 typedef struct PamSessions PamSessions;
 
