@@ -241,7 +241,13 @@ class App {
         link.textContent = `Not connected: ${status.reason}. Close another Helios tab, then click to retry.`;
         link.title = "Click to retry";
         break;
+      case "unavailable":
+        link.textContent = status.message;
+        link.dataset.code = String(status.code);
+        link.title = "";
+        break;
     }
+    byId("retry").hidden = status.kind !== "unavailable" && status.kind !== "refused";
   }
 
   notify(message: string, kind: "info" | "error" = "info"): void {
@@ -257,6 +263,10 @@ class App {
 
   private setupChrome(): void {
     byId("link").addEventListener("click", () => this.connection.retryNow());
+    byId("retry").addEventListener("click", () => {
+      this.showStatus({ kind: "connecting" });
+      this.connection.retryNow();
+    });
     byId("logout").addEventListener("click", async () => {
       this.connection.stop();
       await logout();
