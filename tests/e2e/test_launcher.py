@@ -512,7 +512,7 @@ def test_idle_user_gives_way_at_max_users(make_launcher, accounts):
     assert status == "ok"
     assert not os.path.exists(alice_path)
     assert ask_worker(bob_path, accounts[GW])["uid"] == accounts[BOB].pw_uid
-    assert c.request("worker", ALICE) == ["error", "busy"]
+    assert c.request("worker", ALICE) == ["error", "full"]
 
 
 def test_systemd_mode_without_a_bus_fails_cleanly(make_launcher, accounts):

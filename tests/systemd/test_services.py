@@ -271,6 +271,31 @@ def test_gateway_logs_in_with_pam_and_reaches_the_worker(machine, users, launche
     assert out["response"]["result"]["uid"] == int(machine.exec("id", "-u", "mary-jane").stdout)
 
 
+@pytest.mark.parametrize("unit", ["service", "socket"])
+def test_a_masked_workspace_is_said_and_not_started(machine, users, launcher, gateway, unit):
+    """systemctl mask helios-worker@bob.service (or .socket): the launcher answers "masked", the page is
+    closed with 4010 and its reason, and each of the two logs one line naming bob and why."""
+    machine.systemctl("start", "helios-gateway.socket")
+    r = gateway_client(machine, "login", "bob", users["bob"])
+    assert r["status"] == 200, r
+    machine.systemctl("stop", "helios-worker@bob.socket", "helios-worker@bob.service", check=False)
+    machine.systemctl("mask", f"helios-worker@bob.{unit}")
+    try:
+        out = machine.client(LAUNCHER_SOCK, "launcher", "1", "worker", "bob")
+        assert out.get("reply") == ["1", "error", "masked"], out
+        out = gateway_client(machine, "rpc", r["cookie"], "worker:info")
+        assert out.get("closed") == [4010, "workspace disabled"], out
+        assert machine.show("helios-worker@bob.socket", "ActiveState")["ActiveState"] == "inactive"
+        log = machine.exec("journalctl", "-u", "helios-launcher.service", "-o", "cat", "--no-pager").stdout
+        assert "No workspace for bob: helios-worker@bob.service is masked." in log, log[-2000:]
+        log = machine.exec("journalctl", "-u", "helios-gateway.service", "-o", "cat", "--no-pager").stdout
+        assert "No workspace for bob: workspace disabled (close 4010)." in log, log[-2000:]
+    finally:
+        machine.systemctl("unmask", f"helios-worker@bob.{unit}")
+    out = gateway_client(machine, "rpc", r["cookie"], "worker:info")
+    assert out["response"]["result"]["uid"] == int(machine.exec("id", "-u", "bob").stdout), out
+
+
 def test_admin_sees_sessions_that_outlive_a_restart_and_ends_them(machine, users, launcher, gateway):
     """An admin's view under the units: the launcher's status line, `helios-gateway sessions` over the
     admin socket as root, a login that survives `systemctl restart`, and `helios-gateway logout`."""
