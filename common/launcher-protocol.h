@@ -51,16 +51,16 @@
 #define LAUNCHER_REPLY_ERROR "error"
 
 /* Reasons, and the errno the gateway maps each to. The last four answer "worker" only: why a workspace
- * cannot start, which the page shows its user (docs/protocol.md has the WebSocket close code of each). A
- * gateway that meets a reason it does not know treats it as "failed". */
-#define LAUNCHER_ERROR_DENIED  "denied"  /* wrong user name or password                   -EACCES */
-#define LAUNCHER_ERROR_REFUSED "refused" /* root, a system account, an invalid name        -EPERM */
-#define LAUNCHER_ERROR_BUSY    "busy"    /* too many requests in flight; try later          -EAGAIN */
-#define LAUNCHER_ERROR_TIMEOUT "timeout" /* PAM or the service manager did not answer       -ETIMEDOUT */
-#define LAUNCHER_ERROR_FAILED  "failed"  /* the worker could not start, or anything else;  -EIO
-                                          * the launcher logged why */
-#define LAUNCHER_ERROR_LOCKED  "locked"  /* the password is locked or the account expired   -EKEYEXPIRED */
-#define LAUNCHER_ERROR_NO_HOME "no-home" /* the account's home directory does not exist     -ENOENT */
-#define LAUNCHER_ERROR_MASKED  "masked"  /* helios-worker@USER is masked (systemd)          -ERFKILL */
-#define LAUNCHER_ERROR_FULL    "full"    /* as many users have a workspace as allowed;      -EUSERS
-                                          * one may free a place by going idle */
+ * cannot start, which the page shows its user (docs/protocol.md has the WebSocket close code of each).
+ * "failed" is also what a worker that keeps failing to start is answered; "full" leaves room again once
+ * another user's workspace goes idle. A gateway that meets a reason it does not know treats it as
+ * "failed". */
+#define LAUNCHER_ERROR_DENIED  "denied"  /* wrong user name or password                  -EACCES */
+#define LAUNCHER_ERROR_REFUSED "refused" /* root, a system account, an invalid name       -EPERM */
+#define LAUNCHER_ERROR_BUSY    "busy"    /* too many requests in flight; try later         -EAGAIN */
+#define LAUNCHER_ERROR_TIMEOUT "timeout" /* PAM or the service manager did not answer      -ETIMEDOUT */
+#define LAUNCHER_ERROR_FAILED  "failed"  /* anything else; the launcher logged why         -EIO */
+#define LAUNCHER_ERROR_LOCKED  "locked"  /* the password is locked or the account expired  -EKEYEXPIRED */
+#define LAUNCHER_ERROR_NO_HOME "no-home" /* the account's home directory does not exist    -ENOENT */
+#define LAUNCHER_ERROR_MASKED  "masked"  /* helios-worker@USER is masked (systemd)         -ERFKILL */
+#define LAUNCHER_ERROR_FULL    "full"    /* as many users have a workspace as allowed      -EUSERS */

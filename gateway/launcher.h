@@ -35,8 +35,8 @@ int launcher_new_embedded(uv_loop_t *loop, const GatewayConfig *config, const st
 /* A client of helios-launcher on its SOCK_SEQPACKET socket at path (common/launcher-protocol.h): one
  * connection, made when first needed and again after a loss. A request made while the launcher cannot be
  * reached fails at once with -ECONNREFUSED (-EBUSY if its backlog is full); pending requests fail with
- * -ECONNRESET when the connection is lost. Answers map: denied -EACCES, refused -EPERM, busy -EAGAIN, timeout
- * -ETIMEDOUT, failed -EIO, locked -EKEYEXPIRED, no-home -ENOENT, masked -ERFKILL, full -EUSERS. */
+ * -ECONNRESET when the connection is lost. Answers map: denied -EACCES, refused -EPERM, busy -EAGAIN,
+ * timeout -ETIMEDOUT, failed -EIO, locked -EKEYEXPIRED, no-home -ENOENT, masked -ERFKILL, full -EUSERS. */
 int launcher_new_remote(uv_loop_t *loop, const char *path, Launcher **ret);
 int launcher_start(Launcher *l);
 /* Close handles; workers keep running. */

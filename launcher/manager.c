@@ -444,7 +444,8 @@ static void on_embedded_answer(const char *status, const char *arg, void *userda
         if (streq(status, LAUNCHER_REPLY_OK))
                 log_event(LOG_INFO, req->user, "worker-socket", "Worker socket of %s ready.", req->user);
         else
-                log_event(LOG_WARNING, req->user, "worker-failed", "No workspace for %s: %s.", req->user, arg);
+                log_event(LOG_WARNING, req->user, "worker-failed", "No workspace for %s: %s.", req->user,
+                          arg);
         request_answer(req, status, arg);
         request_free(req);
         update_status(m);
