@@ -15,6 +15,8 @@ typedef struct WorkerConfig {
         char *home;               /* the user's home directory */
         size_t max_message;       /* bytes per JSON-RPC message, each way */
         uint64_t idle_timeout_ms; /* 0: never exit when idle */
+        /* A terminal without input, output or an attached client this long is ended; 0: never. */
+        uint64_t terminal_idle_timeout_ms;
         unsigned max_connections;
         unsigned max_terminals;
         size_t scrollback;    /* bytes of terminal output kept per terminal */
