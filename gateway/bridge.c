@@ -677,8 +677,10 @@ static void on_asked_why(int r, const char *socket_path, void *userdata)
         b->locate = NULL;
         if (r < 0)
                 no_workspace(b, r);
-        else
+        else {
+                log_info("Lost the worker connection of %s before the worker said anything.", b->user);
                 worker_lost(b, NULL);
+        }
 }
 
 /* The worker ended the connection before it said anything: the worker may have failed to start (in
@@ -693,14 +695,10 @@ static void ask_why(Bridge *b)
         pipe_close(b, PIPE_CLOSING);
         free_waiting(b);
         r = launcher_find_worker(b->gateway->launcher, b->user, on_asked_why, b, &path, &b->locate);
+        if (r != 1)
+                /* Answered at once (the gateway's own launcher in embedded mode). */
+                on_asked_why(r, path, b);
         free(path);
-        if (r == 1)
-                return;
-        b->locate = NULL;
-        if (r < 0)
-                no_workspace(b, r);
-        else
-                worker_lost(b, NULL);
 }
 
 static void on_pipe_closed(uv_handle_t *h)
