@@ -171,7 +171,7 @@ static void test_roundtrip(void **state)
         journal_state_done(&st);
 
         assert_int_equal(journal_write_state(f->j, "/home/u", paths, 2), 0);
-        assert_int_equal(journal_add(f->j, "/home/u/a.txt", "tag-1", 2, d, &e), 0);
+        assert_int_equal(journal_add(f->j, "/home/u/a.txt", "tag-1", CHARSET_UTF8, 2, d, &e), 0);
         edit(e, d, 2, 5, 5, " world");
         edit(e, d, 3, 0, 1, "H");
         assert_int_equal(journal_set_tag(e, 4, "tag-2", d), 0);
@@ -219,7 +219,7 @@ static void test_torn_last_record(void **state)
         open_journal(f);
         assert_int_equal(journal_load(f->j, &st, &docs, &(size_t){0}), 0);
         journal_docs_free(docs, 0);
-        assert_int_equal(journal_add(f->j, "/x", "t", 1, d, &e), 0);
+        assert_int_equal(journal_add(f->j, "/x", "t", CHARSET_UTF8, 1, d, &e), 0);
         edit(e, d, 1, 3, 3, "1");
         edit(e, d, 2, 4, 4, "2");
         edit(e, d, 3, 5, 5, "3");
@@ -257,7 +257,7 @@ static void test_damaged_records(void **state)
         int fd;
 
         open_journal(f);
-        assert_int_equal(journal_add(f->j, "/y", "t", 1, d, &e), 0);
+        assert_int_equal(journal_add(f->j, "/y", "t", CHARSET_UTF8, 1, d, &e), 0);
         edit(e, d, 1, 0, 0, "first");
         edit(e, d, 2, 5, 5, "second");
         edit(e, d, 3, 11, 11, "third");
@@ -312,7 +312,7 @@ static void test_lost_log(void **state)
         char name[64], p[256];
 
         open_journal(f);
-        assert_int_equal(journal_add(f->j, "/lost", "t", 3, d, &e), 0);
+        assert_int_equal(journal_add(f->j, "/lost", "t", CHARSET_UTF8, 3, d, &e), 0);
         edit(e, d, 3, 4, 4, "+");
         doc_free(d);
         close_journal(f);
@@ -347,7 +347,7 @@ static void test_compaction(void **state)
         size_t n;
 
         open_journal(f);
-        assert_int_equal(journal_add(f->j, "/z", "t", v, d, &e), 0);
+        assert_int_equal(journal_add(f->j, "/z", "t", CHARSET_UTF8, v, d, &e), 0);
         find_file(f, ".log", name, sizeof(name));
         /* 200 KiB of typing: the log never grows beyond its document (or its floor) and a record. */
         for (int i = 0; i < 20000; i++, v++) {
@@ -413,7 +413,7 @@ static void test_failed_append_is_taken_back(void **state)
         void (*prev)(int);
 
         open_journal(f);
-        assert_int_equal(journal_add(f->j, "/w", "t", 1, d, &e), 0);
+        assert_int_equal(journal_add(f->j, "/w", "t", CHARSET_UTF8, 1, d, &e), 0);
         edit(e, d, 1, 1, 1, "y");
         find_file(f, ".log", name, sizeof(name));
 
@@ -482,7 +482,7 @@ static void test_stray_files_and_duplicates(void **state)
         char name[64], p[256], q[256], cmd[600];
 
         open_journal(f);
-        assert_int_equal(journal_add(f->j, "/dup", "t", 1, d, &e), 0);
+        assert_int_equal(journal_add(f->j, "/dup", "t", CHARSET_UTF8, 1, d, &e), 0);
         edit(e, d, 1, 3, 3, "!");
         doc_free(d);
         close_journal(f);
@@ -519,7 +519,7 @@ static void test_limits(void **state)
         for (int i = 0; i < 3; i++) {
                 Document *d = doc(i == 0 ? "a long one, over the limit" : "short");
                 (void)snprintf(path, sizeof(path), "/f%d", i);
-                assert_int_equal(journal_add(f->j, path, "t", 1, d, &e), 0);
+                assert_int_equal(journal_add(f->j, path, "t", CHARSET_UTF8, 1, d, &e), 0);
                 if (i == 0)
                         edit(e, d, 1, 26, 26, "!!!!");
                 doc_free(d);
@@ -564,7 +564,7 @@ static void test_background_fsync(void **state)
         uint64_t t0;
 
         open_journal(f);
-        assert_int_equal(journal_add(f->j, "/s", "t", 1, d, &e), 0);
+        assert_int_equal(journal_add(f->j, "/s", "t", CHARSET_UTF8, 1, d, &e), 0);
         assert_int_equal(journal_write_state(f->j, "/", paths, 1), 0);
         edit(e, d, 1, 0, 0, "x");
         doc_free(d);
