@@ -102,8 +102,8 @@ struct Fs {
 };
 
 typedef enum Encoding {
-        ENCODING_AUTO,   /* read: UTF-8 text if it can be, else base64 */
-        ENCODING_TEXT,   /* read: as ENCODING_AUTO, but text in an 8-bit encoding is text too */
+        ENCODING_AUTO, /* read: UTF-8 text if it can be, else base64 */
+        ENCODING_TEXT, /* read: as ENCODING_AUTO, but text in an 8-bit encoding is text too */
         ENCODING_UTF8,
         ENCODING_BASE64,
         ENCODING_LATIN1, /* text, decoded from and encoded to ISO-8859-1 */
@@ -510,7 +510,8 @@ static int read_answer(int fd, const struct stat *st, Encoding enc, size_t limit
         if (enc == ENCODING_AUTO)
                 enc = fs_text_is_json_safe(data, size) ? ENCODING_UTF8 : ENCODING_BASE64;
         else if (enc == ENCODING_TEXT) {
-                Charset c = fs_text_is_json_safe(data, size) ? CHARSET_UTF8 : charset_detect_legacy(data, size);
+                Charset c =
+                    fs_text_is_json_safe(data, size) ? CHARSET_UTF8 : charset_detect_legacy(data, size);
                 enc = c == CHARSET_UTF8     ? ENCODING_UTF8
                       : c == CHARSET_LATIN1 ? ENCODING_LATIN1
                       : c == CHARSET_CP1252 ? ENCODING_CP1252
@@ -665,7 +666,7 @@ typedef struct DiskJob {
         bool check_utf8;
         Charset charset;    /* what data is written in: encoded from UTF-8 on the thread pool */
         CharsetBadChar bad; /* JOB_UNENCODABLE */
-        char *expected; /* expectedTag, or NULL */
+        char *expected;     /* expectedTag, or NULL */
         /* Outcome, written by the work function. */
         int r;
         enum {

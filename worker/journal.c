@@ -22,14 +22,15 @@
 #define SNAP_MAGIC "HLSNAP01"
 /* A snapshot of a file in another encoding than UTF-8: its name follows the tag. */
 #define SNAP_MAGIC_CHARSET "HLSNAP02"
-#define LOG_MAGIC  "HLLOG001"
-#define MAGIC_LEN  8u
-#define STATE_FILE "state.json"
-#define TMP_SUFFIX ".tmp"
+#define LOG_MAGIC          "HLLOG001"
+#define MAGIC_LEN          8u
+#define STATE_FILE         "state.json"
+#define TMP_SUFFIX         ".tmp"
 /* Every record: u32 length of the body, u32 CRC-32C of the body, then the body, which starts with
  * its type. Integers are little-endian. */
-#define REC_HEADER      8u
-#define REC_SNAPSHOT    'S' /* u64 version, u32 len + path, u32 len + tag, [u32 len + charset,] u64 len + text */
+#define REC_HEADER 8u
+#define REC_SNAPSHOT \
+        'S' /* u64 version, u32 len + path, u32 len + tag, [u32 len + charset,] u64 len + text */
 #define REC_EDIT        'E' /* u64 base version, u32 n, n × (u64 from, u64 to, u32 len + insert) */
 #define REC_TAG         'T' /* u64 version, u32 len + tag */
 #define EDIT_CHANGE_MIN 20u /* bytes of an edit record per change, insert not counted */
@@ -1012,8 +1013,8 @@ static int load_state(Journal *j, JournalState *ret)
 
 /* Parse a snapshot file. The returned strings point into text. */
 static int parse_snapshot(const char *text, size_t len, uint64_t *ret_version, const char **ret_path,
-                          size_t *ret_path_len, const char **ret_tag, size_t *ret_tag_len, Charset *ret_charset,
-                          const char **ret_body, size_t *ret_body_len)
+                          size_t *ret_path_len, const char **ret_tag, size_t *ret_tag_len,
+                          Charset *ret_charset, const char **ret_body, size_t *ret_body_len)
 {
         Reader r = {(const uint8_t *)text, len}, body;
         const uint8_t *p;

@@ -465,7 +465,8 @@ static int buffer_replace(Buffer *b, const FileContent *fc)
         tag = strdup(fc->tag);
         ev = json_object_path(b->path);
         if (!tag || !ev || !cJSON_AddNumberToObject(ev, "version", (double)(b->version + 1)) ||
-            !cJSON_AddStringToObject(ev, "encoding", fc->binary ? "base64" : charset_to_string(fc->charset)) ||
+            !cJSON_AddStringToObject(ev, "encoding",
+                                     fc->binary ? "base64" : charset_to_string(fc->charset)) ||
             !(changes = cJSON_AddArrayToObject(ev, "changes")) || !(ch = cJSON_CreateObject()) ||
             !cJSON_AddItemToArray(changes, ch) || !cJSON_AddNumberToObject(ch, "from", 0) ||
             !cJSON_AddNumberToObject(ch, "to", (double)old16) ||

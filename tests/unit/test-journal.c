@@ -206,6 +206,47 @@ static void test_roundtrip(void **state)
         journal_state_done(&st);
 }
 
+/* A buffer of a file in an 8-bit encoding comes back with it, and keeps it through a compaction. */
+static void test_charset_kept(void **state)
+{
+        Fixture *f = *state;
+        JournalState st = {};
+        JournalDoc *docs;
+        JournalEntry *e;
+        Document *d = doc("caf\xc3\xa9");
+        char *big;
+
+        open_journal(f);
+        assert_int_equal(journal_load(f->j, &st, &docs, &(size_t){0}), 0);
+        journal_docs_free(docs, 0);
+        journal_state_done(&st);
+        assert_int_equal(journal_add(f->j, "/w.txt", "t", CHARSET_CP1252, 2, d, &e), 0);
+        edit(e, d, 2, 0, 0, "\xe2\x82\xac");
+        doc_free(d);
+
+        docs = reload(f, &st, 1);
+        assert_int_equal(docs[0].charset, CHARSET_CP1252);
+        assert_string_equal(doc_text(docs[0].doc), "\xe2\x82\xac"
+                                                   "caf\xc3\xa9");
+        assert_int_equal(journal_set_tag(docs[0].entry, 3, "t2", docs[0].doc), 0);
+        /* An insert larger than the log may grow: compacted into a new snapshot. */
+        big = malloc(100 * 1024 + 1);
+        assert_non_null(big);
+        memset(big, 'x', 100 * 1024);
+        big[100 * 1024] = '\0';
+        edit(docs[0].entry, docs[0].doc, 3, 0, 0, big);
+        free(big);
+        journal_docs_free(docs, 1);
+        journal_state_done(&st);
+        docs = reload(f, &st, 1);
+        assert_int_equal(docs[0].charset, CHARSET_CP1252);
+        assert_string_equal(docs[0].tag, "t2");
+        assert_int_equal(docs[0].version, 4);
+        assert_int_equal(doc_size(docs[0].doc), 100 * 1024 + 8);
+        journal_docs_free(docs, 1);
+        journal_state_done(&st);
+}
+
 static void test_torn_last_record(void **state)
 {
         Fixture *f = *state;
@@ -580,6 +621,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(test_open_creates_private_dir_and_locks, setup, teardown),
             cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_charset_kept, setup, teardown),
             cmocka_unit_test_setup_teardown(test_torn_last_record, setup, teardown),
             cmocka_unit_test_setup_teardown(test_damaged_records, setup, teardown),
             cmocka_unit_test_setup_teardown(test_lost_log, setup, teardown),
