@@ -549,6 +549,47 @@ test("upload many files, a large one in chunks with progress and cancel, by butt
   });
 });
 
+test("text in ISO-8859-1 and Windows-1252: edited and saved back in its encoding, named in the status bar; what it cannot hold is refused", async () => {
+  const g = await new Gateway().start();
+  writeHome(g, "latin.txt", Buffer.from("caf\u00e9\r\n", "latin1"));
+  writeHome(g, "quotes.txt", Buffer.from([0x93, 0x68, 0x69, 0x94, 0x20, 0x80, 0x0a])); // “hi” €
+  const bytes = (name) => readFileSync(join(g.home, name));
+  await withBrowser("8-bit text", g, async ({ newPage }) => {
+    const page = await newPage();
+    await openApp(page, g);
+
+    const latin = await openFromTree(page, g, "latin.txt");
+    await until(async () => (await editorText(page)) === "caf\u00e9\r\n", { what: "the Latin-1 text decoded" });
+    assert.equal(await page.locator("#encoding").innerText(), "ISO-8859-1");
+    await page.locator(editorContent).click();
+    await page.keyboard.press("Control+End");
+    await page.keyboard.type("na\u00efve \u00bd");
+    await page.locator(`.tab.dirty[data-synced="true"][data-path="${latin}"]`).waitFor();
+    await page.keyboard.press("Control+s");
+    await until(() => bytes("latin.txt").equals(Buffer.from("caf\u00e9\r\nna\u00efve \u00bd", "latin1")), { what: "saved in ISO-8859-1" });
+    await page.locator(`.tab:not(.dirty)[data-path="${latin}"]`).waitFor();
+
+    // The euro sign is not Latin-1: refused with the reason, taken back, nothing written.
+    await page.keyboard.type("\u20ac");
+    await until(async () => /Edit refused.*U\+20AC.*iso-8859-1/.test(await page.locator("#message").innerText()), { what: "the refusal said" });
+    await until(async () => (await editorText(page)) === "caf\u00e9\r\nna\u00efve \u00bd", { what: "the character taken back" });
+    await page.locator(`.tab:not(.dirty)[data-synced="true"][data-path="${latin}"]`).waitFor();
+    assert.ok(bytes("latin.txt").equals(Buffer.from("caf\u00e9\r\nna\u00efve \u00bd", "latin1")));
+    await shot(page, "latin1-refused");
+
+    // Windows-1252: curly quotes and the euro sign, typed and saved as single bytes.
+    const quotes = await openFromTree(page, g, "quotes.txt");
+    await until(async () => (await editorText(page)) === "\u201chi\u201d \u20ac\n", { what: "the Windows-1252 text decoded" });
+    assert.equal(await page.locator("#encoding").innerText(), "Windows-1252");
+    await page.locator(editorContent).click();
+    await page.keyboard.press("Control+End");
+    await page.keyboard.type("\u2018\u20ac2\u2019");
+    await page.locator(`.tab.dirty[data-synced="true"][data-path="${quotes}"]`).waitFor();
+    await page.keyboard.press("Control+s");
+    await until(() => bytes("quotes.txt").equals(Buffer.from([0x93, 0x68, 0x69, 0x94, 0x20, 0x80, 0x0a, 0x91, 0x80, 0x32, 0x92])), { what: "saved in Windows-1252" });
+  });
+});
+
 test("previews: images as pictures (SVG never inline), Markdown beside its source and never raw HTML; Latin-1 text; binary said", async () => {
   const g = await new Gateway().start();
   const png = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAIAAAADCAYAAAC56t6BAAAAEklEQVR4nGP4z8DwHwyBNBAAAIlnC/WNnJ3hAAAAAElFTkSuQmCC", "base64");

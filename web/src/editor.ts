@@ -15,7 +15,7 @@ import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } 
 import { MergeView } from "@codemirror/merge";
 
 import { DocSync, LINE_SEPARATOR, textOf } from "./sync";
-import { ErrorCode, type OpenFileState, type OpenedFile } from "./protocol";
+import { ErrorCode, type Encoding, type OpenFileState, type OpenedFile } from "./protocol";
 import { RpcClosedError, RpcError } from "./rpc";
 import type { Rpc } from "./connection";
 import { ask, basename, h } from "./dom";
@@ -44,13 +44,11 @@ class Tab {
   state: EditorState | null = null; // when not shown; the view holds it while active
   serverDirty = false;
   diskChanged = false;
-  encoding: "utf-8" | "base64" = "utf-8";
+  encoding: Encoding = "utf-8";
   binarySize = 0;
   loaded = false;
   /** The indent unit detected when the file was opened ("\t" or spaces). */
   indent = "    ";
-  /** Text in a legacy 8-bit encoding (Latin-1 / Windows-1252): shown decoded, read-only. */
-  legacy = "";
   /** An image's bytes (base64), for its preview. */
   imageData = "";
   /** The rendered preview beside the source is shown (Markdown, SVG). */
@@ -110,9 +108,7 @@ class Tab {
       this.binarySize = Math.floor((opened.content.length * 3) / 4);
       this.imageData = imageType(this.path) ? opened.content : "";
       this.sync.version = opened.version;
-      const text = this.imageData ? null : legacyText(opened.content);
-      this.legacy = text === null ? "" : "Windows-1252";
-      const state = this.area.createState(this, text ?? "");
+      const state = this.area.createState(this, "");
       if (this.area.activeTab === this) this.area.view.setState(state);
       else this.state = state;
     } else if (!this.loaded) {
@@ -369,7 +365,7 @@ export class EditorArea {
       for (const t of this.tabs.values()) this.renderTab(t);
       this.events.onActiveChange(path);
     }
-    const binary = tab.encoding === "base64" && !tab.legacy;
+    const binary = tab.encoding === "base64";
     this.viewHost.hidden = binary;
     this.placeholder.hidden = !binary;
     const type = imageType(path);
@@ -539,7 +535,7 @@ export class EditorArea {
         const dirty = tab.dirty;
         this.closing.add(oldPath);
         const opened = await rpc.call("file:open", { path: newPath });
-        if (dirty && opened.encoding === "utf-8" && opened.content !== text)
+        if (dirty && opened.encoding !== "base64" && opened.content !== text)
           await rpc.call("file:edit", { path: newPath, version: opened.version, changes: [{ from: 0, to: opened.content.length, insert: text }] });
         await rpc.call("file:close", { path: oldPath, discard: true });
         this.drop(oldPath);
@@ -735,11 +731,19 @@ export class EditorArea {
       line: line.number,
       col: head - line.from + 1,
       language: languageFor(tab.path)?.name ?? "Plain Text",
-      encoding: tab.legacy ? `${tab.legacy} (read-only)` : tab.encoding === "base64" ? "Binary" : "UTF-8",
+      encoding: ENCODING_LABELS[tab.encoding],
       indent: tab.encoding === "base64" ? "" : describeIndent(tab.indent),
     });
   }
 }
+
+/** The status bar's name of an encoding. */
+const ENCODING_LABELS: Record<Encoding, string> = {
+  "utf-8": "UTF-8",
+  "iso-8859-1": "ISO-8859-1",
+  "windows-1252": "Windows-1252",
+  base64: "Binary",
+};
 
 export function messageOf(error: unknown): string {
   if (error instanceof RpcError) {
@@ -768,25 +772,4 @@ function keepMine(button: HTMLButtonElement): HTMLButtonElement {
 function replaceDoc(view: EditorView, text: string): void {
   if (view.state.doc.toString() === text) return;
   view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: textOf(text) } });
-}
-
-/** The text of base64 bytes that are not UTF-8 but read as Windows-1252 (a superset of Latin-1's
- * printable characters): no NUL, no control characters but tab, line and page breaks, none of the
- * five bytes Windows-1252 leaves undefined. Anything else is binary: null. */
-function legacyText(base64: string): string | null {
-  let raw: string;
-  try {
-    raw = atob(base64);
-  } catch {
-    return null;
-  }
-  if (!raw.length) return null;
-  for (let i = 0; i < raw.length; i++) {
-    const c = raw.charCodeAt(i);
-    if ((c < 0x20 && c !== 9 && c !== 10 && c !== 12 && c !== 13) || c === 0x7f) return null;
-    if (c === 0x81 || c === 0x8d || c === 0x8f || c === 0x90 || c === 0x9d) return null;
-  }
-  const bytes = new Uint8Array(raw.length);
-  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
-  return new TextDecoder("windows-1252").decode(bytes);
 }

@@ -11,7 +11,10 @@ export const ErrorCode = {
   Unsaved: -32020,
 } as const;
 
-export type Encoding = "utf-8" | "base64";
+/** Text is always UTF-8 on the wire; "iso-8859-1" and "windows-1252" name the encoding a text file
+ * is saved in. */
+export type TextEncoding = "utf-8" | "iso-8859-1" | "windows-1252";
+export type Encoding = TextEncoding | "base64";
 
 export interface OpenFileState {
   path: string;
@@ -83,7 +86,7 @@ export interface Methods {
   "file:revert": { params: { path: string }; result: OpenedFile };
   "file:close": { params: { path: string; discard?: boolean }; result: Empty };
   "fs:read_file": {
-    params: { path: string; encoding?: Encoding };
+    params: { path: string; encoding?: Encoding | "text" };
     result: { path: string; content: string; encoding: Encoding; size: number; mtime: number; tag: string };
   };
   "settings:get": { params: Empty; result: { settings: import("./settings").SettingsValues } };
@@ -100,7 +103,7 @@ export interface Methods {
   };
   "fs:upload_abort": { params: { uploadId: number }; result: Empty };
   "fs:write_file": {
-    params: { path: string; content: string; encoding?: "utf-8" | "base64"; expectedTag?: string };
+    params: { path: string; content: string; encoding?: Encoding; expectedTag?: string };
     result: { path: string; tag: string; size: number; mtime: number };
   };
   "fs:create_directory": { params: { path: string; recursive?: boolean }; result: { path: string } };

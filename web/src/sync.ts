@@ -236,8 +236,14 @@ export class DocSync {
           this.send();
           return;
         }
-        if (!(error instanceof RpcError && error.code === ErrorCode.Conflict))
+        if (!(error instanceof RpcError && error.code === ErrorCode.Conflict)) {
+          // Refused for what it is (a character the file's encoding cannot hold, a limit): sending it
+          // again would be refused again, so the worker's text is taken back and the user told.
           this.host.problem(`Edit refused: ${error instanceof Error ? error.message : String(error)}`);
+          this.inflight = null;
+          this.pending = null;
+          this.editedDuringResync = false;
+        }
         void this.resync().catch(() => undefined);
       },
     );
