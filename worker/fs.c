@@ -368,6 +368,33 @@ static void on_change(FsChangeKind kind, const char *path, const char *old_path,
         bus_publish(fs->bus, EVENT_FILE_CHANGED_ON_DISK, p, BUS_ALL_CLIENTS, 0);
 }
 
+/* Tell the other services (the workspace's open buffers) of a name this service renamed or removed. */
+static void publish_deleted(Fs *fs, const char *path)
+{
+        cJSON *p = result_with_path("path", path);
+
+        if (!p) {
+                log_oom();
+                return;
+        }
+        bus_publish(fs->bus, EVENT_FS_DELETED, p, BUS_INTERNAL, 0);
+}
+
+static void publish_renamed(Fs *fs, const char *from, const char *to, const char *old_tag,
+                            const char *new_tag)
+{
+        cJSON *p = result_with_path("from", from);
+
+        if (!p || !cJSON_AddStringToObject(p, "to", to) ||
+            (*old_tag && (!cJSON_AddStringToObject(p, "oldTag", old_tag) ||
+                          !cJSON_AddStringToObject(p, "tag", new_tag)))) {
+                cJSON_Delete(p);
+                log_oom();
+                return;
+        }
+        bus_publish(fs->bus, EVENT_FS_RENAMED, p, BUS_INTERNAL, 0);
+}
+
 static void on_watch_error(const char *path, int error, const char *message, uint64_t limit, void *userdata)
 {
         Fs *fs = userdata;
@@ -818,6 +845,7 @@ static void disk_job_after(uv_work_t *w, int status)
                                         bus_call_reply(call, result);
                                 else
                                         (void)bus_call_error_oom(call);
+                                publish_deleted(fs, j->path);
                                 break;
                         }
                         clean_directory(fs, j->dir_fd, j->path);
@@ -1253,7 +1281,8 @@ static int method_rename(Fs *fs, BusCall *call, const cJSON *params)
         };
         _cleanup_(fs_location_done) FsLocation f = FS_LOCATION_NULL, t = FS_LOCATION_NULL;
         _cleanup_free_ char *from = NULL, *to = NULL;
-        struct stat st;
+        char old_tag[FS_TAG_MAX] = "", new_tag[FS_TAG_MAX] = "";
+        struct stat st, after;
         cJSON *result;
         int r;
 
@@ -1305,13 +1334,21 @@ static int method_rename(Fs *fs, BusCall *call, const cJSON *params)
         }
         own_record(fs, f.path, OWN_ABSENT, NULL, false);
         own_record_current(fs, t.path);
+        /* A rename changes a file's ctime, and with it its tag: the buffer of a file that was not
+         * changed otherwise takes the new one (oldTag says which it replaces). */
+        if (S_ISREG(st.st_mode) && fstatat(t.dir_fd, t.name, &after, AT_SYMLINK_NOFOLLOW) >= 0 &&
+            S_ISREG(after.st_mode) && after.st_ino == st.st_ino && after.st_dev == st.st_dev) {
+                fs_tag_format(&st, old_tag);
+                fs_tag_format(&after, new_tag);
+        }
 
         result = result_with_path("from", from);
         if (!result || !cJSON_AddStringToObject(result, "to", to)) {
                 cJSON_Delete(result);
-                return bus_call_error_oom(call);
-        }
-        bus_call_reply(call, result);
+                (void)bus_call_error_oom(call);
+        } else
+                bus_call_reply(call, result);
+        publish_renamed(fs, from, to, old_tag, new_tag);
         return 0;
 }
 
@@ -1362,8 +1399,10 @@ static int method_delete(Fs *fs, BusCall *call, const cJSON *params)
 
         result = result_with_path("path", path);
         if (!result)
-                return bus_call_error_oom(call);
-        bus_call_reply(call, result);
+                (void)bus_call_error_oom(call);
+        else
+                bus_call_reply(call, result);
+        publish_deleted(fs, path);
         return 0;
 }
 

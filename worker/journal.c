@@ -693,6 +693,29 @@ static int entry_compact(JournalEntry *e, uint64_t version, const Document *doc)
         return 0;
 }
 
+int journal_set_path(JournalEntry *e, const char *path, uint64_t version, const Document *doc)
+{
+        char *old = e->path;
+        int r;
+
+        assert(e && path && doc);
+        if (path[0] != '/' || strlen(path) >= PATH_MAX)
+                return -EINVAL;
+        e->path = strdup(path);
+        if (!e->path) {
+                e->path = old;
+                return -ENOMEM;
+        }
+        r = entry_compact(e, version, doc);
+        if (r < 0) {
+                free(e->path);
+                e->path = old;
+                return r;
+        }
+        free(old);
+        return 0;
+}
+
 /* Append one finished record, or compact instead when the log has grown too big. */
 static int entry_append(JournalEntry *e, const Buf *rec, size_t cost, uint64_t new_version,
                         const Document *doc)

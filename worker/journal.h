@@ -73,5 +73,8 @@ int journal_append_edit(JournalEntry *e, uint64_t version, const DocChange *chan
                         size_t cost, const Document *doc);
 /* Record that the buffer, at version, is now based on the disk content with this tag. */
 int journal_set_tag(JournalEntry *e, uint64_t version, const char *tag, const Document *doc);
+/* The buffer, at version with text doc, now has another path (its file was renamed): a new snapshot
+ * under that path replaces the snapshot and the log. On failure the entry keeps the old path. */
+int journal_set_path(JournalEntry *e, const char *path, uint64_t version, const Document *doc);
 /* Forget a buffer (saved, reverted or closed): its files are removed. */
 void journal_remove(JournalEntry *e);

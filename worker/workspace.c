@@ -1283,6 +1283,126 @@ static void on_changed_on_disk(const char *topic, const cJSON *params, ClientId 
                 disk_modified(ws, path->valuestring);
 }
 
+/* Give buffer b the path `to`, journal entry included, and tell every connection. tag: the file's tag
+ * after the rename when it is the file the buffer was based on, else NULL. */
+static int buffer_move(Buffer *b, const char *to, const char *tag)
+{
+        _cleanup_json_ cJSON *ev = NULL;
+        char *path = strdup(to);
+        int r;
+
+        if (tag && !streq(tag, b->tag)) {
+                char *copy = strdup(tag);
+
+                if (!copy || (b->journal && journal_set_tag(b->journal, b->version, tag, b->doc) < 0)) {
+                        free(copy);
+                        free(path);
+                        return -ENOMEM;
+                }
+                free(b->tag);
+                b->tag = copy;
+        }
+
+        ev = json_object_path(to);
+        if (!path || !ev || !cJSON_AddStringToObject(ev, "oldPath", b->path) ||
+            !cJSON_AddNumberToObject(ev, "version", (double)b->version)) {
+                free(path);
+                return -ENOMEM;
+        }
+        /* The journal first: if it cannot follow, the buffer stays where a restart would put it. */
+        if (b->journal) {
+                r = journal_set_path(b->journal, to, b->version, b->doc);
+                if (r < 0) {
+                        free(path);
+                        return r;
+                }
+        }
+        log_debug("Buffer %s follows its file to %s.", b->path, to);
+        free(b->path);
+        b->path = path;
+        bus_publish(b->ws->bus, EVENT_FILE_RENAMED, TAKE_PTR(ev), BUS_ALL_CLIENTS, 0);
+        return 0;
+}
+
+/* The fs service renamed `from` (a file, or a folder with everything in it) to `to`: the buffers at or
+ * below it follow with their unsaved edits. A buffer already open at a new name (a rename over it)
+ * gives way when it is clean; when it has unsaved edits, both stay where they are, flagged. */
+static void on_fs_renamed(const char *topic, const cJSON *params, ClientId origin, void *userdata)
+{
+        Workspace *ws = userdata;
+        const cJSON *from = cJSON_GetObjectItemCaseSensitive(params, "from");
+        const cJSON *to = cJSON_GetObjectItemCaseSensitive(params, "to");
+        const cJSON *old_tag = cJSON_GetObjectItemCaseSensitive(params, "oldTag");
+        const cJSON *tag = cJSON_GetObjectItemCaseSensitive(params, "tag");
+        size_t from_len;
+        bool changed = false;
+
+        if (ws->stopping || !cJSON_IsString(from) || !cJSON_IsString(to) || from->valuestring[0] != '/' ||
+            to->valuestring[0] != '/' || streq(from->valuestring, to->valuestring))
+                return;
+        from_len = strlen(from->valuestring);
+        for (size_t i = 0; i < ws->n_buffers;) {
+                Buffer *b = ws->buffers[i], *there;
+                _cleanup_free_ char *dest = NULL;
+                int r;
+
+                if (!path_is_below_or_same(b->path, from->valuestring) ||
+                    asprintf(&dest, "%s%s", to->valuestring, b->path + from_len) < 0 ||
+                    strlen(dest) >= PATH_MAX) {
+                        i++;
+                        continue;
+                }
+                there = ws_find(ws, dest);
+                if (there && there->dirty) {
+                        set_disk_changed(there);
+                        set_disk_changed(b);
+                        i++;
+                        continue;
+                }
+                if (there) {
+                        /* Its file was replaced by the one that moved there. */
+                        size_t k;
+                        for (k = 0; k < ws->n_buffers && ws->buffers[k] != there; k++)
+                                ;
+                        buffer_close(there);
+                        if (k < i)
+                                i--;
+                        changed = true;
+                }
+                /* The renamed file itself, unchanged since the buffer read it, keeps it clean of
+                 * conflicts: its new tag is the same content's. */
+                r = buffer_move(b, dest,
+                                streq(b->path, from->valuestring) && cJSON_IsString(old_tag) &&
+                                        tag_ok(tag) && streq(old_tag->valuestring, b->tag)
+                                    ? tag->valuestring
+                                    : NULL);
+                if (r < 0) {
+                        log_warning_errno(r, "Failed to move the buffer of %s to %s, leaving it: %m",
+                                          b->path, dest);
+                        set_disk_changed(b);
+                } else
+                        changed = true;
+                i++;
+        }
+        if (changed) {
+                ws_persist_state(ws);
+                ws_publish_state(ws);
+        }
+}
+
+/* The fs service removed `path`: buffers at or below it say so (their text stays, to be saved again). */
+static void on_fs_deleted(const char *topic, const cJSON *params, ClientId origin, void *userdata)
+{
+        Workspace *ws = userdata;
+        const cJSON *path = cJSON_GetObjectItemCaseSensitive(params, "path");
+
+        if (ws->stopping || !cJSON_IsString(path))
+                return;
+        for (size_t i = 0; i < ws->n_buffers; i++)
+                if (path_is_below_or_same(ws->buffers[i]->path, path->valuestring))
+                        set_disk_changed(ws->buffers[i]);
+}
+
 static void on_terminals_changed(const char *topic, const cJSON *params, ClientId origin, void *userdata)
 {
         Workspace *ws = userdata;
@@ -1581,6 +1701,10 @@ static int workspace_start(const ServiceContext *ctx, void **ret)
         if (r >= 0)
                 r = bus_subscribe(ctx->bus, EVENT_FILE_CHANGED_ON_DISK, on_changed_on_disk, ws);
         if (r >= 0)
+                r = bus_subscribe(ctx->bus, EVENT_FS_RENAMED, on_fs_renamed, ws);
+        if (r >= 0)
+                r = bus_subscribe(ctx->bus, EVENT_FS_DELETED, on_fs_deleted, ws);
+        if (r >= 0)
                 r = bus_subscribe(ctx->bus, EVENT_TERMINALS_CHANGED, on_terminals_changed, ws);
         if (r >= 0)
                 r = journal_load(ws->journal, &ws->saved, &ws->saved_docs, &ws->n_saved_docs);
@@ -1604,6 +1728,8 @@ static void workspace_stop(void *userdata)
         /* Held until the end, so that no operation finishing below frees the workspace under us. */
         ws->n_ops++;
         bus_unsubscribe(ws->bus, EVENT_FILE_CHANGED_ON_DISK, on_changed_on_disk, ws);
+        bus_unsubscribe(ws->bus, EVENT_FS_RENAMED, on_fs_renamed, ws);
+        bus_unsubscribe(ws->bus, EVENT_FS_DELETED, on_fs_deleted, ws);
         bus_unsubscribe(ws->bus, EVENT_TERMINALS_CHANGED, on_terminals_changed, ws);
 
         /* Saves that have not started are answered now; running operations finish with an error when
