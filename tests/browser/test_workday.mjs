@@ -160,6 +160,44 @@ test("explorer: new file and folder, rename with F2 carrying unsaved edits, drag
   });
 });
 
+test("a rename made in one tab moves the buffer in every tab, unsaved edits and all, and a reload finds it there", async () => {
+  const g = await new Gateway().start();
+  writeHome(g, "docs/report.txt", "draft\n");
+  await withBrowser("renames followed", g, async ({ newPage }) => {
+    const first = await newPage();
+    await openApp(first, g);
+    const second = await newPage(first.context());
+    await openApp(second, g);
+    const report = await openFromTree(second, g, "docs/report.txt");
+    await second.locator(editorContent).click();
+    await second.keyboard.press("Control+End");
+    await second.keyboard.type("typed in the second tab");
+    await second.locator(`.tab.dirty[data-synced="true"][data-path="${report}"]`).waitFor();
+
+    // The first tab renames the folder from the explorer; it never opened the file.
+    await menu(first, `${g.home}/docs`, "Rename…");
+    await typeName(first, "papers");
+    const moved = `${g.home}/papers/report.txt`;
+    await second.locator(`.tab.active.dirty[data-path="${moved}"]`).waitFor();
+    assert.equal(await second.locator(`.tab[data-path="${report}"]`).count(), 0);
+    assert.equal(await editorText(second), "draft\ntyped in the second tab");
+    // The first tab mirrors the workspace: the buffer is open there too, under its new name.
+    await first.locator(`.tab.dirty[data-path="${moved}"]`).waitFor();
+    assert.equal(readHome(g, "papers/report.txt"), "draft\n", "the rename saved nothing");
+
+    // Typing goes on in the moved tab, and a reload shows it under the new name with every edit.
+    await second.keyboard.type("!");
+    await second.locator(`.tab.dirty[data-synced="true"][data-path="${moved}"]`).waitFor();
+    await second.reload();
+    await second.locator('#link[data-state="connected"]').waitFor({ timeout: 15_000 });
+    await second.locator(`.tab.dirty[data-path="${moved}"]`).click();
+    await until(async () => (await editorText(second)) === "draft\ntyped in the second tab!", { what: "the edits after the reload" });
+    await second.keyboard.press("Control+s");
+    await until(() => readHome(g, "papers/report.txt") === "draft\ntyped in the second tab!", { what: "saved under the new name" });
+    assert.ok(!existsSync(join(g.home, "docs")));
+  });
+});
+
 test("editor: indentation from the file, Ctrl+G, Ctrl+H, highlighting for what a class writes", async () => {
   const g = await new Gateway().start();
   writeHome(g, "four.py", "def f():\n    if True:\n        return 1\n");

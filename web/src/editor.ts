@@ -59,13 +59,13 @@ class Tab {
   readonly element: HTMLElement;
 
   constructor(
-    readonly path: string,
+    public path: string,
     private readonly area: EditorArea,
   ) {
     this.sync = new DocSync(path, 0, {
       text: () => this.text(),
       applyRemote: (changes) => this.applyRemote(changes),
-      problem: (message) => area.events.notify(`${basename(path)}: ${message}`, "error"),
+      problem: (message) => area.events.notify(`${basename(this.path)}: ${message}`, "error"),
       changed: () => area.renderTab(this),
     });
     const label = h("span", { class: "tab-label", text: basename(path) });
@@ -74,13 +74,23 @@ class Tab {
     this.element.addEventListener("mousedown", (e) => {
       if (e.button === 1) {
         e.preventDefault();
-        void area.close(path);
+        void area.close(this.path);
       }
     });
     this.element.addEventListener("click", (e) => {
-      if ((e.target as HTMLElement).closest(".tab-close")) void area.close(path);
-      else area.activate(path);
+      if ((e.target as HTMLElement).closest(".tab-close")) void area.close(this.path);
+      else area.activate(this.path);
     });
+  }
+
+  /** The worker moved this buffer to `path` (its file was renamed). */
+  retarget(path: string): void {
+    this.path = path;
+    this.sync.path = path;
+    this.element.title = path;
+    this.element.dataset.path = path;
+    (this.element.querySelector(".tab-label") as HTMLElement).textContent = basename(path);
+    this.element.querySelector(".tab-close")!.setAttribute("aria-label", `Close ${basename(path)}`);
   }
 
   get dirty(): boolean {
@@ -520,33 +530,26 @@ export class EditorArea {
     return this.paths.filter((p) => p === path || p.startsWith(path + "/"));
   }
 
-  /** The explorer renamed or moved `from` to `to`: every buffer at or below it follows, its unsaved
-   * edits included. The worker opens the new name, takes the text, and drops the old buffer. */
-  async renamed(from: string, to: string): Promise<void> {
-    const rpc = this.rpc;
-    if (!rpc) return;
-    for (const oldPath of this.tabsUnder(from)) {
-      const tab = this.tabs.get(oldPath)!;
-      const newPath = to + oldPath.slice(from.length);
-      const wasActive = this.activeTab === tab;
-      try {
-        await tab.sync.flush();
-        const text = tab.text();
-        const dirty = tab.dirty;
-        this.closing.add(oldPath);
-        const opened = await rpc.call("file:open", { path: newPath });
-        if (dirty && opened.encoding !== "base64" && opened.content !== text)
-          await rpc.call("file:edit", { path: newPath, version: opened.version, changes: [{ from: 0, to: opened.content.length, insert: text }] });
-        await rpc.call("file:close", { path: oldPath, discard: true });
-        this.drop(oldPath);
-        await this.load(newPath, false);
-        if (wasActive) this.activate(newPath);
-      } catch (error) {
-        this.events.notify(`${basename(oldPath)} was renamed, but its tab could not follow: ${messageOf(error)}`, "error");
-      } finally {
-        this.closing.delete(oldPath);
-      }
+  /** file:renamed: the worker moved the buffer at `oldPath` to `path` (a rename through fs, from this
+   * page or another). The tab follows in place: its editor, history and unconfirmed typing stay. */
+  bufferRenamed(oldPath: string, path: string): void {
+    const tab = this.tabs.get(oldPath);
+    if (!tab) return;
+    if (this.tabs.has(path)) this.drop(path);
+    const entries = [...this.tabs.entries()].map(([p, t]): [string, Tab] => (t === tab ? [path, t] : [p, t]));
+    this.tabs.clear();
+    for (const [p, t] of entries) this.tabs.set(p, t);
+    tab.retarget(path);
+    tab.deleted = false;
+    tab.element.classList.remove("deleted");
+    if (this.merge?.path === oldPath) this.closeCompare();
+    if (this.activeTab === tab) {
+      sessionStorage.setItem("helios.activeFile", path);
+      this.events.onActiveChange(path);
+      this.reportCursor();
     }
+    this.renderTab(tab);
+    this.updateBanner();
   }
 
   /** The worker flags a buffer whose file changed on disk: if the file is gone, say that instead. */

@@ -113,7 +113,6 @@ class App {
         this.showExplorer(false, true);
         void this.editor.open(path);
       },
-      renamed: (from, to) => this.editor.renamed(from, to),
       deleted: (path) => this.editor.deleted(path),
       notify: (message, kind) => this.notify(message, kind),
       expandedFolders: () => this.settings.values.expandedFolders,
@@ -200,6 +199,7 @@ class App {
     rpc.on("state:updated", (state) => this.mirror(state));
     rpc.on("settings:changed", ({ settings }) => this.settings.take(settings));
     rpc.on("file:edited", ({ path, version, changes }) => this.editor.remoteEdit(path, version, changes));
+    rpc.on("file:renamed", ({ path, oldPath }) => this.editor.bufferRenamed(oldPath, path));
     rpc.on("file:changed_on_disk", ({ path, oldPath }) => {
       this.tree.changed(path, oldPath);
       this.editor.changedOnDisk(path, oldPath);

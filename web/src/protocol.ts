@@ -132,6 +132,7 @@ export interface Notifications {
   [method: string]: unknown;
   "state:updated": WorkspaceState;
   "file:edited": { path: string; version: number; changes: Change[] };
+  "file:renamed": { path: string; oldPath: string; version: number };
   "file:changed_on_disk": { path: string; kind: "created" | "modified" | "deleted" | "moved"; oldPath?: string };
   "settings:changed": { settings: import("./settings").SettingsValues };
   "fs:watch_error": { path: string; errno: string; message: string; limit?: number };

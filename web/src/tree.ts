@@ -11,7 +11,6 @@ import { messageOf } from "./editor";
 export interface TreeEvents {
   openFile: (path: string) => void;
   /** `from` (a file or a folder) is now `to`: open buffers follow. */
-  renamed: (from: string, to: string) => Promise<void>;
   /** `path` (a file or a folder) was deleted: open buffers say so. */
   deleted: (path: string) => void;
   notify: (message: string, kind?: "info" | "error") => void;
@@ -182,7 +181,6 @@ export class FileTree {
     this.forget(from);
     await Promise.all([this.refresh(dirname(from)), this.refresh(dirname(to))]);
     this.focusPath(to);
-    await this.events.renamed(from, to);
   }
 
   /** Drag and drop: `from` into the folder `dir`. */
