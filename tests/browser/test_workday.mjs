@@ -3,6 +3,7 @@
 
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Gateway, closeBrowser, ownToGateway, until, withBrowser } from "./harness.mjs";
@@ -584,6 +585,47 @@ test("upload many files, a large one in chunks with progress and cancel, by butt
     const [saved2] = await Promise.all([page.waitForEvent("download", { timeout: 60_000 }),
       page.locator('.context-menu [data-label="Download"]').click()]);
     assert.ok(readFileSync(await saved2.path()).equals(large), "the large download is the file");
+  });
+});
+
+test("a folder downloads as a zip file from the explorer's menu, with progress, and unzips to the same tree", async () => {
+  const g = await new Gateway().start();
+  writeHome(g, "course/week1/notes.md", "# Week 1\n");
+  writeHome(g, "course/week1/caf\u00e9.py", "print('hi')\n");
+  const blob = Buffer.alloc(6 * 1024 * 1024);
+  for (let i = 0; i < blob.length; i += 4) blob.writeUInt32LE((i * 2654435761) >>> 0, i);
+  writeHome(g, "course/data/blob.bin", blob);
+  await withBrowser("zip download", g, async ({ newPage }) => {
+    const page = await newPage();
+    await openApp(page, g);
+    await row(page, `${g.home}/course`).click({ button: "right" });
+    const [saved] = await Promise.all([
+      page.waitForEvent("download", { timeout: 60_000 }),
+      (async () => {
+        await page.locator('.context-menu [data-label="Download as Zip"]').click();
+        // Its progress shows while the worker makes it.
+        await page.locator(`.upload.download[data-path="${g.home}/course"]`).waitFor();
+        await shot(page, "zip-download");
+      })(),
+    ]);
+    assert.equal(saved.suggestedFilename(), "course.zip");
+    const zip = join(g.home, "..", "course.zip");
+    writeFileSync(zip, readFileSync(await saved.path()));
+    const listing = execFileSync("/usr/bin/python3", ["-c", `
+import sys, zipfile, json
+z = zipfile.ZipFile(sys.argv[1])
+assert z.testzip() is None
+print(json.dumps({i.filename: (z.read(i).hex() if i.file_size < 1000 else i.file_size) for i in z.infolist()}))
+`, zip], { encoding: "utf8" });
+    assert.deepEqual(JSON.parse(listing), {
+      "course/": "",
+      "course/week1/": "",
+      "course/week1/notes.md": Buffer.from("# Week 1\n").toString("hex"),
+      "course/week1/caf\u00e9.py": Buffer.from("print('hi')\n").toString("hex"),
+      "course/data/": "",
+      "course/data/blob.bin": blob.length,
+    });
+    await page.locator(".upload.download").waitFor({ state: "detached" });
   });
 });
 

@@ -119,6 +119,7 @@ class App {
       upload: (dir, files) => this.uploads.add(dir, files),
       chooseUpload: (dir) => this.chooseUpload(dir),
       download: (path) => void this.download(path),
+      downloadZip: (path) => void this.uploads.downloadZip(path),
       setExpandedFolders: (paths) => {
         this.settings.values.expandedFolders = paths;
         void this.settings.set({ expandedFolders: paths });

@@ -102,6 +102,12 @@ export interface Methods {
     result: { path: string; size: number; offset: number; data: string; tag: string };
   };
   "fs:upload_abort": { params: { uploadId: number }; result: Empty };
+  "fs:archive_begin": { params: { path: string }; result: { archiveId: number; path: string; name: string } };
+  "fs:archive_read": {
+    params: { archiveId: number };
+    result: { archiveId: number; offset: number; data: string; done: boolean; files: number; skipped: number };
+  };
+  "fs:archive_cancel": { params: { archiveId: number }; result: Empty };
   "fs:write_file": {
     params: { path: string; content: string; encoding?: Encoding; expectedTag?: string };
     result: { path: string; tag: string; size: number; mtime: number };

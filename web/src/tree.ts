@@ -21,6 +21,7 @@ export interface TreeEvents {
   upload: (dir: string, files: FileList) => void;
   chooseUpload: (dir: string) => void;
   download: (path: string) => void;
+  downloadZip: (path: string) => void;
 }
 
 const hasFiles = (e: DragEvent) => !!e.dataTransfer && [...e.dataTransfer.types].includes("Files");
@@ -108,6 +109,7 @@ export class FileTree {
       { label: "Upload Files…", run: () => this.events.chooseUpload(dir) },
     ];
     if (!isDir) items.push({ label: "Download", run: () => this.events.download(path) });
+    else items.push({ label: "Download as Zip", run: () => this.events.downloadZip(path) });
     if (path !== this.root) {
       items.push(
         { label: "Rename…", shortcut: "F2", run: () => void this.rename(path) },
