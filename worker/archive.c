@@ -8,7 +8,7 @@
  * of the archive, whether they lead inside the workspace or not) and opens every name beneath the
  * directory it was found in, so nothing outside the folder can be read through it. An archive belongs
  * to the connection that began it and ends with it (or with fs:archive_cancel, or when not read for
- * ARCHIVE_IDLE_MS); at most ARCHIVE_MAX_ACTIVE are made at once in a worker. */
+ * --archive-idle-timeout); at most ARCHIVE_MAX_ACTIVE are made at once in a worker. */
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
@@ -37,7 +37,6 @@
 #define ARCHIVE_CHUNK      (512u * 1024u)
 #define ARCHIVE_READ_BLOCK (64u * 1024u)
 #define ARCHIVE_MAX_DEPTH  128u
-#define ARCHIVE_IDLE_MS    (60u * 1000u)
 
 typedef struct Frame {
         DIR *dir;
@@ -76,6 +75,7 @@ typedef struct Archives {
         Archive *active[ARCHIVE_MAX_ACTIVE];
         uint64_t next_id;
         uv_timer_t idle_timer;
+        uint64_t idle_ms;
         unsigned running;
         bool stopping;
 } Archives;
@@ -540,8 +540,7 @@ static void on_idle_timer(uv_timer_t *t)
         uint64_t now = uv_now(s->loop);
 
         for (size_t i = 0; i < ARCHIVE_MAX_ACTIVE; i++)
-                if (s->active[i] && !s->active[i]->running &&
-                    now - s->active[i]->last_used >= ARCHIVE_IDLE_MS) {
+                if (s->active[i] && !s->active[i]->running && now - s->active[i]->last_used >= s->idle_ms) {
                         log_debug("Archive %" PRIu64 " of %s not read for a while, dropped.",
                                   s->active[i]->id, s->active[i]->path);
                         job_drop(&s->active[i]);
@@ -557,6 +556,7 @@ static int archives_start(const ServiceContext *ctx, void **ret)
                 return -ENOMEM;
         s->loop = ctx->loop;
         s->bus = ctx->bus;
+        s->idle_ms = ctx->config->archive_idle_ms;
         r = fs_roots_new(ctx->config->roots, ctx->config->n_roots, &s->roots);
         if (r < 0) {
                 free(s);
@@ -571,7 +571,7 @@ static int archives_start(const ServiceContext *ctx, void **ret)
         s->idle_timer.data = s;
         uv_unref((uv_handle_t *)&s->idle_timer);
         *ret = s;
-        r = uv_timer_start(&s->idle_timer, on_idle_timer, ARCHIVE_IDLE_MS / 4, ARCHIVE_IDLE_MS / 4);
+        r = uv_timer_start(&s->idle_timer, on_idle_timer, s->idle_ms / 4, s->idle_ms / 4);
         if (r >= 0)
                 r = bus_serve(ctx->bus, "fs:archive_begin", on_begin, s);
         if (r >= 0)

@@ -60,6 +60,9 @@ static void help(void)
                "                             (default 10min)\n"
                "     --max-connections N     Concurrent client connections (default 64)\n"
                "     --max-terminals N       Live terminals (default 32)\n"
+               "     --archive-idle-timeout TIME\n"
+               "                             Drop a folder's zip download not read for TIME\n"
+               "                             (default 1min)\n"
                "     --scrollback N          Terminal scrollback bytes (default 1M)\n"
                "     --watch-exclude NAME    Directory name not watched (repeatable;\n"
                "                             default: .git node_modules; 'none' clears)\n"
@@ -93,6 +96,7 @@ enum {
         ARG_IDLE_TIMEOUT,
         ARG_MAX_CONNECTIONS,
         ARG_MAX_TERMINALS,
+        ARG_ARCHIVE_IDLE,
         ARG_SCROLLBACK,
         ARG_WATCH_EXCLUDE,
         ARG_MAX_WATCHES,
@@ -120,6 +124,7 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
             {"idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT},
             {"max-connections", required_argument, NULL, ARG_MAX_CONNECTIONS},
             {"max-terminals", required_argument, NULL, ARG_MAX_TERMINALS},
+            {"archive-idle-timeout", required_argument, NULL, ARG_ARCHIVE_IDLE},
             {"scrollback", required_argument, NULL, ARG_SCROLLBACK},
             {"watch-exclude", required_argument, NULL, ARG_WATCH_EXCLUDE},
             {"max-watches", required_argument, NULL, ARG_MAX_WATCHES},
@@ -147,6 +152,7 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
             .idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS,
             .max_connections = DEFAULT_MAX_CONNECTIONS,
             .max_terminals = DEFAULT_MAX_TERMINALS,
+            .archive_idle_ms = DEFAULT_ARCHIVE_IDLE_MS,
             .scrollback = DEFAULT_SCROLLBACK,
             .max_watches = DEFAULT_MAX_WATCHES,
             .high_water = DEFAULT_HIGH_WATER,
@@ -218,6 +224,10 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                         break;
                 case ARG_MAX_CONNECTIONS:
                         NUM_ARG(parse_uint, max_connections, 1, 65536, "connection limit");
+                        break;
+                case ARG_ARCHIVE_IDLE:
+                        NUM_ARG(parse_duration_ms, archive_idle_ms, 1000, 24ULL * 3600 * 1000,
+                                "archive idle timeout");
                         break;
                 case ARG_MAX_TERMINALS:
                         NUM_ARG(parse_uint, max_terminals, 0, 4096, "terminal limit");

@@ -217,3 +217,28 @@ def test_abandoned_archives_are_cleaned_up(worker, tmp_path):
         ids = [d.call("fs:archive_begin", {"path": root})["archiveId"] for _ in range(2)]
         for i in ids:
             d.call("fs:archive_cancel", {"archiveId": i})
+
+
+def test_archive_not_read_is_dropped(make_worker):
+    """A page that begins a download and stops reading (its connection still open) does not keep
+    the folder open: after --archive-idle-timeout the archive is gone and its slot free."""
+    worker = make_worker("--archive-idle-timeout=2s")
+    root = worker.path("proj")
+    make_tree(root)
+    root = os.path.realpath(root)
+    with worker.connect() as c:
+        c.call("fs:stat", {"path": root})
+        baseline = open_fds(worker.pid)
+        ids = [c.call("fs:archive_begin", {"path": root})["archiveId"] for _ in range(2)]
+        c.call("fs:archive_read", {"archiveId": ids[0]})
+        assert open_fds(worker.pid) > baseline
+        # Still read now and then: kept.
+        time.sleep(1.2)
+        c.call("fs:archive_read", {"archiveId": ids[0]})
+        deadline = time.monotonic() + 10
+        while open_fds(worker.pid) > baseline and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert open_fds(worker.pid) == baseline
+        for i in ids:
+            assert fail(c, "fs:archive_read", {"archiveId": i}).code == NOT_FOUND
+        assert c.call("fs:archive_begin", {"path": root})["archiveId"] > ids[1]
