@@ -667,6 +667,16 @@ test("text in ISO-8859-1 and Windows-1252: edited and saved back in its encoding
     await page.locator(`.tab.dirty[data-synced="true"][data-path="${quotes}"]`).waitFor();
     await page.keyboard.press("Control+s");
     await until(() => bytes("quotes.txt").equals(Buffer.from([0x93, 0x68, 0x69, 0x94, 0x20, 0x80, 0x0a, 0x91, 0x80, 0x32, 0x92])), { what: "saved in Windows-1252" });
+
+    // Changed on disk meanwhile: the compare view shows the disk side decoded the same way.
+    await page.keyboard.type(" mine");
+    await page.locator(`.tab.dirty[data-synced="true"][data-path="${quotes}"]`).waitFor();
+    writeHome(g, "quotes.txt", Buffer.from([0x93, 0x74, 0x68, 0x65, 0x69, 0x72, 0x73, 0x94, 0x20, 0x80, 0x0a]));
+    const banner = page.locator("#conflict-banner");
+    await banner.waitFor({ state: "visible" });
+    await banner.locator('[data-action="compare"]').click();
+    await until(async () => (await editorText(page, ".merge-overlay .cm-merge-a .cm-content")) === "\u201ctheirs\u201d \u20ac\n",
+      { what: "the disk side in Windows-1252" });
   });
 });
 

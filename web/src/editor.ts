@@ -632,7 +632,9 @@ export class EditorArea {
     const rpc = this.rpc;
     if (!rpc) return "(not connected)";
     try {
-      const r = await rpc.call("fs:read_file", { path, encoding: "utf-8" });
+      // In the buffer's own encoding, so that a Latin-1 or Windows-1252 file compares as text too.
+      const encoding = this.tabs.get(path)?.encoding;
+      const r = await rpc.call("fs:read_file", { path, encoding: encoding && encoding !== "base64" ? encoding : "utf-8" });
       return r.content;
     } catch (error) {
       return error instanceof RpcError && error.code === ErrorCode.NotFound ? "" : `(cannot read: ${messageOf(error)})`;
