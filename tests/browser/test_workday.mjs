@@ -196,6 +196,13 @@ test("a rename made in one tab moves the buffer in every tab, unsaved edits and 
     await second.keyboard.press("Control+s");
     await until(() => readHome(g, "papers/report.txt") === "draft\ntyped in the second tab!", { what: "saved under the new name" });
     assert.ok(!existsSync(join(g.home, "docs")));
+
+    // Deleted from the first tab's explorer: the second tab says so and keeps the text.
+    await menu(first, moved, "Delete");
+    await first.locator('.dialog[role="alertdialog"] [data-value="delete"]').click();
+    await second.locator(`.tab.active.deleted[data-path="${moved}"]`).waitFor();
+    await until(async () => /was deleted/.test(await second.locator("#conflict-banner").innerText().catch(() => "")), { what: "the deletion said in the other tab" });
+    assert.equal(await editorText(second), "draft\ntyped in the second tab!");
   });
 });
 
