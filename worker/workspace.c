@@ -1291,20 +1291,23 @@ static int buffer_move(Buffer *b, const char *to, const char *tag)
         char *path = strdup(to);
         int r;
 
+        if (!path)
+                return -ENOMEM;
         if (tag && !streq(tag, b->tag)) {
                 char *copy = strdup(tag);
 
-                if (!copy || (b->journal && journal_set_tag(b->journal, b->version, tag, b->doc) < 0)) {
+                r = !copy ? -ENOMEM : b->journal ? journal_set_tag(b->journal, b->version, tag, b->doc) : 0;
+                if (r < 0) {
                         free(copy);
                         free(path);
-                        return -ENOMEM;
+                        return r;
                 }
                 free(b->tag);
                 b->tag = copy;
         }
 
         ev = json_object_path(to);
-        if (!path || !ev || !cJSON_AddStringToObject(ev, "oldPath", b->path) ||
+        if (!ev || !cJSON_AddStringToObject(ev, "oldPath", b->path) ||
             !cJSON_AddNumberToObject(ev, "version", (double)b->version)) {
                 free(path);
                 return -ENOMEM;
