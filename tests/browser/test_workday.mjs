@@ -684,6 +684,14 @@ test("text in ISO-8859-1 and Windows-1252: edited and saved back in its encoding
     await banner.locator('[data-action="compare"]').click();
     await until(async () => (await editorText(page, ".merge-overlay .cm-merge-a .cm-content")) === "\u201ctheirs\u201d \u20ac\n",
       { what: "the disk side in Windows-1252" });
+
+    // A clean Latin-1 file rewritten outside in Windows-1252: it reloads, and the status bar says so.
+    await page.keyboard.press("Escape");
+    await openFromTree(page, g, "latin.txt");
+    assert.equal(await page.locator("#encoding").innerText(), "ISO-8859-1");
+    writeHome(g, "latin.txt", Buffer.from([0x80, 0x0a]));
+    await until(async () => (await editorText(page)) === "\u20ac\n", { what: "the reload" });
+    await until(async () => (await page.locator("#encoding").innerText()) === "Windows-1252", { what: "the new encoding shown" });
   });
 });
 

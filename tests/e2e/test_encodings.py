@@ -215,3 +215,32 @@ def test_unsaved_edit_keeps_its_encoding_through_kill9(ws, c1):
         assert e.code == INVALID_PARAMS and e.data["encoding"] == "windows-1252"
         c.call("file:save", {"path": path})
         assert read_bytes(path) == ("\u20ac " + CP1252).encode("cp1252")
+
+
+def test_conflict_and_forced_save_keep_the_encoding(ws, c1):
+    path = make(ws, "c.txt", "caf\u00e9\n".encode("latin-1"))
+    c1.call("file:open", {"path": path})
+    c1.call("file:edit", {"path": path, "version": 1, "changes": [{"from": 0, "to": 0, "insert": "\u00bf"}]})
+    write_bytes(path, "th\u00e9\n".encode("latin-1"))
+    c1.wait_notification("state:updated",
+                         lambda p: any(f["path"] == path and f["diskChanged"] for f in p["openFiles"]))
+    e = fail(c1, "file:save", {"path": path})
+    assert e.code == -32003
+    assert read_bytes(path) == "th\u00e9\n".encode("latin-1")
+    c1.call("file:save", {"path": path, "force": True})
+    assert read_bytes(path) == "\u00bfcaf\u00e9\n".encode("latin-1")
+
+
+def test_clean_buffer_takes_the_new_encoding_of_its_file(ws, c1):
+    path = make(ws, "e.txt", "caf\u00e9\n".encode("latin-1"))
+    assert c1.call("file:open", {"path": path})["encoding"] == "iso-8859-1"
+    # Rewritten outside in Windows-1252: the clean buffer reloads, and says which encoding it has now.
+    write_bytes(path, "\u20ac caf\u00e9\n".encode("cp1252"))
+    ev = c1.wait_notification("file:edited", lambda p: p["path"] == path)
+    assert ev["encoding"] == "windows-1252"
+    buf = c1.call("file:open", {"path": path})
+    assert buf["encoding"] == "windows-1252" and buf["content"] == "\u20ac caf\u00e9\n"
+    c1.call("file:edit", {"path": path, "version": buf["version"],
+                          "changes": [{"from": 0, "to": 0, "insert": "\u2019"}]})
+    c1.call("file:save", {"path": path})
+    assert read_bytes(path) == "\u2019\u20ac caf\u00e9\n".encode("cp1252")

@@ -322,9 +322,16 @@ export class EditorArea {
   }
 
   /** file:edited */
-  remoteEdit(path: string, version: number, changes: { from: number; to: number; insert: string }[]): void {
+  remoteEdit(path: string, version: number, changes: { from: number; to: number; insert: string }[], encoding?: Encoding): void {
     const tab = this.tabs.get(path);
-    if (tab?.loaded) tab.sync.remote(version, changes);
+    if (!tab?.loaded) return;
+    tab.sync.remote(version, changes);
+    // A text file rewritten outside in another encoding (Latin-1 to Windows-1252, say): the status
+    // bar follows. Text turning binary or back goes through a reopen, as before.
+    if (encoding && encoding !== "base64" && tab.encoding !== "base64" && encoding !== tab.encoding) {
+      tab.encoding = encoding;
+      if (this.activeTab === tab) this.reportCursor();
+    }
   }
 
   /** Open a file (from the tree) and show it. */

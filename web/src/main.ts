@@ -217,7 +217,7 @@ class App {
   private listen(rpc: Rpc): void {
     rpc.on("state:updated", (state) => this.mirror(state));
     rpc.on("settings:changed", ({ settings }) => this.settings.take(settings));
-    rpc.on("file:edited", ({ path, version, changes }) => this.editor.remoteEdit(path, version, changes));
+    rpc.on("file:edited", ({ path, version, changes, encoding }) => this.editor.remoteEdit(path, version, changes, encoding));
     rpc.on("file:renamed", ({ path, oldPath }) => this.editor.bufferRenamed(oldPath, path));
     rpc.on("file:changed_on_disk", ({ path, oldPath }) => {
       this.tree.changed(path, oldPath);

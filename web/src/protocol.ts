@@ -160,7 +160,8 @@ export interface SearchMatch {
 export interface Notifications {
   [method: string]: unknown;
   "state:updated": WorkspaceState;
-  "file:edited": { path: string; version: number; changes: Change[] };
+  /** `encoding` comes with a whole-buffer replacement from disk (revert, reload). */
+  "file:edited": { path: string; version: number; changes: Change[]; encoding?: Encoding };
   "file:renamed": { path: string; oldPath: string; version: number };
   "file:changed_on_disk": { path: string; kind: "created" | "modified" | "deleted" | "moved"; oldPath?: string };
   "settings:changed": { settings: import("./settings").SettingsValues };
