@@ -63,6 +63,9 @@ static void help(void)
                "                             attached client for TIME, 0 = never (default 0)\n"
                "     --max-connections N     Concurrent client connections (default 64)\n"
                "     --max-terminals N       Live terminals (default 32)\n"
+               "     --archive-idle-timeout TIME\n"
+               "                             Drop a folder's zip download not read for TIME\n"
+               "                             (default 1min)\n"
                "     --scrollback N          Terminal scrollback bytes (default 1M)\n"
                "     --watch-exclude NAME    Directory name not watched (repeatable;\n"
                "                             default: .git node_modules; 'none' clears)\n"
@@ -102,6 +105,7 @@ enum {
         ARG_IDLE_TIMEOUT,
         ARG_MAX_CONNECTIONS,
         ARG_MAX_TERMINALS,
+        ARG_ARCHIVE_IDLE,
         ARG_SCROLLBACK,
         ARG_WATCH_EXCLUDE,
         ARG_MAX_WATCHES,
@@ -173,6 +177,7 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
             {"idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT},
             {"max-connections", required_argument, NULL, ARG_MAX_CONNECTIONS},
             {"max-terminals", required_argument, NULL, ARG_MAX_TERMINALS},
+            {"archive-idle-timeout", required_argument, NULL, ARG_ARCHIVE_IDLE},
             {"scrollback", required_argument, NULL, ARG_SCROLLBACK},
             {"watch-exclude", required_argument, NULL, ARG_WATCH_EXCLUDE},
             {"max-watches", required_argument, NULL, ARG_MAX_WATCHES},
@@ -203,6 +208,7 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
             .idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS,
             .max_connections = DEFAULT_MAX_CONNECTIONS,
             .max_terminals = DEFAULT_MAX_TERMINALS,
+            .archive_idle_ms = DEFAULT_ARCHIVE_IDLE_MS,
             .scrollback = DEFAULT_SCROLLBACK,
             .max_watches = DEFAULT_MAX_WATCHES,
             .high_water = DEFAULT_HIGH_WATER,
@@ -284,6 +290,10 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                 case ARG_MAX_CONNECTIONS:
                         NUM_ARG(parse_uint, max_connections, 1, 65536, "connection limit");
                         given[WORKER_SETTING_MAX_CONNECTIONS] = true;
+                        break;
+                case ARG_ARCHIVE_IDLE:
+                        NUM_ARG(parse_duration_ms, archive_idle_ms, 1000, 24ULL * 3600 * 1000,
+                                "archive idle timeout");
                         break;
                 case ARG_MAX_TERMINALS:
                         NUM_ARG(parse_uint, max_terminals, 0, 4096, "terminal limit");

@@ -118,13 +118,13 @@ class App {
         this.showExplorer(false, true);
         void this.editor.open(path);
       },
-      renamed: (from, to) => this.editor.renamed(from, to),
       deleted: (path) => this.editor.deleted(path),
       notify: (message, kind) => this.notify(message, kind),
       expandedFolders: () => this.settings.values.expandedFolders,
       upload: (dir, files) => this.uploads.add(dir, files),
       chooseUpload: (dir) => this.chooseUpload(dir),
       download: (path) => void this.download(path),
+      downloadZip: (path) => void this.uploads.downloadZip(path),
       setExpandedFolders: (paths) => {
         this.settings.values.expandedFolders = paths;
         void this.settings.set({ expandedFolders: paths });
@@ -217,7 +217,8 @@ class App {
   private listen(rpc: Rpc): void {
     rpc.on("state:updated", (state) => this.mirror(state));
     rpc.on("settings:changed", ({ settings }) => this.settings.take(settings));
-    rpc.on("file:edited", ({ path, version, changes }) => this.editor.remoteEdit(path, version, changes));
+    rpc.on("file:edited", ({ path, version, changes, encoding }) => this.editor.remoteEdit(path, version, changes, encoding));
+    rpc.on("file:renamed", ({ path, oldPath }) => this.editor.bufferRenamed(oldPath, path));
     rpc.on("file:changed_on_disk", ({ path, oldPath }) => {
       this.tree.changed(path, oldPath);
       this.editor.changedOnDisk(path, oldPath);
