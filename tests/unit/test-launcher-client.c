@@ -125,8 +125,9 @@ static void test_client(void **state)
                 size_t len;
                 int r;
         } reasons[] = {
-            {"refused", 8, -EPERM}, {"busy", 5, -EAGAIN},  {"timeout", 8, -ETIMEDOUT},
-            {"failed", 7, -EIO},    {"whatever", 9, -EIO},
+            {"refused", 8, -EPERM},  {"busy", 5, -EAGAIN},    {"timeout", 8, -ETIMEDOUT},
+            {"failed", 7, -EIO},     {"whatever", 9, -EIO},   {"locked", 7, -EKEYEXPIRED},
+            {"no-home", 8, -ENOENT}, {"masked", 7, -ERFKILL}, {"full", 5, -EUSERS},
         };
         for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
                 char pkt[64];
@@ -146,12 +147,12 @@ static void test_client(void **state)
 
         /* A cancelled request's answer is dropped, and the connection goes on. */
         assert_int_equal(launcher_authenticate(l, "alice", "x", on_auth, &c, &q3), 0);
-        EXPECT(srv, "8\0auth\0alice\0x\0");
+        EXPECT(srv, "12\0auth\0alice\0x\0");
         launcher_request_cancel(q3);
-        SEND(srv, "8\0ok\0");
+        SEND(srv, "12\0ok\0");
         assert_int_equal(launcher_find_worker(l, "alice", on_worker, &w, &p, &q2), 1);
-        EXPECT(srv, "9\0worker\0alice\0");
-        SEND(srv, "9\0ok\0/run/helios/workers/alice.sock\0");
+        EXPECT(srv, "13\0worker\0alice\0");
+        SEND(srv, "13\0ok\0/run/helios/workers/alice.sock\0");
         run_until(&loop, &w.calls, 2);
         assert_int_equal(c.calls, 0);
 
@@ -160,19 +161,19 @@ static void test_client(void **state)
         int lost = 0;
         launcher_on_sessions_lost(l, on_sessions_lost, &lost);
         assert_int_equal(launcher_open_session(l, "k1", "alice", "192.0.2.1", on_auth, &so, &q3), 0);
-        EXPECT(srv, "10\0session-open\0k1\0alice\0"
+        EXPECT(srv, "14\0session-open\0k1\0alice\0"
                     "192.0.2.1\0");
         assert_int_equal(launcher_open_session(l, "k2", "bob", "", on_auth, &sd, &q3), 0);
-        EXPECT(srv, "11\0session-open\0k2\0bob\0\0");
-        SEND(srv, "11\0error\0denied\0");
-        SEND(srv, "10\0ok\0");
+        EXPECT(srv, "15\0session-open\0k2\0bob\0\0");
+        SEND(srv, "15\0error\0denied\0");
+        SEND(srv, "14\0ok\0");
         run_until(&loop, &so.calls, 1);
         run_until(&loop, &sd.calls, 1);
         assert_int_equal(so.r, 0);
         assert_int_equal(sd.r, -EACCES);
         launcher_close_session(l, "k1");
-        EXPECT(srv, "12\0session-close\0k1\0");
-        SEND(srv, "12\0ok\0");
+        EXPECT(srv, "16\0session-close\0k1\0");
+        SEND(srv, "16\0ok\0");
         /* Over the protocol's limits: refused before anything is sent. */
         assert_int_equal(
             launcher_open_session(l, "k3", "alice",
@@ -181,13 +182,13 @@ static void test_client(void **state)
             -EINVAL);
         assert_int_equal(lost, 0);
 
-        /* A malformed answer ends the connection; what was pending fails with -EIO, and the sessions
-         * held for this connection are said to be gone. */
+        /* A malformed answer ends the connection; what was pending fails with -ECONNRESET (not -EIO,
+         * the launcher's own "failed"), and the sessions held for this connection are said to be gone. */
         assert_int_equal(launcher_authenticate(l, "alice", "x", on_auth, &e, &q4), 0);
-        EXPECT(srv, "13\0auth\0alice\0x\0");
-        SEND(srv, "13\0ok\0unexpected\0");
+        EXPECT(srv, "17\0auth\0alice\0x\0");
+        SEND(srv, "17\0ok\0unexpected\0");
         run_until(&loop, &e.calls, 1);
-        assert_int_equal(e.r, -EIO);
+        assert_int_equal(e.r, -ECONNRESET);
         assert_int_equal(lost, 1);
         close(srv);
 
@@ -196,11 +197,11 @@ static void test_client(void **state)
         assert_int_equal(launcher_find_worker(l, "bob", on_worker, &again, &p, &q2), 1);
         srv = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         assert_true(srv >= 0);
-        EXPECT(srv, "14\0worker\0bob\0");
-        /* The launcher goes away with the request pending. */
+        EXPECT(srv, "18\0worker\0bob\0");
+        /* The launcher goes away with the request pending: not a failed start of the worker. */
         close(srv);
         run_until(&loop, &again.calls, 1);
-        assert_int_equal(again.r, -EIO);
+        assert_int_equal(again.r, -ECONNRESET);
 
         /* With nobody listening, a request fails at once. */
         close(lfd);
