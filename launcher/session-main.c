@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <utmpx.h>
 
+#include "account.h"
 #include "launcher-protocol.h"
 #include "log.h"
 #include "macro.h"
@@ -174,6 +175,10 @@ static int session(const Args *a, int sfd)
                 step = "account check";
                 r = pam_acct_mgmt(h, 0);
         }
+        if (r == PAM_SUCCESS && account_password_locked(a->user))
+                /* usermod -L, passwd -l, as the launcher's account check has it: pam_unix's account
+                 * management lets such an account by, as it would a login by SSH key. */
+                r = PAM_PERM_DENIED;
         if (r == PAM_SUCCESS) {
                 step = "credentials";
                 r = pam_setcred(h, PAM_ESTABLISH_CRED);

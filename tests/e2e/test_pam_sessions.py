@@ -17,7 +17,7 @@ import pytest
 
 import helios
 from launcher_fixtures import (LAUNCHER, Launcher, LauncherGateway, as_user, kill_workers, pam_service_files,
-                               remove_worker_cgroups, set_passwords, useradd, userdel)
+                               remove_worker_cgroups, set_passwords, shadow_tool, useradd, userdel)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: accounts, PAM files, utmp")
 
@@ -263,6 +263,12 @@ def test_refusals(make_launcher, accounts, records):
         assert c.request("session-open", "b", BOB, "") == ["error", "denied"]
     finally:
         subprocess.run(["chage", "-E", "-1", BOB], check=True)
+    # A locked password (usermod -L), which pam_unix's account management lets by.
+    shadow_tool(["usermod", "-L", BOB])
+    try:
+        assert c.request("session-open", "b", BOB, "") == ["error", "denied"]
+    finally:
+        shadow_tool(["usermod", "-U", BOB])
     assert [r[0] for r in records.who()] == [ALICE]
     assert not any(BOB in line for line in records.pam_lines())
     c.close()
