@@ -33,8 +33,9 @@
  *                                           with a utmp/wtmp record on line "web/N"; RHOST is the client's
  *                                           address ("" when unknown). "ok" once the session is open;
  *                                           "denied" when PAM's account or session management says no
- *                                           or the password is locked (as for account), "busy" past the bounds below, "refused" as for worker, or when
- *                                           KEY is already open on this connection
+ *                                           or the password is locked (as for account), "busy" past
+ *                                           the bounds below, "refused" as for worker, or when KEY is
+ *                                           already open on this connection
  *   ID \0 "session-close" \0 KEY \0           end the session KEY of this connection: "ok" at once (also
  *                                           for a KEY that is not open); the helper closes the PAM
  *                                           session and the utmp record and exits
