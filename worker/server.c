@@ -19,16 +19,26 @@
 #include "rpc.h"
 #include "service.h"
 #include "socket-util.h"
+#include "tunnel.h"
 
 /* How much is read from a client at a time. */
 #define READ_CHUNK (64u * 1024u)
+/* Tunnels to the workspace's ports (preview:connect) open at once, connecting ones included. */
+#define MAX_TUNNELS 64u
 
 static const ServiceType *const service_types[] = {
     &fs_service_type,       &workspace_service_type, &terminal_service_type,
-    &settings_service_type, &upload_service_type,
+    &settings_service_type, &upload_service_type,    &preview_service_type,
 };
 
 typedef struct Conn Conn;
+
+/* A spliced tunnel, kept so that a shutdown can close it. */
+typedef struct TunnelSlot {
+        Server *server;
+        Tunnel *tunnel;
+        struct TunnelSlot *prev, *next;
+} TunnelSlot;
 
 struct Server {
         uv_loop_t *loop;
@@ -45,6 +55,8 @@ struct Server {
         Conn *conns;
         unsigned n_conns;
         unsigned n_service_conns; /* of n_conns, those of services started from manifests */
+        TunnelSlot *tunnels;      /* spliced tunnels */
+        unsigned n_tunnels;       /* spliced and connecting ones */
 
         uv_timer_t idle_timer;
         uv_signal_t sig_term, sig_int;
@@ -66,7 +78,11 @@ struct Conn {
         bool reading;
         bool eof; /* the client closed its side: flush what is queued, then close */
         bool closing;
-        bool service; /* a service started from a manifest: not a client that keeps the worker up */
+        bool service;     /* a service started from a manifest: not a client that keeps the worker up */
+        bool started;     /* it has sent a message: preview:connect is no longer its first */
+        Tunnel *tunnel;   /* preview:connect: connecting, then answered and waiting to be spliced */
+        bool switching;   /* the answer is queued: splice once it is written */
+        cJSON *tunnel_id; /* the request's id, as its own text */
         Conn *prev, *next;
 };
 
@@ -80,6 +96,8 @@ static void server_update_status(Server *s);
 static void server_check_idle(Server *s);
 static void conn_close(Conn *c);
 static void conn_process(Conn *c);
+static void conn_switch(Conn *c);
+static bool conn_maybe_tunnel(Conn *c, char *line, size_t len);
 
 /* A connection whose client does not read at all is cut off here, whatever is queued for it. */
 static size_t conn_hard_limit(const Server *s)
@@ -117,6 +135,11 @@ static void conn_close(Conn *c)
         c->rpc = rpc_session_free(c->rpc);
         if (c->id != 0)
                 bus_client_remove(s->bus, c->id);
+        if (c->tunnel) {
+                tunnel_abort(TAKE_PTR(c->tunnel));
+                s->n_tunnels--;
+        }
+        cJSON_Delete(TAKE_PTR(c->tunnel_id));
         uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
         log_debug("Client %llu disconnected.", (unsigned long long)c->id);
         server_update_status(s);
@@ -134,6 +157,10 @@ static void on_write(uv_write_t *req, int status)
         if (status < 0) {
                 log_debug("Write to client %llu failed: %s", (unsigned long long)c->id, uv_strerror(status));
                 conn_close(c);
+                return;
+        }
+        if (c->switching && c->queued == 0) {
+                conn_switch(c);
                 return;
         }
         if (c->eof && c->queued == 0) {
@@ -156,7 +183,7 @@ static int conn_send(void *userdata, const char *msg, size_t len)
         WriteReq *w;
         int r;
 
-        if (c->closing || c->eof)
+        if (c->closing || c->eof || c->switching)
                 return -EPIPE;
 
         if (c->queued == 0) {
@@ -263,7 +290,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
  * the worker queue unbounded output. */
 static void conn_process(Conn *c)
 {
-        while (!c->closing && !c->congested) {
+        while (!c->closing && !c->congested && c->rpc && !c->tunnel && !c->switching) {
                 char *line;
                 size_t len;
                 LineReaderEvent ev = line_reader_next(&c->reader, &line, &len);
@@ -272,11 +299,21 @@ static void conn_process(Conn *c)
                         break;
                 if (ev == LINE_READER_OVERSIZE)
                         rpc_session_handle_oversize(c->rpc);
+                else if (!c->started && conn_maybe_tunnel(c, line, len))
+                        continue;
                 else
                         rpc_session_handle(c->rpc, line, len);
+                c->started = true;
         }
         if (c->closing || c->eof)
                 return;
+        if (!c->rpc || c->tunnel || c->switching) {
+                /* What follows the request belongs to the tunnel: it stays in the reader until then. */
+                if (c->reading)
+                        uv_read_stop((uv_stream_t *)&c->pipe);
+                c->reading = false;
+                return;
+        }
         if (c->congested && c->reading) {
                 uv_read_stop((uv_stream_t *)&c->pipe);
                 c->reading = false;
@@ -287,6 +324,155 @@ static void conn_process(Conn *c)
                 }
                 c->reading = true;
         }
+}
+
+/* ---- preview:connect: the connection becomes a tunnel to a port of the workspace ---- */
+
+static void tunnel_slot_closed(void *userdata)
+{
+        TunnelSlot *slot = userdata;
+        Server *s = slot->server;
+
+        if (slot->prev)
+                slot->prev->next = slot->next;
+        else
+                s->tunnels = slot->next;
+        if (slot->next)
+                slot->next->prev = slot->prev;
+        free(slot);
+        s->n_tunnels--;
+        server_update_status(s);
+        server_check_idle(s);
+}
+
+static void conn_send_json(Conn *c, cJSON *msg)
+{
+        _cleanup_json_ cJSON *m = msg;
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+
+        if (!m || !(text = json_print(m, &len))) {
+                log_oom();
+                conn_close(c);
+                return;
+        }
+        (void)conn_send(c, text, len);
+}
+
+/* Answer the request with an error and end the connection once it is out. */
+static void conn_tunnel_refuse(Conn *c, int code, const char *message, cJSON *data)
+{
+        conn_send_json(c, jsonrpc_error_new(c->tunnel_id, code, message, data));
+        if (c->closing)
+                return;
+        c->eof = true;
+        if (c->queued == 0)
+                conn_close(c);
+}
+
+/* Splice: the answer is out. The tunnel takes a duplicate of the socket and the bytes already read
+ * after the request; the connection itself is closed as a client. */
+static void conn_switch(Conn *c)
+{
+        Server *s = c->server;
+        TunnelSlot *slot;
+        uv_os_fd_t fd;
+        int dup_fd, r;
+
+        assert(c->switching && c->tunnel && c->queued == 0);
+        slot = calloc(1, sizeof(TunnelSlot));
+        if (!slot || uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 ||
+            (dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0) {
+                free(slot);
+                conn_close(c);
+                return;
+        }
+        slot->server = s;
+        slot->tunnel = TAKE_PTR(c->tunnel);
+        slot->next = s->tunnels;
+        if (s->tunnels)
+                s->tunnels->prev = slot;
+        s->tunnels = slot;
+        r = tunnel_splice(slot->tunnel, dup_fd, c->reader.buf + c->reader.pos,
+                          line_reader_pending(&c->reader), tunnel_slot_closed, slot);
+        if (r < 0)
+                log_debug("Splicing a tunnel failed: %s", uv_strerror(r));
+        conn_close(c);
+}
+
+static void on_tunnel_connected(Tunnel *t, int r, void *userdata)
+{
+        Conn *c = userdata;
+        Server *s = c->server;
+        cJSON *data;
+
+        assert(c->tunnel == t);
+        if (r < 0) {
+                c->tunnel = NULL;
+                s->n_tunnels--;
+                data = cJSON_CreateObject();
+                if (data && !cJSON_AddStringToObject(data, "errno", errno_name(-r)))
+                        data = (cJSON_Delete(data), NULL);
+                conn_tunnel_refuse(c, RPC_NOT_FOUND, "Nothing accepts connections on that port", data);
+                return;
+        }
+        c->switching = false;
+        conn_send_json(c, jsonrpc_result_new(c->tunnel_id, cJSON_CreateObject()));
+        if (c->closing)
+                return;
+        c->switching = true;
+        if (c->queued == 0)
+                conn_switch(c);
+}
+
+/* The first message of a connection: if it is a preview:connect request, handle it here and return
+ * true. Anything else (a malformed one included) goes the usual way. */
+static bool conn_maybe_tunnel(Conn *c, char *line, size_t len)
+{
+        Server *s = c->server;
+        _cleanup_json_ cJSON *msg = NULL;
+        JsonRpcRequest req;
+        const char *reason;
+        const cJSON *port;
+        uint64_t p = 0;
+        int r;
+
+        if (!memmem(line, len, "\"preview:connect\"", strlen("\"preview:connect\"")))
+                return false;
+        msg = json_parse(line, len);
+        if (!msg || jsonrpc_keep_id_text(msg, line, len) < 0 ||
+            jsonrpc_parse_request(msg, &req, &reason) < 0 || !req.id ||
+            !streq(req.method, "preview:connect"))
+                return false;
+
+        /* From here on the connection is no client of the bus: nothing else may reach it before the
+         * answer, and after it only the tunnel's bytes. */
+        c->started = true;
+        c->rpc = rpc_session_free(c->rpc);
+        bus_client_remove(s->bus, c->id);
+        c->id = 0;
+        c->tunnel_id = cJSON_Duplicate(req.id, true);
+        if (!c->tunnel_id) {
+                conn_close(c);
+                return true;
+        }
+        port = cJSON_IsObject(req.params) ? cJSON_GetObjectItemCaseSensitive(req.params, "port") : NULL;
+        if (!port || !json_get_uint(port, 65535, &p) || p == 0) {
+                conn_tunnel_refuse(c, RPC_INVALID_PARAMS,
+                                   "Invalid params: port must be an integer from 1 to 65535", NULL);
+                return true;
+        }
+        if (s->n_tunnels >= MAX_TUNNELS) {
+                conn_tunnel_refuse(c, RPC_SERVER_ERROR, "Too many preview connections", NULL);
+                return true;
+        }
+        r = tunnel_connect(s->loop, (uint16_t)p, on_tunnel_connected, c, &c->tunnel);
+        if (r < 0) {
+                conn_tunnel_refuse(c, RPC_INTERNAL_ERROR, "Cannot connect", NULL);
+                return true;
+        }
+        s->n_tunnels++;
+        return true;
 }
 
 static bool peer_allowed(const Server *s, int fd)
@@ -453,7 +639,8 @@ static void server_check_idle(Server *s)
                 server_stop(s);
                 return;
         }
-        if (s->n_conns > s->n_service_conns || s->live_terminals > 0 || s->config->idle_timeout_ms == 0) {
+        if (s->n_conns > s->n_service_conns || s->n_tunnels > 0 || s->live_terminals > 0 ||
+            s->config->idle_timeout_ms == 0) {
                 uv_timer_stop(&s->idle_timer);
                 return;
         }
@@ -740,6 +927,13 @@ void server_stop(Server *s)
         manifests_stop(s->manifests);
         while (s->conns)
                 conn_close(s->conns);
+        while (s->tunnels) {
+                TunnelSlot *slot = s->tunnels;
+                s->tunnels = slot->next;
+                tunnel_abort(slot->tunnel);
+                free(slot);
+                s->n_tunnels--;
+        }
         for (size_t i = ELEMENTSOF(service_types); i-- > 0;)
                 if (s->services[i] && service_types[i]->stop) {
                         service_types[i]->stop(s->services[i]);
