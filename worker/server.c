@@ -36,7 +36,7 @@ typedef struct Conn Conn;
 /* A spliced tunnel, kept so that a shutdown can close it. */
 typedef struct TunnelSlot {
         Server *server;
-        Tunnel *tunnel;
+        Splice *splice;
         struct TunnelSlot *prev, *next;
 } TunnelSlot;
 
@@ -388,15 +388,15 @@ static void conn_switch(Conn *c)
                 return;
         }
         slot->server = s;
-        slot->tunnel = TAKE_PTR(c->tunnel);
         slot->next = s->tunnels;
         if (s->tunnels)
                 s->tunnels->prev = slot;
         s->tunnels = slot;
-        r = tunnel_splice(slot->tunnel, dup_fd, c->reader.buf + c->reader.pos,
-                          line_reader_pending(&c->reader), tunnel_slot_closed, slot);
+        /* The tunnel now counts through its slot, which tunnel_slot_closed() lets go of. */
+        r = tunnel_splice(TAKE_PTR(c->tunnel), dup_fd, c->reader.buf + c->reader.pos,
+                          line_reader_pending(&c->reader), tunnel_slot_closed, slot, &slot->splice);
         if (r < 0)
-                log_debug("Splicing a tunnel failed: %s", uv_strerror(r));
+                log_debug("Splicing a tunnel failed: %s", strerror(-r));
         conn_close(c);
 }
 
@@ -927,13 +927,9 @@ void server_stop(Server *s)
         manifests_stop(s->manifests);
         while (s->conns)
                 conn_close(s->conns);
-        while (s->tunnels) {
-                TunnelSlot *slot = s->tunnels;
-                s->tunnels = slot->next;
-                tunnel_abort(slot->tunnel);
-                free(slot);
-                s->n_tunnels--;
-        }
+        /* Each slot goes in its close callback. */
+        for (TunnelSlot *slot = s->tunnels; slot; slot = slot->next)
+                splice_close(slot->splice);
         for (size_t i = ELEMENTSOF(service_types); i-- > 0;)
                 if (s->services[i] && service_types[i]->stop) {
                         service_types[i]->stop(s->services[i]);
