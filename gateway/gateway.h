@@ -18,6 +18,7 @@
 #include "listener.h"
 #include "metrics.h"
 #include "netaddr.h"
+#include "preview.h"
 #include "sessions.h"
 #include "static-files.h"
 #include "throttle.h"
@@ -44,6 +45,7 @@ typedef struct Gateway {
         struct lws_vhost *vhost;
         unsigned header_pool; /* the library's header tables: as many as max_connections at start */
         Listener *listener;
+        Preview *preview; /* previews of users' web servers: NULL unless preview_listen is set */
         Launcher *launcher;
         Auth *auth;
         SessionStore *sessions;

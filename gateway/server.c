@@ -798,6 +798,7 @@ static void on_tick(uv_timer_t *t)
             (session_store_take_used(g->sessions) || g->n_bridges > 0))
                 sessions_save(g);
         account_checks_tick(g->accounts, now);
+        preview_tick(g->preview, now);
         bridge_tick(g, now);
         update_status(g);
         if (g->watchdog_usec > 0 && (now - g->last_watchdog_ms) * 1000 >= g->watchdog_usec / 2) {
@@ -900,6 +901,7 @@ void gateway_stop(Gateway *g)
 
         if (g->listener)
                 listener_stop(g->listener);
+        preview_stop(g->preview);
         bridge_shutdown_all(g);
         if (g->n_bridges == 0 || !uv_is_active((uv_handle_t *)&g->tick)) {
                 shutdown_finish(g);
@@ -1072,6 +1074,18 @@ int gateway_start(Gateway *g)
         if (r < 0)
                 return log_error_errno(r, "Cannot watch the listening sockets: %s", uv_strerror(r));
 
+        if (c->preview_listen) {
+                r = preview_new(g, &g->preview);
+                if (r < 0)
+                        return log_oom();
+                r = preview_listen(g->preview, c->preview_listen);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot listen for previews on %s: %s", c->preview_listen,
+                                               r == -EINVAL ? "not HOST:PORT or [IPV6]:PORT" : strerror(-r));
+                log_info("Previews of users' web servers on port %u%s%s.", preview_port(g->preview),
+                         c->preview_origin ? ", reached as " : "", c->preview_origin ?: "");
+        }
+
         r = launcher_start(g->launcher);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the worker socket: %m");
@@ -1111,6 +1125,7 @@ Gateway *gateway_free(Gateway *g)
                 return NULL;
         assert(!g->bridges);
         listener_free(g->listener);
+        preview_free(g->preview);
         account_checks_free(g->accounts);
         launcher_free(g->launcher);
         auth_free(g->auth);
