@@ -964,7 +964,8 @@ static void serve_preview(HttpRequest *r)
                 respond_json_error(r, 404, "previews are not enabled (preview_listen)");
                 return;
         }
-        if (!header_copy(r->wsi, WSI_TOKEN_ORIGIN, origin, sizeof(origin)) || !origin_allowed(g, &r->info, origin)) {
+        if (!header_copy(r->wsi, WSI_TOKEN_ORIGIN, origin, sizeof(origin)) ||
+            !origin_allowed(g, &r->info, origin)) {
                 respond_json_error(r, 403, "cross-origin request refused");
                 return;
         }
@@ -1043,7 +1044,8 @@ static Route route_of(const char *path)
 
 static bool route_is_post(Route route)
 {
-        return route == ROUTE_LOGIN || route == ROUTE_LOGOUT || route == ROUTE_REVOKE || route == ROUTE_PREVIEW;
+        return route == ROUTE_LOGIN || route == ROUTE_LOGOUT || route == ROUTE_REVOKE ||
+               route == ROUTE_PREVIEW;
 }
 
 /* A state-changing request from a browser carries an Origin; it must be ours. Requests without one come
