@@ -51,8 +51,9 @@ typedef struct GatewayConfig {
 
         char *preview_listen; /* "HOST:PORT" of the preview listener; NULL: no previews */
         char *preview_origin; /* the preview listener's origin as browsers reach it; NULL: derived */
+        uint64_t preview_ticket_lifetime_ms;
         uint64_t preview_max_connections;
-        uint64_t preview_max_connections_per_user;
+        uint64_t preview_connections_per_user;
 
         uint64_t max_message;        /* bytes per WebSocket message, each way */
         uint64_t high_water;         /* bytes queued towards one side before the other stops being read */

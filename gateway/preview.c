@@ -211,8 +211,8 @@ int preview_ticket_new(Preview *p, const Session *session, uint16_t port, char *
         assert(session);
         assert(port > 0);
         return grant_add(&p->tickets, session_user(session), session_handle(session), port,
-                         uv_now(p->gateway->loop) + PREVIEW_TICKET_TTL_MS, MAX_TICKETS, MAX_TICKETS_PER_USER,
-                         ret_ticket);
+                         uv_now(p->gateway->loop) + p->gateway->config->preview_ticket_lifetime_ms,
+                         MAX_TICKETS, MAX_TICKETS_PER_USER, ret_ticket);
 }
 
 static void grants_expire(Preview *p, GrantList *l, uint64_t now)
@@ -838,7 +838,7 @@ static void handle_head(PConn *c)
         c->user = user_ref(p, search.found->user);
         if (!c->user)
                 return respond(c, 500, "Internal Server Error", "Out of memory.\n", NULL, NULL);
-        if (c->user->conns > p->gateway->config->preview_max_connections_per_user)
+        if (c->user->conns > p->gateway->config->preview_connections_per_user)
                 return respond(c, 429, "Too Many Requests", "Too many preview connections.\n", NULL, NULL);
 
         /* The request for the app: the target without the prefix, Helios' cookies and hop-by-hop

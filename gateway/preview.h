@@ -7,7 +7,8 @@
 
 /* Previews of the web servers users run in their workspaces, served on an origin of their own.
  *
- * The IDE's origin hands a logged-in page a ticket: 256 random bits, good once, for 60 s, for one port
+ * The IDE's origin hands a logged-in page a ticket: 256 random bits, good once, for
+ * preview_ticket_lifetime (60 s), for one port
  * of that user's workspace (preview_ticket_new(), from POST /api/preview). The preview listener
  * (preview_listen) exchanges it at /preview-login for a cookie of its own, scoped to /preview/PORT/,
  * which holds for PREVIEW_COOKIE_LIFETIME_MS at most and only while the IDE session it came from
@@ -24,7 +25,6 @@ typedef struct Preview Preview;
 typedef struct Session Session;
 
 #define PREVIEW_TICKET_LEN         43u /* base64url of 32 bytes */
-#define PREVIEW_TICKET_TTL_MS      (60u * 1000u)
 #define PREVIEW_COOKIE_NAME        "helios_preview"
 #define PREVIEW_COOKIE_LIFETIME_MS (4ull * 3600u * 1000u)
 #define PREVIEW_LOGIN_PATH         "/preview-login"
