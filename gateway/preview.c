@@ -76,7 +76,12 @@ struct Preview {
 struct PConn {
         Preview *preview;
         PConnState state;
-        uv_tcp_t client;
+        union {
+                uv_handle_t handle;
+                uv_stream_t stream;
+                uv_tcp_t tcp;   /* a plain-HTTP connection */
+                uv_pipe_t pipe; /* the plaintext of a TLS one (preview-tls.c) */
+        } client;
         uv_pipe_t worker;
         bool worker_init;
         uv_timer_t timer;
@@ -305,8 +310,8 @@ static void pconn_close_handles(PConn *c)
         }
         if (!uv_is_closing((uv_handle_t *)&c->timer))
                 uv_close((uv_handle_t *)&c->timer, on_pconn_handle_closed);
-        if (!uv_is_closing((uv_handle_t *)&c->client))
-                uv_close((uv_handle_t *)&c->client, on_pconn_handle_closed);
+        if (!uv_is_closing(&c->client.handle))
+                uv_close(&c->client.handle, on_pconn_handle_closed);
         if (c->worker_init && !uv_is_closing((uv_handle_t *)&c->worker))
                 uv_close((uv_handle_t *)&c->worker, on_pconn_handle_closed);
 }
@@ -341,7 +346,7 @@ static void respond(PConn *c, int status, const char *reason, const char *text, 
 
         if (c->state == PCONN_CLOSING || c->state == PCONN_RESPONDING)
                 return;
-        uv_read_stop((uv_stream_t *)&c->client);
+        uv_read_stop(&c->client.stream);
         uv_timer_stop(&c->timer);
         if (c->worker_init && !uv_is_closing((uv_handle_t *)&c->worker))
                 uv_close((uv_handle_t *)&c->worker, on_pconn_handle_closed);
@@ -369,7 +374,7 @@ static void respond(PConn *c, int status, const char *reason, const char *text, 
         }
         buf = uv_buf_init(c->response, (unsigned)strlen(c->response));
         c->write_req.data = c;
-        if (uv_write(&c->write_req, (uv_stream_t *)&c->client, &buf, 1, on_response_written) < 0)
+        if (uv_write(&c->write_req, &c->client.stream, &buf, 1, on_response_written) < 0)
                 pconn_close(c);
 }
 
@@ -400,7 +405,7 @@ static void pconn_splice(PConn *c)
         uv_os_fd_t cfd, wfd;
         int client_fd = -1, worker_fd = -1, r;
 
-        if (uv_fileno((uv_handle_t *)&c->client, &cfd) >= 0)
+        if (uv_fileno(&c->client.handle, &cfd) >= 0)
                 client_fd = fcntl(cfd, F_DUPFD_CLOEXEC, 3);
         if (uv_fileno((uv_handle_t *)&c->worker, &wfd) >= 0)
                 worker_fd = fcntl(wfd, F_DUPFD_CLOEXEC, 3);
@@ -703,8 +708,8 @@ static void handle_login(PConn *c, const char *target, size_t len)
                 return;
         }
         /* SameSite=Lax: the preview is opened by a navigation from the IDE, which may be another site. */
-        secure = p->gateway->config->preview_origin &&
-                 strncasecmp(p->gateway->config->preview_origin, "https://", 8) == 0;
+        secure = p->gateway->tls || (p->gateway->config->preview_origin &&
+                                     strncasecmp(p->gateway->config->preview_origin, "https://", 8) == 0);
         (void)snprintf(location, sizeof(location), "/preview/%u/", copy.port);
         (void)snprintf(cookie, sizeof(cookie),
                        "%s=%s; Path=/preview/%u/; Max-Age=%llu; HttpOnly; SameSite=Lax%s",
@@ -931,26 +936,32 @@ static void on_client_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
         handle_head(c);
 }
 
-static void on_connection(uv_stream_t *server, int status)
+/* A new client connection: fd, connected (a TCP socket, or the plaintext end of a TLS connection). */
+int preview_adopt(Preview *p, int fd)
 {
-        Preview *p = server->data;
         const GatewayConfig *cfg = p->gateway->config;
+        bool tcp = uv_guess_handle(fd) == UV_TCP;
         PConn *c;
+        int r;
 
-        if (status < 0)
-                return;
         c = calloc(1, sizeof(PConn));
-        if (!c)
-                return (void)log_oom();
+        if (!c) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
         c->preview = p;
         c->in_cap = cfg->max_header_size + 4096;
         c->in = malloc(c->in_cap);
-        if (!c->in || uv_tcp_init(p->gateway->loop, &c->client) < 0) {
+        r = !c->in ? -ENOMEM
+            : tcp  ? uv_tcp_init(p->gateway->loop, &c->client.tcp)
+                   : uv_pipe_init(p->gateway->loop, &c->client.pipe, false);
+        if (r < 0) {
+                safe_close(fd);
                 free(c->in);
                 free(c);
-                return;
+                return r;
         }
-        c->client.data = c;
+        c->client.handle.data = c;
         c->next = p->conns;
         if (p->conns)
                 p->conns->prev = c;
@@ -960,19 +971,57 @@ static void on_connection(uv_stream_t *server, int status)
         (void)uv_timer_init(p->gateway->loop, &c->timer);
         c->timer.data = c;
         c->handles++;
-        if (uv_accept(server, (uv_stream_t *)&c->client) < 0) {
+        r = tcp ? uv_tcp_open(&c->client.tcp, fd) : uv_pipe_open(&c->client.pipe, fd);
+        if (r < 0) {
+                safe_close(fd);
                 pconn_close(c);
-                return;
+                return r;
         }
         if (p->n_conns > cfg->preview_max_connections || p->stopping) {
                 /* Over the cap: the newcomer is closed. */
                 pconn_close(c);
+                return -EBUSY;
+        }
+        if (tcp)
+                (void)uv_tcp_nodelay(&c->client.tcp, 1);
+        (void)uv_timer_start(&c->timer, on_timeout, cfg->header_timeout_ms, 0);
+        r = uv_read_start(&c->client.stream, on_client_alloc, on_client_read);
+        if (r < 0) {
+                pconn_close(c);
+                return r;
+        }
+        return 0;
+}
+
+static void on_accepted_closed(uv_handle_t *h)
+{
+        free(h);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+        Preview *p = server->data;
+        uv_tcp_t *t;
+        uv_os_fd_t fd;
+        int dup_fd = -1;
+
+        if (status < 0)
+                return;
+        /* Accepted on a handle of its own, whose descriptor goes to a connection or to the TLS library. */
+        t = malloc(sizeof(uv_tcp_t));
+        if (!t || uv_tcp_init(p->gateway->loop, t) < 0) {
+                free(t);
                 return;
         }
-        (void)uv_tcp_nodelay(&c->client, 1);
-        (void)uv_timer_start(&c->timer, on_timeout, cfg->header_timeout_ms, 0);
-        if (uv_read_start((uv_stream_t *)&c->client, on_client_alloc, on_client_read) < 0)
-                pconn_close(c);
+        if (uv_accept(server, (uv_stream_t *)t) >= 0 && uv_fileno((uv_handle_t *)t, &fd) >= 0)
+                dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        uv_close((uv_handle_t *)t, on_accepted_closed);
+        if (dup_fd < 0)
+                return;
+        if (p->gateway->tls)
+                (void)preview_tls_adopt(p->gateway, dup_fd);
+        else
+                (void)preview_adopt(p, dup_fd);
 }
 
 /* ---- the listener ---- */

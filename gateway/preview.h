@@ -32,6 +32,8 @@ typedef struct Session Session;
 int preview_new(Gateway *g, Preview **ret);
 /* Listen on "HOST:PORT" ("[V6]:PORT"); port 0 picks a free one. */
 int preview_listen(Preview *p, const char *spec);
+/* Serve a connected client socket (taken, whatever the outcome). */
+int preview_adopt(Preview *p, int fd);
 /* The port actually bound, 0 if none. */
 uint16_t preview_port(const Preview *p);
 /* Stop listening; close every preview connection. */

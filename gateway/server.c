@@ -250,9 +250,11 @@ static void context_info(Gateway *g, void **foreign_loops, struct lws_context_cr
          * between requests while it holds a table. */
         info->timeout_secs = (unsigned)MAX(c->header_timeout_ms / 1000, (uint64_t)1);
         info->timeout_secs_ah_idle = info->timeout_secs;
+        if (g->tls && c->preview_listen)
+                info->pt_serv_buf_size = PREVIEW_TLS_SERV_BUF;
 }
 
-static int create_vhost(Gateway *g, struct lws_vhost **ret)
+static int create_vhost(Gateway *g, bool preview, struct lws_vhost **ret)
 {
         struct lws_context_creation_info info;
         void *foreign_loops[] = {g->loop};
@@ -266,6 +268,12 @@ static int create_vhost(Gateway *g, struct lws_vhost **ret)
         info.protocols = protocols;
         info.extensions = extensions;
         info.retry_and_idle_policy = &ws_idle_policy;
+        if (preview) {
+                /* Raw connections: the library does TLS alone, preview.c the HTTP. */
+                info.protocols = preview_tls_protocols;
+                info.extensions = NULL;
+                info.retry_and_idle_policy = NULL;
+        }
         if (g->tls) {
                 info.ssl_cert_filepath = g->tls_cert;
                 info.ssl_private_key_filepath = g->tls_key;
@@ -333,7 +341,7 @@ static int tls_prepare(Gateway *g)
 static void tls_reload(Gateway *g)
 {
         const char *reason = NULL;
-        struct lws_vhost *vh;
+        struct lws_vhost *vh, *preview_vh = NULL;
         TlsFilesId id;
         int r;
 
@@ -349,13 +357,17 @@ static void tls_reload(Gateway *g)
                     g->tls_cert, g->tls_key, reason);
                 return;
         }
-        r = create_vhost(g, &vh);
+        r = create_vhost(g, false, &vh);
+        if (r >= 0 && g->preview_vhost)
+                r = create_vhost(g, true, &preview_vh);
         if (r < 0) {
                 log_error("The TLS library refused %s and %s; keeping the current certificate.", g->tls_cert,
                           g->tls_key);
                 return;
         }
         g->vhost = vh;
+        if (g->preview_vhost)
+                g->preview_vhost = preview_vh;
         g->tls_id = id;
         log_info("TLS certificate %s loaded; new connections get it.", g->tls_cert);
 }
@@ -364,6 +376,7 @@ static int lws_setup(Gateway *g)
 {
         void *foreign_loops[] = {g->loop};
         struct lws_context_creation_info info = {};
+        int r;
 
         /* Nothing about the outcome reaches the client; lws logs go to debug unless asked for. */
         lws_set_log_level(getenv("DBG_LWS")                  ? 0xfff
@@ -377,7 +390,10 @@ static int lws_setup(Gateway *g)
         if (!g->lws)
                 return -ENOMEM;
 
-        return create_vhost(g, &g->vhost);
+        r = create_vhost(g, false, &g->vhost);
+        if (r >= 0 && g->tls && g->config->preview_listen)
+                r = create_vhost(g, true, &g->preview_vhost);
+        return r;
 }
 
 /* ---- settings that need work ---- */

@@ -564,3 +564,56 @@ def test_connections_capped_per_user(make_gateway, ws_app):
         await c.close()
 
     asyncio.run(run())
+
+
+# ---- TLS: the preview listener speaks it with the IDE's certificate ----
+
+@pytest.fixture
+def tls_pv(make_gateway, tmp_path):
+    cert, key = helios.make_self_signed(str(tmp_path))
+    return make_gateway("--preview-listen=127.0.0.1:0", "--header-timeout=2s", tls=(cert, key))
+
+
+def test_tls_preview_http_and_websocket(tls_pv, http_app, ws_app):
+    g = tls_pv
+    ide = g.session()
+    u = urlparse(ticket_url(g, ide, http_app))
+    assert u.scheme == "https"
+    resp = helios.http_request(u.hostname, u.port, "GET", f"{u.path}?{u.query}", context=g.ssl_context)
+    assert resp.status == 303
+    set_cookie = resp.header("set-cookie")
+    assert "Secure" in set_cookie
+    pc = set_cookie.split(";", 1)[0]
+    body = os.urandom(1024 * 1024)
+    resp = helios.http_request(u.hostname, u.port, "POST", f"/preview/{http_app}/x", {"Cookie": f"{ide}; {pc}"},
+                               body=body, context=g.ssl_context)
+    seen = resp.json()
+    assert seen["path"] == "/x" and seen["bodyLength"] == len(body) and seen["bodySum"] == sum(body) % 65521
+    assert "cookie" not in {k.lower() for k, v in seen["headers"]}
+
+    u = urlparse(ticket_url(g, ide, ws_app))
+    pc = helios.http_request(u.hostname, u.port, "GET", f"{u.path}?{u.query}",
+                             context=g.ssl_context).header("set-cookie").split(";", 1)[0]
+
+    async def run():
+        async with websockets.connect(f"wss://{u.hostname}:{u.port}/preview/{ws_app}/", ssl=g.ssl_context,
+                                      max_size=None, extra_headers={"Cookie": pc}) as ws:
+            await ws.recv()
+            msg = os.urandom(2 * 1024 * 1024)
+            await ws.send(msg)
+            assert await ws.recv() == msg
+
+    asyncio.run(run())
+
+
+def test_tls_preview_refuses_plain_http_and_silent_clients(tls_pv, http_app):
+    g = tls_pv
+    u = urlparse(ticket_url(g, g.session(), http_app))
+    out = raw(u.hostname, u.port, b"GET /preview/1/ HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+    assert helios.status_of(out) is None  # no plaintext answer on the TLS port
+    start = time.monotonic()
+    with socket.create_connection((u.hostname, u.port), timeout=10) as s:
+        assert recv_all(s, timeout=10) == b""  # a client that never says hello is closed
+    assert time.monotonic() - start < 8
+    # And a proper client still gets through.
+    assert helios.http_request(u.hostname, u.port, "GET", "/", context=g.ssl_context).status == 404
