@@ -617,3 +617,38 @@ def test_tls_preview_refuses_plain_http_and_silent_clients(tls_pv, http_app):
     assert time.monotonic() - start < 8
     # And a proper client still gets through.
     assert helios.http_request(u.hostname, u.port, "GET", "/", context=g.ssl_context).status == 404
+
+
+def test_connections_capped_in_all(make_gateway, http_app):
+    g = make_gateway("--preview-listen=127.0.0.1:0", "--preview-max-connections=2", "--header-timeout=5s")
+    host, port, pc = preview_cookie(g, g.session(), http_app)
+    held = [socket.create_connection((host, port), timeout=5) for _ in range(2)]
+    for s in held:
+        s.sendall(b"GET /preview/")  # never finished
+    time.sleep(0.2)
+    with socket.create_connection((host, port), timeout=5) as s:
+        start = time.monotonic()
+        assert recv_all(s, timeout=4) == b""  # closed at once, not after the header timeout
+        assert time.monotonic() - start < 2
+    for s in held:
+        s.close()
+    time.sleep(0.2)
+    assert helios.http_request(host, port, "GET", f"/preview/{http_app}/", {"Cookie": pc}).status == 200
+
+
+def test_gateway_stops_cleanly_with_previews_open(make_gateway, ws_app, http_app):
+    g = make_gateway("--preview-listen=127.0.0.1:0")
+    ide = g.session()
+    host, port, pc = preview_cookie(g, ide, ws_app)
+    slow = socket.create_connection((host, port), timeout=5)
+    slow.sendall(b"GET /preview/")
+
+    async def run():
+        ws = await websockets.connect(f"ws://{host}:{port}/preview/{ws_app}/", extra_headers={"Cookie": pc})
+        await ws.recv()
+        assert g.stop() == 0
+        with pytest.raises(websockets.exceptions.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+
+    asyncio.run(run())
+    slow.close()
