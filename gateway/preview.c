@@ -93,6 +93,7 @@ struct PConn {
         bool splice_alive; /* the record stays until the splice has closed */
         char *socket_path;
         PreviewUser *user;
+        char session[SESSION_HANDLE_LEN + 1]; /* the IDE session the cookie came from */
         uint16_t port;
 
         char *in; /* what the client sent: the head, and perhaps the start of the body */
@@ -228,14 +229,6 @@ static void grants_expire(Preview *p, GrantList *l, uint64_t now)
                     !session_find_by_handle(p->gateway->sessions, g->user, g->session))
                         grant_unlink(l, g);
         }
-}
-
-void preview_tick(Preview *p, uint64_t now_ms)
-{
-        if (!p)
-                return;
-        grants_expire(p, &p->tickets, now_ms);
-        grants_expire(p, &p->cookies, now_ms);
 }
 
 /* ---- users ---- */
@@ -840,6 +833,7 @@ static void handle_head(PConn *c)
         if (c->in_len - c->head_len > content_length && !upgrade)
                 return respond(c, 400, "Bad Request", "One request per connection\n", NULL, NULL);
 
+        strcpy(c->session, search.found->session);
         c->user = user_ref(p, search.found->user);
         if (!c->user)
                 return respond(c, 500, "Internal Server Error", "Out of memory.\n", NULL, NULL);
@@ -1022,6 +1016,21 @@ static void on_connection(uv_stream_t *server, int status)
                 (void)preview_tls_adopt(p->gateway, dup_fd);
         else
                 (void)preview_adopt(p, dup_fd);
+}
+
+void preview_tick(Preview *p, uint64_t now_ms)
+{
+        if (!p)
+                return;
+        grants_expire(p, &p->tickets, now_ms);
+        grants_expire(p, &p->cookies, now_ms);
+        /* Connections of an IDE session that has ended (logout, revocation, a disabled account) end too. */
+        for (PConn *c = p->conns, *next; c; c = next) {
+                next = c->next;
+                if (c->user && c->state != PCONN_CLOSING &&
+                    !session_find_by_handle(p->gateway->sessions, c->user->name, c->session))
+                        pconn_close(c);
+        }
 }
 
 /* ---- the listener ---- */

@@ -43,5 +43,6 @@ Preview *preview_free(Preview *p);
 /* A ticket for session's user and port, as text (PREVIEW_TICKET_LEN + 1 bytes). -EBUSY never: the
  * oldest tickets make room. */
 int preview_ticket_new(Preview *p, const Session *session, uint16_t port, char *ret_ticket);
-/* Drop expired tickets and cookies (once a second). */
+/* Drop expired tickets and cookies, and close the connections of IDE sessions that have ended (once a
+ * second). */
 void preview_tick(Preview *p, uint64_t now_ms);

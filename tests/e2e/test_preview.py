@@ -652,3 +652,20 @@ def test_gateway_stops_cleanly_with_previews_open(make_gateway, ws_app, http_app
 
     asyncio.run(run())
     slow.close()
+
+
+def test_logout_closes_open_previews(pv, ws_app):
+    ide = pv.session()
+    host, port, pc = preview_cookie(pv, ide, ws_app)
+
+    async def run():
+        ws = await websockets.connect(f"ws://{host}:{port}/preview/{ws_app}/", extra_headers={"Cookie": pc})
+        await ws.recv()
+        await ws.send("still here")
+        assert await ws.recv() == "still here"
+        assert pv.request("POST", "/logout", {"Origin": pv.origin, "Content-Length": "0"}, cookie=ide).status in (
+            200, 204)
+        with pytest.raises(websockets.exceptions.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+
+    asyncio.run(run())
