@@ -1098,6 +1098,10 @@ int gateway_start(Gateway *g)
                 if (r < 0)
                         return log_error_errno(r, "Cannot listen for previews on %s: %s", c->preview_listen,
                                                r == -EINVAL ? "not HOST:PORT or [IPV6]:PORT" : strerror(-r));
+                if (c->launcher && !c->preview_origin)
+                        log_warning("Previews share the IDE's host name (preview_origin is not set): an app "
+                                    "previewed there can set cookies the IDE receives. Give previews a host "
+                                    "name of their own on a shared server.");
                 log_info("Previews of users' web servers on port %u%s%s.", preview_port(g->preview),
                          c->preview_origin ? ", reached as " : "", c->preview_origin ?: "");
         }

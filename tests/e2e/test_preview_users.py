@@ -89,6 +89,8 @@ def preview(g, cookie, port):
 def test_a_users_preview_reaches_only_their_own_workspace(site):
     g, passwords = site
     a, b = NAMES
+    # Many users and previews on the IDE's host name: the admin is told what that shares.
+    assert "Previews share the IDE's host name" in g.read_log()
     cookie_a = helios.cookie_from(g.login(user=a, password=passwords[a]))
     cookie_b = helios.cookie_from(g.login(user=b, password=passwords[b]))
     assert cookie_a and cookie_b
