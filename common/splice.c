@@ -43,6 +43,9 @@ struct Splice {
         unsigned handles;
         bool closing;
         Flow flow[_DIRECTIONS];
+        SpliceFilterFn filter; /* of b's first bytes, until it has finished */
+        char *held;            /* b's bytes the filter has not dealt with yet */
+        size_t n_held;
         SpliceClosedFn closed;
         void *userdata;
 };
@@ -66,6 +69,7 @@ static void on_closed(uv_handle_t *h)
                 return;
         if (s->closed)
                 s->closed(s->userdata);
+        free(s->held);
         free(s);
 }
 
@@ -154,6 +158,50 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         *buf = uv_buf_init(p, p ? SPLICE_READ_SIZE : 0);
 }
 
+/* b's bytes through the filter; the rest once it has finished. */
+static int filter_feed(Splice *s, const char *data, size_t len)
+{
+        char *p;
+
+        if (s->n_held + len > SPLICE_FILTER_MAX)
+                return -E2BIG;
+        p = realloc(s->held, s->n_held + len);
+        if (!p)
+                return -ENOMEM;
+        s->held = p;
+        memcpy(s->held + s->n_held, data, len);
+        s->n_held += len;
+        while (s->filter && s->n_held > 0) {
+                _cleanup_free_ char *out = NULL;
+                size_t n_out = 0;
+                bool done = false;
+                int r = s->filter(s->held, s->n_held, &out, &n_out, &done, s->userdata);
+
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                if ((size_t)r > s->n_held)
+                        return -EPROTO;
+                if (out && n_out > 0) {
+                        r = flow_write(s, B_TO_A, out, n_out) < 0 ? -ENOMEM : r;
+                        if (r < 0)
+                                return r;
+                }
+                memmove(s->held, s->held + r, s->n_held - (size_t)r);
+                s->n_held -= (size_t)r;
+                if (done)
+                        s->filter = NULL;
+        }
+        if (!s->filter && s->n_held > 0) {
+                int r = flow_write(s, B_TO_A, s->held, s->n_held);
+                s->n_held = 0;
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
         Splice *s = stream->data;
@@ -172,7 +220,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         }
         /* Past its limit a source may send nothing more: the next request of a kept-alive HTTP
          * connection, say, which must not pass unchecked. */
-        if (nread < 0 || (uint64_t)nread > f->left || flow_write(s, dir, data, (size_t)nread) < 0) {
+        if (nread < 0 || (uint64_t)nread > f->left) {
+                splice_close(s);
+                return;
+        }
+        if (dir == B_TO_A && s->filter ? filter_feed(s, data, (size_t)nread) < 0
+                                       : flow_write(s, dir, data, (size_t)nread) < 0) {
                 splice_close(s);
                 return;
         }
@@ -228,11 +281,13 @@ static void on_failed_idle_closed(uv_handle_t *h)
         free(h);
         if (s->closed)
                 s->closed(s->userdata);
+        free(s->held);
         free(s);
 }
 
 int splice_new(uv_loop_t *loop, int fd_a, int fd_b, const char *a_pending, size_t n_pending,
-               uint64_t a_limit, SpliceClosedFn closed, void *userdata, Splice **ret)
+               uint64_t a_limit, SpliceFilterFn b_filter, SpliceClosedFn closed, void *userdata,
+               Splice **ret)
 {
         Splice *s;
         int fds[2] = {fd_a, fd_b}, r = 0;
@@ -247,6 +302,7 @@ int splice_new(uv_loop_t *loop, int fd_a, int fd_b, const char *a_pending, size_
         s->loop = loop;
         s->closed = closed;
         s->userdata = userdata;
+        s->filter = b_filter;
         s->flow[A_TO_B].left = a_limit;
         s->flow[B_TO_A].left = SPLICE_UNLIMITED;
         for (int i = 0; i < 2; i++) {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -21,11 +22,20 @@ typedef struct Splice Splice;
 /* Both sides are closed; the splice is freed after this returns. */
 typedef void (*SpliceClosedFn)(void *userdata);
 
+/* A filter of b's first bytes (an HTTP response head, say) before they reach a. It is given the bytes
+ * held so far, at most SPLICE_FILTER_MAX, and returns -errno to end the splice, 0 when it needs more, or
+ * n > 0: the first n bytes are dealt with, *ret_out (malloc'ed, *ret_len bytes; NULL for nothing) goes to
+ * a in their place, and *ret_done says whether it has finished: what follows then passes as it is. */
+#define SPLICE_FILTER_MAX (64u * 1024u)
+typedef int (*SpliceFilterFn)(const char *data, size_t len, char **ret_out, size_t *ret_len, bool *ret_done,
+                              void *userdata);
+
 /* Join fd_a and fd_b (Unix or TCP stream sockets; both taken, whatever the outcome). a_pending goes to b
  * first. a_limit: bytes of a (a_pending included) passed to b; after that a is still read, and one more
- * byte from it ends the splice (SPLICE_UNLIMITED: no limit). closed runs once, from the loop, when both
- * are closed, also after a failure here. */
+ * byte from it ends the splice (SPLICE_UNLIMITED: no limit). b_filter (NULL: none) sees b's bytes first,
+ * with userdata. closed runs once, from the loop, when both are closed, also after a failure here. */
 int splice_new(uv_loop_t *loop, int fd_a, int fd_b, const char *a_pending, size_t n_pending,
-               uint64_t a_limit, SpliceClosedFn closed, void *userdata, Splice **ret);
+               uint64_t a_limit, SpliceFilterFn b_filter, SpliceClosedFn closed, void *userdata,
+               Splice **ret);
 /* Close both sides now; closed still runs. */
 void splice_close(Splice *s);

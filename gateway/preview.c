@@ -391,6 +391,70 @@ static void on_splice_closed(void *userdata)
                 pconn_free(c);
 }
 
+/* Whether a Set-Cookie value sets one of Helios' cookies (in any case, with any prefix): an app's answer
+ * may set cookies for the host name, which the IDE shares when previews are on another port of it. */
+static bool set_cookie_is_ours(const char *v, size_t len)
+{
+        size_t n = 0;
+
+        while (n < len && v[n] != '=' && v[n] != ';')
+                n++;
+        for (size_t i = 0; i < n; i++)
+                if (n - i >= strlen("helios_") && strncasecmp(v + i, "helios_", strlen("helios_")) == 0)
+                        return true;
+        return false;
+}
+
+/* The app's response heads (any 1xx, then the final one, or the 101 of a WebSocket) pass without the
+ * Set-Cookie fields that would set a Helios cookie; everything after the final head passes as it is. */
+static int response_filter(const char *data, size_t len, char **ret_out, size_t *ret_len, bool *ret_done,
+                           void *userdata)
+{
+        _cleanup_free_ char *out = NULL;
+        size_t pos = 0, n = 0;
+        unsigned code = 0;
+        bool first = true;
+
+        /* A head ends at an empty line; lines end in CRLF, or LF alone from some servers. */
+        for (;;) {
+                const char *lf = memchr(data + pos, '\n', len - pos);
+                size_t line_len;
+
+                if (!lf)
+                        return 0;
+                line_len = (size_t)(lf - (data + pos)) + 1;
+                if (!out && !(out = malloc(len)))
+                        return -ENOMEM;
+                if (first) {
+                        if (line_len < 13 || memcmp(data + pos, "HTTP/1.", 7) != 0 ||
+                            sscanf(data + pos + 9, "%3u", &code) != 1)
+                                return -EPROTO;
+                        first = false;
+                } else if (line_len <= 2 && (line_len == 1 || data[pos] == '\r')) {
+                        memcpy(out + n, data + pos, line_len);
+                        n += line_len;
+                        pos += line_len;
+                        break;
+                } else if (line_len > 11 && strncasecmp(data + pos, "set-cookie:", 11) == 0) {
+                        const char *v = data + pos + 11;
+                        size_t vl = line_len - 11;
+                        while (vl > 0 && (*v == ' ' || *v == '\t'))
+                                v++, vl--;
+                        if (set_cookie_is_ours(v, vl)) {
+                                pos += line_len;
+                                continue;
+                        }
+                }
+                memcpy(out + n, data + pos, line_len);
+                n += line_len;
+                pos += line_len;
+        }
+        *ret_done = code < 100 || code >= 200 || code == 101;
+        *ret_len = n;
+        *ret_out = TAKE_PTR(out);
+        return (int)pos;
+}
+
 /* The worker said yes: hand both sockets to a splice, the request for the app first. */
 static void pconn_splice(PConn *c)
 {
@@ -412,7 +476,7 @@ static void pconn_splice(PConn *c)
         uv_read_stop((uv_stream_t *)&c->worker);
         c->state = PCONN_SPLICED;
         c->splice_alive = true; /* on_splice_closed() runs, from the loop, even if this fails */
-        r = splice_new(p->gateway->loop, client_fd, worker_fd, c->out, c->out_len, c->limit,
+        r = splice_new(p->gateway->loop, client_fd, worker_fd, c->out, c->out_len, c->limit, response_filter,
                        on_splice_closed, c, &c->splice);
         pconn_close_handles(c);
         if (r < 0)

@@ -150,6 +150,6 @@ int tunnel_splice(Tunnel *t, int client_fd, const char *pending, size_t n_pendin
                 closed(userdata);
                 return -errno;
         }
-        return splice_new(t->loop, client_fd, tcp_fd, pending, n_pending, SPLICE_UNLIMITED, closed, userdata,
-                          ret);
+        return splice_new(t->loop, client_fd, tcp_fd, pending, n_pending, SPLICE_UNLIMITED, NULL, closed,
+                          userdata, ret);
 }

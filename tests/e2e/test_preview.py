@@ -669,3 +669,56 @@ def test_logout_closes_open_previews(pv, ws_app):
             await asyncio.wait_for(ws.recv(), 5)
 
     asyncio.run(run())
+
+
+class CookieSettingApp(TcpApp):
+    """An app whose answers try to set Helios' cookies (an informational head first, lines ending in LF
+    alone in one of them), besides a cookie of its own."""
+
+    def __init__(self):
+        super().__init__(read=False)
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self.answer, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def answer(c):
+        buf = b""
+        try:
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            body = b"hello"
+            c.sendall(b"HTTP/1.1 103 Early Hints\r\nSet-Cookie: helios_session=early; Path=/\r\nLink: </a.css>\r\n\r\n"
+                      b"HTTP/1.1 200 OK\n"
+                      b"Set-Cookie: helios_session=evil; Path=/\n"
+                      b"set-cookie:__Host-helios_session=evil; Path=/; Secure\n"
+                      b"Set-Cookie: HELIOS_PREVIEW=x; Path=/preview/\n"
+                      b"Set-Cookie: theme=dark; Path=/\n"
+                      b"X-Note: Set-Cookie: helios_session=in-another-header\n"
+                      b"Content-Length: 5\n\n" + body)
+            c.close()
+        except OSError:
+            pass
+
+
+def test_app_cannot_set_helios_cookies(pv):
+    app = CookieSettingApp()
+    try:
+        host, port, pc = preview_cookie(pv, pv.session(), app.port)
+        out = raw(host, port, f"GET /preview/{app.port}/ HTTP/1.1\r\nHost: x\r\nCookie: {pc}\r\n\r\n".encode())
+        assert out.startswith(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\n"), out
+        assert out.endswith(b"\n\nhello")
+        set_cookies = [line for line in out.split(b"\n") if line.lower().startswith(b"set-cookie")]
+        assert set_cookies == [b"Set-Cookie: theme=dark; Path=/"], out
+        assert b"X-Note: Set-Cookie: helios_session=in-another-header" in out
+    finally:
+        app.close()
