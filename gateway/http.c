@@ -277,6 +277,8 @@ static Session *request_session(Gateway *g, struct lws *wsi, const RequestInfo *
         const char *name = cookie_name(ri);
         size_t name_len = strlen(name);
         _cleanup_free_ char *cookies = NULL;
+        const char *value = NULL;
+        size_t value_len = 0;
         Session *s = NULL;
         int n;
 
@@ -294,15 +296,20 @@ static Session *request_session(Gateway *g, struct lws *wsi, const RequestInfo *
                 while (*p == ' ' || *p == '\t')
                         p++;
                 if (strncmp(p, name, name_len) == 0 && p[name_len] == '=') {
-                        const char *v = p + name_len + 1;
-                        size_t len = strcspn(v, " \t");
-                        s = session_find(g->sessions, v, len, uv_now(g->loop));
-                        break;
+                        /* Two of them: one was planted by another origin of this host name (a previewed
+                         * page on another port, whose scripts may add one for a narrower path, which
+                         * browsers send first). Neither is believed. */
+                        if (value)
+                                return NULL;
+                        value = p + name_len + 1;
+                        value_len = strcspn(value, " \t");
                 }
                 if (!end)
                         break;
                 p = end + 1;
         }
+        if (value)
+                s = session_find(g->sessions, value, value_len, uv_now(g->loop));
         if (s) {
                 Conn *conn = gateway_conn_of(wsi);
                 if (conn)

@@ -1100,7 +1100,7 @@ int gateway_start(Gateway *g)
                                                r == -EINVAL ? "not HOST:PORT or [IPV6]:PORT" : strerror(-r));
                 if (c->launcher && !c->preview_origin)
                         log_warning("Previews share the IDE's host name (preview_origin is not set): an app "
-                                    "previewed there can set cookies the IDE receives. Give previews a host "
+                                    "previewed there can add cookies the IDE receives. Give previews a host "
                                     "name of their own on a shared server.");
                 log_info("Previews of users' web servers on port %u%s%s.", preview_port(g->preview),
                          c->preview_origin ? ", reached as " : "", c->preview_origin ?: "");

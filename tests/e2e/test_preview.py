@@ -722,3 +722,13 @@ def test_app_cannot_set_helios_cookies(pv):
         assert b"X-Note: Set-Cookie: helios_session=in-another-header" in out
     finally:
         app.close()
+
+
+def test_ide_believes_no_second_session_cookie(pv):
+    """A previewed page on another port of the IDE's host name may add a session cookie of its choosing
+    for a narrower path (browsers send it first): with two, the IDE believes neither."""
+    mine, planted = pv.session(), pv.session()
+    assert pv.request("GET", "/api/session", cookie=mine).status == 200
+    assert pv.request("GET", "/api/session", cookie=f"{planted}; {mine}").status == 401
+    assert pv.ws(f"{planted}; {mine}").status == 401
+    assert pv.ws(f"other=1; {mine}; theme=2").status == 101
