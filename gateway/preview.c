@@ -426,9 +426,14 @@ static int response_filter(const char *data, size_t len, char **ret_out, size_t 
                 if (!out && !(out = malloc(len)))
                         return -ENOMEM;
                 if (first) {
-                        if (line_len < 13 || memcmp(data + pos, "HTTP/1.", 7) != 0 ||
-                            sscanf(data + pos + 9, "%3u", &code) != 1)
+                        const char *d = data + pos + 9; /* "HTTP/1.x NNN" */
+                        if (line_len < 13 || memcmp(data + pos, "HTTP/1.", 7) != 0 || data[pos + 8] != ' ')
                                 return -EPROTO;
+                        for (int i = 0; i < 3; i++) {
+                                if (d[i] < '0' || d[i] > '9')
+                                        return -EPROTO;
+                                code = code * 10 + (unsigned)(d[i] - '0');
+                        }
                         first = false;
                 } else if (line_len <= 2 && (line_len == 1 || data[pos] == '\r')) {
                         memcpy(out + n, data + pos, line_len);

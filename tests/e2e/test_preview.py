@@ -734,3 +734,38 @@ def test_ide_believes_no_second_session_cookie(pv):
     assert pv.request("GET", "/api/session", cookie=f"{planted}; {mine}").status == 401
     assert pv.ws(f"{planted}; {mine}").status == 401
     assert pv.ws(f"other=1; {mine}; theme=2").status == 101
+
+
+class FixedAnswerApp(CookieSettingApp):
+    """Reads a request head, answers with fixed bytes and closes."""
+
+    def __init__(self, answer):
+        self.fixed = answer
+        super().__init__()
+
+    def answer(self, c):
+        buf = b""
+        try:
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            c.sendall(self.fixed)
+            c.close()
+        except OSError:
+            pass
+
+
+@pytest.mark.parametrize("answer", [b"SSH-2.0-OpenSSH\r\n\r\n", b"HTTP/1.1 2\n\n\n\n\n\n", b"HTTP/1.1 2xx OK\r\n\r\n",
+                                    b"HTTP/1.1 200 OK\r\n" + b"X: " + b"y" * 70000 + b"\r\n\r\n",
+                                    b"HTTP/1.1 200 OK\r\n   \n\t\n \n", b"\n" * 1000])
+def test_app_answers_that_are_no_http_heads_are_cut_off(pv, answer):
+    app = FixedAnswerApp(answer)
+    try:
+        host, port, pc = preview_cookie(pv, pv.session(), app.port)
+        out = raw(host, port, f"GET /preview/{app.port}/ HTTP/1.1\r\nHost: x\r\nCookie: {pc}\r\n\r\n".encode())
+        assert out == b"", out[:200]
+        assert helios.http_request(host, port, "GET", "/preview/1/", {"Cookie": pc}).status == 401  # still serving
+    finally:
+        app.close()
