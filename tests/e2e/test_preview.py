@@ -292,6 +292,23 @@ def test_tunnels_are_capped_per_workspace(worker):
         app.close()
 
 
+def test_an_open_tunnel_keeps_the_worker_up(make_worker):
+    w = make_worker("--idle-timeout", "1")
+    app = TcpApp()
+    try:
+        s, answer = connect_tunnel(w, app.port)
+        assert "result" in answer
+        time.sleep(2.5)  # past the idle timeout: the tunnel counts as a client
+        s.sendall(b"still there")
+        assert s.recv(11) == b"still there"
+        assert w.proc.poll() is None
+        s.close()
+        w.proc.wait(timeout=10)  # and once it has closed, the worker goes idle and exits
+        assert w.proc.returncode == 0
+    finally:
+        app.close()
+
+
 # ---- the gateway's preview listener ----
 
 @pytest.fixture
