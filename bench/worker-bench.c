@@ -13,6 +13,7 @@
 #include <pty.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -574,10 +575,128 @@ static pid_t start_worker(const char *home, const char *sock)
         return pid;
 }
 
+/* ---- two workers side by side: the one built here and a baseline (another build of Helios) ---- */
+
+typedef struct Subject {
+        const char *name;
+        const char *path;
+        char dir[64], home[256], sock[300], small[300], big[300], saved[300];
+        pid_t pid;
+} Subject;
+
+#define MAX_ROUNDS 25u
+
+typedef struct Round {
+        double rtt_p50, read_mbs, echo_alone, echo_saving;
+        unsigned saves;
+} Round;
+
+static void subject_start(Subject *s)
+{
+        snprintf(s->dir, sizeof(s->dir), "/tmp/helios-bench-XXXXXX");
+        if (!mkdtemp(s->dir))
+                die("mkdtemp");
+        snprintf(s->home, sizeof(s->home), "%s/home", s->dir);
+        snprintf(s->sock, sizeof(s->sock), "%s/worker.sock", s->dir);
+        snprintf(s->small, sizeof(s->small), "%s/small.txt", s->home);
+        snprintf(s->big, sizeof(s->big), "%s/big.txt", s->home);
+        snprintf(s->saved, sizeof(s->saved), "%s/saved.txt", s->home);
+        if (mkdir(s->home, 0700) < 0)
+                die("mkdir");
+        write_file(s->small, 1024);
+        write_file(s->big, 10 * 1024 * 1024);
+        worker_path = s->path;
+        s->pid = start_worker(s->home, s->sock);
+}
+
+static void subject_stop(Subject *s)
+{
+        char cmd[128];
+
+        kill(s->pid, SIGTERM);
+        waitpid(s->pid, NULL, 0);
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
+        if (system(cmd) != 0)
+                fprintf(stderr, "worker-bench: could not remove %s\n", s->dir);
+}
+
+static void subject_round(Subject *s, Round *ret)
+{
+        char req[600];
+
+        snprintf(req, sizeof(req),
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"fs:read_file\",\"params\":{\"path\":\"%s\"}}\n",
+                 s->small);
+        ret->rtt_p50 = measure_latency(s->sock, req).p50;
+        ret->read_mbs = measure_big_read(s->sock, s->big, 10 * 1024 * 1024);
+        measure_echo_while_saving(s->sock, s->saved, &ret->echo_alone, &ret->echo_saving, &ret->saves);
+}
+
+static double median_of(const Round *rounds, unsigned n, size_t offset)
+{
+        double v[MAX_ROUNDS];
+
+        for (unsigned i = 0; i < n; i++)
+                v[i] = *(const double *)((const char *)&rounds[i] + offset);
+        qsort(v, n, sizeof(double), cmp_double);
+        return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Rounds alternate between the two workers, so that both see the same load on a shared machine. */
+static int compare(const char *path, const char *baseline, unsigned n_rounds)
+{
+        Subject subjects[2] = {{.name = "worker", .path = path}, {.name = "baseline", .path = baseline}};
+        Round rounds[2][MAX_ROUNDS];
+        double load[3];
+
+        for (int k = 0; k < 2; k++)
+                subject_start(&subjects[k]);
+        for (unsigned i = 0; i < n_rounds; i++)
+                for (int k = 0; k < 2; k++) {
+                        /* Start each round with the other worker, so neither always goes first. */
+                        int w = (int)(i + (unsigned)k) % 2;
+                        subject_round(&subjects[w], &rounds[w][i]);
+                }
+        for (int k = 0; k < 2; k++)
+                subject_stop(&subjects[k]);
+
+        printf("helios-worker beside a baseline build, %u rounds taken in turn (%u requests per round trip "
+               "figure)\n",
+               n_rounds, n_requests);
+        if (getloadavg(load, 3) == 3)
+                printf("load average at the end: %.2f %.2f %.2f (%ld CPUs)\n", load[0], load[1], load[2],
+                       sysconf(_SC_NPROCESSORS_ONLN));
+        printf("%-9s %5s %12s %12s %14s %14s %8s %6s\n", "", "round", "1 KiB p50", "10 MiB read",
+               "echo alone", "echo saving", "ratio", "saves");
+        for (int k = 0; k < 2; k++)
+                for (unsigned i = 0; i < n_rounds; i++) {
+                        const Round *r = &rounds[k][i];
+                        printf("%-9s %5u %9.1f µs %7.1f MB/s %11.1f µs %11.1f µs %7.2fx %6u\n",
+                               subjects[k].name, i + 1, r->rtt_p50, r->read_mbs, r->echo_alone,
+                               r->echo_saving, r->echo_saving / r->echo_alone, r->saves);
+                }
+        printf("medians:\n");
+        for (int k = 0; k < 2; k++) {
+                Round ratios[MAX_ROUNDS];
+                for (unsigned i = 0; i < n_rounds; i++)
+                        ratios[i].echo_saving = rounds[k][i].echo_saving / rounds[k][i].echo_alone;
+                printf("%-9s %5s %9.1f µs %7.1f MB/s %11.1f µs %11.1f µs %7.2fx\n", subjects[k].name, "",
+                       median_of(rounds[k], n_rounds, offsetof(Round, rtt_p50)),
+                       median_of(rounds[k], n_rounds, offsetof(Round, read_mbs)),
+                       median_of(rounds[k], n_rounds, offsetof(Round, echo_alone)),
+                       median_of(rounds[k], n_rounds, offsetof(Round, echo_saving)),
+                       median_of(ratios, n_rounds, offsetof(Round, echo_saving)));
+        }
+        return 0;
+}
+
 static void usage(void)
 {
         printf("Usage: worker-bench [--worker PATH] [--requests N] [--connections N] [--seconds S]\n"
-               "                    [--terminal-bytes N]\n");
+               "                    [--terminal-bytes N] [--baseline PATH [--rounds N]]\n"
+               "With --baseline, compares two worker binaries side by side: 1 KiB round trip, 10 MiB\n"
+               "fs:read_file, and keystroke echo in a terminal alone and while another connection saves\n"
+               "16 MiB files.\n");
 }
 
 int main(int argc, char **argv)
@@ -588,11 +707,15 @@ int main(int argc, char **argv)
             {"connections", required_argument, NULL, 'c'},
             {"seconds", required_argument, NULL, 's'},
             {"terminal-bytes", required_argument, NULL, 't'},
+            {"baseline", required_argument, NULL, 'b'},
+            {"rounds", required_argument, NULL, 'r'},
             {"help", no_argument, NULL, 'h'},
             {},
         };
         char dir[] = "/tmp/helios-bench-XXXXXX", home[256], echo_sock[300], worker_sock[300], small[300],
              big[300], req[600];
+        const char *baseline = NULL;
+        unsigned n_rounds = 5;
         int opt;
 
         while ((opt = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
@@ -612,6 +735,13 @@ int main(int argc, char **argv)
                 case 't':
                         terminal_bytes = strtoull(optarg, NULL, 10);
                         break;
+                case 'b':
+                        baseline = optarg;
+                        break;
+                case 'r':
+                        n_rounds = (unsigned)MAX(strtoul(optarg, NULL, 10), 1UL);
+                        n_rounds = MIN(n_rounds, MAX_ROUNDS);
+                        break;
                 case 'h':
                         usage();
                         return 0;
@@ -621,6 +751,8 @@ int main(int argc, char **argv)
                 }
         }
         signal(SIGPIPE, SIG_IGN);
+        if (baseline)
+                return compare(worker_path, baseline, n_rounds);
 
         if (!mkdtemp(dir))
                 die("mkdtemp");
