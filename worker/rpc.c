@@ -9,6 +9,7 @@
 #include "log.h"
 
 typedef struct Batch Batch;
+typedef struct ParseJob ParseJob;
 
 /* One dispatched request whose answer has not arrived yet. */
 typedef struct Pending {
@@ -30,6 +31,34 @@ struct Batch {
         bool overflow; /* the answer outgrew the message limit: text dropped, one error instead */
 };
 
+/* What reading one message found, before anything is dispatched. */
+typedef enum ParseOutcome {
+        PARSE_BLANK,       /* a blank line: not a message */
+        PARSE_SCAN_FAILED, /* json_prescan() refused it: scan says why */
+        PARSE_BIG_BATCH,   /* a batch of more than RPC_MAX_BATCH members */
+        PARSE_INVALID,     /* not JSON */
+        PARSE_OOM,
+        PARSE_OK,
+} ParseOutcome;
+
+typedef struct Parsed {
+        ParseOutcome outcome;
+        JsonScanResult scan;
+        cJSON *msg; /* PARSE_OK: the message; PARSE_SCAN_FAILED: for a NUL, the message for its id */
+} Parsed;
+
+/* A message read on libuv's pool. */
+struct ParseJob {
+        uv_work_t work;
+        RpcSession *session; /* NULL once the session is gone */
+        char *buf;           /* owns the text */
+        const char *line;
+        size_t len;
+        RpcResumeFn resume;
+        void *userdata;
+        Parsed parsed;
+};
+
 struct RpcSession {
         Bus *bus;
         ClientId client;
@@ -37,6 +66,7 @@ struct RpcSession {
         RpcSendFn send;
         void *userdata;
         Pending *pending;
+        ParseJob *parsing; /* the message being read on libuv's pool: the next waits for it */
 };
 
 int rpc_session_new(Bus *bus, ClientId client, size_t max_message, RpcSendFn send, void *userdata,
@@ -47,7 +77,7 @@ int rpc_session_new(Bus *bus, ClientId client, size_t max_message, RpcSendFn sen
         assert(bus && send && ret);
         if (!s)
                 return -ENOMEM;
-        *s = (RpcSession){bus, client, max_message, send, userdata, NULL};
+        *s = (RpcSession){bus, client, max_message, send, userdata, NULL, NULL};
         *ret = s;
         return 0;
 }
@@ -61,6 +91,8 @@ RpcSession *rpc_session_free(RpcSession *s)
                 if (p->batch)
                         p->batch->session = NULL;
         }
+        if (s->parsing)
+                s->parsing->session = NULL;
         free(s);
         return NULL;
 }
@@ -250,43 +282,35 @@ static void handle_one(RpcSession *s, const cJSON *msg, Batch *batch)
         bus_dispatch(s->bus, s->client, req.method, req.params, req.id, on_done, p);
 }
 
-void rpc_session_handle(RpcSession *s, const char *line, size_t len)
+/* Everything that reads the text of a message. It touches nothing but its arguments, so it may run on
+ * a thread of libuv's pool. */
+static void parse_message(const char *line, size_t len, Parsed *ret)
 {
-        JsonScanResult scan;
-        _cleanup_json_ cJSON *msg = NULL;
+        size_t i = 0;
+
+        *ret = (Parsed){};
 
         /* Blank lines (keep-alives, a stray CRLF) are not messages. */
-        size_t i = 0;
         while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
                 i++;
-        if (i == len)
-                return;
-
-        scan = json_prescan(line, len, RPC_MAX_DEPTH, RPC_MAX_VALUES);
-        if (scan == JSON_SCAN_TOO_MANY) {
-                send_batch_error(s, "Too many values in one message", RPC_MAX_VALUES);
+        if (i == len) {
+                ret->outcome = PARSE_BLANK;
                 return;
         }
-        if (scan == JSON_SCAN_NUL || scan == JSON_SCAN_TOO_DEEP) {
-                /* Well-formed JSON we will not take: the request is refused, not misread. cJSON would
-                 * cut strings at the NUL, so nothing from the parse is used but the id's own text,
-                 * which lets the client match the refusal to its request. */
-                char text[160];
-                _cleanup_json_ cJSON *m = scan == JSON_SCAN_NUL ? json_parse(line, len) : NULL;
-                const cJSON *id;
 
-                if (m && jsonrpc_keep_id_text(m, line, len) < 0)
-                        log_oom();
-                id = cJSON_GetObjectItemCaseSensitive(m, "id");
-                (void)snprintf(text, sizeof(text), "Invalid Request: %s", json_scan_result_to_string(scan));
-                send_error(s, cJSON_IsNumber(id) || cJSON_IsRaw(id) ? id : NULL, RPC_INVALID_REQUEST, text,
-                           NULL);
-                return;
-        }
-        if (scan != JSON_SCAN_OK) {
-                char text[160];
-                (void)snprintf(text, sizeof(text), "Parse error: %s", json_scan_result_to_string(scan));
-                send_error(s, NULL, RPC_PARSE_ERROR, text, NULL);
+        ret->scan = json_prescan(line, len, RPC_MAX_DEPTH, RPC_MAX_VALUES);
+        if (ret->scan != JSON_SCAN_OK) {
+                ret->outcome = PARSE_SCAN_FAILED;
+                /* Well-formed JSON with a NUL in a string is refused, not misread. cJSON would cut
+                 * strings at the NUL, so nothing from the parse is used but the id's own text, which
+                 * lets the client match the refusal to its request. */
+                if (ret->scan == JSON_SCAN_NUL) {
+                        ret->msg = json_parse(line, len);
+                        if (ret->msg && jsonrpc_keep_id_text(ret->msg, line, len) < 0) {
+                                cJSON_Delete(ret->msg);
+                                ret->msg = NULL;
+                        }
+                }
                 return;
         }
 
@@ -294,18 +318,59 @@ void rpc_session_handle(RpcSession *s, const char *line, size_t len)
          * of memory per 3 bytes of text, and each member an answer of ~100 bytes. */
         i = json_skip_space(line, len, i);
         if (line[i] == '[' && json_count_members(line, len, i, RPC_MAX_BATCH) > RPC_MAX_BATCH) {
-                send_batch_error(s, "Too many requests in one batch", RPC_MAX_BATCH);
+                ret->outcome = PARSE_BIG_BATCH;
                 return;
         }
 
-        msg = json_parse(line, len);
-        if (!msg) {
-                send_error(s, NULL, RPC_PARSE_ERROR, "Parse error: invalid JSON", NULL);
+        ret->msg = json_parse(line, len);
+        if (!ret->msg) {
+                ret->outcome = PARSE_INVALID;
                 return;
         }
-        if (jsonrpc_keep_id_text(msg, line, len) < 0) {
+        if (jsonrpc_keep_id_text(ret->msg, line, len) < 0) {
+                cJSON_Delete(ret->msg);
+                ret->msg = NULL;
+                ret->outcome = PARSE_OOM;
+                return;
+        }
+        ret->outcome = PARSE_OK;
+}
+
+/* Answer or dispatch a message parse_message() has read; takes p->msg. */
+static void handle_parsed(RpcSession *s, Parsed *p)
+{
+        _cleanup_json_ cJSON *msg = TAKE_PTR(p->msg);
+        char text[160];
+
+        switch (p->outcome) {
+        case PARSE_BLANK:
+                return;
+        case PARSE_SCAN_FAILED:
+                if (p->scan == JSON_SCAN_TOO_MANY)
+                        send_batch_error(s, "Too many values in one message", RPC_MAX_VALUES);
+                else if (p->scan == JSON_SCAN_NUL || p->scan == JSON_SCAN_TOO_DEEP) {
+                        const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+                        (void)snprintf(text, sizeof(text), "Invalid Request: %s",
+                                       json_scan_result_to_string(p->scan));
+                        send_error(s, cJSON_IsNumber(id) || cJSON_IsRaw(id) ? id : NULL, RPC_INVALID_REQUEST,
+                                   text, NULL);
+                } else {
+                        (void)snprintf(text, sizeof(text), "Parse error: %s",
+                                       json_scan_result_to_string(p->scan));
+                        send_error(s, NULL, RPC_PARSE_ERROR, text, NULL);
+                }
+                return;
+        case PARSE_BIG_BATCH:
+                send_batch_error(s, "Too many requests in one batch", RPC_MAX_BATCH);
+                return;
+        case PARSE_INVALID:
+                send_error(s, NULL, RPC_PARSE_ERROR, "Parse error: invalid JSON", NULL);
+                return;
+        case PARSE_OOM:
                 send_error(s, NULL, RPC_INTERNAL_ERROR, "Out of memory", NULL);
                 return;
+        case PARSE_OK:
+                break;
         }
 
         if (cJSON_IsObject(msg) && !cJSON_GetObjectItemCaseSensitive(msg, "method") &&
@@ -337,6 +402,68 @@ void rpc_session_handle(RpcSession *s, const char *line, size_t len)
         b->next = msg->child;
         b->msg = TAKE_PTR(msg);
         batch_run(b);
+}
+
+void rpc_session_handle(RpcSession *s, const char *line, size_t len)
+{
+        Parsed p;
+
+        parse_message(line, len, &p);
+        handle_parsed(s, &p);
+}
+
+static void parse_job_work(uv_work_t *w)
+{
+        ParseJob *j = container_of(w, ParseJob, work);
+
+        parse_message(j->line, j->len, &j->parsed);
+}
+
+static void parse_job_after(uv_work_t *w, int status)
+{
+        ParseJob *j = container_of(w, ParseJob, work);
+        RpcSession *s = j->session;
+
+        /* The text goes before the message is handled: a big one is not held twice meanwhile. */
+        free(j->buf);
+        if (s) {
+                s->parsing = NULL;
+                /* Nothing cancels the job; were it cancelled, the client would still get an answer. */
+                if (status < 0)
+                        send_error(s, NULL, RPC_INTERNAL_ERROR, "Internal error: message not read", NULL);
+                else
+                        handle_parsed(s, &j->parsed);
+                j->resume(j->userdata);
+        }
+        cJSON_Delete(j->parsed.msg);
+        free(j);
+}
+
+int rpc_session_handle_async(RpcSession *s, uv_loop_t *loop, char *buf, const char *line, size_t len,
+                             RpcResumeFn resume, void *userdata)
+{
+        ParseJob *j;
+        int r;
+
+        assert(s && loop && buf && line && resume);
+        assert(!s->parsing);
+        j = calloc(1, sizeof(ParseJob));
+        if (!j)
+                return -ENOMEM;
+        *j = (ParseJob){
+            .session = s, .buf = buf, .line = line, .len = len, .resume = resume, .userdata = userdata};
+        r = uv_queue_work(loop, &j->work, parse_job_work, parse_job_after);
+        if (r < 0) {
+                free(j);
+                return r;
+        }
+        s->parsing = j;
+        return 0;
+}
+
+bool rpc_session_parsing(const RpcSession *s)
+{
+        return s->parsing;
 }
 
 void rpc_session_handle_oversize(RpcSession *s)

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <uv.h>
 
 #include "bus.h"
 
@@ -19,6 +21,17 @@ RpcSession *rpc_session_free(RpcSession *s);
 
 /* Handle one message (the text of one NDJSON line, NUL-terminated at line[len]). */
 void rpc_session_handle(RpcSession *s, const char *line, size_t len);
+/* Handle one message as rpc_session_handle() does, reading its text on libuv's pool: for big messages,
+ * whose reading would hold the loop. line lies inside buf, which the session takes and frees unless this
+ * fails. Until resume(userdata) is called from the loop, after the
+ * message was dispatched, rpc_session_parsing() is true and the caller hands no further message, so
+ * that a connection's messages are dispatched in the order they came. resume is not called once the
+ * session is freed. */
+typedef void (*RpcResumeFn)(void *userdata);
+int rpc_session_handle_async(RpcSession *s, uv_loop_t *loop, char *buf, const char *line, size_t len,
+                             RpcResumeFn resume, void *userdata);
+bool rpc_session_parsing(const RpcSession *s);
+
 /* A message longer than the limit was skipped: answer with an error. */
 void rpc_session_handle_oversize(RpcSession *s);
 

@@ -22,6 +22,8 @@
 
 /* How much is read from a client at a time. */
 #define READ_CHUNK (64u * 1024u)
+/* Messages from this size on are parsed on libuv's pool: ~0.1 ms of the loop's time and more. */
+#define ASYNC_PARSE_MIN (64u * 1024u)
 
 static const ServiceType *const service_types[] = {
     &fs_service_type,       &workspace_service_type, &terminal_service_type,
@@ -261,9 +263,32 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 /* Handle buffered lines until none are left or the client stops reading its answers. Reading from a
  * client pauses while it is congested: one that sends requests but never reads the answers cannot make
  * the worker queue unbounded output. */
+static void conn_resume(void *userdata)
+{
+        conn_process(userdata);
+}
+
+/* A big message is read off the loop, in the buffer it arrived in: the loop goes on serving other
+ * connections and terminals meanwhile, and this connection's later messages wait for it. */
+static void conn_handle_big(Conn *c, char *line, size_t len)
+{
+        char *buf;
+
+        if (line_reader_detach(&c->reader, &buf) < 0) {
+                rpc_session_handle(c->rpc, line, len);
+                return;
+        }
+        if (rpc_session_handle_async(c->rpc, c->server->loop, buf, line, len, conn_resume, c) < 0) {
+                rpc_session_handle(c->rpc, line, len);
+                free(buf);
+        }
+}
+
 static void conn_process(Conn *c)
 {
-        while (!c->closing && !c->congested) {
+        bool hold;
+
+        while (!c->closing && !c->congested && !rpc_session_parsing(c->rpc)) {
                 char *line;
                 size_t len;
                 LineReaderEvent ev = line_reader_next(&c->reader, &line, &len);
@@ -272,15 +297,20 @@ static void conn_process(Conn *c)
                         break;
                 if (ev == LINE_READER_OVERSIZE)
                         rpc_session_handle_oversize(c->rpc);
+                else if (len >= ASYNC_PARSE_MIN)
+                        conn_handle_big(c, line, len);
                 else
                         rpc_session_handle(c->rpc, line, len);
         }
         if (c->closing || c->eof)
                 return;
-        if (c->congested && c->reading) {
+        /* While a message is being read off the loop nothing more is read from the connection either:
+         * it holds at most that message and one read. */
+        hold = c->congested || rpc_session_parsing(c->rpc);
+        if (hold && c->reading) {
                 uv_read_stop((uv_stream_t *)&c->pipe);
                 c->reading = false;
-        } else if (!c->congested && !c->reading) {
+        } else if (!hold && !c->reading) {
                 if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0) {
                         conn_close(c);
                         return;
