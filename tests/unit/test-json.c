@@ -8,6 +8,7 @@
 
 #include "json.h"
 #include "jsonrpc.h"
+#include "macro.h"
 
 static cJSON *parse(const char *s)
 {
@@ -44,6 +45,44 @@ static void test_prescan(void **state)
         assert_int_equal(scan6("[\",,,,,,,,\",\"[1,1]\"]"), JSON_SCAN_OK); /* commas in strings */
         assert_int_equal(json_prescan("\"a\0\"", 4, 8, 100), JSON_SCAN_NUL);
         assert_int_equal(json_prescan("1\0", 2, 8, 100), JSON_SCAN_CONTROL);
+}
+
+/* Long strings are scanned a word at a time: whatever byte stands at whichever place in a run of
+ * plain text, and whatever the run's alignment, it is seen as the byte-by-byte scan sees it. */
+static void test_prescan_long_strings(void **state)
+{
+        static const struct {
+                char byte;
+                JsonScanResult want;
+        } cases[] = {
+            {'"', JSON_SCAN_OK}, /* ends the string early: what follows is outside it, "x" is fine */
+            {'\t', JSON_SCAN_CONTROL},    {'\x1f', JSON_SCAN_CONTROL},  {'\0', JSON_SCAN_NUL},
+            {'\xff', JSON_SCAN_BAD_UTF8}, {'\x80', JSON_SCAN_BAD_UTF8}, {' ', JSON_SCAN_OK},
+            {'~', JSON_SCAN_OK},          {'\x7f', JSON_SCAN_OK},
+        };
+        char text[64];
+
+        for (size_t k = 0; k < ELEMENTSOF(cases); k++)
+                for (size_t start = 0; start < 8; start++)
+                        for (size_t at = 0; at < 40; at++) {
+                                size_t n = start + 1 + 40 + 1;
+                                memset(text, 'x', sizeof(text));
+                                memset(text, ' ', start);
+                                text[start] = '"';
+                                text[start + 1 + at] = cases[k].byte;
+                                text[n - 1] = '"';
+                                assert_int_equal(json_prescan(text, n, 8, 100), cases[k].want);
+                        }
+        /* An escaped quote does not end the string; an escaped backslash before a quote does. */
+        for (size_t at = 0; at < 30; at++) {
+                memset(text, 'x', sizeof(text));
+                text[0] = '"';
+                memcpy(text + 1 + at, "\\\"\x01", 3); /* \" then a control byte inside the string */
+                text[40] = '"';
+                assert_int_equal(json_prescan(text, 41, 8, 100), JSON_SCAN_CONTROL);
+                memcpy(text + 1 + at, "\\\\\"\x01", 4); /* \\" then the byte outside of it */
+                assert_int_equal(json_prescan(text, 41, 8, 100), JSON_SCAN_OK);
+        }
 }
 
 static void test_parse_strict(void **state)
@@ -295,11 +334,12 @@ static void test_keep_id_text(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_prescan),       cmocka_unit_test(test_parse_strict),
-            cmocka_unit_test(test_dispatch),      cmocka_unit_test(test_request),
-            cmocka_unit_test(test_errno_mapping), cmocka_unit_test(test_create_integer),
-            cmocka_unit_test(test_raw_reference), cmocka_unit_test(test_skip_and_count),
-            cmocka_unit_test(test_strict_number), cmocka_unit_test(test_keep_id_text),
+            cmocka_unit_test(test_prescan),        cmocka_unit_test(test_prescan_long_strings),
+            cmocka_unit_test(test_parse_strict),   cmocka_unit_test(test_dispatch),
+            cmocka_unit_test(test_request),        cmocka_unit_test(test_errno_mapping),
+            cmocka_unit_test(test_create_integer), cmocka_unit_test(test_raw_reference),
+            cmocka_unit_test(test_skip_and_count), cmocka_unit_test(test_strict_number),
+            cmocka_unit_test(test_keep_id_text),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
