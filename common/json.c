@@ -383,6 +383,41 @@ char *json_print(const cJSON *item, size_t *ret_len)
         return text;
 }
 
+/* Counts at least one byte an item and the bytes of its strings, up to *left; false once that is used. */
+static bool size_below(const cJSON *item, size_t *left)
+{
+        for (; item; item = item->next) {
+                size_t n = 1;
+                if (item->string)
+                        n += strnlen(item->string, *left);
+                if ((cJSON_IsString(item) || cJSON_IsRaw(item)) && item->valuestring)
+                        n += strnlen(item->valuestring, *left);
+                if (n >= *left)
+                        return false;
+                *left -= n;
+                if (item->child && !size_below(item->child, left))
+                        return false;
+        }
+        return true;
+}
+
+bool json_size_at_least(const cJSON *item, size_t n)
+{
+        size_t left = n;
+
+        assert(item);
+        if (n == 0)
+                return true;
+        /* The item alone, not what follows it in its parent. */
+        n = 1;
+        if ((cJSON_IsString(item) || cJSON_IsRaw(item)) && item->valuestring)
+                n += strnlen(item->valuestring, left);
+        if (n >= left)
+                return true;
+        left -= n;
+        return item->child && !size_below(item->child, &left);
+}
+
 cJSON *json_create_integer(int64_t v)
 {
         char buf[sizeof("-999999999999999")], *p = buf + sizeof(buf);

@@ -59,6 +59,18 @@ struct ParseJob {
         Parsed parsed;
 };
 
+/* A big answer being printed on libuv's pool. */
+typedef struct PrintJob {
+        uv_work_t work;
+        RpcSession *session; /* NULL once the session is gone: then slot is gone too */
+        cJSON *response;
+        size_t max_message;
+        void *slot;
+        char *text;
+        size_t len;
+        struct PrintJob *prev, *next;
+} PrintJob;
+
 struct RpcSession {
         Bus *bus;
         ClientId client;
@@ -67,6 +79,9 @@ struct RpcSession {
         void *userdata;
         Pending *pending;
         ParseJob *parsing; /* the message being read on libuv's pool: the next waits for it */
+        uv_loop_t *loop;
+        const RpcLaterOps *later; /* NULL: every answer is printed on the loop */
+        PrintJob *printing;
 };
 
 int rpc_session_new(Bus *bus, ClientId client, size_t max_message, RpcSendFn send, void *userdata,
@@ -77,7 +92,8 @@ int rpc_session_new(Bus *bus, ClientId client, size_t max_message, RpcSendFn sen
         assert(bus && send && ret);
         if (!s)
                 return -ENOMEM;
-        *s = (RpcSession){bus, client, max_message, send, userdata, NULL, NULL};
+        *s = (RpcSession){
+            .bus = bus, .client = client, .max_message = max_message, .send = send, .userdata = userdata};
         *ret = s;
         return 0;
 }
@@ -93,13 +109,16 @@ RpcSession *rpc_session_free(RpcSession *s)
         }
         if (s->parsing)
                 s->parsing->session = NULL;
+        for (PrintJob *j = s->printing; j; j = j->next)
+                j->session = NULL;
         free(s);
         return NULL;
 }
 
 /* Serialize a response; one that would exceed the message limit becomes a -32004 error instead, so
- * the client still learns what happened to its request. */
-static char *print_response(const RpcSession *s, const cJSON *response, size_t limit, size_t *ret_len)
+ * the client still learns what happened to its request. Touches nothing but its arguments: it runs on
+ * libuv's pool for big answers. */
+static char *print_response(const cJSON *response, size_t limit, size_t *ret_len)
 {
         _cleanup_json_ cJSON *err = NULL;
         char *text = json_print(response, ret_len);
@@ -110,23 +129,23 @@ static char *print_response(const RpcSession *s, const cJSON *response, size_t l
         if (text) {
                 free(text);
                 (void)snprintf(msg, sizeof(msg), "Response larger than the message size limit (%zu bytes)",
-                               s->max_message);
+                               limit);
                 err = jsonrpc_error_new(cJSON_GetObjectItemCaseSensitive(response, "id"), RPC_TOO_LARGE, msg,
                                         NULL);
                 text = err ? json_print(err, ret_len) : NULL;
         }
-        if (!text)
-                log_oom();
         return text;
 }
 
 static void send_response(RpcSession *s, const cJSON *response)
 {
         size_t len;
-        _cleanup_free_ char *text = print_response(s, response, s->max_message, &len);
+        _cleanup_free_ char *text = print_response(response, s->max_message, &len);
 
         if (text)
                 (void)s->send(s->userdata, text, len);
+        else
+                log_oom();
 }
 
 static void send_error(RpcSession *s, const cJSON *id, int code, const char *message, cJSON *data)
@@ -138,6 +157,9 @@ static void send_error(RpcSession *s, const cJSON *id, int code, const char *mes
         else
                 log_oom();
 }
+
+/* Answers from this size on are printed on libuv's pool. */
+#define PRINT_LATER_MIN (64u * 1024u)
 
 /* The one answer to a batch that cannot be answered member by member. */
 static void send_batch_error(RpcSession *s, const char *what, size_t limit)
@@ -180,9 +202,11 @@ static void batch_add(Batch *b, cJSON *response)
         if (!b->session || b->overflow)
                 return;
         /* A member whose own answer is too large is answered with a -32004 error for its id. */
-        text = print_response(b->session, response, b->session->max_message, &len);
-        if (!text)
+        text = print_response(response, b->session->max_message, &len);
+        if (!text) {
+                log_oom();
                 return;
+        }
         /* The whole batch answer is one message, "[" answers joined by "," "]": once it cannot fit
          * the limit, the batch gets one -32004 error instead, and members not yet run never run. */
         if (b->text.len + 1 + len + 1 > b->session->max_message) {
@@ -196,6 +220,65 @@ static void batch_add(Batch *b, cJSON *response)
                 return;
         }
         b->n_responses++;
+}
+
+static void print_job_work(uv_work_t *w)
+{
+        PrintJob *j = container_of(w, PrintJob, work);
+
+        j->text = print_response(j->response, j->max_message, &j->len);
+        /* The tree goes here too: a big answer's is freed off the loop as well. */
+        cJSON_Delete(j->response);
+        j->response = NULL;
+}
+
+static void print_job_after(uv_work_t *w, int status)
+{
+        PrintJob *j = container_of(w, PrintJob, work);
+        RpcSession *s = j->session;
+
+        if (s) {
+                if (j->prev)
+                        j->prev->next = j->next;
+                else
+                        s->printing = j->next;
+                if (j->next)
+                        j->next->prev = j->prev;
+                if (!j->text)
+                        log_oom();
+                s->later->fill(s->userdata, j->slot, TAKE_PTR(j->text), j->len);
+        }
+        cJSON_Delete(j->response);
+        free(j->text);
+        free(j);
+}
+
+/* Print a big answer on libuv's pool, in its place among the connection's output. Takes response, or
+ * gives it back when it cannot, to be sent at once. */
+static cJSON *print_later(RpcSession *s, cJSON *response)
+{
+        PrintJob *j = calloc(1, sizeof(PrintJob));
+
+        if (!j)
+                return response;
+        j->slot = s->later->reserve(s->userdata);
+        if (!j->slot) {
+                free(j);
+                return response;
+        }
+        j->session = s;
+        j->response = response;
+        j->max_message = s->max_message;
+        if (uv_queue_work(s->loop, &j->work, print_job_work, print_job_after) < 0) {
+                s->later->fill(s->userdata, j->slot, NULL, 0);
+                free(j);
+                return response;
+        }
+        j->next = s->printing;
+        if (s->printing)
+                s->printing->prev = j;
+        s->printing = j;
+        return NULL;
 }
 
 static void on_done(cJSON *response, void *userdata)
@@ -217,8 +300,12 @@ static void on_done(cJSON *response, void *userdata)
                         batch_add(b, response);
                 b->outstanding--;
                 batch_maybe_finish(b);
-        } else if (s && response)
-                send_response(s, response);
+        } else if (s && response) {
+                if (s->later && json_size_at_least(response, PRINT_LATER_MIN))
+                        response = print_later(s, response);
+                if (response)
+                        send_response(s, response);
+        }
         cJSON_Delete(response);
         free(p);
 }
@@ -437,6 +524,13 @@ static void parse_job_after(uv_work_t *w, int status)
         }
         cJSON_Delete(j->parsed.msg);
         free(j);
+}
+
+void rpc_session_print_later(RpcSession *s, uv_loop_t *loop, const RpcLaterOps *ops)
+{
+        assert(s && loop && ops && ops->reserve && ops->fill);
+        s->loop = loop;
+        s->later = ops;
 }
 
 int rpc_session_handle_async(RpcSession *s, uv_loop_t *loop, char *buf, const char *line, size_t len,

@@ -16,6 +16,16 @@ typedef int (*RpcSendFn)(void *userdata, const char *msg, size_t len);
 
 int rpc_session_new(Bus *bus, ClientId client, size_t max_message, RpcSendFn send, void *userdata,
                     RpcSession **ret);
+/* Big answers are printed on libuv's pool once this is set: reserve() keeps an answer's place among
+ * the connection's output and returns it (NULL when it cannot: the answer is printed at once), fill()
+ * puts the text there (msg is the callee's, NULL when printing failed). fill() is not called once the
+ * session is freed: the places go with the connection. */
+typedef struct RpcLaterOps {
+        void *(*reserve)(void *userdata);
+        void (*fill)(void *userdata, void *slot, char *msg, size_t len);
+} RpcLaterOps;
+void rpc_session_print_later(RpcSession *s, uv_loop_t *loop, const RpcLaterOps *ops);
+
 /* Answers still pending for this session are dropped when they arrive. */
 RpcSession *rpc_session_free(RpcSession *s);
 
