@@ -17,6 +17,7 @@ mkdir "$tmp/src"
 git -C "$top" archive "$rev" | tar -x -C "$tmp/src"
 meson setup "$tmp/build" "$tmp/src" >/dev/null
 ninja -C "$tmp/build" worker/helios-worker >/dev/null
-ninja -C "$build" bench/worker-bench worker/helios-worker >/dev/null
+# Under ninja (bench-worker-compare) this tree is built already, and ninja must not be entered twice.
+[ -n "${BUILT:-}" ] || ninja -C "$build" bench/worker-bench worker/helios-worker >/dev/null
 echo "baseline: $rev ($(git -C "$top" rev-parse --short "$rev")); worker: $(git -C "$top" describe --always --dirty)"
 "$build/bench/worker-bench" --worker "$build/worker/helios-worker" --baseline "$tmp/build/worker/helios-worker" "$@"
