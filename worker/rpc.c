@@ -82,6 +82,7 @@ struct RpcSession {
         uv_loop_t *loop;
         const RpcLaterOps *later; /* NULL: every answer is printed on the loop */
         PrintJob *printing;
+        unsigned n_printing;
 };
 
 int rpc_session_new(Bus *bus, ClientId client, size_t max_message, RpcSendFn send, void *userdata,
@@ -158,8 +159,10 @@ static void send_error(RpcSession *s, const cJSON *id, int code, const char *mes
                 log_oom();
 }
 
-/* Answers from this size on are printed on libuv's pool. */
+/* Answers from this size on are printed on libuv's pool, up to this many of a session's at once (the
+ * rest on the loop, in their turn): answers not yet printed are not yet counted as queued output. */
 #define PRINT_LATER_MIN (64u * 1024u)
+#define PRINT_LATER_MAX 4u
 
 /* The one answer to a batch that cannot be answered member by member. */
 static void send_batch_error(RpcSession *s, const char *what, size_t limit)
@@ -244,6 +247,7 @@ static void print_job_after(uv_work_t *w, int status)
                         s->printing = j->next;
                 if (j->next)
                         j->next->prev = j->prev;
+                s->n_printing--;
                 if (!j->text)
                         log_oom();
                 s->later->fill(s->userdata, j->slot, TAKE_PTR(j->text), j->len);
@@ -254,7 +258,8 @@ static void print_job_after(uv_work_t *w, int status)
 }
 
 /* Print a big answer on libuv's pool, in its place among the connection's output. Takes response, or
- * gives it back when it cannot, to be sent at once. */
+ * gives it back when it cannot, to be sent at once. The answer is the session's own (the bus's rule),
+ * so nothing in it borrows memory the loop may change meanwhile. */
 static cJSON *print_later(RpcSession *s, cJSON *response)
 {
         PrintJob *j = calloc(1, sizeof(PrintJob));
@@ -278,6 +283,7 @@ static cJSON *print_later(RpcSession *s, cJSON *response)
         if (s->printing)
                 s->printing->prev = j;
         s->printing = j;
+        s->n_printing++;
         return NULL;
 }
 
@@ -301,7 +307,8 @@ static void on_done(cJSON *response, void *userdata)
                 b->outstanding--;
                 batch_maybe_finish(b);
         } else if (s && response) {
-                if (s->later && json_size_at_least(response, PRINT_LATER_MIN))
+                if (s->later && s->n_printing < PRINT_LATER_MAX &&
+                    json_size_at_least(response, PRINT_LATER_MIN))
                         response = print_later(s, response);
                 if (response)
                         send_response(s, response);
