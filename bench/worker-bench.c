@@ -506,15 +506,18 @@ static double measure_keystrokes(Client *c, const char *terminal_id, unsigned n,
         return median;
 }
 
-static void measure_echo_while_saving(const char *sock, const char *path, double *ret_alone,
-                                      double *ret_saving, unsigned *ret_saves, double *ret_saves_per_s,
-                                      double ret_p90[2])
+/* Keystroke echo of a terminal of the worker at sock, alone and while another connection saves 16 MiB
+ * files in a loop through saver_sock: the same worker, or another one, which leaves only what the
+ * machine's load does to the echo. */
+static void measure_echo_while_saving(const char *sock, const char *saver_sock, const char *path,
+                                      double *ret_alone, double *ret_saving, unsigned *ret_saves,
+                                      double *ret_saves_per_s, double ret_p90[2])
 {
         const char *create =
             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"terminal:create\",\"params\":{\"cols\":80,"
             "\"rows\":24,\"command\":\"stty -icanon; exec cat >/dev/null\"}}\n";
         char terminal_id[64] = "";
-        SaverArgs saver = {sock, path, false, 0};
+        SaverArgs saver = {saver_sock, path, false, 0};
         pthread_t th;
         Client c;
 
@@ -598,6 +601,7 @@ typedef struct Round {
         double rtt_p50, read_mbs, echo_alone, echo_saving, saves_per_s;
         double echo_p90[2]; /* alone, saving */
         double p90_ratio;
+        double control_ratio, control_p90_ratio; /* the same, while the other worker saves */
         unsigned saves;
 } Round;
 
@@ -630,8 +634,11 @@ static void subject_stop(Subject *s)
                 fprintf(stderr, "worker-bench: could not remove %s\n", s->dir);
 }
 
-static void subject_round(Subject *s, Round *ret)
+static void subject_round(Subject *s, const Subject *other, Round *ret)
 {
+        double alone, saving, p90[2];
+        unsigned saves;
+
         char req[600];
 
         snprintf(req, sizeof(req),
@@ -639,8 +646,12 @@ static void subject_round(Subject *s, Round *ret)
                  s->small);
         ret->rtt_p50 = measure_latency(s->sock, req).p50;
         ret->read_mbs = measure_big_read(s->sock, s->big, 10 * 1024 * 1024);
-        measure_echo_while_saving(s->sock, s->saved, &ret->echo_alone, &ret->echo_saving, &ret->saves,
-                                  &ret->saves_per_s, ret->echo_p90);
+        measure_echo_while_saving(s->sock, s->sock, s->saved, &ret->echo_alone, &ret->echo_saving,
+                                  &ret->saves, &ret->saves_per_s, ret->echo_p90);
+        /* The control: the other worker saves, this one only echoes. */
+        measure_echo_while_saving(s->sock, other->sock, other->saved, &alone, &saving, &saves, NULL, p90);
+        ret->control_ratio = saving / alone;
+        ret->control_p90_ratio = p90[1] / p90[0];
 }
 
 static double median_of(const Round *rounds, unsigned n, size_t offset)
@@ -666,7 +677,7 @@ static int compare(const char *path, const char *baseline, unsigned n_rounds)
                 for (int k = 0; k < 2; k++) {
                         /* Start each round with the other worker, so neither always goes first. */
                         int w = (int)(i + (unsigned)k) % 2;
-                        subject_round(&subjects[w], &rounds[w][i]);
+                        subject_round(&subjects[w], &subjects[1 - w], &rounds[w][i]);
                 }
         for (int k = 0; k < 2; k++)
                 subject_stop(&subjects[k]);
@@ -677,15 +688,18 @@ static int compare(const char *path, const char *baseline, unsigned n_rounds)
         if (getloadavg(load, 3) == 3)
                 printf("load average at the end: %.2f %.2f %.2f (%ld CPUs)\n", load[0], load[1], load[2],
                        sysconf(_SC_NPROCESSORS_ONLN));
-        printf("%-9s %5s %12s %12s %14s %14s %8s %10s %8s\n", "", "round", "1 KiB p50", "10 MiB read",
-               "echo alone", "echo saving", "ratio", "p90 ratio", "saves/s");
+        printf("%-9s %5s %12s %12s %14s %14s %8s %10s %8s %10s %10s\n", "", "round", "1 KiB p50",
+               "10 MiB read", "echo alone", "echo saving", "ratio", "p90 ratio", "saves/s", "ctl ratio",
+               "ctl p90");
         for (int k = 0; k < 2; k++)
                 for (unsigned i = 0; i < n_rounds; i++) {
                         const Round *r = &rounds[k][i];
-                        printf("%-9s %5u %9.1f µs %7.1f MB/s %11.1f µs %11.1f µs %7.2fx %9.2fx %8.1f\n",
+                        printf("%-9s %5u %9.1f µs %7.1f MB/s %11.1f µs %11.1f µs %7.2fx %9.2fx %8.1f %9.2fx "
+                               "%9.2fx\n",
                                subjects[k].name, i + 1, r->rtt_p50, r->read_mbs, r->echo_alone,
                                r->echo_saving, r->echo_saving / r->echo_alone,
-                               r->echo_p90[1] / r->echo_p90[0], r->saves_per_s);
+                               r->echo_p90[1] / r->echo_p90[0], r->saves_per_s, r->control_ratio,
+                               r->control_p90_ratio);
                 }
         printf("medians:\n");
         for (int k = 0; k < 2; k++) {
@@ -694,14 +708,17 @@ static int compare(const char *path, const char *baseline, unsigned n_rounds)
                         ratios[i].echo_saving = rounds[k][i].echo_saving / rounds[k][i].echo_alone;
                         ratios[i].p90_ratio = rounds[k][i].echo_p90[1] / rounds[k][i].echo_p90[0];
                 }
-                printf("%-9s %5s %9.1f µs %7.1f MB/s %11.1f µs %11.1f µs %7.2fx %9.2fx %8.1f\n",
-                       subjects[k].name, "", median_of(rounds[k], n_rounds, offsetof(Round, rtt_p50)),
-                       median_of(rounds[k], n_rounds, offsetof(Round, read_mbs)),
-                       median_of(rounds[k], n_rounds, offsetof(Round, echo_alone)),
-                       median_of(rounds[k], n_rounds, offsetof(Round, echo_saving)),
-                       median_of(ratios, n_rounds, offsetof(Round, echo_saving)),
-                       median_of(ratios, n_rounds, offsetof(Round, p90_ratio)),
-                       median_of(rounds[k], n_rounds, offsetof(Round, saves_per_s)));
+                printf(
+                    "%-9s %5s %9.1f µs %7.1f MB/s %11.1f µs %11.1f µs %7.2fx %9.2fx %8.1f %9.2fx %9.2fx\n",
+                    subjects[k].name, "", median_of(rounds[k], n_rounds, offsetof(Round, rtt_p50)),
+                    median_of(rounds[k], n_rounds, offsetof(Round, read_mbs)),
+                    median_of(rounds[k], n_rounds, offsetof(Round, echo_alone)),
+                    median_of(rounds[k], n_rounds, offsetof(Round, echo_saving)),
+                    median_of(ratios, n_rounds, offsetof(Round, echo_saving)),
+                    median_of(ratios, n_rounds, offsetof(Round, p90_ratio)),
+                    median_of(rounds[k], n_rounds, offsetof(Round, saves_per_s)),
+                    median_of(rounds[k], n_rounds, offsetof(Round, control_ratio)),
+                    median_of(rounds[k], n_rounds, offsetof(Round, control_p90_ratio)));
         }
         return 0;
 }
@@ -822,7 +839,8 @@ int main(int argc, char **argv)
         double echo_alone, echo_saving;
         unsigned saves;
         snprintf(saved, sizeof(saved), "%s/saved.txt", home);
-        measure_echo_while_saving(worker_sock, saved, &echo_alone, &echo_saving, &saves, NULL, NULL);
+        measure_echo_while_saving(worker_sock, worker_sock, saved, &echo_alone, &echo_saving, &saves, NULL,
+                                  NULL);
 
         printf("helios-worker benchmark (%u sequential requests, %u connections for %.1f s)\n", n_requests,
                n_connections, seconds);
