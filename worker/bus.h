@@ -76,6 +76,10 @@ int bus_serve(Bus *b, const char *topic, BusMethodFn fn, void *userdata);
  * when it cannot start at all. */
 typedef int (*BusStartFn)(void *userdata, ClientId *ret);
 int bus_serve_on_demand(Bus *b, const char *topic, BusStartFn start, void *userdata);
+/* The connection serving the on-demand service of userdata may publish the notification topic although
+ * it is outside its namespace: an event of the built-in service it replaces (file:changed_on_disk of
+ * fs). */
+int bus_grant_notification(Bus *b, const char *topic, void *userdata);
 int bus_subscribe(Bus *b, const char *topic, BusEventFn fn, void *userdata);
 void bus_unsubscribe(Bus *b, const char *topic, BusEventFn fn, void *userdata);
 bool bus_has_server(Bus *b, const char *topic);
