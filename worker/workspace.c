@@ -89,6 +89,7 @@ struct Workspace {
 
 typedef enum OpKind {
         OP_LOAD,          /* project:load: fs:stat of the root */
+        OP_LOAD_WATCHED,  /* project:load: fs:stat again, answered once fs has heard project:loaded */
         OP_OPEN,          /* file:open: fs:read_file */
         OP_SAVE,          /* file:save: fs:write_file */
         OP_REVERT,        /* file:revert: fs:read_file */
@@ -643,7 +644,6 @@ static void op_load_done(Op *op, const cJSON *result, const cJSON *error)
         Workspace *ws = op->ws;
         BusCall *call = TAKE_PTR(op->call);
         const char *path, *type;
-        cJSON *state;
         int r;
 
         if (error) {
@@ -659,7 +659,29 @@ static void op_load_done(Op *op, const cJSON *result, const cJSON *error)
                 bus_call_error(call, RPC_WRONG_TYPE, "The project root is not a directory", data);
         } else if (r < 0)
                 bus_call_error(call, RPC_INTERNAL_ERROR, "Malformed answer from the file service", NULL);
-        else if (ws_set_root(ws, path) < 0 || !(state = ws_state_json(ws)))
+        else if (ws_set_root(ws, path) < 0)
+                (void)bus_call_error_oom(call);
+        else {
+                /* The answer waits for an fs request sent after project:loaded: the fs service answers it
+                 * only once it has handled the event and watches the project, whether it runs in the
+                 * worker or in a process of its own, so a change made after project:load is reported. */
+                Op *watched = op_new(ws, OP_LOAD_WATCHED, call, NULL);
+
+                if (watched)
+                        ws_fs_call(ws, "fs:stat", read_params(path), watched);
+                else
+                        (void)bus_call_error_oom(call);
+        }
+        op_free(op);
+}
+
+static void op_load_watched_done(Op *op)
+{
+        BusCall *call = TAKE_PTR(op->call);
+        cJSON *state = ws_state_json(op->ws);
+
+        /* The root is loaded whatever this second look found: a change since is reported as such. */
+        if (!state)
                 (void)bus_call_error_oom(call);
         else
                 bus_call_reply(call, state);
@@ -1423,6 +1445,9 @@ static void on_fs_reply(cJSON *result_owned, cJSON *error_owned, void *userdata)
         switch (op->kind) {
         case OP_LOAD:
                 op_load_done(op, result, error);
+                break;
+        case OP_LOAD_WATCHED:
+                op_load_watched_done(op);
                 break;
         case OP_OPEN:
                 op_open_done(op, result, error);
