@@ -395,7 +395,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
                 if (ev == LINE_READER_NONE)
                         break;
                 if (ev == LINE_READER_OVERSIZE)
-                        log_warning("Dropping a message from the worker over %zu bytes.", b->reader.max_line);
+                        log_warning("Dropping a message from the worker over %zu bytes.",
+                                    b->reader.max_line);
                 else
                         handle_line(b, line, len);
                 /* The handling may have ended the connection, or filled the way out. */

@@ -3,9 +3,12 @@
  * the worker from an administrator's manifest that replaces the built-in one ("replaces": "fs",
  * docs/services.md). It speaks to the worker over its standard input and output.
  *
- * At start it learns the workspace from the worker: the roots and limits (worker:info), then the
- * loaded project (workspace:state), after subscribing to project:loaded so that no change of project
- * is missed between the two. Requests that arrive meanwhile wait until the service is set up. */
+ * At start it learns the workspace from the worker: the roots and limits (worker:info), before which
+ * requests wait, then the loaded project (workspace:state), after subscribing to project:loaded so that
+ * no change of project is missed between the two. The workspace answers workspace:state once it has
+ * restored its project, which takes requests to this service: those are served meanwhile, with
+ * relative paths resolved against the first root as the worker's own fs service does before a project
+ * is loaded. */
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
@@ -28,6 +31,7 @@ typedef struct App {
         void *fs;
         uv_signal_t sigterm, sigint;
         bool stopping;
+        bool heard_project; /* project:loaded arrived since subscribing: newer than workspace:state */
         int error;
 } App;
 
@@ -97,7 +101,8 @@ static int config_from_info(WorkerConfig *c, const cJSON *info)
 
         if (!json_get_uint(cJSON_GetObjectItemCaseSensitive(limits, "maxMessageSize"), SIZE_MAX / 8,
                            &max_message) ||
-            !json_get_uint(cJSON_GetObjectItemCaseSensitive(limits, "maxWatches"), UINT32_MAX, &max_watches) ||
+            !json_get_uint(cJSON_GetObjectItemCaseSensitive(limits, "maxWatches"), UINT32_MAX,
+                           &max_watches) ||
             !cJSON_IsString(state_dir) || !cJSON_IsString(home) || max_message < 1024 || max_watches < 1)
                 return -EBADMSG;
         r = strv_from_json(cJSON_GetObjectItemCaseSensitive(info, "roots"), &c->roots, &c->n_roots);
@@ -135,7 +140,7 @@ static void on_state(cJSON *result, cJSON *error, void *userdata)
                 return;
         }
         /* The project loaded before this service started, told as the workspace told it then. */
-        if (cJSON_IsString(root)) {
+        if (cJSON_IsString(root) && !a->heard_project) {
                 ev = cJSON_CreateObject();
                 if (!ev || !cJSON_AddStringToObject(ev, "root", root->valuestring)) {
                         cJSON_Delete(ev);
@@ -144,8 +149,13 @@ static void on_state(cJSON *result, cJSON *error, void *userdata)
                 }
                 bus_publish(a->bus, EVENT_PROJECT_LOADED, ev, BUS_INTERNAL, 0);
         }
-        log_debug("Serving the file system.");
-        bus_remote_ready(a->bus);
+}
+
+static void on_project_loaded(const char *topic, const cJSON *params, ClientId origin, void *userdata)
+{
+        App *a = userdata;
+
+        a->heard_project = true;
 }
 
 static void on_info(cJSON *result, cJSON *error, void *userdata)
@@ -175,9 +185,15 @@ static void on_info(cJSON *result, cJSON *error, void *userdata)
                 return;
         }
         /* Subscribed before asking, so a project loaded in between is heard. */
-        r = bus_remote_announce(a->bus);
+        r = bus_subscribe(a->bus, EVENT_PROJECT_LOADED, on_project_loaded, a);
+        if (r >= 0)
+                r = bus_remote_announce(a->bus);
         if (r >= 0)
                 r = bus_call(a->bus, "workspace:state", NULL, on_state, a);
+        if (r >= 0) {
+                log_debug("Serving the file system.");
+                bus_remote_ready(a->bus);
+        }
         if (r < 0)
                 app_stop(a, log_error_errno(r, "Failed to join the bus: %m"));
 }
@@ -255,7 +271,8 @@ static int run(int argc, char **argv)
         (void)uv_signal_start(&a.sigterm, on_signal, SIGTERM);
         (void)uv_signal_start(&a.sigint, on_signal, SIGINT);
 
-        r = bus_remote_new(&loop, STDIN_FILENO, STDOUT_FILENO, DEFAULT_MAX_MESSAGE, on_bus_closed, &a, &a.bus);
+        r = bus_remote_new(&loop, STDIN_FILENO, STDOUT_FILENO, DEFAULT_MAX_MESSAGE, on_bus_closed, &a,
+                           &a.bus);
         if (r >= 0)
                 r = bus_call(a.bus, "worker:info", NULL, on_info, &a);
         if (r < 0) {

@@ -59,6 +59,9 @@ struct Buffer {
         unsigned n_refs; /* the workspace's list holds one */
 };
 
+/* workspace:state requests that wait for the restore; more are answered with the state as it is. */
+#define WS_STATE_WAITING_MAX 64u
+
 struct Workspace {
         uv_loop_t *loop;
         Bus *bus;
@@ -82,6 +85,11 @@ struct Workspace {
 
         unsigned n_ops;     /* bus calls to the fs service not answered yet */
         unsigned restoring; /* the restore and its operations still running */
+        /* workspace:state asked while the restore runs: answered once it is complete, so a page that
+         * connects to a worker just (re)started sees the restored workspace, however long the fs
+         * service takes to answer (it may be a process the worker starts first). */
+        BusCall *state_waiting[WS_STATE_WAITING_MAX];
+        size_t n_state_waiting;
         bool state_unsaved; /* the state file is written once the restore is complete */
         bool stopping;
         bool timer_closed;
@@ -515,6 +523,22 @@ static Op *op_new(Workspace *ws, OpKind kind, BusCall *call, Buffer *b)
         return op;
 }
 
+static void ws_answer_state_waiting(Workspace *ws)
+{
+        for (size_t i = 0; i < ws->n_state_waiting; i++) {
+                BusCall *call = TAKE_PTR(ws->state_waiting[i]);
+                cJSON *state;
+
+                if (ws->stopping)
+                        bus_call_error(call, RPC_INTERNAL_ERROR, "The worker is shutting down", NULL);
+                else if (!(state = ws_state_json(ws)))
+                        (void)bus_call_error_oom(call);
+                else
+                        bus_call_reply(call, state);
+        }
+        ws->n_state_waiting = 0;
+}
+
 /* Free an operation whose call (if any) has been answered. May free the workspace if it is stopping. */
 static void op_free(Op *op)
 {
@@ -535,6 +559,7 @@ static void op_free(Op *op)
                           ws->n_buffers == 1 ? "" : "s");
                 if (ws->state_unsaved)
                         ws_persist_state(ws);
+                ws_answer_state_waiting(ws);
         }
 }
 
@@ -695,6 +720,10 @@ static void on_workspace_state(BusCall *call, const cJSON *params, void *userdat
 
         if (ws_refuse_stopping(ws, call) || bus_call_params(call, params, NULL, 0) < 0)
                 return;
+        if (ws->restoring > 0 && ws->n_state_waiting < WS_STATE_WAITING_MAX) {
+                ws->state_waiting[ws->n_state_waiting++] = call;
+                return;
+        }
         state = ws_state_json(ws);
         if (!state) {
                 (void)bus_call_error_oom(call);
@@ -1423,8 +1452,11 @@ static void on_restore_timer(uv_timer_t *t)
         journal_state_done(st);
 
         /* The hold taken in start(): answers that arrived at once could not write a partial state. */
-        if (--ws->restoring == 0 && ws->state_unsaved)
-                ws_persist_state(ws);
+        if (--ws->restoring == 0) {
+                if (ws->state_unsaved)
+                        ws_persist_state(ws);
+                ws_answer_state_waiting(ws);
+        }
 }
 
 /* ---- dispatch of fs answers ---- */
@@ -1579,6 +1611,7 @@ static void workspace_stop(void *userdata)
         ws->n_ops++;
         bus_unsubscribe(ws->bus, EVENT_FILE_CHANGED_ON_DISK, on_changed_on_disk, ws);
         bus_unsubscribe(ws->bus, EVENT_TERMINALS_CHANGED, on_terminals_changed, ws);
+        ws_answer_state_waiting(ws);
 
         /* Saves that have not started are answered now; running operations finish with an error when
          * their answer comes, and the last one frees the workspace. */
