@@ -24,6 +24,7 @@
  * children are made with _Fork(), not fork(): a process forked from one that uses libuv has libuv's
  * fork handler, which closes and reopens descriptors by their numbers in the parent, here taken by
  * others. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -176,6 +177,7 @@ static int send_fds(int sock, const int *fds, size_t n)
                              .msg_controllen = CMSG_SPACE(n * sizeof(int))};
         struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
 
+        assert(n >= 1 && n <= 2);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
         c->cmsg_len = CMSG_LEN(n * sizeof(int));
