@@ -103,6 +103,7 @@ static size_t high_water(const Bus *b)
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void process_lines(Bus *b);
 
 static void reading_update(Bus *b)
 {
@@ -130,7 +131,11 @@ static void on_written(uv_write_t *req, int status)
                 bus_remote_fail(b);
                 return;
         }
-        reading_update(b);
+        if (!b->reading) {
+                reading_update(b);
+                /* Lines read before reading stopped come first. */
+                process_lines(b);
+        }
 }
 
 /* Send msg (taken) as one line. */
@@ -376,18 +381,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         *buf = uv_buf_init(p, (unsigned)MIN(n, (size_t)UINT32_MAX));
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+/* Handle the complete lines held, while the connection is open and the way out has room. */
+static void process_lines(Bus *b)
 {
-        Bus *b = s->data;
-
-        if (n < 0) {
-                if (n != UV_EOF)
-                        log_warning("Reading from the worker failed: %s", uv_strerror((int)n));
-                bus_remote_fail(b);
-                return;
-        }
-        line_reader_commit(&b->reader, (size_t)n);
-        for (;;) {
+        while (!b->closed && b->reading) {
                 char *line;
                 size_t len;
                 LineReaderEvent ev = line_reader_next(&b->reader, &line, &len);
@@ -399,10 +396,21 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
                                     b->reader.max_line);
                 else
                         handle_line(b, line, len);
-                /* The handling may have ended the connection, or filled the way out. */
-                if (b->closed || !b->reading)
-                        break;
         }
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+        Bus *b = s->data;
+
+        if (n < 0) {
+                if (n != UV_EOF)
+                        log_warning("Reading from the worker failed: %s", uv_strerror((int)n));
+                bus_remote_fail(b);
+                return;
+        }
+        line_reader_commit(&b->reader, (size_t)n);
+        process_lines(b);
 }
 
 /* --- The rest of bus.h ------------------------------------------------------------------------- */
