@@ -556,6 +556,7 @@ static int announce(Bus *b, const char *method, const char *const *topics, size_
 int bus_remote_announce(Bus *b)
 {
         _cleanup_free_ const char **topics = calloc(MAX(b->n_servers, b->n_subs) + 1, sizeof(char *));
+        size_t n;
         int r;
 
         if (!topics)
@@ -565,9 +566,15 @@ int bus_remote_announce(Bus *b)
         r = announce(b, "bus:serve", topics, b->n_servers);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < b->n_subs; i++)
-                topics[i] = b->subs[i].topic;
-        return announce(b, "bus:subscribe", topics, b->n_subs);
+        n = 0;
+        for (size_t i = 0; i < b->n_subs; i++) {
+                bool seen = false;
+                for (size_t j = 0; j < n && !seen; j++)
+                        seen = streq(topics[j], b->subs[i].topic);
+                if (!seen)
+                        topics[n++] = b->subs[i].topic;
+        }
+        return announce(b, "bus:subscribe", topics, n);
 }
 
 void bus_remote_set_max_message(Bus *b, size_t max_message)

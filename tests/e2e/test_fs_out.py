@@ -6,6 +6,8 @@ too: meson's e2e-*-fs-out tests, HELIOS_E2E_FS=out.)"""
 import json
 import os
 import signal
+import socket
+import subprocess
 import time
 
 import helios
@@ -103,3 +105,92 @@ def test_a_user_manifest_cannot_replace_fs(make_worker, tmp_path):
         assert services(client)["fs"]["inProcess"] is True
         client.call("fs:stat", {"path": w.home})
     assert "only an administrator's manifest may replace a built-in service" in w.read_log()
+
+
+class FakeWorker:
+    """helios-fs started as the worker starts it (stdin and stdout one end of a socket pair), with this
+    test as the worker: what it asks at start is answered here."""
+
+    def __init__(self, home, state, max_message=65536):
+        self.sock, child = socket.socketpair()
+        self.log = open(os.path.join(state, "helios-fs.log"), "wb")
+        self.proc = subprocess.Popen([helios.HELIOS_FS], stdin=child, stdout=child, stderr=self.log,
+                                     env={**os.environ, "HELIOS_LOG_LEVEL": "debug"})
+        child.close()
+        self.buf = b""
+        self.next_id = 1
+        info = self.recv()
+        assert info["method"] == "worker:info"
+        self.send({"jsonrpc": "2.0", "id": info["id"], "result": {
+            "roots": [home], "home": home, "stateDir": state, "watchExclude": [],
+            "limits": {"maxMessageSize": max_message, "maxWatches": 100}}})
+        asked = [self.recv() for _ in range(3)]
+        assert [m["method"] for m in asked] == ["bus:serve", "bus:subscribe", "workspace:state"]
+        assert "fs:read_file" in asked[0]["params"]["topics"]
+        assert asked[1]["params"]["topics"] == ["project:loaded"]
+        for m in asked[:2]:
+            self.send({"jsonrpc": "2.0", "id": m["id"], "result": {}})
+        self.send({"jsonrpc": "2.0", "id": asked[2]["id"], "result": {"root": home, "openFiles": []}})
+
+    def send(self, msg):
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+
+    def recv(self, timeout=10.0):
+        self.sock.settimeout(timeout)
+        while b"\n" not in self.buf:
+            data = self.sock.recv(1 << 20)
+            assert data, "helios-fs closed the connection"
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def close(self):
+        self.sock.close()
+        assert self.proc.wait(timeout=10) == 0
+        self.log.close()
+
+
+def rss_kib(pid):
+    return int(helios.read_status(pid)["VmRSS"].split()[0])
+
+
+def test_helios_fs_bounds_what_it_reads_and_holds(tmp_path):
+    home, state = tmp_path / "home", tmp_path / "state"
+    home.mkdir()
+    state.mkdir()
+    (home / "f.txt").write_bytes(b"y" * 60000)
+    w = FakeWorker(str(home), str(state))
+    try:
+        # A message over the limit is dropped; the connection goes on.
+        w.sock.sendall(b'{"jsonrpc":"2.0","id":"big","method":"fs:stat","params":{"x":"' + b"z" * 200000 + b'"}}\n')
+        w.send({"jsonrpc": "2.0", "id": "after", "method": "fs:stat", "params": {"path": "f.txt"}})
+        resp = w.recv()
+        assert resp["id"] == "after" and resp["result"]["size"] == 60000
+        # Asked without end while nobody reads its answers, it stops reading: its memory stays bounded
+        # (each answer is 60 KB; without the bound it would hold them all), and nothing is lost.
+        before = rss_kib(w.proc.pid)
+        w.sock.setblocking(False)
+        req = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "fs:read_file",
+                          "params": {"path": "f.txt"}}).encode() + b"\n"
+        pending, sent = b"", 0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and sent < 20000:
+            try:
+                if not pending:
+                    pending = req
+                n = w.sock.send(pending)
+                pending = pending[n:]
+                sent += not pending
+            except BlockingIOError:
+                time.sleep(0.01)
+        grown = rss_kib(w.proc.pid) - before
+        assert grown < 48 * 1024, f"helios-fs grew by {grown} KiB with {sent} requests unread"
+        for _ in range(sent):
+            assert w.recv()["result"]["size"] == 60000
+        if pending:  # the rest of a request cut short
+            w.sock.setblocking(True)
+            w.sock.sendall(pending)
+            assert w.recv()["result"]["size"] == 60000
+    finally:
+        w.close()
+    assert "Dropping a message from the worker over" in open(state / "helios-fs.log").read()
