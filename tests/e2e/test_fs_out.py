@@ -92,6 +92,9 @@ def test_killed_helios_fs_fails_what_it_was_asked_and_comes_back(make_worker, tm
         assert client.call("fs:read_file", {"path": "a.txt"})["content"] == "a"
         again = services(client)["fs"]
         assert again["state"] == "running" and again["pid"] != pid
+        # It learns the loaded project from the worker's answer to its workspace:state, which reaches it
+        # before any request sent after its first answer: once that is answered, the project is watched.
+        client.call("fs:stat", {"path": "."})
         with open(w.path("b.txt"), "w") as f:
             f.write("b")
         client.wait_notification("file:changed_on_disk", lambda p: p["path"] == w.path("b.txt"))
