@@ -196,4 +196,7 @@ def test_helios_fs_bounds_what_it_reads_and_holds(tmp_path):
             assert w.recv()["result"]["size"] == 60000
     finally:
         w.close()
-    assert "Dropping a message from the worker over" in open(state / "helios-fs.log").read()
+    log = open(state / "helios-fs.log").read()
+    assert "Dropping a message from the worker over" in log
+    for pattern in helios.SANITIZER_REPORTS + ("still open at exit",):
+        assert pattern not in log, log[-4000:]
