@@ -327,6 +327,19 @@ export class EditorArea {
     if (this.tabs.has(path)) this.activate(path);
   }
 
+  /** Open a file and select `length` UTF-16 units at line `line` (1-based), column `column`
+   * (0-based), scrolled into the middle of the view: a search result. */
+  async reveal(path: string, line: number, column: number, length = 0): Promise<void> {
+    await this.open(path);
+    if (this.activeTab?.path !== path || this.activeTab.encoding === "base64") return;
+    const doc = this.view.state.doc;
+    const at = doc.line(Math.max(1, Math.min(doc.lines, line)));
+    const from = Math.min(at.to, at.from + Math.max(0, column));
+    const to = Math.min(at.to, from + Math.max(0, length));
+    this.view.dispatch({ selection: { anchor: from, head: to }, effects: EditorView.scrollIntoView(from, { y: "center" }) });
+    this.view.focus();
+  }
+
   private load(path: string, activate: boolean): Promise<void> {
     const running = this.opening.get(path);
     if (running) return running;

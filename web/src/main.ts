@@ -14,6 +14,7 @@ import { Settings } from "./settings";
 import { showPalette, type Command } from "./palette";
 import { Uploads, download } from "./upload";
 import { adoptInlineStyles } from "./csp-styles";
+import { RecentFiles, SearchPanel, showQuickOpen } from "./search";
 
 function showLogin(kind: LoginKind, message = ""): void {
   byId("workbench").hidden = true;
@@ -85,6 +86,9 @@ class App {
   private readonly connection: Connection;
   private readonly settings: Settings;
   private readonly uploads: Uploads;
+  private readonly search: SearchPanel;
+  private readonly recent: RecentFiles;
+  private projectRoot: string | null = null;
   private uploadDir: string | null = null;
   private rebuilding = false;
   private lateState: WorkspaceState | null = null;
@@ -103,6 +107,7 @@ class App {
       },
       onActiveChange: (path) => {
         this.tree.setActive(path);
+        if (path) this.recent.add(path);
         document.title = path ? `${path.slice(path.lastIndexOf("/") + 1)} — Helios` : "Helios";
       },
       notify: (message, kind) => this.notify(message, kind),
@@ -125,6 +130,16 @@ class App {
         void this.settings.set({ expandedFolders: paths });
       },
     });
+    this.recent = new RecentFiles(`helios.recentFiles.${user}`);
+    this.search = new SearchPanel(byId("sidebar"), {
+      rpc: () => (this.connection.rpc.connected ? this.connection.rpc : null),
+      root: () => this.projectRoot,
+      reveal: (path, line, column, length) => {
+        this.showExplorer(false, true);
+        void this.editor.reveal(path, line, column, length);
+      },
+      showExplorer: () => this.showSidebarView("explorer"),
+    });
     this.terminals = new TerminalPanel(byId("panel"), byId("terminal-tabs"), byId("terminal-host"), (m) => this.notify(m, "error"));
     this.connection = new Connection({
       onOpen: (rpc) => {
@@ -133,6 +148,7 @@ class App {
       },
       onClose: () => {
         this.uploads.rpc = null;
+        this.search.detach();
         this.settings.detach();
         this.editor.detach();
         this.tree.detach();
@@ -174,6 +190,7 @@ class App {
       await this.settings.attach(rpc);
       let state = await rpc.call("workspace:state", {});
       if (!state.root) state = await rpc.call("project:load", { root: info.roots[0] ?? info.home });
+      this.projectRoot = state.root ?? info.home;
       await Promise.all([
         this.tree.attach(rpc, state.root ?? info.home),
         this.editor.attach(rpc, state.openFiles),
@@ -192,6 +209,7 @@ class App {
       this.lateState = state;
       return;
     }
+    if (state.root) this.projectRoot = state.root;
     this.editor.mirror(state.openFiles);
     this.terminals.mirror(state.terminals);
   }
@@ -206,6 +224,8 @@ class App {
     });
     rpc.on("terminal:data_out", ({ terminalId, data }) => this.terminals.dataOut(terminalId, data));
     rpc.on("terminal:exit", ({ terminalId, exitCode, signal }) => this.terminals.exit(terminalId, exitCode, signal));
+    rpc.on("search:results", ({ searchId, matches }) => this.search.take(searchId, matches));
+    rpc.on("search:done", (done) => this.search.done(done));
     rpc.on("fs:watch_error", ({ message }) => this.notify(`File watching is incomplete: ${message}`, "error"));
   }
 
@@ -308,6 +328,19 @@ class App {
           e.preventDefault();
           e.stopPropagation();
           showPalette(this.commands());
+        } else if (mod && e.shiftKey && !e.altKey && e.code === "KeyF") {
+          e.preventDefault();
+          e.stopPropagation();
+          this.showSidebarView("search");
+        } else if (mod && e.shiftKey && !e.altKey && e.code === "KeyE") {
+          e.preventDefault();
+          e.stopPropagation();
+          this.showSidebarView("explorer");
+        } else if (mod && !e.shiftKey && !e.altKey && e.code === "KeyP" && !inTerminal) {
+          // In a terminal Ctrl+P stays the shell's (previous command).
+          e.preventDefault();
+          e.stopPropagation();
+          this.quickOpen();
         } else if (mod && !e.shiftKey && !e.altKey && e.code === "KeyB" && !inTerminal) {
           e.preventDefault();
           e.stopPropagation();
@@ -372,6 +405,9 @@ class App {
       { id: "upload", label: "File: Upload Files…", run: () => this.chooseUpload(this.tree.targetDir()) },
       { id: "download", label: "File: Download", run: () => { const p = selected(); if (p) void this.download(p); } },
       { id: "close", label: "File: Close Editor", run: () => { const p = this.editor.activePath; if (p) void this.editor.close(p); } },
+      { id: "quick-open", label: "Go: Go to File… (Quick Open)", shortcut: "Ctrl+P", run: () => this.quickOpen() },
+      { id: "search", label: "Search: Find in Files", shortcut: "Ctrl+Shift+F", run: () => this.showSidebarView("search") },
+      { id: "explorer", label: "View: Explorer", shortcut: "Ctrl+Shift+E", run: () => this.showSidebarView("explorer") },
       { id: "find", label: "Edit: Find", shortcut: "Ctrl+F", run: () => this.editor.command("find") },
       { id: "replace", label: "Edit: Replace", shortcut: "Ctrl+H", run: () => this.editor.command("replace") },
       { id: "goto", label: "Go: Go to Line", shortcut: "Ctrl+G", run: () => this.editor.command("goto") },
@@ -406,6 +442,33 @@ class App {
       const hidden = show === undefined ? !workbench.classList.contains("explorer-hidden") : !show;
       workbench.classList.toggle("explorer-hidden", hidden);
     }
+  }
+
+  /** The side bar shows the explorer or the search panel (brought into view on narrow screens). */
+  private showSidebarView(view: "explorer" | "search"): void {
+    this.showExplorer(true);
+    if (view === "search") {
+      // The selected text of the editor, if it is on one line, is what to look for.
+      const selection = this.editor.view.state.selection.main;
+      const text = this.editor.activePath ? this.editor.view.state.sliceDoc(selection.from, selection.to) : "";
+      this.search.show(text && !text.includes("\n") && text.length <= 200 ? text : undefined);
+    } else {
+      this.search.hide();
+      byId("tree").focus();
+    }
+  }
+
+  private quickOpen(): void {
+    const active = this.editor.activePath;
+    showQuickOpen({
+      rpc: this.connection.rpc.connected ? this.connection.rpc : null,
+      root: this.projectRoot,
+      recent: this.recent.list().filter((p) => p !== active),
+      open: (path) => {
+        this.showExplorer(false, true);
+        void this.editor.open(path);
+      },
+    });
   }
 
   private togglePanel(visible = !this.terminals.visible): void {

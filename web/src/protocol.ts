@@ -123,6 +123,29 @@ export interface Methods {
   "terminal:detach": { params: { terminalId: string }; result: Empty };
   "terminal:pause": { params: { terminalId: string }; result: Empty };
   "terminal:resume": { params: { terminalId: string }; result: Empty };
+  "search:text": { params: SearchTextParams; result: { searchId: string } };
+  "search:cancel": { params: { searchId: string }; result: Empty };
+  "search:files": { params: { query: string; maxResults?: number }; result: { files: string[] } };
+}
+
+export interface SearchTextParams {
+  query: string;
+  regex?: boolean;
+  caseSensitive?: boolean;
+  include?: string[];
+  exclude?: string[];
+  maxResults?: number;
+}
+
+/** One match: `path` below the project's root, `line` 1-based, `column` and `length` in UTF-16 units
+ * of the line; `text` is the line, or a window of a long one starting at `textColumn`. */
+export interface SearchMatch {
+  path: string;
+  line: number;
+  column: number;
+  length?: number;
+  text: string;
+  textColumn?: number;
 }
 
 export interface Notifications {
@@ -135,4 +158,6 @@ export interface Notifications {
   "terminal:data_out": { terminalId: string; data: string };
   "terminal:exit": { terminalId: string; exitCode: number | null; signal: number | string | null };
   "gateway:worker_lost": Record<string, unknown>;
+  "search:results": { searchId: string; matches: SearchMatch[] };
+  "search:done": { searchId: string; files: number; matches: number; truncated: boolean; timedOut?: boolean; cancelled?: boolean };
 }
