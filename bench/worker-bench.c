@@ -326,6 +326,29 @@ static double measure_big_read_time(const char *sock, const char *path, size_t s
         return best[2];
 }
 
+/* The time of one fs:read_file of the file on a new connection, in seconds. */
+static double measure_big_read_once(const char *sock, const char *path, size_t size)
+{
+        char msg[512];
+        double a, t;
+        size_t n;
+        Client c;
+
+        snprintf(msg, sizeof(msg),
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"fs:read_file\",\"params\":{\"path\":\"%s\"}}\n",
+                 path);
+        client_open(&c, sock);
+        a = now();
+        n = client_roundtrip(&c, msg, strlen(msg));
+        t = now() - a;
+        client_close(&c);
+        if (n < size) {
+                fprintf(stderr, "worker-bench: short fs:read_file answer (%zu bytes)\n", n);
+                exit(EXIT_FAILURE);
+        }
+        return t;
+}
+
 static double measure_big_read(const char *sock, const char *path, size_t size)
 {
         return (double)size / measure_big_read_time(sock, path, size) / 1e6;
@@ -787,8 +810,16 @@ int main(int argc, char **argv)
                         fprintf(stderr, "worker-bench: helios-fs did not return the file\n");
                         return 1;
                 }
-                in_big = measure_big_read_time(worker_sock, big, 10 * 1024 * 1024);
-                out_big = measure_big_read_time(out_sock, out_big_path, 10 * 1024 * 1024);
+                /* Read by read, alternately, so that a busy moment of the machine costs both alike. */
+                double in_t[9], out_t[9];
+                for (int i = 0; i < 9; i++) {
+                        in_t[i] = measure_big_read_once(worker_sock, big, 10 * 1024 * 1024);
+                        out_t[i] = measure_big_read_once(out_sock, out_big_path, 10 * 1024 * 1024);
+                }
+                qsort(in_t, 9, sizeof(double), cmp_double);
+                qsort(out_t, 9, sizeof(double), cmp_double);
+                in_big = in_t[4];
+                out_big = out_t[4];
                 if (!fs_served_out_of_process(out_sock)) {
                         fprintf(stderr, "worker-bench: the second worker did not run helios-fs\n");
                         return 1;
@@ -819,8 +850,8 @@ int main(int argc, char **argv)
                        "ratio");
                 printf("%-44s %10.1f µs %10.1f µs %7.2fx\n", "fs:read_file 1 KiB round trip p50", in_lat.p50,
                        out_lat.p50, out_lat.p50 / in_lat.p50);
-                printf("%-44s %10.1f ms %10.1f ms %7.2fx\n", "fs:read_file 10 MiB", in_big * 1e3,
-                       out_big * 1e3, out_big / in_big);
+                printf("%-44s %10.1f ms %10.1f ms %7.2fx\n", "fs:read_file 10 MiB (9 alternate reads)",
+                       in_big * 1e3, out_big * 1e3, out_big / in_big);
                 printf("%-44s %7.1f MB/s %7.1f MB/s\n", "fs:read_file 10 MiB throughput",
                        10.0 * 1024 * 1024 / in_big / 1e6, 10.0 * 1024 * 1024 / out_big / 1e6);
                 kill(worker_out, SIGTERM);
