@@ -916,6 +916,11 @@ Activator *activator_free(Activator *a)
         return NULL;
 }
 
+bool activator_failing(const Activator *a)
+{
+        return a->state == ACTIVATOR_BACKOFF;
+}
+
 const char *activator_socket_path(const Activator *a)
 {
         return a->socket_path;

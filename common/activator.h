@@ -75,6 +75,9 @@ Activator *activator_free(Activator *a);
  * noticed (the two race). */
 void activator_recheck(Activator *a);
 
+/* The worker keeps failing to start: clients are turned away until the back-off is over. */
+bool activator_failing(const Activator *a);
+
 const char *activator_socket_path(const Activator *a);
 /* The worker serving the socket (started here or found running), 0 if none. */
 pid_t activator_worker_pid(const Activator *a);

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "log.h"
@@ -26,9 +27,31 @@ static void fclosep(FILE **f)
                 (void)fclose(*f);
 }
 
-int conf_file_parse_stream(FILE *f, const char *path, ConfFileCallback cb, void *userdata)
+/* A header "[name]" naming one of sections: whether its settings are wanted, or -EINVAL. */
+static int section_header(const char *path, unsigned n, char *line, const char *section,
+                          const char *const *sections)
+{
+        size_t len = strlen(line);
+        char *name;
+
+        if (line[len - 1] != ']') {
+                log_error("%s:%u: expected '[section]'.", path, n);
+                return -EINVAL;
+        }
+        line[len - 1] = '\0';
+        name = strip(line + 1);
+        for (size_t i = 0; sections && sections[i]; i++)
+                if (streq(name, sections[i]))
+                        return section && streq(name, section);
+        log_error("%s:%u: unknown section '[%s]'.", path, n, name);
+        return -EINVAL;
+}
+
+int conf_file_parse_section_stream(FILE *f, const char *path, const char *section,
+                                   const char *const *sections, ConfFileCallback cb, void *userdata)
 {
         _cleanup_free_ char *buf = NULL;
+        bool wanted = !section;
         size_t cap = 0;
         unsigned n = 0;
         ssize_t len;
@@ -49,6 +72,13 @@ int conf_file_parse_stream(FILE *f, const char *path, ConfFileCallback cb, void 
                 key = strip(buf);
                 if (*key == '\0' || *key == '#' || *key == ';')
                         continue;
+                if (*key == '[') {
+                        r = section_header(path, n, key, section, sections);
+                        if (r < 0)
+                                return r;
+                        wanted = r > 0;
+                        continue;
+                }
                 eq = strchr(key, '=');
                 if (!eq) {
                         log_error("%s:%u: expected 'key = value'.", path, n);
@@ -61,6 +91,8 @@ int conf_file_parse_stream(FILE *f, const char *path, ConfFileCallback cb, void 
                         log_error("%s:%u: missing key before '='.", path, n);
                         return -EINVAL;
                 }
+                if (!wanted)
+                        continue;
                 r = cb(path, n, key, value, userdata);
                 if (r < 0)
                         return r;
@@ -70,11 +102,22 @@ int conf_file_parse_stream(FILE *f, const char *path, ConfFileCallback cb, void 
         return 0;
 }
 
-int conf_file_parse(const char *path, ConfFileCallback cb, void *userdata)
+int conf_file_parse_stream(FILE *f, const char *path, ConfFileCallback cb, void *userdata)
+{
+        return conf_file_parse_section_stream(f, path, NULL, NULL, cb, userdata);
+}
+
+int conf_file_parse_section(const char *path, const char *section, const char *const *sections,
+                            ConfFileCallback cb, void *userdata)
 {
         _cleanup_(fclosep) FILE *f = fopen(path, "re");
 
         if (!f)
                 return negative_errno();
-        return conf_file_parse_stream(f, path, cb, userdata);
+        return conf_file_parse_section_stream(f, path, section, sections, cb, userdata);
+}
+
+int conf_file_parse(const char *path, ConfFileCallback cb, void *userdata)
+{
+        return conf_file_parse_section(path, NULL, NULL, cb, userdata);
 }

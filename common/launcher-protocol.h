@@ -11,7 +11,13 @@
  * Requests (the first field is an id chosen by the gateway, decimal, 1..10 digits, echoed in the reply
  * so requests may be answered out of order):
  *   ID \0 "auth"   \0 USER \0 PASSWORD \0    check a password with PAM (service "helios")
- *   ID \0 "worker" \0 USER \0                make sure USER's worker socket listens; answer its path
+ *   ID \0 "worker" \0 USER \0                make sure USER's worker socket listens; answer its path.
+ *                                           Refused first, whatever the mode: an account whose password
+ *                                           is locked or that has expired ("locked"), one whose home
+ *                                           directory is missing ("no-home"). Asked again after the
+ *                                           gateway's connection to the socket ended before the worker
+ *                                           said anything, "failed" tells that the worker keeps failing
+ *                                           to start (embedded mode)
  *   ID \0 "account" \0 USER \0               may USER still use Helios? The launcher's own policy (below),
  *                                           then PAM's account management (pam_acct_mgmt: expiry, access
  *                                           rules), then whether the password is locked (usermod -L),
@@ -44,9 +50,17 @@
 #define LAUNCHER_REPLY_OK    "ok"
 #define LAUNCHER_REPLY_ERROR "error"
 
-/* Reasons, and the errno the gateway maps each to. */
-#define LAUNCHER_ERROR_DENIED  "denied"  /* wrong user name or password             -EACCES */
-#define LAUNCHER_ERROR_REFUSED "refused" /* root, a system account, an invalid name  -EPERM */
-#define LAUNCHER_ERROR_BUSY    "busy"    /* too many requests in flight; try later    -EAGAIN */
-#define LAUNCHER_ERROR_TIMEOUT "timeout" /* PAM or the service manager did not answer -ETIMEDOUT */
-#define LAUNCHER_ERROR_FAILED  "failed"  /* anything else; the launcher logged why    -EIO */
+/* Reasons, and the errno the gateway maps each to. The last four answer "worker" only: why a workspace
+ * cannot start, which the page shows its user (docs/protocol.md has the WebSocket close code of each).
+ * "failed" is also what a worker that keeps failing to start is answered; "full" leaves room again once
+ * another user's workspace goes idle. A gateway that meets a reason it does not know treats it as
+ * "failed". */
+#define LAUNCHER_ERROR_DENIED  "denied"  /* wrong user name or password                  -EACCES */
+#define LAUNCHER_ERROR_REFUSED "refused" /* root, a system account, an invalid name       -EPERM */
+#define LAUNCHER_ERROR_BUSY    "busy"    /* too many requests in flight; try later         -EAGAIN */
+#define LAUNCHER_ERROR_TIMEOUT "timeout" /* PAM or the service manager did not answer      -ETIMEDOUT */
+#define LAUNCHER_ERROR_FAILED  "failed"  /* anything else; the launcher logged why         -EIO */
+#define LAUNCHER_ERROR_LOCKED  "locked"  /* the password is locked or the account expired  -EKEYEXPIRED */
+#define LAUNCHER_ERROR_NO_HOME "no-home" /* the account's home directory does not exist    -ENOENT */
+#define LAUNCHER_ERROR_MASKED  "masked"  /* helios-worker@USER is masked (systemd)         -ERFKILL */
+#define LAUNCHER_ERROR_FULL    "full"    /* as many users have a workspace as allowed      -EUSERS */

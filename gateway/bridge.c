@@ -79,6 +79,8 @@ struct Bridge {
         LauncherRequest *locate;
         char *socket_path;
         bool retried;
+        bool worker_spoke; /* a byte came from the worker on this connection */
+        bool asked_why;    /* the launcher was asked again after the worker ended it unanswered */
         WorkerWrite *waiting_first, *waiting_last; /* written before the connection was up */
         size_t to_worker_queued;
         size_t rx_message_len; /* bytes of the browser's current message so far */
@@ -111,6 +113,7 @@ struct Bridge {
 };
 
 static void worker_lost(Bridge *b, const char *why);
+static void ask_why(Bridge *b);
 static void bridge_maybe_free(Bridge *b);
 static void on_worker_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -551,9 +554,14 @@ static void on_worker_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         int r = 0;
 
         if (nread < 0) {
+                if (!b->worker_spoke && !b->asked_why && b->wsi && !b->close_code) {
+                        ask_why(b);
+                        return;
+                }
                 worker_lost(b, nread == UV_EOF ? NULL : uv_strerror((int)nread));
                 return;
         }
+        b->worker_spoke = true;
         /* The bytes before p are of lines already dealt with, or the buffer's headroom: room for a
          * frame header in front of each piece. */
         while (r >= 0 && p < end && b->wsi && !b->close_code) {
@@ -616,6 +624,82 @@ static void worker_lost(Bridge *b, const char *why)
 }
 
 static void connect_to(Bridge *b);
+
+/* Why the user can have no workspace, as the page is told (docs/protocol.md); false for an error that
+ * says nothing about the workspace (the launcher restarting, say): the worker is then lost as any. */
+static bool workspace_refusal(int r, int *ret_code, const char **ret_reason)
+{
+        static const struct {
+                int error, code;
+                const char *reason;
+        } table[] = {
+            {-ERFKILL, BRIDGE_CLOSE_UNIT_MASKED, "workspace disabled"},
+            {-EKEYEXPIRED, BRIDGE_CLOSE_ACCOUNT_LOCKED, "account locked or expired"},
+            {-ENOENT, BRIDGE_CLOSE_HOME_MISSING, "home directory missing"},
+            {-EIO, BRIDGE_CLOSE_START_FAILED, "workspace failed to start"},
+            {-EUSERS, BRIDGE_CLOSE_WORKSPACES_FULL, "too many workspaces"},
+            {-EAGAIN, BRIDGE_CLOSE_LAUNCHER_BUSY, "server busy"},
+            {-ETIMEDOUT, BRIDGE_CLOSE_START_TIMEOUT, "workspace start timed out"},
+            {-EPERM, BRIDGE_CLOSE_ACCOUNT_REFUSED, "account refused"},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                if (table[i].error == r) {
+                        *ret_code = table[i].code;
+                        *ret_reason = table[i].reason;
+                        return true;
+                }
+        return false;
+}
+
+/* The launcher says the user can have no workspace: the page is closed with the reason, and one line
+ * says it here. Anything else is a lost worker. */
+static void no_workspace(Bridge *b, int r)
+{
+        const char *reason;
+        int code;
+
+        if (!workspace_refusal(r, &code, &reason)) {
+                log_warning_errno(r, "No worker for %s: %m", b->user);
+                worker_lost(b, NULL);
+                return;
+        }
+        log_notice("No workspace for %s: %s (close %d).", b->user, reason, code);
+        pipe_close(b, PIPE_CLOSING);
+        free_waiting(b);
+        request_close(b, code, reason);
+}
+
+static void on_asked_why(int r, const char *socket_path, void *userdata)
+{
+        Bridge *b = userdata;
+
+        b->locate = NULL;
+        if (r < 0)
+                no_workspace(b, r);
+        else {
+                log_info("Lost the worker connection of %s before the worker said anything.", b->user);
+                worker_lost(b, NULL);
+        }
+}
+
+/* The worker ended the connection before it said anything: the worker may have failed to start (in
+ * embedded mode its socket is turned away once starts keep failing). The launcher knows; asked once per
+ * connection. */
+static void ask_why(Bridge *b)
+{
+        char *path = NULL;
+        int r;
+
+        b->asked_why = true;
+        pipe_close(b, PIPE_CLOSING);
+        free_waiting(b);
+        r = launcher_find_worker(b->gateway->launcher, b->user, on_asked_why, b, &path, &b->locate);
+        if (r != 1)
+                /* Answered at once (the gateway's own launcher in embedded mode). */
+                on_asked_why(r, path, b);
+        free(path);
+}
 
 static void on_pipe_closed(uv_handle_t *h)
 {
@@ -695,8 +779,7 @@ static void on_located(int r, const char *socket_path, void *userdata)
                         r = -ENOMEM;
         }
         if (r < 0) {
-                log_warning_errno(r, "No worker for %s: %m", b->user);
-                worker_lost(b, NULL);
+                no_workspace(b, r);
                 return;
         }
         connect_to(b);
@@ -860,10 +943,8 @@ int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret)
         if (r == 0) {
                 b->socket_path = path;
                 connect_to(b);
-        } else if (r < 0) {
-                log_warning_errno(r, "No worker for %s: %m", b->user);
-                worker_lost(b, NULL);
-        }
+        } else if (r < 0)
+                no_workspace(b, r);
         return 0;
 }
 
@@ -973,7 +1054,12 @@ void bridge_ws_closed(Bridge *b)
                 user_unref(g, b->owner);
                 b->owner = NULL;
         }
-        /* Only this page's connection to the worker ends; the worker and its terminals go on. */
+        /* Only this page's connection to the worker ends; the worker and its terminals go on. A
+         * question to the launcher still out (ask_why()) is dropped: the pipe may be closed already. */
+        if (b->locate) {
+                launcher_request_cancel(b->locate);
+                b->locate = NULL;
+        }
         pipe_close(b, PIPE_CLOSING);
         bridge_maybe_free(b);
 }

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "macro.h"
 #include "parse-util.h"
+#include "worker-settings.h"
 
 static const char *const auth_method_table[_AUTH_METHOD_MAX] = {
     [AUTH_METHOD_TOKEN] = "token",
@@ -495,7 +496,7 @@ int gateway_config_load(int argc, char **argv, GatewayConfig **ret)
 
         if (!config_path)
                 config_path = GATEWAY_DEFAULT_CONFIG;
-        r = conf_file_parse(config_path, on_file_setting, c);
+        r = conf_file_parse_section(config_path, NULL, HELIOS_CONF_SECTIONS, on_file_setting, c);
         if (r == -ENOENT && !explicit_config)
                 r = 0;
         else if (r < 0) {

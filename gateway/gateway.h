@@ -28,6 +28,16 @@ typedef struct BridgeUser BridgeUser;
 
 /* Close code for a page over its user's page limit (an application code, RFC 6455 §7.4.2). */
 #define BRIDGE_CLOSE_PAGE_LIMIT 4008
+/* Close codes for a page whose user can have no workspace now, one per reason the launcher gives
+ * (docs/protocol.md). 4010-4013 and 4017 last until an admin acts; 4014-4016 pass. */
+#define BRIDGE_CLOSE_UNIT_MASKED     4010
+#define BRIDGE_CLOSE_ACCOUNT_LOCKED  4011
+#define BRIDGE_CLOSE_HOME_MISSING    4012
+#define BRIDGE_CLOSE_START_FAILED    4013
+#define BRIDGE_CLOSE_WORKSPACES_FULL 4014
+#define BRIDGE_CLOSE_LAUNCHER_BUSY   4015
+#define BRIDGE_CLOSE_START_TIMEOUT   4016
+#define BRIDGE_CLOSE_ACCOUNT_REFUSED 4017
 
 /* Size of the buffer every worker read lands in before it is split into messages. Reads are
  * synchronous within the loop, so one buffer serves every connection and idle ones hold none. It has

@@ -133,6 +133,14 @@ static int error_from_reason(const char *reason)
                 return -EAGAIN;
         if (streq(reason, LAUNCHER_ERROR_TIMEOUT))
                 return -ETIMEDOUT;
+        if (streq(reason, LAUNCHER_ERROR_LOCKED))
+                return -EKEYEXPIRED;
+        if (streq(reason, LAUNCHER_ERROR_NO_HOME))
+                return -ENOENT;
+        if (streq(reason, LAUNCHER_ERROR_MASKED))
+                return -ERFKILL;
+        if (streq(reason, LAUNCHER_ERROR_FULL))
+                return -EUSERS;
         return -EIO;
 }
 
@@ -255,7 +263,8 @@ static void remote_disconnect(RemoteLauncher *rl, const char *why)
                 return;
         log_warning("Lost the connection to helios-launcher: %s.", why);
         watch_close(rl);
-        fail_all(rl, -EIO);
+        /* Not -EIO, which is the launcher's "failed": the page would take its workspace for broken. */
+        fail_all(rl, -ECONNRESET);
 }
 
 static int remote_connect(RemoteLauncher *rl)

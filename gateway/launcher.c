@@ -47,6 +47,8 @@ static int embedded_find_worker(Launcher *l, const char *user, LauncherWorkerCal
         char *p;
 
         /* Every account the gateway lets in is this process's user here: there is one worker. */
+        if (activator_failing(l->activator))
+                return -EIO;
         p = strdup(l->socket_path);
         if (!p)
                 return -ENOMEM;

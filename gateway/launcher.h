@@ -35,8 +35,8 @@ int launcher_new_embedded(uv_loop_t *loop, const GatewayConfig *config, const st
 /* A client of helios-launcher on its SOCK_SEQPACKET socket at path (common/launcher-protocol.h): one
  * connection, made when first needed and again after a loss. A request made while the launcher cannot be
  * reached fails at once with -ECONNREFUSED (-EBUSY if its backlog is full); pending requests fail with
- * -EIO when the connection is lost. Answers map: denied -EACCES, refused -EPERM, busy -EAGAIN, timeout
- * -ETIMEDOUT, failed -EIO. */
+ * -ECONNRESET when the connection is lost. Answers map: denied -EACCES, refused -EPERM, busy -EAGAIN,
+ * timeout -ETIMEDOUT, failed -EIO, locked -EKEYEXPIRED, no-home -ENOENT, masked -ERFKILL, full -EUSERS. */
 int launcher_new_remote(uv_loop_t *loop, const char *path, Launcher **ret);
 int launcher_start(Launcher *l);
 /* Close handles; workers keep running. */
@@ -52,7 +52,9 @@ int launcher_authenticate(Launcher *l, const char *user, const char *password, L
                           void *userdata, LauncherRequest **ret_request);
 
 /* Find user's worker socket. Returns 0 with *ret_path (the caller frees it) when the answer is at hand,
- * 1 when it comes later through cb (*ret_request may be cancelled until then), or -errno. */
+ * 1 when it comes later through cb (*ret_request may be cancelled until then), or -errno. Asked again
+ * after a connection to the socket ended before the worker said anything, -EIO tells that the worker
+ * keeps failing to start. */
 int launcher_find_worker(Launcher *l, const char *user, LauncherWorkerCallback cb, void *userdata,
                          char **ret_path, LauncherRequest **ret_request);
 

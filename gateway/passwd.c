@@ -14,6 +14,7 @@
 #include "log.h"
 #include "macro.h"
 #include "users-file.h"
+#include "worker-settings.h"
 
 #define PASSWORD_MAX 1024u
 
@@ -137,7 +138,8 @@ int passwd_run(int argc, char **argv)
                 return -EINVAL;
         }
         if (!users_file) {
-                r = conf_file_parse(config ? config : GATEWAY_DEFAULT_CONFIG, find_users_file, &users_file);
+                r = conf_file_parse_section(config ? config : GATEWAY_DEFAULT_CONFIG, NULL,
+                                            HELIOS_CONF_SECTIONS, find_users_file, &users_file);
                 if (r < 0 && (r != -ENOENT || config))
                         return log_error_errno(r, "Cannot read %s: %m",
                                                config ? config : GATEWAY_DEFAULT_CONFIG);

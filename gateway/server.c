@@ -20,6 +20,7 @@
 #include "log.h"
 #include "macro.h"
 #include "users-file.h"
+#include "worker-settings.h"
 
 /* WebSocket payload read per callback. Allocated per open WebSocket, so it is kept small: a large
  * message just arrives in more pieces. */
@@ -618,6 +619,14 @@ int gateway_check_config(const GatewayConfig *c)
                 if (r < 0)
                         problems += check_problem(c->web_root, r, NULL);
                 web_root_free(w);
+        }
+        if (c->config_path) {
+                /* The workers read the [worker] section themselves, each at its start: a mistake there
+                 * would keep every workspace from starting. */
+                WorkerSettings ws;
+                r = worker_settings_load(c->config_path, NULL, &ws);
+                if (r < 0)
+                        problems += check_problem("[" WORKER_SETTINGS_SECTION "]", r, NULL);
         }
         if (c->listen_socket_group && !getgrnam(c->listen_socket_group))
                 problems += check_problem("listen_socket_group", -ESRCH, "no such group");

@@ -3,8 +3,11 @@
 
 #include <assert.h>
 #include <grp.h>
+#include <shadow.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -74,4 +77,48 @@ int account_check(const AccountPolicy *p, const char *user)
                 if (groups[i] == p->gateway_gid || groups[i] == 0)
                         return -EPERM;
         return 0;
+}
+
+bool account_password_locked(const char *user)
+{
+        struct spwd sp, *found = NULL;
+        char buf[4096];
+
+        if (getspnam_r(user, &sp, buf, sizeof(buf), &found) != 0 || !found || !found->sp_pwdp)
+                return false;
+        return found->sp_pwdp[0] == '!';
+}
+
+/* Expired as pam_unix has it: from the day sp_expire names on (days since 1970), -1 being never. */
+static bool account_expired(const char *user)
+{
+        struct spwd sp, *found = NULL;
+        char buf[4096];
+
+        if (getspnam_r(user, &sp, buf, sizeof(buf), &found) != 0 || !found || found->sp_expire < 0)
+                return false;
+        return time(NULL) / (24 * 60 * 60) >= found->sp_expire;
+}
+
+int account_workspace_check(const char *user)
+{
+        _cleanup_free_ char *buf = NULL;
+        struct passwd pw;
+        struct stat st;
+        int r;
+
+        assert(user);
+
+        if (account_password_locked(user) || account_expired(user))
+                return -EKEYEXPIRED;
+        r = account_lookup(user, &pw, &buf);
+        if (r < 0)
+                return r;
+        /* Only a home that is certainly not there: another error (a network file system that root may
+         * not search, say) is left to the worker's start. */
+        if (!pw.pw_dir || pw.pw_dir[0] != '/')
+                return -ENOENT;
+        if (stat(pw.pw_dir, &st) < 0)
+                return errno == ENOENT || errno == ENOTDIR ? -ENOENT : 0;
+        return S_ISDIR(st.st_mode) ? 0 : -ENOENT;
 }

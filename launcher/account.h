@@ -24,3 +24,12 @@ int account_lookup(const char *name, struct passwd *ret_pw, char **ret_buf);
  * -EPERM for root, system accounts, nobody, the gateway's own, and members of the gateway's group (every
  * worker socket is open to that group: a member could reach everyone's workspace). */
 int account_check(const AccountPolicy *p, const char *user);
+
+/* A password locked the way usermod -L and passwd -l do: '!' before the hash in the shadow database.
+ * Accounts without a shadow entry (kept elsewhere) are left to PAM. */
+bool account_password_locked(const char *user);
+
+/* Whether the account can have a workspace now: -EKEYEXPIRED when its password is locked or the account
+ * has expired (chage -E), -ENOENT when its home directory does not exist (or is no directory), 0
+ * otherwise. */
+int account_workspace_check(const char *user);

@@ -9,7 +9,10 @@
  *
  *   launcher → embedded:  ID \0 "worker" \0 USER \0        USER passed the launcher's account check
  *   embedded → launcher:  ID \0 "ok" \0 PATH \0            the worker socket of USER listens
- *                         ID \0 "error" \0 REASON \0       a LAUNCHER_ERROR_* reason
+ *                         ID \0 "error" \0 REASON \0       "full" (no room for another user's
+ *                                                          socket), "failed" (the socket could not be
+ *                                                          made, or the worker keeps failing to start);
+ *                                                          the launcher passes on no other
  *                         "0" \0 "status" \0 USERS \0 RUNNING \0
  *                                                          users with a socket, workers running (for
  *                                                          the launcher's status line), on each change

@@ -437,10 +437,14 @@ static void on_embedded_answer(const char *status, const char *arg, void *userda
         Manager *m = req->manager;
 
         req->embedded = NULL;
+        /* Only the reasons helios-embedded may give go on to the gateway. */
+        if (!streq(status, LAUNCHER_REPLY_OK) && !streq(arg, LAUNCHER_ERROR_BUSY) &&
+            !streq(arg, LAUNCHER_ERROR_FULL))
+                arg = LAUNCHER_ERROR_FAILED;
         if (streq(status, LAUNCHER_REPLY_OK))
                 log_event(LOG_INFO, req->user, "worker-socket", "Worker socket of %s ready.", req->user);
         else
-                log_event(LOG_WARNING, req->user, "worker-failed", "No worker socket for %s: %s.", req->user,
+                log_event(LOG_WARNING, req->user, "worker-failed", "No workspace for %s: %s.", req->user,
                           arg);
         request_answer(req, status, arg);
         request_free(req);
@@ -519,11 +523,41 @@ static void on_unit_started(int r, void *userdata)
         if (r >= 0) {
                 m->workers_started++;
                 request_answer(req, LAUNCHER_REPLY_OK, path);
-        } else
-                request_answer(req, LAUNCHER_REPLY_ERROR,
-                               r == -ETIMEDOUT ? LAUNCHER_ERROR_TIMEOUT : LAUNCHER_ERROR_FAILED);
+        } else {
+                const char *reason = r == -ETIMEDOUT ? LAUNCHER_ERROR_TIMEOUT
+                                     : r == -ERFKILL ? LAUNCHER_ERROR_MASKED
+                                                     : LAUNCHER_ERROR_FAILED;
+                log_event(LOG_WARNING, req->user, "worker-failed", "No workspace for %s: %s.", req->user,
+                          r == -ERFKILL ? "its worker unit is masked" : reason);
+                request_answer(req, LAUNCHER_REPLY_ERROR, reason);
+        }
         request_free(req);
         update_status(m);
+}
+
+/* Masked by the admin (systemctl mask [--runtime]): the unit file is a link to /dev/null. Asked of the
+ * service as well as of the socket, whose start would succeed with the service masked and leave every
+ * connection to fail; a masked socket the manager refuses too (UnitMasked, see unit-starter.c). */
+static bool worker_unit_masked(const char *escaped)
+{
+        static const char *const dirs[] = {"/etc/systemd/system", "/run/systemd/system"};
+        static const char *const kinds[] = {"service", "socket"};
+
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
+                for (size_t k = 0; k < ELEMENTSOF(kinds); k++) {
+                        char path[UNIT_ESCAPED_USER_MAX + 64], target[16];
+                        ssize_t n;
+
+                        (void)snprintf(path, sizeof(path), "%s/helios-worker@%s.%s", dirs[i], escaped,
+                                       kinds[k]);
+                        n = readlink(path, target, sizeof(target) - 1);
+                        if (n < 0)
+                                continue;
+                        target[n] = '\0';
+                        if (streq(target, "/dev/null"))
+                                return true;
+                }
+        return false;
 }
 
 static void handle_worker_systemd(Conn *c, const char *id, const char *user)
@@ -563,6 +597,12 @@ static void handle_worker_systemd(Conn *c, const char *id, const char *user)
         assert(k >= 0);
         (void)snprintf(unit, sizeof(unit), "helios-worker@%s.socket", escaped);
         (void)snprintf(service, sizeof(service), "helios-worker@%s.service", escaped);
+        if (worker_unit_masked(escaped)) {
+                log_event(LOG_NOTICE, user, "worker-masked", "No workspace for %s: %s is masked.", user,
+                          service);
+                conn_error(c, id, LAUNCHER_ERROR_MASKED);
+                return;
+        }
         k = worker_home_dropin_write(m->options.unit_dropin_dir, escaped, user);
         if (k < 0) {
                 log_event(LOG_ERR, user, "worker-failed", "Cannot give %s's worker its home: %s.", user,
@@ -598,6 +638,26 @@ static void handle_worker(Conn *c, const char *id, const char *user)
                           k == -ESRCH ? "no such account"
                                       : "root, a system account, nobody or in the gateway's group");
                 conn_error(c, id, LAUNCHER_ERROR_REFUSED);
+                return;
+        }
+        if (k < 0) {
+                log_error_errno(k, "Cannot look up the account %s: %m", user);
+                conn_error(c, id, LAUNCHER_ERROR_FAILED);
+                return;
+        }
+        /* Said before any socket or unit is made for it: neither could give the user a workspace, and
+         * the page tells them why. */
+        k = account_workspace_check(user);
+        if (k == -EKEYEXPIRED) {
+                log_event(LOG_NOTICE, user, "worker-locked",
+                          "No workspace for %s: the password is locked or the account expired.", user);
+                conn_error(c, id, LAUNCHER_ERROR_LOCKED);
+                return;
+        }
+        if (k == -ENOENT) {
+                log_event(LOG_WARNING, user, "worker-no-home",
+                          "No workspace for %s: the home directory does not exist.", user);
+                conn_error(c, id, LAUNCHER_ERROR_NO_HOME);
                 return;
         }
         if (k < 0) {

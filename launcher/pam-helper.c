@@ -3,12 +3,12 @@
 
 #include <sched.h>
 #include <security/pam_appl.h>
-#include <shadow.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "account.h"
 #include "launcher-protocol.h"
 #include "log.h"
 #include "macro.h"
@@ -90,18 +90,6 @@ static bool pam_result_is_denial(int r)
         }
 }
 
-/* A password locked the way usermod -L and passwd -l do: '!' before the hash in the shadow database.
- * Accounts without a shadow entry (kept elsewhere) are left to PAM. */
-static bool password_locked(const char *user)
-{
-        struct spwd sp, *found = NULL;
-        char buf[4096];
-
-        if (getspnam_r(user, &sp, buf, sizeof(buf), &found) != 0 || !found || !found->sp_pwdp)
-                return false;
-        return found->sp_pwdp[0] == '!';
-}
-
 static int check(const char *service, const Credentials *c)
 {
         struct pam_conv conv = {.conv = conversation, .appdata_ptr = (void *)c};
@@ -120,7 +108,7 @@ static int check(const char *service, const Credentials *c)
                 step = "account check";
                 r = pam_acct_mgmt(h, PAM_DISALLOW_NULL_AUTHTOK);
         }
-        if (r == PAM_SUCCESS && !c->password && password_locked(c->user)) {
+        if (r == PAM_SUCCESS && !c->password && account_password_locked(c->user)) {
                 /* usermod -L, passwd -l: no login by password, so no session that came from one. */
                 step = "account check";
                 r = PAM_PERM_DENIED;

@@ -400,6 +400,12 @@ static void handle_worker(Spawner *s, const char *id, const char *user)
                 if (streq(u->name, user)) {
                         /* A worker found running at start may have gone since: look again. */
                         activator_recheck(u->activator);
+                        if (activator_failing(u->activator)) {
+                                /* The gateway asks again when its connection ended unanswered. */
+                                log_warning("The worker of %s keeps failing to start.", user);
+                                reply(s, id, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_FAILED);
+                                return;
+                        }
                         reply(s, id, LAUNCHER_REPLY_OK, u->socket_path);
                         return;
                 }
@@ -407,7 +413,7 @@ static void handle_worker(Spawner *s, const char *id, const char *user)
                 evict_idle_user(s);
         if (s->n_users >= s->options.max_users) {
                 log_warning("No room for the worker socket of %s: %u users have one.", user, s->n_users);
-                reply(s, id, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_BUSY);
+                reply(s, id, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_FULL);
                 return;
         }
         r = user_entry_new(s, user, &u);

@@ -114,7 +114,10 @@ static int on_start_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_e
         j->call = sd_bus_slot_unref(j->call);
         if (e) {
                 log_error("StartUnit %s failed: %s: %s", j->unit, e->name, strna(e->message));
-                job_finish(j, -EIO);
+                /* A masked unit is the admin's word, not a failure: told apart (ERFKILL, as systemd
+                 * itself says it). */
+                job_finish(j, sd_bus_error_has_name(e, "org.freedesktop.systemd1.UnitMasked") ? -ERFKILL
+                                                                                              : -EIO);
                 return 0;
         }
         r = sd_bus_message_read(m, "o", &path);

@@ -15,6 +15,7 @@
 #include "parse-util.h"
 #include "policy.h"
 #include "strv.h"
+#include "worker-settings.h"
 
 WorkerConfig *worker_config_free(WorkerConfig *c)
 {
@@ -58,8 +59,13 @@ static void help(void)
                "     --max-message-size N    Largest JSON-RPC message in bytes (default 16M)\n"
                "     --idle-timeout TIME     Exit after TIME idle (seconds, or 90s, 10min, 2h), 0 = never\n"
                "                             (default 10min)\n"
+               "     --terminal-idle-timeout TIME  End a terminal without input, output or an\n"
+               "                             attached client for TIME, 0 = never (default 0)\n"
                "     --max-connections N     Concurrent client connections (default 64)\n"
                "     --max-terminals N       Live terminals (default 32)\n"
+               "     --archive-idle-timeout TIME\n"
+               "                             Drop a folder's zip download not read for TIME\n"
+               "                             (default 1min)\n"
                "     --scrollback N          Terminal scrollback bytes (default 1M)\n"
                "     --watch-exclude NAME    Directory name not watched (repeatable;\n"
                "                             default: .git node_modules; 'none' clears)\n"
@@ -83,7 +89,13 @@ static void help(void)
                "                             (default /etc/helios/services)\n"
                "     --user-services DIR     The user's service manifests\n"
                "                             (default $XDG_CONFIG_HOME/helios/services)\n"
-               "     --log-level LEVEL       err, warning, notice, info, debug\n");
+               "     --config FILE           The [worker] section of this file, and worker.d/USER.conf\n"
+               "                             beside it (default " HELIOS_CONF_PATH "); options win\n"
+               "     --log-level LEVEL       err, warning, notice, info, debug\n\n"
+               "[worker] settings:");
+        for (size_t i = 0; i < _WORKER_SETTING_MAX; i++)
+                printf(" %s", worker_settings[i].key);
+        printf("\n");
 }
 
 enum {
@@ -93,6 +105,7 @@ enum {
         ARG_IDLE_TIMEOUT,
         ARG_MAX_CONNECTIONS,
         ARG_MAX_TERMINALS,
+        ARG_ARCHIVE_IDLE,
         ARG_SCROLLBACK,
         ARG_WATCH_EXCLUDE,
         ARG_MAX_WATCHES,
@@ -106,7 +119,51 @@ enum {
         ARG_SYSTEM_SERVICES,
         ARG_ADMIN_SERVICES,
         ARG_USER_SERVICES,
+        ARG_TERMINAL_IDLE_TIMEOUT,
+        ARG_CONFIG,
 };
+
+/* The admin's settings (worker-settings.h) for what the command line left alone. */
+static int apply_settings_file(WorkerConfig *c, const char *path, const bool given[_WORKER_SETTING_MAX])
+{
+        struct passwd *pw = getpwuid(getuid());
+        WorkerSettings s;
+        int r;
+
+        r = worker_settings_load(path, pw ? pw->pw_name : NULL, &s);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read the worker settings of %s: %m", path);
+        for (size_t i = 0; i < _WORKER_SETTING_MAX; i++) {
+                if (!s.set[i] || given[i])
+                        continue;
+                switch ((WorkerSettingId)i) {
+                case WORKER_SETTING_IDLE_TIMEOUT:
+                        c->idle_timeout_ms = s.v[i];
+                        break;
+                case WORKER_SETTING_TERMINAL_IDLE_TIMEOUT:
+                        c->terminal_idle_timeout_ms = s.v[i];
+                        break;
+                case WORKER_SETTING_MAX_TERMINALS:
+                        c->max_terminals = (unsigned)s.v[i];
+                        break;
+                case WORKER_SETTING_MAX_CONNECTIONS:
+                        c->max_connections = (unsigned)s.v[i];
+                        break;
+                case WORKER_SETTING_SCROLLBACK:
+                        c->scrollback = (size_t)s.v[i];
+                        break;
+                case WORKER_SETTING_MAX_WATCHES:
+                        c->max_watches = (unsigned)s.v[i];
+                        break;
+                case WORKER_SETTING_HIGH_WATER:
+                        c->high_water = (size_t)s.v[i];
+                        break;
+                default:
+                        break;
+                }
+        }
+        return 0;
+}
 
 int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
 {
@@ -120,6 +177,7 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
             {"idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT},
             {"max-connections", required_argument, NULL, ARG_MAX_CONNECTIONS},
             {"max-terminals", required_argument, NULL, ARG_MAX_TERMINALS},
+            {"archive-idle-timeout", required_argument, NULL, ARG_ARCHIVE_IDLE},
             {"scrollback", required_argument, NULL, ARG_SCROLLBACK},
             {"watch-exclude", required_argument, NULL, ARG_WATCH_EXCLUDE},
             {"max-watches", required_argument, NULL, ARG_MAX_WATCHES},
@@ -133,10 +191,13 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
             {"system-services", required_argument, NULL, ARG_SYSTEM_SERVICES},
             {"admin-services", required_argument, NULL, ARG_ADMIN_SERVICES},
             {"user-services", required_argument, NULL, ARG_USER_SERVICES},
+            {"terminal-idle-timeout", required_argument, NULL, ARG_TERMINAL_IDLE_TIMEOUT},
+            {"config", required_argument, NULL, ARG_CONFIG},
             {},
         };
         WorkerConfig *c = calloc(1, sizeof(WorkerConfig));
-        bool excludes_set = false;
+        bool excludes_set = false, given[_WORKER_SETTING_MAX] = {};
+        const char *config_path = HELIOS_CONF_PATH;
         uint64_t v;
         int opt, r;
 
@@ -147,6 +208,7 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
             .idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS,
             .max_connections = DEFAULT_MAX_CONNECTIONS,
             .max_terminals = DEFAULT_MAX_TERMINALS,
+            .archive_idle_ms = DEFAULT_ARCHIVE_IDLE_MS,
             .scrollback = DEFAULT_SCROLLBACK,
             .max_watches = DEFAULT_MAX_WATCHES,
             .high_water = DEFAULT_HIGH_WATER,
@@ -215,15 +277,31 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                 case ARG_IDLE_TIMEOUT:
                         NUM_ARG(parse_duration_ms, idle_timeout_ms, 0, 365ULL * 24 * 3600 * 1000,
                                 "idle timeout");
+                        given[WORKER_SETTING_IDLE_TIMEOUT] = true;
+                        break;
+                case ARG_TERMINAL_IDLE_TIMEOUT:
+                        NUM_ARG(parse_duration_ms, terminal_idle_timeout_ms, 0, 365ULL * 24 * 3600 * 1000,
+                                "terminal idle timeout");
+                        given[WORKER_SETTING_TERMINAL_IDLE_TIMEOUT] = true;
+                        break;
+                case ARG_CONFIG:
+                        config_path = optarg;
                         break;
                 case ARG_MAX_CONNECTIONS:
                         NUM_ARG(parse_uint, max_connections, 1, 65536, "connection limit");
+                        given[WORKER_SETTING_MAX_CONNECTIONS] = true;
+                        break;
+                case ARG_ARCHIVE_IDLE:
+                        NUM_ARG(parse_duration_ms, archive_idle_ms, 1000, 24ULL * 3600 * 1000,
+                                "archive idle timeout");
                         break;
                 case ARG_MAX_TERMINALS:
                         NUM_ARG(parse_uint, max_terminals, 0, 4096, "terminal limit");
+                        given[WORKER_SETTING_MAX_TERMINALS] = true;
                         break;
                 case ARG_SCROLLBACK:
                         NUM_ARG(parse_size, scrollback, 4096, 256ULL * 1024 * 1024, "scrollback size");
+                        given[WORKER_SETTING_SCROLLBACK] = true;
                         break;
                 case ARG_WATCH_EXCLUDE:
                         if (!excludes_set) {
@@ -245,9 +323,11 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                         break;
                 case ARG_MAX_WATCHES:
                         NUM_ARG(parse_uint, max_watches, 1, 1u << 24, "watch limit");
+                        given[WORKER_SETTING_MAX_WATCHES] = true;
                         break;
                 case ARG_HIGH_WATER:
                         NUM_ARG(parse_size, high_water, 4096, 1024ULL * 1024 * 1024, "high-water mark");
+                        given[WORKER_SETTING_HIGH_WATER] = true;
                         break;
                 case ARG_ALLOW_UID: {
                         uid_t *u;
@@ -313,6 +393,10 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                 r = -EINVAL;
                 goto fail;
         }
+
+        r = apply_settings_file(c, config_path, given);
+        if (r < 0)
+                goto fail;
 
         if (!excludes_set &&
             (strv_push(&c->watch_exclude, &c->n_watch_exclude, ".git", strlen(".git")) < 0 ||

@@ -15,10 +15,13 @@ typedef struct WorkerConfig {
         char *home;               /* the user's home directory */
         size_t max_message;       /* bytes per JSON-RPC message, each way */
         uint64_t idle_timeout_ms; /* 0: never exit when idle */
+        /* A terminal without input, output or an attached client this long is ended; 0: never. */
+        uint64_t terminal_idle_timeout_ms;
         unsigned max_connections;
         unsigned max_terminals;
-        size_t scrollback;    /* bytes of terminal output kept per terminal */
-        char **watch_exclude; /* directory names not watched for changes */
+        uint64_t archive_idle_ms; /* a zip download not read for this long is dropped */
+        size_t scrollback;        /* bytes of terminal output kept per terminal */
+        char **watch_exclude;     /* directory names not watched for changes */
         size_t n_watch_exclude;
         unsigned max_watches; /* inotify watches per worker */
         size_t high_water;    /* outbound bytes queued on a connection before it counts as congested */
@@ -38,6 +41,7 @@ typedef struct WorkerConfig {
 #define DEFAULT_IDLE_TIMEOUT_MS (10u * 60u * 1000u)
 #define DEFAULT_MAX_CONNECTIONS 64u
 #define DEFAULT_MAX_TERMINALS   32u
+#define DEFAULT_ARCHIVE_IDLE_MS (60u * 1000u)
 #define DEFAULT_SCROLLBACK      (1024u * 1024u)
 #define DEFAULT_MAX_WATCHES     32768u
 #define DEFAULT_HIGH_WATER      (1024u * 1024u)

@@ -8,10 +8,12 @@
  * path it changed; a change event whose path still looks exactly like that is its own echo. */
 #include <assert.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "charset.h"
 #include "events.h"
 #include "fs-encoding.h"
 #include "fs-ops.h"
@@ -100,10 +102,23 @@ struct Fs {
 };
 
 typedef enum Encoding {
-        ENCODING_AUTO,
+        ENCODING_AUTO, /* read: UTF-8 text if it can be, else base64 */
+        ENCODING_TEXT, /* read: as ENCODING_AUTO, but text in an 8-bit encoding is text too */
         ENCODING_UTF8,
         ENCODING_BASE64,
+        ENCODING_LATIN1, /* text, decoded from and encoded to ISO-8859-1 */
+        ENCODING_CP1252, /* text, decoded from and encoded to Windows-1252 */
 } Encoding;
+
+static Charset encoding_charset(Encoding e)
+{
+        return e == ENCODING_LATIN1 ? CHARSET_LATIN1 : e == ENCODING_CP1252 ? CHARSET_CP1252 : CHARSET_UTF8;
+}
+
+static const char *encoding_name(Encoding e)
+{
+        return e == ENCODING_BASE64 ? "base64" : charset_to_string(encoding_charset(e));
+}
 
 /* --- Replies ------------------------------------------------------------------------------------ */
 
@@ -201,16 +216,27 @@ static int path_param(Fs *fs, BusCall *call, const char *name, const char *value
         return 0;
 }
 
-static int parse_encoding(BusCall *call, const char *s, Encoding *ret)
+static int parse_encoding(BusCall *call, const char *s, bool reading, Encoding *ret)
 {
         if (!s)
-                *ret = ENCODING_AUTO;
+                *ret = reading ? ENCODING_AUTO : ENCODING_UTF8;
         else if (streq(s, "utf-8"))
                 *ret = ENCODING_UTF8;
         else if (streq(s, "base64"))
                 *ret = ENCODING_BASE64;
+        else if (streq(s, "iso-8859-1"))
+                *ret = ENCODING_LATIN1;
+        else if (streq(s, "windows-1252"))
+                *ret = ENCODING_CP1252;
+        else if (reading && streq(s, "text"))
+                *ret = ENCODING_TEXT;
         else
-                return bus_call_error_invalid(call, "'encoding' must be \"utf-8\" or \"base64\"", NULL);
+                return bus_call_error_invalid(call,
+                                              reading ? "'encoding' must be \"utf-8\", \"base64\", "
+                                                        "\"iso-8859-1\", \"windows-1252\" or \"text\""
+                                                      : "'encoding' must be \"utf-8\", \"base64\", "
+                                                        "\"iso-8859-1\" or \"windows-1252\"",
+                                              NULL);
         return 0;
 }
 
@@ -342,6 +368,33 @@ static void on_change(FsChangeKind kind, const char *path, const char *old_path,
         bus_publish(fs->bus, EVENT_FILE_CHANGED_ON_DISK, p, BUS_ALL_CLIENTS, 0);
 }
 
+/* Tell the other services (the workspace's open buffers) of a name this service renamed or removed. */
+static void publish_deleted(Fs *fs, const char *path)
+{
+        cJSON *p = result_with_path("path", path);
+
+        if (!p) {
+                log_oom();
+                return;
+        }
+        bus_publish(fs->bus, EVENT_FS_DELETED, p, BUS_INTERNAL, 0);
+}
+
+static void publish_renamed(Fs *fs, const char *from, const char *to, const char *old_tag,
+                            const char *new_tag)
+{
+        cJSON *p = result_with_path("from", from);
+
+        if (!p || !cJSON_AddStringToObject(p, "to", to) ||
+            (*old_tag && (!cJSON_AddStringToObject(p, "oldTag", old_tag) ||
+                          !cJSON_AddStringToObject(p, "tag", new_tag)))) {
+                cJSON_Delete(p);
+                log_oom();
+                return;
+        }
+        bus_publish(fs->bus, EVENT_FS_RENAMED, p, BUS_INTERNAL, 0);
+}
+
 static void on_watch_error(const char *path, int error, const char *message, uint64_t limit, void *userdata)
 {
         Fs *fs = userdata;
@@ -469,7 +522,7 @@ static int read_answer(int fd, const struct stat *st, Encoding enc, size_t limit
         _cleanup_free_ char *data = NULL, *encoded = NULL;
         _cleanup_json_ cJSON *result = NULL;
         char tag[FS_TAG_MAX];
-        size_t size;
+        size_t size, text_size;
         cJSON *content;
         int r;
 
@@ -483,7 +536,19 @@ static int read_answer(int fd, const struct stat *st, Encoding enc, size_t limit
 
         if (enc == ENCODING_AUTO)
                 enc = fs_text_is_json_safe(data, size) ? ENCODING_UTF8 : ENCODING_BASE64;
-        else if (enc == ENCODING_UTF8) {
+        else if (enc == ENCODING_TEXT) {
+                Charset c =
+                    fs_text_is_json_safe(data, size) ? CHARSET_UTF8 : charset_detect_legacy(data, size);
+                enc = c == CHARSET_UTF8     ? ENCODING_UTF8
+                      : c == CHARSET_LATIN1 ? ENCODING_LATIN1
+                      : c == CHARSET_CP1252 ? ENCODING_CP1252
+                                            : ENCODING_BASE64;
+        } else if (enc == ENCODING_LATIN1 || enc == ENCODING_CP1252) {
+                if (memchr(data, 0, size))
+                        return read_error(err, READ_INVALID, 0, 0,
+                                          "the file contains NUL bytes, which a JSON string cannot "
+                                          "carry here; read it as base64");
+        } else if (enc == ENCODING_UTF8) {
                 if (!utf8_is_valid(data, size))
                         return read_error(err, READ_INVALID, 0, 0,
                                           "the file is not valid UTF-8; read it as base64");
@@ -494,10 +559,26 @@ static int read_answer(int fd, const struct stat *st, Encoding enc, size_t limit
         }
         if (enc == ENCODING_BASE64 && base64_encoded_size(size) > limit)
                 return read_error(err, READ_TOO_LARGE, 0, size, NULL);
+        /* The text, decoded when the file is in an 8-bit encoding; size stays the file's. */
+        text_size = size;
         /* One shape for every caller, in the worker or not: the content is a JSON string, which the
          * receiver owns; the buffer goes into the answer rather than being copied. */
-        if (enc == ENCODING_UTF8) {
-                if (fs_json_string_size(data, size) > limit)
+        if (enc == ENCODING_LATIN1 || enc == ENCODING_CP1252) {
+                Buf text = {};
+
+                r = charset_decode_append(encoding_charset(enc), data, size, &text);
+                if (r < 0) {
+                        buf_done(&text);
+                        return r == -EINVAL ? read_error(err, READ_INVALID, 0, 0,
+                                                         "the file has a byte Windows-1252 does not "
+                                                         "define; read it as base64")
+                                            : read_error(err, READ_ERRNO, r, 0, NULL);
+                }
+                free(data);
+                data = buf_steal(&text, &text_size);
+        }
+        if (enc != ENCODING_BASE64) {
+                if (fs_json_string_size(data, text_size) > limit)
                         return read_error(err, READ_TOO_LARGE, 0, size, NULL);
                 content = json_create_string_take(TAKE_PTR(data));
         } else {
@@ -514,7 +595,7 @@ static int read_answer(int fd, const struct stat *st, Encoding enc, size_t limit
         }
         /* Numbers, for every caller: in-process ones read them as such too. */
         fs_tag_format(st, tag);
-        if (!cJSON_AddStringToObject(result, "encoding", enc == ENCODING_UTF8 ? "utf-8" : "base64") ||
+        if (!cJSON_AddStringToObject(result, "encoding", encoding_name(enc)) ||
             !cJSON_AddNumberToObject(result, "size", (double)size) ||
             !cJSON_AddNumberToObject(result, "mtime", (double)fs_mtime_ms(st)) ||
             !cJSON_AddStringToObject(result, "tag", tag))
@@ -538,6 +619,28 @@ static int reply_conflict(BusCall *call, const char *path, const struct stat *st
         }
         bus_call_error(call, RPC_CONFLICT, st ? "Changed on disk" : "Removed from disk", data);
         return -ESTALE;
+}
+
+/* -32602 for text with a character the file's encoding cannot hold: nothing was written. */
+static int reply_unencodable(BusCall *call, const char *path, Charset charset, const CharsetBadChar *bad)
+{
+        cJSON *data = cJSON_CreateObject();
+        char message[160], code_point[16];
+
+        (void)snprintf(code_point, sizeof(code_point), "U+%04" PRIX32, bad->code_point);
+        (void)snprintf(message, sizeof(message),
+                       "The text has a character %s cannot hold (%s at offset %zu); nothing was written",
+                       charset_to_string(charset), code_point, bad->offset);
+        if (data && (!cJSON_AddStringToObject(data, "reason", "unencodable") ||
+                     !cJSON_AddStringToObject(data, "path", path) ||
+                     !cJSON_AddStringToObject(data, "encoding", charset_to_string(charset)) ||
+                     !cJSON_AddStringToObject(data, "codePoint", code_point) ||
+                     !cJSON_AddNumberToObject(data, "offset", (double)bad->offset))) {
+                cJSON_Delete(data);
+                data = NULL;
+        }
+        bus_call_error(call, RPC_INVALID_PARAMS, message, data);
+        return -EILSEQ;
 }
 
 /* Where an earlier save in this directory was cut short, its temporary file goes: once per directory
@@ -588,13 +691,16 @@ typedef struct DiskJob {
         char *data;
         size_t size;
         bool check_utf8;
-        char *expected; /* expectedTag, or NULL */
+        Charset charset;    /* what data is written in: encoded from UTF-8 on the thread pool */
+        CharsetBadChar bad; /* JOB_UNENCODABLE */
+        char *expected;     /* expectedTag, or NULL */
         /* Outcome, written by the work function. */
         int r;
         enum {
                 JOB_DONE,
                 JOB_ERRNO,
                 JOB_INVALID_UTF8,
+                JOB_UNENCODABLE,
                 JOB_WRONG_TYPE,
                 JOB_CONFLICT,
                 JOB_GONE,
@@ -646,6 +752,18 @@ static void disk_job_work(uv_work_t *w)
         if (j->check_utf8 && !utf8_is_valid(j->data, j->size)) {
                 j->outcome = JOB_INVALID_UTF8;
                 return;
+        }
+        if (j->charset != CHARSET_UTF8) {
+                Buf bytes = {};
+
+                r = charset_encode_append(j->charset, j->data, j->size, &bytes, &j->bad);
+                if (r < 0) {
+                        buf_done(&bytes);
+                        j->outcome = r == -EILSEQ ? JOB_UNENCODABLE : JOB_ERRNO, j->r = r;
+                        return;
+                }
+                free(j->data);
+                j->data = buf_steal(&bytes, &j->size);
         }
         r = fstatat(j->dir_fd, j->name, &st, 0) < 0 ? negative_errno() : 0;
         if (r < 0 && r != -ENOENT) {
@@ -727,6 +845,7 @@ static void disk_job_after(uv_work_t *w, int status)
                                         bus_call_reply(call, result);
                                 else
                                         (void)bus_call_error_oom(call);
+                                publish_deleted(fs, j->path);
                                 break;
                         }
                         clean_directory(fs, j->dir_fd, j->path);
@@ -743,6 +862,9 @@ static void disk_job_after(uv_work_t *w, int status)
                         break;
                 case JOB_INVALID_UTF8:
                         (void)bus_call_error_invalid(call, "'content' is not valid UTF-8", j->path);
+                        break;
+                case JOB_UNENCODABLE:
+                        (void)reply_unencodable(call, j->path, j->charset, &j->bad);
                         break;
                 case JOB_WRONG_TYPE:
                         (void)reply_error(call, RPC_WRONG_TYPE, "Not a regular file", EINVAL, j->path);
@@ -879,7 +1001,7 @@ static int method_read_file(Fs *fs, BusCall *call, const cJSON *params)
         int r;
 
         if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0 ||
-            parse_encoding(call, encoding_arg, &enc) < 0 ||
+            parse_encoding(call, encoding_arg, true, &enc) < 0 ||
             path_param(fs, call, "path", path_arg, &path) < 0)
                 return -EINVAL;
 
@@ -945,7 +1067,7 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
         int r;
 
         if (bus_call_params(call, params, fields, ELEMENTSOF(fields)) < 0 ||
-            parse_encoding(call, encoding_arg, &enc) < 0 ||
+            parse_encoding(call, encoding_arg, false, &enc) < 0 ||
             path_param(fs, call, "path", path_arg, &path) < 0)
                 return -EINVAL;
 
@@ -978,6 +1100,7 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
                 j->size = strlen(content_arg);
                 j->data = malloc(MAX(j->size, (size_t)1));
                 j->check_utf8 = true;
+                j->charset = encoding_charset(enc);
                 if (j->data)
                         memcpy(j->data, content_arg, j->size);
                 else {
@@ -1158,7 +1281,8 @@ static int method_rename(Fs *fs, BusCall *call, const cJSON *params)
         };
         _cleanup_(fs_location_done) FsLocation f = FS_LOCATION_NULL, t = FS_LOCATION_NULL;
         _cleanup_free_ char *from = NULL, *to = NULL;
-        struct stat st;
+        char old_tag[FS_TAG_MAX] = "", new_tag[FS_TAG_MAX] = "";
+        struct stat st, after;
         cJSON *result;
         int r;
 
@@ -1210,13 +1334,21 @@ static int method_rename(Fs *fs, BusCall *call, const cJSON *params)
         }
         own_record(fs, f.path, OWN_ABSENT, NULL, false);
         own_record_current(fs, t.path);
+        /* A rename changes a file's ctime, and with it its tag: the buffer of a file that was not
+         * changed otherwise takes the new one (oldTag says which it replaces). */
+        if (S_ISREG(st.st_mode) && fstatat(t.dir_fd, t.name, &after, AT_SYMLINK_NOFOLLOW) >= 0 &&
+            S_ISREG(after.st_mode) && after.st_ino == st.st_ino && after.st_dev == st.st_dev) {
+                fs_tag_format(&st, old_tag);
+                fs_tag_format(&after, new_tag);
+        }
 
         result = result_with_path("from", from);
         if (!result || !cJSON_AddStringToObject(result, "to", to)) {
                 cJSON_Delete(result);
-                return bus_call_error_oom(call);
-        }
-        bus_call_reply(call, result);
+                (void)bus_call_error_oom(call);
+        } else
+                bus_call_reply(call, result);
+        publish_renamed(fs, from, to, old_tag, new_tag);
         return 0;
 }
 
@@ -1267,8 +1399,10 @@ static int method_delete(Fs *fs, BusCall *call, const cJSON *params)
 
         result = result_with_path("path", path);
         if (!result)
-                return bus_call_error_oom(call);
-        bus_call_reply(call, result);
+                (void)bus_call_error_oom(call);
+        else
+                bus_call_reply(call, result);
+        publish_deleted(fs, path);
         return 0;
 }
 

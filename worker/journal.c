@@ -20,14 +20,17 @@
 #include "macro.h"
 
 #define SNAP_MAGIC "HLSNAP01"
-#define LOG_MAGIC  "HLLOG001"
-#define MAGIC_LEN  8u
-#define STATE_FILE "state.json"
-#define TMP_SUFFIX ".tmp"
+/* A snapshot of a file in another encoding than UTF-8: its name follows the tag. */
+#define SNAP_MAGIC_CHARSET "HLSNAP02"
+#define LOG_MAGIC          "HLLOG001"
+#define MAGIC_LEN          8u
+#define STATE_FILE         "state.json"
+#define TMP_SUFFIX         ".tmp"
 /* Every record: u32 length of the body, u32 CRC-32C of the body, then the body, which starts with
  * its type. Integers are little-endian. */
-#define REC_HEADER      8u
-#define REC_SNAPSHOT    'S' /* u64 version, u32 len + path, u32 len + tag, u64 len + text */
+#define REC_HEADER 8u
+#define REC_SNAPSHOT \
+        'S' /* u64 version, u32 len + path, u32 len + tag, [u32 len + charset,] u64 len + text */
 #define REC_EDIT        'E' /* u64 base version, u32 n, n × (u64 from, u64 to, u32 len + insert) */
 #define REC_TAG         'T' /* u64 version, u32 len + tag */
 #define EDIT_CHANGE_MIN 20u /* bytes of an edit record per change, insert not counted */
@@ -85,6 +88,7 @@ struct JournalEntry {
         char id[ID_LEN + 1];
         char *path;
         char *tag;
+        Charset charset;
         uint64_t version; /* the buffer's version after the last record */
         int log_fd;
         int snap_fd;       /* a snapshot written but not fsynced yet, or -1 */
@@ -624,7 +628,7 @@ static int entry_write_snapshot(JournalEntry *e, uint64_t version, const Documen
         uint32_t crc;
         int n, r, fd = -1;
 
-        r = buf_append(&h, SNAP_MAGIC, MAGIC_LEN);
+        r = buf_append(&h, e->charset == CHARSET_UTF8 ? SNAP_MAGIC : SNAP_MAGIC_CHARSET, MAGIC_LEN);
         if (r >= 0)
                 r = record_begin(&h, REC_SNAPSHOT, &start);
         if (r >= 0)
@@ -633,6 +637,8 @@ static int entry_write_snapshot(JournalEntry *e, uint64_t version, const Documen
                 r = put_str32(&h, e->path, strlen(e->path));
         if (r >= 0)
                 r = put_str32(&h, e->tag, strlen(e->tag));
+        if (r >= 0 && e->charset != CHARSET_UTF8)
+                r = put_str32(&h, charset_to_string(e->charset), strlen(charset_to_string(e->charset)));
         if (r >= 0)
                 r = put_u64(&h, size);
         if (r < 0) {
@@ -684,6 +690,29 @@ static int entry_compact(JournalEntry *e, uint64_t version, const Document *doc)
         e->log_cost = 0;
         e->broken = false;
         e->log_unsynced = true;
+        return 0;
+}
+
+int journal_set_path(JournalEntry *e, const char *path, uint64_t version, const Document *doc)
+{
+        char *old = e->path;
+        int r;
+
+        assert(e && path && doc);
+        if (path[0] != '/' || strlen(path) >= PATH_MAX)
+                return -EINVAL;
+        e->path = strdup(path);
+        if (!e->path) {
+                e->path = old;
+                return -ENOMEM;
+        }
+        r = entry_compact(e, version, doc);
+        if (r < 0) {
+                free(e->path);
+                e->path = old;
+                return r;
+        }
+        free(old);
         return 0;
 }
 
@@ -741,8 +770,8 @@ static void entry_link(Journal *j, JournalEntry *e)
         j->entries = e;
 }
 
-int journal_add(Journal *j, const char *path, const char *tag, uint64_t version, const Document *doc,
-                JournalEntry **ret)
+int journal_add(Journal *j, const char *path, const char *tag, Charset charset, uint64_t version,
+                const Document *doc, JournalEntry **ret)
 {
         JournalEntry *e;
         char name[ID_LEN + 8];
@@ -755,6 +784,7 @@ int journal_add(Journal *j, const char *path, const char *tag, uint64_t version,
         r = entry_new(j, path, tag, &e);
         if (r < 0)
                 return r;
+        e->charset = charset;
 
         /* The name is a hash of the path; on a collision (or a buffer kept on disk over its limits)
          * the next name is tried. The log is created exclusively, so a name is never shared. */
@@ -1007,21 +1037,41 @@ static int load_state(Journal *j, JournalState *ret)
 /* Parse a snapshot file. The returned strings point into text. */
 static int parse_snapshot(const char *text, size_t len, uint64_t *ret_version, const char **ret_path,
                           size_t *ret_path_len, const char **ret_tag, size_t *ret_tag_len,
-                          const char **ret_body, size_t *ret_body_len)
+                          Charset *ret_charset, const char **ret_body, size_t *ret_body_len)
 {
         Reader r = {(const uint8_t *)text, len}, body;
         const uint8_t *p;
+        const char *cs = NULL;
+        size_t cs_len = 0;
+        char cs_name[32];
         uint64_t n;
         uint8_t type;
+        bool has_charset;
 
-        if (!get_bytes(&r, MAGIC_LEN, &p) || memcmp(p, SNAP_MAGIC, MAGIC_LEN) != 0)
+        if (!get_bytes(&r, MAGIC_LEN, &p))
+                return -EBADMSG;
+        if (memcmp(p, SNAP_MAGIC, MAGIC_LEN) == 0)
+                has_charset = false;
+        else if (memcmp(p, SNAP_MAGIC_CHARSET, MAGIC_LEN) == 0)
+                has_charset = true;
+        else
                 return -EBADMSG;
         if (next_record(&r, &body) != 1 || r.n != 0)
                 return -EBADMSG;
         if (!get_u8(&body, &type) || type != REC_SNAPSHOT || !get_u64(&body, ret_version) ||
             !get_str32(&body, PATH_MAX, ret_path, ret_path_len) || !path_ok(*ret_path, *ret_path_len) ||
-            !get_str32(&body, MAX_TAG, ret_tag, ret_tag_len) || !get_u64(&body, &n) || n != body.n)
+            !get_str32(&body, MAX_TAG, ret_tag, ret_tag_len) ||
+            (has_charset && !get_str32(&body, sizeof(cs_name) - 1, &cs, &cs_len)) || !get_u64(&body, &n) ||
+            n != body.n)
                 return -EBADMSG;
+        *ret_charset = CHARSET_UTF8;
+        if (has_charset) {
+                memcpy(cs_name, cs, cs_len);
+                cs_name[cs_len] = '\0';
+                *ret_charset = charset_from_string(cs_name);
+                if (*ret_charset < 0 || *ret_charset == CHARSET_UTF8)
+                        return -EBADMSG;
+        }
         *ret_body = (const char *)body.p;
         *ret_body_len = body.n;
         return 0;
@@ -1104,6 +1154,7 @@ static int load_entry(Journal *j, const char *id, size_t total, JournalDoc *ret)
         uint64_t snap_version, version, cost = 0, valid = 0;
         char name[ID_LEN + 8];
         bool truncated;
+        Charset charset;
         JournalEntry *e;
         Reader rd;
         int r;
@@ -1116,7 +1167,8 @@ static int load_entry(Journal *j, const char *id, size_t total, JournalDoc *ret)
                 return r;
         if (truncated)
                 return -EFBIG;
-        r = parse_snapshot(snap, snap_len, &snap_version, &p, &path_len, &tag, &tag_len, &text, &text_len);
+        r = parse_snapshot(snap, snap_len, &snap_version, &p, &path_len, &tag, &tag_len, &charset, &text,
+                           &text_len);
         if (r < 0)
                 return r;
         if (text_len > j->limits.max_doc_size)
@@ -1187,6 +1239,7 @@ static int load_entry(Journal *j, const char *id, size_t total, JournalDoc *ret)
         if (r < 0)
                 return r;
         memcpy(e->id, id, ID_LEN + 1);
+        e->charset = charset;
         e->version = version;
         e->log_fd = TAKE_FD(log_fd);
         e->log_size = valid;
@@ -1198,6 +1251,7 @@ static int load_entry(Journal *j, const char *id, size_t total, JournalDoc *ret)
             .path = TAKE_PTR(path),
             .tag = TAKE_PTR(cur_tag),
             .version = version,
+            .charset = charset,
             .doc = TAKE_PTR(doc),
             .entry = e,
         };

@@ -6,13 +6,15 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "charset.h"
 #include "document.h"
 
 /* The workspace's own database, kept in its private state directory, so that unsaved edits survive a
  * crash of the worker:
  *
  *   state.json     the project root and the list of open files; replaced atomically on each change
- *   <id>.snap      one dirty buffer: path, version, the disk tag its edits are based on, and the text;
+ *   <id>.snap      one dirty buffer: path, version, the disk tag its edits are based on, the file's
+ *                  encoding (when not UTF-8) and the text (always UTF-8);
  *                  replaced atomically (temporary file + rename)
  *   <id>.log       what happened to that buffer since the snapshot: edit and tag records, each framed
  *                  with its length and a CRC-32C, appended with one write(2)
@@ -36,6 +38,7 @@ typedef struct JournalDoc {
         char *path;
         char *tag;
         uint64_t version;
+        Charset charset; /* what the file is saved in */
         Document *doc;
         JournalEntry *entry;
 } JournalDoc;
@@ -60,14 +63,18 @@ void journal_docs_free(JournalDoc *docs, size_t n);
 
 int journal_write_state(Journal *j, const char *root, const char *const *paths, size_t n_paths);
 
-/* Start recording a buffer that has just become dirty: a snapshot of doc at version. */
-int journal_add(Journal *j, const char *path, const char *tag, uint64_t version, const Document *doc,
-                JournalEntry **ret);
+/* Start recording a buffer that has just become dirty: a snapshot of doc at version, for a file saved in
+ * charset. */
+int journal_add(Journal *j, const char *path, const char *tag, Charset charset, uint64_t version,
+                const Document *doc, JournalEntry **ret);
 /* Record an edit that took the buffer from version to version + 1; doc is the text after it. cost is
  * what doc_edit() reported: a log is compacted before replaying it would cost too much. */
 int journal_append_edit(JournalEntry *e, uint64_t version, const DocChange *changes, size_t n_changes,
                         size_t cost, const Document *doc);
 /* Record that the buffer, at version, is now based on the disk content with this tag. */
 int journal_set_tag(JournalEntry *e, uint64_t version, const char *tag, const Document *doc);
+/* The buffer, at version with text doc, now has another path (its file was renamed): a new snapshot
+ * under that path replaces the snapshot and the log. On failure the entry keeps the old path. */
+int journal_set_path(JournalEntry *e, const char *path, uint64_t version, const Document *doc);
 /* Forget a buffer (saved, reverted or closed): its files are removed. */
 void journal_remove(JournalEntry *e);

@@ -25,7 +25,7 @@
 
 static const ServiceType *const service_types[] = {
     &fs_service_type,       &workspace_service_type, &terminal_service_type,
-    &settings_service_type, &upload_service_type,
+    &settings_service_type, &upload_service_type,    &archive_service_type,
 };
 
 typedef struct Conn Conn;

@@ -31,3 +31,4 @@ extern const ServiceType workspace_service_type;
 extern const ServiceType terminal_service_type;
 extern const ServiceType settings_service_type;
 extern const ServiceType upload_service_type;
+extern const ServiceType archive_service_type;

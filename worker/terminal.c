@@ -41,6 +41,9 @@
 #define SIZE_LIMIT 1000u
 /* A program can set its title in a loop: changes are published at most this often. */
 #define TITLE_PUBLISH_MS 500u
+/* How often terminals are looked at for terminal_idle_timeout: a quarter of it, within these bounds. */
+#define IDLE_CHECK_MIN_MS 250u
+#define IDLE_CHECK_MAX_MS 60000u
 /* What a terminal:data_out message or an attach answer holds besides the escaped text. */
 #define MESSAGE_OVERHEAD 512u
 /* The most one byte of sanitized output grows by in JSON: a control character becomes \u00XX. */
@@ -74,6 +77,7 @@ typedef struct Terminal {
         bool closing;   /* terminal:close'd: unlisted, waiting for the leader to die */
         bool destroyed; /* unlinked; handles closing */
         uint64_t exit_serial;
+        uint64_t active_ms; /* last input, output, or attach or detach of a client */
 
         Scrollback scrollback;
         TitleTracker title;
@@ -118,7 +122,8 @@ struct TerminalService {
 
         uv_signal_t sigchld;
         uv_timer_t publish_timer;
-        unsigned n_refs; /* own open handles plus terminals not yet freed */
+        uv_timer_t idle_timer; /* runs while terminals live and terminal_idle_timeout is set */
+        unsigned n_refs;       /* own open handles plus terminals not yet freed */
         bool stopping;
 
         size_t read_size;
@@ -129,6 +134,13 @@ struct TerminalService {
 static void terminal_update_poll(Terminal *t);
 static void terminal_maybe_finish(Terminal *t);
 static void publish_changed(TerminalService *s);
+
+static void idle_timer_update(TerminalService *s);
+
+static void terminal_touch(Terminal *t)
+{
+        t->active_ms = uv_now(t->svc->loop);
+}
 
 /* The scrollback as a JSON string, already escaped (the output may hold NUL, which cJSON strings
  * cannot), cut at the front to fit in budget bytes. */
@@ -423,6 +435,7 @@ static void terminal_output(Terminal *t, const char *p, size_t n, bool final)
         if (s->text.len == 0)
                 return;
 
+        terminal_touch(t);
         if (scrollback_append(&t->scrollback, s->text.data, s->text.len) < 0)
                 log_oom();
         if (title_feed(&t->title, s->text.data, s->text.len) &&
@@ -529,6 +542,7 @@ static int terminal_write(Terminal *t, const char *p, size_t n)
 
         if (terminal_input_pending(t) + n > INPUT_MAX)
                 return -ENOBUFS;
+        terminal_touch(t);
         if (terminal_input_pending(t) == 0) {
                 ssize_t k;
                 do
@@ -906,6 +920,8 @@ static void create_spawn(TerminalService *s, CreateRequest *req, const char *cwd
                 s->head = t;
         s->tail = t;
         s->n_live++;
+        terminal_touch(t);
+        idle_timer_update(s);
         log_debug("Terminal %s: started %s (pid %d) in %s.", t->id, req->file, (int)pid, strna(cwd));
 
         /* The answer goes out before any output can: nothing is read until the loop runs again. */
@@ -1135,6 +1151,68 @@ static void on_resize(BusCall *call, const cJSON *params, void *userdata)
         }
 }
 
+/* Hang up as a closed terminal window would: SIGHUP (and SIGCONT, so a stopped job sees it) to the
+ * session's process group; closing the master makes the kernel hang up the foreground job too. Whatever
+ * ignores that gets SIGKILL after a grace period; the memory goes, and terminal:exit with how the leader
+ * ended goes out, once it is reaped. */
+static void terminal_hang_up(Terminal *t)
+{
+        TerminalService *s = t->svc;
+
+        s->n_live--;
+        t->closing = true;
+        terminal_signal(t, SIGHUP);
+        terminal_signal(t, SIGCONT);
+        terminal_release_io(t);
+        free(t->att);
+        t->att = NULL;
+        t->n_att = 0;
+        (void)uv_timer_start(&t->kill_timer, on_kill_timer, CLOSE_GRACE_MS, 0);
+}
+
+static bool terminal_attached(const Terminal *t)
+{
+        for (size_t i = 0; i < t->n_att; i++)
+                if (t->att[i].client != 0)
+                        return true;
+        return false;
+}
+
+/* terminal_idle_timeout: a terminal forgotten (nothing typed, nothing printed, no page attached) ends,
+ * so that a workspace nobody uses can go idle and its worker exit. */
+static void on_idle_timer(uv_timer_t *h)
+{
+        TerminalService *s = h->data;
+        uint64_t now = uv_now(s->loop), limit = s->config->terminal_idle_timeout_ms;
+        bool changed = false;
+
+        for (Terminal *t = s->head; t; t = t->next) {
+                if (t->closing || t->eof || t->reaped || terminal_attached(t) || now - t->active_ms < limit)
+                        continue;
+                log_info("Ending terminal %s (pid %d): no input, output or page for %llu s.", t->id,
+                         (int)t->pid, (unsigned long long)((now - t->active_ms) / 1000));
+                terminal_hang_up(t);
+                changed = true;
+        }
+        if (changed)
+                publish_changed(s);
+        idle_timer_update(s);
+}
+
+static void idle_timer_update(TerminalService *s)
+{
+        uint64_t limit = s->config->terminal_idle_timeout_ms, every;
+
+        if (s->stopping || limit == 0 || s->n_live == 0) {
+                (void)uv_timer_stop(&s->idle_timer);
+                return;
+        }
+        if (uv_is_active((uv_handle_t *)&s->idle_timer))
+                return;
+        every = MAX((uint64_t)IDLE_CHECK_MIN_MS, MIN(limit / 4, (uint64_t)IDLE_CHECK_MAX_MS));
+        (void)uv_timer_start(&s->idle_timer, on_idle_timer, every, every);
+}
+
 static void on_close(BusCall *call, const cJSON *params, void *userdata)
 {
         TerminalService *s = userdata;
@@ -1151,22 +1229,8 @@ static void on_close(BusCall *call, const cJSON *params, void *userdata)
                 if (!t->exited)
                         publish_exit(t);
                 terminal_destroy(t);
-        } else {
-                /* Hang up as a closed terminal window would: SIGHUP (and SIGCONT, so a stopped job
-                 * sees it) to the session's process group; closing the master makes the kernel
-                 * hang up the foreground job too. Whatever ignores that gets SIGKILL after a grace
-                 * period; the memory goes, and terminal:exit with how the leader ended goes out,
-                 * once it is reaped. */
-                s->n_live--;
-                t->closing = true;
-                terminal_signal(t, SIGHUP);
-                terminal_signal(t, SIGCONT);
-                terminal_release_io(t);
-                free(t->att);
-                t->att = NULL;
-                t->n_att = 0;
-                (void)uv_timer_start(&t->kill_timer, on_kill_timer, CLOSE_GRACE_MS, 0);
-        }
+        } else
+                terminal_hang_up(t);
         reply_empty(call);
         publish_changed(s);
 }
@@ -1222,6 +1286,7 @@ static void on_attach(BusCall *call, const cJSON *params, void *userdata)
         /* Everything read so far is in the snapshot, everything read later goes to the stream: the
          * answer is queued on the connection now, before the loop can read the master again. */
         bus_call_reply(call, r);
+        terminal_touch(t);
         terminal_update_poll(t);
 }
 
@@ -1236,6 +1301,7 @@ static void on_detach(BusCall *call, const cJSON *params, void *userdata)
         if (!t)
                 return;
         attachment_remove(t, bus_call_origin(call));
+        terminal_touch(t);
         reply_empty(call);
         terminal_update_poll(t);
 }
@@ -1277,6 +1343,7 @@ static void on_client_disconnected(const char *topic, const cJSON *params, Clien
         for (Terminal *t = s->head; t; t = t->next)
                 if (attachment_find(t, origin)) {
                         attachment_remove(t, origin);
+                        terminal_touch(t);
                         terminal_update_poll(t);
                 }
 }
@@ -1366,13 +1433,15 @@ static int terminal_start(const ServiceContext *ctx, void **ret)
         }
 
         (void)uv_timer_init(s->loop, &s->publish_timer);
+        (void)uv_timer_init(s->loop, &s->idle_timer);
         (void)uv_signal_init(s->loop, &s->sigchld);
-        s->publish_timer.data = s->sigchld.data = s;
-        s->n_refs = 2;
+        s->publish_timer.data = s->idle_timer.data = s->sigchld.data = s;
+        s->n_refs = 3;
         r = uv_signal_start(&s->sigchld, on_sigchld, SIGCHLD);
         if (r < 0) {
                 s->stopping = true;
                 uv_close((uv_handle_t *)&s->publish_timer, on_service_handle_closed);
+                uv_close((uv_handle_t *)&s->idle_timer, on_service_handle_closed);
                 uv_close((uv_handle_t *)&s->sigchld, on_service_handle_closed);
                 return r;
         }
@@ -1415,6 +1484,7 @@ static void terminal_stop(void *userdata)
                 terminal_destroy(t);
         }
         uv_close((uv_handle_t *)&s->publish_timer, on_service_handle_closed);
+        uv_close((uv_handle_t *)&s->idle_timer, on_service_handle_closed);
         uv_close((uv_handle_t *)&s->sigchld, on_service_handle_closed);
 }
 

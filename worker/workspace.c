@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "charset.h"
 #include "document.h"
 #include "events.h"
 #include "journal.h"
@@ -41,7 +42,8 @@ struct Buffer {
         Workspace *ws;
         char *path; /* normalized and absolute, as the fs service returned it */
         Document *doc;
-        bool binary; /* content is base64 (not text): it can be saved, not edited */
+        bool binary;     /* content is base64 (not text): it can be saved, not edited */
+        Charset charset; /* text: what the file is saved in */
         uint64_t version;
         char *tag;         /* the disk content this buffer is based on */
         uint64_t base_gen; /* counts replacements of the whole buffer from disk (revert, reload) */
@@ -127,6 +129,7 @@ typedef struct FileContent {
         const char *content;
         size_t content_len;
         bool binary;
+        Charset charset;
         const char *tag;
 } FileContent;
 
@@ -232,17 +235,23 @@ static int parse_file_content(const cJSON *result, FileContent *ret)
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(result, "content");
         const cJSON *encoding = cJSON_GetObjectItemCaseSensitive(result, "encoding");
         const cJSON *tag = cJSON_GetObjectItemCaseSensitive(result, "tag");
+        bool binary = cJSON_IsString(encoding) && streq(encoding->valuestring, "base64");
+        Charset charset = CHARSET_UTF8;
 
         if (!cJSON_IsString(path) || path->valuestring[0] != '/' || !path_param_ok(path->valuestring) ||
-            !cJSON_IsString(content) || !tag_ok(tag) ||
-            !(encoding == NULL || (cJSON_IsString(encoding) && (streq(encoding->valuestring, "utf-8") ||
-                                                                streq(encoding->valuestring, "base64")))))
+            !cJSON_IsString(content) || !tag_ok(tag) || !(encoding == NULL || cJSON_IsString(encoding)))
                 return -EBADMSG;
+        if (encoding && !binary) {
+                charset = charset_from_string(encoding->valuestring);
+                if (charset < 0)
+                        return -EBADMSG;
+        }
         *ret = (FileContent){
             .path = path->valuestring,
             .content = content->valuestring,
             .content_len = strlen(content->valuestring),
-            .binary = encoding && streq(encoding->valuestring, "base64"),
+            .binary = binary,
+            .charset = charset,
             .tag = tag->valuestring,
         };
         return 0;
@@ -250,7 +259,12 @@ static int parse_file_content(const cJSON *result, FileContent *ret)
 
 static const char *buffer_encoding(const Buffer *b)
 {
-        return b->binary ? "base64" : "utf-8";
+        return b->binary ? "base64" : charset_to_string(b->charset);
+}
+
+static bool same_encoding(const Buffer *b, const FileContent *fc)
+{
+        return b->binary == fc->binary && b->charset == fc->charset;
 }
 
 /* ---- state ---- */
@@ -344,8 +358,8 @@ static void buffer_unref(Buffer *b)
 }
 
 /* A new clean buffer from disk content, added to the workspace. Takes doc. */
-static int buffer_add(Workspace *ws, const char *path, Document *doc, bool binary, const char *tag,
-                      uint64_t version, Buffer **ret)
+static int buffer_add(Workspace *ws, const char *path, Document *doc, bool binary, Charset charset,
+                      const char *tag, uint64_t version, Buffer **ret)
 {
         Buffer *b, **list;
 
@@ -366,6 +380,7 @@ static int buffer_add(Workspace *ws, const char *path, Document *doc, bool binar
         b->ws = ws;
         b->doc = doc;
         b->binary = binary;
+        b->charset = charset;
         b->version = version;
         b->n_refs = 1;
         ws->buffers[ws->n_buffers++] = b;
@@ -409,6 +424,25 @@ static int check_content_size(const Workspace *ws, const FileContent *fc, size_t
         return 0;
 }
 
+static void call_error_unencodable(BusCall *call, const Buffer *b, size_t change, const CharsetBadChar *bad)
+{
+        cJSON *data = json_object_path(b->path);
+        char message[192], code_point[16];
+
+        (void)snprintf(code_point, sizeof(code_point), "U+%04" PRIX32, bad->code_point);
+        (void)snprintf(message, sizeof(message),
+                       "changes[%zu] inserts %s, which %s (the file's encoding) cannot hold", change,
+                       code_point, charset_to_string(b->charset));
+        if (data && (!cJSON_AddStringToObject(data, "reason", "unencodable") ||
+                     !cJSON_AddStringToObject(data, "encoding", charset_to_string(b->charset)) ||
+                     !cJSON_AddStringToObject(data, "codePoint", code_point) ||
+                     !cJSON_AddNumberToObject(data, "change", (double)change))) {
+                cJSON_Delete(data);
+                data = NULL;
+        }
+        bus_call_error(call, RPC_INVALID_PARAMS, message, data);
+}
+
 static void call_error_too_large(BusCall *call, const Workspace *ws, const char *path, size_t size)
 {
         cJSON *data = json_object_path(path);
@@ -440,7 +474,8 @@ static int buffer_replace(Buffer *b, const FileContent *fc)
         tag = strdup(fc->tag);
         ev = json_object_path(b->path);
         if (!tag || !ev || !cJSON_AddNumberToObject(ev, "version", (double)(b->version + 1)) ||
-            !cJSON_AddStringToObject(ev, "encoding", fc->binary ? "base64" : "utf-8") ||
+            !cJSON_AddStringToObject(ev, "encoding",
+                                     fc->binary ? "base64" : charset_to_string(fc->charset)) ||
             !(changes = cJSON_AddArrayToObject(ev, "changes")) || !(ch = cJSON_CreateObject()) ||
             !cJSON_AddItemToArray(changes, ch) || !cJSON_AddNumberToObject(ch, "from", 0) ||
             !cJSON_AddNumberToObject(ch, "to", (double)old16) ||
@@ -456,6 +491,7 @@ static int buffer_replace(Buffer *b, const FileContent *fc)
         free(b->tag);
         b->tag = tag;
         b->binary = fc->binary;
+        b->charset = fc->charset;
         b->version++;
         b->base_gen++;
         b->dirty = b->disk_changed = false;
@@ -601,9 +637,14 @@ static bool ws_refuse_stopping(Workspace *ws, BusCall *call)
         return true;
 }
 
+/* Text in an 8-bit encoding opens as text too, and is saved back in it. */
 static cJSON *read_params(const char *path)
 {
-        return json_object_path(path);
+        cJSON *params = json_object_path(path);
+
+        if (params && !cJSON_AddStringToObject(params, "encoding", "text"))
+                params = (cJSON_Delete(params), NULL);
+        return params;
 }
 
 /* ---- project:load, workspace:state ---- */
@@ -784,7 +825,7 @@ static int ws_open_content(Workspace *ws, const FileContent *fc, Buffer **ret)
         r = doc_new(fc->content, fc->content_len, &doc);
         if (r < 0)
                 return r;
-        r = buffer_add(ws, fc->path, doc, fc->binary, fc->tag, 1, &b);
+        r = buffer_add(ws, fc->path, doc, fc->binary, fc->charset, fc->tag, 1, &b);
         if (r < 0)
                 return r;
         ws_persist_state(ws);
@@ -888,6 +929,16 @@ static void on_file_edit(BusCall *call, const cJSON *params, void *userdata)
                 call_error_path(call, RPC_WRONG_TYPE, "A binary (base64) buffer cannot be edited", b->path);
                 return;
         }
+        /* A file in an 8-bit encoding is saved back in it: text it cannot hold is refused now, while the
+         * user sees what was typed, rather than at the save. */
+        for (size_t i = 0; b->charset != CHARSET_UTF8 && i < n; i++) {
+                CharsetBadChar bad;
+
+                if (charset_check(b->charset, list[i].insert, list[i].insert_len, &bad) < 0) {
+                        call_error_unencodable(call, b, i, &bad);
+                        return;
+                }
+        }
         if (version != b->version) {
                 cJSON *data = cJSON_CreateObject();
                 if (data && (!cJSON_AddStringToObject(data, "reason", "stale version") ||
@@ -950,7 +1001,7 @@ static void on_file_edit(BusCall *call, const cJSON *params, void *userdata)
         if (b->journal)
                 r = journal_append_edit(b->journal, version, list, n, cost, b->doc);
         else
-                r = journal_add(ws->journal, b->path, b->tag, version + 1, b->doc, &b->journal);
+                r = journal_add(ws->journal, b->path, b->tag, b->charset, version + 1, b->doc, &b->journal);
         if (r < 0) {
                 doc_rollback(b->doc);
                 log_warning_errno(r, "Failed to journal an edit of %s, refusing it: %m", b->path);
@@ -1220,7 +1271,7 @@ static void op_reload_done(Op *op, const cJSON *result, const cJSON *error)
         } else if (parse_file_content(result, &fc) < 0 ||
                    check_content_size(ws, &fc, doc_size(b->doc)) < 0) {
                 set_disk_changed(b);
-        } else if (fc.binary == b->binary && doc_equal(b->doc, fc.content, fc.content_len)) {
+        } else if (same_encoding(b, &fc) && doc_equal(b->doc, fc.content, fc.content_len)) {
                 /* Touched, or changed and changed back: no new version, just the new tag. */
                 char *tag = strdup(fc.tag);
                 if (tag) {
@@ -1281,6 +1332,129 @@ static void on_changed_on_disk(const char *topic, const cJSON *params, ClientId 
                 disk_modified(ws, path->valuestring);
         } else if (streq(kind->valuestring, "created") || streq(kind->valuestring, "modified"))
                 disk_modified(ws, path->valuestring);
+}
+
+/* Give buffer b the path `to`, journal entry included, and tell every connection. tag: the file's tag
+ * after the rename when it is the file the buffer was based on, else NULL. */
+static int buffer_move(Buffer *b, const char *to, const char *tag)
+{
+        _cleanup_json_ cJSON *ev = NULL;
+        char *path = strdup(to);
+        int r;
+
+        if (!path)
+                return -ENOMEM;
+        if (tag && !streq(tag, b->tag)) {
+                char *copy = strdup(tag);
+
+                r = !copy ? -ENOMEM : b->journal ? journal_set_tag(b->journal, b->version, tag, b->doc) : 0;
+                if (r < 0) {
+                        free(copy);
+                        free(path);
+                        return r;
+                }
+                free(b->tag);
+                b->tag = copy;
+        }
+
+        ev = json_object_path(to);
+        if (!ev || !cJSON_AddStringToObject(ev, "oldPath", b->path) ||
+            !cJSON_AddNumberToObject(ev, "version", (double)b->version)) {
+                free(path);
+                return -ENOMEM;
+        }
+        /* The journal first: if it cannot follow, the buffer stays where a restart would put it. */
+        if (b->journal) {
+                r = journal_set_path(b->journal, to, b->version, b->doc);
+                if (r < 0) {
+                        free(path);
+                        return r;
+                }
+        }
+        log_debug("Buffer %s follows its file to %s.", b->path, to);
+        free(b->path);
+        b->path = path;
+        bus_publish(b->ws->bus, EVENT_FILE_RENAMED, TAKE_PTR(ev), BUS_ALL_CLIENTS, 0);
+        return 0;
+}
+
+/* The fs service renamed `from` (a file, or a folder with everything in it) to `to`: the buffers at or
+ * below it follow with their unsaved edits. A buffer already open at a new name (a rename over it)
+ * gives way when it is clean; when it has unsaved edits, both stay where they are, flagged. */
+static void on_fs_renamed(const char *topic, const cJSON *params, ClientId origin, void *userdata)
+{
+        Workspace *ws = userdata;
+        const cJSON *from = cJSON_GetObjectItemCaseSensitive(params, "from");
+        const cJSON *to = cJSON_GetObjectItemCaseSensitive(params, "to");
+        const cJSON *old_tag = cJSON_GetObjectItemCaseSensitive(params, "oldTag");
+        const cJSON *tag = cJSON_GetObjectItemCaseSensitive(params, "tag");
+        size_t from_len;
+        bool changed = false;
+
+        if (ws->stopping || !cJSON_IsString(from) || !cJSON_IsString(to) || from->valuestring[0] != '/' ||
+            to->valuestring[0] != '/' || streq(from->valuestring, to->valuestring))
+                return;
+        from_len = strlen(from->valuestring);
+        for (size_t i = 0; i < ws->n_buffers;) {
+                Buffer *b = ws->buffers[i], *there;
+                _cleanup_free_ char *dest = NULL;
+                int r;
+
+                if (!path_is_below_or_same(b->path, from->valuestring) ||
+                    asprintf(&dest, "%s%s", to->valuestring, b->path + from_len) < 0 ||
+                    strlen(dest) >= PATH_MAX) {
+                        i++;
+                        continue;
+                }
+                there = ws_find(ws, dest);
+                if (there && there->dirty) {
+                        set_disk_changed(there);
+                        set_disk_changed(b);
+                        i++;
+                        continue;
+                }
+                if (there) {
+                        /* Its file was replaced by the one that moved there. */
+                        size_t k;
+                        for (k = 0; k < ws->n_buffers && ws->buffers[k] != there; k++)
+                                ;
+                        buffer_close(there);
+                        if (k < i)
+                                i--;
+                        changed = true;
+                }
+                /* The renamed file itself, unchanged since the buffer read it, keeps it clean of
+                 * conflicts: its new tag is the same content's. */
+                r = buffer_move(b, dest,
+                                streq(b->path, from->valuestring) && cJSON_IsString(old_tag) &&
+                                        tag_ok(tag) && streq(old_tag->valuestring, b->tag)
+                                    ? tag->valuestring
+                                    : NULL);
+                if (r < 0) {
+                        log_warning_errno(r, "Failed to move the buffer of %s to %s, leaving it: %m",
+                                          b->path, dest);
+                        set_disk_changed(b);
+                } else
+                        changed = true;
+                i++;
+        }
+        if (changed) {
+                ws_persist_state(ws);
+                ws_publish_state(ws);
+        }
+}
+
+/* The fs service removed `path`: buffers at or below it say so (their text stays, to be saved again). */
+static void on_fs_deleted(const char *topic, const cJSON *params, ClientId origin, void *userdata)
+{
+        Workspace *ws = userdata;
+        const cJSON *path = cJSON_GetObjectItemCaseSensitive(params, "path");
+
+        if (ws->stopping || !cJSON_IsString(path))
+                return;
+        for (size_t i = 0; i < ws->n_buffers; i++)
+                if (path_is_below_or_same(ws->buffers[i]->path, path->valuestring))
+                        set_disk_changed(ws->buffers[i]);
 }
 
 static void on_terminals_changed(const char *topic, const cJSON *params, ClientId origin, void *userdata)
@@ -1352,7 +1526,7 @@ static void op_restore_check_done(Op *op, const cJSON *result, const cJSON *erro
                 set_disk_changed(b);
         } else if (parse_file_content(result, &fc) < 0)
                 set_disk_changed(b);
-        else if (b->dirty && b->version == version && !fc.binary &&
+        else if (b->dirty && b->version == version && same_encoding(b, &fc) &&
                  doc_equal(b->doc, fc.content, fc.content_len)) {
                 char *tag = strdup(fc.tag);
                 if (!tag) {
@@ -1391,7 +1565,7 @@ static void ws_restore_doc(Workspace *ws, JournalDoc *jd)
         Op *op;
         int r;
 
-        r = buffer_add(ws, jd->path, TAKE_PTR(jd->doc), false, jd->tag, jd->version, &b);
+        r = buffer_add(ws, jd->path, TAKE_PTR(jd->doc), false, jd->charset, jd->tag, jd->version, &b);
         if (r < 0) {
                 /* Its files stay in the journal for the next start. */
                 log_oom();
@@ -1587,6 +1761,10 @@ static int workspace_start(const ServiceContext *ctx, void **ret)
         if (r >= 0)
                 r = bus_subscribe(ctx->bus, EVENT_FILE_CHANGED_ON_DISK, on_changed_on_disk, ws);
         if (r >= 0)
+                r = bus_subscribe(ctx->bus, EVENT_FS_RENAMED, on_fs_renamed, ws);
+        if (r >= 0)
+                r = bus_subscribe(ctx->bus, EVENT_FS_DELETED, on_fs_deleted, ws);
+        if (r >= 0)
                 r = bus_subscribe(ctx->bus, EVENT_TERMINALS_CHANGED, on_terminals_changed, ws);
         if (r >= 0)
                 r = journal_load(ws->journal, &ws->saved, &ws->saved_docs, &ws->n_saved_docs);
@@ -1610,6 +1788,8 @@ static void workspace_stop(void *userdata)
         /* Held until the end, so that no operation finishing below frees the workspace under us. */
         ws->n_ops++;
         bus_unsubscribe(ws->bus, EVENT_FILE_CHANGED_ON_DISK, on_changed_on_disk, ws);
+        bus_unsubscribe(ws->bus, EVENT_FS_RENAMED, on_fs_renamed, ws);
+        bus_unsubscribe(ws->bus, EVENT_FS_DELETED, on_fs_deleted, ws);
         bus_unsubscribe(ws->bus, EVENT_TERMINALS_CHANGED, on_terminals_changed, ws);
         ws_answer_state_waiting(ws);
 

@@ -385,6 +385,33 @@ test("a page over the user's page limit says why and does not reconnect on its o
   });
 });
 
+test("a workspace that cannot start: the page says why, does not reconnect in a loop, and offers Try again", async () => {
+  // A worker program that exits at once: every start fails, and the gateway closes the page with 4013.
+  const g = await new Gateway({ args: ["--worker", "/bin/false"] }).start();
+  await withBrowser("start failed", g, async ({ newPage }) => {
+    const page = await newPage();
+    let opened = 0;
+    page.on("websocket", () => opened++);
+    await page.goto(g.url);
+    await page.locator('#link[data-state="unavailable"]').waitFor({ timeout: 20_000 });
+    assert.equal(await page.locator("#link").getAttribute("data-code"), "4013");
+    assert.match(await page.locator("#link").innerText(), /failed to start/);
+    assert.ok(await page.locator("#retry").isVisible(), "a Try again button");
+    // Said once, not retried: no new WebSocket while nobody clicks.
+    const seen = opened;
+    await sleep(4000);
+    assert.equal(opened, seen);
+    assert.equal(await page.locator("#link").getAttribute("data-state"), "unavailable");
+    // Try again asks once more, and is told the same.
+    await page.locator("#retry").click();
+    await until(() => opened === seen + 1, { what: "one more WebSocket" });
+    await page.locator('#link[data-state="unavailable"]').waitFor({ timeout: 20_000 });
+    await sleep(2000);
+    assert.equal(opened, seen + 1);
+    assert.match(g.log, /No workspace for \S+: workspace failed to start \(close 4013\)/);
+  });
+});
+
 test("a flood of terminal output is paused and resumed, and the page stays responsive", async () => {
   const g = await new Gateway().start();
   await withBrowser("terminal flood", g, async ({ newPage }) => {

@@ -3,6 +3,7 @@
 
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Gateway, closeBrowser, ownToGateway, until, withBrowser } from "./harness.mjs";
@@ -157,6 +158,51 @@ test("explorer: new file and folder, rename with F2 carrying unsaved edits, drag
     rmSync(join(g.home, "work/notes.py"));
     await until(async () => /notes\.py was deleted/.test(await banner.innerText().catch(() => "")), { what: "the deletion said" });
     assert.equal(await page.locator(`.tab.active.deleted[data-path="${notes}"]`).count(), 1);
+  });
+});
+
+test("a rename made in one tab moves the buffer in every tab, unsaved edits and all, and a reload finds it there", async () => {
+  const g = await new Gateway().start();
+  writeHome(g, "docs/report.txt", "draft\n");
+  await withBrowser("renames followed", g, async ({ newPage }) => {
+    const first = await newPage();
+    await openApp(first, g);
+    const second = await newPage(first.context());
+    await openApp(second, g);
+    const report = await openFromTree(second, g, "docs/report.txt");
+    await second.locator(editorContent).click();
+    await second.keyboard.press("Control+End");
+    await second.keyboard.type("typed in the second tab");
+    await second.locator(`.tab.dirty[data-synced="true"][data-path="${report}"]`).waitFor();
+
+    // The first tab renames the folder from the explorer; it never opened the file.
+    await menu(first, `${g.home}/docs`, "Rename…");
+    await typeName(first, "papers");
+    const moved = `${g.home}/papers/report.txt`;
+    await second.locator(`.tab.active.dirty[data-path="${moved}"]`).waitFor();
+    assert.equal(await second.locator(`.tab[data-path="${report}"]`).count(), 0);
+    assert.equal(await editorText(second), "draft\ntyped in the second tab");
+    // The first tab mirrors the workspace: the buffer is open there too, under its new name.
+    await first.locator(`.tab.dirty[data-path="${moved}"]`).waitFor();
+    assert.equal(readHome(g, "papers/report.txt"), "draft\n", "the rename saved nothing");
+
+    // Typing goes on in the moved tab, and a reload shows it under the new name with every edit.
+    await second.keyboard.type("!");
+    await second.locator(`.tab.dirty[data-synced="true"][data-path="${moved}"]`).waitFor();
+    await second.reload();
+    await second.locator('#link[data-state="connected"]').waitFor({ timeout: 15_000 });
+    await second.locator(`.tab.dirty[data-path="${moved}"]`).click();
+    await until(async () => (await editorText(second)) === "draft\ntyped in the second tab!", { what: "the edits after the reload" });
+    await second.keyboard.press("Control+s");
+    await until(() => readHome(g, "papers/report.txt") === "draft\ntyped in the second tab!", { what: "saved under the new name" });
+    assert.ok(!existsSync(join(g.home, "docs")));
+
+    // Deleted from the first tab's explorer: the second tab says so and keeps the text.
+    await menu(first, moved, "Delete");
+    await first.locator('.dialog[role="alertdialog"] [data-value="delete"]').click();
+    await second.locator(`.tab.active.deleted[data-path="${moved}"]`).waitFor();
+    await until(async () => /was deleted/.test(await second.locator("#conflict-banner").innerText().catch(() => "")), { what: "the deletion said in the other tab" });
+    assert.equal(await editorText(second), "draft\ntyped in the second tab!");
   });
 });
 
@@ -546,6 +592,106 @@ test("upload many files, a large one in chunks with progress and cancel, by butt
     const [saved2] = await Promise.all([page.waitForEvent("download", { timeout: 60_000 }),
       page.locator('.context-menu [data-label="Download"]').click()]);
     assert.ok(readFileSync(await saved2.path()).equals(large), "the large download is the file");
+  });
+});
+
+test("a folder downloads as a zip file from the explorer's menu, with progress, and unzips to the same tree", async () => {
+  const g = await new Gateway().start();
+  writeHome(g, "course/week1/notes.md", "# Week 1\n");
+  writeHome(g, "course/week1/caf\u00e9.py", "print('hi')\n");
+  const blob = Buffer.alloc(6 * 1024 * 1024);
+  for (let i = 0; i < blob.length; i += 4) blob.writeUInt32LE((i * 2654435761) >>> 0, i);
+  writeHome(g, "course/data/blob.bin", blob);
+  await withBrowser("zip download", g, async ({ newPage }) => {
+    const page = await newPage();
+    await openApp(page, g);
+    await row(page, `${g.home}/course`).click({ button: "right" });
+    const [saved] = await Promise.all([
+      page.waitForEvent("download", { timeout: 60_000 }),
+      (async () => {
+        await page.locator('.context-menu [data-label="Download as Zip"]').click();
+        // Its progress shows while the worker makes it.
+        await page.locator(`.upload.download[data-path="${g.home}/course"]`).waitFor();
+        await shot(page, "zip-download");
+      })(),
+    ]);
+    assert.equal(saved.suggestedFilename(), "course.zip");
+    const zip = join(g.home, "..", "course.zip");
+    writeFileSync(zip, readFileSync(await saved.path()));
+    const listing = execFileSync("/usr/bin/python3", ["-c", `
+import sys, zipfile, json
+z = zipfile.ZipFile(sys.argv[1])
+assert z.testzip() is None
+print(json.dumps({i.filename: (z.read(i).hex() if i.file_size < 1000 else i.file_size) for i in z.infolist()}))
+`, zip], { encoding: "utf8" });
+    assert.deepEqual(JSON.parse(listing), {
+      "course/": "",
+      "course/week1/": "",
+      "course/week1/notes.md": Buffer.from("# Week 1\n").toString("hex"),
+      "course/week1/caf\u00e9.py": Buffer.from("print('hi')\n").toString("hex"),
+      "course/data/": "",
+      "course/data/blob.bin": blob.length,
+    });
+    await page.locator(".upload.download").waitFor({ state: "detached" });
+  });
+});
+
+test("text in ISO-8859-1 and Windows-1252: edited and saved back in its encoding, named in the status bar; what it cannot hold is refused", async () => {
+  const g = await new Gateway().start();
+  writeHome(g, "latin.txt", Buffer.from("caf\u00e9\r\n", "latin1"));
+  writeHome(g, "quotes.txt", Buffer.from([0x93, 0x68, 0x69, 0x94, 0x20, 0x80, 0x0a])); // “hi” €
+  const bytes = (name) => readFileSync(join(g.home, name));
+  await withBrowser("8-bit text", g, async ({ newPage }) => {
+    const page = await newPage();
+    await openApp(page, g);
+
+    const latin = await openFromTree(page, g, "latin.txt");
+    await until(async () => (await editorText(page)) === "caf\u00e9\r\n", { what: "the Latin-1 text decoded" });
+    assert.equal(await page.locator("#encoding").innerText(), "ISO-8859-1");
+    await page.locator(editorContent).click();
+    await page.keyboard.press("Control+End");
+    await page.keyboard.type("na\u00efve \u00bd");
+    await page.locator(`.tab.dirty[data-synced="true"][data-path="${latin}"]`).waitFor();
+    await page.keyboard.press("Control+s");
+    await until(() => bytes("latin.txt").equals(Buffer.from("caf\u00e9\r\nna\u00efve \u00bd", "latin1")), { what: "saved in ISO-8859-1" });
+    await page.locator(`.tab:not(.dirty)[data-path="${latin}"]`).waitFor();
+
+    // The euro sign is not Latin-1: refused with the reason, taken back, nothing written.
+    await page.keyboard.type("\u20ac");
+    await until(async () => /Edit refused.*U\+20AC.*iso-8859-1/.test(await page.locator("#message").innerText()), { what: "the refusal said" });
+    await until(async () => (await editorText(page)) === "caf\u00e9\r\nna\u00efve \u00bd", { what: "the character taken back" });
+    await page.locator(`.tab:not(.dirty)[data-synced="true"][data-path="${latin}"]`).waitFor();
+    assert.ok(bytes("latin.txt").equals(Buffer.from("caf\u00e9\r\nna\u00efve \u00bd", "latin1")));
+    await shot(page, "latin1-refused");
+
+    // Windows-1252: curly quotes and the euro sign, typed and saved as single bytes.
+    const quotes = await openFromTree(page, g, "quotes.txt");
+    await until(async () => (await editorText(page)) === "\u201chi\u201d \u20ac\n", { what: "the Windows-1252 text decoded" });
+    assert.equal(await page.locator("#encoding").innerText(), "Windows-1252");
+    await page.locator(editorContent).click();
+    await page.keyboard.press("Control+End");
+    await page.keyboard.type("\u2018\u20ac2\u2019");
+    await page.locator(`.tab.dirty[data-synced="true"][data-path="${quotes}"]`).waitFor();
+    await page.keyboard.press("Control+s");
+    await until(() => bytes("quotes.txt").equals(Buffer.from([0x93, 0x68, 0x69, 0x94, 0x20, 0x80, 0x0a, 0x91, 0x80, 0x32, 0x92])), { what: "saved in Windows-1252" });
+
+    // Changed on disk meanwhile: the compare view shows the disk side decoded the same way.
+    await page.keyboard.type(" mine");
+    await page.locator(`.tab.dirty[data-synced="true"][data-path="${quotes}"]`).waitFor();
+    writeHome(g, "quotes.txt", Buffer.from([0x93, 0x74, 0x68, 0x65, 0x69, 0x72, 0x73, 0x94, 0x20, 0x80, 0x0a]));
+    const banner = page.locator("#conflict-banner");
+    await banner.waitFor({ state: "visible" });
+    await banner.locator('[data-action="compare"]').click();
+    await until(async () => (await editorText(page, ".merge-overlay .cm-merge-a .cm-content")) === "\u201ctheirs\u201d \u20ac\n",
+      { what: "the disk side in Windows-1252" });
+
+    // A clean Latin-1 file rewritten outside in Windows-1252: it reloads, and the status bar says so.
+    await page.keyboard.press("Escape");
+    await openFromTree(page, g, "latin.txt");
+    assert.equal(await page.locator("#encoding").innerText(), "ISO-8859-1");
+    writeHome(g, "latin.txt", Buffer.from([0x80, 0x0a]));
+    await until(async () => (await editorText(page)) === "\u20ac\n", { what: "the reload" });
+    await until(async () => (await page.locator("#encoding").innerText()) === "Windows-1252", { what: "the new encoding shown" });
   });
 });
 

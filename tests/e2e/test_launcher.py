@@ -422,7 +422,7 @@ def test_max_users(make_launcher, accounts):
     c = gw_conn(lc, accounts)
     _, path = c.request("worker", ALICE)
     ask_worker(path, accounts[GW])  # a worker runs: Alice's socket cannot give way
-    assert c.request("worker", BOB) == ["error", "busy"]
+    assert c.request("worker", BOB) == ["error", "full"]
 
 
 # ---- through the gateway ----
@@ -512,7 +512,7 @@ def test_idle_user_gives_way_at_max_users(make_launcher, accounts):
     assert status == "ok"
     assert not os.path.exists(alice_path)
     assert ask_worker(bob_path, accounts[GW])["uid"] == accounts[BOB].pw_uid
-    assert c.request("worker", ALICE) == ["error", "busy"]
+    assert c.request("worker", ALICE) == ["error", "full"]
 
 
 def test_systemd_mode_without_a_bus_fails_cleanly(make_launcher, accounts):
@@ -1086,5 +1086,100 @@ def test_refused_names_answer_as_slowly_as_wrong_passwords(make_launcher, accoun
         # A refused name is answered no sooner than a wrong password typically is.
         assert mr >= 0.8 * mw, (mw, mr, wrong, refused)
         assert mr <= 1.5 * mw + 0.05, (mw, mr)
+    finally:
+        g.assert_clean()
+
+
+# ---- a workspace that cannot start says why ----
+
+def ws_closed(g, cookie, timeout=20):
+    """Open a page and keep it busy until the gateway closes it; returns the WsClosed."""
+    page = g.rpc(cookie)
+    try:
+        return wait_closed(page, timeout)
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("lock, unlock", [
+    (["usermod", "-L"], ["usermod", "-U"]),
+    (["chage", "-E", "0"], ["chage", "-E", "-1"]),
+], ids=["usermod-L", "chage-E0"])
+def test_a_locked_account_gets_no_workspace_and_is_told(make_launcher, accounts, base, lock, unlock):
+    # The periodic check is far off, and the login's result is fresh: only the launcher's own check at the
+    # worker request stands between a page and the workspace.
+    g, lc = account_gateway(make_launcher, accounts, base, "gw-lock-" + lock[0],
+                            args=("--account-check-interval=1h",))
+    try:
+        cookie = helios.cookie_from(g.login(user=ALICE, password=PASSWORDS[ALICE]))
+        shadow_tool(lock + [ALICE])
+        try:
+            assert gw_conn(lc, accounts).request("worker", ALICE) == ["error", "locked"]
+            closed = ws_closed(g, cookie)
+            assert (closed.code, closed.reason) == (4011, "account locked or expired"), closed
+            assert f"No workspace for {ALICE}: the password is locked or the account expired" in lc.read_log()
+            assert f"No workspace for {ALICE}: account locked or expired (close 4011)" in g.read_log()
+            # No socket was made for the account, no worker started.
+            assert not os.path.exists(os.path.join(lc.runtime, "workers", ALICE + ".sock"))
+            assert launcher_fixtures.worker_pids(accounts[ALICE].pw_uid) == []
+        finally:
+            shadow_tool(unlock + [ALICE])
+        assert gw_conn(lc, accounts).request("worker", ALICE)[0] == "ok"
+    finally:
+        g.assert_clean()
+
+
+def test_a_missing_home_gets_no_workspace_and_is_told(make_launcher, accounts, base):
+    g, lc = account_gateway(make_launcher, accounts, base, "gw-home")
+    home = accounts[BOB].pw_dir
+    try:
+        cookie = helios.cookie_from(g.login(user=BOB, password=PASSWORDS[BOB]))
+        os.rename(home, home + ".away")
+        try:
+            assert gw_conn(lc, accounts).request("worker", BOB) == ["error", "no-home"]
+            closed = ws_closed(g, cookie)
+            assert (closed.code, closed.reason) == (4012, "home directory missing"), closed
+            assert f"No workspace for {BOB}: the home directory does not exist" in lc.read_log()
+            assert f"No workspace for {BOB}: home directory missing (close 4012)" in g.read_log()
+        finally:
+            os.rename(home + ".away", home)
+        page = g.rpc(cookie)
+        assert page.call("worker:info")["home"] == home
+        page.close()
+    finally:
+        g.assert_clean()
+
+
+def test_a_worker_that_fails_to_start_is_told_not_retried_in_a_loop(make_launcher, accounts, base):
+    # A worker program that exits at once: every start fails, and the activator turns clients away.
+    lc = make_launcher("--worker", "/bin/false", name="l-false")
+    d = os.path.join(base, "gw-false")
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    g = LauncherGateway(d, accounts[GW], lc.sock).start()
+    try:
+        cookie = helios.cookie_from(g.login(user=ALICE, password=PASSWORDS[ALICE]))
+        closed = ws_closed(g, cookie)
+        assert (closed.code, closed.reason) == (4013, "workspace failed to start"), closed
+        assert f"No workspace for {ALICE}: failed" in lc.read_log()
+        assert f"No workspace for {ALICE}: workspace failed to start (close 4013)" in g.read_log()
+        # Five quick exits, then the back-off: not a start per page, not a loop.
+        assert lc.read_log().count("Started worker /bin/false") == 5
+    finally:
+        g.assert_clean()
+
+
+def test_too_many_workspaces_is_its_own_reason(make_launcher, accounts, base):
+    lc = make_launcher("--max-users", "1", name="l-full")
+    d = os.path.join(base, "gw-full")
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    g = LauncherGateway(d, accounts[GW], lc.sock).start()
+    try:
+        alice = g.rpc(helios.cookie_from(g.login(user=ALICE, password=PASSWORDS[ALICE])))
+        assert alice.call("worker:info")["uid"] == accounts[ALICE].pw_uid
+        closed = ws_closed(g, helios.cookie_from(g.login(user=BOB, password=PASSWORDS[BOB])))
+        assert (closed.code, closed.reason) == (4014, "too many workspaces"), closed
+        alice.close()
     finally:
         g.assert_clean()

@@ -36,6 +36,7 @@ def c2(ws):
 
 def make_file(worker, name, text):
     path = worker.path(name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     return os.path.realpath(path)
@@ -217,3 +218,107 @@ def test_state_directory_is_private(ws, c1):
     assert names and not any("p.txt" in n for n in names)
     for n in names:
         assert os.stat(os.path.join(state_dir, n)).st_mode & 0o777 == 0o600
+
+
+# --- Renames and deletions through fs: the buffers follow, every connection is told ---------------
+
+
+def edit(client, path, version, text, at=0):
+    return client.call("file:edit", {"path": path, "version": version,
+                                     "changes": [{"from": at, "to": at, "insert": text}]})["version"]
+
+
+def test_open_buffer_follows_a_rename(ws, c1, c2):
+    path = make_file(ws, "old.txt", "text\n")
+    new = os.path.join(os.path.dirname(path), "new.txt")
+    c1.call("file:open", {"path": path})
+    c2.call("file:open", {"path": path})
+    version = edit(c1, path, 1, "unsaved ")
+
+    assert c1.call("fs:rename", {"from": path, "to": new}) == {"from": path, "to": new}
+    # Every connection hears of it, the one that renamed and the other.
+    for c in (c1, c2):
+        ev = c.wait_notification("file:renamed", lambda p: p["oldPath"] == path)
+        assert ev == {"path": new, "oldPath": path, "version": version}
+        st = wait_state(c, lambda p: new in open_files(p))
+        assert path not in open_files(st)
+        assert open_files(st)[new]["dirty"] is True and open_files(st)[new]["diskChanged"] is False
+    buf = c2.call("file:open", {"path": new})
+    assert buf["content"] == "unsaved text\n" and buf["dirty"] is True and buf["version"] == version
+    # The old name is not open any more, and editing goes on under the new one from either connection.
+    with pytest.raises(RpcError) as e:
+        c1.call("file:edit", {"path": path, "version": version, "changes": [{"from": 0, "to": 0, "insert": "x"}]})
+    assert e.value.code == -32001
+    edit(c2, new, version, "!", at=len("unsaved text"))
+    c1.call("file:save", {"path": new})
+    assert read_file(new) == "unsaved text!\n"
+    assert not os.path.exists(path)
+
+
+def test_buffers_follow_a_folder_move_and_a_restart(ws, c1, c2):
+    a = make_file(ws, "proj/a.txt", "a\n")
+    b = make_file(ws, "proj/sub/b.txt", "b\n")
+    other = make_file(ws, "project-notes.txt", "not below proj\n")
+    for p in (a, b, other):
+        c1.call("file:open", {"path": p})
+    va = edit(c1, a, 1, "edited ")
+    home = os.path.realpath(ws.home)
+    os.makedirs(os.path.join(home, "archive"))
+    dest = os.path.join(home, "archive", "proj2")
+
+    c1.call("fs:rename", {"from": os.path.join(home, "proj"), "to": dest})
+    moved = {c2.wait_notification("file:renamed", lambda p, o=o: p["oldPath"] == o)["path"] for o in (a, b)}
+    assert moved == {os.path.join(dest, "a.txt"), os.path.join(dest, "sub", "b.txt")}
+    st = wait_state(c2, lambda p: os.path.join(dest, "a.txt") in open_files(p)
+                    and os.path.join(dest, "sub", "b.txt") in open_files(p))
+    files = open_files(st)
+    assert set(files) == {os.path.join(dest, "a.txt"), os.path.join(dest, "sub", "b.txt"), other}
+    assert files[os.path.join(dest, "a.txt")]["dirty"] is True
+
+    # The journal moved too: a killed worker brings the buffer back under its new name.
+    c1.close()
+    c2.close()
+    ws.kill()
+    ws.start()
+    with ws.connect() as c:
+        files = open_files(c.call("workspace:state"))
+        assert a not in files and files[os.path.join(dest, "a.txt")]["dirty"] is True
+        buf = c.call("file:open", {"path": os.path.join(dest, "a.txt")})
+        assert buf["content"] == "edited a\n" and buf["version"] == va
+        c.call("file:save", {"path": os.path.join(dest, "a.txt")})
+        assert read_file(os.path.join(dest, "a.txt")) == "edited a\n"
+        assert not os.path.exists(os.path.join(home, "proj"))
+
+
+def test_rename_over_an_open_file(ws, c1):
+    src = make_file(ws, "src.txt", "source\n")
+    clean = make_file(ws, "clean.txt", "clean\n")
+    dirty = make_file(ws, "dirty.txt", "dirty\n")
+    for p in (src, clean, dirty):
+        c1.call("file:open", {"path": p})
+    edit(c1, src, 1, "my ")
+    edit(c1, dirty, 1, "mine ")
+
+    # Over a clean buffer: it gives way to the one that moved there.
+    c1.call("fs:rename", {"from": src, "to": clean, "overwrite": True})
+    st = wait_state(c1, lambda p: src not in open_files(p))
+    assert open_files(st)[clean]["dirty"] is True
+    assert c1.call("file:open", {"path": clean})["content"] == "my source\n"
+
+    # Over a buffer with unsaved edits: neither is lost; both stay, flagged.
+    c1.call("fs:rename", {"from": clean, "to": dirty, "overwrite": True})
+    st = wait_state(c1, lambda p: open_files(p).get(clean, {}).get("diskChanged") is True
+                    and open_files(p).get(dirty, {}).get("diskChanged") is True)
+    assert c1.call("file:open", {"path": clean})["content"] == "my source\n"
+    assert c1.call("file:open", {"path": dirty})["content"] == "mine dirty\n"
+
+
+def test_deleted_open_file_says_so(ws, c1, c2):
+    path = make_file(ws, "gone/doomed.txt", "x\n")
+    c1.call("file:open", {"path": path})
+    c2.call("fs:delete", {"path": os.path.dirname(path), "recursive": True})
+    for c in (c1, c2):
+        st = wait_state(c, lambda p: open_files(p).get(path, {}).get("diskChanged") is True)
+        assert open_files(st)[path]["dirty"] is False
+    # The text is still there, and can be saved again.
+    assert c1.call("file:open", {"path": path})["content"] == "x\n"

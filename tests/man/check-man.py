@@ -8,7 +8,8 @@ HELIOS_CONF the commented default /etc/helios/helios.conf. Checked:
 - every long option a binary's --help lists is in its page, and every option a page describes is in
   --help (a page that lags behind the code, either way, fails);
 - every setting of the gateway is described in helios.conf(5) and shown in the default file, and both
-  name no setting the gateway does not have.
+  name no setting the gateway does not have; the same for the [worker] section and the settings
+  helios-worker --help names.
 Prints one line per failed check and exits 1 if there was any.
 """
 
@@ -98,18 +99,33 @@ def main():
     # Settings: the gateway's options but its own four are keys of the file.
     keys = {o[2:].replace("-", "_") for o in help_options([gateway, "--help"])} - {"help", "version", "config", "check_config"}
     settings = text["helios.conf.5"]
-    body = settings[settings.find("\nSETTINGS"):settings.find("\nEXAMPLE")]
+    body = settings[settings.find("\nSETTINGS"):settings.find("\nWORKER SETTINGS")]
     described = set(re.findall(r"^\s{7}([a-z][a-z0-9_]*) = ", body, re.M))
     for k in sorted(keys - described):
         fail(f"helios.conf(5) does not describe the setting {k}")
     for k in sorted(described - keys):
         fail(f"helios.conf(5) describes {k}, which the gateway does not have")
     with open(conf) as f:
-        shown = set(re.findall(r"^#([a-z][a-z0-9_]*) =", f.read(), re.M))
+        gateway_part, _, worker_part = f.read().partition("\n#[worker]\n")
+    shown = set(re.findall(r"^#([a-z][a-z0-9_]*) =", gateway_part, re.M))
     for k in sorted(keys - shown):
         fail(f"the default helios.conf does not show the setting {k}")
     for k in sorted(shown - keys):
         fail(f"the default helios.conf shows {k}, which the gateway does not have")
+    # The [worker] section: the keys helios-worker --help names, in the page and the default file.
+    m = re.search(r"^\[worker\] settings: (.*)$", run([worker, "--help"]).stdout, re.M)
+    worker_keys = set(m.group(1).split()) if m else set()
+    if not worker_keys:
+        fail("helios-worker --help names no [worker] settings")
+    wbody = settings[settings.find("\nWORKER SETTINGS"):settings.find("\nEXAMPLE")]
+    wdescribed = set(re.findall(r"^\s{7}([a-z][a-z0-9_]*) = ", wbody, re.M))
+    wshown = set(re.findall(r"^#([a-z][a-z0-9_]*) =", worker_part, re.M))
+    for k in sorted(worker_keys - wdescribed):
+        fail(f"helios.conf(5) does not describe the [worker] setting {k}")
+    for k in sorted(wdescribed - worker_keys):
+        fail(f"helios.conf(5) describes {k} in [worker], which the worker does not have")
+    for k in sorted(worker_keys ^ wshown):
+        fail(f"the default helios.conf's [worker] section and the worker disagree on {k}")
     # The default file is what it says: comments only, so the gateway reads it as no setting at all.
     with open(conf) as f:
         live = [line for line in f if line.strip() and line.lstrip()[0] not in "#;"]

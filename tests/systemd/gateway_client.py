@@ -2,7 +2,8 @@
 
   gateway_client.py BASE get PATH                          {"status", "headers", "body"}
   gateway_client.py BASE login USER PASSWORD | --token T   {"status", "cookie"}
-  gateway_client.py BASE rpc COOKIE METHOD [PARAMS]        {"response", "seconds"}
+  gateway_client.py BASE rpc COOKIE METHOD [PARAMS]        {"response", "seconds"} or, when the gateway
+                                                           closes the page instead, {"closed": [CODE, REASON]}
 """
 
 import asyncio
@@ -35,11 +36,14 @@ async def rpc(base, cookie, method, params):
         msg = {"jsonrpc": "2.0", "id": 1, "method": method}
         if params is not None:
             msg["params"] = params
-        await ws.send(json.dumps(msg))
-        while True:
-            m = json.loads(await asyncio.wait_for(ws.recv(), 30))
-            if m.get("id") == 1:
-                return {"response": m, "seconds": time.monotonic() - start}
+        try:
+            await ws.send(json.dumps(msg))
+            while True:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                if m.get("id") == 1:
+                    return {"response": m, "seconds": time.monotonic() - start}
+        except websockets.exceptions.ConnectionClosed as e:
+            return {"closed": [e.code, e.reason]}
 
 
 def main():

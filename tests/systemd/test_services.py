@@ -271,6 +271,56 @@ def test_gateway_logs_in_with_pam_and_reaches_the_worker(machine, users, launche
     assert out["response"]["result"]["uid"] == int(machine.exec("id", "-u", "mary-jane").stdout)
 
 
+@pytest.mark.parametrize("unit", ["service", "socket"])
+def test_a_masked_workspace_is_said_and_not_started(machine, users, launcher, gateway, unit):
+    """systemctl mask helios-worker@bob.service (or .socket): the launcher answers "masked", the page is
+    closed with 4010 and its reason, and each of the two logs one line naming bob and why."""
+    machine.systemctl("start", "helios-gateway.socket")
+    r = gateway_client(machine, "login", "bob", users["bob"])
+    assert r["status"] == 200, r
+    machine.systemctl("stop", "helios-worker@bob.socket", "helios-worker@bob.service", check=False)
+    machine.systemctl("mask", f"helios-worker@bob.{unit}")
+    try:
+        out = machine.client(LAUNCHER_SOCK, "launcher", "1", "worker", "bob")
+        assert out.get("reply") == ["1", "error", "masked"], out
+        out = gateway_client(machine, "rpc", r["cookie"], "worker:info")
+        assert out.get("closed") == [4010, "workspace disabled"], out
+        assert machine.show("helios-worker@bob.socket", "ActiveState")["ActiveState"] == "inactive"
+        log = machine.exec("journalctl", "-u", "helios-launcher.service", "-o", "cat", "--no-pager").stdout
+        assert "No workspace for bob: helios-worker@bob.service is masked." in log, log[-2000:]
+        log = machine.exec("journalctl", "-u", "helios-gateway.service", "-o", "cat", "--no-pager").stdout
+        assert "No workspace for bob: workspace disabled (close 4010)." in log, log[-2000:]
+    finally:
+        machine.systemctl("unmask", f"helios-worker@bob.{unit}")
+    out = gateway_client(machine, "rpc", r["cookie"], "worker:info")
+    assert out["response"]["result"]["uid"] == int(machine.exec("id", "-u", "bob").stdout), out
+
+
+def test_admin_group_works_under_the_shipped_unit(machine, users, gateway):
+    """admin_group in helios.conf and the gateway's account in that group is all it takes: the socket is
+    the group's, a member who is not root lists the sessions, someone else cannot connect. No drop-in."""
+    machine.exec("groupadd", "-f", "helios-admins")
+    machine.exec("usermod", "-aG", "helios-admins", "helios-gateway")
+    machine.exec("usermod", "-aG", "helios-admins", "bob")
+    machine.exec("install", "-d", "-m", "0755", "/etc/helios")
+    machine.write("/etc/helios/helios.conf", "admin_group = helios-admins\n")
+    try:
+        machine.systemctl("start", "helios-gateway.socket")
+        assert gateway_client(machine, "get", "/healthz")["status"] == 200
+        st = machine.exec("stat", "-c", "%a %G", "/run/helios-gateway/admin.sock", check=False)
+        log = machine.exec("journalctl", "-u", "helios-gateway.service", "-o", "cat", "--no-pager").stdout
+        assert st.stdout.split() == ["660", "helios-admins"], (st.stderr, log.splitlines()[-12:])
+        r = machine.exec("/usr/local/bin/helios-gateway", "sessions", user="bob", check=False)
+        assert r.returncode == 0 and r.stdout.split()[:3] == ["USER", "SESSION", "FROM"], (r.stdout, r.stderr)
+        r = machine.exec("/usr/local/bin/helios-gateway", "sessions", user="alice", check=False)
+        assert r.returncode != 0 and "Cannot reach the gateway's admin socket" in r.stderr, r.stderr
+    finally:
+        machine.systemctl("stop", "helios-gateway.socket", "helios-gateway.service", check=False)
+        machine.exec("gpasswd", "-d", "bob", "helios-admins", check=False)
+        machine.exec("gpasswd", "-d", "helios-gateway", "helios-admins", check=False)
+        machine.exec("groupdel", "helios-admins", check=False)
+
+
 def test_admin_sees_sessions_that_outlive_a_restart_and_ends_them(machine, users, launcher, gateway):
     """An admin's view under the units: the launcher's status line, `helios-gateway sessions` over the
     admin socket as root, a login that survives `systemctl restart`, and `helios-gateway logout`."""

@@ -53,6 +53,37 @@ static void test_settings(void **state)
         assert_int_equal(parse_text("a=1\0b=2\n", &s), 0); /* fmemopen sees only up to the NUL */
 }
 
+static int parse_section(const char *text, const char *section, Seen *s)
+{
+        static const char *const sections[] = {"worker", "other", NULL};
+        FILE *f = fmemopen((void *)text, strlen(text), "r");
+        int r;
+
+        assert_non_null(f);
+        *s = (Seen){};
+        r = conf_file_parse_section_stream(f, "test", section, sections, collect, s);
+        fclose(f);
+        return r;
+}
+
+static void test_sections(void **state)
+{
+        static const char text[] = "top = 1\n[worker]\nw = 2\n [ other ] \no = 3\n[worker]\nw2 = 4\n";
+        Seen s;
+
+        assert_int_equal(parse_section(text, NULL, &s), 0);
+        assert_string_equal(s.text, "1:top=1|");
+        assert_int_equal(parse_section(text, "worker", &s), 0);
+        assert_string_equal(s.text, "3:w=2|7:w2=4|");
+        assert_int_equal(parse_section(text, "other", &s), 0);
+        assert_string_equal(s.text, "5:o=3|");
+        /* An unknown section is an error whichever is read; so is a header without its bracket. */
+        assert_int_equal(parse_section("a = 1\n[workers]\nb = 2\n", NULL, &s), -EINVAL);
+        assert_int_equal(parse_section("[worker\nb = 2\n", "worker", &s), -EINVAL);
+        /* Where no section is allowed, a header is no setting. */
+        assert_int_equal(parse_text("a = 1\n[worker]\n", &s), -EINVAL);
+}
+
 static void test_nul_and_long_lines(void **state)
 {
         static char text[CONF_FILE_LINE_MAX + 16];
@@ -113,6 +144,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_settings),
+            cmocka_unit_test(test_sections),
             cmocka_unit_test(test_nul_and_long_lines),
             cmocka_unit_test(test_values),
         };

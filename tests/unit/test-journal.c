@@ -171,7 +171,7 @@ static void test_roundtrip(void **state)
         journal_state_done(&st);
 
         assert_int_equal(journal_write_state(f->j, "/home/u", paths, 2), 0);
-        assert_int_equal(journal_add(f->j, "/home/u/a.txt", "tag-1", 2, d, &e), 0);
+        assert_int_equal(journal_add(f->j, "/home/u/a.txt", "tag-1", CHARSET_UTF8, 2, d, &e), 0);
         edit(e, d, 2, 5, 5, " world");
         edit(e, d, 3, 0, 1, "H");
         assert_int_equal(journal_set_tag(e, 4, "tag-2", d), 0);
@@ -206,6 +206,47 @@ static void test_roundtrip(void **state)
         journal_state_done(&st);
 }
 
+/* A buffer of a file in an 8-bit encoding comes back with it, and keeps it through a compaction. */
+static void test_charset_kept(void **state)
+{
+        Fixture *f = *state;
+        JournalState st = {};
+        JournalDoc *docs;
+        JournalEntry *e;
+        Document *d = doc("caf\xc3\xa9");
+        char *big;
+
+        open_journal(f);
+        assert_int_equal(journal_load(f->j, &st, &docs, &(size_t){0}), 0);
+        journal_docs_free(docs, 0);
+        journal_state_done(&st);
+        assert_int_equal(journal_add(f->j, "/w.txt", "t", CHARSET_CP1252, 2, d, &e), 0);
+        edit(e, d, 2, 0, 0, "\xe2\x82\xac");
+        doc_free(d);
+
+        docs = reload(f, &st, 1);
+        assert_int_equal(docs[0].charset, CHARSET_CP1252);
+        assert_string_equal(doc_text(docs[0].doc), "\xe2\x82\xac"
+                                                   "caf\xc3\xa9");
+        assert_int_equal(journal_set_tag(docs[0].entry, 3, "t2", docs[0].doc), 0);
+        /* An insert larger than the log may grow: compacted into a new snapshot. */
+        big = malloc(100 * 1024 + 1);
+        assert_non_null(big);
+        memset(big, 'x', 100 * 1024);
+        big[100 * 1024] = '\0';
+        edit(docs[0].entry, docs[0].doc, 3, 0, 0, big);
+        free(big);
+        journal_docs_free(docs, 1);
+        journal_state_done(&st);
+        docs = reload(f, &st, 1);
+        assert_int_equal(docs[0].charset, CHARSET_CP1252);
+        assert_string_equal(docs[0].tag, "t2");
+        assert_int_equal(docs[0].version, 4);
+        assert_int_equal(doc_size(docs[0].doc), 100 * 1024 + 8);
+        journal_docs_free(docs, 1);
+        journal_state_done(&st);
+}
+
 static void test_torn_last_record(void **state)
 {
         Fixture *f = *state;
@@ -219,7 +260,7 @@ static void test_torn_last_record(void **state)
         open_journal(f);
         assert_int_equal(journal_load(f->j, &st, &docs, &(size_t){0}), 0);
         journal_docs_free(docs, 0);
-        assert_int_equal(journal_add(f->j, "/x", "t", 1, d, &e), 0);
+        assert_int_equal(journal_add(f->j, "/x", "t", CHARSET_UTF8, 1, d, &e), 0);
         edit(e, d, 1, 3, 3, "1");
         edit(e, d, 2, 4, 4, "2");
         edit(e, d, 3, 5, 5, "3");
@@ -257,7 +298,7 @@ static void test_damaged_records(void **state)
         int fd;
 
         open_journal(f);
-        assert_int_equal(journal_add(f->j, "/y", "t", 1, d, &e), 0);
+        assert_int_equal(journal_add(f->j, "/y", "t", CHARSET_UTF8, 1, d, &e), 0);
         edit(e, d, 1, 0, 0, "first");
         edit(e, d, 2, 5, 5, "second");
         edit(e, d, 3, 11, 11, "third");
@@ -312,7 +353,7 @@ static void test_lost_log(void **state)
         char name[64], p[256];
 
         open_journal(f);
-        assert_int_equal(journal_add(f->j, "/lost", "t", 3, d, &e), 0);
+        assert_int_equal(journal_add(f->j, "/lost", "t", CHARSET_UTF8, 3, d, &e), 0);
         edit(e, d, 3, 4, 4, "+");
         doc_free(d);
         close_journal(f);
@@ -347,7 +388,7 @@ static void test_compaction(void **state)
         size_t n;
 
         open_journal(f);
-        assert_int_equal(journal_add(f->j, "/z", "t", v, d, &e), 0);
+        assert_int_equal(journal_add(f->j, "/z", "t", CHARSET_UTF8, v, d, &e), 0);
         find_file(f, ".log", name, sizeof(name));
         /* 200 KiB of typing: the log never grows beyond its document (or its floor) and a record. */
         for (int i = 0; i < 20000; i++, v++) {
@@ -413,7 +454,7 @@ static void test_failed_append_is_taken_back(void **state)
         void (*prev)(int);
 
         open_journal(f);
-        assert_int_equal(journal_add(f->j, "/w", "t", 1, d, &e), 0);
+        assert_int_equal(journal_add(f->j, "/w", "t", CHARSET_UTF8, 1, d, &e), 0);
         edit(e, d, 1, 1, 1, "y");
         find_file(f, ".log", name, sizeof(name));
 
@@ -482,7 +523,7 @@ static void test_stray_files_and_duplicates(void **state)
         char name[64], p[256], q[256], cmd[600];
 
         open_journal(f);
-        assert_int_equal(journal_add(f->j, "/dup", "t", 1, d, &e), 0);
+        assert_int_equal(journal_add(f->j, "/dup", "t", CHARSET_UTF8, 1, d, &e), 0);
         edit(e, d, 1, 3, 3, "!");
         doc_free(d);
         close_journal(f);
@@ -519,7 +560,7 @@ static void test_limits(void **state)
         for (int i = 0; i < 3; i++) {
                 Document *d = doc(i == 0 ? "a long one, over the limit" : "short");
                 (void)snprintf(path, sizeof(path), "/f%d", i);
-                assert_int_equal(journal_add(f->j, path, "t", 1, d, &e), 0);
+                assert_int_equal(journal_add(f->j, path, "t", CHARSET_UTF8, 1, d, &e), 0);
                 if (i == 0)
                         edit(e, d, 1, 26, 26, "!!!!");
                 doc_free(d);
@@ -564,7 +605,7 @@ static void test_background_fsync(void **state)
         uint64_t t0;
 
         open_journal(f);
-        assert_int_equal(journal_add(f->j, "/s", "t", 1, d, &e), 0);
+        assert_int_equal(journal_add(f->j, "/s", "t", CHARSET_UTF8, 1, d, &e), 0);
         assert_int_equal(journal_write_state(f->j, "/", paths, 1), 0);
         edit(e, d, 1, 0, 0, "x");
         doc_free(d);
@@ -580,6 +621,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(test_open_creates_private_dir_and_locks, setup, teardown),
             cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_charset_kept, setup, teardown),
             cmocka_unit_test_setup_teardown(test_torn_last_record, setup, teardown),
             cmocka_unit_test_setup_teardown(test_damaged_records, setup, teardown),
             cmocka_unit_test_setup_teardown(test_lost_log, setup, teardown),

@@ -120,8 +120,9 @@ static void test_client(void **state)
                 size_t len;
                 int r;
         } reasons[] = {
-            {"refused", 8, -EPERM}, {"busy", 5, -EAGAIN},  {"timeout", 8, -ETIMEDOUT},
-            {"failed", 7, -EIO},    {"whatever", 9, -EIO},
+            {"refused", 8, -EPERM},  {"busy", 5, -EAGAIN},    {"timeout", 8, -ETIMEDOUT},
+            {"failed", 7, -EIO},     {"whatever", 9, -EIO},   {"locked", 7, -EKEYEXPIRED},
+            {"no-home", 8, -ENOENT}, {"masked", 7, -ERFKILL}, {"full", 5, -EUSERS},
         };
         for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
                 char pkt[64];
@@ -141,21 +142,22 @@ static void test_client(void **state)
 
         /* A cancelled request's answer is dropped, and the connection goes on. */
         assert_int_equal(launcher_authenticate(l, "alice", "x", on_auth, &c, &q3), 0);
-        EXPECT(srv, "8\0auth\0alice\0x\0");
+        EXPECT(srv, "12\0auth\0alice\0x\0");
         launcher_request_cancel(q3);
-        SEND(srv, "8\0ok\0");
+        SEND(srv, "12\0ok\0");
         assert_int_equal(launcher_find_worker(l, "alice", on_worker, &w, &p, &q2), 1);
-        EXPECT(srv, "9\0worker\0alice\0");
-        SEND(srv, "9\0ok\0/run/helios/workers/alice.sock\0");
+        EXPECT(srv, "13\0worker\0alice\0");
+        SEND(srv, "13\0ok\0/run/helios/workers/alice.sock\0");
         run_until(&loop, &w.calls, 2);
         assert_int_equal(c.calls, 0);
 
-        /* A malformed answer ends the connection; what was pending fails with -EIO. */
+        /* A malformed answer ends the connection; what was pending fails with -ECONNRESET (not -EIO,
+         * the launcher's own "failed"). */
         assert_int_equal(launcher_authenticate(l, "alice", "x", on_auth, &e, &q4), 0);
-        EXPECT(srv, "10\0auth\0alice\0x\0");
-        SEND(srv, "10\0ok\0unexpected\0");
+        EXPECT(srv, "14\0auth\0alice\0x\0");
+        SEND(srv, "14\0ok\0unexpected\0");
         run_until(&loop, &e.calls, 1);
-        assert_int_equal(e.r, -EIO);
+        assert_int_equal(e.r, -ECONNRESET);
         close(srv);
 
         /* The next request connects again. */
@@ -163,11 +165,11 @@ static void test_client(void **state)
         assert_int_equal(launcher_find_worker(l, "bob", on_worker, &again, &p, &q2), 1);
         srv = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         assert_true(srv >= 0);
-        EXPECT(srv, "11\0worker\0bob\0");
-        /* The launcher goes away with the request pending. */
+        EXPECT(srv, "15\0worker\0bob\0");
+        /* The launcher goes away with the request pending: not a failed start of the worker. */
         close(srv);
         run_until(&loop, &again.calls, 1);
-        assert_int_equal(again.r, -EIO);
+        assert_int_equal(again.r, -ECONNRESET);
 
         /* With nobody listening, a request fails at once. */
         close(lfd);

@@ -11,7 +11,9 @@ export type LinkStatus =
   | { kind: "connected"; workerRestarted: boolean }
   | { kind: "reconnecting"; attempt: number; delayMs: number; workerLost: boolean }
   | { kind: "logged-out" }
-  | { kind: "refused"; reason: string };
+  | { kind: "refused"; reason: string }
+  /** The user can have no workspace now (the gateway's close codes 4010-4017): said, not retried. */
+  | { kind: "unavailable"; code: number; message: string };
 
 export interface ConnectionOptions {
   /** Called on every open, before the status says "connected"; the page rebuilds itself here. */
@@ -31,10 +33,31 @@ export interface ConnectionOptions {
 const CLOSE_POLICY = 1008;
 const CLOSE_PAGE_LIMIT = 4008;
 
+/** Why the user can have no workspace (docs/protocol.md), as the page says it. Permanent ones wait for
+ * the user's "Try again"; transient ones are retried with backoff, at most MAX_TRANSIENT_RETRIES times
+ * in a row. */
+const WORKSPACE_CLOSES: Record<number, { message: string; transient: boolean }> = {
+  4010: { message: "Your workspace has been disabled by the administrator.", transient: false },
+  4011: { message: "Your account is locked or has expired. Ask your administrator.", transient: false },
+  4012: { message: "Your home directory is missing. Ask your administrator.", transient: false },
+  4013: { message: "Your workspace failed to start. The administrator can see why in the server's log.", transient: false },
+  4014: { message: "The server has as many workspaces running as it allows. Try again later.", transient: true },
+  4015: { message: "The server is busy.", transient: true },
+  4016: { message: "Your workspace took too long to start.", transient: true },
+  4017: { message: "This account may not have a workspace.", transient: false },
+};
+export const MAX_TRANSIENT_RETRIES = 5;
+
+/** What the page says for a close code of the gateway's, or undefined for any other code. */
+export function workspaceCloseMessage(code: number): string | undefined {
+  return WORKSPACE_CLOSES[code]?.message;
+}
+
 export class Connection {
   readonly rpc: Rpc = new RpcClient<Methods, Notifications>(30_000);
   private socket: WebSocket | null = null;
   private attempt = 0;
+  private transientFailures = 0;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private stopped = false;
   private workerPid = 0;
@@ -71,6 +94,7 @@ export class Connection {
   retryNow(): void {
     if (this.stopped || this.socket) return;
     clearTimeout(this.retryTimer);
+    this.transientFailures = 0;
     this.retryTimer = undefined;
     this.open();
   }
@@ -96,6 +120,7 @@ export class Connection {
         this.workerPid = workerPid;
         this.workerLost = false;
         this.attempt = 0;
+        this.transientFailures = 0;
         this.options.onStatus({ kind: "connected", workerRestarted: restarted });
       } catch (error) {
         // The rebuild failed (the link dropped half-way, or the worker refused): start over.
@@ -120,6 +145,13 @@ export class Connection {
         // A limit, not a failure: reconnecting would only be refused again. The page says why and waits
         // for the user to close another tab and click to retry.
         this.options.onStatus({ kind: "refused", reason: event.reason || "too many pages open" });
+        return;
+      }
+      const why = WORKSPACE_CLOSES[event.code];
+      if (why && (!why.transient || ++this.transientFailures > MAX_TRANSIENT_RETRIES)) {
+        // Retrying would meet the same answer: the page says why and waits for "Try again".
+        this.transientFailures = 0;
+        this.options.onStatus({ kind: "unavailable", code: event.code, message: why.message });
         return;
       }
       // A refused upgrade shows up as a close before open: ask whether the session still stands.

@@ -15,7 +15,7 @@ import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } 
 import { MergeView } from "@codemirror/merge";
 
 import { DocSync, LINE_SEPARATOR, textOf } from "./sync";
-import { ErrorCode, type OpenFileState, type OpenedFile } from "./protocol";
+import { ErrorCode, type Encoding, type OpenFileState, type OpenedFile } from "./protocol";
 import { RpcClosedError, RpcError } from "./rpc";
 import type { Rpc } from "./connection";
 import { ask, basename, h } from "./dom";
@@ -44,13 +44,11 @@ class Tab {
   state: EditorState | null = null; // when not shown; the view holds it while active
   serverDirty = false;
   diskChanged = false;
-  encoding: "utf-8" | "base64" = "utf-8";
+  encoding: Encoding = "utf-8";
   binarySize = 0;
   loaded = false;
   /** The indent unit detected when the file was opened ("\t" or spaces). */
   indent = "    ";
-  /** Text in a legacy 8-bit encoding (Latin-1 / Windows-1252): shown decoded, read-only. */
-  legacy = "";
   /** An image's bytes (base64), for its preview. */
   imageData = "";
   /** The rendered preview beside the source is shown (Markdown, SVG). */
@@ -61,13 +59,13 @@ class Tab {
   readonly element: HTMLElement;
 
   constructor(
-    readonly path: string,
+    public path: string,
     private readonly area: EditorArea,
   ) {
     this.sync = new DocSync(path, 0, {
       text: () => this.text(),
       applyRemote: (changes) => this.applyRemote(changes),
-      problem: (message) => area.events.notify(`${basename(path)}: ${message}`, "error"),
+      problem: (message) => area.events.notify(`${basename(this.path)}: ${message}`, "error"),
       changed: () => area.renderTab(this),
     });
     const label = h("span", { class: "tab-label", text: basename(path) });
@@ -76,13 +74,23 @@ class Tab {
     this.element.addEventListener("mousedown", (e) => {
       if (e.button === 1) {
         e.preventDefault();
-        void area.close(path);
+        void area.close(this.path);
       }
     });
     this.element.addEventListener("click", (e) => {
-      if ((e.target as HTMLElement).closest(".tab-close")) void area.close(path);
-      else area.activate(path);
+      if ((e.target as HTMLElement).closest(".tab-close")) void area.close(this.path);
+      else area.activate(this.path);
     });
+  }
+
+  /** The worker moved this buffer to `path` (its file was renamed). */
+  retarget(path: string): void {
+    this.path = path;
+    this.sync.path = path;
+    this.element.title = path;
+    this.element.dataset.path = path;
+    (this.element.querySelector(".tab-label") as HTMLElement).textContent = basename(path);
+    this.element.querySelector(".tab-close")!.setAttribute("aria-label", `Close ${basename(path)}`);
   }
 
   get dirty(): boolean {
@@ -110,9 +118,7 @@ class Tab {
       this.binarySize = Math.floor((opened.content.length * 3) / 4);
       this.imageData = imageType(this.path) ? opened.content : "";
       this.sync.version = opened.version;
-      const text = this.imageData ? null : legacyText(opened.content);
-      this.legacy = text === null ? "" : "Windows-1252";
-      const state = this.area.createState(this, text ?? "");
+      const state = this.area.createState(this, "");
       if (this.area.activeTab === this) this.area.view.setState(state);
       else this.state = state;
     } else if (!this.loaded) {
@@ -316,9 +322,16 @@ export class EditorArea {
   }
 
   /** file:edited */
-  remoteEdit(path: string, version: number, changes: { from: number; to: number; insert: string }[]): void {
+  remoteEdit(path: string, version: number, changes: { from: number; to: number; insert: string }[], encoding?: Encoding): void {
     const tab = this.tabs.get(path);
-    if (tab?.loaded) tab.sync.remote(version, changes);
+    if (!tab?.loaded) return;
+    tab.sync.remote(version, changes);
+    // A text file rewritten outside in another encoding (Latin-1 to Windows-1252, say): the status
+    // bar follows. Text turning binary or back goes through a reopen, as before.
+    if (encoding && encoding !== "base64" && tab.encoding !== "base64" && encoding !== tab.encoding) {
+      tab.encoding = encoding;
+      if (this.activeTab === tab) this.reportCursor();
+    }
   }
 
   /** Open a file (from the tree) and show it. */
@@ -382,7 +395,7 @@ export class EditorArea {
       for (const t of this.tabs.values()) this.renderTab(t);
       this.events.onActiveChange(path);
     }
-    const binary = tab.encoding === "base64" && !tab.legacy;
+    const binary = tab.encoding === "base64";
     this.viewHost.hidden = binary;
     this.placeholder.hidden = !binary;
     const type = imageType(path);
@@ -537,33 +550,26 @@ export class EditorArea {
     return this.paths.filter((p) => p === path || p.startsWith(path + "/"));
   }
 
-  /** The explorer renamed or moved `from` to `to`: every buffer at or below it follows, its unsaved
-   * edits included. The worker opens the new name, takes the text, and drops the old buffer. */
-  async renamed(from: string, to: string): Promise<void> {
-    const rpc = this.rpc;
-    if (!rpc) return;
-    for (const oldPath of this.tabsUnder(from)) {
-      const tab = this.tabs.get(oldPath)!;
-      const newPath = to + oldPath.slice(from.length);
-      const wasActive = this.activeTab === tab;
-      try {
-        await tab.sync.flush();
-        const text = tab.text();
-        const dirty = tab.dirty;
-        this.closing.add(oldPath);
-        const opened = await rpc.call("file:open", { path: newPath });
-        if (dirty && opened.encoding === "utf-8" && opened.content !== text)
-          await rpc.call("file:edit", { path: newPath, version: opened.version, changes: [{ from: 0, to: opened.content.length, insert: text }] });
-        await rpc.call("file:close", { path: oldPath, discard: true });
-        this.drop(oldPath);
-        await this.load(newPath, false);
-        if (wasActive) this.activate(newPath);
-      } catch (error) {
-        this.events.notify(`${basename(oldPath)} was renamed, but its tab could not follow: ${messageOf(error)}`, "error");
-      } finally {
-        this.closing.delete(oldPath);
-      }
+  /** file:renamed: the worker moved the buffer at `oldPath` to `path` (a rename through fs, from this
+   * page or another). The tab follows in place: its editor, history and unconfirmed typing stay. */
+  bufferRenamed(oldPath: string, path: string): void {
+    const tab = this.tabs.get(oldPath);
+    if (!tab) return;
+    if (this.tabs.has(path)) this.drop(path);
+    const entries = [...this.tabs.entries()].map(([p, t]): [string, Tab] => (t === tab ? [path, t] : [p, t]));
+    this.tabs.clear();
+    for (const [p, t] of entries) this.tabs.set(p, t);
+    tab.retarget(path);
+    tab.deleted = false;
+    tab.element.classList.remove("deleted");
+    if (this.merge?.path === oldPath) this.closeCompare();
+    if (this.activeTab === tab) {
+      sessionStorage.setItem("helios.activeFile", path);
+      this.events.onActiveChange(path);
+      this.reportCursor();
     }
+    this.renderTab(tab);
+    this.updateBanner();
   }
 
   /** The worker flags a buffer whose file changed on disk: if the file is gone, say that instead. */
@@ -633,7 +639,9 @@ export class EditorArea {
     const rpc = this.rpc;
     if (!rpc) return "(not connected)";
     try {
-      const r = await rpc.call("fs:read_file", { path, encoding: "utf-8" });
+      // In the buffer's own encoding, so that a Latin-1 or Windows-1252 file compares as text too.
+      const encoding = this.tabs.get(path)?.encoding;
+      const r = await rpc.call("fs:read_file", { path, encoding: encoding && encoding !== "base64" ? encoding : "utf-8" });
       return r.content;
     } catch (error) {
       return error instanceof RpcError && error.code === ErrorCode.NotFound ? "" : `(cannot read: ${messageOf(error)})`;
@@ -748,11 +756,19 @@ export class EditorArea {
       line: line.number,
       col: head - line.from + 1,
       language: languageFor(tab.path)?.name ?? "Plain Text",
-      encoding: tab.legacy ? `${tab.legacy} (read-only)` : tab.encoding === "base64" ? "Binary" : "UTF-8",
+      encoding: ENCODING_LABELS[tab.encoding],
       indent: tab.encoding === "base64" ? "" : describeIndent(tab.indent),
     });
   }
 }
+
+/** The status bar's name of an encoding. */
+const ENCODING_LABELS: Record<Encoding, string> = {
+  "utf-8": "UTF-8",
+  "iso-8859-1": "ISO-8859-1",
+  "windows-1252": "Windows-1252",
+  base64: "Binary",
+};
 
 export function messageOf(error: unknown): string {
   if (error instanceof RpcError) {
@@ -781,25 +797,4 @@ function keepMine(button: HTMLButtonElement): HTMLButtonElement {
 function replaceDoc(view: EditorView, text: string): void {
   if (view.state.doc.toString() === text) return;
   view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: textOf(text) } });
-}
-
-/** The text of base64 bytes that are not UTF-8 but read as Windows-1252 (a superset of Latin-1's
- * printable characters): no NUL, no control characters but tab, line and page breaks, none of the
- * five bytes Windows-1252 leaves undefined. Anything else is binary: null. */
-function legacyText(base64: string): string | null {
-  let raw: string;
-  try {
-    raw = atob(base64);
-  } catch {
-    return null;
-  }
-  if (!raw.length) return null;
-  for (let i = 0; i < raw.length; i++) {
-    const c = raw.charCodeAt(i);
-    if ((c < 0x20 && c !== 9 && c !== 10 && c !== 12 && c !== 13) || c === 0x7f) return null;
-    if (c === 0x81 || c === 0x8d || c === 0x8f || c === 0x90 || c === 0x9d) return null;
-  }
-  const bytes = new Uint8Array(raw.length);
-  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
-  return new TextDecoder("windows-1252").decode(bytes);
 }

@@ -118,13 +118,13 @@ class App {
         this.showExplorer(false, true);
         void this.editor.open(path);
       },
-      renamed: (from, to) => this.editor.renamed(from, to),
       deleted: (path) => this.editor.deleted(path),
       notify: (message, kind) => this.notify(message, kind),
       expandedFolders: () => this.settings.values.expandedFolders,
       upload: (dir, files) => this.uploads.add(dir, files),
       chooseUpload: (dir) => this.chooseUpload(dir),
       download: (path) => void this.download(path),
+      downloadZip: (path) => void this.uploads.downloadZip(path),
       setExpandedFolders: (paths) => {
         this.settings.values.expandedFolders = paths;
         void this.settings.set({ expandedFolders: paths });
@@ -217,7 +217,8 @@ class App {
   private listen(rpc: Rpc): void {
     rpc.on("state:updated", (state) => this.mirror(state));
     rpc.on("settings:changed", ({ settings }) => this.settings.take(settings));
-    rpc.on("file:edited", ({ path, version, changes }) => this.editor.remoteEdit(path, version, changes));
+    rpc.on("file:edited", ({ path, version, changes, encoding }) => this.editor.remoteEdit(path, version, changes, encoding));
+    rpc.on("file:renamed", ({ path, oldPath }) => this.editor.bufferRenamed(oldPath, path));
     rpc.on("file:changed_on_disk", ({ path, oldPath }) => {
       this.tree.changed(path, oldPath);
       this.editor.changedOnDisk(path, oldPath);
@@ -261,7 +262,13 @@ class App {
         link.textContent = `Not connected: ${status.reason}. Close another Helios tab, then click to retry.`;
         link.title = "Click to retry";
         break;
+      case "unavailable":
+        link.textContent = status.message;
+        link.dataset.code = String(status.code);
+        link.title = "";
+        break;
     }
+    byId("retry").hidden = status.kind !== "unavailable" && status.kind !== "refused";
   }
 
   notify(message: string, kind: "info" | "error" = "info"): void {
@@ -277,6 +284,10 @@ class App {
 
   private setupChrome(): void {
     byId("link").addEventListener("click", () => this.connection.retryNow());
+    byId("retry").addEventListener("click", () => {
+      this.showStatus({ kind: "connecting" });
+      this.connection.retryNow();
+    });
     byId("logout").addEventListener("click", async () => {
       this.connection.stop();
       await logout();

@@ -11,7 +11,10 @@ export const ErrorCode = {
   Unsaved: -32020,
 } as const;
 
-export type Encoding = "utf-8" | "base64";
+/** Text is always UTF-8 on the wire; "iso-8859-1" and "windows-1252" name the encoding a text file
+ * is saved in. */
+export type TextEncoding = "utf-8" | "iso-8859-1" | "windows-1252";
+export type Encoding = TextEncoding | "base64";
 
 export interface OpenFileState {
   path: string;
@@ -83,7 +86,7 @@ export interface Methods {
   "file:revert": { params: { path: string }; result: OpenedFile };
   "file:close": { params: { path: string; discard?: boolean }; result: Empty };
   "fs:read_file": {
-    params: { path: string; encoding?: Encoding };
+    params: { path: string; encoding?: Encoding | "text" };
     result: { path: string; content: string; encoding: Encoding; size: number; mtime: number; tag: string };
   };
   "settings:get": { params: Empty; result: { settings: import("./settings").SettingsValues } };
@@ -99,8 +102,14 @@ export interface Methods {
     result: { path: string; size: number; offset: number; data: string; tag: string };
   };
   "fs:upload_abort": { params: { uploadId: number }; result: Empty };
+  "fs:archive_begin": { params: { path: string }; result: { archiveId: number; path: string; name: string } };
+  "fs:archive_read": {
+    params: { archiveId: number };
+    result: { archiveId: number; offset: number; data: string; done: boolean; files: number; skipped: number };
+  };
+  "fs:archive_cancel": { params: { archiveId: number }; result: Empty };
   "fs:write_file": {
-    params: { path: string; content: string; encoding?: "utf-8" | "base64"; expectedTag?: string };
+    params: { path: string; content: string; encoding?: Encoding; expectedTag?: string };
     result: { path: string; tag: string; size: number; mtime: number };
   };
   "fs:create_directory": { params: { path: string; recursive?: boolean }; result: { path: string } };
@@ -151,7 +160,9 @@ export interface SearchMatch {
 export interface Notifications {
   [method: string]: unknown;
   "state:updated": WorkspaceState;
-  "file:edited": { path: string; version: number; changes: Change[] };
+  /** `encoding` comes with a whole-buffer replacement from disk (revert, reload). */
+  "file:edited": { path: string; version: number; changes: Change[]; encoding?: Encoding };
+  "file:renamed": { path: string; oldPath: string; version: number };
   "file:changed_on_disk": { path: string; kind: "created" | "modified" | "deleted" | "moved"; oldPath?: string };
   "settings:changed": { settings: import("./settings").SettingsValues };
   "fs:watch_error": { path: string; errno: string; message: string; limit?: number };

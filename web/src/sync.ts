@@ -90,7 +90,7 @@ export class DocSync {
   private rpc: Rpc | null = null;
 
   constructor(
-    readonly path: string,
+    public path: string,
     public version: number,
     private readonly host: SyncHost,
   ) {}
@@ -215,6 +215,7 @@ export class DocSync {
     }
     const rpc = this.rpc;
     const sent = this.pending;
+    const sentPath = this.path;
     this.inflight = sent;
     this.inflightVersion = this.version;
     this.pending = null;
@@ -229,6 +230,13 @@ export class DocSync {
       (error: unknown) => {
         if (this.inflight === null) return;
         if (error instanceof RpcClosedError) return; // the reconnect resynchronizes
+        if (this.path !== sentPath) {
+          // The buffer moved (its file was renamed) while this was on its way: same version, new name.
+          this.pending = this.pending ? this.inflight.compose(this.pending) : this.inflight;
+          this.inflight = null;
+          this.send();
+          return;
+        }
         if (error instanceof RpcError && error.code === ErrorCode.Conflict && this.version > this.inflightVersion) {
           // Another page's change got in first and ours is already rebased over it: send it again.
           this.pending = this.pending ? this.inflight.compose(this.pending) : this.inflight;
@@ -236,8 +244,14 @@ export class DocSync {
           this.send();
           return;
         }
-        if (!(error instanceof RpcError && error.code === ErrorCode.Conflict))
+        if (!(error instanceof RpcError && error.code === ErrorCode.Conflict)) {
+          // Refused for what it is (a character the file's encoding cannot hold, a limit): sending it
+          // again would be refused again, so the worker's text is taken back and the user told.
           this.host.problem(`Edit refused: ${error instanceof Error ? error.message : String(error)}`);
+          this.inflight = null;
+          this.pending = null;
+          this.editedDuringResync = false;
+        }
         void this.resync().catch(() => undefined);
       },
     );

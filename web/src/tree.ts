@@ -11,7 +11,6 @@ import { messageOf } from "./editor";
 export interface TreeEvents {
   openFile: (path: string) => void;
   /** `from` (a file or a folder) is now `to`: open buffers follow. */
-  renamed: (from: string, to: string) => Promise<void>;
   /** `path` (a file or a folder) was deleted: open buffers say so. */
   deleted: (path: string) => void;
   notify: (message: string, kind?: "info" | "error") => void;
@@ -22,6 +21,7 @@ export interface TreeEvents {
   upload: (dir: string, files: FileList) => void;
   chooseUpload: (dir: string) => void;
   download: (path: string) => void;
+  downloadZip: (path: string) => void;
 }
 
 const hasFiles = (e: DragEvent) => !!e.dataTransfer && [...e.dataTransfer.types].includes("Files");
@@ -109,6 +109,7 @@ export class FileTree {
       { label: "Upload Files…", run: () => this.events.chooseUpload(dir) },
     ];
     if (!isDir) items.push({ label: "Download", run: () => this.events.download(path) });
+    else items.push({ label: "Download as Zip", run: () => this.events.downloadZip(path) });
     if (path !== this.root) {
       items.push(
         { label: "Rename…", shortcut: "F2", run: () => void this.rename(path) },
@@ -182,7 +183,6 @@ export class FileTree {
     this.forget(from);
     await Promise.all([this.refresh(dirname(from)), this.refresh(dirname(to))]);
     this.focusPath(to);
-    await this.events.renamed(from, to);
   }
 
   /** Drag and drop: `from` into the folder `dir`. */

@@ -121,6 +121,62 @@ export class Uploads {
     }
   }
 
+  /** Save the folder `path` as a zip file, made by the worker piece by piece as it is read
+   * (fs:archive_begin / read); its row shows the bytes so far and cancels it. */
+  async downloadZip(path: string): Promise<void> {
+    const rpc = this.rpc;
+    if (!rpc) return this.notify("Not connected.", "error");
+    let begun: { archiveId: number; name: string };
+    try {
+      begun = await rpc.call("fs:archive_begin", { path });
+    } catch (error) {
+      return this.notify(`Cannot download ${basename(path)}: ${messageOf(error)}`, "error");
+    }
+    const bar = h("progress", { class: "upload-bar" });
+    const size = h("span", { class: "download-size", text: "0 KB" });
+    const cancel = h("button", { class: "upload-cancel", title: `Cancel the download of ${begun.name}`, "aria-label": `Cancel ${begun.name}`, text: "×" });
+    const row = h("li", { class: "upload download", "data-path": path }, h("span", { class: "upload-name", text: begun.name }), bar, size, cancel);
+    let cancelled = false;
+    cancel.addEventListener("click", () => {
+      cancelled = true;
+    });
+    this.list.append(row);
+    this.updateList();
+    const parts: Uint8Array[] = [];
+    let received = 0;
+    try {
+      for (;;) {
+        if (cancelled) {
+          await rpc.call("fs:archive_cancel", { archiveId: begun.archiveId }).catch(() => undefined);
+          this.notify(`Download of ${begun.name} cancelled.`);
+          return;
+        }
+        const piece = await rpc.call("fs:archive_read", { archiveId: begun.archiveId });
+        const raw = atob(piece.data);
+        const bytes = new Uint8Array(raw.length);
+        for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+        parts.push(bytes);
+        received += bytes.length;
+        size.textContent = `${Math.ceil(received / 1024).toLocaleString()} KB · ${piece.files} files`;
+        if (piece.done) {
+          if (piece.skipped) this.notify(`${begun.name}: ${piece.skipped} symbolic links and special files were left out.`);
+          break;
+        }
+      }
+      const url = URL.createObjectURL(new Blob(parts as BlobPart[], { type: "application/zip" }));
+      const a = h("a", { href: url, download: begun.name });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    } catch (error) {
+      this.notify(`Download of ${begun.name} failed: ${messageOf(error)}`, "error");
+    } finally {
+      row.remove();
+      this.updateList();
+    }
+  }
+
   private async begin(rpc: Rpc, job: Job, overwrite: boolean): Promise<number> {
     const r = await rpc.call("fs:upload_begin", { path: job.path, size: job.file.size, overwrite });
     return r.uploadId;
