@@ -472,14 +472,16 @@ void bus_publish(Bus *b, const char *topic, cJSON *params, BusAudience audience,
 
         assert(b && topic && audience < _BUS_AUDIENCE_MAX);
         deliver_event(b, topic, p, client);
-        if (audience == BUS_INTERNAL || b->closed)
+        if (b->closed)
                 return;
-        /* The worker publishes it to every client but this one; a token names the one client. */
-        if (audience == BUS_ONE_CLIENT) {
+        /* The worker publishes it to every client but this one; a token names the one client, another
+         * keeps an internal event from the pages (the worker's services hear it). */
+        if (audience == BUS_ONE_CLIENT || audience == BUS_INTERNAL) {
                 (void)snprintf(token, sizeof(token), "%" PRIu64, client);
                 if (!p)
                         p = cJSON_CreateObject();
-                if (!p || !cJSON_AddStringToObject(p, BUS_CLIENT_TOKEN, token)) {
+                if (!p || (audience == BUS_ONE_CLIENT ? !cJSON_AddStringToObject(p, BUS_CLIENT_TOKEN, token)
+                                                      : !cJSON_AddTrueToObject(p, BUS_INTERNAL_TOKEN))) {
                         log_oom();
                         return;
                 }
@@ -575,6 +577,11 @@ int bus_remote_announce(Bus *b)
                         topics[n++] = b->subs[i].topic;
         }
         return announce(b, "bus:subscribe", topics, n);
+}
+
+void bus_remote_deliver(Bus *b, const char *topic, const cJSON *params)
+{
+        deliver_event(b, topic, params, 0);
 }
 
 void bus_remote_set_max_message(Bus *b, size_t max_message)

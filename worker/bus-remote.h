@@ -25,6 +25,8 @@ void bus_remote_set_max_message(Bus *b, size_t max_message);
 /* Send bus:serve for every topic served and bus:subscribe for every topic subscribed so far. A refusal
  * ends the connection. */
 int bus_remote_announce(Bus *b);
+/* Hand an event to this side's subscribers alone, as if the worker had sent it. */
+void bus_remote_deliver(Bus *b, const char *topic, const cJSON *params);
 /* Handle the requests that waited, and every request from now on. */
 void bus_remote_ready(Bus *b);
 /* Stop reading and close the handles; requests still unanswered are dropped when answered, and

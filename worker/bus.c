@@ -777,6 +777,11 @@ bool bus_client_notification(Bus *b, ClientId from, const char *method, const cJ
                 to = (ClientId)n;
                 cJSON_DeleteItemFromObjectCaseSensitive(p, BUS_CLIENT_TOKEN);
         }
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, BUS_INTERNAL_TOKEN))) {
+                cJSON_DeleteItemFromObjectCaseSensitive(p, BUS_INTERNAL_TOKEN);
+                bus_publish(b, method, TAKE_PTR(p), BUS_INTERNAL, from);
+                return true;
+        }
         /* Every client but the service itself, as an in-process service's own events do not come back. */
         bus_publish(b, method, TAKE_PTR(p), to ? BUS_ONE_CLIENT : BUS_OTHER_CLIENTS, to ? to : from);
         return true;

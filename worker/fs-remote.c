@@ -137,7 +137,8 @@ static void on_state(cJSON *result, cJSON *error, void *userdata)
                         fs_remote_stop_error(a, log_oom());
                         return;
                 }
-                bus_publish(a->bus, EVENT_PROJECT_LOADED, ev, BUS_INTERNAL, 0);
+                bus_remote_deliver(a->bus, EVENT_PROJECT_LOADED, ev);
+                cJSON_Delete(ev);
         }
 }
 
