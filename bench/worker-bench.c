@@ -240,6 +240,20 @@ static Latency measure_latency(const char *sock, const char *msg)
         return l;
 }
 
+/* The one of three rounds with the median p50. */
+static Latency median_latency(const Latency r[3])
+{
+        int lo = 0, hi = 0;
+
+        for (int i = 1; i < 3; i++) {
+                if (r[i].p50 < r[lo].p50)
+                        lo = i;
+                if (r[i].p50 > r[hi].p50)
+                        hi = i;
+        }
+        return r[lo == hi ? 0 : 3 - lo - hi]; /* indices sum to 3 */
+}
+
 typedef struct LoadArgs {
         const char *sock;
         const char *msg;
@@ -804,8 +818,14 @@ int main(int argc, char **argv)
                          "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"fs:read_file\",\"params\":{\"path\":\"%"
                          "s\"}}\n",
                          out_small);
-                in_lat = measure_latency(worker_sock, req);
-                out_lat = measure_latency(out_sock, out_req);
+                /* Three rounds, alternately; the median round of each. */
+                Latency in_r[3], out_r[3];
+                for (int i = 0; i < 3; i++) {
+                        in_r[i] = measure_latency(worker_sock, req);
+                        out_r[i] = measure_latency(out_sock, out_req);
+                }
+                in_lat = median_latency(in_r);
+                out_lat = median_latency(out_r);
                 if (out_lat.reply_len < 1024) {
                         fprintf(stderr, "worker-bench: helios-fs did not return the file\n");
                         return 1;
@@ -848,8 +868,8 @@ int main(int argc, char **argv)
         if (worker_out > 0) {
                 printf("\n%-44s %12s %12s %8s\n", "fs service (medians)", "in process", "helios-fs",
                        "ratio");
-                printf("%-44s %10.1f µs %10.1f µs %7.2fx\n", "fs:read_file 1 KiB round trip p50", in_lat.p50,
-                       out_lat.p50, out_lat.p50 / in_lat.p50);
+                printf("%-44s %10.1f µs %10.1f µs %7.2fx\n", "fs:read_file 1 KiB round trip p50 (3 rounds)",
+                       in_lat.p50, out_lat.p50, out_lat.p50 / in_lat.p50);
                 printf("%-44s %10.1f ms %10.1f ms %7.2fx\n", "fs:read_file 10 MiB (9 alternate reads)",
                        in_big * 1e3, out_big * 1e3, out_big / in_big);
                 printf("%-44s %7.1f MB/s %7.1f MB/s\n", "fs:read_file 10 MiB throughput",
