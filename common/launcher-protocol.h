@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
 /* The gateway ↔ helios-launcher protocol: the whole of what the network-facing process may ask of the
  * privileged one.
  *
@@ -23,6 +27,24 @@
  *                                           rules), then whether the password is locked (usermod -L),
  *                                           without a password; "ok", "denied" (PAM or a locked password
  *                                           says no) or "refused" (the policy, or no such account)
+ *   ID \0 "session-open" \0 KEY \0 USER \0 RHOST \0
+ *                                           open a PAM login session for USER (service "helios", the
+ *                                           session stack) held by a helios-session process of its own,
+ *                                           with a utmp/wtmp record on line "web/N"; RHOST is the client's
+ *                                           address ("" when unknown). "ok" once the session is open;
+ *                                           "denied" when PAM's account or session management says no,
+ *                                           "busy" past the bounds below, "refused" as for worker, or when
+ *                                           KEY is already open on this connection
+ *   ID \0 "session-close" \0 KEY \0           end the session KEY of this connection: "ok" at once (also
+ *                                           for a KEY that is not open); the helper closes the PAM
+ *                                           session and the utmp record and exits
+ *
+ * Sessions belong to the connection that opened them: when it closes (the gateway stopped, crashed or
+ * restarted) the launcher ends every one of them, and when the launcher stops each helper sees its end
+ * and ends its session too. A gateway therefore opens sessions again for the pages it serves after
+ * either restarts. KEY is the gateway's name for the login (^[A-Za-z0-9_-]{1,32}$), unique on one
+ * connection. At most LAUNCHER_SESSIONS_PER_USER sessions per user and LAUNCHER_SESSIONS_MAX in all
+ * (helpers still closing included) are open at once.
  *
  * Replies:
  *   ID \0 "ok" \0 [PATH \0]                  PATH for "worker" only
@@ -42,10 +64,17 @@
 #define LAUNCHER_USER_MAX     32 /* bytes of a user name, as useradd's default limit */
 #define LAUNCHER_PASSWORD_MAX 1024
 #define LAUNCHER_ID_MAX       10 /* digits */
+#define LAUNCHER_KEY_MAX      32 /* bytes of a session KEY */
+#define LAUNCHER_RHOST_MAX    63 /* bytes of an address: printable, no space */
 
-#define LAUNCHER_OP_AUTH    "auth"
-#define LAUNCHER_OP_WORKER  "worker"
-#define LAUNCHER_OP_ACCOUNT "account"
+#define LAUNCHER_SESSIONS_PER_USER 32
+#define LAUNCHER_SESSIONS_MAX      512
+
+#define LAUNCHER_OP_AUTH          "auth"
+#define LAUNCHER_OP_WORKER        "worker"
+#define LAUNCHER_OP_ACCOUNT       "account"
+#define LAUNCHER_OP_SESSION_OPEN  "session-open"
+#define LAUNCHER_OP_SESSION_CLOSE "session-close"
 
 #define LAUNCHER_REPLY_OK    "ok"
 #define LAUNCHER_REPLY_ERROR "error"
@@ -64,3 +93,28 @@
 #define LAUNCHER_ERROR_NO_HOME "no-home" /* the account's home directory does not exist    -ENOENT */
 #define LAUNCHER_ERROR_MASKED  "masked"  /* helios-worker@USER is masked (systemd)         -ERFKILL */
 #define LAUNCHER_ERROR_FULL    "full"    /* as many users have a workspace as allowed      -EUSERS */
+
+/* A session-open's KEY: 1 to LAUNCHER_KEY_MAX of [A-Za-z0-9_-]. */
+static inline bool launcher_key_valid(const char *s, size_t len)
+{
+        if (len == 0 || len > LAUNCHER_KEY_MAX)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (!s[i] ||
+                    !strchr("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-", s[i]))
+                        return false;
+        return true;
+}
+
+/* A session-open's RHOST: an address or host name as the gateway reports it (letters, digits and
+ * ".:%_-[]"), at most LAUNCHER_RHOST_MAX bytes, or empty when unknown. */
+static inline bool launcher_rhost_valid(const char *s, size_t len)
+{
+        if (len > LAUNCHER_RHOST_MAX)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (!s[i] ||
+                    !strchr("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.:%_-[]", s[i]))
+                        return false;
+        return true;
+}

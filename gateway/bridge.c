@@ -90,6 +90,7 @@ struct Bridge {
 
         /* towards the browser */
         bool deflate;          /* permessage-deflate negotiated */
+        bool pam_counted;      /* counted as a page of its login's PAM session */
         bool writable_pending; /* lws_callback_on_writable() called, callback not yet here */
         bool reading;
         bool tx_in_message;    /* a fragment of a message went out (or is queued) without its end */
@@ -938,6 +939,8 @@ int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret)
                 return 0;
         }
         b->owner->pages++;
+        pam_sessions_page_opened(g->pam_sessions, session, uv_now(g->loop));
+        b->pam_counted = true;
 
         r = launcher_find_worker(g->launcher, b->user, on_located, b, &path, &b->locate);
         if (r == 0) {
@@ -1033,8 +1036,11 @@ void bridge_ws_closed(Bridge *b)
 {
         Gateway *g = b->gateway;
 
-        if (b->session)
+        if (b->session) {
                 session_unlink(b->session, &b->link);
+                if (b->pam_counted)
+                        pam_sessions_page_closed(g->pam_sessions, b->session, uv_now(g->loop));
+        }
         b->session = NULL;
         if (b->prev)
                 b->prev->next = b->next;

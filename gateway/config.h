@@ -66,6 +66,7 @@ typedef struct GatewayConfig {
         uint64_t max_sessions;
         uint64_t max_sessions_per_user;
         uint64_t account_check_interval_ms; /* re-check of the accounts of users with open pages */
+        uint64_t login_session_grace_ms;    /* a login's PAM session outlives its last page this long */
         uint64_t login_burst;               /* failed logins of one (address, account) before throttling */
         uint64_t login_address_burst;       /* ... of one address */
         uint64_t login_account_burst;       /* ... of one account, for addresses that have failed */

@@ -18,6 +18,7 @@
 #include "listener.h"
 #include "metrics.h"
 #include "netaddr.h"
+#include "pam-sessions.h"
 #include "sessions.h"
 #include "static-files.h"
 #include "throttle.h"
@@ -58,6 +59,7 @@ typedef struct Gateway {
         Auth *auth;
         SessionStore *sessions;
         AccountChecks *accounts;
+        PamSessions *pam_sessions;
         Throttle *throttle;
         AdminServer *admin;
         WebRoot *web;

@@ -103,7 +103,10 @@ static void fail_all(RemoteLauncher *rl, int error)
 
 static void watch_update(RemoteLauncher *rl);
 
-static void send_queued(RemoteLauncher *rl)
+/* from_loop false: called by a request being made, whose caller has not heard of it yet; a failed send
+ * then waits for the loop (the socket polls writable and fails again there), so that no request fails
+ * and runs its callback inside the call that made it. */
+static void send_queued(RemoteLauncher *rl, bool from_loop)
 {
         for (RemoteRequest *r = rl->first; r && rl->watch; r = r->next) {
                 ssize_t n;
@@ -111,7 +114,7 @@ static void send_queued(RemoteLauncher *rl)
                 if (r->sent)
                         continue;
                 n = send(rl->watch->fd, r->packet, r->len, MSG_DONTWAIT | MSG_NOSIGNAL);
-                if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                if (n < 0 && (errno == EAGAIN || errno == EINTR || !from_loop))
                         break;
                 if (n < 0) {
                         remote_disconnect(rl, strerror(errno));
@@ -205,7 +208,7 @@ static void on_remote_event(uv_poll_t *p, int status, int events)
                 return;
         }
         if (events & UV_WRITABLE)
-                send_queued(rl);
+                send_queued(rl, true);
         /* Callbacks may end the connection (or the launcher object's use of it): check each time. */
         for (unsigned i = 0; i < 64 && rl->watch == w && (events & UV_READABLE); i++) {
                 ssize_t n = recv(w->fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
@@ -265,6 +268,9 @@ static void remote_disconnect(RemoteLauncher *rl, const char *why)
         watch_close(rl);
         /* Not -EIO, which is the launcher's "failed": the page would take its workspace for broken. */
         fail_all(rl, -ECONNRESET);
+        /* helios-launcher ended the sessions of the connection with it. */
+        if (rl->launcher->sessions_lost)
+                rl->launcher->sessions_lost(rl->launcher->sessions_lost_userdata);
 }
 
 static int remote_connect(RemoteLauncher *rl)
@@ -313,18 +319,18 @@ static void on_tick(uv_timer_t *t)
                 remote_disconnect(rl, "no answer in time");
 }
 
-/* Queue a packet of fields (the last one may be NULL) and send it if the connection allows. */
-static int remote_request(RemoteLauncher *rl, const char *op, const char *user, const char *password,
+/* Queue a packet of op and its fields (n at most 3, each short enough: the caller checked) and send it
+ * if the connection allows. */
+static int remote_request(RemoteLauncher *rl, const char *op, const char *const *args, size_t n,
                           RemoteRequest **ret)
 {
         char id[LAUNCHER_ID_MAX + 1];
-        const char *fields[4];
+        const char *fields[5];
         size_t n_fields = 0, len = 0, k = 0;
         RemoteRequest *r;
         int e;
 
-        if (strlen(user) > LAUNCHER_USER_MAX || (password && strlen(password) > LAUNCHER_PASSWORD_MAX))
-                return -EINVAL;
+        assert(n <= 3);
         if (rl->stopped)
                 return -ECANCELED;
         if (rl->n_pending >= REMOTE_PENDING_MAX)
@@ -336,9 +342,8 @@ static int remote_request(RemoteLauncher *rl, const char *op, const char *user, 
         (void)snprintf(id, sizeof(id), "%llu", rl->next_id);
         fields[n_fields++] = id;
         fields[n_fields++] = op;
-        fields[n_fields++] = user;
-        if (password)
-                fields[n_fields++] = password;
+        for (size_t i = 0; i < n; i++)
+                fields[n_fields++] = args[i];
         for (size_t i = 0; i < n_fields; i++)
                 len += strlen(fields[i]) + 1;
         assert(len <= LAUNCHER_MESSAGE_MAX);
@@ -353,7 +358,7 @@ static int remote_request(RemoteLauncher *rl, const char *op, const char *user, 
         r->len = len;
         r->id = rl->next_id;
         rl->next_id = rl->next_id >= REMOTE_ID_MAX ? 1 : rl->next_id + 1;
-        /* "auth" and "account" answer alike: ok, or an error. */
+        /* All but "worker" answer alike: ok, or an error. */
         r->is_auth = !streq(op, LAUNCHER_OP_WORKER);
         r->base.launcher = rl->launcher;
         r->started_ms = uv_now(rl->launcher->loop);
@@ -365,7 +370,7 @@ static int remote_request(RemoteLauncher *rl, const char *op, const char *user, 
         rl->last = r;
         rl->n_pending++;
         *ret = r;
-        send_queued(rl);
+        send_queued(rl, false);
         return 0;
 }
 
@@ -414,10 +419,13 @@ static int remote_ask(Launcher *l, const char *op, const char *user, const char 
                       LauncherAuthCallback auth_cb, LauncherWorkerCallback worker_cb, void *userdata,
                       LauncherRequest **ret_request)
 {
+        const char *args[] = {user, password};
         RemoteRequest *r;
         int e;
 
-        e = remote_request(l->remote, op, user, password, &r);
+        if (strlen(user) > LAUNCHER_USER_MAX || (password && strlen(password) > LAUNCHER_PASSWORD_MAX))
+                return -EINVAL;
+        e = remote_request(l->remote, op, args, password ? 2 : 1, &r);
         if (e < 0)
                 return e;
         r->auth_cb = auth_cb;
@@ -447,13 +455,43 @@ static int remote_check_account(Launcher *l, const char *user, LauncherAuthCallb
         return remote_ask(l, LAUNCHER_OP_ACCOUNT, user, NULL, cb, NULL, userdata, ret_request);
 }
 
+static int remote_open_session(Launcher *l, const char *key, const char *user, const char *rhost,
+                               LauncherAuthCallback cb, void *userdata, LauncherRequest **ret_request)
+{
+        const char *args[] = {key, user, rhost};
+        RemoteRequest *r;
+        int e;
+
+        if (strlen(key) > LAUNCHER_KEY_MAX || strlen(user) > LAUNCHER_USER_MAX ||
+            strlen(rhost) > LAUNCHER_RHOST_MAX)
+                return -EINVAL;
+        e = remote_request(l->remote, LAUNCHER_OP_SESSION_OPEN, args, ELEMENTSOF(args), &r);
+        if (e < 0)
+                return e;
+        r->auth_cb = cb;
+        r->userdata = userdata;
+        *ret_request = &r->base;
+        return 0;
+}
+
+static void remote_close_session(Launcher *l, const char *key)
+{
+        RemoteRequest *r;
+
+        /* Not connected: the launcher closed the session when the connection went. */
+        if (!l->remote->watch || strlen(key) > LAUNCHER_KEY_MAX)
+                return;
+        (void)remote_request(l->remote, LAUNCHER_OP_SESSION_CLOSE, &key, 1, &r);
+}
+
 static void remote_worker_unreachable(Launcher *l, const char *user)
 {
         RemoteRequest *r;
 
         /* Asking for the worker again makes the launcher look at its socket again; nobody waits for the
          * answer. */
-        (void)remote_request(l->remote, LAUNCHER_OP_WORKER, user, NULL, &r);
+        if (strlen(user) <= LAUNCHER_USER_MAX)
+                (void)remote_request(l->remote, LAUNCHER_OP_WORKER, &user, 1, &r);
 }
 
 static void remote_cancel(LauncherRequest *base)
@@ -486,6 +524,8 @@ static const LauncherOps remote_ops = {
     .authenticate = remote_authenticate,
     .find_worker = remote_find_worker,
     .check_account = remote_check_account,
+    .open_session = remote_open_session,
+    .close_session = remote_close_session,
     .worker_unreachable = remote_worker_unreachable,
     .cancel = remote_cancel,
     .get_stats = remote_get_stats,

@@ -19,6 +19,10 @@ typedef struct LauncherOps {
         /* NULL: accounts are not checked (the embedded launcher's one user runs the gateway). */
         int (*check_account)(Launcher *l, const char *user, LauncherAuthCallback cb, void *userdata,
                              LauncherRequest **ret_request);
+        /* NULL: no PAM login sessions (the embedded launcher). */
+        int (*open_session)(Launcher *l, const char *key, const char *user, const char *rhost,
+                            LauncherAuthCallback cb, void *userdata, LauncherRequest **ret_request);
+        void (*close_session)(Launcher *l, const char *key);
         void (*worker_unreachable)(Launcher *l, const char *user);
         void (*cancel)(LauncherRequest *r);
         void (*get_stats)(const Launcher *l, LauncherStats *ret);
@@ -34,6 +38,8 @@ struct Launcher {
         const LauncherOps *ops;
         uv_loop_t *loop;
         char *single_user; /* embedded only */
+        void (*sessions_lost)(void *userdata);
+        void *sessions_lost_userdata;
 
         /* embedded */
         struct Activator *activator;

@@ -249,6 +249,26 @@ int launcher_check_account(Launcher *l, const char *user, LauncherAuthCallback c
         return l->ops->check_account(l, user, cb, userdata, ret_request);
 }
 
+int launcher_open_session(Launcher *l, const char *key, const char *user, const char *rhost,
+                          LauncherAuthCallback cb, void *userdata, LauncherRequest **ret_request)
+{
+        if (!l->ops->open_session)
+                return -EOPNOTSUPP;
+        return l->ops->open_session(l, key, user, rhost, cb, userdata, ret_request);
+}
+
+void launcher_close_session(Launcher *l, const char *key)
+{
+        if (l->ops->close_session)
+                l->ops->close_session(l, key);
+}
+
+void launcher_on_sessions_lost(Launcher *l, void (*fn)(void *userdata), void *userdata)
+{
+        l->sessions_lost = fn;
+        l->sessions_lost_userdata = userdata;
+}
+
 void launcher_worker_unreachable(Launcher *l, const char *user)
 {
         l->ops->worker_unreachable(l, user);

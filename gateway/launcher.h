@@ -64,6 +64,17 @@ int launcher_find_worker(Launcher *l, const char *user, LauncherWorkerCallback c
 int launcher_check_account(Launcher *l, const char *user, LauncherAuthCallback cb, void *userdata,
                            LauncherRequest **ret_request);
 
+/* Open a PAM login session (launcher-protocol.h's session-open) for the login named key, of user, from
+ * rhost ("" when unknown). Answers like launcher_authenticate(): 0 open, -EACCES PAM refused it, -EAGAIN
+ * too many, other -errno. -EOPNOTSUPP at once where there are none (embedded: the gateway is not root
+ * and has no launcher to hold them). */
+int launcher_open_session(Launcher *l, const char *key, const char *user, const char *rhost,
+                          LauncherAuthCallback cb, void *userdata, LauncherRequest **ret_request);
+/* End the session of key; nobody waits for the answer. */
+void launcher_close_session(Launcher *l, const char *key);
+/* fn(userdata) runs when the connection to helios-launcher is lost: the sessions it held are closed. */
+void launcher_on_sessions_lost(Launcher *l, void (*fn)(void *userdata), void *userdata);
+
 /* A client could not connect to the socket it was given: the launcher may know better now. */
 void launcher_worker_unreachable(Launcher *l, const char *user);
 

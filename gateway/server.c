@@ -701,6 +701,13 @@ static void on_sessions_changed(void *userdata)
         sessions_save(userdata);
 }
 
+static void on_session_ended(const Session *session, SessionEnd why, void *userdata)
+{
+        Gateway *g = userdata;
+
+        pam_sessions_login_ended(g->pam_sessions, session, why);
+}
+
 static void sessions_load(Gateway *g)
 {
         _cleanup_free_ char *path = NULL;
@@ -807,6 +814,7 @@ static void on_tick(uv_timer_t *t)
             (session_store_take_used(g->sessions) || g->n_bridges > 0))
                 sessions_save(g);
         account_checks_tick(g->accounts, now);
+        pam_sessions_tick(g->pam_sessions, now, g->config->login_session_grace_ms);
         bridge_tick(g, now);
         update_status(g);
         if (g->watchdog_usec > 0 && (now - g->last_watchdog_ms) * 1000 >= g->watchdog_usec / 2) {
@@ -1015,8 +1023,11 @@ int gateway_start(Gateway *g)
                         return r;
         }
         r = account_checks_new(g->launcher, g->sessions, &g->accounts);
+        if (r >= 0)
+                r = pam_sessions_new(g->launcher, &g->pam_sessions);
         if (r < 0)
                 return log_oom();
+        session_store_on_end(g->sessions, on_session_ended, g);
         r = auth_new(g->loop, c->auth, g->launcher, &al, &g->auth);
         if (r == -EOPNOTSUPP)
                 return log_error_errno(r,
@@ -1121,6 +1132,9 @@ Gateway *gateway_free(Gateway *g)
         assert(!g->bridges);
         listener_free(g->listener);
         account_checks_free(g->accounts);
+        if (g->sessions)
+                session_store_on_end(g->sessions, NULL, NULL);
+        pam_sessions_free(g->pam_sessions);
         launcher_free(g->launcher);
         auth_free(g->auth);
         session_store_free(g->sessions);

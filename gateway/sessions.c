@@ -43,6 +43,8 @@ struct SessionStore {
         Session *first, *last;
         void (*changed)(void *userdata);
         void *changed_userdata;
+        void (*ended)(const Session *session, SessionEnd why, void *userdata);
+        void *ended_userdata;
         bool used; /* a session was used since session_store_take_used() */
 };
 
@@ -104,6 +106,13 @@ static void notify_changed(SessionStore *s)
 {
         if (s->changed)
                 s->changed(s->changed_userdata);
+}
+
+void session_store_on_end(SessionStore *s,
+                          void (*fn)(const Session *session, SessionEnd why, void *userdata), void *userdata)
+{
+        s->ended = fn;
+        s->ended_userdata = userdata;
 }
 
 void session_store_on_change(SessionStore *s, void (*fn)(void *userdata), void *userdata)
@@ -262,6 +271,8 @@ void session_end(SessionStore *s, Session *x, SessionEnd why)
                 session_unlink(x, l);
                 l->ended(l, why);
         }
+        if (s->ended)
+                s->ended(x, why, s->ended_userdata);
         explicit_bzero(x->digest, sizeof(x->digest));
         free(x);
         if (why != SESSION_END_SHUTDOWN)

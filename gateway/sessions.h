@@ -78,6 +78,10 @@ void session_store_foreach_of_user(SessionStore *s, const char *user, SessionFor
 
 void session_touch(Session *session, uint64_t now_ms);
 
+/* fn is called as a session ends, after its links heard of it and before it is freed. */
+void session_store_on_end(SessionStore *s,
+                          void (*fn)(const Session *session, SessionEnd why, void *userdata),
+                          void *userdata);
 /* fn is called after a session begins or ends (other than at shutdown), so that it can be saved. */
 void session_store_on_change(SessionStore *s, void (*fn)(void *userdata), void *userdata);
 /* Whether a session was used since the last call: its last use time is worth saving. */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <utmpx.h>
 #include <uv.h>
 
 #include "log.h"
@@ -37,6 +38,8 @@ static void help(void)
             "     --config-dir DIR       Where sandbox.conf and sandbox.d/ are (default /etc/helios)\n"
             "     --start-timeout TIME   Longest unit start (default 30s)\n"
             "     --max-requests N       Requests in flight (default 256; 64 per connection)\n"
+            "     --utmp FILE            Records of open sessions (default " _PATH_UTMPX ")\n"
+            "     --wtmp FILE            History of sessions (default " _PATH_WTMPX ")\n"
             "     --log-level LEVEL      err, warning, notice, info or debug\n");
 }
 
@@ -56,6 +59,8 @@ enum {
         ARG_START_TIMEOUT,
         ARG_MAX_REQUESTS,
         ARG_LOG_LEVEL,
+        ARG_UTMP,
+        ARG_WTMP,
 };
 
 static int parse_argv(int argc, char **argv, LauncherOptions *o)
@@ -77,6 +82,8 @@ static int parse_argv(int argc, char **argv, LauncherOptions *o)
             {"start-timeout", required_argument, NULL, ARG_START_TIMEOUT},
             {"max-requests", required_argument, NULL, ARG_MAX_REQUESTS},
             {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
+            {"utmp", required_argument, NULL, ARG_UTMP},
+            {"wtmp", required_argument, NULL, ARG_WTMP},
             {},
         };
         uint64_t v;
@@ -153,6 +160,12 @@ static int parse_argv(int argc, char **argv, LauncherOptions *o)
                                 r = -EINVAL;
                         o->worker = optarg;
                         break;
+                case ARG_UTMP:
+                case ARG_WTMP:
+                        if (optarg[0] != '/')
+                                r = -EINVAL;
+                        *(c == ARG_UTMP ? &o->utmp_path : &o->wtmp_path) = optarg;
+                        break;
                 case ARG_LOG_LEVEL:
                         r = log_level_from_string(optarg);
                         if (r >= 0)
@@ -204,6 +217,8 @@ static int run(int argc, char **argv)
             .max_requests_per_connection = 64,
             .max_requests = 256,
             .max_connections = 16,
+            .utmp_path = _PATH_UTMPX,
+            .wtmp_path = _PATH_WTMPX,
         };
         Context ctx = {};
         Manager *m = NULL;

@@ -24,6 +24,7 @@
 #include "packet.h"
 #include "pam-check.h"
 #include "policy.h"
+#include "session-holder.h"
 #include "socket-util.h"
 #include "strv.h"
 #include "unit-starter.h"
@@ -35,7 +36,7 @@
 #define CONN_OUT_MAX 64
 /* Packets handled per wake-up of one connection, so that one busy peer cannot starve the loop. */
 #define CONN_READ_BATCH 32
-#define FIELDS_MAX      4
+#define FIELDS_MAX      5
 
 typedef struct Conn Conn;
 typedef struct Request Request;
@@ -80,6 +81,21 @@ struct Request {
         EmbeddedJob *embedded; /* worker, embedded mode */
 };
 
+/* A PAM login session held by a helios-session process. It stays here, counted against the bounds and
+ * holding its line, until the helper has exited. */
+typedef struct HeldSession {
+        Manager *manager;
+        struct HeldSession *prev, *next;
+        Conn *conn; /* NULL once ended (closed by the gateway, or its connection gone) */
+        char key[LAUNCHER_KEY_MAX + 1];
+        char user[LAUNCHER_USER_MAX + 1];
+        char id[LAUNCHER_ID_MAX + 1]; /* of the session-open still to answer */
+        bool pending;                 /* the answer to session-open is still to come */
+        bool opening;                 /* counted in n_helpers until its PAM session is open */
+        unsigned line;
+        SessionHolder *holder;
+} HeldSession;
+
 struct Manager {
         uv_loop_t *loop;
         LauncherOptions options;
@@ -96,6 +112,11 @@ struct Manager {
         Request *requests;
         unsigned n_requests;
         unsigned n_helpers;
+
+        HeldSession *sessions;
+        unsigned n_sessions;
+        bool lines[LAUNCHER_SESSIONS_MAX]; /* web/N in use */
+        char *session_path;                /* helios-session */
 
         char *workers_dir;
         char **worker_env; /* what PAM helpers and workers get of ours */
@@ -161,11 +182,12 @@ static void update_status(Manager *m)
         if (m->stopped)
                 return;
         if (m->systemd_mode)
-                (void)sd_notifyf(false, "STATUS=%llu workers started, %llu logins checked",
-                                 m->workers_started, m->logins_checked);
+                (void)sd_notifyf(false, "STATUS=%llu workers started, %llu logins checked, %u sessions",
+                                 m->workers_started, m->logins_checked, m->n_sessions);
         else
-                (void)sd_notifyf(false, "STATUS=%u users, %u workers running, %llu logins checked",
-                                 m->embedded_users, m->embedded_running, m->logins_checked);
+                (void)sd_notifyf(false,
+                                 "STATUS=%u users, %u workers running, %llu logins checked, %u sessions",
+                                 m->embedded_users, m->embedded_running, m->logins_checked, m->n_sessions);
 }
 
 /* ---- connections ---- */
@@ -451,12 +473,19 @@ static void on_embedded_answer(const char *status, const char *arg, void *userda
         update_status(m);
 }
 
+/* Whether the connection or the launcher has all the requests in flight it may. */
+static bool conn_refuse_busy_check(const Conn *c)
+{
+        const Manager *m = c->manager;
+
+        return c->in_flight >= m->options.max_requests_per_connection ||
+               m->n_requests >= m->options.max_requests;
+}
+
 /* Answers "busy" and returns true when the connection or the launcher has all the requests it may. */
 static bool conn_refuse_busy(Conn *c, const char *id)
 {
-        Manager *m = c->manager;
-
-        if (c->in_flight < m->options.max_requests_per_connection && m->n_requests < m->options.max_requests)
+        if (!conn_refuse_busy_check(c))
                 return false;
         conn_error(c, id, LAUNCHER_ERROR_BUSY);
         return true;
@@ -671,6 +700,201 @@ static void handle_worker(Conn *c, const char *id, const char *user)
                 handle_worker_embedded(c, id, user);
 }
 
+/* ---- PAM login sessions, each held by a helios-session ---- */
+
+/* The session no longer belongs to its connection: its helper is told to close it, and the entry goes
+ * once the helper has exited. */
+static void held_session_end(HeldSession *s)
+{
+        if (s->opening)
+                s->manager->n_helpers--;
+        s->opening = false;
+        if (s->conn && s->pending) {
+                s->conn->in_flight--;
+                conn_update_poll(s->conn);
+        }
+        s->pending = false;
+        s->conn = NULL;
+        session_holder_end(s->holder);
+}
+
+static void on_session_opened(int r, void *userdata)
+{
+        HeldSession *s = userdata;
+        Manager *m = s->manager;
+        Conn *c = s->conn;
+
+        if (s->opening)
+                m->n_helpers--;
+        s->opening = false;
+        if (!c || !s->pending)
+                return;
+        s->pending = false;
+        c->in_flight--;
+        if (r >= 0) {
+                log_event(LOG_INFO, s->user, "session-open", "Session of %s on web/%u open.", s->user,
+                          s->line);
+                conn_reply(c, s->id, LAUNCHER_REPLY_OK, NULL);
+                return;
+        }
+        log_event(r == -EACCES ? LOG_NOTICE : LOG_ERR, s->user, "session-failed", "No session for %s: %s.",
+                  s->user,
+                  r == -EACCES      ? "PAM refused it"
+                  : r == -ETIMEDOUT ? "PAM did not open it in time"
+                                    : "PAM failed");
+        /* No longer the connection's: its KEY may be opened again. */
+        s->conn = NULL;
+        conn_error(c, s->id,
+                   r == -EACCES      ? LAUNCHER_ERROR_DENIED
+                   : r == -ETIMEDOUT ? LAUNCHER_ERROR_TIMEOUT
+                                     : LAUNCHER_ERROR_FAILED);
+}
+
+static void on_session_exited(void *userdata)
+{
+        HeldSession *s = userdata;
+        Manager *m = s->manager;
+
+        /* A helper gone by itself (killed, or PAM failed) ends the session for the gateway too; it
+         * learns of it by opening the KEY again when a page next comes. */
+        if (s->conn) {
+                log_event(LOG_WARNING, s->user, "session-lost",
+                          "The session of %s on web/%u ended by itself.", s->user, s->line);
+                held_session_end(s);
+        }
+        if (s->prev)
+                s->prev->next = s->next;
+        else
+                m->sessions = s->next;
+        if (s->next)
+                s->next->prev = s->prev;
+        m->n_sessions--;
+        m->lines[s->line] = false;
+        free(s);
+        update_status(m);
+}
+
+static void handle_session_open(Conn *c, const char *id, const char *key, const char *user,
+                                const char *rhost)
+{
+        Manager *m = c->manager;
+        SessionHolderParams p = {
+            .path = m->session_path,
+            .service = m->options.pam_service,
+            .utmp = m->options.utmp_path,
+            .wtmp = m->options.wtmp_path,
+            .timeout_ms = m->options.pam_timeout_ms,
+            .envp = m->worker_env,
+        };
+        char line[16];
+        unsigned of_user = 0, n;
+        HeldSession *s;
+        int k;
+
+        k = account_check(&m->accounts, user);
+        if (k == -EPERM || k == -ESRCH) {
+                log_event(LOG_WARNING, user, "session-refused", "Refusing a session for %s: %s.", user,
+                          k == -ESRCH ? "no such account"
+                                      : "root, a system account, nobody or in the gateway's group");
+                conn_error(c, id, LAUNCHER_ERROR_REFUSED);
+                return;
+        }
+        if (k < 0) {
+                log_error_errno(k, "Cannot look up the account %s: %m", user);
+                conn_error(c, id, LAUNCHER_ERROR_FAILED);
+                return;
+        }
+        for (s = m->sessions; s; s = s->next) {
+                if (s->conn == c && streq(s->key, key)) {
+                        conn_error(c, id, LAUNCHER_ERROR_REFUSED);
+                        return;
+                }
+                if (streq(s->user, user))
+                        of_user++;
+        }
+        if (of_user >= LAUNCHER_SESSIONS_PER_USER || m->n_sessions >= LAUNCHER_SESSIONS_MAX ||
+            m->n_helpers >= m->options.max_pam_helpers || conn_refuse_busy_check(c)) {
+                log_event(LOG_WARNING, user, "session-busy", "Too many sessions; none for %s.", user);
+                conn_error(c, id, LAUNCHER_ERROR_BUSY);
+                return;
+        }
+        for (n = 0; m->lines[n]; n++)
+                ;
+        assert(n < LAUNCHER_SESSIONS_MAX);
+        s = calloc(1, sizeof(HeldSession));
+        if (!s) {
+                conn_error(c, id, LAUNCHER_ERROR_FAILED);
+                return;
+        }
+        (void)snprintf(line, sizeof(line), "web/%u", n);
+        k = session_holder_start(m->loop, &p, user, line, rhost, on_session_opened, on_session_exited, s,
+                                 &s->holder);
+        if (k < 0) {
+                free(s);
+                log_error_errno(k, "Cannot start %s: %s", m->session_path, uv_strerror(k));
+                conn_error(c, id, LAUNCHER_ERROR_FAILED);
+                return;
+        }
+        s->manager = m;
+        s->conn = c;
+        s->line = n;
+        s->pending = true;
+        s->opening = true;
+        strcpy(s->key, key);
+        strcpy(s->user, user);
+        strcpy(s->id, id);
+        s->next = m->sessions;
+        if (m->sessions)
+                m->sessions->prev = s;
+        m->sessions = s;
+        m->n_sessions++;
+        m->lines[n] = true;
+        m->n_helpers++;
+        c->in_flight++;
+        update_status(m);
+}
+
+static void handle_session_close(Conn *c, const char *id, const char *key)
+{
+        for (HeldSession *s = c->manager->sessions; s; s = s->next)
+                if (s->conn == c && streq(s->key, key)) {
+                        if (s->pending)
+                                /* Never opened, as far as the gateway knows. */
+                                conn_error(c, s->id, LAUNCHER_ERROR_FAILED);
+                        log_event(LOG_INFO, s->user, "session-close", "Closing the session of %s on web/%u.",
+                                  s->user, s->line);
+                        held_session_end(s);
+                        break;
+                }
+        conn_reply(c, id, LAUNCHER_REPLY_OK, NULL);
+}
+
+static void conn_handle_session(Conn *c, char **f, size_t *len, size_t k)
+{
+        char shown[80];
+
+        if (streq(f[1], LAUNCHER_OP_SESSION_CLOSE)) {
+                if (k != 3 || !launcher_key_valid(f[2], len[2])) {
+                        conn_close(c, "malformed session-close request");
+                        return;
+                }
+                handle_session_close(c, f[0], f[2]);
+                return;
+        }
+        if (k != 5 || !launcher_key_valid(f[2], len[2]) || len[3] > LAUNCHER_USER_MAX ||
+            !launcher_rhost_valid(f[4], len[4])) {
+                conn_close(c, "malformed session-open request");
+                return;
+        }
+        if (!user_name_valid(f[3], len[3])) {
+                sanitize(f[3], len[3], shown, sizeof(shown));
+                log_event(LOG_WARNING, "-", "name-refused", "Refusing an invalid user name '%s'.", shown);
+                conn_error(c, f[0], LAUNCHER_ERROR_REFUSED);
+                return;
+        }
+        handle_session_open(c, f[0], f[2], f[3], f[4]);
+}
+
 /* ---- packets ---- */
 
 static void conn_handle_packet(Conn *c, char *buf, size_t n)
@@ -683,6 +907,10 @@ static void conn_handle_packet(Conn *c, char *buf, size_t n)
         k = packet_split(buf, n, f, len, FIELDS_MAX);
         if (k < 2 || !packet_id_valid(f[0], len[0])) {
                 conn_close(c, "malformed packet");
+                return;
+        }
+        if (streq(f[1], LAUNCHER_OP_SESSION_OPEN) || streq(f[1], LAUNCHER_OP_SESSION_CLOSE)) {
+                conn_handle_session(c, f, len, (size_t)k);
                 return;
         }
         if (streq(f[1], LAUNCHER_OP_AUTH)) {
@@ -748,6 +976,10 @@ static void conn_close(Conn *c, const char *why)
                 if (r->type == REQUEST_WORKER)
                         request_free(r);
         }
+        /* Its sessions end with it: a gateway gone leaves no session open behind it. */
+        for (HeldSession *s = m->sessions; s; s = s->next)
+                if (s->conn == c)
+                        held_session_end(s);
         c->in_flight = 0;
         if (c->prev)
                 c->prev->next = c->next;
@@ -929,8 +1161,8 @@ static int build_worker_env(Manager *m)
         return r;
 }
 
-/* helios-embedded lives beside helios-launcher (in libexec, or in the build tree). */
-static int embedded_path(char **ret)
+/* helios-embedded and helios-session live beside helios-launcher (in libexec, or in the build tree). */
+static int sibling_path(const char *name, char **ret)
 {
         _cleanup_free_ char *self = realpath("/proc/self/exe", NULL);
         char *slash, *p;
@@ -940,7 +1172,7 @@ static int embedded_path(char **ret)
         slash = strrchr(self, '/');
         assert(slash);
         *slash = '\0';
-        if (asprintf(&p, "%s/helios-embedded", self) < 0)
+        if (asprintf(&p, "%s/%s", self, name) < 0)
                 return -ENOMEM;
         *ret = p;
         return 0;
@@ -952,7 +1184,7 @@ static int embedded_link_setup(Manager *m)
         char gid[16], max_users[16], level[4];
         int r;
 
-        r = embedded_path(&path);
+        r = sibling_path("helios-embedded", &path);
         if (r < 0)
                 return log_error_errno(r, "Cannot tell where helios-embedded is: %m");
         if (access(path, X_OK) < 0)
@@ -1029,6 +1261,8 @@ int manager_new(uv_loop_t *loop, const LauncherOptions *o, void (*on_fatal)(void
                 return log_oom();
         }
         r = build_worker_env(m);
+        if (r >= 0)
+                r = sibling_path("helios-session", &m->session_path);
         if (r < 0) {
                 manager_free(m);
                 return log_oom();
@@ -1114,13 +1348,14 @@ Manager *manager_free(Manager *m)
 {
         if (!m)
                 return NULL;
-        assert(!m->requests && !m->conns);
+        assert(!m->requests && !m->conns && !m->sessions);
         embedded_link_free(m->embedded);
         unit_starter_free(m->units);
         for (size_t i = 0; i < m->n_worker_env; i++)
                 free(m->worker_env[i]);
         free(m->worker_env);
         free(m->workers_dir);
+        free(m->session_path);
         free(m);
         return NULL;
 }

@@ -6,8 +6,9 @@
 #include <uv.h>
 
 /* helios-launcher's state: the socket the gateway talks to, its connections and requests in flight,
- * the PAM checks, and the users' workers (units under systemd; in embedded mode, requests to
- * helios-embedded, which this process starts for that mode alone). */
+ * the PAM checks, the PAM login sessions (each held by a helios-session), and the users' workers (units
+ * under systemd; in embedded mode, requests to helios-embedded, which this process starts for that mode
+ * alone). */
 
 typedef enum LauncherMode {
         LAUNCHER_MODE_AUTO,
@@ -34,6 +35,8 @@ typedef struct LauncherOptions {
         unsigned max_requests;
         unsigned max_connections;
         bool outbound_network; /* POLICY_SETTING_OUTBOUND_NETWORK (embedded mode) */
+        const char *utmp_path; /* login records of open sessions */
+        const char *wtmp_path; /* the history of sessions, for last */
 } LauncherOptions;
 
 typedef struct Manager Manager;

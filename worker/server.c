@@ -22,6 +22,8 @@
 
 /* How much is read from a client at a time. */
 #define READ_CHUNK (64u * 1024u)
+/* Messages from this size on are parsed on libuv's pool: ~0.1 ms of the loop's time and more. */
+#define ASYNC_PARSE_MIN (64u * 1024u)
 
 static const ServiceType *const service_types[] = {
     &fs_service_type,       &workspace_service_type, &terminal_service_type,
@@ -55,14 +57,25 @@ struct Server {
         bool stopping;
 };
 
+/* A message waiting for one before it that is printed off the loop: a connection's output goes out in
+ * the order it was made. */
+typedef struct OutMsg {
+        struct OutMsg *next;
+        char *data; /* NULL: nothing to send (the print failed) */
+        size_t len;
+        bool ready;
+} OutMsg;
+
 struct Conn {
         uv_pipe_t pipe; /* first: the close callback gets the pipe and frees the Conn */
         Server *server;
         ClientId id;
         RpcSession *rpc;
         LineReader reader;
-        size_t queued;  /* bytes handed to uv_write() and not yet written */
-        bool congested; /* queued went above the high-water mark and has not drained yet */
+        size_t queued; /* bytes handed to uv_write() and not yet written */
+        size_t held;   /* bytes of ready messages in out waiting for one before them */
+        OutMsg *out, *out_tail;
+        bool congested; /* queued + held went above the high-water mark and has not drained yet */
         bool reading;
         bool eof; /* the client closed its side: flush what is queued, then close */
         bool closing;
@@ -73,6 +86,7 @@ struct Conn {
 typedef struct WriteReq {
         uv_write_t req;
         size_t len;
+        char *owned; /* the message's own buffer, taken rather than copied; else the bytes are in data */
         char data[];
 } WriteReq;
 
@@ -93,6 +107,12 @@ static void on_conn_closed(uv_handle_t *h)
         Server *s = c->server;
 
         line_reader_done(&c->reader);
+        while (c->out) {
+                OutMsg *m = c->out;
+                c->out = m->next;
+                free(m->data);
+                free(m);
+        }
         free(c);
         server_check_idle(s);
 }
@@ -128,6 +148,7 @@ static void on_write(uv_write_t *req, int status)
         Conn *c = req->handle->data;
 
         c->queued -= w->len;
+        free(w->owned);
         free(w);
         if (c->closing)
                 return;
@@ -141,18 +162,22 @@ static void on_write(uv_write_t *req, int status)
                 return;
         }
         /* Hysteresis: resume only well below the mark, so a steady stream does not flap. */
-        if (c->congested && c->queued <= c->server->config->high_water / 2) {
+        if (c->congested && c->queued + c->held <= c->server->config->high_water / 2) {
                 c->congested = false;
                 bus_client_drained(c->server->bus, c->id);
                 conn_process(c);
         }
 }
 
-static int conn_send(void *userdata, const char *msg, size_t len)
+/* Write one message and its LF; owned, if not NULL, is the malloc()ed buffer that holds msg, which is
+ * taken instead of copied. */
+static int conn_write(Conn *c, const char *msg, size_t len, char *owned)
 {
-        Conn *c = userdata;
+        _cleanup_free_ char *own = owned;
         const Server *s = c->server;
         size_t total = len + 1, written = 0;
+        uv_buf_t bufs[2];
+        unsigned n_bufs = 0;
         WriteReq *w;
         int r;
 
@@ -160,7 +185,8 @@ static int conn_send(void *userdata, const char *msg, size_t len)
                 return -EPIPE;
 
         if (c->queued == 0) {
-                uv_buf_t bufs[2] = {uv_buf_init((char *)msg, (unsigned)len), uv_buf_init((char *)"\n", 1)};
+                bufs[0] = uv_buf_init((char *)msg, (unsigned)len);
+                bufs[1] = uv_buf_init((char *)"\n", 1);
                 r = uv_try_write((uv_stream_t *)&c->pipe, bufs, 2);
                 if (r >= 0 && (size_t)r == total)
                         return 0;
@@ -171,37 +197,135 @@ static int conn_send(void *userdata, const char *msg, size_t len)
                 written = r > 0 ? (size_t)r : 0;
         }
 
-        if (c->queued + (total - written) > conn_hard_limit(s)) {
+        if (c->queued + c->held + (total - written) > conn_hard_limit(s)) {
                 log_warning("Client %llu is not reading its messages (%zu bytes queued), disconnecting it.",
-                            (unsigned long long)c->id, c->queued);
+                            (unsigned long long)c->id, c->queued + c->held);
                 conn_close(c);
                 return -ENOBUFS;
         }
 
-        w = malloc(sizeof(WriteReq) + (total - written));
+        /* What the socket did not take now: a big message's own buffer rather than a copy of it. */
+        w = malloc(sizeof(WriteReq) + (own ? 0 : total - written));
         if (!w) {
                 conn_close(c);
                 return log_oom();
         }
         w->len = total - written;
-        if (written < len) {
-                memcpy(w->data, msg + written, len - written);
-                w->data[len - written] = '\n';
-        } else
-                w->data[0] = '\n';
+        w->owned = TAKE_PTR(own);
+        if (w->owned) {
+                if (written < len)
+                        bufs[n_bufs++] = uv_buf_init((char *)msg + written, (unsigned)(len - written));
+                bufs[n_bufs++] = uv_buf_init((char *)"\n", 1);
+        } else {
+                if (written < len) {
+                        memcpy(w->data, msg + written, len - written);
+                        w->data[len - written] = '\n';
+                } else
+                        w->data[0] = '\n';
+                bufs[n_bufs++] = uv_buf_init(w->data, (unsigned)w->len);
+        }
 
-        uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
-        r = uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1, on_write);
+        r = uv_write(&w->req, (uv_stream_t *)&c->pipe, bufs, n_bufs, on_write);
         if (r < 0) {
+                free(w->owned);
                 free(w);
                 conn_close(c);
                 return r;
         }
         c->queued += w->len;
-        if (!c->congested && c->queued > s->config->high_water)
+        if (!c->congested && c->queued + c->held > s->config->high_water)
                 c->congested = true;
         return 0;
 }
+
+static OutMsg *conn_out_append(Conn *c)
+{
+        OutMsg *m = calloc(1, sizeof(OutMsg));
+
+        if (!m)
+                return NULL;
+        if (c->out_tail)
+                c->out_tail->next = m;
+        else
+                c->out = m;
+        c->out_tail = m;
+        return m;
+}
+
+/* Write the messages at the head of out that are ready, up to the first that is not. */
+static void conn_out_flush(Conn *c)
+{
+        while (c->out && c->out->ready && !c->closing) {
+                OutMsg *m = c->out;
+
+                c->out = m->next;
+                if (!c->out)
+                        c->out_tail = NULL;
+                if (m->data) {
+                        char *data = TAKE_PTR(m->data);
+                        c->held -= m->len + 1;
+                        (void)conn_write(c, data, m->len, data);
+                }
+                free(m);
+        }
+}
+
+static int conn_send(void *userdata, const char *msg, size_t len)
+{
+        Conn *c = userdata;
+        OutMsg *m;
+
+        if (!c->out)
+                return conn_write(c, msg, len, NULL);
+        if (c->closing || c->eof)
+                return -EPIPE;
+        /* Behind a message still being printed: it waits, counted as queued. */
+        if (c->queued + c->held + len + 1 > conn_hard_limit(c->server)) {
+                log_warning("Client %llu is not reading its messages (%zu bytes queued), disconnecting it.",
+                            (unsigned long long)c->id, c->queued + c->held);
+                conn_close(c);
+                return -ENOBUFS;
+        }
+        m = conn_out_append(c);
+        if (m)
+                m->data = malloc(len);
+        if (!m || !m->data) {
+                conn_close(c);
+                return log_oom();
+        }
+        memcpy(m->data, msg, len);
+        m->len = len;
+        m->ready = true;
+        c->held += len + 1;
+        if (!c->congested && c->queued + c->held > c->server->config->high_water)
+                c->congested = true;
+        return 0;
+}
+
+static void *conn_reserve(void *userdata)
+{
+        Conn *c = userdata;
+
+        return c->closing || c->eof ? NULL : conn_out_append(c);
+}
+
+static void conn_fill(void *userdata, void *slot, char *msg, size_t len)
+{
+        Conn *c = userdata;
+        OutMsg *m = slot;
+
+        m->data = msg;
+        m->len = len;
+        m->ready = true;
+        if (msg)
+                c->held += len + 1;
+        conn_out_flush(c);
+}
+
+static const RpcLaterOps conn_later_ops = {
+    .reserve = conn_reserve,
+    .fill = conn_fill,
+};
 
 static bool conn_congested(void *userdata)
 {
@@ -261,9 +385,32 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 /* Handle buffered lines until none are left or the client stops reading its answers. Reading from a
  * client pauses while it is congested: one that sends requests but never reads the answers cannot make
  * the worker queue unbounded output. */
+static void conn_resume(void *userdata)
+{
+        conn_process(userdata);
+}
+
+/* A big message is read off the loop, in the buffer it arrived in: the loop goes on serving other
+ * connections and terminals meanwhile, and this connection's later messages wait for it. */
+static void conn_handle_big(Conn *c, char *line, size_t len)
+{
+        char *buf;
+
+        if (line_reader_detach(&c->reader, &buf) < 0) {
+                rpc_session_handle(c->rpc, line, len);
+                return;
+        }
+        if (rpc_session_handle_async(c->rpc, c->server->loop, buf, line, len, conn_resume, c) < 0) {
+                rpc_session_handle(c->rpc, line, len);
+                free(buf);
+        }
+}
+
 static void conn_process(Conn *c)
 {
-        while (!c->closing && !c->congested) {
+        bool hold;
+
+        while (!c->closing && !c->congested && !rpc_session_parsing(c->rpc)) {
                 char *line;
                 size_t len;
                 LineReaderEvent ev = line_reader_next(&c->reader, &line, &len);
@@ -272,15 +419,20 @@ static void conn_process(Conn *c)
                         break;
                 if (ev == LINE_READER_OVERSIZE)
                         rpc_session_handle_oversize(c->rpc);
+                else if (len >= ASYNC_PARSE_MIN)
+                        conn_handle_big(c, line, len);
                 else
                         rpc_session_handle(c->rpc, line, len);
         }
         if (c->closing || c->eof)
                 return;
-        if (c->congested && c->reading) {
+        /* While a message is being read off the loop nothing more is read from the connection either:
+         * it holds at most that message and one read. */
+        hold = c->congested || rpc_session_parsing(c->rpc);
+        if (hold && c->reading) {
                 uv_read_stop((uv_stream_t *)&c->pipe);
                 c->reading = false;
-        } else if (!c->congested && !c->reading) {
+        } else if (!hold && !c->reading) {
                 if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0) {
                         conn_close(c);
                         return;
@@ -340,6 +492,8 @@ static int conn_start(Server *s, Conn *c)
         r = bus_client_add(s->bus, &conn_ops, c, &c->id);
         if (r >= 0)
                 r = rpc_session_new(s->bus, c->id, s->config->max_message, rpc_send, c, &c->rpc);
+        if (r >= 0)
+                rpc_session_print_later(c->rpc, s->loop, &conn_later_ops);
         if (r < 0) {
                 conn_close(c);
                 return r;

@@ -90,6 +90,11 @@ class Launcher:
         self.sock = os.path.join(base, "launcher.sock")
         self.log = os.path.join(base, "launcher.log")
         self.args = list(args)
+        # The login records of the sessions a gateway opens go to files of the test's own, never to the
+        # machine's utmp and wtmp.
+        self.records = [name for name in ("utmp", "wtmp") if f"--{name}" not in self.args]
+        for name in self.records:
+            self.args += [f"--{name}", os.path.join(base, name)]
         self.proc = None
 
     def start(self, env_extra=None, log_level="debug", cgroup=None):
@@ -98,6 +103,8 @@ class Launcher:
         for k in ("LISTEN_FDS", "LISTEN_PID", "NOTIFY_SOCKET"):
             env.pop(k, None)
         env.update(env_extra or {})
+        for name in self.records:
+            open(os.path.join(self.base, name), "ab").close()
         self.proc = subprocess.Popen(
             [LAUNCHER, "--mode=embedded", "--runtime-dir", self.runtime, "--listen", self.sock,
              "--gateway-user", self.gateway_user, "--pam-service", self.pam_service, "--worker", helios.WORKER,

@@ -609,9 +609,9 @@ def test_tells_the_service_manager(accounts, pam_services, base):
         c = gw_conn(lc, accounts)
         assert c.request("auth", ALICE, PASSWORDS[ALICE]) == ["ok"]
         _, path = c.request("worker", ALICE)
-        until(lambda m: m == "STATUS=1 users, 0 workers running, 1 logins checked")
+        until(lambda m: m == "STATUS=1 users, 0 workers running, 1 logins checked, 0 sessions")
         ask_worker(path, accounts[GW])
-        until(lambda m: m == "STATUS=1 users, 1 workers running, 1 logins checked")
+        until(lambda m: m == "STATUS=1 users, 1 workers running, 1 logins checked, 0 sessions")
     finally:
         assert lc.stop() == 0
         srv.close()

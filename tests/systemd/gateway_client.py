@@ -4,6 +4,8 @@
   gateway_client.py BASE login USER PASSWORD | --token T   {"status", "cookie"}
   gateway_client.py BASE rpc COOKIE METHOD [PARAMS]        {"response", "seconds"} or, when the gateway
                                                            closes the page instead, {"closed": [CODE, REASON]}
+  gateway_client.py BASE hold COOKIE                       a page kept open until the process ends
+  gateway_client.py BASE logout COOKIE                     {"status", "headers", "body"}
 """
 
 import asyncio
@@ -46,6 +48,17 @@ async def rpc(base, cookie, method, params):
             return {"closed": [e.code, e.reason]}
 
 
+async def hold(base, cookie):
+    import websockets
+
+    url = base.replace("http", "ws", 1) + "/ws"
+    async with websockets.connect(url, origin=base, extra_headers={"Cookie": cookie}, open_timeout=30) as ws:
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "worker:info"}))
+        while True:
+            # Notifications and the answer are read and dropped; the page stays open.
+            await ws.recv()
+
+
 def main():
     base, mode, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     if mode == "get":
@@ -58,6 +71,11 @@ def main():
         r = request(base, "POST", "/login", {"Authorization": auth})
         cookie = {k.lower(): v for k, v in r["headers"].items()}.get("set-cookie", "").split(";")[0]
         out = {"status": r["status"], "cookie": cookie}
+    elif mode == "hold":
+        asyncio.run(hold(base, args[0]))
+        return
+    elif mode == "logout":
+        out = request(base, "POST", "/logout", {"Cookie": args[0]})
     elif mode == "rpc":
         params = json.loads(args[2]) if len(args) > 2 else None
         out = asyncio.run(rpc(base, args[0], args[1], params))

@@ -355,3 +355,115 @@ def test_admin_sees_sessions_that_outlive_a_restart_and_ends_them(machine, users
     assert out.strip() == "Ended 1 session.", out
     machine.systemctl("restart", "helios-gateway.service")
     assert gateway_client(machine, "get", "/api/session", cookie)["status"] == 401
+
+
+# ---- PAM login sessions of web logins ----
+
+def helios_sessions(machine):
+    """logind's sessions of service helios that are open (not still opening, not on their way out):
+    [{property: value}]."""
+    out = []
+    for line in machine.exec("loginctl", "list-sessions", "--no-legend").stdout.splitlines():
+        sid = line.split()[0]
+        r = machine.exec("loginctl", "show-session", sid, check=False)
+        props = dict(l.split("=", 1) for l in r.stdout.splitlines() if "=" in l)
+        if props.get("Service") == "helios" and props.get("State") in ("online", "active"):
+            out.append(props)
+    return out
+
+
+def wait_until(pred, timeout=20, what=""):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+class Page:
+    """A browser page kept open inside the container (a transient service), closed by stopping it."""
+
+    count = 0
+
+    def __init__(self, machine, cookie):
+        Page.count += 1
+        self.machine = machine
+        self.unit = f"helios-test-page-{Page.count}.service"
+        machine.exec("systemd-run", "--quiet", "--unit", self.unit, "/usr/bin/python3",
+                     f"{HELPER_DIR}/gateway_client.py", BASE, "hold", cookie)
+
+    def close(self):
+        self.machine.systemctl("stop", self.unit, check=False)
+        self.machine.systemctl("reset-failed", self.unit, check=False)
+
+
+def web_login(machine, users, user):
+    r = gateway_client(machine, "login", user, users[user])
+    assert r["status"] == 200, r
+    return r["cookie"]
+
+
+def test_web_logins_are_login_sessions(machine, users, launcher, gateway):
+    """loginctl, who and last show a web login with a page open as a remote session of service helios;
+    it ends when its last page has been closed for login_session_grace, at logout and at
+    `helios-gateway logout`; two logins are two sessions; the workspace stays outside them."""
+    machine.exec("install", "-d", "-m", "0755", "/etc/helios")
+    machine.write("/etc/helios/helios.conf", "login_session_grace = 1s\n")
+    machine.systemctl("start", "helios-gateway.socket")
+    pages = []
+    try:
+        c1 = web_login(machine, users, "alice")
+        assert helios_sessions(machine) == []  # a login without a page has none
+        pages.append(Page(machine, c1))
+        [s] = wait_until(lambda: helios_sessions(machine), what="alice's session")
+        assert s["Name"] == "alice" and s["Remote"] == "yes" and s["RemoteHost"] == "127.0.0.1", s
+        assert s["TTY"].startswith("web/"), s
+        # The session's leader is helios-session, moved into the session's scope; the workspace is not.
+        leader = s["Leader"]
+        assert machine.exec("cat", f"/proc/{leader}/comm").stdout.strip() == "helios-session"
+        assert f"session-{s['Id']}.scope" in machine.exec("cat", f"/proc/{leader}/cgroup").stdout
+        worker_cgroup = machine.show("helios-worker@alice.service", "ControlGroup")["ControlGroup"]
+        assert worker_cgroup.endswith("/helios-worker@alice.service"), worker_cgroup
+        who = machine.exec("who").stdout
+        assert re.search(rf"^alice\s+{re.escape(s['TTY'])}\s.*\(127\.0\.0\.1\)$", who, re.M), who
+        last = machine.exec("last", "-w").stdout
+        assert re.search(rf"^alice\s+{re.escape(s['TTY'])}\s+127\.0\.0\.1\s.*still logged in", last, re.M), last
+
+        # A second login of alice: a second session.
+        c2 = web_login(machine, users, "alice")
+        pages.append(Page(machine, c2))
+        wait_until(lambda: len(helios_sessions(machine)) == 2, what="two sessions")
+
+        # The first login's page closes: its session ends after the grace.
+        pages[0].close()
+        [left] = wait_until(lambda: (lambda l: l if len(l) == 1 else None)(helios_sessions(machine)),
+                            what="the first session to end")
+        assert left["Id"] != s["Id"]
+        assert s["TTY"] not in machine.exec("who").stdout
+        time.sleep(1.1)  # last reads a logout of this very second as "still running"
+        last = machine.exec("last", "-w").stdout
+        ended = [l for l in last.splitlines() if l.startswith("alice") and l.split()[1] == s["TTY"]]
+        # The newest record of that line (earlier tests logged in on it too) has its logout.
+        assert ended and re.search(r" - \d\d:\d\d\s+\(00:0\d\)$", ended[0]), last
+
+        # Logout ends the other one at once.
+        assert gateway_client(machine, "logout", c2)["status"] == 200
+        wait_until(lambda: helios_sessions(machine) == [], timeout=5, what="the logged-out session to end")
+
+        # helios-gateway logout USER ends that user's sessions.
+        pages.append(Page(machine, web_login(machine, users, "bob")))
+        pages.append(Page(machine, web_login(machine, users, "alice")))
+        wait_until(lambda: len(helios_sessions(machine)) == 2, what="bob's and alice's sessions")
+        out = machine.exec("/usr/local/bin/helios-gateway", "logout", "bob").stdout
+        # Every login of bob's ends (earlier tests may have left some without pages).
+        assert re.fullmatch(r"Ended \d+ sessions?\.", out.strip()), out
+        wait_until(lambda: [x["Name"] for x in helios_sessions(machine)] == ["alice"], timeout=5,
+                   what="bob's session to end")
+        status = machine.show("helios-launcher.service", "StatusText")["StatusText"]
+        assert "1 sessions" in status, status
+    finally:
+        for p in pages:
+            p.close()
+    wait_until(lambda: helios_sessions(machine) == [], what="every session to end")

@@ -43,6 +43,11 @@ static void on_worker(int r, const char *path, void *userdata)
         snprintf(res->path, sizeof(res->path), "%s", path ? path : "");
 }
 
+static void on_sessions_lost(void *userdata)
+{
+        (*(int *)userdata)++;
+}
+
 static char dir[64], path[128];
 
 static int listen_here(void)
@@ -151,13 +156,40 @@ static void test_client(void **state)
         run_until(&loop, &w.calls, 2);
         assert_int_equal(c.calls, 0);
 
+        /* PAM sessions: session-open answers as auth does; session-close is sent and its answer dropped. */
+        Result so = {}, sd = {};
+        int lost = 0;
+        launcher_on_sessions_lost(l, on_sessions_lost, &lost);
+        assert_int_equal(launcher_open_session(l, "k1", "alice", "192.0.2.1", on_auth, &so, &q3), 0);
+        EXPECT(srv, "14\0session-open\0k1\0alice\0"
+                    "192.0.2.1\0");
+        assert_int_equal(launcher_open_session(l, "k2", "bob", "", on_auth, &sd, &q3), 0);
+        EXPECT(srv, "15\0session-open\0k2\0bob\0\0");
+        SEND(srv, "15\0error\0denied\0");
+        SEND(srv, "14\0ok\0");
+        run_until(&loop, &so.calls, 1);
+        run_until(&loop, &sd.calls, 1);
+        assert_int_equal(so.r, 0);
+        assert_int_equal(sd.r, -EACCES);
+        launcher_close_session(l, "k1");
+        EXPECT(srv, "16\0session-close\0k1\0");
+        SEND(srv, "16\0ok\0");
+        /* Over the protocol's limits: refused before anything is sent. */
+        assert_int_equal(
+            launcher_open_session(l, "k3", "alice",
+                                  "1234567890123456789012345678901234567890123456789012345678901234",
+                                  on_auth, &so, &q3),
+            -EINVAL);
+        assert_int_equal(lost, 0);
+
         /* A malformed answer ends the connection; what was pending fails with -ECONNRESET (not -EIO,
-         * the launcher's own "failed"). */
+         * the launcher's own "failed"), and the sessions held for this connection are said to be gone. */
         assert_int_equal(launcher_authenticate(l, "alice", "x", on_auth, &e, &q4), 0);
-        EXPECT(srv, "14\0auth\0alice\0x\0");
-        SEND(srv, "14\0ok\0unexpected\0");
+        EXPECT(srv, "17\0auth\0alice\0x\0");
+        SEND(srv, "17\0ok\0unexpected\0");
         run_until(&loop, &e.calls, 1);
         assert_int_equal(e.r, -ECONNRESET);
+        assert_int_equal(lost, 1);
         close(srv);
 
         /* The next request connects again. */
@@ -165,7 +197,7 @@ static void test_client(void **state)
         assert_int_equal(launcher_find_worker(l, "bob", on_worker, &again, &p, &q2), 1);
         srv = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         assert_true(srv >= 0);
-        EXPECT(srv, "15\0worker\0bob\0");
+        EXPECT(srv, "18\0worker\0bob\0");
         /* The launcher goes away with the request pending: not a failed start of the worker. */
         close(srv);
         run_until(&loop, &again.calls, 1);
