@@ -338,9 +338,17 @@ static void on_account_checked(Request *r, PamCheckResult result)
                 request_answer(r, LAUNCHER_REPLY_OK, NULL);
                 break;
         case PAM_CHECK_DENIED:
+                /* A locked password or an expired account is told apart: the page says so. */
+                if (account_workspace_check(r->user) == -EKEYEXPIRED) {
+                        log_event(LOG_NOTICE, r->user, "account-locked",
+                                  "The account %s may no longer log in: the password is locked or the "
+                                  "account expired.",
+                                  r->user);
+                        request_answer(r, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_LOCKED);
+                        break;
+                }
                 log_event(LOG_NOTICE, r->user, "account-denied",
-                          "The account %s may no longer log in (expired, locked or refused by PAM).",
-                          r->user);
+                          "The account %s may no longer log in (refused by PAM).", r->user);
                 request_answer(r, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_DENIED);
                 break;
         case PAM_CHECK_TIMEOUT:
