@@ -13,6 +13,7 @@
 #include <pty.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -429,7 +430,7 @@ typedef struct SaverArgs {
         const char *sock;
         const char *path;
         atomic_bool stop;
-        unsigned saves;
+        atomic_uint saves;
 } SaverArgs;
 
 static void *saver_thread(void *p)
@@ -468,8 +469,9 @@ static void *saver_thread(void *p)
         return NULL;
 }
 
-/* Median time from terminal:data_in of one character to its echo in terminal:data_out, over n keys. */
-static double measure_keystrokes(Client *c, const char *terminal_id, unsigned n)
+/* Median time from terminal:data_in of one character to its echo in terminal:data_out, over n keys;
+ * the 90th percentile too, where the loop's stalls show first: saves come every few hundred keys. */
+static double measure_keystrokes(Client *c, const char *terminal_id, unsigned n, double *ret_p90)
 {
         double *t = calloc(n, sizeof(double)), median;
         char msg[256];
@@ -498,18 +500,24 @@ static double measure_keystrokes(Client *c, const char *terminal_id, unsigned n)
         }
         qsort(t, n, sizeof(double), cmp_double);
         median = t[n / 2] * 1e6;
+        if (ret_p90)
+                *ret_p90 = t[n * 9 / 10] * 1e6;
         free(t);
         return median;
 }
 
-static void measure_echo_while_saving(const char *sock, const char *path, double *ret_alone,
-                                      double *ret_saving, unsigned *ret_saves)
+/* Keystroke echo of a terminal of the worker at sock, alone and while another connection saves 16 MiB
+ * files in a loop through saver_sock: the same worker, or another one, which leaves only what the
+ * machine's load does to the echo. */
+static void measure_echo_while_saving(const char *sock, const char *saver_sock, const char *path,
+                                      double *ret_alone, double *ret_saving, unsigned *ret_saves,
+                                      double *ret_saves_per_s, double ret_p90[2])
 {
         const char *create =
             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"terminal:create\",\"params\":{\"cols\":80,"
             "\"rows\":24,\"command\":\"stty -icanon; exec cat >/dev/null\"}}\n";
         char terminal_id[64] = "";
-        SaverArgs saver = {sock, path, false, 0};
+        SaverArgs saver = {saver_sock, path, false, 0};
         pthread_t th;
         Client c;
 
@@ -528,11 +536,15 @@ static void measure_echo_while_saving(const char *sock, const char *path, double
                                  p + 14);
         }
         usleep(300000); /* the shell has run stty */
-        *ret_alone = measure_keystrokes(&c, terminal_id, 200);
+        *ret_alone = measure_keystrokes(&c, terminal_id, 300, ret_p90 ? &ret_p90[0] : NULL);
         if (pthread_create(&th, NULL, saver_thread, &saver) != 0)
                 die("pthread_create");
         usleep(300000);
-        *ret_saving = measure_keystrokes(&c, terminal_id, 200);
+        unsigned before = saver.saves;
+        double start = now();
+        *ret_saving = measure_keystrokes(&c, terminal_id, 300, ret_p90 ? &ret_p90[1] : NULL);
+        if (ret_saves_per_s)
+                *ret_saves_per_s = (saver.saves - before) / (now() - start);
         saver.stop = true;
         pthread_join(th, NULL);
         *ret_saves = saver.saves;
@@ -574,10 +586,150 @@ static pid_t start_worker(const char *home, const char *sock)
         return pid;
 }
 
+/* ---- two workers side by side: the one built here and a baseline (another build of Helios) ---- */
+
+typedef struct Subject {
+        const char *name;
+        const char *path;
+        char dir[64], home[256], sock[300], small[300], big[300], saved[300];
+        pid_t pid;
+} Subject;
+
+#define MAX_ROUNDS 25u
+
+typedef struct Round {
+        double rtt_p50, read_mbs, echo_alone, echo_saving, saves_per_s;
+        double echo_p90[2]; /* alone, saving */
+        double p90_ratio;
+        double control_ratio, control_p90_ratio; /* the same, while the other worker saves */
+        unsigned saves;
+} Round;
+
+static void subject_start(Subject *s)
+{
+        snprintf(s->dir, sizeof(s->dir), "/tmp/helios-bench-XXXXXX");
+        if (!mkdtemp(s->dir))
+                die("mkdtemp");
+        snprintf(s->home, sizeof(s->home), "%s/home", s->dir);
+        snprintf(s->sock, sizeof(s->sock), "%s/worker.sock", s->dir);
+        snprintf(s->small, sizeof(s->small), "%s/small.txt", s->home);
+        snprintf(s->big, sizeof(s->big), "%s/big.txt", s->home);
+        snprintf(s->saved, sizeof(s->saved), "%s/saved.txt", s->home);
+        if (mkdir(s->home, 0700) < 0)
+                die("mkdir");
+        write_file(s->small, 1024);
+        write_file(s->big, 10 * 1024 * 1024);
+        worker_path = s->path;
+        s->pid = start_worker(s->home, s->sock);
+}
+
+static void subject_stop(Subject *s)
+{
+        char cmd[128];
+
+        kill(s->pid, SIGTERM);
+        waitpid(s->pid, NULL, 0);
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
+        if (system(cmd) != 0)
+                fprintf(stderr, "worker-bench: could not remove %s\n", s->dir);
+}
+
+static void subject_round(Subject *s, const Subject *other, Round *ret)
+{
+        double alone, saving, p90[2];
+        unsigned saves;
+
+        char req[600];
+
+        snprintf(req, sizeof(req),
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"fs:read_file\",\"params\":{\"path\":\"%s\"}}\n",
+                 s->small);
+        ret->rtt_p50 = measure_latency(s->sock, req).p50;
+        ret->read_mbs = measure_big_read(s->sock, s->big, 10 * 1024 * 1024);
+        measure_echo_while_saving(s->sock, s->sock, s->saved, &ret->echo_alone, &ret->echo_saving,
+                                  &ret->saves, &ret->saves_per_s, ret->echo_p90);
+        /* The control: the other worker saves, this one only echoes. */
+        measure_echo_while_saving(s->sock, other->sock, other->saved, &alone, &saving, &saves, NULL, p90);
+        ret->control_ratio = saving / alone;
+        ret->control_p90_ratio = p90[1] / p90[0];
+}
+
+static double median_of(const Round *rounds, unsigned n, size_t offset)
+{
+        double v[MAX_ROUNDS];
+
+        for (unsigned i = 0; i < n; i++)
+                v[i] = *(const double *)((const char *)&rounds[i] + offset);
+        qsort(v, n, sizeof(double), cmp_double);
+        return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Rounds alternate between the two workers, so that both see the same load on a shared machine. */
+static int compare(const char *path, const char *baseline, unsigned n_rounds)
+{
+        Subject subjects[2] = {{.name = "worker", .path = path}, {.name = "baseline", .path = baseline}};
+        Round rounds[2][MAX_ROUNDS];
+        double load[3];
+
+        for (int k = 0; k < 2; k++)
+                subject_start(&subjects[k]);
+        for (unsigned i = 0; i < n_rounds; i++)
+                for (int k = 0; k < 2; k++) {
+                        /* Start each round with the other worker, so neither always goes first. */
+                        int w = (int)(i + (unsigned)k) % 2;
+                        subject_round(&subjects[w], &subjects[1 - w], &rounds[w][i]);
+                }
+        for (int k = 0; k < 2; k++)
+                subject_stop(&subjects[k]);
+
+        printf("helios-worker beside a baseline build, %u rounds taken in turn (%u requests per round trip "
+               "figure)\n",
+               n_rounds, n_requests);
+        if (getloadavg(load, 3) == 3)
+                printf("load average at the end: %.2f %.2f %.2f (%ld CPUs)\n", load[0], load[1], load[2],
+                       sysconf(_SC_NPROCESSORS_ONLN));
+        printf("%-9s %5s %12s %12s %14s %14s %8s %10s %8s %10s %10s\n", "", "round", "1 KiB p50",
+               "10 MiB read", "echo alone", "echo saving", "ratio", "p90 ratio", "saves/s", "ctl ratio",
+               "ctl p90");
+        for (int k = 0; k < 2; k++)
+                for (unsigned i = 0; i < n_rounds; i++) {
+                        const Round *r = &rounds[k][i];
+                        printf("%-9s %5u %9.1f µs %7.1f MB/s %11.1f µs %11.1f µs %7.2fx %9.2fx %8.1f %9.2fx "
+                               "%9.2fx\n",
+                               subjects[k].name, i + 1, r->rtt_p50, r->read_mbs, r->echo_alone,
+                               r->echo_saving, r->echo_saving / r->echo_alone,
+                               r->echo_p90[1] / r->echo_p90[0], r->saves_per_s, r->control_ratio,
+                               r->control_p90_ratio);
+                }
+        printf("medians:\n");
+        for (int k = 0; k < 2; k++) {
+                Round ratios[MAX_ROUNDS];
+                for (unsigned i = 0; i < n_rounds; i++) {
+                        ratios[i].echo_saving = rounds[k][i].echo_saving / rounds[k][i].echo_alone;
+                        ratios[i].p90_ratio = rounds[k][i].echo_p90[1] / rounds[k][i].echo_p90[0];
+                }
+                printf(
+                    "%-9s %5s %9.1f µs %7.1f MB/s %11.1f µs %11.1f µs %7.2fx %9.2fx %8.1f %9.2fx %9.2fx\n",
+                    subjects[k].name, "", median_of(rounds[k], n_rounds, offsetof(Round, rtt_p50)),
+                    median_of(rounds[k], n_rounds, offsetof(Round, read_mbs)),
+                    median_of(rounds[k], n_rounds, offsetof(Round, echo_alone)),
+                    median_of(rounds[k], n_rounds, offsetof(Round, echo_saving)),
+                    median_of(ratios, n_rounds, offsetof(Round, echo_saving)),
+                    median_of(ratios, n_rounds, offsetof(Round, p90_ratio)),
+                    median_of(rounds[k], n_rounds, offsetof(Round, saves_per_s)),
+                    median_of(rounds[k], n_rounds, offsetof(Round, control_ratio)),
+                    median_of(rounds[k], n_rounds, offsetof(Round, control_p90_ratio)));
+        }
+        return 0;
+}
+
 static void usage(void)
 {
         printf("Usage: worker-bench [--worker PATH] [--requests N] [--connections N] [--seconds S]\n"
-               "                    [--terminal-bytes N]\n");
+               "                    [--terminal-bytes N] [--baseline PATH [--rounds N]]\n"
+               "With --baseline, compares two worker binaries side by side: 1 KiB round trip, 10 MiB\n"
+               "fs:read_file, and keystroke echo in a terminal alone and while another connection saves\n"
+               "16 MiB files.\n");
 }
 
 int main(int argc, char **argv)
@@ -588,11 +740,15 @@ int main(int argc, char **argv)
             {"connections", required_argument, NULL, 'c'},
             {"seconds", required_argument, NULL, 's'},
             {"terminal-bytes", required_argument, NULL, 't'},
+            {"baseline", required_argument, NULL, 'b'},
+            {"rounds", required_argument, NULL, 'r'},
             {"help", no_argument, NULL, 'h'},
             {},
         };
         char dir[] = "/tmp/helios-bench-XXXXXX", home[256], echo_sock[300], worker_sock[300], small[300],
              big[300], req[600];
+        const char *baseline = NULL;
+        unsigned n_rounds = 5;
         int opt;
 
         while ((opt = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
@@ -612,6 +768,13 @@ int main(int argc, char **argv)
                 case 't':
                         terminal_bytes = strtoull(optarg, NULL, 10);
                         break;
+                case 'b':
+                        baseline = optarg;
+                        break;
+                case 'r':
+                        n_rounds = (unsigned)MAX(strtoul(optarg, NULL, 10), 1UL);
+                        n_rounds = MIN(n_rounds, MAX_ROUNDS);
+                        break;
                 case 'h':
                         usage();
                         return 0;
@@ -621,6 +784,8 @@ int main(int argc, char **argv)
                 }
         }
         signal(SIGPIPE, SIG_IGN);
+        if (baseline)
+                return compare(worker_path, baseline, n_rounds);
 
         if (!mkdtemp(dir))
                 die("mkdtemp");
@@ -674,7 +839,8 @@ int main(int argc, char **argv)
         double echo_alone, echo_saving;
         unsigned saves;
         snprintf(saved, sizeof(saved), "%s/saved.txt", home);
-        measure_echo_while_saving(worker_sock, saved, &echo_alone, &echo_saving, &saves);
+        measure_echo_while_saving(worker_sock, worker_sock, saved, &echo_alone, &echo_saving, &saves, NULL,
+                                  NULL);
 
         printf("helios-worker benchmark (%u sequential requests, %u connections for %.1f s)\n", n_requests,
                n_connections, seconds);

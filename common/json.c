@@ -2,11 +2,35 @@
 #include "json.h"
 
 #include <assert.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "utf8.h"
+
+/* Whether the 8 bytes at p go into a JSON string as they are: none below 0x20, '"' or '\\'. */
+static bool unescaped_bytes(const uint8_t *p)
+{
+        const uint64_t ones = UINT64_C(0x0101010101010101), highs = ones * 0x80;
+        uint64_t w, quote, backslash, bad;
+
+        memcpy(&w, p, sizeof(w));
+        quote = w ^ (ones * '"');
+        backslash = w ^ (ones * '\\');
+        bad = ((w - ones * 0x20) & ~w) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash);
+        return (bad & highs) == 0;
+}
+
+/* Whether the 8 bytes at p are all ASCII that a string holds as it is: nothing for the scan to check. */
+static bool plain_string_bytes(const uint8_t *p)
+{
+        uint64_t w;
+
+        memcpy(&w, p, sizeof(w));
+        return !(w & UINT64_C(0x8080808080808080)) && unescaped_bytes(p);
+}
 
 JsonScanResult json_prescan(const char *str, size_t n, unsigned max_depth, size_t max_values)
 {
@@ -16,7 +40,16 @@ JsonScanResult json_prescan(const char *str, size_t n, unsigned max_depth, size_
         bool in_string = false, opened = false;
 
         for (size_t i = 0; i < n; i++) {
-                uint8_t c = s[i];
+                uint8_t c;
+
+                /* File content is most of a big message: runs of string bytes that need no look. */
+                if (in_string) {
+                        while (i + 8 <= n && plain_string_bytes(s + i))
+                                i += 8;
+                        if (i >= n)
+                                break;
+                }
+                c = s[i];
 
                 /* A container holds one value more than it has commas, unless it is empty. */
                 if (opened && !in_string && c != ' ' && c != '\t' && c != '\n' && c != '\r') {
@@ -210,12 +243,179 @@ cJSON *json_parse(const char *s, size_t n)
         return cJSON_ParseWithLengthOpts(s, n + 1, NULL, true);
 }
 
+/* The printer writes at out + *pos, or only counts when out is NULL: one pass measures, the next
+ * writes into a buffer of that size. */
+static void put(char *out, size_t *pos, const char *s, size_t n)
+{
+        if (out)
+                memcpy(out + *pos, s, n);
+        *pos += n;
+}
+
+/* A string as cJSON writes it: the short escapes, \u00xx for other control bytes, the rest verbatim. */
+static void print_string(const char *str, char *out, size_t *pos)
+{
+        const uint8_t *s = (const uint8_t *)(str ? str : "");
+        size_t n = strlen((const char *)s), i = 0;
+
+        put(out, pos, "\"", 1);
+        while (i < n) {
+                size_t run = i;
+                char esc[8];
+
+                while (run + 8 <= n && unescaped_bytes(s + run))
+                        run += 8;
+                while (run < n && s[run] >= 0x20 && s[run] != '"' && s[run] != '\\')
+                        run++;
+                put(out, pos, (const char *)s + i, run - i);
+                if (run == n)
+                        break;
+                switch (s[run]) {
+                case '"':
+                case '\\':
+                        esc[0] = '\\', esc[1] = (char)s[run];
+                        break;
+                case '\b':
+                        memcpy(esc, "\\b", 2);
+                        break;
+                case '\f':
+                        memcpy(esc, "\\f", 2);
+                        break;
+                case '\n':
+                        memcpy(esc, "\\n", 2);
+                        break;
+                case '\r':
+                        memcpy(esc, "\\r", 2);
+                        break;
+                case '\t':
+                        memcpy(esc, "\\t", 2);
+                        break;
+                default:
+                        (void)snprintf(esc, sizeof(esc), "\\u%04x", s[run]);
+                        put(out, pos, esc, 6);
+                        i = run + 1;
+                        continue;
+                }
+                put(out, pos, esc, 2);
+                i = run + 1;
+        }
+        put(out, pos, "\"", 1);
+}
+
+/* A number as cJSON 1.7 writes it: %.15g, or %.17g where that does not read back as the same double;
+ * "null" for what JSON cannot write. */
+static size_t format_number(const cJSON *item, char buf[static 32])
+{
+        double d = item->valuedouble, back;
+
+        if (isnan(d) || isinf(d))
+                return (size_t)snprintf(buf, 32, "null");
+        (void)snprintf(buf, 32, "%1.15g", d);
+        if (sscanf(buf, "%lg", &back) != 1 || fabs(back - d) > fmax(fabs(back), fabs(d)) * DBL_EPSILON)
+                (void)snprintf(buf, 32, "%1.17g", d);
+        return strlen(buf);
+}
+
+static bool print_value(const cJSON *item, char *out, size_t *pos)
+{
+        char number[32];
+
+        switch (item->type & 0xFF) {
+        case cJSON_NULL:
+                put(out, pos, "null", 4);
+                return true;
+        case cJSON_False:
+                put(out, pos, "false", 5);
+                return true;
+        case cJSON_True:
+                put(out, pos, "true", 4);
+                return true;
+        case cJSON_Number:
+                put(out, pos, number, format_number(item, number));
+                return true;
+        case cJSON_Raw:
+                if (!item->valuestring)
+                        return false;
+                put(out, pos, item->valuestring, strlen(item->valuestring));
+                return true;
+        case cJSON_String:
+                print_string(item->valuestring, out, pos);
+                return true;
+        case cJSON_Array:
+        case cJSON_Object: {
+                bool object = (item->type & 0xFF) == cJSON_Object;
+                put(out, pos, object ? "{" : "[", 1);
+                for (const cJSON *c = item->child; c; c = c->next) {
+                        if (object) {
+                                print_string(c->string, out, pos);
+                                put(out, pos, ":", 1);
+                        }
+                        if (!print_value(c, out, pos))
+                                return false;
+                        if (c->next)
+                                put(out, pos, ",", 1);
+                }
+                put(out, pos, object ? "}" : "]", 1);
+                return true;
+        }
+        default:
+                return false;
+        }
+}
+
 char *json_print(const cJSON *item, size_t *ret_len)
 {
-        char *p = cJSON_PrintUnformatted(item);
-        if (p && ret_len)
-                *ret_len = strlen(p);
-        return p;
+        size_t len = 0, written = 0;
+        char *text;
+
+        /* The same text as cJSON_PrintUnformatted(), in one allocation of the right size and with long
+         * strings copied a run at a time rather than a byte at a time. */
+        if (!item || !print_value(item, NULL, &len))
+                return NULL;
+        text = malloc(len + 1);
+        if (!text)
+                return NULL;
+        (void)print_value(item, text, &written);
+        assert(written == len);
+        text[len] = '\0';
+        if (ret_len)
+                *ret_len = len;
+        return text;
+}
+
+/* Counts at least one byte an item and the bytes of its strings, up to *left; false once that is used. */
+static bool size_below(const cJSON *item, size_t *left)
+{
+        for (; item; item = item->next) {
+                size_t n = 1;
+                if (item->string)
+                        n += strnlen(item->string, *left);
+                if ((cJSON_IsString(item) || cJSON_IsRaw(item)) && item->valuestring)
+                        n += strnlen(item->valuestring, *left);
+                if (n >= *left)
+                        return false;
+                *left -= n;
+                if (item->child && !size_below(item->child, left))
+                        return false;
+        }
+        return true;
+}
+
+bool json_size_at_least(const cJSON *item, size_t n)
+{
+        size_t left = n;
+
+        assert(item);
+        if (n == 0)
+                return true;
+        /* The item alone, not what follows it in its parent. */
+        n = 1;
+        if ((cJSON_IsString(item) || cJSON_IsRaw(item)) && item->valuestring)
+                n += strnlen(item->valuestring, left);
+        if (n >= left)
+                return true;
+        left -= n;
+        return item->child && !size_below(item->child, &left);
 }
 
 cJSON *json_create_integer(int64_t v)

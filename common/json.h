@@ -44,6 +44,10 @@ bool json_is_strict_number(const char *s, size_t n);
 
 /* Compact JSON text (no raw newlines), or NULL on allocation failure. */
 char *json_print(const cJSON *item, size_t *ret_len);
+/* True if json_print() would write at least n bytes of item, counting its strings and a byte for each
+ * value (numbers count short): in time linear in n whatever the item's size, for choosing where to
+ * print it. */
+bool json_size_at_least(const cJSON *item, size_t n);
 
 /* An item for the integer v that prints exactly as cJSON_CreateNumber(v) would, but without cJSON's
  * printf("%1.15g") and sscanf() round trip: a cJSON_Raw of its decimal digits. For replies about to be

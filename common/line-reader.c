@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "line-reader.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,25 @@ int line_reader_space(LineReader *r, size_t want, char **ret_buf, size_t *ret_le
         *ret_buf = r->buf + r->len;
         /* Keep one byte for the NUL that terminates a line handed out without its LF. */
         *ret_len = r->cap - r->len - 1;
+        return 0;
+}
+
+int line_reader_detach(LineReader *r, char **ret_buf)
+{
+        size_t rest = r->len - r->pos, cap = grow_cap(0, rest + 1);
+        char *p = malloc(cap);
+
+        assert(ret_buf);
+        if (!p)
+                return -ENOMEM;
+        /* What follows the lines handed out is at most what the last read brought: small beside a
+         * big message, which is not copied. */
+        memcpy(p, r->buf + r->pos, rest);
+        *ret_buf = r->buf;
+        r->buf = p;
+        r->cap = cap;
+        r->len = rest;
+        r->pos = 0;
         return 0;
 }
 

@@ -30,6 +30,9 @@ void line_reader_done(LineReader *r);
  * out by line_reader_next() is invalidated by this call. */
 int line_reader_space(LineReader *r, size_t want, char **ret_buf, size_t *ret_len);
 void line_reader_commit(LineReader *r, size_t n);
+/* Hand the buffer over to the caller, who frees it: the lines handed out so far stay valid in it. The
+ * bytes not handed out yet move to a new buffer of the reader's. */
+int line_reader_detach(LineReader *r, char **ret_buf);
 
 LineReaderEvent line_reader_next(LineReader *r, char **ret_line, size_t *ret_len);
 

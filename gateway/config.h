@@ -49,6 +49,12 @@ typedef struct GatewayConfig {
         char **worker_args;
         size_t n_worker_args;
 
+        char *preview_listen; /* "HOST:PORT" of the preview listener; NULL: no previews */
+        char *preview_origin; /* the preview listener's origin as browsers reach it; NULL: derived */
+        uint64_t preview_ticket_lifetime_ms;
+        uint64_t preview_max_connections;
+        uint64_t preview_connections_per_user;
+
         uint64_t max_message;        /* bytes per WebSocket message, each way */
         uint64_t high_water;         /* bytes queued towards one side before the other stops being read */
         uint64_t user_high_water;    /* the same, over all of one user's pages */

@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "netaddr.h"
 #include "pam-sessions.h"
+#include "preview.h"
 #include "sessions.h"
 #include "static-files.h"
 #include "throttle.h"
@@ -55,6 +56,8 @@ typedef struct Gateway {
         struct lws_vhost *vhost;
         unsigned header_pool; /* the library's header tables: as many as max_connections at start */
         Listener *listener;
+        Preview *preview; /* previews of users' web servers: NULL unless preview_listen is set */
+        struct lws_vhost *preview_vhost; /* with TLS: the vhost preview connections are adopted into */
         Launcher *launcher;
         Auth *auth;
         SessionStore *sessions;
@@ -127,6 +130,17 @@ void http_request_free(HttpRequest *r);
 
 /* The connection a wsi belongs to (an HTTP/2 stream's is its parent's). */
 Conn *gateway_conn_of(struct lws *wsi);
+
+/* The library's per-thread read buffer while previews speak TLS: a raw connection reads into it, and one
+ * whole TLS record (16 KiB of plaintext) must fit, so that no read leaves decrypted bytes inside OpenSSL.
+ * libwebsockets 4.1 on libuv reads such bytes only from an idle callback that it stops after one round
+ * even when some are left, and nothing wakes it again while the client waits for an answer: with the
+ * default 4 KiB a 1 MiB request body stalled its last few KiB. */
+#define PREVIEW_TLS_SERV_BUF (32u * 1024u)
+
+/* preview-tls.c: TLS on the preview listener. The vhost's protocols; adopt an accepted socket (taken). */
+extern const struct lws_protocols preview_tls_protocols[];
+int preview_tls_adopt(Gateway *g, int fd);
 
 /* bridge.c */
 int bridge_new(Gateway *g, struct lws *wsi, Session *session, Bridge **ret);

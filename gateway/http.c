@@ -17,6 +17,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "macro.h"
+#include "parse-util.h"
 #include "users-file.h"
 #include "utf8.h"
 
@@ -44,6 +45,7 @@ typedef enum Route {
         ROUTE_SESSION,
         ROUTE_SESSIONS,
         ROUTE_REVOKE,
+        ROUTE_PREVIEW,
         ROUTE_HEALTHZ,
         ROUTE_METRICS,
         ROUTE_WS,
@@ -275,6 +277,8 @@ static Session *request_session(Gateway *g, struct lws *wsi, const RequestInfo *
         const char *name = cookie_name(ri);
         size_t name_len = strlen(name);
         _cleanup_free_ char *cookies = NULL;
+        const char *value = NULL;
+        size_t value_len = 0;
         Session *s = NULL;
         int n;
 
@@ -292,15 +296,20 @@ static Session *request_session(Gateway *g, struct lws *wsi, const RequestInfo *
                 while (*p == ' ' || *p == '\t')
                         p++;
                 if (strncmp(p, name, name_len) == 0 && p[name_len] == '=') {
-                        const char *v = p + name_len + 1;
-                        size_t len = strcspn(v, " \t");
-                        s = session_find(g->sessions, v, len, uv_now(g->loop));
-                        break;
+                        /* Two of them: one was planted by another origin of this host name (a previewed
+                         * page on another port, whose scripts may add one for a narrower path, which
+                         * browsers send first). Neither is believed. */
+                        if (value)
+                                return NULL;
+                        value = p + name_len + 1;
+                        value_len = strcspn(value, " \t");
                 }
                 if (!end)
                         break;
                 p = end + 1;
         }
+        if (value)
+                s = session_find(g->sessions, value, value_len, uv_now(g->loop));
         if (s) {
                 Conn *conn = gateway_conn_of(wsi);
                 if (conn)
@@ -947,6 +956,54 @@ static void serve_revoke(HttpRequest *r)
         respond_json(r, 200);
 }
 
+/* POST /api/preview?port=N -> {url, port}: a link that opens the preview of the user's port N, on the
+ * preview origin, with a ticket good once for a minute. Only the page itself may ask: the Origin must be
+ * present and the page's own, so no other origin (a previewed page included, which shares the IDE's
+ * cookies when only the port differs) can have a ticket made, let alone read it. */
+static void serve_preview(HttpRequest *r)
+{
+        Gateway *g = r->gateway;
+        char arg[16], origin[SHORT_HEADER_MAX], ticket[PREVIEW_TICKET_LEN + 1], url[SHORT_HEADER_MAX + 128];
+        const char *port_text = lws_get_urlarg_by_name(r->wsi, "port=", arg, sizeof(arg));
+        uint64_t port;
+
+        if (!g->preview) {
+                respond_json_error(r, 404, "previews are not enabled (preview_listen)");
+                return;
+        }
+        if (!header_copy(r->wsi, WSI_TOKEN_ORIGIN, origin, sizeof(origin)) ||
+            !origin_allowed(g, &r->info, origin)) {
+                respond_json_error(r, 403, "cross-origin request refused");
+                return;
+        }
+        if (!port_text || parse_uint(port_text, 1, 65535, &port) < 0) {
+                respond_json_error(r, 400, "port must be from 1 to 65535");
+                return;
+        }
+        if (preview_ticket_new(g->preview, r->session, (uint16_t)port, ticket) < 0) {
+                respond_json_error(r, 500, "out of memory");
+                return;
+        }
+        if (g->config->preview_origin)
+                (void)snprintf(url, sizeof(url), "%s", g->config->preview_origin);
+        else {
+                /* The page's own host name with the preview listener's port. */
+                const char *h = r->info.host;
+                size_t n = h[0] == '[' ? strcspn(h, "]") + 1 : strcspn(h, ":");
+                (void)snprintf(url, sizeof(url), "%s://%.*s:%u", r->info.https ? "https" : "http", (int)n, h,
+                               preview_port(g->preview));
+        }
+        r->body.len = 0;
+        if (buf_printf(&r->body, "{\"url\":\"%s" PREVIEW_LOGIN_PATH "?ticket=%s\",\"port\":%u}", url, ticket,
+                       (unsigned)port) < 0) {
+                explicit_bzero(ticket, sizeof(ticket));
+                respond_json_error(r, 500, "out of memory");
+                return;
+        }
+        explicit_bzero(ticket, sizeof(ticket));
+        respond_json(r, 200);
+}
+
 /* ---- dispatch ---- */
 
 /* The method as one of LWSHUMETH_*. For HTTP/2 libwebsockets reports only that there is a :path; the
@@ -980,6 +1037,7 @@ static Route route_of(const char *path)
             {"/api/session", ROUTE_SESSION},
             {"/api/sessions", ROUTE_SESSIONS},
             {"/api/sessions/revoke", ROUTE_REVOKE},
+            {"/api/preview", ROUTE_PREVIEW},
             {"/healthz", ROUTE_HEALTHZ},
             {"/metrics", ROUTE_METRICS},
             {"/ws", ROUTE_WS},
@@ -993,7 +1051,8 @@ static Route route_of(const char *path)
 
 static bool route_is_post(Route route)
 {
-        return route == ROUTE_LOGIN || route == ROUTE_LOGOUT || route == ROUTE_REVOKE;
+        return route == ROUTE_LOGIN || route == ROUTE_LOGOUT || route == ROUTE_REVOKE ||
+               route == ROUTE_PREVIEW;
 }
 
 /* A state-changing request from a browser carries an Origin; it must be ours. Requests without one come
@@ -1078,6 +1137,7 @@ static void request_start(HttpRequest *r, const char *path, int method)
         case ROUTE_SESSION:
         case ROUTE_SESSIONS:
         case ROUTE_REVOKE:
+        case ROUTE_PREVIEW:
                 if (!r->session) {
                         /* The login page needs to know which form to show. */
                         r->body.len = 0;
@@ -1094,6 +1154,8 @@ static void request_start(HttpRequest *r, const char *path, int method)
                         serve_session(r);
                 else if (r->route == ROUTE_SESSIONS)
                         serve_sessions(r);
+                else if (r->route == ROUTE_PREVIEW)
+                        serve_preview(r);
                 else
                         serve_revoke(r);
                 return;

@@ -251,9 +251,11 @@ static void context_info(Gateway *g, void **foreign_loops, struct lws_context_cr
          * between requests while it holds a table. */
         info->timeout_secs = (unsigned)MAX(c->header_timeout_ms / 1000, (uint64_t)1);
         info->timeout_secs_ah_idle = info->timeout_secs;
+        if (g->tls && c->preview_listen)
+                info->pt_serv_buf_size = PREVIEW_TLS_SERV_BUF;
 }
 
-static int create_vhost(Gateway *g, struct lws_vhost **ret)
+static int create_vhost(Gateway *g, bool preview, struct lws_vhost **ret)
 {
         struct lws_context_creation_info info;
         void *foreign_loops[] = {g->loop};
@@ -267,6 +269,12 @@ static int create_vhost(Gateway *g, struct lws_vhost **ret)
         info.protocols = protocols;
         info.extensions = extensions;
         info.retry_and_idle_policy = &ws_idle_policy;
+        if (preview) {
+                /* Raw connections: the library does TLS alone, preview.c the HTTP. */
+                info.protocols = preview_tls_protocols;
+                info.extensions = NULL;
+                info.retry_and_idle_policy = NULL;
+        }
         if (g->tls) {
                 info.ssl_cert_filepath = g->tls_cert;
                 info.ssl_private_key_filepath = g->tls_key;
@@ -334,7 +342,7 @@ static int tls_prepare(Gateway *g)
 static void tls_reload(Gateway *g)
 {
         const char *reason = NULL;
-        struct lws_vhost *vh;
+        struct lws_vhost *vh, *preview_vh = NULL;
         TlsFilesId id;
         int r;
 
@@ -350,13 +358,17 @@ static void tls_reload(Gateway *g)
                     g->tls_cert, g->tls_key, reason);
                 return;
         }
-        r = create_vhost(g, &vh);
+        r = create_vhost(g, false, &vh);
+        if (r >= 0 && g->preview_vhost)
+                r = create_vhost(g, true, &preview_vh);
         if (r < 0) {
                 log_error("The TLS library refused %s and %s; keeping the current certificate.", g->tls_cert,
                           g->tls_key);
                 return;
         }
         g->vhost = vh;
+        if (g->preview_vhost)
+                g->preview_vhost = preview_vh;
         g->tls_id = id;
         log_info("TLS certificate %s loaded; new connections get it.", g->tls_cert);
 }
@@ -365,6 +377,7 @@ static int lws_setup(Gateway *g)
 {
         void *foreign_loops[] = {g->loop};
         struct lws_context_creation_info info = {};
+        int r;
 
         /* Nothing about the outcome reaches the client; lws logs go to debug unless asked for. */
         lws_set_log_level(getenv("DBG_LWS")                  ? 0xfff
@@ -378,7 +391,10 @@ static int lws_setup(Gateway *g)
         if (!g->lws)
                 return -ENOMEM;
 
-        return create_vhost(g, &g->vhost);
+        r = create_vhost(g, false, &g->vhost);
+        if (r >= 0 && g->tls && g->config->preview_listen)
+                r = create_vhost(g, true, &g->preview_vhost);
+        return r;
 }
 
 /* ---- settings that need work ---- */
@@ -815,6 +831,7 @@ static void on_tick(uv_timer_t *t)
                 sessions_save(g);
         account_checks_tick(g->accounts, now);
         pam_sessions_tick(g->pam_sessions, now, g->config->login_session_grace_ms);
+        preview_tick(g->preview, now);
         bridge_tick(g, now);
         update_status(g);
         if (g->watchdog_usec > 0 && (now - g->last_watchdog_ms) * 1000 >= g->watchdog_usec / 2) {
@@ -917,6 +934,7 @@ void gateway_stop(Gateway *g)
 
         if (g->listener)
                 listener_stop(g->listener);
+        preview_stop(g->preview);
         bridge_shutdown_all(g);
         if (g->n_bridges == 0 || !uv_is_active((uv_handle_t *)&g->tick)) {
                 shutdown_finish(g);
@@ -1092,6 +1110,22 @@ int gateway_start(Gateway *g)
         if (r < 0)
                 return log_error_errno(r, "Cannot watch the listening sockets: %s", uv_strerror(r));
 
+        if (c->preview_listen) {
+                r = preview_new(g, &g->preview);
+                if (r < 0)
+                        return log_oom();
+                r = preview_listen(g->preview, c->preview_listen);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot listen for previews on %s: %s", c->preview_listen,
+                                               r == -EINVAL ? "not HOST:PORT or [IPV6]:PORT" : strerror(-r));
+                if (c->launcher && !c->preview_origin)
+                        log_warning("Previews share the IDE's host name (preview_origin is not set): an app "
+                                    "previewed there can add cookies the IDE receives. Give previews a host "
+                                    "name of their own on a shared server.");
+                log_info("Previews of users' web servers on port %u%s%s.", preview_port(g->preview),
+                         c->preview_origin ? ", reached as " : "", c->preview_origin ?: "");
+        }
+
         r = launcher_start(g->launcher);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the worker socket: %m");
@@ -1131,6 +1165,7 @@ Gateway *gateway_free(Gateway *g)
                 return NULL;
         assert(!g->bridges);
         listener_free(g->listener);
+        preview_free(g->preview);
         account_checks_free(g->accounts);
         if (g->sessions)
                 session_store_on_end(g->sessions, NULL, NULL);

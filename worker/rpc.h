@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <uv.h>
 
 #include "bus.h"
 
@@ -14,11 +16,32 @@ typedef int (*RpcSendFn)(void *userdata, const char *msg, size_t len);
 
 int rpc_session_new(Bus *bus, ClientId client, size_t max_message, RpcSendFn send, void *userdata,
                     RpcSession **ret);
+/* Big answers are printed on libuv's pool once this is set: reserve() keeps an answer's place among
+ * the connection's output and returns it (NULL when it cannot: the answer is printed at once), fill()
+ * puts the text there (msg is the callee's, NULL when printing failed). fill() is not called once the
+ * session is freed: the places go with the connection. */
+typedef struct RpcLaterOps {
+        void *(*reserve)(void *userdata);
+        void (*fill)(void *userdata, void *slot, char *msg, size_t len);
+} RpcLaterOps;
+void rpc_session_print_later(RpcSession *s, uv_loop_t *loop, const RpcLaterOps *ops);
+
 /* Answers still pending for this session are dropped when they arrive. */
 RpcSession *rpc_session_free(RpcSession *s);
 
 /* Handle one message (the text of one NDJSON line, NUL-terminated at line[len]). */
 void rpc_session_handle(RpcSession *s, const char *line, size_t len);
+/* Handle one message as rpc_session_handle() does, reading its text on libuv's pool: for big messages,
+ * whose reading would hold the loop. line lies inside buf, which the session takes and frees unless this
+ * fails. Until resume(userdata) is called from the loop, after the
+ * message was dispatched, rpc_session_parsing() is true and the caller hands no further message, so
+ * that a connection's messages are dispatched in the order they came. resume is not called once the
+ * session is freed. */
+typedef void (*RpcResumeFn)(void *userdata);
+int rpc_session_handle_async(RpcSession *s, uv_loop_t *loop, char *buf, const char *line, size_t len,
+                             RpcResumeFn resume, void *userdata);
+bool rpc_session_parsing(const RpcSession *s);
+
 /* A message longer than the limit was skipped: answer with an error. */
 void rpc_session_handle_oversize(RpcSession *s);
 

@@ -19,16 +19,28 @@
 #include "rpc.h"
 #include "service.h"
 #include "socket-util.h"
+#include "tunnel.h"
 
 /* How much is read from a client at a time. */
 #define READ_CHUNK (64u * 1024u)
+/* Tunnels to the workspace's ports (preview:connect) open at once, connecting ones included. */
+#define MAX_TUNNELS 64u
+/* Messages from this size on are parsed on libuv's pool: ~0.1 ms of the loop's time and more. */
+#define ASYNC_PARSE_MIN (64u * 1024u)
 
 static const ServiceType *const service_types[] = {
-    &fs_service_type,       &workspace_service_type, &terminal_service_type,
-    &settings_service_type, &upload_service_type,    &archive_service_type,
+    &fs_service_type,     &workspace_service_type, &terminal_service_type, &settings_service_type,
+    &upload_service_type, &preview_service_type,   &archive_service_type,
 };
 
 typedef struct Conn Conn;
+
+/* A spliced tunnel, kept so that a shutdown can close it. */
+typedef struct TunnelSlot {
+        Server *server;
+        Splice *splice;
+        struct TunnelSlot *prev, *next;
+} TunnelSlot;
 
 struct Server {
         uv_loop_t *loop;
@@ -45,6 +57,8 @@ struct Server {
         Conn *conns;
         unsigned n_conns;
         unsigned n_service_conns; /* of n_conns, those of services started from manifests */
+        TunnelSlot *tunnels;      /* spliced tunnels */
+        unsigned n_tunnels;       /* spliced and connecting ones */
 
         uv_timer_t idle_timer;
         uv_signal_t sig_term, sig_int;
@@ -55,24 +69,40 @@ struct Server {
         bool stopping;
 };
 
+/* A message waiting for one before it that is printed off the loop: a connection's output goes out in
+ * the order it was made. */
+typedef struct OutMsg {
+        struct OutMsg *next;
+        char *data; /* NULL: nothing to send (the print failed) */
+        size_t len;
+        bool ready;
+} OutMsg;
+
 struct Conn {
         uv_pipe_t pipe; /* first: the close callback gets the pipe and frees the Conn */
         Server *server;
         ClientId id;
         RpcSession *rpc;
         LineReader reader;
-        size_t queued;  /* bytes handed to uv_write() and not yet written */
-        bool congested; /* queued went above the high-water mark and has not drained yet */
+        size_t queued; /* bytes handed to uv_write() and not yet written */
+        size_t held;   /* bytes of ready messages in out waiting for one before them */
+        OutMsg *out, *out_tail;
+        bool congested; /* queued + held went above the high-water mark and has not drained yet */
         bool reading;
         bool eof; /* the client closed its side: flush what is queued, then close */
         bool closing;
-        bool service; /* a service started from a manifest: not a client that keeps the worker up */
+        bool service;     /* a service started from a manifest: not a client that keeps the worker up */
+        bool started;     /* it has sent a message: preview:connect is no longer its first */
+        Tunnel *tunnel;   /* preview:connect: connecting, then answered and waiting to be spliced */
+        bool switching;   /* the answer is queued: splice once it is written */
+        cJSON *tunnel_id; /* the request's id, as its own text */
         Conn *prev, *next;
 };
 
 typedef struct WriteReq {
         uv_write_t req;
         size_t len;
+        char *owned; /* the message's own buffer, taken rather than copied; else the bytes are in data */
         char data[];
 } WriteReq;
 
@@ -80,6 +110,8 @@ static void server_update_status(Server *s);
 static void server_check_idle(Server *s);
 static void conn_close(Conn *c);
 static void conn_process(Conn *c);
+static void conn_switch(Conn *c);
+static bool conn_maybe_tunnel(Conn *c, char *line, size_t len);
 
 /* A connection whose client does not read at all is cut off here, whatever is queued for it. */
 static size_t conn_hard_limit(const Server *s)
@@ -93,6 +125,12 @@ static void on_conn_closed(uv_handle_t *h)
         Server *s = c->server;
 
         line_reader_done(&c->reader);
+        while (c->out) {
+                OutMsg *m = c->out;
+                c->out = m->next;
+                free(m->data);
+                free(m);
+        }
         free(c);
         server_check_idle(s);
 }
@@ -117,6 +155,11 @@ static void conn_close(Conn *c)
         c->rpc = rpc_session_free(c->rpc);
         if (c->id != 0)
                 bus_client_remove(s->bus, c->id);
+        if (c->tunnel) {
+                tunnel_abort(TAKE_PTR(c->tunnel));
+                s->n_tunnels--;
+        }
+        cJSON_Delete(TAKE_PTR(c->tunnel_id));
         uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
         log_debug("Client %llu disconnected.", (unsigned long long)c->id);
         server_update_status(s);
@@ -128,6 +171,7 @@ static void on_write(uv_write_t *req, int status)
         Conn *c = req->handle->data;
 
         c->queued -= w->len;
+        free(w->owned);
         free(w);
         if (c->closing)
                 return;
@@ -136,31 +180,40 @@ static void on_write(uv_write_t *req, int status)
                 conn_close(c);
                 return;
         }
+        if (c->switching && c->queued == 0) {
+                conn_switch(c);
+                return;
+        }
         if (c->eof && c->queued == 0) {
                 conn_close(c);
                 return;
         }
         /* Hysteresis: resume only well below the mark, so a steady stream does not flap. */
-        if (c->congested && c->queued <= c->server->config->high_water / 2) {
+        if (c->congested && c->queued + c->held <= c->server->config->high_water / 2) {
                 c->congested = false;
                 bus_client_drained(c->server->bus, c->id);
                 conn_process(c);
         }
 }
 
-static int conn_send(void *userdata, const char *msg, size_t len)
+/* Write one message and its LF; owned, if not NULL, is the malloc()ed buffer that holds msg, which is
+ * taken instead of copied. */
+static int conn_write(Conn *c, const char *msg, size_t len, char *owned)
 {
-        Conn *c = userdata;
+        _cleanup_free_ char *own = owned;
         const Server *s = c->server;
         size_t total = len + 1, written = 0;
+        uv_buf_t bufs[2];
+        unsigned n_bufs = 0;
         WriteReq *w;
         int r;
 
-        if (c->closing || c->eof)
+        if (c->closing || c->eof || c->switching)
                 return -EPIPE;
 
         if (c->queued == 0) {
-                uv_buf_t bufs[2] = {uv_buf_init((char *)msg, (unsigned)len), uv_buf_init((char *)"\n", 1)};
+                bufs[0] = uv_buf_init((char *)msg, (unsigned)len);
+                bufs[1] = uv_buf_init((char *)"\n", 1);
                 r = uv_try_write((uv_stream_t *)&c->pipe, bufs, 2);
                 if (r >= 0 && (size_t)r == total)
                         return 0;
@@ -171,37 +224,135 @@ static int conn_send(void *userdata, const char *msg, size_t len)
                 written = r > 0 ? (size_t)r : 0;
         }
 
-        if (c->queued + (total - written) > conn_hard_limit(s)) {
+        if (c->queued + c->held + (total - written) > conn_hard_limit(s)) {
                 log_warning("Client %llu is not reading its messages (%zu bytes queued), disconnecting it.",
-                            (unsigned long long)c->id, c->queued);
+                            (unsigned long long)c->id, c->queued + c->held);
                 conn_close(c);
                 return -ENOBUFS;
         }
 
-        w = malloc(sizeof(WriteReq) + (total - written));
+        /* What the socket did not take now: a big message's own buffer rather than a copy of it. */
+        w = malloc(sizeof(WriteReq) + (own ? 0 : total - written));
         if (!w) {
                 conn_close(c);
                 return log_oom();
         }
         w->len = total - written;
-        if (written < len) {
-                memcpy(w->data, msg + written, len - written);
-                w->data[len - written] = '\n';
-        } else
-                w->data[0] = '\n';
+        w->owned = TAKE_PTR(own);
+        if (w->owned) {
+                if (written < len)
+                        bufs[n_bufs++] = uv_buf_init((char *)msg + written, (unsigned)(len - written));
+                bufs[n_bufs++] = uv_buf_init((char *)"\n", 1);
+        } else {
+                if (written < len) {
+                        memcpy(w->data, msg + written, len - written);
+                        w->data[len - written] = '\n';
+                } else
+                        w->data[0] = '\n';
+                bufs[n_bufs++] = uv_buf_init(w->data, (unsigned)w->len);
+        }
 
-        uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
-        r = uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1, on_write);
+        r = uv_write(&w->req, (uv_stream_t *)&c->pipe, bufs, n_bufs, on_write);
         if (r < 0) {
+                free(w->owned);
                 free(w);
                 conn_close(c);
                 return r;
         }
         c->queued += w->len;
-        if (!c->congested && c->queued > s->config->high_water)
+        if (!c->congested && c->queued + c->held > s->config->high_water)
                 c->congested = true;
         return 0;
 }
+
+static OutMsg *conn_out_append(Conn *c)
+{
+        OutMsg *m = calloc(1, sizeof(OutMsg));
+
+        if (!m)
+                return NULL;
+        if (c->out_tail)
+                c->out_tail->next = m;
+        else
+                c->out = m;
+        c->out_tail = m;
+        return m;
+}
+
+/* Write the messages at the head of out that are ready, up to the first that is not. */
+static void conn_out_flush(Conn *c)
+{
+        while (c->out && c->out->ready && !c->closing) {
+                OutMsg *m = c->out;
+
+                c->out = m->next;
+                if (!c->out)
+                        c->out_tail = NULL;
+                if (m->data) {
+                        char *data = TAKE_PTR(m->data);
+                        c->held -= m->len + 1;
+                        (void)conn_write(c, data, m->len, data);
+                }
+                free(m);
+        }
+}
+
+static int conn_send(void *userdata, const char *msg, size_t len)
+{
+        Conn *c = userdata;
+        OutMsg *m;
+
+        if (!c->out)
+                return conn_write(c, msg, len, NULL);
+        if (c->closing || c->eof)
+                return -EPIPE;
+        /* Behind a message still being printed: it waits, counted as queued. */
+        if (c->queued + c->held + len + 1 > conn_hard_limit(c->server)) {
+                log_warning("Client %llu is not reading its messages (%zu bytes queued), disconnecting it.",
+                            (unsigned long long)c->id, c->queued + c->held);
+                conn_close(c);
+                return -ENOBUFS;
+        }
+        m = conn_out_append(c);
+        if (m)
+                m->data = malloc(len);
+        if (!m || !m->data) {
+                conn_close(c);
+                return log_oom();
+        }
+        memcpy(m->data, msg, len);
+        m->len = len;
+        m->ready = true;
+        c->held += len + 1;
+        if (!c->congested && c->queued + c->held > c->server->config->high_water)
+                c->congested = true;
+        return 0;
+}
+
+static void *conn_reserve(void *userdata)
+{
+        Conn *c = userdata;
+
+        return c->closing || c->eof ? NULL : conn_out_append(c);
+}
+
+static void conn_fill(void *userdata, void *slot, char *msg, size_t len)
+{
+        Conn *c = userdata;
+        OutMsg *m = slot;
+
+        m->data = msg;
+        m->len = len;
+        m->ready = true;
+        if (msg)
+                c->held += len + 1;
+        conn_out_flush(c);
+}
+
+static const RpcLaterOps conn_later_ops = {
+    .reserve = conn_reserve,
+    .fill = conn_fill,
+};
 
 static bool conn_congested(void *userdata)
 {
@@ -261,9 +412,33 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 /* Handle buffered lines until none are left or the client stops reading its answers. Reading from a
  * client pauses while it is congested: one that sends requests but never reads the answers cannot make
  * the worker queue unbounded output. */
+static void conn_resume(void *userdata)
+{
+        conn_process(userdata);
+}
+
+/* A big message is read off the loop, in the buffer it arrived in: the loop goes on serving other
+ * connections and terminals meanwhile, and this connection's later messages wait for it. */
+static void conn_handle_big(Conn *c, char *line, size_t len)
+{
+        char *buf;
+
+        if (line_reader_detach(&c->reader, &buf) < 0) {
+                rpc_session_handle(c->rpc, line, len);
+                return;
+        }
+        if (rpc_session_handle_async(c->rpc, c->server->loop, buf, line, len, conn_resume, c) < 0) {
+                rpc_session_handle(c->rpc, line, len);
+                free(buf);
+        }
+}
+
 static void conn_process(Conn *c)
 {
-        while (!c->closing && !c->congested) {
+        bool hold;
+
+        while (!c->closing && !c->congested && c->rpc && !c->tunnel && !c->switching &&
+               !rpc_session_parsing(c->rpc)) {
                 char *line;
                 size_t len;
                 LineReaderEvent ev = line_reader_next(&c->reader, &line, &len);
@@ -272,21 +447,185 @@ static void conn_process(Conn *c)
                         break;
                 if (ev == LINE_READER_OVERSIZE)
                         rpc_session_handle_oversize(c->rpc);
+                else if (!c->started && len < ASYNC_PARSE_MIN && conn_maybe_tunnel(c, line, len))
+                        continue;
+                else if (len >= ASYNC_PARSE_MIN)
+                        conn_handle_big(c, line, len);
                 else
                         rpc_session_handle(c->rpc, line, len);
+                c->started = true;
         }
         if (c->closing || c->eof)
                 return;
-        if (c->congested && c->reading) {
+        if (!c->rpc || c->tunnel || c->switching) {
+                /* What follows the request belongs to the tunnel: it stays in the reader until then. */
+                if (c->reading)
+                        uv_read_stop((uv_stream_t *)&c->pipe);
+                c->reading = false;
+                return;
+        }
+        /* While a message is being read off the loop nothing more is read from the connection either:
+         * it holds at most that message and one read. */
+        hold = c->congested || rpc_session_parsing(c->rpc);
+        if (hold && c->reading) {
                 uv_read_stop((uv_stream_t *)&c->pipe);
                 c->reading = false;
-        } else if (!c->congested && !c->reading) {
+        } else if (!hold && !c->reading) {
                 if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0) {
                         conn_close(c);
                         return;
                 }
                 c->reading = true;
         }
+}
+
+/* ---- preview:connect: the connection becomes a tunnel to a port of the workspace ---- */
+
+static void tunnel_slot_closed(void *userdata)
+{
+        TunnelSlot *slot = userdata;
+        Server *s = slot->server;
+
+        if (slot->prev)
+                slot->prev->next = slot->next;
+        else
+                s->tunnels = slot->next;
+        if (slot->next)
+                slot->next->prev = slot->prev;
+        free(slot);
+        s->n_tunnels--;
+        server_update_status(s);
+        server_check_idle(s);
+}
+
+static void conn_send_json(Conn *c, cJSON *msg)
+{
+        _cleanup_json_ cJSON *m = msg;
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+
+        if (!m || !(text = json_print(m, &len))) {
+                log_oom();
+                conn_close(c);
+                return;
+        }
+        (void)conn_send(c, text, len);
+}
+
+/* Answer the request with an error and end the connection once it is out. */
+static void conn_tunnel_refuse(Conn *c, int code, const char *message, cJSON *data)
+{
+        conn_send_json(c, jsonrpc_error_new(c->tunnel_id, code, message, data));
+        if (c->closing)
+                return;
+        c->eof = true;
+        if (c->queued == 0)
+                conn_close(c);
+}
+
+/* Splice: the answer is out. The tunnel takes a duplicate of the socket and the bytes already read
+ * after the request; the connection itself is closed as a client. */
+static void conn_switch(Conn *c)
+{
+        Server *s = c->server;
+        TunnelSlot *slot;
+        uv_os_fd_t fd;
+        int dup_fd, r;
+
+        assert(c->switching && c->tunnel && c->queued == 0);
+        slot = calloc(1, sizeof(TunnelSlot));
+        if (!slot || uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 ||
+            (dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0) {
+                free(slot);
+                conn_close(c);
+                return;
+        }
+        slot->server = s;
+        slot->next = s->tunnels;
+        if (s->tunnels)
+                s->tunnels->prev = slot;
+        s->tunnels = slot;
+        /* The tunnel now counts through its slot, which tunnel_slot_closed() lets go of. */
+        r = tunnel_splice(TAKE_PTR(c->tunnel), dup_fd, c->reader.buf + c->reader.pos,
+                          line_reader_pending(&c->reader), tunnel_slot_closed, slot, &slot->splice);
+        if (r < 0)
+                log_debug("Splicing a tunnel failed: %s", strerror(-r));
+        conn_close(c);
+}
+
+static void on_tunnel_connected(Tunnel *t, int r, void *userdata)
+{
+        Conn *c = userdata;
+        Server *s = c->server;
+        cJSON *data;
+
+        assert(c->tunnel == t);
+        if (r < 0) {
+                c->tunnel = NULL;
+                s->n_tunnels--;
+                data = cJSON_CreateObject();
+                if (data && !cJSON_AddStringToObject(data, "errno", errno_name(-r)))
+                        data = (cJSON_Delete(data), NULL);
+                conn_tunnel_refuse(c, RPC_NOT_FOUND, "Nothing accepts connections on that port", data);
+                return;
+        }
+        c->switching = false;
+        conn_send_json(c, jsonrpc_result_new(c->tunnel_id, cJSON_CreateObject()));
+        if (c->closing)
+                return;
+        c->switching = true;
+        if (c->queued == 0)
+                conn_switch(c);
+}
+
+/* The first message of a connection: if it is a preview:connect request, handle it here and return
+ * true. Anything else (a malformed one included) goes the usual way. */
+static bool conn_maybe_tunnel(Conn *c, char *line, size_t len)
+{
+        Server *s = c->server;
+        _cleanup_json_ cJSON *msg = NULL;
+        JsonRpcRequest req;
+        const char *reason;
+        const cJSON *port;
+        uint64_t p = 0;
+        int r;
+
+        if (!memmem(line, len, "\"preview:connect\"", strlen("\"preview:connect\"")))
+                return false;
+        msg = json_parse(line, len);
+        if (!msg || jsonrpc_keep_id_text(msg, line, len) < 0 ||
+            jsonrpc_parse_request(msg, &req, &reason) < 0 || !req.id ||
+            !streq(req.method, "preview:connect"))
+                return false;
+
+        /* From here on the connection is no client of the bus: nothing else may reach it before the
+         * answer, and after it only the tunnel's bytes. */
+        c->started = true;
+        c->rpc = rpc_session_free(c->rpc);
+        bus_client_remove(s->bus, c->id);
+        c->id = 0;
+        c->tunnel_id = cJSON_Duplicate(req.id, true);
+        if (!c->tunnel_id) {
+                conn_close(c);
+                return true;
+        }
+        port = cJSON_IsObject(req.params) ? cJSON_GetObjectItemCaseSensitive(req.params, "port") : NULL;
+        if (!port || !json_get_uint(port, 65535, &p) || p == 0) {
+                conn_tunnel_refuse(c, RPC_INVALID_PARAMS,
+                                   "Invalid params: port must be an integer from 1 to 65535", NULL);
+                return true;
+        }
+        if (s->n_tunnels >= MAX_TUNNELS) {
+                conn_tunnel_refuse(c, RPC_SERVER_ERROR, "Too many preview connections", NULL);
+                return true;
+        }
+        r = tunnel_connect(s->loop, (uint16_t)p, on_tunnel_connected, c, &c->tunnel);
+        if (r < 0) {
+                conn_tunnel_refuse(c, RPC_INTERNAL_ERROR, "Cannot connect", NULL);
+                return true;
+        }
+        s->n_tunnels++;
+        return true;
 }
 
 static bool peer_allowed(const Server *s, int fd)
@@ -340,6 +679,8 @@ static int conn_start(Server *s, Conn *c)
         r = bus_client_add(s->bus, &conn_ops, c, &c->id);
         if (r >= 0)
                 r = rpc_session_new(s->bus, c->id, s->config->max_message, rpc_send, c, &c->rpc);
+        if (r >= 0)
+                rpc_session_print_later(c->rpc, s->loop, &conn_later_ops);
         if (r < 0) {
                 conn_close(c);
                 return r;
@@ -453,7 +794,8 @@ static void server_check_idle(Server *s)
                 server_stop(s);
                 return;
         }
-        if (s->n_conns > s->n_service_conns || s->live_terminals > 0 || s->config->idle_timeout_ms == 0) {
+        if (s->n_conns > s->n_service_conns || s->n_tunnels > 0 || s->live_terminals > 0 ||
+            s->config->idle_timeout_ms == 0) {
                 uv_timer_stop(&s->idle_timer);
                 return;
         }
@@ -740,6 +1082,9 @@ void server_stop(Server *s)
         manifests_stop(s->manifests);
         while (s->conns)
                 conn_close(s->conns);
+        /* Each slot goes in its close callback. */
+        for (TunnelSlot *slot = s->tunnels; slot; slot = slot->next)
+                splice_close(slot->splice);
         for (size_t i = ELEMENTSOF(service_types); i-- > 0;)
                 if (s->services[i] && service_types[i]->stop) {
                         service_types[i]->stop(s->services[i]);

@@ -28,4 +28,5 @@ extern const ServiceType workspace_service_type;
 extern const ServiceType terminal_service_type;
 extern const ServiceType settings_service_type;
 extern const ServiceType upload_service_type;
+extern const ServiceType preview_service_type;
 extern const ServiceType archive_service_type;

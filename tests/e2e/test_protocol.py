@@ -331,3 +331,42 @@ def test_huge_messages_keep_memory_bounded(worker, client):
     assert client.call("worker:info")["name"] == "helios-worker"
     if not helios.sanitized(pid):
         assert int(helios.read_status(pid)["VmHWM"].split()[0]) < 100 * 1024
+
+
+def test_a_big_message_keeps_its_place_among_the_connections_messages(worker, client):
+    # A message this big is parsed off the worker's loop; the messages sent after it on the same
+    # connection wait for it, so the read sees what the save before it wrote.
+    path = os.path.join(worker.home, "order.txt")
+    with open(path, "w") as f:
+        f.write("old")
+    content = "new " * (256 * 1024)
+    save = {"jsonrpc": "2.0", "id": 1, "method": "fs:write_file", "params": {"path": path, "content": content}}
+    read = {"jsonrpc": "2.0", "id": 2, "method": "fs:read_file", "params": {"path": path}}
+    for _ in range(3):
+        client.send_raw(json.dumps(save).encode() + b"\n" + json.dumps(read).encode() + b"\n")
+        answers = {}
+        while len(answers) < 2:
+            msg = client.recv(timeout=30)
+            answers[msg["id"]] = msg
+        assert "result" in answers[1], answers[1]
+        assert answers[2]["result"]["content"] == content
+        with open(path, "w") as f:
+            f.write("old")
+
+
+def test_a_big_answer_keeps_its_place_among_the_connections_output(client):
+    # A scrollback of this size is printed off the worker's loop; the terminal's output after it
+    # waits for it, so the client never sees output that belongs after a scrollback it has not got.
+    tid = client.call("terminal:create", {"cols": 80, "rows": 24,
+                                          "command": "yes helios-output-after-the-scrollback"})["terminalId"]
+    client.call("terminal:detach", {"terminalId": tid})
+    time.sleep(1)
+    client.send({"jsonrpc": "2.0", "id": 99, "method": "terminal:attach", "params": {"terminalId": tid}})
+    while True:
+        msg = client.recv(timeout=30)
+        if msg.get("id") == 99:
+            assert len(msg["result"]["scrollback"]) > 64 * 1024
+            break
+        assert not (msg.get("method") == "terminal:data_out" and msg["params"]["terminalId"] == tid), \
+            "output of the terminal before the answer to terminal:attach"
+    client.call("terminal:close", {"terminalId": tid})

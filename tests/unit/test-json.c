@@ -1,13 +1,18 @@
 /* SPDX-License-Identifier: MIT */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "json.h"
 #include "jsonrpc.h"
+#include "macro.h"
 
 static cJSON *parse(const char *s)
 {
@@ -44,6 +49,149 @@ static void test_prescan(void **state)
         assert_int_equal(scan6("[\",,,,,,,,\",\"[1,1]\"]"), JSON_SCAN_OK); /* commas in strings */
         assert_int_equal(json_prescan("\"a\0\"", 4, 8, 100), JSON_SCAN_NUL);
         assert_int_equal(json_prescan("1\0", 2, 8, 100), JSON_SCAN_CONTROL);
+}
+
+/* Long strings are scanned a word at a time: whatever byte stands at whichever place in a run of
+ * plain text, and whatever the run's alignment, it is seen as the byte-by-byte scan sees it. */
+static void test_prescan_long_strings(void **state)
+{
+        static const struct {
+                char byte;
+                JsonScanResult want;
+        } cases[] = {
+            {'"', JSON_SCAN_OK}, /* ends the string early: what follows is outside it, "x" is fine */
+            {'\t', JSON_SCAN_CONTROL},    {'\x1f', JSON_SCAN_CONTROL},  {'\0', JSON_SCAN_NUL},
+            {'\xff', JSON_SCAN_BAD_UTF8}, {'\x80', JSON_SCAN_BAD_UTF8}, {' ', JSON_SCAN_OK},
+            {'~', JSON_SCAN_OK},          {'\x7f', JSON_SCAN_OK},
+        };
+        char text[64];
+
+        for (size_t k = 0; k < ELEMENTSOF(cases); k++)
+                for (size_t start = 0; start < 8; start++)
+                        for (size_t at = 0; at < 40; at++) {
+                                size_t n = start + 1 + 40 + 1;
+                                memset(text, 'x', sizeof(text));
+                                memset(text, ' ', start);
+                                text[start] = '"';
+                                text[start + 1 + at] = cases[k].byte;
+                                text[n - 1] = '"';
+                                assert_int_equal(json_prescan(text, n, 8, 100), cases[k].want);
+                        }
+        /* An escaped quote does not end the string; an escaped backslash before a quote does. */
+        for (size_t at = 0; at < 30; at++) {
+                memset(text, 'x', sizeof(text));
+                text[0] = '"';
+                memcpy(text + 1 + at, "\\\"\x01", 3); /* \" then a control byte inside the string */
+                text[40] = '"';
+                assert_int_equal(json_prescan(text, 41, 8, 100), JSON_SCAN_CONTROL);
+                memcpy(text + 1 + at, "\\\\\"\x01", 4); /* \\" then the byte outside of it */
+                assert_int_equal(json_prescan(text, 41, 8, 100), JSON_SCAN_OK);
+        }
+}
+
+/* json_print() writes what cJSON_PrintUnformatted() writes, for any tree. */
+static void assert_prints_as_cjson(const cJSON *item)
+{
+        size_t len;
+        char *mine = json_print(item, &len), *theirs = cJSON_PrintUnformatted(item);
+
+        assert_non_null(mine);
+        assert_non_null(theirs);
+        assert_string_equal(mine, theirs);
+        assert_int_equal(len, strlen(theirs));
+        free(mine);
+        free(theirs);
+}
+
+static uint32_t next_random(uint32_t *seed)
+{
+        *seed = *seed * 1103515245u + 12345u;
+        return *seed >> 8;
+}
+
+static cJSON *random_tree(uint32_t *seed, unsigned depth)
+{
+        static const double numbers[] = {0,
+                                         -0.0,
+                                         1,
+                                         -1,
+                                         0.1,
+                                         1e15,
+                                         1e15 + 1,
+                                         1e17,
+                                         1e300,
+                                         -1e-300,
+                                         3.14159,
+                                         2147483647.0,
+                                         2147483648.0,
+                                         -2147483649.0,
+                                         1.0 / 3,
+                                         123456789012345678.0,
+                                         5e-324,
+                                         NAN,
+                                         INFINITY};
+        char text[48];
+        cJSON *item;
+
+        switch (next_random(seed) % (depth > 3 ? 5 : 7)) {
+        case 0:
+                return cJSON_CreateNumber(numbers[next_random(seed) % ELEMENTSOF(numbers)]);
+        case 1:
+                return cJSON_CreateNumber((double)(int32_t)next_random(seed) /
+                                          (1 << (next_random(seed) % 20)));
+        case 2: {
+                /* Runs of text with any byte but NUL somewhere in them. */
+                size_t n = next_random(seed) % (sizeof(text) - 1);
+                for (size_t i = 0; i < n; i++)
+                        text[i] = next_random(seed) % 4 ? (char)('a' + i % 26)
+                                                        : (char)(1 + next_random(seed) % 255);
+                text[n] = '\0';
+                return cJSON_CreateString(text);
+        }
+        case 3:
+                return next_random(seed) % 2 ? cJSON_CreateBool(next_random(seed) % 2) : cJSON_CreateNull();
+        case 4:
+                return cJSON_CreateRaw("{\"raw\":[1,2]}");
+        default:
+                item = next_random(seed) % 2 ? cJSON_CreateArray() : cJSON_CreateObject();
+                for (unsigned i = next_random(seed) % 5; i > 0; i--) {
+                        cJSON *child = random_tree(seed, depth + 1);
+                        if (cJSON_IsArray(item))
+                                cJSON_AddItemToArray(item, child);
+                        else {
+                                (void)snprintf(text, sizeof(text), "k\x01\"%u\\", i);
+                                cJSON_AddItemToObject(item, text, child);
+                        }
+                }
+                return item;
+        }
+}
+
+static void test_print(void **state)
+{
+        uint32_t seed = 1;
+        _cleanup_json_ cJSON *big = NULL;
+        char *text;
+
+        for (int i = 0; i < 20000; i++) {
+                _cleanup_json_ cJSON *t = random_tree(&seed, 0);
+                assert_prints_as_cjson(t);
+        }
+        /* A long string with one byte to escape at every place and alignment. */
+        text = malloc(4096 + 1);
+        assert_non_null(text);
+        for (size_t at = 0; at < 64; at++)
+                for (unsigned c = 1; c < 256; c += 7) {
+                        memset(text, 'x', 4096);
+                        text[4096] = '\0';
+                        text[at] = (char)c;
+                        text[4095 - at] = (char)c;
+                        big = cJSON_CreateString(text);
+                        assert_prints_as_cjson(big);
+                        cJSON_Delete(big);
+                }
+        big = NULL;
+        free(text);
 }
 
 static void test_parse_strict(void **state)
@@ -295,7 +443,8 @@ static void test_keep_id_text(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_prescan),       cmocka_unit_test(test_parse_strict),
+            cmocka_unit_test(test_prescan),       cmocka_unit_test(test_prescan_long_strings),
+            cmocka_unit_test(test_parse_strict),  cmocka_unit_test(test_print),
             cmocka_unit_test(test_dispatch),      cmocka_unit_test(test_request),
             cmocka_unit_test(test_errno_mapping), cmocka_unit_test(test_create_integer),
             cmocka_unit_test(test_raw_reference), cmocka_unit_test(test_skip_and_count),

@@ -134,6 +134,40 @@ static void test_big_buffer_is_given_back(void **state)
         line_reader_done(&r);
 }
 
+static void test_detach(void **state)
+{
+        LineReader r;
+        char *line, *first, *owned;
+        size_t len;
+
+        line_reader_init(&r, 100);
+        feed(&r, "first line\nsecond ");
+        assert_int_equal(line_reader_next(&r, &first, &len), LINE_READER_LINE);
+        assert_int_equal(len, 10);
+        /* The line handed out stays in the buffer the caller now owns; the rest stays with the reader. */
+        assert_int_equal(line_reader_detach(&r, &owned), 0);
+        assert_true(first >= owned && first < owned + 32);
+        assert_string_equal(first, "first line");
+        assert_int_equal(line_reader_pending(&r), 7);
+        feed(&r, "line\n");
+        assert_string_equal(first, "first line");
+        expect_line(&r, "second line");
+        assert_int_equal(line_reader_next(&r, &line, &len), LINE_READER_NONE);
+        free(owned);
+        line_reader_done(&r);
+
+        /* Detached inside an oversize line: the reader still skips it up to its LF. */
+        line_reader_init(&r, 8);
+        feed(&r, "ok\n0123456789");
+        expect_line(&r, "ok");
+        assert_int_equal(line_reader_next(&r, &line, &len), LINE_READER_OVERSIZE);
+        assert_int_equal(line_reader_detach(&r, &owned), 0);
+        free(owned);
+        feed(&r, "abc\nnext\n");
+        expect_line(&r, "next");
+        line_reader_done(&r);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -141,6 +175,7 @@ int main(void)
             cmocka_unit_test(test_oversize_is_skipped_once),
             cmocka_unit_test(test_memory_is_bounded),
             cmocka_unit_test(test_big_buffer_is_given_back),
+            cmocka_unit_test(test_detach),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

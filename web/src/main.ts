@@ -12,6 +12,7 @@ import type { WorkspaceState } from "./protocol";
 import { byId, dirname } from "./dom";
 import { Settings } from "./settings";
 import { showPalette, type Command } from "./palette";
+import { Ports } from "./ports";
 import { Uploads, download } from "./upload";
 import { adoptInlineStyles } from "./csp-styles";
 import { RecentFiles, SearchPanel, showQuickOpen } from "./search";
@@ -85,6 +86,7 @@ class App {
   private readonly terminals: TerminalPanel;
   private readonly connection: Connection;
   private readonly settings: Settings;
+  private readonly ports: Ports;
   private readonly uploads: Uploads;
   private readonly search: SearchPanel;
   private readonly recent: RecentFiles;
@@ -97,6 +99,7 @@ class App {
 
   constructor(private readonly user: string) {
     this.settings = new Settings((message, kind) => this.notify(message, kind));
+    this.ports = new Ports((message, kind) => this.notify(message, kind));
     this.uploads = new Uploads(byId("uploads"), (message, kind) => this.notify(message, kind), (path) => this.tree.changed(path));
     this.editor = new EditorArea(byId("editor-tabs"), byId("conflict-banner"), byId("editor-host"), byId("editor-placeholder"), {
       onCursor: ({ path, line, col, language, encoding, indent }) => {
@@ -144,10 +147,12 @@ class App {
     this.connection = new Connection({
       onOpen: (rpc) => {
         this.uploads.rpc = rpc;
+        this.ports.attach(rpc);
         return this.rebuild(rpc);
       },
       onClose: () => {
         this.uploads.rpc = null;
+        this.ports.detach();
         this.search.detach();
         this.settings.detach();
         this.editor.detach();
@@ -321,6 +326,7 @@ class App {
     }, true);
     byId("settings").addEventListener("click", () => this.settings.show());
     byId("open-palette").addEventListener("click", () => showPalette(this.commands()));
+    byId("open-ports").addEventListener("click", () => void this.ports.show());
     byId("split-terminal").addEventListener("click", () => void this.terminals.split());
     byId("new-file").addEventListener("click", () => void this.tree.newEntry(this.tree.targetDir(), false));
     byId("new-folder").addEventListener("click", () => void this.tree.newEntry(this.tree.targetDir(), true));
@@ -426,6 +432,7 @@ class App {
       { id: "toggle-terminal", label: "Terminal: Show or Hide", shortcut: "Ctrl+`", run: () => this.togglePanel() },
       { id: "new-terminal", label: "Terminal: New Terminal", shortcut: "Ctrl+Shift+`", run: () => void this.terminals.create() },
       { id: "split-terminal", label: "Terminal: Split Terminal", shortcut: "Ctrl+Shift+5", run: () => void this.terminals.split() },
+      { id: "ports", label: "Ports: Show Listening Ports and Previews", run: () => void this.ports.show() },
       { id: "toggle-explorer", label: "View: Show or Hide the Explorer", shortcut: "Ctrl+B", run: () => this.showExplorer() },
       { id: "word-wrap", label: "View: Toggle Word Wrap", shortcut: "Alt+Z", run: () => void this.settings.set({ wordWrap: !this.settings.values.wordWrap }) },
       { id: "theme-dark", label: "Preferences: Dark Theme", run: theme("dark") },

@@ -89,6 +89,7 @@ export interface Methods {
     params: { path: string; encoding?: Encoding | "text" };
     result: { path: string; content: string; encoding: Encoding; size: number; mtime: number; tag: string };
   };
+  "preview:ports": { params: Empty; result: { ports: Array<{ port: number; ipv4: boolean; ipv6: boolean }>; truncated: boolean } };
   "settings:get": { params: Empty; result: { settings: import("./settings").SettingsValues } };
   "settings:set": {
     params: { settings: Partial<import("./settings").SettingsValues> };
