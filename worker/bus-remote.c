@@ -85,8 +85,11 @@ struct Bus {
 
 struct BusCall {
         Bus *bus;
-        cJSON *id; /* the worker's id, its text kept */
+        cJSON *msg; /* the request: its params live as long as the call (bus.h) */
+        cJSON *id;  /* the worker's id, its text kept */
         ClientId origin;
+        bool serving; /* inside the server's function: an answer given there frees the call after it */
+        bool answered;
 };
 
 static void bus_remote_fail(Bus *b);
@@ -184,7 +187,16 @@ static void call_free(BusCall *c)
 {
         c->bus->n_calls--;
         cJSON_Delete(c->id);
+        cJSON_Delete(c->msg);
         free(c);
+}
+
+/* The call is answered: it goes now, or once the server's function has returned. */
+static void call_answered(BusCall *c)
+{
+        c->answered = true;
+        if (!c->serving)
+                call_free(c);
 }
 
 ClientId bus_call_origin(const BusCall *call)
@@ -204,7 +216,7 @@ void bus_call_reply(BusCall *call, cJSON *result)
                 cJSON_Delete(result);
         else
                 (void)send_message(call->bus, jsonrpc_result_new(call->id, result));
-        call_free(call);
+        call_answered(call);
 }
 
 void bus_call_error(BusCall *call, int code, const char *message, cJSON *data)
@@ -214,7 +226,7 @@ void bus_call_error(BusCall *call, int code, const char *message, cJSON *data)
                 cJSON_Delete(data);
         else
                 (void)send_message(call->bus, jsonrpc_error_new(call->id, code, message, data));
-        call_free(call);
+        call_answered(call);
 }
 
 static Server *find_server(Bus *b, const char *topic)
@@ -239,8 +251,13 @@ static ClientId origin_of(const cJSON *params)
         return errno == 0 && !*end ? (ClientId)n : 0;
 }
 
-static void handle_request(Bus *b, const char *method, const cJSON *params, const cJSON *id)
+/* A request (method a string, id present); takes msg, which the call keeps until it is answered. */
+static void handle_request(Bus *b, cJSON *msg)
 {
+        _cleanup_json_ cJSON *m = msg;
+        const char *method = cJSON_GetObjectItemCaseSensitive(m, "method")->valuestring;
+        const cJSON *params = cJSON_GetObjectItemCaseSensitive(m, "params");
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "id");
         Server *s = find_server(b, method);
         BusCall *c;
 
@@ -261,8 +278,13 @@ static void handle_request(Bus *b, const char *method, const cJSON *params, cons
         }
         c->bus = b;
         c->origin = origin_of(params);
+        c->msg = TAKE_PTR(m);
         b->n_calls++;
+        c->serving = true;
         s->fn(c, params, s->userdata);
+        c->serving = false;
+        if (c->answered)
+                call_free(c);
 }
 
 static void handle_response(Bus *b, const cJSON *msg)
@@ -342,7 +364,7 @@ static void handle_message(Bus *b, cJSON *msg)
                 b->n_held++;
                 return;
         }
-        handle_request(b, method->valuestring, params, id);
+        handle_request(b, TAKE_PTR(m));
 }
 
 static void handle_line(Bus *b, const char *line, size_t len)
@@ -596,16 +618,14 @@ void bus_remote_ready(Bus *b)
         b->ready = true;
         while (b->held && !b->closed) {
                 Held *h = b->held;
-                _cleanup_json_ cJSON *m = h->msg;
+                cJSON *m = h->msg;
 
                 b->held = h->next;
                 if (!b->held)
                         b->held_tail = NULL;
                 b->n_held--;
                 free(h);
-                handle_request(b, cJSON_GetObjectItemCaseSensitive(m, "method")->valuestring,
-                               cJSON_GetObjectItemCaseSensitive(m, "params"),
-                               cJSON_GetObjectItemCaseSensitive(m, "id"));
+                handle_request(b, m);
         }
 }
 

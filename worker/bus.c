@@ -79,7 +79,8 @@ struct Bus {
 struct BusCall {
         Bus *bus;
         ClientId origin;
-        cJSON *id; /* the request's id (a copy); NULL for notifications and internal calls */
+        cJSON *id;     /* the request's id (a copy); NULL for notifications and internal calls */
+        cJSON *params; /* the request's, owned until the answer is delivered (bus.h) */
         bool notification;
         BusDoneFn done;   /* client requests */
         BusReplyFn reply; /* internal requests */
@@ -272,6 +273,7 @@ static BusCall *call_new(Bus *b, ClientId origin)
 static void call_free(BusCall *c)
 {
         cJSON_Delete(c->id);
+        cJSON_Delete(c->params);
         cJSON_Delete(c->result);
         cJSON_Delete(c->error);
         cJSON_Delete(c->response);
@@ -434,8 +436,11 @@ static void forward(Bus *b, ClientId service, const char *topic, BusCall *c, con
         b->forwards = f;
 }
 
-static void server_call(Bus *b, Server *s, const char *topic, BusCall *c, const cJSON *params)
+/* Serve c, which owns its params by now. */
+static void server_call(Bus *b, Server *s, const char *topic, BusCall *c)
 {
+        const cJSON *params = c->params;
+
         if (s->fn) {
                 s->fn(c, params, s->userdata);
                 return;
@@ -481,11 +486,12 @@ int bus_call(Bus *b, const char *topic, cJSON *params, BusReplyFn reply, void *u
                 return -ENOMEM;
         c->reply = reply;
         c->userdata = userdata;
-        server_call(b, s, topic, c, p);
+        c->params = TAKE_PTR(p);
+        server_call(b, s, topic, c);
         return 0;
 }
 
-void bus_dispatch(Bus *b, ClientId origin, const char *method, const cJSON *params, const cJSON *id,
+void bus_dispatch(Bus *b, ClientId origin, const char *method, cJSON *params, const cJSON *id,
                   BusDoneFn done, void *userdata)
 {
         Server *s = find_server(b, method);
@@ -493,11 +499,13 @@ void bus_dispatch(Bus *b, ClientId origin, const char *method, const cJSON *para
 
         if (!c) {
                 /* Without memory there is no answer to build either; the caller sees NULL. */
+                cJSON_Delete(params);
                 done(NULL, userdata);
                 return;
         }
         c->done = done;
         c->userdata = userdata;
+        c->params = params;
         c->notification = !id;
         if (id) {
                 c->id = cJSON_Duplicate(id, true);
@@ -510,7 +518,7 @@ void bus_dispatch(Bus *b, ClientId origin, const char *method, const cJSON *para
                 bus_call_error(c, RPC_METHOD_NOT_FOUND, NULL, NULL);
                 return;
         }
-        server_call(b, s, method, c, params);
+        server_call(b, s, method, c);
 }
 
 /* The error object of an internal call's answer, or NULL without memory. */

@@ -28,6 +28,10 @@ typedef struct Bus Bus;
 typedef struct BusCall BusCall;
 typedef uint64_t ClientId; /* 0: no client (the request came from inside the worker) */
 
+/* params (NULL: none) belong to the call: they stay as they are until the call is answered (the bus
+ * keeps them at least until the handler has returned and bus_call_reply() or bus_call_error() has
+ * been called, however late), so a handler may keep pointers into them, even for work on another
+ * thread, as long as it answers only once that work is done. Nothing may change or free them. */
 typedef void (*BusMethodFn)(BusCall *call, const cJSON *params, void *userdata);
 typedef void (*BusEventFn)(const char *topic, const cJSON *params, ClientId origin, void *userdata);
 /* Completion of a bus_call(), called from the loop: at most one of result and error is non-NULL, and
@@ -101,16 +105,19 @@ bool bus_topic_valid(const char *topic);
 /* Whether anything served (in process, by a connection or on demand) overlaps topic. */
 bool bus_topic_taken(Bus *b, const char *topic);
 
-/* Request from inside the worker; takes params (NULL: none), whatever the outcome. reply runs exactly
- * once, from the loop, after this has returned. Returns -ENOENT if nobody serves the topic and
+/* Request from inside the worker; takes params (NULL: none), whatever the outcome: the call keeps
+ * them, unchanged, until it is answered (the caller must not change them after this). reply runs
+ * exactly once, from the loop, after this has returned. Returns -ENOENT if nobody serves the topic and
  * -ENOMEM without memory; reply is then not called. */
 int bus_call(Bus *b, const char *topic, cJSON *params, BusReplyFn reply, void *userdata);
 
-/* Request from a client connection; used by the RPC layer. done is called exactly once, from the loop
- * after this has returned, with the response object to send (owned by done; NULL for a notification
- * or without memory). Only when even the call cannot be allocated is done(NULL) called at once. */
+/* Request from a client connection; used by the RPC layer. Takes params (NULL: none; detached from
+ * the parsed message, not copied), kept by the call until it is answered; method and id are only
+ * read during the call. done is called exactly once, from the loop after this has returned, with the
+ * response object to send (owned by done; NULL for a notification or without memory). Only when even
+ * the call cannot be allocated is done(NULL) called at once. */
 typedef void (*BusDoneFn)(cJSON *response, void *userdata);
-void bus_dispatch(Bus *b, ClientId origin, const char *method, const cJSON *params, const cJSON *id,
+void bus_dispatch(Bus *b, ClientId origin, const char *method, cJSON *params, const cJSON *id,
                   BusDoneFn done, void *userdata);
 
 /* The client a call came from (0 if internal). */

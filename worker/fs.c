@@ -96,6 +96,7 @@ struct Fs {
         struct DiskJob *jobs, *jobs_tail; /* the running job first, then those waiting */
         bool stopped;                     /* freed once the running job has finished */
         bool replaying;                   /* a request that waited for its turn is being handled */
+        size_t replay_bytes;              /* what that request counted while it waited */
         unsigned n_jobs;                  /* queued or running */
         size_t jobs_bytes;                /* content they hold */
         bool watch_closed;
@@ -676,9 +677,9 @@ typedef struct DiskJob {
         /* A request that came while jobs were queued: it is handled, on the loop, when its turn comes,
          * so that every fs request sees the disk as the requests before it left it. */
         const FsMethod *method;
-        cJSON *params;
-        size_t bytes; /* content held, counted in the service's bound */
-        bool counted; /* in n_jobs and jobs_bytes */
+        const cJSON *params; /* the call's: they live until it is answered (bus.h) */
+        size_t bytes;        /* content held, counted in the service's bound */
+        bool counted;        /* in n_jobs and jobs_bytes */
         int fd;
         Encoding enc;
         size_t limit;
@@ -688,7 +689,11 @@ typedef struct DiskJob {
         char *physical; /* where it is, for own_record() */
         int dir_fd;     /* the job's own */
         char *name;
-        char *data;
+        /* A save: the call's content string, which lives until the call is answered (bus.h). Its
+         * length, the base64 decoding and the checks are done with the write, on the thread pool. */
+        const char *content;
+        bool base64;
+        char *data; /* what is written, when it is not content itself */
         size_t size;
         bool check_utf8;
         Charset charset;    /* what data is written in: encoded from UTF-8 on the thread pool */
@@ -700,6 +705,7 @@ typedef struct DiskJob {
                 JOB_DONE,
                 JOB_ERRNO,
                 JOB_INVALID_UTF8,
+                JOB_INVALID_BASE64,
                 JOB_UNENCODABLE,
                 JOB_WRONG_TYPE,
                 JOB_CONFLICT,
@@ -725,7 +731,6 @@ static void disk_job_free(DiskJob *j)
         safe_close(j->dir_fd);
         safe_close(j->fd);
         cJSON_Delete(j->result);
-        cJSON_Delete(j->params);
         free(j->name);
         free(j->data);
         free(j->expected);
@@ -735,6 +740,8 @@ static void disk_job_free(DiskJob *j)
 static void disk_job_work(uv_work_t *w)
 {
         DiskJob *j = container_of(w, DiskJob, work);
+        const char *data = j->data;
+        size_t size = j->size;
         struct stat st;
         bool exists;
         int r;
@@ -749,14 +756,26 @@ static void disk_job_work(uv_work_t *w)
                 j->outcome = j->r < 0 ? JOB_ERRNO : JOB_DONE;
                 return;
         }
-        if (j->check_utf8 && !utf8_is_valid(j->data, j->size)) {
+        if (j->content) {
+                data = j->content;
+                size = strlen(j->content);
+        }
+        if (j->base64) {
+                r = base64_decode(data, size, (uint8_t **)&j->data, &j->size);
+                if (r < 0) {
+                        j->outcome = r == -ENOMEM ? JOB_ERRNO : JOB_INVALID_BASE64, j->r = r;
+                        return;
+                }
+                data = j->data, size = j->size;
+        }
+        if (j->check_utf8 && !utf8_is_valid(data, size)) {
                 j->outcome = JOB_INVALID_UTF8;
                 return;
         }
         if (j->charset != CHARSET_UTF8) {
                 Buf bytes = {};
 
-                r = charset_encode_append(j->charset, j->data, j->size, &bytes, &j->bad);
+                r = charset_encode_append(j->charset, data, size, &bytes, &j->bad);
                 if (r < 0) {
                         buf_done(&bytes);
                         j->outcome = r == -EILSEQ ? JOB_UNENCODABLE : JOB_ERRNO, j->r = r;
@@ -764,6 +783,7 @@ static void disk_job_work(uv_work_t *w)
                 }
                 free(j->data);
                 j->data = buf_steal(&bytes, &j->size);
+                data = j->data, size = j->size;
         }
         r = fstatat(j->dir_fd, j->name, &st, 0) < 0 ? negative_errno() : 0;
         if (r < 0 && r != -ENOENT) {
@@ -798,7 +818,7 @@ static void disk_job_work(uv_work_t *w)
                         return;
                 }
         }
-        r = fs_write_atomic(j->dir_fd, j->name, j->data, j->size, exists ? &st : NULL, &j->st);
+        r = fs_write_atomic(j->dir_fd, j->name, data, size, exists ? &st : NULL, &j->st);
         j->outcome = r < 0 ? JOB_ERRNO : JOB_DONE;
         j->r = r;
 }
@@ -863,6 +883,9 @@ static void disk_job_after(uv_work_t *w, int status)
                 case JOB_INVALID_UTF8:
                         (void)bus_call_error_invalid(call, "'content' is not valid UTF-8", j->path);
                         break;
+                case JOB_INVALID_BASE64:
+                        (void)bus_call_error_invalid(call, "'content' is not valid base64", j->path);
+                        break;
                 case JOB_UNENCODABLE:
                         (void)reply_unencodable(call, j->path, j->charset, &j->bad);
                         break;
@@ -908,6 +931,7 @@ static void disk_job_next(Fs *fs)
                         if (!fs->jobs)
                                 fs->jobs_tail = NULL;
                         fs->replaying = true;
+                        fs->replay_bytes = j->bytes;
                         (void)j->method->fn(fs, TAKE_PTR(j->call), j->params);
                         fs->replaying = false;
                         disk_job_free(j);
@@ -1086,29 +1110,17 @@ static int method_write_file(Fs *fs, BusCall *call, const cJSON *params)
                 disk_job_free(j);
                 return bus_call_error_oom(call);
         }
-        if (enc == ENCODING_BASE64) {
-                r = base64_decode(content_arg, strlen(content_arg), (uint8_t **)&j->data, &j->size);
-                if (r < 0) {
-                        disk_job_free(j);
-                        if (r == -ENOMEM)
-                                return bus_call_error_oom(call);
-                        return bus_call_error_invalid(call, "'content' is not valid base64", path);
-                }
-        } else {
-                /* Clients cannot send anything else, but requests from inside the worker are checked
-                 * too (on the thread pool, with the write). */
-                j->size = strlen(content_arg);
-                j->data = malloc(MAX(j->size, (size_t)1));
-                j->check_utf8 = true;
-                j->charset = encoding_charset(enc);
-                if (j->data)
-                        memcpy(j->data, content_arg, j->size);
-                else {
-                        disk_job_free(j);
-                        return bus_call_error_oom(call);
-                }
-        }
-        j->bytes = j->size;
+        /* Not read here: content can be as large as a message, and everything about it is done on
+         * the thread pool, from the call's own params. Text is checked to be UTF-8 there too: clients
+         * cannot send anything else, but requests from inside the worker can. */
+        j->content = content_arg;
+        j->base64 = enc == ENCODING_BASE64;
+        j->check_utf8 = !j->base64;
+        j->charset = j->base64 ? CHARSET_UTF8 : encoding_charset(enc);
+        /* Its turn come, the request counts what it counted while it waited; run at once, nothing
+         * waits before it and it counts as a whole message (it cannot be more, but only the thread
+         * pool measures it). */
+        j->bytes = fs->replaying ? fs->replay_bytes : fs->config->max_message;
         disk_job_start(fs, j, call);
         return 0;
 }
@@ -1425,14 +1437,9 @@ static void on_method(BusCall *call, const cJSON *params, void *userdata)
                 j->fs = fs;
                 j->fd = j->dir_fd = -1;
                 j->method = m;
-                j->params = params ? cJSON_Duplicate(params, true) : NULL;
+                j->params = params; /* not copied: they live until the call is answered */
                 content = cJSON_GetObjectItemCaseSensitive(params, "content");
                 j->bytes = cJSON_IsString(content) ? strlen(content->valuestring) : 0;
-                if (params && !j->params) {
-                        disk_job_free(j);
-                        (void)bus_call_error_oom(call);
-                        return;
-                }
                 disk_job_start(fs, j, call);
                 return;
         }

@@ -23,7 +23,7 @@ typedef struct Pending {
 struct Batch {
         RpcSession *session; /* NULL once the session is gone */
         cJSON *msg;          /* the batch, owned */
-        const cJSON *next;   /* the member to run next */
+        cJSON *next;         /* the member to run next */
         Buf text;            /* "[resp,resp,…" */
         unsigned outstanding;
         unsigned n_responses;
@@ -317,14 +317,14 @@ static void on_done(cJSON *response, void *userdata)
         free(p);
 }
 
-static void handle_one(RpcSession *s, const cJSON *msg, Batch *batch);
+static void handle_one(RpcSession *s, cJSON *msg, Batch *batch);
 
 /* Run members until one waits for its answer (which runs the rest), or none is left. */
 static void batch_run(Batch *b)
 {
         b->dispatching = true;
         while (b->next && b->session && !b->overflow && b->outstanding == 0) {
-                const cJSON *m = b->next;
+                cJSON *m = b->next;
                 b->next = m->next;
                 handle_one(b->session, m, b);
         }
@@ -332,7 +332,8 @@ static void batch_run(Batch *b)
         batch_maybe_finish(b);
 }
 
-static void handle_one(RpcSession *s, const cJSON *msg, Batch *batch)
+/* msg stays the caller's, but its params are detached and go to the bus. */
+static void handle_one(RpcSession *s, cJSON *msg, Batch *batch)
 {
         JsonRpcRequest req;
         const char *reason;
@@ -373,7 +374,9 @@ static void handle_one(RpcSession *s, const cJSON *msg, Batch *batch)
 
         /* Params given by position are refused by each method's own check as "params must be an
          * object", which is the -32602 the specification asks for. */
-        bus_dispatch(s->bus, s->client, req.method, req.params, req.id, on_done, p);
+        bus_dispatch(s->bus, s->client, req.method,
+                     req.params ? cJSON_DetachItemViaPointer(msg, (cJSON *)req.params) : NULL, req.id,
+                     on_done, p);
 }
 
 /* Everything that reads the text of a message. It touches nothing but its arguments, so it may run on

@@ -189,8 +189,7 @@ static void dispatch(Fixture *f, const char *method, const char *params_json)
         assert_non_null(params);
         cJSON_Delete(f->response);
         f->response = NULL;
-        bus_dispatch(f->bus, f->client, method, params, id, on_done, f);
-        cJSON_Delete(params);
+        bus_dispatch(f->bus, f->client, method, params /* taken */, id, on_done, f);
         cJSON_Delete(id);
         settle(f);
 }

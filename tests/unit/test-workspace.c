@@ -486,8 +486,7 @@ static void t_send(T *t, int k, const char *method, const char *params_json, Ans
 
         assert_true(params || !params_json);
         *a = (Answer){};
-        bus_dispatch(t->bus, t->clients[k].id, method, params, id, on_done, a);
-        cJSON_Delete(params);
+        bus_dispatch(t->bus, t->clients[k].id, method, params /* taken */, id, on_done, a);
         cJSON_Delete(id);
 }
 
