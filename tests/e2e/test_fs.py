@@ -112,6 +112,43 @@ def test_invalid_base64_is_refused_and_nothing_written(client, worker, bad):
     assert temp_files(worker.home) == []
 
 
+def test_saves_sent_together_are_answered_in_order_from_their_own_content(client, worker):
+    # A large save first, so that those after it wait their turn and are handled from their params
+    # later; the content of each (text, base64, invalid base64) is read only then, off the loop.
+    big = os.urandom(3 << 20)
+    saves = [
+        ("big.bin", {"content": base64.b64encode(big).decode(), "encoding": "base64"}),
+        ("a.txt", {"content": "ä" * 70_000}),
+        ("b.bin", {"content": base64.b64encode(b"\x00\xff" * 40_000).decode(), "encoding": "base64"}),
+        ("bad.bin", {"content": "AAE", "encoding": "base64"}),
+        ("c.txt", {"content": ""}),
+    ]
+    ids = []
+    for name, params in saves:
+        ids.append(client.next_id)
+        client.send({"jsonrpc": "2.0", "id": client.next_id, "method": "fs:write_file",
+                     "params": {"path": name, **params}})
+        client.next_id += 1
+    # And the same in a batch, whose members run one after the other.
+    client.send([{"jsonrpc": "2.0", "id": "batch-" + name, "method": "fs:write_file",
+                  "params": {"path": "batch-" + name, **params}} for name, params in saves])
+    answers = [client.wait_response(i, timeout=30) for i in ids]
+    batch = client.wait_response(None, timeout=30)
+    by_id = {a["id"]: a for a in batch}
+    for (name, params), answer, batched in zip(saves, answers, [by_id["batch-" + n] for n, _ in saves]):
+        for prefix, a in (("", answer), ("batch-", batched)):
+            if name == "bad.bin":
+                assert a["error"]["code"] == INVALID_PARAMS, a
+                assert not os.path.exists(worker.path(prefix + name))
+                continue
+            assert "result" in a, a
+            want = (base64.b64decode(params["content"]) if params.get("encoding") == "base64"
+                    else params["content"].encode())
+            assert a["result"]["size"] == len(want)
+            assert read_bytes(worker.path(prefix + name)) == want
+    assert temp_files(worker.home) == []
+
+
 def test_atomic_write_keeps_mode_and_leaves_no_temp_files(client, worker):
     path = worker.path("run.sh")
     write_bytes(path, b"#!/bin/sh\necho old\n")
