@@ -80,7 +80,7 @@ struct BusCall {
         Bus *bus;
         ClientId origin;
         cJSON *id;     /* the request's id (a copy); NULL for notifications and internal calls */
-        cJSON *params; /* the request's, owned until the answer is delivered (bus.h) */
+        cJSON *params; /* the request's until delivered (bus.h), or sent to a serving connection */
         bool notification;
         BusDoneFn done;   /* client requests */
         BusReplyFn reply; /* internal requests */
@@ -467,9 +467,12 @@ static void server_call(Bus *b, Server *s, const char *topic, BusCall *c)
                         if (b->servers[i].start == start && b->servers[i].userdata == userdata)
                                 b->servers[i].remote = id;
                 forward(b, id, topic, c, params);
-                return;
-        }
-        forward(b, s->remote, topic, c, params);
+        } else
+                forward(b, s->remote, topic, c, params);
+        /* The serving connection has its own copy: what waits for its answer holds no params, so
+         * the requests in flight there cost only their text in the connection's queue. (Only the
+         * loop frees an answered call, so c is still there.) */
+        cJSON_Delete(TAKE_PTR(c->params));
 }
 
 int bus_call(Bus *b, const char *topic, cJSON *params, BusReplyFn reply, void *userdata)
