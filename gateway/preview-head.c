@@ -58,9 +58,18 @@ int preview_response_filter(const char *data, size_t len, char **ret_out, size_t
                         n += line_len;
                         pos += line_len;
                         break;
-                } else if (line_len > 11 && strncasecmp(data + pos, "set-cookie:", 11) == 0) {
-                        const char *v = data + pos + 11;
-                        size_t vl = line_len - 11;
+                } else if (data[pos] == ' ' || data[pos] == '\t') {
+                        /* A folded line, which a browser joins to the field before it. */
+                        return -EPROTO;
+                } else if (line_len > 10 && strncasecmp(data + pos, "set-cookie", 10) == 0) {
+                        /* Some browsers take blanks before the colon. */
+                        const char *v = data + pos + 10;
+                        size_t vl = line_len - 10;
+                        while (vl > 0 && (*v == ' ' || *v == '\t'))
+                                v++, vl--;
+                        if (vl == 0 || *v != ':')
+                                goto copy;
+                        v++, vl--;
                         while (vl > 0 && (*v == ' ' || *v == '\t'))
                                 v++, vl--;
                         if (set_cookie_is_ours(v, vl)) {
@@ -68,6 +77,7 @@ int preview_response_filter(const char *data, size_t len, char **ret_out, size_t
                                 continue;
                         }
                 }
+        copy:
                 memcpy(out + n, data + pos, line_len);
                 n += line_len;
                 pos += line_len;
@@ -80,10 +90,11 @@ int preview_response_filter(const char *data, size_t len, char **ret_out, size_t
 
 /* ---- the request head ---- */
 
+/* (strchr() would find NUL too: its terminator.) */
 static bool token_char(char ch)
 {
         return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-               strchr("!#$%&'*+-.^_`|~", ch);
+               (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch));
 }
 
 static bool header_is(const PreviewHeader *h, const char *name)
