@@ -51,7 +51,7 @@ void preview_cookies_foreach(const char *v, size_t len, PreviewCookieFn fn, void
 /* Whether a cookie of that name is Helios' own (never passed to an app). */
 bool preview_cookie_is_ours(const char *name, size_t len);
 
-/* The most bytes preview_head_rewrite() writes for a head of head_len bytes. */
+/* The most bytes preview_head_rewrite() writes for a head of head_len bytes, a NUL after it included. */
 #define PREVIEW_REWRITE_MAX(head_len) (2 * (head_len) + 256)
 
 /* The head for the app of a PROXY head: the target without the prefix, Helios' cookies and hop-by-hop
