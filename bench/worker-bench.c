@@ -4,7 +4,10 @@
  *     16 connections, beside a bare libuv line-echo server on the same kind of Unix socket;
  *   - MB/s reading a 10 MiB file with fs:read_file;
  *   - terminal output MB/s through the worker beside the raw PTY speed of the same command;
- *   - PSS of an idle worker.
+ *   - PSS of an idle worker;
+ *   - with --fs and --fs-manifest: fs:read_file 1 KiB round trip and a 10 MiB read with the file
+ *     system in the worker's process and in helios-fs (a second worker given the manifest that
+ *     replaces its fs service), side by side, medians.
  * Only ratios mean much on shared virtual machines; every figure is printed next to its floor. */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +37,8 @@ static unsigned n_requests = 10000;
 static unsigned n_connections = 16;
 static double seconds = 3.0;
 static uint64_t terminal_bytes = 100ULL * 1000 * 1000;
+static const char *fs_path = NULL;     /* helios-fs */
+static const char *fs_manifest = NULL; /* services/fs/fs.json.in */
 
 static double now(void)
 {
@@ -236,6 +241,20 @@ static Latency measure_latency(const char *sock, const char *msg)
         return l;
 }
 
+/* The one of three rounds with the median p50. */
+static Latency median_latency(const Latency r[3])
+{
+        int lo = 0, hi = 0;
+
+        for (int i = 1; i < 3; i++) {
+                if (r[i].p50 < r[lo].p50)
+                        lo = i;
+                if (r[i].p50 > r[hi].p50)
+                        hi = i;
+        }
+        return r[lo == hi ? 0 : 3 - lo - hi]; /* indices sum to 3 */
+}
+
 typedef struct LoadArgs {
         const char *sock;
         const char *msg;
@@ -297,7 +316,8 @@ static void write_file(const char *path, size_t size)
         close(fd);
 }
 
-static double measure_big_read(const char *sock, const char *path, size_t size)
+/* The median time of five fs:read_file of the file, in seconds. */
+static double measure_big_read_time(const char *sock, const char *path, size_t size)
 {
         char msg[512];
         double best[5];
@@ -318,7 +338,35 @@ static double measure_big_read(const char *sock, const char *path, size_t size)
         }
         client_close(&c);
         qsort(best, 5, sizeof(double), cmp_double);
-        return (double)size / best[2] / 1e6;
+        return best[2];
+}
+
+/* The time of one fs:read_file of the file on a new connection, in seconds. */
+static double measure_big_read_once(const char *sock, const char *path, size_t size)
+{
+        char msg[512];
+        double a, t;
+        size_t n;
+        Client c;
+
+        snprintf(msg, sizeof(msg),
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"fs:read_file\",\"params\":{\"path\":\"%s\"}}\n",
+                 path);
+        client_open(&c, sock);
+        a = now();
+        n = client_roundtrip(&c, msg, strlen(msg));
+        t = now() - a;
+        client_close(&c);
+        if (n < size) {
+                fprintf(stderr, "worker-bench: short fs:read_file answer (%zu bytes)\n", n);
+                exit(EXIT_FAILURE);
+        }
+        return t;
+}
+
+static double measure_big_read(const char *sock, const char *path, size_t size)
+{
+        return (double)size / measure_big_read_time(sock, path, size) / 1e6;
 }
 
 /* The command both terminal measurements run: fast output with a fixed byte count. */
@@ -568,7 +616,62 @@ static long pss_kib(pid_t pid)
         return kib;
 }
 
-static pid_t start_worker(const char *home, const char *sock)
+/* The shipped fs manifest with this build's helios-fs as its program, in dir/fs.json. */
+static void write_fs_manifest(const char *dir)
+{
+        static const char placeholder[] = "@LIBEXECDIR@/helios/helios-fs";
+        char path[400], text[4096];
+        FILE *in, *out;
+        size_t n;
+        char *at;
+
+        in = fopen(fs_manifest, "re");
+        if (!in)
+                die(fs_manifest);
+        n = fread(text, 1, sizeof(text) - 1, in);
+        fclose(in);
+        text[n] = 0;
+        at = strstr(text, placeholder);
+        if (!at) {
+                fprintf(stderr, "worker-bench: %s does not name %s\n", fs_manifest, placeholder);
+                exit(EXIT_FAILURE);
+        }
+        if (mkdir(dir, 0700) < 0)
+                die(dir);
+        snprintf(path, sizeof(path), "%s/fs.json", dir);
+        out = fopen(path, "we");
+        if (!out)
+                die(path);
+        fprintf(out, "%.*s%s%s", (int)(at - text), text, fs_path, at + strlen(placeholder));
+        if (fclose(out) != 0)
+                die(path);
+}
+
+/* Whether bus:services lists a running service replacing fs. */
+static bool fs_served_out_of_process(const char *sock)
+{
+        const char *ask = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"bus:services\"}\n";
+        bool ok = false;
+        Client c;
+        size_t n;
+        char *line, *fs;
+
+        client_open(&c, sock);
+        send_all(c.fd, ask, strlen(ask));
+        line = client_line(&c, &n);
+        fs = line ? strstr(line, "\"replaces\":\"fs\"") : NULL;
+        /* The fs entry's members, up to the end of its object. */
+        if (fs) {
+                char *start = fs, *end = strchr(fs, '}');
+                while (start > line && *start != '{')
+                        start--;
+                ok = end && memmem(start, (size_t)(end - start), "\"state\":\"running\"", 17) != NULL;
+        }
+        client_close(&c);
+        return ok;
+}
+
+static pid_t start_worker(const char *home, const char *sock, const char *admin_services)
 {
         pid_t pid = fork();
 
@@ -579,8 +682,13 @@ static pid_t start_worker(const char *home, const char *sock)
                 setenv("HOME", home, 1);
                 unsetenv("XDG_STATE_HOME");
                 /* Room for a 16 MiB save in one message. */
-                execl(worker_path, worker_path, "--listen", sock, "--idle-timeout", "0", "--log-level",
-                      "warning", "--max-message-size", "33554432", (char *)NULL);
+                if (admin_services)
+                        execl(worker_path, worker_path, "--listen", sock, "--idle-timeout", "0",
+                              "--log-level", "warning", "--max-message-size", "33554432", "--admin-services",
+                              admin_services, (char *)NULL);
+                else
+                        execl(worker_path, worker_path, "--listen", sock, "--idle-timeout", "0",
+                              "--log-level", "warning", "--max-message-size", "33554432", (char *)NULL);
                 _exit(127);
         }
         return pid;
@@ -620,7 +728,7 @@ static void subject_start(Subject *s)
         write_file(s->small, 1024);
         write_file(s->big, 10 * 1024 * 1024);
         worker_path = s->path;
-        s->pid = start_worker(s->home, s->sock);
+        s->pid = start_worker(s->home, s->sock, NULL);
 }
 
 static void subject_stop(Subject *s)
@@ -727,9 +835,10 @@ static void usage(void)
 {
         printf("Usage: worker-bench [--worker PATH] [--requests N] [--connections N] [--seconds S]\n"
                "                    [--terminal-bytes N] [--baseline PATH [--rounds N]]\n"
+               "                    [--fs HELIOS-FS --fs-manifest FS.JSON.IN]\n"
                "With --baseline, compares two worker binaries side by side: 1 KiB round trip, 10 MiB\n"
                "fs:read_file, and keystroke echo in a terminal alone and while another connection saves\n"
-               "16 MiB files.\n");
+               "16 MiB files. With --fs, also the file system in the worker and in helios-fs.\n");
 }
 
 int main(int argc, char **argv)
@@ -740,6 +849,8 @@ int main(int argc, char **argv)
             {"connections", required_argument, NULL, 'c'},
             {"seconds", required_argument, NULL, 's'},
             {"terminal-bytes", required_argument, NULL, 't'},
+            {"fs", required_argument, NULL, 'f'},
+            {"fs-manifest", required_argument, NULL, 'm'},
             {"baseline", required_argument, NULL, 'b'},
             {"rounds", required_argument, NULL, 'r'},
             {"help", no_argument, NULL, 'h'},
@@ -767,6 +878,14 @@ int main(int argc, char **argv)
                         break;
                 case 't':
                         terminal_bytes = strtoull(optarg, NULL, 10);
+                        break;
+                case 'f':
+                        fs_path = realpath(optarg, NULL); /* a manifest names an absolute path */
+                        if (!fs_path)
+                                die(optarg);
+                        break;
+                case 'm':
+                        fs_manifest = optarg;
                         break;
                 case 'b':
                         baseline = optarg;
@@ -804,7 +923,7 @@ int main(int argc, char **argv)
                 die("fork");
         if (echo == 0)
                 echo_server(echo_sock);
-        pid_t worker = start_worker(home, worker_sock);
+        pid_t worker = start_worker(home, worker_sock, NULL);
 
         /* Idle PSS first: a fresh worker that has answered one request. */
         {
@@ -842,6 +961,58 @@ int main(int argc, char **argv)
         measure_echo_while_saving(worker_sock, worker_sock, saved, &echo_alone, &echo_saving, &saves, NULL,
                                   NULL);
 
+        /* The same requests to a worker whose fs service is helios-fs, interleaved with the in-process
+         * one so that both see the same machine load. */
+        Latency in_lat = {}, out_lat = {};
+        double in_big = 0, out_big = 0;
+        pid_t worker_out = -1;
+        char out_dir[300], out_home[320], out_sock[320], out_small[400], out_big_path[400], admin[320],
+            out_req[700];
+        if (fs_path && fs_manifest) {
+                snprintf(out_dir, sizeof(out_dir), "%s/out", dir);
+                snprintf(out_home, sizeof(out_home), "%s/home", out_dir);
+                snprintf(out_sock, sizeof(out_sock), "%s/worker.sock", out_dir);
+                snprintf(admin, sizeof(admin), "%s/admin-services", out_dir);
+                snprintf(out_small, sizeof(out_small), "%s/small.txt", out_home);
+                snprintf(out_big_path, sizeof(out_big_path), "%s/big.txt", out_home);
+                if (mkdir(out_dir, 0700) < 0 || mkdir(out_home, 0700) < 0)
+                        die("mkdir");
+                write_fs_manifest(admin);
+                write_file(out_small, 1024);
+                write_file(out_big_path, 10 * 1024 * 1024);
+                worker_out = start_worker(out_home, out_sock, admin);
+                snprintf(out_req, sizeof(out_req),
+                         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"fs:read_file\",\"params\":{\"path\":\"%"
+                         "s\"}}\n",
+                         out_small);
+                /* Three rounds, alternately; the median round of each. */
+                Latency in_r[3], out_r[3];
+                for (int i = 0; i < 3; i++) {
+                        in_r[i] = measure_latency(worker_sock, req);
+                        out_r[i] = measure_latency(out_sock, out_req);
+                }
+                in_lat = median_latency(in_r);
+                out_lat = median_latency(out_r);
+                if (out_lat.reply_len < 1024) {
+                        fprintf(stderr, "worker-bench: helios-fs did not return the file\n");
+                        return 1;
+                }
+                /* Read by read, alternately, so that a busy moment of the machine costs both alike. */
+                double in_t[9], out_t[9];
+                for (int i = 0; i < 9; i++) {
+                        in_t[i] = measure_big_read_once(worker_sock, big, 10 * 1024 * 1024);
+                        out_t[i] = measure_big_read_once(out_sock, out_big_path, 10 * 1024 * 1024);
+                }
+                qsort(in_t, 9, sizeof(double), cmp_double);
+                qsort(out_t, 9, sizeof(double), cmp_double);
+                in_big = in_t[4];
+                out_big = out_t[4];
+                if (!fs_served_out_of_process(out_sock)) {
+                        fprintf(stderr, "worker-bench: the second worker did not run helios-fs\n");
+                        return 1;
+                }
+        }
+
         printf("helios-worker benchmark (%u sequential requests, %u connections for %.1f s)\n", n_requests,
                n_connections, seconds);
         printf("%-44s %12s %12s %8s\n", "", "worker", "floor", "ratio");
@@ -861,6 +1032,18 @@ int main(int argc, char **argv)
                (unsigned long long)raw_bytes);
         printf("%-44s %8ld KiB\n", "PSS idle worker (after one request)", pss_idle);
         printf("%-44s %8ld KiB\n", "PSS worker after the benchmark", pss_after);
+        if (worker_out > 0) {
+                printf("\n%-44s %12s %12s %8s\n", "fs service (medians)", "in process", "helios-fs",
+                       "ratio");
+                printf("%-44s %10.1f µs %10.1f µs %7.2fx\n", "fs:read_file 1 KiB round trip p50 (3 rounds)",
+                       in_lat.p50, out_lat.p50, out_lat.p50 / in_lat.p50);
+                printf("%-44s %10.1f ms %10.1f ms %7.2fx\n", "fs:read_file 10 MiB (9 alternate reads)",
+                       in_big * 1e3, out_big * 1e3, out_big / in_big);
+                printf("%-44s %7.1f MB/s %7.1f MB/s\n", "fs:read_file 10 MiB throughput",
+                       10.0 * 1024 * 1024 / in_big / 1e6, 10.0 * 1024 * 1024 / out_big / 1e6);
+                kill(worker_out, SIGTERM);
+                waitpid(worker_out, NULL, 0);
+        }
 
         kill(worker, SIGTERM);
         kill(echo, SIGTERM);

@@ -21,20 +21,24 @@
  *                                           directory is missing ("no-home"). Asked again after the
  *                                           gateway's connection to the socket ended before the worker
  *                                           said anything, "failed" tells that the worker keeps failing
- *                                           to start (embedded mode)
+ *                                           to start (embedded mode; under systemd: its socket failed
+ *                                           because systemd stopped starting the service, asked before
+ *                                           each start, for 30 s or until reset-failed)
  *   ID \0 "account" \0 USER \0               may USER still use Helios? The launcher's own policy (below),
  *                                           then PAM's account management (pam_acct_mgmt: expiry, access
  *                                           rules), then whether the password is locked (usermod -L),
- *                                           without a password; "ok", "denied" (PAM or a locked password
- *                                           says no) or "refused" (the policy, or no such account)
+ *                                           without a password; "ok", "locked" (the password is locked or
+ *                                           the account expired), "denied" (PAM says no otherwise) or
+ *                                           "refused" (the policy, or no such account)
  *   ID \0 "session-open" \0 KEY \0 USER \0 RHOST \0
  *                                           open a PAM login session for USER (service "helios", the
  *                                           session stack) held by a helios-session process of its own,
  *                                           with a utmp/wtmp record on line "web/N"; RHOST is the client's
  *                                           address ("" when unknown). "ok" once the session is open;
- *                                           "denied" when PAM's account or session management says no,
- *                                           "busy" past the bounds below, "refused" as for worker, or when
- *                                           KEY is already open on this connection
+ *                                           "denied" when PAM's account or session management says no
+ *                                           or the password is locked (as for account), "busy" past
+ *                                           the bounds below, "refused" as for worker, or when KEY is
+ *                                           already open on this connection
  *   ID \0 "session-close" \0 KEY \0           end the session KEY of this connection: "ok" at once (also
  *                                           for a KEY that is not open); the helper closes the PAM
  *                                           session and the utmp record and exits

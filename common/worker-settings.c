@@ -62,7 +62,7 @@ static int on_setting(const char *path, unsigned line, const char *key, const ch
 }
 
 /* One file on top of s; a missing one changes nothing. section NULL: the whole file is the worker's. */
-static int load_file(const char *path, const char *section, WorkerSettings *s)
+static int load_file(const char *path, const char *section, bool own_ok, WorkerSettings *s)
 {
         _cleanup_close_ int fd = -1;
         _cleanup_(fclosep) FILE *f = NULL;
@@ -76,7 +76,8 @@ static int load_file(const char *path, const char *section, WorkerSettings *s)
         if (fstat(fd, &st) < 0)
                 return log_error_errno(errno, "Cannot stat %s: %m", path);
         /* Anyone else who could write it would set the limits of every workspace. */
-        if (!S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 0022)) {
+        if (!S_ISREG(st.st_mode) || (st.st_uid != 0 && !(own_ok && st.st_uid == geteuid())) ||
+            (st.st_mode & 0022)) {
                 log_error("%s must be a regular file of root's that nobody else may write.", path);
                 return -EPERM;
         }
@@ -89,14 +90,14 @@ static int load_file(const char *path, const char *section, WorkerSettings *s)
         return conf_file_parse_stream(f, path, on_setting, s);
 }
 
-int worker_settings_load(const char *path, const char *user, WorkerSettings *ret)
+int worker_settings_load(const char *path, const char *user, bool own_ok, WorkerSettings *ret)
 {
         _cleanup_free_ char *user_path = NULL;
         WorkerSettings s = {};
         const char *slash;
         int r;
 
-        r = load_file(path, WORKER_SETTINGS_SECTION, &s);
+        r = load_file(path, WORKER_SETTINGS_SECTION, own_ok, &s);
         if (r < 0)
                 return r;
         if (user) {
@@ -107,7 +108,7 @@ int worker_settings_load(const char *path, const char *user, WorkerSettings *ret
                 if (asprintf(&user_path, "%.*s" WORKER_SETTINGS_USER_DIR "/%s.conf",
                              slash ? (int)(slash - path + 1) : 0, path, user) < 0)
                         return -ENOMEM;
-                r = load_file(user_path, NULL, &s);
+                r = load_file(user_path, NULL, own_ok, &s);
                 if (r < 0)
                         return r;
         }

@@ -49,6 +49,8 @@ typedef struct WorkerSettings {
 } WorkerSettings;
 
 /* Read path's [worker] section, then, for user (NULL: none), USER.conf in WORKER_SETTINGS_USER_DIR beside
- * path. A missing file sets nothing. A file in error (unknown key, invalid value, writable by someone
- * other than root or the reader) is logged and fails: -EINVAL or -EPERM. */
-int worker_settings_load(const char *path, const char *user, WorkerSettings *ret);
+ * path. A missing file sets nothing. A file in error (unknown key, invalid value, not root's, writable by
+ * anyone else) is logged and fails: -EINVAL or -EPERM. own_ok also accepts files of the reader's own: only
+ * for a path the reader's caller named (a test, a developer), never for the admin's file, or a worker
+ * running as its user would honour limits that user wrote. */
+int worker_settings_load(const char *path, const char *user, bool own_ok, WorkerSettings *ret);

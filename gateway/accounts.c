@@ -105,7 +105,7 @@ static void on_answer(int r, void *userdata)
         e->request = NULL;
         if (r == -ECANCELED)
                 return;
-        if (r < 0 && r != -EACCES && r != -EPERM) {
+        if (r < 0 && r != -EACCES && r != -EPERM && r != -EKEYEXPIRED) {
                 /* The launcher could not tell (restarting, busy): what was known stays, and the next tick
                  * asks again. */
                 log_warning_errno(r, "Cannot check the account %s: %m", e->user);
@@ -113,7 +113,9 @@ static void on_answer(int r, void *userdata)
         }
         e->state = r == 0 ? ACCOUNT_OK : ACCOUNT_REFUSED;
         if (e->state == ACCOUNT_REFUSED) {
-                n = session_store_end_user(a->sessions, e->user, SESSION_END_ACCOUNT);
+                n = session_store_end_user(a->sessions, e->user,
+                                           r == -EKEYEXPIRED ? SESSION_END_ACCOUNT_LOCKED
+                                                             : SESSION_END_ACCOUNT);
                 log_notice("The account %s may no longer log in: %zu session%s ended.", e->user, n,
                            n == 1 ? "" : "s");
         }

@@ -864,7 +864,12 @@ static void on_session_ended(SessionLink *link, SessionEnd why)
         out_free_all(b);
         pipe_close(b, PIPE_CLOSING);
         free_waiting(b);
-        request_close(b, LWS_CLOSE_STATUS_POLICY_VIOLATION, session_end_to_string(why));
+        /* A locked account is said as when the workspace is asked for (4011); every other end sends
+         * the page to its login. */
+        if (why == SESSION_END_ACCOUNT_LOCKED)
+                request_close(b, BRIDGE_CLOSE_ACCOUNT_LOCKED, session_end_to_string(why));
+        else
+                request_close(b, LWS_CLOSE_STATUS_POLICY_VIOLATION, session_end_to_string(why));
 }
 
 /* ---- life cycle ---- */

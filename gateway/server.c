@@ -640,7 +640,8 @@ int gateway_check_config(const GatewayConfig *c)
                 /* The workers read the [worker] section themselves, each at its start: a mistake there
                  * would keep every workspace from starting. */
                 WorkerSettings ws;
-                r = worker_settings_load(c->config_path, NULL, &ws);
+                r = worker_settings_load(c->config_path, NULL,
+                                         !streq(c->config_path, GATEWAY_DEFAULT_CONFIG), &ws);
                 if (r < 0)
                         problems += check_problem("[" WORKER_SETTINGS_SECTION "]", r, NULL);
         }

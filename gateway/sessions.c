@@ -12,9 +12,13 @@
 #include "macro.h"
 
 static const char *const session_end_table[_SESSION_END_MAX] = {
-    [SESSION_END_LOGOUT] = "logout",     [SESSION_END_REVOKED] = "revoked",
-    [SESSION_END_EXPIRED] = "expired",   [SESSION_END_EVICTED] = "evicted",
-    [SESSION_END_SHUTDOWN] = "shutdown", [SESSION_END_ACCOUNT] = "account disabled",
+    [SESSION_END_LOGOUT] = "logout",
+    [SESSION_END_REVOKED] = "revoked",
+    [SESSION_END_EXPIRED] = "expired",
+    [SESSION_END_EVICTED] = "evicted",
+    [SESSION_END_SHUTDOWN] = "shutdown",
+    [SESSION_END_ACCOUNT] = "account disabled",
+    [SESSION_END_ACCOUNT_LOCKED] = "account locked or expired",
 };
 
 const char *session_end_to_string(SessionEnd e)

@@ -22,7 +22,8 @@ typedef enum SessionEnd {
         SESSION_END_EXPIRED,
         SESSION_END_EVICTED, /* the user's oldest, dropped for a new login over the per-user limit */
         SESSION_END_SHUTDOWN,
-        SESSION_END_ACCOUNT, /* the launcher no longer admits the account (locked, expired, removed) */
+        SESSION_END_ACCOUNT,        /* the launcher no longer admits the account (PAM, removed) */
+        SESSION_END_ACCOUNT_LOCKED, /* its password was locked or the account expired */
         _SESSION_END_MAX,
 } SessionEnd;
 

@@ -76,8 +76,10 @@ struct Request {
         char user[LAUNCHER_USER_MAX + 1];
         uint64_t started_ms;
 
-        PamCheck *pam;         /* auth */
-        UnitJob *job;          /* worker, under systemd */
+        PamCheck *pam;                           /* auth */
+        UnitJob *job;                            /* worker, under systemd: the check, then the start */
+        UnitProperty props[UNIT_PROPERTIES_MAX]; /* worker, under systemd: set at the start */
+        size_t n_props;
         EmbeddedJob *embedded; /* worker, embedded mode */
 };
 
@@ -338,9 +340,17 @@ static void on_account_checked(Request *r, PamCheckResult result)
                 request_answer(r, LAUNCHER_REPLY_OK, NULL);
                 break;
         case PAM_CHECK_DENIED:
+                /* A locked password or an expired account is told apart: the page says so. */
+                if (account_workspace_check(r->user) == -EKEYEXPIRED) {
+                        log_event(LOG_NOTICE, r->user, "account-locked",
+                                  "The account %s may no longer log in: the password is locked or the "
+                                  "account expired.",
+                                  r->user);
+                        request_answer(r, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_LOCKED);
+                        break;
+                }
                 log_event(LOG_NOTICE, r->user, "account-denied",
-                          "The account %s may no longer log in (expired, locked or refused by PAM).",
-                          r->user);
+                          "The account %s may no longer log in (refused by PAM).", r->user);
                 request_answer(r, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_DENIED);
                 break;
         case PAM_CHECK_TIMEOUT:
@@ -564,6 +574,49 @@ static void on_unit_started(int r, void *userdata)
         update_status(m);
 }
 
+/* How long a worker socket that failed because systemd stopped starting its service is answered
+ * "failed" without a start: a passing fault does not lock a student out for longer, and each later
+ * try costs systemd's burst of starts again. The admin's reset-failed ends it at once. */
+#define WORKER_FAILING_HOLD_USEC (30ULL * 1000000ULL)
+
+static void worker_unit_start(Request *req)
+{
+        Manager *m = req->manager;
+        char escaped[UNIT_ESCAPED_USER_MAX], unit[UNIT_ESCAPED_USER_MAX + 32],
+            service[UNIT_ESCAPED_USER_MAX + 32];
+        int k;
+
+        k = unit_name_escape(req->user, escaped, sizeof(escaped));
+        assert(k >= 0);
+        (void)snprintf(unit, sizeof(unit), "helios-worker@%s.socket", escaped);
+        (void)snprintf(service, sizeof(service), "helios-worker@%s.service", escaped);
+        k = unit_starter_start(m->units, unit, service, req->props, req->n_props, on_unit_started, req,
+                               &req->job);
+        if (k < 0) {
+                request_answer(req, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_FAILED);
+                request_free(req);
+                update_status(m);
+        }
+}
+
+static void on_unit_checked(int r, void *userdata)
+{
+        Request *req = userdata;
+        Manager *m = req->manager;
+
+        req->job = NULL;
+        /* Not failing, or the check could not tell: the start decides. */
+        if (r <= 0) {
+                worker_unit_start(req);
+                return;
+        }
+        log_event(LOG_WARNING, req->user, "worker-failing",
+                  "No workspace for %s: its worker service keeps failing to start.", req->user);
+        request_answer(req, LAUNCHER_REPLY_ERROR, LAUNCHER_ERROR_FAILED);
+        request_free(req);
+        update_status(m);
+}
+
 /* Masked by the admin (systemctl mask [--runtime]): the unit file is a link to /dev/null. Asked of the
  * service as well as of the socket, whose start would succeed with the service masked and leave every
  * connection to fail; a masked socket the manager refuses too (UnitMasked, see unit-starter.c). */
@@ -649,11 +702,15 @@ static void handle_worker_systemd(Conn *c, const char *id, const char *user)
                 conn_error(c, id, LAUNCHER_ERROR_FAILED);
                 return;
         }
-        k = unit_starter_start(m->units, unit, service, props, n, on_unit_started, r, &r->job);
-        if (k < 0) {
-                request_free(r);
-                conn_error(c, id, LAUNCHER_ERROR_FAILED);
-        }
+        memcpy(r->props, props, n * sizeof(props[0]));
+        r->n_props = n;
+        /* A socket that systemd failed because its service keeps failing would start again, and leave
+         * every connection to end unanswered: asked first, on the first ask as on the gateway's second
+         * (after a connection that ended before the worker said anything). */
+        k = unit_starter_check_failing(m->units, unit, WORKER_FAILING_HOLD_USEC, on_unit_checked, r,
+                                       &r->job);
+        if (k < 0)
+                worker_unit_start(r);
 }
 
 static void handle_worker(Conn *c, const char *id, const char *user)

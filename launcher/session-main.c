@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <utmpx.h>
 
+#include "account.h"
 #include "launcher-protocol.h"
 #include "log.h"
 #include "macro.h"
@@ -67,21 +68,43 @@ static bool pam_result_is_denial(int r)
         }
 }
 
-/* The record of this session: USER_PROCESS while it is open, DEAD_PROCESS after. ut_id is the line's
- * last four characters, as login(1) makes it ("eb/3"), so that the next session on this line replaces
- * the record and no terminal's ("ts/3" for pts/3) is touched. */
+/* Whether line is "web/N", N a number of one to three digits without leading zeros. */
+static bool line_valid(const char *line)
+{
+        const char *n = line + 4;
+        size_t len;
+
+        if (strncmp(line, "web/", 4) != 0)
+                return false;
+        len = strlen(n);
+        if (len < 1 || len > 3 || strspn(n, "0123456789") != len || (n[0] == '0' && len > 1))
+                return false;
+        return true;
+}
+
+/* The record of this session: USER_PROCESS while it is open, DEAD_PROCESS after. ut_id is "w" and the
+ * line's number ("w3" for web/3), so that the next session on this line replaces the record and no
+ * terminal's is touched: login(1) and sshd take a line's last four characters, "/113" for pts/113,
+ * which web/113's would be too.
+ *
+ * The DEAD_PROCESS record replaces the line's only while that is still this session's: a helper that
+ * closes late (its launcher restarted, and the new one gave the line to another login meanwhile) must
+ * not end the other login's record in utmp, nor in wtmp, where last(1) would read it as that login's
+ * logout. */
 static void login_record(const Args *a, short type)
 {
         struct utmpx ut = {.ut_type = type, .ut_pid = getpid()};
         struct timeval tv;
-        size_t len = strlen(a->line);
+        char id[sizeof(ut.ut_id) + 1];
+        bool ours = true;
 
         (void)gettimeofday(&tv, NULL);
         ut.ut_tv.tv_sec = (int32_t)tv.tv_sec;
         ut.ut_tv.tv_usec = (int32_t)tv.tv_usec;
         (void)strncpy(ut.ut_line, a->line, sizeof(ut.ut_line));
-        (void)strncpy(ut.ut_id, a->line + (len > sizeof(ut.ut_id) ? len - sizeof(ut.ut_id) : 0),
-                      sizeof(ut.ut_id));
+        /* Four bytes, not NUL-terminated when full ("w113"). */
+        (void)snprintf(id, sizeof(id), "w%s", a->line + 4);
+        (void)strncpy(ut.ut_id, id, sizeof(ut.ut_id));
         if (type == USER_PROCESS) {
                 (void)strncpy(ut.ut_user, a->user, sizeof(ut.ut_user));
                 (void)strncpy(ut.ut_host, a->rhost, sizeof(ut.ut_host));
@@ -90,10 +113,18 @@ static void login_record(const Args *a, short type)
                 log_warning_errno(errno, "Cannot use %s, ignoring: %m", a->utmp);
         else {
                 setutxent();
-                if (!pututxline(&ut))
+                if (type == DEAD_PROCESS) {
+                        struct utmpx *cur = getutxid(&ut);
+                        ours = !cur || cur->ut_pid == ut.ut_pid;
+                }
+                if (ours && !pututxline(&ut))
                         log_warning_errno(errno, "Cannot write the record of %s to %s, ignoring: %m",
                                           a->line, a->utmp);
                 endutxent();
+        }
+        if (!ours) {
+                log_notice("The line %s has another login now: its records are left alone.", a->line);
+                return;
         }
         updwtmpx(a->wtmp, &ut);
 }
@@ -144,6 +175,10 @@ static int session(const Args *a, int sfd)
                 step = "account check";
                 r = pam_acct_mgmt(h, 0);
         }
+        if (r == PAM_SUCCESS && account_password_locked(a->user))
+                /* usermod -L, passwd -l, as the launcher's account check has it: pam_unix's account
+                 * management lets such an account by, as it would a login by SSH key. */
+                r = PAM_PERM_DENIED;
         if (r == PAM_SUCCESS) {
                 step = "credentials";
                 r = pam_setcred(h, PAM_ESTABLISH_CRED);
@@ -196,9 +231,8 @@ int main(int argc, char **argv)
                 return PAM_HELPER_EXIT_FAILED;
         }
         Args a = {argv[1], argv[2], argv[3], argv[4], argv[5], argv[6]};
-        if (geteuid() != 0 || !user_name_valid(a.user, strlen(a.user)) || strncmp(a.line, "web/", 4) != 0 ||
-            strlen(a.line) > 8 || !launcher_rhost_valid(a.rhost, strlen(a.rhost)) || a.utmp[0] != '/' ||
-            a.wtmp[0] != '/') {
+        if (geteuid() != 0 || !user_name_valid(a.user, strlen(a.user)) || !line_valid(a.line) ||
+            !launcher_rhost_valid(a.rhost, strlen(a.rhost)) || a.utmp[0] != '/' || a.wtmp[0] != '/') {
                 log_error("helios-session: invalid arguments.");
                 return PAM_HELPER_EXIT_FAILED;
         }

@@ -25,6 +25,8 @@ struct UnitJob {
         char *early_path; /* a JobRemoved for this unit seen before the reply */
         char *early_result;
         sd_bus_slot *call;
+        bool check;         /* unit_starter_check_failing(), not a start (early_result: its Result) */
+        uint64_t hold_usec; /* check: how long a limit hit counts */
         uv_timer_t timer;
         UnitJobCallback cb;
         void *userdata;
@@ -99,8 +101,8 @@ static void on_job_timeout(uv_timer_t *t)
 {
         UnitJob *j = container_of(t, UnitJob, timer);
 
-        log_error("Starting %s took more than %llu ms; giving up.", j->unit,
-                  (unsigned long long)j->starter->timeout_ms);
+        log_error("%s %s took more than %llu ms; giving up.", j->check ? "Asking about" : "Starting",
+                  j->unit, (unsigned long long)j->starter->timeout_ms);
         job_finish(j, -ETIMEDOUT);
 }
 
@@ -150,6 +152,8 @@ static int on_job_removed(sd_bus_message *m, void *userdata, sd_bus_error *ret_e
                 return 0;
         }
         for (UnitJob *j = u->jobs; j; j = j->next) {
+                if (j->check)
+                        continue;
                 if (j->job_path && streq(j->job_path, path)) {
                         job_finish(j, job_result(j, result));
                         return 0;
@@ -402,6 +406,139 @@ int unit_starter_start(UnitStarter *u, const char *unit, const char *props_unit,
         if (r < 0) {
                 job_free(j);
                 return r;
+        }
+        bus_update(u);
+        *ret = j;
+        return 0;
+}
+
+/* ---- whether a unit keeps failing ---- */
+
+static uint64_t now_usec(void)
+{
+        struct timespec ts;
+
+        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* A property's value from a Properties.Get reply, as a basic type; 0 or -errno (logged). */
+static int read_property(UnitJob *j, sd_bus_message *m, const char *name, char type, void *ret)
+{
+        const sd_bus_error *e = sd_bus_message_get_error(m);
+        char sig[2] = {type, '\0'};
+        int r;
+
+        if (e) {
+                log_warning("Cannot read %s of %s: %s: %s", name, j->unit, e->name, strna(e->message));
+                return -EIO;
+        }
+        r = sd_bus_message_read(m, "v", sig, ret);
+        if (r < 0)
+                return log_warning_errno(r, "Cannot read %s of %s: %m", name, j->unit);
+        return 0;
+}
+
+static int on_check_since(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        UnitJob *j = userdata;
+        uint64_t since, now = now_usec();
+
+        j->call = sd_bus_slot_unref(j->call);
+        if (read_property(j, m, "InactiveEnterTimestampMonotonic", 't', &since) < 0) {
+                job_finish(j, 0);
+                return 0;
+        }
+        if (since == 0 || since > now || now - since >= j->hold_usec) {
+                log_info("%s failed (%s) %llu s ago; starting it again.", j->unit, j->early_result,
+                         (unsigned long long)((now - since) / 1000000ULL));
+                job_finish(j, 0);
+                return 0;
+        }
+        log_error("%s failed (%s) %llu s ago: its service keeps failing to start. Refused until "
+                  "'systemctl reset-failed %s', a start of it, or %llu s after the failure.",
+                  j->unit, j->early_result, (unsigned long long)((now - since) / 1000000ULL), j->unit,
+                  (unsigned long long)(j->hold_usec / 1000000ULL));
+        job_finish(j, 1);
+        return 0;
+}
+
+static int on_check_result(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        UnitJob *j = userdata;
+        const char *result;
+        int r;
+
+        j->call = sd_bus_slot_unref(j->call);
+        if (read_property(j, m, "Result", 's', &result) < 0) {
+                job_finish(j, 0);
+                return 0;
+        }
+        /* Only systemd's own verdict that the service keeps failing, which fails the socket with it: a
+         * crash now and then, or a failure a start has since cleared, is started again as always. */
+        if (!streq(result, "service-start-limit-hit") && !streq(result, "trigger-limit-hit")) {
+                job_finish(j, 0);
+                return 0;
+        }
+        free(j->early_result);
+        j->early_result = strdup(result);
+        if (!j->early_result) {
+                job_finish(j, 0);
+                return 0;
+        }
+        r = sd_bus_call_method_async(j->starter->bus, &j->call, SD_DEST, j->job_path,
+                                     "org.freedesktop.DBus.Properties", "Get", on_check_since, j, "ss",
+                                     "org.freedesktop.systemd1.Unit", "InactiveEnterTimestampMonotonic");
+        if (r < 0) {
+                log_warning_errno(r, "Cannot ask when %s failed: %m", j->unit);
+                job_finish(j, 0);
+        }
+        return 0;
+}
+
+int unit_starter_check_failing(UnitStarter *u, const char *unit, uint64_t hold_usec, UnitJobCallback cb,
+                               void *userdata, UnitJob **ret)
+{
+        UnitJob *j;
+        int r;
+
+        assert(u && unit && cb && ret);
+
+        if (!u->bus) {
+                r = bus_connect(u);
+                if (r < 0)
+                        return r;
+        }
+        j = calloc(1, sizeof(UnitJob));
+        if (!j)
+                return -ENOMEM;
+        j->starter = u;
+        j->cb = cb;
+        j->userdata = userdata;
+        j->check = true;
+        j->hold_usec = hold_usec;
+        j->unit = strdup(unit);
+        r = j->unit ? sd_bus_path_encode("/org/freedesktop/systemd1/unit", unit, &j->job_path) : -ENOMEM;
+        if (r >= 0)
+                r = uv_timer_init(u->loop, &j->timer);
+        if (r < 0) {
+                free(j->unit);
+                free(j->job_path);
+                free(j);
+                return r;
+        }
+        j->next = u->jobs;
+        if (u->jobs)
+                u->jobs->prev = j;
+        u->jobs = j;
+        (void)uv_timer_start(&j->timer, on_job_timeout, u->timeout_ms, 0);
+
+        r = sd_bus_call_method_async(u->bus, &j->call, SD_DEST, j->job_path,
+                                     "org.freedesktop.DBus.Properties", "Get", on_check_result, j, "ss",
+                                     "org.freedesktop.systemd1.Socket", "Result");
+        if (r < 0) {
+                job_free(j);
+                return log_error_errno(r, "Cannot ask how %s ended: %m", unit);
         }
         bus_update(u);
         *ret = j;

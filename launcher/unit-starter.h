@@ -33,5 +33,12 @@ typedef struct UnitProperty {
  * failing fails the job. */
 int unit_starter_start(UnitStarter *u, const char *unit, const char *props_unit, const UnitProperty *props,
                        size_t n, UnitJobCallback cb, void *userdata, UnitJob **ret);
+/* Whether the service of unit (a socket) keeps failing to start: the socket failed with Result
+ * service-start-limit-hit (systemd stopped starting its service) or trigger-limit-hit less than
+ * hold_usec ago. Asked before the socket is started, which clears its Result, as a reset-failed does.
+ * cb gets 1 if so (logged, with the Result and since when), 0 if not or when that could not be told
+ * (logged), -ETIMEDOUT past the starter's timeout. */
+int unit_starter_check_failing(UnitStarter *u, const char *unit, uint64_t hold_usec, UnitJobCallback cb,
+                               void *userdata, UnitJob **ret);
 /* The callback will not be called; the job itself runs on in the service manager. */
 void unit_job_cancel(UnitJob *j);

@@ -43,6 +43,13 @@ typedef struct Subscriber {
         ClientId remote; /* a client connection (bus:subscribe) instead of fn; 0 once gone */
 } Subscriber;
 
+/* A notification outside its namespace that the connection of an on-demand service may publish: an
+ * event of the built-in service it replaces (bus_grant_notification()). */
+typedef struct Grant {
+        char *topic;
+        void *userdata; /* the on-demand service's, as given to bus_serve_on_demand() */
+} Grant;
+
 typedef struct Client {
         ClientId id; /* 0 once removed; swept when no publish is running */
         const BusClientOps *ops;
@@ -54,6 +61,8 @@ struct Bus {
         size_t n_servers;
         Subscriber *subs;
         size_t n_subs;
+        Grant *grants;
+        size_t n_grants;
         Client *clients;
         size_t n_clients;
         ClientId next_client_id;
@@ -115,6 +124,9 @@ Bus *bus_free(Bus *b)
                 free(b->servers[i].topic);
         for (size_t i = 0; i < b->n_subs; i++)
                 free(b->subs[i].topic);
+        for (size_t i = 0; i < b->n_grants; i++)
+                free(b->grants[i].topic);
+        free(b->grants);
         free(b->servers);
         free(b->subs);
         free(b->clients);
@@ -176,6 +188,25 @@ int bus_serve_on_demand(Bus *b, const char *topic, BusStartFn start, void *userd
 {
         assert(b && topic && start);
         return add_server(b, topic, (Server){NULL, NULL, userdata, 0, start, NULL});
+}
+
+int bus_grant_notification(Bus *b, const char *topic, void *userdata)
+{
+        Grant *g;
+        char *t;
+
+        assert(b && topic && userdata);
+        t = strdup(topic);
+        g = realloc(b->grants, (b->n_grants + 1) * sizeof(Grant));
+        if (!t || !g) {
+                free(t);
+                if (g)
+                        b->grants = g;
+                return -ENOMEM;
+        }
+        b->grants = g;
+        b->grants[b->n_grants++] = (Grant){t, userdata};
+        return 0;
 }
 
 int bus_subscribe(Bus *b, const char *topic, BusEventFn fn, void *userdata)
@@ -516,83 +547,6 @@ void bus_call_error(BusCall *call, int code, const char *message, cJSON *data)
         call_answered(call);
 }
 
-void bus_call_error_errno(BusCall *call, int r, const char *path)
-{
-        cJSON *data = cJSON_CreateObject();
-        const char *name = errno_name(r);
-        char msg[256];
-        RpcError code = rpc_error_from_errno(r);
-
-        if (data) {
-                if (name)
-                        (void)cJSON_AddStringToObject(data, "errno", name);
-                if (path)
-                        (void)cJSON_AddStringToObject(data, "path", path);
-        }
-        /* The message names the cause in words: strerror's, which users recognise from the shell. */
-        (void)snprintf(msg, sizeof(msg), "%s", strerror(abs(r)));
-        bus_call_error(call, code, msg, data);
-}
-
-int bus_call_error_oom(BusCall *call)
-{
-        log_oom();
-        bus_call_error(call, RPC_INTERNAL_ERROR, "Out of memory", NULL);
-        return -ENOMEM;
-}
-
-int bus_call_error_invalid(BusCall *call, const char *reason, const char *path)
-{
-        cJSON *data = cJSON_CreateObject();
-        char msg[256];
-
-        assert(reason);
-        if (data && (!cJSON_AddStringToObject(data, "reason", reason) ||
-                     (path && !cJSON_AddStringToObject(data, "path", path)))) {
-                cJSON_Delete(data);
-                data = NULL;
-        }
-        (void)snprintf(msg, sizeof(msg), "Invalid params: %s", reason);
-        bus_call_error(call, RPC_INVALID_PARAMS, msg, data);
-        return -EINVAL;
-}
-
-void bus_call_error_forward(BusCall *call, const cJSON *error)
-{
-        const cJSON *code = cJSON_GetObjectItemCaseSensitive(error, "code");
-        const cJSON *message = cJSON_GetObjectItemCaseSensitive(error, "message");
-        const cJSON *data = cJSON_GetObjectItemCaseSensitive(error, "data");
-        cJSON *copy = NULL;
-
-        if (!cJSON_IsNumber(code) || !(code->valuedouble >= INT_MIN && code->valuedouble <= INT_MAX) ||
-            code->valuedouble != (double)(int)code->valuedouble) {
-                bus_call_error(call, RPC_INTERNAL_ERROR, "Malformed error from a service", NULL);
-                return;
-        }
-        if (data) {
-                copy = cJSON_Duplicate(data, true);
-                if (!copy) {
-                        (void)bus_call_error_oom(call);
-                        return;
-                }
-        }
-        bus_call_error(call, (int)code->valuedouble, cJSON_IsString(message) ? message->valuestring : NULL,
-                       copy);
-}
-
-int bus_call_params(BusCall *call, const cJSON *params, const JsonField *fields, size_t n_fields)
-{
-        const char *reason = NULL;
-        cJSON empty = {.type = cJSON_Object};
-        int r;
-
-        /* Absent params mean an empty object: every method takes named params. */
-        r = json_dispatch(params ? params : &empty, fields, n_fields, &reason);
-        if (r < 0)
-                (void)bus_call_error_invalid(call, reason, NULL);
-        return r;
-}
-
 static bool in_audience(ClientId id, BusAudience audience, ClientId client)
 {
         switch (audience) {
@@ -775,13 +729,27 @@ static bool serves_namespace(Bus *b, ClientId id, const char *method)
         return false;
 }
 
+/* Whether the connection runs an on-demand service granted method (bus_grant_notification()). */
+static bool granted(Bus *b, ClientId id, const char *method)
+{
+        for (size_t g = 0; g < b->n_grants; g++) {
+                if (!streq(b->grants[g].topic, method))
+                        continue;
+                for (size_t i = 0; i < b->n_servers; i++)
+                        if (b->servers[i].start && b->servers[i].userdata == b->grants[g].userdata &&
+                            b->servers[i].remote == id)
+                                return true;
+        }
+        return false;
+}
+
 bool bus_client_notification(Bus *b, ClientId from, const char *method, const cJSON *params)
 {
         _cleanup_json_ cJSON *p = NULL;
         const cJSON *token;
         ClientId to = 0;
 
-        if (!serves_namespace(b, from, method))
+        if (!serves_namespace(b, from, method) && !granted(b, from, method))
                 return false;
         if (params && !cJSON_IsObject(params)) {
                 log_debug("Dropping %s from client %" PRIu64 ": params not an object.", method, from);
@@ -808,6 +776,11 @@ bool bus_client_notification(Bus *b, ClientId from, const char *method, const cJ
                         return true;
                 to = (ClientId)n;
                 cJSON_DeleteItemFromObjectCaseSensitive(p, BUS_CLIENT_TOKEN);
+        }
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, BUS_INTERNAL_TOKEN))) {
+                cJSON_DeleteItemFromObjectCaseSensitive(p, BUS_INTERNAL_TOKEN);
+                bus_publish(b, method, TAKE_PTR(p), BUS_INTERNAL, from);
+                return true;
         }
         /* Every client but the service itself, as an in-process service's own events do not come back. */
         bus_publish(b, method, TAKE_PTR(p), to ? BUS_ONE_CLIENT : BUS_OTHER_CLIENTS, to ? to : from);

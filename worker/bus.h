@@ -76,6 +76,10 @@ int bus_serve(Bus *b, const char *topic, BusMethodFn fn, void *userdata);
  * when it cannot start at all. */
 typedef int (*BusStartFn)(void *userdata, ClientId *ret);
 int bus_serve_on_demand(Bus *b, const char *topic, BusStartFn start, void *userdata);
+/* The connection serving the on-demand service of userdata may publish the notification topic although
+ * it is outside its namespace: an event of the built-in service it replaces (file:changed_on_disk of
+ * fs). */
+int bus_grant_notification(Bus *b, const char *topic, void *userdata);
 int bus_subscribe(Bus *b, const char *topic, BusEventFn fn, void *userdata);
 void bus_unsubscribe(Bus *b, const char *topic, BusEventFn fn, void *userdata);
 bool bus_has_server(Bus *b, const char *topic);
@@ -139,11 +143,15 @@ int bus_send_raw(Bus *b, ClientId client, const char *msg, size_t len);
  * absent when the request came from inside the worker). A service's notification that carries it
  * goes to that client alone. */
 #define BUS_CLIENT_TOKEN "busClient"
+/* The member (true) of a service's notification that publishes it as an in-process service's
+ * BUS_INTERNAL event: to the bus's subscribers, not to the pages. */
+#define BUS_INTERNAL_TOKEN "busInternal"
 
 /* A client connection sent a notification. If the connection serves a topic in the notification's
  * namespace (the method up to its ':'), the notification is published on the bus as an in-process
- * service's would be: to every client but the service, or only to the one its BUS_CLIENT_TOKEN names, and to
- * the subscribers; returns true. Otherwise returns false: it is an ordinary notification to dispatch. */
+ * service's would be: to every client but the service, or only to the one its BUS_CLIENT_TOKEN names, or
+ * to none with BUS_INTERNAL_TOKEN, and to the subscribers; returns true. Otherwise returns false: it is an
+ * ordinary notification to dispatch. */
 bool bus_client_notification(Bus *b, ClientId from, const char *method, const cJSON *params);
 
 /* A client connection sent a response (to a request the bus forwarded to it). */

@@ -124,13 +124,14 @@ enum {
 };
 
 /* The admin's settings (worker-settings.h) for what the command line left alone. */
-static int apply_settings_file(WorkerConfig *c, const char *path, const bool given[_WORKER_SETTING_MAX])
+static int apply_settings_file(WorkerConfig *c, const char *path, bool own_ok,
+                               const bool given[_WORKER_SETTING_MAX])
 {
         struct passwd *pw = getpwuid(getuid());
         WorkerSettings s;
         int r;
 
-        r = worker_settings_load(path, pw ? pw->pw_name : NULL, &s);
+        r = worker_settings_load(path, pw ? pw->pw_name : NULL, own_ok, &s);
         if (r < 0)
                 return log_error_errno(r, "Cannot read the worker settings of %s: %m", path);
         for (size_t i = 0; i < _WORKER_SETTING_MAX; i++) {
@@ -198,6 +199,7 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
         WorkerConfig *c = calloc(1, sizeof(WorkerConfig));
         bool excludes_set = false, given[_WORKER_SETTING_MAX] = {};
         const char *config_path = HELIOS_CONF_PATH;
+        bool config_given = false;
         uint64_t v;
         int opt, r;
 
@@ -286,6 +288,7 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                         break;
                 case ARG_CONFIG:
                         config_path = optarg;
+                        config_given = true;
                         break;
                 case ARG_MAX_CONNECTIONS:
                         NUM_ARG(parse_uint, max_connections, 1, 65536, "connection limit");
@@ -394,7 +397,7 @@ int worker_config_parse(int argc, char **argv, WorkerConfig **ret)
                 goto fail;
         }
 
-        r = apply_settings_file(c, config_path, given);
+        r = apply_settings_file(c, config_path, config_given, given);
         if (r < 0)
                 goto fail;
 

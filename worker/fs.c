@@ -1530,8 +1530,11 @@ static int fs_start(const ServiceContext *ctx, void **ret)
         return 0;
 }
 
+static const char *const fs_events[] = {EVENT_FILE_CHANGED_ON_DISK, NULL};
+
 const ServiceType fs_service_type = {
     .name = "fs",
+    .events = fs_events,
     .start = fs_start,
     .stop = fs_stop,
 };

@@ -29,6 +29,7 @@ typedef struct Service {
         char **topics;
         size_t n_topics;
         char *replaces;
+        const char *const *events; /* the replaced built-in's notifications, which it may publish */
         bool registered;
 
         uv_process_t proc;
@@ -276,6 +277,13 @@ bool manifests_replace(const Manifests *m, const char *builtin)
         return false;
 }
 
+void manifests_grant_events(Manifests *m, const char *builtin, const char *const *events)
+{
+        for (size_t i = 0; m && i < m->n_services; i++)
+                if (m->services[i]->replaces && streq(m->services[i]->replaces, builtin))
+                        m->services[i]->events = events;
+}
+
 static void on_err_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
         Service *s = h->data;
@@ -451,6 +459,9 @@ void manifests_register(Manifests *m)
                 for (size_t t = 0; t < s->n_topics; t++)
                         if (bus_serve_on_demand(m->bus, s->topics[t], service_start, s) < 0)
                                 log_oom();
+                for (size_t e = 0; s->events && s->events[e]; e++)
+                        if (bus_grant_notification(m->bus, s->events[e], s) < 0)
+                                log_oom();
                 s->registered = true;
         }
 }
@@ -479,6 +490,7 @@ int manifests_describe(const Manifests *m, cJSON *list)
                     !cJSON_AddStringToObject(o, "name", s->name) ||
                     !cJSON_AddBoolToObject(o, "inProcess", false) ||
                     !cJSON_AddStringToObject(o, "state", state) ||
+                    (s->replaces && !cJSON_AddStringToObject(o, "replaces", s->replaces)) ||
                     (streq(state, "running") && !cJSON_AddNumberToObject(o, "pid", s->proc.pid)))
                         return -ENOMEM;
                 for (size_t t = 0; t < s->n_topics; t++)

@@ -28,12 +28,15 @@ int manifests_load(uv_loop_t *loop, Bus *bus, const WorkerConfig *config, Manife
                    void *userdata, Manifests **ret);
 /* Whether an admin manifest replaces the built-in service of that name. */
 bool manifests_replace(const Manifests *m, const char *builtin);
+/* The notifications of the built-in service (outside its namespace) that the manifest replacing it may
+ * publish in its stead; events (static) must outlive m. */
+void manifests_grant_events(Manifests *m, const char *builtin, const char *const *events);
 /* Claim the manifests' topics on the bus, once the built-in services serve theirs: a manifest that
  * claims a topic taken already is skipped (logged). */
 void manifests_register(Manifests *m);
-/* Append {name, topics, inProcess: false, pid?, state} for each service started from a manifest to
- * the array list; state is "stopped" (not running: started on the next request), "starting" (waiting
- * out its backoff), "running", "failing" (started too often: requests fail for now) or "refused" (its topics
+/* Append {name, topics, inProcess: false, pid?, state, replaces?} for each service started from a manifest
+ * to the array list; state is "stopped" (not running: started on the next request), "starting" (waiting out
+ * its backoff), "running", "failing" (started too often: requests fail for now) or "refused" (its topics
  * were taken). */
 int manifests_describe(const Manifests *m, cJSON *list);
 /* Kill the running services and close every handle; free once the loop has no handles left. */

@@ -828,7 +828,7 @@ static void on_worker_info(BusCall *call, const cJSON *params, void *userdata)
 {
         Server *s = userdata;
         const WorkerConfig *cfg = s->config;
-        cJSON *r = cJSON_CreateObject(), *limits, *roots;
+        cJSON *r = cJSON_CreateObject(), *limits, *roots, *exclude;
 
         if (!r || !cJSON_AddStringToObject(r, "name", "helios-worker") ||
             !cJSON_AddStringToObject(r, "version", HELIOS_VERSION) ||
@@ -836,11 +836,19 @@ static void on_worker_info(BusCall *call, const cJSON *params, void *userdata)
             !cJSON_AddNumberToObject(r, "uid", getuid()) || !cJSON_AddStringToObject(r, "home", cfg->home) ||
             !cJSON_AddStringToObject(r, "stateDir", cfg->state_dir) ||
             !(roots = cJSON_AddArrayToObject(r, "roots")) ||
+            !(exclude = cJSON_AddArrayToObject(r, "watchExclude")) ||
             !(limits = cJSON_AddObjectToObject(r, "limits")))
                 goto oom;
         for (size_t i = 0; i < cfg->n_roots; i++) {
                 cJSON *str = cJSON_CreateString(cfg->roots[i]);
                 if (!str || !cJSON_AddItemToArray(roots, str)) {
+                        cJSON_Delete(str);
+                        goto oom;
+                }
+        }
+        for (size_t i = 0; i < cfg->n_watch_exclude; i++) {
+                cJSON *str = cJSON_CreateString(cfg->watch_exclude[i]);
+                if (!str || !cJSON_AddItemToArray(exclude, str)) {
                         cJSON_Delete(str);
                         goto oom;
                 }
@@ -1045,6 +1053,8 @@ int server_start(Server *s)
                 if (manifests_replace(s->manifests, service_types[i]->name)) {
                         log_info("The built-in %s service is replaced by a service manifest.",
                                  service_types[i]->name);
+                        manifests_grant_events(s->manifests, service_types[i]->name,
+                                               service_types[i]->events);
                         continue;
                 }
                 bus_set_owner(s->bus, service_types[i]->name);

@@ -16,6 +16,9 @@ typedef struct ServiceContext {
 
 typedef struct ServiceType {
         const char *name;
+        /* The notifications outside its own namespace that it publishes to clients (NULL-terminated, or
+         * NULL): what a service replacing it from a manifest may publish in its stead. */
+        const char *const *events;
         /* Register topics and start. */
         int (*start)(const ServiceContext *ctx, void **ret);
         /* Begin shutdown: stop children, close handles. Memory goes once the handles have closed, so

@@ -61,6 +61,9 @@ struct Buffer {
         unsigned n_refs; /* the workspace's list holds one */
 };
 
+/* workspace:state requests that wait for the restore; more are answered with the state as it is. */
+#define WS_STATE_WAITING_MAX 64u
+
 struct Workspace {
         uv_loop_t *loop;
         Bus *bus;
@@ -84,6 +87,11 @@ struct Workspace {
 
         unsigned n_ops;     /* bus calls to the fs service not answered yet */
         unsigned restoring; /* the restore and its operations still running */
+        /* workspace:state asked while the restore runs: answered once it is complete, so a page that
+         * connects to a worker just (re)started sees the restored workspace, however long the fs
+         * service takes to answer (it may be a process the worker starts first). */
+        BusCall *state_waiting[WS_STATE_WAITING_MAX];
+        size_t n_state_waiting;
         bool state_unsaved; /* the state file is written once the restore is complete */
         bool stopping;
         bool timer_closed;
@@ -91,6 +99,7 @@ struct Workspace {
 
 typedef enum OpKind {
         OP_LOAD,          /* project:load: fs:stat of the root */
+        OP_LOAD_WATCHED,  /* project:load: fs:stat again, answered once fs has heard project:loaded */
         OP_OPEN,          /* file:open: fs:read_file */
         OP_SAVE,          /* file:save: fs:write_file */
         OP_REVERT,        /* file:revert: fs:read_file */
@@ -550,6 +559,22 @@ static Op *op_new(Workspace *ws, OpKind kind, BusCall *call, Buffer *b)
         return op;
 }
 
+static void ws_answer_state_waiting(Workspace *ws)
+{
+        for (size_t i = 0; i < ws->n_state_waiting; i++) {
+                BusCall *call = TAKE_PTR(ws->state_waiting[i]);
+                cJSON *state;
+
+                if (ws->stopping)
+                        bus_call_error(call, RPC_INTERNAL_ERROR, "The worker is shutting down", NULL);
+                else if (!(state = ws_state_json(ws)))
+                        (void)bus_call_error_oom(call);
+                else
+                        bus_call_reply(call, state);
+        }
+        ws->n_state_waiting = 0;
+}
+
 /* Free an operation whose call (if any) has been answered. May free the workspace if it is stopping. */
 static void op_free(Op *op)
 {
@@ -570,6 +595,7 @@ static void op_free(Op *op)
                           ws->n_buffers == 1 ? "" : "s");
                 if (ws->state_unsaved)
                         ws_persist_state(ws);
+                ws_answer_state_waiting(ws);
         }
 }
 
@@ -684,7 +710,6 @@ static void op_load_done(Op *op, const cJSON *result, const cJSON *error)
         Workspace *ws = op->ws;
         BusCall *call = TAKE_PTR(op->call);
         const char *path, *type;
-        cJSON *state;
         int r;
 
         if (error) {
@@ -700,7 +725,29 @@ static void op_load_done(Op *op, const cJSON *result, const cJSON *error)
                 bus_call_error(call, RPC_WRONG_TYPE, "The project root is not a directory", data);
         } else if (r < 0)
                 bus_call_error(call, RPC_INTERNAL_ERROR, "Malformed answer from the file service", NULL);
-        else if (ws_set_root(ws, path) < 0 || !(state = ws_state_json(ws)))
+        else if (ws_set_root(ws, path) < 0)
+                (void)bus_call_error_oom(call);
+        else {
+                /* The answer waits for an fs request sent after project:loaded: the fs service answers it
+                 * only once it has handled the event and watches the project, whether it runs in the
+                 * worker or in a process of its own, so a change made after project:load is reported. */
+                Op *watched = op_new(ws, OP_LOAD_WATCHED, call, NULL);
+
+                if (watched)
+                        ws_fs_call(ws, "fs:stat", read_params(path), watched);
+                else
+                        (void)bus_call_error_oom(call);
+        }
+        op_free(op);
+}
+
+static void op_load_watched_done(Op *op)
+{
+        BusCall *call = TAKE_PTR(op->call);
+        cJSON *state = ws_state_json(op->ws);
+
+        /* The root is loaded whatever this second look found: a change since is reported as such. */
+        if (!state)
                 (void)bus_call_error_oom(call);
         else
                 bus_call_reply(call, state);
@@ -714,6 +761,10 @@ static void on_workspace_state(BusCall *call, const cJSON *params, void *userdat
 
         if (ws_refuse_stopping(ws, call) || bus_call_params(call, params, NULL, 0) < 0)
                 return;
+        if (ws->restoring > 0 && ws->n_state_waiting < WS_STATE_WAITING_MAX) {
+                ws->state_waiting[ws->n_state_waiting++] = call;
+                return;
+        }
         state = ws_state_json(ws);
         if (!state) {
                 (void)bus_call_error_oom(call);
@@ -1575,8 +1626,11 @@ static void on_restore_timer(uv_timer_t *t)
         journal_state_done(st);
 
         /* The hold taken in start(): answers that arrived at once could not write a partial state. */
-        if (--ws->restoring == 0 && ws->state_unsaved)
-                ws_persist_state(ws);
+        if (--ws->restoring == 0) {
+                if (ws->state_unsaved)
+                        ws_persist_state(ws);
+                ws_answer_state_waiting(ws);
+        }
 }
 
 /* ---- dispatch of fs answers ---- */
@@ -1597,6 +1651,9 @@ static void on_fs_reply(cJSON *result_owned, cJSON *error_owned, void *userdata)
         switch (op->kind) {
         case OP_LOAD:
                 op_load_done(op, result, error);
+                break;
+        case OP_LOAD_WATCHED:
+                op_load_watched_done(op);
                 break;
         case OP_OPEN:
                 op_open_done(op, result, error);
@@ -1734,6 +1791,7 @@ static void workspace_stop(void *userdata)
         bus_unsubscribe(ws->bus, EVENT_FS_RENAMED, on_fs_renamed, ws);
         bus_unsubscribe(ws->bus, EVENT_FS_DELETED, on_fs_deleted, ws);
         bus_unsubscribe(ws->bus, EVENT_TERMINALS_CHANGED, on_terminals_changed, ws);
+        ws_answer_state_waiting(ws);
 
         /* Saves that have not started are answered now; running operations finish with an error when
          * their answer comes, and the last one frees the workspace. */

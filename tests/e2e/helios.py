@@ -18,6 +18,27 @@ import time
 BUILD_DIR = os.environ.get("HELIOS_BUILD_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
 WORKER = os.environ.get("HELIOS_WORKER") or os.path.join(BUILD_DIR, "worker", "helios-worker")
+HELIOS_FS = os.environ.get("HELIOS_FS") or os.path.join(BUILD_DIR, "worker", "helios-fs")
+# The manifest Helios ships for running the file system out of the worker's process.
+FS_MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "services", "fs",
+                           "fs.json.in")
+
+
+def fs_out_of_process():
+    """HELIOS_E2E_FS=out: every worker these tests start serves fs:* by helios-fs, from an
+    administrator's manifest replacing the built-in service (the same suites, run a second time)."""
+    return os.environ.get("HELIOS_E2E_FS") == "out"
+
+
+def write_fs_manifest(directory, exec_path=None):
+    """The shipped fs manifest, its program this build's helios-fs, as DIR/fs.json."""
+    with open(FS_MANIFEST) as f:
+        manifest = json.load(f)
+    manifest["exec"] = [exec_path or HELIOS_FS]
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "fs.json"), "w") as f:
+        json.dump(manifest, f)
+    return directory
 
 
 def reap(pids):
@@ -245,6 +266,8 @@ class Worker:
         self.log = os.path.join(base, "worker.log")
         os.makedirs(self.home, exist_ok=True)
         self.args = list(args)
+        if fs_out_of_process() and "--admin-services" not in self.args:
+            self.args += ["--admin-services", write_fs_manifest(os.path.join(base, "admin-services"))]
         self.env = dict(env or {})
         self.proc = None
 

@@ -16,8 +16,8 @@ import time
 import pytest
 
 import helios
-from launcher_fixtures import (Launcher, LauncherGateway, as_user, kill_workers, pam_service_files,
-                               remove_worker_cgroups, set_passwords, useradd, userdel)
+from launcher_fixtures import (LAUNCHER, Launcher, LauncherGateway, as_user, kill_workers, pam_service_files,
+                               remove_worker_cgroups, set_passwords, shadow_tool, useradd, userdel)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: accounts, PAM files, utmp")
 
@@ -205,8 +205,8 @@ def test_open_and_close_a_session(make_launcher, accounts, records):
     assert records.pam_lines() == [f"open_session {ALICE} 192.0.2.7 web/0"]
     assert records.who() == [(ALICE, "web/0", "192.0.2.7")]
     [helper] = session_helpers(lc)
-    # USER_PROCESS, by the helper, the line's last four characters as its id (as login(1) does).
-    assert records.utmp_records() == [(7, helper, "web/0", "eb/0", ALICE)]
+    # USER_PROCESS, by the helper, "w" and the line's number as its id.
+    assert records.utmp_records() == [(7, helper, "web/0", "w0", ALICE)]
     # The helper holds the session as root; pam_loginuid made it the user's login, which is what last
     # looks at for a session still open.
     assert helios.read_status(helper)["Uid"].split()[0] == "0"
@@ -220,7 +220,7 @@ def test_open_and_close_a_session(make_launcher, accounts, records):
     wait_for(lambda: records.who() == [], what="the utmp record to go")
     assert records.pam_lines()[-1] == f"close_session {ALICE} 192.0.2.7 web/0"
     # The same record, now DEAD_PROCESS.
-    assert [r[:4] for r in records.utmp_records()] == [(8, helper, "web/0", "eb/0")]
+    assert [r[:4] for r in records.utmp_records()] == [(8, helper, "web/0", "w0")]
     # last matches the logout record; one that ended this very second reads "still running".
     time.sleep(1.1)
     [entry] = records.last()
@@ -263,6 +263,12 @@ def test_refusals(make_launcher, accounts, records):
         assert c.request("session-open", "b", BOB, "") == ["error", "denied"]
     finally:
         subprocess.run(["chage", "-E", "-1", BOB], check=True)
+    # A locked password (usermod -L), which pam_unix's account management lets by.
+    shadow_tool(["usermod", "-L", BOB])
+    try:
+        assert c.request("session-open", "b", BOB, "") == ["error", "denied"]
+    finally:
+        shadow_tool(["usermod", "-U", BOB])
     assert [r[0] for r in records.who()] == [ALICE]
     assert not any(BOB in line for line in records.pam_lines())
     c.close()
@@ -477,6 +483,61 @@ def test_a_helper_told_to_stop_closes_its_session(make_launcher, accounts, recor
     assert "ended by itself" in lc.read_log()
     assert c.request("session-open", "k", ALICE, "192.0.2.10") == ["ok"]
     c.close()
+
+
+SESSION = os.path.join(os.path.dirname(LAUNCHER), "helios-session")
+
+
+def utmp_record(t, pid, line, ut_id, user):
+    """One raw utmp record (glibc's 384-byte struct utmpx)."""
+    import struct
+    return struct.pack("<h2xi32s4s32s256s52x", t, pid, line.encode(), ut_id.encode(), user.encode(), b"")
+
+
+@contextlib.contextmanager
+def session_helper(pam_service, records, user, line, rhost=""):
+    """helios-session run as the launcher runs it: yields once its session is open (its "o" came)."""
+    p = subprocess.Popen([SESSION, pam_service, user, line, rhost, records.utmp, records.wtmp],
+                         executable=SESSION, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    try:
+        assert p.stdout.read(1) == b"o"
+        yield p
+    finally:
+        p.stdin.close()
+        assert p.wait(timeout=15) == 0
+
+
+def test_a_web_line_leaves_the_terminal_of_the_same_number_alone(accounts, pam_service, records):
+    """sshd and login(1) take a line's last four characters as its utmp id: "/113" for pts/113. The
+    web line of the same number must not take that record over, nor mark it dead when it closes."""
+    with open(records.utmp, "wb") as f:
+        f.write(utmp_record(7, 4242, "pts/113", "/113", BOB))
+    with session_helper(pam_service, records, ALICE, "web/113", "192.0.2.9") as p:
+        assert records.who() == sorted([(ALICE, "web/113", "192.0.2.9"), (BOB, "pts/113", "")])
+        assert (7, p.pid, "web/113", "w113", ALICE) in records.utmp_records()
+    assert records.who() == [(BOB, "pts/113", "")]
+    assert (7, 4242, "pts/113", "/113", BOB) in records.utmp_records()
+
+
+def test_a_helper_closing_late_leaves_the_next_login_on_its_line_alone(accounts, pam_service, records):
+    """A helper that closes after its line went to another login (its launcher restarted meanwhile) ends
+    neither the other login's utmp record nor, in wtmp, its entry in last."""
+    with session_helper(pam_service, records, ALICE, "web/4", "192.0.2.1"):
+        with open(records.utmp, "wb") as f:
+            f.write(utmp_record(7, 4343, "web/4", "w4", BOB))
+    assert records.utmp_records() == [(7, 4343, "web/4", "w4", BOB)]
+    assert records.pam_lines()[-1] == f"close_session {ALICE} 192.0.2.1 web/4"
+    [entry] = records.last()
+    assert entry.split()[:2] == [ALICE, "web/4"] and "still logged in" not in entry, entry
+
+
+@pytest.mark.parametrize("line", ["web/", "web/0113", "web/1000", "web/a", "web/-1", "pts/1", "web/1 "])
+def test_the_helper_refuses_a_line_not_its_own(accounts, pam_service, records, line):
+    p = subprocess.run([SESSION, pam_service, ALICE, line, "", records.utmp, records.wtmp],
+                       executable=SESSION, stdin=subprocess.DEVNULL, capture_output=True, timeout=15)
+    assert p.returncode != 0 and b"invalid arguments" in p.stderr
+    assert records.pam_lines() == [] and records.utmp_records() == []
 
 
 def test_a_failing_session_stack_is_retried_ever_more_slowly_and_pages_work(make_launcher, make_gateway, base,

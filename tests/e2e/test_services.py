@@ -185,6 +185,18 @@ def test_service_notifications_are_published(worker, client):
             assert req["method"] == "solo:one" and "id" not in req
 
 
+def test_service_internal_notification(worker, client):
+    """busInternal: true publishes to the subscribers alone, as an in-process service's internal event."""
+    with worker.connect() as svc, worker.connect() as sub:
+        assert svc.call("bus:serve", {"topics": ["demo:*"]}) == {}
+        assert sub.call("bus:subscribe", {"topics": ["demo:*"]}) == {}
+        svc.notify("demo:inner", {"n": 1, "busInternal": True})
+        svc.notify("demo:outer", {"n": 2})
+        assert sub.wait_notification("demo:inner", timeout=5.0) == {"n": 1}
+        got = client.collect_notifications(0.5)
+        assert [(m["method"], m.get("params")) for m in got] == [("demo:outer", {"n": 2})]
+
+
 def test_service_notification_to_the_asking_client(worker, client):
     with worker.connect() as svc, worker.connect() as other:
         assert svc.call("bus:serve", {"topics": ["demo:*"]}) == {}

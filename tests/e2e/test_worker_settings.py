@@ -111,3 +111,40 @@ def test_a_file_in_error_starts_no_worker(tmp_path, text, mode, why):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode != 0, out.stdout
     assert why in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: writes /etc/helios/worker.d and runs a worker as another account")
+def test_the_admins_files_must_be_roots_even_for_their_own_user(tmp_path):
+    """A worker runs as its user: a worker.d/USER.conf that user owns (chowned by mistake) would let the user
+    set their own limits. Beside the admin's file only root's files count; a file named with --config (a
+    developer's, a test's) may also be the reader's own."""
+    acct = helios.e2e_account()
+    run = tmp_path / "run"
+    run.mkdir()
+    own = write_conf(str(run), "max_terminals = 3\n")
+    user_dir = "/etc/helios/worker.d"
+    made = [d for d in ("/etc/helios", user_dir) if not os.path.isdir(d)]
+    for d in made:
+        os.mkdir(d, 0o755)
+    path = os.path.join(user_dir, acct.pw_name + ".conf")
+    assert not os.path.exists(path)
+    try:
+        with open(path, "w") as f:
+            f.write("max_terminals = 4096\n")
+        os.chown(path, acct.pw_uid, acct.pw_gid)
+        os.chmod(path, 0o644)
+        env = dict(os.environ, HOME=str(run), XDG_STATE_HOME=str(run / "state"))
+        cmd = helios.as_test_account([helios.WORKER, "--listen", str(run / "w.sock")], str(run))
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=env)
+        assert out.returncode != 0
+        assert f"{path} must be a regular file of root's that nobody else may write" in out.stderr, out.stderr
+        # Its own file, named on the command line, is read (and then the worker serves until stopped).
+        cmd = helios.as_test_account([helios.WORKER, "--config", own, "--idle-timeout", "1s",
+                                      "--listen", str(run / "w2.sock")], str(run))
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=env)
+        assert "must be a regular file" not in out.stderr, out.stderr
+        assert out.returncode == 0, out.stderr[-2000:]
+    finally:
+        os.unlink(path)
+        for d in reversed(made):
+            os.rmdir(d)

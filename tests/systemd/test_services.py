@@ -296,6 +296,46 @@ def test_a_masked_workspace_is_said_and_not_started(machine, users, launcher, ga
     assert out["response"]["result"]["uid"] == int(machine.exec("id", "-u", "bob").stdout), out
 
 
+@pytest.mark.parametrize("mode, text", [
+    ("0666", "max_terminals = 8\n"),
+    ("0644", "max_terminals = lots\n"),
+], ids=["writable-by-others", "bad-value"])
+def test_a_worker_that_refuses_to_start_is_said_until_the_admin_fixes_it(machine, users, launcher, gateway,
+                                                                          mode, text):
+    """A worker.d/bob.conf that the worker refuses makes every start of helios-worker@bob.service fail,
+    while its socket starts fine: systemd stops starting the service and fails the socket
+    (service-start-limit-hit), the launcher then
+    answers "failed", the page is closed with 4013 and the logs say why. Once the admin fixes the file and
+    runs systemctl reset-failed, bob gets in (well before the launcher's hold of 30 s would pass)."""
+    conf = "/etc/helios/worker.d/bob.conf"
+    machine.systemctl("start", "helios-gateway.socket")
+    r = gateway_client(machine, "login", "bob", users["bob"])
+    assert r["status"] == 200, r
+    machine.systemctl("stop", "helios-worker@bob.socket", "helios-worker@bob.service", check=False)
+    machine.exec("mkdir", "-p", "/etc/helios/worker.d")
+    machine.write(conf, text, mode=mode)
+    try:
+        out = gateway_client(machine, "rpc", r["cookie"], "worker:info")
+        assert out.get("closed") == [4013, "workspace failed to start"], out
+        assert machine.show("helios-worker@bob.socket", "Result")["Result"] == "service-start-limit-hit"
+        # Asked again, as the page's "Try again" does, the launcher says so again.
+        out = machine.client(LAUNCHER_SOCK, "launcher", "1", "worker", "bob")
+        assert out.get("reply") == ["1", "error", "failed"], out
+        log = machine.exec("journalctl", "-u", "helios-launcher.service", "-o", "cat", "--no-pager").stdout
+        assert "helios-worker@bob.socket failed (service-start-limit-hit)" in log, log[-2000:]
+        assert "No workspace for bob: its worker service keeps failing to start." in log, log[-2000:]
+        log = machine.exec("journalctl", "-u", "helios-worker@bob.service", "-o", "cat", "--no-pager").stdout
+        assert conf in log, log[-2000:]
+        log = machine.exec("journalctl", "-u", "helios-gateway.service", "-o", "cat", "--no-pager").stdout
+        assert "No workspace for bob: workspace failed to start (close 4013)." in log, log[-2000:]
+        machine.write(conf, "max_terminals = 8\n", mode="0644")
+        machine.systemctl("reset-failed", "helios-worker@bob.*")
+        out = gateway_client(machine, "rpc", r["cookie"], "worker:info")
+        assert out["response"]["result"]["uid"] == int(machine.exec("id", "-u", "bob").stdout), out
+    finally:
+        machine.exec("rm", "-f", conf)
+
+
 def test_admin_group_works_under_the_shipped_unit(machine, users, gateway):
     """admin_group in helios.conf and the gateway's account in that group is all it takes: the socket is
     the group's, a member who is not root lists the sessions, someone else cannot connect. No drop-in."""
