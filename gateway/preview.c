@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "preview.h"
+#include "preview-head.h"
 
 #include <assert.h>
 #include <fcntl.h>
@@ -22,7 +23,6 @@
 #define MAX_TICKETS_PER_USER 16u
 #define MAX_COOKIES          4096u
 #define MAX_COOKIES_PER_USER 64u
-#define MAX_HEADERS          100u
 /* Time from a complete request head to the tunnel: the worker may have to start first. */
 #define CONNECT_TIMEOUT_MS (30u * 1000u)
 /* The worker's answer to preview:connect, and anything it sent before it. */
@@ -111,11 +111,6 @@ static const char *strempty(const char *s)
 {
         return s ?: "";
 }
-
-typedef struct Header {
-        const char *name, *value;
-        size_t name_len, value_len;
-} Header;
 
 /* ---- grants ---- */
 
@@ -391,73 +386,11 @@ static void on_splice_closed(void *userdata)
                 pconn_free(c);
 }
 
-/* Whether a Set-Cookie value sets one of Helios' cookies (in any case, with any prefix): an app's answer
- * may set cookies for the host name, which the IDE shares when previews are on another port of it. */
-static bool set_cookie_is_ours(const char *v, size_t len)
-{
-        size_t n = 0;
-
-        while (n < len && v[n] != '=' && v[n] != ';')
-                n++;
-        for (size_t i = 0; i < n; i++)
-                if (n - i >= strlen("helios_") && strncasecmp(v + i, "helios_", strlen("helios_")) == 0)
-                        return true;
-        return false;
-}
-
-/* The app's response heads (any 1xx, then the final one, or the 101 of a WebSocket) pass without the
- * Set-Cookie fields that would set a Helios cookie; everything after the final head passes as it is. */
+/* The splice's filter of the app's answer (preview-head.c). */
 static int response_filter(const char *data, size_t len, char **ret_out, size_t *ret_len, bool *ret_done,
                            void *userdata)
 {
-        _cleanup_free_ char *out = NULL;
-        size_t pos = 0, n = 0;
-        unsigned code = 0;
-        bool first = true;
-
-        /* A head ends at an empty line; lines end in CRLF, or LF alone from some servers. */
-        for (;;) {
-                const char *lf = memchr(data + pos, '\n', len - pos);
-                size_t line_len;
-
-                if (!lf)
-                        return 0;
-                line_len = (size_t)(lf - (data + pos)) + 1;
-                if (!out && !(out = malloc(len)))
-                        return -ENOMEM;
-                if (first) {
-                        const char *d = data + pos + 9; /* "HTTP/1.x NNN" */
-                        if (line_len < 13 || memcmp(data + pos, "HTTP/1.", 7) != 0 || data[pos + 8] != ' ')
-                                return -EPROTO;
-                        for (int i = 0; i < 3; i++) {
-                                if (d[i] < '0' || d[i] > '9')
-                                        return -EPROTO;
-                                code = code * 10 + (unsigned)(d[i] - '0');
-                        }
-                        first = false;
-                } else if (line_len <= 2 && (line_len == 1 || data[pos] == '\r')) {
-                        memcpy(out + n, data + pos, line_len);
-                        n += line_len;
-                        pos += line_len;
-                        break;
-                } else if (line_len > 11 && strncasecmp(data + pos, "set-cookie:", 11) == 0) {
-                        const char *v = data + pos + 11;
-                        size_t vl = line_len - 11;
-                        while (vl > 0 && (*v == ' ' || *v == '\t'))
-                                v++, vl--;
-                        if (set_cookie_is_ours(v, vl)) {
-                                pos += line_len;
-                                continue;
-                        }
-                }
-                memcpy(out + n, data + pos, line_len);
-                n += line_len;
-                pos += line_len;
-        }
-        *ret_done = code < 100 || code >= 200 || code == 101;
-        *ret_len = n;
-        *ret_out = TAKE_PTR(out);
-        return (int)pos;
+        return preview_response_filter(data, len, ret_out, ret_len, ret_done);
 }
 
 /* The worker said yes: hand both sockets to a splice, the request for the app first. */
@@ -609,71 +542,6 @@ static void on_located(int r, const char *socket_path, void *userdata)
 
 /* ---- the request head ---- */
 
-static bool token_char(char ch)
-{
-        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-               strchr("!#$%&'*+-.^_`|~", ch);
-}
-
-static bool header_is(const Header *h, const char *name)
-{
-        return h->name_len == strlen(name) && strncasecmp(h->name, name, h->name_len) == 0;
-}
-
-/* Whether a comma-separated header value lists token (case-insensitive). */
-static bool value_has_token(const char *v, size_t len, const char *token)
-{
-        size_t tl = strlen(token);
-
-        for (size_t i = 0; i < len;) {
-                size_t j = i;
-                while (j < len && v[j] != ',')
-                        j++;
-                size_t a = i, b = j;
-                while (a < b && (v[a] == ' ' || v[a] == '\t'))
-                        a++;
-                while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
-                        b--;
-                if (b - a == tl && strncasecmp(v + a, token, tl) == 0)
-                        return true;
-                i = j + 1;
-        }
-        return false;
-}
-
-/* Helios' own cookies never reach the app: the IDE's session (in both its names) and the preview's. */
-static bool cookie_is_ours(const char *name, size_t len)
-{
-        static const char *const ours[] = {"helios_session", "__Host-helios_session", PREVIEW_COOKIE_NAME};
-
-        for (size_t i = 0; i < ELEMENTSOF(ours); i++)
-                if (len == strlen(ours[i]) && strncmp(name, ours[i], len) == 0)
-                        return true;
-        return false;
-}
-
-/* Walk the cookies of one Cookie header: fn(name, name_len, value, value_len) for each. */
-typedef bool (*CookieFn)(void *userdata, const char *name, size_t nl, const char *value, size_t vl);
-static void cookies_foreach(const char *v, size_t len, CookieFn fn, void *userdata)
-{
-        for (size_t i = 0; i < len;) {
-                size_t j = i, eq;
-                while (j < len && v[j] != ';')
-                        j++;
-                size_t a = i, b = j;
-                while (a < b && (v[a] == ' ' || v[a] == '\t'))
-                        a++;
-                while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
-                        b--;
-                for (eq = a; eq < b && v[eq] != '='; eq++)
-                        ;
-                if (a < b &&
-                    !fn(userdata, v + a, eq - a, eq < b ? v + eq + 1 : v + b, eq < b ? b - eq - 1 : 0))
-                        return;
-                i = j + 1;
-        }
-}
-
 typedef struct CookieSearch {
         Preview *preview;
         uint16_t port;
@@ -689,70 +557,17 @@ static bool find_preview_cookie(void *userdata, const char *name, size_t nl, con
         return !s->found;
 }
 
-typedef struct CookieCopy {
-        char *p;
-        bool any;
-} CookieCopy;
-
-static bool copy_foreign_cookie(void *userdata, const char *name, size_t nl, const char *value, size_t vl)
-{
-        CookieCopy *cc = userdata;
-
-        if (cookie_is_ours(name, nl))
-                return true;
-        if (cc->any)
-                cc->p = stpcpy(cc->p, "; ");
-        memcpy(cc->p, name, nl);
-        cc->p += nl;
-        *cc->p++ = '=';
-        memcpy(cc->p, value, vl);
-        cc->p += vl;
-        cc->any = true;
-        return true;
-}
-
-/* Parse "/preview/PORT" at the start of target; *ret_rest is what follows it. */
-static bool parse_preview_target(const char *target, size_t len, uint16_t *ret_port, size_t *ret_prefix)
-{
-        static const char prefix[] = "/preview/";
-        size_t i = strlen(prefix), start;
-        unsigned port = 0;
-
-        if (len < i || memcmp(target, prefix, i) != 0)
-                return false;
-        start = i;
-        while (i < len && target[i] >= '0' && target[i] <= '9' && i - start < 5)
-                port = port * 10 + (unsigned)(target[i++] - '0');
-        if (i == start || port == 0 || port > 65535 || target[start] == '0' ||
-            (i < len && target[i] != '/' && target[i] != '?'))
-                return false;
-        *ret_port = (uint16_t)port;
-        *ret_prefix = i;
-        return true;
-}
-
 static void handle_login(PConn *c, const char *target, size_t len)
 {
         Preview *p = c->preview;
-        const char *q = memchr(target, '?', len), *t = NULL;
+        const char *t;
         char location[64], cookie[256], value[BASE64URL_LEN(SECRET_BYTES) + 1];
-        size_t tl = 0;
+        size_t tl;
         Grant *ticket;
         bool secure;
         int r;
 
-        /* ?ticket=T and nothing else is needed; other parameters are ignored. */
-        for (const char *s = q ? q + 1 : NULL; s && s < target + len;) {
-                const char *e = memchr(s, '&', (size_t)(target + len - s));
-                if (!e)
-                        e = target + len;
-                if ((size_t)(e - s) > 7 && memcmp(s, "ticket=", 7) == 0) {
-                        t = s + 7;
-                        tl = (size_t)(e - t);
-                }
-                s = e + 1;
-        }
-        ticket = t ? grant_find(p, &p->tickets, t, tl, 0) : NULL;
+        ticket = preview_login_ticket(target, len, &t, &tl) ? grant_find(p, &p->tickets, t, tl, 0) : NULL;
         if (!ticket) {
                 respond(c, 403, "Forbidden",
                         "This preview link is not valid (any more): open the preview from Helios again.\n",
@@ -786,120 +601,45 @@ static void handle_login(PConn *c, const char *target, size_t len)
 static void handle_head(PConn *c)
 {
         Preview *p = c->preview;
-        Header headers[MAX_HEADERS];
-        size_t n_headers = 0, prefix_len;
-        const char *s = c->in, *end = c->in + c->head_len - 2; /* the last CRLF */
-        const char *method, *target, *version, *eol;
-        size_t method_len, target_len, version_len;
-        const Header *cookie_headers[MAX_HEADERS];
-        size_t n_cookies = 0;
-        bool upgrade = false, has_upgrade = false, has_cl = false;
-        uint64_t content_length = 0;
+        _cleanup_free_ PreviewHead *h = NULL;
         CookieSearch search = {p, 0, NULL};
-        char *o;
+        size_t n;
 
-        /* Request line: METHOD SP TARGET SP HTTP/1.x */
-        eol = memmem(s, (size_t)(end - s) + 2, "\r\n", 2);
-        method = s;
-        for (method_len = 0; method + method_len < eol && token_char(method[method_len]); method_len++)
-                ;
-        if (method_len == 0 || method[method_len] != ' ')
-                return respond(c, 400, "Bad Request", "Bad Request\n", NULL, NULL);
-        target = method + method_len + 1;
-        for (target_len = 0; target + target_len < eol && (unsigned char)target[target_len] > ' ' &&
-                             target[target_len] != 0x7f;
-             target_len++)
-                ;
-        if (target_len == 0 || target[0] != '/' || target[target_len] != ' ')
-                return respond(c, 400, "Bad Request", "Bad Request\n", NULL, NULL);
-        version = target + target_len + 1;
-        version_len = (size_t)(eol - version);
-        if (version_len != 8 || (memcmp(version, "HTTP/1.1", 8) != 0 && memcmp(version, "HTTP/1.0", 8) != 0))
-                return respond(c, 505, "HTTP Version Not Supported", "HTTP/1.1 only\n", NULL, NULL);
-
-        /* Header fields: NAME ":" OWS VALUE OWS CRLF; no folded lines, no control characters. */
-        for (s = eol + 2; s < end; s = eol + 2) {
-                Header *h;
-                const char *colon;
-
-                eol = memmem(s, (size_t)(end - s) + 2, "\r\n", 2);
-                if (n_headers >= MAX_HEADERS)
-                        return respond(c, 431, "Request Header Fields Too Large", "Too many header fields\n",
-                                       NULL, NULL);
-                h = &headers[n_headers++];
-                colon = memchr(s, ':', (size_t)(eol - s));
-                if (!colon || colon == s)
-                        return respond(c, 400, "Bad Request", "Bad Request\n", NULL, NULL);
-                for (const char *q = s; q < colon; q++)
-                        if (!token_char(*q))
-                                return respond(c, 400, "Bad Request", "Bad Request\n", NULL, NULL);
-                h->name = s;
-                h->name_len = (size_t)(colon - s);
-                h->value = colon + 1;
-                while (h->value < eol && (*h->value == ' ' || *h->value == '\t'))
-                        h->value++;
-                h->value_len = (size_t)(eol - h->value);
-                while (h->value_len > 0 &&
-                       (h->value[h->value_len - 1] == ' ' || h->value[h->value_len - 1] == '\t'))
-                        h->value_len--;
-                for (size_t i = 0; i < h->value_len; i++)
-                        if (((unsigned char)h->value[i] < ' ' && h->value[i] != '\t') || h->value[i] == 0x7f)
-                                return respond(c, 400, "Bad Request", "Bad Request\n", NULL, NULL);
-        }
-
-        if (target_len >= strlen(PREVIEW_LOGIN_PATH) &&
-            memcmp(target, PREVIEW_LOGIN_PATH, strlen(PREVIEW_LOGIN_PATH)) == 0 &&
-            (target_len == strlen(PREVIEW_LOGIN_PATH) || target[strlen(PREVIEW_LOGIN_PATH)] == '?')) {
-                if (method_len != 3 || memcmp(method, "GET", 3) != 0)
-                        return respond(c, 405, "Method Not Allowed", "Method Not Allowed\n", NULL, NULL);
-                return handle_login(c, target, target_len);
-        }
-        if (!parse_preview_target(target, target_len, &c->port, &prefix_len))
-                return respond(c, 404, "Not Found", "Not Found: previews are under /preview/PORT/\n", NULL,
-                               NULL);
-        if (prefix_len == target_len || target[prefix_len] == '?') {
+        h = malloc(sizeof(*h));
+        if (!h)
+                return respond(c, 500, "Internal Server Error", "Out of memory.\n", NULL, NULL);
+        preview_head_parse(c->in, c->head_len, h);
+        switch (h->kind) {
+        case PREVIEW_HEAD_ERROR:
+                return respond(c, h->status, h->reason, h->text, NULL, NULL);
+        case PREVIEW_HEAD_LOGIN:
+                return handle_login(c, h->target, h->target_len);
+        case PREVIEW_HEAD_REDIRECT: {
                 /* The app's relative links need the slash. */
                 char location[600];
-                if (target_len - prefix_len >= 512)
+                if (h->target_len - h->prefix_len >= 512)
                         return respond(c, 414, "URI Too Long", "URI Too Long\n", NULL, NULL);
-                (void)snprintf(location, sizeof(location), "/preview/%u/%.*s", c->port,
-                               (int)(target_len - prefix_len), target + prefix_len);
+                (void)snprintf(location, sizeof(location), "/preview/%u/%.*s", h->port,
+                               (int)(h->target_len - h->prefix_len), h->target + h->prefix_len);
                 return respond(c, 308, "Permanent Redirect", "", location, NULL);
         }
+        case PREVIEW_HEAD_PROXY:
+                break;
+        }
+        c->port = h->port;
 
         /* The credential: this port's preview cookie, from a live IDE session. */
         search.port = c->port;
-        for (size_t i = 0; i < n_headers; i++) {
-                const Header *h = &headers[i];
-                if (header_is(h, "cookie")) {
-                        cookie_headers[n_cookies++] = h;
-                        if (!search.found)
-                                cookies_foreach(h->value, h->value_len, find_preview_cookie, &search);
-                } else if (header_is(h, "transfer-encoding"))
-                        return respond(c, 501, "Not Implemented", "Request bodies need a Content-Length\n",
-                                       NULL, NULL);
-                else if (header_is(h, "content-length")) {
-                        uint64_t v = 0;
-                        if (has_cl || h->value_len == 0 || h->value_len > 15)
-                                return respond(c, 400, "Bad Request", "Bad Request\n", NULL, NULL);
-                        for (size_t k = 0; k < h->value_len; k++) {
-                                if (h->value[k] < '0' || h->value[k] > '9')
-                                        return respond(c, 400, "Bad Request", "Bad Request\n", NULL, NULL);
-                                v = v * 10 + (uint64_t)(h->value[k] - '0');
-                        }
-                        has_cl = true;
-                        content_length = v;
-                } else if (header_is(h, "connection"))
-                        upgrade = upgrade || value_has_token(h->value, h->value_len, "upgrade");
-                else if (header_is(h, "upgrade"))
-                        has_upgrade = true;
-        }
-        upgrade = upgrade && has_upgrade;
+        for (size_t i = 0; i < h->n_headers && !search.found; i++)
+                if (h->headers[i].name_len == strlen("cookie") &&
+                    strncasecmp(h->headers[i].name, "cookie", strlen("cookie")) == 0)
+                        preview_cookies_foreach(h->headers[i].value, h->headers[i].value_len,
+                                                find_preview_cookie, &search);
         if (!search.found)
                 return respond(c, 401, "Unauthorized",
                                "No preview session for this port: open the preview from Helios.\n", NULL,
                                NULL);
-        if (c->in_len - c->head_len > content_length && !upgrade)
+        if (c->in_len - c->head_len > h->content_length && !h->upgrade)
                 return respond(c, 400, "Bad Request", "One request per connection\n", NULL, NULL);
 
         strcpy(c->session, search.found->session);
@@ -909,43 +649,15 @@ static void handle_head(PConn *c)
         if (c->user->conns > p->gateway->config->preview_connections_per_user)
                 return respond(c, 429, "Too Many Requests", "Too many preview connections.\n", NULL, NULL);
 
-        /* The request for the app: the target without the prefix, Helios' cookies and hop-by-hop
-         * headers left out, and Connection: close unless it is an upgrade, tunnelled as it is. */
-        c->out = malloc(2 * c->in_len + 256); /* ": " and "; " may add a byte per header and cookie */
+        /* The request for the app (preview-head.c), then what came of the body. */
+        n = c->in_len - c->head_len;
+        c->out = malloc(PREVIEW_REWRITE_MAX(c->head_len) + n);
         if (!c->out)
                 return respond(c, 500, "Internal Server Error", "Out of memory.\n", NULL, NULL);
-        o = c->out;
-        o = mempcpy(o, method, method_len + 1);
-        o = mempcpy(o, target + prefix_len, target_len - prefix_len);
-        o = stpcpy(o, " ");
-        o = mempcpy(o, version, version_len);
-        o = stpcpy(o, "\r\n");
-        for (size_t i = 0; i < n_headers; i++) {
-                const Header *h = &headers[i];
-                if (header_is(h, "cookie") || header_is(h, "connection") || header_is(h, "keep-alive") ||
-                    header_is(h, "proxy-connection") || header_is(h, "x-forwarded-prefix") ||
-                    (!upgrade && header_is(h, "upgrade")))
-                        continue;
-                o = mempcpy(o, h->name, h->name_len);
-                o = stpcpy(o, ": ");
-                o = mempcpy(o, h->value, h->value_len);
-                o = stpcpy(o, "\r\n");
-        }
-        for (size_t i = 0; i < n_cookies; i++) {
-                char *start = o;
-                CookieCopy cc = {o + strlen("Cookie: "), false};
-                cookies_foreach(cookie_headers[i]->value, cookie_headers[i]->value_len, copy_foreign_cookie,
-                                &cc);
-                if (cc.any) {
-                        memcpy(start, "Cookie: ", strlen("Cookie: "));
-                        o = stpcpy(cc.p, "\r\n");
-                }
-        }
-        o += sprintf(o, "X-Forwarded-Prefix: /preview/%u\r\n", c->port);
-        o = stpcpy(o, upgrade ? "Connection: Upgrade\r\n\r\n" : "Connection: close\r\n\r\n");
-        o = mempcpy(o, c->in + c->head_len, c->in_len - c->head_len);
-        c->out_len = (size_t)(o - c->out);
-        c->limit = upgrade ? SPLICE_UNLIMITED : c->out_len + (content_length - (c->in_len - c->head_len));
+        c->out_len = preview_head_rewrite(h, c->out);
+        memcpy(c->out + c->out_len, c->in + c->head_len, n);
+        c->out_len += n;
+        c->limit = h->upgrade ? SPLICE_UNLIMITED : c->out_len + (h->content_length - n);
 
         uv_timer_stop(&c->timer);
         (void)uv_timer_start(&c->timer, on_timeout, CONNECT_TIMEOUT_MS, 0);

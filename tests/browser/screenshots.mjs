@@ -7,6 +7,8 @@
 // HELIOS_BUILD_DIR names another build directory.
 
 import { copyFileSync, mkdirSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import { once } from "node:events";
 import { join, resolve } from "node:path";
 import { Gateway, closeBrowser, ownToGateway, until, withBrowser } from "./harness.mjs";
 
@@ -139,7 +141,17 @@ async function openFile(page, g, relative) {
 
 async function main() {
   mkdirSync(out, { recursive: true });
-  const g = new Gateway();
+  const g = new Gateway({ args: ["--preview-listen", "127.0.0.1:0"] });
+  // A student's web app on a loopback port, for the Ports dialog and its preview.
+  const app = createServer((req, res) => {
+    res.writeHead(200, { "Content-Type": "text/html; charset=utf-8" });
+    res.end(`<!doctype html><meta charset="utf-8"><title>Lab 3 scores</title>
+<body style="font:16px system-ui;margin:2em"><h1>Lab 3 scores</h1><p>Served by the student's own server,
+on an origin of its own.</p><table border="1" cellpadding="6"><tr><th>test</th><th>result</th></tr>
+<tr><td>list_push</td><td>pass</td></tr><tr><td>list_pop</td><td>pass</td></tr></table></body>`);
+  });
+  app.listen(0, "127.0.0.1");
+  await once(app, "listening");
   writeHome(g, ".local/lib/helios-search.py", "");
   copyFileSync(service, join(g.home, ".local/lib/helios-search.py"));
   writeHome(g, ".config/helios/services/search.json",
@@ -233,7 +245,20 @@ async function main() {
     await page.locator('.search-summary[data-state="done"]').waitFor({ timeout: 20_000 });
     await page.locator(".search-query").blur();
     await shot(page, "narrow-search");
+
+    // The Ports dialog, and the student's app opened from it on the preview origin.
+    await page.setViewportSize(size);
+    await page.keyboard.press("Escape");
+    await page.locator("#open-ports").click();
+    const open = page.locator(`.ports-open[data-port="${app.address().port}"]`);
+    await open.waitFor({ timeout: 10_000 });
+    await shot(page, "ports");
+    const [preview] = await Promise.all([page.context().waitForEvent("page"), open.click()]);
+    await preview.setViewportSize({ width: 800, height: 400 });
+    await preview.locator("h1").waitFor({ timeout: 15_000 });
+    await shot(preview, "preview");
   });
+  app.close();
 }
 
 try {

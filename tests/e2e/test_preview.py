@@ -487,6 +487,8 @@ def test_malformed_and_oversized_heads(pv, http_app):
         ok + b"No colon\r\n\r\n": 400,
         ok + b"Bad\x01: x\r\n\r\n": 400,
         ok + b"X: a\x00b\r\n\r\n": 400,
+        ok + b"X\x00Y: z\r\n\r\n": 400,
+        b"G\x00T /preview/%d/ HTTP/1.1\r\nCookie: %s\r\n\r\n" % (http_app, pc.encode()): 400,
         ok + b"Transfer-Encoding: chunked\r\n\r\n": 501,
         ok + b"Content-Length: 1\r\nContent-Length: 1\r\n\r\nx": 400,
         ok + b"Content-Length: -1\r\n\r\n": 400,
@@ -721,6 +723,7 @@ class CookieSettingApp(TcpApp):
                       b"Set-Cookie: helios_session=evil; Path=/\n"
                       b"set-cookie:__Host-helios_session=evil; Path=/; Secure\n"
                       b"Set-Cookie: HELIOS_PREVIEW=x; Path=/preview/\n"
+                      b"Set-Cookie \t: helios_session=evil; Path=/\n"
                       b"Set-Cookie: theme=dark; Path=/\n"
                       b"X-Note: Set-Cookie: helios_session=in-another-header\n"
                       b"Content-Length: 5\n\n" + body)
@@ -776,7 +779,8 @@ class FixedAnswerApp(CookieSettingApp):
 
 @pytest.mark.parametrize("answer", [b"SSH-2.0-OpenSSH\r\n\r\n", b"HTTP/1.1 2\n\n\n\n\n\n", b"HTTP/1.1 2xx OK\r\n\r\n",
                                     b"HTTP/1.1 200 OK\r\n" + b"X: " + b"y" * 70000 + b"\r\n\r\n",
-                                    b"HTTP/1.1 200 OK\r\n   \n\t\n \n", b"\n" * 1000])
+                                    b"HTTP/1.1 200 OK\r\n   \n\t\n \n", b"\n" * 1000,
+                                    b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\n helios_session=evil\r\n\r\n"])
 def test_app_answers_that_are_no_http_heads_are_cut_off(pv, answer):
     app = FixedAnswerApp(answer)
     try:
