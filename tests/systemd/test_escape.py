@@ -7,6 +7,7 @@ Outbound network goes to a server in a network namespace the test makes inside t
 import json
 import os
 import re
+import secrets
 import subprocess
 import time
 
@@ -230,6 +231,8 @@ def test_home_outside_home(machine, users):
     for name in (CAROL, DAVE):
         machine.exec("useradd", "--create-home", "--home-dir", f"/srv/students/{name}", "--shell", "/bin/bash",
                      "--uid", str(machine._free_uid()), name)
+        # A password: an account whose password is still useradd's "!" is locked, and gets no workspace.
+        machine.exec("chpasswd", input=f"{name}:{secrets.token_urlsafe(12)}\n")
     machine.exec("chmod", "755", f"/srv/students/{DAVE}")
     machine.write(f"/srv/students/{DAVE}/secret.txt", "dave's work\n")
     machine.systemctl("start", "helios-launcher.socket")

@@ -329,7 +329,9 @@ def test_a_worker_that_refuses_to_start_is_said_until_the_admin_fixes_it(machine
         log = machine.exec("journalctl", "-u", "helios-gateway.service", "-o", "cat", "--no-pager").stdout
         assert "No workspace for bob: workspace failed to start (close 4013)." in log, log[-2000:]
         machine.write(conf, "max_terminals = 8\n", mode="0644")
-        machine.systemctl("reset-failed", "helios-worker@bob.*")
+        # The socket holds the failed state (a glob would also name the service, which systemd may
+        # have unloaded by now: then reset-failed exits 1).
+        machine.systemctl("reset-failed", "helios-worker@bob.socket")
         out = gateway_client(machine, "rpc", r["cookie"], "worker:info")
         assert out["response"]["result"]["uid"] == int(machine.exec("id", "-u", "bob").stdout), out
     finally:
