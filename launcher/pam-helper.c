@@ -12,6 +12,7 @@
 #include "launcher-protocol.h"
 #include "log.h"
 #include "macro.h"
+#include "pam-util.h"
 #include "user-name.h"
 
 typedef struct Credentials {
@@ -71,23 +72,6 @@ static int conversation(int n, const struct pam_message **msg, struct pam_respon
         }
         *ret = resp;
         return PAM_SUCCESS;
-}
-
-/* Outcomes that say "this user may not log in with this password", as opposed to "PAM could not tell". */
-static bool pam_result_is_denial(int r)
-{
-        switch (r) {
-        case PAM_AUTH_ERR:
-        case PAM_USER_UNKNOWN:
-        case PAM_MAXTRIES:
-        case PAM_CRED_INSUFFICIENT:
-        case PAM_ACCT_EXPIRED:
-        case PAM_NEW_AUTHTOK_REQD:
-        case PAM_PERM_DENIED:
-                return true;
-        default:
-                return false;
-        }
 }
 
 static int check(const char *service, const Credentials *c)

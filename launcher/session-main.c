@@ -30,6 +30,7 @@
 #include "log.h"
 #include "macro.h"
 #include "pam-helper.h"
+#include "pam-util.h"
 #include "user-name.h"
 
 typedef struct Args {
@@ -51,21 +52,6 @@ static int conversation(int n, const struct pam_message **msg, struct pam_respon
                 return PAM_BUF_ERR;
         *ret = resp;
         return PAM_SUCCESS;
-}
-
-static bool pam_result_is_denial(int r)
-{
-        switch (r) {
-        case PAM_AUTH_ERR:
-        case PAM_USER_UNKNOWN:
-        case PAM_ACCT_EXPIRED:
-        case PAM_NEW_AUTHTOK_REQD:
-        case PAM_PERM_DENIED:
-        case PAM_CRED_INSUFFICIENT:
-                return true;
-        default:
-                return false;
-        }
 }
 
 /* Whether line is "web/N", N a number of one to three digits without leading zeros. */

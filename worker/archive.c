@@ -305,15 +305,9 @@ static Archive **job_from_params(Archives *s, BusCall *call, const cJSON *params
 
 static void reply_path_errno(BusCall *call, int r, const char *path)
 {
-        if (r == -EXDEV) {
-                cJSON *data = cJSON_CreateObject();
-                if (data && (!cJSON_AddStringToObject(data, "errno", "EXDEV") ||
-                             !cJSON_AddStringToObject(data, "path", path))) {
-                        cJSON_Delete(data);
-                        data = NULL;
-                }
-                bus_call_error(call, RPC_PERMISSION_DENIED, "Outside the workspace", data);
-        } else
+        if (r == -EXDEV)
+                bus_call_error_outside(call, path);
+        else
                 bus_call_error_errno(call, r, path);
 }
 

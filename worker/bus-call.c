@@ -28,6 +28,18 @@ void bus_call_error_errno(BusCall *call, int r, const char *path)
         bus_call_error(call, code, msg, data);
 }
 
+void bus_call_error_outside(BusCall *call, const char *path)
+{
+        cJSON *data = cJSON_CreateObject();
+
+        if (data && (!cJSON_AddStringToObject(data, "errno", "EXDEV") ||
+                     (path && !cJSON_AddStringToObject(data, "path", path)))) {
+                cJSON_Delete(data);
+                data = NULL;
+        }
+        bus_call_error(call, RPC_PERMISSION_DENIED, "Outside the workspace", data);
+}
+
 int bus_call_error_oom(BusCall *call)
 {
         log_oom();

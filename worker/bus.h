@@ -129,6 +129,9 @@ void bus_call_reply(BusCall *call, cJSON *result);
 void bus_call_error(BusCall *call, int code, const char *message, cJSON *data);
 /* Answer with the application error for -errno r, data {"errno": "ENOENT", "path": path?}. */
 void bus_call_error_errno(BusCall *call, int r, const char *path);
+/* Answer -32002 "Outside the workspace", data {"errno": "EXDEV", "path": path}: path, or a symlink on its
+ * way, leads out of the workspace roots. */
+void bus_call_error_outside(BusCall *call, const char *path);
 /* Answer -32603 "Out of memory" (logged); returns -ENOMEM, for `return bus_call_error_oom(call);`. */
 int bus_call_error_oom(BusCall *call);
 /* Answer -32602 "Invalid params: <reason>", data {"reason", "path"?}; returns -EINVAL. */

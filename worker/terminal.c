@@ -1068,13 +1068,7 @@ static void on_create(BusCall *call, const cJSON *params, void *userdata)
         for (size_t i = 0; r >= 0 && i < s->config->n_roots && !inside; i++)
                 inside = path_is_below_or_same(cwd_abs, s->config->roots[i]);
         if (!inside) {
-                cJSON *data = cJSON_CreateObject();
-                if (data && (!cJSON_AddStringToObject(data, "errno", "EXDEV") ||
-                             !cJSON_AddStringToObject(data, "path", cwd_abs ? cwd_abs : req->cwd))) {
-                        cJSON_Delete(data);
-                        data = NULL;
-                }
-                bus_call_error(TAKE_PTR(req->call), RPC_PERMISSION_DENIED, "Outside the workspace", data);
+                bus_call_error_outside(TAKE_PTR(req->call), cwd_abs ? cwd_abs : req->cwd);
                 return;
         }
         create_spawn(s, req, cwd_abs, false);

@@ -99,15 +99,9 @@ static void reply_limit(BusCall *call, const char *message, uint64_t limit)
 
 static void reply_path_errno(BusCall *call, int r, const char *path)
 {
-        if (r == -EXDEV) {
-                cJSON *data = cJSON_CreateObject();
-                if (data && (!cJSON_AddStringToObject(data, "errno", "EXDEV") ||
-                             !cJSON_AddStringToObject(data, "path", path))) {
-                        cJSON_Delete(data);
-                        data = NULL;
-                }
-                bus_call_error(call, RPC_PERMISSION_DENIED, "Outside the workspace", data);
-        } else
+        if (r == -EXDEV)
+                bus_call_error_outside(call, path);
+        else
                 bus_call_error_errno(call, r, path);
 }
 
