@@ -713,24 +713,33 @@ static void handle_worker_systemd(Conn *c, const char *id, const char *user)
                 worker_unit_start(r);
 }
 
+/* account_check() for an operation on user's behalf: false when it refused, answered and logged. */
+static bool account_allowed(Conn *c, const char *id, const char *user, const char *event, const char *what)
+{
+        int k = account_check(&c->manager->accounts, user);
+
+        if (k == -EPERM || k == -ESRCH) {
+                log_event(LOG_WARNING, user, event, "Refusing a %s for %s: %s.", what, user,
+                          k == -ESRCH ? "no such account"
+                                      : "root, a system account, nobody or in the gateway's group");
+                conn_error(c, id, LAUNCHER_ERROR_REFUSED);
+                return false;
+        }
+        if (k < 0) {
+                log_error_errno(k, "Cannot look up the account %s: %m", user);
+                conn_error(c, id, LAUNCHER_ERROR_FAILED);
+                return false;
+        }
+        return true;
+}
+
 static void handle_worker(Conn *c, const char *id, const char *user)
 {
         Manager *m = c->manager;
         int k;
 
-        k = account_check(&m->accounts, user);
-        if (k == -EPERM || k == -ESRCH) {
-                log_event(LOG_WARNING, user, "worker-refused", "Refusing a worker for %s: %s.", user,
-                          k == -ESRCH ? "no such account"
-                                      : "root, a system account, nobody or in the gateway's group");
-                conn_error(c, id, LAUNCHER_ERROR_REFUSED);
+        if (!account_allowed(c, id, user, "worker-refused", "worker"))
                 return;
-        }
-        if (k < 0) {
-                log_error_errno(k, "Cannot look up the account %s: %m", user);
-                conn_error(c, id, LAUNCHER_ERROR_FAILED);
-                return;
-        }
         /* Said before any socket or unit is made for it: neither could give the user a workspace, and
          * the page tells them why. */
         k = account_workspace_check(user);
@@ -848,19 +857,8 @@ static void handle_session_open(Conn *c, const char *id, const char *key, const 
         HeldSession *s;
         int k;
 
-        k = account_check(&m->accounts, user);
-        if (k == -EPERM || k == -ESRCH) {
-                log_event(LOG_WARNING, user, "session-refused", "Refusing a session for %s: %s.", user,
-                          k == -ESRCH ? "no such account"
-                                      : "root, a system account, nobody or in the gateway's group");
-                conn_error(c, id, LAUNCHER_ERROR_REFUSED);
+        if (!account_allowed(c, id, user, "session-refused", "session"))
                 return;
-        }
-        if (k < 0) {
-                log_error_errno(k, "Cannot look up the account %s: %m", user);
-                conn_error(c, id, LAUNCHER_ERROR_FAILED);
-                return;
-        }
         for (s = m->sessions; s; s = s->next) {
                 if (s->conn == c && streq(s->key, key)) {
                         conn_error(c, id, LAUNCHER_ERROR_REFUSED);
