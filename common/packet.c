@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "launcher-protocol.h"
 
@@ -38,21 +39,75 @@ bool packet_id_valid(const char *s, size_t len)
         return true;
 }
 
-char *packet_join(const char *const *fields, size_t n, size_t *ret_len)
+/* The bytes of n fields with their NULs; with dst, copied there too. */
+static size_t fields_join(const char *const *fields, size_t n, char *dst)
 {
-        size_t total = 0, k = 0;
-        char *p;
+        size_t k = 0;
 
-        for (size_t i = 0; i < n; i++)
-                total += strlen(fields[i]) + 1;
-        p = malloc(total ? total : 1);
-        if (!p)
-                return NULL;
         for (size_t i = 0; i < n; i++) {
                 size_t l = strlen(fields[i]) + 1;
-                memcpy(p + k, fields[i], l);
+                if (dst)
+                        memcpy(dst + k, fields[i], l);
                 k += l;
         }
-        *ret_len = total;
+        return k;
+}
+
+char *packet_join(const char *const *fields, size_t n, size_t *ret_len)
+{
+        size_t total = fields_join(fields, n, NULL);
+        char *p = malloc(total ? total : 1);
+
+        if (!p)
+                return NULL;
+        *ret_len = fields_join(fields, n, p);
         return p;
+}
+
+int packet_queue_push(PacketQueue *q, const char *const *fields, size_t n)
+{
+        size_t total = fields_join(fields, n, NULL);
+        PacketQueueItem *p = malloc(sizeof(PacketQueueItem) + total);
+
+        if (!p)
+                return -ENOMEM;
+        p->next = NULL;
+        p->len = fields_join(fields, n, p->data);
+        if (q->last)
+                q->last->next = p;
+        else
+                q->first = p;
+        q->last = p;
+        q->n++;
+        return 0;
+}
+
+int packet_queue_flush(PacketQueue *q, int fd)
+{
+        while (q->first) {
+                PacketQueueItem *p = q->first;
+                ssize_t n = send(fd, p->data, p->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+                if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                        return 0;
+                if (n < 0)
+                        return -errno;
+                q->first = p->next;
+                if (!q->first)
+                        q->last = NULL;
+                q->n--;
+                free(p);
+        }
+        return 0;
+}
+
+void packet_queue_clear(PacketQueue *q)
+{
+        while (q->first) {
+                PacketQueueItem *p = q->first;
+                q->first = p->next;
+                free(p);
+        }
+        q->last = NULL;
+        q->n = 0;
 }

@@ -17,3 +17,23 @@ bool packet_id_valid(const char *s, size_t len);
 /* Join n fields, each with its NUL, into a newly allocated packet; its length in *ret_len. NULL on
  * allocation failure. */
 char *packet_join(const char *const *fields, size_t n, size_t *ret_len);
+
+/* Packets waiting to be sent on a non-blocking SOCK_SEQPACKET socket, in order; each goes whole or not
+ * at all. */
+typedef struct PacketQueueItem {
+        struct PacketQueueItem *next;
+        size_t len;
+        char data[];
+} PacketQueueItem;
+
+typedef struct PacketQueue {
+        PacketQueueItem *first, *last;
+        unsigned n;
+} PacketQueue;
+
+/* Append the packet of n fields (packet_join's); -ENOMEM. */
+int packet_queue_push(PacketQueue *q, const char *const *fields, size_t n);
+/* Send what the socket takes now: 0 when it is sent or the socket is full (q->first then says what is
+ * left), -errno when the socket failed. */
+int packet_queue_flush(PacketQueue *q, int fd);
+void packet_queue_clear(PacketQueue *q);

@@ -41,12 +41,6 @@
 typedef struct Conn Conn;
 typedef struct Request Request;
 
-typedef struct Reply {
-        struct Reply *next;
-        size_t len;
-        char data[];
-} Reply;
-
 struct Conn {
         Manager *manager;
         Conn *prev, *next;
@@ -54,8 +48,7 @@ struct Conn {
         uv_poll_t poll;
         pid_t pid;
         unsigned in_flight;
-        Reply *out_first, *out_last;
-        unsigned n_out;
+        PacketQueue out;
         bool closed;
 };
 
@@ -201,7 +194,7 @@ static void on_conn_event(uv_poll_t *p, int status, int events);
  * not read count against the same limit. A connection without room is not read until there is. */
 static bool conn_has_room(const Conn *c)
 {
-        return c->n_out + c->in_flight < CONN_OUT_MAX;
+        return c->out.n + c->in_flight < CONN_OUT_MAX;
 }
 
 static void conn_update_poll(Conn *c)
@@ -212,7 +205,7 @@ static void conn_update_poll(Conn *c)
                 return;
         if (conn_has_room(c))
                 events |= UV_READABLE;
-        if (c->out_first)
+        if (c->out.first)
                 events |= UV_WRITABLE;
         if (events)
                 (void)uv_poll_start(&c->poll, events, on_conn_event);
@@ -222,48 +215,19 @@ static void conn_update_poll(Conn *c)
 
 static void conn_flush(Conn *c)
 {
-        while (c->out_first) {
-                Reply *r = c->out_first;
-                ssize_t n = send(c->fd, r->data, r->len, MSG_DONTWAIT | MSG_NOSIGNAL);
-                if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                        break;
-                if (n < 0) {
-                        conn_close(c, "cannot send");
-                        return;
-                }
-                c->out_first = r->next;
-                if (!c->out_first)
-                        c->out_last = NULL;
-                c->n_out--;
-                free(r);
-        }
+        if (packet_queue_flush(&c->out, c->fd) < 0)
+                conn_close(c, "cannot send");
 }
 
 /* One packet: "ID\0STATUS\0[ARG\0]". A packet is sent whole or not at all. */
 static void conn_reply(Conn *c, const char *id, const char *status, const char *arg)
 {
-        size_t li = strlen(id) + 1, ls = strlen(status) + 1, la = arg ? strlen(arg) + 1 : 0;
-        Reply *r;
-
         if (c->closed)
                 return;
-        r = malloc(sizeof(Reply) + li + ls + la);
-        if (!r) {
+        if (packet_queue_push(&c->out, (const char *const[]){id, status, arg}, arg ? 3 : 2) < 0) {
                 conn_close(c, "out of memory");
                 return;
         }
-        r->next = NULL;
-        r->len = li + ls + la;
-        memcpy(r->data, id, li);
-        memcpy(r->data + li, status, ls);
-        if (arg)
-                memcpy(r->data + li + ls, arg, la);
-        if (c->out_last)
-                c->out_last->next = r;
-        else
-                c->out_first = r;
-        c->out_last = r;
-        c->n_out++;
         conn_flush(c);
         conn_update_poll(c);
 }
@@ -1002,11 +966,7 @@ static void on_conn_closed(uv_handle_t *h)
         Conn *c = h->data;
 
         safe_close(c->fd);
-        while (c->out_first) {
-                Reply *r = c->out_first;
-                c->out_first = r->next;
-                free(r);
-        }
+        packet_queue_clear(&c->out);
         free(c);
 }
 

@@ -28,12 +28,6 @@
 
 typedef struct UserEntry UserEntry;
 
-typedef struct Packet {
-        struct Packet *next;
-        size_t len;
-        char *data;
-} Packet;
-
 /* A user whose worker socket this process serves. */
 struct UserEntry {
         Spawner *spawner;
@@ -53,8 +47,7 @@ struct Spawner {
         int link_fd;
         uv_poll_t link_poll;
         bool link_open;
-        Packet *out_first, *out_last;
-        unsigned n_out;
+        PacketQueue out;
         void (*on_done)(void *userdata);
         void *userdata;
 
@@ -73,53 +66,27 @@ static void link_update_poll(Spawner *s)
 {
         if (!s->link_open)
                 return;
-        (void)uv_poll_start(&s->link_poll, UV_READABLE | (s->out_first ? UV_WRITABLE : 0), on_link_event);
+        (void)uv_poll_start(&s->link_poll, UV_READABLE | (s->out.first ? UV_WRITABLE : 0), on_link_event);
 }
 
 static void link_flush(Spawner *s)
 {
-        while (s->out_first) {
-                Packet *p = s->out_first;
-                ssize_t n = send(s->link_fd, p->data, p->len, MSG_DONTWAIT | MSG_NOSIGNAL);
-                if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                        break;
-                if (n < 0) {
-                        link_close(s, "cannot send");
-                        return;
-                }
-                s->out_first = p->next;
-                if (!s->out_first)
-                        s->out_last = NULL;
-                s->n_out--;
-                free(p->data);
-                free(p);
-        }
+        if (packet_queue_flush(&s->out, s->link_fd) < 0)
+                link_close(s, "cannot send");
 }
 
 static void link_send(Spawner *s, const char *const *fields, size_t n)
 {
-        Packet *p;
-
         if (!s->link_open)
                 return;
-        if (s->n_out >= LINK_OUT_MAX) {
+        if (s->out.n >= LINK_OUT_MAX) {
                 link_close(s, "the launcher does not read");
                 return;
         }
-        p = calloc(1, sizeof(Packet));
-        if (p)
-                p->data = packet_join(fields, n, &p->len);
-        if (!p || !p->data) {
-                free(p);
+        if (packet_queue_push(&s->out, fields, n) < 0) {
                 link_close(s, "out of memory");
                 return;
         }
-        if (s->out_last)
-                s->out_last->next = p;
-        else
-                s->out_first = p;
-        s->out_last = p;
-        s->n_out++;
         link_flush(s);
         link_update_poll(s);
 }
@@ -495,14 +462,7 @@ static void on_link_closed(uv_handle_t *h)
         Spawner *s = h->data;
 
         s->link_fd = safe_close(s->link_fd);
-        while (s->out_first) {
-                Packet *p = s->out_first;
-                s->out_first = p->next;
-                free(p->data);
-                free(p);
-        }
-        s->out_last = NULL;
-        s->n_out = 0;
+        packet_queue_clear(&s->out);
 }
 
 /* The launcher has gone (or broke the protocol): nothing more to do here. */
