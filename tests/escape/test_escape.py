@@ -15,6 +15,7 @@ import pwd
 import re
 import shutil
 import signal
+import secrets
 import socket
 import subprocess
 import sys
@@ -167,6 +168,9 @@ def create_user(name, home=None, create_home=True):
     delete_user(name)  # a leftover of an interrupted run
     p = retry(["useradd", "--create-home" if create_home else "--no-create-home",
                "--home-dir", home or f"/home/{name}", "--user-group", "--shell", "/bin/bash", name])
+    assert p.returncode == 0, p.stderr
+    # A password: useradd leaves "!", a locked one, and a locked account gets no workspace.
+    p = subprocess.run(["chpasswd"], input=f"{name}:{secrets.token_urlsafe(12)}\n", capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     return pwd.getpwnam(name)
 
