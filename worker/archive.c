@@ -541,6 +541,12 @@ static void on_idle_timer(uv_timer_t *t)
                 }
 }
 
+static const BusMethod archive_methods[] = {
+    {"fs:archive_begin", on_begin},
+    {"fs:archive_read", on_read},
+    {"fs:archive_cancel", on_cancel},
+};
+
 static int archives_start(const ServiceContext *ctx, void **ret)
 {
         Archives *s = calloc(1, sizeof(Archives));
@@ -567,11 +573,7 @@ static int archives_start(const ServiceContext *ctx, void **ret)
         *ret = s;
         r = uv_timer_start(&s->idle_timer, on_idle_timer, s->idle_ms / 4, s->idle_ms / 4);
         if (r >= 0)
-                r = bus_serve(ctx->bus, "fs:archive_begin", on_begin, s);
-        if (r >= 0)
-                r = bus_serve(ctx->bus, "fs:archive_read", on_read, s);
-        if (r >= 0)
-                r = bus_serve(ctx->bus, "fs:archive_cancel", on_cancel, s);
+                r = bus_serve_all(ctx->bus, archive_methods, ELEMENTSOF(archive_methods), s);
         if (r >= 0)
                 r = bus_subscribe(ctx->bus, BUS_EVENT_CLIENT_DISCONNECTED, on_client_disconnected, s);
         return r;

@@ -28,6 +28,16 @@ void bus_call_error_errno(BusCall *call, int r, const char *path)
         bus_call_error(call, code, msg, data);
 }
 
+int bus_serve_all(Bus *b, const BusMethod *methods, size_t n, void *userdata)
+{
+        for (size_t i = 0; i < n; i++) {
+                int r = bus_serve(b, methods[i].topic, methods[i].fn, userdata);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 void bus_call_error_outside(BusCall *call, const char *path)
 {
         cJSON *data = cJSON_CreateObject();

@@ -72,6 +72,14 @@ Bus *bus_free(Bus *b);
 
 /* Serve a topic. -EEXIST if another service serves it already. */
 int bus_serve(Bus *b, const char *topic, BusMethodFn fn, void *userdata);
+
+/* A service's methods, served all with one userdata; the first failure is returned (what was served
+ * before it stays served: the service's stop unserves it). */
+typedef struct BusMethod {
+        const char *topic;
+        BusMethodFn fn;
+} BusMethod;
+int bus_serve_all(Bus *b, const BusMethod *methods, size_t n, void *userdata);
 /* Serve a topic (a name, or a prefix ending in '*') by a connection started on demand: on a request
  * while no connection serves it, start(userdata, &id) starts the service and names the client
  * connection that speaks for it; the request and those after it go there. When that connection

@@ -1370,10 +1370,7 @@ static void on_project_loaded(const char *topic, const cJSON *params, ClientId o
 
 /* ---- service ---- */
 
-static const struct {
-        const char *topic;
-        BusMethodFn fn;
-} methods[] = {
+static const BusMethod methods[] = {
     {"terminal:attach", on_attach},   {"terminal:close", on_close},   {"terminal:create", on_create},
     {"terminal:data_in", on_data_in}, {"terminal:detach", on_detach}, {"terminal:list", on_list},
     {"terminal:pause", on_pause},     {"terminal:resize", on_resize}, {"terminal:resume", on_resume},
@@ -1415,11 +1412,9 @@ static int terminal_start(const ServiceContext *ctx, void **ret)
                 return -ENOMEM;
         }
 
-        for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
-                r = bus_serve(s->bus, methods[i].topic, methods[i].fn, s);
-                if (r < 0)
-                        goto fail;
-        }
+        r = bus_serve_all(s->bus, methods, ELEMENTSOF(methods), s);
+        if (r < 0)
+                goto fail;
         for (size_t i = 0; i < ELEMENTSOF(events); i++) {
                 r = bus_subscribe(s->bus, events[i].topic, events[i].fn, s);
                 if (r < 0)

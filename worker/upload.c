@@ -465,6 +465,11 @@ static void on_client_disconnected(const char *topic, const cJSON *params, Clien
                         upload_free(TAKE_PTR(s->active[i]));
 }
 
+static const BusMethod upload_methods[] = {
+    {"fs:upload_begin", on_begin}, {"fs:upload_chunk", on_chunk},    {"fs:upload_commit", on_commit},
+    {"fs:upload_abort", on_abort}, {"fs:read_range", on_read_range},
+};
+
 static int uploads_start(const ServiceContext *ctx, void **ret)
 {
         Uploads *s = calloc(1, sizeof(Uploads));
@@ -479,15 +484,7 @@ static int uploads_start(const ServiceContext *ctx, void **ret)
                 return r;
         }
         *ret = s;
-        r = bus_serve(ctx->bus, "fs:upload_begin", on_begin, s);
-        if (r >= 0)
-                r = bus_serve(ctx->bus, "fs:upload_chunk", on_chunk, s);
-        if (r >= 0)
-                r = bus_serve(ctx->bus, "fs:upload_commit", on_commit, s);
-        if (r >= 0)
-                r = bus_serve(ctx->bus, "fs:upload_abort", on_abort, s);
-        if (r >= 0)
-                r = bus_serve(ctx->bus, "fs:read_range", on_read_range, s);
+        r = bus_serve_all(ctx->bus, upload_methods, ELEMENTSOF(upload_methods), s);
         if (r >= 0)
                 r = bus_subscribe(ctx->bus, BUS_EVENT_CLIENT_DISCONNECTED, on_client_disconnected, s);
         return r;

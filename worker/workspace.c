@@ -1698,10 +1698,7 @@ static void ws_maybe_free(Workspace *ws)
         free(ws);
 }
 
-static const struct {
-        const char *topic;
-        BusMethodFn fn;
-} methods[] = {
+static const BusMethod methods[] = {
     {"project:load", on_project_load}, {"workspace:state", on_workspace_state},
     {"file:open", on_file_open},       {"file:edit", on_file_edit},
     {"file:save", on_file_save},       {"file:revert", on_file_revert},
@@ -1753,11 +1750,7 @@ static int workspace_start(const ServiceContext *ctx, void **ret)
         /* From here on a failure is cleaned up by stop(), which the caller runs. */
         *ret = ws;
 
-        for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
-                r = bus_serve(ctx->bus, methods[i].topic, methods[i].fn, ws);
-                if (r < 0)
-                        break;
-        }
+        r = bus_serve_all(ctx->bus, methods, ELEMENTSOF(methods), ws);
         if (r >= 0)
                 r = bus_subscribe(ctx->bus, EVENT_FILE_CHANGED_ON_DISK, on_changed_on_disk, ws);
         if (r >= 0)
