@@ -367,14 +367,11 @@ static int call_set_properties(UnitJob *j, const UnitProperty *props, size_t n)
         return 0;
 }
 
-int unit_starter_start(UnitStarter *u, const char *unit, const char *props_unit, const UnitProperty *props,
-                       size_t n, UnitJobCallback cb, void *userdata, UnitJob **ret)
+/* A job for unit, in the list with its timeout running; job_free() from here on. */
+static int job_new(UnitStarter *u, const char *unit, UnitJobCallback cb, void *userdata, UnitJob **ret)
 {
         UnitJob *j;
         int r;
-
-        assert(u && unit && cb);
-        assert(n <= UNIT_PROPERTIES_MAX && (n == 0 || props_unit));
 
         if (!u->bus) {
                 r = bus_connect(u);
@@ -388,11 +385,9 @@ int unit_starter_start(UnitStarter *u, const char *unit, const char *props_unit,
         j->cb = cb;
         j->userdata = userdata;
         j->unit = strdup(unit);
-        j->props_unit = n > 0 ? strdup(props_unit) : NULL;
-        r = j->unit && (n == 0 || j->props_unit) ? uv_timer_init(u->loop, &j->timer) : -ENOMEM;
+        r = j->unit ? uv_timer_init(u->loop, &j->timer) : -ENOMEM;
         if (r < 0) {
                 free(j->unit);
-                free(j->props_unit);
                 free(j);
                 return r;
         }
@@ -401,8 +396,27 @@ int unit_starter_start(UnitStarter *u, const char *unit, const char *props_unit,
                 u->jobs->prev = j;
         u->jobs = j;
         (void)uv_timer_start(&j->timer, on_job_timeout, u->timeout_ms, 0);
+        *ret = j;
+        return 0;
+}
 
-        r = n > 0 ? call_set_properties(j, props, n) : call_start(j);
+int unit_starter_start(UnitStarter *u, const char *unit, const char *props_unit, const UnitProperty *props,
+                       size_t n, UnitJobCallback cb, void *userdata, UnitJob **ret)
+{
+        UnitJob *j;
+        int r;
+
+        assert(u && unit && cb);
+        assert(n <= UNIT_PROPERTIES_MAX && (n == 0 || props_unit));
+
+        r = job_new(u, unit, cb, userdata, &j);
+        if (r < 0)
+                return r;
+        if (n > 0) {
+                j->props_unit = strdup(props_unit);
+                r = j->props_unit ? call_set_properties(j, props, n) : -ENOMEM;
+        } else
+                r = call_start(j);
         if (r < 0) {
                 job_free(j);
                 return r;
@@ -504,38 +518,16 @@ int unit_starter_check_failing(UnitStarter *u, const char *unit, uint64_t hold_u
 
         assert(u && unit && cb && ret);
 
-        if (!u->bus) {
-                r = bus_connect(u);
-                if (r < 0)
-                        return r;
-        }
-        j = calloc(1, sizeof(UnitJob));
-        if (!j)
-                return -ENOMEM;
-        j->starter = u;
-        j->cb = cb;
-        j->userdata = userdata;
+        r = job_new(u, unit, cb, userdata, &j);
+        if (r < 0)
+                return r;
         j->check = true;
         j->hold_usec = hold_usec;
-        j->unit = strdup(unit);
-        r = j->unit ? sd_bus_path_encode("/org/freedesktop/systemd1/unit", unit, &j->job_path) : -ENOMEM;
+        r = sd_bus_path_encode("/org/freedesktop/systemd1/unit", unit, &j->job_path);
         if (r >= 0)
-                r = uv_timer_init(u->loop, &j->timer);
-        if (r < 0) {
-                free(j->unit);
-                free(j->job_path);
-                free(j);
-                return r;
-        }
-        j->next = u->jobs;
-        if (u->jobs)
-                u->jobs->prev = j;
-        u->jobs = j;
-        (void)uv_timer_start(&j->timer, on_job_timeout, u->timeout_ms, 0);
-
-        r = sd_bus_call_method_async(u->bus, &j->call, SD_DEST, j->job_path,
-                                     "org.freedesktop.DBus.Properties", "Get", on_check_result, j, "ss",
-                                     "org.freedesktop.systemd1.Socket", "Result");
+                r = sd_bus_call_method_async(u->bus, &j->call, SD_DEST, j->job_path,
+                                             "org.freedesktop.DBus.Properties", "Get", on_check_result, j,
+                                             "ss", "org.freedesktop.systemd1.Socket", "Result");
         if (r < 0) {
                 job_free(j);
                 return log_error_errno(r, "Cannot ask how %s ended: %m", unit);
