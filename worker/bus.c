@@ -54,6 +54,7 @@ typedef struct Client {
         ClientId id; /* 0 once removed; swept when no publish is running */
         const BusClientOps *ops;
         void *userdata;
+        unsigned n_ready; /* answers to it (and messages behind them) waiting in the bus's queue */
 } Client;
 
 struct Bus {
@@ -88,10 +89,14 @@ struct BusCall {
         /* The answer, owned until it is delivered: result or error for internal requests, the
          * response (NULL for notifications) for client requests. */
         cJSON *result, *error, *response;
+        /* Not a call: a message to the client origin, queued behind answers to it (client_send()). */
+        char *raw;
+        size_t raw_len;
         BusCall *next; /* in the bus's queue of answers to deliver */
 };
 
 static Client *find_client(Bus *b, ClientId id);
+static int client_send(Bus *b, Client *c, const char *msg, size_t len);
 static void on_bus_serve(BusCall *call, const cJSON *params, void *userdata);
 static void on_bus_subscribe(BusCall *call, const cJSON *params, void *userdata);
 
@@ -277,15 +282,29 @@ static void call_free(BusCall *c)
         cJSON_Delete(c->result);
         cJSON_Delete(c->error);
         cJSON_Delete(c->response);
+        free(c->raw);
         free(c);
 }
 
 static void schedule_delivery(Bus *b);
 static void on_idle_closed(uv_handle_t *h);
 
+/* Whether c waits in the queue for a client, holding back what the bus sends that client after it. */
+static bool call_holds_client(const BusCall *c)
+{
+        return c->origin != 0 && (c->done || c->raw);
+}
+
 static void deliver(BusCall *c)
 {
-        if (c->reply)
+        Client *client = call_holds_client(c) ? find_client(c->bus, c->origin) : NULL;
+
+        if (client)
+                client->n_ready--;
+        if (c->raw) {
+                if (client)
+                        (void)client->ops->send(client->userdata, c->raw, c->raw_len);
+        } else if (c->reply)
                 c->reply(TAKE_PTR(c->result), TAKE_PTR(c->error), c->userdata);
         else
                 c->done(TAKE_PTR(c->response), c->userdata);
@@ -334,7 +353,10 @@ static void schedule_delivery(Bus *b)
 static void call_answered(BusCall *c)
 {
         Bus *b = c->bus;
+        Client *client = call_holds_client(c) ? find_client(b, c->origin) : NULL;
 
+        if (client)
+                client->n_ready++;
         c->next = NULL;
         if (b->ready_tail)
                 b->ready_tail->next = c;
@@ -342,6 +364,28 @@ static void call_answered(BusCall *c)
                 b->ready = c;
         b->ready_tail = c;
         schedule_delivery(b);
+}
+
+/* Everything the bus sends a client reaches it in the order it was made: while an answer to it waits
+ * for the loop's next turn, what comes after (a terminal's output after its attach, say) waits behind it,
+ * copied. That wait is one turn of the loop, so the copies are bounded by what one turn produces. */
+static int client_send(Bus *b, Client *c, const char *msg, size_t len)
+{
+        BusCall *q;
+
+        if (c->n_ready == 0)
+                return c->ops->send(c->userdata, msg, len);
+        q = call_new(b, c->id);
+        if (q)
+                q->raw = malloc(MAX(len, (size_t)1));
+        if (!q || !q->raw) {
+                free(q);
+                return log_oom();
+        }
+        memcpy(q->raw, msg, len);
+        q->raw_len = len;
+        call_answered(q);
+        return 0;
 }
 
 ClientId bus_call_origin(const BusCall *call)
@@ -603,7 +647,7 @@ void bus_publish(Bus *b, const char *topic, cJSON *params, BusAudience audience,
                 Client *c = &b->clients[i];
                 if (c->id == 0 || !in_audience(c->id, audience, client))
                         continue;
-                (void)c->ops->send(c->userdata, text, len);
+                (void)client_send(b, c, text, len);
         }
         /* Connections that subscribed, and did not get it as part of the audience. */
         for (size_t i = 0; text && i < b->n_subs; i++) {
@@ -612,7 +656,7 @@ void bus_publish(Bus *b, const char *topic, cJSON *params, BusAudience audience,
                 if (!s->remote || !topic_matches(s->topic, topic) ||
                     in_audience(s->remote, audience, client) || !(c = find_client(b, s->remote)))
                         continue;
-                (void)c->ops->send(c->userdata, text, len);
+                (void)client_send(b, c, text, len);
         }
         cJSON_Delete(params);
         b->publishing--;
@@ -635,7 +679,7 @@ int bus_send_raw(Bus *b, ClientId client, const char *msg, size_t len)
 
         if (!c)
                 return -ENOENT;
-        return c->ops->send(c->userdata, msg, len);
+        return client_send(b, c, msg, len);
 }
 
 static void publish_client_event(Bus *b, const char *topic, ClientId id)
